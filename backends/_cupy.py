@@ -1,0 +1,48 @@
+"""CuPy on an NVIDIA GPU."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._base import Backend, BackendUnavailableError
+
+
+class CupyBackend(Backend):
+    name = "cupy"
+
+    def __init__(self, cupy, xp):
+        self._cupy = cupy
+        super().__init__(xp, cupy.cuda.Device())
+
+    def is_native(self, data):
+        return isinstance(data, self._cupy.ndarray)
+
+    def _from_host(self, host, dtype):
+        return self._cupy.asarray(np.asarray(host), dtype=dtype)
+
+    def to_numpy(self, array):
+        return self._cupy.asnumpy(array)
+
+    def synchronize(self):
+        self._cupy.cuda.Device().synchronize()
+
+
+def create() -> Backend:
+    try:
+        import cupy
+        from array_api_compat import cupy as xp_cupy
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            "the 'cupy' backend needs CuPy: pip install 'mlp[cupy]' "
+            "(CUDA 12; 'mlp[cupy13]' for CUDA 13)"
+        ) from exc
+    try:
+        usable = cupy.cuda.is_available()
+    except Exception:  # noqa: BLE001 - any CUDA failure means "no GPU"
+        usable = False
+    if not usable:
+        raise BackendUnavailableError(
+            "the 'cupy' backend needs an NVIDIA GPU with a working CUDA driver; "
+            "CuPy is installed but cupy.cuda.is_available() is False on this machine"
+        )
+    return CupyBackend(cupy, xp_cupy)

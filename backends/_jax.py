@@ -1,0 +1,62 @@
+"""JAX (CPU or GPU): `jit` compiles, `scan` is `jax.lax.scan`.
+
+float64: JAX computes in float32 unless its ``jax_enable_x64`` flag is on, and
+then silently truncates float64 requests. Asking this backend for float64
+switches the flag on (process-wide, as JAX requires) so the request is honoured.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._base import Backend, BackendUnavailableError
+
+
+class JaxBackend(Backend):
+    name = "jax"
+    compiles = True
+
+    def __init__(self, jax):
+        self._jax = jax
+        super().__init__(jax.numpy, jax.devices()[0])
+
+    def dtype(self, dtype):
+        dt = super().dtype(dtype)
+        if dt == self.xp.float64:
+            self.enable_x64()
+        return dt
+
+    def enable_x64(self):
+        if not self._jax.config.jax_enable_x64:
+            self._jax.config.update("jax_enable_x64", True)
+
+    def is_native(self, data):
+        return isinstance(data, self._jax.Array)
+
+    def _from_host(self, host, dtype):
+        host = np.asarray(host)
+        if host.dtype == np.float64 and dtype is None:
+            dtype = self.dtype("float64")
+        return self._jax.device_put(self.xp.asarray(host, dtype=dtype), self.device)
+
+    def to_numpy(self, array):
+        return np.array(array, copy=True)
+
+    def jit(self, fn, static_argnums=()):
+        return self._jax.jit(fn, static_argnums=static_argnums)
+
+    def scan(self, body, carry, xs=None, length=None):
+        return self._jax.lax.scan(body, carry, xs, length=length)
+
+    def synchronize(self):
+        self._jax.effects_barrier()
+
+
+def create() -> Backend:
+    try:
+        import jax
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            "the 'jax' backend needs JAX: pip install 'mlp[jax]' (or pip install 'jax[cpu]')"
+        ) from exc
+    return JaxBackend(jax)

@@ -1,0 +1,41 @@
+"""array-api-strict: a minimal, strict implementation of the standard.
+
+Nothing here helps performance; it exists to prove that `mlp` uses only what
+the array API standard defines.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._base import Backend, BackendUnavailableError
+
+
+class StrictBackend(Backend):
+    name = "array_api_strict"
+
+    def __init__(self, xp):
+        super().__init__(xp, xp.Device("CPU_DEVICE"))
+        self._array_type = type(xp.asarray(0.0))
+
+    def is_native(self, data):
+        return isinstance(data, self._array_type)
+
+    def _from_host(self, host, dtype):
+        if dtype is not None:
+            host = np.asarray(host, dtype=self.dtype_name(dtype))
+        return self.xp.asarray(np.ascontiguousarray(host))
+
+    def to_numpy(self, array):
+        return np.array(np.from_dlpack(array), copy=True)
+
+
+def create() -> Backend:
+    try:
+        import array_api_strict
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            "the 'array_api_strict' backend needs array-api-strict: "
+            "pip install 'mlp[strict]' (or pip install array-api-strict)"
+        ) from exc
+    return StrictBackend(array_api_strict)

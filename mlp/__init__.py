@@ -1,0 +1,38 @@
+"""mlp: a multilayer perceptron written once against the Python array API.
+
+The same hand-derived forward and backward passes run on NumPy, CuPy, JAX,
+PyTorch and array-api-strict; pick one with ``backend=`` or ``$MLP_BACKEND``.
+
+>>> import mlp
+>>> model = mlp.MLP([64, 128, 10], loss="cross_entropy", seed=0)
+>>> history = model.fit(x, y, epochs=30, optimizer="adam", batch_size=64)  # doctest: +SKIP
+"""
+
+from backends import available_backends, get_backend
+
+from . import activations, core, losses, optimizers, schedules
+from .callbacks import Callback, EarlyStopping, History
+from .io import ModelFileError, load
+from .model import MLP
+from .network import Network
+from .training import TrainingDivergedError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MLP",
+    "Network",
+    "History",
+    "Callback",
+    "EarlyStopping",
+    "TrainingDivergedError",
+    "ModelFileError",
+    "load",
+    "activations",
+    "core",
+    "losses",
+    "optimizers",
+    "schedules",
+    "available_backends",
+    "get_backend",
+]

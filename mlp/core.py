@@ -1,0 +1,126 @@
+"""The network's math: pure forward and backward passes over ``xp``.
+
+Parameters are a list of ``(W, b)`` pairs, ``W: (fan_in, fan_out)``,
+``b: (fan_out,)``. Nothing here mutates an array, so JAX can trace and
+compile every function, and the same code runs on every backend.
+
+For a batch ``x: (n, n_features)`` the forward pass computes, layer by layer,
+
+    z_l = a_{l-1} @ W_l + b_l,        a_l = f_l(z_l),        a_0 = x
+
+and the backward pass, starting from ``delta_L = dLoss/dz_L`` (given fused by
+the loss), runs
+
+    dW_l = a_{l-1}.T @ delta_l,       db_l = sum_rows(delta_l),
+    delta_{l-1} = f'_{l-1}(z_{l-1}) * (delta_l @ W_l.T)
+
+stopping before the input layer (nobody needs ``dLoss/dx``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from .activations import Activation
+from .losses import Loss
+
+
+class NetworkSpec(NamedTuple):
+    """Everything static about a network's math (no arrays)."""
+
+    xp: Any
+    hidden: Activation
+    output: Activation
+    loss: Loss
+
+
+def forward(spec: NetworkSpec, params, x):
+    """The network's output ``a_L: (n, n_outputs)`` for ``x: (n, n_features)``."""
+    xp = spec.xp
+    a = x
+    last = len(params) - 1
+    for i, (W, b) in enumerate(params):
+        act = spec.output if i == last else spec.hidden
+        a = act.forward(xp, a @ W + b)
+    return a
+
+
+def forward_logits(spec: NetworkSpec, params, x):
+    """``(z_L, a_L)``: the output layer's pre-activation and activation."""
+    xp = spec.xp
+    a = x
+    last = len(params) - 1
+    for i, (W, b) in enumerate(params):
+        z = a @ W + b
+        a = (spec.output if i == last else spec.hidden).forward(xp, z)
+    return z, a
+
+
+def loss_value(spec: NetworkSpec, params, x, y):
+    """The mean loss (0-d array) of ``params`` on ``(x, y)``; ``y`` as the loss expects it."""
+    z, a = forward_logits(spec, params, x)
+    return spec.loss.value(spec.xp, z, a, y)
+
+
+def l2_penalty(xp, params, alpha: float):
+    """``0.5 * alpha * sum ||W||^2`` over the weight matrices (not the biases)."""
+    total = 0.0
+    for W, _ in params:
+        total = total + xp.sum(W * W)
+    return 0.5 * alpha * total
+
+
+def loss_and_gradients(spec: NetworkSpec, params, x, y, alpha: float = 0.0):
+    """The mean loss and its exact gradients, from one forward pass.
+
+    Parameters
+    ----------
+    params : list of (W, b)
+    x : array, (n, n_features)
+    y : array, (n, n_outputs)
+        Targets as the loss expects them (one-hot rows for cross-entropy).
+    alpha : float
+        L2 penalty ``0.5 * alpha * sum ||W||^2`` added to the loss (weights only).
+
+    Returns
+    -------
+    loss : 0-d array
+    grads : list of (dW, db), shapes as ``params``
+    """
+    xp = spec.xp
+    n_layers = len(params)
+    inputs, zs = [], []
+    a = x
+    for i, (W, b) in enumerate(params):
+        inputs.append(a)
+        z = a @ W + b
+        a = (spec.output if i == n_layers - 1 else spec.hidden).forward(xp, z)
+        zs.append(z)
+    loss, delta = spec.loss.value_and_delta(xp, zs[-1], a, y, spec.output)
+
+    grads = [None] * n_layers
+    for i in range(n_layers - 1, -1, -1):
+        W = params[i][0]
+        dW = inputs[i].T @ delta
+        if alpha:
+            dW = dW + alpha * W
+        grads[i] = (dW, xp.sum(delta, axis=0))
+        if i > 0:
+            delta = spec.hidden.backward(xp, delta @ W.T, zs[i - 1], inputs[i])
+    if alpha:
+        loss = loss + l2_penalty(xp, params, alpha)
+    return loss, grads
+
+
+def global_norm(xp, grads):
+    """sqrt of the sum of squares of every gradient entry (0-d array)."""
+    total = 0.0
+    for dW, db in grads:
+        total = total + xp.sum(dW * dW) + xp.sum(db * db)
+    return xp.sqrt(total)
+
+
+def clip_by_global_norm(xp, grads, max_norm: float):
+    """Scale ``grads`` so that their global norm is at most ``max_norm``."""
+    scale = max_norm / xp.maximum(global_norm(xp, grads), max_norm)
+    return [(dW * scale, db * scale) for dW, db in grads]

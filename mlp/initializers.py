@@ -1,0 +1,51 @@
+"""Initial weights, drawn on the host so one seed gives one model everywhere.
+
+Weights come from a seeded NumPy ``Generator`` in float64 and are then cast
+and moved to the backend, so the same seed gives bit-identical initial
+weights on NumPy, JAX, PyTorch, CuPy and array-api-strict. Biases start at zero.
+
+- ``he``: normal with std ``sqrt(2 / fan_in)`` (default for relu and leaky_relu);
+- ``glorot``: uniform on ``+-sqrt(6 / (fan_in + fan_out))`` (default for tanh,
+  sigmoid, identity);
+- ``normal``: standard normal, the seed notebook's ``np.random.randn``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _he(rng, fan_in, fan_out):
+    return rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / fan_in)
+
+
+def _glorot(rng, fan_in, fan_out):
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, size=(fan_in, fan_out))
+
+
+def _normal(rng, fan_in, fan_out):
+    return rng.standard_normal((fan_in, fan_out))
+
+
+INITIALIZERS = {"he": _he, "glorot": _glorot, "normal": _normal}
+
+
+def default_initializer(activation: str) -> str:
+    """``"he"`` for relu-like activations, ``"glorot"`` otherwise."""
+    return "he" if activation in ("relu", "leaky_relu") else "glorot"
+
+
+def check_initializer(name: str) -> str:
+    if not isinstance(name, str) or name not in INITIALIZERS:
+        raise ValueError(f"unknown init {name!r}; known: {', '.join(INITIALIZERS)}")
+    return name
+
+
+def initial_weights(layer_sizes, init: str, rng: np.random.Generator) -> list[tuple]:
+    """Host float64 ``[(W, b), ...]`` with ``W: (fan_in, fan_out)``, ``b: (fan_out,)``."""
+    draw = INITIALIZERS[check_initializer(init)]
+    return [
+        (draw(rng, fan_in, fan_out), np.zeros(fan_out))
+        for fan_in, fan_out in zip(layer_sizes[:-1], layer_sizes[1:], strict=True)
+    ]

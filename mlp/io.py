@@ -1,0 +1,154 @@
+"""Saving and loading models as one portable ``.npz`` file (no pickle).
+
+The file holds ``mlp_format`` (a version number), ``config`` (JSON: layer
+sizes, activations, loss, dtype, seed) and the weights ``W0, b0, W1, b1, ...``
+as NumPy arrays; optionally the optimizer (JSON) and its state
+(``opt_state_0, ...`` plus the state's structure in JSON). Any backend reads it.
+Writes go to a temporary file in the same folder, then an atomic rename.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+FORMAT_VERSION = 1
+
+
+class ModelFileError(ValueError):
+    """A file that is not a readable mlp model (truncated, corrupted or foreign)."""
+
+
+def _flatten(tree, leaves):
+    """JSON structure of a state made of tuples, lists, None and arrays."""
+    if tree is None:
+        return None
+    if isinstance(tree, (tuple, list)):
+        return {"seq": [_flatten(t, leaves) for t in tree], "tuple": isinstance(tree, tuple)}
+    leaves.append(tree)
+    return {"leaf": len(leaves) - 1}
+
+
+def _unflatten(struct, leaves):
+    if struct is None:
+        return None
+    if "leaf" in struct:
+        return leaves[struct["leaf"]]
+    items = [_unflatten(s, leaves) for s in struct["seq"]]
+    return tuple(items) if struct["tuple"] else items
+
+
+def _optimizer_config(opt):
+    if not dataclasses.is_dataclass(opt):
+        raise ValueError(f"cannot save optimizer {opt!r}: only the optimizers of "
+                         "mlp.optimizers can be saved")
+    fields = {f.name: getattr(opt, f.name) for f in dataclasses.fields(opt) if f.init}
+    for key, value in fields.items():
+        if dataclasses.is_dataclass(value):  # a schedule
+            fields[key] = {"schedule": type(value).__name__, **dataclasses.asdict(value)}
+        elif callable(value):
+            raise ValueError(f"cannot save optimizer with a custom {key} function {value!r}")
+    return {"name": opt.name, "class": type(opt).__name__, "fields": fields}
+
+
+def save(model, path, *, include_optimizer=False):
+    path = os.fspath(path)
+    backend = model.backend
+    config = {
+        "layer_sizes": list(model.layer_sizes), "activation": model.activation,
+        "output_activation": model.output_activation, "loss": model.loss_name,
+        "init": model.init, "dtype": model.dtype_name, "seed": model.seed,
+    }
+    arrays = {"mlp_format": np.asarray(FORMAT_VERSION), "config": np.asarray(json.dumps(config))}
+    for i, (W, b) in enumerate(model.get_weights()):
+        arrays[f"W{i}"], arrays[f"b{i}"] = W, b
+    if include_optimizer:
+        if model.optimizer_ is None:
+            raise ValueError("include_optimizer=True, but the model has not been trained yet")
+        leaves = []
+        struct = _flatten(model.optimizer_state_, leaves)
+        arrays["optimizer"] = np.asarray(json.dumps(_optimizer_config(model.optimizer_)))
+        arrays["optimizer_state"] = np.asarray(json.dumps(struct))
+        for i, leaf in enumerate(leaves):
+            arrays[f"opt_state_{i}"] = backend.to_numpy(leaf)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"cannot save to {path!r}: folder {folder!r} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=".mlp-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _read(path):
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no model file at {path!r}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise ModelFileError(f"{path!r} is not an mlp model file, or it is truncated or "
+                             f"corrupted ({exc})") from exc
+    except ValueError as exc:  # e.g. object arrays, which would need pickle
+        raise ModelFileError(f"{path!r} cannot be read safely: {exc}") from exc
+
+
+def load(path, backend=None):
+    """A model from a file written by `MLP.save`, on ``backend`` (None: ``$MLP_BACKEND``).
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    ModelFileError (a ValueError)
+        The file is truncated, corrupted, or not an mlp model; the message
+        names the file and the problem. Nothing in the file is ever executed.
+    """
+    from .model import MLP
+    from .optimizers import OPTIMIZERS
+    from . import schedules
+
+    data = _read(path)
+    if "mlp_format" not in data or "config" not in data:
+        raise ModelFileError(f"{os.fspath(path)!r} is an .npz file but not an mlp model "
+                             f"(it holds {sorted(data)[:6]})")
+    version = int(data["mlp_format"])
+    if version > FORMAT_VERSION:
+        raise ModelFileError(f"{os.fspath(path)!r} was written by a newer mlp "
+                             f"(format {version}; this one reads up to {FORMAT_VERSION})")
+    try:
+        config = json.loads(str(data["config"]))
+        model = MLP(config["layer_sizes"], activation=config["activation"],
+                    output_activation=config["output_activation"], loss=config["loss"],
+                    init=config["init"], dtype=config["dtype"], seed=config["seed"],
+                    backend=backend)
+        n_layers = len(config["layer_sizes"]) - 1
+        model.set_weights([(data[f"W{i}"], data[f"b{i}"]) for i in range(n_layers)])
+    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{os.fspath(path)!r} holds a damaged mlp model: {exc}") from exc
+    if "optimizer" in data:
+        opt_cfg = json.loads(str(data["optimizer"]))
+        fields = dict(opt_cfg["fields"])
+        for key, value in fields.items():
+            if isinstance(value, dict) and "schedule" in value:
+                cls = getattr(schedules, value.pop("schedule"))
+                fields[key] = cls(**value)
+        model.optimizer_ = OPTIMIZERS[opt_cfg["name"]](**fields)
+        struct = json.loads(str(data["optimizer_state"]))
+        n_leaves = sum(1 for k in data if k.startswith("opt_state_"))
+        leaves = [model.backend.asarray(data[f"opt_state_{i}"]) for i in range(n_leaves)]
+        model.optimizer_state_ = _unflatten(struct, leaves)
+    return model

@@ -1,0 +1,73 @@
+"""`Network`: the seed notebook's API, built on the array-API core.
+
+Notebook users switch with one import::
+
+    from mlp import Network          # instead of the notebook's class
+    net = Network(input_dim=3, hidden_dim=4, output_dim=1, seed=0)
+    net.train(x, y, epochs=1000, learning_rate=0.01)
+
+As in the notebook: ReLU on *both* layers (so the output is never negative),
+standard-normal initial weights, zero biases, the loss ``mean(0.5 * (pred - y)**2)``
+and full-batch gradient descent, printing ``epoch N, loss: L`` every 100 epochs.
+
+One difference, on purpose: the gradient is that of the loss printed. The
+notebook divides the output gradient by ``n`` only, which equals the true
+gradient only for one output; here it divides by ``n * output_dim``.
+
+Beware the ReLU output: for some seeds the output unit starts "dead" (negative
+pre-activation for every sample), its gradient is zero and the loss never
+moves. Pick another seed, or use `mlp.MLP` with an identity output.
+"""
+
+from __future__ import annotations
+
+from .model import MLP
+
+
+class Network:
+    """The notebook's two-layer ReLU network (``input_dim -> hidden_dim -> output_dim``).
+
+    Parameters
+    ----------
+    input_dim, hidden_dim, output_dim : int
+    backend : str, Backend or None
+        None reads ``$MLP_BACKEND`` (default numpy).
+    seed : int or None
+        Seeds the initial weights.
+    dtype : {"float32", "float64"}
+    """
+
+    print_every = 100
+
+    def __init__(self, input_dim, hidden_dim, output_dim, *, backend=None, seed=None,
+                 dtype="float32"):
+        self.model = MLP([input_dim, hidden_dim, output_dim], activation="relu",
+                         output_activation="relu", loss="mse", init="normal",
+                         backend=backend, dtype=dtype, seed=seed)
+
+    @property
+    def backend(self):
+        return self.model.backend
+
+    def forward(self, x):
+        """The network's output ``(n, output_dim)`` for ``x: (n, input_dim)``."""
+        return self.model.predict(x)
+
+    def backward(self, x, y, learning_rate):
+        """One full-batch gradient-descent step on ``(x, y)`` (forward pass included)."""
+        self.model.fit(x, y, epochs=1, learning_rate=learning_rate, optimizer="sgd")
+
+    def train(self, x, y, epochs, learning_rate):
+        """Full-batch gradient descent, printing ``epoch N, loss: L`` every 100 epochs.
+
+        The printed loss is the one before that epoch's update, as in the notebook.
+        Returns the list of all epochs' losses.
+        """
+        losses = []
+        for start in range(0, epochs, self.print_every):
+            n = min(self.print_every, epochs - start)
+            history = self.model.fit(x, y, epochs=n, learning_rate=learning_rate,
+                                     optimizer="sgd")
+            losses.extend(history.history["loss"])
+            print(f"epoch {start}, loss: {history.history['loss'][0]}")
+        return losses

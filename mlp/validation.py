@@ -1,0 +1,186 @@
+"""Input checks at the public boundary, with messages in the user's terms.
+
+Everything a user passes to `MLP` is checked here once, before any work or any
+change to the model, so a rejected call leaves the model as it was.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from backends._base import foreign_to_numpy
+
+_NUMERIC_KINDS = "biuf"
+
+
+def check_int(name, value, *, minimum=1):
+    """``value`` as an int >= minimum (bools and floats are refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_float(name, value, *, requirement="", ok=lambda v: True):
+    """``value`` as a finite float for which ``ok(value)`` holds.
+
+    ``requirement`` completes the sentence "must be a finite number ..."
+    (e.g. ``"> 0"``, ``"in (0, 1)"``).
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or not ok(value):
+        raise ValueError(f"{name} must be a finite number {requirement}, got {value!r}".replace(
+            "number , got", "number, got"))
+    return value
+
+
+def check_layer_sizes(layer_sizes):
+    try:
+        sizes = list(layer_sizes)
+    except TypeError:
+        raise TypeError(
+            "layer_sizes must be a sequence of integers such as [n_features, 64, n_outputs], "
+            f"got {type(layer_sizes).__name__}"
+        ) from None
+    if len(sizes) < 2:
+        raise ValueError(
+            "layer_sizes needs at least two entries (inputs and outputs), e.g. "
+            f"[n_features, 64, n_outputs]; got {sizes!r}"
+        )
+    for i, s in enumerate(sizes):
+        if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1:
+            raise ValueError(f"layer_sizes[{i}] must be a positive integer, got {s!r}")
+    return tuple(int(s) for s in sizes)
+
+
+def to_backend_array(backend, data, name):
+    """``data`` on ``backend``, with its own (numeric) dtype; clear errors otherwise."""
+    if backend.is_native(data):
+        dtype = data.dtype
+        kind_ok = backend.xp.isdtype(dtype, ("bool", "integral", "real floating"))
+        if not kind_ok:
+            raise TypeError(
+                f"{name} must hold real numbers, got dtype {backend.dtype_name(dtype)}"
+            )
+        return data
+    if data is None:
+        raise TypeError(f"{name} is None; expected an array of numbers")
+    host = foreign_to_numpy(data, backend)
+    if host.dtype.kind not in _NUMERIC_KINDS:
+        what = {"c": "complex numbers", "O": "Python objects", "U": "strings", "S": "bytes",
+                "M": "dates", "m": "time deltas"}.get(host.dtype.kind, str(host.dtype))
+        raise TypeError(f"{name} must hold real numbers, got an array of {what} "
+                        f"(dtype {host.dtype})")
+    return backend.asarray(host)
+
+
+def check_finite(backend, array, name):
+    xp = backend.xp
+    if xp.isdtype(array.dtype, "real floating") and not bool(xp.all(xp.isfinite(array))):
+        n_bad = int(xp.sum(xp.astype(~xp.isfinite(array), xp.int32)))
+        raise ValueError(f"{name} contains {n_bad} NaN or infinite value(s); "
+                         "remove or impute them before training")
+
+
+def prepare_x(backend, x, n_features, dtype, name="x"):
+    """Validated ``x: (n, n_features)`` on the backend, in the model's dtype."""
+    arr = to_backend_array(backend, x, name)
+    if arr.ndim == 1:
+        hint = (" For one sample use x.reshape(1, -1); for one feature use x.reshape(-1, 1).")
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got a 1-D array of shape "
+                         f"{tuple(arr.shape)}.{hint}")
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape "
+                         f"{tuple(arr.shape)}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty (0 samples)")
+    if arr.shape[1] != n_features:
+        raise ValueError(f"{name} has {arr.shape[1]} features (columns), but the model's first "
+                         f"layer expects {n_features}")
+    if arr.dtype != dtype:
+        arr = backend.xp.astype(arr, dtype)
+    check_finite(backend, arr, name)
+    return arr
+
+
+def prepare_targets(backend, loss, y, n_samples, n_outputs, dtype, name="y"):
+    """Validated targets as the loss wants them, plus integer labels for metrics.
+
+    Returns
+    -------
+    targets : (n, n_outputs) array of the model's dtype (one-hot for cross-entropy)
+    labels : (n,) integer array for cross-entropy, else None
+    """
+    xp = backend.xp
+    arr = to_backend_array(backend, y, name)
+    if arr.ndim == 0 or arr.ndim > 2:
+        raise ValueError(f"{name} must be 1-D or 2-D, got shape {tuple(arr.shape)}")
+    if arr.shape[0] != n_samples:
+        raise ValueError(f"x and {name} have different numbers of samples: "
+                         f"{n_samples} and {arr.shape[0]}")
+    check_finite(backend, arr, name)
+    if loss.name == "cross_entropy":
+        return _class_targets(backend, arr, n_outputs, dtype, name)
+    if arr.ndim == 1:
+        if n_outputs != 1:
+            raise ValueError(f"{name} has shape {tuple(arr.shape)} but the model has {n_outputs} "
+                             f"outputs; {name} must be (n_samples, {n_outputs})")
+        arr = xp.reshape(arr, (n_samples, 1))
+    if arr.shape[1] != n_outputs:
+        raise ValueError(f"{name} has {arr.shape[1]} columns but the model's output layer has "
+                         f"{n_outputs} units")
+    arr = xp.astype(arr, dtype) if arr.dtype != dtype else arr
+    if loss.name == "binary_cross_entropy":
+        if not bool(xp.all((arr == 0.0) | (arr == 1.0))):
+            raise ValueError(f"binary_cross_entropy needs targets in {{0, 1}}; {name} has "
+                             "other values")
+    return arr, None
+
+
+def _class_targets(backend, arr, n_classes, dtype, name):
+    xp = backend.xp
+    if arr.ndim == 2:
+        if arr.shape[1] != n_classes:
+            if arr.shape[1] == 1:
+                raise ValueError(f"{name} has shape {tuple(arr.shape)}; cross_entropy takes integer "
+                                 f"labels of shape (n,) - use {name}.ravel() - or one-hot rows "
+                                 f"of width {n_classes}")
+            raise ValueError(f"{name} is one-hot with {arr.shape[1]} columns but the model has "
+                             f"{n_classes} output classes")
+        onehot = xp.astype(arr, dtype) if arr.dtype != dtype else arr
+        ok = bool(xp.all((onehot >= 0.0) & (onehot <= 1.0))) and bool(
+            xp.all(xp.abs(xp.sum(onehot, axis=1) - 1.0) < 1e-3))
+        if not ok:
+            raise ValueError(f"2-D {name} for cross_entropy must be one-hot (or probability) rows: "
+                             "values in [0, 1] summing to 1")
+        return onehot, xp.argmax(onehot, axis=1)
+    if not xp.isdtype(arr.dtype, "integral"):
+        raise ValueError(f"cross_entropy needs integer class labels 0..{n_classes - 1}; {name} has "
+                         f"dtype {backend.dtype_name(arr.dtype)} (convert with "
+                         f"{name}.astype(int) if the values are whole numbers)")
+    lo, hi = int(xp.min(arr)), int(xp.max(arr))
+    if lo < 0 or hi >= n_classes:
+        raise ValueError(f"class labels must be in 0..{n_classes - 1} (the model has {n_classes} "
+                         f"outputs); {name} has labels from {lo} to {hi}")
+    classes = xp.arange(n_classes, dtype=arr.dtype, device=_device(arr))
+    onehot = xp.astype(arr[:, None] == classes[None, :], dtype)
+    return onehot, arr
+
+
+def _device(arr):
+    from array_api_compat import device
+    return device(arr)
+
+
+def host_float_array(name, value):
+    """A NumPy float64 copy of ``value`` (for checks of user-given weights)."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    return arr
