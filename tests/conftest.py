@@ -1,0 +1,52 @@
+"""Shared fixtures: every test that takes ``backend`` runs on every backend installed.
+
+``MLP_TEST_BACKENDS=numpy,jax`` restricts the set; so does ``MLP_BACKEND=jax``
+(the nox sessions set it). A backend that cannot run here is reported as
+skipped, with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import backends
+
+ALL = list(backends.KNOWN_BACKENDS)
+
+
+def _selected():
+    wanted = (os.environ.get("MLP_TEST_BACKENDS", "").strip()
+              or os.environ.get("MLP_BACKEND", "").strip())
+    return [b.strip() for b in wanted.split(",") if b.strip()] if wanted else ALL
+
+
+def _params():
+    out = []
+    for name in _selected():
+        try:
+            backends.get_backend(name)
+            marks = ()
+        except backends.BackendUnavailableError as exc:
+            marks = (pytest.mark.skip(reason=f"{name} unavailable: {exc}"),)
+        out.append(pytest.param(name, id=name, marks=marks))
+    return out
+
+
+@pytest.fixture(params=_params())
+def backend(request):
+    """A `backends.Backend`, once for each installed backend."""
+    return backends.get_backend(request.param)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
+
+
+@pytest.fixture(autouse=True)
+def _no_env_backend(monkeypatch):
+    """Tests choose backends explicitly; an outer $MLP_BACKEND must not leak in."""
+    monkeypatch.delenv("MLP_BACKEND", raising=False)
