@@ -24,7 +24,7 @@ class StrictBackend(Backend):
     def _from_host(self, host, dtype):
         if dtype is not None:
             host = np.asarray(host, dtype=self.dtype_name(dtype))
-        return self.xp.asarray(np.ascontiguousarray(host))
+        return self.xp.asarray(np.array(host, copy=True, order="C"))
 
     def to_numpy(self, array):
         return np.array(np.from_dlpack(array), copy=True)

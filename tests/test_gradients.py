@@ -1,0 +1,107 @@
+"""Hand-derived gradients against central finite differences, on every backend."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import mlp
+from mlp import core
+
+HIDDEN = ["relu", "leaky_relu", "tanh", "sigmoid", "identity"]
+# (loss, output activation) pairs: every loss with its own output, and mse with every output.
+HEADS = [("mse", "identity"), ("mse", "relu"), ("mse", "leaky_relu"), ("mse", "tanh"),
+         ("mse", "sigmoid"), ("cross_entropy", "softmax"), ("binary_cross_entropy", "sigmoid")]
+
+
+def _targets(loss, rng, n, n_out):
+    if loss == "cross_entropy":
+        return rng.integers(0, n_out, size=n)
+    if loss == "binary_cross_entropy":
+        return rng.integers(0, 2, size=(n, n_out)).astype(np.float64)
+    return rng.normal(size=(n, n_out))
+
+
+def _finite_difference(model, x, y, eps=1e-6):
+    """Central differences of model.loss over every weight, on the model's backend."""
+    be, xp = model.backend, model.xp
+    x_dev, targets, _ = model._prepare(x, y)
+    host = model.get_weights()
+    grads = []
+    for layer, (W, b) in enumerate(host):
+        pair = []
+        for which, arr in enumerate((W, b)):
+            g = np.zeros_like(arr)
+            for idx in np.ndindex(arr.shape):
+                vals = []
+                for sign in (1, -1):
+                    pert = [(w.copy(), c.copy()) for w, c in host]
+                    pert[layer][which][idx] += sign * eps
+                    params = [(be.asarray(w, "float64"), be.asarray(c, "float64"))
+                              for w, c in pert]
+                    vals.append(float(core.loss_value(model._spec, params, x_dev, targets)))
+                g[idx] = (vals[0] - vals[1]) / (2 * eps)
+            pair.append(g)
+        grads.append(pair)
+    del xp
+    return grads
+
+
+@pytest.mark.parametrize("n_out", [1, 3], ids=["1out", "3out"])
+@pytest.mark.parametrize("loss,output", HEADS, ids=[f"{a}-{b}" for a, b in HEADS])
+@pytest.mark.parametrize("hidden", HIDDEN)
+def test_gradients_match_finite_differences(backend, hidden, loss, output, n_out, rng):
+    if loss == "cross_entropy" and n_out == 1:
+        n_out = 2  # softmax over one class is constant
+    model = mlp.MLP([3, 4, n_out], activation=hidden, output_activation=output, loss=loss,
+                    backend=backend, dtype="float64", seed=7)
+    x = rng.normal(size=(6, 3))
+    y = _targets(loss, rng, 6, n_out)
+    analytic = [(backend.to_numpy(dW), backend.to_numpy(db)) for dW, db in model.gradients(x, y)]
+    numeric = _finite_difference(model, x, y)
+    for (dW, db), (nW, nb) in zip(analytic, numeric):
+        np.testing.assert_allclose(dW, nW, rtol=1e-5, atol=1e-8)
+        np.testing.assert_allclose(db, nb, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy", "binary_cross_entropy"])
+def test_gradients_agree_across_backends(backend, loss, rng):
+    kwargs = dict(activation="tanh", loss=loss, dtype="float64", seed=3)
+    x = rng.normal(size=(20, 5))
+    y = _targets(loss, rng, 20, 4)
+    reference = mlp.MLP([5, 8, 6, 4], backend="numpy", **kwargs).gradients(x, y)
+    model = mlp.MLP([5, 8, 6, 4], backend=backend, **kwargs)
+    for (dW, db), (rW, rb) in zip(model.gradients(x, y), reference):
+        np.testing.assert_allclose(backend.to_numpy(dW), rW, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(backend.to_numpy(db), rb, rtol=1e-12, atol=1e-14)
+
+
+def test_mse_gradient_divides_by_every_output(rng):
+    """The notebook divides by n only; with several outputs the true gradient of
+    mean(0.5 * (a - y)**2) also divides by the number of outputs."""
+    model = mlp.MLP([2, 3], activation="identity", loss="mse", dtype="float64", seed=0)
+    x, y = rng.normal(size=(5, 2)), rng.normal(size=(5, 3))
+    W, b = model.get_weights()[0]
+    pred = x @ W + b
+    expected_dW = x.T @ (pred - y) / (5 * 3)
+    np.testing.assert_allclose(model.gradients(x, y)[0][0], expected_dW, rtol=1e-12)
+    assert model.loss(x, y) == pytest.approx(np.mean(0.5 * (pred - y) ** 2), rel=1e-12)
+
+
+def test_cross_entropy_is_stable_for_huge_logits():
+    model = mlp.MLP([1, 2], activation="identity", loss="cross_entropy", dtype="float64", seed=0)
+    model.set_weights([(np.array([[1000.0, -1000.0]]), np.zeros(2))])
+    x = np.array([[1.0], [1.0]])
+    assert model.loss(x, np.array([0, 1])) == pytest.approx(1000.0, rel=1e-12)
+    dW, db = model.gradients(x, np.array([0, 0]))[0]
+    assert np.all(np.isfinite(dW)) and np.allclose(db, 0.0)
+
+
+def test_binary_cross_entropy_is_stable_for_huge_logits():
+    model = mlp.MLP([1, 1], activation="identity", loss="binary_cross_entropy",
+                    dtype="float64", seed=0)
+    model.set_weights([(np.array([[800.0]]), np.zeros(1))])
+    x = np.array([[1.0], [-1.0]])
+    # z = +800 with y = 0 and z = -800 with y = 1: each costs 800
+    assert model.loss(x, np.array([[0.0], [1.0]])) == pytest.approx(800.0, rel=1e-12)
+    assert model.loss(x, np.array([[1.0], [0.0]])) == pytest.approx(0.0, abs=1e-12)
