@@ -1,0 +1,65 @@
+"""nox sessions: the test suite once per backend, lint, examples and benchmarks.
+
+    nox -s tests                       # every backend (cupy skips without a GPU)
+    nox -s "tests(backend='jax')"      # one backend
+    nox -s lint
+    nox -s bench
+
+Each tests session installs that backend's extra and runs pytest with
+MLP_BACKEND set, so the backend-parametrized tests run on that backend.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import nox
+
+nox.options.sessions = ["tests", "lint"]
+nox.options.reuse_existing_virtualenvs = True
+
+# PyTorch's CPU wheel: a plain `torch` from PyPI is a ~5 GB CUDA build on Linux.
+TORCH = "torch==2.13.0"
+
+BACKENDS = ["numpy", "jax", "torch", "array_api_strict", "cupy"]
+
+
+def _has_nvidia_gpu() -> bool:
+    return shutil.which("nvidia-smi") is not None
+
+
+@nox.session
+@nox.parametrize("backend", BACKENDS)
+def tests(session, backend):
+    """Run the test suite on one backend."""
+    if backend == "cupy":
+        if not _has_nvidia_gpu():
+            session.skip("the cupy session needs an NVIDIA GPU with a driver (nvidia-smi not "
+                         "found on this machine); CuPy cannot run here")
+        session.install("-e", ".[test,cupy]")
+    elif backend == "torch":
+        session.install(TORCH)
+        session.install("-e", ".[test]")
+    elif backend == "jax":
+        session.install("-e", ".[test,jax]")
+    else:
+        session.install("-e", ".[test]")
+    session.run("pytest", "-q", *session.posargs, env={"MLP_BACKEND": backend})
+
+
+@nox.session
+def lint(session):
+    """ruff over the code."""
+    session.install("ruff>=0.5")
+    session.run("ruff", "check", "mlp", "backends", "tests", "examples", "benchmarks",
+                "noxfile.py")
+
+
+@nox.session
+def examples(session):
+    """Run the examples on every CPU backend."""
+    session.install(TORCH)
+    session.install("-e", ".[examples,jax]")
+    for backend in ("numpy", "jax", "torch", "array_api_strict"):
+        for script in ("seed_notebook.py", "digits.py", "diabetes.py"):
+            session.run("python", f"examples/{script}", env={"MLP_BACKEND": backend})
