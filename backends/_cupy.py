@@ -30,7 +30,6 @@ class CupyBackend(Backend):
 def create() -> Backend:
     try:
         import cupy
-        from array_api_compat import cupy as xp_cupy
     except ImportError as exc:
         raise BackendUnavailableError(
             "the 'cupy' backend needs CuPy: pip install 'mlp[cupy]' "
@@ -45,4 +44,6 @@ def create() -> Backend:
             "the 'cupy' backend needs an NVIDIA GPU with a working CUDA driver; "
             "CuPy is installed but cupy.cuda.is_available() is False on this machine"
         )
+    from array_api_compat import cupy as xp_cupy
+
     return CupyBackend(cupy, xp_cupy)
