@@ -119,12 +119,13 @@ class Backend:
         return f"Backend(name={self.name!r}, device={self.device!r})"
 
 
-def foreign_to_numpy(data: Any, target: Backend) -> np.ndarray:
+def foreign_to_numpy(data: Any, target: Backend, name: str = "x") -> np.ndarray:
     """Host NumPy view of ``data`` that is not ``target``'s own array.
 
     Lists, scalars, NumPy arrays and CPU arrays of other libraries (through
     DLPack or ``__array__``) are converted; arrays on a GPU are refused with a
     message that says how to move them, since that copy should be the user's choice.
+    ``name`` is the argument's name in those messages.
     """
     if isinstance(data, np.ndarray):
         return data
@@ -132,30 +133,35 @@ def foreign_to_numpy(data: Any, target: Backend) -> np.ndarray:
     where = f"this model is on the {target.name!r} backend ({target.device})"
     if module == "cupy":
         raise TypeError(
-            f"got a CuPy array (on the GPU), but {where}. Move it to the host first "
-            "with `x.get()` or `cupy.asnumpy(x)`, or build the model with backend='cupy'."
+            f"{name} is a CuPy array (on the GPU), but {where}. Move it to the host first "
+            f"with `{name}.get()` or `cupy.asnumpy({name})`, or build the model with "
+            "backend='cupy'."
         )
     if module == "torch":
         dev = getattr(data, "device", None)
         if dev is not None and getattr(dev, "type", "cpu") != "cpu":
             raise TypeError(
-                f"got a torch tensor on {dev}, but {where}. Move it with "
-                "`x.cpu()`, or build the model with backend='torch'."
+                f"{name} is a torch tensor on {dev}, but {where}. Move it with "
+                f"`{name}.cpu()`, or build the model with backend='torch'."
             )
-        return data.detach().cpu().numpy()
+        tensor = data.detach().cpu()
+        if str(tensor.dtype) == "torch.bfloat16":  # NumPy has no bfloat16; float32 is exact
+            tensor = tensor.float()
+        return tensor.numpy()
     if module in ("jax", "jaxlib"):
         platform = getattr(next(iter(data.devices()), None), "platform", "cpu")
         if platform != "cpu":
             raise TypeError(
-                f"got a JAX array on {platform}, but {where}. Move it with "
-                "`numpy.asarray(x)`, or build the model with backend='jax'."
+                f"{name} is a JAX array on {platform}, but {where}. Move it with "
+                f"`numpy.asarray({name})`, or build the model with backend='jax'."
             )
         return np.asarray(data)
-    if module == "array_api_strict":
-        return np.from_dlpack(data)
     try:
+        if module == "array_api_strict":
+            return np.from_dlpack(data)
         return np.asarray(data)
     except Exception as exc:  # noqa: BLE001 - re-raised with the user's terms
         raise TypeError(
-            f"cannot turn an object of type {type(data).__name__} into an array ({exc})"
+            f"{name} must be an array of numbers; cannot turn a {type(data).__name__} into one "
+            f"({exc})"
         ) from exc

@@ -14,6 +14,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -92,18 +93,73 @@ def save(model, path, *, include_optimizer=False):
         raise
 
 
+_ZIP_MAGIC = b"PK\x03\x04"
+_NPY_MAGIC = b"\x93NUMPY"
+
+
 def _read(path):
+    """Every array of the ``.npz`` at ``path``, read without pickle.
+
+    The file's first bytes are checked before NumPy sees it, so that a file of
+    another kind (a pickle, a single ``.npy``, text) is refused as such.
+    """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ModelFileError(f"{path!r} is a folder, not a model file")
     if not os.path.exists(path):
         raise FileNotFoundError(f"no model file at {path!r}")
     try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(_NPY_MAGIC))
+    except OSError as exc:
+        raise ModelFileError(f"{path!r} cannot be read: {exc}") from exc
+    if not head:
+        raise ModelFileError(f"{path!r} is empty (0 bytes): not an mlp model file; was its "
+                             "writing interrupted?")
+    if head.startswith(_NPY_MAGIC):
+        raise ModelFileError(f"{path!r} is a single NumPy array (.npy), not an mlp model "
+                             "(.npz written by MLP.save)")
+    if not head.startswith(_ZIP_MAGIC):
+        raise ModelFileError(f"{path!r} is not an mlp model file (not an .npz archive; "
+                             f"it starts with {head[:4]!r})")
+    try:
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise ModelFileError(f"{path!r} is not an mlp model file, or it is truncated or "
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error) as exc:
+        raise ModelFileError(f"{path!r} is not a complete mlp model file: it is truncated or "
                              f"corrupted ({exc})") from exc
-    except ValueError as exc:  # e.g. object arrays, which would need pickle
-        raise ModelFileError(f"{path!r} cannot be read safely: {exc}") from exc
+    except ValueError as exc:  # object arrays (which would need pickle), bad .npy headers
+        reason = str(exc)
+        if "pickle" in reason:
+            raise ModelFileError(f"{path!r} cannot be read safely: it holds Python objects, "
+                                 f"which only pickle could load ({reason})") from exc
+        raise ModelFileError(f"{path!r} is not a complete mlp model file: it is truncated or "
+                             f"corrupted ({reason})") from exc
+
+
+def _schedule(name, fields):
+    """The learning-rate schedule class ``name`` of `mlp.schedules` (nothing else)."""
+    from . import schedules
+
+    cls = getattr(schedules, name, None) if isinstance(name, str) else None
+    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)
+            and cls.__module__ == schedules.__name__):
+        raise ValueError(f"unknown learning-rate schedule {name!r}")
+    return cls(**fields)
+
+
+def _optimizer(opt_cfg):
+    from .optimizers import OPTIMIZERS
+
+    name = opt_cfg["name"]
+    if not isinstance(name, str) or name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}")
+    fields = dict(opt_cfg["fields"])
+    for key, value in fields.items():
+        if isinstance(value, dict) and "schedule" in value:
+            value = dict(value)
+            fields[key] = _schedule(value.pop("schedule"), value)
+    return OPTIMIZERS[name](**fields)
 
 
 def load(path, backend=None):
@@ -114,41 +170,52 @@ def load(path, backend=None):
     FileNotFoundError
         No file at ``path``.
     ModelFileError (a ValueError)
-        The file is truncated, corrupted, or not an mlp model; the message
-        names the file and the problem. Nothing in the file is ever executed.
+        The file is empty, truncated, corrupted, or not an mlp model; the
+        message names the file and the problem. Nothing in the file is ever
+        executed: arrays are read with ``allow_pickle=False`` and the rest is JSON.
     """
     from .model import MLP
-    from .optimizers import OPTIMIZERS
-    from . import schedules
 
     data = _read(path)
+    name = repr(os.fspath(path))
     if "mlp_format" not in data or "config" not in data:
-        raise ModelFileError(f"{os.fspath(path)!r} is an .npz file but not an mlp model "
+        raise ModelFileError(f"{name} is an .npz file but not an mlp model "
                              f"(it holds {sorted(data)[:6]})")
-    version = int(data["mlp_format"])
+    try:
+        version = int(data["mlp_format"])
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"{name} holds a damaged mlp model: its format number "
+                             f"{data['mlp_format']!r} is not an integer") from exc
     if version > FORMAT_VERSION:
-        raise ModelFileError(f"{os.fspath(path)!r} was written by a newer mlp "
+        raise ModelFileError(f"{name} was written by a newer mlp "
                              f"(format {version}; this one reads up to {FORMAT_VERSION})")
     try:
         config = json.loads(str(data["config"]))
+        if not isinstance(config, dict):
+            raise ValueError(f"its config is {type(config).__name__}, not a JSON object")
+        keys = ("layer_sizes", "activation", "output_activation", "loss", "init", "dtype",
+                "seed")
+        missing = [k for k in keys if k not in config]
+        if missing:
+            raise ValueError(f"its config lacks {', '.join(missing)}")
         model = MLP(config["layer_sizes"], activation=config["activation"],
                     output_activation=config["output_activation"], loss=config["loss"],
                     init=config["init"], dtype=config["dtype"], seed=config["seed"],
                     backend=backend)
-        n_layers = len(config["layer_sizes"]) - 1
+        n_layers = len(model.layer_sizes) - 1
+        absent = [k for i in range(n_layers) for k in (f"W{i}", f"b{i}") if k not in data]
+        if absent:
+            raise ValueError(f"the weights {', '.join(absent)} are missing")
         model.set_weights([(data[f"W{i}"], data[f"b{i}"]) for i in range(n_layers)])
-    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{os.fspath(path)!r} holds a damaged mlp model: {exc}") from exc
-    if "optimizer" in data:
-        opt_cfg = json.loads(str(data["optimizer"]))
-        fields = dict(opt_cfg["fields"])
-        for key, value in fields.items():
-            if isinstance(value, dict) and "schedule" in value:
-                cls = getattr(schedules, value.pop("schedule"))
-                fields[key] = cls(**value)
-        model.optimizer_ = OPTIMIZERS[opt_cfg["name"]](**fields)
-        struct = json.loads(str(data["optimizer_state"]))
-        n_leaves = sum(1 for k in data if k.startswith("opt_state_"))
-        leaves = [model.backend.asarray(data[f"opt_state_{i}"]) for i in range(n_leaves)]
-        model.optimizer_state_ = _unflatten(struct, leaves)
+        if "optimizer" in data:
+            opt = _optimizer(json.loads(str(data["optimizer"])))
+            struct = json.loads(str(data["optimizer_state"]))
+            n_leaves = sum(1 for k in data if k.startswith("opt_state_"))
+            leaves = [model.backend.asarray(data[f"opt_state_{i}"]) for i in range(n_leaves)]
+            model.optimizer_ = opt
+            model.optimizer_state_ = _unflatten(struct, leaves)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        # json.JSONDecodeError is a ValueError
+        what = f"missing entry {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise ModelFileError(f"{name} holds a damaged mlp model: {what}") from exc
     return model

@@ -139,7 +139,7 @@ class MLP:
         """Checked ``(x, targets, labels)`` on the backend (see `prepare_targets`)."""
         x_dev = self._x(x, names[0])
         targets, labels = prepare_targets(self.backend, self._spec.loss, y, x_dev.shape[0],
-                                          self.n_outputs, self.dtype, names[1])
+                                          self.n_outputs, self.dtype, names[1], names[0])
         return x_dev, targets, labels
 
     # -------------------------------------------------------------- inference
@@ -323,8 +323,8 @@ class MLP:
             if not isinstance(pair, (list, tuple)) or len(pair) != 2:
                 raise ValueError(f"weights[{i}] must be a pair (W, b)")
             fan_in, fan_out = self.layer_sizes[i], self.layer_sizes[i + 1]
-            W = host_float_array(f"weights[{i}][0] (W)", self._host(pair[0]))
-            b = host_float_array(f"weights[{i}][1] (b)", self._host(pair[1]))
+            W, b = (host_float_array(f"weights[{i}][{j}] ({'Wb'[j]})", self._host(pair[j]),
+                                     self.dtype_name, self.backend) for j in (0, 1))
             if W.shape != (fan_in, fan_out) or b.shape != (fan_out,):
                 raise ValueError(f"layer {i} expects W of shape {(fan_in, fan_out)} and b of shape "
                                  f"{(fan_out,)}, got {W.shape} and {b.shape}")

@@ -140,6 +140,8 @@ def fit(model, x, y, *, epochs, learning_rate=None, batch_size=None, shuffle=Tru
     if clip_norm is not None:
         clip_norm = check_float("clip_norm", clip_norm, requirement="> 0", ok=lambda v: v > 0)
     if learning_rate is not None:
+        if isinstance(learning_rate, np.floating | np.integer):  # e.g. np.float32(0.01)
+            learning_rate = float(learning_rate)
         check_learning_rate(learning_rate)
         if not isinstance(optimizer, str):
             raise ValueError("learning_rate was given twice: pass it to the optimizer object "

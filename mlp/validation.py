@@ -59,38 +59,106 @@ def check_layer_sizes(layer_sizes):
     return tuple(int(s) for s in sizes)
 
 
-def to_backend_array(backend, data, name):
-    """``data`` on ``backend``, with its own (numeric) dtype; clear errors otherwise."""
-    if backend.is_native(data):
-        dtype = data.dtype
-        kind_ok = backend.xp.isdtype(dtype, ("bool", "integral", "real floating"))
-        if not kind_ok:
-            raise TypeError(
-                f"{name} must hold real numbers, got dtype {backend.dtype_name(dtype)}"
-            )
-        return data
+def _kind_name(dtype):
+    return {"c": "complex numbers", "O": "Python objects", "U": "strings", "S": "bytes",
+            "M": "dates", "m": "time deltas", "V": "raw records"}.get(dtype.kind, str(dtype))
+
+
+def _host(backend, data, name):
+    """``data`` (not the backend's own array) as a NumPy array of real numbers."""
     if data is None:
         raise TypeError(f"{name} is None; expected an array of numbers")
-    host = foreign_to_numpy(data, backend)
+    try:
+        host = foreign_to_numpy(data, backend, name)
+    except ValueError as exc:  # e.g. ragged nested lists
+        raise TypeError(f"{name} must be an array of numbers; cannot turn a "
+                        f"{type(data).__name__} into one ({exc})") from exc
     if host.dtype.kind not in _NUMERIC_KINDS:
-        what = {"c": "complex numbers", "O": "Python objects", "U": "strings", "S": "bytes",
-                "M": "dates", "m": "time deltas"}.get(host.dtype.kind, str(host.dtype))
-        raise TypeError(f"{name} must hold real numbers, got an array of {what} "
-                        f"(dtype {host.dtype})")
-    return backend.asarray(host)
+        raise TypeError(f"{name} must hold real numbers, got an array of "
+                        f"{_kind_name(host.dtype)} (dtype {host.dtype})")
+    return host
+
+
+def _dtype_name(backend, dtype):
+    return dtype if isinstance(dtype, str) else backend.dtype_name(dtype)
+
+
+def _nonfinite_error(name, n_bad):
+    return ValueError(f"{name} contains {n_bad} NaN or infinite value(s); "
+                      "remove or impute them first")
+
+
+def _overflow_error(name, dtype_name, largest):
+    return ValueError(f"{name} has values too large for {dtype_name} (largest magnitude "
+                      f"{largest:.3g}); rescale them, or build the model with dtype='float64'")
+
+
+def host_cast(host, dtype_name, name):
+    """NumPy ``host`` cast to ``dtype_name``; NaN/inf and values the cast would
+    overflow are refused (checked on the host, before any transfer)."""
+    if host.dtype.kind == "f":
+        bad = ~np.isfinite(host)
+        if bad.any():
+            raise _nonfinite_error(name, int(bad.sum()))
+    if host.dtype == np.dtype(dtype_name):
+        return host
+    with np.errstate(over="ignore", invalid="ignore"):
+        cast = host.astype(dtype_name)
+    if host.dtype.kind == "f" and not np.all(np.isfinite(cast)):
+        raise _overflow_error(name, dtype_name, float(np.max(np.abs(host))))
+    return cast
+
+
+def to_backend_array(backend, data, name, dtype=None, *, floats_only=False):
+    """``data`` on ``backend``, with clear errors for anything that is not real numbers.
+
+    With ``dtype`` (a float dtype of the backend), data from the host or another
+    library is checked for NaN/inf and cast to it on the host, so it crosses to
+    the device once, in its final dtype (``floats_only``: only float data is
+    cast; integer labels keep theirs). The backend's own arrays are returned as
+    they are; `cast_checked` casts them on the device.
+    """
+    if backend.is_native(data):
+        kind_ok = backend.xp.isdtype(data.dtype, ("bool", "integral", "real floating"))
+        if not kind_ok:
+            dtype_name = backend.dtype_name(data.dtype)
+            try:
+                what = _kind_name(np.dtype(dtype_name))
+            except TypeError:
+                what = dtype_name
+            raise TypeError(f"{name} must hold real numbers, got an array of {what} "
+                            f"(dtype {dtype_name})")
+        return data
+    host = _host(backend, data, name)
+    if dtype is None or (floats_only and host.dtype.kind != "f"):
+        return backend.asarray(host)
+    return backend.asarray(host_cast(host, _dtype_name(backend, dtype), name), dtype)
 
 
 def check_finite(backend, array, name):
+    """Refuse NaN and inf in a backend array (integer and bool arrays always pass)."""
     xp = backend.xp
     if xp.isdtype(array.dtype, "real floating") and not bool(xp.all(xp.isfinite(array))):
         n_bad = int(xp.sum(xp.astype(~xp.isfinite(array), xp.int32)))
-        raise ValueError(f"{name} contains {n_bad} NaN or infinite value(s); "
-                         "remove or impute them before training")
+        raise _nonfinite_error(name, n_bad)
+
+
+def cast_checked(backend, array, dtype, name):
+    """Backend ``array`` in ``dtype``: NaN/inf and values the cast would overflow are
+    refused."""
+    xp = backend.xp
+    check_finite(backend, array, name)
+    if array.dtype == dtype:
+        return array
+    cast = xp.astype(array, dtype)
+    if xp.isdtype(array.dtype, "real floating") and not bool(xp.all(xp.isfinite(cast))):
+        raise _overflow_error(name, _dtype_name(backend, dtype), float(xp.max(xp.abs(array))))
+    return cast
 
 
 def prepare_x(backend, x, n_features, dtype, name="x"):
     """Validated ``x: (n, n_features)`` on the backend, in the model's dtype."""
-    arr = to_backend_array(backend, x, name)
+    arr = to_backend_array(backend, x, name, dtype)
     if arr.ndim == 1:
         hint = (" For one sample use x.reshape(1, -1); for one feature use x.reshape(-1, 1).")
         raise ValueError(f"{name} must be 2-D (n_samples, n_features), got a 1-D array of shape "
@@ -103,13 +171,10 @@ def prepare_x(backend, x, n_features, dtype, name="x"):
     if arr.shape[1] != n_features:
         raise ValueError(f"{name} has {arr.shape[1]} features (columns), but the model's first "
                          f"layer expects {n_features}")
-    if arr.dtype != dtype:
-        arr = backend.xp.astype(arr, dtype)
-    check_finite(backend, arr, name)
-    return arr
+    return cast_checked(backend, arr, dtype, name)
 
 
-def prepare_targets(backend, loss, y, n_samples, n_outputs, dtype, name="y"):
+def prepare_targets(backend, loss, y, n_samples, n_outputs, dtype, name="y", x_name="x"):
     """Validated targets as the loss wants them, plus integer labels for metrics.
 
     Returns
@@ -118,11 +183,12 @@ def prepare_targets(backend, loss, y, n_samples, n_outputs, dtype, name="y"):
     labels : (n,) integer array for cross-entropy, else None
     """
     xp = backend.xp
-    arr = to_backend_array(backend, y, name)
+    arr = to_backend_array(backend, y, name, dtype,
+                           floats_only=loss.name == "cross_entropy")
     if arr.ndim == 0 or arr.ndim > 2:
         raise ValueError(f"{name} must be 1-D or 2-D, got shape {tuple(arr.shape)}")
     if arr.shape[0] != n_samples:
-        raise ValueError(f"x and {name} have different numbers of samples: "
+        raise ValueError(f"{x_name} and {name} have different numbers of samples: "
                          f"{n_samples} and {arr.shape[0]}")
     check_finite(backend, arr, name)
     if loss.name == "cross_entropy":
@@ -135,7 +201,7 @@ def prepare_targets(backend, loss, y, n_samples, n_outputs, dtype, name="y"):
     if arr.shape[1] != n_outputs:
         raise ValueError(f"{name} has {arr.shape[1]} columns but the model's output layer has "
                          f"{n_outputs} units")
-    arr = xp.astype(arr, dtype) if arr.dtype != dtype else arr
+    arr = cast_checked(backend, arr, dtype, name)
     if loss.name == "binary_cross_entropy":
         if not bool(xp.all((arr == 0.0) | (arr == 1.0))):
             raise ValueError(f"binary_cross_entropy needs targets in {{0, 1}}; {name} has "
@@ -148,12 +214,12 @@ def _class_targets(backend, arr, n_classes, dtype, name):
     if arr.ndim == 2:
         if arr.shape[1] != n_classes:
             if arr.shape[1] == 1:
-                raise ValueError(f"{name} has shape {tuple(arr.shape)}; cross_entropy takes integer "
-                                 f"labels of shape (n,) - use {name}.ravel() - or one-hot rows "
-                                 f"of width {n_classes}")
+                raise ValueError(f"{name} has shape {tuple(arr.shape)}; cross_entropy takes "
+                                 f"integer labels of shape (n,) - use {name}.ravel() - or "
+                                 f"one-hot rows of width {n_classes}")
             raise ValueError(f"{name} is one-hot with {arr.shape[1]} columns but the model has "
                              f"{n_classes} output classes")
-        onehot = xp.astype(arr, dtype) if arr.dtype != dtype else arr
+        onehot = cast_checked(backend, arr, dtype, name)
         ok = bool(xp.all((onehot >= 0.0) & (onehot <= 1.0))) and bool(
             xp.all(xp.abs(xp.sum(onehot, axis=1) - 1.0) < 1e-3))
         if not ok:
@@ -178,9 +244,25 @@ def _device(arr):
     return device(arr)
 
 
-def host_float_array(name, value):
-    """A NumPy float64 copy of ``value`` (for checks of user-given weights)."""
-    arr = np.asarray(value)
-    if arr.dtype.kind not in "biuf":
+def host_float_array(name, value, dtype_name=None, backend=None):
+    """A NumPy copy of user-given weights, of real numbers, cast to ``dtype_name``.
+
+    NaN and inf are left for the caller to report; finite values that the cast
+    would overflow are refused. The copy never shares memory with ``value``.
+    """
+    if value is None:
+        raise TypeError(f"{name} is None; expected an array of numbers")
+    try:
+        arr = np.asarray(value) if backend is None else foreign_to_numpy(value, backend, name)
+    except ValueError as exc:  # ragged nested lists
+        raise TypeError(f"{name} must be an array of numbers; cannot turn a "
+                        f"{type(value).__name__} into one ({exc})") from exc
+    if arr.dtype.kind not in _NUMERIC_KINDS:
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-    return arr
+    if dtype_name is None:
+        return np.array(arr, copy=True)
+    with np.errstate(over="ignore", invalid="ignore"):
+        cast = np.array(arr, dtype=dtype_name, copy=True)
+    if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and not np.all(np.isfinite(cast)):
+        raise _overflow_error(name, dtype_name, float(np.max(np.abs(arr))))
+    return cast

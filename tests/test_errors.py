@@ -1,0 +1,792 @@
+"""Bad input and faults (issue 5): clear errors, nothing lost, on every backend.
+
+Every bad input must be rejected up front with a ValueError or TypeError whose
+message names the argument and what was expected, and a rejected call must
+leave the model exactly as it was. Faults (Ctrl-C, divergence, a crash while
+saving, a damaged file) must never leave half-updated weights or a broken file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+
+import mlp
+from mlp.io import ModelFileError
+
+N, F, OUT, CLASSES = 12, 3, 2, 4
+
+
+# ------------------------------------------------------------------ helpers
+def make(backend, sizes=(F, 5, OUT), *, loss="mse", dtype="float32", **kw):
+    return mlp.MLP(list(sizes), loss=loss, backend=backend, dtype=dtype, seed=0, **kw)
+
+
+def regression_data(n=N, f=F, out=OUT, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, f)), rng.normal(size=(n, out))
+
+
+def class_data(n=N, f=F, classes=CLASSES, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, f)), np.arange(n) % classes
+
+
+def trained(backend, **kw):
+    """A model whose weights are not the initial ones (as after some training).
+
+    Set rather than trained, so that no test compiles a training loop it does not need.
+    """
+    model = make(backend, **kw)
+    model.set_weights([(W * 0.9 + 0.01 * i, b + 0.02 * (i + 1))
+                       for i, (W, b) in enumerate(model.get_weights())])
+    return model
+
+
+def assert_weights_equal(got, want):
+    assert len(got) == len(want)
+    for (W1, b1), (W2, b2) in zip(got, want, strict=True):
+        assert W1.dtype == W2.dtype and b1.dtype == b2.dtype
+        np.testing.assert_array_equal(W1, W2)
+        np.testing.assert_array_equal(b1, b2)
+
+
+@contextlib.contextmanager
+def unchanged(model):
+    """Asserts that the block leaves the model's weights and last history as they were."""
+    weights, history, state = model.get_weights(), model.history_, model.optimizer_state_
+    yield
+    assert_weights_equal(model.get_weights(), weights)
+    assert model.history_ is history
+    assert model.optimizer_state_ is state
+
+
+def native(backend, array):
+    """``array`` as the backend's own array (to test the native-array code path)."""
+    return backend.asarray(np.asarray(array))
+
+
+# ------------------------------------------------------- bad data for fit
+def _x(shape):
+    return np.random.default_rng(1).normal(size=shape)
+
+
+# (id, loss, n_outputs, x, y, exception, message fragment); x/y of None mean "the good data"
+DATA_CASES = [
+    ("x-features", "mse", OUT, _x((N, F + 1)), None, ValueError,
+     r"x has 4 features \(columns\), but the model's first layer expects 3"),
+    ("x-too-few-features", "mse", OUT, _x((N, 1)), None, ValueError,
+     r"x has 1 features .* expects 3"),
+    ("rows-differ", "mse", OUT, None, _x((N - 1, OUT)), ValueError,
+     r"x and y have different numbers of samples: 12 and 11"),
+    ("empty", "mse", OUT, np.zeros((0, F)), np.zeros((0, OUT)), ValueError,
+     r"x is empty \(0 samples\)"),
+    ("x-1d", "mse", OUT, _x((F,)), None, ValueError,
+     r"x must be 2-D \(n_samples, n_features\), got a 1-D array of shape \(3,\).*"
+     r"x\.reshape\(1, -1\)"),
+    ("x-3d", "mse", OUT, _x((N, F, 1)), None, ValueError,
+     r"x must be 2-D \(n_samples, n_features\), got shape \(12, 3, 1\)"),
+    ("x-0d", "mse", OUT, np.float64(1.0), None, ValueError, r"x must be 2-D .* shape \(\)"),
+    ("x-nan", "mse", OUT, np.where(np.eye(N, F) > 0, np.nan, _x((N, F))), None, ValueError,
+     r"x contains 3 NaN or infinite value\(s\)"),
+    ("x-inf", "mse", OUT, np.full((N, F), np.inf), None, ValueError,
+     r"x contains 36 NaN or infinite"),
+    ("y-nan", "mse", OUT, None, np.full((N, OUT), np.nan), ValueError,
+     r"y contains 24 NaN or infinite"),
+    ("y-inf-labels", "cross_entropy", CLASSES, None, np.r_[np.inf, np.zeros(N - 1)],
+     ValueError, r"y contains 1 NaN or infinite"),
+    ("x-complex", "mse", OUT, _x((N, F)) + 1j, None, TypeError,
+     r"x must hold real numbers, got .*complex"),
+    ("y-complex", "mse", OUT, None, _x((N, OUT)) + 0j, TypeError,
+     r"y must hold real numbers, got .*complex"),
+    ("x-object", "mse", OUT, np.array([[{}] * F] * N, dtype=object), None, TypeError,
+     r"x must hold real numbers, got an array of Python objects"),
+    ("x-strings", "mse", OUT, np.array([["a"] * F] * N), None, TypeError,
+     r"x must hold real numbers, got an array of strings"),
+    ("x-none", "mse", OUT, "NONE", None, TypeError, r"x is None; expected an array"),
+    ("y-none", "mse", OUT, None, "NONE", TypeError, r"y is None; expected an array"),
+    ("x-ragged", "mse", OUT, [[1.0, 2.0, 3.0], [1.0]], None, TypeError,
+     r"x must be an array of numbers; cannot turn a list into one"),
+    ("labels-too-large", "cross_entropy", CLASSES, None, np.arange(N) % (CLASSES + 1),
+     ValueError, r"class labels must be in 0\.\.3 \(the model has 4 outputs\); "
+     r"y has labels from 0 to 4"),
+    ("labels-negative", "cross_entropy", CLASSES, None, np.arange(N) % CLASSES - 1,
+     ValueError, r"class labels must be in 0\.\.3 .* from -1 to 2"),
+    ("labels-float", "cross_entropy", CLASSES, None, (np.arange(N) % CLASSES) + 0.5,
+     ValueError, r"cross_entropy needs integer class labels 0\.\.3; y has dtype float"),
+    ("labels-column", "cross_entropy", CLASSES, None, (np.arange(N) % CLASSES)[:, None],
+     ValueError, r"y has shape \(12, 1\); cross_entropy takes integer labels.*y\.ravel\(\)"),
+    ("onehot-width", "cross_entropy", CLASSES, None, np.eye(CLASSES + 1)[np.arange(N) % 5],
+     ValueError, r"y is one-hot with 5 columns but the model has 4 output classes"),
+    ("onehot-not-rows", "cross_entropy", CLASSES, None, np.full((N, CLASSES), 0.5),
+     ValueError, r"must be one-hot \(or probability\) rows"),
+    ("labels-3d", "cross_entropy", CLASSES, None, np.zeros((N, 1, 1), dtype=int), ValueError,
+     r"y must be 1-D or 2-D, got shape \(12, 1, 1\)"),
+    ("bce-not-binary", "binary_cross_entropy", OUT, None, np.full((N, OUT), 0.5), ValueError,
+     r"binary_cross_entropy needs targets in \{0, 1\}; y has other values"),
+    ("bce-labels-2", "binary_cross_entropy", OUT, None, np.full((N, OUT), 2), ValueError,
+     r"binary_cross_entropy needs targets in \{0, 1\}"),
+    ("bce-width", "binary_cross_entropy", OUT, None, np.zeros((N, OUT + 1)), ValueError,
+     r"y has 3 columns but the model's output layer has 2 units"),
+    ("mse-width", "mse", OUT, None, _x((N, OUT + 1)), ValueError,
+     r"y has 3 columns but the model's output layer has 2 units"),
+    ("mse-1d-many-outputs", "mse", OUT, None, _x((N,)), ValueError,
+     r"y has shape \(12,\) but the model has 2 outputs; y must be \(n_samples, 2\)"),
+    ("mse-y-0d", "mse", OUT, None, np.float64(1.0), ValueError,
+     r"y must be 1-D or 2-D, got shape \(\)"),
+]
+
+
+def _good_data(loss, n_out):
+    if loss == "cross_entropy":
+        return class_data(classes=n_out)
+    if loss == "binary_cross_entropy":
+        x, _ = regression_data()
+        return x, (np.arange(N * n_out).reshape(N, n_out) % 2).astype(float)
+    return regression_data(out=n_out)
+
+
+def _case_data(backend, loss, n_out, x, y, as_native):
+    good_x, good_y = _good_data(loss, n_out)
+    x = good_x if x is None else (None if isinstance(x, str) else x)
+    y = good_y if y is None else (None if isinstance(y, str) else y)
+    if as_native:
+        x, y = (native(backend, v) if _convertible(v) else v for v in (x, y))
+    return x, y
+
+
+def _convertible(v):
+    return isinstance(v, np.ndarray | np.generic) and v.dtype.kind in "biufc" and v.ndim > 0
+
+
+@pytest.mark.parametrize("as_native", [False, True], ids=["host", "native"])
+@pytest.mark.parametrize("case", DATA_CASES, ids=[c[0] for c in DATA_CASES])
+def test_fit_rejects_bad_data(backend, case, as_native):
+    _, loss, n_out, x, y, exc, match = case
+    model = trained(backend, sizes=(F, 5, n_out), loss=loss)
+    x, y = _case_data(backend, loss, n_out, x, y, as_native)
+    with unchanged(model), pytest.raises(exc, match=match):
+        model.fit(x, y, epochs=3, learning_rate=0.1)
+
+
+@pytest.mark.parametrize("method", ["evaluate", "loss", "gradients"])
+@pytest.mark.parametrize("case", [c for c in DATA_CASES if c[0] in (
+    "x-features", "rows-differ", "empty", "x-1d", "x-nan", "y-nan", "labels-too-large",
+    "labels-float", "bce-not-binary", "mse-width", "x-complex")], ids=lambda c: c[0])
+def test_other_methods_reject_bad_data(backend, case, method):
+    _, loss, n_out, x, y, exc, match = case
+    model = trained(backend, sizes=(F, 5, n_out), loss=loss)
+    x, y = _case_data(backend, loss, n_out, x, y, False)
+    with unchanged(model), pytest.raises(exc, match=match):
+        getattr(model, method)(x, y)
+
+
+@pytest.mark.parametrize("x, exc, match", [
+    (_x((N, F + 2)), ValueError, r"x has 5 features .* expects 3"),
+    (_x((F,)), ValueError, r"x\.reshape\(1, -1\)"),
+    (np.zeros((0, F)), ValueError, r"x is empty"),
+    (np.full((N, F), np.nan), ValueError, r"x contains 36 NaN"),
+    (np.array([["1"] * F]), TypeError, r"x must hold real numbers"),
+    (None, TypeError, r"x is None"),
+], ids=["features", "1d", "empty", "nan", "strings", "none"])
+@pytest.mark.parametrize("method", ["predict", "predict_proba", "predict_classes"])
+def test_predict_rejects_bad_x(backend, x, exc, match, method):
+    model = trained(backend, sizes=(F, 5, CLASSES), loss="cross_entropy")
+    with unchanged(model), pytest.raises(exc, match=match):
+        getattr(model, method)(x)
+
+
+def test_predict_proba_needs_classifier(backend):
+    model = make(backend)
+    with pytest.raises(ValueError, match=r"predict_proba needs a classification loss .*'mse'"):
+        model.predict_proba(regression_data()[0])
+
+
+def test_x_overflowing_the_model_dtype(backend):
+    """Finite float64 data too large for a float32 model is not silently turned into inf."""
+    model = trained(backend)
+    x, y = regression_data()
+    x[0, 0] = 1e300
+    with unchanged(model), pytest.raises(ValueError, match=r"x .*too large for float32"):
+        model.fit(x, y, epochs=1)
+
+
+@pytest.mark.parametrize("dtype", ["bool", "int8", "int32", "int64", "uint8", "float16"])
+@pytest.mark.parametrize("model_dtype", ["float32", "float64"])
+def test_integer_and_bool_x_are_converted(backend, dtype, model_dtype):
+    """Bool, integer and half-precision x are cast to the model's dtype, not rejected."""
+    model = make(backend, dtype=model_dtype)
+    host = (np.arange(N * F).reshape(N, F) % 3 == 0) if dtype == "bool" else (
+        np.arange(N * F).reshape(N, F) % 7).astype(dtype)
+    want = model.backend.to_numpy(model.predict(host.astype(model_dtype)))
+    variants = [host]
+    if not (backend.name == "array_api_strict" and dtype == "float16"):  # no float16 there
+        variants.append(native(backend, host))
+    for x in variants:
+        got = model.predict(x)
+        assert backend.dtype_name(got.dtype) == model_dtype
+        np.testing.assert_array_equal(backend.to_numpy(got), want)
+    if dtype not in ("bool", "int64"):
+        return
+    y = regression_data()[1]
+    model.fit(host, y, epochs=1, learning_rate=0.01)  # accepted for training too
+    labels = (np.arange(N) % CLASSES).astype("int32")
+    clf = make(backend, sizes=(F, 5, CLASSES), loss="cross_entropy", dtype=model_dtype)
+    clf.fit(host, labels, epochs=1)
+    clf.fit(host, native(backend, labels.astype("uint8")), epochs=1)
+
+
+def test_validation_data_is_checked(backend):
+    model = trained(backend)
+    x, y = regression_data()
+    with unchanged(model), pytest.raises(ValueError, match=r"x_val has 4 features"):
+        model.fit(x, y, epochs=2, validation_data=(_x((5, F + 1)), _x((5, OUT))))
+    with unchanged(model), pytest.raises(ValueError, match=r"x_val and y_val have different"):
+        model.fit(x, y, epochs=2, validation_data=(_x((5, F)), _x((4, OUT))))
+    with unchanged(model), pytest.raises(ValueError, match=r"y_val contains 10 NaN"):
+        model.fit(x, y, epochs=2, validation_data=(_x((5, F)), np.full((5, OUT), np.nan)))
+    with unchanged(model), pytest.raises(ValueError, match=r"validation_data must be a pair"):
+        model.fit(x, y, epochs=2, validation_data=(x, y, y))
+    with unchanged(model), pytest.raises(ValueError, match=r"validation_data or validation_split"):
+        model.fit(x, y, epochs=2, validation_data=(x, y), validation_split=0.2)
+    with unchanged(model), pytest.raises(ValueError, match=r"validation_split=0\.01 leaves 12 "
+                                                           r"training and 0 validation"):
+        model.fit(x, y, epochs=2, validation_split=0.01)
+
+
+# ------------------------------------------------------ bad hyperparameters
+HYPER_CASES = [
+    ("epochs-0", dict(epochs=0), ValueError, r"epochs must be >= 1, got 0"),
+    ("epochs-negative", dict(epochs=-3), ValueError, r"epochs must be >= 1, got -3"),
+    ("epochs-float", dict(epochs=2.5), TypeError, r"epochs must be an integer, got float 2\.5"),
+    ("epochs-none", dict(epochs=None), TypeError, r"epochs must be an integer, got NoneType"),
+    ("epochs-bool", dict(epochs=True), TypeError, r"epochs must be an integer, got bool"),
+    ("lr-0", dict(learning_rate=0.0), ValueError,
+     r"learning_rate must be a finite number > 0, got 0"),
+    ("lr-negative", dict(learning_rate=-0.1), ValueError,
+     r"learning_rate must be a finite number > 0, got -0\.1"),
+    ("lr-nan", dict(learning_rate=float("nan")), ValueError,
+     r"learning_rate must be a finite number > 0, got nan"),
+    ("lr-inf", dict(learning_rate=math.inf), ValueError,
+     r"learning_rate must be a finite number > 0, got inf"),
+    ("lr-string", dict(learning_rate="0.1"), TypeError,
+     r"learning_rate must be a positive number or a schedule .*got str"),
+    ("lr-numpy-nan", dict(learning_rate=np.float32("nan")), ValueError,
+     r"learning_rate must be a finite number > 0, got nan"),
+    ("lr-twice", dict(learning_rate=0.1, optimizer=mlp.optimizers.SGD(0.1)), ValueError,
+     r"learning_rate was given twice"),
+    ("batch-0", dict(batch_size=0), ValueError, r"batch_size must be >= 1, got 0"),
+    ("batch-float", dict(batch_size=4.0), TypeError, r"batch_size must be an integer"),
+    ("split-0", dict(validation_split=0.0), ValueError,
+     r"validation_split must be a finite number in \(0, 1\), got 0\.0"),
+    ("split-1", dict(validation_split=1), ValueError,
+     r"validation_split must be a finite number in \(0, 1\), got 1\.0"),
+    ("split-1.5", dict(validation_split=1.5), ValueError, r"validation_split .* got 1\.5"),
+    ("split-negative", dict(validation_split=-0.2), ValueError, r"validation_split .* got -0\.2"),
+    ("split-nan", dict(validation_split=float("nan")), ValueError, r"validation_split .* got nan"),
+    ("optimizer", dict(optimizer="sgdd"), ValueError,
+     r"unknown optimizer 'sgdd'; known: sgd, adam, adamw, rmsprop"),
+    ("optimizer-type", dict(optimizer=3), TypeError, r"optimizer must be a name \(sgd, adam"),
+    ("alpha", dict(alpha=-1.0), ValueError, r"alpha must be a finite number >= 0, got -1\.0"),
+    ("clip", dict(clip_norm=0.0), ValueError, r"clip_norm must be a finite number > 0"),
+    ("shuffle", dict(shuffle="yes"), TypeError, r"shuffle must be True or False"),
+    ("verbose", dict(verbose=5), ValueError, r"verbose must be 0 \(silent\)"),
+    ("patience", dict(early_stopping=True, patience=0), ValueError,
+     r"patience must be an integer >= 1, got 0"),
+    ("callbacks", dict(callbacks=[3]), TypeError, r"callbacks must be Callback objects"),
+]
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [c[1:] for c in HYPER_CASES],
+                         ids=[c[0] for c in HYPER_CASES])
+def test_fit_rejects_bad_hyperparameters(backend, kwargs, exc, match):
+    model = trained(backend)
+    x, y = regression_data()
+    kwargs = {"epochs": 2, **kwargs}
+    with unchanged(model), pytest.raises(exc, match=match):
+        model.fit(x, y, **kwargs)
+
+
+def test_numpy_scalar_hyperparameters_are_accepted(backend):
+    model = make(backend)
+    x, y = regression_data()
+    history = model.fit(x, y, epochs=np.int64(2), learning_rate=np.float32(0.01),
+                        batch_size=np.int32(5), validation_split=np.float64(0.25))
+    assert len(history.history["loss"]) == 2
+
+
+CONSTRUCTOR_CASES = [
+    ("activation", dict(activation="relux"), ValueError,
+     r"unknown activation 'relux'; known: relu, leaky_relu, tanh, sigmoid, identity"),
+    ("activation-softmax", dict(activation="softmax"), ValueError,
+     r"unknown activation 'softmax'; known: relu"),
+    ("output-activation", dict(output_activation="swish"), ValueError,
+     r"unknown output_activation 'swish'; known: .*softmax"),
+    ("loss", dict(loss="hinge"), ValueError,
+     r"unknown loss 'hinge'; known: mse, cross_entropy, binary_cross_entropy"),
+    ("loss-output", dict(loss="cross_entropy", output_activation="sigmoid"), ValueError,
+     r"loss 'cross_entropy' cannot be used with output_activation 'sigmoid'; allowed: softmax"),
+    ("init", dict(init="xavier"), ValueError, r"unknown init 'xavier'; known: he, glorot, normal"),
+    ("dtype", dict(dtype="float16"), ValueError,
+     r"dtype must be 'float32' or 'float64', got 'float16'"),
+    ("seed", dict(seed=-1), ValueError, r"seed must be a non-negative integer or None, got -1"),
+    ("seed-float", dict(seed=1.5), ValueError, r"seed must be a non-negative integer"),
+    ("layers-one", dict(layer_sizes=[3]), ValueError,
+     r"layer_sizes needs at least two entries \(inputs and outputs\).*got \[3\]"),
+    ("layers-empty", dict(layer_sizes=[]), ValueError, r"layer_sizes needs at least two entries"),
+    ("layers-zero", dict(layer_sizes=[3, 0, 2]), ValueError,
+     r"layer_sizes\[1\] must be a positive integer, got 0"),
+    ("layers-negative", dict(layer_sizes=[3, 4, -2]), ValueError,
+     r"layer_sizes\[2\] must be a positive integer, got -2"),
+    ("layers-float", dict(layer_sizes=[3, 4.5, 2]), ValueError,
+     r"layer_sizes\[1\] must be a positive integer, got 4\.5"),
+    ("layers-int", dict(layer_sizes=5), TypeError,
+     r"layer_sizes must be a sequence of integers such as \[n_features, 64, n_outputs\]"),
+]
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [c[1:] for c in CONSTRUCTOR_CASES],
+                         ids=[c[0] for c in CONSTRUCTOR_CASES])
+def test_constructor_rejects_bad_arguments(backend, kwargs, exc, match):
+    kwargs = {"layer_sizes": [F, 5, OUT], "backend": backend, **kwargs}
+    with pytest.raises(exc, match=match):
+        mlp.MLP(kwargs.pop("layer_sizes"), **kwargs)
+
+
+def test_unknown_backend_lists_the_known_ones():
+    with pytest.raises(ValueError, match=r"unknown backend 'numpyy'; known backends: numpy, jax"):
+        mlp.MLP([F, OUT], backend="numpyy")
+
+
+# ------------------------------------------------------- foreign arrays
+def _library_array(lib, host):
+    if lib == "numpy":
+        return host
+    if lib == "torch":
+        torch = pytest.importorskip("torch")
+        return torch.as_tensor(host)
+    if lib == "torch-grad":
+        torch = pytest.importorskip("torch")
+        return torch.tensor(host, requires_grad=True)
+    if lib == "jax":
+        pytest.importorskip("jax")
+        import jax.numpy as jnp
+        return jnp.asarray(host)
+    if lib == "strict":
+        xp = pytest.importorskip("array_api_strict")
+        return xp.asarray(host)
+    if lib == "list":
+        return host.tolist()
+    raise AssertionError(lib)
+
+
+@pytest.mark.parametrize("lib", ["numpy", "list", "torch", "torch-grad", "jax", "strict"])
+def test_foreign_arrays_are_converted(backend, lib):
+    """A CPU array of another library gives the same predictions and training as NumPy data."""
+    x, y = regression_data()
+    x32, y32 = x.astype("float32"), y.astype("float32")
+    model = make(backend)
+    want = backend.to_numpy(model.predict(x32))
+    got = model.predict(_library_array(lib, x32))
+    assert backend.is_native(got)
+    np.testing.assert_allclose(backend.to_numpy(got), want, rtol=1e-6, atol=1e-6)
+
+    a, b = make(backend), make(backend)
+    a.fit(x32, y32, epochs=2, learning_rate=0.1)
+    b.fit(_library_array(lib, x32), _library_array(lib, y32), epochs=2, learning_rate=0.1)
+    for (W1, b1), (W2, b2) in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_allclose(W1, W2, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(b1, b2, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("lib", ["torch", "jax", "strict"])
+def test_foreign_labels_are_converted(backend, lib):
+    x, labels = class_data()
+    model = make(backend, sizes=(F, 5, CLASSES), loss="cross_entropy")
+    want = model.evaluate(x, labels)
+    assert model.evaluate(x, _library_array(lib, labels.astype("int32"))) == pytest.approx(want)
+    with pytest.raises(ValueError, match=r"class labels must be in 0\.\.3"):
+        model.evaluate(x, _library_array(lib, (labels + 1).astype("int32")))
+
+
+class _FakeCupyArray:
+    """Stands in for a cupy.ndarray (which cannot exist on a machine without a GPU)."""
+
+    __module__ = "cupy._core.core"
+    shape, ndim, dtype = (N, F), 2, np.dtype("float32")
+
+    def __array__(self, *a, **k):  # CuPy refuses implicit host copies
+        raise TypeError("Implicit conversion to a NumPy array is not allowed.")
+
+
+class _FakeCudaTensor:
+    __module__ = "torch"
+
+    class device:  # noqa: N801 - mimics torch.device
+        type = "cuda"
+
+        def __str__(self):
+            return "cuda:0"
+
+    device = device()
+
+
+class _FakeGpuJaxArray:
+    __module__ = "jaxlib.xla_extension"
+
+    class _Dev:
+        platform = "gpu"
+
+    def devices(self):
+        return {self._Dev()}
+
+
+@pytest.mark.parametrize("fake, match", [
+    (_FakeCupyArray(), r"x is a CuPy array \(on the GPU\), but this model is on the '{b}' "
+                       r"backend.*x\.get\(\).*backend='cupy'"),
+    (_FakeCudaTensor(), r"x is a torch tensor on cuda:0, but this model is on the '{b}' "
+                        r"backend.*x\.cpu\(\).*backend='torch'"),
+    (_FakeGpuJaxArray(), r"x is a JAX array on gpu, but this model is on the '{b}' backend"
+                         r".*backend='jax'"),
+], ids=["cupy", "torch-cuda", "jax-gpu"])
+def test_gpu_arrays_of_another_library_get_a_clear_error(backend, fake, match):
+    model = trained(backend)
+    if backend.is_native(fake):  # pragma: no cover - only with the real library on a GPU
+        pytest.skip("native to this backend")
+    with unchanged(model), pytest.raises(TypeError, match=match.format(b=backend.name)):
+        model.fit(fake, regression_data()[1], epochs=1)
+    with pytest.raises(TypeError, match=match.replace("x ", "y ", 1).replace(
+            r"x\.", r"y\.").format(b=backend.name)):
+        model.fit(regression_data()[0], fake, epochs=1)
+
+
+def test_unconvertible_object(backend):
+    model = make(backend)
+    with pytest.raises(TypeError, match=r"x must hold real numbers, got an array of Python "
+                                        r"objects"):
+        model.predict(object())
+
+
+# ----------------------------------------------------------- interruption
+class _InterruptAt:
+    """A callback that presses Ctrl-C at the end of epoch ``at``."""
+
+    def __init__(self, at):
+        self.at = at
+
+    def __call__(self, epoch, logs):
+        if epoch == self.at:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("batch_size", [None, 5])
+def test_keyboard_interrupt_keeps_the_last_completed_epoch(backend, batch_size):
+    x, y = regression_data()
+    reference = make(backend)
+    reference.fit(x, y, epochs=3, learning_rate=0.05, batch_size=batch_size)
+    model = make(backend)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, epochs=10, learning_rate=0.05, batch_size=batch_size,
+                  callbacks=[_InterruptAt(2)])
+    assert_weights_equal(model.get_weights(), reference.get_weights())
+    assert model.history_.epoch == [0, 1, 2]
+    # still usable: predicts, evaluates and trains on
+    assert np.all(np.isfinite(backend.to_numpy(model.predict(x))))
+    model.fit(x, y, epochs=2, learning_rate=0.05)
+    assert len(model.history_.history["loss"]) == 2
+
+
+class _InterruptingSGD:
+    """An SGD whose ``update`` raises KeyboardInterrupt on its ``at``-th call (mid-epoch)."""
+
+    def __init__(self, at):
+        self.inner, self.calls, self.at = mlp.optimizers.SGD(0.05), 0, at
+        self.learning_rate = 0.05
+
+    def init(self, params):
+        return self.inner.init(params)
+
+    def update(self, grads, state, params):
+        self.calls += 1
+        if self.calls == self.at:
+            raise KeyboardInterrupt
+        return self.inner.update(grads, state, params)
+
+
+def test_keyboard_interrupt_mid_epoch_is_never_half_applied(backend):
+    if backend.compiles:
+        pytest.skip("the step is compiled: Python code in it runs once, at tracing")
+    x, y = regression_data()
+    reference = make(backend)
+    reference.fit(x, y, epochs=2, learning_rate=0.05, batch_size=4, shuffle=False)
+    model = make(backend)
+    # 3 steps per epoch: the 8th update is the middle of the third epoch
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, epochs=5, optimizer=_InterruptingSGD(8), batch_size=4, shuffle=False,
+                  callbacks=[lambda epoch, logs: None])
+    assert_weights_equal(model.get_weights(), reference.get_weights())
+
+
+# -------------------------------------------------------------- divergence
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # overflow in the diverging math
+@pytest.mark.parametrize("batch_size", [None, 4])
+@pytest.mark.parametrize("with_callback", [False, True])
+def test_divergence_restores_finite_weights(backend, batch_size, with_callback):
+    x, y = regression_data()
+    y = y * 100
+    model = make(backend, sizes=(F, 8, OUT), activation="identity")
+    callbacks = [lambda epoch, logs: None] if with_callback else None
+    with pytest.raises(mlp.TrainingDivergedError, match=r"training diverged: the loss became "
+                       r"(nan|inf) in epoch \d+ .*learning rate 1000000\.0 may be too large"
+                       r".*restored") as info:
+        model.fit(x, y, epochs=200, learning_rate=1e6, batch_size=batch_size,
+                  callbacks=callbacks)
+    assert isinstance(info.value, FloatingPointError)
+    for W, b in model.get_weights():
+        assert np.all(np.isfinite(W)) and np.all(np.isfinite(b))
+    losses = info.value.history.history.get("loss", [])
+    assert all(math.isfinite(v) for v in losses)
+    assert info.value.history.epoch == list(range(len(losses)))
+    assert len(losses) < 200
+    if batch_size is None:  # the first epoch's loss (at the initial weights) is finite
+        assert len(losses) >= 1
+    assert tuple(model.predict(x).shape) == (N, OUT)  # still usable (if huge)
+
+
+# ------------------------------------------------------------------ saving
+def test_save_is_atomic(backend, tmp_path, monkeypatch):
+    path = tmp_path / "model.npz"
+    old = trained(backend)
+    old.save(path)
+    content = path.read_bytes()
+    new = make(backend, sizes=(F, 7, OUT))
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(np, "savez", crash)
+    with pytest.raises(OSError, match="disk full"):
+        new.save(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == content
+    assert sorted(os.listdir(tmp_path)) == ["model.npz"]
+    assert_weights_equal(mlp.load(path, backend=backend).get_weights(), old.get_weights())
+
+
+def test_interrupted_save_leaves_no_temp_file(backend, tmp_path, monkeypatch):
+    path = tmp_path / "model.npz"
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        make(backend).save(path)
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == []
+
+
+def test_save_to_a_missing_folder(backend, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"cannot save to .*nowhere.*does not exist"):
+        make(backend).save(tmp_path / "nowhere" / "model.npz")
+
+
+# ----------------------------------------------------------------- loading
+def _good_file(tmp_path, backend):
+    path = tmp_path / "good.npz"
+    trained(backend).save(path)
+    return path
+
+
+def test_load_missing_file(tmp_path):
+    path = tmp_path / "missing.npz"
+    with pytest.raises(FileNotFoundError, match=r"no model file at .*missing\.npz"):
+        mlp.load(path)
+
+
+def test_load_folder(tmp_path):
+    with pytest.raises(ModelFileError, match=r"is a folder, not a model file"):
+        mlp.load(tmp_path)
+
+
+@pytest.mark.parametrize("keep", [0.0, 0.1, 0.5, 0.9, 0.99])
+def test_load_truncated_file(backend, tmp_path, keep):
+    good = _good_file(tmp_path, backend)
+    data = good.read_bytes()
+    bad = tmp_path / "truncated.npz"
+    bad.write_bytes(data[:int(len(data) * keep)])
+    match = (r"truncated\.npz' is empty" if keep == 0 else
+             r"truncated\.npz' is not a complete mlp model file: .*truncated or corrupted")
+    with pytest.raises(ModelFileError, match=match):
+        mlp.load(bad, backend=backend)
+
+
+def test_load_corrupted_file(backend, tmp_path):
+    good = _good_file(tmp_path, backend)
+    data = bytearray(good.read_bytes())
+    # flip bytes inside the stored arrays (the zip's CRC check must catch it)
+    for i in range(len(data) // 3, len(data) // 3 + 40):
+        data[i] ^= 0xFF
+    bad = tmp_path / "corrupted.npz"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match=r"corrupted\.npz'"):
+        mlp.load(bad, backend=backend)
+
+
+@pytest.mark.parametrize("content, match", [
+    (b"this is not a model\n" * 10, r"garbage\.npz' is not an mlp model file \(not an \.npz"),
+    (b"\x00" * 100, r"garbage\.npz' is not an mlp model file"),
+    (b"{\"layer_sizes\": [3, 2]}", r"garbage\.npz' is not an mlp model file"),
+])
+def test_load_garbage_file(tmp_path, content, match):
+    bad = tmp_path / "garbage.npz"
+    bad.write_bytes(content)
+    with pytest.raises(ModelFileError, match=match):
+        mlp.load(bad)
+
+
+def test_load_foreign_npz(tmp_path):
+    path = tmp_path / "foreign.npz"
+    np.savez(path, weights=np.ones(3), bias=np.zeros(2))
+    with pytest.raises(ModelFileError, match=r"foreign\.npz' is an \.npz file but not an mlp "
+                                             r"model \(it holds \['bias', 'weights'\]\)"):
+        mlp.load(path)
+
+
+def test_load_plain_npy(tmp_path):
+    path = tmp_path / "array.npy"
+    np.save(path, np.ones((3, 2)))
+    with pytest.raises(ModelFileError, match=r"array\.npy' is a single NumPy array \(\.npy\), "
+                                             r"not an mlp model"):
+        mlp.load(path)
+
+
+class _Exploit:
+    """Unpickling this would create ``marker`` (if pickle were ever used)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_load_never_unpickles(tmp_path):
+    marker = tmp_path / "pwned"
+    raw = tmp_path / "raw.pkl"
+    raw.write_bytes(pickle.dumps(_Exploit(marker)))
+    with pytest.raises(ModelFileError, match=r"raw\.pkl' is not an mlp model file"):
+        mlp.load(raw)
+    npy = tmp_path / "object.npy"
+    np.save(npy, np.array([_Exploit(marker)], dtype=object), allow_pickle=True)
+    with pytest.raises(ModelFileError, match=r"object\.npy'"):
+        mlp.load(npy)
+    npz = tmp_path / "object.npz"
+    mlp.MLP([F, OUT], seed=0).save(npz)
+    with zipfile.ZipFile(npz) as zf:
+        entries = {name: zf.read(name) for name in zf.namelist()}
+    with zipfile.ZipFile(npz, "w") as zf:  # a real model file whose W0 is a pickled object
+        for name, blob in entries.items():
+            if name == "W0.npy":
+                with zf.open(name, "w") as fh:
+                    np.save(fh, np.array([_Exploit(marker)], dtype=object), allow_pickle=True)
+            else:
+                zf.writestr(name, blob)
+    with pytest.raises(ModelFileError, match=r"object\.npz' cannot be read safely: it holds "
+                                             r"Python objects, which only pickle could load"):
+        mlp.load(npz)
+    assert not marker.exists()
+
+
+def _rewrite(path, **changes):
+    """``path`` with some of its arrays replaced (None: removed)."""
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    for key, value in changes.items():
+        if value is None:
+            arrays.pop(key)
+        else:
+            arrays[key] = value
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize("changes, match", [
+    (dict(W0=np.ones((2, 2))), r"holds a damaged mlp model: layer 0 expects W of shape \(3, 5\)"),
+    (dict(b1=None), r"holds a damaged mlp model: .*b1"),
+    (dict(W0=np.full((F, 5), np.nan)), r"holds a damaged mlp model: weights of layer 0 contain"),
+    (dict(config=np.asarray("{not json")), r"holds a damaged mlp model"),
+    (dict(config=np.asarray('{"layer_sizes": [3, 5, 2]}')), r"holds a damaged mlp model"),
+    (dict(config=np.asarray('{"layer_sizes": [3, 5, 2], "activation": "evil", '
+                            '"output_activation": null, "loss": "mse", "init": "he", '
+                            '"dtype": "float32", "seed": 0}')),
+     r"holds a damaged mlp model: unknown activation 'evil'"),
+    (dict(mlp_format=np.asarray(99)), r"was written by a newer mlp \(format 99"),
+    (dict(mlp_format=np.asarray("one")), r"damaged mlp model|format"),
+    (dict(optimizer=np.asarray('{"name": "nope", "fields": {}}'),
+          optimizer_state=np.asarray("null")), r"holds a damaged mlp model: .*optimizer"),
+    (dict(optimizer=np.asarray('{"name": "sgd", "fields": {"learning_rate": '
+                               '{"schedule": "array_namespace"}}}'),
+          optimizer_state=np.asarray("null")), r"holds a damaged mlp model: .*schedule"),
+], ids=["shape", "missing-array", "nan", "bad-json", "missing-keys", "bad-activation",
+        "newer-format", "bad-format", "bad-optimizer", "bad-schedule"])
+def test_load_damaged_model(tmp_path, changes, match):
+    path = tmp_path / "model.npz"
+    mlp.MLP([F, 5, OUT], seed=0).save(path)
+    _rewrite(path, **changes)
+    with pytest.raises(ModelFileError, match=r"model\.npz' " + match):
+        mlp.load(path)
+
+
+# ------------------------------------------------------------- set_weights
+def test_set_weights_checks_the_architecture(backend):
+    model = trained(backend)
+    good = model.get_weights()
+    (W0, b0), (W1, b1) = good
+    cases = [
+        (good[:1], ValueError, r"set_weights needs a list of 2 \(W, b\) pairs, got list of "
+                               r"length 1"),
+        (good + good[:1], ValueError, r"needs a list of 2 \(W, b\) pairs, got list of length 3"),
+        (W0, ValueError, r"needs a list of 2 \(W, b\) pairs, got ndarray"),
+        ({"W0": W0}, ValueError, r"needs a list of 2 \(W, b\) pairs, got dict"),
+        ([(W0,), (W1, b1)], ValueError, r"weights\[0\] must be a pair \(W, b\)"),
+        ([(W0.T, b0), (W1, b1)], ValueError,
+         r"layer 0 expects W of shape \(3, 5\) and b of shape \(5,\), got \(5, 3\) and \(5,\)"),
+        ([(W0, b0), (W1, b1[:1])], ValueError,
+         r"layer 1 expects W of shape \(5, 2\) and b of shape \(2,\), got \(5, 2\) and \(1,\)"),
+        ([(W0, b0[:, None]), (W1, b1)], ValueError, r"b of shape \(5,\), got .* and \(5, 1\)"),
+        ([(np.full_like(W0, np.nan), b0), (W1, b1)], ValueError,
+         r"weights of layer 0 contain NaN or infinite values"),
+        ([(W0, b0), (W1, np.full_like(b1, np.inf))], ValueError,
+         r"weights of layer 1 contain NaN or infinite values"),
+        ([(W0 + 0j, b0), (W1, b1)], TypeError, r"weights\[0\]\[0\] \(W\) must hold real numbers"),
+        ([(W0, b0.astype(str)), (W1, b1)], TypeError,
+         r"weights\[0\]\[1\] \(b\) must hold real numbers"),
+        ([(W0, b0), ([[1.0], [1.0, 2.0]], b1)], TypeError, r"weights\[1\]\[0\] \(W\)"),
+        ([(W0, b0), (W1, None)], TypeError, r"weights\[1\]\[1\] \(b\)"),
+    ]
+    if model.dtype_name == "float32":
+        cases.append(([(W0.astype("float64") * 1e300, b0), (W1, b1)], ValueError,
+                      r"weights\[0\]\[0\] \(W\) has values too large for float32"))
+    for weights, exc, match in cases:
+        with unchanged(model), pytest.raises(exc, match=match):
+            model.set_weights(weights)
+
+
+def test_set_weights_accepts_and_copies(backend):
+    model = make(backend)
+    weights = [(np.ones((F, 5), "float32"), np.zeros(5, "float32")),
+               (np.ones((5, OUT), "float32"), np.zeros(OUT, "float32"))]
+    model.set_weights(weights)
+    weights[0][0][...] = 7.0  # the caller's arrays stay theirs
+    assert np.all(model.get_weights()[0][0] == 1.0)
+    # integer, float64, list and backend arrays are cast to the model's dtype
+    model.set_weights([(np.ones((F, 5), int), [0.0] * 5),
+                       (native(backend, np.ones((5, OUT))), np.zeros(OUT))])
+    for W, b in model.get_weights():
+        assert W.dtype == np.float32 and b.dtype == np.float32
