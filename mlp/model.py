@@ -13,6 +13,10 @@ from .initializers import check_initializer, default_initializer, initial_weight
 from .losses import get_loss
 from .validation import check_layer_sizes, prepare_targets, prepare_x
 
+#: Compiled functions shared between models (see `MLP._compiled`), least recently used first.
+_SHARED_CACHE: dict = {}
+_SHARED_CACHE_SIZE = 128
+
 
 class MLP:
     """A multilayer perceptron: dense layers, hand-derived backprop, any array-API backend.
@@ -119,14 +123,28 @@ class MLP:
         return [(to(W, self.dtype), to(b, self.dtype)) for W, b in host_params]
 
     def _compiled(self, key, factory):
-        """A compiled function from the model's cache (compiled once per key)."""
+        """A compiled function, compiled once per key and shared by every model with the
+        same backend and network math (JAX compiles per model otherwise: seconds each).
+
+        ``factory`` must depend only on ``self.backend``, ``self._spec`` and ``key``.
+        Keys that cannot be hashed (e.g. a mutable optimizer object) use the model's
+        own cache, by identity.
+        """
         try:
-            hash(key)
+            shared_key = (self.backend, self._spec, key)
+            hash(shared_key)
         except TypeError:
             key = tuple(id(k) for k in key)
-        if key not in self._cache:
-            self._cache[key] = factory()
-        return self._cache[key]
+            if key not in self._cache:
+                self._cache[key] = factory()
+            return self._cache[key]
+        fn = _SHARED_CACHE.pop(shared_key, None)
+        if fn is None:
+            fn = factory()
+        _SHARED_CACHE[shared_key] = fn  # most recently used last
+        while len(_SHARED_CACHE) > _SHARED_CACHE_SIZE:
+            _SHARED_CACHE.pop(next(iter(_SHARED_CACHE)))
+        return fn
 
     def _split_rng(self):
         return np.random.default_rng([self.seed, 2])
@@ -148,8 +166,8 @@ class MLP:
 
         For classifiers these are probabilities (softmax or sigmoid outputs).
         """
-        fn = self._compiled(("predict",), lambda: self.backend.jit(
-            lambda p, x: core.forward(self._spec, p, x)))
+        fn = self._compiled(("predict",), lambda spec=self._spec: self.backend.jit(
+            lambda p, x: core.forward(spec, p, x)))
         return fn(self.params, self._x(x))
 
     def predict_proba(self, x):
@@ -175,15 +193,15 @@ class MLP:
     def loss(self, x, y) -> float:
         """The mean loss on ``(x, y)`` as a Python float (no penalty term)."""
         x_dev, targets, _ = self._prepare(x, y)
-        fn = self._compiled(("loss",), lambda: self.backend.jit(
-            lambda p, x, y: core.loss_value(self._spec, p, x, y)))
+        fn = self._compiled(("loss",), lambda spec=self._spec: self.backend.jit(
+            lambda p, x, y: core.loss_value(spec, p, x, y)))
         return float(fn(self.params, x_dev, targets))
 
     def gradients(self, x, y):
         """Gradients of the mean loss, ``[(dW, db), ...]`` as backend arrays."""
         x_dev, targets, _ = self._prepare(x, y)
-        fn = self._compiled(("gradients",), lambda: self.backend.jit(
-            lambda p, x, y: core.loss_and_gradients(self._spec, p, x, y)[1]))
+        fn = self._compiled(("gradients",), lambda spec=self._spec: self.backend.jit(
+            lambda p, x, y: core.loss_and_gradients(spec, p, x, y)[1]))
         return fn(self.params, x_dev, targets)
 
     def _metrics_fn(self):
@@ -357,7 +375,7 @@ class MLP:
                          f"{fan_in * fan_out + fan_out:,}"))
         widths = [max(len(r[c]) for r in rows) for c in range(5)]
         line = "-" * (sum(widths) + 8)
-        fmt = "  ".join("{:<%d}" % w for w in widths)
+        fmt = "  ".join(f"{{:<{w}}}" for w in widths)
         text = [f"MLP on backend {self.backend.name!r} (device {self.backend.device}), "
                 f"dtype {self.dtype_name}, loss {self.loss_name!r}", line, fmt.format(*rows[0]),
                 line] + [fmt.format(*r) for r in rows[1:]] + [

@@ -1,0 +1,505 @@
+"""The training loop: mini-batches, labels, metrics, validation, early stopping,
+callbacks, divergence, progress output and the summary - on every backend."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+import mlp
+from mlp import optimizers
+
+
+def _weights_equal(a, b, atol=0.0):
+    for (W, bias), (W0, b0) in zip(a, b, strict=True):
+        np.testing.assert_allclose(W, W0, rtol=0, atol=atol)
+        np.testing.assert_allclose(bias, b0, rtol=0, atol=atol)
+
+
+def _differ(a, b):
+    return any(not np.array_equal(W, W0) for (W, _), (W0, _) in zip(a, b, strict=True))
+
+
+def _classification(n=50, d=5, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d))
+    y = (np.argmax(x[:, :k] + 0.3 * rng.normal(size=(n, k)), axis=1)).astype(np.int64)
+    return x, y
+
+
+#: Most tests share one network, data size and optimizer, so that JAX compiles
+#: the training step once for all of them (compiled functions are shared by models).
+SIZES = [5, 8, 3]
+N = 30
+SGD = dict(learning_rate=0.1)
+
+
+def _model(backend, **kwargs):
+    kwargs = dict(dict(loss="cross_entropy", dtype="float64", seed=0), **kwargs)
+    return mlp.MLP(SIZES, backend=backend, **kwargs)
+
+
+def _regression(n=40, d=4, outputs=2, seed=1):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d))
+    y = np.tanh(x[:, :outputs]) + 0.1 * rng.normal(size=(n, outputs))
+    return x, y
+
+
+# ---------------------------------------------------------------- mini-batches
+@pytest.mark.parametrize("opt", ["adam", "momentum"])
+def test_minibatch_float64_same_weights_as_numpy(backend, opt):
+    x, y = _classification(n=50)
+    optimizer = "adam" if opt == "adam" else optimizers.SGD(0.05, momentum=0.9, nesterov=True)
+    kwargs = dict(epochs=3, batch_size=16, optimizer=optimizer, alpha=1e-3,
+                  validation_split=0.2)
+
+    def train(name):
+        model = mlp.MLP([5, 8, 3], loss="cross_entropy", backend=name, dtype="float64", seed=4)
+        history = model.fit(x, y, **kwargs)
+        return model.get_weights(), history
+
+    ref, ref_history = train("numpy")
+    got, history = train(backend)
+    _weights_equal(got, ref, atol=1e-10)
+    np.testing.assert_allclose(history.history["loss"], ref_history.history["loss"], rtol=1e-10)
+    np.testing.assert_allclose(history.history["val_loss"], ref_history.history["val_loss"],
+                               rtol=1e-10)
+
+
+def test_last_partial_batch_is_used(backend):
+    """n=10, batch 4: steps on rows 0-3, 4-7 and 8-9 each epoch (shuffle=False)."""
+    x, y = _regression(n=10, outputs=1)
+    model = mlp.MLP([4, 5, 1], backend=backend, dtype="float64", seed=2, activation="tanh")
+    ref = mlp.MLP([4, 5, 1], backend="numpy", dtype="float64", seed=2, activation="tanh")
+    lr, epochs = 0.3, 2
+    history = model.fit(x, y, epochs=epochs, batch_size=4, shuffle=False, learning_rate=lr)
+    epoch_losses = []
+    for _ in range(epochs):
+        total = 0.0
+        for rows in (slice(0, 4), slice(4, 8), slice(8, 10)):
+            total += ref.loss(x[rows], y[rows]) * len(range(10)[rows])
+            grads = ref.gradients(x[rows], y[rows])
+            ref.set_weights([(W - lr * ref.backend.to_numpy(dW), b - lr * ref.backend.to_numpy(db))
+                             for (W, b), (dW, db) in zip(ref.get_weights(), grads, strict=True)])
+        epoch_losses.append(total / 10)
+    _weights_equal(model.get_weights(), ref.get_weights(), atol=1e-12)
+    # the epoch's loss is the sample-weighted mean of its batches' losses
+    np.testing.assert_allclose(history.history["loss"], epoch_losses, rtol=1e-12)
+    # dropping the partial batch would give other weights
+    dropped = mlp.MLP([4, 5, 1], backend="numpy", dtype="float64", seed=2, activation="tanh")
+    dropped.fit(x[:8], y[:8], epochs=epochs, batch_size=4, shuffle=False, learning_rate=lr)
+    assert _differ(dropped.get_weights(), model.get_weights())
+
+
+class _Recorder:
+    """An "optimizer" that never moves the weights and records each step's rows.
+
+    With ``x = eye(n)``, ``y = 1`` and a linear model at zero weights, the
+    gradient of sample ``j`` is ``-1/batch`` in ``dW[j]`` and zero elsewhere, so
+    the nonzero rows of ``dW`` are the batch.
+    """
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.batches = []
+        self.learning_rate = 0.0
+
+    def init(self, params):
+        return ()
+
+    def update(self, grads, state, params):
+        dW = self.backend.to_numpy(grads[0][0])[:, 0]
+        self.batches.append(np.flatnonzero(dW != 0).tolist())
+        return params, state
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_every_sample_once_per_epoch_in_fresh_order(backend, shuffle):
+    if backend.compiles:
+        pytest.skip("the recorder reads arrays in Python; compiled steps are covered by "
+                    "test_minibatch_float64_same_weights_as_numpy")
+    n, epochs = 10, 4
+    model = mlp.MLP([n, 1], backend=backend, dtype="float64", seed=9)
+    model.set_weights([(np.zeros((n, 1)), np.zeros(1))])
+    rec = _Recorder(backend)
+    model.fit(np.eye(n), np.ones(n), epochs=epochs, batch_size=4, shuffle=shuffle, optimizer=rec)
+    assert [len(b) for b in rec.batches] == [4, 4, 2] * epochs
+    orders = [sum(rec.batches[3 * e:3 * e + 3], []) for e in range(epochs)]
+    for order in orders:
+        assert sorted(order) == list(range(n))
+    if shuffle:
+        assert len({tuple(o) for o in orders}) == epochs  # a fresh permutation every epoch
+    else:
+        assert all(o == list(range(n)) for o in orders)
+
+
+def test_shuffle_is_drawn_from_the_seed(backend):
+    x, y = _classification(n=N)
+    start = _model("numpy").get_weights()
+
+    def train(seed, shuffle=True):
+        model = _model(backend, seed=seed)
+        model.set_weights(start)  # same start: only the batches can differ
+        model.fit(x, y, epochs=3, batch_size=8, shuffle=shuffle, **SGD)
+        return model.get_weights()
+
+    a, b, c = train(3), train(3), train(4)
+    _weights_equal(a, b)
+    assert _differ(a, c)
+    assert _differ(a, train(3, shuffle=False))
+
+
+# ------------------------------------------------------------- classification
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int16", "int32", "int64", "onehot", "native"])
+def test_label_encodings_train_identically(backend, dtype):
+    x, y = _classification(n=N)
+    if dtype == "onehot":
+        labels = np.eye(3)[y]
+    elif dtype == "native":
+        labels = backend.asarray(y.astype(np.int32))
+    else:
+        labels = y.astype(dtype)
+
+    def train(labels):
+        model = _model(backend)
+        history = model.fit(x, labels, epochs=3, batch_size=8, **SGD)
+        return model, history
+
+    model, history = train(labels)
+    ref, ref_history = train(y)
+    _weights_equal(model.get_weights(), ref.get_weights())
+    assert history.history["loss"] == ref_history.history["loss"]
+    assert model.evaluate(x, labels) == ref.evaluate(x, y)
+
+
+def test_predict_proba_and_classes(backend):
+    x, y = _classification(n=N)
+    model = _model(backend, dtype="float32")
+    model.fit(x, y, epochs=20, optimizer="adam", learning_rate=0.05)
+    proba = backend.to_numpy(model.predict_proba(x))
+    assert proba.shape == (N, 3)
+    assert np.all(proba >= 0) and np.all(proba <= 1)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    classes = backend.to_numpy(model.predict_classes(x))
+    assert classes.shape == (N,) and classes.dtype.kind == "i"
+    np.testing.assert_array_equal(classes, proba.argmax(axis=1))
+    assert model.evaluate(x, y)["accuracy"] == pytest.approx(np.mean(classes == y), abs=1e-6)
+    assert np.mean(classes == y) > 0.8  # it learned the (easy, noisy) rule
+
+
+def test_binary_predict_classes(backend):
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(40, 3))
+    y = (x[:, :2] > 0).astype(np.float64)  # two independent binary outputs
+    model = mlp.MLP([3, 8, 2], loss="binary_cross_entropy", backend=backend, seed=0)
+    model.fit(x, y, epochs=25, optimizer="adam", learning_rate=0.1)
+    proba = backend.to_numpy(model.predict_proba(x))
+    classes = backend.to_numpy(model.predict_classes(x))
+    assert classes.shape == (40, 2)
+    np.testing.assert_array_equal(classes, (proba > 0.5).astype(classes.dtype))
+    result = model.evaluate(x, y)
+    assert result["accuracy"] == pytest.approx(np.mean(classes == y), abs=1e-6)
+    assert result["accuracy"] > 0.9
+
+
+def test_evaluate_classification_matches_sklearn(backend):
+    x, y = _classification(n=N)
+    model = _model(backend)
+    model.fit(x, y, epochs=3, **SGD)
+    result = model.evaluate(x, y)
+    assert set(result) == {"loss", "accuracy"}
+    proba = backend.to_numpy(model.predict_proba(x))
+    classes = backend.to_numpy(model.predict_classes(x))
+    assert result["accuracy"] == pytest.approx(skm.accuracy_score(y, classes), abs=1e-12)
+    assert result["loss"] == pytest.approx(skm.log_loss(y, proba, labels=[0, 1, 2]), rel=1e-9)
+    assert result["loss"] == pytest.approx(model.loss(x, y), rel=1e-12)
+
+
+@pytest.mark.parametrize("outputs", [1, 2])
+def test_evaluate_regression_matches_sklearn(backend, outputs):
+    x, y = _regression(outputs=outputs)
+    if outputs == 1:
+        y = y[:, 0]
+    model = mlp.MLP([4, 8, outputs], backend=backend, dtype="float64", seed=0)
+    model.fit(x, y, epochs=40, optimizer="adam", learning_rate=0.05)
+    result = model.evaluate(x, y)
+    assert set(result) == {"loss", "r2", "mse"}
+    pred = backend.to_numpy(model.predict(x))
+    if outputs == 1:
+        pred = pred[:, 0]
+    assert result["r2"] == pytest.approx(skm.r2_score(y, pred), rel=1e-10)
+    assert result["mse"] == pytest.approx(skm.mean_squared_error(y, pred), rel=1e-10)
+    assert result["loss"] == pytest.approx(0.5 * result["mse"], rel=1e-10)  # loss: 0.5 * mse
+    assert 0.0 < result["r2"] < 1.0
+
+
+# ------------------------------------------------------------------ validation
+def test_validation_data_classification(backend):
+    x, y = _classification(n=N)
+    xv, yv = _classification(n=10, seed=8)
+    model = _model(backend)
+    history = model.fit(x, y, epochs=3, batch_size=8, validation_data=(xv, yv), **SGD)
+    assert set(history.history) == {"loss", "val_loss", "val_accuracy"}
+    assert all(len(v) == 3 for v in history.history.values())
+    assert history.epoch == [0, 1, 2]
+    final = model.evaluate(xv, yv)
+    assert history.history["val_loss"][-1] == pytest.approx(final["loss"], rel=1e-12)
+    assert history.history["val_accuracy"][-1] == pytest.approx(final["accuracy"], abs=1e-12)
+    assert history.history["val_loss"][0] > history.history["val_loss"][-1]
+
+
+def test_validation_data_regression(backend):
+    x, y = _regression()
+    xv, yv = _regression(n=12, seed=4)
+    model = mlp.MLP([4, 8, 2], backend=backend, dtype="float64", seed=0)
+    history = model.fit(x, y, epochs=3, learning_rate=0.1, validation_data=(xv, yv))
+    assert set(history.history) == {"loss", "val_loss", "val_r2", "val_mse"}
+    final = model.evaluate(xv, yv)
+    for key in ("loss", "r2", "mse"):
+        assert history.history["val_" + key][-1] == pytest.approx(final[key], rel=1e-12)
+
+
+def test_validation_split(backend):
+    x, y = _classification(n=N)
+    model = _model(backend)
+    history = model.fit(x, y, epochs=3, batch_size=8, validation_split=0.2, **SGD)
+    assert set(history.history) == {"loss", "val_loss", "val_accuracy"}
+    assert history.params["samples"] == 24  # 6 of the 30 held out
+    for acc in history.history["val_accuracy"]:
+        assert acc * 6 == pytest.approx(round(acc * 6), abs=1e-9)  # k correct out of 6
+    assert all(np.isfinite(history.history["val_loss"]))
+    # the held-out rows are drawn from the seed: the same seed, the same split
+    again = _model(backend)
+    assert again.fit(x, y, epochs=3, batch_size=8, validation_split=0.2,
+                     **SGD).history == history.history
+
+
+# -------------------------------------------------------------- early stopping
+class _WeightLog(mlp.Callback):
+    def on_train_begin(self, logs=None):
+        self.weights = []
+
+    def on_epoch_end(self, epoch, logs):
+        self.weights.append(self.model.get_weights())
+
+
+def _overfitting_problem():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 5)), rng.integers(0, 3, 40)  # noise: val_loss soon rises
+    xv, yv = rng.normal(size=(30, 5)), rng.integers(0, 3, 30)
+    return x, y, xv, yv
+
+
+def test_early_stopping_restores_the_best_weights(backend):
+    x, y, xv, yv = _overfitting_problem()
+    model = mlp.MLP([5, 32, 3], loss="cross_entropy", backend=backend, dtype="float64", seed=0)
+    log = _WeightLog()
+    patience = 4
+    history = model.fit(x, y, epochs=60, optimizer="adam", learning_rate=0.02,
+                        validation_data=(xv, yv), early_stopping=True, patience=patience,
+                        callbacks=[log])
+    val = history.history["val_loss"]
+    best = int(np.argmin(val))
+    assert best < 10  # it overfits quickly
+    assert history.stopped_epoch == best + patience
+    assert len(val) == best + patience + 1 < 60
+    assert min(val[best + 1:]) >= val[best]
+    _weights_equal(model.get_weights(), log.weights[best])
+    assert _differ(log.weights[-1], log.weights[best])
+    assert model.evaluate(xv, yv)["loss"] == pytest.approx(val[best], rel=1e-12)
+
+
+def test_early_stopping_min_delta_and_training_loss(backend):
+    """Without validation data it watches the training loss; min_delta raises the bar."""
+    x, y = _classification(n=N)
+    kwargs = dict(epochs=20, early_stopping=True, patience=2, **SGD)
+    model = _model(backend)
+    history = model.fit(x, y, **kwargs)  # the training loss keeps falling: no stop
+    assert len(history.epoch) == 20 and history.stopped_epoch is None
+    assert "val_loss" not in history.history
+    model = _model(backend)
+    history = model.fit(x, y, min_delta=1.0, **kwargs)  # no epoch improves by 1.0
+    assert history.stopped_epoch == 2 and len(history.epoch) == 3
+
+
+def test_early_stopping_callback_logic():
+    stopper = mlp.EarlyStopping(patience=2, min_delta=0.1)
+
+    class Model:
+        params = "start"
+
+    model = Model()
+    stopper.set_model(model)
+    stopper.on_train_begin()
+    decisions = []
+    for epoch, value in enumerate([1.0, 0.8, 0.75, 0.72, 0.5]):
+        model.params = f"after epoch {epoch}"
+        decisions.append(stopper.on_epoch_end(epoch, {"loss": 9.0, "val_loss": value}))
+        if decisions[-1]:
+            break
+    # 0.75 and 0.72 are not 0.1 below 0.8: two epochs without improvement -> stop at 3
+    assert decisions == [False, False, False, True]
+    stopper.on_train_end()
+    assert model.params == "after epoch 1" and stopper.best_epoch == 1
+    # without val_loss in the logs it watches the training loss
+    stopper.on_train_begin()
+    assert [stopper.on_epoch_end(e, {"loss": v}) for e, v in enumerate([3, 2, 2, 2])] == [
+        False, False, False, True]
+
+
+# ------------------------------------------------------------------- callbacks
+def test_function_callback_returning_true_stops(backend):
+    x, y = _classification(n=N)
+    seen = []
+
+    def cb(epoch, logs):
+        seen.append((epoch, dict(logs)))
+        return epoch == 2
+
+    model = _model(backend)
+    history = model.fit(x, y, epochs=10, callbacks=[cb])
+    assert [e for e, _ in seen] == [0, 1, 2]
+    assert history.epoch == [0, 1, 2] and history.stopped_epoch == 2
+    assert [logs["loss"] for _, logs in seen] == history.history["loss"]
+    assert all(set(logs) == {"loss"} for _, logs in seen)
+
+
+def test_callback_subclass_hooks_and_logs(backend):
+    x, y = _classification(n=30)
+    xv, yv = _classification(n=10, seed=8)
+    calls = []
+
+    class Spy(mlp.Callback):
+        def on_train_begin(self, logs=None):
+            calls.append("begin")
+
+        def on_epoch_end(self, epoch, logs):
+            calls.append((epoch, sorted(logs)))
+            self.last = (self.model.get_weights(), self.model.evaluate(xv, yv)["loss"],
+                         logs["val_loss"])
+
+        def on_train_end(self, logs=None):
+            calls.append("end")
+
+    spy = Spy()
+    model = _model(backend)
+    model.fit(x, y, epochs=3, batch_size=8, learning_rate=0.1, validation_data=(xv, yv),
+              callbacks=[spy])
+    keys = ["loss", "val_accuracy", "val_loss"]
+    assert calls == ["begin", (0, keys), (1, keys), (2, keys), "end"]
+    assert spy.model is model
+    weights, loss_then, logged = spy.last  # the hook sees the epoch's final weights
+    _weights_equal(weights, model.get_weights())
+    assert loss_then == pytest.approx(logged, rel=1e-6)
+
+
+def test_callback_can_set_stop_training(backend):
+    x, y = _classification(n=N)
+
+    class Stop(mlp.Callback):
+        def on_epoch_end(self, epoch, logs):
+            if epoch == 1:
+                self.model.stop_training = True
+
+    model = _model(backend)
+    history = model.fit(x, y, epochs=10, callbacks=[Stop()])
+    assert history.epoch == [0, 1] and history.stopped_epoch == 1
+    # the flag does not leak into the next fit
+    assert len(model.fit(x, y, epochs=3, learning_rate=0.1).epoch) == 3
+
+
+# ------------------------------------------------------------------ divergence
+def _diverging(backend):
+    rng = np.random.default_rng(1)
+    x, y = 3 * rng.normal(size=(20, 5)), rng.normal(size=20)
+    return mlp.MLP([5, 16, 1], backend=backend, seed=0), x, y
+
+
+def _all_finite(weights):
+    return all(np.all(np.isfinite(W)) and np.all(np.isfinite(b)) for W, b in weights)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_divergence_raises_and_restores_the_last_finite_weights(backend):
+    model, x, y = _diverging(backend)
+    log = _WeightLog()
+    start = model.get_weights()
+    with pytest.raises(mlp.TrainingDivergedError, match="diverged") as info:
+        model.fit(x, y, epochs=50, learning_rate=10.0, callbacks=[log])
+    assert isinstance(info.value, FloatingPointError)
+    history = info.value.history
+    assert 1 <= len(history.epoch) < 50 and all(np.isfinite(history.history["loss"]))
+    assert len(log.weights) == len(history.epoch)
+    restored = model.get_weights()
+    assert _all_finite(restored)
+    last_finite = [w for w in [start, *log.weights] if _all_finite(w)][-1]
+    _weights_equal(restored, last_finite)
+    assert np.isfinite(model.loss(x, y)) or True  # weights finite; the loss may overflow
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_divergence_without_hooks(backend):
+    """On JAX the epochs then run in one compiled call; the replay finds the epoch."""
+    model, x, y = _diverging(backend)
+    with pytest.raises(mlp.TrainingDivergedError) as info:
+        model.fit(x, y, epochs=50, learning_rate=10.0)
+    assert _all_finite(model.get_weights())
+    # the same epochs as with a callback attached (which runs epoch by epoch)
+    other, _, _ = _diverging(backend)
+    with pytest.raises(mlp.TrainingDivergedError) as info2:
+        other.fit(x, y, epochs=50, learning_rate=10.0, callbacks=[lambda e, logs: None])
+    assert info.value.history.history == info2.value.history.history
+    _weights_equal(model.get_weights(), other.get_weights())
+
+
+# ---------------------------------------------------------- progress, summary
+def test_silent_by_default(backend, capsys):
+    x, y = _classification(n=N)
+    _model(backend).fit(x, y, epochs=3, **SGD)
+    out, err = capsys.readouterr()
+    assert out == "" and err == ""
+
+
+def test_verbose_2_prints_one_line_per_epoch(backend, capsys):
+    x, y = _classification(n=N)
+    xv, yv = _classification(n=10, seed=8)
+    model = _model(backend)
+    history = model.fit(x, y, epochs=3, learning_rate=0.1, validation_data=(xv, yv),
+                        verbose=2)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3
+    pattern = (r"epoch (\d+)/3 - loss: (\S+) - val_loss: (\S+) - val_accuracy: (\S+)"
+               r" - \d+\.\d{3}s")
+    for i, line in enumerate(lines):
+        m = re.fullmatch(pattern, line)
+        assert m, line
+        assert int(m.group(1)) == i + 1
+        assert float(m.group(2)) == pytest.approx(history.history["loss"][i], rel=1e-5)
+        assert float(m.group(3)) == pytest.approx(history.history["val_loss"][i], rel=1e-5)
+
+
+def test_verbose_1_shows_a_tqdm_bar(backend, capsys):
+    x, y = _classification(n=N)
+    model = _model(backend)
+    history = model.fit(x, y, epochs=4, learning_rate=0.1, verbose=1)
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "100%" in err and "4/4" in err and "epoch" in err
+    assert f"loss={history.history['loss'][-1]:.4g}" in err  # the running loss
+
+
+def test_summary(backend, capsys):
+    model = mlp.MLP([64, 128, 64, 10], loss="cross_entropy", backend=backend, dtype="float64",
+                    seed=0)
+    text = model.summary()
+    assert capsys.readouterr().out.strip() == text.strip()
+    for part in ("dense_0", "(64, 128)", "(128,)", "8,320", "dense_1", "(128, 64)", "8,256",
+                 "dense_2", "(64, 10)", "650", "relu", "softmax", "float64",
+                 backend.name, str(backend.device)):
+        assert part in text, part
+    assert "total parameters: 17,226" in text
+    assert model.n_params == 64 * 128 + 128 + 128 * 64 + 64 + 64 * 10 + 10 == 17226
