@@ -13,7 +13,6 @@ import argparse
 import os
 import time
 
-import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
@@ -28,7 +27,10 @@ except ImportError:  # run from a checkout without installing: use the repositor
 
 
 def load_data(random_state=0):
-    """Standardized ``(x_train, x_test, y_train, y_test)``; the scaler sees the training set only."""
+    """Standardized ``(x_train, x_test, y_train, y_test)``.
+
+    The scaler is fit on the training set only.
+    """
     x, y = load_digits(return_X_y=True)
     x_train, x_test, y_train, y_test = train_test_split(
         x, y, test_size=0.25, random_state=random_state
@@ -77,6 +79,5 @@ def _parse(argv=None):
 
 if __name__ == "__main__":
     args = _parse()
-    np.set_printoptions(precision=4)
     main(args.backend, epochs=args.epochs, seed=args.seed, dtype=args.dtype,
          verbose=args.verbose)
