@@ -221,8 +221,8 @@ def fit(model, x, y, *, epochs, learning_rate=None, batch_size=None, shuffle=Tru
             if not np.all(np.isfinite(losses)):
                 if n_epochs > 1:  # replay the chunk one epoch at a time to find the epoch
                     for j in range(n_epochs):
-                        sub = (None if batches is None else batches[j:j + 1],
-                               None if last is None else last[j:j + 1])
+                        sub = (None if batches is None else batches[j:j + 1, ...],
+                               None if last is None else last[j:j + 1, ...])
                         p, s, lj = run(params, state, x_dev, y_dev, *sub, 1)
                         lj = float(model.backend.to_numpy(lj)[0])
                         if not math.isfinite(lj):
