@@ -537,15 +537,17 @@ def test_keyboard_interrupt_mid_epoch_is_never_half_applied(backend):
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # overflow in the diverging math
 @pytest.mark.parametrize("batch_size", [None, 4])
 @pytest.mark.parametrize("with_callback", [False, True])
-def test_divergence_restores_finite_weights(backend, batch_size, with_callback):
+@pytest.mark.parametrize("learning_rate", [1e6, 1e38], ids=["loss-overflows", "weights-overflow"])
+def test_divergence_restores_finite_weights(backend, batch_size, with_callback, learning_rate):
+    """1e6: the loss overflows first; 1e38: the first step already makes the weights inf."""
     x, y = regression_data()
     y = y * 100
     model = make(backend, sizes=(F, 8, OUT), activation="identity")
     callbacks = [lambda epoch, logs: None] if with_callback else None
     with pytest.raises(mlp.TrainingDivergedError, match=r"training diverged: the loss became "
-                       r"(nan|inf) in epoch \d+ .*learning rate 1000000\.0 may be too large"
-                       r".*restored") as info:
-        model.fit(x, y, epochs=200, learning_rate=1e6, batch_size=batch_size,
+                       r"(nan|inf) in epoch \d+ .*learning rate (1000000\.0|1e\+38) may be too "
+                       r"large.*restored") as info:
+        model.fit(x, y, epochs=200, learning_rate=learning_rate, batch_size=batch_size,
                   callbacks=callbacks)
     assert isinstance(info.value, FloatingPointError)
     for W, b in model.get_weights():
