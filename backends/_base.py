@@ -52,7 +52,8 @@ class Backend:
             if dtype not in FLOAT_DTYPES:
                 raise ValueError(f"dtype must be one of {FLOAT_DTYPES}, got {dtype!r}")
             return getattr(self.xp, dtype)
-        if isinstance(dtype, np.dtype) or (isinstance(dtype, type) and issubclass(dtype, np.generic)):
+        if isinstance(dtype, np.dtype) or (isinstance(dtype, type)
+                                           and issubclass(dtype, np.generic)):
             return self.dtype(np.dtype(dtype).name)
         return dtype
 
