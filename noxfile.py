@@ -63,3 +63,18 @@ def examples(session):
     for backend in ("numpy", "jax", "torch", "array_api_strict"):
         for script in ("seed_notebook.py", "digits.py", "diabetes.py"):
             session.run("python", f"examples/{script}", env={"MLP_BACKEND": backend})
+
+
+@nox.session
+def bench(session):
+    """The benchmark suite (W1-W3 against the peers): ``nox -s bench -- --quick``.
+
+    Arguments after ``--`` go to ``python -m benchmarks.run`` (``--quick``,
+    ``--threads 1``, ``--workloads W2``, ``--gpu``...). OPENBLAS_CORETYPE is
+    unset for this session only: a forced core type can pick slower kernels than
+    OpenBLAS's own detection (tests and CI keep the environment as it is).
+    """
+    session.install(TORCH)  # first, so that the torch extra does not pull a CUDA build
+    session.install("-e", ".[bench,jax,torch]")
+    env = {"OPENBLAS_CORETYPE": None}
+    session.run("python", "-m", "benchmarks.run", *session.posargs, env=env)
