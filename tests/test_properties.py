@@ -23,7 +23,7 @@ import mlp  # noqa: E402
 
 #: Examples per property: JAX compiles every new shape (about a second each), so it
 #: gets fewer; the others run eagerly.
-EXAMPLES = {"jax": 8}
+EXAMPLES = {"jax": 4}
 DEFAULT_EXAMPLES = 25
 
 
