@@ -15,9 +15,19 @@ import sys
 from pathlib import Path
 
 import pytest
+from threadpoolctl import threadpool_limits
 
 ROOT = Path(__file__).resolve().parents[1]
 FULL = os.environ.get("MLP_FULL_EXAMPLES", "") not in ("", "0")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread():
+    """Tiny matrices: BLAS/OpenMP threads only add overhead, which turns into tens of
+    seconds when other processes compete for the cores."""
+    with threadpool_limits(1):
+        yield
+
 
 
 def _example(name):

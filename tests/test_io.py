@@ -6,12 +6,22 @@ import os
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 import backends
 import mlp
 from mlp import optimizers, schedules
 
 BACKENDS = backends.available_backends()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread():
+    """Tiny matrices: BLAS/OpenMP threads only add overhead, which turns into tens of
+    seconds when other processes compete for the cores."""
+    with threadpool_limits(1):
+        yield
+
 
 
 def _data(n=30, d=5, k=3, seed=0):
@@ -80,8 +90,7 @@ def _continue(model, x, y, steps):
     optimizers.Adam(learning_rate=schedules.cosine_decay(0.05, decay_steps=20, warmup_steps=3)),
     optimizers.SGD(0.1, momentum=0.9, nesterov=True),
     optimizers.RMSprop(0.01),
-    optimizers.AdamW(0.02, weight_decay=0.1),
-], ids=["adam+cosine", "nesterov", "rmsprop", "adamw"])
+], ids=["adam+cosine", "nesterov", "rmsprop"])
 def test_include_optimizer_round_trips_the_state(backend, opt, tmp_path):
     model, x, y = _trained(backend, optimizer=opt)
     path = tmp_path / "with_opt.npz"
@@ -127,6 +136,29 @@ def _copy(model):
     twin.params = model.params  # arrays are never modified in place
     twin.optimizer_, twin.optimizer_state_ = model.optimizer_, model.optimizer_state_
     return twin
+
+
+@pytest.mark.parametrize("opt", [
+    optimizers.sgd(0.3),
+    optimizers.SGD(schedules.step_decay(0.1, drop=0.5, every=7), momentum=0.5),
+    optimizers.Adam(schedules.exponential_decay(1e-3, 100, 0.9, staircase=True), beta2=0.99),
+    optimizers.AdamW(schedules.invscaling(0.01, power_t=0.3), weight_decay=0.2, eps=1e-6),
+    optimizers.RMSprop(schedules.Constant(0.02), decay=0.8),
+], ids=["sgd", "momentum+step", "adam+exponential", "adamw+invscaling", "rmsprop+constant"])
+def test_every_optimizer_and_schedule_round_trips(opt, tmp_path):
+    model = mlp.MLP([3, 2], backend="numpy", seed=0)
+    state = opt.init(model.params)
+    model.optimizer_, model.optimizer_state_ = opt, opt.update(
+        model.gradients(np.ones((2, 3)), np.ones((2, 2))), state, model.params)[1]
+    model.save(tmp_path / "m.npz", include_optimizer=True)
+    loaded = mlp.load(tmp_path / "m.npz", backend="numpy")
+    assert loaded.optimizer_ == opt and type(loaded.optimizer_) is type(opt)
+    got, want = [], []
+    _leaves(loaded.optimizer_state_, got)
+    _leaves(model.optimizer_state_, want)
+    assert len(got) == len(want)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_without_include_optimizer_no_state_is_saved(tmp_path):

@@ -8,9 +8,19 @@ import re
 import numpy as np
 import pytest
 from sklearn import metrics as skm
+from threadpoolctl import threadpool_limits
 
 import mlp
 from mlp import optimizers
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread():
+    """Tiny matrices: BLAS/OpenMP threads only add overhead, which turns into tens of
+    seconds when other processes compete for the cores."""
+    with threadpool_limits(1):
+        yield
+
 
 
 def _weights_equal(a, b, atol=0.0):
