@@ -519,7 +519,9 @@ class _InterruptingSGD:
         return self.inner.update(grads, state, params)
 
 
-def test_keyboard_interrupt_mid_epoch_is_never_half_applied(backend):
+@pytest.mark.parametrize("with_callback", [True, False])
+def test_keyboard_interrupt_mid_epoch_is_never_half_applied(backend, with_callback):
+    """Ctrl-C in the middle of the third epoch leaves the weights after the second."""
     if backend.compiles:
         pytest.skip("the step is compiled: Python code in it runs once, at tracing")
     x, y = regression_data()
@@ -529,8 +531,9 @@ def test_keyboard_interrupt_mid_epoch_is_never_half_applied(backend):
     # 3 steps per epoch: the 8th update is the middle of the third epoch
     with pytest.raises(KeyboardInterrupt):
         model.fit(x, y, epochs=5, optimizer=_InterruptingSGD(8), batch_size=4, shuffle=False,
-                  callbacks=[lambda epoch, logs: None])
+                  callbacks=[lambda epoch, logs: None] if with_callback else None)
     assert_weights_equal(model.get_weights(), reference.get_weights())
+    assert model.history_.epoch == [0, 1]
 
 
 # -------------------------------------------------------------- divergence
