@@ -30,7 +30,10 @@ def _relu(xp, z):
 
 
 def _relu_backward(xp, delta, z, a):
-    return xp.where(z > 0, delta, 0.0)
+    # a = max(z, 0) >= 0, so sign(a) is the 0/1 mask of z > 0: one multiply gives the
+    # values of ``where(z > 0, delta, 0)`` (up to the sign of zero), several times
+    # faster than ``where`` on NumPy.
+    return delta * xp.sign(a)
 
 
 def _leaky_relu(xp, z):

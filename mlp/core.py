@@ -94,8 +94,13 @@ def loss_and_gradients(spec: NetworkSpec, params, x, y, alpha: float = 0.0):
     for i, (W, b) in enumerate(params):
         inputs.append(a)
         z = a @ W + b
-        a = (spec.output if i == n_layers - 1 else spec.hidden).forward(xp, z)
         zs.append(z)
+        if i < n_layers - 1:
+            a = spec.hidden.forward(xp, z)
+        elif spec.loss.needs_output:
+            a = spec.output.forward(xp, z)
+        else:  # the loss works from z alone (softmax fused into cross-entropy)
+            a = None
     loss, delta = spec.loss.value_and_delta(xp, zs[-1], a, y, spec.output)
 
     grads = [None] * n_layers

@@ -36,6 +36,9 @@ class Loss(NamedTuple):
     value: Callable[..., Any]
     #: Whether targets are class labels.
     classification: bool
+    #: Whether ``value_and_delta`` reads the output activation ``a`` (cross-entropy
+    #: works from ``z`` alone, so training skips the output softmax).
+    needs_output: bool = True
 
 
 def _count(y) -> int:
@@ -90,7 +93,8 @@ def _bce_value_and_delta(xp, z, a, y, output: Activation):
 LOSSES: dict[str, Loss] = {
     "mse": Loss("mse", "identity", HIDDEN_ACTIVATIONS, _mse_value_and_delta, _mse_value, False),
     "cross_entropy": Loss(
-        "cross_entropy", "softmax", ("softmax",), _ce_value_and_delta, _ce_value, True
+        "cross_entropy", "softmax", ("softmax",), _ce_value_and_delta, _ce_value, True,
+        needs_output=False,
     ),
     "binary_cross_entropy": Loss(
         "binary_cross_entropy", "sigmoid", ("sigmoid",), _bce_value_and_delta, _bce_value, True

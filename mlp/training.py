@@ -19,7 +19,7 @@ import numpy as np
 
 from .callbacks import Callback, EarlyStopping, FunctionCallback, History
 from .core import clip_by_global_norm, loss_and_gradients
-from .optimizers import get_optimizer
+from .optimizers import SGD, Adam, AdamW, RMSprop, get_optimizer
 from .schedules import check_learning_rate
 from .validation import check_float, check_int
 
@@ -50,6 +50,62 @@ def make_step(spec, optimizer, alpha=0.0, clip_norm=None):
     return step
 
 
+#: Optimizers whose update is elementwise over every parameter array: on a backend
+#: that does not compile they update all weights as one flat array (see `Packer`).
+PACKABLE_OPTIMIZERS = (SGD, Adam, AdamW, RMSprop)
+
+
+class Packer:
+    """All weight matrices as one flat array, all biases as another.
+
+    Where every array operation costs a fixed overhead (NumPy, PyTorch eager), an
+    elementwise optimizer (`PACKABLE_OPTIMIZERS`) then runs its handful of
+    operations twice per step instead of twice per layer. Each element sees
+    exactly the same operations in the same order, so results are identical to
+    the per-layer update, bit for bit. Unpacking gives views (reshaped slices).
+    """
+
+    def __init__(self, xp, shapes):
+        self.xp = xp
+        self.shapes = [tuple(s) for s in shapes]  # (fan_in, fan_out) per layer
+        self.w_bounds, self.b_bounds = [], []
+        ow = ob = 0
+        for fan_in, fan_out in self.shapes:
+            self.w_bounds.append((ow, ow + fan_in * fan_out))
+            self.b_bounds.append((ob, ob + fan_out))
+            ow, ob = ow + fan_in * fan_out, ob + fan_out
+
+    def pack(self, pairs):
+        xp = self.xp
+        return [(xp.concat([xp.reshape(W, (-1,)) for W, _ in pairs]),
+                 xp.concat([b for _, b in pairs]))]
+
+    def unpack(self, packed):
+        flat_w, flat_b = packed[0]
+        return [(self.xp.reshape(flat_w[w0:w1], shape), flat_b[b0:b1])
+                for shape, (w0, w1), (b0, b1) in zip(self.shapes, self.w_bounds, self.b_bounds)]
+
+    def _is_param_list(self, node):
+        return (isinstance(node, list) and len(node) == len(self.shapes)
+                and all(isinstance(p, tuple) and len(p) == 2 for p in node))
+
+    def pack_tree(self, node):
+        """Pack every per-layer ``[(W, b), ...]`` list inside an optimizer state."""
+        if self._is_param_list(node):
+            return self.pack(node)
+        if isinstance(node, tuple):
+            return tuple(self.pack_tree(n) for n in node)
+        return node
+
+    def unpack_tree(self, node, like):
+        """Undo `pack_tree`; ``like`` is the unpacked state it came from."""
+        if self._is_param_list(like):
+            return self.unpack(node)
+        if isinstance(like, tuple):
+            return tuple(self.unpack_tree(n, m) for n, m in zip(node, like))
+        return node
+
+
 def make_run(backend, spec, optimizer, alpha=0.0, clip_norm=None):
     """``run(params, opt_state, x, y, batches, last, n_epochs) -> (params, opt_state, losses)``.
 
@@ -60,8 +116,33 @@ def make_run(backend, spec, optimizer, alpha=0.0, clip_norm=None):
     """
     xp = spec.xp
     step = make_step(spec, optimizer, alpha, clip_norm)
+    # Plain SGD has two operations per array: packing would cost more than it saves.
+    packed = (not backend.compiles and type(optimizer) in PACKABLE_OPTIMIZERS
+              and not (type(optimizer) is SGD and not optimizer.momentum))
 
     def run(params, opt_state, x, y, batches, last, n_epochs):
+        if packed:
+            packer = Packer(xp, [W.shape for W, _ in params])
+            return _packed_run(packer, params, opt_state, x, y, batches, last, n_epochs)
+        return _run(step, params, opt_state, x, y, batches, last, n_epochs)
+
+    def packed_step(packed_params, opt_state, xb, yb, packer):
+        loss, grads = loss_and_gradients(spec, packer.unpack(packed_params), xb, yb, alpha)
+        if clip_norm is not None:
+            grads = clip_by_global_norm(xp, grads, clip_norm)
+        packed_params, opt_state = optimizer.update(packer.pack(grads), opt_state,
+                                                    packed_params)
+        return packed_params, opt_state, loss
+
+    def _packed_run(packer, params, opt_state, x, y, batches, last, n_epochs):
+        def step_(p, s, xb, yb):
+            return packed_step(p, s, xb, yb, packer)
+
+        p, s, losses = _run(step_, packer.pack(params), packer.pack_tree(opt_state), x, y,
+                            batches, last, n_epochs)
+        return packer.unpack(p), packer.unpack_tree(s, opt_state), losses
+
+    def _run(step, params, opt_state, x, y, batches, last, n_epochs):
         n = x.shape[0]
 
         def batch(carry, rows):
@@ -184,7 +265,10 @@ def fit(model, x, y, *, epochs, learning_rate=None, batch_size=None, shuffle=Tru
     run = model._compiled(("run", opt, alpha, clip_norm),
                           lambda: make_run(model.backend, model._spec, opt, alpha, clip_norm))
     hooks = bool(cbs or val is not None or verbose)
-    chunk = epochs if (model.backend.compiles and not hooks) else 1
+    # Without hooks nothing needs the host between epochs: run them in chunks (one compiled
+    # call on JAX; elsewhere no per-epoch host round trip). The chunk's host row indices
+    # are capped at about 2**22 entries (32 MiB) per call.
+    chunk = 1 if hooks else (epochs if full_batch else max(1, min(epochs, 2**22 // n)))
     history = History(dict(epochs=epochs, batch_size=batch_size or n, optimizer=opt,
                            alpha=alpha, clip_norm=clip_norm, shuffle=shuffle, samples=n))
     model.history_ = history
