@@ -50,6 +50,15 @@ def make_step(spec, optimizer, alpha=0.0, clip_norm=None):
     return step
 
 
+class InterruptedRun(Exception):
+    """Ctrl-C inside a Python-loop run, after ``len(losses)`` completed epochs whose
+    weights and optimizer state it carries (`fit` keeps them, then re-raises)."""
+
+    def __init__(self, params, opt_state, losses):
+        super().__init__("interrupted")
+        self.params, self.opt_state, self.losses = params, opt_state, losses
+
+
 #: Optimizers whose update is elementwise over every parameter array: on a backend
 #: that does not compile they update all weights as one flat array (see `Packer`).
 PACKABLE_OPTIMIZERS = (SGD, Adam, AdamW, RMSprop)
@@ -138,8 +147,13 @@ def make_run(backend, spec, optimizer, alpha=0.0, clip_norm=None):
         def step_(p, s, xb, yb):
             return packed_step(p, s, xb, yb, packer)
 
-        p, s, losses = _run(step_, packer.pack(params), packer.pack_tree(opt_state), x, y,
-                            batches, last, n_epochs)
+        try:
+            p, s, losses = _run(step_, packer.pack(params), packer.pack_tree(opt_state), x, y,
+                                batches, last, n_epochs)
+        except InterruptedRun as part:
+            raise InterruptedRun(packer.unpack(part.params),
+                                 packer.unpack_tree(part.opt_state, opt_state),
+                                 part.losses) from part.__cause__
         return packer.unpack(p), packer.unpack_tree(s, opt_state), losses
 
     def _run(step, params, opt_state, x, y, batches, last, n_epochs):
@@ -163,10 +177,22 @@ def make_run(backend, spec, optimizer, alpha=0.0, clip_norm=None):
                 total = total + loss * rest.shape[-1]
             return carry, total / n
 
-        rows = None if batches is None else (batches, last)
-        (params, opt_state), losses = backend.scan(epoch, (params, opt_state), rows,
-                                                   length=n_epochs)
-        return params, opt_state, losses
+        if backend.compiles:
+            rows = None if batches is None else (batches, last)
+            (params, opt_state), losses = backend.scan(epoch, (params, opt_state), rows,
+                                                       length=n_epochs)
+            return params, opt_state, losses
+        # A Python loop over the epochs: Ctrl-C keeps the epochs completed so far.
+        carry, losses = (params, opt_state), []
+        try:
+            for e in range(n_epochs):
+                rows = None if batches is None else (
+                    batches[e, ...], None if last is None else last[e, ...])
+                carry, loss = epoch(carry, rows)
+                losses.append(loss)
+        except KeyboardInterrupt as exc:
+            raise InterruptedRun(*carry, losses) from exc
+        return carry[0], carry[1], xp.stack(losses)
 
     return backend.jit(run, static_argnums=(6,))
 
@@ -298,8 +324,16 @@ def fit(model, x, y, *, epochs, learning_rate=None, batch_size=None, shuffle=Tru
             n_epochs = min(chunk, epochs - epoch)
             batches, last = indices(n_epochs)
             t0 = time.perf_counter()
-            new_params, new_state, losses = run(params, state, x_dev, y_dev, batches, last,
-                                                n_epochs)
+            try:
+                new_params, new_state, losses = run(params, state, x_dev, y_dev, batches,
+                                                    last, n_epochs)
+            except InterruptedRun as part:  # keep the completed epochs, then stop
+                if part.losses:
+                    params, state = part.params, part.opt_state
+                    model.params = params
+                    for j, loss in enumerate(part.losses):
+                        history.append(epoch + j, {"loss": float(loss)})
+                raise KeyboardInterrupt from part.__cause__
             losses = model.backend.to_numpy(losses)
             seconds = time.perf_counter() - t0
             if not np.all(np.isfinite(losses)):
