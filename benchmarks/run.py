@@ -286,10 +286,26 @@ def time_workload(args, wl, repeats, peak):
     return rows
 
 
-def memory_probe(spec, quick):
-    """Child process: run one implementation once on a workload, print peak RSS (MiB)."""
+def _peak_rss_mib():
+    """This process's peak resident set (MiB): VmHWM, which starts afresh at exec.
+
+    (``ru_maxrss`` would not do: Linux carries it over fork and exec, so a child
+    started from the big benchmark process reports the parent's peak.)
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     import resource
 
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def memory_probe(spec, quick):
+    """Child process: run one implementation once on a workload, print peak RSS (MiB)."""
     from . import peers
 
     wl_name, impl_name = spec.split(":", 1)
@@ -298,9 +314,9 @@ def memory_probe(spec, quick):
             else peers.PEERS[impl_name]())
     wl.x_train.sum()  # data resident
     impl.setup(wl)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    before = _peak_rss_mib()
     impl.train()
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    after = _peak_rss_mib()
     print(json.dumps({"peak_mib": after, "before_mib": before}))
 
 
