@@ -1,9 +1,9 @@
 """The examples on real (bundled, no download) data reach their targets.
 
-The full digits run (30 epochs) is checked on numpy and jax (on jax the time
-goes to compiling, which a shorter run would not save); torch and
-array_api_strict run 3 epochs and must match numpy's 3-epoch result. Set
-``MLP_FULL_EXAMPLES=1`` to run the full example on every backend.
+The full digits run (30 epochs) is checked on numpy; the other backends run
+3 epochs and must match numpy's 3-epoch result (they see the same batches).
+Set ``MLP_FULL_EXAMPLES=1`` to run the full example on every backend (the
+issue's acceptance check; JAX spends most of its time compiling).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def test_digits_split_and_scaling(digits):
 
 
 def test_digits_reaches_097(backend, digits, capsys):
-    if FULL or backend.name in ("numpy", "jax"):
+    if FULL or backend.name == "numpy":
         result = digits.main(backend.name)
         assert result["test_accuracy"] >= 0.97, result
         assert result["backend"] == backend.name
