@@ -19,7 +19,10 @@ class TorchBackend(Backend):
         return isinstance(data, self._torch.Tensor) and data.device == self.device
 
     def _from_host(self, host, dtype):
-        return self._torch.as_tensor(np.asarray(host), dtype=dtype, device=self.device)
+        host = np.asarray(host)
+        if not host.flags.writeable:  # e.g. a JAX array's host view; torch wants to own it
+            host = host.copy()
+        return self._torch.as_tensor(host, dtype=dtype, device=self.device)
 
     def asarray(self, data, dtype=None):
         if isinstance(data, self._torch.Tensor) and data.device != self.device:

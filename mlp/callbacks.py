@@ -59,7 +59,7 @@ class Callback:
         """Return True to stop training after this epoch."""
 
     def on_train_end(self, logs=None):
-        pass
+        """``logs["completed"]`` is False when `fit` raised (divergence, Ctrl-C)."""
 
 
 class FunctionCallback(Callback):
@@ -120,5 +120,7 @@ class EarlyStopping(Callback):
         return False
 
     def on_train_end(self, logs=None):
-        if self.restore_best_weights and self.best_params is not None:
+        # A fit that raised (divergence, Ctrl-C) keeps the weights it promised instead.
+        completed = (logs or {}).get("completed", True)
+        if completed and self.restore_best_weights and self.best_params is not None:
             self.model.params = self.best_params

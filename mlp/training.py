@@ -314,7 +314,7 @@ def fit(model, x, y, *, epochs, learning_rate=None, batch_size=None, shuffle=Tru
 
     params, state = model.params, opt.init(model.params)
     before = [params, params]  # weights at the start of this epoch and of the previous one
-    stopped = False
+    stopped = completed = False
     for cb in cbs:
         cb.on_train_begin({})
     model.stop_training = False
@@ -376,11 +376,12 @@ def fit(model, x, y, *, epochs, learning_rate=None, batch_size=None, shuffle=Tru
             if bar is not None:
                 bar.update(n_epochs)
                 bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in history.history.items()})
+        completed = True
     finally:
         if bar is not None:
             bar.close()
         model.optimizer_state_ = state
         model.optimizer_ = opt
         for cb in cbs:
-            cb.on_train_end({})
+            cb.on_train_end({"completed": completed})
     return history

@@ -466,6 +466,20 @@ def test_divergence_without_hooks(backend):
     _weights_equal(model.get_weights(), other.get_weights())
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_divergence_with_early_stopping_keeps_the_last_finite_weights(backend):
+    """Early stopping's restore of its best epoch must not override the divergence
+    restore that the error message describes."""
+    model, x, y = _diverging(backend)
+    log = _WeightLog()
+    start = model.get_weights()
+    with pytest.raises(mlp.TrainingDivergedError):
+        model.fit(x, y, epochs=50, learning_rate=10.0, callbacks=[log], early_stopping=True,
+                  patience=50)
+    last_finite = [w for w in [start, *log.weights] if _all_finite(w)][-1]
+    _weights_equal(model.get_weights(), last_finite)
+
+
 # ---------------------------------------------------------- progress, summary
 def test_silent_by_default(backend, capsys):
     x, y = _classification(n=N)
