@@ -23,12 +23,13 @@ step can be cached per optimizer):
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
 from array_api_compat import array_namespace, device
 
-from .schedules import check_learning_rate
+from .schedules import _as_python_floats, check_learning_rate
 
 
 def _zeros_like_params(xp, params):
@@ -46,13 +47,13 @@ def _lr(learning_rate, count):
 
 
 def _check_fraction(name, value, *, allow_zero=True):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or not (0.0 <= value < 1.0) or (not allow_zero and value == 0):
         raise ValueError(f"{name} must be in [0, 1), got {value!r}")
 
 
 def _check_positive(name, value):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or value <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
@@ -68,6 +69,7 @@ class SGD:
 
     def __post_init__(self):
         check_learning_rate(self.learning_rate)
+        _as_python_floats(self)
         _check_fraction("momentum", self.momentum)
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0")
@@ -105,6 +107,7 @@ class Adam:
 
     def __post_init__(self):
         check_learning_rate(self.learning_rate)
+        _as_python_floats(self)
         _check_fraction("beta1", self.beta1)
         _check_fraction("beta2", self.beta2)
         _check_positive("eps", self.eps)
@@ -145,7 +148,7 @@ class AdamW(Adam):
 
     def __post_init__(self):
         super().__post_init__()
-        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
+        if not (isinstance(self.weight_decay, numbers.Real) and self.weight_decay >= 0):
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
 
     def update(self, grads, state, params):
@@ -167,6 +170,7 @@ class RMSprop:
 
     def __post_init__(self):
         check_learning_rate(self.learning_rate)
+        _as_python_floats(self)
         _check_fraction("decay", self.decay)
         _check_positive("eps", self.eps)
 

@@ -10,20 +10,31 @@ They use only array-API functions, so they trace under JAX's ``jit``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 
 from array_api_compat import array_namespace
 
 
 def _positive(name, value, *, allow_zero=False):
-    ok = isinstance(value, (int, float)) and math.isfinite(value) and (
+    ok = isinstance(value, numbers.Real) and math.isfinite(value) and (
         value >= 0 if allow_zero else value > 0
     )
     if not ok or isinstance(value, bool):
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
     return float(value)
+
+
+def _as_python_floats(opt):
+    """Store NumPy scalars as Python floats: a ``np.float64`` hyperparameter would
+    otherwise promote float32 weights to float64 on NumPy (NEP 50)."""
+    for f in dataclasses.fields(opt):
+        value = getattr(opt, f.name)
+        if isinstance(value, numbers.Real) and not isinstance(value, (bool, int)):
+            object.__setattr__(opt, f.name, float(value))
 
 
 @dataclass(frozen=True)
@@ -34,6 +45,7 @@ class Constant:
 
     def __post_init__(self):
         _positive("learning_rate", self.learning_rate)
+        _as_python_floats(self)
 
     def __call__(self, step):
         return self.learning_rate
@@ -52,6 +64,7 @@ class ExponentialDecay:
         _positive("learning_rate", self.learning_rate)
         _positive("decay_steps", self.decay_steps)
         _positive("decay_rate", self.decay_rate)
+        _as_python_floats(self)
 
     def __call__(self, step):
         xp = array_namespace(step)
@@ -86,6 +99,7 @@ class CosineDecay:
         _positive("decay_steps", self.decay_steps)
         _positive("warmup_steps", self.warmup_steps, allow_zero=True)
         _positive("final_fraction", self.final_fraction, allow_zero=True)
+        _as_python_floats(self)
 
     def __call__(self, step):
         xp = array_namespace(step)
@@ -116,6 +130,7 @@ class InvScaling:
     def __post_init__(self):
         _positive("learning_rate", self.learning_rate)
         _positive("power_t", self.power_t, allow_zero=True)
+        _as_python_floats(self)
 
     def __call__(self, step):
         return self.learning_rate / (step + 1.0) ** self.power_t
@@ -130,7 +145,7 @@ def check_learning_rate(learning_rate):
     """A positive finite float, or a callable schedule; a clear error otherwise."""
     if callable(learning_rate):
         return learning_rate
-    if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)):
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real):
         raise TypeError(
             "learning_rate must be a positive number or a schedule "
             f"(see mlp.schedules), got {type(learning_rate).__name__}"

@@ -404,3 +404,21 @@ def test_every_optimizer_lowers_the_loss(backend):
                             learning_rate=0.2 if opt == "sgd" else 0.05)
         assert model.loss(x, y) < 0.9 * before, opt
         assert history.history["loss"][-1] < history.history["loss"][0], opt
+
+
+@pytest.mark.parametrize("make", [
+    lambda: mlp.optimizers.SGD(np.float64(0.1), momentum=np.float64(0.9)),
+    lambda: mlp.optimizers.Adam(np.float64(1e-2), beta1=np.float32(0.9)),
+    lambda: mlp.optimizers.SGD(mlp.schedules.cosine_decay(np.float64(0.1), 10)),
+], ids=["sgd", "adam", "schedule"])
+def test_numpy_scalar_hyperparameters_keep_float32(backend, make):
+    """np.float64 hyperparameters are stored as Python floats, so they never promote
+    float32 weights to float64 (NumPy 2 treats NumPy scalars as typed, not weak)."""
+    opt = make()
+    assert all(type(v) is float for v in (opt.learning_rate, getattr(opt, "momentum", 0.0))
+               if not callable(v))
+    model = mlp.MLP([3, 4, 2], backend=backend, seed=0)
+    rng = np.random.default_rng(0)
+    model.fit(rng.normal(size=(8, 3)), rng.normal(size=(8, 2)), epochs=2, optimizer=opt)
+    assert all(w.dtype == np.float32 and b.dtype == np.float32 for w, b in model.get_weights())
+    assert all(backend.dtype_name(W.dtype) == "float32" for W, _ in model.params)
