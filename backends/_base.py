@@ -113,6 +113,10 @@ class Backend:
             ys.append(y)
         return carry, self.xp.stack(ys)
 
+    def take_rows(self, array: Any, rows: Any):
+        """``array``'s rows at the (in-bounds) indices ``rows``: a batch cut on the device."""
+        return self.xp.take(array, rows, axis=0)
+
     def synchronize(self) -> None:
         """Wait until queued device work is done (for timing)."""
 

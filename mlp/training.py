@@ -161,8 +161,8 @@ def make_run(backend, spec, optimizer, alpha=0.0, clip_norm=None):
 
         def batch(carry, rows):
             params, opt_state = carry
-            params, opt_state, loss = step(params, opt_state, xp.take(x, rows, axis=0),
-                                           xp.take(y, rows, axis=0))
+            params, opt_state, loss = step(params, opt_state, backend.take_rows(x, rows),
+                                           backend.take_rows(y, rows))
             return (params, opt_state), loss
 
         def epoch(carry, rows):
