@@ -21,7 +21,7 @@ from .callbacks import Callback, EarlyStopping, FunctionCallback, History
 from .core import clip_by_global_norm, loss_and_gradients
 from .optimizers import SGD, Adam, AdamW, RMSprop, get_optimizer
 from .schedules import check_learning_rate
-from .validation import check_float, check_int
+from .validation import all_finite, check_float, check_int
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -210,8 +210,7 @@ def batch_indices(rng, n, batch_size, n_epochs, shuffle):
 
 
 def _all_finite(backend, params):
-    xp = backend.xp
-    return all(bool(xp.all(xp.isfinite(W))) and bool(xp.all(xp.isfinite(b))) for W, b in params)
+    return all(all_finite(backend.xp, W) and all_finite(backend.xp, b) for W, b in params)
 
 
 def _callbacks(callbacks, model):
