@@ -254,25 +254,15 @@ def _device(arr):
     return device(arr)
 
 
-def host_float_array(name, value, dtype_name=None, backend=None):
+def host_float_array(name, value, dtype_name, backend):
     """A NumPy copy of user-given weights, of real numbers, cast to ``dtype_name``.
 
     NaN and inf are left for the caller to report; finite values that the cast
     would overflow are refused. The copy never shares memory with ``value``.
     """
-    if value is None:
-        raise TypeError(f"{name} is None; expected an array of numbers")
-    try:
-        arr = np.asarray(value) if backend is None else foreign_to_numpy(value, backend, name)
-    except ValueError as exc:  # ragged nested lists
-        raise TypeError(f"{name} must be an array of numbers; cannot turn a "
-                        f"{type(value).__name__} into one ({exc})") from exc
-    if arr.dtype.kind not in _NUMERIC_KINDS:
-        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-    if dtype_name is None:
-        return np.array(arr, copy=True)
+    arr = _host(backend, value, name)
     with np.errstate(over="ignore", invalid="ignore"):
         cast = np.array(arr, dtype=dtype_name, copy=True)
-    if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and not np.all(np.isfinite(cast)):
+    if arr.dtype.kind == "f" and all_finite(np, arr) and not all_finite(np, cast):
         raise _overflow_error(name, dtype_name, float(np.max(np.abs(arr))))
     return cast
