@@ -36,14 +36,21 @@ class TrainingDivergedError(FloatingPointError):
         self.history = history
 
 
-def make_step(spec, optimizer, alpha=0.0, clip_norm=None):
-    """The pure training step for one batch."""
+def make_step(spec, optimizer, alpha=0.0, clip_norm=None, packer=None):
+    """The pure training step for one batch.
+
+    With a `Packer`, ``params`` (and the optimizer's state) are the packed flat
+    arrays: the network sees them unpacked, the optimizer updates them packed.
+    """
     xp = spec.xp
 
     def step(params, opt_state, xb, yb):
-        loss, grads = loss_and_gradients(spec, params, xb, yb, alpha)
+        layers = params if packer is None else packer.unpack(params)
+        loss, grads = loss_and_gradients(spec, layers, xb, yb, alpha)
         if clip_norm is not None:
             grads = clip_by_global_norm(xp, grads, clip_norm)
+        if packer is not None:
+            grads = packer.pack(grads)
         params, opt_state = optimizer.update(grads, opt_state, params)
         return params, opt_state, loss
 
@@ -135,21 +142,11 @@ def make_run(backend, spec, optimizer, alpha=0.0, clip_norm=None):
             return _packed_run(packer, params, opt_state, x, y, batches, last, n_epochs)
         return _run(step, params, opt_state, x, y, batches, last, n_epochs)
 
-    def packed_step(packed_params, opt_state, xb, yb, packer):
-        loss, grads = loss_and_gradients(spec, packer.unpack(packed_params), xb, yb, alpha)
-        if clip_norm is not None:
-            grads = clip_by_global_norm(xp, grads, clip_norm)
-        packed_params, opt_state = optimizer.update(packer.pack(grads), opt_state,
-                                                    packed_params)
-        return packed_params, opt_state, loss
-
     def _packed_run(packer, params, opt_state, x, y, batches, last, n_epochs):
-        def step_(p, s, xb, yb):
-            return packed_step(p, s, xb, yb, packer)
-
+        packed_step = make_step(spec, optimizer, alpha, clip_norm, packer)
         try:
-            p, s, losses = _run(step_, packer.pack(params), packer.pack_tree(opt_state), x, y,
-                                batches, last, n_epochs)
+            p, s, losses = _run(packed_step, packer.pack(params), packer.pack_tree(opt_state),
+                                x, y, batches, last, n_epochs)
         except InterruptedRun as part:
             raise InterruptedRun(packer.unpack(part.params),
                                  packer.unpack_tree(part.opt_state, opt_state),
