@@ -1,0 +1,233 @@
+"""Parameter constraints, declared once and checked at the public edge.
+
+Each public function or class states the rule for every parameter in one
+mapping (scikit-learn's ``_parameter_constraints`` idea), and `validate` turns
+any violation into one uniform message that names the argument::
+
+    FIT_CONSTRAINTS = {
+        "epochs": [Integer(1)],
+        "batch_size": [None, Integer(1)],
+        "shuffle": [Boolean()],
+        "verbose": [Options(0, 1, 2)],
+        "alpha": [Real(0)],
+    }
+    values = validate(FIT_CONSTRAINTS, {"epochs": epochs, ...})
+
+Messages read ``"<name> must be <what>, got <value>"``, e.g.
+``epochs must be an integer >= 1, got 0``. A value of the wrong type raises
+`TypeError`; a value of the right type outside the allowed range raises
+`ValueError`. NumPy scalars are accepted wherever a Python number is, and are
+returned as Python numbers (a ``np.float64`` hyperparameter would otherwise
+promote float32 arrays to float64). Booleans are accepted only where a boolean
+is asked for (``np.True_`` included) and never count as numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable as _CallableABC
+from typing import Any
+
+import numpy as np
+
+
+class _Mismatch(Exception):
+    """Raised by a constraint's `accept`: ``type_ok`` tells TypeError from ValueError."""
+
+    def __init__(self, type_ok: bool):
+        super().__init__()
+        self.type_ok = type_ok
+
+
+class Constraint:
+    """A rule for one parameter: `accept` returns the value as stored, or raises `_Mismatch`."""
+
+    #: What the value must be, completing "<name> must be ...".
+    description = "valid"
+
+    def accept(self, value):
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.description!r})"
+
+
+def _is_bool(value) -> bool:
+    return isinstance(value, (bool, np.bool_))
+
+
+def _bound_text(low, high, closed) -> str:
+    lo_in = closed in ("left", "both")
+    hi_in = closed in ("right", "both")
+    if low is not None and high is not None:
+        return f"in {'[' if lo_in else '('}{low:g}, {high:g}{']' if hi_in else ')'}"
+    if low is not None:
+        return f"{'>=' if lo_in else '>'} {low:g}"
+    if high is not None:
+        return f"{'<=' if hi_in else '<'} {high:g}"
+    return ""
+
+
+def _in_bounds(value, low, high, closed) -> bool:
+    lo_in = closed in ("left", "both")
+    hi_in = closed in ("right", "both")
+    if low is not None and not (value >= low if lo_in else value > low):
+        return False
+    return high is None or (value <= high if hi_in else value < high)
+
+
+class Integer(Constraint):
+    """An integer (Python or NumPy, not bool) in ``[low, high]``; stored as ``int``."""
+
+    def __init__(self, low=None, high=None):
+        self.low, self.high = low, high
+        bounds = _bound_text(low, high, "both")
+        self.description = "an integer" + (f" {bounds}" if bounds else "")
+
+    def accept(self, value):
+        if _is_bool(value) or not isinstance(value, numbers.Integral):
+            raise _Mismatch(type_ok=False)
+        if not _in_bounds(value, self.low, self.high, "both"):
+            raise _Mismatch(type_ok=True)
+        return int(value)
+
+
+class Real(Constraint):
+    """A finite real number (int or float, Python or NumPy, not bool) within the bounds;
+    stored as ``float``.
+
+    ``closed`` says which bounds are included: ``"left"`` (default), ``"right"``,
+    ``"both"`` or ``"neither"``. ``finite=False`` also admits ``inf`` (never NaN).
+    """
+
+    def __init__(self, low=None, high=None, closed="left", *, finite=True):
+        self.low, self.high, self.closed, self.finite = low, high, closed, finite
+        bounds = _bound_text(low, high, closed)
+        kind = "a finite number" if finite else "a number"
+        self.description = kind + (f" {bounds}" if bounds else "")
+
+    def accept(self, value):
+        if _is_bool(value) or not isinstance(value, numbers.Real):
+            raise _Mismatch(type_ok=False)
+        value = float(value)
+        if math.isnan(value) or (self.finite and math.isinf(value)):
+            raise _Mismatch(type_ok=True)
+        if not _in_bounds(value, self.low, self.high, self.closed):
+            raise _Mismatch(type_ok=True)
+        return value
+
+
+class Boolean(Constraint):
+    """``True`` or ``False`` (``np.bool_`` too); stored as ``bool``. Nothing else, so that
+    ``early_stopping="no"`` is refused rather than read as true."""
+
+    description = "True or False"
+
+    def accept(self, value):
+        if not _is_bool(value):
+            raise _Mismatch(type_ok=False)
+        return bool(value)
+
+
+class Options(Constraint):
+    """One of a fixed set of values (strings, or integers such as ``verbose``)."""
+
+    def __init__(self, *options):
+        self.options = options
+        self.description = "one of " + ", ".join(repr(o) for o in options)
+
+    def accept(self, value):
+        if _is_bool(value):
+            raise _Mismatch(type_ok=False)
+        if isinstance(value, np.generic):
+            value = value.item()
+        try:
+            found = value in self.options
+        except TypeError:  # unhashable / incomparable
+            found = False
+        if not found:
+            same_type = any(type(value) is type(o) for o in self.options)
+            raise _Mismatch(type_ok=same_type)
+        return value
+
+
+class Callable(Constraint):
+    """Any callable (a schedule, a user's function); stored as it is."""
+
+    description = "a callable"
+
+    def accept(self, value):
+        if not isinstance(value, _CallableABC):
+            raise _Mismatch(type_ok=False)
+        return value
+
+
+class InstanceOf(Constraint):
+    """An instance of ``cls`` (or a tuple of classes); stored as it is."""
+
+    def __init__(self, cls, description=None):
+        self.cls = cls
+        names = cls if isinstance(cls, tuple) else (cls,)
+        self.description = description or "a " + " or ".join(c.__name__ for c in names)
+
+    def accept(self, value):
+        if not isinstance(value, self.cls):
+            raise _Mismatch(type_ok=False)
+        return value
+
+
+class _NoneConstraint(Constraint):
+    description = "None"
+
+    def accept(self, value):
+        if value is not None:
+            raise _Mismatch(type_ok=False)
+        return None
+
+
+def _as_constraint(rule) -> Constraint:
+    if rule is None:
+        return _NoneConstraint()
+    if isinstance(rule, Constraint):
+        return rule
+    raise TypeError(f"not a parameter constraint: {rule!r}")
+
+
+def _describe(rules) -> str:
+    texts = [r.description for r in rules]
+    return texts[0] if len(texts) == 1 else ", ".join(texts[:-1]) + " or " + texts[-1]
+
+
+def _shown(value) -> str:
+    if isinstance(value, (str, numbers.Number, type(None), np.generic)):
+        return repr(value.item() if isinstance(value, np.generic) else value)
+    return f"{type(value).__name__} {value!r}"[:200]
+
+
+def check(name: str, value: Any, rules) -> Any:
+    """``value`` as stored if it satisfies any of ``rules``; else a TypeError or ValueError.
+
+    ``rules`` is a list of `Constraint` objects and ``None`` (which admits None).
+    The error is a ValueError when some rule accepted the value's type but not
+    its value (``epochs=0``), a TypeError otherwise (``epochs="5"``).
+    """
+    rules = [_as_constraint(r) for r in rules]
+    type_ok = False
+    for rule in rules:
+        try:
+            return rule.accept(value)
+        except _Mismatch as miss:
+            type_ok = type_ok or miss.type_ok
+    error = ValueError if type_ok else TypeError
+    raise error(f"{name} must be {_describe(rules)}, got {_shown(value)}")
+
+
+def validate(constraints: dict, values: dict) -> dict:
+    """Check every entry of ``values`` against its rules in ``constraints``.
+
+    Returns a new dict of the values as stored (NumPy scalars as Python numbers).
+    A name without an entry in ``constraints`` is a programming error (KeyError),
+    so that no parameter goes unchecked.
+    """
+    return {name: check(name, value, constraints[name]) for name, value in values.items()}
