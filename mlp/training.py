@@ -1,13 +1,7 @@
-"""The training loop: pure steps composed into epochs, epochs into compiled calls.
+"""The training loop: `fit` drives runs of epochs (`mlp.steps`) and their hooks.
 
-A *step* is ``(params, opt_state, x_batch, y_batch) -> (params, opt_state, loss)``.
-An *epoch* scans the step over the batches, whose row indices are drawn on the
-host (one permutation per epoch from the model's seed) and gathered on the
-device, so the data crosses to the device once per `fit` and every backend
-sees the same batches. A *run* scans epochs. On JAX a run is one compiled
-call (`Backend.jit` + `Backend.scan` = ``lax.scan``); elsewhere the same code
-runs as Python loops. The loss comes back to the host once per run, i.e. once
-per epoch whenever anything (validation, callbacks, progress) needs it.
+The loss comes back to the host once per run, i.e. once per epoch whenever
+anything (validation, callbacks, progress) needs it.
 """
 
 from __future__ import annotations
@@ -18,9 +12,9 @@ import time
 import numpy as np
 
 from .callbacks import Callback, EarlyStopping, FunctionCallback, History
-from .core import clip_by_global_norm, loss_and_gradients
-from .optimizers import SGD, Adam, AdamW, RMSprop, get_optimizer
+from .optimizers import get_optimizer
 from .schedules import check_learning_rate
+from .steps import InterruptedRun, batch_indices, make_run
 from .validation import all_finite, check_float, check_int
 
 
@@ -34,176 +28,6 @@ class TrainingDivergedError(FloatingPointError):
     def __init__(self, message, history):
         super().__init__(message)
         self.history = history
-
-
-def make_step(spec, optimizer, alpha=0.0, clip_norm=None, packer=None):
-    """The pure training step for one batch.
-
-    With a `Packer`, ``params`` (and the optimizer's state) are the packed flat
-    arrays: the network sees them unpacked, the optimizer updates them packed.
-    """
-    xp = spec.xp
-
-    def step(params, opt_state, xb, yb):
-        layers = params if packer is None else packer.unpack(params)
-        loss, grads = loss_and_gradients(spec, layers, xb, yb, alpha)
-        if clip_norm is not None:
-            grads = clip_by_global_norm(xp, grads, clip_norm)
-        if packer is not None:
-            grads = packer.pack(grads)
-        params, opt_state = optimizer.update(grads, opt_state, params)
-        return params, opt_state, loss
-
-    return step
-
-
-class InterruptedRun(Exception):
-    """Ctrl-C inside a Python-loop run, after ``len(losses)`` completed epochs whose
-    weights and optimizer state it carries (`fit` keeps them, then re-raises)."""
-
-    def __init__(self, params, opt_state, losses):
-        super().__init__("interrupted")
-        self.params, self.opt_state, self.losses = params, opt_state, losses
-
-
-#: Optimizers whose update is elementwise over every parameter array: on a backend
-#: that does not compile they update all weights as one flat array (see `Packer`).
-PACKABLE_OPTIMIZERS = (SGD, Adam, AdamW, RMSprop)
-
-
-class Packer:
-    """All weight matrices as one flat array, all biases as another.
-
-    Where every array operation costs a fixed overhead (NumPy, PyTorch eager), an
-    elementwise optimizer (`PACKABLE_OPTIMIZERS`) then runs its handful of
-    operations twice per step instead of twice per layer. Each element sees
-    exactly the same operations in the same order, so results are identical to
-    the per-layer update, bit for bit. Unpacking gives views (reshaped slices).
-    """
-
-    def __init__(self, xp, shapes):
-        self.xp = xp
-        self.shapes = [tuple(s) for s in shapes]  # (fan_in, fan_out) per layer
-        self.w_bounds, self.b_bounds = [], []
-        ow = ob = 0
-        for fan_in, fan_out in self.shapes:
-            self.w_bounds.append((ow, ow + fan_in * fan_out))
-            self.b_bounds.append((ob, ob + fan_out))
-            ow, ob = ow + fan_in * fan_out, ob + fan_out
-
-    def pack(self, pairs):
-        xp = self.xp
-        return [(xp.concat([xp.reshape(W, (-1,)) for W, _ in pairs]),
-                 xp.concat([b for _, b in pairs]))]
-
-    def unpack(self, packed):
-        flat_w, flat_b = packed[0]
-        return [(self.xp.reshape(flat_w[w0:w1], shape), flat_b[b0:b1])
-                for shape, (w0, w1), (b0, b1) in zip(self.shapes, self.w_bounds, self.b_bounds)]
-
-    def _is_param_list(self, node):
-        return (isinstance(node, list) and len(node) == len(self.shapes)
-                and all(isinstance(p, tuple) and len(p) == 2 for p in node))
-
-    def pack_tree(self, node):
-        """Pack every per-layer ``[(W, b), ...]`` list inside an optimizer state."""
-        if self._is_param_list(node):
-            return self.pack(node)
-        if isinstance(node, tuple):
-            return tuple(self.pack_tree(n) for n in node)
-        return node
-
-    def unpack_tree(self, node, like):
-        """Undo `pack_tree`; ``like`` is the unpacked state it came from."""
-        if self._is_param_list(like):
-            return self.unpack(node)
-        if isinstance(like, tuple):
-            return tuple(self.unpack_tree(n, m) for n, m in zip(node, like))
-        return node
-
-
-def make_run(backend, spec, optimizer, alpha=0.0, clip_norm=None):
-    """``run(params, opt_state, x, y, batches, last, n_epochs) -> (params, opt_state, losses)``.
-
-    ``batches: (n_epochs, n_batches, batch_size)`` and ``last: (n_epochs, r)``
-    hold row indices (``None`` for full-batch training, or when the batch size
-    divides the data); ``losses: (n_epochs,)`` are the epochs' mean losses.
-    Compiled with ``backend.jit`` (``n_epochs`` is static).
-    """
-    xp = spec.xp
-    step = make_step(spec, optimizer, alpha, clip_norm)
-    # Plain SGD has two operations per array: packing would cost more than it saves.
-    packed = (not backend.compiles and type(optimizer) in PACKABLE_OPTIMIZERS
-              and not (type(optimizer) is SGD and not optimizer.momentum))
-
-    def run(params, opt_state, x, y, batches, last, n_epochs):
-        if packed:
-            packer = Packer(xp, [W.shape for W, _ in params])
-            return _packed_run(packer, params, opt_state, x, y, batches, last, n_epochs)
-        return _run(step, params, opt_state, x, y, batches, last, n_epochs)
-
-    def _packed_run(packer, params, opt_state, x, y, batches, last, n_epochs):
-        packed_step = make_step(spec, optimizer, alpha, clip_norm, packer)
-        try:
-            p, s, losses = _run(packed_step, packer.pack(params), packer.pack_tree(opt_state),
-                                x, y, batches, last, n_epochs)
-        except InterruptedRun as part:
-            raise InterruptedRun(packer.unpack(part.params),
-                                 packer.unpack_tree(part.opt_state, opt_state),
-                                 part.losses) from part.__cause__
-        return packer.unpack(p), packer.unpack_tree(s, opt_state), losses
-
-    def _run(step, params, opt_state, x, y, batches, last, n_epochs):
-        n = x.shape[0]
-
-        def batch(carry, rows):
-            params, opt_state = carry
-            params, opt_state, loss = step(params, opt_state, backend.take_rows(x, rows),
-                                           backend.take_rows(y, rows))
-            return (params, opt_state), loss
-
-        def epoch(carry, rows):
-            if rows is None:  # full batch: the data as it is
-                params, opt_state, loss = step(*carry, x, y)
-                return (params, opt_state), loss
-            full, rest = rows
-            carry, losses = backend.scan(batch, carry, full)
-            total = xp.sum(losses) * full.shape[-1]
-            if rest is not None:
-                carry, loss = batch(carry, rest)
-                total = total + loss * rest.shape[-1]
-            return carry, total / n
-
-        if backend.compiles:
-            rows = None if batches is None else (batches, last)
-            (params, opt_state), losses = backend.scan(epoch, (params, opt_state), rows,
-                                                       length=n_epochs)
-            return params, opt_state, losses
-        # A Python loop over the epochs: Ctrl-C keeps the epochs completed so far.
-        carry, losses = (params, opt_state), []
-        try:
-            for e in range(n_epochs):
-                rows = None if batches is None else (
-                    batches[e, ...], None if last is None else last[e, ...])
-                carry, loss = epoch(carry, rows)
-                losses.append(loss)
-        except KeyboardInterrupt as exc:
-            raise InterruptedRun(*carry, losses) from exc
-        return carry[0], carry[1], xp.stack(losses)
-
-    return backend.jit(run, static_argnums=(6,))
-
-
-def batch_indices(rng, n, batch_size, n_epochs, shuffle):
-    """Host row indices for ``n_epochs`` epochs: ``(batches, last)`` (see `make_run`)."""
-    if shuffle:
-        order = np.stack([rng.permutation(n) for _ in range(n_epochs)])
-    else:
-        order = np.broadcast_to(np.arange(n), (n_epochs, n))
-    n_full = (n // batch_size) * batch_size
-    batches = order[:, :n_full].reshape(n_epochs, n // batch_size, batch_size)
-    last = order[:, n_full:] if n_full < n else None
-    return batches, last
 
 
 def _all_finite(backend, params):

@@ -91,7 +91,7 @@ def test_training_lowers_the_loss(reference):
 
 
 def test_shared_batch_order_is_ours():
-    from mlp.training import batch_indices
+    from mlp.steps import batch_indices
 
     wl = _tiny_classification("adam", 32, 3)
     rng = np.random.default_rng([wl.seed, 1])
