@@ -19,8 +19,14 @@ from __future__ import annotations
 import numpy as np
 
 from .core import loss_and_gradients
-from .optimizers import (EmptyState, apply_updates, chain, check_schedule, clip_by_global_norm,
-                         learning_rate_schedules)
+from .optimizers import (
+    EmptyState,
+    apply_updates,
+    chain,
+    check_schedule,
+    clip_by_global_norm,
+    learning_rate_schedules,
+)
 from .schedules import SCHEDULES
 from .tree import is_namedtuple
 
@@ -126,9 +132,7 @@ def make_run(backend, spec, optimizer, alpha=0.0, clip_norm=None):
     a mistake in it gets a clear message rather than an error from inside the run.
     """
     xp = spec.xp
-    for schedule in learning_rate_schedules(optimizer):
-        if type(schedule) not in SCHEDULES.values():
-            check_schedule(backend, schedule)
+    _check_users_schedules(backend, optimizer)
     step = make_step(spec, optimizer, alpha, clip_norm)
     # An elementwise optimizer updates every layer at once on one flat array where
     # each array operation has a fixed cost (see `Packer`).
@@ -138,58 +142,69 @@ def make_run(backend, spec, optimizer, alpha=0.0, clip_norm=None):
         if packed:
             packer = Packer(xp, [W.shape for W, _ in params])
             return _packed_run(packer, params, opt_state, x, y, batches, last, n_epochs)
-        return _run(step, params, opt_state, x, y, batches, last, n_epochs)
+        return _run_epochs(backend, step, params, opt_state, x, y, batches, last, n_epochs)
 
     def _packed_run(packer, params, opt_state, x, y, batches, last, n_epochs):
         packed_step = make_step(spec, optimizer, alpha, clip_norm, packer)
         try:
-            p, s, losses = _run(packed_step, packer.pack(params), packer.pack_tree(opt_state),
-                                x, y, batches, last, n_epochs)
+            p, s, losses = _run_epochs(backend, packed_step, packer.pack(params),
+                                       packer.pack_tree(opt_state), x, y, batches, last,
+                                       n_epochs)
         except InterruptedRun as part:
             raise InterruptedRun(packer.unpack(part.params),
                                  packer.unpack_tree(part.opt_state, opt_state),
                                  part.losses) from part.__cause__
         return packer.unpack(p), packer.unpack_tree(s, opt_state), losses
 
-    def _run(step, params, opt_state, x, y, batches, last, n_epochs):
-        n = x.shape[0]
-
-        def batch(carry, rows):
-            params, opt_state = carry
-            params, opt_state, loss = step(params, opt_state, backend.take_rows(x, rows),
-                                           backend.take_rows(y, rows))
-            return (params, opt_state), loss
-
-        def epoch(carry, rows):
-            if rows is None:  # full batch: the data as it is
-                params, opt_state, loss = step(*carry, x, y)
-                return (params, opt_state), loss
-            full, rest = rows
-            carry, losses = backend.scan(batch, carry, full)
-            total = xp.sum(losses) * full.shape[-1]
-            if rest is not None:
-                carry, loss = batch(carry, rest)
-                total = total + loss * rest.shape[-1]
-            return carry, total / n
-
-        if backend.compiles:
-            rows = None if batches is None else (batches, last)
-            (params, opt_state), losses = backend.scan(epoch, (params, opt_state), rows,
-                                                       length=n_epochs)
-            return params, opt_state, losses
-        # A Python loop over the epochs: Ctrl-C keeps the epochs completed so far.
-        carry, losses = (params, opt_state), []
-        try:
-            for e in range(n_epochs):
-                rows = None if batches is None else (
-                    batches[e, ...], None if last is None else last[e, ...])
-                carry, loss = epoch(carry, rows)
-                losses.append(loss)
-        except KeyboardInterrupt as exc:
-            raise InterruptedRun(*carry, losses) from exc
-        return carry[0], carry[1], xp.stack(losses)
-
     return backend.jit(run, static_argnums=(6,))
+
+
+def _run_epochs(backend, step, params, opt_state, x, y, batches, last, n_epochs):
+    """``n_epochs`` epochs of ``step`` (a scan on a compiling backend, else a Python loop)."""
+    xp = backend.xp
+    n = x.shape[0]
+
+    def batch(carry, rows):
+        params, opt_state = carry
+        params, opt_state, loss = step(params, opt_state, backend.take_rows(x, rows),
+                                       backend.take_rows(y, rows))
+        return (params, opt_state), loss
+
+    def epoch(carry, rows):
+        if rows is None:  # full batch: the data as it is
+            params, opt_state, loss = step(*carry, x, y)
+            return (params, opt_state), loss
+        full, rest = rows
+        carry, losses = backend.scan(batch, carry, full)
+        total = xp.sum(losses) * full.shape[-1]
+        if rest is not None:
+            carry, loss = batch(carry, rest)
+            total = total + loss * rest.shape[-1]
+        return carry, total / n
+
+    if backend.compiles:
+        rows = None if batches is None else (batches, last)
+        (params, opt_state), losses = backend.scan(epoch, (params, opt_state), rows,
+                                                   length=n_epochs)
+        return params, opt_state, losses
+    # A Python loop over the epochs: Ctrl-C keeps the epochs completed so far.
+    carry, losses = (params, opt_state), []
+    try:
+        for e in range(n_epochs):
+            rows = None if batches is None else (
+                batches[e, ...], None if last is None else last[e, ...])
+            carry, loss = epoch(carry, rows)
+            losses.append(loss)
+    except KeyboardInterrupt as exc:
+        raise InterruptedRun(*carry, losses) from exc
+    return carry[0], carry[1], xp.stack(losses)
+
+
+def _check_users_schedules(backend, optimizer):
+    """Try each learning-rate schedule not from `mlp.schedules` once (`check_schedule`)."""
+    for schedule in learning_rate_schedules(optimizer):
+        if type(schedule) not in SCHEDULES.values():
+            check_schedule(backend, schedule)
 
 
 def batch_indices(rng, n, batch_size, n_epochs, shuffle):
