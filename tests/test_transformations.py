@@ -489,3 +489,24 @@ def test_fit_checks_a_users_schedule_before_training(backend):
     assert O.step_count(model.optimizer_state_) == 3
     assert O.current_learning_rate(model.optimizer_, model.optimizer_state_) == \
         pytest.approx(0.05)
+
+
+def test_a_chain_and_its_state_round_trip_through_a_file(backend, tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(8, 3)), rng.normal(size=(8, 2))
+    model = mlp.MLP([3, 4, 2], backend=backend, dtype="float64", seed=0)
+    opt = O.chain(O.clip_by_global_norm(1.0), O.trace(0.5),
+                  O.scale_by_learning_rate(schedules.cosine_decay(0.1, 10)))
+    model.fit(x, y, epochs=3, batch_size=4, optimizer=opt)
+    model.optimizer_state_ = O.with_learning_rate_scale(model.optimizer_state_, 0.5)
+    model.save(tmp_path / "m.npz", include_optimizer=True)
+    loaded = mlp.load(tmp_path / "m.npz", backend=backend.name)
+    assert loaded.optimizer_ == opt
+    state = loaded.optimizer_state_
+    assert [type(s) for s in state] == [O.EmptyState, O.TraceState, O.ScaleByLearningRateState]
+    assert O.step_count(state) == 6 and O.learning_rate_scale(state) == 0.5
+    assert O.current_learning_rate(opt, state) == pytest.approx(
+        O.current_learning_rate(opt, model.optimizer_state_))
+    with pytest.raises(ValueError, match="cannot save optimizer"):
+        model.optimizer_ = _user_sgd(0.1)
+        model.save(tmp_path / "user.npz", include_optimizer=True)
