@@ -9,7 +9,6 @@ Writes go to a temporary file in the same folder, then an atomic rename.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import tempfile
@@ -30,7 +29,10 @@ def _flatten(tree, leaves):
     if tree is None:
         return None
     if isinstance(tree, (tuple, list)):
-        return {"seq": [_flatten(t, leaves) for t in tree], "tuple": isinstance(tree, tuple)}
+        out = {"seq": [_flatten(t, leaves) for t in tree], "tuple": isinstance(tree, tuple)}
+        if hasattr(type(tree), "_fields"):  # an optimizer state (NamedTuple)
+            out["state"] = type(tree).__name__
+        return out
     leaves.append(tree)
     return {"leaf": len(leaves) - 1}
 
@@ -41,20 +43,19 @@ def _unflatten(struct, leaves):
     if "leaf" in struct:
         return leaves[struct["leaf"]]
     items = [_unflatten(s, leaves) for s in struct["seq"]]
+    if "state" in struct:
+        from .optimizers import STATES
+
+        if struct["state"] not in STATES:
+            raise ValueError(f"unknown optimizer state {struct['state']!r}")
+        return STATES[struct["state"]](*items)
     return tuple(items) if struct["tuple"] else items
 
 
 def _optimizer_config(opt):
-    if not dataclasses.is_dataclass(opt):
-        raise ValueError(f"cannot save optimizer {opt!r}: only the optimizers of "
-                         "mlp.optimizers can be saved")
-    fields = {f.name: getattr(opt, f.name) for f in dataclasses.fields(opt) if f.init}
-    for key, value in fields.items():
-        if dataclasses.is_dataclass(value):  # a schedule
-            fields[key] = {"schedule": type(value).__name__, **dataclasses.asdict(value)}
-        elif callable(value):
-            raise ValueError(f"cannot save optimizer with a custom {key} function {value!r}")
-    return {"name": opt.name, "class": type(opt).__name__, "fields": fields}
+    from .optimizers import optimizer_config
+
+    return optimizer_config(opt)
 
 
 def save(model, path, *, include_optimizer=False):
@@ -137,29 +138,10 @@ def _read(path):
                              f"corrupted ({reason})") from exc
 
 
-def _schedule(name, fields):
-    """The learning-rate schedule class ``name`` of `mlp.schedules` (nothing else)."""
-    from . import schedules
-
-    cls = getattr(schedules, name, None) if isinstance(name, str) else None
-    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)
-            and cls.__module__ == schedules.__name__):
-        raise ValueError(f"unknown learning-rate schedule {name!r}")
-    return cls(**fields)
-
-
 def _optimizer(opt_cfg):
-    from .optimizers import OPTIMIZERS
+    from .optimizers import from_config
 
-    name = opt_cfg["name"]
-    if not isinstance(name, str) or name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}")
-    fields = dict(opt_cfg["fields"])
-    for key, value in fields.items():
-        if isinstance(value, dict) and "schedule" in value:
-            value = dict(value)
-            fields[key] = _schedule(value.pop("schedule"), value)
-    return OPTIMIZERS[name](**fields)
+    return from_config(opt_cfg)
 
 
 def load(path, backend=None):

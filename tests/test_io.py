@@ -81,7 +81,8 @@ def _continue(model, x, y, steps):
     for _ in range(steps):
         model.params = params
         grads = model.gradients(x, y)
-        params, state = opt.update(grads, state, params)
+        updates, state = opt.update(grads, state, params)
+        params = optimizers.apply_updates(params, updates)
     model.params = params
     return model.get_weights(), state
 
@@ -105,7 +106,7 @@ def test_include_optimizer_round_trips_the_state(backend, opt, tmp_path):
         for a, b in zip(leaves, ref_leaves, strict=True):
             np.testing.assert_array_equal(loaded.backend.to_numpy(a), backend.to_numpy(b))
         # 2 epochs of 4 batches: the step count (which drives the schedule) is kept
-        assert float(loaded.backend.to_numpy(loaded.optimizer_state_[0])) == 8
+        assert optimizers.step_count(loaded.optimizer_state_) == 8
         # continuing from the loaded state = continuing without the save/load
         got, _ = _continue(loaded, x, y, 3)
         want, _ = _continue(_copy(model), x, y, 3)
