@@ -100,6 +100,24 @@ def _refuse_unsupported(data, name):
                         "which has no order")
 
 
+def _refuse_pandas_missing(data, name):
+    """pandas nullable (extension) columns holding ``pd.NA``, named as such."""
+    if not (type(data).__module__.startswith("pandas") and hasattr(data, "isna")):
+        return
+    dtypes = list(data.dtypes) if hasattr(data, "columns") else [getattr(data, "dtype", None)]
+    if not any(type(dt).__module__.startswith("pandas") for dt in dtypes):
+        return  # NumPy columns: NaN is reported as NaN later
+    n_na = int(np.asarray(data.isna()).sum())
+    if n_na:
+        raise _pd_na_error(name, n_na)
+
+
+def _pd_na_error(name, n_na):
+    return ValueError(f"{name} has {n_na} missing value(s) (pd.NA, from pandas nullable "
+                      f"columns); fill or drop them first, e.g. {name}.fillna(0) or "
+                      f"{name}.dropna(), then pass {name}.to_numpy(dtype=float)")
+
+
 def _is_pd_na(value) -> bool:
     return type(value).__name__ == "NAType" and type(value).__module__.startswith("pandas")
 
@@ -110,9 +128,7 @@ def _plain_numbers(host, name):
     flat = host.ravel()
     n_na = sum(1 for v in flat if _is_pd_na(v))
     if n_na:
-        raise ValueError(f"{name} has {n_na} missing value(s) (pd.NA, from pandas nullable "
-                         f"columns); fill or drop them first, e.g. {name}.fillna(0) or "
-                         f"{name}.dropna(), then pass {name}.to_numpy(dtype=float)")
+        raise _pd_na_error(name, n_na)
     if flat.size and all(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
                          for v in flat):
         return host.astype(np.float64)
@@ -129,6 +145,7 @@ def _host(backend, data, name):
     if data is None:
         raise TypeError(f"{name} is None; expected an array of numbers")
     _refuse_unsupported(data, name)
+    _refuse_pandas_missing(data, name)
     try:
         host = foreign_to_numpy(data, backend, name)
     except ValueError as exc:  # e.g. ragged nested lists
@@ -184,6 +201,9 @@ def to_backend_array(backend, data, name, dtype=None, *, floats_only=False):
     cast; integer labels keep theirs). The backend's own arrays are returned as
     they are; `cast_checked` casts them on the device.
     """
+    if isinstance(data, np.ndarray) and (type(data) is not np.ndarray
+                                         or data.dtype.name == "bfloat16"):
+        data = _host(backend, data, name)  # np.matrix, bfloat16: plain float arrays
     if backend.is_native(data):
         kind_ok = backend.xp.isdtype(data.dtype, ("bool", "integral", "real floating"))
         if not kind_ok:
