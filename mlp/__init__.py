@@ -13,9 +13,9 @@ from backends import available_backends, get_backend
 from . import activations, core, losses, optimizers, schedules
 from .activations import register_activation
 from .callbacks import Callback, EarlyStopping, History
-from .io import ModelFileError, load
+from .io import ModelFileError
 from .losses import Loss, register_loss
-from .model import MLP
+from .model import MLP, load
 from .network import Network
 from .training import TrainingDivergedError
 

@@ -30,6 +30,10 @@ import zlib
 
 import numpy as np
 
+from backends import resolve_backend
+
+from .validation import check_layer_sizes
+
 FORMAT_VERSION = 1
 #: The largest JSON entry (config, optimizer) a model file may hold, in characters.
 MAX_JSON_CHARS = 1 << 16
@@ -363,17 +367,15 @@ def _optimizer_state(zf, members, shapes, model, opt):
     return _replace_leaves(template, iter(leaves))
 
 
-def _load_model(zf, members, name, backend):
-    from .model import MLP
-    from .validation import check_layer_sizes
+def _load_model(zf, members, name, backend, model_class):
 
     shapes = {key: _header(zf, info) for key, info in members.items()}
     _format_version(zf, members, shapes, name)
     config = _json_entry(zf, members, "config", shapes)
-    MLP._arguments(config)  # the keys
+    model_class._arguments(config)  # the keys
     layer_sizes = check_layer_sizes(config["layer_sizes"])
     _check_weight_shapes(layer_sizes, shapes)
-    model = MLP._without_weights(config, backend=backend)
+    model = model_class._without_weights(config, backend=backend)
     n_layers = len(layer_sizes) - 1
     model.set_weights([(_read_member(zf, members[f"W{i}"]), _read_member(zf, members[f"b{i}"]))
                        for i in range(n_layers)])
@@ -384,8 +386,10 @@ def _load_model(zf, members, name, backend):
     return model
 
 
-def load(path, backend=None):
-    """A model from a file written by `MLP.save`, on ``backend`` (None: ``$MLP_BACKEND``).
+def load_model(path, model_class, backend=None):
+    """A ``model_class`` (`MLP`) from a file written by `MLP.save`, on ``backend``
+    (None: ``$MLP_BACKEND``). `mlp.load` is this with `MLP`; this module never imports
+    the model, so the model can import it.
 
     Raises
     ------
@@ -401,15 +405,13 @@ def load(path, backend=None):
     BackendUnavailableError
         ``backend`` cannot run here.
     """
-    from backends import resolve_backend
-
     name = repr(os.fspath(path))
     backend = resolve_backend(backend)  # its errors are the backend's, not the file's
     with _open_regular(path, name) as fh:
         _check_head(fh, name)
         try:
             with zipfile.ZipFile(fh) as zf:
-                return _load_model(zf, _members(zf, name), name, backend)
+                return _load_model(zf, _members(zf, name), name, backend, model_class)
         except ModelFileError:
             raise
         except _Damaged as exc:

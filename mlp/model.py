@@ -7,6 +7,7 @@ import numpy as np
 from backends import Backend, resolve_backend
 
 from . import core
+from . import io as _io
 from .activations import ACTIVATIONS, hidden_activations
 from .core import NetworkSpec
 from .initializers import INITIALIZERS, default_initializer, initial_weights
@@ -478,11 +479,11 @@ class MLP:
         """Write architecture, dtype and weights to one ``.npz`` file, atomically.
 
         With ``include_optimizer``, the optimizer and its state from the last
-        `fit` are stored too. Any backend can `mlp.load` the file.
+        `fit` are stored too. Any backend can `mlp.load` the file. A new file
+        gets the permissions a plain write gives under the umask; an
+        overwritten one keeps its own.
         """
-        from .io import save
-
-        save(self, path, include_optimizer=include_optimizer)
+        _io.save(self, path, include_optimizer=include_optimizer)
 
     def summary(self, print_fn=None) -> None:
         """Print a table of the layers, their shapes and parameter counts.
@@ -504,3 +505,22 @@ class MLP:
                 line] + [fmt.format(*r) for r in rows[1:]] + [
                 line, f"total parameters: {self.n_params:,}"]
         (print if print_fn is None else print_fn)("\n".join(text))
+
+
+def load(path, backend=None) -> MLP:
+    """A model from a file written by `MLP.save`, on ``backend`` (None: ``$MLP_BACKEND``).
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    ModelFileError (a ValueError)
+        Anything else that keeps the file from being loaded: a folder or other
+        non-regular file, an empty, truncated, corrupted, crafted or foreign
+        file; the message names the file and the problem. Nothing in the file
+        is ever executed, and nothing is allocated before the stored arrays'
+        headers have been checked against the declared architecture.
+    BackendUnavailableError
+        ``backend`` cannot run here.
+    """
+    return _io.load_model(path, MLP, backend)

@@ -453,3 +453,13 @@ def test_save_into_a_read_only_folder(tmp_path):
             mlp.MLP([3, 2], backend="numpy", seed=0).save(folder / "m.npz")
     finally:
         folder.chmod(0o700)
+
+
+def test_io_does_not_import_the_model():
+    """The model uses io to save and load; io works on any model class it is given."""
+    import ast
+    import pathlib
+
+    tree = ast.parse(pathlib.Path(mlp.io.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "model" not in imported and "mlp.model" not in imported
