@@ -11,9 +11,11 @@ PyTorch and array-api-strict; pick one with ``backend=`` or ``$MLP_BACKEND``.
 from backends import available_backends, get_backend
 
 from . import activations, core, losses, optimizers, schedules
+from .activations import register_activation
 from .callbacks import Callback, EarlyStopping, History
-from .io import ModelFileError, load
-from .model import MLP
+from .io import ModelFileError
+from .losses import Loss, register_loss
+from .model import MLP, load
 from .network import Network
 from .training import TrainingDivergedError
 
@@ -28,6 +30,9 @@ __all__ = [
     "TrainingDivergedError",
     "ModelFileError",
     "load",
+    "Loss",
+    "register_activation",
+    "register_loss",
     "activations",
     "core",
     "losses",

@@ -519,8 +519,11 @@ def test_verbose_1_shows_a_tqdm_bar(backend, capsys):
 def test_summary(backend, capsys):
     model = mlp.MLP([64, 128, 64, 10], loss="cross_entropy", backend=backend, dtype="float64",
                     seed=0)
-    text = model.summary()
-    assert capsys.readouterr().out.strip() == text.strip()
+    assert model.summary() is None  # printed once, not echoed again by a REPL
+    text = capsys.readouterr().out
+    kept = []
+    model.summary(print_fn=kept.append)
+    assert capsys.readouterr().out == "" and kept == [text.rstrip("\n")]
     for part in ("dense_0", "(64, 128)", "(128,)", "8,320", "dense_1", "(128, 64)", "8,256",
                  "dense_2", "(64, 10)", "650", "relu", "softmax", "float64",
                  backend.name, str(backend.device)):
