@@ -31,6 +31,7 @@ import numpy as np
 
 from backends import resolve_backend
 
+from .tree import tree_leaves, tree_unflatten
 from .validation import check_layer_sizes
 
 FORMAT_VERSION = 1
@@ -67,35 +68,6 @@ def _optimizer_from_config(opt_cfg):
     if not isinstance(opt_cfg, dict):
         raise ValueError("the optimizer entry is not an optimizer description")
     return from_config(opt_cfg)
-
-
-def _leaves(tree, out):
-    """The arrays of a state made of (named) tuples, lists, dicts and None, in order."""
-    if tree is None:
-        return out
-    if isinstance(tree, (tuple, list)):
-        for t in tree:
-            _leaves(t, out)
-    elif isinstance(tree, dict):
-        for key in tree:
-            _leaves(tree[key], out)
-    else:
-        out.append(tree)
-    return out
-
-
-def _replace_leaves(tree, leaves):
-    """``tree`` with its leaves taken, in order, from the iterator ``leaves``."""
-    if tree is None:
-        return None
-    if isinstance(tree, tuple):
-        items = [_replace_leaves(t, leaves) for t in tree]
-        return type(tree)._make(items) if hasattr(tree, "_fields") else tuple(items)
-    if isinstance(tree, list):
-        return [_replace_leaves(t, leaves) for t in tree]
-    if isinstance(tree, dict):
-        return {k: _replace_leaves(v, leaves) for k, v in tree.items()}
-    return next(leaves)
 
 
 # ---------------------------------------------------------------------- save
@@ -143,7 +115,7 @@ def save(model, path, *, include_optimizer=False):
         if model.optimizer_ is None:
             raise ValueError("include_optimizer=True, but the model has not been trained yet")
         arrays["optimizer"] = np.asarray(json.dumps(_optimizer_config(model.optimizer_)))
-        for i, leaf in enumerate(_leaves(model.optimizer_state_, [])):
+        for i, leaf in enumerate(tree_leaves(model.optimizer_state_)):
             arrays[f"opt_state_{i}"] = model.backend.to_numpy(leaf)
     mode = _new_file_mode(path)
     try:
@@ -323,7 +295,7 @@ def _check_weight_shapes(layer_sizes, shapes):
 def _optimizer_state(zf, members, shapes, model, opt):
     """The stored state, checked leaf by leaf against ``opt.init(model.params)``."""
     template = opt.init(model.params)
-    expected = _leaves(template, [])
+    expected = tree_leaves(template)
     n_stored = sum(1 for k in shapes if k.startswith("opt_state_"))
     if n_stored != len(expected) or any(f"opt_state_{i}" not in shapes
                                         for i in range(n_stored)):
@@ -337,7 +309,7 @@ def _optimizer_state(zf, members, shapes, model, opt):
             raise _Damaged(f"optimizer state array {i} has shape {shape} and dtype {dtype}; "
                            f"expected shape {want[0]} and dtype {want[1]}")
         leaves.append(model.backend.asarray(_read_member(zf, members[f"opt_state_{i}"])))
-    return _replace_leaves(template, iter(leaves))
+    return tree_unflatten(template, leaves)
 
 
 def _load_model(zf, members, name, backend, model_class):

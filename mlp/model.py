@@ -13,6 +13,7 @@ from .core import NetworkSpec
 from .initializers import INITIALIZERS, default_initializer, initial_weights
 from .losses import LOSSES
 from .params import Constraint, InstanceOf, Integer, Options, _Mismatch, validate
+from .tree import tree_map
 from .validation import check_dtype, check_layer_sizes, prepare_x
 
 #: Compiled functions shared between models (see `MLP._compiled`), least recently used first.
@@ -61,20 +62,6 @@ class _FloatDType(Constraint):
 _CONFIG_ATTRS = {"loss": "loss_name", "dtype": "dtype_name"}
 #: Attributes rebuilt from the config and the backend's name when unpickling.
 _REBUILT = ("backend", "xp", "dtype", "_spec", "_cache", "params", "optimizer_state_")
-
-
-def _tree_map(fn, tree):
-    """``tree`` (tuples, NamedTuples, lists, dicts, None) with ``fn`` applied to every leaf."""
-    if tree is None:
-        return None
-    if isinstance(tree, tuple):
-        items = [_tree_map(fn, t) for t in tree]
-        return type(tree)._make(items) if hasattr(tree, "_fields") else tuple(items)
-    if isinstance(tree, list):
-        return [_tree_map(fn, t) for t in tree]
-    if isinstance(tree, dict):
-        return {k: _tree_map(fn, v) for k, v in tree.items()}
-    return fn(tree)
 
 
 class MLP:
@@ -221,7 +208,7 @@ class MLP:
         state["_config"] = self.get_config()
         state["_backend_name"] = self.backend.name
         state["params"] = None if self.params is None else self.get_weights()
-        state["optimizer_state_"] = _tree_map(
+        state["optimizer_state_"] = tree_map(
             lambda leaf: host(leaf) if self.backend.is_native(leaf) else leaf,
             self.optimizer_state_)
         return state
@@ -232,7 +219,7 @@ class MLP:
         weights, opt_state = state.pop("params"), state.pop("optimizer_state_")
         self.__dict__.update(state)
         self.params = None if weights is None else self._to_device(weights)
-        self.optimizer_state_ = _tree_map(
+        self.optimizer_state_ = tree_map(
             lambda leaf: self.backend.asarray(leaf) if isinstance(leaf, np.ndarray) else leaf,
             opt_state)
 

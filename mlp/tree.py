@@ -38,3 +38,14 @@ def tree_leaves(tree) -> list:
     if isinstance(tree, (list, tuple)):
         return [leaf for node in tree for leaf in tree_leaves(node)]
     return [tree]
+
+
+def tree_unflatten(template, leaves):
+    """``template``'s structure with its leaves replaced, in order, by ``leaves``.
+
+    The inverse of `tree_leaves`: ``tree_unflatten(t, tree_leaves(t))`` rebuilds
+    ``t``. Used to put a stored optimizer state back into the structure that
+    ``optimizer.init(params)`` gives.
+    """
+    it = iter(leaves)
+    return tree_map(lambda _: next(it), template)
