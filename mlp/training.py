@@ -42,6 +42,10 @@ from .validation import all_finite
 #: epochs: on JAX a call cannot be interrupted, so Ctrl-C loses at most about this much.
 CHUNK_SECONDS = 1.0
 
+#: The most epochs in one call: the epochs left over after the last full chunk run one
+#: by one (one compiled length less), which costs at most this many calls.
+MAX_CHUNK = 4096
+
 #: Host row indices per call are capped at about this many entries (32 MiB of int64).
 MAX_INDICES = 2**22
 
@@ -114,19 +118,30 @@ class ChunkPlanner:
     the first two calls run one epoch each (the first may include compiling,
     the second measures an epoch); then the rest runs in one call when it takes
     at most ``seconds``, else in chunks of a power of two epochs lasting about
-    ``seconds``, and the remainder in one call. A run thus calls the compiled
-    function with at most three lengths (1, the chunk, the remainder): each new
-    length compiles once on JAX.
+    ``seconds`` (at most `MAX_CHUNK`), and the few epochs left over one by one.
+    So a run calls the compiled function with two lengths only (1 and the
+    chunk): on JAX it compiles at most twice.
+
+    The chunk chosen is remembered under ``key`` (the run, the data size, the
+    batch size and the epochs), so that the same fit again makes the same calls
+    and compiles nothing new, however the timings vary.
     """
 
-    def __init__(self, max_chunk, seconds=None):
+    _chosen: dict = {}  # key -> chunk, least recently used first
+    _CACHE_SIZE = 256
+
+    def __init__(self, max_chunk, seconds=None, key=None):
         self.max_chunk = max(1, int(max_chunk))
         self.seconds = CHUNK_SECONDS if seconds is None else seconds
+        self.key = key
         self.calls = 0
-        self.chunk = 1 if self.max_chunk == 1 else None
+        self.chunk = 1 if self.max_chunk == 1 else self._chosen.get(key)
 
     def next(self, remaining: int) -> int:
-        return min(self.chunk or 1, remaining)
+        """The length of the next call, ``remaining`` epochs being left."""
+        if self.calls < 2 or self.chunk is None or remaining < self.chunk:
+            return 1
+        return self.chunk
 
     def measured(self, n_epochs: int, seconds: float, remaining: int) -> None:
         """Report a call of ``n_epochs`` that took ``seconds``; ``remaining`` epochs are left."""
@@ -134,11 +149,16 @@ class ChunkPlanner:
         if self.chunk is not None or self.calls < 2 or remaining == 0:
             return
         per_epoch = max(seconds / n_epochs, 1e-9)
-        if remaining * per_epoch <= self.seconds:
+        limit = min(self.max_chunk, MAX_CHUNK)
+        if remaining * per_epoch <= self.seconds and remaining <= limit:
             self.chunk = remaining
         else:
-            self.chunk = 2 ** max(0, int(math.log2(self.seconds / per_epoch)))
-        self.chunk = min(self.chunk, self.max_chunk)
+            self.chunk = min(2 ** max(0, int(math.log2(self.seconds / per_epoch))), limit)
+        if self.key is not None:
+            self._chosen.pop(self.key, None)
+            self._chosen[self.key] = self.chunk
+            while len(self._chosen) > self._CACHE_SIZE:
+                self._chosen.pop(next(iter(self._chosen)))
 
 
 def fit(model, x, y, *, epochs, learning_rate=None, batch_size=None, shuffle=True,
@@ -288,7 +308,8 @@ class Trainer:
         self.recent = deque(maxlen=2)  # (epoch, weights at its start) of recent chunks
         every_epoch = len(callbacks.callbacks) > 1 or data.val is not None
         max_chunk = self.epochs if self.batch_size is None else MAX_INDICES // n
-        self.planner = ChunkPlanner(1 if every_epoch else max_chunk)
+        self.planner = ChunkPlanner(1 if every_epoch else max_chunk,
+                                    key=(self.run, n, self.batch_size, self.epochs))
 
     # ------------------------------------------------------------ the loop
     def train(self) -> None:

@@ -287,31 +287,46 @@ def test_fit_parameters_use_one_message_form(kwargs, exc, match):
 
 
 # ------------------------------------------------------------ chunked runs
-def test_chunk_planner_sizes():
-    planner = training.ChunkPlanner(max_chunk=10_000, seconds=1.0)
-    sizes, remaining = [], 1000
-    timings = iter([5.0] + [0.01] * 1000)  # the first call compiles; then 10 ms an epoch
+def _plan(planner, epochs, timings):
+    """The call lengths a planner makes for ``epochs``, given seconds per epoch."""
+    sizes, remaining, timings = [], epochs, iter(timings)
     while remaining:
         n = planner.next(remaining)
         remaining -= n
         sizes.append(n)
-        planner.measured(n, next(timings) * (n if len(sizes) > 1 else 1), remaining)
-    assert sizes == [1, 1] + [64] * 15 + [38]  # 2**6 epochs of 10 ms: about a second
-    short = training.ChunkPlanner(max_chunk=10_000, seconds=1.0)
-    short.measured(1, 3.0, 99)
-    short.measured(1, 0.005, 98)
-    assert short.next(98) == 98  # half a second left: one call
-    capped = training.ChunkPlanner(max_chunk=16, seconds=1.0)
-    capped.measured(1, 1.0, 99)
-    capped.measured(1, 1e-6, 98)
-    assert capped.next(98) == 16
-    assert training.ChunkPlanner(max_chunk=1).next(50) == 1
+        planner.measured(n, next(timings) * n, remaining)
+    return sizes
+
+
+def test_chunk_planner_sizes():
+    first_compiles = [5.0] + [0.01] * 1000  # the first call compiles; then 10 ms an epoch
+    # 2**6 epochs of 10 ms: about a second a call; the 38 left over one by one
+    expected = [1, 1] + [64] * 15 + [1] * 38
+    assert _plan(training.ChunkPlanner(10_000, seconds=1.0), 1000, first_compiles) == expected
+    # half a second left after two epochs: one call
+    assert _plan(training.ChunkPlanner(10_000, seconds=1.0), 100, [3.0] + [0.005] * 99) == [
+        1, 1, 98]
+    # capped by the memory for row indices, and by MAX_CHUNK
+    assert _plan(training.ChunkPlanner(16, seconds=1.0), 50, [1e-6] * 50) == (
+        [1, 1] + [16] * 3)
+    huge = _plan(training.ChunkPlanner(10**9, seconds=1.0), 10**5, [1e-7] * 10**5)
+    assert set(huge) == {1, training.MAX_CHUNK}
+    assert _plan(training.ChunkPlanner(1), 5, [1.0] * 5) == [1] * 5
+
+
+def test_chunk_planner_remembers_its_choice():
+    """The same fit again makes the same calls (nothing new to compile on JAX),
+    even when the timings differ."""
+    key = ("test", object())
+    first = _plan(training.ChunkPlanner(10_000, seconds=1.0, key=key), 300, [0.01] * 300)
+    again = _plan(training.ChunkPlanner(10_000, seconds=1.0, key=key), 300, [0.0001] * 300)
+    assert first == again == [1, 1] + [64] * 4 + [1] * 42
 
 
 class _FixedChunks:
     """A planner with a fixed plan of chunk lengths."""
 
-    def __init__(self, max_chunk, seconds=None):
+    def __init__(self, max_chunk, seconds=None, key=None):
         self.plan = iter([1, 1] + [4] * 100) if max_chunk > 1 else None
 
     def next(self, remaining):
