@@ -306,7 +306,10 @@ class Trainer:
                                 model._shuffle_rng)
         self.initial = model.params
         self.recent = deque(maxlen=2)  # (epoch, weights at its start) of recent chunks
-        every_epoch = len(callbacks.callbacks) > 1 or data.val is not None
+        # Only the History can take a chunk's epochs after the chunk: anything else (or
+        # validation) needs the weights of every epoch, and may change them.
+        every_epoch = data.val is not None or any(
+            not isinstance(cb, History) for cb in callbacks.callbacks)
         max_chunk = self.epochs if self.batch_size is None else MAX_INDICES // n
         self.planner = ChunkPlanner(1 if every_epoch else max_chunk,
                                     key=(self.run, n, self.batch_size, self.epochs))
