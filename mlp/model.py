@@ -393,8 +393,18 @@ class MLP:
         early_stopping : bool
             Stop when ``val_loss`` (the training loss without validation data)
             has not improved by more than ``min_delta`` for ``patience``
-            epochs, and restore the best epoch's weights.
+            epochs, and restore the best epoch's weights (an
+            `mlp.EarlyStopping` callback; pass one in ``callbacks`` to watch
+            another metric, e.g. ``EarlyStopping("val_accuracy")``).
+        patience : int
+            Epochs without improvement before early stopping stops (>= 1).
+        min_delta : float
+            The smallest improvement that counts (>= 0).
         callbacks : list of Callback or functions ``fn(epoch, logs)``
+            Called between epochs (see `mlp.callbacks`). A callback stops
+            training with ``model.stop_training = True`` or a truthy return
+            from ``on_epoch_end``; weights it sets with ``set_weights`` are the
+            ones the next epoch trains from.
         verbose : {0, 1, 2}
             0 silent, 1 a progress bar over the epochs, 2 one line per epoch.
 
@@ -403,17 +413,23 @@ class MLP:
         History
             ``history.history["loss"]``: the mean training loss of each epoch
             (as seen by its steps); ``val_loss`` and ``val_accuracy`` /
-            ``val_r2`` / ``val_mse`` with validation data.
+            ``val_r2`` / ``val_mse`` with validation data. Also ``self.history_``.
 
         Raises
         ------
         TrainingDivergedError
-            The loss became NaN or infinite; the last finite weights are restored.
+            The loss became NaN or infinite; the last weights whose loss on the
+            training data is finite are restored. The message names the
+            learning rate, or the data's scale when even the starting weights
+            overflow the dtype.
 
         Notes
         -----
-        A rejected call changes nothing. An interrupted call (Ctrl-C) leaves
-        the weights of the last completed epoch.
+        Integers and floats may be Python or NumPy scalars; flags accept only
+        booleans. A rejected call changes nothing. An interrupted call (Ctrl-C)
+        keeps every completed epoch (on JAX, where epochs run in compiled calls
+        of about a second each, every completed call). ``self.train_state_``
+        holds the training state (weights, optimizer state, epochs completed).
         """
         from .training import fit
 
