@@ -12,12 +12,20 @@ from backends import available_backends, get_backend
 
 from . import activations, core, losses, optimizers, schedules
 from .activations import register_activation
-from .callbacks import Callback, EarlyStopping, History
+from .callbacks import (
+                        Callback,
+                        CallbackList,
+                        EarlyStopping,
+                        EpochLogger,
+                        History,
+                        ProgressBar,
+                        metric_mode,
+)
 from .io import ModelFileError
 from .losses import Loss, register_loss
 from .model import MLP, load
 from .network import Network
-from .training import TrainingDivergedError
+from .training import TrainingDivergedError, TrainState
 
 __version__ = "0.1.0"
 
@@ -27,6 +35,11 @@ __all__ = [
     "History",
     "Callback",
     "EarlyStopping",
+    "CallbackList",
+    "ProgressBar",
+    "EpochLogger",
+    "metric_mode",
+    "TrainState",
     "TrainingDivergedError",
     "ModelFileError",
     "load",

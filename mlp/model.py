@@ -155,6 +155,7 @@ class MLP:
         self.history_ = None
         self.optimizer_ = None
         self.optimizer_state_ = None
+        self.train_state_ = None
         self.stop_training = False
 
     # ----------------------------------------------------------------- config

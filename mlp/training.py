@@ -430,7 +430,8 @@ class Trainer:
         if math.isfinite(start_loss) and start_loss < math.sqrt(
                 float(np.finfo(self.model.dtype_name).max)):
             lr = getattr(self.optimizer, "learning_rate", None)
-            message = (f"training diverged: {what} in epoch {epoch} (the learning rate {lr!r} "
+            lr_text = "the learning rate" + ("" if lr is None else f" {lr!r}")
+            message = (f"training diverged: {what} in epoch {epoch} ({lr_text} "
                        f"may be too large); the weights were restored to the last ones with a "
                        f"finite loss (from before epoch {restored_epoch})")
         else:
