@@ -5,7 +5,7 @@ PyTorch and array-api-strict; pick one with ``backend=`` or ``$MLP_BACKEND``.
 
 >>> import mlp
 >>> model = mlp.MLP([64, 128, 10], loss="cross_entropy", seed=0)
->>> history = model.fit(x, y, epochs=30, optimizer="adam", batch_size=64)  # doctest: +SKIP
+>>> history = model.fit(x, y, epochs=30)  # Adam(1e-3), batches of 32  # doctest: +SKIP
 """
 
 from backends import available_backends, get_backend
@@ -13,13 +13,17 @@ from backends import available_backends, get_backend
 from . import activations, core, losses, optimizers, schedules
 from .activations import register_activation
 from .callbacks import (
-                        Callback,
-                        CallbackList,
-                        EarlyStopping,
-                        EpochLogger,
-                        History,
-                        ProgressBar,
-                        metric_mode,
+    BackupAndRestore,
+    Callback,
+    CallbackList,
+    CSVLogger,
+    EarlyStopping,
+    EpochLogger,
+    History,
+    ModelCheckpoint,
+    ProgressBar,
+    ReduceLROnPlateau,
+    metric_mode,
 )
 from .io import ModelFileError
 from .losses import Loss, register_loss
@@ -35,6 +39,10 @@ __all__ = [
     "History",
     "Callback",
     "EarlyStopping",
+    "ModelCheckpoint",
+    "BackupAndRestore",
+    "CSVLogger",
+    "ReduceLROnPlateau",
     "CallbackList",
     "ProgressBar",
     "EpochLogger",

@@ -2,8 +2,12 @@
 
 The file holds ``mlp_format`` (a version number), ``config`` (JSON: the model's
 `MLP.get_config`) and the weights ``W0, b0, W1, b1, ...`` as NumPy arrays;
-optionally the optimizer (JSON) and its state as flat arrays ``opt_state_0, ...``
-(the structure comes back from ``optimizer.init`` on load). Any backend reads it.
+optionally (``include_optimizer=True``, format 2) what a `fit` needs to continue
+exactly: the optimizer (JSON) and its state as flat arrays ``opt_state_0, ...``
+(the structure comes back from ``optimizer.init`` on load), and ``training``
+(JSON: the epoch count, the shuffle generator's state, the history's metric
+names) with the history as arrays ``history_epoch`` ``(n,)`` and
+``history_values`` ``(n, n_metrics)``. Any backend reads it.
 
 Writes go to a temporary file in the same folder, then an atomic rename; the
 file gets the permissions a plain write would give (or the old file's).
@@ -34,13 +38,14 @@ from backends import resolve_backend
 from .tree import tree_leaves, tree_unflatten
 from .validation import check_layer_sizes
 
-FORMAT_VERSION = 1
+#: The newest format written: 2 with the training state (``include_optimizer``), else 1.
+FORMAT_VERSION = 2
 #: The largest JSON entry (config, optimizer) a model file may hold, in characters.
 MAX_JSON_CHARS = 1 << 16
 #: The deepest nesting of lists and objects a JSON entry may have.
 MAX_JSON_DEPTH = 16
-_MEMBER = re.compile(r"(mlp_format|config|optimizer|optimizer_state|W\d+|b\d+|opt_state_\d+)"
-                     r"\.npy")
+_MEMBER = re.compile(r"(mlp_format|config|optimizer|optimizer_state|W\d+|b\d+|opt_state_\d+"
+                     r"|training|history_epoch|history_values)\.npy")
 _ZIP_MAGIC = b"PK\x03\x04"
 _NPY_MAGIC = b"\x93NUMPY"
 
@@ -68,6 +73,57 @@ def _optimizer_from_config(opt_cfg):
     if not isinstance(opt_cfg, dict):
         raise ValueError("the optimizer entry is not an optimizer description")
     return from_config(opt_cfg)
+
+
+# ---------------------------------------------------------------- training state
+def _training_arrays(model) -> dict:
+    """The epoch count, the shuffle stream's state and the history, as file entries."""
+    history = model.history_
+    keys = [] if history is None else list(history.history)
+    epochs = [] if history is None else history.epoch
+    values = np.array([history.history[k] for k in keys], dtype=np.float64).T if keys else \
+        np.zeros((len(epochs), 0))
+    training = {"epochs_trained": int(model.epochs_trained_),
+                "shuffle_rng": model._shuffle_rng.bit_generator.state,
+                "history_metrics": keys}
+    return {"training": np.asarray(json.dumps(training)),
+            "history_epoch": np.asarray(epochs, dtype=np.int64),
+            "history_values": values.reshape(len(epochs), len(keys))}
+
+
+def _restore_training(zf, members, shapes, model):
+    """Put the stored epoch count, shuffle stream and history into ``model``."""
+    from .callbacks import History
+
+    training = _json_entry(zf, members, "training", shapes)
+    epochs_trained, rng_state, keys = (training.get(k) for k in (
+        "epochs_trained", "shuffle_rng", "history_metrics"))
+    if not isinstance(epochs_trained, int) or isinstance(epochs_trained, bool) or \
+            epochs_trained < 0:
+        raise _Damaged(f"its epoch count {epochs_trained!r} is not a count")
+    if not (isinstance(keys, list) and all(isinstance(k, str) for k in keys)):
+        raise _Damaged("its history's metric names are not a list of names")
+    (e_shape, e_dtype), (v_shape, v_dtype) = shapes["history_epoch"], shapes["history_values"]
+    if len(e_shape) != 1 or e_dtype.kind not in "iu" or v_dtype.kind != "f" or \
+            v_shape != (e_shape[0], len(keys)):
+        raise _Damaged(f"its history (epochs {e_shape} of {e_dtype}, values {v_shape} of "
+                       f"{v_dtype}) does not match its {len(keys)} metric names")
+    generator = model._shuffle_rng.bit_generator
+    if not isinstance(rng_state, dict) or rng_state.get("bit_generator") != type(
+            generator).__name__:
+        raise _Damaged("its shuffle generator's state is not a "
+                       f"{type(generator).__name__} state")
+    try:
+        generator.state = rng_state
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        raise _Damaged(f"its shuffle generator's state cannot be restored ({exc})") from exc
+    history = History()
+    history.history = {k: [] for k in keys}
+    values = _read_member(zf, members["history_values"])
+    for epoch, row in zip(_read_member(zf, members["history_epoch"]), values, strict=True):
+        history.append(int(epoch), dict(zip(keys, row.tolist(), strict=True)))
+    model.epochs_trained_ = epochs_trained
+    model.history_ = history if history.epoch or keys else None
 
 
 # ---------------------------------------------------------------------- save
@@ -107,7 +163,7 @@ def save(model, path, *, include_optimizer=False):
     """Write ``model`` to ``path`` (see `MLP.save`)."""
     path = os.fspath(path)
     folder = _check_target(path)
-    arrays = {"mlp_format": np.asarray(FORMAT_VERSION),
+    arrays = {"mlp_format": np.asarray(FORMAT_VERSION if include_optimizer else 1),
               "config": np.asarray(json.dumps(model.get_config()))}
     for i, (W, b) in enumerate(model.get_weights()):
         arrays[f"W{i}"], arrays[f"b{i}"] = W, b
@@ -117,6 +173,7 @@ def save(model, path, *, include_optimizer=False):
         arrays["optimizer"] = np.asarray(json.dumps(_optimizer_config(model.optimizer_)))
         for i, leaf in enumerate(tree_leaves(model.optimizer_state_)):
             arrays[f"opt_state_{i}"] = model.backend.to_numpy(leaf)
+        arrays.update(_training_arrays(model))
     mode = _new_file_mode(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=".mlp-", suffix=".tmp", dir=folder)
@@ -304,11 +361,19 @@ def _optimizer_state(zf, members, shapes, model, opt):
     leaves = []
     for i, ref in enumerate(expected):
         shape, dtype = shapes[f"opt_state_{i}"]
-        want = (tuple(ref.shape), model.backend.dtype_name(ref.dtype))
-        if (shape, dtype.name) != want:
+        want = (tuple(ref.shape), np.dtype(model.backend.dtype_name(ref.dtype)))
+        # a step count written by another backend may be int64 where this one counts in int32
+        counts = dtype.kind in "iu" and want[1].kind in "iu"
+        if shape != want[0] or (dtype != want[1] and not counts):
             raise _Damaged(f"optimizer state array {i} has shape {shape} and dtype {dtype}; "
                            f"expected shape {want[0]} and dtype {want[1]}")
-        leaves.append(model.backend.asarray(_read_member(zf, members[f"opt_state_{i}"])))
+        leaf = _read_member(zf, members[f"opt_state_{i}"])
+        if counts and dtype != want[1]:
+            bounds = np.iinfo(want[1])
+            if leaf.size and (leaf.min() < bounds.min or leaf.max() > bounds.max):
+                raise _Damaged(f"optimizer state array {i} holds counts beyond {want[1]}")
+            leaf = leaf.astype(want[1])
+        leaves.append(model.backend.asarray(leaf))
     return tree_unflatten(template, leaves)
 
 
@@ -328,6 +393,10 @@ def _load_model(zf, members, name, backend, model_class):
         opt = _optimizer_from_config(_json_entry(zf, members, "optimizer", shapes))
         model.optimizer_state_ = _optimizer_state(zf, members, shapes, model, opt)
         model.optimizer_ = opt
+    if "training" in members:
+        if "optimizer" not in members:
+            raise _Damaged("it holds a training state without an optimizer")
+        _restore_training(zf, members, shapes, model)
     return model
 
 

@@ -102,14 +102,23 @@ class MLP:
     params : list of (W, b)
         Backend arrays, ``W: (fan_in, fan_out)``, ``b: (fan_out,)``.
     history_ : History
-        The metrics of the last `fit`.
+        The metrics of every epoch trained, over all `fit` calls (and those
+        before a `save` with ``include_optimizer=True``); None before training.
+    epochs_trained_ : int
+        Epochs trained so far; the next `fit` numbers its epochs on from here.
+    optimizer_ : optimizer or None
+        The optimizer of the last `fit` (or from the loaded file), which a
+        `fit` without ``optimizer`` continues.
+    optimizer_state_ : pytree or None
+        Its state: moments, step count (which drives a schedule) and
+        learning-rate scale.
 
     Examples
     --------
     >>> import numpy as np, mlp
     >>> model = mlp.MLP([4, 16, 3], loss="cross_entropy", seed=0)
     >>> x = np.random.default_rng(0).normal(size=(30, 4)); y = np.arange(30) % 3
-    >>> history = model.fit(x, y, epochs=5, learning_rate=0.1)
+    >>> history = model.fit(x, y, epochs=5)
     """
 
     #: Each constructor argument's rule, stated once (see `mlp.params`).
@@ -153,6 +162,7 @@ class MLP:
         self._shuffle_rng = np.random.default_rng([self.seed, 1])
         self.params = None
         self.history_ = None
+        self.epochs_trained_ = 0
         self.optimizer_ = None
         self.optimizer_state_ = None
         self.train_state_ = None
@@ -354,11 +364,17 @@ class MLP:
         return self._metric_logs(*self._prepare(x, y))
 
     # --------------------------------------------------------------- training
-    def fit(self, x, y, *, epochs, learning_rate=None, batch_size=None, shuffle=True,
-            optimizer="sgd", alpha=0.0, clip_norm=None, validation_data=None,
-            validation_split=None, early_stopping=False, patience=10, min_delta=0.0,
-            callbacks=None, verbose=0):
-        """Train the model from its current weights.
+    def fit(self, x, y, *, epochs, learning_rate=None, batch_size=32, shuffle=True,
+            optimizer=None, reset_optimizer=False, alpha=0.0, clip_norm=None,
+            validation_data=None, validation_split=None, early_stopping=False, patience=10,
+            min_delta=0.0, callbacks=None, verbose=0):
+        """Train the model for ``epochs`` more epochs, from where it stands.
+
+        A `fit` continues the previous one (or the file the model was loaded
+        from): the weights, the optimizer and its state (moments, the schedule's
+        step count, the learning-rate scale), the shuffle stream and the epoch
+        count, so ``fit(epochs=3)`` twice ends at exactly the weights of one
+        ``fit(epochs=6)``.
 
         Parameters
         ----------
@@ -368,20 +384,28 @@ class MLP:
             ``binary_cross_entropy``; integer labels ``(n,)`` or one-hot rows for
             ``cross_entropy``.
         epochs : int
-            Passes over the data (>= 1).
+            Passes over the data in this call (>= 1).
         learning_rate : float or schedule, optional
-            For an optimizer given by name; defaults to the optimizer's own
-            (0.01 for sgd, 1e-3 for adam, adamw and rmsprop).
+            The optimizer's learning rate: for an optimizer given by name, or,
+            without ``optimizer``, a replacement for the model's optimizer's
+            (a different optimizer, so its state starts afresh). Defaults to
+            the optimizer's own (0.01 for sgd, 1e-3 for adam, adamw and rmsprop).
         batch_size : int or None
-            Samples per step; None (default) trains on the full batch. The last
-            partial batch of an epoch is used, not dropped.
+            Samples per step (default 32); None trains on the full batch. The
+            last partial batch of an epoch is used, not dropped.
         shuffle : bool
             Draw a fresh order of the samples for every epoch (from the model's
-            seed, on the host: every backend sees the same batches).
-        optimizer : str or optimizer
+            seed, on the host: every backend sees the same batches; the stream
+            continues from one fit to the next).
+        optimizer : str, optimizer or None
             ``sgd``, ``adam``, ``adamw``, ``rmsprop`` or an object from
             `mlp.optimizers` (e.g. ``mlp.optimizers.SGD(0.1, momentum=0.9)``).
-            The optimizer's state starts fresh at every call.
+            None (default) continues the model's optimizer (``optimizer_``, from
+            its last fit or its file), or, for a model never trained,
+            ``Adam(1e-3)``. An optimizer equal to the model's continues its
+            state; a different one starts a fresh state.
+        reset_optimizer : bool
+            Start the optimizer's state afresh even when it is the model's.
         alpha : float
             L2 penalty ``0.5 * alpha * sum ||W||^2`` on the weights (not the
             biases), added to the training loss.
@@ -402,19 +426,22 @@ class MLP:
         min_delta : float
             The smallest improvement that counts (>= 0).
         callbacks : list of Callback or functions ``fn(epoch, logs)``
-            Called between epochs (see `mlp.callbacks`). A callback stops
-            training with ``model.stop_training = True`` or a truthy return
-            from ``on_epoch_end``; weights it sets with ``set_weights`` are the
-            ones the next epoch trains from.
+            Called between epochs (see `mlp.callbacks`: `ModelCheckpoint`,
+            `BackupAndRestore`, `CSVLogger`, `ReduceLROnPlateau`, ...). A
+            callback stops training with ``model.stop_training = True`` or a
+            truthy return from ``on_epoch_end``; weights it sets with
+            ``set_weights`` are the ones the next epoch trains from.
         verbose : {0, 1, 2}
             0 silent, 1 a progress bar over the epochs, 2 one line per epoch.
 
         Returns
         -------
         History
-            ``history.history["loss"]``: the mean training loss of each epoch
+            This call's epochs, numbered on from ``epochs_trained_``:
+            ``history.history["loss"]`` is the mean training loss of each epoch
             (as seen by its steps); ``val_loss`` and ``val_accuracy`` /
-            ``val_r2`` / ``val_mse`` with validation data. Also ``self.history_``.
+            ``val_r2`` / ``val_mse`` with validation data. ``self.history_``
+            holds every call's epochs.
 
         Raises
         ------
@@ -429,17 +456,18 @@ class MLP:
         Integers and floats may be Python or NumPy scalars; flags accept only
         booleans. A rejected call changes nothing. An interrupted call (Ctrl-C)
         keeps every completed epoch (on JAX, where epochs run in compiled calls
-        of about a second each, every completed call). ``self.train_state_``
-        holds the training state (weights, optimizer state, epochs completed).
+        of about a second each, every completed call), and the next `fit`
+        continues from there. ``self.train_state_`` holds the training state
+        (weights, optimizer state, epochs completed, shuffle stream).
         """
         from .training import fit
 
         return fit(self, x, y, epochs=epochs, learning_rate=learning_rate,
-                   batch_size=batch_size, shuffle=shuffle, optimizer=optimizer, alpha=alpha,
-                   clip_norm=clip_norm, validation_data=validation_data,
-                   validation_split=validation_split, early_stopping=early_stopping,
-                   patience=patience, min_delta=min_delta, callbacks=callbacks,
-                   verbose=verbose)
+                   batch_size=batch_size, shuffle=shuffle, optimizer=optimizer,
+                   reset_optimizer=reset_optimizer, alpha=alpha, clip_norm=clip_norm,
+                   validation_data=validation_data, validation_split=validation_split,
+                   early_stopping=early_stopping, patience=patience, min_delta=min_delta,
+                   callbacks=callbacks, verbose=verbose)
 
     # ---------------------------------------------------------------- weights
     def get_weights(self):
@@ -482,8 +510,11 @@ class MLP:
     def save(self, path, *, include_optimizer=False):
         """Write architecture, dtype and weights to one ``.npz`` file, atomically.
 
-        With ``include_optimizer``, the optimizer and its state from the last
-        `fit` are stored too. Any backend can `mlp.load` the file. A new file
+        With ``include_optimizer``, everything a `fit` needs to continue exactly
+        is stored too: the optimizer and its state (moments, step count,
+        learning-rate scale), the shuffle stream's state, the epoch count and
+        the history; ``mlp.load(path).fit(...)`` then ends at the weights of a
+        run never interrupted. Any backend can `mlp.load` the file. A new file
         gets the permissions a plain write gives under the umask; an
         overwritten one keeps its own.
         """

@@ -58,7 +58,8 @@ class Network:
 
     def backward(self, x, y, learning_rate):
         """One full-batch gradient-descent step on ``(x, y)`` (forward pass included)."""
-        self.model.fit(x, y, epochs=1, learning_rate=learning_rate, optimizer="sgd")
+        self.model.fit(x, y, epochs=1, learning_rate=learning_rate, optimizer="sgd",
+                       batch_size=None)
 
     def train(self, x, y, epochs, learning_rate):
         """Full-batch gradient descent, printing ``epoch N, loss: L`` every 100 epochs.
@@ -71,7 +72,7 @@ class Network:
         for start in range(0, epochs, self.print_every):
             n = min(self.print_every, epochs - start)
             history = self.model.fit(x, y, epochs=n, learning_rate=learning_rate,
-                                     optimizer="sgd")
+                                     optimizer="sgd", batch_size=None)
             losses.extend(history.history["loss"])
             print(f"epoch {start}, loss: {history.history['loss'][0]}")
         return losses

@@ -11,10 +11,17 @@ divergence is caught within a second.
 Everything between epochs goes through one protocol (`mlp.callbacks.Callback`);
 one signal, ``model.stop_training``, stops. The state carried from epoch to
 epoch is one `TrainState` (``model.train_state_``).
+
+A `fit` continues where the model stands: its optimizer and the optimizer's
+state (moments, step count, learning-rate scale), the shuffle stream and the
+epoch count carry over from the previous `fit` (or from a file saved with
+``include_optimizer=True``), so ``fit(epochs=3)`` twice ends at the weights of
+one ``fit(epochs=6)``. `choose_optimizer` says when the state starts afresh.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections import deque
@@ -25,6 +32,7 @@ import numpy as np
 
 from . import core
 from .callbacks import (
+    BackupAndRestore,
     CallbackList,
     EarlyStopping,
     EpochLogger,
@@ -32,7 +40,7 @@ from .callbacks import (
     ProgressBar,
     as_callbacks,
 )
-from .optimizers import get_optimizer
+from .optimizers import Adam, get_optimizer
 from .params import Boolean, InstanceOf, Integer, Options, Real, validate
 from .schedules import check_learning_rate
 from .steps import InterruptedRun, batch_indices, make_run
@@ -54,6 +62,7 @@ MAX_INDICES = 2**22
 FIT_CONSTRAINTS = {
     "epochs": [Integer(1)],
     "batch_size": [None, Integer(1)],
+    "reset_optimizer": [Boolean()],
     "shuffle": [Boolean()],
     "alpha": [Real(0)],
     "clip_norm": [None, Real(0, closed="neither")],
@@ -91,9 +100,11 @@ class TrainState:
     opt_state : pytree
         The optimizer's state.
     epoch : int
-        Epochs completed in this fit.
+        Epochs the model has completed, over every `fit` (the next epoch's number;
+        ``model.epochs_trained_`` between fits).
     rng : numpy.random.Generator
-        The stream the batches' shuffles are drawn from.
+        The stream the batches' shuffles are drawn from (``model._shuffle_rng``,
+        which lives on from one `fit` to the next).
     """
 
     params: list
@@ -161,17 +172,23 @@ class ChunkPlanner:
                 self._chosen.pop(next(iter(self._chosen)))
 
 
-def fit(model, x, y, *, epochs, learning_rate=None, batch_size=None, shuffle=True,
-        optimizer="sgd", alpha=0.0, clip_norm=None, validation_data=None,
-        validation_split=None, early_stopping=False, patience=10, min_delta=0.0,
-        callbacks=None, verbose=0):
+#: The optimizer of a model's first `fit` when none is named.
+DEFAULT_OPTIMIZER = Adam(1e-3)
+#: Samples per step when ``batch_size`` is not given (Keras' default).
+DEFAULT_BATCH_SIZE = 32
+
+
+def fit(model, x, y, *, epochs, learning_rate=None, batch_size=DEFAULT_BATCH_SIZE,
+        shuffle=True, optimizer=None, reset_optimizer=False, alpha=0.0, clip_norm=None,
+        validation_data=None, validation_split=None, early_stopping=False, patience=10,
+        min_delta=0.0, callbacks=None, verbose=0):
     """Train ``model`` from its current weights; see `mlp.MLP.fit` for the parameters.
 
     The steps, each a function of its own:
 
     1. `check_arguments`: every parameter against `FIT_CONSTRAINTS` (one
-       message form), the optimizer built, the callbacks checked. A rejected
-       call changes nothing.
+       message form), the optimizer built or continued (`choose_optimizer`),
+       the callbacks checked. A rejected call changes nothing.
     2. `training_data`: ``x``, ``y`` and the validation data (given, or split
        off from the seed) checked and moved to the device once.
     3. `callback_list`: `History` first, then the user's callbacks, then
@@ -180,13 +197,16 @@ def fit(model, x, y, *, epochs, learning_rate=None, batch_size=None, shuffle=Tru
     4. `Trainer.train`: the epochs, in chunks; each chunk is checked for
        divergence, and Ctrl-C keeps every completed epoch.
 
-    Returns the `History` (also ``model.history_``).
+    Returns the `History` of this fit's epochs (``model.history_`` holds every fit's).
     """
     settings = check_arguments(
         epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, shuffle=shuffle,
-        optimizer=optimizer, alpha=alpha, clip_norm=clip_norm, validation_data=validation_data,
-        validation_split=validation_split, early_stopping=early_stopping, patience=patience,
-        min_delta=min_delta, callbacks=callbacks, verbose=verbose)
+        optimizer=optimizer, reset_optimizer=reset_optimizer, alpha=alpha, clip_norm=clip_norm,
+        validation_data=validation_data, validation_split=validation_split,
+        early_stopping=early_stopping, patience=patience, min_delta=min_delta,
+        callbacks=callbacks, verbose=verbose)
+    settings["optimizer"], settings["continued"] = choose_optimizer(
+        model, settings["optimizer"], settings["learning_rate"], settings["reset_optimizer"])
     data = training_data(model, x, y, settings["validation_data"], settings["validation_split"])
     cbs, history = callback_list(model, settings, data)
     Trainer(model, data, settings, cbs, history).train()
@@ -196,14 +216,15 @@ def fit(model, x, y, *, epochs, learning_rate=None, batch_size=None, shuffle=Tru
 # ------------------------------------------------------------------ step 1
 def check_arguments(*, learning_rate, optimizer, callbacks, **values) -> dict:
     """The checked settings: ``values`` as `FIT_CONSTRAINTS` store them, plus
-    ``optimizer`` (an optimizer object) and ``callbacks`` (a list of Callbacks)."""
+    ``optimizer`` (an optimizer object, or None: the model's), ``learning_rate``
+    (a checked float or schedule, or None) and ``callbacks`` (a list of Callbacks)."""
     settings = validate(FIT_CONSTRAINTS, values)
     if settings["validation_data"] is not None and len(settings["validation_data"]) != 2:
         raise ValueError("validation_data must be a pair (x_val, y_val), got "
                          f"{len(settings['validation_data'])} items")
     if settings["validation_data"] is not None and settings["validation_split"] is not None:
         raise ValueError("pass validation_data or validation_split, not both")
-    settings["optimizer"] = _optimizer(optimizer, learning_rate)
+    settings["optimizer"], settings["learning_rate"] = _optimizer(optimizer, learning_rate)
     settings["callbacks"] = as_callbacks(callbacks)
     if settings["early_stopping"]:
         settings["stopper"] = EarlyStopping(patience=settings["patience"],
@@ -212,14 +233,53 @@ def check_arguments(*, learning_rate, optimizer, callbacks, **values) -> dict:
 
 
 def _optimizer(optimizer, learning_rate):
+    """``(optimizer object or None, learning rate or None)``, both checked."""
     if learning_rate is not None:
         if isinstance(learning_rate, np.floating | np.integer):  # e.g. np.float32(0.01)
             learning_rate = float(learning_rate)
-        check_learning_rate(learning_rate)
-        if not isinstance(optimizer, str):
+        learning_rate = check_learning_rate(learning_rate)
+        if optimizer is not None and not isinstance(optimizer, str):
             raise ValueError("learning_rate was given twice: pass it to the optimizer object "
                              "or name the optimizer as a string, not both")
-    return get_optimizer(optimizer, learning_rate)
+    if optimizer is None:
+        return None, learning_rate
+    return get_optimizer(optimizer, learning_rate), learning_rate
+
+
+def choose_optimizer(model, optimizer, learning_rate, reset) -> tuple:
+    """``(optimizer, continued)``: the optimizer this fit trains with, and whether it
+    continues from ``model.optimizer_state_`` (else it starts from ``optimizer.init``).
+
+    - ``optimizer`` None: the model's optimizer (from its last `fit` or its file),
+      else `DEFAULT_OPTIMIZER`; a ``learning_rate`` replaces its learning rate
+      (a named optimizer only).
+    - An optimizer equal to the model's (``fit(optimizer="adam")`` twice) continues
+      its state; a different one, or ``reset``, starts a fresh state.
+    """
+    current = model.optimizer_
+    if optimizer is None:
+        optimizer = current if current is not None else DEFAULT_OPTIMIZER
+        if learning_rate is not None:
+            optimizer = _with_learning_rate(optimizer, learning_rate)
+    continued = (not reset and current is not None and model.optimizer_state_ is not None
+                 and _same(optimizer, current))
+    return optimizer, continued
+
+
+def _with_learning_rate(optimizer, learning_rate):
+    if not (dataclasses.is_dataclass(optimizer) and "learning_rate" in {
+            f.name for f in dataclasses.fields(optimizer)}):
+        raise ValueError(f"learning_rate was given without an optimizer, but the model's "
+                         f"optimizer {optimizer!r} has no learning_rate to replace; pass "
+                         f"optimizer=... as well")
+    return dataclasses.replace(optimizer, learning_rate=learning_rate)
+
+
+def _same(a, b) -> bool:
+    try:
+        return bool(a is b or a == b)
+    except Exception:  # noqa: BLE001 - an object of the user's own that cannot compare
+        return False
 
 
 # ------------------------------------------------------------------ step 2
@@ -255,21 +315,28 @@ def logged_metrics(model, validation: bool) -> list[str]:
 
 
 def callback_list(model, settings, data) -> tuple[CallbackList, History]:
-    """Every callback of this fit behind one `CallbackList`, and the `History` among them."""
+    """Every callback of this fit behind one `CallbackList`, and the `History` among them.
+
+    A `BackupAndRestore` goes last: its backup holds what every other callback
+    did to the epoch (a learning rate reduced, weights restored).
+    """
     n = data.x.shape[0]
-    params = dict(epochs=settings["epochs"], batch_size=settings["batch_size"] or n,
-                  optimizer=settings["optimizer"], alpha=settings["alpha"],
-                  clip_norm=settings["clip_norm"], shuffle=settings["shuffle"], samples=n,
+    params = dict(epochs=settings["epochs"], initial_epoch=model.epochs_trained_,
+                  batch_size=settings["batch_size"] or n, optimizer=settings["optimizer"],
+                  alpha=settings["alpha"], clip_norm=settings["clip_norm"],
+                  shuffle=settings["shuffle"], samples=n,
                   metrics=logged_metrics(model, data.val is not None))
     history = History(params)
-    cbs = [history, *settings["callbacks"]]
+    user = settings["callbacks"]
+    backups = [cb for cb in user if isinstance(cb, BackupAndRestore)]
+    cbs = [history, *(cb for cb in user if not isinstance(cb, BackupAndRestore))]
     if settings["early_stopping"]:
         cbs.append(settings["stopper"])
     if settings["verbose"] == 1:
         cbs.append(ProgressBar())
     elif settings["verbose"] == 2:
         cbs.append(EpochLogger())
-    return CallbackList(cbs, model=model, params=params), history
+    return CallbackList([*cbs, *backups], model=model, params=params), history
 
 
 # ------------------------------------------------------------------ step 4
@@ -287,23 +354,29 @@ def _params_finite(backend, params) -> bool:
 class Trainer:
     """Runs the epochs of one `fit`: chunks of epochs, callbacks, divergence, Ctrl-C.
 
-    The phases of `train`: the callbacks' ``on_train_begin``; chunks
-    (`run_chunk`) until the epochs are done or ``model.stop_training``; a last
-    check that the weights are finite; ``on_train_end`` (also when it raised).
+    The phases of `train`: the callbacks' ``on_train_begin`` (a `BackupAndRestore`
+    may move the model forward there); chunks (`run_chunk`) until the model has
+    trained ``start + epochs`` epochs or ``model.stop_training``; a last check
+    that the weights are finite; ``on_train_end`` (also when it raised).
+
+    Epochs are numbered on from the model's ``epochs_trained_`` (``start``).
     """
 
     def __init__(self, model, data: TrainingData, settings: dict, callbacks: CallbackList,
                  history: History):
         self.model, self.data, self.callbacks, self.history = model, data, callbacks, history
         self.epochs = settings["epochs"]
+        self.start = model.epochs_trained_
+        self.end = self.start + self.epochs
         self.optimizer = settings["optimizer"]
         n = data.x.shape[0]
         batch_size = settings["batch_size"]
         self.batch_size = None if batch_size is None or batch_size >= n else batch_size
         self.shuffle = settings["shuffle"]
         self.run = run_function(model, self.optimizer, settings["alpha"], settings["clip_norm"])
-        self.state = TrainState(model.params, self.optimizer.init(model.params), 0,
-                                model._shuffle_rng)
+        opt_state = (model.optimizer_state_ if settings["continued"]
+                     else self.optimizer.init(model.params))
+        self.state = TrainState(model.params, opt_state, self.start, model._shuffle_rng)
         self.initial = model.params
         self.recent = deque(maxlen=2)  # (epoch, weights at its start) of recent chunks
         # Only the History can take a chunk's epochs after the chunk: anything else (or
@@ -318,61 +391,83 @@ class Trainer:
     def train(self) -> None:
         model, state = self.model, self.state
         model.stop_training = False
-        before = getattr(model, "train_state_", None)
+        before = (model.train_state_, model.optimizer_, model.optimizer_state_)
         model.train_state_ = state  # callbacks see it from on_train_begin on
+        model.optimizer_, model.optimizer_state_ = self.optimizer, state.opt_state
         try:
             self.callbacks.on_train_begin({})
         except BaseException:  # e.g. a monitored metric this fit does not log
-            model.train_state_ = before
+            model.train_state_, model.optimizer_, model.optimizer_state_ = before
             raise
-        model.history_ = self.history
+        if model.history_ is None:
+            model.history_ = History(self.history.params)
+        model.history_.params = self.history.params
+        self.history.extend(model.history_, since=self.start)  # epochs a backup restored
         completed = False
         try:
-            while state.epoch < self.epochs and not model.stop_training:
-                self.run_chunk(self.planner.next(self.epochs - state.epoch))
+            while state.epoch < self.end and not model.stop_training:
+                self.run_chunk(self.planner.next(self.end - state.epoch))
             if not _params_finite(model.backend, state.params):
                 self.diverged(state.epoch - 1, "the weights became NaN or infinite")
             completed = True
         finally:
             model.optimizer_state_, model.optimizer_ = state.opt_state, self.optimizer
+            model.epochs_trained_ = state.epoch
             self.callbacks.on_train_end({"completed": completed})
             state.params = model.params  # e.g. early stopping's best weights
 
     def run_chunk(self, n_epochs: int) -> None:
         """Run ``n_epochs`` epochs in one call, then hand each to the callbacks."""
-        state, data = self.state, self.data
-        state.params = self.model.params  # weights a callback set are the ones trained from
+        state, data, model = self.state, self.data, self.model
+        # weights and an optimizer state a callback set are the ones trained from
+        state.params, state.opt_state = model.params, model.optimizer_state_
         for j in range(n_epochs):
             self.callbacks.on_epoch_begin(state.epoch + j)
+        shuffled = state.rng.bit_generator.state
         batches, last = self.indices(n_epochs)
         start = time.perf_counter()
         try:
             params, opt_state, losses = self.run(state.params, state.opt_state, data.x, data.y,
                                                  batches, last, n_epochs)
-            losses = self.model.backend.to_numpy(losses)
+            losses = model.backend.to_numpy(losses)
         except InterruptedRun as part:  # Ctrl-C (Python loop): keep the completed epochs
+            self.rewind(shuffled, len(part.losses))
             if part.losses:
                 self.keep(part.params, part.opt_state, [float(v) for v in part.losses])
             raise KeyboardInterrupt from part.__cause__
+        except BaseException:  # Ctrl-C in a compiled call: the chunk is lost
+            self.rewind(shuffled, 0)
+            raise
         self.planner.measured(n_epochs, time.perf_counter() - start,
-                              self.epochs - state.epoch - n_epochs)
+                              self.end - state.epoch - n_epochs)
         if not np.all(np.isfinite(losses)):
             if n_epochs > 1:
                 losses = self.replay(batches, last, n_epochs)
             self.diverged(state.epoch, f"the loss became {losses[np.argmax(~np.isfinite(losses))]}")
         self.keep(params, opt_state, losses)
 
+    def rewind(self, shuffled, n_kept: int) -> None:
+        """Put the shuffle stream where ``n_kept`` epochs from ``shuffled`` leave it, so
+        that a fit interrupted within a chunk continues with the next epoch's order."""
+        if self.batch_size is None or not self.shuffle:
+            return
+        self.state.rng.bit_generator.state = shuffled
+        if n_kept:
+            batch_indices(self.state.rng, self.data.x.shape[0], self.batch_size, n_kept, True)
+
     def keep(self, params, opt_state, losses) -> None:
         """Make ``params`` the model's weights and log the epochs of ``losses``."""
         state, model = self.state, self.model
         self.recent.append((state.epoch, state.params))
         state.params, state.opt_state = params, opt_state
-        model.params = params
+        model.params, model.optimizer_state_ = params, opt_state
         for loss in losses:
             logs = {"loss": float(loss)}
             if self.data.val is not None:  # then every chunk is one epoch
                 logs.update(model._validation_logs(*self.data.val))
             state.epoch += 1
+            model.epochs_trained_ = state.epoch
+            model.history_.append(state.epoch - 1, logs)
             self.callbacks.on_epoch_end(state.epoch - 1, logs)
 
     def indices(self, n_epochs):
@@ -415,7 +510,7 @@ class Trainer:
             if _params_finite(self.model.backend, params) and math.isfinite(
                     self.training_loss(params)):
                 return epoch, params
-        return 0, self.initial
+        return self.start, self.initial
 
     def diverged(self, epoch: int, what: str):
         """Restore the last weights with a finite loss and raise `TrainingDivergedError`.
