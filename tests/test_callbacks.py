@@ -131,10 +131,12 @@ def test_weights_a_callback_sets_are_trained_from(backend):
             model.set_weights(target)
 
     model = _model(backend)
-    history = model.fit(x, y, epochs=2, learning_rate=0.1, callbacks=[reset])
+    history = model.fit(x, y, epochs=2, learning_rate=0.1, callbacks=[reset], optimizer="sgd",
+                        batch_size=None)
     reference = _model(backend)
     reference.set_weights(target)
-    ref_history = reference.fit(x, y, epochs=1, learning_rate=0.1)
+    ref_history = reference.fit(x, y, epochs=1, learning_rate=0.1, optimizer="sgd",
+                                batch_size=None)
     _weights_equal(model.get_weights(), reference.get_weights(), atol=1e-12)
     assert history.history["loss"][1] == pytest.approx(ref_history.history["loss"][0],
                                                        rel=1e-12)
@@ -407,14 +409,15 @@ def test_restored_weights_have_a_finite_loss_and_train_on(backend, batch_size, w
     with pytest.raises(mlp.TrainingDivergedError, match=r"learning rate 1000000\.0 may be too "
                                                         r"large.*finite loss") as info:
         model.fit(x, y, epochs=100, learning_rate=1e6, batch_size=batch_size,
-                  callbacks=callbacks)
+                  callbacks=callbacks, optimizer="sgd")
     assert np.isfinite(model.loss(x, y))
     assert np.all(np.isfinite(model.backend.to_numpy(model.predict(x))))
     assert all(np.isfinite(info.value.history.history.get("loss", [])))
     # A gentle refit trains on, or, when the restored weights sit at the edge of float32
     # (a loss near 1e30), says that they are the cause - not the learning rate.
     try:
-        history = model.fit(x, y, epochs=3, learning_rate=1e-6, batch_size=batch_size)
+        history = model.fit(x, y, epochs=3, learning_rate=1e-6, batch_size=batch_size,
+                            optimizer="sgd")
     except mlp.TrainingDivergedError as again:
         assert "loss was already" in str(again) and "not the learning rate" in str(again)
         assert "may be too large" not in str(again)

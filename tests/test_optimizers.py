@@ -327,7 +327,7 @@ def test_fit_with_alpha_is_sgd_on_the_penalized_gradient(backend):
     lr, alpha = 0.1, 0.5
     penalty = 0.5 * alpha * sum(float(np.sum(W**2)) for W, _ in start)
     loss0 = model.loss(x, y)
-    history = model.fit(x, y, epochs=1, learning_rate=lr, alpha=alpha)
+    history = model.fit(x, y, epochs=1, learning_rate=lr, alpha=alpha, optimizer="sgd", batch_size=None)
     assert history.history["loss"][0] == pytest.approx(loss0 + penalty, rel=1e-12)
     for (W, b), (W0, b0), (dW, db) in zip(model.get_weights(), start, grads, strict=True):
         np.testing.assert_allclose(W, W0 - lr * (dW + alpha * W0), rtol=1e-12, atol=1e-14)
@@ -361,7 +361,7 @@ def test_fit_with_clip_norm(backend):
     grads = [(backend.to_numpy(dW), backend.to_numpy(db)) for dW, db in model.gradients(x, y)]
     clip = _norm(grads) / 10
     lr = 0.5
-    model.fit(x, y, epochs=1, learning_rate=lr, clip_norm=clip)
+    model.fit(x, y, epochs=1, learning_rate=lr, clip_norm=clip, optimizer="sgd", batch_size=None)
     moved = [(W - W0, b - b0) for (W, b), (W0, b0) in zip(model.get_weights(), start, strict=True)]
     assert _norm(moved) == pytest.approx(lr * clip, rel=1e-10)
     for (dW, db), (gW, gb) in zip(moved, grads, strict=True):

@@ -44,7 +44,8 @@ def _classification(n=50, d=5, k=3, seed=0):
 #: the training step once for all of them (compiled functions are shared by models).
 SIZES = [5, 8, 3]
 N = 30
-SGD = dict(learning_rate=0.1)
+SGD = dict(learning_rate=0.1, optimizer="sgd")
+FULL_SGD = dict(SGD, batch_size=None)  # fit's defaults before issue 12
 
 
 def _model(backend, **kwargs):
@@ -86,7 +87,8 @@ def test_last_partial_batch_is_used(backend):
     model = mlp.MLP([4, 5, 1], backend=backend, dtype="float64", seed=2, activation="tanh")
     ref = mlp.MLP([4, 5, 1], backend="numpy", dtype="float64", seed=2, activation="tanh")
     lr, epochs = 0.3, 2
-    history = model.fit(x, y, epochs=epochs, batch_size=4, shuffle=False, learning_rate=lr)
+    history = model.fit(x, y, epochs=epochs, batch_size=4, shuffle=False, learning_rate=lr,
+                        optimizer="sgd")
     epoch_losses = []
     for _ in range(epochs):
         total = 0.0
@@ -219,7 +221,7 @@ def test_binary_predict_classes(backend):
 def test_evaluate_classification_matches_sklearn(backend):
     x, y = _classification(n=N)
     model = _model(backend)
-    model.fit(x, y, epochs=3, **SGD)
+    model.fit(x, y, epochs=3, **FULL_SGD)
     result = model.evaluate(x, y)
     assert set(result) == {"loss", "accuracy"}
     proba = backend.to_numpy(model.predict_proba(x))
@@ -326,7 +328,7 @@ def test_early_stopping_restores_the_best_weights(backend):
 def test_early_stopping_min_delta_and_training_loss(backend):
     """Without validation data it watches the training loss; min_delta raises the bar."""
     x, y = _classification(n=N)
-    kwargs = dict(epochs=20, early_stopping=True, patience=2, **SGD)
+    kwargs = dict(epochs=20, early_stopping=True, patience=2, **FULL_SGD)
     model = _model(backend)
     history = model.fit(x, y, **kwargs)  # the training loss keeps falling: no stop
     assert len(history.epoch) == 20 and history.stopped_epoch is None
@@ -449,7 +451,7 @@ def test_divergence_raises_and_restores_the_last_finite_weights(backend):
     log = _WeightLog()
     start = model.get_weights()
     with pytest.raises(mlp.TrainingDivergedError, match="diverged") as info:
-        model.fit(x, y, epochs=50, learning_rate=10.0, callbacks=[log])
+        model.fit(x, y, epochs=50, learning_rate=10.0, optimizer="sgd", batch_size=None, callbacks=[log])
     assert isinstance(info.value, FloatingPointError)
     history = info.value.history
     assert 1 <= len(history.epoch) < 50 and all(np.isfinite(history.history["loss"]))
@@ -465,12 +467,12 @@ def test_divergence_without_hooks(backend):
     """On JAX the epochs then run in one compiled call; the replay finds the epoch."""
     model, x, y = _diverging(backend)
     with pytest.raises(mlp.TrainingDivergedError) as info:
-        model.fit(x, y, epochs=50, learning_rate=10.0)
+        model.fit(x, y, epochs=50, learning_rate=10.0, optimizer="sgd", batch_size=None)
     assert _all_finite(model.get_weights())
     # the same epochs as with a callback attached (which runs epoch by epoch)
     other, _, _ = _diverging(backend)
     with pytest.raises(mlp.TrainingDivergedError) as info2:
-        other.fit(x, y, epochs=50, learning_rate=10.0, callbacks=[lambda e, logs: None])
+        other.fit(x, y, epochs=50, learning_rate=10.0, optimizer="sgd", batch_size=None, callbacks=[lambda e, logs: None])
     assert info.value.history.history == info2.value.history.history
     _weights_equal(model.get_weights(), other.get_weights())
 
@@ -483,7 +485,7 @@ def test_divergence_with_early_stopping_keeps_the_last_finite_weights(backend):
     log = _WeightLog()
     start = model.get_weights()
     with pytest.raises(mlp.TrainingDivergedError):
-        model.fit(x, y, epochs=50, learning_rate=10.0, callbacks=[log], early_stopping=True,
+        model.fit(x, y, epochs=50, learning_rate=10.0, optimizer="sgd", batch_size=None, callbacks=[log], early_stopping=True,
                   patience=50)
     _weights_equal(model.get_weights(), _last_with_finite_loss(backend, [start, *log.weights],
                                                                x, y))
@@ -492,7 +494,7 @@ def test_divergence_with_early_stopping_keeps_the_last_finite_weights(backend):
 # ---------------------------------------------------------- progress, summary
 def test_silent_by_default(backend, capsys):
     x, y = _classification(n=N)
-    _model(backend).fit(x, y, epochs=3, **SGD)
+    _model(backend).fit(x, y, epochs=3, **FULL_SGD)
     out, err = capsys.readouterr()
     assert out == "" and err == ""
 

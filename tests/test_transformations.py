@@ -222,7 +222,7 @@ def test_fit_with_clip_norm_trains_through_overflowing_gradients(backend):
     y = np.asarray([[0.0], [1.0]])
     model = mlp.MLP([2, 1], activation="identity", backend=backend, seed=0)
     before = model.get_weights()
-    model.fit(x, y, epochs=1, learning_rate=0.1, clip_norm=1.0)
+    model.fit(x, y, epochs=1, learning_rate=0.1, clip_norm=1.0, optimizer="sgd", batch_size=None)
     (W, b), = model.get_weights()
     moved = np.sqrt(np.sum((W - before[0][0]) ** 2) + np.sum((b - before[0][1]) ** 2))
     assert moved == pytest.approx(0.1, rel=1e-5)  # lr * clip_norm, not 0

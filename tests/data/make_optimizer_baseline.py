@@ -1,6 +1,7 @@
 """Record the float64 weights after 20 epochs on NumPy for each optimizer setting.
 
-Run once on the code *before* the optimizer redesign (issue 8, commit 3d03ecb);
+Run once on the code *before* the optimizer redesign (issue 8, commit 3d03ecb), when
+full batches were `fit`'s default (the full-batch cases now say ``batch_size=None``);
 `tests/test_baseline.py` checks that every backend reproduces them to 1e-12.
 
     python tests/data/make_optimizer_baseline.py
@@ -20,7 +21,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 #: name -> (fit keyword arguments as JSON-ready data). Optimizers are built by `build`.
 CASES = {
-    "sgd_full": {"optimizer": ["sgd", {"learning_rate": 0.1}]},
+    "sgd_full": {"optimizer": ["sgd", {"learning_rate": 0.1}], "batch_size": None},
     "sgd_batch": {"optimizer": ["sgd", {"learning_rate": 0.05}], "batch_size": 16},
     "sgd_momentum": {"optimizer": ["sgd", {"learning_rate": 0.05, "momentum": 0.9}],
                      "batch_size": 16},
@@ -28,7 +29,7 @@ CASES = {
                                            "nesterov": True}], "batch_size": 13},
     "sgd_step_decay": {"optimizer": ["sgd", {"learning_rate": ["step_decay", [0.1, 0.5, 10]],
                                              "momentum": 0.5}], "batch_size": 16},
-    "adam_full": {"optimizer": ["adam", {"learning_rate": 0.01}]},
+    "adam_full": {"optimizer": ["adam", {"learning_rate": 0.01}], "batch_size": None},
     "adam_batch": {"optimizer": ["adam", {"learning_rate": 0.01}], "batch_size": 16},
     "adam_cosine": {"optimizer": ["adam", {"learning_rate": ["cosine_decay",
                                                              [0.01, 50, 5, 0.1]]}],
