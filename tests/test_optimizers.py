@@ -327,7 +327,8 @@ def test_fit_with_alpha_is_sgd_on_the_penalized_gradient(backend):
     lr, alpha = 0.1, 0.5
     penalty = 0.5 * alpha * sum(float(np.sum(W**2)) for W, _ in start)
     loss0 = model.loss(x, y)
-    history = model.fit(x, y, epochs=1, learning_rate=lr, alpha=alpha, optimizer="sgd", batch_size=None)
+    history = model.fit(x, y, epochs=1, learning_rate=lr, alpha=alpha, optimizer="sgd",
+                        batch_size=None)
     assert history.history["loss"][0] == pytest.approx(loss0 + penalty, rel=1e-12)
     for (W, b), (W0, b0), (dW, db) in zip(model.get_weights(), start, grads, strict=True):
         np.testing.assert_allclose(W, W0 - lr * (dW + alpha * W0), rtol=1e-12, atol=1e-14)

@@ -46,6 +46,7 @@ SIZES = [5, 8, 3]
 N = 30
 SGD = dict(learning_rate=0.1, optimizer="sgd")
 FULL_SGD = dict(SGD, batch_size=None)  # fit's defaults before issue 12
+DIVERGING = dict(learning_rate=10.0, optimizer="sgd", batch_size=None)
 
 
 def _model(backend, **kwargs):
@@ -451,7 +452,7 @@ def test_divergence_raises_and_restores_the_last_finite_weights(backend):
     log = _WeightLog()
     start = model.get_weights()
     with pytest.raises(mlp.TrainingDivergedError, match="diverged") as info:
-        model.fit(x, y, epochs=50, learning_rate=10.0, optimizer="sgd", batch_size=None, callbacks=[log])
+        model.fit(x, y, epochs=50, **DIVERGING, callbacks=[log])
     assert isinstance(info.value, FloatingPointError)
     history = info.value.history
     assert 1 <= len(history.epoch) < 50 and all(np.isfinite(history.history["loss"]))
@@ -467,12 +468,12 @@ def test_divergence_without_hooks(backend):
     """On JAX the epochs then run in one compiled call; the replay finds the epoch."""
     model, x, y = _diverging(backend)
     with pytest.raises(mlp.TrainingDivergedError) as info:
-        model.fit(x, y, epochs=50, learning_rate=10.0, optimizer="sgd", batch_size=None)
+        model.fit(x, y, epochs=50, **DIVERGING)
     assert _all_finite(model.get_weights())
     # the same epochs as with a callback attached (which runs epoch by epoch)
     other, _, _ = _diverging(backend)
     with pytest.raises(mlp.TrainingDivergedError) as info2:
-        other.fit(x, y, epochs=50, learning_rate=10.0, optimizer="sgd", batch_size=None, callbacks=[lambda e, logs: None])
+        other.fit(x, y, epochs=50, **DIVERGING, callbacks=[lambda e, logs: None])
     assert info.value.history.history == info2.value.history.history
     _weights_equal(model.get_weights(), other.get_weights())
 
@@ -485,7 +486,7 @@ def test_divergence_with_early_stopping_keeps_the_last_finite_weights(backend):
     log = _WeightLog()
     start = model.get_weights()
     with pytest.raises(mlp.TrainingDivergedError):
-        model.fit(x, y, epochs=50, learning_rate=10.0, optimizer="sgd", batch_size=None, callbacks=[log], early_stopping=True,
+        model.fit(x, y, epochs=50, **DIVERGING, callbacks=[log], early_stopping=True,
                   patience=50)
     _weights_equal(model.get_weights(), _last_with_finite_loss(backend, [start, *log.weights],
                                                                x, y))
