@@ -1,0 +1,518 @@
+"""Training continues exactly where it stopped (issue 9): a second `fit`, a file saved
+with ``include_optimizer=True`` (on any backend), a run killed and started again
+with `BackupAndRestore` - each ends at the weights of one uninterrupted run: bit for
+bit on NumPy, to 1e-12 in float64 elsewhere. Checkpoints, CSV logs, plateau
+reductions and learning curves, on every backend."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+import mlp
+from mlp import optimizers as O
+from mlp import schedules as S
+from mlp import training
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread():
+    with threadpool_limits(1):
+        yield
+
+
+#: Each optimizer with a schedule (and momentum, weight decay, clipping), mini-batches
+#: of 16 out of 50 (a partial last batch) and shuffling.
+OPTIMIZERS = {
+    "sgd+momentum+step": O.SGD(S.step_decay(0.1, drop=0.5, every=7), momentum=0.9,
+                               nesterov=True),
+    "adam+cosine": O.Adam(S.cosine_decay(0.02, decay_steps=30, warmup_steps=4)),
+    "adamw+exponential": O.AdamW(S.exponential_decay(0.01, 10, 0.5), weight_decay=0.05),
+    "rmsprop+invscaling": O.RMSprop(S.invscaling(0.005, power_t=0.5)),
+}
+FIT = dict(batch_size=16, shuffle=True)
+
+
+def _data(n=50, seed=2024):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 5))
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(int) + (x[:, 2] > 0.8).astype(int)
+    return x, y
+
+
+def _model(backend, **kwargs):
+    return mlp.MLP([5, 8, 3], activation="tanh", loss="cross_entropy", dtype="float64",
+                   seed=3, backend=backend, **kwargs)
+
+
+def _difference(a, b) -> float:
+    """The largest absolute difference between two weight lists."""
+    return max(float(np.max(np.abs(u - v))) for p, q in zip(a, b, strict=True)
+               for u, v in zip(p, q, strict=True))
+
+
+def _assert_same_weights(got, want, backend_name):
+    """Bit for bit on NumPy, to 1e-12 (float64) elsewhere."""
+    difference = _difference(got, want)
+    if backend_name == "numpy":
+        assert difference == 0.0
+    else:
+        assert difference <= 1e-12
+
+
+@pytest.fixture(scope="module")
+def uninterrupted():
+    """name -> (weights, History) of one fit(epochs=6) on NumPy."""
+    x, y = _data()
+    out = {}
+    for name, opt in OPTIMIZERS.items():
+        model = _model("numpy")
+        history = model.fit(x, y, epochs=6, optimizer=opt, **FIT)
+        out[name] = model.get_weights(), history
+    return out
+
+
+# ------------------------------------------------------------ fit continues
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_two_fits_end_at_the_weights_of_one(backend, name):
+    x, y = _data()
+    once = _model(backend)
+    whole = once.fit(x, y, epochs=6, optimizer=OPTIMIZERS[name], **FIT)
+    twice = _model(backend)
+    first = twice.fit(x, y, epochs=3, optimizer=OPTIMIZERS[name], **FIT)
+    second = twice.fit(x, y, epochs=3, **FIT)  # no optimizer: the model's, continued
+    _assert_same_weights(twice.get_weights(), once.get_weights(), backend.name)
+    assert twice.optimizer_ is OPTIMIZERS[name]
+    assert O.step_count(twice.optimizer_state_) == O.step_count(once.optimizer_state_) == 6 * 4
+    # each fit returns its own epochs, numbered on; the model's history holds them all
+    assert first.epoch == [0, 1, 2] and second.epoch == [3, 4, 5]
+    assert second.params["initial_epoch"] == 3 and twice.epochs_trained_ == 6
+    assert twice.history_.epoch == list(range(6))
+    np.testing.assert_allclose(twice.history_.history["loss"], whole.history["loss"],
+                               rtol=1e-12, atol=0)
+
+
+def test_chunked_runs_continue_exactly(backend):
+    """Without hooks JAX runs epochs in chunks of one compiled call; however the
+    epochs are cut (1+1+4, 2+5, 7 epoch by epoch), the weights are the same."""
+    x, y = _data()
+    opt = OPTIMIZERS["adam+cosine"]
+    models = []
+    for cuts, hooks in (([7], False), ([2, 5], False), ([1, 1, 1, 4], False), ([7], True)):
+        model = _model(backend)
+        for epochs in cuts:
+            model.fit(x, y, epochs=epochs, optimizer=opt,
+                      callbacks=[lambda e, logs: None] if hooks else None, **FIT)
+        models.append(model.get_weights())
+    for weights in models[1:]:
+        _assert_same_weights(weights, models[0], backend.name)
+
+
+def test_an_interrupted_fit_continues_exactly(backend, monkeypatch):
+    """Ctrl-C in the middle of a fit keeps the completed epochs, and the shuffle stream
+    is left where they leave it: a second fit ends at the uninterrupted weights."""
+    x, y = _data()
+    opt = OPTIMIZERS["sgd+momentum+step"]
+    reference = _model(backend)
+    reference.fit(x, y, epochs=6, optimizer=opt, **FIT)
+
+    def interrupt(epoch, logs):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    model = _model(backend)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, epochs=6, optimizer=opt, callbacks=[interrupt], **FIT)
+    assert model.epochs_trained_ == 3
+    model.fit(x, y, epochs=3, **FIT)
+    _assert_same_weights(model.get_weights(), reference.get_weights(), backend.name)
+
+
+def test_reset_optimizer_and_another_optimizer_start_a_fresh_state(backend):
+    x, y = _data()
+    opt = O.Adam(0.01)
+    model = _model(backend)
+    model.fit(x, y, epochs=2, optimizer=opt, **FIT)
+    after_two = model.get_weights()
+    model.fit(x, y, epochs=1, reset_optimizer=True, **FIT)
+    assert O.step_count(model.optimizer_state_) == 4  # one epoch's steps, not three
+    # the same as a fresh state by hand
+    twin = _model(backend)
+    twin.set_weights(after_two)
+    twin._shuffle_rng.bit_generator.state = _shuffled(2)
+    twin.fit(x, y, epochs=1, optimizer=opt, **FIT)  # a fresh model: a fresh state
+    _assert_same_weights(model.get_weights(), twin.get_weights(), backend.name)
+    # another optimizer (here another learning rate) starts afresh too ...
+    model.fit(x, y, epochs=1, optimizer=O.Adam(0.02), **FIT)
+    assert O.step_count(model.optimizer_state_) == 4
+    # ... and an equal one, by name or object, continues
+    model.fit(x, y, epochs=1, optimizer=O.Adam(0.02), **FIT)
+    assert O.step_count(model.optimizer_state_) == 8
+    model.fit(x, y, epochs=1, learning_rate=0.02, **FIT)  # the model's Adam, lr 0.02
+    assert O.step_count(model.optimizer_state_) == 12
+    model.fit(x, y, epochs=1, optimizer="adam", learning_rate=0.02, **FIT)
+    assert O.step_count(model.optimizer_state_) == 16
+
+
+def _shuffled(epochs):
+    """The shuffle stream's state after ``epochs`` shuffled epochs of the test model."""
+    rng = np.random.default_rng([3, 1])
+    for _ in range(epochs):
+        rng.permutation(50)
+    return rng.bit_generator.state
+
+
+def test_defaults_continue_the_model_or_start_with_adam():
+    x, y = _data()
+    model = _model("numpy")
+    model.fit(x, y, epochs=1)
+    assert model.optimizer_ == O.Adam(1e-3)
+    assert O.step_count(model.optimizer_state_) == 2  # batches of 32 out of 50
+    sgd = O.SGD(0.1)
+    model.fit(x, y, epochs=1, optimizer=sgd)
+    model.fit(x, y, epochs=1)
+    assert model.optimizer_ is sgd and O.step_count(model.optimizer_state_) == 4
+
+
+def test_learning_rate_alone_needs_a_named_optimizer():
+    x, y = _data()
+    model = _model("numpy")
+    custom = O.chain(O.scale_by_adam(), O.scale_by_learning_rate(0.01))
+    model.fit(x, y, epochs=1, optimizer=custom)
+    weights = model.get_weights()
+    with pytest.raises(ValueError, match=r"learning_rate was given without an optimizer, but "
+                                         r"the model's optimizer .* has no learning_rate"):
+        model.fit(x, y, epochs=1, learning_rate=0.1)
+    assert _difference(model.get_weights(), weights) == 0.0
+
+
+def test_reset_optimizer_must_be_a_bool():
+    x, y = _data()
+    with pytest.raises(TypeError, match=r"reset_optimizer must be True or False, got 1"):
+        _model("numpy").fit(x, y, epochs=1, reset_optimizer=1)
+
+
+def test_the_default_fit_learns_digits():
+    """Issue 12: with only ``epochs`` given, the defaults (Adam 1e-3, batches of 32) learn."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    x, y = load_digits(return_X_y=True)
+    x_train, x_test, y_train, y_test = train_test_split(x / 16, y, test_size=0.25,
+                                                        random_state=0)
+    model = mlp.MLP([64, 64, 10], loss="cross_entropy", seed=0)
+    model.fit(x_train, y_train, epochs=30)
+    assert model.evaluate(x_test, y_test)["accuracy"] >= 0.95
+
+
+# ------------------------------------------------------------ resume from a file
+@pytest.mark.parametrize("saved_on", ["numpy", "same"])
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_a_loaded_model_continues_as_if_never_saved(backend, name, saved_on, uninterrupted,
+                                                    tmp_path):
+    x, y = _data()
+    writer = _model("numpy" if saved_on == "numpy" else backend)
+    writer.fit(x, y, epochs=3, optimizer=OPTIMIZERS[name], **FIT)
+    path = tmp_path / "half.npz"
+    writer.save(path, include_optimizer=True)
+    model = mlp.load(path, backend=backend)
+    assert model.optimizer_ == OPTIMIZERS[name] and model.epochs_trained_ == 3
+    assert model.history_.epoch == [0, 1, 2]
+    history = model.fit(x, y, epochs=3, **FIT)
+    weights, whole = uninterrupted[name]
+    _assert_same_weights(model.get_weights(), weights,
+                         "numpy" if backend.name == "numpy" else "other")
+    assert history.epoch == [3, 4, 5] and model.history_.epoch == list(range(6))
+    np.testing.assert_allclose(model.history_.history["loss"], whole.history["loss"],
+                               rtol=1e-12, atol=0)
+
+
+def test_a_plain_save_keeps_no_training_state(tmp_path):
+    x, y = _data()
+    model = _model("numpy")
+    model.fit(x, y, epochs=2, **FIT)
+    model.save(tmp_path / "plain.npz")
+    loaded = mlp.load(tmp_path / "plain.npz")
+    assert loaded.optimizer_ is None and loaded.epochs_trained_ == 0 and loaded.history_ is None
+
+
+def test_the_history_survives_a_save_with_gaps(tmp_path):
+    """A metric logged only by a later fit (validation) is NaN for the earlier epochs."""
+    x, y = _data()
+    model = _model("numpy")
+    model.fit(x, y, epochs=2, **FIT)
+    model.fit(x, y, epochs=2, validation_data=(x[:10], y[:10]), **FIT)
+    history = model.history_.history
+    assert np.isnan(history["val_loss"][:2]).all() and np.isfinite(history["val_loss"][2:]).all()
+    model.save(tmp_path / "gaps.npz", include_optimizer=True)
+    loaded = mlp.load(tmp_path / "gaps.npz")
+    assert loaded.history_.epoch == [0, 1, 2, 3]
+    assert list(loaded.history_.history) == list(history)
+    for key, values in history.items():
+        np.testing.assert_array_equal(loaded.history_.history[key], values)
+
+
+@pytest.mark.parametrize("damage, match", [
+    (lambda t: t.update(shuffle_rng={"bit_generator": "MT19937"}), "shuffle generator"),
+    (lambda t: t.update(epochs_trained=-1), "epoch count -1 is not a count"),
+    (lambda t: t.update(history_metrics=["loss", "val_loss"]), "does not match its 2 metric"),
+])
+def test_a_damaged_training_state_is_refused_naming_the_file(tmp_path, damage, match):
+    import json
+
+    x, y = _data()
+    model = _model("numpy")
+    model.fit(x, y, epochs=1, **FIT)
+    path = tmp_path / "state.npz"
+    model.save(path, include_optimizer=True)
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    training_state = json.loads(str(arrays["training"]))
+    damage(training_state)
+    arrays["training"] = np.asarray(json.dumps(training_state))
+    np.savez(path, **arrays)
+    with pytest.raises(mlp.ModelFileError, match=rf"'{path}' holds a damaged mlp model: .*"
+                                                 rf"{match}"):
+        mlp.load(path)
+
+
+def test_a_state_for_another_architecture_is_refused_naming_the_file(tmp_path):
+    x, y = _data()
+    model = _model("numpy")
+    model.fit(x, y, epochs=1, **FIT)
+    model.save(tmp_path / "a.npz", include_optimizer=True)
+    other = mlp.MLP([5, 9, 3], loss="cross_entropy", dtype="float64", seed=3)
+    other.save(tmp_path / "b.npz")
+    with np.load(tmp_path / "a.npz") as a, np.load(tmp_path / "b.npz") as b:
+        arrays = {**{k: a[k] for k in a.files}, **{k: b[k] for k in b.files}}
+    np.savez(tmp_path / "mixed.npz", **arrays)  # another network's weights, a's state
+    with pytest.raises(mlp.ModelFileError, match=r"mixed.npz' holds a damaged mlp model: "
+                                                 r"optimizer state array \d+ has shape"):
+        mlp.load(tmp_path / "mixed.npz")
+
+
+# ------------------------------------------------------------ kill and run again
+def _run_script(backend, folder, kill_at=None):
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+               XLA_FLAGS="--xla_cpu_multi_thread_eigen=false")
+    args = [sys.executable, os.path.join(ROOT, "tests", "resume_script.py"), backend,
+            str(folder)] + ([] if kill_at is None else [str(kill_at)])
+    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_a_killed_run_started_again_ends_as_if_never_killed(backend, tmp_path):
+    never, killed = tmp_path / "never", tmp_path / "killed"
+    never.mkdir()
+    killed.mkdir()
+    done = _run_script(backend.name, never)
+    assert done.returncode == 0, done.stderr
+    first = _run_script(backend.name, killed, kill_at=4)
+    assert first.returncode == -signal.SIGKILL, first.stderr
+    assert os.listdir(killed / "backup") == ["backup-from-epoch-0.npz"]
+    assert not (killed / "final.npz").exists()
+    again = _run_script(backend.name, killed)
+    assert again.returncode == 0, again.stderr
+    with np.load(never / "final.npz") as a, np.load(killed / "final.npz") as b:
+        weights = [(a[f"W{i}"], a[f"b{i}"]) for i in range(2)]
+        resumed = [(b[f"W{i}"], b[f"b{i}"]) for i in range(2)]
+    _assert_same_weights(resumed, weights, backend.name)
+    assert os.listdir(killed / "backup") == []  # a finished run removes its backup
+    # the log has each epoch once, epoch 4 (killed before its backup) as trained again
+    never_rows, killed_rows = (_csv(folder / "log.csv") for folder in (never, killed))
+    assert [r["epoch"] for r in killed_rows] == [str(e) for e in range(8)]
+    for a, b in zip(never_rows, killed_rows, strict=True):
+        for key in ("loss", "val_loss", "val_accuracy"):
+            assert float(b[key]) == pytest.approx(float(a[key]), rel=1e-12, abs=0)
+
+
+def _csv(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_a_backup_of_another_model_is_refused(tmp_path):
+    x, y = _data()
+    backup = mlp.BackupAndRestore(tmp_path)
+    model = _model("numpy")
+    model.save(tmp_path / "backup-from-epoch-0.npz", include_optimizer=False)
+    other = mlp.MLP([5, 8, 3], loss="cross_entropy", dtype="float64", seed=4)
+    other.fit(x, y, epochs=1, optimizer="adam", **FIT)
+    other.epochs_trained_ = 0
+    other.save(tmp_path / "backup-from-epoch-0.npz", include_optimizer=True)
+    with pytest.raises(ValueError, match=r"the backup .*backup-from-epoch-0.npz' was made with "
+                                         r"another model .*delete it"):
+        model.fit(x, y, epochs=2, optimizer="adam", callbacks=[backup], **FIT)
+
+
+# ------------------------------------------------------------ checkpoints
+def test_model_checkpoint_every_n_epochs(backend, tmp_path):
+    x, y = _data()
+    opt = OPTIMIZERS["adam+cosine"]
+    weights = []
+    model = _model(backend)
+    checkpoint = mlp.ModelCheckpoint(tmp_path / "ckpt-{epoch:02d}.npz", every_n_epochs=2)
+    model.fit(x, y, epochs=5, optimizer=opt, callbacks=[
+        checkpoint, lambda e, logs: weights.append(model.get_weights())], **FIT)
+    assert sorted(os.listdir(tmp_path)) == ["ckpt-02.npz", "ckpt-04.npz"]
+    assert checkpoint.saved == [str(tmp_path / "ckpt-02.npz"), str(tmp_path / "ckpt-04.npz")]
+    four = mlp.load(tmp_path / "ckpt-04.npz", backend=backend)
+    assert _difference(four.get_weights(), weights[3]) == 0.0
+    assert four.epochs_trained_ == 4 and four.history_.epoch == [0, 1, 2, 3]
+    four.fit(x, y, epochs=1, **FIT)  # a checkpoint resumes like any saved model
+    _assert_same_weights(four.get_weights(), model.get_weights(), backend.name)
+
+
+def test_model_checkpoint_save_best_only(tmp_path):
+    x, y = _data()
+    xv, yv = _data(20, seed=5)
+    model = _model("numpy")
+    checkpoint = mlp.ModelCheckpoint(tmp_path / "best-{epoch}-{val_accuracy:.2f}.npz",
+                                     monitor="val_accuracy", save_best_only=True)
+    history = model.fit(x, y, epochs=8, optimizer=O.Adam(0.05), validation_data=(xv, yv),
+                        callbacks=[checkpoint], **FIT)
+    accuracy = history.history["val_accuracy"]
+    improved = [e for e in range(8) if accuracy[e] > max(accuracy[:e], default=-1)]
+    assert [int(os.path.basename(p).split("-")[1]) - 1 for p in checkpoint.saved] == improved
+    assert checkpoint.best == max(accuracy)
+    last = mlp.load(checkpoint.saved[-1])
+    assert last.evaluate(xv, yv)["accuracy"] == pytest.approx(max(accuracy), abs=1e-12)
+    # a later fit only saves what beats the best of the epochs before it
+    again = mlp.ModelCheckpoint(tmp_path / "more-{epoch}.npz", monitor="val_accuracy",
+                                save_best_only=True)
+    model.fit(x, y, epochs=1, validation_data=(xv, yv), callbacks=[again], **FIT)
+    assert again.best == max(model.history_.history["val_accuracy"])
+    assert len(again.saved) == int(model.history_.history["val_accuracy"][-1] > max(accuracy))
+
+
+def test_model_checkpoint_refuses_names_it_cannot_fill(tmp_path):
+    x, y = _data()
+    with pytest.raises(ValueError, match=r"names val_accuracy, which this fit does not log; "
+                                         r"it can name epoch and loss"):
+        _model("numpy").fit(x, y, epochs=1, callbacks=[
+            mlp.ModelCheckpoint(tmp_path / "{val_accuracy}.npz")])
+    with pytest.raises(ValueError, match=r"not a valid name pattern"):
+        mlp.ModelCheckpoint(tmp_path / "ckpt-{epoch.npz")
+    with pytest.raises(ValueError, match=r"ModelCheckpoint saves the optimizer, but cannot save"):
+        _model("numpy").fit(x, y, epochs=1, optimizer=O.GradientTransformation(
+            lambda p: None, lambda g, s, p=None: (g, s)), callbacks=[
+            mlp.ModelCheckpoint(tmp_path / "c.npz")])
+
+
+@pytest.mark.parametrize("make", [
+    lambda: mlp.ModelCheckpoint("x.npz", monitor="val_acc"),
+    lambda: mlp.ReduceLROnPlateau(monitor="val_acc"),
+    lambda: mlp.EarlyStopping(monitor="val_acc"),
+], ids=["checkpoint", "plateau", "early_stopping"])
+def test_every_watching_callback_refuses_an_unknown_metric(make):
+    with pytest.raises(ValueError, match=r"unknown metric 'val_acc'; known metrics: loss, "
+                                         r"val_loss, .*accuracy, val_accuracy, r2, val_r2"):
+        make()
+
+
+def test_watching_callbacks_know_the_direction():
+    assert mlp.metric_mode("val_accuracy") == "max" and mlp.metric_mode("r2") == "max"
+    plateau = mlp.ReduceLROnPlateau(monitor="val_r2", min_delta=0.1)
+    assert plateau._improves(0.5, 0.3, "val_r2") and not plateau._improves(0.35, 0.3, "val_r2")
+    plateau = mlp.ReduceLROnPlateau(monitor="loss")
+    assert plateau._improves(0.2, 0.3, "loss") and not plateau._improves(0.4, 0.3, "loss")
+
+
+# ------------------------------------------------------------ CSV log
+def test_csv_logger_writes_every_value_and_appends(tmp_path):
+    x, y = _data()
+    xv, yv = _data(20, seed=5)
+    path = tmp_path / "log.csv"
+    model = _model("numpy")
+    model.fit(x, y, epochs=3, validation_data=(xv, yv), callbacks=[mlp.CSVLogger(path)], **FIT)
+    model.fit(x, y, epochs=2, validation_data=(xv, yv), callbacks=[mlp.CSVLogger(path)], **FIT)
+    rows = _csv(path)
+    assert list(rows[0]) == ["epoch", "loss", "val_loss", "val_accuracy"]
+    assert [int(r["epoch"]) for r in rows] == list(range(5))
+    for key in ("loss", "val_loss", "val_accuracy"):  # full precision
+        assert [float(r[key]) for r in rows] == model.history_.history[key]
+    model.fit(x, y, epochs=1, callbacks=[mlp.CSVLogger(path, append=False)], **FIT)
+    assert _csv(path) == [{"epoch": "5", "loss": repr(model.history_.history["loss"][-1])}]
+
+
+# ------------------------------------------------------------ plateau
+def test_reduce_lr_on_plateau_scales_the_state_without_recompiling(backend):
+    """``min_delta`` so large that nothing counts as an improvement after the first
+    epoch: with patience 2 the rate halves after epochs 2, 4 and 6, then stays at
+    ``min_lr``."""
+    x, y = _data()
+    opt = O.SGD(0.1, momentum=0.5)
+    plateau = mlp.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=2, min_delta=1e9,
+                                    min_lr=0.0125)
+    model = _model(backend)
+    model.fit(x, y, epochs=10, optimizer=opt, callbacks=[plateau], **FIT)
+    assert plateau.reductions == [(2, 0.05), (4, 0.025), (6, 0.0125)]
+    assert O.current_learning_rate(opt, model.optimizer_state_) == 0.0125
+    assert O.learning_rate_scale(model.optimizer_state_) == 0.125
+    if backend.compiles:  # the scale is state: one compiled length (1 epoch), one compilation
+        run = training.run_function(model, opt, 0.0, None)
+        assert run._cache_size() == 1
+    # the same as setting the scale by hand between one-epoch fits
+    manual = _model(backend)
+    for epoch in range(10):
+        manual.fit(x, y, epochs=1, optimizer=opt, **FIT)
+        scale = {2: 0.5, 4: 0.25, 6: 0.125}.get(epoch)
+        if scale is not None:
+            manual.optimizer_state_ = O.with_learning_rate_scale(manual.optimizer_state_, scale)
+    _assert_same_weights(model.get_weights(), manual.get_weights(), backend.name)
+
+
+def test_reduce_lr_on_plateau_needs_a_learning_rate_and_a_logged_metric():
+    x, y = _data()
+    with pytest.raises(ValueError, match=r"ReduceLROnPlateau monitors 'val_loss', which this "
+                                         r"fit does not log.*validation_data"):
+        _model("numpy").fit(x, y, epochs=1, callbacks=[mlp.ReduceLROnPlateau()])
+    no_rate = O.GradientTransformation(lambda p: None, lambda g, s, p=None: (g, s))
+    with pytest.raises(ValueError, match=r"needs an optimizer with a learning rate"):
+        _model("numpy").fit(x, y, epochs=1, optimizer=no_rate,
+                            callbacks=[mlp.ReduceLROnPlateau(monitor="loss")])
+
+
+# ------------------------------------------------------------ learning curves
+def test_history_plot_draws_training_and_validation_curves(tmp_path):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    x, y = _data()
+    model = _model("numpy")
+    history = model.fit(x, y, epochs=4, validation_split=0.2, **FIT)
+    figure = history.plot(path=tmp_path / "curve.png")
+    assert isinstance(figure, matplotlib.figure.Figure)
+    panels = {ax.get_title(): [line.get_label() for line in ax.get_lines()]
+              for ax in figure.axes}
+    assert panels == {"loss": ["loss", "val_loss"], "accuracy": ["val_accuracy"]}
+    loss_line = figure.axes[0].get_lines()[0]
+    assert list(loss_line.get_xdata()) == [1, 2, 3, 4]
+    assert list(loss_line.get_ydata()) == history.history["loss"]
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # into given Axes
+    from matplotlib.figure import Figure
+
+    axes = Figure().subplots(1, 2)
+    assert history.plot(ax=axes) is axes[0].figure
+    with pytest.raises(ValueError, match=r"a sequence of 2 \(one per panel\), got 3"):
+        history.plot(ax=list(Figure().subplots(1, 3)))
+
+
+def test_history_to_dataframe():
+    pytest.importorskip("pandas")
+    x, y = _data()
+    model = _model("numpy")
+    model.fit(x, y, epochs=2, **FIT)
+    model.fit(x, y, epochs=2, validation_data=(x[:10], y[:10]), **FIT)
+    frame = model.history_.to_dataframe()
+    assert list(frame.index) == [0, 1, 2, 3] and frame.index.name == "epoch"
+    assert list(frame.columns) == ["loss", "val_loss", "val_accuracy"]
+    assert frame["val_loss"].isna().tolist() == [True, True, False, False]
