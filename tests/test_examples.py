@@ -93,12 +93,14 @@ def test_examples_read_the_backend_from_the_command_line_and_environment(
     assert digits._parse(["--epochs", "5"]).epochs == 5
 
 
-def test_digits_runs_as_a_script():
+def test_digits_runs_as_a_script(tmp_path):
     env = dict(os.environ, MLP_BACKEND="array_api_strict", OMP_NUM_THREADS="1",
-               OPENBLAS_NUM_THREADS="1")
+               OPENBLAS_NUM_THREADS="1", MPLBACKEND="Agg")
     env.pop("PYTHONPATH", None)
-    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "digits.py"), "--epochs", "1"],
-                          capture_output=True, text=True, env=env, cwd=ROOT / "examples",
-                          timeout=120)
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "digits.py"), "--epochs", "2"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "backend array_api_strict" in proc.stdout and "test accuracy" in proc.stdout
+    # the learning curve, next to the printed result
+    assert "learning curve" in proc.stdout and "digits_learning_curve.png" in proc.stdout
+    assert (tmp_path / "digits_learning_curve.png").read_bytes()[:4] == b"\x89PNG"
