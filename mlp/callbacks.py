@@ -111,6 +111,15 @@ class Callback:
         """After the last epoch; ``logs["completed"]`` is False when `fit` raised
         (divergence, Ctrl-C)."""
 
+    def get_state(self):
+        """What this callback has counted so far, JSON-ready (a dict), for a
+        `BackupAndRestore` to back up; None (default): nothing."""
+        return None
+
+    def set_state(self, state: dict) -> None:
+        """Take back what `get_state` gave (after ``on_train_begin``, when a
+        `BackupAndRestore` resumes)."""
+
 
 class FunctionCallback(Callback):
     """A plain function ``fn(epoch, logs)`` called as ``on_epoch_end``."""
@@ -164,6 +173,9 @@ class CallbackList(Callback):
         self.set_params(dict(params or {}))
         if model is not None:
             self.set_model(model)
+        for cb in self.callbacks:  # a backup holds what the other callbacks counted
+            if isinstance(cb, BackupAndRestore):
+                cb.others = [other for other in self.callbacks if other is not cb]
 
     def append(self, callback: Callback) -> None:
         callback.set_model(self.model)
@@ -487,6 +499,15 @@ class EarlyStopping(_Watching):
             return True
         return False
 
+    def get_state(self):
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}
+
+    def set_state(self, state):
+        self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
+        # the restored weights are the best ones if the best epoch is the last one trained
+        restored = self.model.epochs_trained_ - 1
+        self.best_params = self.model.params if self.best_epoch == restored else None
+
     def on_train_end(self, logs=None):
         # A fit that raised (divergence, Ctrl-C) keeps the weights it promised instead.
         completed = (logs or {}).get("completed", True)
@@ -632,14 +653,17 @@ class BackupAndRestore(Callback):
 
     Notes
     -----
-    The backup is of the model: a callback's own counters (e.g. the patience
-    of `EarlyStopping` or `ReduceLROnPlateau`) start afresh after a restore;
-    `ModelCheckpoint` and `CSVLogger` read back the epochs already trained.
+    The backup also holds what the fit's other callbacks counted (their
+    `Callback.get_state`: the patience of `ReduceLROnPlateau` and
+    `EarlyStopping`, ...); `ModelCheckpoint` and `CSVLogger` read back the
+    epochs already trained. `EarlyStopping` keeps its best weights only when
+    the best epoch is the last one backed up.
     """
 
     def __init__(self, directory):
         self.directory = _path_argument("directory", directory)
         self.restored_epoch = None
+        self.others = []  # the fit's other callbacks (set by the CallbackList)
 
     @property
     def path(self) -> str:
@@ -672,9 +696,21 @@ class BackupAndRestore(Callback):
         state.rng.bit_generator.state = saved._shuffle_rng.bit_generator.state
         model.history_ = saved.history_
         self.restored_epoch = saved.epochs_trained_
+        states = io.callback_states(path)
+        for key, cb in self._keyed():
+            if states.get(key) is not None:
+                cb.set_state(states[key])
+
+    def _keyed(self):
+        """``(key, callback)`` for the other callbacks: position and class name."""
+        return [(f"{i}:{type(cb).__name__}", cb) for i, cb in enumerate(self.others)]
 
     def on_epoch_end(self, epoch, logs):
-        self.model.save(self.path, include_optimizer=True)
+        from . import io
+
+        states = {key: cb.get_state() for key, cb in self._keyed()}
+        io.save(self.model, self.path, include_optimizer=True,
+                callback_states={k: v for k, v in states.items() if v is not None})
 
     def on_train_end(self, logs=None):
         if (logs or {}).get("completed", True) and os.path.exists(self.path):
@@ -854,6 +890,14 @@ class ReduceLROnPlateau(_Watching):
         if self.verbose:
             print(f"epoch {epoch + 1}: ReduceLROnPlateau reduced the learning rate to "
                   f"{new_rate:.4g}", flush=True)
+
+    def get_state(self):
+        return {"best": self.best, "wait": self.wait, "cooling": self.cooling,
+                "reductions": [list(r) for r in self.reductions]}
+
+    def set_state(self, state):
+        self.best, self.wait, self.cooling = state["best"], state["wait"], state["cooling"]
+        self.reductions = [tuple(r) for r in state["reductions"]]
 
     def __repr__(self) -> str:
         return (f"ReduceLROnPlateau(monitor={self.monitor!r}, factor={self.factor}, "

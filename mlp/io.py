@@ -76,7 +76,7 @@ def _optimizer_from_config(opt_cfg):
 
 
 # ---------------------------------------------------------------- training state
-def _training_arrays(model) -> dict:
+def _training_arrays(model, callback_states=None) -> dict:
     """The epoch count, the shuffle stream's state and the history, as file entries."""
     history = model.history_
     keys = [] if history is None else list(history.history)
@@ -86,6 +86,8 @@ def _training_arrays(model) -> dict:
     training = {"epochs_trained": int(model.epochs_trained_),
                 "shuffle_rng": model._shuffle_rng.bit_generator.state,
                 "history_metrics": keys}
+    if callback_states:
+        training["callbacks"] = callback_states
     return {"training": np.asarray(json.dumps(training)),
             "history_epoch": np.asarray(epochs, dtype=np.int64),
             "history_values": values.reshape(len(epochs), len(keys))}
@@ -159,8 +161,10 @@ def _check_target(path):
     return folder
 
 
-def save(model, path, *, include_optimizer=False):
-    """Write ``model`` to ``path`` (see `MLP.save`)."""
+def save(model, path, *, include_optimizer=False, callback_states=None):
+    """Write ``model`` to ``path`` (see `MLP.save`); ``callback_states`` (JSON-ready,
+    with ``include_optimizer``) are the states a `BackupAndRestore` keeps of the
+    fit's callbacks (read back with `callback_states`)."""
     path = os.fspath(path)
     folder = _check_target(path)
     arrays = {"mlp_format": np.asarray(FORMAT_VERSION if include_optimizer else 1),
@@ -173,7 +177,7 @@ def save(model, path, *, include_optimizer=False):
         arrays["optimizer"] = np.asarray(json.dumps(_optimizer_config(model.optimizer_)))
         for i, leaf in enumerate(tree_leaves(model.optimizer_state_)):
             arrays[f"opt_state_{i}"] = model.backend.to_numpy(leaf)
-        arrays.update(_training_arrays(model))
+        arrays.update(_training_arrays(model, callback_states))
     mode = _new_file_mode(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=".mlp-", suffix=".tmp", dir=folder)
@@ -398,6 +402,27 @@ def _load_model(zf, members, name, backend, model_class):
             raise _Damaged("it holds a training state without an optimizer")
         _restore_training(zf, members, shapes, model)
     return model
+
+
+def callback_states(path) -> dict:
+    """The callbacks' states stored in ``path`` by `save` (``{}`` if none)."""
+    name = repr(os.fspath(path))
+    with _open_regular(path, name) as fh:
+        _check_head(fh, name)
+        try:
+            with zipfile.ZipFile(fh) as zf:
+                members = _members(zf, name)
+                if "training" not in members:
+                    return {}
+                shapes = {"training": _header(zf, members["training"])}
+                states = _json_entry(zf, members, "training", shapes).get("callbacks", {})
+        except ModelFileError:
+            raise
+        except (_Damaged, zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
+            raise ModelFileError(f"{name} holds damaged callback states: {exc}") from exc
+    if not isinstance(states, dict):
+        raise ModelFileError(f"{name} holds damaged callback states: not a JSON object")
+    return states
 
 
 def load_model(path, model_class, backend=None):

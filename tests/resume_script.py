@@ -50,13 +50,18 @@ def main(backend, folder, kill_at=None):
     x, y = data()
     model = mlp.MLP([5, 8, 3], loss="cross_entropy", dtype="float64", seed=3, backend=backend)
     opt = optimizers.Adam(schedules.cosine_decay(0.02, decay_steps=30, warmup_steps=4))
-    callbacks = [mlp.CSVLogger(os.path.join(folder, "log.csv")),
+    # the plateau's patience counts across the kill (the backup holds its counters):
+    # nothing counts as an improvement, so it halves the rate after epochs 2, 4 and 6
+    plateau = mlp.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=2, min_delta=1e9)
+    callbacks = [mlp.CSVLogger(os.path.join(folder, "log.csv")), plateau,
+                 mlp.EarlyStopping(monitor="val_loss", patience=100),
                  mlp.BackupAndRestore(os.path.join(folder, "backup"))]
     if kill_at is not None:
         callbacks.append(KillAt(kill_at))  # before the backup, which always goes last
     model.fit(x, y, epochs=EPOCHS, optimizer=opt, batch_size=16, validation_split=0.2,
               callbacks=callbacks)
     np.savez(os.path.join(folder, "final.npz"),
+             reductions=np.array([epoch for epoch, _ in plateau.reductions]),
              **{f"{k}{i}": a for i, pair in enumerate(model.get_weights())
                 for k, a in zip("Wb", pair, strict=True)})
 

@@ -324,6 +324,8 @@ def test_a_killed_run_started_again_ends_as_if_never_killed(backend, tmp_path):
     with np.load(never / "final.npz") as a, np.load(killed / "final.npz") as b:
         weights = [(a[f"W{i}"], a[f"b{i}"]) for i in range(2)]
         resumed = [(b[f"W{i}"], b[f"b{i}"]) for i in range(2)]
+        assert a["reductions"].tolist() == [2, 4, 6]  # one after the kill at epoch 4
+        assert b["reductions"].tolist() == [2, 4, 6]
     _assert_same_weights(resumed, weights, backend.name)
     assert os.listdir(killed / "backup") == []  # a finished run removes its backup
     # the log has each epoch once, epoch 4 (killed before its backup) as trained again
