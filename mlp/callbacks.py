@@ -2,12 +2,13 @@
 
 Everything that happens between epochs goes through this protocol: the
 `History` that `fit` returns, the `ProgressBar` (``verbose=1``), the
-`EpochLogger` (``verbose=2``), `EarlyStopping` and any callback of yours.
+`EpochLogger` (``verbose=2``), `EarlyStopping`, `ModelCheckpoint`,
+`BackupAndRestore`, `CSVLogger`, `ReduceLROnPlateau` and any callback of yours.
 `fit` drives them through a `CallbackList`, in this order::
 
     set_model(model); set_params(params)
     on_train_begin(logs)
-    for each epoch:
+    for each epoch (numbered on over every fit of the model):
         on_epoch_begin(epoch, logs)
         ...one epoch of training...
         on_epoch_end(epoch, logs)      # logs: {"loss": ..., "val_loss": ...}
@@ -16,8 +17,9 @@ Everything that happens between epochs goes through this protocol: the
 ``logs`` in ``on_epoch_end`` maps names to floats: ``loss`` (the epoch's mean
 training loss) and, with validation data, ``val_loss`` with ``val_accuracy``
 (classification) or ``val_r2`` and ``val_mse`` (regression). ``params`` (also
-``self.params``) holds the fit's settings, ``epochs`` included, and
-``metrics``: the names the logs will hold.
+``self.params``) holds the fit's settings, ``epochs`` (this fit's count) and
+``initial_epoch`` (the first one's number) included, and ``metrics``: the
+names the logs will hold.
 
 One signal stops training: ``model.stop_training = True``. A truthy return
 from ``on_epoch_end`` (``True``, ``np.True_``, ...) sets it. Weights a callback

@@ -236,6 +236,19 @@ def test_a_loaded_model_continues_as_if_never_saved(backend, name, saved_on, uni
                                rtol=1e-12, atol=0)
 
 
+def test_a_pickled_model_continues_as_if_never_pickled(backend, uninterrupted):
+    import pickle
+
+    x, y = _data()
+    model = _model(backend)
+    model.fit(x, y, epochs=3, optimizer=OPTIMIZERS["adam+cosine"], **FIT)
+    model = pickle.loads(pickle.dumps(model))
+    model.fit(x, y, epochs=3, **FIT)
+    _assert_same_weights(model.get_weights(), uninterrupted["adam+cosine"][0],
+                         "numpy" if backend.name == "numpy" else "other")
+    assert model.history_.epoch == list(range(6))
+
+
 def test_a_plain_save_keeps_no_training_state(tmp_path):
     x, y = _data()
     model = _model("numpy")
