@@ -193,7 +193,8 @@ def fit(model, x, y, *, epochs, learning_rate=None, batch_size=DEFAULT_BATCH_SIZ
        off from the seed) checked and moved to the device once.
     3. `callback_list`: `History` first, then the user's callbacks, then
        `EarlyStopping` (``early_stopping=True``) and `ProgressBar`
-       (``verbose=1``) or `EpochLogger` (``verbose=2``), behind one `CallbackList`.
+       (``verbose=1``) or `EpochLogger` (``verbose=2``), then any
+       `BackupAndRestore`, behind one `CallbackList`.
     4. `Trainer.train`: the epochs, in chunks; each chunk is checked for
        divergence, and Ctrl-C keeps every completed epoch.
 
