@@ -335,7 +335,7 @@ class History(Callback):
             return list(axes)
         if hasattr(ax, "plot"):
             return [ax] * n
-        axes = list(ax)
+        axes = [a for row in ax for a in (row if not hasattr(row, "plot") else [row])]
         if len(axes) != n or not all(hasattr(a, "plot") for a in axes):
             raise ValueError(f"ax must be one matplotlib Axes or a sequence of {n} (one per "
                              f"panel), got {len(axes)} items")
