@@ -148,8 +148,8 @@ def register_converter(convert: Callable[[Any, Backend, str], np.ndarray | None]
 
     ``convert`` returns a host NumPy array for the arrays of one library (or
     raises a `TypeError` saying how to move them), and None for anything else.
-    It must not import its library: a library that is not imported cannot have
-    made ``data`` (check ``sys.modules``).
+    It must not import its library (recognise its arrays with `library_of`), so
+    that asking costs nothing where the library is not installed.
     """
     if convert not in _CONVERTERS:
         _CONVERTERS.append(convert)
@@ -213,3 +213,9 @@ def fit_integers(host: np.ndarray, held: tuple[str, ...]) -> np.ndarray:
 def host_layout(host: np.ndarray) -> np.ndarray:
     """``host`` as a C-contiguous array (a copy only for strided or reversed views)."""
     return np.asarray(host, order="C")
+
+
+def library_of(data: Any) -> str:
+    """The top-level package that defines ``data``'s type (``"torch"``, ``"jaxlib"``...):
+    how a backend module recognises its library's arrays without importing it."""
+    return type(data).__module__.split(".")[0]

@@ -7,17 +7,14 @@ that says how to move them to the host.
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
-from ._base import Backend, BackendUnavailableError, where
+from ._base import Backend, BackendUnavailableError, library_of, where
 
 
 def to_host(data, target, name):
     """CuPy arrays live on the GPU: refused, with how to move them; None for the rest."""
-    cupy = sys.modules.get("cupy")  # not imported: data cannot be a CuPy array
-    if cupy is None or not isinstance(data, getattr(cupy, "ndarray", ())):
+    if library_of(data) != "cupy":
         return None
     raise TypeError(
         f"{name} is a CuPy array (on the GPU), but {where(target)}. Move it to the host first "

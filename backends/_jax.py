@@ -24,14 +24,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import sys
 import threading
 import types
 import warnings
 
 import numpy as np
 
-from ._base import Backend, BackendUnavailableError, host_layout, where
+from ._base import Backend, BackendUnavailableError, host_layout, library_of, where
 
 #: Environment variable naming a directory for JAX's persistent compilation cache.
 CACHE_ENV_VAR = "MLP_JAX_CACHE_DIR"
@@ -42,8 +41,7 @@ _INT32 = np.iinfo(np.int32)
 def to_host(data, target, name):
     """A JAX array on the CPU as host NumPy; on an accelerator it is refused with how to
     move it; None for anything else."""
-    jax = sys.modules.get("jax")  # not imported: data cannot be a JAX array
-    if jax is None or not isinstance(data, jax.Array):
+    if library_of(data) not in ("jax", "jaxlib") or not hasattr(data, "devices"):
         return None
     platform = getattr(next(iter(data.devices()), None), "platform", "cpu")
     if platform != "cpu":

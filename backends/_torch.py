@@ -9,27 +9,25 @@ the model.
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
-from ._base import Backend, BackendUnavailableError, fit_integers, host_layout, where
+from ._base import Backend, BackendUnavailableError, fit_integers, host_layout, library_of, where
 
 #: The integer dtypes torch computes with (its uint16/32/64 lack most operations).
 HELD_INTEGERS = ("int8", "int16", "int32", "int64", "uint8")
 
 
 def _is_tensor(data):
-    torch = sys.modules.get("torch")  # not imported: data cannot be a tensor
-    return torch is not None and isinstance(data, torch.Tensor)
+    return library_of(data) == "torch" and hasattr(data, "device")
 
 
 def to_host(data, target, name):
     """A CPU tensor as host NumPy (detached; bfloat16 as float32, exactly); a tensor on
-    another device is refused unless ``target`` is torch itself; None for non-tensors."""
+    a GPU is refused unless ``target`` is torch on that kind of device; None for the rest."""
     if not _is_tensor(data):
         return None
-    if data.device.type != "cpu" and not isinstance(target, TorchBackend):
+    kind = getattr(data.device, "type", "cpu")
+    if kind != "cpu" and not (isinstance(target, TorchBackend) and target.device.type == kind):
         raise TypeError(
             f"{name} is a torch tensor on {data.device}, but {where(target)}. Move it with "
             f"`{name}.cpu()`, or build the model with backend='torch'."
