@@ -54,6 +54,8 @@ def to_host(data, target, name):
 
 def _is_wide(dtype) -> bool:
     """Whether ``dtype`` (a dtype, scalar type or None) is one that needs JAX's x64."""
+    if dtype is None:
+        return False
     try:
         dt = np.dtype(dtype)
     except TypeError:
@@ -62,16 +64,19 @@ def _is_wide(dtype) -> bool:
 
 
 def _wants_x64(values) -> bool:
-    """Whether any array or dtype among ``values`` (leaves or flat sequences) is 64-bit."""
+    """Whether any array or dtype among ``values`` (leaves or flat sequences) is 64-bit.
+
+    Python's ``int`` and ``float`` do not count: to JAX they mean its default types."""
     for value in values:
-        dtype = getattr(value, "dtype", None)
-        if dtype is not None:
-            if _is_wide(dtype):
-                return True
-        elif isinstance(value, (list, tuple)):
-            if _wants_x64(value):
-                return True
-        elif isinstance(value, (np.dtype, type)) and _is_wide(value):
+        if isinstance(value, (list, tuple)):
+            wide = _wants_x64(value)
+        elif isinstance(value, type):
+            wide = _is_wide(value) if issubclass(value, np.generic) or hasattr(
+                value, "dtype") and isinstance(value.dtype, np.dtype) else False
+        else:
+            wide = _is_wide(value) if isinstance(value, np.dtype) else _is_wide(
+                getattr(value, "dtype", None))
+        if wide:
             return True
     return False
 
@@ -116,12 +121,15 @@ class JaxBackend(Backend):
             "float types become 64-bit)", RuntimeWarning, stacklevel=4)
         self._jax.config.update("jax_enable_x64", True)
 
-    def _scoped(self, fn):
-        """``fn`` run inside the 64-bit scope when its arguments hold 64-bit data."""
+    def _scoped(self, fn, pytrees=False):
+        """``fn`` run inside the 64-bit scope when its arguments hold 64-bit data
+        (arrays, dtypes, lists of them; with ``pytrees``, any pytree's leaves)."""
+        tree_leaves = self._jax.tree_util.tree_leaves
 
         @functools.wraps(fn)
         def call(*args, **kwargs):
-            if self._x64.value or not (_wants_x64(args) or _wants_x64(kwargs.values())):
+            values = tree_leaves((args, kwargs)) if pytrees else (*args, *kwargs.values())
+            if self._x64.value or not _wants_x64(values):
                 return fn(*args, **kwargs)
             with self._x64(True):
                 return fn(*args, **kwargs)
@@ -171,7 +179,7 @@ class JaxBackend(Backend):
 
     def jit(self, fn, static_argnums=()):
         """``jax.jit(fn)``, called inside the 64-bit scope when given 64-bit arrays."""
-        return self._scoped(self._jax.jit(fn, static_argnums=static_argnums))
+        return self._scoped(self._jax.jit(fn, static_argnums=static_argnums), pytrees=True)
 
     def scan(self, body, carry, xs=None, length=None):
         wide = _wants_x64(self._jax.tree_util.tree_leaves((carry, xs)))

@@ -73,14 +73,25 @@ def test_float64_outside_precision_turns_x64_on_with_one_warning():
     assert out == {"n": 1, "flag": True, "W": "float64"}
 
 
-def test_int64_labels_on_float32_jax_model_leave_the_flag_alone():
-    import jax
-
-    x = np.random.default_rng(0).normal(size=(10, 3))
-    model = mlp.MLP([3, 2], loss="cross_entropy", backend="jax", seed=0)
-    with pytest.raises(ValueError, match="labels from 0 to 4294967298"):
-        model.fit(x, np.r_[np.zeros(9, np.int64), 2**32 + 2], epochs=1)
-    assert jax.config.jax_enable_x64 is False or os.environ.get("JAX_ENABLE_X64")
+def test_int64_labels_beyond_int32_are_refused_on_float32_jax_without_the_flag():
+    out = run_script("""
+        import json, warnings
+        warnings.simplefilter("error")
+        import numpy as np, jax
+        import mlp
+        m = mlp.MLP([3, 2], loss="cross_entropy", backend="jax", seed=0)
+        x = np.random.default_rng(0).normal(size=(10, 3))
+        m.fit(x, np.arange(10, dtype=np.uint64) % 2, epochs=1)
+        try:
+            m.fit(x, np.r_[np.zeros(9, np.int64), 2**32 + 2], epochs=1)
+            message = None
+        except ValueError as exc:
+            message = str(exc)
+        print(json.dumps(dict(message=message, flag=jax.config.jax_enable_x64,
+                              W=str(m.params[0][0].dtype))))
+    """)
+    assert out["message"].endswith("labels from 0 to 4294967298")
+    assert out["flag"] is False and out["W"] == "float32"
 
 
 def test_one_compilation_per_function_across_fit_calls(count_jax_compiles):
