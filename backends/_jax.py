@@ -196,13 +196,18 @@ def enable_compilation_cache(path: str | os.PathLike) -> str:
     A second run of the same script (same shapes, dtypes, training settings and
     JAX version) then loads them instead of compiling. Every program is kept,
     however small or quick to compile. The same as setting ``$MLP_JAX_CACHE_DIR``
-    before the JAX backend is first used. Returns the absolute path.
+    before the JAX backend is first used; it works after compilations too (later
+    ones are cached). Only use a directory that no one you do not trust can write
+    to: JAX runs what it loads from there. Returns the absolute path.
     """
     import jax
+    from jax.experimental.compilation_cache import compilation_cache
 
     path = os.path.abspath(os.fspath(path))
     os.makedirs(path, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", path)
+    if jax.config.jax_compilation_cache_dir != path:
+        compilation_cache.reset_cache()  # JAX decides at its first compilation otherwise
+    compilation_cache.set_cache_dir(path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return path

@@ -136,22 +136,20 @@ def test_persistent_cache_lets_a_second_process_skip_compiling(tmp_path):
     assert second["hits"] == second["compiles"]  # every program loaded, none compiled
 
 
-def test_enable_compilation_cache_sets_jax_config(tmp_path):
-    import jax
-
-    import backends
-
-    old = (jax.config.jax_compilation_cache_dir,
-           jax.config.jax_persistent_cache_min_compile_time_secs,
-           jax.config.jax_persistent_cache_min_entry_size_bytes)
-    try:
-        path = backends.enable_compilation_cache(tmp_path / "c")
-        assert path == str(tmp_path / "c") and os.path.isdir(path)
-        assert jax.config.jax_compilation_cache_dir == path
-        assert jax.config.jax_persistent_cache_min_compile_time_secs == 0.0
-        assert jax.config.jax_persistent_cache_min_entry_size_bytes == 0
-    finally:
-        for name, value in zip(("jax_compilation_cache_dir",
-                                "jax_persistent_cache_min_compile_time_secs",
-                                "jax_persistent_cache_min_entry_size_bytes"), old):
-            jax.config.update(name, value)
+def test_enable_compilation_cache_works_after_the_first_compilation(tmp_path):
+    out = run_script(f"""
+        import json, os
+        import numpy as np, jax
+        import backends, mlp
+        x = np.ones((8, 3))
+        mlp.MLP([3, 2], backend="jax", seed=0).predict(x)       # compiled, nothing cached
+        path = backends.enable_compilation_cache({str(tmp_path / "c")!r})
+        mlp.MLP([3, 5, 2], backend="jax", seed=0).fit(x, np.ones((8, 2)), epochs=1)
+        print(json.dumps(dict(path=path, files=len(os.listdir(path)),
+                              dir=jax.config.jax_compilation_cache_dir,
+                              min_time=jax.config.jax_persistent_cache_min_compile_time_secs,
+                              min_size=jax.config.jax_persistent_cache_min_entry_size_bytes)))
+    """)
+    assert out["path"] == out["dir"] == str(tmp_path / "c")
+    assert out["files"] >= 1
+    assert out["min_time"] == 0.0 and out["min_size"] == 0
