@@ -57,20 +57,26 @@ def test_float64_model_inside_precision_leaves_the_global_flag_alone():
 
 
 def test_float64_outside_precision_turns_x64_on_with_one_warning():
+    """Work on float64 that code outside the backend could see unscoped: JAX's way."""
     out = run_script("""
         import json, warnings
         import numpy as np, jax
-        import mlp
+        import backends
+        be = backends.get_backend("jax")
         with warnings.catch_warnings(record=True) as seen:
             warnings.simplefilter("always")
-            m = mlp.MLP([3, 2], backend="jax", dtype="float64", seed=0)
-            m.fit(np.ones((4, 3)), np.ones((4, 2)), epochs=2)
-            mlp.MLP([3, 2], backend="jax", dtype="float64", seed=1)
+            with be.precision(be.dtype("float64")):
+                inside = be.asarray(np.ones(3), "float64")
+            flag_after_scope = jax.config.jax_enable_x64
+            a = be.asarray(np.ones(3), "float64")
+            b = be.asarray(np.ones(2), "float64")
         ours = [str(w.message) for w in seen if "backend.precision" in str(w.message)]
-        print(json.dumps(dict(n=len(ours), flag=jax.config.jax_enable_x64,
-                              W=str(m.params[0][0].dtype))))
+        print(json.dumps(dict(n=len(ours), before=flag_after_scope,
+                              flag=jax.config.jax_enable_x64,
+                              dtypes=[str(inside.dtype), str(a.dtype), str(b.dtype)])))
     """)
-    assert out == {"n": 1, "flag": True, "W": "float64"}
+    assert out == {"n": 1, "before": False, "flag": True,
+                   "dtypes": ["float64", "float64", "float64"]}
 
 
 def test_int64_labels_beyond_int32_are_refused_on_float32_jax_without_the_flag():
