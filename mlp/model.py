@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from backends import Backend, resolve_backend
@@ -62,6 +64,18 @@ class _FloatDType(Constraint):
 _CONFIG_ATTRS = {"loss": "loss_name", "dtype": "dtype_name"}
 #: Attributes rebuilt from the config and the backend's name when unpickling.
 _REBUILT = ("backend", "xp", "dtype", "_spec", "_cache", "params", "optimizer_state_")
+
+
+def _in_precision(method):
+    """Run ``method`` inside ``backend.precision(model.dtype)``: on JAX a float64 model
+    computes in float64 without turning on 64-bit types for the whole process."""
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        with self.backend.precision(self.dtype):
+            return method(self, *args, **kwargs)
+
+    return call
 
 
 class MLP:
@@ -220,9 +234,10 @@ class MLP:
         weights, opt_state = state.pop("params"), state.pop("optimizer_state_")
         self.__dict__.update(state)
         self.params = None if weights is None else self._to_device(weights)
-        self.optimizer_state_ = tree_map(
-            lambda leaf: self.backend.asarray(leaf) if isinstance(leaf, np.ndarray) else leaf,
-            opt_state)
+        with self.backend.precision(self.dtype):
+            self.optimizer_state_ = tree_map(
+                lambda leaf: self.backend.asarray(leaf) if isinstance(leaf, np.ndarray) else leaf,
+                opt_state)
 
     # ------------------------------------------------------------------ basics
     @property
@@ -245,6 +260,7 @@ class MLP:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"MLP({args}, backend={self.backend.name!r})"
 
+    @_in_precision
     def _to_device(self, host_params):
         to = self.backend.asarray
         return [(to(W, self.dtype), to(b, self.dtype)) for W, b in host_params]
@@ -277,9 +293,11 @@ class MLP:
         return np.random.default_rng([self.seed, 2])
 
     # ------------------------------------------------------------------- data
+    @_in_precision
     def _x(self, x, name="x"):
         return prepare_x(self.backend, x, self.n_features, self.dtype, name)
 
+    @_in_precision
     def _prepare(self, x, y, names=("x", "y")):
         """Checked ``(x, targets, labels)`` on the backend (see `prepare_targets`)."""
         x_dev = self._x(x, names[0])
@@ -288,6 +306,7 @@ class MLP:
         return x_dev, targets, labels
 
     # -------------------------------------------------------------- inference
+    @_in_precision
     def predict(self, x):
         """The network's output ``(n, n_outputs)`` as a backend array.
 
@@ -314,6 +333,7 @@ class MLP:
             raise ValueError(f"{what} needs a classification loss ({known}); this model uses "
                              f"{self.loss_name!r}")
 
+    @_in_precision
     def loss(self, x, y) -> float:
         """The mean loss on ``(x, y)`` as a Python float (no penalty term)."""
         x_dev, targets, _ = self._prepare(x, y)
@@ -321,6 +341,7 @@ class MLP:
             lambda p, x, y: core.loss_value(spec, p, x, y)))
         return float(fn(self.params, x_dev, targets))
 
+    @_in_precision
     def gradients(self, x, y):
         """Gradients of the mean loss, ``[(dW, db), ...]`` as backend arrays."""
         x_dev, targets, _ = self._prepare(x, y)
@@ -346,6 +367,7 @@ class MLP:
     def _validation_logs(self, x, targets, labels):
         return self._metric_logs(x, targets, labels, prefix="val_")
 
+    @_in_precision
     def evaluate(self, x, y) -> dict:
         """Metrics on ``(x, y)``: ``loss`` and ``accuracy`` for classifiers (for binary
         cross-entropy, the fraction of correct 0/1 outputs), ``loss``, ``r2``
@@ -354,6 +376,7 @@ class MLP:
         return self._metric_logs(*self._prepare(x, y))
 
     # --------------------------------------------------------------- training
+    @_in_precision
     def fit(self, x, y, *, epochs, learning_rate=None, batch_size=None, shuffle=True,
             optimizer="sgd", alpha=0.0, clip_norm=None, validation_data=None,
             validation_split=None, early_stopping=False, patience=10, min_delta=0.0,
@@ -447,6 +470,7 @@ class MLP:
         to = self.backend.to_numpy
         return [(to(W), to(b)) for W, b in self.params]
 
+    @_in_precision
     def set_weights(self, weights):
         """Replace all weights by ``[(W, b), ...]`` (NumPy or backend arrays).
 

@@ -13,7 +13,7 @@ import types
 
 import numpy as np
 
-from backends._base import foreign_to_numpy
+from backends import to_host
 
 _NUMERIC_KINDS = "biuf"
 
@@ -147,7 +147,7 @@ def _host(backend, data, name):
     _refuse_unsupported(data, name)
     _refuse_pandas_missing(data, name)
     try:
-        host = foreign_to_numpy(data, backend, name)
+        host = to_host(data, backend, name)
     except ValueError as exc:  # e.g. ragged nested lists
         raise TypeError(f"{name} must be an array of numbers; cannot turn a "
                         f"{type(data).__name__} into one ({exc})") from exc

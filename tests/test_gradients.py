@@ -23,6 +23,11 @@ def _targets(loss, rng, n, n_out):
 
 def _finite_difference(model, x, y, eps=1e-6):
     """Central differences of model.loss over every weight, on the model's backend."""
+    with model.backend.precision(model.dtype):  # float64 on JAX without the global flag
+        return _central_differences(model, x, y, eps)
+
+
+def _central_differences(model, x, y, eps):
     be = model.backend
     x_dev, targets, _ = model._prepare(x, y)
     loss = be.jit(lambda p, x, y: core.loss_value(model._spec, p, x, y))
