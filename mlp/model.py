@@ -78,11 +78,15 @@ class MLP:
         `mlp.activations.register_activation`.
     output_activation : str or None
         Output activation; by default the loss's own (``identity`` for ``mse``,
-        ``softmax`` for ``cross_entropy``, ``sigmoid`` for ``binary_cross_entropy``).
+        ``softmax`` for ``cross_entropy``, ``sigmoid`` for ``binary_cross_entropy``,
+        ``exp`` for ``poisson``).
     loss : str
         ``mse`` (mean of ``0.5 * (pred - y)**2`` over all elements),
-        ``cross_entropy`` (integer labels ``(n,)`` or one-hot ``(n, n_classes)``)
-        or ``binary_cross_entropy`` (targets in {0, 1}, ``(n, n_outputs)``).
+        ``cross_entropy`` (integer labels ``(n,)`` or one-hot ``(n, n_classes)``),
+        ``binary_cross_entropy`` (targets in {0, 1}, ``(n, n_outputs)``),
+        ``poisson`` (half the Poisson deviance through a log link, ``exp(z) -
+        y*z``; counts or rates ``>= 0``, positive predictions) or one added with
+        `mlp.losses.register_loss`.
     init : str or None
         ``he``, ``glorot`` or ``normal``; default ``he`` for relu-like
         activations and ``glorot`` otherwise. Biases start at zero.
