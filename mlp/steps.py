@@ -207,10 +207,13 @@ def _epoch_function(backend, step, x, y, w):
             return (params, opt_state), loss
         full, rest = rows
         carry, losses = backend.scan(batch, carry, full)
-        total = xp.sum(losses) * (full.shape[-1] if w is None else 1)
+        if w is None:  # a batch's loss times its size
+            total = xp.sum(losses) * full.shape[-1]
+        else:  # the batches returned loss * sum(w_b) already
+            total = xp.sum(losses)
         if rest is not None:
             carry, loss = batch(carry, rest)
-            total = total + loss * (rest.shape[-1] if w is None else 1)
+            total = total + (loss * rest.shape[-1] if w is None else loss)
         if w is None:
             return carry, total / x.shape[0]
         weight = xp.sum(w)
