@@ -49,8 +49,9 @@ MAX_CHUNK = 4096
 #: Host row indices per call are capped at about this many entries (32 MiB of int64).
 MAX_INDICES = 2**22
 
-#: Every parameter of `fit` except the data and the optimizer (checked by
-#: `mlp.optimizers.get_optimizer` and `mlp.schedules.check_learning_rate`).
+#: Every parameter of `fit` except the data, the weights (checked by
+#: `mlp.weights.row_weights`) and the optimizer (`mlp.optimizers.get_optimizer`,
+#: `mlp.schedules.check_learning_rate`).
 FIT_CONSTRAINTS = {
     "epochs": [Integer(1)],
     "batch_size": [None, Integer(1)],
@@ -108,7 +109,8 @@ class TrainingData:
 
     x: Any
     y: Any
-    val: tuple | None  # (x_val, targets, labels)
+    val: tuple | None  # (x_val, targets, labels, weights)
+    w: Any = None  # the rows' weights (n,), or None
 
 
 class ChunkPlanner:
@@ -164,7 +166,7 @@ class ChunkPlanner:
 def fit(model, x, y, *, epochs, learning_rate=None, batch_size=None, shuffle=True,
         optimizer="sgd", alpha=0.0, clip_norm=None, validation_data=None,
         validation_split=None, early_stopping=False, patience=10, min_delta=0.0,
-        callbacks=None, verbose=0):
+        callbacks=None, verbose=0, sample_weight=None, class_weight=None):
     """Train ``model`` from its current weights; see `mlp.MLP.fit` for the parameters.
 
     The steps, each a function of its own:
@@ -172,8 +174,8 @@ def fit(model, x, y, *, epochs, learning_rate=None, batch_size=None, shuffle=Tru
     1. `check_arguments`: every parameter against `FIT_CONSTRAINTS` (one
        message form), the optimizer built, the callbacks checked. A rejected
        call changes nothing.
-    2. `training_data`: ``x``, ``y`` and the validation data (given, or split
-       off from the seed) checked and moved to the device once.
+    2. `training_data`: ``x``, ``y``, the rows' weights and the validation data
+       (given, or split off from the seed) checked and moved to the device once.
     3. `callback_list`: `History` first, then the user's callbacks, then
        `EarlyStopping` (``early_stopping=True``) and `ProgressBar`
        (``verbose=1``) or `EpochLogger` (``verbose=2``), behind one `CallbackList`.
@@ -187,7 +189,8 @@ def fit(model, x, y, *, epochs, learning_rate=None, batch_size=None, shuffle=Tru
         optimizer=optimizer, alpha=alpha, clip_norm=clip_norm, validation_data=validation_data,
         validation_split=validation_split, early_stopping=early_stopping, patience=patience,
         min_delta=min_delta, callbacks=callbacks, verbose=verbose)
-    data = training_data(model, x, y, settings["validation_data"], settings["validation_split"])
+    data = training_data(model, x, y, settings["validation_data"], settings["validation_split"],
+                         sample_weight, class_weight)
     cbs, history = callback_list(model, settings, data)
     Trainer(model, data, settings, cbs, history).train()
     return history
@@ -223,14 +226,19 @@ def _optimizer(optimizer, learning_rate):
 
 
 # ------------------------------------------------------------------ step 2
-def training_data(model, x, y, validation_data, validation_split) -> TrainingData:
-    """``(x, y)`` on the device, checked; validation data given or split off."""
+def training_data(model, x, y, validation_data, validation_split, sample_weight=None,
+                  class_weight=None) -> TrainingData:
+    """``(x, y)`` and the rows' weights (`mlp.weights.row_weights`) on the device, checked;
+    validation data given (unweighted) or split off (with its rows' weights)."""
+    from .weights import row_weights
+
     x_dev, y_dev, labels = model._prepare(x, y)
+    w = row_weights(model, sample_weight, class_weight, y_dev, labels)
     if validation_data is not None:
-        val = model._prepare(*validation_data, names=("x_val", "y_val"))
-        return TrainingData(x_dev, y_dev, val)
+        val = model._weighted(*validation_data, None, names=("x_val", "y_val", "sample_weight"))
+        return TrainingData(x_dev, y_dev, val, w)
     if validation_split is None:
-        return TrainingData(x_dev, y_dev, None)
+        return TrainingData(x_dev, y_dev, None, w)
     n = x_dev.shape[0]
     n_val = int(round(n * validation_split))
     if n_val < 1 or n_val >= n:
@@ -239,10 +247,13 @@ def training_data(model, x, y, validation_data, validation_split) -> TrainingDat
     order = model._split_rng().permutation(n)
     xp, to = model.xp, model.backend.asarray
     rows_val, rows_train = to(np.sort(order[:n_val])), to(np.sort(order[n_val:]))
-    val = (xp.take(x_dev, rows_val, axis=0), xp.take(y_dev, rows_val, axis=0),
-           None if labels is None else xp.take(labels, rows_val, axis=0))
-    return TrainingData(xp.take(x_dev, rows_train, axis=0), xp.take(y_dev, rows_train, axis=0),
-                        val)
+    def rows(array, which):
+        return None if array is None else xp.take(array, which, axis=0)
+
+    val = (rows(x_dev, rows_val), rows(y_dev, rows_val), rows(labels, rows_val),
+           rows(w, rows_val))
+    return TrainingData(rows(x_dev, rows_train), rows(y_dev, rows_train), val,
+                        rows(w, rows_train))
 
 
 # ------------------------------------------------------------------ step 3
@@ -348,7 +359,7 @@ class Trainer:
         start = time.perf_counter()
         try:
             params, opt_state, losses = self.run(state.params, state.opt_state, data.x, data.y,
-                                                 batches, last, n_epochs)
+                                                 data.w, batches, last, n_epochs)
             losses = self.model.backend.to_numpy(losses)
         except InterruptedRun as part:  # Ctrl-C (Python loop): keep the completed epochs
             if part.losses:
@@ -393,7 +404,7 @@ class Trainer:
             sub = (None if batches is None else batches[j:j + 1, ...],
                    None if last is None else last[j:j + 1, ...])
             params, opt_state, loss = self.run(state.params, state.opt_state, data.x, data.y,
-                                               *sub, 1)
+                                               data.w, *sub, 1)
             loss = self.model.backend.to_numpy(loss)
             if not np.all(np.isfinite(loss)):
                 return loss
@@ -401,11 +412,11 @@ class Trainer:
         raise AssertionError("a diverged chunk replayed without divergence")  # pragma: no cover
 
     def training_loss(self, params) -> float:
-        """The mean loss (no penalty) of ``params`` on the training data."""
-        model = self.model
+        """The mean loss (no penalty; weighted as training) of ``params`` on the training data."""
+        model, data = self.model, self.data
         fn = model._compiled(("training_loss",), lambda spec=model._spec: model.backend.jit(
-            lambda p, x, y: core.loss_value(spec, p, x, y)))
-        return float(fn(params, self.data.x, self.data.y))
+            lambda p, x, y, w: core.loss_value(spec, p, x, y, w)))
+        return float(fn(params, data.x, data.y, data.w))
 
     def last_finite_weights(self):
         """``(epoch, weights)``: the latest epoch start whose training loss is finite
