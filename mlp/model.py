@@ -383,3 +383,15 @@ class MLP:
         out = "\n".join(text)
         print(out)
         return out
+
+    # ------------------------------------------------------------------ export
+    def export_onnx(self, path, *, outputs=None):
+        """Write the model as an ONNX file (input ``x: (N, n_features)``, outputs
+        ``predict`` and, for classifiers, ``label``), atomically; run it with ONNX
+        Runtime. ``outputs``: ``"predict"``, ``"label"`` or a list; None (default)
+        gives every output the model has. Needs ``pip install 'mlp[onnx]'``; see
+        `mlp.export`.
+        """
+        from .export import export_onnx
+
+        export_onnx(self, path, outputs=outputs)
