@@ -201,4 +201,5 @@ def write_atomically(path: str, data: bytes) -> None:
                 os.unlink(tmp)
             raise
     except OSError as exc:
-        raise type(exc)(exc.errno, f"cannot write {path!r}: {exc.strerror or exc}") from exc
+        message = f"cannot write {path!r}: {exc.strerror or exc}"
+        raise (type(exc)(exc.errno, message) if exc.errno else type(exc)(message)) from exc
