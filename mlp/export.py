@@ -33,8 +33,6 @@ import json
 import os
 import secrets
 
-import numpy as np
-
 from backends import BackendUnavailableError
 
 from . import core
@@ -119,7 +117,7 @@ def _with_weights(proto, weights):
     kept = [v for v in graph.input if v.name not in weights]
     del graph.input[:]
     graph.input.extend(kept)
-    graph.initializer.extend(numpy_helper.from_array(np.ascontiguousarray(value), name)
+    graph.initializer.extend(numpy_helper.from_array(value, name)
                              for name, value in weights.items())
     return proto
 
