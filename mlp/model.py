@@ -570,6 +570,18 @@ class MLP:
                 line, f"total parameters: {self.n_params:,}"]
         (print if print_fn is None else print_fn)("\n".join(text))
 
+    # ------------------------------------------------------------------ export
+    def export_onnx(self, path, *, outputs=None):
+        """Write the model as an ONNX file (input ``x: (N, n_features)``, outputs
+        ``predict`` and, for classifiers, ``label``), atomically; run it with ONNX
+        Runtime. ``outputs``: ``"predict"``, ``"label"`` or a list; None (default)
+        gives every output the model has. Needs ``pip install 'mlp[onnx]'``; see
+        `mlp.export`.
+        """
+        from .export import export_onnx
+
+        export_onnx(self, path, outputs=outputs)
+
 
 def load(path, backend=None) -> MLP:
     """A model from a file written by `MLP.save`, on ``backend`` (None: ``$MLP_BACKEND``).
