@@ -72,8 +72,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from array_api_compat import array_namespace
+
 from .activations import Activation, hidden_activations
-from .validation import cast_checked, check_finite, to_backend_array
+from .validation import _dtype_like, cast_checked, check_finite, to_backend_array
 
 
 def _count(y) -> int:
@@ -86,7 +88,7 @@ def _count(y) -> int:
 # ------------------------------------------------------------- targets
 def _checked_targets(backend, y, n_samples, dtype, name, x_name, *, floats_only=False):
     """``y`` on the backend, 1-D or 2-D, with ``n_samples`` rows and no NaN/inf."""
-    arr = to_backend_array(backend, y, name, dtype, floats_only=floats_only)
+    arr = to_backend_array(backend, y, name, dtype, floats_only=floats_only, on_host=True)
     if arr.ndim == 0 or arr.ndim > 2:
         raise ValueError(f"{name} must be 1-D or 2-D, got shape {tuple(arr.shape)}")
     if arr.shape[0] != n_samples:
@@ -107,7 +109,7 @@ def real_targets(loss, backend, y, n_samples, n_outputs, dtype, name="y", x_name
         if n_outputs != 1:
             raise ValueError(f"{name} has shape {tuple(arr.shape)} but the model has {n_outputs} "
                              f"outputs; {name} must be (n_samples, {n_outputs})")
-        arr = backend.xp.reshape(arr, (n_samples, 1))
+        arr = array_namespace(arr).reshape(arr, (n_samples, 1))
     if arr.shape[1] != n_outputs:
         raise ValueError(f"{name} has {arr.shape[1]} columns but the model's output layer has "
                          f"{n_outputs} units")
@@ -116,7 +118,7 @@ def real_targets(loss, backend, y, n_samples, n_outputs, dtype, name="y", x_name
 
 def _binary_targets(loss, backend, y, n_samples, n_outputs, dtype, name="y", x_name="x"):
     arr, _ = real_targets(loss, backend, y, n_samples, n_outputs, dtype, name, x_name)
-    xp = backend.xp
+    xp = array_namespace(arr)
     if not bool(xp.all((arr == 0.0) | (arr == 1.0))):
         raise ValueError(f"{loss.name} needs targets in {{0, 1}}; {name} has other values")
     return arr, None
@@ -124,8 +126,8 @@ def _binary_targets(loss, backend, y, n_samples, n_outputs, dtype, name="y", x_n
 
 def _class_targets(loss, backend, y, n_samples, n_classes, dtype, name="y", x_name="x"):
     """One-hot ``(n, n_classes)`` targets and integer labels ``(n,)``, from either."""
-    xp = backend.xp
     arr = _checked_targets(backend, y, n_samples, dtype, name, x_name, floats_only=True)
+    xp = array_namespace(arr)
     if arr.ndim == 2:
         if arr.shape[1] != n_classes:
             if arr.shape[1] == 1:
@@ -152,13 +154,13 @@ def _class_targets(loss, backend, y, n_samples, n_classes, dtype, name="y", x_na
     from array_api_compat import device
 
     classes = xp.arange(n_classes, dtype=arr.dtype, device=device(arr))
-    return xp.astype(arr[:, None] == classes[None, :], dtype), arr
+    return xp.astype(arr[:, None] == classes[None, :], _dtype_like(backend, arr, dtype)), arr
 
 
 def _count_targets(loss, backend, y, n_samples, n_outputs, dtype, name="y", x_name="x"):
     """Real targets ``>= 0`` (counts or rates), for the Poisson loss."""
     arr, _ = real_targets(loss, backend, y, n_samples, n_outputs, dtype, name, x_name)
-    smallest = float(backend.xp.min(arr))
+    smallest = float(array_namespace(arr).min(arr))
     if smallest < 0:
         raise ValueError(f"{loss.name} needs targets >= 0 (counts or rates); {name} has "
                          f"negative values (smallest {smallest:g})")
@@ -450,9 +452,13 @@ class Loss:
                              f"but layer_sizes ends in {n_outputs}.{self.few_outputs_hint}")
 
     def prepare_targets(self, backend, y, n_samples, n_outputs, dtype, name="y", x_name="x"):
-        """Checked targets ``(n, n_outputs)`` in ``dtype`` and labels ``(n,)`` or None."""
-        return self._prepare_targets(self, backend, y, n_samples, n_outputs, dtype, name,
-                                     x_name)
+        """Checked targets ``(n, n_outputs)`` in ``dtype`` and labels ``(n,)`` or None, on
+        ``backend``. The loss's own ``prepare_targets`` may return host (NumPy) arrays:
+        data from the host is checked there (no device work) and moved here, once."""
+        targets, labels = self._prepare_targets(self, backend, y, n_samples, n_outputs, dtype,
+                                                name, x_name)
+        return (backend.asarray(targets, dtype),
+                None if labels is None else backend.asarray(labels))
 
     def score(self, xp, z, a, targets, labels, weights=None) -> tuple:
         """The scores named by ``score_names``, as 0-d arrays (weighted if ``weights``)."""
