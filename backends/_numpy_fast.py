@@ -74,7 +74,7 @@ class _SGD:
     def __init__(self, cfg):
         self.lr, self.momentum, self.nesterov = (cfg["learning_rate"], cfg["momentum"],
                                                  cfg["nesterov"])
-        self.n_state, self.n_tmp = (1 if self.momentum else 0), 1
+        self.n_state = self.n_tmp = 1 if self.momentum else 0
 
     def init_flat(self, state, layout, vectors):
         self.count, velocity = state
@@ -82,20 +82,19 @@ class _SGD:
 
     def update(self, g, p, tmp):
         lr = _lr(self.lr, self.count)
-        (t,) = tmp
-        if self.v is None:  # W - lr * dW
-            np.multiply(g, lr, out=t)
+        if self.v is None:  # lr * dW (the gradient is scratch: scaled in place)
+            step = np.multiply(g, lr, out=g)
         else:
-            m, v = self.momentum, self.v
+            m, v, step = self.momentum, self.v, tmp[0]
             np.multiply(v, m, out=v)  # v = dW + m * v
             np.add(g, v, out=v)
-            if self.nesterov:  # s = dW + m * v
-                np.multiply(v, m, out=t)
-                np.add(g, t, out=t)
-                np.multiply(t, lr, out=t)
-            else:
-                np.multiply(v, lr, out=t)
-        np.subtract(p, t, out=p)
+            if self.nesterov:  # lr * (dW + m * v)
+                np.multiply(v, m, out=step)
+                np.add(g, step, out=step)
+                np.multiply(step, lr, out=step)
+            else:  # lr * v
+                np.multiply(v, lr, out=step)
+        np.subtract(p, step, out=p)
         self.count = self.count + 1.0
 
     def state(self, layout, vectors):
@@ -219,26 +218,25 @@ class _Network:
             n_in, n_out = shapes[0][0], shapes[-1][1]
             buf = {"x": np.empty((m, n_in), dt), "y": np.empty((m, n_out), dt),
                    "z": [np.empty((m, o), dt) for _, o in shapes],
-                   "a": [np.empty((m, o), dt) for _, o in shapes[:-1]],
                    "d": [np.empty((m, o), dt) for _, o in shapes[:-1]],
                    "mask": [np.empty((m, o), bool) for _, o in shapes[:-1]],
                    "e": np.empty((m, n_out), dt), "yz": np.empty((m, n_out), dt),
                    "col": [np.empty((m, 1), dt) for _ in range(3)],
                    "row": [np.empty(m, dt) for _ in range(2)],
-                   "w": [np.empty((i, o), dt) for i, o in shapes]}
+                   "w": [np.empty((i, o), dt) for i, o in shapes] if self.alpha else None}
             self.buffers[m] = buf
         return buf
 
     def gather(self, x, y, rows):
         buf = self._buffers(rows.shape[0])
-        return (np.take(x, rows, axis=0, out=buf["x"]), np.take(y, rows, axis=0, out=buf["y"]))
+        return x.take(rows, axis=0, out=buf["x"]), y.take(rows, axis=0, out=buf["y"])
 
     def _cross_entropy(self, buf, z, y):
         """`mlp.losses._ce_value_and_delta`, into buffers."""
         n = y.shape[0]
         shift, total, log_z = buf["col"]
         e, yz, (s, diff) = buf["e"], buf["yz"], buf["row"]
-        np.max(z, axis=-1, keepdims=True, out=shift)
+        np.maximum.reduce(z, axis=-1, keepdims=True, out=shift)  # what np.max calls
         np.subtract(z, shift, out=e)
         np.exp(e, out=e)
         np.add.reduce(e, axis=-1, keepdims=True, out=total)
@@ -262,11 +260,10 @@ class _Network:
             z = buf["z"][i]
             np.matmul(a, W, out=z)
             np.add(z, b, out=z)
-            if i < last:
-                a = (np.maximum(z, 0.0, out=buf["a"][i]) if self.relu
-                     else spec.hidden.forward(xp, z))
-            elif spec.loss.needs_output:
-                a = spec.output.forward(xp, z)
+            if i < last:  # ReLU in place: max(z, 0) > 0 exactly where z > 0 (NaN: neither)
+                a = (np.maximum(z, 0.0, out=z) if self.relu else spec.hidden.forward(xp, z))
+            else:  # as in the pure path: None where the loss works from z alone
+                a = spec.output.forward(xp, z) if spec.loss.needs_output else None
         return inputs, a
 
     def loss_and_gradients(self, params, grads, x, y):

@@ -317,7 +317,6 @@ class NumpyLean(Implementation):
         sizes = workload.layer_sizes
         self.shapes = list(zip(sizes[:-1], sizes[1:]))
         self.size = sum(i * o + o for i, o in self.shapes)
-        self.orders = workload.orders() if workload.batch_size else None
 
     def _views(self, flat):
         """``[(W, b), ...]`` views into a flat vector."""
@@ -424,7 +423,7 @@ class NumpyLean(Implementation):
         bsz = wl.batch_size or n
         buffers = {m: self._buffers(m, x.shape[1], n_out) for m in {bsz, n % bsz or bsz}}
         self.losses = []
-        for order in (self.orders or [None] * wl.epochs):
+        for order in (wl.orders() if wl.batch_size else [None] * wl.epochs):
             total = 0.0
             for start in range(0, n, bsz):
                 if order is None:

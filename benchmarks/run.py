@@ -414,6 +414,9 @@ def targets(rows):
     add("W1 mlp[jax] time / jax-scan <= 2", ratio("W1", "mlp[jax]", "jax-scan"), 2)
     add("W2 mlp[numpy] time / numpy-f32 <= 1.2", ratio("W2", "mlp[numpy]", "numpy-f32"), 1.2)
     add("W2 mlp[numpy] time / sklearn <= 0.4", ratio("W2", "mlp[numpy]", "sklearn"), 0.4)
+    for wl in ("W2", "W3"):  # issue 14: the lean hand-written NumPy peer
+        add(f"{wl} mlp[numpy] time / numpy-lean <= 1.05", ratio(wl, "mlp[numpy]", "numpy-lean"),
+            1.05)
     add("W2 mlp[jax] time / jax-scan <= 1.2", ratio("W2", "mlp[jax]", "jax-scan"), 1.2)
     add("W2 mlp[torch] time / torch-nn < 1", ratio("W2", "mlp[torch]", "torch-nn"), 0.9999)
     for r in rows:
@@ -540,7 +543,7 @@ def main(argv=None):
           + (f"; threads pinned to {args.threads}" if args.threads else
              "; W1/W2 with one BLAS/OpenMP/torch thread, W3 with the libraries' defaults")
           + (" (--quick)" if args.quick else "") + ".", "", tables(rows, info),
-          "**Targets (issue 4)**", "", targets_table(res), ""]
+          "**Targets (issues 4 and 14)**", "", targets_table(res), ""]
     text = "\n".join(md)
     print("\n" + text)
     out = Path(args.out or ROOT / "benchmarks" / "results" / ("quick" if args.quick else ""))
