@@ -89,7 +89,8 @@ class Implementation:
 
 
 class Ours(Implementation):
-    """`mlp.MLP` on one backend."""
+    """`mlp.MLP` on one backend; ``numpy-pure`` is NumPy without its fast path
+    (``NumpyBackend(fast=False)``: the pure `mlp.steps` run, as before issue 14)."""
 
     kind = "ours"
 
@@ -107,12 +108,18 @@ class Ours(Implementation):
         import mlp
 
         super().setup(workload)
+        if self.backend == "numpy-pure":
+            from backends._numpy import NumpyBackend
+
+            backend = NumpyBackend(fast=False)
+        else:
+            backend = backends.get_backend(self.backend)
         self.model = mlp.MLP(workload.layer_sizes, activation="relu",
                              output_activation=workload.output_activation, loss=workload.loss,
-                             init=workload.init, backend=self.backend, dtype="float32",
+                             init=workload.init, backend=backend, dtype="float32",
                              seed=workload.seed)
         self.device = str(self.model.backend.device)
-        self.be = backends.get_backend(self.backend)
+        self.be = backend
         self.w0 = workload.initial_weights(np.float32)
 
     def train(self):

@@ -58,7 +58,8 @@ def _parse(argv=None):
     p = argparse.ArgumentParser(description="mlp benchmark suite (W1-W3 against the peers)")
     p.add_argument("--workloads", default="W1,W2,W3", help="comma-separated: W1,W2,W3")
     p.add_argument("--backends", default=None,
-                   help="our backends to time (default: every installed one)")
+                   help="our backends to time (default: every installed one); numpy-pure "
+                        "is NumPy without its fast path")
     p.add_argument("--peers", default=None, help="peers to time (default: every installed one)")
     p.add_argument("--repeats", type=int, default=None,
                    help="timed runs per implementation (default: W1/W2 7, W3 3)")
@@ -189,6 +190,9 @@ def implementations(args, workload):
     impls = []
     for name in names:
         name = name.strip()
+        if name == "numpy-pure":  # NumPy without its fast path (issue 14's "before")
+            impls.append(peers.Ours(name))
+            continue
         try:
             be = backends.get_backend(name)
         except backends.BackendUnavailableError as exc:

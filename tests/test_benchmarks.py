@@ -39,6 +39,7 @@ CASES = {
 
 def _impls(case):
     ours = [peers.Ours(name) for name in backends.available_backends() if name != "cupy"]
+    ours.append(peers.Ours("numpy-pure"))  # NumPy without its fast path
     names = {"W1": ["notebook-f64", "numpy-f32", "numpy-lean", "jax-scan", "jax-optax",
                     "torch-nn"],
              "adam-minibatch": ["numpy-f32", "numpy-lean", "jax-scan", "jax-optax", "torch-nn"],
@@ -172,3 +173,13 @@ def test_lean_peer_tracks_the_loss_only_when_asked(case):
                         learning_rate=wl.learning_rate, batch_size=wl.batch_size,
                         optimizer=wl.optimizer)
     np.testing.assert_allclose(lean.losses, history.history["loss"], rtol=1e-4)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_numpy_with_and_without_its_fast_path_end_with_identical_weights(reference, case):
+    wl, expected = reference[case]
+    impl = peers.Ours("numpy-pure")
+    impl.setup(wl)
+    impl.train()
+    for (W, b), (W0, b0) in zip(impl.weights(), expected):
+        assert np.array_equal(W, W0) and np.array_equal(b, b0)
