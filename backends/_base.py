@@ -131,6 +131,17 @@ class Backend:
         """``array``'s rows at the (in-bounds) indices ``rows``: a batch cut on the device."""
         return self.xp.take(array, rows, axis=0)
 
+    def fast_run(self, pure_run: Callable, spec: Any, optimizer: Any, alpha: float = 0.0,
+                 clip_norm: float | None = None) -> Callable | None:
+        """A faster run with the contract and results of ``pure_run`` (`mlp.steps.make_run`).
+
+        None (the default) where the backend has none for this network and
+        optimizer: the pure run is used. A backend may return a run that works
+        in place behind this interface, provided its weights, optimizer state
+        and losses are identical to the pure run's, bit for bit.
+        """
+        return None
+
     def synchronize(self) -> None:
         """Wait until queued device work is done (for timing)."""
 

@@ -1,0 +1,211 @@
+"""The NumPy fast path (`backends._numpy_fast`) gives the pure path's results, bit for bit.
+
+The pure run of `mlp.steps.make_run` is the definition; the fast path runs the
+same operations in place. Every test trains the same model both ways from the
+same weights, optimizer state and batches, and asserts that the weights, the
+optimizer state and the losses are identical (`np.array_equal`, same dtypes).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import mlp
+from backends._numpy import NumpyBackend
+from mlp import optimizers, schedules
+from mlp.steps import InterruptedRun, batch_indices, make_run
+
+PURE = NumpyBackend(fast=False)
+FAST = NumpyBackend()
+
+OPTIMIZERS = {
+    "sgd": lambda: optimizers.SGD(0.1),
+    "momentum": lambda: optimizers.SGD(0.05, momentum=0.9),
+    "nesterov": lambda: optimizers.SGD(0.05, momentum=0.9, nesterov=True),
+    "adam": lambda: optimizers.Adam(1e-2),
+    "adamw": lambda: optimizers.AdamW(1e-2, weight_decay=0.1),
+    "rmsprop": lambda: optimizers.RMSprop(1e-2),
+    "adam-cosine": lambda: optimizers.Adam(schedules.cosine_decay(1e-2, 8, warmup_steps=3)),
+    "sgd-exponential": lambda: optimizers.SGD(schedules.exponential_decay(0.1, 4, 0.5, True)),
+    "rmsprop-invscaling": lambda: optimizers.RMSprop(schedules.invscaling(1e-2)),
+}
+
+#: (hidden activation, loss, output activation)
+NETWORKS = [(act, "cross_entropy", None) for act in ("relu", "leaky_relu", "tanh", "sigmoid",
+                                                      "identity")]
+NETWORKS += [("relu", "mse", out) for out in ("identity", "relu", "leaky_relu", "tanh",
+                                                "sigmoid")]
+NETWORKS += [("tanh", "binary_cross_entropy", None)]
+
+
+def _data(loss, n, n_in, n_out):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((n, n_in))
+    if loss == "cross_entropy":
+        return x, rng.integers(0, n_out, n)
+    if loss == "binary_cross_entropy":
+        return x, (rng.random((n, n_out)) > 0.5).astype(np.float64)
+    return x, rng.standard_normal((n, n_out))
+
+
+def _both(optimizer, *, activation="relu", loss="cross_entropy", output=None,
+          dtype="float32", batch_size=16, epochs=3, alpha=0.0, clip_norm=None,
+          sizes=(6, 9, 7, 3), n=50):
+    """``(pure, fast)``: each ``(params, opt_state, losses)`` from the same start."""
+    model = mlp.MLP(list(sizes), activation=activation, loss=loss, output_activation=output,
+                    backend=PURE, dtype=dtype, seed=4)
+    x, y = _data(loss, n, sizes[0], sizes[-1])
+    x_dev, y_dev, _ = model._prepare(x, y)
+    pure = make_run(PURE, model._spec, optimizer, alpha, clip_norm)
+    fast = FAST.fast_run(pure, model._spec, optimizer, alpha, clip_norm)
+    assert fast is not None
+    batches, last = (None, None) if batch_size is None else batch_indices(
+        np.random.default_rng(3), n, batch_size, epochs, True)
+    params = model.params
+    state = optimizer.init(params)
+    before = [np.copy(a) for pair in params for a in pair]
+    out = [run(params, state, x_dev, y_dev, batches, last, epochs) for run in (pure, fast)]
+    # the inputs are left alone
+    assert all(np.array_equal(a, b) for a, b in zip(before, [a for p in params for a in p]))
+    return out
+
+
+def _leaves(tree):
+    if isinstance(tree, (list, tuple)):
+        return [leaf for node in tree for leaf in _leaves(node)]
+    return [tree]
+
+
+def assert_identical(pure, fast):
+    pure_leaves, fast_leaves = _leaves(pure), _leaves(fast)
+    assert len(pure_leaves) == len(fast_leaves)
+    for p, f in zip(pure_leaves, fast_leaves):
+        if p is None:
+            assert f is None
+            continue
+        assert np.asarray(f).dtype == np.asarray(p).dtype
+        assert np.asarray(f).shape == np.asarray(p).shape
+        assert np.array_equal(np.asarray(f), np.asarray(p)), (p, f)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("batch_size", [16, None], ids=["minibatch", "fullbatch"])
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_every_optimizer_bit_for_bit(name, batch_size, dtype):
+    pure, fast = _both(OPTIMIZERS[name](), batch_size=batch_size, dtype=dtype)
+    assert_identical(pure, fast)
+    assert pure[2][-1] < pure[2][0]  # it trained
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("activation,loss,output", NETWORKS)
+def test_every_activation_and_loss_bit_for_bit(activation, loss, output, dtype):
+    for batch_size in (16, None):  # 50 = 3 x 16 + 2: a partial last batch
+        pure, fast = _both(optimizers.Adam(1e-2), activation=activation, loss=loss,
+                           output=output, dtype=dtype, batch_size=batch_size)
+        assert_identical(pure, fast)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", ["sgd", "momentum", "adam", "adamw", "rmsprop"])
+def test_clip_norm_and_alpha_bit_for_bit(name, dtype):
+    for alpha, clip_norm in ((1e-2, None), (0.0, 0.3), (1e-2, 0.3)):
+        pure, fast = _both(OPTIMIZERS[name](), dtype=dtype, alpha=alpha, clip_norm=clip_norm,
+                           activation="tanh")
+        assert_identical(pure, fast)
+
+
+def test_four_layers_and_a_batch_that_divides_the_data():
+    pure, fast = _both(optimizers.Adam(1e-2), sizes=(5, 8, 8, 6, 2), n=48, batch_size=16)
+    assert_identical(pure, fast)
+
+
+def test_fit_gives_the_same_model_with_and_without_the_fast_path():
+    x, y = _data("cross_entropy", 60, 6, 3)
+    histories, weights = [], []
+    for backend in (PURE, FAST):
+        model = mlp.MLP([6, 10, 3], loss="cross_entropy", backend=backend, seed=1)
+        history = model.fit(x, y, epochs=4, batch_size=16, optimizer="adam",
+                            learning_rate=1e-2)
+        histories.append(history.history["loss"])
+        weights.append(model.get_weights())
+    assert histories[0] == histories[1]
+    assert_identical(weights[0], weights[1])
+
+
+def test_ctrl_c_keeps_the_completed_epochs():
+    """A KeyboardInterrupt in the third step of epoch 2 hands back epoch 1's results."""
+
+    class Interrupting(schedules.Constant):
+        def __call__(self, step):
+            if step >= 4 + 2:  # 4 steps per epoch (50 = 3 x 16 + 2)
+                raise KeyboardInterrupt
+            return self.learning_rate
+
+    opt = optimizers.Adam(Interrupting(1e-2))
+    model = mlp.MLP([6, 9, 3], loss="cross_entropy", backend=PURE, seed=4)
+    x_dev, y_dev, _ = model._prepare(*_data("cross_entropy", 50, 6, 3))
+    batches, last = batch_indices(np.random.default_rng(3), 50, 16, 3, True)
+    pure = make_run(PURE, model._spec, opt, 0.0, None)
+    fast = FAST.fast_run(pure, model._spec, opt, 0.0, None)
+    parts = []
+    for run in (pure, fast):
+        with pytest.raises(InterruptedRun) as info:
+            run(model.params, opt.init(model.params), x_dev, y_dev, batches, last, 3)
+        parts.append((info.value.params, info.value.opt_state, info.value.losses))
+    assert len(parts[1][2]) == 1
+    assert_identical(parts[0], parts[1])
+
+
+def test_unknown_optimizers_run_the_pure_path():
+    class MySGD(optimizers.SGD):  # a subclass may change update: not mirrored
+        pass
+
+    class Custom:
+        def init(self, params):
+            return ()
+
+        def update(self, grads, state, params):
+            return params, state
+
+    model = mlp.MLP([3, 4, 2], backend=PURE, seed=0)
+    for opt in (MySGD(0.1), Custom()):
+        pure = make_run(PURE, model._spec, opt)
+        assert FAST.fast_run(pure, model._spec, opt) is None
+    assert PURE.fast_run(pure, model._spec, optimizers.Adam()) is None
+
+
+def test_inputs_it_does_not_handle_go_to_the_pure_run():
+    calls = []
+
+    def pure(*args):
+        calls.append(args)
+        return "pure"
+
+    model = mlp.MLP([3, 4, 2], backend=PURE, seed=0)
+    fast = FAST.fast_run(pure, model._spec, optimizers.SGD(np.float64(0.1)))
+    x, y = np.zeros((5, 3), np.float32), np.zeros((5, 2), np.float32)
+    params = model.params
+    state = optimizers.SGD(0.1).init(params)
+    assert fast(params, state, x.astype(np.float64), y, None, None, 1) == "pure"  # mixed dtypes
+    assert fast(params, state, x.tolist(), y, None, None, 1) == "pure"  # not NumPy arrays
+
+    def float64_schedule(step):  # would promote float32 weights to float64 in the pure path
+        return np.float64(0.1)
+
+    fast = FAST.fast_run(pure, model._spec, optimizers.SGD(float64_schedule))
+    assert fast(params, state, x, y, None, None, 1) == "pure"
+    assert len(calls) == 3
+
+
+def test_fast_must_be_a_boolean():
+    with pytest.raises(TypeError, match="fast must be True or False, got 1"):
+        NumpyBackend(fast=1)
+
+
+def test_other_backends_have_no_fast_path(backend):
+    model = mlp.MLP([3, 4, 2], backend=backend, seed=0)
+    run = make_run(backend, model._spec, optimizers.Adam())
+    got = backend.fast_run(run, model._spec, optimizers.Adam())
+    assert (got is None) == (backend.name != "numpy")
