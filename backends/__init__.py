@@ -61,7 +61,7 @@ def enable_compilation_cache(path) -> str:
         import jax  # noqa: F401 - only to say what is missing
     except ImportError as exc:
         raise BackendUnavailableError(
-            "enable_compilation_cache needs JAX: pip install 'mlp[jax]'") from exc
+            "enable_compilation_cache needs JAX: pip install 'mlp-array-api[jax]'") from exc
     return _jax.enable_compilation_cache(path)
 
 _cache: dict[str, Backend] = {}

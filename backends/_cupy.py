@@ -48,8 +48,8 @@ def create() -> Backend:
         import cupy
     except ImportError as exc:
         raise BackendUnavailableError(
-            "the 'cupy' backend needs CuPy: pip install 'mlp[cupy]' "
-            "(CUDA 12; 'mlp[cupy13]' for CUDA 13)"
+            "the 'cupy' backend needs CuPy: pip install 'mlp-array-api[cupy]' "
+            "(CUDA 12; 'mlp-array-api[cupy13]' for CUDA 13)"
         ) from exc
     try:
         usable = cupy.cuda.is_available()

@@ -218,7 +218,8 @@ def create() -> Backend:
         import jax
     except ImportError as exc:
         raise BackendUnavailableError(
-            "the 'jax' backend needs JAX: pip install 'mlp[jax]' (or pip install 'jax[cpu]')"
+            "the 'jax' backend needs JAX: pip install 'mlp-array-api[jax]' "
+            "(or pip install 'jax[cpu]')"
         ) from exc
     cache = os.environ.get(CACHE_ENV_VAR, "").strip()
     if cache:

@@ -15,7 +15,7 @@ import numpy as np
 
 from ._base import Backend, BackendUnavailableError
 
-INSTALL_HINT = "pip install 'mlp[onnx]' (or pip install ndonnx onnxruntime)"
+INSTALL_HINT = "pip install 'mlp-array-api[onnx]' (or pip install ndonnx onnxruntime)"
 
 
 class NdonnxBackend(Backend):

@@ -48,6 +48,6 @@ def create() -> Backend:
     except ImportError as exc:
         raise BackendUnavailableError(
             "the 'array_api_strict' backend needs array-api-strict: "
-            "pip install 'mlp[strict]' (or pip install array-api-strict)"
+            "pip install 'mlp-array-api[strict]' (or pip install array-api-strict)"
         ) from exc
     return StrictBackend(array_api_strict)

@@ -77,14 +77,18 @@ class TorchBackend(Backend):
             self._torch.cuda.synchronize()
 
 
+#: The same advice as the README's backend table (and the reason the noxfile pins a CPU wheel).
+INSTALL_ADVICE = ("pip install torch --index-url https://download.pytorch.org/whl/cpu on a "
+                  "CPU-only machine (a plain `pip install torch` there downloads a ~5 GB CUDA "
+                  "build), pip install torch where CUDA is available")
+
+
 def create() -> Backend:
     try:
         import torch
         from array_api_compat import torch as xp_torch
     except ImportError as exc:
         raise BackendUnavailableError(
-            "the 'torch' backend needs PyTorch: pip install torch "
-            "(on a CPU-only machine: pip install torch --index-url "
-            "https://download.pytorch.org/whl/cpu)"
+            f"the 'torch' backend needs PyTorch: {INSTALL_ADVICE}"
         ) from exc
     return TorchBackend(torch, xp_torch)

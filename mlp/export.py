@@ -21,7 +21,7 @@ Serve it with ONNX Runtime::
     session = ort.InferenceSession("model.onnx")
     probs, labels = session.run(["predict", "label"], {"x": x.astype("float32")})
 
-Needs the ``onnx`` extra (``pip install 'mlp[onnx]'``: ndonnx, and
+Needs the ``onnx`` extra (``pip install 'mlp-array-api[onnx]'``: ndonnx, and
 onnxruntime to run the result).
 """
 

@@ -575,7 +575,7 @@ class MLP:
         """Write the model as an ONNX file (input ``x: (N, n_features)``, outputs
         ``predict`` and, for classifiers, ``label``), atomically; run it with ONNX
         Runtime. ``outputs``: ``"predict"``, ``"label"`` or a list; None (default)
-        gives every output the model has. Needs ``pip install 'mlp[onnx]'``; see
+        gives every output the model has. Needs ``pip install 'mlp-array-api[onnx]'``; see
         `mlp.export`.
         """
         from .export import export_onnx
