@@ -51,7 +51,7 @@ def test_unknown_env_value_names_the_variable(monkeypatch):
 def test_missing_library_raises_unavailable_with_the_extra(monkeypatch):
     monkeypatch.setattr(backends, "_cache", {})
     monkeypatch.setitem(sys.modules, "jax", None)  # makes `import jax` fail
-    with pytest.raises(BackendUnavailableError, match=r"pip install 'mlp\[jax\]'"):
+    with pytest.raises(BackendUnavailableError, match=r"pip install 'mlp-array-api\[jax\]'"):
         get_backend("jax")
     assert isinstance(BackendUnavailableError("x"), RuntimeError)
 

@@ -196,7 +196,7 @@ def test_label_output_needs_a_classifier(tmp_path):
 def test_without_ndonnx_the_error_names_the_extra(tmp_path, monkeypatch):
     model = _trained("numpy", "float32")
     monkeypatch.setitem(sys.modules, "ndonnx", None)  # `import ndonnx` raises ImportError
-    with pytest.raises(ImportError, match=r"pip install 'mlp\[onnx\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'mlp-array-api\[onnx\]'"):
         model.export_onnx(tmp_path / "m.onnx")
     assert os.listdir(tmp_path) == []
 
