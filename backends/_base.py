@@ -131,6 +131,19 @@ class Backend:
         """``array``'s rows at the (in-bounds) indices ``rows``: a batch cut on the device."""
         return self.xp.take(array, rows, axis=0)
 
+    def place_rows(self, x: Any, y: Any, w: Any):
+        """The training rows ``x: (n, ...)``, ``y: (n, ...)`` and their weights ``w: (n,)``
+        (or None) placed for training, called once per `fit`: here as they are. A
+        data-parallel backend pads them with rows of weight 0 (then ``w`` is never None)
+        and shards them over its devices; the padding rows come last."""
+        return x, y, w
+
+    def batch_rows(self, indices: np.ndarray, n_rows: int):
+        """Host batch row indices ``(..., batch_size)`` on the device, for `take_rows` on
+        the placed rows (``n_rows`` of them, see `place_rows`): here as they are; a
+        data-parallel backend pads each batch with the index of a padding row."""
+        return self.asarray(indices)
+
     def synchronize(self) -> None:
         """Wait until queued device work is done (for timing)."""
 
