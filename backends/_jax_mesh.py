@@ -80,6 +80,13 @@ def _listed(jax, devices, source):
     return devices
 
 
+def _pad_rows(array, extra):
+    """``array`` with ``extra`` rows of zeros after its rows."""
+    import jax.numpy as jnp
+
+    return jnp.concatenate([array, jnp.zeros((extra, *array.shape[1:]), array.dtype)])
+
+
 class ShardedJaxBackend(JaxBackend):
     """The JAX backend over a one-axis mesh of ``devices`` (data parallelism).
 
@@ -101,6 +108,7 @@ class ShardedJaxBackend(JaxBackend):
         self.mesh = Mesh(np.array(self.devices, dtype=object), ("data",))
         self.replicated = NamedSharding(self.mesh, PartitionSpec())
         self.rows = NamedSharding(self.mesh, PartitionSpec("data"))
+        self._pad = jax.jit(_pad_rows, static_argnums=1, out_shardings=self.rows)
         platforms = sorted({d.platform for d in self.devices})
         hosts = len({d.process_index for d in self.devices})
         self.device = (f"{len(self.devices)} {'/'.join(platforms)} devices"
@@ -138,15 +146,12 @@ class ShardedJaxBackend(JaxBackend):
         """``x``, ``y`` and ``w`` (ones where None) with at least one padding row of weight 0,
         padded to a multiple of the device count and sharded by rows."""
         n, d = x.shape[0], self.n_devices
-        padded = (n // d + 1) * d  # at least one padding row: batches point at the last
-        host_w = np.ones(n, dtype=np.dtype(self.dtype_name(x.dtype))) if w is None else w
-        out = []
-        for array in (x, y, host_w):
-            host = self.to_numpy(array) if self.is_native(array) else np.asarray(array)
-            pad = np.zeros((padded - n, *host.shape[1:]), dtype=host.dtype)
-            with self.precision(host.dtype):
-                out.append(self._place(np.concatenate([host, pad]), self.rows))
-        return tuple(out)
+        extra = d - n % d  # at least one padding row: batches point at the last
+        if w is None:
+            w = np.ones(n, dtype=np.dtype(self.dtype_name(x.dtype)))
+        with self.precision(x, y, w):
+            # on the devices: each keeps its own rows of the replicated arrays, no host trip
+            return tuple(self._pad(self.asarray(a), extra) for a in (x, y, w))
 
     def batch_rows(self, indices, n_rows):
         """Each batch's indices padded to a multiple of the device count with ``n_rows - 1``
