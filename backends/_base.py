@@ -150,6 +150,14 @@ class Backend:
     def __repr__(self) -> str:
         return f"Backend(name={self.name!r}, device={self.device!r})"
 
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        """A backend is shared, not copied: ``copy.deepcopy`` (e.g. scikit-learn's `clone`
+        of an estimator built with ``backend=<Backend>``) gives the same object."""
+        return self
+
 
 #: ``to_host`` functions of the backend modules, each ``(data, target, name) -> ndarray``
 #: for the arrays of its own library and None for anything else (see `register_converter`).

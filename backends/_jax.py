@@ -43,6 +43,8 @@ def to_host(data, target, name):
     move it; None for anything else."""
     if library_of(data) not in ("jax", "jaxlib") or not hasattr(data, "devices"):
         return None
+    if target.name == "jax":  # on other devices than the target's: through the host
+        return _gathered(data, target, name)
     platform = getattr(next(iter(data.devices()), None), "platform", "cpu")
     if platform != "cpu":
         raise TypeError(
@@ -50,6 +52,19 @@ def to_host(data, target, name):
             f"`numpy.asarray({name})`, or build the model with backend='jax'."
         )
     return np.asarray(data)
+
+
+def _gathered(data, target, name):
+    """A JAX array on any devices as host NumPy (all of it, from every process)."""
+    if data.is_fully_addressable or data.is_fully_replicated:
+        return np.asarray(data)
+    if len(getattr(target, "devices", ())) < 2:
+        raise TypeError(f"{name} is a JAX array split over the devices of several processes, "
+                        f"but {where(target)}; train on all of them with "
+                        "backends.get_backend('jax', devices='all')")
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(data, tiled=True))
 
 
 def _is_wide(dtype) -> bool:
@@ -148,7 +163,14 @@ class JaxBackend(Backend):
 
     # --------------------------------------------------------------------- data
     def is_native(self, data):
-        return isinstance(data, self._jax.Array)
+        """A JAX array on this backend's device(s); one elsewhere (e.g. split over several
+        devices) is copied through the host (`to_host`)."""
+        return isinstance(data, self._jax.Array) and data.sharding.device_set == self.devices_set
+
+    @property
+    def devices_set(self) -> set:
+        """The devices this backend's arrays live on."""
+        return {self.device}
 
     def asarray(self, data, dtype=None):
         if dtype is not None and np.dtype(self.dtype(dtype)) == np.float64:

@@ -24,7 +24,7 @@ import numbers
 
 import numpy as np
 
-from ._jax import JaxBackend
+from ._jax import JaxBackend, _gathered
 
 #: Environment variable with the default ``devices`` of the JAX backend.
 ENV_VAR = "MLP_DEVICES"
@@ -128,19 +128,12 @@ class ShardedJaxBackend(JaxBackend):
         sharding = self.replicated if sharding is None else sharding
         return self._jax.make_array_from_callback(host.shape, sharding, lambda at: host[at])
 
-    def asarray(self, data, dtype=None):
-        out = super().asarray(data, dtype)
-        if self.is_native(data) and out.sharding.device_set != set(self.devices):
-            # an array of the user's on other devices: bring it onto the mesh
-            return self._place(self.to_numpy(out))
-        return out
+    @property
+    def devices_set(self):
+        return set(self.devices)
 
     def to_numpy(self, array):
-        if array.is_fully_addressable or array.is_fully_replicated:
-            return np.array(array, copy=True)
-        from jax.experimental import multihost_utils
-
-        return np.array(multihost_utils.process_allgather(array, tiled=True), copy=True)
+        return np.array(_gathered(array, self, "array"), copy=True)
 
     def place_rows(self, x, y, w):
         """``x``, ``y`` and ``w`` (ones where None) with at least one padding row of weight 0,
@@ -169,8 +162,3 @@ class ShardedJaxBackend(JaxBackend):
         """The batch, cut on the devices and kept split by rows over them."""
         return self._jax.lax.with_sharding_constraint(super().take_rows(array, rows), self.rows)
 
-
-def create(devices) -> ShardedJaxBackend:
-    import jax
-
-    return ShardedJaxBackend(jax, resolve_devices(jax, devices))

@@ -94,12 +94,21 @@ def measure(args):
     return rows
 
 
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
+    except OSError:
+        names = []
+    return names[0] if names else platform.processor() or platform.machine()
+
+
 def hardware():
     import jax
 
     devices = jax.devices()
     return dict(platform=devices[0].platform, device_kind=devices[0].device_kind,
-                jax_devices=len(devices), cpu=platform.processor() or platform.machine(),
+                jax_devices=len(devices), cpu=_cpu_name(),
                 cpu_count=os.cpu_count(), load_average=os.getloadavg(), jax=jax.__version__,
                 python=platform.python_version())
 
@@ -128,7 +137,7 @@ def main(argv=None):
     parser.add_argument("--samples", type=int, default=16384)
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="4096 samples, 1 repeat")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)

@@ -92,7 +92,11 @@ def placement(results):
     model.fit(sharded_x, y[:44], epochs=2, batch_size=11)
     ref = mlp.MLP([3, 5, 2], backend="numpy", dtype="float64", seed=1)
     ref.fit(np.asarray(sharded_x), y[:44], epochs=2, batch_size=11)  # JAX made it float32
+    plain = mlp.MLP([3, 5, 2], backend=ONE, dtype="float64", seed=1)
+    plain.fit(sharded_x, y[:44], epochs=2, batch_size=11)  # the one-device backend copies it
     results["placement"] = dict(
+        plain_sharded_input=max(float(np.max(np.abs(a - b))) for (a, _), (b, _) in
+                                zip(plain.get_weights(), ref.get_weights())),
         rows=[int(xs.shape[0]), int(ys.shape[0]), int(ws.shape[0])],
         shard_rows=sorted({s.data.shape[0] for s in xs.addressable_shards}),
         row_spec=str(xs.sharding.spec), weights=FOUR.to_numpy(ws).tolist(),

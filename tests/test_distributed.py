@@ -75,6 +75,7 @@ def test_rows_are_padded_with_zero_weight_and_sharded(four_devices):
     # a batch of 7 gets one more slot, pointing at the last (padding) row
     assert got["batch"] == [[[0, 1, 2, 3, 4, 5, 6, 47]]]
     assert got["sharded_input"] < FLOAT64  # a row-sharded JAX array is taken as x
+    assert got["plain_sharded_input"] < FLOAT64  # also by the one-device backend
 
 
 def test_model_trained_on_four_devices_saves_a_file_numpy_loads(four_devices):
@@ -176,3 +177,13 @@ def test_two_processes_train_as_one(tmp_path):
         for i, (W, b) in enumerate(ref.get_weights()):
             np.testing.assert_allclose(got[f"W{i}"], W, rtol=0, atol=FLOAT64)
             np.testing.assert_allclose(got[f"b{i}"], b, rtol=0, atol=FLOAT64)
+
+
+def test_a_backend_is_shared_not_copied():
+    """scikit-learn's clone deep-copies parameters: a backend given as an object stays itself."""
+    import copy
+
+    one = backends.get_backend("jax", devices=1)
+    assert copy.deepcopy(one) is one and copy.copy(one) is one
+    assert copy.deepcopy({"backend": backends.get_backend("jax")})["backend"] is (
+        backends.get_backend("jax"))
