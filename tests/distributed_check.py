@@ -107,7 +107,7 @@ def placement(results):
 
 
 def inference_and_files(results):
-    """predict and evaluate on 4 devices; a model saved there loads on NumPy."""
+    """predict and evaluate on 4 devices; a model saved there loads on NumPy and back."""
     x, y = data("cross_entropy")
     model = mlp.MLP([3, 5, 3], loss="cross_entropy", backend=FOUR, dtype="float64", seed=1)
     model.fit(x, y, epochs=2, batch_size=7, optimizer="adam")
@@ -116,13 +116,20 @@ def inference_and_files(results):
     loaded = mlp.load(path, backend="numpy")
     one = mlp.MLP([3, 5, 3], loss="cross_entropy", backend=ONE, dtype="float64", seed=1)
     one.set_weights(model.get_weights())
-    results["files"] = dict(
+    got = dict(
         loaded_backend=loaded.backend.name,
         predict=float(np.max(np.abs(np.asarray(loaded.predict(x))
                                     - FOUR.to_numpy(model.predict(x))))),
         evaluate=max(abs(model.evaluate(x, y)[k] - one.evaluate(x, y)[k])
                      for k in ("loss", "accuracy")),
         summary_device=FOUR.device)
+    back = mlp.load(path, backend=FOUR)  # and back onto 4 devices: it trains as the saved one
+    back.fit(x, y, epochs=1, batch_size=7, optimizer=back.optimizer_, shuffle=False)
+    model.fit(x, y, epochs=1, batch_size=7, optimizer=model.optimizer_, shuffle=False)
+    got.update(reloaded_devices=len(back.params[0][0].sharding.device_set),
+               reloaded_fit=max(float(np.max(np.abs(a - b))) for (a, _), (b, _) in
+                                zip(back.get_weights(), model.get_weights())))
+    results["files"] = got
 
 
 def main():

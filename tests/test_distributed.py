@@ -83,6 +83,8 @@ def test_model_trained_on_four_devices_saves_a_file_numpy_loads(four_devices):
     assert got["loaded_backend"] == "numpy"
     assert got["predict"] < FLOAT64 and got["evaluate"] < FLOAT64
     assert got["summary_device"] == "4 cpu devices"
+    assert got["reloaded_devices"] == 4  # mlp.load(path, backend=<4 devices>)
+    assert got["reloaded_fit"] < FLOAT64  # ...and training goes on as in the saved model
 
 
 # ------------------------------------------------------------------- in this process
