@@ -43,7 +43,7 @@ def to_host(data, target, name):
     move it; None for anything else."""
     if library_of(data) not in ("jax", "jaxlib") or not hasattr(data, "devices"):
         return None
-    if target.name == "jax":  # on other devices than the target's: through the host
+    if target.name == "jax" and hasattr(data, "sharding"):  # on other devices: via the host
         return _gathered(data, target, name)
     platform = getattr(next(iter(data.devices()), None), "platform", "cpu")
     if platform != "cpu":
