@@ -132,11 +132,41 @@ def inference_and_files(results):
     results["files"] = got
 
 
+def steps_without_transfers(results):
+    """Every call of the compiled run under ``jax.transfer_guard("disallow")``: no step
+    moves data between the host and the devices, or between devices outside XLA."""
+    from mlp import training
+
+    original, calls = training.run_function, []
+
+    def guarded_run_function(*args):
+        run = original(*args)
+
+        def guarded(*arrays):
+            with jax.transfer_guard("disallow"):
+                calls.append(arrays[5] is not None)  # mini-batch (batch indices given)
+                return run(*arrays)
+
+        return guarded
+
+    training.run_function = guarded_run_function
+    try:
+        x, y = data("cross_entropy")
+        model = mlp.MLP([3, 5, 3], loss="cross_entropy", backend=FOUR, seed=1)
+        model.fit(x, y, epochs=2, batch_size=7, optimizer="adam")
+        model.fit(x, y, epochs=2, batch_size=7, validation_split=0.2, early_stopping=True)
+        model.fit(x, y, epochs=2)
+    finally:
+        training.run_function = original
+    results["transfers"] = dict(guarded_calls=len(calls), mini_batch_calls=sum(calls))
+
+
 def main():
     results = {}
     losses_and_optimizers(results)
     placement(results)
     inference_and_files(results)
+    steps_without_transfers(results)
     print(json.dumps(results))
 
 

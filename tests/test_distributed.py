@@ -189,3 +189,10 @@ def test_a_backend_is_shared_not_copied():
     assert copy.deepcopy(one) is one and copy.copy(one) is one
     assert copy.deepcopy({"backend": backends.get_backend("jax")})["backend"] is (
         backends.get_backend("jax"))
+
+
+def test_a_step_makes_no_transfer(four_devices):
+    """The compiled run, called under jax.transfer_guard("disallow"), ran: its data was
+    on the devices already, batches were cut there, nothing was resharded outside XLA."""
+    got = four_devices["transfers"]
+    assert got["guarded_calls"] >= 3 and got["mini_batch_calls"] >= 2
