@@ -39,10 +39,14 @@ class Backend:
     compiles : bool
         True where `jit` really compiles (JAX): then it pays to put many
         steps into one compiled call.
+    pads_rows : bool
+        True where `place_rows` pads the training rows with rows of weight 0
+        (data parallelism): the loss must then take row weights.
     """
 
     name: str = "abstract"
     compiles: bool = False
+    pads_rows: bool = False
 
     def __init__(self, xp: Any, device: Any = None):
         self.xp = xp

@@ -100,6 +100,8 @@ class ShardedJaxBackend(JaxBackend):
         A copy on every device (``P()``); rows split over the devices (``P("data")``).
     """
 
+    pads_rows = True
+
     def __init__(self, jax, devices):
         from jax.sharding import Mesh, NamedSharding, PartitionSpec
 

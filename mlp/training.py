@@ -264,6 +264,9 @@ def training_data(model, x, y, validation_data, validation_split, sample_weight=
 def _placed(model, data) -> TrainingData:
     """``data`` with its training rows placed by the backend (`Backend.place_rows`: as
     they are, or padded with rows of weight 0 and sharded over several devices)."""
+    if model.backend.pads_rows:
+        model._spec.loss.check_takes_weights("rows of weight 0 (a data-parallel backend pads "
+                                             "the data with them)")
     x, y, w = model.backend.place_rows(data.x, data.y, data.w)
     return TrainingData(x, y, data.val, w, data.n)
 
