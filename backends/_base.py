@@ -39,10 +39,14 @@ class Backend:
     compiles : bool
         True where `jit` really compiles (JAX): then it pays to put many
         steps into one compiled call.
+    pads_rows : bool
+        True where `place_rows` pads the training rows with rows of weight 0
+        (data parallelism): the loss must then take row weights.
     """
 
     name: str = "abstract"
     compiles: bool = False
+    pads_rows: bool = False
 
     def __init__(self, xp: Any, device: Any = None):
         self.xp = xp
@@ -142,11 +146,32 @@ class Backend:
         """
         return None
 
+    def place_rows(self, x: Any, y: Any, w: Any):
+        """The training rows ``x: (n, ...)``, ``y: (n, ...)`` and their weights ``w: (n,)``
+        (or None) placed for training, called once per `fit`: here as they are. A
+        data-parallel backend pads them with rows of weight 0 (then ``w`` is never None)
+        and shards them over its devices; the padding rows come last."""
+        return x, y, w
+
+    def batch_rows(self, indices: np.ndarray, n_rows: int):
+        """Host batch row indices ``(..., batch_size)`` on the device, for `take_rows` on
+        the placed rows (``n_rows`` of them, see `place_rows`): here as they are; a
+        data-parallel backend pads each batch with the index of a padding row."""
+        return self.asarray(indices)
+
     def synchronize(self) -> None:
         """Wait until queued device work is done (for timing)."""
 
     def __repr__(self) -> str:
         return f"Backend(name={self.name!r}, device={self.device!r})"
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        """A backend is shared, not copied: ``copy.deepcopy`` (e.g. scikit-learn's `clone`
+        of an estimator built with ``backend=<Backend>``) gives the same object."""
+        return self
 
 
 #: ``to_host`` functions of the backend modules, each ``(data, target, name) -> ndarray``

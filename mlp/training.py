@@ -111,6 +111,11 @@ class TrainingData:
     y: Any
     val: tuple | None  # (x_val, targets, labels, weights)
     w: Any = None  # the rows' weights (n,), or None
+    n: int | None = None  # the training samples (x may hold padding rows after them)
+
+    def __post_init__(self):
+        if self.n is None:
+            self.n = self.x.shape[0]
 
 
 class ChunkPlanner:
@@ -236,9 +241,9 @@ def training_data(model, x, y, validation_data, validation_split, sample_weight=
     w = row_weights(model, sample_weight, class_weight, y_dev, labels)
     if validation_data is not None:
         val = model._weighted(*validation_data, None, names=("x_val", "y_val", "sample_weight"))
-        return TrainingData(x_dev, y_dev, val, w)
+        return _placed(model, TrainingData(x_dev, y_dev, val, w))
     if validation_split is None:
-        return TrainingData(x_dev, y_dev, None, w)
+        return _placed(model, TrainingData(x_dev, y_dev, None, w))
     n = x_dev.shape[0]
     n_val = int(round(n * validation_split))
     if n_val < 1 or n_val >= n:
@@ -252,8 +257,18 @@ def training_data(model, x, y, validation_data, validation_split, sample_weight=
 
     val = (rows(x_dev, rows_val), rows(y_dev, rows_val), rows(labels, rows_val),
            rows(w, rows_val))
-    return TrainingData(rows(x_dev, rows_train), rows(y_dev, rows_train), val,
-                        rows(w, rows_train))
+    return _placed(model, TrainingData(rows(x_dev, rows_train), rows(y_dev, rows_train), val,
+                                       rows(w, rows_train)))
+
+
+def _placed(model, data) -> TrainingData:
+    """``data`` with its training rows placed by the backend (`Backend.place_rows`: as
+    they are, or padded with rows of weight 0 and sharded over several devices)."""
+    if model.backend.pads_rows:
+        model._spec.loss.check_takes_weights("rows of weight 0 (a data-parallel backend pads "
+                                             "the data with them)")
+    x, y, w = model.backend.place_rows(data.x, data.y, data.w)
+    return TrainingData(x, y, data.val, w, data.n)
 
 
 # ------------------------------------------------------------------ step 3
@@ -267,7 +282,7 @@ def logged_metrics(model, validation: bool) -> list[str]:
 
 def callback_list(model, settings, data) -> tuple[CallbackList, History]:
     """Every callback of this fit behind one `CallbackList`, and the `History` among them."""
-    n = data.x.shape[0]
+    n = data.n
     params = dict(epochs=settings["epochs"], batch_size=settings["batch_size"] or n,
                   optimizer=settings["optimizer"], alpha=settings["alpha"],
                   clip_norm=settings["clip_norm"], shuffle=settings["shuffle"], samples=n,
@@ -308,7 +323,7 @@ class Trainer:
         self.model, self.data, self.callbacks, self.history = model, data, callbacks, history
         self.epochs = settings["epochs"]
         self.optimizer = settings["optimizer"]
-        n = data.x.shape[0]
+        n = data.n
         batch_size = settings["batch_size"]
         self.batch_size = None if batch_size is None or batch_size >= n else batch_size
         self.shuffle = settings["shuffle"]
@@ -390,10 +405,10 @@ class Trainer:
         """The batches' row indices for the next ``n_epochs`` (None for full batches)."""
         if self.batch_size is None:
             return None, None
-        batches, last = batch_indices(self.state.rng, self.data.x.shape[0], self.batch_size,
+        batches, last = batch_indices(self.state.rng, self.data.n, self.batch_size,
                                       n_epochs, self.shuffle)
-        to = self.model.backend.asarray
-        return to(batches), None if last is None else to(last)
+        to, n_rows = self.model.backend.batch_rows, self.data.x.shape[0]
+        return to(batches, n_rows), None if last is None else to(last, n_rows)
 
     # ---------------------------------------------------------- divergence
     def replay(self, batches, last, n_epochs):
