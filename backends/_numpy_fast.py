@@ -33,6 +33,32 @@ them by `_mirror`, so a change of the optimizer API touches only that part.
 from __future__ import annotations
 
 import numpy as np
+from array_api_compat import array_namespace
+
+from mlp import activations, losses
+from mlp.core import l2_penalty
+from mlp.optimizers import (
+    SGD,
+    Adam,
+    AdamW,
+    AddDecayedWeights,
+    Chain,
+    ClipByGlobalNorm,
+    EmptyState,
+    RMSprop,
+    ScaleByAdam,
+    ScaleByAdamState,
+    ScaleByLearningRate,
+    ScaleByLearningRateState,
+    ScaleByRms,
+    ScaleByRmsState,
+    Trace,
+    TraceState,
+    _rate,
+    clip_by_global_norm,
+)
+from mlp.steps import InterruptedRun
+from mlp.tree import tree_leaves
 
 # ------------------------------------------------------------- flat layout
 
@@ -121,21 +147,22 @@ class _Block:
         return [self]
 
 
+def _namespace(count, _known={}):  # noqa: B006 - a cache
+    """``array_namespace(count)``, as the pure update calls it, once per type of count."""
+    kind = type(count)
+    if kind not in _known:
+        _known[kind] = array_namespace(count)
+    return _known[kind]
+
+
 class _ScaleByAdam(_Block):
     n_vectors = 2
+
     def load(self, state, ctx):
-        count, self.mu, self.nu = _unpack_state(state, self._cls(), ctx, ("mu", "nu"))
+        count, self.mu, self.nu = _unpack_state(state, ScaleByAdamState, ctx, ("mu", "nu"))
         self.scalars = (count,)
 
-    @staticmethod
-    def _cls():
-        from mlp.optimizers import ScaleByAdamState
-
-        return ScaleByAdamState
-
     def update(self, ctx, u, p):
-        from array_api_compat import array_namespace
-
         b1, b2, eps, mu, nu, t = self.t.beta1, self.t.beta2, self.t.eps, self.mu, self.nu, ctx.tmp
         (count,) = self.scalars
         np.multiply(mu, b1, out=mu)  # mu = b1 * mu + (1 - b1) * g
@@ -145,7 +172,7 @@ class _ScaleByAdam(_Block):
         np.multiply(t, 1 - b2, out=t)
         np.multiply(nu, b2, out=nu)
         np.add(nu, t, out=nu)
-        xp = array_namespace(count)
+        xp = _namespace(count)
         count = count + 1
         step = xp.astype(count, u.dtype)
         c = xp.sqrt(1.0 - b2**step) / (1.0 - b1**step)
@@ -156,15 +183,14 @@ class _ScaleByAdam(_Block):
         self.scalars = (count,)
 
     def state(self, ctx):
-        return self._cls()(self.scalars[0], ctx.layout.views(self.mu),
-                           ctx.layout.views(self.nu))
+        return ScaleByAdamState(self.scalars[0], ctx.layout.views(self.mu),
+                                ctx.layout.views(self.nu))
 
 
 class _ScaleByRms(_Block):
     n_vectors = 1
-    def load(self, state, ctx):
-        from mlp.optimizers import ScaleByRmsState
 
+    def load(self, state, ctx):
         (self.nu,) = _unpack_state(state, ScaleByRmsState, ctx, ("nu",))
 
     def update(self, ctx, u, p):
@@ -178,16 +204,13 @@ class _ScaleByRms(_Block):
         np.divide(u, t, out=u)
 
     def state(self, ctx):
-        from mlp.optimizers import ScaleByRmsState
-
         return ScaleByRmsState(ctx.layout.views(self.nu))
 
 
 class _Trace(_Block):
     n_vectors = 1
-    def load(self, state, ctx):
-        from mlp.optimizers import TraceState
 
+    def load(self, state, ctx):
         (self.v,) = _unpack_state(state, TraceState, ctx, ("trace",))
 
     def update(self, ctx, u, p):
@@ -201,15 +224,11 @@ class _Trace(_Block):
             np.copyto(u, v)
 
     def state(self, ctx):
-        from mlp.optimizers import TraceState
-
         return TraceState(ctx.layout.views(self.v))
 
 
 class _AddDecayedWeights(_Block):
     def load(self, state, ctx):
-        from mlp.optimizers import EmptyState
-
         _unpack_state(state, EmptyState, ctx)
 
     def update(self, ctx, u, p):
@@ -217,8 +236,6 @@ class _AddDecayedWeights(_Block):
         np.add(u, ctx.tmp, out=u)
 
     def state(self, ctx):
-        from mlp.optimizers import EmptyState
-
         return EmptyState()
 
 
@@ -227,9 +244,6 @@ class _ClipByGlobalNorm(_AddDecayedWeights):
     per array: per layer, or over the two packed arrays), copied back."""
 
     def update(self, ctx, u, p):
-        from mlp.optimizers import EmptyState
-        from mlp.tree import tree_leaves
-
         grads = ctx.layout.packed(u) if ctx.packed else ctx.layout.views(u)
         clipped, _ = self.t.update(grads, EmptyState())
         for dst, src in zip(tree_leaves(grads), tree_leaves(clipped)):
@@ -238,8 +252,6 @@ class _ClipByGlobalNorm(_AddDecayedWeights):
 
 class _ScaleByLearningRate(_Block):
     def load(self, state, ctx):
-        from mlp.optimizers import ScaleByLearningRateState
-
         count, scale = _unpack_state(state, ScaleByLearningRateState, ctx)
         if not (isinstance(scale, (np.ndarray, np.generic)) and scale.dtype == ctx.dtype
                 and scale.shape == ()):
@@ -247,16 +259,12 @@ class _ScaleByLearningRate(_Block):
         self.scalars = (count, scale)
 
     def update(self, ctx, u, p):
-        from mlp.optimizers import _rate
-
         count, scale = self.scalars
         factor = -(_rate(self.t.learning_rate, count, scale) * scale)
         np.multiply(u, factor, out=u)  # -(lr * scale) * g
         self.scalars = (count + 1, scale)
 
     def state(self, ctx):
-        from mlp.optimizers import ScaleByLearningRateState
-
         return ScaleByLearningRateState(*self.scalars)
 
 
@@ -279,9 +287,9 @@ class _Chain:
         return tuple(part.state(ctx) for part in self.parts)
 
 
-_BLOCKS = {"ScaleByAdam": _ScaleByAdam, "ScaleByRms": _ScaleByRms, "Trace": _Trace,
-           "AddDecayedWeights": _AddDecayedWeights, "ClipByGlobalNorm": _ClipByGlobalNorm,
-           "ScaleByLearningRate": _ScaleByLearningRate}
+_BLOCKS = {ScaleByAdam: _ScaleByAdam, ScaleByRms: _ScaleByRms, Trace: _Trace,
+           AddDecayedWeights: _AddDecayedWeights, ClipByGlobalNorm: _ClipByGlobalNorm,
+           ScaleByLearningRate: _ScaleByLearningRate}
 
 
 def _mirror(optimizer):
@@ -292,18 +300,14 @@ def _mirror(optimizer):
     subclass may change ``update``, and a transformation of the user's own is
     not known here.
     """
-    from mlp import optimizers
-
     cls = type(optimizer)
-    if cls in (optimizers.SGD, optimizers.Adam, optimizers.AdamW, optimizers.RMSprop):
+    if cls in (SGD, Adam, AdamW, RMSprop):
         return _mirror(optimizer.transformation)
-    if cls is optimizers.Chain:
+    if cls is Chain:
         parts = [_mirror(t) for t in optimizer.transformations]
         return None if any(p is None for p in parts) else _Chain(parts)
-    block = _BLOCKS.get(cls.__name__)
-    if block is None or getattr(optimizers, cls.__name__, None) is not cls:
-        return None
-    return block(optimizer)
+    block = _BLOCKS.get(cls)
+    return None if block is None else block(optimizer)
 
 
 # --------------------------------------------------------------- the network
@@ -318,8 +322,6 @@ class _Network:
     """
 
     def __init__(self, spec, alpha, clip_norm, layout, dtype):
-        from mlp import activations, losses
-
         self.spec, self.alpha, self.clip_norm = spec, alpha, clip_norm
         self.layout, self.dtype = layout, dtype
         self.relu = spec.hidden is activations.ACTIVATIONS["relu"]
@@ -347,7 +349,8 @@ class _Network:
         return x.take(rows, axis=0, out=buf["x"]), y.take(rows, axis=0, out=buf["y"])
 
     def _cross_entropy(self, buf, z, y):
-        """`mlp.losses._ce_value_and_delta`, into buffers."""
+        """`mlp.losses.Loss.value_and_delta` of cross-entropy (`_ce_terms_and_delta`,
+        ``scale = 1/n``), into buffers."""
         n = y.shape[0]
         shift, total, log_z = buf["col"]
         e, yz, (s, diff) = buf["e"], buf["yz"], buf["row"]
@@ -406,8 +409,6 @@ class _Network:
                 else:
                     delta = spec.hidden.backward(xp, d, zs[i - 1], inputs[i])
         if alpha:
-            from mlp.core import l2_penalty
-
             loss = loss + l2_penalty(xp, params, alpha)
         return loss
 
@@ -453,8 +454,6 @@ class _Training:
         self.grads = layout.views(self.flat_g)
         self.saved, self.saved_scalars = np.empty_like(self.store), None
         if net.clip_norm is not None:  # chain(clip_by_global_norm(clip_norm), optimizer)
-            from mlp.optimizers import clip_by_global_norm
-
             self.blocks.insert(0, _ClipByGlobalNorm(clip_by_global_norm(net.clip_norm)))
 
     def save(self):
@@ -529,18 +528,16 @@ def fast_run(pure_run, spec, optimizer, alpha=0.0, clip_norm=None):
 
 def _epochs(training, x, y, batches, last, n_epochs):
     """The epochs; Ctrl-C keeps the epochs completed so far (`mlp.steps.InterruptedRun`)."""
-    losses = []
+    epoch_losses = []
     try:
         for e in range(n_epochs):
             training.save()
             if batches is None:
-                losses.append(training.epoch(x, y, None, None))
+                epoch_losses.append(training.epoch(x, y, None, None))
             else:
-                losses.append(training.epoch(x, y, batches[e, ...],
-                                             None if last is None else last[e, ...]))
+                epoch_losses.append(training.epoch(x, y, batches[e, ...],
+                                                   None if last is None else last[e, ...]))
     except KeyboardInterrupt as exc:
-        from mlp.steps import InterruptedRun
-
         training.restore()
-        raise InterruptedRun(*training.result(), losses) from exc
-    return (*training.result(), np.stack(losses))
+        raise InterruptedRun(*training.result(), epoch_losses) from exc
+    return (*training.result(), np.stack(epoch_losses))
