@@ -20,10 +20,12 @@ proves it for every optimizer, activation, loss and dtype). The pure code in
 schedules, step counts) come from the same expressions on the same values,
 and gradient clipping calls `ClipByGlobalNorm.update` itself (its norm is
 summed over the arrays the pure path sums: per layer, or the two packed ones).
-Anything this module does not recognise - a transformation of the user's own
-or a subclass of a built-in one, sample weights, arrays that are not NumPy
-float arrays of one dtype, an optimizer state of another dtype or structure -
-runs the pure path unchanged.
+Sample weights take the pure path's weighted forms (`mlp.core.zero_weight_rows`,
+the loss's weighted ``value_and_delta``, the epoch's weighted mean). Anything
+this module does not recognise - a transformation of the user's own or a
+subclass of a built-in one, arrays that are not NumPy float arrays of one
+dtype, an optimizer state of another dtype or structure - runs the pure path
+unchanged.
 
 The in-place transformations are in `_BLOCKS` (one small class per building
 block of `mlp.optimizers`); named optimizers and chains are taken apart into
@@ -36,7 +38,7 @@ import numpy as np
 from array_api_compat import array_namespace
 
 from mlp import activations, losses
-from mlp.core import l2_penalty
+from mlp.core import l2_penalty, zero_weight_rows
 from mlp.optimizers import (
     SGD,
     Adam,
@@ -339,14 +341,16 @@ class _Network:
                    "mask": [np.empty((m, o), bool) for _, o in shapes[:-1]],
                    "e": np.empty((m, n_out), dt), "yz": np.empty((m, n_out), dt),
                    "col": [np.empty((m, 1), dt) for _ in range(3)],
-                   "row": [np.empty(m, dt) for _ in range(2)],
+                   "row": [np.empty(m, dt) for _ in range(2)], "rows_w": np.empty(m, dt),
                    "w": [np.empty((i, o), dt) for i, o in shapes] if self.alpha else None}
             self.buffers[m] = buf
         return buf
 
-    def gather(self, x, y, rows):
+    def gather(self, x, y, w, rows):
+        """The batch ``(x, y, w)`` at ``rows`` (``w`` None without sample weights)."""
         buf = self._buffers(rows.shape[0])
-        return x.take(rows, axis=0, out=buf["x"]), y.take(rows, axis=0, out=buf["y"])
+        return (x.take(rows, axis=0, out=buf["x"]), y.take(rows, axis=0, out=buf["y"]),
+                None if w is None else w.take(rows, axis=0, out=buf["rows_w"]))
 
     def _cross_entropy(self, buf, z, y):
         """`mlp.losses.Loss.value_and_delta` of cross-entropy (`_ce_terms_and_delta`,
@@ -384,16 +388,18 @@ class _Network:
                 a = spec.output.forward(xp, z) if spec.loss.needs_output else None
         return inputs, a
 
-    def loss_and_gradients(self, params, grads, x, y):
-        """The loss; the gradients into ``grads`` (views into the flat gradient)."""
+    def loss_and_gradients(self, params, grads, x, y, w=None):
+        """The loss; the gradients into ``grads`` (views into the flat gradient).
+        ``w``: the rows' weights or None; weighted, the input rows of weight 0 are zeroed
+        and the loss is the pure one (`mlp.losses.Loss.value_and_delta` with weights)."""
         spec, xp, alpha = self.spec, self.spec.xp, self.alpha
         buf = self._buffers(x.shape[0])
-        inputs, a = self._forward(params, x, buf)
+        inputs, a = self._forward(params, zero_weight_rows(xp, x, w), buf)
         zs = buf["z"]
-        if self.ce:
+        if self.ce and w is None:
             loss, delta = self._cross_entropy(buf, zs[-1], y)
         else:
-            loss, delta = spec.loss.value_and_delta(xp, zs[-1], a, y, spec.output)
+            loss, delta = spec.loss.value_and_delta(xp, zs[-1], a, y, spec.output, w)
         for i in range(len(params) - 1, -1, -1):
             W, (dW, db) = params[i][0], grads[i]
             np.matmul(inputs[i].T, delta, out=dW)
@@ -465,35 +471,58 @@ class _Training:
         for b, scalars in zip(self.blocks, self.saved_scalars):
             b.scalars = scalars
 
-    def step(self, x, y):
-        loss = self.net.loss_and_gradients(self.params, self.grads, x, y)
+    def step(self, x, y, w):
+        loss = self.net.loss_and_gradients(self.params, self.grads, x, y, w)
         u, p, ctx = self.flat_g, self.flat, self.ctx  # the gradients become the updates
         for block in self.blocks:
             block.update(ctx, u, p)
         np.add(p, u, out=p)  # apply_updates: params + updates
         return loss
 
-    def epoch(self, x, y, full, rest):
+    def batch(self, x, y, w, rows):
+        """A batch's step: its loss times its size, or with ``w`` its weights' sum."""
+        xb, yb, wb = self.net.gather(x, y, w, rows)
+        loss = self.step(xb, yb, wb)
+        return loss * rows.shape[-1] if w is None else loss * self.net.spec.xp.sum(wb)
+
+    def epoch(self, x, y, w, full, rest):
+        """`mlp.steps._epoch_function`'s epoch: the same sums in the same order."""
         if full is None:
-            return self.step(x, y)
-        losses = np.empty(full.shape[0], self.net.dtype)
-        for k in range(full.shape[0]):
-            losses[k] = self.step(*self.net.gather(x, y, full[k, ...]))
-        total = np.add.reduce(losses) * full.shape[-1]
+            return self.step(x, y, w)
+        xp = self.net.spec.xp
+        if w is None:  # the batches' losses, summed, times the batch size
+            losses = [self.step(*self.net.gather(x, y, None, full[k, ...]))
+                      for k in range(full.shape[0])]
+            total = xp.sum(xp.stack(losses)) * full.shape[-1]
+        else:  # the batches' losses times their weights' sums, summed
+            total = xp.sum(xp.stack([self.batch(x, y, w, full[k, ...])
+                                     for k in range(full.shape[0])]))
         if rest is not None:
-            total = total + self.step(*self.net.gather(x, y, rest)) * rest.shape[-1]
-        return total / x.shape[0]
+            total = total + self.batch(x, y, w, rest)
+        if w is None:
+            return total / x.shape[0]
+        weight = xp.sum(w)
+        return total / xp.where(weight > 0, weight, 1.0)
 
     def result(self):
         return self.layout.views(self.flat), self.transform.state(self.ctx)
 
 
 def _handles(params, x, y, w, batches):
-    """Whether the fast path takes these inputs: NumPy float arrays of one dtype, no
-    sample weights, integer row indices."""
+    """Whether the fast path takes these inputs: NumPy float arrays of one dtype and
+    matching shapes (sample weights ``w: (n,)`` or None), integer row indices (anything
+    else goes to the pure run, which gives its own result or error)."""
     dtype = x.dtype if isinstance(x, np.ndarray) else None
-    return (w is None and dtype in (np.float32, np.float64)
-            and _numpy_floats([x, y] + [a for pair in params for a in pair], dtype)
+    weights = [] if w is None else [w]
+    if not (dtype in (np.float32, np.float64) and isinstance(params, list)
+            and all(isinstance(p, tuple) and len(p) == 2 for p in params)
+            and _numpy_floats([x, y, *weights] + [a for pair in params for a in pair], dtype)
+            and all(v.shape == x.shape[:1] for v in weights)):
+        return False
+    widths = [x.shape[-1]] + [W.shape[-1] for W, _ in params]
+    return (x.ndim == 2 and y.shape == (x.shape[0], widths[-1])
+            and all(W.shape == (n_in, n_out) and b.shape == (n_out,)
+                    for (W, b), n_in, n_out in zip(params, widths, widths[1:]))
             and (batches is None or isinstance(batches, np.ndarray) and batches.dtype.kind == "i"))
 
 
@@ -502,8 +531,8 @@ def fast_run(pure_run, spec, optimizer, alpha=0.0, clip_norm=None):
 
     None when ``optimizer`` is not one this module mirrors (see `_mirror`); the
     run returned calls ``pure_run`` itself for inputs it does not handle
-    (sample weights, arrays that are not NumPy float arrays of one dtype, an
-    optimizer state of another structure or dtype).
+    (arrays that are not NumPy float arrays of one dtype, an optimizer state of
+    another structure or dtype).
     """
     if _mirror(optimizer) is None:
         return None
@@ -520,22 +549,22 @@ def fast_run(pure_run, spec, optimizer, alpha=0.0, clip_norm=None):
             except _Unfit:
                 pass
             else:
-                return _epochs(training, x, y, batches, last, n_epochs)
+                return _epochs(training, x, y, w, batches, last, n_epochs)
         return pure_run(params, opt_state, x, y, w, batches, last, n_epochs)
 
     return run
 
 
-def _epochs(training, x, y, batches, last, n_epochs):
+def _epochs(training, x, y, w, batches, last, n_epochs):
     """The epochs; Ctrl-C keeps the epochs completed so far (`mlp.steps.InterruptedRun`)."""
     epoch_losses = []
     try:
         for e in range(n_epochs):
             training.save()
             if batches is None:
-                epoch_losses.append(training.epoch(x, y, None, None))
+                epoch_losses.append(training.epoch(x, y, w, None, None))
             else:
-                epoch_losses.append(training.epoch(x, y, batches[e, ...],
+                epoch_losses.append(training.epoch(x, y, w, batches[e, ...],
                                                    None if last is None else last[e, ...]))
     except KeyboardInterrupt as exc:
         training.restore()

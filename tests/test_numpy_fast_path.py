@@ -61,7 +61,7 @@ NETWORKS = [(act, "cross_entropy", None) for act in ("relu", "leaky_relu", "tanh
                                                       "identity")]
 NETWORKS += [("relu", "mse", out) for out in ("identity", "relu", "leaky_relu", "tanh",
                                                 "sigmoid")]
-NETWORKS += [("tanh", "binary_cross_entropy", None)]
+NETWORKS += [("tanh", "binary_cross_entropy", None), ("sigmoid", "poisson", None)]
 
 
 def _data(loss, n, n_in, n_out):
@@ -71,18 +71,22 @@ def _data(loss, n, n_in, n_out):
         return x, rng.integers(0, n_out, n)
     if loss == "binary_cross_entropy":
         return x, (rng.random((n, n_out)) > 0.5).astype(np.float64)
+    if loss == "poisson":
+        return x, rng.poisson(2.0, (n, n_out)).astype(np.float64)
     return x, rng.standard_normal((n, n_out))
 
 
 def _both(optimizer, *, activation="relu", loss="cross_entropy", output=None,
           dtype="float32", batch_size=16, epochs=3, alpha=0.0, clip_norm=None,
-          sizes=(6, 9, 7, 3), n=50, edit_state=None):
+          sizes=(6, 9, 7, 3), n=50, edit_state=None, weights=None):
     """``(pure, fast)``: each ``(params, opt_state, losses)`` from the same start
-    (``edit_state(state)``: the optimizer's initial state, changed)."""
+    (``edit_state(state)``: the optimizer's initial state, changed; ``weights``: the
+    rows' sample weights, host float64)."""
     model = mlp.MLP(list(sizes), activation=activation, loss=loss, output_activation=output,
                     backend=PURE, dtype=dtype, seed=4)
     x, y = _data(loss, n, sizes[0], sizes[-1])
     x_dev, y_dev, _ = model._prepare(x, y)
+    w_dev = None if weights is None else np.asarray(weights, dtype)
     pure = make_run(PURE, model._spec, optimizer, alpha, clip_norm)
     fell_back = []
 
@@ -99,7 +103,8 @@ def _both(optimizer, *, activation="relu", loss="cross_entropy", output=None,
     if edit_state is not None:
         state = edit_state(state)
     before = [np.copy(a) for pair in params for a in pair]
-    out = [run(params, state, x_dev, y_dev, None, batches, last, epochs) for run in (pure, fast)]
+    out = [run(params, state, x_dev, y_dev, w_dev, batches, last, epochs)
+           for run in (pure, fast)]
     assert not fell_back
     # the inputs are left alone
     assert all(np.array_equal(a, b) for a, b in zip(before, [a for p in params for a in p]))
@@ -268,27 +273,64 @@ def test_inputs_it_does_not_handle_go_to_the_pure_run():
     x, y = np.zeros((5, 3), np.float32), np.zeros((5, 2), np.float32)
     params = model.params
     state = opt.init(params)
-    w = np.ones(5, np.float32)
+    w = np.ones(5, np.float64)
     assert fast(params, state, x.astype(np.float64), y, None, None, None, 1) == "pure"  # mixed
     assert fast(params, state, x.tolist(), y, None, None, None, 1) == "pure"  # not NumPy arrays
-    assert fast(params, state, x, y, w, None, None, 1) == "pure"  # sample weights
+    assert fast(params, state, x, y, w, None, None, 1) == "pure"  # weights of another dtype
     wide = optimizers.with_learning_rate_scale(state, 1.0)
     wide = (wide[0], wide[1]._replace(learning_rate_scale=np.asarray(1.0)))  # float64 scale
     assert fast(params, wide, x, y, None, None, None, 1) == "pure"
     assert fast(params, optimizers.Adam().init(params), x, y, None, None, None, 1) == "pure"
-    assert len(calls) == 5
+    assert fast(params, state, x[:, :2], y, None, None, None, 1) == "pure"  # wrong width
+    assert fast(params, state, x, y, w[:4].astype(np.float32), None, None, 1) == "pure"
+    assert len(calls) == 7
     assert all(len(args) == 8 and args[7] == 1 for args in calls)
 
 
-def test_sample_weights_run_the_pure_path_with_its_results():
-    rng = np.random.default_rng(5)
-    w = rng.random(50) * (rng.random(50) > 0.2)
+def _refuse(*args):
+    raise AssertionError("the fast path handed its inputs to the pure run")
+
+
+def _weights(n, seed=5):
+    """Row weights with zeros (rows dropped), fractions and integers."""
+    rng = np.random.default_rng(seed)
+    return np.round(rng.random(n) * 3, 1) * (rng.random(n) > 0.2)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("activation,loss,output", NETWORKS[::3] + NETWORKS[-2:])
+def test_sample_weights_bit_for_bit(activation, loss, output, dtype):
+    for batch_size in (16, None):
+        pure, fast = _both(optimizers.Adam(1e-2), activation=activation, loss=loss,
+                           output=output, dtype=dtype, batch_size=batch_size,
+                           weights=_weights(50), alpha=1e-3, clip_norm=0.5)
+        assert_identical(pure, fast)
+
+
+def test_weights_summing_to_zero_and_garbage_in_dropped_rows_bit_for_bit():
+    weights = _weights(50)
+    weights[:30] = 0.0  # without shuffling, the first batches weigh nothing
+    model = mlp.MLP([6, 9, 3], loss="cross_entropy", backend=PURE, seed=4)
+    x_dev, y_dev, _ = model._prepare(*_data("cross_entropy", 50, 6, 3))
+    batches, last = batch_indices(np.random.default_rng(3), 50, 16, 2, False)
+    opt = optimizers.SGD(0.1, momentum=0.9)
+    pure = make_run(PURE, model._spec, opt)
+    fast = FAST.fast_run(_refuse, model._spec, opt)  # the fast path runs these itself
+    w = np.asarray(weights, np.float32)
+    x_dev[np.flatnonzero(w == 0)[-1]] = 3e38  # garbage in a dropped row: inf * 0 = NaN
+    out = [run(model.params, opt.init(model.params), x_dev, y_dev, w, batches, last, 2)
+           for run in (pure, fast)]
+    assert_identical(*out)
+    assert np.all(np.isfinite(out[1][2])) and np.all(np.isfinite(out[1][0][0][0]))
+
+
+def test_fit_with_sample_weights_bit_for_bit():
     out = []
     for backend in (PURE, FAST):
         model = mlp.MLP([6, 9, 3], loss="cross_entropy", backend=backend, seed=4)
         x, y = _data("cross_entropy", 50, 6, 3)
-        history = model.fit(x, y, sample_weight=w, epochs=3, batch_size=16, optimizer="adam",
-                            learning_rate=1e-2)
+        history = model.fit(x, y, sample_weight=_weights(50), epochs=3, batch_size=16,
+                            optimizer="adam", learning_rate=1e-2)
         out.append((model.get_weights(), history.history["loss"]))
     assert out[0][1] == out[1][1]
     assert_identical(out[0][0], out[1][0])
