@@ -142,7 +142,10 @@ class Backend:
         None (the default) where the backend has none for this network and
         optimizer: the pure run is used. A backend may return a run that works
         in place behind this interface, provided its weights, optimizer state
-        and losses are identical to the pure run's, bit for bit.
+        (in the pure format) and losses are identical to the pure run's, bit
+        for bit, and that it raises `mlp.steps.InterruptedRun` on Ctrl-C as the
+        pure run does; it may call ``pure_run`` itself for inputs it does not
+        handle (e.g. sample weights ``w``).
         """
         return None
 
