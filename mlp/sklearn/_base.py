@@ -16,6 +16,7 @@ from sklearn.base import BaseEstimator, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state, shuffle
+from sklearn.utils._array_api import check_same_namespace
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
 from sklearn.utils.optimize import _check_optimize_result
@@ -110,6 +111,7 @@ class BaseMLP(BaseEstimator):
         if np.any(np.array(hidden) <= 0):
             raise ValueError(f"hidden_layer_sizes must be > 0, got {hidden}.")
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        where = caller_namespace(X)
         X, Y, targets = self._validate_input(to_host(X), to_host(y), incremental,
                                              reset=first_pass)
         sample_weight = to_host(sample_weight)
@@ -121,6 +123,8 @@ class BaseMLP(BaseEstimator):
         rng = check_random_state(self.random_state)
         if first_pass:
             self._initialize(Y, layer_units, X.dtype, rng)
+        # An empty array in fit's namespace and device: `check_same_namespace` compares to it.
+        self._fit_input = to_caller(np.zeros(0, dtype=X.dtype), where)
         be = self._backend()
         X = dense(X)
         if self.solver in _STOCHASTIC_SOLVERS:
@@ -326,9 +330,10 @@ class BaseMLP(BaseEstimator):
         spec = self._spec(be)
         return _solver.compiled(be, ("forward", spec), lambda: _solver.make_forward(be, spec))
 
-    def _outputs(self, X):
+    def _outputs(self, X, method):
         """``(outputs (n, n_outputs) as NumPy, where results go)`` for a new ``X``."""
         check_is_fitted(self)
+        check_same_namespace(X, self, attribute="_fit_input", method=method)
         where = caller_namespace(X)
         X = validate_data(self, to_host(X), accept_sparse=["csr", "csc"], reset=False,
                           dtype=(np.float64, np.float32))

@@ -135,20 +135,20 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
     def predict(self, X):
         """Predicted labels ``(n_samples,)`` (``(n_samples, n_classes)`` 0/1 for multilabel)."""
-        outputs, where = self._outputs(X)
+        outputs, where = self._outputs(X, "predict")
         labels = self._labels(outputs)
         return labels if labels.dtype.kind not in "biuf" else to_caller(labels, where)
 
     def predict_proba(self, X):
         """Class probabilities ``(n_samples, n_classes)``, columns in ``classes_`` order."""
-        outputs, where = self._outputs(X)
+        outputs, where = self._outputs(X, "predict_proba")
         if self.n_outputs_ == 1:
             outputs = np.hstack([1 - outputs, outputs])
         return to_caller(outputs, where)
 
     def predict_log_proba(self, X):
         """``log(predict_proba(X))``."""
-        outputs, where = self._outputs(X)
+        outputs, where = self._outputs(X, "predict_log_proba")
         if self.n_outputs_ == 1:
             outputs = np.hstack([1 - outputs, outputs])
         with np.errstate(divide="ignore"):
@@ -225,5 +225,5 @@ class MLPRegressor(RegressorMixin, BaseMLP):
 
     def predict(self, X):
         """Predictions ``(n_samples,)``, or ``(n_samples, n_outputs)`` with several outputs."""
-        outputs, where = self._outputs(X)
+        outputs, where = self._outputs(X, "predict")
         return to_caller(outputs.ravel() if outputs.shape[1] == 1 else outputs, where)
