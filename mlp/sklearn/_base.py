@@ -8,6 +8,7 @@ the math runs on mlp's backends through `._solver`.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
@@ -45,6 +46,19 @@ def _batches(order: np.ndarray, batch_size: int):
     n_full = (len(order) // batch_size) * batch_size
     return (order[:n_full].reshape(-1, batch_size),
             order[n_full:] if n_full < len(order) else None)
+
+
+@dataclass
+class SolverState:
+    """What a stochastic solver carries from one `fit`/`partial_fit` call to the next.
+
+    ``learning_rate`` is the current one (``invscaling`` and ``adaptive`` change
+    it); ``state`` the optimizer's state (moments, velocity, step count) as
+    NumPy arrays, so the estimator pickles; None until the first step.
+    """
+
+    learning_rate: float
+    state: object = None
 
 
 class _BackendName(str):
@@ -153,7 +167,6 @@ class BaseMLP(BaseEstimator):
             bound = np.sqrt(factor / (fan_in + fan_out))
             self.coefs_.append(rng.uniform(-bound, bound, (fan_in, fan_out)).astype(dtype))
             self.intercepts_.append(rng.uniform(-bound, bound, fan_out).astype(dtype))
-        self._optimizer_state = None
         if self.solver in _STOCHASTIC_SOLVERS:
             self.loss_curve_ = []
             self._no_improvement_count = 0
@@ -171,7 +184,7 @@ class BaseMLP(BaseEstimator):
         """``(train, val)``, each ``(X, Y, w)``; ``val`` None without early stopping."""
         if not self.early_stopping:
             return (X, Y, sample_weight), None
-        stratify = Y if is_classifier(self) and self.n_outputs_ == 1 else None
+        stratify = Y.astype(bool) if is_classifier(self) and self.n_outputs_ == 1 else None
         arrays = (X, Y) if sample_weight is None else (X, Y, sample_weight)
         parts = train_test_split(*arrays, random_state=rng, test_size=self.validation_fraction,
                                  stratify=stratify)
@@ -191,26 +204,26 @@ class BaseMLP(BaseEstimator):
                           "going to be clipped", stacklevel=3)
         return int(np.clip(self.batch_size, 1, n))
 
-    def _optimizer(self):
+    def _make_optimizer(self):
         return _solver.make_optimizer(self.solver, self.learning_rate_init, self.momentum,
                                       self.nesterovs_momentum, self.beta_1, self.beta_2,
                                       self.epsilon)
 
     def _fit_stochastic(self, be, X, Y, sample_weight, incremental, rng):
-        if not incremental or self._optimizer_state is None:
-            self._optimizer_state, self._learning_rate = None, float(self.learning_rate_init)
+        if not incremental or not hasattr(self, "_optimizer"):
+            self._optimizer = SolverState(float(self.learning_rate_init))
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         (X, Y, w), val = self._split(X, Y, sample_weight, rng)
         dtype = be.dtype(X.dtype.name)
         to = be.asarray
         data = (to(X, dtype), to(Y, dtype), None if w is None else to(w, dtype))
-        opt, spec = self._optimizer(), self._spec(be)
+        opt, spec = self._make_optimizer(), self._spec(be)
         epoch = _solver.compiled(be, ("epoch", spec, opt, float(self.alpha)),
                                  lambda: _solver.make_epoch(be, spec, opt, float(self.alpha)))
         params = self._device_params(be, dtype)
-        state = (opt.init(params) if self._optimizer_state is None
-                 else _tree_map(lambda a: to(a, dtype), self._optimizer_state))
+        state = (opt.init(params) if self._optimizer.state is None
+                 else _tree_map(lambda a: to(a, dtype), self._optimizer.state))
         if val is not None:
             val = (to(val[0], dtype), self._validation_targets(val[1]), val[2])
             self._best_params = params
@@ -224,7 +237,7 @@ class BaseMLP(BaseEstimator):
                 batches, last = _batches(order, batch_size)
                 params, state, loss = epoch(params, state, *data, to(batches),
                                             None if last is None else to(last),
-                                            self._learning_rate)
+                                            self._optimizer.learning_rate)
                 if self._end_epoch(be, float(loss), n, params, val) or incremental:
                     break
                 if self.n_iter_ == self.max_iter:
@@ -233,7 +246,7 @@ class BaseMLP(BaseEstimator):
                                   ConvergenceWarning, stacklevel=3)
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.", stacklevel=3)
-        self._optimizer_state = _tree_map(be.to_numpy, state)
+        self._optimizer.state = _tree_map(be.to_numpy, state)
         self._store_params(be, self.__dict__.pop("_best_params") if val is not None else params)
 
     def _end_epoch(self, be, loss, n, params, val):
@@ -246,7 +259,8 @@ class BaseMLP(BaseEstimator):
             print(f"Iteration {self.n_iter_}, loss = {loss:.8f}")
         self._update_no_improvement_count(be, params, val)
         if self.solver == "sgd" and self.learning_rate == "invscaling":
-            self._learning_rate = float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
+            self._optimizer.learning_rate = (float(self.learning_rate_init)
+                                             / (self.t_ + 1) ** self.power_t)
         if self._no_improvement_count <= self.n_iter_no_change:
             return False
         what = ("Validation score" if val is not None else "Training loss")
@@ -256,13 +270,13 @@ class BaseMLP(BaseEstimator):
             if self.verbose:
                 print(msg + " Stopping.")
             return True
-        if self._learning_rate <= 1e-6:
+        if self._optimizer.learning_rate <= 1e-6:
             if self.verbose:
                 print(msg + " Learning rate too small. Stopping.")
             return True
-        self._learning_rate /= 5.0
+        self._optimizer.learning_rate /= 5.0
         if self.verbose:
-            print(msg + f" Setting learning rate to {self._learning_rate:f}")
+            print(msg + f" Setting learning rate to {self._optimizer.learning_rate:f}")
         self._no_improvement_count = 0
         return False
 
@@ -293,25 +307,13 @@ class BaseMLP(BaseEstimator):
     # -------------------------------------------------------------- lbfgs
     def _fit_lbfgs(self, be, X, Y, sample_weight):
         dtype = be.dtype(X.dtype.name)
-        to = be.asarray
-        x, y = to(X, dtype), to(Y, dtype)
-        w = None if sample_weight is None else to(sample_weight, dtype)
-        spec, alpha = self._spec(be), float(self.alpha)
-        fn = _solver.compiled(be, ("lbfgs", spec, alpha),
-                              lambda: _solver.make_loss_and_gradients(be, spec, alpha))
-        shapes = tuple(W.shape for W in self.coefs_)
-        n_w = sum(W.size for W in self.coefs_)
-
-        def loss_and_grad(theta):
-            loss, dw, db = fn(to(theta[:n_w], dtype), to(theta[n_w:], dtype), shapes, x, y, w)
-            return float(loss), np.concatenate([be.to_numpy(dw), be.to_numpy(db)]).astype(
-                np.float64)
-
+        data = [None if a is None else be.asarray(a, dtype) for a in (X, Y, sample_weight)]
+        shapes = [W.shape for W in self.coefs_]
         theta = np.concatenate([W.ravel() for W in self.coefs_]
                                + list(self.intercepts_)).astype(np.float64)
         iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
         result = scipy.optimize.minimize(
-            loss_and_grad, theta, method="L-BFGS-B", jac=True,
+            self._loss_grad_lbfgs, theta, args=tuple(data), method="L-BFGS-B", jac=True,
             options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol,
                      **_get_additional_lbfgs_options_dict("iprint", iprint)})
         self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
@@ -324,6 +326,27 @@ class BaseMLP(BaseEstimator):
         for _, fan_out in shapes:
             self.intercepts_.append(flat[start:start + fan_out])
             start += fan_out
+
+    def _loss_grad_lbfgs(self, packed, X, Y, sample_weight=None, *unused):
+        """The full-batch objective and its gradient, for L-BFGS (as scikit-learn's).
+
+        ``packed`` (float64): every ``W`` raveled, then every ``b``; ``X``,
+        ``Y: (n, n_outputs)`` and ``sample_weight`` as NumPy or backend arrays.
+        Returns ``(loss, flat gradient as float64)``; the work runs on the backend.
+        """
+        be = self._backend()
+        dtype = be.dtype(self.coefs_[0].dtype.name)
+        spec, alpha = self._spec(be), float(self.alpha)
+        fn = _solver.compiled(be, ("lbfgs", spec, alpha),
+                              lambda: _solver.make_loss_and_gradients(be, spec, alpha))
+        shapes = tuple(W.shape for W in self.coefs_)
+        n_w = sum(W.size for W in self.coefs_)
+        to = be.asarray
+        w = None if sample_weight is None else to(sample_weight, dtype)
+        loss, dw, db = fn(to(packed[:n_w], dtype), to(packed[n_w:], dtype), shapes,
+                          to(X, dtype), to(Y, dtype), w)
+        grad = np.concatenate([be.to_numpy(dw), be.to_numpy(db)])
+        return float(loss), grad.astype(np.float64)
 
     # ------------------------------------------------------------ predict
     def _forward_fn(self, be):
