@@ -13,7 +13,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import scipy.optimize
-from sklearn.base import BaseEstimator, is_classifier
+from sklearn.base import BaseEstimator, clone, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state, shuffle
@@ -370,6 +370,14 @@ class BaseMLP(BaseEstimator):
             raise AttributeError(f"partial_fit is only available for stochastic optimizers. "
                                  f"{self.solver} is not stochastic.")
         return True
+
+    def __sklearn_clone__(self):
+        if not isinstance(self.backend, Backend):
+            return super().__sklearn_clone__()
+        # A Backend wraps modules, which deepcopy cannot copy: the clone shares it.
+        params = {k: v if k == "backend" else clone(v, safe=False)
+                  for k, v in self.get_params(deep=False).items()}
+        return type(self)(**params)
 
     def __getstate__(self):
         state = super().__getstate__()
