@@ -56,9 +56,9 @@ def main(argv=None) -> None:
     print("|" + "---|" * (2 + 2 * len(names)))
     for name, X, y, params in workloads():
         common = dict(params, random_state=0, n_iter_no_change=np.inf, solver="adam")
-        makers = {"sklearn": lambda: neural_network.MLPClassifier(**common)}
+        makers = {"sklearn": lambda c=common: neural_network.MLPClassifier(**c)}
         for b in names:
-            makers[b] = lambda b=b: MLPClassifier(**common, backend=b)
+            makers[b] = lambda b=b, c=common: MLPClassifier(**c, backend=b)
         times = {k: [] for k in makers}
         for make in makers.values():
             timed_fit(make, X, y)  # warm-up

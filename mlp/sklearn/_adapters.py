@@ -24,7 +24,7 @@ adapters shrink to a lookup.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 from ..activations import Activation, get_activation
 from ..core import NetworkSpec
@@ -69,7 +69,7 @@ EXP = Activation("exp", lambda xp, z: xp.exp(z), lambda xp, delta, z, a: delta *
 POISSON = Loss("poisson", "exp", ("exp",), _poisson_value_and_delta, _poisson_value, False)
 
 
-@lru_cache(maxsize=None)
+@cache
 def sklearn_loss(name: str) -> Loss:
     """The core loss ``name`` (or ``"poisson"``) as scikit-learn's weighted objective.
 
@@ -116,7 +116,7 @@ def _activation(name: str, hidden: bool) -> Activation:
     return EXP if name == "exp" else get_activation(ACTIVATION_NAMES[name], hidden=hidden)
 
 
-@lru_cache(maxsize=None)
+@cache
 def network_spec(xp, activation: str, out_activation: str) -> NetworkSpec:
     """The core's `NetworkSpec` for scikit-learn's names (cached: one object per network)."""
     return NetworkSpec(xp, _activation(activation, True), _activation(out_activation, False),
