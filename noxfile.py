@@ -49,7 +49,8 @@ def tests(session, backend):
 
 @nox.session
 def lint(session):
-    """ruff over the code."""
+    """ruff over the code, with pyproject's rules: pycodestyle, pyflakes, isort, bugbear,
+    pyupgrade and McCabe complexity (no function over 12)."""
     session.install("ruff>=0.5")
     session.run("ruff", "check", "mlp", "backends", "tests", "examples", "benchmarks",
                 "noxfile.py")

@@ -5,6 +5,12 @@
 >>> be.xp.sum(be.asarray([1.0, 2.0]))
 
 Known backends: numpy, jax, cupy, torch, array_api_strict.
+
+Every backend takes NumPy arrays of any dtype, memory layout and writability,
+nested lists and scalars, and the CPU arrays of the other libraries
+(`to_host`); arrays on a GPU are refused with a message that says how to move
+them. JAX: ``$MLP_JAX_CACHE_DIR`` or `enable_compilation_cache` keeps compiled
+programs on disk between runs.
 """
 
 from __future__ import annotations
@@ -12,15 +18,19 @@ from __future__ import annotations
 import importlib
 import os
 
-from ._base import Backend, BackendUnavailableError
+from . import _cupy, _jax, _numpy, _strict, _torch
+from ._base import Backend, BackendUnavailableError, foreign_to_numpy, register_converter, to_host
 
 __all__ = [
     "Backend",
     "BackendUnavailableError",
     "KNOWN_BACKENDS",
     "available_backends",
+    "enable_compilation_cache",
+    "foreign_to_numpy",
     "get_backend",
     "resolve_backend",
+    "to_host",
 ]
 
 #: Every backend name `get_backend` knows, with the module that builds it.
@@ -33,6 +43,26 @@ KNOWN_BACKENDS = {
 }
 
 ENV_VAR = "MLP_BACKEND"
+
+# Each backend module recognises and converts its own library's arrays (without
+# importing the library); `to_host` asks them in this order.
+for _module in (_numpy, _jax, _torch, _strict, _cupy):
+    if hasattr(_module, "to_host"):
+        register_converter(_module.to_host)
+
+
+def enable_compilation_cache(path) -> str:
+    """Keep JAX's compiled programs in the directory ``path``, so a second run of the same
+    script loads them instead of compiling (the same as ``$MLP_JAX_CACHE_DIR``).
+
+    Needs JAX (`BackendUnavailableError` otherwise); returns the absolute path.
+    """
+    try:
+        import jax  # noqa: F401 - only to say what is missing
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            "enable_compilation_cache needs JAX: pip install 'mlp[jax]'") from exc
+    return _jax.enable_compilation_cache(path)
 
 _cache: dict[str, Backend] = {}
 

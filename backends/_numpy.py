@@ -1,4 +1,8 @@
-"""NumPy on the CPU."""
+"""NumPy on the CPU.
+
+Accepted input: anything NumPy turns into an array of numbers, including CPU
+arrays of other libraries (their backend modules convert them, see `to_host`).
+"""
 
 from __future__ import annotations
 

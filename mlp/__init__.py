@@ -11,11 +11,21 @@ PyTorch and array-api-strict; pick one with ``backend=`` or ``$MLP_BACKEND``.
 from backends import available_backends, get_backend
 
 from . import activations, core, losses, optimizers, schedules
-from .callbacks import Callback, EarlyStopping, History
-from .io import ModelFileError, load
-from .model import MLP
+from .activations import register_activation
+from .callbacks import (
+                        Callback,
+                        CallbackList,
+                        EarlyStopping,
+                        EpochLogger,
+                        History,
+                        ProgressBar,
+                        metric_mode,
+)
+from .io import ModelFileError
+from .losses import Loss, register_loss
+from .model import MLP, load
 from .network import Network
-from .training import TrainingDivergedError
+from .training import TrainingDivergedError, TrainState
 
 __version__ = "0.1.0"
 
@@ -25,9 +35,17 @@ __all__ = [
     "History",
     "Callback",
     "EarlyStopping",
+    "CallbackList",
+    "ProgressBar",
+    "EpochLogger",
+    "metric_mode",
+    "TrainState",
     "TrainingDivergedError",
     "ModelFileError",
     "load",
+    "Loss",
+    "register_activation",
+    "register_loss",
     "activations",
     "core",
     "losses",

@@ -9,6 +9,18 @@ Each activation is a pair of pure functions over the array-API namespace ``xp``:
 
 ``softmax`` is only an output activation: its Jacobian is never formed, since
 `mlp.losses.cross_entropy` fuses it with the loss.
+
+Adding an activation
+--------------------
+`register_activation` makes it available to `mlp.MLP` (hidden layers, and as
+an output for losses such as ``mse`` that take any); the gradient tests
+iterate the registry, so it is checked against finite differences on every
+backend::
+
+    import mlp
+    mlp.activations.register_activation(
+        "softsign", lambda xp, z: z / (1 + xp.abs(z)),
+        lambda xp, delta, z, a: delta / (1 + xp.abs(z)) ** 2)
 """
 
 from __future__ import annotations
@@ -20,9 +32,13 @@ LEAKY_RELU_SLOPE = 0.01
 
 
 class Activation(NamedTuple):
+    """An activation: ``forward(xp, z)``, ``backward(xp, delta, z, a)`` (None: output-only,
+    fused into a loss) and the initializer it trains best with (``he`` or ``glorot``)."""
+
     name: str
     forward: Callable[[Any, Any], Any]
     backward: Callable[[Any, Any, Any, Any], Any] | None
+    init: str = "glorot"
 
 
 def _relu(xp, z):
@@ -76,24 +92,61 @@ def _softmax(xp, z):
     return e / xp.sum(e, axis=-1, keepdims=True)
 
 
-ACTIVATIONS: dict[str, Activation] = {
-    "relu": Activation("relu", _relu, _relu_backward),
-    "leaky_relu": Activation("leaky_relu", _leaky_relu, _leaky_relu_backward),
-    "tanh": Activation("tanh", _tanh, _tanh_backward),
-    "sigmoid": Activation("sigmoid", _sigmoid, _sigmoid_backward),
-    "identity": Activation("identity", _identity, _identity_backward),
-    # Output-only: backward is fused into the cross-entropy loss.
-    "softmax": Activation("softmax", _softmax, None),
-}
+ACTIVATIONS: dict[str, Activation] = {}
 
-#: Activations allowed in hidden layers.
-HIDDEN_ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "identity")
+
+def register_activation(name: str, forward, backward=None, *, init: str = "glorot",
+                        overwrite: bool = False) -> Activation:
+    """Make an activation available by ``name``; returns it.
+
+    Parameters
+    ----------
+    name : str
+    forward : callable ``(xp, z) -> a``, elementwise, written with ``xp`` only
+    backward : callable ``(xp, delta, z, a) -> delta * f'(z)`` or None
+        None makes it output-only (a loss must fuse its gradient, as
+        cross-entropy does with softmax).
+    init : {"he", "glorot", "normal"}
+        The default initializer of networks using it in hidden layers.
+    overwrite : bool
+        Replace an activation of the same name (otherwise a ValueError).
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name must be a non-empty str, got {name!r}")
+    if name in ACTIVATIONS and not overwrite:
+        raise ValueError(f"an activation named {name!r} is already registered "
+                         "(pass overwrite=True to replace it)")
+    if not callable(forward) or not (backward is None or callable(backward)):
+        raise TypeError("forward must be a callable (xp, z) and backward a callable "
+                        "(xp, delta, z, a) or None")
+    from .initializers import check_initializer
+
+    ACTIVATIONS[name] = Activation(name, forward, backward, check_initializer(init))
+    return ACTIVATIONS[name]
+
+
+register_activation("relu", _relu, _relu_backward, init="he")
+register_activation("leaky_relu", _leaky_relu, _leaky_relu_backward, init="he")
+register_activation("tanh", _tanh, _tanh_backward)
+register_activation("sigmoid", _sigmoid, _sigmoid_backward)
+register_activation("identity", _identity, _identity_backward)
+# Output-only: backward is fused into the cross-entropy loss.
+register_activation("softmax", _softmax)
+
+
+def hidden_activations() -> tuple[str, ...]:
+    """Names of the activations allowed in hidden layers (those with a backward rule)."""
+    return tuple(name for name, act in ACTIVATIONS.items() if act.backward is not None)
+
+
+#: Activations allowed in hidden layers when mlp was imported (see `hidden_activations`).
+HIDDEN_ACTIVATIONS = hidden_activations()
 
 
 def get_activation(name: str, *, hidden: bool = True) -> Activation:
     """The activation called ``name``; a ValueError lists the known ones."""
-    known = HIDDEN_ACTIVATIONS if hidden else tuple(ACTIVATIONS)
+    known = hidden_activations() if hidden else tuple(ACTIVATIONS)
     if not isinstance(name, str) or name not in known:
         what = "activation" if hidden else "output_activation"
-        raise ValueError(f"unknown {what} {name!r}; known: {', '.join(known)}")
+        raise ValueError(f"{what} must be one of {', '.join(map(repr, known))}, got {name!r}")
     return ACTIVATIONS[name]

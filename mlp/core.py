@@ -116,16 +116,3 @@ def loss_and_gradients(spec: NetworkSpec, params, x, y, alpha: float = 0.0):
         loss = loss + l2_penalty(xp, params, alpha)
     return loss, grads
 
-
-def global_norm(xp, grads):
-    """sqrt of the sum of squares of every gradient entry (0-d array)."""
-    total = 0.0
-    for dW, db in grads:
-        total = total + xp.sum(dW * dW) + xp.sum(db * db)
-    return xp.sqrt(total)
-
-
-def clip_by_global_norm(xp, grads, max_norm: float):
-    """Scale ``grads`` so that their global norm is at most ``max_norm``."""
-    scale = max_norm / xp.maximum(global_norm(xp, grads), max_norm)
-    return [(dW * scale, db * scale) for dW, db in grads]

@@ -32,13 +32,17 @@ INITIALIZERS = {"he": _he, "glorot": _glorot, "normal": _normal}
 
 
 def default_initializer(activation: str) -> str:
-    """``"he"`` for relu-like activations, ``"glorot"`` otherwise."""
-    return "he" if activation in ("relu", "leaky_relu") else "glorot"
+    """The hidden activation's own initializer: ``"he"`` for relu-like ones, ``"glorot"``
+    otherwise (see `mlp.activations.register_activation`)."""
+    from .activations import ACTIVATIONS
+
+    return ACTIVATIONS[activation].init
 
 
 def check_initializer(name: str) -> str:
     if not isinstance(name, str) or name not in INITIALIZERS:
-        raise ValueError(f"unknown init {name!r}; known: {', '.join(INITIALIZERS)}")
+        raise ValueError(f"init must be one of {', '.join(map(repr, INITIALIZERS))}, "
+                         f"got {name!r}")
     return name
 
 

@@ -1,221 +1,374 @@
 """Saving and loading models as one portable ``.npz`` file (no pickle).
 
-The file holds ``mlp_format`` (a version number), ``config`` (JSON: layer
-sizes, activations, loss, dtype, seed) and the weights ``W0, b0, W1, b1, ...``
-as NumPy arrays; optionally the optimizer (JSON) and its state
-(``opt_state_0, ...`` plus the state's structure in JSON). Any backend reads it.
-Writes go to a temporary file in the same folder, then an atomic rename.
+The file holds ``mlp_format`` (a version number), ``config`` (JSON: the model's
+`MLP.get_config`) and the weights ``W0, b0, W1, b1, ...`` as NumPy arrays;
+optionally the optimizer (JSON) and its state as flat arrays ``opt_state_0, ...``
+(the structure comes back from ``optimizer.init`` on load). Any backend reads it.
+
+Writes go to a temporary file in the same folder, then an atomic rename; the
+file gets the permissions a plain write would give (or the old file's).
+
+Reads trust nothing: only regular files are opened, the zip directory and
+each array's ``.npy`` header are checked against the config (shapes, dtypes,
+sizes) before anything is allocated, unknown entries are never decompressed,
+JSON is bounded in size and depth, and every failure is a `ModelFileError`
+naming the file.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import errno
 import json
+import math
 import os
+import re
+import stat
 import tempfile
 import zipfile
 import zlib
 
 import numpy as np
 
+from backends import resolve_backend
+
+from .tree import tree_leaves, tree_unflatten
+from .validation import check_layer_sizes
+
 FORMAT_VERSION = 1
+#: The largest JSON entry (config, optimizer) a model file may hold, in characters.
+MAX_JSON_CHARS = 1 << 16
+#: The deepest nesting of lists and objects a JSON entry may have.
+MAX_JSON_DEPTH = 16
+_MEMBER = re.compile(r"(mlp_format|config|optimizer|optimizer_state|W\d+|b\d+|opt_state_\d+)"
+                     r"\.npy")
+_ZIP_MAGIC = b"PK\x03\x04"
+_NPY_MAGIC = b"\x93NUMPY"
 
 
 class ModelFileError(ValueError):
-    """A file that is not a readable mlp model (truncated, corrupted or foreign)."""
+    """A file that is not a readable mlp model (truncated, corrupted, foreign or crafted)."""
 
 
-def _flatten(tree, leaves):
-    """JSON structure of a state made of tuples, lists, None and arrays."""
-    if tree is None:
-        return None
-    if isinstance(tree, (tuple, list)):
-        return {"seq": [_flatten(t, leaves) for t in tree], "tuple": isinstance(tree, tuple)}
-    leaves.append(tree)
-    return {"leaf": len(leaves) - 1}
+class _Damaged(ValueError):
+    """A problem found inside a model file (becomes a `ModelFileError` naming the file)."""
 
 
-def _unflatten(struct, leaves):
-    if struct is None:
-        return None
-    if "leaf" in struct:
-        return leaves[struct["leaf"]]
-    items = [_unflatten(s, leaves) for s in struct["seq"]]
-    return tuple(items) if struct["tuple"] else items
-
-
+# ----------------------------------------------------------------- optimizer
 def _optimizer_config(opt):
-    if not dataclasses.is_dataclass(opt):
-        raise ValueError(f"cannot save optimizer {opt!r}: only the optimizers of "
-                         "mlp.optimizers can be saved")
-    fields = {f.name: getattr(opt, f.name) for f in dataclasses.fields(opt) if f.init}
-    for key, value in fields.items():
-        if dataclasses.is_dataclass(value):  # a schedule
-            fields[key] = {"schedule": type(value).__name__, **dataclasses.asdict(value)}
-        elif callable(value):
-            raise ValueError(f"cannot save optimizer with a custom {key} function {value!r}")
-    return {"name": opt.name, "class": type(opt).__name__, "fields": fields}
+    """JSON-ready description of ``opt`` (`mlp.optimizers.optimizer_config`)."""
+    from .optimizers import optimizer_config
+
+    return optimizer_config(opt)
+
+
+def _optimizer_from_config(opt_cfg):
+    """The optimizer described by ``opt_cfg`` (`mlp.optimizers.from_config`)."""
+    from .optimizers import from_config
+
+    if not isinstance(opt_cfg, dict):
+        raise ValueError("the optimizer entry is not an optimizer description")
+    return from_config(opt_cfg)
+
+
+# ---------------------------------------------------------------------- save
+def _new_file_mode(path):
+    """The permission bits a plain ``open(path, "w")`` would leave: the old file's, or
+    0666 less the umask."""
+    try:
+        st = os.stat(path)
+        if stat.S_ISREG(st.st_mode):
+            return stat.S_IMODE(st.st_mode)
+    except OSError:
+        pass
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _save_error(exc, path, what):
+    return OSError(exc.errno, f"cannot save the model to {path!r}: {what} "
+                              f"({exc.strerror or exc})")
+
+
+def _check_target(path):
+    if path == "":
+        raise FileNotFoundError(errno.ENOENT, "cannot save to '': the path is empty")
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, f"cannot save to {path!r}: it is a folder; "
+                                              "give a file name such as 'model.npz'")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(errno.ENOENT, f"cannot save to {path!r}: folder {folder!r} "
+                                              "does not exist")
+    return folder
 
 
 def save(model, path, *, include_optimizer=False):
+    """Write ``model`` to ``path`` (see `MLP.save`)."""
     path = os.fspath(path)
-    backend = model.backend
-    config = {
-        "layer_sizes": list(model.layer_sizes), "activation": model.activation,
-        "output_activation": model.output_activation, "loss": model.loss_name,
-        "init": model.init, "dtype": model.dtype_name, "seed": model.seed,
-    }
-    arrays = {"mlp_format": np.asarray(FORMAT_VERSION), "config": np.asarray(json.dumps(config))}
+    folder = _check_target(path)
+    arrays = {"mlp_format": np.asarray(FORMAT_VERSION),
+              "config": np.asarray(json.dumps(model.get_config()))}
     for i, (W, b) in enumerate(model.get_weights()):
         arrays[f"W{i}"], arrays[f"b{i}"] = W, b
     if include_optimizer:
         if model.optimizer_ is None:
             raise ValueError("include_optimizer=True, but the model has not been trained yet")
-        leaves = []
-        struct = _flatten(model.optimizer_state_, leaves)
         arrays["optimizer"] = np.asarray(json.dumps(_optimizer_config(model.optimizer_)))
-        arrays["optimizer_state"] = np.asarray(json.dumps(struct))
-        for i, leaf in enumerate(leaves):
-            arrays[f"opt_state_{i}"] = backend.to_numpy(leaf)
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"cannot save to {path!r}: folder {folder!r} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=".mlp-", suffix=".tmp", dir=folder)
+        for i, leaf in enumerate(tree_leaves(model.optimizer_state_)):
+            arrays[f"opt_state_{i}"] = model.backend.to_numpy(leaf)
+    mode = _new_file_mode(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".mlp-", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise _save_error(exc, path, f"cannot create a file in {folder!r}") from exc
     try:
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **arrays)
             fh.flush()
+            os.fchmod(fh.fileno(), mode)
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        _remove(tmp)
+        if tmp in (exc.filename, exc.filename2):  # name the user's path, not ours
+            raise _save_error(exc, path, "the write failed") from exc
+        raise
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _remove(tmp)
         raise
 
 
-_ZIP_MAGIC = b"PK\x03\x04"
-_NPY_MAGIC = b"\x93NUMPY"
+def _remove(tmp):
+    if os.path.exists(tmp):
+        os.unlink(tmp)
 
 
-def _read(path):
-    """Every array of the ``.npz`` at ``path``, read without pickle.
-
-    The file's first bytes are checked before NumPy sees it, so that a file of
-    another kind (a pickle, a single ``.npy``, text) is refused as such.
-    """
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        raise ModelFileError(f"{path!r} is a folder, not a model file")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no model file at {path!r}")
+# ---------------------------------------------------------------------- load
+def _open_regular(path, name):
+    """A binary file object for ``path``, refused at once unless it is a regular file
+    (a named pipe would block, a device would never end)."""
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(len(_NPY_MAGIC))
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, f"no model file at {name}") from None
     except OSError as exc:
-        raise ModelFileError(f"{path!r} cannot be read: {exc}") from exc
+        raise ModelFileError(f"{name} cannot be read: {exc.strerror or exc}") from exc
+    if stat.S_ISDIR(st.st_mode):
+        raise ModelFileError(f"{name} is a folder, not a model file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ModelFileError(f"{name} is not a regular file (it is a named pipe, socket or "
+                             "device); mlp loads models only from regular files")
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise ModelFileError(f"{name} cannot be read: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced since the check
+        os.close(fd)
+        raise ModelFileError(f"{name} is not a regular file; mlp loads models only from "
+                             "regular files")
+    return os.fdopen(fd, "rb")
+
+
+def _check_head(fh, name):
+    try:
+        head = fh.read(len(_NPY_MAGIC))
+        fh.seek(0)
+    except OSError as exc:
+        raise ModelFileError(f"{name} cannot be read: {exc.strerror or exc}") from exc
     if not head:
-        raise ModelFileError(f"{path!r} is empty (0 bytes): not an mlp model file; was its "
+        raise ModelFileError(f"{name} is empty (0 bytes): not an mlp model file; was its "
                              "writing interrupted?")
     if head.startswith(_NPY_MAGIC):
-        raise ModelFileError(f"{path!r} is a single NumPy array (.npy), not an mlp model "
+        raise ModelFileError(f"{name} is a single NumPy array (.npy), not an mlp model "
                              "(.npz written by MLP.save)")
     if not head.startswith(_ZIP_MAGIC):
-        raise ModelFileError(f"{path!r} is not an mlp model file (not an .npz archive; "
+        raise ModelFileError(f"{name} is not an mlp model file (not an .npz archive; "
                              f"it starts with {head[:4]!r})")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error) as exc:
-        raise ModelFileError(f"{path!r} is not a complete mlp model file: it is truncated or "
-                             f"corrupted ({exc})") from exc
-    except ValueError as exc:  # object arrays (which would need pickle), bad .npy headers
-        reason = str(exc)
-        if "pickle" in reason:
-            raise ModelFileError(f"{path!r} cannot be read safely: it holds Python objects, "
-                                 f"which only pickle could load ({reason})") from exc
-        raise ModelFileError(f"{path!r} is not a complete mlp model file: it is truncated or "
-                             f"corrupted ({reason})") from exc
 
 
-def _schedule(name, fields):
-    """The learning-rate schedule class ``name`` of `mlp.schedules` (nothing else)."""
-    from . import schedules
-
-    cls = getattr(schedules, name, None) if isinstance(name, str) else None
-    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)
-            and cls.__module__ == schedules.__name__):
-        raise ValueError(f"unknown learning-rate schedule {name!r}")
-    return cls(**fields)
-
-
-def _optimizer(opt_cfg):
-    from .optimizers import OPTIMIZERS
-
-    name = opt_cfg["name"]
-    if not isinstance(name, str) or name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}")
-    fields = dict(opt_cfg["fields"])
-    for key, value in fields.items():
-        if isinstance(value, dict) and "schedule" in value:
-            value = dict(value)
-            fields[key] = _schedule(value.pop("schedule"), value)
-    return OPTIMIZERS[name](**fields)
+def _members(zf, name):
+    """``{array name: ZipInfo}`` of the archive; foreign, duplicate or unknown entries
+    are refused from the directory alone, without decompressing anything."""
+    infos = zf.infolist()
+    names = [info.filename for info in infos]
+    keys = {n[:-4] for n in names if n.endswith(".npy")}
+    if "mlp_format" not in keys or "config" not in keys:
+        raise ModelFileError(f"{name} is an .npz file but not an mlp model "
+                             f"(it holds {sorted(keys or names)[:6]})")
+    if len(set(names)) != len(names):
+        raise ModelFileError(f"{name} holds a damaged mlp model: some entries appear twice")
+    unknown = [n for n in names if not _MEMBER.fullmatch(n)]
+    if unknown:
+        raise ModelFileError(f"{name} holds a damaged mlp model: unexpected entries "
+                             f"{unknown[:5]} (refused unread)")
+    return {info.filename[:-4]: info for info in infos}
 
 
-def load(path, backend=None):
-    """A model from a file written by `MLP.save`, on ``backend`` (None: ``$MLP_BACKEND``).
+def _header(zf, info):
+    """``(shape, dtype)`` from the member's ``.npy`` header, read without its data."""
+    with zf.open(info) as fh:
+        version = np.lib.format.read_magic(fh)
+        read = {(1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read is None:
+            raise _Damaged(f"{info.filename} has an unknown .npy format {version}")
+        shape, _, dtype = read(fh, max_header_size=10000)
+        header_len = fh.tell()
+    if dtype.hasobject:
+        raise _Damaged("pickle")
+    need = header_len + math.prod(shape) * dtype.itemsize  # Python ints: no overflow
+    if need != info.file_size:  # the data must be exactly what the header declares
+        raise _Damaged(f"entry {info.filename} declares shape {shape} of {dtype} "
+                       f"({need} bytes) but holds {info.file_size} bytes")
+    return shape, dtype
+
+
+def _read_member(zf, info):
+    with zf.open(info) as fh:
+        array = np.lib.format.read_array(fh, allow_pickle=False)
+        fh.read(1)  # reach the end, so that the zip's CRC check runs
+    return array
+
+
+def _json_depth_ok(text):
+    depth, in_string, escaped = 0, False, False
+    for ch in text:
+        if in_string:
+            escaped = ch == "\\" and not escaped
+            in_string = escaped or ch != '"'
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return False
+        elif ch in "]}":
+            depth -= 1
+    return True
+
+
+def _json_entry(zf, members, key, shapes):
+    """The JSON object stored (as a 0-d string array) under ``key``."""
+    shape, dtype = shapes[key]
+    if shape != () or dtype.kind != "U" or dtype.itemsize // 4 > MAX_JSON_CHARS:
+        raise _Damaged(f"its {key} entry is not a short JSON text (dtype {dtype}, shape {shape})")
+    text = str(_read_member(zf, members[key]))
+    if not _json_depth_ok(text):
+        raise _Damaged(f"its {key} entry nests deeper than {MAX_JSON_DEPTH} levels")
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise _Damaged(f"its {key} is {type(value).__name__}, not a JSON object")
+    return value
+
+
+def _format_version(zf, members, shapes, name):
+    shape, dtype = shapes["mlp_format"]
+    if shape != () or dtype.kind not in "iu":
+        raise _Damaged(f"its format number (dtype {dtype}, shape {shape}) is not an integer")
+    version = int(_read_member(zf, members["mlp_format"]))
+    if version > FORMAT_VERSION:
+        raise ModelFileError(f"{name} was written by a newer mlp "
+                             f"(format {version}; this one reads up to {FORMAT_VERSION})")
+
+
+def _check_weight_shapes(layer_sizes, shapes):
+    """Every stored W/b has the shape the config declares (before anything is built)."""
+    n_layers = len(layer_sizes) - 1
+    absent = [k for i in range(n_layers) for k in (f"W{i}", f"b{i}") if k not in shapes]
+    if absent:
+        raise _Damaged(f"the weights {', '.join(absent)} are missing")
+    extra = sorted(k for k in shapes if k[0] in "Wb" and k[1:].isdigit() and int(k[1:]) >= n_layers)
+    if extra:
+        raise _Damaged(f"it holds weights {', '.join(extra)} beyond its {n_layers} layers")
+    for i in range(n_layers):
+        (w_shape, w_dtype), (b_shape, b_dtype) = shapes[f"W{i}"], shapes[f"b{i}"]
+        want_w, want_b = (layer_sizes[i], layer_sizes[i + 1]), (layer_sizes[i + 1],)
+        if w_shape != want_w or b_shape != want_b:
+            raise _Damaged(f"layer {i} expects W of shape {want_w} and b of shape {want_b}, "
+                           f"got {w_shape} and {b_shape}")
+        for dt in (w_dtype, b_dtype):
+            if dt.kind != "f":
+                raise _Damaged(f"the weights of layer {i} are {dt}, not floating point")
+
+
+def _optimizer_state(zf, members, shapes, model, opt):
+    """The stored state, checked leaf by leaf against ``opt.init(model.params)``."""
+    template = opt.init(model.params)
+    expected = tree_leaves(template)
+    n_stored = sum(1 for k in shapes if k.startswith("opt_state_"))
+    if n_stored != len(expected) or any(f"opt_state_{i}" not in shapes
+                                        for i in range(n_stored)):
+        raise _Damaged(f"its optimizer state has {n_stored} arrays; {opt!r} on this "
+                       f"architecture needs {len(expected)}")
+    leaves = []
+    for i, ref in enumerate(expected):
+        shape, dtype = shapes[f"opt_state_{i}"]
+        want = (tuple(ref.shape), model.backend.dtype_name(ref.dtype))
+        if (shape, dtype.name) != want:
+            raise _Damaged(f"optimizer state array {i} has shape {shape} and dtype {dtype}; "
+                           f"expected shape {want[0]} and dtype {want[1]}")
+        leaves.append(model.backend.asarray(_read_member(zf, members[f"opt_state_{i}"])))
+    return tree_unflatten(template, leaves)
+
+
+def _load_model(zf, members, name, backend, model_class):
+
+    shapes = {key: _header(zf, info) for key, info in members.items()}
+    _format_version(zf, members, shapes, name)
+    config = _json_entry(zf, members, "config", shapes)
+    model_class._arguments(config)  # the keys
+    layer_sizes = check_layer_sizes(config["layer_sizes"])
+    _check_weight_shapes(layer_sizes, shapes)
+    model = model_class._without_weights(config, backend=backend)
+    n_layers = len(layer_sizes) - 1
+    model.set_weights([(_read_member(zf, members[f"W{i}"]), _read_member(zf, members[f"b{i}"]))
+                       for i in range(n_layers)])
+    if "optimizer" in members:
+        opt = _optimizer_from_config(_json_entry(zf, members, "optimizer", shapes))
+        model.optimizer_state_ = _optimizer_state(zf, members, shapes, model, opt)
+        model.optimizer_ = opt
+    return model
+
+
+def load_model(path, model_class, backend=None):
+    """A ``model_class`` (`MLP`) from a file written by `MLP.save`, on ``backend``
+    (None: ``$MLP_BACKEND``). `mlp.load` is this with `MLP`; this module never imports
+    the model, so the model can import it.
 
     Raises
     ------
     FileNotFoundError
         No file at ``path``.
     ModelFileError (a ValueError)
-        The file is empty, truncated, corrupted, or not an mlp model; the
-        message names the file and the problem. Nothing in the file is ever
-        executed: arrays are read with ``allow_pickle=False`` and the rest is JSON.
+        Anything else that keeps the file from being loaded: a folder or other
+        non-regular file, an empty, truncated, corrupted, crafted or foreign
+        file; the message names the file and the problem. Nothing in the file
+        is ever executed (arrays are read with ``allow_pickle=False``, the rest
+        is JSON) and nothing is allocated before the stored arrays' headers
+        have been checked against the declared architecture.
+    BackendUnavailableError
+        ``backend`` cannot run here.
     """
-    from .model import MLP
-
-    data = _read(path)
     name = repr(os.fspath(path))
-    if "mlp_format" not in data or "config" not in data:
-        raise ModelFileError(f"{name} is an .npz file but not an mlp model "
-                             f"(it holds {sorted(data)[:6]})")
-    try:
-        version = int(data["mlp_format"])
-    except (TypeError, ValueError) as exc:
-        raise ModelFileError(f"{name} holds a damaged mlp model: its format number "
-                             f"{data['mlp_format']!r} is not an integer") from exc
-    if version > FORMAT_VERSION:
-        raise ModelFileError(f"{name} was written by a newer mlp "
-                             f"(format {version}; this one reads up to {FORMAT_VERSION})")
-    try:
-        config = json.loads(str(data["config"]))
-        if not isinstance(config, dict):
-            raise ValueError(f"its config is {type(config).__name__}, not a JSON object")
-        keys = ("layer_sizes", "activation", "output_activation", "loss", "init", "dtype",
-                "seed")
-        missing = [k for k in keys if k not in config]
-        if missing:
-            raise ValueError(f"its config lacks {', '.join(missing)}")
-        model = MLP(config["layer_sizes"], activation=config["activation"],
-                    output_activation=config["output_activation"], loss=config["loss"],
-                    init=config["init"], dtype=config["dtype"], seed=config["seed"],
-                    backend=backend)
-        n_layers = len(model.layer_sizes) - 1
-        absent = [k for i in range(n_layers) for k in (f"W{i}", f"b{i}") if k not in data]
-        if absent:
-            raise ValueError(f"the weights {', '.join(absent)} are missing")
-        model.set_weights([(data[f"W{i}"], data[f"b{i}"]) for i in range(n_layers)])
-        if "optimizer" in data:
-            opt = _optimizer(json.loads(str(data["optimizer"])))
-            struct = json.loads(str(data["optimizer_state"]))
-            n_leaves = sum(1 for k in data if k.startswith("opt_state_"))
-            leaves = [model.backend.asarray(data[f"opt_state_{i}"]) for i in range(n_leaves)]
-            model.optimizer_ = opt
-            model.optimizer_state_ = _unflatten(struct, leaves)
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-        # json.JSONDecodeError is a ValueError
-        what = f"missing entry {exc}" if isinstance(exc, KeyError) else str(exc)
-        raise ModelFileError(f"{name} holds a damaged mlp model: {what}") from exc
-    return model
+    backend = resolve_backend(backend)  # its errors are the backend's, not the file's
+    with _open_regular(path, name) as fh:
+        _check_head(fh, name)
+        try:
+            with zipfile.ZipFile(fh) as zf:
+                return _load_model(zf, _members(zf, name), name, backend, model_class)
+        except ModelFileError:
+            raise
+        except _Damaged as exc:
+            if str(exc) == "pickle":
+                raise ModelFileError(f"{name} cannot be read safely: it holds Python objects, "
+                                     "which only pickle could load") from None
+            raise ModelFileError(f"{name} holds a damaged mlp model: {exc}") from exc
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error,
+                NotImplementedError, RuntimeError, UnicodeDecodeError, RecursionError) as exc:
+            raise ModelFileError(f"{name} is not a complete mlp model file: it is truncated or "
+                                 f"corrupted ({exc})") from exc
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            # json.JSONDecodeError and bad .npy headers are ValueErrors
+            what = f"missing entry {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise ModelFileError(f"{name} holds a damaged mlp model: {what}") from exc

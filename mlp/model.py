@@ -7,15 +7,61 @@ import numpy as np
 from backends import Backend, resolve_backend
 
 from . import core
-from .activations import get_activation
+from . import io as _io
+from .activations import ACTIVATIONS, hidden_activations
 from .core import NetworkSpec
-from .initializers import check_initializer, default_initializer, initial_weights
-from .losses import get_loss
-from .validation import check_layer_sizes, prepare_targets, prepare_x
+from .initializers import INITIALIZERS, default_initializer, initial_weights
+from .losses import LOSSES
+from .params import Constraint, InstanceOf, Integer, Options, _Mismatch, validate
+from .tree import tree_map
+from .validation import check_dtype, check_layer_sizes, prepare_x
 
 #: Compiled functions shared between models (see `MLP._compiled`), least recently used first.
 _SHARED_CACHE: dict = {}
 _SHARED_CACHE_SIZE = 128
+
+
+class _Registered(Options):
+    """One of the names in a registry (read at check time, so that names registered
+    later are accepted)."""
+
+    def __init__(self, registry):
+        self._registry = registry
+
+    @property
+    def options(self):
+        return tuple(self._registry() if callable(self._registry) else self._registry)
+
+    @property
+    def description(self):
+        return "one of " + ", ".join(repr(o) for o in self.options)
+
+
+class _LayerSizes(Constraint):
+    description = "a sequence of positive integers"
+
+    def accept(self, value):
+        return check_layer_sizes(value)
+
+
+class _FloatDType(Constraint):
+    """``"float32"``/``"float64"``, a NumPy dtype or scalar type; stored as the name."""
+
+    description = "'float32' or 'float64' (or np.float32, np.float64)"
+
+    def accept(self, value):
+        try:
+            return check_dtype(value)
+        except ValueError:
+            raise _Mismatch(type_ok=True) from None
+        except TypeError:
+            raise _Mismatch(type_ok=False) from None
+
+
+#: Model attributes that `get_config` reads under another name than the argument's.
+_CONFIG_ATTRS = {"loss": "loss_name", "dtype": "dtype_name"}
+#: Attributes rebuilt from the config and the backend's name when unpickling.
+_REBUILT = ("backend", "xp", "dtype", "_spec", "_cache", "params", "optimizer_state_")
 
 
 class MLP:
@@ -24,10 +70,12 @@ class MLP:
     Parameters
     ----------
     layer_sizes : sequence of int
-        ``[n_features, hidden_1, ..., n_outputs]``, at least two entries.
+        ``[n_features, hidden_1, ..., n_outputs]``, at least two entries, in
+        order (a list, tuple or range; a set is refused).
     activation : str
         Hidden-layer activation: ``relu`` (default), ``leaky_relu`` (slope 0.01),
-        ``tanh``, ``sigmoid`` or ``identity``.
+        ``tanh``, ``sigmoid``, ``identity``, or one added with
+        `mlp.activations.register_activation`.
     output_activation : str or None
         Output activation; by default the loss's own (``identity`` for ``mse``,
         ``softmax`` for ``cross_entropy``, ``sigmoid`` for ``binary_cross_entropy``).
@@ -41,9 +89,9 @@ class MLP:
     backend : str, Backend or None
         ``numpy``, ``jax``, ``cupy``, ``torch`` or ``array_api_strict``;
         None reads ``$MLP_BACKEND`` (default numpy).
-    dtype : {"float32", "float64"}
-        Floating-point type of weights and computation. float64 on JAX turns
-        on ``jax_enable_x64``.
+    dtype : {"float32", "float64"}, np.dtype or np.float32/np.float64
+        Floating-point type of weights and computation, kept as its name in
+        ``dtype_name``. float64 on JAX turns on ``jax_enable_x64``.
     seed : int or None
         Seeds the initial weights and the shuffles of `fit`; the same seed
         gives the same weights and the same batches on every backend.
@@ -64,37 +112,117 @@ class MLP:
     >>> history = model.fit(x, y, epochs=5, learning_rate=0.1)
     """
 
+    #: Each constructor argument's rule, stated once (see `mlp.params`).
+    _parameter_constraints = {
+        "layer_sizes": [_LayerSizes()],
+        "activation": [_Registered(hidden_activations)],
+        "output_activation": [_Registered(ACTIVATIONS), None],
+        "loss": [_Registered(LOSSES)],
+        "init": [_Registered(INITIALIZERS), None],
+        "backend": [InstanceOf((str, Backend), "a backend name or a Backend"), None],
+        "dtype": [_FloatDType()],
+        "seed": [Integer(0), None],
+    }
+
     def __init__(self, layer_sizes, *, activation="relu", output_activation=None, loss="mse",
                  init=None, backend=None, dtype="float32", seed=None):
-        self.layer_sizes = check_layer_sizes(layer_sizes)
-        loss_ = get_loss(loss)
-        hidden = get_activation(activation)
-        out_name = loss_.default_output if output_activation is None else output_activation
-        output = get_activation(out_name, hidden=False)
-        if out_name not in loss_.allowed_outputs:
-            raise ValueError(f"loss {loss!r} cannot be used with output_activation {out_name!r}; "
-                             f"allowed: {', '.join(loss_.allowed_outputs)}")
-        self.init = check_initializer(default_initializer(activation) if init is None else init)
-        if dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
-                                 or seed < 0):
-            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
-        self.backend: Backend = resolve_backend(backend)
-        self.xp = self.backend.xp
-        self.dtype_name = dtype
-        self.dtype = self.backend.dtype(dtype)
-        self.activation, self.output_activation, self.loss_name = activation, out_name, loss
-        self.seed = int(np.random.SeedSequence().entropy % 2**32) if seed is None else int(seed)
-        self._spec = NetworkSpec(self.xp, hidden, output, loss_)
-        self._cache = {}
+        self._configure(layer_sizes=layer_sizes, activation=activation,
+                        output_activation=output_activation, loss=loss, init=init,
+                        backend=backend, dtype=dtype, seed=seed)
         init_rng = np.random.default_rng([self.seed, 0])
-        self._shuffle_rng = np.random.default_rng([self.seed, 1])
         self.params = self._to_device(initial_weights(self.layer_sizes, self.init, init_rng))
+
+    def _configure(self, **arguments):
+        """Check the constructor's arguments and set everything but the weights."""
+        values = validate(self._parameter_constraints, arguments)
+        loss = LOSSES[values["loss"]]
+        activation = values["activation"]
+        out_name = values["output_activation"] or loss.default_output
+        loss.check_outputs(out_name, values["layer_sizes"][-1])
+        self.backend: Backend = resolve_backend(values["backend"])
+        self.xp = self.backend.xp
+        self.layer_sizes = values["layer_sizes"]
+        self.activation, self.output_activation, self.loss_name = activation, out_name, loss.name
+        self.init = values["init"] or default_initializer(activation)
+        self.dtype_name = values["dtype"]
+        self.dtype = self.backend.dtype(self.dtype_name)
+        seed = values["seed"]
+        self.seed = int(np.random.SeedSequence().entropy % 2**32) if seed is None else seed
+        self._spec = NetworkSpec(self.xp, ACTIVATIONS[activation], ACTIVATIONS[out_name], loss)
+        self._cache = {}
+        self._shuffle_rng = np.random.default_rng([self.seed, 1])
+        self.params = None
         self.history_ = None
         self.optimizer_ = None
         self.optimizer_state_ = None
+        self.train_state_ = None
         self.stop_training = False
+
+    # ----------------------------------------------------------------- config
+    def get_config(self) -> dict:
+        """The constructor arguments as a JSON-ready dict (all but ``backend``).
+
+        Defaults are resolved: ``output_activation`` and ``init`` are the ones
+        in use and ``seed`` the one drawn when None was given, so
+        ``MLP.from_config(model.get_config())`` builds the same initial weights.
+        Keys: ``layer_sizes`` (list of int), ``activation``, ``output_activation``,
+        ``loss``, ``init``, ``dtype`` (str) and ``seed`` (int).
+        """
+        names = [n for n in self._parameter_constraints if n != "backend"]
+        config = {n: getattr(self, _CONFIG_ATTRS.get(n, n)) for n in names}
+        config["layer_sizes"] = list(config["layer_sizes"])
+        return config
+
+    @classmethod
+    def from_config(cls, config, backend=None):
+        """A new model from `get_config`'s dict, on ``backend`` (None: ``$MLP_BACKEND``).
+
+        Its weights are the initial ones drawn from the config's seed.
+        """
+        return cls(**cls._arguments(config), backend=backend)
+
+    @classmethod
+    def _arguments(cls, config):
+        if not isinstance(config, dict):
+            raise TypeError(f"config must be a dict from MLP.get_config(), got "
+                            f"{type(config).__name__}")
+        keys = [n for n in cls._parameter_constraints if n != "backend"]
+        missing = [k for k in keys if k not in config]
+        unknown = sorted(str(k) for k in config if k not in keys)
+        if missing or unknown:
+            raise ValueError("config " + "; ".join(
+                part for part in (missing and f"lacks {', '.join(missing)}",
+                                  unknown and f"has unknown keys {', '.join(unknown)}") if part))
+        return dict(config)
+
+    @classmethod
+    def _without_weights(cls, config, backend=None):
+        """A model configured from ``config`` whose weights are still to be set."""
+        model = cls.__new__(cls)
+        model._configure(**cls._arguments(config), backend=backend)
+        return model
+
+    def __getstate__(self):
+        """Picklable state: the config, the backend's name and every array as NumPy."""
+        state = {k: v for k, v in self.__dict__.items() if k not in _REBUILT}
+        host = self.backend.to_numpy
+        state["_config"] = self.get_config()
+        state["_backend_name"] = self.backend.name
+        state["params"] = None if self.params is None else self.get_weights()
+        state["optimizer_state_"] = tree_map(
+            lambda leaf: host(leaf) if self.backend.is_native(leaf) else leaf,
+            self.optimizer_state_)
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        self._configure(**state.pop("_config"), backend=state.pop("_backend_name"))
+        weights, opt_state = state.pop("params"), state.pop("optimizer_state_")
+        self.__dict__.update(state)
+        self.params = None if weights is None else self._to_device(weights)
+        self.optimizer_state_ = tree_map(
+            lambda leaf: self.backend.asarray(leaf) if isinstance(leaf, np.ndarray) else leaf,
+            opt_state)
 
     # ------------------------------------------------------------------ basics
     @property
@@ -114,9 +242,8 @@ class MLP:
         return self._spec.loss.classification
 
     def __repr__(self) -> str:
-        return (f"MLP(layer_sizes={list(self.layer_sizes)}, activation={self.activation!r}, "
-                f"output_activation={self.output_activation!r}, loss={self.loss_name!r}, "
-                f"backend={self.backend.name!r}, dtype={self.dtype_name!r}, seed={self.seed})")
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"MLP({args}, backend={self.backend.name!r})"
 
     def _to_device(self, host_params):
         to = self.backend.asarray
@@ -156,8 +283,8 @@ class MLP:
     def _prepare(self, x, y, names=("x", "y")):
         """Checked ``(x, targets, labels)`` on the backend (see `prepare_targets`)."""
         x_dev = self._x(x, names[0])
-        targets, labels = prepare_targets(self.backend, self._spec.loss, y, x_dev.shape[0],
-                                          self.n_outputs, self.dtype, names[1], names[0])
+        targets, labels = self._spec.loss.prepare_targets(
+            self.backend, y, x_dev.shape[0], self.n_outputs, self.dtype, names[1], names[0])
         return x_dev, targets, labels
 
     # -------------------------------------------------------------- inference
@@ -179,16 +306,13 @@ class MLP:
         """Predicted classes: ``(n,)`` argmax for cross-entropy, ``(n, n_outputs)`` 0/1
         (probability > 0.5) for binary cross-entropy."""
         self._require_classifier("predict_classes")
-        probs = self.predict(x)
-        if self.loss_name == "cross_entropy":
-            return self.xp.argmax(probs, axis=1)
-        default_int = self.xp.__array_namespace_info__().default_dtypes()["integral"]
-        return self.xp.astype(probs > 0.5, default_int)
+        return self._spec.loss.predict_classes(self.xp, self.predict(x))
 
     def _require_classifier(self, what):
         if not self.is_classifier:
-            raise ValueError(f"{what} needs a classification loss (cross_entropy or "
-                             f"binary_cross_entropy); this model uses {self.loss_name!r}")
+            known = " or ".join(name for name, loss in LOSSES.items() if loss.classification)
+            raise ValueError(f"{what} needs a classification loss ({known}); this model uses "
+                             f"{self.loss_name!r}")
 
     def loss(self, x, y) -> float:
         """The mean loss on ``(x, y)`` as a Python float (no penalty term)."""
@@ -210,30 +334,14 @@ class MLP:
         def metrics(params, x, targets, labels):
             z, a = core.forward_logits(spec, params, x)
             loss = spec.loss.value(xp, z, a, targets)
-            if spec.loss.name == "cross_entropy":
-                score = xp.mean(xp.astype(xp.argmax(z, axis=1) == labels, a.dtype))
-            elif spec.loss.name == "binary_cross_entropy":
-                score = xp.mean(xp.astype((a > 0.5) == (targets > 0.5), a.dtype))
-            else:
-                res = xp.sum((targets - a) ** 2, axis=0)
-                tot = xp.sum((targets - xp.mean(targets, axis=0)) ** 2, axis=0)
-                safe = xp.where(tot > 0, tot, 1.0)
-                per_output = xp.where(tot > 0, 1.0 - res / safe, xp.astype(res == 0, a.dtype))
-                score = xp.stack([xp.mean(per_output), xp.mean((targets - a) ** 2)])
-            return loss, score
+            return xp.stack([loss, *spec.loss.score(xp, z, a, targets, labels)])
 
         return self._compiled(("metrics",), lambda: self.backend.jit(metrics))
 
     def _metric_logs(self, x, targets, labels, prefix=""):
-        loss, score = self._metrics_fn()(self.params, x, targets, labels)
-        logs = {prefix + "loss": float(loss)}
-        if self.is_classifier:
-            logs[prefix + "accuracy"] = float(score)
-        else:
-            r2, mse = (float(v) for v in self.backend.to_numpy(score))
-            logs[prefix + "r2"] = r2
-            logs[prefix + "mse"] = mse
-        return logs
+        values = self.backend.to_numpy(self._metrics_fn()(self.params, x, targets, labels))
+        names = ("loss", *self._spec.loss.score_names)
+        return {prefix + name: float(v) for name, v in zip(names, values, strict=True)}
 
     def _validation_logs(self, x, targets, labels):
         return self._metric_logs(x, targets, labels, prefix="val_")
@@ -286,8 +394,18 @@ class MLP:
         early_stopping : bool
             Stop when ``val_loss`` (the training loss without validation data)
             has not improved by more than ``min_delta`` for ``patience``
-            epochs, and restore the best epoch's weights.
+            epochs, and restore the best epoch's weights (an
+            `mlp.EarlyStopping` callback; pass one in ``callbacks`` to watch
+            another metric, e.g. ``EarlyStopping("val_accuracy")``).
+        patience : int
+            Epochs without improvement before early stopping stops (>= 1).
+        min_delta : float
+            The smallest improvement that counts (>= 0).
         callbacks : list of Callback or functions ``fn(epoch, logs)``
+            Called between epochs (see `mlp.callbacks`). A callback stops
+            training with ``model.stop_training = True`` or a truthy return
+            from ``on_epoch_end``; weights it sets with ``set_weights`` are the
+            ones the next epoch trains from.
         verbose : {0, 1, 2}
             0 silent, 1 a progress bar over the epochs, 2 one line per epoch.
 
@@ -296,17 +414,23 @@ class MLP:
         History
             ``history.history["loss"]``: the mean training loss of each epoch
             (as seen by its steps); ``val_loss`` and ``val_accuracy`` /
-            ``val_r2`` / ``val_mse`` with validation data.
+            ``val_r2`` / ``val_mse`` with validation data. Also ``self.history_``.
 
         Raises
         ------
         TrainingDivergedError
-            The loss became NaN or infinite; the last finite weights are restored.
+            The loss became NaN or infinite; the last weights whose loss on the
+            training data is finite are restored. The message names the
+            learning rate, or the data's scale when even the starting weights
+            overflow the dtype.
 
         Notes
         -----
-        A rejected call changes nothing. An interrupted call (Ctrl-C) leaves
-        the weights of the last completed epoch.
+        Integers and floats may be Python or NumPy scalars; flags accept only
+        booleans. A rejected call changes nothing. An interrupted call (Ctrl-C)
+        keeps every completed epoch (on JAX, where epochs run in compiled calls
+        of about a second each, every completed call). ``self.train_state_``
+        holds the training state (weights, optimizer state, epochs completed).
         """
         from .training import fit
 
@@ -359,14 +483,18 @@ class MLP:
         """Write architecture, dtype and weights to one ``.npz`` file, atomically.
 
         With ``include_optimizer``, the optimizer and its state from the last
-        `fit` are stored too. Any backend can `mlp.load` the file.
+        `fit` are stored too. Any backend can `mlp.load` the file. A new file
+        gets the permissions a plain write gives under the umask; an
+        overwritten one keeps its own.
         """
-        from .io import save
+        _io.save(self, path, include_optimizer=include_optimizer)
 
-        save(self, path, include_optimizer=include_optimizer)
+    def summary(self, print_fn=None) -> None:
+        """Print a table of the layers, their shapes and parameter counts.
 
-    def summary(self) -> str:
-        """A table of the layers, their shapes and parameter counts; also printed."""
+        ``print_fn`` (default `print`) receives the whole text, e.g. a logger's
+        method or ``list.append`` to keep it.
+        """
         rows = [("layer", "weights", "biases", "activation", "params")]
         last = len(self.layer_sizes) - 2
         for i, (fan_in, fan_out) in enumerate(zip(self.layer_sizes[:-1], self.layer_sizes[1:])):
@@ -380,6 +508,23 @@ class MLP:
                 f"dtype {self.dtype_name}, loss {self.loss_name!r}", line, fmt.format(*rows[0]),
                 line] + [fmt.format(*r) for r in rows[1:]] + [
                 line, f"total parameters: {self.n_params:,}"]
-        out = "\n".join(text)
-        print(out)
-        return out
+        (print if print_fn is None else print_fn)("\n".join(text))
+
+
+def load(path, backend=None) -> MLP:
+    """A model from a file written by `MLP.save`, on ``backend`` (None: ``$MLP_BACKEND``).
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    ModelFileError (a ValueError)
+        Anything else that keeps the file from being loaded: a folder or other
+        non-regular file, an empty, truncated, corrupted, crafted or foreign
+        file; the message names the file and the problem. Nothing in the file
+        is ever executed, and nothing is allocated before the stored arrays'
+        headers have been checked against the declared architecture.
+    BackendUnavailableError
+        ``backend`` cannot run here.
+    """
+    return _io.load_model(path, MLP, backend)

@@ -22,6 +22,7 @@ moves. Pick another seed, or use `mlp.MLP` with an identity output.
 from __future__ import annotations
 
 from .model import MLP
+from .params import Integer, check
 
 
 class Network:
@@ -41,7 +42,9 @@ class Network:
 
     def __init__(self, input_dim, hidden_dim, output_dim, *, backend=None, seed=None,
                  dtype="float32"):
-        self.model = MLP([input_dim, hidden_dim, output_dim], activation="relu",
+        sizes = [check(name, value, [Integer(1)]) for name, value in (
+            ("input_dim", input_dim), ("hidden_dim", hidden_dim), ("output_dim", output_dim))]
+        self.model = MLP(sizes, activation="relu",
                          output_activation="relu", loss="mse", init="normal",
                          backend=backend, dtype=dtype, seed=seed)
 
@@ -61,8 +64,9 @@ class Network:
         """Full-batch gradient descent, printing ``epoch N, loss: L`` every 100 epochs.
 
         The printed loss is the one before that epoch's update, as in the notebook.
-        Returns the list of all epochs' losses.
+        Returns the list of all epochs' losses. ``epochs`` is an integer >= 1.
         """
+        epochs = check("epochs", epochs, [Integer(1)])
         losses = []
         for start in range(0, epochs, self.print_every):
             n = min(self.print_every, epochs - start)

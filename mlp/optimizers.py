@@ -1,196 +1,514 @@
-"""Optimizers as pure ``init`` / ``update`` pairs (the optax design).
+"""Optimizers as composable gradient transformations (the optax design).
 
-    state = opt.init(params)
-    params, state = opt.update(grads, state, params)
+A *transformation* is a pair of pure functions::
 
-``params`` and ``grads`` are lists of ``(W, b)``; ``state`` is plain data
-(tuples of arrays), so JAX compiles ``update`` inside the training step. No
-array is modified in place. ``learning_rate`` is a float or a schedule from
-`mlp.schedules` (a function of the step count kept in ``state``).
+    state = t.init(params)
+    updates, state = t.update(grads, state, params)   # params: None where not needed
+    params = apply_updates(params, updates)            # params + updates
 
-Each optimizer is a small frozen dataclass (hashable, so a compiled training
-step can be cached per optimizer):
+``params``, ``grads`` and ``updates`` are lists of ``(W, b)``; ``state`` is
+plain data (NamedTuples of arrays, step counts as integer 0-d arrays), so JAX
+compiles ``update`` inside the training step. No array is modified in place.
+Small pieces compose with `chain`; the named optimizers are such chains::
 
-- `SGD`: ``v = g + momentum * v``; ``p -= lr * v`` (or ``lr * (g + momentum * v)``
-  with ``nesterov``) - PyTorch's and optax's convention;
-- `Adam` (Kingma & Ba 2015, with the bias correction folded into the step size,
-  as in their Section 2 and scikit-learn);
-- `AdamW`: Adam plus decoupled weight decay ``p -= lr * weight_decay * p``
-  (weights and biases, as in PyTorch and optax);
-- `RMSprop`: ``s = decay * s + (1 - decay) * g**2``; ``p -= lr * g / (sqrt(s) + eps)``.
+    from mlp.optimizers import chain, clip_by_global_norm, trace, scale_by_learning_rate
+
+    opt = chain(clip_by_global_norm(1.0),        # rescale to a global norm <= 1
+                trace(0.9, nesterov=True),       # momentum
+                scale_by_learning_rate(0.01))    # times -0.01 (a float or a schedule)
+    model.fit(x, y, epochs=10, optimizer=opt)
+
+Building blocks: `scale_by_adam`, `scale_by_rms`, `trace`, `add_decayed_weights`,
+`clip_by_global_norm`, `scale_by_learning_rate`, `chain`. Named optimizers
+(``fit(optimizer="adam")`` or ``Adam(...)``): `sgd` / `SGD`, `adam` / `Adam`,
+`adamw` / `AdamW`, `rmsprop` / `RMSprop`.
+
+A transformation of your own is two functions wrapped in `GradientTransformation`::
+
+    def init(params):
+        return None                                   # no state
+    def update(grads, state, params=None):
+        return tree_map(lambda g: -0.1 * g, grads), state
+    model.fit(x, y, epochs=10, optimizer=GradientTransformation(init, update))
+
+(`mlp.tree.tree_map` maps a function over every array.) Declare
+``elementwise=True`` when every output element depends only on the same element
+of the inputs: then NumPy and PyTorch update all layers as one flat array.
+
+Every built-in transformation is hashable (compiled steps are cached per
+optimizer), picklable, and self-describing: ``get_config()`` gives a
+JSON-ready dict and `from_config` rebuilds an equal object.
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
+import functools
 import numbers
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
 
 from array_api_compat import array_namespace, device
 
-from .schedules import _as_python_floats, check_learning_rate
+from . import schedules as _schedules
+from .params import Boolean, Real, check
+from .schedules import check_learning_rate
+from .tree import is_namedtuple, tree_leaves, tree_map
+
+_FRACTION = [Real(0, 1, closed="left")]
+_POSITIVE = [Real(0, closed="neither")]
+_NON_NEGATIVE = [Real(0)]
 
 
-def _zeros_like_params(xp, params):
-    return [(xp.zeros_like(W), xp.zeros_like(b)) for W, b in params]
+# ---------------------------------------------------------------- states
+class EmptyState(NamedTuple):
+    """The state of a transformation that keeps none."""
 
 
-def _step_counter(params):
-    W = params[0][0]
-    xp = array_namespace(W)
-    return xp.zeros((), dtype=W.dtype, device=device(W))
+class ScaleByAdamState(NamedTuple):
+    count: Any  # int 0-d array: updates made so far
+    mu: Any     # first moments, as params
+    nu: Any     # second moments, as params
 
 
-def _lr(learning_rate, count):
-    return learning_rate(count) if callable(learning_rate) else learning_rate
+class ScaleByRmsState(NamedTuple):
+    nu: Any  # running mean of squared gradients, as params
 
 
-def _check_fraction(name, value, *, allow_zero=True):
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or not (0.0 <= value < 1.0) or (not allow_zero and value == 0):
-        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+class TraceState(NamedTuple):
+    trace: Any  # the velocity, as params
 
 
-def _check_positive(name, value):
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+class ScaleByLearningRateState(NamedTuple):
+    count: Any                # int 0-d array: the schedule's step
+    learning_rate_scale: Any  # float 0-d array (params' dtype), 1.0 at init
+
+
+#: State class name -> class (for files that record the state's structure).
+STATES = {cls.__name__: cls for cls in (EmptyState, ScaleByAdamState, ScaleByRmsState,
+                                         TraceState, ScaleByLearningRateState)}
+
+
+# ---------------------------------------------------------------- helpers
+def apply_updates(params, updates):
+    """``params + updates``, array by array."""
+    return tree_map(lambda p, u: p + u, params, updates)
+
+
+def _first_leaf(tree):
+    return tree_leaves(tree)[0]
+
+
+def _zeros_like(params):
+    xp = array_namespace(_first_leaf(params))
+    return tree_map(xp.zeros_like, params)
+
+
+def _zero_count(params):
+    leaf = _first_leaf(params)
+    xp = array_namespace(leaf)
+    return xp.asarray(0, device=device(leaf))  # the backend's default integer dtype
+
+
+def global_norm(tree):
+    """``sqrt(sum of squares)`` of every entry (0-d array), robust to overflow.
+
+    The entries are divided by the largest magnitude before squaring, so float32
+    gradients of 1e20 give their true norm rather than ``inf``.
+    """
+    largest, scaled = _scaled_norm(tree)
+    return largest * scaled
+
+
+def _scaled_norm(tree):
+    """``(m, r)`` with ``m`` the largest magnitude and ``r = norm / m`` (``r = 0`` for zeros)."""
+    leaves = tree_leaves(tree)
+    xp = array_namespace(leaves[0])
+    largest = None
+    for a in leaves:
+        m = xp.max(xp.abs(a))
+        largest = m if largest is None else xp.maximum(largest, m)
+    safe = xp.where(largest > 0, largest, xp.ones_like(largest))
+    total = 0.0
+    for a in leaves:
+        s = a / safe
+        total = total + xp.sum(s * s)
+    return largest, xp.sqrt(total)
+
+
+class _Transformation:
+    """Shared by the built-in transformations (frozen dataclasses): checked fields
+    and `get_config`."""
+
+    config_name: ClassVar[str] = ""
+    elementwise: ClassVar[bool] = True
+    _rules: ClassVar[dict] = {}
+
+    def __post_init__(self):
+        for name, rules in self._rules.items():
+            object.__setattr__(self, name, check(name, getattr(self, name), rules))
+
+    def get_config(self) -> dict:
+        """``{"name": ..., <field>: <value>, ...}``, JSON-ready (schedules as their config)."""
+        out = {"name": self.config_name}
+        for f in dataclasses.fields(self):
+            if f.init:
+                out[f.name] = _value_config(f.name, getattr(self, f.name))
+        return out
+
+
+def _value_config(name, value):
+    if callable(value):
+        if not hasattr(value, "get_config"):
+            raise ValueError(f"cannot save {name}={value!r}: a function of your own has no "
+                             "config; use a schedule of mlp.schedules")
+        return value.get_config()
+    return value
+
+
+# ---------------------------------------------------------------- building blocks
+@dataclass(frozen=True)
+class ScaleByAdam(_Transformation):
+    """Adam's direction ``c_t * mu / (sqrt(nu) + eps)`` (Kingma & Ba 2015, the bias
+    corrections folded into ``c_t = sqrt(1 - beta2**t) / (1 - beta1**t)``, their Section 2)."""
+
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    config_name: ClassVar[str] = "scale_by_adam"
+    _rules: ClassVar[dict] = {"beta1": _FRACTION, "beta2": _FRACTION, "eps": _POSITIVE}
+
+    def init(self, params):
+        return ScaleByAdamState(_zero_count(params), _zeros_like(params), _zeros_like(params))
+
+    def update(self, grads, state, params=None):
+        count, mu, nu = state
+        b1, b2, eps = self.beta1, self.beta2, self.eps
+        xp = array_namespace(count)
+        mu = tree_map(lambda g, m: b1 * m + (1 - b1) * g, grads, mu)
+        nu = tree_map(lambda g, v: b2 * v + (1 - b2) * (g * g), grads, nu)
+        count = count + 1
+        t = xp.astype(count, _first_leaf(grads).dtype)
+        c = xp.sqrt(1.0 - b2**t) / (1.0 - b1**t)
+        updates = tree_map(lambda m, v: c * (m / (xp.sqrt(v) + eps)), mu, nu)
+        return updates, ScaleByAdamState(count, mu, nu)
 
 
 @dataclass(frozen=True)
-class SGD:
-    """Stochastic gradient descent, optionally with (Nesterov) momentum."""
+class ScaleByRms(_Transformation):
+    """``g / (sqrt(nu) + eps)`` with ``nu = decay * nu + (1 - decay) * g**2`` (RMSprop)."""
+
+    decay: float = 0.9
+    eps: float = 1e-8
+    config_name: ClassVar[str] = "scale_by_rms"
+    _rules: ClassVar[dict] = {"decay": _FRACTION, "eps": _POSITIVE}
+
+    def init(self, params):
+        return ScaleByRmsState(_zeros_like(params))
+
+    def update(self, grads, state, params=None):
+        d, eps = self.decay, self.eps
+        nu = tree_map(lambda g, v: d * v + (1 - d) * (g * g), grads, state[0])
+        xp = array_namespace(_first_leaf(grads))
+        return tree_map(lambda g, v: g / (xp.sqrt(v) + eps), grads, nu), ScaleByRmsState(nu)
+
+
+@dataclass(frozen=True)
+class Trace(_Transformation):
+    """Momentum: ``v = g + decay * v``; the update is ``v`` (``g + decay * v`` with
+    ``nesterov``) - PyTorch's and optax's convention."""
+
+    decay: float = 0.9
+    nesterov: bool = False
+    config_name: ClassVar[str] = "trace"
+    _rules: ClassVar[dict] = {"decay": _FRACTION, "nesterov": [Boolean()]}
+
+    def init(self, params):
+        return TraceState(_zeros_like(params))
+
+    def update(self, grads, state, params=None):
+        d = self.decay
+        velocity = tree_map(lambda g, v: g + d * v, grads, state[0])
+        updates = tree_map(lambda g, v: g + d * v, grads, velocity) if self.nesterov else velocity
+        return updates, TraceState(velocity)
+
+
+@dataclass(frozen=True)
+class AddDecayedWeights(_Transformation):
+    """``g + weight_decay * p`` (weights and biases): decoupled weight decay when
+    placed after an adaptive scaling (AdamW, Loshchilov & Hutter 2019)."""
+
+    weight_decay: float = 0.01
+    config_name: ClassVar[str] = "add_decayed_weights"
+    _rules: ClassVar[dict] = {"weight_decay": _NON_NEGATIVE}
+
+    def init(self, params):
+        return EmptyState()
+
+    def update(self, grads, state, params=None):
+        if params is None:
+            raise ValueError("add_decayed_weights needs the parameters: call "
+                             "update(grads, state, params)")
+        wd = self.weight_decay
+        return tree_map(lambda g, p: g + wd * p, grads, params), state
+
+
+@dataclass(frozen=True)
+class ClipByGlobalNorm(_Transformation):
+    """Rescale all gradients together so that their global norm is at most ``max_norm``.
+
+    The norm is computed after dividing by the largest magnitude, so float32
+    gradients whose squared norm overflows are still clipped, not zeroed. Not
+    elementwise, but it needs only the global norm, which is the same on the
+    per-layer and the flat packed arrays.
+    """
+
+    max_norm: float = 1.0
+    config_name: ClassVar[str] = "clip_by_global_norm"
+    elementwise: ClassVar[bool] = False
+    _rules: ClassVar[dict] = {"max_norm": _POSITIVE}
+
+    def init(self, params):
+        return EmptyState()
+
+    def update(self, grads, state, params=None):
+        largest, ratio = _scaled_norm(grads)  # norm = largest * ratio, never squared whole
+        xp = array_namespace(largest)
+        # scale = max_norm / norm where norm > max_norm, else 1
+        clip = largest * ratio > self.max_norm
+        safe_largest = xp.where(clip, largest, xp.ones_like(largest))
+        safe_ratio = xp.where(clip, ratio, xp.ones_like(ratio))
+        scale = xp.where(clip, (self.max_norm / safe_ratio) / safe_largest,
+                         xp.ones_like(largest))
+        return tree_map(lambda g: g * scale, grads), state
+
+
+@dataclass(frozen=True)
+class ScaleByLearningRate(_Transformation):
+    """``-learning_rate(step) * learning_rate_scale * g``: the descent step.
+
+    ``learning_rate`` is a float or a schedule (a function of the step count,
+    see `mlp.schedules`). The state holds the step count and a learning-rate
+    scale (1.0 at init), which `with_learning_rate_scale` changes without a
+    recompilation.
+    """
+
+    learning_rate: Any = 0.01
+    config_name: ClassVar[str] = "scale_by_learning_rate"
+
+    def __post_init__(self):
+        object.__setattr__(self, "learning_rate", check_learning_rate(self.learning_rate))
+
+    def init(self, params):
+        leaf = _first_leaf(params)
+        xp = array_namespace(leaf)
+        return ScaleByLearningRateState(_zero_count(params),
+                                        xp.ones((), dtype=leaf.dtype, device=device(leaf)))
+
+    def update(self, grads, state, params=None):
+        count, scale = state
+        lr = _rate(self.learning_rate, count, scale)
+        factor = -(lr * scale)
+        return tree_map(lambda g: factor * g, grads), ScaleByLearningRateState(count + 1, scale)
+
+
+def _rate(learning_rate, count, like):
+    """The learning rate at ``count``: a Python float, or a 0-d array of ``like``'s dtype."""
+    if not callable(learning_rate):
+        return learning_rate
+    lr = learning_rate(count)
+    if isinstance(lr, numbers.Real):
+        return float(lr)
+    return array_namespace(like).astype(lr, like.dtype)
+
+
+@dataclass(frozen=True)
+class Chain:
+    """Transformations applied one after the other (each sees the previous one's updates).
+
+    The state is the tuple of their states.
+    """
+
+    transformations: tuple
+    config_name: ClassVar[str] = "chain"
+
+    def __post_init__(self):
+        for t in self.transformations:
+            if not (hasattr(t, "init") and hasattr(t, "update")):
+                raise TypeError("chain() takes transformations (objects with init(params) and "
+                                f"update(grads, state, params)), got {type(t).__name__}")
+        object.__setattr__(self, "transformations", tuple(self.transformations))
+
+    @property
+    def elementwise(self) -> bool:
+        return all(getattr(t, "elementwise", False) for t in self.transformations)
+
+    def init(self, params):
+        return tuple(t.init(params) for t in self.transformations)
+
+    def update(self, grads, state, params=None):
+        new_state = []
+        for t, s in zip(self.transformations, state, strict=True):
+            grads, s = t.update(grads, s, params)
+            new_state.append(s)
+        return grads, tuple(new_state)
+
+    def get_config(self) -> dict:
+        return {"name": "chain",
+                "transformations": [optimizer_config(t) for t in self.transformations]}
+
+
+def chain(*transformations) -> Chain:
+    """One transformation applying ``transformations`` in order (see `Chain`)."""
+    return Chain(transformations)
+
+
+class GradientTransformation:
+    """A transformation of your own from two pure functions.
+
+    Parameters
+    ----------
+    init : callable
+        ``init(params) -> state``.
+    update : callable
+        ``update(grads, state, params=None) -> (updates, state)``; the updates
+        are added to the parameters.
+    elementwise : bool, default False
+        True when every update element depends only on the same element of
+        ``grads``, ``state`` and ``params`` (then NumPy and PyTorch may update
+        all layers as one flat array).
+    """
+
+    def __init__(self, init, update, elementwise=False):
+        for name, fn in (("init", init), ("update", update)):
+            if not callable(fn):
+                raise TypeError(f"{name} must be a function, got {type(fn).__name__}")
+        self.init, self.update = init, update
+        self.elementwise = check("elementwise", elementwise, [Boolean()])
+
+    def __repr__(self) -> str:
+        name = getattr(self.update, "__qualname__", repr(self.update))
+        return f"GradientTransformation(update={name}, elementwise={self.elementwise})"
+
+
+# ---------------------------------------------------------------- named optimizers
+class _Named(_Transformation):
+    """A named optimizer: a frozen dataclass of hyperparameters and the chain it stands for."""
+
+    @functools.cached_property
+    def transformation(self) -> Chain:
+        return chain(*self._pieces())
+
+    def init(self, params):
+        return self.transformation.init(params)
+
+    def update(self, grads, state, params=None):
+        return self.transformation.update(grads, state, params)
+
+
+@dataclass(frozen=True)
+class SGD(_Named):
+    """Stochastic gradient descent: ``chain(trace(momentum, nesterov), scale_by_learning_rate)``
+    (no `trace` without momentum)."""
 
     learning_rate: Any = 0.01
     momentum: float = 0.0
     nesterov: bool = False
-    name: str = field(default="sgd", init=False)
+    config_name: ClassVar[str] = "sgd"
+    _rules: ClassVar[dict] = {"momentum": _FRACTION, "nesterov": [Boolean()]}
 
     def __post_init__(self):
-        check_learning_rate(self.learning_rate)
-        _as_python_floats(self)
-        _check_fraction("momentum", self.momentum)
+        super().__post_init__()
+        object.__setattr__(self, "learning_rate", check_learning_rate(self.learning_rate))
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0")
 
-    def init(self, params):
-        xp = array_namespace(params[0][0])
-        velocity = _zeros_like_params(xp, params) if self.momentum else None
-        return (_step_counter(params), velocity)
-
-    def update(self, grads, state, params):
-        count, velocity = state
-        lr = _lr(self.learning_rate, count)
-        if not self.momentum:
-            new = [(W - lr * dW, b - lr * db) for (W, b), (dW, db) in zip(params, grads)]
-            return new, (count + 1.0, None)
-        m = self.momentum
-        velocity = [(dW + m * vW, db + m * vb) for (dW, db), (vW, vb) in zip(grads, velocity)]
-        if self.nesterov:
-            steps = [(dW + m * vW, db + m * vb) for (dW, db), (vW, vb) in zip(grads, velocity)]
-        else:
-            steps = velocity
-        new = [(W - lr * sW, b - lr * sb) for (W, b), (sW, sb) in zip(params, steps)]
-        return new, (count + 1.0, velocity)
+    def _pieces(self):
+        momentum = [trace(self.momentum, self.nesterov)] if self.momentum else []
+        return [*momentum, scale_by_learning_rate(self.learning_rate)]
 
 
 @dataclass(frozen=True)
-class Adam:
-    """Adam: moment estimates with bias correction."""
+class Adam(_Named):
+    """Adam: ``chain(scale_by_adam(beta1, beta2, eps), scale_by_learning_rate)``."""
 
     learning_rate: Any = 1e-3
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-8
-    name: str = field(default="adam", init=False)
+    config_name: ClassVar[str] = "adam"
+    _rules: ClassVar[dict] = {"beta1": _FRACTION, "beta2": _FRACTION, "eps": _POSITIVE}
 
     def __post_init__(self):
-        check_learning_rate(self.learning_rate)
-        _as_python_floats(self)
-        _check_fraction("beta1", self.beta1)
-        _check_fraction("beta2", self.beta2)
-        _check_positive("eps", self.eps)
+        super().__post_init__()
+        object.__setattr__(self, "learning_rate", check_learning_rate(self.learning_rate))
 
-    def init(self, params):
-        xp = array_namespace(params[0][0])
-        return (_step_counter(params), _zeros_like_params(xp, params),
-                _zeros_like_params(xp, params))
-
-    def _moments(self, grads, state):
-        count, mu, nu = state
-        xp = array_namespace(count)
-        b1, b2 = self.beta1, self.beta2
-        mu = [(b1 * mW + (1 - b1) * dW, b1 * mb + (1 - b1) * db)
-              for (dW, db), (mW, mb) in zip(grads, mu)]
-        nu = [(b2 * vW + (1 - b2) * (dW * dW), b2 * vb + (1 - b2) * (db * db))
-              for (dW, db), (vW, vb) in zip(grads, nu)]
-        t = count + 1.0
-        lr = _lr(self.learning_rate, count)
-        step_size = lr * xp.sqrt(1.0 - b2**t) / (1.0 - b1**t)
-        steps = [(mW / (xp.sqrt(vW) + self.eps), mb / (xp.sqrt(vb) + self.eps))
-                 for (mW, mb), (vW, vb) in zip(mu, nu)]
-        return lr, step_size, steps, (t, mu, nu)
-
-    def update(self, grads, state, params):
-        _, step_size, steps, state = self._moments(grads, state)
-        new = [(W - step_size * sW, b - step_size * sb)
-               for (W, b), (sW, sb) in zip(params, steps)]
-        return new, state
+    def _pieces(self):
+        return [scale_by_adam(self.beta1, self.beta2, self.eps),
+                scale_by_learning_rate(self.learning_rate)]
 
 
 @dataclass(frozen=True)
 class AdamW(Adam):
-    """Adam with decoupled weight decay (Loshchilov & Hutter 2019)."""
+    """Adam with decoupled weight decay: ``chain(scale_by_adam, add_decayed_weights,
+    scale_by_learning_rate)``, i.e. ``p -= lr * (adam direction + weight_decay * p)``."""
 
     weight_decay: float = 0.01
-    name: str = field(default="adamw", init=False)
+    config_name: ClassVar[str] = "adamw"
+    _rules: ClassVar[dict] = {**Adam._rules, "weight_decay": _NON_NEGATIVE}
 
-    def __post_init__(self):
-        super().__post_init__()
-        if not (isinstance(self.weight_decay, numbers.Real) and self.weight_decay >= 0):
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-
-    def update(self, grads, state, params):
-        lr, step_size, steps, state = self._moments(grads, state)
-        wd = self.weight_decay
-        new = [(W - step_size * sW - lr * wd * W, b - step_size * sb - lr * wd * b)
-               for (W, b), (sW, sb) in zip(params, steps)]
-        return new, state
+    def _pieces(self):
+        adam_dir, lr = super()._pieces()
+        return [adam_dir, add_decayed_weights(self.weight_decay), lr]
 
 
 @dataclass(frozen=True)
-class RMSprop:
-    """RMSprop: divide by a running root-mean-square of the gradients."""
+class RMSprop(_Named):
+    """RMSprop: ``chain(scale_by_rms(decay, eps), scale_by_learning_rate)``."""
 
     learning_rate: Any = 1e-3
     decay: float = 0.9
     eps: float = 1e-8
-    name: str = field(default="rmsprop", init=False)
+    config_name: ClassVar[str] = "rmsprop"
+    _rules: ClassVar[dict] = {"decay": _FRACTION, "eps": _POSITIVE}
 
     def __post_init__(self):
-        check_learning_rate(self.learning_rate)
-        _as_python_floats(self)
-        _check_fraction("decay", self.decay)
-        _check_positive("eps", self.eps)
+        super().__post_init__()
+        object.__setattr__(self, "learning_rate", check_learning_rate(self.learning_rate))
 
-    def init(self, params):
-        xp = array_namespace(params[0][0])
-        return (_step_counter(params), _zeros_like_params(xp, params))
-
-    def update(self, grads, state, params):
-        count, sq = state
-        xp = array_namespace(count)
-        d = self.decay
-        sq = [(d * sW + (1 - d) * (dW * dW), d * sb + (1 - d) * (db * db))
-              for (dW, db), (sW, sb) in zip(grads, sq)]
-        lr = _lr(self.learning_rate, count)
-        new = [(W - lr * dW / (xp.sqrt(sW) + self.eps), b - lr * db / (xp.sqrt(sb) + self.eps))
-               for (W, b), (dW, db), (sW, sb) in zip(params, grads, sq)]
-        return new, (count + 1.0, sq)
+    def _pieces(self):
+        return [scale_by_rms(self.decay, self.eps), scale_by_learning_rate(self.learning_rate)]
 
 
-OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
+# ---------------------------------------------------------------- constructors
+def scale_by_adam(beta1=0.9, beta2=0.999, eps=1e-8) -> ScaleByAdam:
+    """See `ScaleByAdam`."""
+    return ScaleByAdam(beta1, beta2, eps)
+
+
+def scale_by_rms(decay=0.9, eps=1e-8) -> ScaleByRms:
+    """See `ScaleByRms`."""
+    return ScaleByRms(decay, eps)
+
+
+def trace(decay=0.9, nesterov=False) -> Trace:
+    """See `Trace`."""
+    return Trace(decay, nesterov)
+
+
+def add_decayed_weights(weight_decay=0.01) -> AddDecayedWeights:
+    """See `AddDecayedWeights`."""
+    return AddDecayedWeights(weight_decay)
+
+
+def clip_by_global_norm(max_norm) -> ClipByGlobalNorm:
+    """See `ClipByGlobalNorm`."""
+    return ClipByGlobalNorm(max_norm)
+
+
+def scale_by_learning_rate(learning_rate) -> ScaleByLearningRate:
+    """See `ScaleByLearningRate`."""
+    return ScaleByLearningRate(learning_rate)
 
 
 def sgd(learning_rate=0.01, momentum=0.0, nesterov=False) -> SGD:
@@ -209,10 +527,21 @@ def rmsprop(learning_rate=1e-3, decay=0.9, eps=1e-8) -> RMSprop:
     return RMSprop(learning_rate, decay, eps)
 
 
-def get_optimizer(optimizer, learning_rate=None):
-    """An optimizer from a name (with ``learning_rate``) or an optimizer object.
+#: The named optimizers, by the name ``fit(optimizer=...)`` takes.
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
 
-    An object must have ``init(params)`` and ``update(grads, state, params)``.
+#: Every built-in transformation by its config name.
+TRANSFORMATIONS = {cls.config_name: cls for cls in (
+    SGD, Adam, AdamW, RMSprop, ScaleByAdam, ScaleByRms, Trace, AddDecayedWeights,
+    ClipByGlobalNorm, ScaleByLearningRate, Chain)}
+
+
+def get_optimizer(optimizer, learning_rate=None):
+    """A transformation from a name (with ``learning_rate``) or a transformation object.
+
+    A name is one of `OPTIMIZERS` (any case). An object is a named optimizer, a
+    `chain`, a `GradientTransformation`, or anything with ``init(params)`` and
+    ``update(grads, state, params)``; it is returned as it is.
     """
     if isinstance(optimizer, str):
         key = optimizer.lower()
@@ -221,8 +550,210 @@ def get_optimizer(optimizer, learning_rate=None):
         cls = OPTIMIZERS[key]
         return cls() if learning_rate is None else cls(learning_rate=learning_rate)
     if hasattr(optimizer, "init") and hasattr(optimizer, "update"):
+        if learning_rate is not None:
+            raise ValueError("learning_rate was given twice: pass it to the optimizer object "
+                             "or name the optimizer as a string, not both")
         return optimizer
     raise TypeError(
-        "optimizer must be a name (" + ", ".join(OPTIMIZERS) + ") or an object with "
-        f"init(params) and update(grads, state, params), got {type(optimizer).__name__}"
+        "optimizer must be a name (" + ", ".join(OPTIMIZERS) + "), a transformation such as "
+        "mlp.optimizers.chain(...), or an object with init(params) and "
+        f"update(grads, state, params), got {type(optimizer).__name__}"
     )
+
+
+# ---------------------------------------------------------------- configs
+def optimizer_config(opt) -> dict:
+    """``opt.get_config()``; a ValueError ``"cannot save optimizer ...: ..."`` for a
+    transformation of your own (which has no config)."""
+    if not hasattr(opt, "get_config"):
+        raise ValueError(f"cannot save optimizer {opt!r}: a transformation of your own has no "
+                         "get_config(); save without include_optimizer, or build it from "
+                         "mlp.optimizers pieces")
+    try:
+        return opt.get_config()
+    except ValueError as exc:
+        if str(exc).startswith("cannot save optimizer"):
+            raise
+        raise ValueError(f"cannot save optimizer {opt!r}: {exc}") from exc
+
+
+def _legacy(config):
+    """Format-1 files: ``{"name": "adam", "class": "Adam", "fields": {...}}``."""
+    return {"name": config["name"], **config["fields"]}
+
+
+def from_config(config: dict):
+    """The transformation described by ``config`` (from ``get_config()``).
+
+    Raises ValueError for an unknown optimizer, transformation or schedule
+    name, or an unknown field.
+    """
+    if not isinstance(config, dict):
+        raise ValueError(f"an optimizer config must be a dict, got {type(config).__name__}")
+    if "fields" in config:
+        config = _legacy(config)
+    fields = dict(config)
+    name = fields.pop("name", None)
+    cls = TRANSFORMATIONS.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(TRANSFORMATIONS)}")
+    if cls is Chain:
+        parts = fields.pop("transformations", None)
+        if fields or not isinstance(parts, list):
+            raise ValueError(f"a chain config holds only a list of 'transformations', "
+                             f"got {config!r}")
+        return chain(*(from_config(p) for p in parts))
+    known = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(map(repr, unknown))} in the config of "
+                         f"optimizer {name!r}; known: {', '.join(sorted(known))}")
+    if isinstance(fields.get("learning_rate"), dict):
+        fields["learning_rate"] = _schedules.from_config(fields["learning_rate"])
+    return cls(**fields)
+
+
+# ---------------------------------------------------------------- learning rate in the state
+def _rate_states(state):
+    """Every `ScaleByLearningRateState` inside ``state``, in order."""
+    if isinstance(state, ScaleByLearningRateState):
+        return [state]
+    if isinstance(state, (list, tuple)):
+        return [s for node in state for s in _rate_states(node)]
+    return []
+
+
+def learning_rate_scale(state) -> float:
+    """The learning-rate scale kept in an optimizer's ``state`` (1.0 unless changed)."""
+    found = _rate_states(state)
+    if not found:
+        raise ValueError("this optimizer state has no learning rate (no "
+                         "scale_by_learning_rate in the optimizer)")
+    return float(found[0].learning_rate_scale)
+
+
+def with_learning_rate_scale(state, factor):
+    """A new ``state`` whose learning rate is ``factor`` times the optimizer's own
+    (schedule included). Pure: ``state`` is not changed. No recompilation on JAX."""
+    factor = check("factor", factor, _NON_NEGATIVE)
+    if not _rate_states(state):
+        raise ValueError("this optimizer state has no learning rate (no "
+                         "scale_by_learning_rate in the optimizer)")
+
+    def replace(node):
+        if isinstance(node, ScaleByLearningRateState):
+            old = node.learning_rate_scale
+            xp = array_namespace(old)
+            return node._replace(learning_rate_scale=xp.asarray(factor, dtype=old.dtype,
+                                                                device=device(old)))
+        if is_namedtuple(node):
+            return type(node)(*(replace(n) for n in node))
+        if isinstance(node, (list, tuple)):
+            return type(node)(replace(n) for n in node)
+        return node
+
+    return replace(state)
+
+
+def _pieces_with_states(opt, state):
+    """``(transformation, state)`` for every building block inside ``opt``."""
+    if isinstance(opt, _Named):
+        return _pieces_with_states(opt.transformation, state)
+    if isinstance(opt, Chain):
+        return [pair for t, s in zip(opt.transformations, state, strict=True)
+                for pair in _pieces_with_states(t, s)]
+    return [(opt, state)]
+
+
+def current_learning_rate(opt, state) -> float:
+    """The learning rate ``opt`` applies at its next update from ``state`` (schedule and
+    scale included), as a float for logs."""
+    for t, s in _pieces_with_states(opt, state):
+        if isinstance(t, ScaleByLearningRate):
+            return float(_rate(t.learning_rate, s.count, s.learning_rate_scale)) * float(
+                s.learning_rate_scale)
+    raise ValueError(f"optimizer {opt!r} has no learning rate (no scale_by_learning_rate)")
+
+
+def step_count(state) -> int:
+    """The number of updates made from ``state`` (the first step count it holds)."""
+    for node in _rate_states(state) or _counted(state):
+        return int(node.count)
+    raise ValueError("this optimizer state holds no step count")
+
+
+def _counted(state):
+    if hasattr(state, "count"):
+        return [state]
+    if isinstance(state, (list, tuple)):
+        return [s for node in state for s in _counted(node)]
+    return []
+
+
+def learning_rate_schedules(opt) -> list:
+    """The learning-rate schedules (callables) inside ``opt``'s building blocks."""
+    if isinstance(opt, _Named):
+        return learning_rate_schedules(opt.transformation)
+    if isinstance(opt, Chain):
+        return [s for t in opt.transformations for s in learning_rate_schedules(t)]
+    if isinstance(opt, ScaleByLearningRate) and callable(opt.learning_rate):
+        return [opt.learning_rate]
+    return []
+
+
+# ---------------------------------------------------------------- user schedules
+def _is_tracer_error(exc) -> bool:
+    """A JAX error from using a traced value as a Python bool or number (no jax import)."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(names & {"ConcretizationTypeError", "TracerBoolConversionError",
+                         "TracerIntegerConversionError"})
+
+
+def _schedule_name(schedule) -> str:
+    return getattr(schedule, "__name__", None) or type(schedule).__name__
+
+
+def check_schedule(backend, schedule) -> None:
+    """Call a learning-rate ``schedule`` once, for step 0 (compiled where ``backend``
+    compiles), and turn a failure into an error that says how to write it.
+
+    Raises TypeError when the schedule fails, returns something other than a
+    number or a 0-d array, or (on JAX) branches with a Python ``if`` on the step.
+    """
+    name = _schedule_name(schedule)
+    xp = backend.xp
+    step = xp.asarray(0)
+    hint = ("a schedule takes the step count (an integer 0-d array) and returns a number "
+            "or a 0-d array; cast the step before float math: xp.astype(step, xp.float64)")
+    try:
+        value = schedule(step)
+    except Exception as exc:
+        raise TypeError(f"learning-rate schedule {name} failed for step 0 "
+                        f"({type(exc).__name__}: {exc}); {hint}") from exc
+    _check_schedule_value(name, value)
+    if backend.compiles:
+        try:
+            backend.jit(schedule)(step)
+        except Exception as exc:
+            if _is_tracer_error(exc):
+                raise TypeError(
+                    f"learning-rate schedule {name} uses the step as a Python value, but "
+                    "schedules are traced by JAX: use xp.where(step < 100, a, b) instead of "
+                    "a Python if on the step (and xp functions, not math or float())"
+                ) from exc
+            raise TypeError(f"learning-rate schedule {name} failed when compiled for step 0 "
+                            f"({type(exc).__name__}: {exc}); {hint}") from exc
+
+
+def _check_schedule_value(name, value):
+    if isinstance(value, bool) or not (isinstance(value, numbers.Real)
+                                       or hasattr(value, "shape")):
+        raise TypeError(f"learning-rate schedule {name} must return a number or a 0-d array "
+                        f"for step 0, got {type(value).__name__}")
+    if hasattr(value, "shape") and tuple(value.shape) != ():
+        raise ValueError(f"learning-rate schedule {name} must return a number or a 0-d array "
+                         f"for step 0, got an array of shape {tuple(value.shape)}")
+    if not isinstance(value, numbers.Real) and not array_namespace(value).isdtype(
+            value.dtype, ("real floating", "integral")):
+        raise TypeError(f"learning-rate schedule {name} must return a real number for step 0, "
+                        f"got an array of dtype {value.dtype}")

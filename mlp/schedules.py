@@ -1,11 +1,18 @@
 """Learning-rate schedules: pure functions of the optimizer's step count.
 
-A schedule is called with ``step``, a 0-d array holding the number of updates
-made so far (0 for the first), and returns the learning rate for this update.
-They use only array-API functions, so they trace under JAX's ``jit``.
+A schedule is called with ``step``, the number of updates made so far (0 for
+the first) as an integer 0-d array, and returns the learning rate for this
+update (a number or a 0-d array). The built-in ones cast the step to a float
+explicitly (array-API integers do not mix with float scalars) and use only
+array-API functions, so they trace under JAX's ``jit``.
 
 >>> from mlp import schedules
 >>> lr = schedules.cosine_decay(1e-3, decay_steps=1000, warmup_steps=100)
+
+A schedule of your own is any function of the step. On JAX it is traced, so
+branch with ``xp.where(step < 100, a, b)``, not with a Python ``if`` on the step.
+Each built-in schedule describes itself: ``get_config()`` gives a JSON-ready
+dict and `from_config` rebuilds an equal schedule.
 """
 
 from __future__ import annotations
@@ -17,58 +24,63 @@ from dataclasses import dataclass
 
 from array_api_compat import array_namespace
 
+from .params import Boolean, Integer, Real, check
 
-def _positive(name, value, *, allow_zero=False):
-    ok = isinstance(value, numbers.Real) and math.isfinite(value) and (
-        value >= 0 if allow_zero else value > 0
-    )
-    if not ok or isinstance(value, bool):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
-    return float(value)
+_POSITIVE = [Real(0, closed="neither")]
+_NON_NEGATIVE = [Real(0)]
 
 
-def _as_python_floats(opt):
-    """Store NumPy scalars as Python floats: a ``np.float64`` hyperparameter would
-    otherwise promote float32 weights to float64 on NumPy (NEP 50)."""
-    for f in dataclasses.fields(opt):
-        value = getattr(opt, f.name)
-        if isinstance(value, numbers.Real) and not isinstance(value, (bool, int)):
-            object.__setattr__(opt, f.name, float(value))
+def as_float_step(step):
+    """``step`` as a float 0-d array (float64 where the backend has it)."""
+    xp = array_namespace(step)
+    if xp.isdtype(step.dtype, "real floating"):
+        return step
+    return xp.astype(step, xp.result_type(xp.float32, xp.float64))
+
+
+class _Schedule:
+    """Shared by the built-in schedules: checked fields and `get_config`."""
+
+    #: The name in configs (`from_config`).
+    config_name = ""
+    _rules: dict = {}
+
+    def __post_init__(self):
+        for name, rules in self._rules.items():
+            object.__setattr__(self, name, check(name, getattr(self, name), rules))
+
+    def get_config(self) -> dict:
+        """``{"name": ..., <field>: <value>, ...}``, JSON-ready."""
+        return {"name": self.config_name, **dataclasses.asdict(self)}
 
 
 @dataclass(frozen=True)
-class Constant:
+class Constant(_Schedule):
     """The same learning rate at every step."""
 
     learning_rate: float
-
-    def __post_init__(self):
-        _positive("learning_rate", self.learning_rate)
-        _as_python_floats(self)
+    config_name = "constant"
+    _rules = {"learning_rate": _POSITIVE}
 
     def __call__(self, step):
         return self.learning_rate
 
 
 @dataclass(frozen=True)
-class ExponentialDecay:
+class ExponentialDecay(_Schedule):
     """``learning_rate * decay_rate ** (step / decay_steps)`` (floored with ``staircase``)."""
 
     learning_rate: float
-    decay_steps: int
+    decay_steps: float
     decay_rate: float
     staircase: bool = False
-
-    def __post_init__(self):
-        _positive("learning_rate", self.learning_rate)
-        _positive("decay_steps", self.decay_steps)
-        _positive("decay_rate", self.decay_rate)
-        _as_python_floats(self)
+    config_name = "exponential_decay"
+    _rules = {"learning_rate": _POSITIVE, "decay_steps": _POSITIVE,
+              "decay_rate": _POSITIVE, "staircase": [Boolean()]}
 
     def __call__(self, step):
         xp = array_namespace(step)
-        power = step / self.decay_steps
+        power = as_float_step(step) / self.decay_steps
         if self.staircase:
             power = xp.floor(power)
         return self.learning_rate * self.decay_rate**power
@@ -85,24 +97,21 @@ def exponential_decay(learning_rate, decay_steps, decay_rate, staircase=False):
 
 
 @dataclass(frozen=True)
-class CosineDecay:
+class CosineDecay(_Schedule):
     """Linear warm-up from 0 over ``warmup_steps``, then cosine decay to
     ``final_fraction * learning_rate`` at ``warmup_steps + decay_steps``; flat after."""
 
     learning_rate: float
-    decay_steps: int
+    decay_steps: float
     warmup_steps: int = 0
     final_fraction: float = 0.0
-
-    def __post_init__(self):
-        _positive("learning_rate", self.learning_rate)
-        _positive("decay_steps", self.decay_steps)
-        _positive("warmup_steps", self.warmup_steps, allow_zero=True)
-        _positive("final_fraction", self.final_fraction, allow_zero=True)
-        _as_python_floats(self)
+    config_name = "cosine_decay"
+    _rules = {"learning_rate": _POSITIVE, "decay_steps": _POSITIVE,
+              "warmup_steps": [Integer(0)], "final_fraction": _NON_NEGATIVE}
 
     def __call__(self, step):
         xp = array_namespace(step)
+        step = as_float_step(step)
         progress = xp.clip((step - self.warmup_steps) / self.decay_steps, 0.0, 1.0)
         cosine = 0.5 * (1.0 + xp.cos(math.pi * progress))
         decayed = self.learning_rate * (self.final_fraction + (1 - self.final_fraction) * cosine)
@@ -118,7 +127,7 @@ def cosine_decay(learning_rate, decay_steps, warmup_steps=0, final_fraction=0.0)
 
 
 @dataclass(frozen=True)
-class InvScaling:
+class InvScaling(_Schedule):
     """scikit-learn's ``invscaling``: ``learning_rate / (step + 1) ** power_t``.
 
     scikit-learn counts samples seen; this counts updates (steps).
@@ -126,14 +135,11 @@ class InvScaling:
 
     learning_rate: float
     power_t: float = 0.5
-
-    def __post_init__(self):
-        _positive("learning_rate", self.learning_rate)
-        _positive("power_t", self.power_t, allow_zero=True)
-        _as_python_floats(self)
+    config_name = "invscaling"
+    _rules = {"learning_rate": _POSITIVE, "power_t": _NON_NEGATIVE}
 
     def __call__(self, step):
-        return self.learning_rate / (step + 1.0) ** self.power_t
+        return self.learning_rate / (as_float_step(step) + 1.0) ** self.power_t
 
 
 def invscaling(learning_rate, power_t=0.5):
@@ -141,13 +147,46 @@ def invscaling(learning_rate, power_t=0.5):
     return InvScaling(learning_rate, power_t)
 
 
+#: Config name -> schedule class.
+SCHEDULES = {cls.config_name: cls for cls in (Constant, ExponentialDecay, CosineDecay,
+                                              InvScaling)}
+
+
+def from_config(config: dict):
+    """The schedule described by ``config`` (from ``get_config()``).
+
+    Also reads the older form ``{"schedule": "CosineDecay", <fields>}``.
+    Raises ValueError for an unknown schedule name or field.
+    """
+    if not isinstance(config, dict):
+        raise ValueError(f"a schedule config must be a dict, got {type(config).__name__}")
+    fields = dict(config)
+    if "schedule" in fields:  # format 1 files: the class name
+        by_class = {cls.__name__: cls for cls in SCHEDULES.values()}
+        name = fields.pop("schedule")
+        cls = by_class.get(name) if isinstance(name, str) else None
+    else:
+        name = fields.pop("name", None)
+        cls = SCHEDULES.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise ValueError(f"unknown learning-rate schedule {name!r}; known: "
+                         f"{', '.join(SCHEDULES)}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(map(repr, unknown))} in the config "
+                         f"of learning-rate schedule {name!r}; known: {', '.join(sorted(known))}")
+    return cls(**fields)
+
+
 def check_learning_rate(learning_rate):
-    """A positive finite float, or a callable schedule; a clear error otherwise."""
+    """A positive finite float (NumPy scalars accepted, stored as ``float``), or a
+    callable schedule; a clear error otherwise."""
     if callable(learning_rate):
         return learning_rate
-    if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real):
+    if not isinstance(learning_rate, numbers.Real) or isinstance(learning_rate, bool):
         raise TypeError(
             "learning_rate must be a positive number or a schedule "
             f"(see mlp.schedules), got {type(learning_rate).__name__}"
         )
-    return _positive("learning_rate", learning_rate)
+    return check("learning_rate", learning_rate, _POSITIVE)

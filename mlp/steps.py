@@ -7,33 +7,52 @@ device, so the data crosses to the device once per `fit` and every backend
 sees the same batches. A *run* scans epochs. On JAX a run is one compiled
 call (`Backend.jit` + `Backend.scan` = ``lax.scan``); elsewhere the same code
 runs as Python loops.
+
+``alpha`` and ``clip_norm`` act at different places: ``alpha`` is the L2 term
+``0.5 * alpha * sum ||W||^2`` of the loss (part of the objective, so the loss
+the run reports includes it), while ``clip_norm`` is a gradient transformation,
+`mlp.optimizers.clip_by_global_norm`, chained before the optimizer.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .core import clip_by_global_norm, loss_and_gradients
-from .optimizers import SGD, Adam, AdamW, RMSprop
+from .core import loss_and_gradients
+from .optimizers import (
+    EmptyState,
+    apply_updates,
+    chain,
+    check_schedule,
+    clip_by_global_norm,
+    learning_rate_schedules,
+)
+from .schedules import SCHEDULES
+from .tree import is_namedtuple
 
 
 def make_step(spec, optimizer, alpha=0.0, clip_norm=None, packer=None):
     """The pure training step for one batch.
 
+    ``opt_state`` is ``optimizer``'s own state; with ``clip_norm`` the step runs
+    ``chain(clip_by_global_norm(clip_norm), optimizer)`` (clipping keeps no state).
     With a `Packer`, ``params`` (and the optimizer's state) are the packed flat
-    arrays: the network sees them unpacked, the optimizer updates them packed.
+    arrays: the network sees them unpacked, the optimizer updates them packed
+    (the global norm of the packed gradients is theirs, so clipping works there too).
     """
-    xp = spec.xp
+    if clip_norm is None:
+        transform, wrap, unwrap = optimizer, (lambda s: s), (lambda s: s)
+    else:
+        transform = chain(clip_by_global_norm(clip_norm), optimizer)
+        wrap, unwrap = (lambda s: (EmptyState(), s)), (lambda s: s[1])
 
     def step(params, opt_state, xb, yb):
         layers = params if packer is None else packer.unpack(params)
         loss, grads = loss_and_gradients(spec, layers, xb, yb, alpha)
-        if clip_norm is not None:
-            grads = clip_by_global_norm(xp, grads, clip_norm)
         if packer is not None:
             grads = packer.pack(grads)
-        params, opt_state = optimizer.update(grads, opt_state, params)
-        return params, opt_state, loss
+        updates, state = transform.update(grads, wrap(opt_state), params)
+        return apply_updates(params, updates), unwrap(state), loss
 
     return step
 
@@ -47,16 +66,11 @@ class InterruptedRun(Exception):
         self.params, self.opt_state, self.losses = params, opt_state, losses
 
 
-#: Optimizers whose update is elementwise over every parameter array: on a backend
-#: that does not compile they update all weights as one flat array (see `Packer`).
-PACKABLE_OPTIMIZERS = (SGD, Adam, AdamW, RMSprop)
-
-
 class Packer:
     """All weight matrices as one flat array, all biases as another.
 
     Where every array operation costs a fixed overhead (NumPy, PyTorch eager), an
-    elementwise optimizer (`PACKABLE_OPTIMIZERS`) then runs its handful of
+    elementwise optimizer (``optimizer.elementwise``) then runs its handful of
     operations twice per step instead of twice per layer. Each element sees
     exactly the same operations in the same order, so results are identical to
     the per-layer update, bit for bit. Unpacking gives views (reshaped slices).
@@ -90,6 +104,8 @@ class Packer:
         """Pack every per-layer ``[(W, b), ...]`` list inside an optimizer state."""
         if self._is_param_list(node):
             return self.pack(node)
+        if is_namedtuple(node):
+            return type(node)(*(self.pack_tree(n) for n in node))
         if isinstance(node, tuple):
             return tuple(self.pack_tree(n) for n in node)
         return node
@@ -98,6 +114,8 @@ class Packer:
         """Undo `pack_tree`; ``like`` is the unpacked state it came from."""
         if self._is_param_list(like):
             return self.unpack(node)
+        if is_namedtuple(like):
+            return type(like)(*(self.unpack_tree(n, m) for n, m in zip(node, like)))
         if isinstance(like, tuple):
             return tuple(self.unpack_tree(n, m) for n, m in zip(node, like))
         return node
@@ -109,70 +127,84 @@ def make_run(backend, spec, optimizer, alpha=0.0, clip_norm=None):
     ``batches: (n_epochs, n_batches, batch_size)`` and ``last: (n_epochs, r)``
     hold row indices (``None`` for full-batch training, or when the batch size
     divides the data); ``losses: (n_epochs,)`` are the epochs' mean losses.
-    Compiled with ``backend.jit`` (``n_epochs`` is static).
+    Compiled with ``backend.jit`` (``n_epochs`` is static). A learning-rate
+    schedule of the user's own is tried once first (`check_schedule`), so that
+    a mistake in it gets a clear message rather than an error from inside the run.
     """
     xp = spec.xp
+    _check_users_schedules(backend, optimizer)
     step = make_step(spec, optimizer, alpha, clip_norm)
-    # Plain SGD has two operations per array: packing would cost more than it saves.
-    packed = (not backend.compiles and type(optimizer) in PACKABLE_OPTIMIZERS
-              and not (type(optimizer) is SGD and not optimizer.momentum))
+    # An elementwise optimizer updates every layer at once on one flat array where
+    # each array operation has a fixed cost (see `Packer`).
+    packed = not backend.compiles and getattr(optimizer, "elementwise", False)
 
     def run(params, opt_state, x, y, batches, last, n_epochs):
         if packed:
             packer = Packer(xp, [W.shape for W, _ in params])
             return _packed_run(packer, params, opt_state, x, y, batches, last, n_epochs)
-        return _run(step, params, opt_state, x, y, batches, last, n_epochs)
+        return _run_epochs(backend, step, params, opt_state, x, y, batches, last, n_epochs)
 
     def _packed_run(packer, params, opt_state, x, y, batches, last, n_epochs):
         packed_step = make_step(spec, optimizer, alpha, clip_norm, packer)
         try:
-            p, s, losses = _run(packed_step, packer.pack(params), packer.pack_tree(opt_state),
-                                x, y, batches, last, n_epochs)
+            p, s, losses = _run_epochs(backend, packed_step, packer.pack(params),
+                                       packer.pack_tree(opt_state), x, y, batches, last,
+                                       n_epochs)
         except InterruptedRun as part:
             raise InterruptedRun(packer.unpack(part.params),
                                  packer.unpack_tree(part.opt_state, opt_state),
                                  part.losses) from part.__cause__
         return packer.unpack(p), packer.unpack_tree(s, opt_state), losses
 
-    def _run(step, params, opt_state, x, y, batches, last, n_epochs):
-        n = x.shape[0]
-
-        def batch(carry, rows):
-            params, opt_state = carry
-            params, opt_state, loss = step(params, opt_state, backend.take_rows(x, rows),
-                                           backend.take_rows(y, rows))
-            return (params, opt_state), loss
-
-        def epoch(carry, rows):
-            if rows is None:  # full batch: the data as it is
-                params, opt_state, loss = step(*carry, x, y)
-                return (params, opt_state), loss
-            full, rest = rows
-            carry, losses = backend.scan(batch, carry, full)
-            total = xp.sum(losses) * full.shape[-1]
-            if rest is not None:
-                carry, loss = batch(carry, rest)
-                total = total + loss * rest.shape[-1]
-            return carry, total / n
-
-        if backend.compiles:
-            rows = None if batches is None else (batches, last)
-            (params, opt_state), losses = backend.scan(epoch, (params, opt_state), rows,
-                                                       length=n_epochs)
-            return params, opt_state, losses
-        # A Python loop over the epochs: Ctrl-C keeps the epochs completed so far.
-        carry, losses = (params, opt_state), []
-        try:
-            for e in range(n_epochs):
-                rows = None if batches is None else (
-                    batches[e, ...], None if last is None else last[e, ...])
-                carry, loss = epoch(carry, rows)
-                losses.append(loss)
-        except KeyboardInterrupt as exc:
-            raise InterruptedRun(*carry, losses) from exc
-        return carry[0], carry[1], xp.stack(losses)
-
     return backend.jit(run, static_argnums=(6,))
+
+
+def _run_epochs(backend, step, params, opt_state, x, y, batches, last, n_epochs):
+    """``n_epochs`` epochs of ``step`` (a scan on a compiling backend, else a Python loop)."""
+    xp = backend.xp
+    n = x.shape[0]
+
+    def batch(carry, rows):
+        params, opt_state = carry
+        params, opt_state, loss = step(params, opt_state, backend.take_rows(x, rows),
+                                       backend.take_rows(y, rows))
+        return (params, opt_state), loss
+
+    def epoch(carry, rows):
+        if rows is None:  # full batch: the data as it is
+            params, opt_state, loss = step(*carry, x, y)
+            return (params, opt_state), loss
+        full, rest = rows
+        carry, losses = backend.scan(batch, carry, full)
+        total = xp.sum(losses) * full.shape[-1]
+        if rest is not None:
+            carry, loss = batch(carry, rest)
+            total = total + loss * rest.shape[-1]
+        return carry, total / n
+
+    if backend.compiles:
+        rows = None if batches is None else (batches, last)
+        (params, opt_state), losses = backend.scan(epoch, (params, opt_state), rows,
+                                                   length=n_epochs)
+        return params, opt_state, losses
+    # A Python loop over the epochs: Ctrl-C keeps the epochs completed so far.
+    carry, losses = (params, opt_state), []
+    try:
+        for e in range(n_epochs):
+            rows = None if batches is None else (
+                batches[e, ...], None if last is None else last[e, ...])
+            carry, loss = epoch(carry, rows)
+            losses.append(loss)
+    except KeyboardInterrupt as exc:
+        raise InterruptedRun(*carry, losses) from exc
+    return carry[0], carry[1], xp.stack(losses)
+
+
+def _check_users_schedules(backend, optimizer):
+    """Try each learning-rate schedule not from `mlp.schedules` once (`check_schedule`)."""
+    for schedule in learning_rate_schedules(optimizer):
+        if type(schedule) not in SCHEDULES.values():
+            check_schedule(backend, schedule)
 
 
 def batch_indices(rng, n, batch_size, n_epochs, shuffle):

@@ -1,28 +1,76 @@
-"""The training loop: `fit` drives runs of epochs (`mlp.steps`) and their hooks.
+"""The training loop: `fit` checks its arguments, prepares the data and the callbacks,
+then a `Trainer` runs the epochs.
 
-The loss comes back to the host once per run, i.e. once per epoch whenever
-anything (validation, callbacks, progress) needs it.
+Epochs run in *chunks*, calls of the run built by `mlp.steps.make_run` (one
+compiled call on JAX). When anything needs the host between epochs (callbacks,
+validation, progress output, early stopping) a chunk is one epoch; otherwise
+chunks grow to about `CHUNK_SECONDS` of work each (`ChunkPlanner`), so the loss
+comes back to the host rarely, yet Ctrl-C keeps every completed chunk and a
+divergence is caught within a second.
+
+Everything between epochs goes through one protocol (`mlp.callbacks.Callback`);
+one signal, ``model.stop_training``, stops. The state carried from epoch to
+epoch is one `TrainState` (``model.train_state_``).
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from .callbacks import Callback, EarlyStopping, FunctionCallback, History
+from . import core
+from .callbacks import (
+    CallbackList,
+    EarlyStopping,
+    EpochLogger,
+    History,
+    ProgressBar,
+    as_callbacks,
+)
 from .optimizers import get_optimizer
+from .params import Boolean, InstanceOf, Integer, Options, Real, validate
 from .schedules import check_learning_rate
 from .steps import InterruptedRun, batch_indices, make_run
-from .validation import all_finite, check_float, check_int
+from .validation import all_finite
+
+#: Seconds of work one call of the run covers when nothing needs the host between
+#: epochs: on JAX a call cannot be interrupted, so Ctrl-C loses at most about this much.
+CHUNK_SECONDS = 1.0
+
+#: The most epochs in one call: the epochs left over after the last full chunk run one
+#: by one (one compiled length less), which costs at most this many calls.
+MAX_CHUNK = 4096
+
+#: Host row indices per call are capped at about this many entries (32 MiB of int64).
+MAX_INDICES = 2**22
+
+#: Every parameter of `fit` except the data and the optimizer (checked by
+#: `mlp.optimizers.get_optimizer` and `mlp.schedules.check_learning_rate`).
+FIT_CONSTRAINTS = {
+    "epochs": [Integer(1)],
+    "batch_size": [None, Integer(1)],
+    "shuffle": [Boolean()],
+    "alpha": [Real(0)],
+    "clip_norm": [None, Real(0, closed="neither")],
+    "validation_data": [None, InstanceOf((tuple, list), "a pair (x_val, y_val)")],
+    "validation_split": [None, Real(0, 1, closed="neither")],
+    "early_stopping": [Boolean()],
+    "patience": [Integer(1)],
+    "min_delta": [Real(0)],
+    "verbose": [Options(0, 1, 2)],
+}
 
 
 class TrainingDivergedError(FloatingPointError):
     """The training loss became NaN or infinite.
 
-    The model's weights have been restored to the last finite ones; the
-    epochs completed before are in ``history``.
+    The model's weights have been restored to the last ones whose loss on the
+    training data is finite; the epochs completed before are in ``history``.
     """
 
     def __init__(self, message, history):
@@ -30,42 +78,140 @@ class TrainingDivergedError(FloatingPointError):
         self.history = history
 
 
-def _all_finite(backend, params):
-    return all(all_finite(backend.xp, W) and all_finite(backend.xp, b) for W, b in params)
+@dataclass
+class TrainState:
+    """What training carries from one epoch to the next (``model.train_state_``).
+
+    Attributes
+    ----------
+    params : list of (W, b)
+        The weights the next epoch starts from; the loop keeps ``model.params``
+        equal to them at every callback, and takes ``model.params`` back before
+        each epoch (so weights a callback sets are the ones trained from).
+    opt_state : pytree
+        The optimizer's state.
+    epoch : int
+        Epochs completed in this fit.
+    rng : numpy.random.Generator
+        The stream the batches' shuffles are drawn from.
+    """
+
+    params: list
+    opt_state: Any
+    epoch: int
+    rng: np.random.Generator
 
 
-def _callbacks(callbacks, model):
-    out = []
-    for cb in callbacks or []:
-        if isinstance(cb, Callback):
-            out.append(cb)
-        elif callable(cb):
-            out.append(FunctionCallback(cb))
+@dataclass
+class TrainingData:
+    """Training data on the device, and the validation data if any."""
+
+    x: Any
+    y: Any
+    val: tuple | None  # (x_val, targets, labels)
+
+
+class ChunkPlanner:
+    """How many epochs the next call of the run covers.
+
+    With ``max_chunk=1`` (something needs every epoch) always one. Otherwise
+    the first two calls run one epoch each (the first may include compiling,
+    the second measures an epoch); then the rest runs in one call when it takes
+    at most ``seconds``, else in chunks of a power of two epochs lasting about
+    ``seconds`` (at most `MAX_CHUNK`), and the few epochs left over one by one.
+    So a run calls the compiled function with two lengths only (1 and the
+    chunk): on JAX it compiles at most twice.
+
+    The chunk chosen is remembered under ``key`` (the run, the data size, the
+    batch size and the epochs), so that the same fit again makes the same calls
+    and compiles nothing new, however the timings vary.
+    """
+
+    _chosen: dict = {}  # key -> chunk, least recently used first
+    _CACHE_SIZE = 256
+
+    def __init__(self, max_chunk, seconds=None, key=None):
+        self.max_chunk = max(1, int(max_chunk))
+        self.seconds = CHUNK_SECONDS if seconds is None else seconds
+        self.key = key
+        self.calls = 0
+        self.chunk = 1 if self.max_chunk == 1 else self._chosen.get(key)
+
+    def next(self, remaining: int) -> int:
+        """The length of the next call, ``remaining`` epochs being left."""
+        if self.calls < 2 or self.chunk is None or remaining < self.chunk:
+            return 1
+        return self.chunk
+
+    def measured(self, n_epochs: int, seconds: float, remaining: int) -> None:
+        """Report a call of ``n_epochs`` that took ``seconds``; ``remaining`` epochs are left."""
+        self.calls += 1
+        if self.chunk is not None or self.calls < 2 or remaining == 0:
+            return
+        per_epoch = max(seconds / n_epochs, 1e-9)
+        limit = min(self.max_chunk, MAX_CHUNK)
+        if remaining * per_epoch <= self.seconds and remaining <= limit:
+            self.chunk = remaining
         else:
-            raise TypeError("callbacks must be Callback objects or functions fn(epoch, logs), "
-                            f"got {type(cb).__name__}")
-    for cb in out:
-        cb.set_model(model)
-    return out
+            self.chunk = min(2 ** max(0, int(math.log2(self.seconds / per_epoch))), limit)
+        if self.key is not None:
+            self._chosen.pop(self.key, None)
+            self._chosen[self.key] = self.chunk
+            while len(self._chosen) > self._CACHE_SIZE:
+                self._chosen.pop(next(iter(self._chosen)))
 
 
 def fit(model, x, y, *, epochs, learning_rate=None, batch_size=None, shuffle=True,
         optimizer="sgd", alpha=0.0, clip_norm=None, validation_data=None,
         validation_split=None, early_stopping=False, patience=10, min_delta=0.0,
         callbacks=None, verbose=0):
-    """Train ``model`` in place of its weights; see `mlp.MLP.fit`."""
-    # ---- check everything before touching the model
-    epochs = check_int("epochs", epochs)
-    if batch_size is not None:
-        batch_size = check_int("batch_size", batch_size)
-    if not isinstance(shuffle, bool):
-        raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
-    if verbose not in (0, 1, 2) or isinstance(verbose, bool):
-        raise ValueError(f"verbose must be 0 (silent), 1 (progress bar) or 2 (a line per epoch), "
-                         f"got {verbose!r}")
-    alpha = check_float("alpha", alpha, requirement=">= 0", ok=lambda v: v >= 0)
-    if clip_norm is not None:
-        clip_norm = check_float("clip_norm", clip_norm, requirement="> 0", ok=lambda v: v > 0)
+    """Train ``model`` from its current weights; see `mlp.MLP.fit` for the parameters.
+
+    The steps, each a function of its own:
+
+    1. `check_arguments`: every parameter against `FIT_CONSTRAINTS` (one
+       message form), the optimizer built, the callbacks checked. A rejected
+       call changes nothing.
+    2. `training_data`: ``x``, ``y`` and the validation data (given, or split
+       off from the seed) checked and moved to the device once.
+    3. `callback_list`: `History` first, then the user's callbacks, then
+       `EarlyStopping` (``early_stopping=True``) and `ProgressBar`
+       (``verbose=1``) or `EpochLogger` (``verbose=2``), behind one `CallbackList`.
+    4. `Trainer.train`: the epochs, in chunks; each chunk is checked for
+       divergence, and Ctrl-C keeps every completed epoch.
+
+    Returns the `History` (also ``model.history_``).
+    """
+    settings = check_arguments(
+        epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, shuffle=shuffle,
+        optimizer=optimizer, alpha=alpha, clip_norm=clip_norm, validation_data=validation_data,
+        validation_split=validation_split, early_stopping=early_stopping, patience=patience,
+        min_delta=min_delta, callbacks=callbacks, verbose=verbose)
+    data = training_data(model, x, y, settings["validation_data"], settings["validation_split"])
+    cbs, history = callback_list(model, settings, data)
+    Trainer(model, data, settings, cbs, history).train()
+    return history
+
+
+# ------------------------------------------------------------------ step 1
+def check_arguments(*, learning_rate, optimizer, callbacks, **values) -> dict:
+    """The checked settings: ``values`` as `FIT_CONSTRAINTS` store them, plus
+    ``optimizer`` (an optimizer object) and ``callbacks`` (a list of Callbacks)."""
+    settings = validate(FIT_CONSTRAINTS, values)
+    if settings["validation_data"] is not None and len(settings["validation_data"]) != 2:
+        raise ValueError("validation_data must be a pair (x_val, y_val), got "
+                         f"{len(settings['validation_data'])} items")
+    if settings["validation_data"] is not None and settings["validation_split"] is not None:
+        raise ValueError("pass validation_data or validation_split, not both")
+    settings["optimizer"] = _optimizer(optimizer, learning_rate)
+    settings["callbacks"] = as_callbacks(callbacks)
+    if settings["early_stopping"]:
+        settings["stopper"] = EarlyStopping(patience=settings["patience"],
+                                            min_delta=settings["min_delta"])
+    return settings
+
+
+def _optimizer(optimizer, learning_rate):
     if learning_rate is not None:
         if isinstance(learning_rate, np.floating | np.integer):  # e.g. np.float32(0.01)
             learning_rate = float(learning_rate)
@@ -73,135 +219,239 @@ def fit(model, x, y, *, epochs, learning_rate=None, batch_size=None, shuffle=Tru
         if not isinstance(optimizer, str):
             raise ValueError("learning_rate was given twice: pass it to the optimizer object "
                              "or name the optimizer as a string, not both")
-    opt = get_optimizer(optimizer, learning_rate)
-    if validation_data is not None and validation_split is not None:
-        raise ValueError("pass validation_data or validation_split, not both")
-    if validation_split is not None:
-        validation_split = check_float("validation_split", validation_split,
-                                       requirement="in (0, 1)", ok=lambda v: 0 < v < 1)
-    if early_stopping:
-        stopper = EarlyStopping("val_loss", patience=patience, min_delta=min_delta)
-    cbs = _callbacks(callbacks, model)
+    return get_optimizer(optimizer, learning_rate)
 
+
+# ------------------------------------------------------------------ step 2
+def training_data(model, x, y, validation_data, validation_split) -> TrainingData:
+    """``(x, y)`` on the device, checked; validation data given or split off."""
     x_dev, y_dev, labels = model._prepare(x, y)
-    val = None
     if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise ValueError("validation_data must be a pair (x_val, y_val)")
         val = model._prepare(*validation_data, names=("x_val", "y_val"))
-    elif validation_split is not None:
-        n = x_dev.shape[0]
-        n_val = int(round(n * validation_split))
-        if n_val < 1 or n_val >= n:
-            raise ValueError(f"validation_split={validation_split} leaves {n - n_val} training "
-                             f"and {n_val} validation samples out of {n}; both need at least 1")
-        order = model._split_rng().permutation(n)
-        xp = model.xp
-        rows_val = model.backend.asarray(np.sort(order[:n_val]))
-        rows_train = model.backend.asarray(np.sort(order[n_val:]))
-        val = (xp.take(x_dev, rows_val, axis=0), xp.take(y_dev, rows_val, axis=0),
-               None if labels is None else xp.take(labels, rows_val, axis=0))
-        x_dev, y_dev = xp.take(x_dev, rows_train, axis=0), xp.take(y_dev, rows_train, axis=0)
-    if early_stopping:
-        cbs.append(stopper)
-        stopper.set_model(model)
-
+        return TrainingData(x_dev, y_dev, val)
+    if validation_split is None:
+        return TrainingData(x_dev, y_dev, None)
     n = x_dev.shape[0]
-    full_batch = batch_size is None or batch_size >= n
-    run = model._compiled(("run", opt, alpha, clip_norm),
-                          lambda: make_run(model.backend, model._spec, opt, alpha, clip_norm))
-    hooks = bool(cbs or val is not None or verbose)
-    # Without hooks nothing needs the host between epochs: run them in chunks (one compiled
-    # call on JAX; elsewhere no per-epoch host round trip). The chunk's host row indices
-    # are capped at about 2**22 entries (32 MiB) per call.
-    chunk = 1 if hooks else (epochs if full_batch else max(1, min(epochs, 2**22 // n)))
-    history = History(dict(epochs=epochs, batch_size=batch_size or n, optimizer=opt,
-                           alpha=alpha, clip_norm=clip_norm, shuffle=shuffle, samples=n))
-    model.history_ = history
-    rng = model._shuffle_rng
+    n_val = int(round(n * validation_split))
+    if n_val < 1 or n_val >= n:
+        raise ValueError(f"validation_split={validation_split} leaves {n - n_val} training "
+                         f"and {n_val} validation samples out of {n}; both need at least 1")
+    order = model._split_rng().permutation(n)
+    xp, to = model.xp, model.backend.asarray
+    rows_val, rows_train = to(np.sort(order[:n_val])), to(np.sort(order[n_val:]))
+    val = (xp.take(x_dev, rows_val, axis=0), xp.take(y_dev, rows_val, axis=0),
+           None if labels is None else xp.take(labels, rows_val, axis=0))
+    return TrainingData(xp.take(x_dev, rows_train, axis=0), xp.take(y_dev, rows_train, axis=0),
+                        val)
 
-    def indices(n_epochs):
-        if full_batch:
+
+# ------------------------------------------------------------------ step 3
+def logged_metrics(model, validation: bool) -> list[str]:
+    """The names each epoch's logs hold (those of `MLP.evaluate`, ``val_``-prefixed)."""
+    if not validation:
+        return ["loss"]
+    names = ["loss", "accuracy"] if model.is_classifier else ["loss", "r2", "mse"]
+    return ["loss"] + ["val_" + name for name in names]
+
+
+def callback_list(model, settings, data) -> tuple[CallbackList, History]:
+    """Every callback of this fit behind one `CallbackList`, and the `History` among them."""
+    n = data.x.shape[0]
+    params = dict(epochs=settings["epochs"], batch_size=settings["batch_size"] or n,
+                  optimizer=settings["optimizer"], alpha=settings["alpha"],
+                  clip_norm=settings["clip_norm"], shuffle=settings["shuffle"], samples=n,
+                  metrics=logged_metrics(model, data.val is not None))
+    history = History(params)
+    cbs = [history, *settings["callbacks"]]
+    if settings["early_stopping"]:
+        cbs.append(settings["stopper"])
+    if settings["verbose"] == 1:
+        cbs.append(ProgressBar())
+    elif settings["verbose"] == 2:
+        cbs.append(EpochLogger())
+    return CallbackList(cbs, model=model, params=params), history
+
+
+# ------------------------------------------------------------------ step 4
+def run_function(model, optimizer, alpha, clip_norm):
+    """The (compiled, shared) run of `mlp.steps.make_run` for this model and settings."""
+    return model._compiled(("run", optimizer, alpha, clip_norm),
+                           lambda: make_run(model.backend, model._spec, optimizer, alpha,
+                                            clip_norm))
+
+
+def _params_finite(backend, params) -> bool:
+    return all(all_finite(backend.xp, W) and all_finite(backend.xp, b) for W, b in params)
+
+
+class Trainer:
+    """Runs the epochs of one `fit`: chunks of epochs, callbacks, divergence, Ctrl-C.
+
+    The phases of `train`: the callbacks' ``on_train_begin``; chunks
+    (`run_chunk`) until the epochs are done or ``model.stop_training``; a last
+    check that the weights are finite; ``on_train_end`` (also when it raised).
+    """
+
+    def __init__(self, model, data: TrainingData, settings: dict, callbacks: CallbackList,
+                 history: History):
+        self.model, self.data, self.callbacks, self.history = model, data, callbacks, history
+        self.epochs = settings["epochs"]
+        self.optimizer = settings["optimizer"]
+        n = data.x.shape[0]
+        batch_size = settings["batch_size"]
+        self.batch_size = None if batch_size is None or batch_size >= n else batch_size
+        self.shuffle = settings["shuffle"]
+        self.run = run_function(model, self.optimizer, settings["alpha"], settings["clip_norm"])
+        self.state = TrainState(model.params, self.optimizer.init(model.params), 0,
+                                model._shuffle_rng)
+        self.initial = model.params
+        self.recent = deque(maxlen=2)  # (epoch, weights at its start) of recent chunks
+        # Only the History can take a chunk's epochs after the chunk: anything else (or
+        # validation) needs the weights of every epoch, and may change them.
+        every_epoch = data.val is not None or any(
+            not isinstance(cb, History) for cb in callbacks.callbacks)
+        max_chunk = self.epochs if self.batch_size is None else MAX_INDICES // n
+        self.planner = ChunkPlanner(1 if every_epoch else max_chunk,
+                                    key=(self.run, n, self.batch_size, self.epochs))
+
+    # ------------------------------------------------------------ the loop
+    def train(self) -> None:
+        model, state = self.model, self.state
+        model.stop_training = False
+        before = getattr(model, "train_state_", None)
+        model.train_state_ = state  # callbacks see it from on_train_begin on
+        try:
+            self.callbacks.on_train_begin({})
+        except BaseException:  # e.g. a monitored metric this fit does not log
+            model.train_state_ = before
+            raise
+        model.history_ = self.history
+        completed = False
+        try:
+            while state.epoch < self.epochs and not model.stop_training:
+                self.run_chunk(self.planner.next(self.epochs - state.epoch))
+            if not _params_finite(model.backend, state.params):
+                self.diverged(state.epoch - 1, "the weights became NaN or infinite")
+            completed = True
+        finally:
+            model.optimizer_state_, model.optimizer_ = state.opt_state, self.optimizer
+            self.callbacks.on_train_end({"completed": completed})
+            state.params = model.params  # e.g. early stopping's best weights
+
+    def run_chunk(self, n_epochs: int) -> None:
+        """Run ``n_epochs`` epochs in one call, then hand each to the callbacks."""
+        state, data = self.state, self.data
+        state.params = self.model.params  # weights a callback set are the ones trained from
+        for j in range(n_epochs):
+            self.callbacks.on_epoch_begin(state.epoch + j)
+        batches, last = self.indices(n_epochs)
+        start = time.perf_counter()
+        try:
+            params, opt_state, losses = self.run(state.params, state.opt_state, data.x, data.y,
+                                                 batches, last, n_epochs)
+            losses = self.model.backend.to_numpy(losses)
+        except InterruptedRun as part:  # Ctrl-C (Python loop): keep the completed epochs
+            if part.losses:
+                self.keep(part.params, part.opt_state, [float(v) for v in part.losses])
+            raise KeyboardInterrupt from part.__cause__
+        self.planner.measured(n_epochs, time.perf_counter() - start,
+                              self.epochs - state.epoch - n_epochs)
+        if not np.all(np.isfinite(losses)):
+            if n_epochs > 1:
+                losses = self.replay(batches, last, n_epochs)
+            self.diverged(state.epoch, f"the loss became {losses[np.argmax(~np.isfinite(losses))]}")
+        self.keep(params, opt_state, losses)
+
+    def keep(self, params, opt_state, losses) -> None:
+        """Make ``params`` the model's weights and log the epochs of ``losses``."""
+        state, model = self.state, self.model
+        self.recent.append((state.epoch, state.params))
+        state.params, state.opt_state = params, opt_state
+        model.params = params
+        for loss in losses:
+            logs = {"loss": float(loss)}
+            if self.data.val is not None:  # then every chunk is one epoch
+                logs.update(model._validation_logs(*self.data.val))
+            state.epoch += 1
+            self.callbacks.on_epoch_end(state.epoch - 1, logs)
+
+    def indices(self, n_epochs):
+        """The batches' row indices for the next ``n_epochs`` (None for full batches)."""
+        if self.batch_size is None:
             return None, None
-        batches, last = batch_indices(rng, n, batch_size, n_epochs, shuffle)
-        to = model.backend.asarray
+        batches, last = batch_indices(self.state.rng, self.data.x.shape[0], self.batch_size,
+                                      n_epochs, self.shuffle)
+        to = self.model.backend.asarray
         return to(batches), None if last is None else to(last)
 
-    bar = None
-    if verbose == 1:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=epochs, unit="epoch", desc="fit", leave=True)
+    # ---------------------------------------------------------- divergence
+    def replay(self, batches, last, n_epochs):
+        """Rerun a diverged chunk epoch by epoch from its start, keeping the finite
+        epochs; returns the diverged epoch's loss (as a 1-element array)."""
+        state, data = self.state, self.data
+        for j in range(n_epochs):
+            sub = (None if batches is None else batches[j:j + 1, ...],
+                   None if last is None else last[j:j + 1, ...])
+            params, opt_state, loss = self.run(state.params, state.opt_state, data.x, data.y,
+                                               *sub, 1)
+            loss = self.model.backend.to_numpy(loss)
+            if not np.all(np.isfinite(loss)):
+                return loss
+            self.keep(params, opt_state, loss)
+        raise AssertionError("a diverged chunk replayed without divergence")  # pragma: no cover
 
-    params, state = model.params, opt.init(model.params)
-    before = [params, params]  # weights at the start of this epoch and of the previous one
-    stopped = completed = False
-    for cb in cbs:
-        cb.on_train_begin({})
-    model.stop_training = False
-    try:
-        epoch = 0
-        while epoch < epochs and not stopped:
-            n_epochs = min(chunk, epochs - epoch)
-            batches, last = indices(n_epochs)
-            t0 = time.perf_counter()
-            try:
-                new_params, new_state, losses = run(params, state, x_dev, y_dev, batches,
-                                                    last, n_epochs)
-            except InterruptedRun as part:  # keep the completed epochs, then stop
-                if part.losses:
-                    params, state = part.params, part.opt_state
-                    model.params = params
-                    for j, loss in enumerate(part.losses):
-                        history.append(epoch + j, {"loss": float(loss)})
-                raise KeyboardInterrupt from part.__cause__
-            losses = model.backend.to_numpy(losses)
-            seconds = time.perf_counter() - t0
-            if not np.all(np.isfinite(losses)):
-                if n_epochs > 1:  # replay the chunk one epoch at a time to find the epoch
-                    for j in range(n_epochs):
-                        sub = (None if batches is None else batches[j:j + 1, ...],
-                               None if last is None else last[j:j + 1, ...])
-                        p, s, lj = run(params, state, x_dev, y_dev, *sub, 1)
-                        lj = float(model.backend.to_numpy(lj)[0])
-                        if not math.isfinite(lj):
-                            break
-                        history.append(epoch, {"loss": lj})
-                        before = [p, params]
-                        params, state, epoch = p, s, epoch + 1
-                restore = next((p for p in before if _all_finite(model.backend, p)), before[-1])
-                model.params = restore
-                raise TrainingDivergedError(
-                    f"training diverged: the loss became {losses[np.argmax(~np.isfinite(losses))]}"
-                    f" in epoch {epoch} (the learning rate {opt.learning_rate!r} may be too "
-                    f"large); the weights were restored to the last finite ones (from before "
-                    f"epoch {epoch if restore is before[0] else epoch - 1})", history)
-            before = [new_params, params]
-            params, state = new_params, new_state
-            model.params = params
-            for j in range(n_epochs):
-                logs = {"loss": float(losses[j])}
-                if val is not None:
-                    logs.update(model._validation_logs(*val))
-                history.append(epoch, logs)
-                if verbose == 2:
-                    items = " - ".join(f"{k}: {v:.6g}" for k, v in logs.items())
-                    print(f"epoch {epoch + 1}/{epochs} - {items} - {seconds:.3f}s", flush=True)
-                for cb in cbs:
-                    if cb.on_epoch_end(epoch, logs) is True:
-                        stopped = True
-                stopped = stopped or bool(getattr(model, "stop_training", False))
-                if stopped:
-                    history.stopped_epoch = epoch
-                epoch += 1
-            if bar is not None:
-                bar.update(n_epochs)
-                bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in history.history.items()})
-        completed = True
-    finally:
-        if bar is not None:
-            bar.close()
-        model.optimizer_state_ = state
-        model.optimizer_ = opt
-        for cb in cbs:
-            cb.on_train_end({"completed": completed})
-    return history
+    def training_loss(self, params) -> float:
+        """The mean loss (no penalty) of ``params`` on the training data."""
+        model = self.model
+        fn = model._compiled(("training_loss",), lambda spec=model._spec: model.backend.jit(
+            lambda p, x, y: core.loss_value(spec, p, x, y)))
+        return float(fn(params, self.data.x, self.data.y))
+
+    def last_finite_weights(self):
+        """``(epoch, weights)``: the latest epoch start whose training loss is finite
+        (the fit's starting weights if none is)."""
+        candidates = [(self.state.epoch, self.state.params), *reversed(self.recent)]
+        for epoch, params in candidates:
+            if _params_finite(self.model.backend, params) and math.isfinite(
+                    self.training_loss(params)):
+                return epoch, params
+        return 0, self.initial
+
+    def diverged(self, epoch: int, what: str):
+        """Restore the last weights with a finite loss and raise `TrainingDivergedError`.
+
+        The message blames the learning rate, unless the loss at the weights this
+        fit started from was already infinite or near the dtype's limit: then the
+        data's scale or those weights are the cause, and no learning rate helps.
+        """
+        restored_epoch, params = self.last_finite_weights()
+        self.model.params = self.state.params = params
+        start_loss = self.training_loss(self.initial)
+        if math.isfinite(start_loss) and start_loss < math.sqrt(
+                float(np.finfo(self.model.dtype_name).max)):
+            lr = getattr(self.optimizer, "learning_rate", None)
+            lr_text = "the learning rate" + ("" if lr is None else f" {lr!r}")
+            message = (f"training diverged: {what} in epoch {epoch} ({lr_text} "
+                       f"may be too large); the weights were restored to the last ones with a "
+                       f"finite loss (from before epoch {restored_epoch})")
+        else:
+            message = self._scale_message(epoch, what, start_loss, restored_epoch)
+        raise TrainingDivergedError(message, self.history)
+
+    def _scale_message(self, epoch, what, start_loss, restored_epoch):
+        xp, data, model = self.model.xp, self.data, self.model
+
+        def largest(array):
+            return float(xp.max(xp.abs(array)))
+
+        weights = max(largest(W) for W, _ in self.initial)
+        already = (f"{start_loss}" if not math.isfinite(start_loss) else
+                   f"{start_loss:.3g} (near the limit of {model.dtype_name})")
+        return (f"training diverged: {what} in epoch {epoch}, but at the weights training "
+                f"started from, before any step, the loss was already {already}: the data's "
+                f"scale (largest "
+                f"|x| {largest(data.x):.3g}, largest |y| {largest(data.y):.3g}) or those "
+                f"weights (largest |W| {weights:.3g}) overflow {model.dtype_name}, not the "
+                f"learning rate. Rescale x and y (e.g. standardize them), start from fresh "
+                f"weights, or build the model with dtype='float64'; the weights were restored "
+                f"to the last ones with a finite loss (from before epoch {restored_epoch})")

@@ -6,8 +6,10 @@ change to the model, so a rejected call leaves the model as it was.
 
 from __future__ import annotations
 
+import collections.abc
 import math
 import numbers
+import types
 
 import numpy as np
 
@@ -41,22 +43,42 @@ def check_float(name, value, *, requirement="", ok=lambda v: True):
 
 
 def check_layer_sizes(layer_sizes):
-    try:
-        sizes = list(layer_sizes)
-    except TypeError:
+    """``layer_sizes`` as a tuple of positive ints: an ordered sequence (list, tuple,
+    range or 1-D integer array) of at least two entries."""
+    if isinstance(layer_sizes, (set, frozenset, dict)) or isinstance(
+            layer_sizes, (collections.abc.Set, collections.abc.Mapping)):
+        raise TypeError(f"layer_sizes must be an ordered sequence such as [n_features, 64, "
+                        f"n_outputs]; a {type(layer_sizes).__name__} has no order (got "
+                        f"{layer_sizes!r})")
+    ordered = isinstance(layer_sizes, (collections.abc.Sequence, np.ndarray))
+    if not ordered or isinstance(layer_sizes, (str, bytes)):
         raise TypeError(
             "layer_sizes must be a sequence of integers such as [n_features, 64, n_outputs], "
             f"got {type(layer_sizes).__name__}"
-        ) from None
+        )
+    sizes = list(layer_sizes)
     if len(sizes) < 2:
         raise ValueError(
             "layer_sizes needs at least two entries (inputs and outputs), e.g. "
             f"[n_features, 64, n_outputs]; got {sizes!r}"
         )
     for i, s in enumerate(sizes):
-        if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1:
+        if isinstance(s, (bool, np.bool_)) or not isinstance(s, numbers.Integral) or s < 1:
             raise ValueError(f"layer_sizes[{i}] must be a positive integer, got {s!r}")
     return tuple(int(s) for s in sizes)
+
+
+def check_dtype(dtype) -> str:
+    """The name ``"float32"`` or ``"float64"`` of ``dtype``, given as that name, a NumPy
+    dtype or a NumPy scalar type (``np.float32``)."""
+    try:
+        name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    except TypeError:
+        name = None
+    if dtype is None or name not in ("float32", "float64"):
+        raise (ValueError if isinstance(dtype, str) or name else TypeError)(
+            f"dtype must be 'float32' or 'float64' (or np.float32, np.float64), got {dtype!r}")
+    return name
 
 
 def _kind_name(dtype):
@@ -64,15 +86,77 @@ def _kind_name(dtype):
             "M": "dates", "m": "time deltas", "V": "raw records"}.get(dtype.kind, str(dtype))
 
 
+def _refuse_unsupported(data, name):
+    """Clear errors for inputs that are not arrays, where the cause is specific."""
+    module = type(data).__module__
+    if module.startswith("scipy.sparse"):
+        raise TypeError(f"{name} is a SciPy sparse {type(data).__name__}; mlp needs a dense "
+                        f"array: pass {name}.toarray()")
+    if isinstance(data, (types.GeneratorType, collections.abc.Iterator)):
+        raise TypeError(f"{name} is a {type(data).__name__}, which can be read only once; "
+                        f"pass an array or a list (e.g. list({name}) or np.array(list({name})))")
+    if isinstance(data, (collections.abc.Set, collections.abc.Mapping)):
+        raise TypeError(f"{name} must be an array of numbers, got a {type(data).__name__}, "
+                        "which has no order")
+
+
+def _refuse_pandas_missing(data, name):
+    """pandas nullable (extension) columns holding ``pd.NA``, named as such."""
+    if not (type(data).__module__.startswith("pandas") and hasattr(data, "isna")):
+        return
+    dtypes = list(data.dtypes) if hasattr(data, "columns") else [getattr(data, "dtype", None)]
+    if not any(type(dt).__module__.startswith("pandas") for dt in dtypes):
+        return  # NumPy columns: NaN is reported as NaN later
+    n_na = int(np.asarray(data.isna()).sum())
+    if n_na:
+        raise _pd_na_error(name, n_na)
+
+
+def _pd_na_error(name, n_na):
+    return ValueError(f"{name} has {n_na} missing value(s) (pd.NA, from pandas nullable "
+                      f"columns); fill or drop them first, e.g. {name}.fillna(0) or "
+                      f"{name}.dropna(), then pass {name}.to_numpy(dtype=float)")
+
+
+def _is_pd_na(value) -> bool:
+    return type(value).__name__ == "NAType" and type(value).__module__.startswith("pandas")
+
+
+def _plain_numbers(host, name):
+    """An object array that holds only numbers (pandas nullable columns without missing
+    values) as float64; pandas' ``pd.NA`` gets its own message."""
+    flat = host.ravel()
+    n_na = sum(1 for v in flat if _is_pd_na(v))
+    if n_na:
+        raise _pd_na_error(name, n_na)
+    if flat.size and all(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+                         for v in flat):
+        return host.astype(np.float64)
+    return host
+
+
 def _host(backend, data, name):
-    """``data`` (not the backend's own array) as a NumPy array of real numbers."""
+    """``data`` (not the backend's own array) as a NumPy array of real numbers.
+
+    Plainly numeric data is accepted as it is: ``np.matrix``, bfloat16 arrays
+    (ml_dtypes, JAX; cast to float32, which holds them exactly) and pandas
+    columns of nullable numbers.
+    """
     if data is None:
         raise TypeError(f"{name} is None; expected an array of numbers")
+    _refuse_unsupported(data, name)
+    _refuse_pandas_missing(data, name)
     try:
         host = foreign_to_numpy(data, backend, name)
     except ValueError as exc:  # e.g. ragged nested lists
         raise TypeError(f"{name} must be an array of numbers; cannot turn a "
                         f"{type(data).__name__} into one ({exc})") from exc
+    if type(host) is not np.ndarray:  # np.matrix: plain 2-D array
+        host = np.asarray(host)
+    if host.dtype.name == "bfloat16":
+        host = host.astype(np.float32)
+    if host.dtype.kind == "O":
+        host = _plain_numbers(host, name)
     if host.dtype.kind not in _NUMERIC_KINDS:
         raise TypeError(f"{name} must hold real numbers, got an array of "
                         f"{_kind_name(host.dtype)} (dtype {host.dtype})")
@@ -117,6 +201,9 @@ def to_backend_array(backend, data, name, dtype=None, *, floats_only=False):
     cast; integer labels keep theirs). The backend's own arrays are returned as
     they are; `cast_checked` casts them on the device.
     """
+    if isinstance(data, np.ndarray) and (type(data) is not np.ndarray
+                                         or data.dtype.name == "bfloat16"):
+        data = _host(backend, data, name)  # np.matrix, bfloat16: plain float arrays
     if backend.is_native(data):
         kind_ok = backend.xp.isdtype(data.dtype, ("bool", "integral", "real floating"))
         if not kind_ok:
@@ -182,76 +269,6 @@ def prepare_x(backend, x, n_features, dtype, name="x"):
         raise ValueError(f"{name} has {arr.shape[1]} features (columns), but the model's first "
                          f"layer expects {n_features}")
     return cast_checked(backend, arr, dtype, name)
-
-
-def prepare_targets(backend, loss, y, n_samples, n_outputs, dtype, name="y", x_name="x"):
-    """Validated targets as the loss wants them, plus integer labels for metrics.
-
-    Returns
-    -------
-    targets : (n, n_outputs) array of the model's dtype (one-hot for cross-entropy)
-    labels : (n,) integer array for cross-entropy, else None
-    """
-    xp = backend.xp
-    arr = to_backend_array(backend, y, name, dtype,
-                           floats_only=loss.name == "cross_entropy")
-    if arr.ndim == 0 or arr.ndim > 2:
-        raise ValueError(f"{name} must be 1-D or 2-D, got shape {tuple(arr.shape)}")
-    if arr.shape[0] != n_samples:
-        raise ValueError(f"{x_name} and {name} have different numbers of samples: "
-                         f"{n_samples} and {arr.shape[0]}")
-    check_finite(backend, arr, name)
-    if loss.name == "cross_entropy":
-        return _class_targets(backend, arr, n_outputs, dtype, name)
-    if arr.ndim == 1:
-        if n_outputs != 1:
-            raise ValueError(f"{name} has shape {tuple(arr.shape)} but the model has {n_outputs} "
-                             f"outputs; {name} must be (n_samples, {n_outputs})")
-        arr = xp.reshape(arr, (n_samples, 1))
-    if arr.shape[1] != n_outputs:
-        raise ValueError(f"{name} has {arr.shape[1]} columns but the model's output layer has "
-                         f"{n_outputs} units")
-    arr = cast_checked(backend, arr, dtype, name)
-    if loss.name == "binary_cross_entropy":
-        if not bool(xp.all((arr == 0.0) | (arr == 1.0))):
-            raise ValueError(f"binary_cross_entropy needs targets in {{0, 1}}; {name} has "
-                             "other values")
-    return arr, None
-
-
-def _class_targets(backend, arr, n_classes, dtype, name):
-    xp = backend.xp
-    if arr.ndim == 2:
-        if arr.shape[1] != n_classes:
-            if arr.shape[1] == 1:
-                raise ValueError(f"{name} has shape {tuple(arr.shape)}; cross_entropy takes "
-                                 f"integer labels of shape (n,) - use {name}.ravel() - or "
-                                 f"one-hot rows of width {n_classes}")
-            raise ValueError(f"{name} is one-hot with {arr.shape[1]} columns but the model has "
-                             f"{n_classes} output classes")
-        onehot = cast_checked(backend, arr, dtype, name)
-        ok = bool(xp.all((onehot >= 0.0) & (onehot <= 1.0))) and bool(
-            xp.all(xp.abs(xp.sum(onehot, axis=1) - 1.0) < 1e-3))
-        if not ok:
-            raise ValueError(f"2-D {name} for cross_entropy must be one-hot (or probability) rows: "
-                             "values in [0, 1] summing to 1")
-        return onehot, xp.argmax(onehot, axis=1)
-    if not xp.isdtype(arr.dtype, "integral"):
-        raise ValueError(f"cross_entropy needs integer class labels 0..{n_classes - 1}; {name} has "
-                         f"dtype {backend.dtype_name(arr.dtype)} (convert with "
-                         f"{name}.astype(int) if the values are whole numbers)")
-    lo, hi = int(xp.min(arr)), int(xp.max(arr))
-    if lo < 0 or hi >= n_classes:
-        raise ValueError(f"class labels must be in 0..{n_classes - 1} (the model has {n_classes} "
-                         f"outputs); {name} has labels from {lo} to {hi}")
-    classes = xp.arange(n_classes, dtype=arr.dtype, device=_device(arr))
-    onehot = xp.astype(arr[:, None] == classes[None, :], dtype)
-    return onehot, arr
-
-
-def _device(arr):
-    from array_api_compat import device
-    return device(arr)
 
 
 def host_float_array(name, value, dtype_name, backend):

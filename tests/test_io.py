@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import json
 import os
+import re
+import stat
+import tempfile
+import threading
+import tracemalloc
+import zipfile
 
 import numpy as np
 import pytest
@@ -11,6 +19,7 @@ from threadpoolctl import threadpool_limits
 import backends
 import mlp
 from mlp import optimizers, schedules
+from mlp.io import ModelFileError
 
 BACKENDS = backends.available_backends()
 
@@ -81,7 +90,8 @@ def _continue(model, x, y, steps):
     for _ in range(steps):
         model.params = params
         grads = model.gradients(x, y)
-        params, state = opt.update(grads, state, params)
+        updates, state = opt.update(grads, state, params)
+        params = optimizers.apply_updates(params, updates)
     model.params = params
     return model.get_weights(), state
 
@@ -105,7 +115,7 @@ def test_include_optimizer_round_trips_the_state(backend, opt, tmp_path):
         for a, b in zip(leaves, ref_leaves, strict=True):
             np.testing.assert_array_equal(loaded.backend.to_numpy(a), backend.to_numpy(b))
         # 2 epochs of 4 batches: the step count (which drives the schedule) is kept
-        assert float(loaded.backend.to_numpy(loaded.optimizer_state_[0])) == 8
+        assert optimizers.step_count(loaded.optimizer_state_) == 8
         # continuing from the loaded state = continuing without the save/load
         got, _ = _continue(loaded, x, y, 3)
         want, _ = _continue(_copy(model), x, y, 3)
@@ -211,3 +221,246 @@ def test_saved_file_is_a_plain_npz(tmp_path):
             np.testing.assert_array_equal(data[f"W{i}"], W)
             np.testing.assert_array_equal(data[f"b{i}"], b)
         assert "config" in data.files and "mlp_format" in data.files
+
+
+# ------------------------------------------------- loading only what is safe (issue 12)
+def _zip(path, members):
+    """An .npz-like zip of ``members`` (name -> bytes), written as given."""
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, blob in members.items():
+            zf.writestr(name, blob)
+
+
+def _npy(array):
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _entries(path):
+    with zipfile.ZipFile(path) as zf:
+        return {name: zf.read(name) for name in zf.namelist()}
+
+
+def _small_model_file(tmp_path, **fit):
+    path = tmp_path / "m.npz"
+    model = mlp.MLP([3, 4, 2], backend="numpy", seed=0)
+    if fit:
+        model.fit(np.ones((4, 3)), np.ones((4, 2)), epochs=1, **fit)
+    model.save(path, include_optimizer=bool(fit))
+    return path
+
+
+def test_a_huge_declared_architecture_is_refused_before_allocating(tmp_path):
+    path = _small_model_file(tmp_path)
+    entries = _entries(path)
+    config = json.loads(str(np.load(io.BytesIO(entries["config.npy"]))))
+    config["layer_sizes"] = [8000, 8000, 2]
+    entries["config.npy"] = _npy(np.asarray(json.dumps(config)))
+    _zip(path, entries)
+    assert path.stat().st_size < 4096
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelFileError, match=r"m\.npz' holds a damaged mlp model: layer 0 "
+                                                 r"expects W of shape \(8000, 8000\)"):
+            mlp.load(path, backend="numpy")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2_000_000  # far below the 256 MB (8000 x 8000 float32) declared
+
+
+def test_a_header_claiming_more_than_the_entry_holds_is_refused(tmp_path):
+    path = _small_model_file(tmp_path)
+    entries = _entries(path)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": (100000, 100000)})
+    entries["W0.npy"] = header.getvalue() + b"\0" * 48
+    _zip(path, entries)
+    with pytest.raises(ModelFileError, match=r"m\.npz' holds a damaged mlp model: entry W0\.npy "
+                                             r"declares shape \(100000, 100000\) of float32 "
+                                             r"\(40000000128 bytes\) but holds 176 bytes"):
+        mlp.load(path, backend="numpy")
+
+
+def test_unknown_entries_are_refused_without_being_decompressed(tmp_path, monkeypatch):
+    path = _small_model_file(tmp_path)
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("bomb.npy", b"\0" * 1_000_000)
+        zf.writestr("notes.txt", b"hello")
+    opened = []
+    real_open = zipfile.ZipFile.open
+
+    def spy(self, name, *args, **kwargs):
+        opened.append(getattr(name, "filename", name))
+        return real_open(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", spy)
+    with pytest.raises(ModelFileError, match=r"m\.npz' holds a damaged mlp model: unexpected "
+                                             r"entries \['bomb\.npy', 'notes\.txt'\]"):
+        mlp.load(path, backend="numpy")
+    assert opened == []
+
+
+@pytest.mark.parametrize("config, match", [
+    ("[" * 20_000 + "]" * 20_000, r"its config entry nests deeper than 16 levels"),
+    ('{"a": ' * 40 + "1" + "}" * 40, r"nests deeper than 16 levels"),
+    ('{"layer_sizes": "' + "x" * 70_000 + '"}', r"its config entry is not a short JSON text"),
+    ("[1, 2]", r"its config is list, not a JSON object"),
+    ("{not json", r"holds a damaged mlp model: Expecting property name"),
+    ('{"layer_sizes": [3, 4, 2], "activation": "relu", "output_activation": null, '
+     '"loss": "mse", "init": "he", "dtype": "float32", "seed": 0, "x": 1}',
+     r"config has unknown keys x"),
+    ('{"layer_sizes": {"3": 4}, "activation": "relu", "output_activation": null, '
+     '"loss": "mse", "init": "he", "dtype": "float32", "seed": 0}', r"has no order"),
+], ids=["deep-list", "deep-object", "long", "list", "not-json", "unknown-key", "dict-sizes"])
+def test_crafted_json_is_a_model_file_error(tmp_path, config, match):
+    path = _small_model_file(tmp_path)
+    entries = _entries(path)
+    entries["config.npy"] = _npy(np.asarray(config))
+    _zip(path, entries)
+    with pytest.raises(ModelFileError, match=r"m\.npz' .*" + match):
+        mlp.load(path, backend="numpy")
+
+
+def test_every_damaged_byte_is_a_model_file_error(tmp_path):
+    """Flip bytes all over a real model file: each load succeeds or raises ModelFileError,
+    never a raw zipfile, json, NumPy or recursion error."""
+    good = _small_model_file(tmp_path, optimizer="adam").read_bytes()
+    bad = tmp_path / "bad.npz"
+    refused = 0
+    for pos in range(0, len(good), 11):
+        data = bytearray(good)
+        data[pos] ^= 0x5A
+        bad.write_bytes(bytes(data))
+        try:
+            mlp.load(bad, backend="numpy")
+        except ModelFileError as exc:
+            assert "bad.npz'" in str(exc)
+            refused += 1
+    assert refused > len(good) // 11 // 2
+
+
+def test_a_named_pipe_is_refused_at_once(tmp_path):
+    fifo = tmp_path / "model.npz"
+    os.mkfifo(fifo)
+    outcome = []
+    worker = threading.Thread(target=lambda: outcome.append(_load_outcome(fifo)), daemon=True)
+    worker.start()
+    worker.join(timeout=20)
+    if worker.is_alive():  # unblock the reader before failing
+        with open(fifo, "wb"):
+            pass
+        pytest.fail("load blocked on a named pipe")
+    assert outcome[0][0] is ModelFileError
+    assert re.search(r"model\.npz' is not a regular file \(it is a named pipe", outcome[0][1])
+
+
+def _load_outcome(path):
+    try:
+        mlp.load(path, backend="numpy")
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        return type(exc), str(exc)
+    return None, ""
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"opt_state_1": np.zeros((4, 3))},
+     r"optimizer state array 1 has shape \(4, 3\) and dtype float64; expected shape \(3, 4\) "
+     r"and dtype float32"),
+    ({"opt_state_1": np.zeros((3, 4))}, r"optimizer state array 1 has shape \(3, 4\) and dtype "
+                                        r"float64; expected shape \(3, 4\) and dtype float32"),
+    ({"opt_state_10": None}, r"its optimizer state has 10 arrays; .* needs 11"),
+    ({"opt_state_11": np.zeros(2, "float32")}, r"its optimizer state has 12 arrays; .* needs 11"),
+], ids=["shape", "dtype", "missing", "extra"])
+def test_a_stored_optimizer_state_must_fit_the_architecture(tmp_path, change, match):
+    path = _small_model_file(tmp_path, optimizer="adam")
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    for key, value in change.items():
+        if value is None:
+            arrays.pop(key)
+        else:
+            arrays[key] = value
+    np.savez(path, **arrays)
+    with pytest.raises(ModelFileError, match=r"m\.npz' holds a damaged mlp model: " + match):
+        mlp.load(path, backend="numpy")
+
+
+# ----------------------------------------------------------- saving: modes and paths
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_a_new_file_gets_the_mode_a_plain_write_would(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        mlp.MLP([3, 2], backend="numpy", seed=0).save(tmp_path / "m.npz")
+        with open(tmp_path / "plain", "wb"):
+            pass
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "m.npz").stat().st_mode) == mode
+    assert stat.S_IMODE((tmp_path / "plain").stat().st_mode) == mode
+
+
+def test_overwriting_keeps_the_old_files_mode(tmp_path):
+    path = tmp_path / "m.npz"
+    model = mlp.MLP([3, 2], backend="numpy", seed=0)
+    model.save(path)
+    for mode in (0o644, 0o640, 0o604):
+        os.chmod(path, mode)
+        model.save(path)
+        assert stat.S_IMODE(path.stat().st_mode) == mode
+
+
+def test_save_errors_name_the_users_path(tmp_path, monkeypatch):
+    model = mlp.MLP([3, 2], backend="numpy", seed=0)
+    with pytest.raises(FileNotFoundError, match=r"cannot save to '': the path is empty"):
+        model.save("")
+    with pytest.raises(IsADirectoryError, match=r"cannot save to '.*' : it is a folder"
+                       .replace(" :", ":")):
+        model.save(tmp_path)
+
+    def no_permission(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / ".mlp-x.tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", no_permission)
+    target = tmp_path / "m.npz"
+    with pytest.raises(PermissionError, match=r"cannot save the model to '.*m\.npz': cannot "
+                                              r"create a file in .*Permission denied") as info:
+        model.save(target)
+    assert ".mlp-" not in str(info.value)
+    monkeypatch.undo()
+
+    def replace_fails(src, dst):
+        raise PermissionError(13, "Permission denied", src, dst)
+
+    monkeypatch.setattr(os, "replace", replace_fails)
+    with pytest.raises(PermissionError, match=r"cannot save the model to '.*m\.npz': the write "
+                                              r"failed \(Permission denied\)") as info:
+        model.save(target)
+    assert ".mlp-" not in str(info.value)
+    monkeypatch.undo()
+    assert os.listdir(tmp_path) == []  # no temporary file left behind
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,
+                    reason="needs POSIX permissions and a user that they bind (not root)")
+def test_save_into_a_read_only_folder(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        with pytest.raises(PermissionError, match=r"cannot save the model to '.*ro/m\.npz'"):
+            mlp.MLP([3, 2], backend="numpy", seed=0).save(folder / "m.npz")
+    finally:
+        folder.chmod(0o700)
+
+
+def test_io_does_not_import_the_model():
+    """The model uses io to save and load; io works on any model class it is given."""
+    import ast
+    import pathlib
+
+    tree = ast.parse(pathlib.Path(mlp.io.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "model" not in imported and "mlp.model" not in imported

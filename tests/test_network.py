@@ -63,3 +63,37 @@ def test_a_dead_relu_output_never_learns():
     net.model.set_weights([(W1, b1), (W2, np.array([-100.0]))])
     losses = net.train(x, y, epochs=200, learning_rate=0.01)
     assert losses[0] == losses[-1] == pytest.approx(np.mean(0.5 * y**2))
+
+
+@pytest.mark.parametrize("epochs, exc, match", [
+    (-5, ValueError, r"epochs must be an integer >= 1, got -5"),
+    (0, ValueError, r"epochs must be an integer >= 1, got 0"),
+    (150.0, TypeError, r"epochs must be an integer >= 1, got 150\.0"),
+    ("10", TypeError, r"epochs must be an integer >= 1, got '10'"),
+])
+def test_train_refuses_epochs_that_are_not_a_count(epochs, exc, match, capsys):
+    x, y = _data()
+    net = mlp.Network(3, 4, 1, seed=SEED)
+    before = net.model.get_weights()
+    with pytest.raises(exc, match=match):
+        net.train(x, y, epochs=epochs, learning_rate=0.01)
+    for (W, b), (W0, b0) in zip(net.model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(W, W0)
+        np.testing.assert_array_equal(b, b0)
+    assert capsys.readouterr().out == ""
+
+
+def test_train_accepts_numpy_integers():
+    x, y = _data()
+    losses = mlp.Network(3, 4, 1, seed=SEED).train(x, y, epochs=np.int64(3), learning_rate=0.01)
+    assert len(losses) == 3
+
+
+@pytest.mark.parametrize("dims, match", [
+    ((0, 4, 1), r"input_dim must be an integer >= 1, got 0"),
+    ((3, 2.5, 1), r"hidden_dim must be an integer >= 1, got 2\.5"),
+    ((3, 4, True), r"output_dim must be an integer >= 1, got True"),
+])
+def test_network_dimensions_are_named_in_errors(dims, match):
+    with pytest.raises((TypeError, ValueError), match=match):
+        mlp.Network(*dims)

@@ -1,0 +1,440 @@
+"""The callback protocol and the loop behind it: one hook, one stop signal, callbacks
+that mean what they say, chunked runs that keep every completed chunk on Ctrl-C, and
+recovery from divergence to weights with a finite loss - on every backend."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+import mlp
+from mlp import callbacks as cb_module
+from mlp import training
+from mlp.callbacks import CallbackList, EpochLogger, ProgressBar, metric_mode
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread():
+    with threadpool_limits(1):
+        yield
+
+
+SIZES = [5, 8, 3]
+N = 30
+
+
+def _data(n=N, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 5))
+    y = np.argmax(x[:, :3] + 0.3 * rng.normal(size=(n, 3)), axis=1).astype(np.int64)
+    return x, y
+
+
+def _model(backend, **kwargs):
+    kwargs = dict(dict(loss="cross_entropy", dtype="float64", seed=0), **kwargs)
+    return mlp.MLP(SIZES, backend=backend, **kwargs)
+
+
+def _weights_equal(a, b, atol=0.0):
+    for (W, bias), (W0, b0) in zip(a, b, strict=True):
+        np.testing.assert_allclose(W, W0, rtol=0, atol=atol)
+        np.testing.assert_allclose(bias, b0, rtol=0, atol=atol)
+
+
+class _WeightLog(mlp.Callback):
+    def on_train_begin(self, logs=None):
+        self.weights = []
+
+    def on_epoch_end(self, epoch, logs):
+        self.weights.append(self.model.get_weights())
+
+
+# ------------------------------------------------------------- metric_mode
+def test_metric_mode_knows_each_metrics_direction():
+    assert [metric_mode(m) for m in ("loss", "val_loss", "mse", "val_mse")] == ["min"] * 4
+    assert [metric_mode(m) for m in ("accuracy", "val_accuracy", "r2", "val_r2")] == ["max"] * 4
+    with pytest.raises(ValueError, match=r"unknown metric 'val_los'; known metrics: loss, "
+                                         r"val_loss, mse, val_mse, accuracy, val_accuracy, r2, "
+                                         r"val_r2 \(or pass mode='min' or mode='max'"):
+        metric_mode("val_los")
+
+
+# ----------------------------------------------------------- the protocol
+def test_hooks_are_called_in_order_with_params(backend):
+    x, y = _data()
+    xv, yv = _data(10, seed=8)
+    calls = []
+
+    class Spy(mlp.Callback):
+        def on_train_begin(self, logs=None):
+            calls.append(("begin", self.params["epochs"], self.params["metrics"]))
+
+        def on_epoch_begin(self, epoch, logs=None):
+            calls.append(("epoch_begin", epoch, self.model.train_state_.epoch))
+
+        def on_epoch_end(self, epoch, logs):
+            calls.append(("epoch_end", epoch, self.model.train_state_.epoch))
+
+        def on_train_end(self, logs=None):
+            calls.append(("end", logs["completed"]))
+
+    model = _model(backend)
+    model.fit(x, y, epochs=2, learning_rate=0.1, validation_data=(xv, yv), callbacks=[Spy()])
+    assert calls == [("begin", 2, ["loss", "val_loss", "val_accuracy"]),
+                     ("epoch_begin", 0, 0), ("epoch_end", 0, 1),
+                     ("epoch_begin", 1, 1), ("epoch_end", 1, 2), ("end", True)]
+    state = model.train_state_
+    assert state.epoch == 2 and state.params is model.params
+    assert model.optimizer_state_ is state.opt_state
+
+
+@pytest.mark.parametrize("truthy", [True, np.True_, 1, "stop", [0]],
+                         ids=["True", "np.True_", "1", "str", "list"])
+def test_any_truthy_return_stops(backend, truthy):
+    x, y = _data()
+    model = _model(backend)
+    history = model.fit(x, y, epochs=10, learning_rate=0.1,
+                        callbacks=[lambda epoch, logs: truthy if epoch == 1 else None])
+    assert history.epoch == [0, 1] and history.stopped_epoch == 1
+
+
+@pytest.mark.parametrize("falsy", [None, False, np.False_, 0, ""])
+def test_falsy_return_does_not_stop(falsy):
+    x, y = _data()
+    history = _model("numpy").fit(x, y, epochs=3, learning_rate=0.1,
+                                  callbacks=[lambda epoch, logs: falsy])
+    assert history.epoch == [0, 1, 2] and history.stopped_epoch is None
+
+
+def test_every_callback_sees_the_epoch_that_stops():
+    seen = []
+
+    class Model:
+        stop_training = False
+
+    model = Model()
+    cbs = CallbackList([mlp.Callback(), cb_module.FunctionCallback(lambda e, logs: True),
+                        cb_module.FunctionCallback(lambda e, logs: seen.append(e))], model=model)
+    assert cbs.on_epoch_end(0, {"loss": 1.0}) is True
+    assert seen == [0] and model.stop_training is True
+
+
+def test_weights_a_callback_sets_are_trained_from(backend):
+    """After epoch 0 a callback sets W*: epoch 1 must train from W*, not from the
+    weights the loop had (full batch, plain SGD: the same as one epoch from W*)."""
+    x, y = _data()
+    target = _model("numpy", seed=7).get_weights()
+
+    def reset(epoch, logs):
+        if epoch == 0:
+            model.set_weights(target)
+
+    model = _model(backend)
+    history = model.fit(x, y, epochs=2, learning_rate=0.1, callbacks=[reset])
+    reference = _model(backend)
+    reference.set_weights(target)
+    ref_history = reference.fit(x, y, epochs=1, learning_rate=0.1)
+    _weights_equal(model.get_weights(), reference.get_weights(), atol=1e-12)
+    assert history.history["loss"][1] == pytest.approx(ref_history.history["loss"][0],
+                                                       rel=1e-12)
+
+
+@pytest.mark.parametrize("one", [lambda e, logs: None, mlp.EarlyStopping()],
+                         ids=["function", "callback"])
+def test_a_callback_not_in_a_list_is_refused(one):
+    x, y = _data()
+    model = _model("numpy")
+    start = model.get_weights()
+    with pytest.raises(TypeError, match=r"callbacks must be a list of Callback objects or "
+                                        r"functions fn\(epoch, logs\), got one .*put it in a "
+                                        r"list: callbacks=\[\.\.\.\]"):
+        model.fit(x, y, epochs=2, callbacks=one)
+    _weights_equal(model.get_weights(), start)
+    assert model.history_ is None
+
+
+def test_verbose_callbacks_are_callbacks(capsys):
+    x, y = _data()
+    model = _model("numpy")
+    model.fit(x, y, epochs=2, learning_rate=0.1, callbacks=[EpochLogger()])
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2
+    model.fit(x, y, epochs=2, learning_rate=0.1, callbacks=[ProgressBar()])
+    assert "2/2" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------- early stopping
+def _overfitting_problem():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 5)), rng.integers(0, 3, 40)
+    xv, yv = rng.normal(size=(30, 5)), rng.integers(0, 3, 30)
+    return x, y, xv, yv
+
+
+def test_early_stopping_on_accuracy_keeps_the_most_accurate_epoch(backend):
+    x, y, xv, yv = _overfitting_problem()
+    model = mlp.MLP([5, 32, 3], loss="cross_entropy", backend=backend, dtype="float64", seed=0)
+    log = _WeightLog()
+    stopper = mlp.EarlyStopping("val_accuracy", patience=5)
+    history = model.fit(x, y, epochs=60, optimizer="adam", learning_rate=0.02,
+                        validation_data=(xv, yv), callbacks=[log, stopper])
+    acc = history.history["val_accuracy"]
+    best = int(np.argmax(acc))  # the first of the most accurate epochs
+    assert max(acc) > min(acc)
+    assert stopper.best_epoch == best and stopper.best == acc[best]
+    assert history.stopped_epoch == best + 5 and len(acc) == best + 6
+    _weights_equal(model.get_weights(), log.weights[best])
+    assert model.evaluate(xv, yv)["accuracy"] == pytest.approx(max(acc), abs=1e-12)
+
+
+def test_early_stopping_with_mode_watches_any_name():
+    stopper = mlp.EarlyStopping("score", mode="max", patience=1)
+
+    class Model:
+        params = "start"
+
+    stopper.set_model(Model())
+    stopper.on_train_begin()
+    assert [stopper.on_epoch_end(e, {"score": v}) for e, v in enumerate([1, 2, 2])] == [
+        False, False, True]
+    assert stopper.best == 2 and stopper.best_epoch == 1
+
+
+def test_early_stopping_typo_fails_at_once():
+    with pytest.raises(ValueError, match=r"unknown metric 'val_los'; known metrics: loss"):
+        mlp.EarlyStopping("val_los")
+
+
+def test_early_stopping_on_a_metric_not_logged_fails_before_training(backend):
+    x, y = _data()
+    model = _model(backend)
+    start = model.get_weights()
+    with pytest.raises(ValueError, match=r"EarlyStopping monitors 'val_accuracy', which this "
+                                         r"fit does not log; it logs: loss \(validation metrics "
+                                         r"need validation_data or validation_split\)"):
+        model.fit(x, y, epochs=3, learning_rate=0.1,
+                  callbacks=[mlp.EarlyStopping("val_accuracy")])
+    _weights_equal(model.get_weights(), start)
+    assert model.history_ is None and getattr(model, "train_state_", None) is None
+    # a regression model logs val_r2, not val_accuracy
+    reg = mlp.MLP([5, 4, 1], backend=backend, seed=0)
+    with pytest.raises(ValueError, match=r"it logs: loss, val_loss, val_r2, val_mse$"):
+        reg.fit(x, y.astype(float), epochs=2, validation_split=0.2,
+                callbacks=[mlp.EarlyStopping("val_accuracy")])
+
+
+def test_early_stopping_checks_the_logs_when_it_cannot_know_them():
+    stopper = mlp.EarlyStopping("val_r2")
+    stopper.on_train_begin()
+    with pytest.raises(ValueError, match=r"monitors 'val_r2', .* it logs: loss, val_loss"):
+        stopper.on_epoch_end(0, {"loss": 1.0, "val_loss": 1.0})
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(patience=0), ValueError, r"patience must be an integer >= 1, got 0"),
+    (dict(patience=True), TypeError, r"patience must be an integer >= 1, got True"),
+    (dict(patience=2.0), TypeError, r"patience must be an integer >= 1, got 2\.0"),
+    (dict(min_delta=-0.1), ValueError, r"min_delta must be a finite number >= 0, got -0\.1"),
+    (dict(min_delta=float("nan")), ValueError, r"min_delta must be .* got nan"),
+    (dict(restore_best_weights="yes"), TypeError,
+     r"restore_best_weights must be True or False, got 'yes'"),
+    (dict(mode="up"), ValueError, r"mode must be one of 'auto', 'min', 'max', got 'up'"),
+    (dict(monitor=3), TypeError, r"monitor must be None or a metric name"),
+])
+def test_early_stopping_parameters_are_checked(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        mlp.EarlyStopping(**kwargs)
+
+
+def test_early_stopping_takes_numpy_scalars():
+    stopper = mlp.EarlyStopping(patience=np.int64(3), min_delta=np.float32(0.5),
+                                restore_best_weights=np.True_)
+    assert (stopper.patience, stopper.min_delta, stopper.restore_best_weights) == (3, 0.5, True)
+    assert type(stopper.patience) is int and type(stopper.min_delta) is float
+
+
+# ------------------------------------------------------------ fit's params
+def test_fit_takes_numpy_scalars_everywhere(backend):
+    x, y = _data()
+    model = _model(backend)
+    history = model.fit(x, y, epochs=np.int64(6), batch_size=np.int32(8),
+                        learning_rate=np.float32(0.1), alpha=np.float32(0.0),
+                        clip_norm=np.float64(5.0), shuffle=np.True_,
+                        early_stopping=np.True_, patience=np.int64(3),
+                        min_delta=np.float32(5.0), verbose=np.int64(0))
+    assert history.stopped_epoch == 3 and history.epoch == [0, 1, 2, 3]  # nothing improves by 5
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(early_stopping="no"), TypeError, r"early_stopping must be True or False, got 'no'"),
+    (dict(early_stopping=1), TypeError, r"early_stopping must be True or False, got 1"),
+    (dict(shuffle=0), TypeError, r"shuffle must be True or False, got 0"),
+    (dict(patience=np.int64(0)), ValueError, r"patience must be an integer >= 1, got 0"),
+    (dict(min_delta=-1), ValueError, r"min_delta must be a finite number >= 0, got -1"),
+    (dict(verbose=True), TypeError, r"verbose must be one of 0, 1, 2, got True"),
+    (dict(validation_data=[1, 2, 3]), ValueError,
+     r"validation_data must be a pair \(x_val, y_val\), got 3 items"),
+    (dict(validation_data="val"), TypeError,
+     r"validation_data must be None or a pair \(x_val, y_val\), got 'val'"),
+])
+def test_fit_parameters_use_one_message_form(kwargs, exc, match):
+    x, y = _data()
+    model = _model("numpy")
+    start = model.get_weights()
+    with pytest.raises(exc, match=match):
+        model.fit(x, y, epochs=2, **kwargs)
+    _weights_equal(model.get_weights(), start)
+
+
+# ------------------------------------------------------------ chunked runs
+def _plan(planner, epochs, timings):
+    """The call lengths a planner makes for ``epochs``, given seconds per epoch."""
+    sizes, remaining, timings = [], epochs, iter(timings)
+    while remaining:
+        n = planner.next(remaining)
+        remaining -= n
+        sizes.append(n)
+        planner.measured(n, next(timings) * n, remaining)
+    return sizes
+
+
+def test_chunk_planner_sizes():
+    first_compiles = [5.0] + [0.01] * 1000  # the first call compiles; then 10 ms an epoch
+    # 2**6 epochs of 10 ms: about a second a call; the 38 left over one by one
+    expected = [1, 1] + [64] * 15 + [1] * 38
+    assert _plan(training.ChunkPlanner(10_000, seconds=1.0), 1000, first_compiles) == expected
+    # half a second left after two epochs: one call
+    assert _plan(training.ChunkPlanner(10_000, seconds=1.0), 100, [3.0] + [0.005] * 99) == [
+        1, 1, 98]
+    # capped by the memory for row indices, and by MAX_CHUNK
+    assert _plan(training.ChunkPlanner(16, seconds=1.0), 50, [1e-6] * 50) == (
+        [1, 1] + [16] * 3)
+    huge = _plan(training.ChunkPlanner(10**9, seconds=1.0), 10**5, [1e-7] * 10**5)
+    assert set(huge) == {1, training.MAX_CHUNK}
+    assert _plan(training.ChunkPlanner(1), 5, [1.0] * 5) == [1] * 5
+
+
+def test_chunk_planner_remembers_its_choice():
+    """The same fit again makes the same calls (nothing new to compile on JAX),
+    even when the timings differ."""
+    key = ("test", object())
+    first = _plan(training.ChunkPlanner(10_000, seconds=1.0, key=key), 300, [0.01] * 300)
+    again = _plan(training.ChunkPlanner(10_000, seconds=1.0, key=key), 300, [0.0001] * 300)
+    assert first == again == [1, 1] + [64] * 4 + [1] * 42
+
+
+class _FixedChunks:
+    """A planner with a fixed plan of chunk lengths."""
+
+    def __init__(self, max_chunk, seconds=None, key=None):
+        self.plan = iter([1, 1] + [4] * 100) if max_chunk > 1 else None
+
+    def next(self, remaining):
+        return 1 if self.plan is None else min(next(self.plan), remaining)
+
+    def measured(self, n_epochs, seconds, remaining):
+        pass
+
+
+@pytest.mark.parametrize("batch_size", [None, 8])
+def test_chunks_train_like_single_epochs(backend, monkeypatch, batch_size):
+    """Chunking changes neither the batches nor the weights."""
+    monkeypatch.setattr(training, "ChunkPlanner", _FixedChunks)
+    x, y = _data()
+    chunked = _model(backend)
+    history = chunked.fit(x, y, epochs=9, batch_size=batch_size, learning_rate=0.1)
+    single = _model(backend)
+    ref = single.fit(x, y, epochs=9, batch_size=batch_size, learning_rate=0.1,
+                     callbacks=[lambda e, logs: None])
+    _weights_equal(chunked.get_weights(), single.get_weights(), atol=1e-12)
+    np.testing.assert_allclose(history.history["loss"], ref.history["loss"], rtol=1e-12)
+    assert history.epoch == list(range(9))
+
+
+@pytest.mark.parametrize("batch_size", [None, 8])
+def test_ctrl_c_between_compiled_calls_keeps_every_completed_chunk(backend, monkeypatch,
+                                                                  batch_size):
+    """Ctrl-C during the fourth call (chunks 1, 1, 4, 4...): the six epochs of the
+    first three calls are kept, as if the fit had asked for six."""
+    monkeypatch.setattr(training, "ChunkPlanner", _FixedChunks)
+    real = training.run_function
+    calls = []
+
+    def interrupted_on_the_fourth_call(*args):
+        run = real(*args)
+
+        def run_or_interrupt(*run_args):
+            calls.append(run_args[-1])
+            if len(calls) == 4:
+                raise KeyboardInterrupt
+            return run(*run_args)
+
+        return run_or_interrupt
+
+    monkeypatch.setattr(training, "run_function", interrupted_on_the_fourth_call)
+    x, y = _data()
+    model = _model(backend)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, epochs=20, batch_size=batch_size, learning_rate=0.1)
+    assert calls == [1, 1, 4, 4]
+    monkeypatch.undo()
+    reference = _model(backend)
+    ref = reference.fit(x, y, epochs=6, batch_size=batch_size, learning_rate=0.1)
+    _weights_equal(model.get_weights(), reference.get_weights(), atol=1e-12)
+    assert model.history_.epoch == list(range(6))
+    np.testing.assert_allclose(model.history_.history["loss"], ref.history["loss"], rtol=1e-12)
+    assert model.train_state_.epoch == 6
+
+
+# ------------------------------------------------------------- divergence
+def _regression(n=20, scale=1.0):
+    rng = np.random.default_rng(1)
+    x = scale * rng.normal(size=(n, 5))
+    y = 100 * scale * rng.normal(size=(n, 1))
+    return x, y
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("batch_size", [None, 4])
+@pytest.mark.parametrize("with_callback", [False, True])
+def test_restored_weights_have_a_finite_loss_and_train_on(backend, batch_size, with_callback):
+    """Learning rate 1e6: the weights grow to ~1e24 while still finite, and their loss
+    overflows; the restore takes the last weights whose loss is finite, from which a
+    gentle refit trains normally."""
+    x, y = _regression()
+    model = mlp.MLP([5, 8, 1], activation="identity", backend=backend, seed=0)
+    callbacks = [lambda e, logs: None] if with_callback else None
+    with pytest.raises(mlp.TrainingDivergedError, match=r"learning rate 1000000\.0 may be too "
+                                                        r"large.*finite loss") as info:
+        model.fit(x, y, epochs=100, learning_rate=1e6, batch_size=batch_size,
+                  callbacks=callbacks)
+    assert np.isfinite(model.loss(x, y))
+    assert np.all(np.isfinite(model.backend.to_numpy(model.predict(x))))
+    assert all(np.isfinite(info.value.history.history.get("loss", [])))
+    # A gentle refit trains on, or, when the restored weights sit at the edge of float32
+    # (a loss near 1e30), says that they are the cause - not the learning rate.
+    try:
+        history = model.fit(x, y, epochs=3, learning_rate=1e-6, batch_size=batch_size)
+    except mlp.TrainingDivergedError as again:
+        assert "loss was already" in str(again) and "not the learning rate" in str(again)
+        assert "may be too large" not in str(again)
+        assert np.isfinite(model.loss(x, y))
+    else:
+        assert all(np.isfinite(history.history["loss"]))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_data_overflowing_float32_is_blamed_not_the_learning_rate(backend):
+    x, y = _regression(scale=1e20)
+    model = mlp.MLP([5, 8, 1], backend=backend, seed=0)
+    start = model.get_weights()
+    with pytest.raises(mlp.TrainingDivergedError,
+                       match=r"at the weights training started from, before any step, the "
+                             r"loss was already inf: the data's scale \(largest \|x\| .*e\+20, "
+                             r"largest \|y\| .*e\+22\) or those weights \(largest \|W\| .*\) "
+                             r"overflow float32, not the learning rate.*dtype='float64'"):
+        model.fit(x, y, epochs=5, learning_rate=1e-6)
+    _weights_equal(model.get_weights(), start)
+    # in float64 the same data trains
+    wide = mlp.MLP([5, 8, 1], backend=backend, seed=0, dtype="float64")
+    assert all(np.isfinite(wide.fit(x, y, epochs=2, learning_rate=1e-50).history["loss"]))
