@@ -88,7 +88,7 @@ def _objective_cases():
     yield "binary", MLPClassifier, x, np.arange(12) % 2, w
     yield "multilabel", MLPClassifier, x, multilabel, w
     yield "poisson", MLPRegressor, x, rng.poisson(2.0, size=12).astype(float), w
-    yield "regression", MLPRegressor, x, rng.normal(size=(12, 1)), None
+    yield "regression", MLPRegressor, x, rng.normal(size=12), None
 
 
 @pytest.mark.parametrize("case", list(_objective_cases()), ids=lambda c: c[0])

@@ -66,7 +66,8 @@ def _poisson_value_and_delta(xp, z, a, y, output):
 EXP = Activation("exp", lambda xp, z: xp.exp(z), lambda xp, delta, z, a: delta * a)
 
 #: Half Poisson deviance, mean over all elements, fused with the exp output.
-POISSON = Loss("poisson", "exp", ("exp",), _poisson_value_and_delta, _poisson_value, False)
+POISSON = Loss("poisson", value=_poisson_value, value_and_delta=_poisson_value_and_delta,
+               default_output="exp", allowed_outputs=("exp",))
 
 
 @cache
@@ -100,7 +101,9 @@ def sklearn_loss(name: str) -> Loss:
         loss = base.value(_RowWeightedSums(xp, w), z, a, targets)
         return loss * (targets.shape[0] * outputs) / xp.sum(w)
 
-    return base._replace(value_and_delta=value_and_delta, value=value)
+    return Loss(f"sklearn_{name}", value=value, value_and_delta=value_and_delta,
+                default_output=base.default_output, allowed_outputs=base.allowed_outputs,
+                needs_output=base.needs_output)
 
 
 #: scikit-learn's activation names -> mlp's.

@@ -25,20 +25,13 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from backends import Backend, resolve_backend
 
+from ..optimizers import with_learning_rate_scale
+from ..tree import tree_map
 from . import _solver
 from ._adapters import network_spec
 from ._data import caller_namespace, dense, to_caller, to_host
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
-
-
-def _tree_map(fn, node):
-    """``fn`` on every array of a nested tuple/list structure (None kept)."""
-    if node is None:
-        return None
-    if isinstance(node, (tuple, list)):
-        return type(node)(_tree_map(fn, n) for n in node)
-    return fn(node)
 
 
 def _batches(order: np.ndarray, batch_size: int):
@@ -141,10 +134,11 @@ class BaseMLP(BaseEstimator):
         self._fit_input = to_caller(np.zeros(0, dtype=X.dtype), where)
         be = self._backend()
         X = dense(X)
-        if self.solver in _STOCHASTIC_SOLVERS:
-            self._fit_stochastic(be, X, Y, sample_weight, incremental, rng)
-        else:
-            self._fit_lbfgs(be, X, Y, sample_weight)
+        with be.precision(X.dtype):  # float64 on JAX: 64-bit types inside this block only
+            if self.solver in _STOCHASTIC_SOLVERS:
+                self._fit_stochastic(be, X, Y, sample_weight, incremental, rng)
+            else:
+                self._fit_lbfgs(be, X, Y, sample_weight)
         if not all(np.isfinite(w).all() for w in (*self.coefs_, *self.intercepts_)):
             raise ValueError("Solver produced non-finite parameter weights. The input data may"
                              " contain large values and need to be preprocessed.")
@@ -223,7 +217,8 @@ class BaseMLP(BaseEstimator):
                                  lambda: _solver.make_epoch(be, spec, opt, float(self.alpha)))
         params = self._device_params(be, dtype)
         state = (opt.init(params) if self._optimizer.state is None
-                 else _tree_map(lambda a: to(a, dtype), self._optimizer.state))
+                 else tree_map(lambda a: to(a, dtype if a.dtype.kind == "f" else None),
+                               self._optimizer.state))
         if val is not None:
             val = (to(val[0], dtype), self._validation_targets(val[1]), val[2])
             self._best_params = params
@@ -235,9 +230,9 @@ class BaseMLP(BaseEstimator):
                 if self.shuffle:
                     order = shuffle(order, random_state=rng)
                 batches, last = _batches(order, batch_size)
+                state = self._with_learning_rate(state)
                 params, state, loss = epoch(params, state, *data, to(batches),
-                                            None if last is None else to(last),
-                                            self._optimizer.learning_rate)
+                                            None if last is None else to(last))
                 if self._end_epoch(be, float(loss), n, params, val) or incremental:
                     break
                 if self.n_iter_ == self.max_iter:
@@ -246,8 +241,15 @@ class BaseMLP(BaseEstimator):
                                   ConvergenceWarning, stacklevel=3)
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.", stacklevel=3)
-        self._optimizer.state = _tree_map(be.to_numpy, state)
+        self._optimizer.state = tree_map(be.to_numpy, state)
         self._store_params(be, self.__dict__.pop("_best_params") if val is not None else params)
+
+    def _with_learning_rate(self, state):
+        """``state`` with the current learning rate (SGD's ``invscaling``/``adaptive``)."""
+        if self.solver != "sgd":
+            return state
+        return with_learning_rate_scale(state, self._optimizer.learning_rate
+                                        / float(self.learning_rate_init))
 
     def _end_epoch(self, be, loss, n, params, val):
         """scikit-learn's bookkeeping after an epoch; True to stop."""
@@ -335,6 +337,10 @@ class BaseMLP(BaseEstimator):
         Returns ``(loss, flat gradient as float64)``; the work runs on the backend.
         """
         be = self._backend()
+        with be.precision(self.coefs_[0].dtype):
+            return self._backend_loss_grad(be, packed, X, Y, sample_weight)
+
+    def _backend_loss_grad(self, be, packed, X, Y, sample_weight):
         dtype = be.dtype(self.coefs_[0].dtype.name)
         spec, alpha = self._spec(be), float(self.alpha)
         fn = _solver.compiled(be, ("lbfgs", spec, alpha),
@@ -361,9 +367,11 @@ class BaseMLP(BaseEstimator):
         X = validate_data(self, to_host(X), accept_sparse=["csr", "csc"], reset=False,
                           dtype=(np.float64, np.float32))
         be = self._backend()
-        dtype = be.dtype(self.coefs_[0].dtype.name)
-        out = self._forward_fn(be)(self._device_params(be, dtype), be.asarray(dense(X), dtype))
-        return be.to_numpy(out), where
+        with be.precision(self.coefs_[0].dtype):
+            dtype = be.dtype(self.coefs_[0].dtype.name)
+            out = self._forward_fn(be)(self._device_params(be, dtype),
+                                       be.asarray(dense(X), dtype))
+            return be.to_numpy(out), where
 
     def partial_fit_available(self):
         if self.solver not in _STOCHASTIC_SOLVERS:

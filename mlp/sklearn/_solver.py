@@ -11,15 +11,17 @@ scikit-learn's step, for a batch with row weights ``w`` (sum ``S``), is
     SGD: v = momentum * v - lr * g;  W += v   (Nesterov: W += momentum * v - lr * g)
     Adam: as `mlp.optimizers.Adam` with ``learning_rate_init``
 
-mlp's `SGD(1.0, momentum, nesterov)` fed with ``lr * g`` is exactly that SGD,
-also when ``lr`` changes between epochs (``invscaling``, ``adaptive``): the
-velocity keeps the learning rates it was built with, as in scikit-learn.
+so scikit-learn's SGD is ``chain(scale_by_learning_rate(lr), trace(momentum,
+nesterov))``: the learning rate applies *before* the momentum, and the velocity
+keeps the learning rates it was built with when ``invscaling`` or ``adaptive``
+change it between epochs (through the learning-rate scale in the optimizer's
+state, `mlp.optimizers.with_learning_rate_scale`: no recompilation).
 """
 
 from __future__ import annotations
 
 from .. import core
-from ..optimizers import SGD, Adam
+from ..optimizers import Adam, apply_updates, chain, scale_by_learning_rate, trace
 from ..steps import Packer
 
 _CACHE: dict = {}
@@ -40,9 +42,10 @@ def compiled(backend, key, factory):
 
 def make_optimizer(solver, learning_rate_init, momentum, nesterovs_momentum, beta_1, beta_2,
                    epsilon):
-    """The mlp optimizer for scikit-learn's ``solver`` (SGD takes ``lr * g``, see above)."""
+    """The mlp optimizer for scikit-learn's ``solver`` (see above)."""
     if solver == "sgd":
-        return SGD(1.0, float(momentum), bool(nesterovs_momentum) and momentum > 0)
+        momentum_ = [trace(float(momentum), bool(nesterovs_momentum))] if momentum else []
+        return chain(scale_by_learning_rate(float(learning_rate_init)), *momentum_)
     return Adam(float(learning_rate_init), float(beta_1), float(beta_2), float(epsilon))
 
 
@@ -50,21 +53,15 @@ def _with_l2(xp, grads, params, l2):
     return [(dW + l2 * W, db) for (dW, db), (W, _) in zip(grads, params)]
 
 
-def _scaled(grads, lr):
-    return [(lr * dW, lr * db) for dW, db in grads]
-
-
 def make_step(spec, optimizer, alpha, packer=None):
-    """``step(params, state, x, y, w, lr) -> (params, state, loss)`` for one batch.
+    """``step(params, state, x, y, w) -> (params, state, loss)`` for one batch.
 
-    ``w`` is None (unweighted) or the batch's row weights; ``lr`` scales the
-    gradient for SGD (ignored for Adam, whose learning rate is its own).
-    ``loss`` includes the L2 term, as scikit-learn's batch loss does.
+    ``w`` is None (unweighted) or the batch's row weights. ``loss`` includes
+    the L2 term, as scikit-learn's batch loss does.
     """
     xp = spec.xp
-    scale_lr = isinstance(optimizer, SGD)
 
-    def step(params, state, xb, yb, wb, lr):
+    def step(params, state, xb, yb, wb):
         layers = params if packer is None else packer.unpack(params)
         loss, grads = core.loss_and_gradients(spec, layers, xb, (yb, wb))
         if packer is not None:
@@ -73,27 +70,25 @@ def make_step(spec, optimizer, alpha, packer=None):
             l2 = alpha / (xb.shape[0] if wb is None else xp.sum(wb))
             loss = loss + core.l2_penalty(xp, params, l2)
             grads = _with_l2(xp, grads, params, l2)
-        if scale_lr:
-            grads = _scaled(grads, lr)
-        params, state = optimizer.update(grads, state, params)
-        return params, state, loss
+        updates, state = optimizer.update(grads, state, params)
+        return apply_updates(params, updates), state, loss
 
     return step
 
 
 def make_epoch(backend, spec, optimizer, alpha):
-    """``epoch(params, state, x, y, w, batches, last, lr) -> (params, state, mean loss)``.
+    """``epoch(params, state, x, y, w, batches, last) -> (params, state, mean loss)``.
 
     ``batches: (n_batches, batch_size)`` and ``last: (r,)`` (or None) are row
     indices drawn on the host; the mean loss weighs each batch's loss by its
     number of rows, as scikit-learn's ``loss_curve_`` does. On backends that do
-    not compile, Adam and momentum SGD update all weights as one flat array
+    not compile, an elementwise optimizer updates all weights as one flat array
     (`mlp.steps.Packer`; identical results).
     """
     xp = spec.xp
-    pack = not backend.compiles and (isinstance(optimizer, Adam) or optimizer.momentum)
+    pack = not backend.compiles and getattr(optimizer, "elementwise", False)
 
-    def epoch(params, state, x, y, w, batches, last, lr):
+    def epoch(params, state, x, y, w, batches, last):
         packer = Packer(xp, [W.shape for W, _ in params]) if pack else None
         step = make_step(spec, optimizer, alpha, packer)
 
@@ -101,7 +96,7 @@ def make_epoch(backend, spec, optimizer, alpha):
             p, s = carry
             wb = None if w is None else backend.take_rows(w, rows)
             p, s, loss = step(p, s, backend.take_rows(x, rows), backend.take_rows(y, rows),
-                              wb, lr)
+                              wb)
             return (p, s), loss
 
         carry = (params, state) if packer is None else (packer.pack(params),
