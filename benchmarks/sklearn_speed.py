@@ -11,6 +11,7 @@ alternate between the implementations; the table gives the median wall time
 and scikit-learn's time divided by ours (above 1: ours is faster).
 
     PYTHONPATH=. python benchmarks/sklearn_speed.py [--backends numpy,jax] [--repeats 5]
+    PYTHONPATH=. python benchmarks/sklearn_speed.py --threads 1     # NumPy's BLAS on one thread
 """
 
 from __future__ import annotations
@@ -49,7 +50,13 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backends", default="numpy,jax")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="BLAS threads for NumPy (threadpoolctl); default: the library's")
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(args.threads)
     names = [b for b in args.backends.split(",") if b]
     print("| workload | scikit-learn | " + " | ".join(f"mlp {b}" for b in names)
           + " | " + " | ".join(f"speed-up {b}" for b in names) + " |")

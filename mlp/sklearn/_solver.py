@@ -24,6 +24,9 @@ from .. import core
 from ..optimizers import Adam, apply_updates, chain, scale_by_learning_rate, trace
 from ..steps import Packer
 
+#: Pack layers whose weights average at most this many entries (see `make_epoch`).
+PACK_LIMIT = 2**16
+
 _CACHE: dict = {}
 _CACHE_SIZE = 64
 
@@ -82,14 +85,17 @@ def make_epoch(backend, spec, optimizer, alpha):
     ``batches: (n_batches, batch_size)`` and ``last: (r,)`` (or None) are row
     indices drawn on the host; the mean loss weighs each batch's loss by its
     number of rows, as scikit-learn's ``loss_curve_`` does. On backends that do
-    not compile, an elementwise optimizer updates all weights as one flat array
-    (`mlp.steps.Packer`; identical results).
+    not compile, an elementwise optimizer updates small layers as one flat array
+    (`mlp.steps.Packer`; identical results): there each array operation costs a
+    fixed overhead, while on large layers packing the gradients is one copy too many.
     """
     xp = spec.xp
-    pack = not backend.compiles and getattr(optimizer, "elementwise", False)
+    elementwise = not backend.compiles and getattr(optimizer, "elementwise", False)
 
     def epoch(params, state, x, y, w, batches, last):
-        packer = Packer(xp, [W.shape for W, _ in params]) if pack else None
+        shapes = [W.shape for W, _ in params]
+        small = sum(a * b for a, b in shapes) <= PACK_LIMIT * len(shapes)
+        packer = Packer(xp, shapes) if elementwise and small else None
         step = make_step(spec, optimizer, alpha, packer)
 
         def batch(carry, rows):
