@@ -2,7 +2,8 @@
 
 The instances are small (16 hidden units, 50 epochs at learning rate 0.01) so
 the suite stays fast; they pass every check with no expected failures. The
-array-API checks, which feed torch / JAX / array-api-strict inputs, need
+array-API checks, which feed torch / array-api-strict inputs (and JAX inputs
+here: scikit-learn's own list skips JAX), need
 ``SCIPY_ARRAY_API=1`` before scipy is imported, so they run in a fresh
 interpreter.
 """
@@ -52,7 +53,7 @@ def test_scikit_learn_conformance_on_every_backend(backend):
 _ARRAY_API_SCRIPT = textwrap.dedent("""
     import warnings, numpy as np, torch
     from sklearn import config_context
-    from sklearn.utils.estimator_checks import _yield_array_api_checks
+    from sklearn.utils.estimator_checks import _yield_array_api_checks, check_array_api_input
     from mlp.sklearn import MLPClassifier, MLPRegressor
 
     FAST = {fast!r}
@@ -69,8 +70,14 @@ _ARRAY_API_SCRIPT = textwrap.dedent("""
                 if type(exc).__name__ != "SkipTest":
                     raise
     assert ran >= 8, ran
+    for est in (MLPClassifier(**FAST, backend={backend!r}),
+                MLPRegressor(**FAST, backend={backend!r})):  # scikit-learn's checks skip JAX
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            check_array_api_input(type(est).__name__, est, array_namespace="jax.numpy",
+                                  check_values=True)
 
-    # NumPy in, NumPy out; torch in (with dispatch), torch out
+    # NumPy in, NumPy out; torch or JAX in (with dispatch), torch or JAX out
     x = np.random.default_rng(0).normal(size=(30, 4)); y = np.arange(30) % 3
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -82,6 +89,13 @@ _ARRAY_API_SCRIPT = textwrap.dedent("""
             assert isinstance(clf.predict(xt), torch.Tensor)
             assert isinstance(clf.predict_proba(xt), torch.Tensor)
             assert isinstance(clf.score(xt, yt), float)
+            import jax.numpy as jnp
+            xj, yj = jnp.asarray(x), jnp.asarray(y)
+            clf = MLPClassifier(**FAST, backend={backend!r}).fit(xj, yj)
+            assert type(clf.predict(xj)) is type(xj)
+            reg = MLPRegressor(**FAST, backend={backend!r}).fit(xj, jnp.asarray(x[:, 0]))
+            assert type(reg.predict(xj)) is type(xj)
+            assert isinstance(reg.score(xj, jnp.asarray(x[:, 0])), float)
     print("ok", ran)
 """)
 
@@ -89,6 +103,7 @@ _ARRAY_API_SCRIPT = textwrap.dedent("""
 def test_array_api_inputs_come_back_in_their_namespace(backend):
     pytest.importorskip("torch")
     pytest.importorskip("array_api_strict")
+    pytest.importorskip("jax")
     script = _ARRAY_API_SCRIPT.format(fast=FAST, backend=backend.name)
     root = str(pathlib.Path(__file__).resolve().parents[1])
     env = {**os.environ, "SCIPY_ARRAY_API": "1", "PYTHONPATH": root}

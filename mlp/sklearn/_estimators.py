@@ -223,6 +223,14 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         """One epoch over ``(X, y)``."""
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
+    def score(self, X, y, sample_weight=None):
+        """R^2 of ``predict(X)`` against ``y`` (as `RegressorMixin.score`), computed on the
+        host, so that inputs of any namespace work (scikit-learn's ``r2_score`` writes
+        into its arrays, which JAX's are not)."""
+        outputs, _ = self._outputs(X, "score")
+        pred = outputs.ravel() if outputs.shape[1] == 1 else outputs
+        return float(r2_score(to_host(y), pred, sample_weight=to_host(sample_weight)))
+
     def predict(self, X):
         """Predictions ``(n_samples,)``, or ``(n_samples, n_outputs)`` with several outputs."""
         outputs, where = self._outputs(X, "predict")
