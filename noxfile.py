@@ -18,7 +18,8 @@ import nox
 nox.options.sessions = ["tests", "lint"]
 nox.options.reuse_existing_virtualenvs = True
 
-# PyTorch's CPU wheel: a plain `torch` from PyPI is a ~5 GB CUDA build on Linux.
+# PyTorch's CPU wheel, pinned: a plain `torch` from PyPI is a ~5 GB CUDA build on Linux (the
+# README's backend table and the torch backend's error message give the same advice).
 TORCH = "torch==2.13.0"
 
 BACKENDS = ["numpy", "jax", "torch", "array_api_strict", "cupy"]

@@ -5,6 +5,12 @@
 >>> be.xp.sum(be.asarray([1.0, 2.0]))
 
 Known backends: numpy, jax, cupy, torch, array_api_strict.
+
+Every backend takes NumPy arrays of any dtype, memory layout and writability,
+nested lists and scalars, and the CPU arrays of the other libraries
+(`to_host`); arrays on a GPU are refused with a message that says how to move
+them. JAX: ``$MLP_JAX_CACHE_DIR`` or `enable_compilation_cache` keeps compiled
+programs on disk between runs.
 """
 
 from __future__ import annotations
@@ -12,15 +18,19 @@ from __future__ import annotations
 import importlib
 import os
 
-from ._base import Backend, BackendUnavailableError
+from . import _cupy, _jax, _jax_mesh, _numpy, _strict, _torch
+from ._base import Backend, BackendUnavailableError, foreign_to_numpy, register_converter, to_host
 
 __all__ = [
     "Backend",
     "BackendUnavailableError",
     "KNOWN_BACKENDS",
     "available_backends",
+    "enable_compilation_cache",
+    "foreign_to_numpy",
     "get_backend",
     "resolve_backend",
+    "to_host",
 ]
 
 #: Every backend name `get_backend` knows, with the module that builds it.
@@ -33,17 +43,47 @@ KNOWN_BACKENDS = {
 }
 
 ENV_VAR = "MLP_BACKEND"
+DEVICES_ENV_VAR = _jax_mesh.ENV_VAR
 
-_cache: dict[str, Backend] = {}
+# Each backend module recognises and converts its own library's arrays (without
+# importing the library); `to_host` asks them in this order.
+for _module in (_numpy, _jax, _torch, _strict, _cupy):
+    if hasattr(_module, "to_host"):
+        register_converter(_module.to_host)
 
 
-def get_backend(name: str | None = None) -> Backend:
+def enable_compilation_cache(path) -> str:
+    """Keep JAX's compiled programs in the directory ``path``, so a second run of the same
+    script loads them instead of compiling (the same as ``$MLP_JAX_CACHE_DIR``).
+
+    Needs JAX (`BackendUnavailableError` otherwise); returns the absolute path.
+    """
+    try:
+        import jax  # noqa: F401 - only to say what is missing
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            "enable_compilation_cache needs JAX: pip install 'mlp-array-api[jax]'") from exc
+    return _jax.enable_compilation_cache(path)
+
+_cache: dict = {}
+
+
+def get_backend(name: str | None = None, devices=None) -> Backend:
     """The backend called ``name``, else ``$MLP_BACKEND``, else ``"numpy"``.
+
+    ``devices`` (JAX only; default ``$MLP_DEVICES``, else None) trains data-parallel
+    over several devices (`backends._jax_mesh`): None is one device, as without it;
+    ``"all"`` every device JAX sees (every process's after
+    ``jax.distributed.initialize()``); an integer ``n`` the first ``n``; or a list of
+    JAX devices. ``$MLP_DEVICES`` takes ``all`` or a number, and is ignored by the
+    other backends.
 
     Raises
     ------
     ValueError
-        ``name`` is not a known backend (the message lists the known ones).
+        ``name`` is not a known backend (the message lists the known ones), or
+        ``devices`` names devices that are not there (the message says how many are),
+        or is given for a backend other than JAX.
     BackendUnavailableError
         The backend is known but cannot run here; the message says why and
         what to install.
@@ -64,7 +104,27 @@ def get_backend(name: str | None = None) -> Backend:
     if key not in _cache:
         module = importlib.import_module(f"{__name__}.{KNOWN_BACKENDS[key]}")
         _cache[key] = module.create()
-    return _cache[key]
+    return _cache[key] if devices is None and key != "jax" else _on_devices(key, devices)
+
+
+def _on_devices(key: str, devices) -> Backend:
+    """The JAX backend over ``devices`` (else ``$MLP_DEVICES``); the one-device one for None."""
+    source = "devices"
+    if devices is None:
+        devices = os.environ.get(_jax_mesh.ENV_VAR, "").strip() or None
+        source = f"${_jax_mesh.ENV_VAR}"
+        if devices is None:
+            return _cache[key]
+    if key != "jax":
+        raise ValueError(f"devices= needs the 'jax' backend (data-parallel training runs on "
+                         f"JAX), got backend {key!r}")
+    import jax
+
+    chosen = _jax_mesh.resolve_devices(jax, devices, source)
+    ids = ("jax", tuple(d.id for d in chosen))
+    if ids not in _cache:
+        _cache[ids] = _jax_mesh.ShardedJaxBackend(jax, chosen)
+    return _cache[ids]
 
 
 def resolve_backend(backend: str | Backend | None) -> Backend:

@@ -4,12 +4,15 @@ Everything in `mlp` talks to an array library through one of these objects:
 
 - ``xp``: the array-API namespace (from ``array_api_compat``) that all math goes through;
 - ``asarray`` / ``to_numpy``: moving data onto and off the backend's device;
+- `to_host`: another library's array as host NumPy, through the converter its
+  backend module registered (`register_converter`);
 - ``jit``: compile a pure function (JAX), or return it unchanged;
 - ``scan``: the loop primitive (``lax.scan`` on JAX, a Python loop elsewhere).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -36,10 +39,14 @@ class Backend:
     compiles : bool
         True where `jit` really compiles (JAX): then it pays to put many
         steps into one compiled call.
+    pads_rows : bool
+        True where `place_rows` pads the training rows with rows of weight 0
+        (data parallelism): the loss must then take row weights.
     """
 
     name: str = "abstract"
     compiles: bool = False
+    pads_rows: bool = False
 
     def __init__(self, xp: Any, device: Any = None):
         self.xp = xp
@@ -74,21 +81,32 @@ class Backend:
         raise NotImplementedError
 
     def asarray(self, data: Any, dtype: Any = None):
-        """``data`` (NumPy array, nested list, scalar, or this backend's array) on this backend.
+        """``data`` (NumPy array, nested list, scalar, another library's CPU array, or
+        this backend's array) on this backend.
 
-        A ``dtype`` of ``None`` keeps the data's own dtype.
+        A ``dtype`` of ``None`` keeps the data's own dtype where the library holds
+        it; integer dtypes it does not hold are cast to one that holds every value
+        (`ValueError` if none does). Any memory layout and read-only arrays are
+        accepted; nothing is narrowed silently.
         """
         if self.is_native(data):
             if dtype is None:
                 return data
             dt = self.dtype(dtype)
             return data if data.dtype == dt else self.xp.astype(data, dt)
-        host = foreign_to_numpy(data, self)
+        host = to_host(data, self)
         return self._from_host(host, None if dtype is None else self.dtype(dtype))
 
     def to_numpy(self, array: Any) -> np.ndarray:
         """A NumPy copy of one of this backend's arrays."""
         raise NotImplementedError
+
+    def precision(self, *values):
+        """A context for work on ``values`` (arrays, dtypes, pytrees of them) in their
+        precision: JAX holds 64-bit types inside it without changing the process-wide
+        flag; elsewhere it does nothing. `mlp` runs a float64 model's work inside
+        ``with backend.precision(model.dtype):``."""
+        return contextlib.nullcontext()
 
     # --------------------------------------------------------------- compile
     def jit(self, fn: Callable, static_argnums: tuple[int, ...] = ()) -> Callable:
@@ -117,56 +135,126 @@ class Backend:
         """``array``'s rows at the (in-bounds) indices ``rows``: a batch cut on the device."""
         return self.xp.take(array, rows, axis=0)
 
+    def fast_run(self, pure_run: Callable, spec: Any, optimizer: Any, alpha: float = 0.0,
+                 clip_norm: float | None = None) -> Callable | None:
+        """A faster run with the contract and results of ``pure_run`` (`mlp.steps.make_run`).
+
+        None (the default) where the backend has none for this network and
+        optimizer: the pure run is used. A backend may return a run that works
+        in place behind this interface, provided its weights, optimizer state
+        (in the pure format) and losses are identical to the pure run's, bit
+        for bit, and that it raises `mlp.steps.InterruptedRun` on Ctrl-C as the
+        pure run does; it may call ``pure_run`` itself for inputs it does not
+        handle (e.g. sample weights ``w``).
+        """
+        return None
+
+    def place_rows(self, x: Any, y: Any, w: Any):
+        """The training rows ``x: (n, ...)``, ``y: (n, ...)`` and their weights ``w: (n,)``
+        (or None) placed for training, called once per `fit`: here as they are. A
+        data-parallel backend pads them with rows of weight 0 (then ``w`` is never None)
+        and shards them over its devices; the padding rows come last."""
+        return x, y, w
+
+    def batch_rows(self, indices: np.ndarray, n_rows: int):
+        """Host batch row indices ``(..., batch_size)`` on the device, for `take_rows` on
+        the placed rows (``n_rows`` of them, see `place_rows`): here as they are; a
+        data-parallel backend pads each batch with the index of a padding row."""
+        return self.asarray(indices)
+
     def synchronize(self) -> None:
         """Wait until queued device work is done (for timing)."""
 
     def __repr__(self) -> str:
         return f"Backend(name={self.name!r}, device={self.device!r})"
 
+    def __copy__(self):
+        return self
 
-def foreign_to_numpy(data: Any, target: Backend, name: str = "x") -> np.ndarray:
+    def __deepcopy__(self, memo):
+        """A backend is shared, not copied: ``copy.deepcopy`` (e.g. scikit-learn's `clone`
+        of an estimator built with ``backend=<Backend>``) gives the same object."""
+        return self
+
+
+#: ``to_host`` functions of the backend modules, each ``(data, target, name) -> ndarray``
+#: for the arrays of its own library and None for anything else (see `register_converter`).
+_CONVERTERS: list[Callable[[Any, Backend, str], np.ndarray | None]] = []
+
+
+def register_converter(convert: Callable[[Any, Backend, str], np.ndarray | None]) -> None:
+    """Let `to_host` ask ``convert(data, target, name)`` first.
+
+    ``convert`` returns a host NumPy array for the arrays of one library (or
+    raises a `TypeError` saying how to move them), and None for anything else.
+    It must not import its library (recognise its arrays with `library_of`), so
+    that asking costs nothing where the library is not installed.
+    """
+    if convert not in _CONVERTERS:
+        _CONVERTERS.append(convert)
+
+
+def where(target: Backend) -> str:
+    """``"this model is on the 'jax' backend (cpu)"``: the end of a refusal message."""
+    return f"this model is on the {target.name!r} backend ({target.device})"
+
+
+def to_host(data: Any, target: Backend, name: str = "x") -> np.ndarray:
     """Host NumPy view of ``data`` that is not ``target``'s own array.
 
-    Lists, scalars, NumPy arrays and CPU arrays of other libraries (through
-    DLPack or ``__array__``) are converted; arrays on a GPU are refused with a
-    message that says how to move them, since that copy should be the user's choice.
-    ``name`` is the argument's name in those messages.
+    Lists, scalars, NumPy arrays and CPU arrays of other libraries are
+    converted (each backend module converts its own library's arrays, see
+    `register_converter`; a torch tensor that requires grad is detached). Arrays
+    on a GPU are refused with a message that says how to move them, since that
+    copy should be the user's choice. ``name`` is the argument's name in messages.
     """
     if isinstance(data, np.ndarray):
         return data
-    module = type(data).__module__.split(".")[0]
-    where = f"this model is on the {target.name!r} backend ({target.device})"
-    if module == "cupy":
-        raise TypeError(
-            f"{name} is a CuPy array (on the GPU), but {where}. Move it to the host first "
-            f"with `{name}.get()` or `cupy.asnumpy({name})`, or build the model with "
-            "backend='cupy'."
-        )
-    if module == "torch":
-        dev = getattr(data, "device", None)
-        if dev is not None and getattr(dev, "type", "cpu") != "cpu":
-            raise TypeError(
-                f"{name} is a torch tensor on {dev}, but {where}. Move it with "
-                f"`{name}.cpu()`, or build the model with backend='torch'."
-            )
-        tensor = data.detach().cpu()
-        if str(tensor.dtype) == "torch.bfloat16":  # NumPy has no bfloat16; float32 is exact
-            tensor = tensor.float()
-        return tensor.numpy()
-    if module in ("jax", "jaxlib"):
-        platform = getattr(next(iter(data.devices()), None), "platform", "cpu")
-        if platform != "cpu":
-            raise TypeError(
-                f"{name} is a JAX array on {platform}, but {where}. Move it with "
-                f"`numpy.asarray({name})`, or build the model with backend='jax'."
-            )
-        return np.asarray(data)
+    for convert in _CONVERTERS:
+        host = convert(data, target, name)
+        if host is not None:
+            return host
     try:
-        if module == "array_api_strict":
-            return np.from_dlpack(data)
         return np.asarray(data)
     except Exception as exc:  # noqa: BLE001 - re-raised with the user's terms
         raise TypeError(
             f"{name} must be an array of numbers; cannot turn a {type(data).__name__} into one "
             f"({exc})"
         ) from exc
+
+
+#: The name `mlp` used before `to_host`; kept so existing imports work.
+foreign_to_numpy = to_host
+
+
+def fit_integers(host: np.ndarray, held: tuple[str, ...]) -> np.ndarray:
+    """Integer ``host`` in a dtype from ``held`` (the integer dtypes a library holds).
+
+    A dtype the library holds is kept; any other is cast to the narrowest held
+    signed dtype that holds every value (the values never change). Raises
+    `ValueError` when no held dtype does.
+    """
+    if host.dtype.kind not in "iu" or host.dtype.name in held:
+        return host
+    lo, hi = (int(host.min()), int(host.max())) if host.size else (0, 0)
+    for candidate in ("int8", "int16", "int32", "int64"):
+        info = np.iinfo(candidate)
+        if candidate in held and info.min <= lo and hi <= info.max:
+            return host.astype(candidate)
+    widest = max((d for d in held if d.startswith("int")), key=lambda d: np.iinfo(d).bits)
+    raise ValueError(
+        f"integer values from {lo} to {hi} (dtype {host.dtype}) do not fit in {widest}, the "
+        "widest integer type this backend computes with; class labels must be small "
+        "non-negative integers"
+    )
+
+
+def host_layout(host: np.ndarray) -> np.ndarray:
+    """``host`` as a C-contiguous array (a copy only for strided or reversed views)."""
+    return np.asarray(host, order="C")
+
+
+def library_of(data: Any) -> str:
+    """The top-level package that defines ``data``'s type (``"torch"``, ``"jaxlib"``...):
+    how a backend module recognises its library's arrays without importing it."""
+    return type(data).__module__.split(".")[0]

@@ -1,10 +1,26 @@
-"""CuPy on an NVIDIA GPU."""
+"""CuPy on an NVIDIA GPU.
+
+Accepted input: NumPy arrays of any dtype, strides and writability (copied to
+the GPU), and CuPy arrays. Other backends refuse CuPy arrays with a message
+that says how to move them to the host.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._base import Backend, BackendUnavailableError
+from ._base import Backend, BackendUnavailableError, library_of, where
+
+
+def to_host(data, target, name):
+    """CuPy arrays live on the GPU: refused, with how to move them; None for the rest."""
+    if library_of(data) != "cupy":
+        return None
+    raise TypeError(
+        f"{name} is a CuPy array (on the GPU), but {where(target)}. Move it to the host first "
+        f"with `{name}.get()` or `cupy.asnumpy({name})`, or build the model with "
+        "backend='cupy'."
+    )
 
 
 class CupyBackend(Backend):
@@ -32,8 +48,8 @@ def create() -> Backend:
         import cupy
     except ImportError as exc:
         raise BackendUnavailableError(
-            "the 'cupy' backend needs CuPy: pip install 'mlp[cupy]' "
-            "(CUDA 12; 'mlp[cupy13]' for CUDA 13)"
+            "the 'cupy' backend needs CuPy: pip install 'mlp-array-api[cupy]' "
+            "(CUDA 12; 'mlp-array-api[cupy13]' for CUDA 13)"
         ) from exc
     try:
         usable = cupy.cuda.is_available()

@@ -1,4 +1,8 @@
-"""NumPy on the CPU."""
+"""NumPy on the CPU.
+
+Accepted input: anything NumPy turns into an array of numbers, including CPU
+arrays of other libraries (their backend modules convert them, see `to_host`).
+"""
 
 from __future__ import annotations
 
@@ -41,10 +45,30 @@ def _fast_namespace():
 
 
 class NumpyBackend(Backend):
+    """NumPy on the CPU.
+
+    Parameters
+    ----------
+    fast : bool, default True
+        Train through the in-place fast path (`backends._numpy_fast`), whose
+        weights and losses are identical, bit for bit, to the pure path's;
+        False runs the pure path (`mlp.steps`) as written.
+    """
+
     name = "numpy"
 
-    def __init__(self):
+    def __init__(self, fast=True):
+        if not isinstance(fast, bool):
+            raise TypeError(f"fast must be True or False, got {fast!r}")
         super().__init__(_fast_namespace(), "cpu")
+        self.fast = fast
+
+    def fast_run(self, pure_run, spec, optimizer, alpha=0.0, clip_norm=None):
+        if not self.fast:
+            return None
+        from ._numpy_fast import fast_run
+
+        return fast_run(pure_run, spec, optimizer, alpha, clip_norm)
 
     def is_native(self, data):
         return isinstance(data, np.ndarray)

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._base import Backend, BackendUnavailableError
+from ._base import Backend, BackendUnavailableError, fit_integers, library_of
+
+#: Integer dtypes kept as they are; uint64 labels become int64 (values checked).
+HELD_INTEGERS = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32")
+
+
+def to_host(data, target, name):
+    """An array-api-strict array as host NumPy (through DLPack); None for anything else."""
+    if library_of(data) != "array_api_strict":
+        return None
+    return np.from_dlpack(data)
 
 
 class StrictBackend(Backend):
@@ -22,6 +32,8 @@ class StrictBackend(Backend):
         return isinstance(data, self._array_type)
 
     def _from_host(self, host, dtype):
+        # uint64 cannot meet int64 (argmax's type) in the standard's promotion rules
+        host = fit_integers(np.asarray(host), HELD_INTEGERS)
         if dtype is not None:
             host = np.asarray(host, dtype=self.dtype_name(dtype))
         return self.xp.asarray(np.array(host, copy=True, order="C"))
@@ -36,6 +48,6 @@ def create() -> Backend:
     except ImportError as exc:
         raise BackendUnavailableError(
             "the 'array_api_strict' backend needs array-api-strict: "
-            "pip install 'mlp[strict]' (or pip install array-api-strict)"
+            "pip install 'mlp-array-api[strict]' (or pip install array-api-strict)"
         ) from exc
     return StrictBackend(array_api_strict)

@@ -1,10 +1,41 @@
-"""PyTorch: on the GPU when CUDA is available, else on the CPU."""
+"""PyTorch: on the GPU when CUDA is available, else on the CPU.
+
+Accepted input: NumPy arrays of any dtype torch computes with (``uint16``,
+``uint32`` and ``uint64`` integers are cast to ``int32``/``int64``, which hold
+every value), any strides, read-only arrays, and torch tensors. A tensor that
+requires grad is detached: training data never carries an autograd graph into
+the model.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._base import Backend, BackendUnavailableError
+from ._base import Backend, BackendUnavailableError, fit_integers, host_layout, library_of, where
+
+#: The integer dtypes torch computes with (its uint16/32/64 lack most operations).
+HELD_INTEGERS = ("int8", "int16", "int32", "int64", "uint8")
+
+
+def _is_tensor(data):
+    return library_of(data) == "torch" and hasattr(data, "device")
+
+
+def to_host(data, target, name):
+    """A CPU tensor as host NumPy (detached; bfloat16 as float32, exactly); a tensor on
+    a GPU is refused unless ``target`` is torch on that kind of device; None for the rest."""
+    if not _is_tensor(data):
+        return None
+    kind = getattr(data.device, "type", "cpu")
+    if kind != "cpu" and not (isinstance(target, TorchBackend) and target.device.type == kind):
+        raise TypeError(
+            f"{name} is a torch tensor on {data.device}, but {where(target)}. Move it with "
+            f"`{name}.cpu()`, or build the model with backend='torch'."
+        )
+    tensor = data.detach().cpu()
+    if str(tensor.dtype) == "torch.bfloat16":  # NumPy has no bfloat16; float32 is exact
+        tensor = tensor.float()
+    return tensor.resolve_conj().resolve_neg().numpy()
 
 
 class TorchBackend(Backend):
@@ -12,21 +43,30 @@ class TorchBackend(Backend):
 
     def __init__(self, torch, xp):
         self._torch = torch
+        self._unsigned = (torch.uint16, torch.uint32, torch.uint64)
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         super().__init__(xp, device)
 
     def is_native(self, data):
-        return isinstance(data, self._torch.Tensor) and data.device == self.device
+        """A tensor on this device, not requiring grad, of a dtype torch computes with.
+
+        Other tensors go through `to_host` and `asarray` (detached, cast)."""
+        return (isinstance(data, self._torch.Tensor) and data.device == self.device
+                and not data.requires_grad and data.dtype not in self._unsigned)
 
     def _from_host(self, host, dtype):
-        host = np.asarray(host)
+        host = fit_integers(host_layout(np.asarray(host)), HELD_INTEGERS)
         if not host.flags.writeable:  # e.g. a JAX array's host view; torch wants to own it
             host = host.copy()
         return self._torch.as_tensor(host, dtype=dtype, device=self.device)
 
     def asarray(self, data, dtype=None):
-        if isinstance(data, self._torch.Tensor) and data.device != self.device:
-            data = data.to(self.device)
+        if isinstance(data, self._torch.Tensor):
+            data = data.detach()  # never a graph into the model
+            if data.dtype in self._unsigned:
+                data = data.cpu()  # cast on the host by `_from_host`
+            elif data.device != self.device:
+                data = data.to(self.device)
         return super().asarray(data, dtype)
 
     def to_numpy(self, array):
@@ -37,14 +77,18 @@ class TorchBackend(Backend):
             self._torch.cuda.synchronize()
 
 
+#: The same advice as the README's backend table (and the reason the noxfile pins a CPU wheel).
+INSTALL_ADVICE = ("pip install torch --index-url https://download.pytorch.org/whl/cpu on a "
+                  "CPU-only machine (a plain `pip install torch` there downloads a ~5 GB CUDA "
+                  "build), pip install torch where CUDA is available")
+
+
 def create() -> Backend:
     try:
         import torch
         from array_api_compat import torch as xp_torch
     except ImportError as exc:
         raise BackendUnavailableError(
-            "the 'torch' backend needs PyTorch: pip install torch "
-            "(on a CPU-only machine: pip install torch --index-url "
-            "https://download.pytorch.org/whl/cpu)"
+            f"the 'torch' backend needs PyTorch: {INSTALL_ADVICE}"
         ) from exc
     return TorchBackend(torch, xp_torch)

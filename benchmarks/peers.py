@@ -14,6 +14,10 @@ The peers are written the way their libraries are normally used:
 
 - ``notebook-f64``: the seed notebook's own float64 class (W1 only);
 - ``numpy-f32``: hand-written float32 NumPy, in-place updates;
+- ``numpy-lean``: hand-written float32 NumPy as lean as it gets: one flat
+  parameter vector with views, every buffer preallocated and written with
+  ``out=``, 1/B and the learning rate folded into the output delta, one fused
+  Adam update over the whole vector, no loss unless asked;
 - ``jax-scan``: hand-written JAX (``jax.value_and_grad``, hand-written SGD/Adam
   on the pytree), one ``lax.scan`` per epoch; for full-batch work all epochs
   in one ``lax.scan``;
@@ -85,7 +89,8 @@ class Implementation:
 
 
 class Ours(Implementation):
-    """`mlp.MLP` on one backend."""
+    """`mlp.MLP` on one backend; ``numpy-pure`` is NumPy without its fast path
+    (``NumpyBackend(fast=False)``: the pure `mlp.steps` run, as before issue 14)."""
 
     kind = "ours"
 
@@ -103,12 +108,18 @@ class Ours(Implementation):
         import mlp
 
         super().setup(workload)
+        if self.backend == "numpy-pure":
+            from backends._numpy import NumpyBackend
+
+            backend = NumpyBackend(fast=False)
+        else:
+            backend = backends.get_backend(self.backend)
         self.model = mlp.MLP(workload.layer_sizes, activation="relu",
                              output_activation=workload.output_activation, loss=workload.loss,
-                             init=workload.init, backend=self.backend, dtype="float32",
+                             init=workload.init, backend=backend, dtype="float32",
                              seed=workload.seed)
         self.device = str(self.model.backend.device)
-        self.be = backends.get_backend(self.backend)
+        self.be = backend
         self.w0 = workload.initial_weights(np.float32)
 
     def train(self):
@@ -287,6 +298,159 @@ class NumpyF32(Implementation):
                         p -= g
             self.losses.append(epoch_loss / (n * (1 if wl.classification else y.shape[1])))
         self.out = list(zip(Ws, bs))
+
+    def weights(self):
+        return self.out
+
+
+class NumpyLean(Implementation):
+    """Lean hand-written float32 NumPy: what a performance-minded user writes.
+
+    One flat parameter vector with every ``W`` and ``b`` a view into it (and the
+    same for the gradient and Adam's moments); every buffer preallocated per
+    batch size and written with ``out=``; batches gathered with
+    ``np.take(..., out=)``; 1/B (and for SGD the learning rate) folded into the
+    output delta, so SGD's update is one subtraction over the whole vector; one
+    fused Adam update over the whole vector; no loss computed during a step
+    unless ``track_loss`` is set.
+    """
+
+    name = "numpy-lean"
+    track_loss = False
+
+    def setup(self, workload):
+        super().setup(workload)
+        self.w0 = workload.initial_weights(np.float32)
+        sizes = workload.layer_sizes
+        self.shapes = list(zip(sizes[:-1], sizes[1:]))
+        self.size = sum(i * o + o for i, o in self.shapes)
+
+    def _views(self, flat):
+        """``[(W, b), ...]`` views into a flat vector."""
+        out, k = [], 0
+        for fan_in, fan_out in self.shapes:
+            W = flat[k:k + fan_in * fan_out].reshape(fan_in, fan_out)
+            k += fan_in * fan_out
+            out.append((W, flat[k:k + fan_out]))
+            k += fan_out
+        return out
+
+    def _buffers(self, m, n_features, n_out):
+        return {"x": np.empty((m, n_features), np.float32),
+                "y": np.empty((m, n_out), np.float32),
+                "a": [np.empty((m, o), np.float32) for _, o in self.shapes],
+                "d": [np.empty((m, o), np.float32) for _, o in self.shapes[:-1]],
+                "mask": [np.empty((m, o), bool) for _, o in self.shapes[:-1]],
+                "col": np.empty((m, 1), np.float32), "out_mask": np.empty((m, n_out), bool)}
+
+    def _step(self, buf, xb, yb, m, scale):
+        """Forward and backward into ``self.g`` (the gradient times ``scale``); the loss if
+        ``track_loss`` (the batch's summed loss), else None."""
+        wl, params, grads = self.wl, self.params, self.grads
+        last = len(params) - 1
+        a = xb
+        for i, (W, b) in enumerate(params):
+            z = buf["a"][i]
+            np.matmul(a, W, out=z)
+            z += b
+            if i < last or self.relu_out:
+                np.maximum(z, 0, out=z)
+            a = z
+        loss = None
+        if wl.classification:  # softmax in place, then delta = (p - y) * scale
+            col = buf["col"]
+            np.max(a, axis=1, keepdims=True, out=col)
+            a -= col
+            np.exp(a, out=a)
+            np.sum(a, axis=1, keepdims=True, out=col)
+            a /= col
+            if self.track_loss:
+                loss = -float(np.log(np.sum(a * yb, axis=1)).sum())
+            a -= yb
+        else:
+            if self.relu_out:
+                np.greater(a, 0, out=buf["out_mask"])
+            a -= yb
+            if self.track_loss:
+                loss = 0.5 * float(np.dot(a.ravel(), a.ravel()))
+            if self.relu_out:
+                a *= buf["out_mask"]
+        a *= scale
+        delta = a
+        for i in range(last, -1, -1):
+            inp = xb if i == 0 else buf["a"][i - 1]
+            np.matmul(inp.T, delta, out=grads[i][0])
+            np.sum(delta, axis=0, out=grads[i][1])
+            if i > 0:
+                d = buf["d"][i - 1]
+                np.matmul(delta, params[i][0].T, out=d)
+                np.greater(inp, 0, out=buf["mask"][i - 1])
+                d *= buf["mask"][i - 1]
+                delta = d
+        return loss
+
+    def _adam(self):
+        """The fused Adam update over the whole flat vector."""
+        b1, b2, eps = 0.9, 0.999, 1e-8
+        self.t += 1
+        t, g, mo, v, tmp = self.t, self.g, self.m, self.v, self.tmp
+        step = np.float32(self.wl.learning_rate * np.sqrt(1 - b2**t) / (1 - b1**t))
+        np.subtract(g, mo, out=tmp)  # m += (1 - b1) * (g - m)
+        tmp *= np.float32(1 - b1)
+        mo += tmp
+        np.multiply(g, g, out=tmp)  # v += (1 - b2) * (g * g - v)
+        tmp -= v
+        tmp *= np.float32(1 - b2)
+        v += tmp
+        np.sqrt(v, out=tmp)
+        tmp += np.float32(eps)
+        np.divide(mo, tmp, out=tmp)
+        tmp *= step
+        self.flat -= tmp
+
+    def train(self):
+        wl = self.wl
+        x = np.asarray(wl.x_train, np.float32)
+        n, n_out = x.shape[0], wl.layer_sizes[-1]
+        y = (_one_hot(wl.y_train, n_out) if wl.classification
+             else np.asarray(wl.y_train, np.float32).reshape(n, -1))
+        self.flat = np.empty(self.size, np.float32)
+        self.params = self._views(self.flat)
+        for (W, b), (W0, b0) in zip(self.params, self.w0):
+            W[...], b[...] = W0, b0
+        self.g = np.empty_like(self.flat)
+        self.grads = self._views(self.g)
+        adam = wl.optimizer == "adam"
+        if adam:
+            self.m, self.v = np.zeros_like(self.flat), np.zeros_like(self.flat)
+            self.tmp, self.t = np.empty_like(self.flat), 0
+        self.relu_out = wl.output_activation == "relu"
+        per_sample = 1 if wl.classification else n_out
+        lr = 1.0 if adam else wl.learning_rate
+        bsz = wl.batch_size or n
+        buffers = {m: self._buffers(m, x.shape[1], n_out) for m in {bsz, n % bsz or bsz}}
+        self.losses = []
+        for order in (wl.orders() if wl.batch_size else [None] * wl.epochs):
+            total = 0.0
+            for start in range(0, n, bsz):
+                if order is None:
+                    m, buf, xb, yb = n, buffers[n], x, y
+                else:
+                    idx = order[start:start + bsz]
+                    m = idx.shape[0]
+                    buf = buffers[m]
+                    xb = np.take(x, idx, axis=0, out=buf["x"])
+                    yb = np.take(y, idx, axis=0, out=buf["y"])
+                loss = self._step(buf, xb, yb, m, np.float32(lr / (m * per_sample)))
+                if adam:
+                    self._adam()
+                else:
+                    self.flat -= self.g
+                if loss is not None:
+                    total += loss
+            if self.track_loss:
+                self.losses.append(total / (n * per_sample))
+        self.out = [(W.copy(), b.copy()) for W, b in self.params]
 
     def weights(self):
         return self.out
@@ -579,6 +743,7 @@ class TorchNN(Implementation):
 PEERS = {
     "notebook-f64": NotebookF64,
     "numpy-f32": NumpyF32,
+    "numpy-lean": NumpyLean,
     "jax-scan": JaxScan,
     "jax-optax": JaxOptax,
     "sklearn": Sklearn,

@@ -58,7 +58,8 @@ def _parse(argv=None):
     p = argparse.ArgumentParser(description="mlp benchmark suite (W1-W3 against the peers)")
     p.add_argument("--workloads", default="W1,W2,W3", help="comma-separated: W1,W2,W3")
     p.add_argument("--backends", default=None,
-                   help="our backends to time (default: every installed one)")
+                   help="our backends to time (default: every installed one); numpy-pure "
+                        "is NumPy without its fast path")
     p.add_argument("--peers", default=None, help="peers to time (default: every installed one)")
     p.add_argument("--repeats", type=int, default=None,
                    help="timed runs per implementation (default: W1/W2 7, W3 3)")
@@ -189,6 +190,9 @@ def implementations(args, workload):
     impls = []
     for name in names:
         name = name.strip()
+        if name == "numpy-pure":  # NumPy without its fast path (issue 14's "before")
+            impls.append(peers.Ours(name))
+            continue
         try:
             be = backends.get_backend(name)
         except backends.BackendUnavailableError as exc:
@@ -414,6 +418,9 @@ def targets(rows):
     add("W1 mlp[jax] time / jax-scan <= 2", ratio("W1", "mlp[jax]", "jax-scan"), 2)
     add("W2 mlp[numpy] time / numpy-f32 <= 1.2", ratio("W2", "mlp[numpy]", "numpy-f32"), 1.2)
     add("W2 mlp[numpy] time / sklearn <= 0.4", ratio("W2", "mlp[numpy]", "sklearn"), 0.4)
+    for wl in ("W2", "W3"):  # issue 14: the lean hand-written NumPy peer
+        add(f"{wl} mlp[numpy] time / numpy-lean <= 1.05", ratio(wl, "mlp[numpy]", "numpy-lean"),
+            1.05)
     add("W2 mlp[jax] time / jax-scan <= 1.2", ratio("W2", "mlp[jax]", "jax-scan"), 1.2)
     add("W2 mlp[torch] time / torch-nn < 1", ratio("W2", "mlp[torch]", "torch-nn"), 0.9999)
     for r in rows:
@@ -540,7 +547,7 @@ def main(argv=None):
           + (f"; threads pinned to {args.threads}" if args.threads else
              "; W1/W2 with one BLAS/OpenMP/torch thread, W3 with the libraries' defaults")
           + (" (--quick)" if args.quick else "") + ".", "", tables(rows, info),
-          "**Targets (issue 4)**", "", targets_table(res), ""]
+          "**Targets (issues 4 and 14)**", "", targets_table(res), ""]
     text = "\n".join(md)
     print("\n" + text)
     out = Path(args.out or ROOT / "benchmarks" / "results" / ("quick" if args.quick else ""))

@@ -7,8 +7,9 @@ Each activation is a pair of pure functions over the array-API namespace ``xp``:
   activation, given the pre-activation ``z`` and the output ``a = f(z)``
   (whichever makes the derivative cheapest).
 
-``softmax`` is only an output activation: its Jacobian is never formed, since
-`mlp.losses.cross_entropy` fuses it with the loss.
+``softmax`` and ``exp`` are only output activations: their derivatives are
+fused into a loss (``softmax`` with ``cross_entropy``, ``exp`` - the log
+link - with ``poisson``).
 
 Adding an activation
 --------------------
@@ -86,6 +87,10 @@ def _identity_backward(xp, delta, z, a):
     return delta
 
 
+def _exp(xp, z):
+    return xp.exp(z)
+
+
 def _softmax(xp, z):
     shifted = z - xp.max(z, axis=-1, keepdims=True)
     e = xp.exp(shifted)
@@ -130,7 +135,9 @@ register_activation("leaky_relu", _leaky_relu, _leaky_relu_backward, init="he")
 register_activation("tanh", _tanh, _tanh_backward)
 register_activation("sigmoid", _sigmoid, _sigmoid_backward)
 register_activation("identity", _identity, _identity_backward)
-# Output-only: backward is fused into the cross-entropy loss.
+# Output-only: their backward is fused into a loss (exp: the Poisson loss's log link;
+# softmax: cross-entropy).
+register_activation("exp", _exp)
 register_activation("softmax", _softmax)
 
 

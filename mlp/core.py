@@ -15,6 +15,13 @@ the loss), runs
     delta_{l-1} = f'_{l-1}(z_{l-1}) * (delta_l @ W_l.T)
 
 stopping before the input layer (nobody needs ``dLoss/dx``).
+
+With per-row weights ``w: (n,)`` the loss is scikit-learn's weighted mean
+``sum_i w_i * l_i / sum_i w_i`` (`mlp.losses`): ``delta_L``'s rows are scaled by
+``w_i / sum(w)``, and the input rows of weight 0 are zeroed first, so such a row
+adds exactly 0 to the loss and to every gradient whatever finite values it holds
+(a padding row, or a sample dropped by its weight). ``weights=None`` is the
+unweighted computation, unchanged.
 """
 
 from __future__ import annotations
@@ -56,10 +63,20 @@ def forward_logits(spec: NetworkSpec, params, x):
     return z, a
 
 
-def loss_value(spec: NetworkSpec, params, x, y):
-    """The mean loss (0-d array) of ``params`` on ``(x, y)``; ``y`` as the loss expects it."""
-    z, a = forward_logits(spec, params, x)
-    return spec.loss.value(spec.xp, z, a, y)
+def zero_weight_rows(xp, x, weights):
+    """``x`` with the rows of weight 0 set to 0 (``x`` itself when ``weights`` is None)."""
+    if weights is None:
+        return x
+    return xp.where(weights[:, None] > 0, x, 0.0)
+
+
+def loss_value(spec: NetworkSpec, params, x, y, weights=None):
+    """The mean loss (0-d array) of ``params`` on ``(x, y)``; ``y`` as the loss expects it.
+
+    ``weights: (n,)`` (non-negative, or None) weights the mean over rows.
+    """
+    z, a = forward_logits(spec, params, zero_weight_rows(spec.xp, x, weights))
+    return spec.loss.value(spec.xp, z, a, y, weights)
 
 
 def l2_penalty(xp, params, alpha: float):
@@ -70,7 +87,7 @@ def l2_penalty(xp, params, alpha: float):
     return 0.5 * alpha * total
 
 
-def loss_and_gradients(spec: NetworkSpec, params, x, y, alpha: float = 0.0):
+def loss_and_gradients(spec: NetworkSpec, params, x, y, alpha: float = 0.0, weights=None):
     """The mean loss and its exact gradients, from one forward pass.
 
     Parameters
@@ -81,6 +98,10 @@ def loss_and_gradients(spec: NetworkSpec, params, x, y, alpha: float = 0.0):
         Targets as the loss expects them (one-hot rows for cross-entropy).
     alpha : float
         L2 penalty ``0.5 * alpha * sum ||W||^2`` added to the loss (weights only).
+    weights : array, (n,), or None
+        Non-negative row weights in the model's dtype: the loss becomes
+        ``sum_i w_i * l_i / sum_i w_i`` (0, with zero gradients, if they sum to
+        0); None is the unweighted mean.
 
     Returns
     -------
@@ -90,7 +111,7 @@ def loss_and_gradients(spec: NetworkSpec, params, x, y, alpha: float = 0.0):
     xp = spec.xp
     n_layers = len(params)
     inputs, zs = [], []
-    a = x
+    a = zero_weight_rows(xp, x, weights)
     for i, (W, b) in enumerate(params):
         inputs.append(a)
         z = a @ W + b
@@ -101,7 +122,7 @@ def loss_and_gradients(spec: NetworkSpec, params, x, y, alpha: float = 0.0):
             a = spec.output.forward(xp, z)
         else:  # the loss works from z alone (softmax fused into cross-entropy)
             a = None
-    loss, delta = spec.loss.value_and_delta(xp, zs[-1], a, y, spec.output)
+    loss, delta = spec.loss.value_and_delta(xp, zs[-1], a, y, spec.output, weights)
 
     grads = [None] * n_layers
     for i in range(n_layers - 1, -1, -1):

@@ -355,6 +355,11 @@ def _check_weight_shapes(layer_sizes, shapes):
 
 def _optimizer_state(zf, members, shapes, model, opt):
     """The stored state, checked leaf by leaf against ``opt.init(model.params)``."""
+    with model.backend.precision(model.dtype):
+        return _checked_state(zf, members, shapes, model, opt)
+
+
+def _checked_state(zf, members, shapes, model, opt):
     template = opt.init(model.params)
     expected = tree_leaves(template)
     n_stored = sum(1 for k in shapes if k.startswith("opt_state_"))

@@ -16,16 +16,55 @@ its outputs become classes.
 - ``binary_cross_entropy``: sigmoid output fused with the Bernoulli negative
   log-likelihood, mean over all elements, computed as ``softplus(z) - y*z``
   without overflow. Targets in {0, 1}, shape ``(n, n_outputs)``. Score ``accuracy``.
+- ``poisson``: the log link (output ``exp``, so predictions are positive) fused
+  with half the Poisson deviance, mean over all elements of ``exp(z) - y*z``:
+  scikit-learn's ``HalfPoissonLoss``, which leaves out the term
+  ``y*log(y) - y`` that does not depend on the network (scikit-learn's
+  ``MLPRegressor`` reports it in ``loss_``, and sums over outputs where this
+  loss takes their mean). Targets are counts or rates ``>= 0``. Scores ``r2``
+  (of the predictions ``exp(z)``, as ``MLPRegressor.score``) and ``mse``.
+
+Sample weights
+--------------
+Every built-in loss takes per-row weights ``w: (n,)``, scikit-learn's
+weighted mean: the loss is ``sum_i w_i * l_i / sum_i w_i``, where ``l_i`` is
+row ``i``'s loss (for the elementwise losses the mean over its outputs), so
+weights of 1 give the unweighted loss, an integer weight counts a row that
+many times, and a row of weight 0 adds exactly nothing to the loss or the
+gradients, whatever finite values its ``x`` and ``y`` hold (its input row is
+zeroed by `mlp.core` and its terms are masked, so even an overflowing row
+cannot put a NaN in). Weights summing to 0 give a loss and gradients of 0
+(no NaN). Without weights the computation is the unweighted one, unchanged.
 
 Adding a loss
 -------------
-Build a `Loss` and `register_loss` it; `mlp.MLP(loss=name)` then accepts it
-and the gradient tests check it on every backend::
+Build a `Loss` from two functions of its *terms*, and `register_loss` it;
+`mlp.MLP(loss=name)` then accepts it, the gradient tests check it on every
+backend and it takes sample weights::
 
     from mlp import losses
+
+    def terms(xp, z, a, y):                      # (n, n_outputs): the loss is their mean
+        return xp.abs(a - y)
+
+    def terms_and_delta(xp, z, a, y, output, scale):
+        # scale: a float or an (n, 1) column; delta = d sum(scale * terms) / dz
+        return terms(xp, z, a, y), output.backward(xp, xp.sign(a - y) * scale, z, a)
+
     losses.register_loss(losses.Loss(
-        "mae_like", value=..., value_and_delta=..., default_output="identity",
-        prepare_targets=losses.real_targets, sample_targets=...))
+        "mae", terms=terms, terms_and_delta=terms_and_delta, default_output="identity",
+        sample_targets=lambda rng, n, k: rng.normal(size=(n, k))))
+
+``terms`` returns one term per element ``(n, n_outputs)`` (``elementwise=True``,
+the default) or one per row ``(n,)`` (``elementwise=False``, as cross-entropy).
+The `Loss` builds the rest from them, written once: the unweighted mean
+(``scale = 1/size``) and the weighted one (``scale_i = w_i / (sum(w) *
+terms_per_row)``, masked where ``w_i = 0``).
+
+A loss written only for the unweighted mean - ``value(xp, z, a, y)`` and
+``value_and_delta(xp, z, a, y, output)`` instead of the terms - still trains
+and is checked the same way, but refuses sample weights with a message
+saying to give it terms.
 """
 
 from __future__ import annotations
@@ -33,8 +72,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from array_api_compat import array_namespace
+
 from .activations import Activation, hidden_activations
-from .validation import cast_checked, check_finite, to_backend_array
+from .validation import _dtype_like, cast_checked, check_finite, to_backend_array
 
 
 def _count(y) -> int:
@@ -47,7 +88,7 @@ def _count(y) -> int:
 # ------------------------------------------------------------- targets
 def _checked_targets(backend, y, n_samples, dtype, name, x_name, *, floats_only=False):
     """``y`` on the backend, 1-D or 2-D, with ``n_samples`` rows and no NaN/inf."""
-    arr = to_backend_array(backend, y, name, dtype, floats_only=floats_only)
+    arr = to_backend_array(backend, y, name, dtype, floats_only=floats_only, on_host=True)
     if arr.ndim == 0 or arr.ndim > 2:
         raise ValueError(f"{name} must be 1-D or 2-D, got shape {tuple(arr.shape)}")
     if arr.shape[0] != n_samples:
@@ -68,7 +109,7 @@ def real_targets(loss, backend, y, n_samples, n_outputs, dtype, name="y", x_name
         if n_outputs != 1:
             raise ValueError(f"{name} has shape {tuple(arr.shape)} but the model has {n_outputs} "
                              f"outputs; {name} must be (n_samples, {n_outputs})")
-        arr = backend.xp.reshape(arr, (n_samples, 1))
+        arr = array_namespace(arr).reshape(arr, (n_samples, 1))
     if arr.shape[1] != n_outputs:
         raise ValueError(f"{name} has {arr.shape[1]} columns but the model's output layer has "
                          f"{n_outputs} units")
@@ -77,7 +118,7 @@ def real_targets(loss, backend, y, n_samples, n_outputs, dtype, name="y", x_name
 
 def _binary_targets(loss, backend, y, n_samples, n_outputs, dtype, name="y", x_name="x"):
     arr, _ = real_targets(loss, backend, y, n_samples, n_outputs, dtype, name, x_name)
-    xp = backend.xp
+    xp = array_namespace(arr)
     if not bool(xp.all((arr == 0.0) | (arr == 1.0))):
         raise ValueError(f"{loss.name} needs targets in {{0, 1}}; {name} has other values")
     return arr, None
@@ -85,8 +126,8 @@ def _binary_targets(loss, backend, y, n_samples, n_outputs, dtype, name="y", x_n
 
 def _class_targets(loss, backend, y, n_samples, n_classes, dtype, name="y", x_name="x"):
     """One-hot ``(n, n_classes)`` targets and integer labels ``(n,)``, from either."""
-    xp = backend.xp
     arr = _checked_targets(backend, y, n_samples, dtype, name, x_name, floats_only=True)
+    xp = array_namespace(arr)
     if arr.ndim == 2:
         if arr.shape[1] != n_classes:
             if arr.shape[1] == 1:
@@ -113,27 +154,74 @@ def _class_targets(loss, backend, y, n_samples, n_classes, dtype, name="y", x_na
     from array_api_compat import device
 
     classes = xp.arange(n_classes, dtype=arr.dtype, device=device(arr))
-    return xp.astype(arr[:, None] == classes[None, :], dtype), arr
+    return xp.astype(arr[:, None] == classes[None, :], _dtype_like(backend, arr, dtype)), arr
+
+
+def _count_targets(loss, backend, y, n_samples, n_outputs, dtype, name="y", x_name="x"):
+    """Real targets ``>= 0`` (counts or rates), for the Poisson loss."""
+    arr, _ = real_targets(loss, backend, y, n_samples, n_outputs, dtype, name, x_name)
+    smallest = float(array_namespace(arr).min(arr))
+    if smallest < 0:
+        raise ValueError(f"{loss.name} needs targets >= 0 (counts or rates); {name} has "
+                         f"negative values (smallest {smallest:g})")
+    return arr, None
+
+
+# -------------------------------------------------------------- weights
+def _column(weights, like):
+    """``weights: (n,)`` shaped to broadcast against ``like``: ``(n,)`` or ``(n, 1)``."""
+    return weights if like.ndim == 1 else weights[:, None]
+
+
+def _weighted_sum(xp, values, weights, axis=None):
+    """``sum(w_i * values_i)``, rows of weight 0 giving exactly 0 (even if inf)."""
+    w = _column(weights, values)
+    return xp.sum(xp.where(w > 0, w * values, 0.0), axis=axis)
+
+
+def _weight_total(xp, weights):
+    """``sum(w)``, or 1 when it is 0 (then every weighted sum is 0: no 0/0)."""
+    total = xp.sum(weights)
+    return xp.where(total > 0, total, 1.0)
 
 
 # -------------------------------------------------------------- scores
-def r2_and_mse(xp, z, a, targets, labels):
+# Each score takes optional row weights ``(n,)``: scikit-learn's weighted definitions
+# (``r2_score``, ``mean_squared_error``, ``accuracy_score`` with ``sample_weight``).
+def r2_and_mse(xp, z, a, targets, labels, weights=None):
     """``(r2, mse)``: the mean over outputs of the coefficient of determination (an
     output whose targets are constant scores 1 if predicted exactly, else 0) and
-    the mean of ``(a - y)**2``."""
-    res = xp.sum((targets - a) ** 2, axis=0)
-    tot = xp.sum((targets - xp.mean(targets, axis=0)) ** 2, axis=0)
+    the mean of ``(a - y)**2``; weighted over rows with ``weights: (n,)``."""
+    sq = (targets - a) ** 2
+    if weights is None:
+        res = xp.sum(sq, axis=0)
+        tot = xp.sum((targets - xp.mean(targets, axis=0)) ** 2, axis=0)
+        mse = xp.mean(sq)
+    else:
+        total = _weight_total(xp, weights)
+        res = _weighted_sum(xp, sq, weights, axis=0)
+        mean = _weighted_sum(xp, targets, weights, axis=0) / total
+        tot = _weighted_sum(xp, (targets - mean) ** 2, weights, axis=0)
+        mse = xp.sum(res) / (total * sq.shape[1])
     safe = xp.where(tot > 0, tot, 1.0)
     per_output = xp.where(tot > 0, 1.0 - res / safe, xp.astype(res == 0, a.dtype))
-    return xp.mean(per_output), xp.mean((targets - a) ** 2)
+    return xp.mean(per_output), mse
 
 
-def _argmax_accuracy(xp, z, a, targets, labels):
-    return (xp.mean(xp.astype(xp.argmax(z, axis=1) == labels, a.dtype)),)
+def _mean(xp, values, weights):
+    """The mean of ``values`` ``(n,)`` or ``(n, k)``, weighted over rows if ``weights``."""
+    if weights is None:
+        return xp.mean(values)
+    per_row = 1 if values.ndim == 1 else values.shape[1]
+    return _weighted_sum(xp, values, weights) / (_weight_total(xp, weights) * per_row)
 
 
-def _threshold_accuracy(xp, z, a, targets, labels):
-    return (xp.mean(xp.astype((a > 0.5) == (targets > 0.5), a.dtype)),)
+def _argmax_accuracy(xp, z, a, targets, labels, weights=None):
+    return (_mean(xp, xp.astype(xp.argmax(z, axis=1) == labels, a.dtype), weights),)
+
+
+def _threshold_accuracy(xp, z, a, targets, labels, weights=None):
+    return (_mean(xp, xp.astype((a > 0.5) == (targets > 0.5), a.dtype), weights),)
 
 
 def _argmax_classes(xp, probs):
@@ -146,16 +234,16 @@ def _threshold_classes(xp, probs):
 
 
 # ------------------------------------------------------------- the math
-def _mse_value(xp, z, a, y):
+# Each loss is its terms and their gradient (see "Adding a loss" above): ``scale`` is a
+# float (1/size: the mean) or an (n, 1) column (the rows' normalised weights).
+def _mse_terms(xp, z, a, y):
     diff = a - y
-    return 0.5 * xp.sum(diff * diff) / _count(y)
+    return 0.5 * (diff * diff)
 
 
-def _mse_value_and_delta(xp, z, a, y, output: Activation):
+def _mse_terms_and_delta(xp, z, a, y, output: Activation, scale):
     diff = a - y
-    loss = 0.5 * xp.sum(diff * diff) / _count(y)
-    delta = output.backward(xp, diff * (1.0 / _count(y)), z, a)
-    return loss, delta
+    return 0.5 * (diff * diff), output.backward(xp, diff * scale, z, a)
 
 
 def _log_softmax_terms(xp, z):
@@ -166,26 +254,32 @@ def _log_softmax_terms(xp, z):
     return log_z, e / total
 
 
-def _ce_value(xp, z, a, y):
+def _ce_terms(xp, z, a, y):
     log_z, _ = _log_softmax_terms(xp, z)
-    return xp.sum(log_z[:, 0] - xp.sum(y * z, axis=-1)) / y.shape[0]
+    return log_z[:, 0] - xp.sum(y * z, axis=-1)
 
 
-def _ce_value_and_delta(xp, z, a, y, output: Activation):
+def _ce_terms_and_delta(xp, z, a, y, output: Activation, scale):
     log_z, probs = _log_softmax_terms(xp, z)
-    n = y.shape[0]
-    loss = xp.sum(log_z[:, 0] - xp.sum(y * z, axis=-1)) / n
-    return loss, (probs - y) * (1.0 / n)
+    return log_z[:, 0] - xp.sum(y * z, axis=-1), (probs - y) * scale
 
 
-def _bce_value(xp, z, a, y):
+def _bce_terms(xp, z, a, y):
     # softplus(z) - y*z = max(z, 0) - y*z + log1p(exp(-|z|))
-    per = xp.maximum(z, 0.0) - y * z + xp.log1p(xp.exp(-xp.abs(z)))
-    return xp.sum(per) / _count(y)
+    return xp.maximum(z, 0.0) - y * z + xp.log1p(xp.exp(-xp.abs(z)))
 
 
-def _bce_value_and_delta(xp, z, a, y, output: Activation):
-    return _bce_value(xp, z, a, y), (a - y) * (1.0 / _count(y))
+def _bce_terms_and_delta(xp, z, a, y, output: Activation, scale):
+    return _bce_terms(xp, z, a, y), (a - y) * scale
+
+
+def _poisson_terms(xp, z, a, y):
+    # a = exp(z): scikit-learn's HalfPoissonLoss, exp(raw) - y * raw
+    return a - y * z
+
+
+def _poisson_terms_and_delta(xp, z, a, y, output: Activation, scale):
+    return a - y * z, (a - y) * scale
 
 
 def _normal_targets(rng, n, n_outputs):
@@ -200,6 +294,10 @@ def _binary_sample(rng, n, n_outputs):
     return rng.integers(0, 2, size=(n, n_outputs)) * 1.0  # float64 0/1
 
 
+def _count_sample(rng, n, n_outputs):
+    return rng.poisson(2.0, size=(n, n_outputs)) * 1.0  # float64 counts
+
+
 # ---------------------------------------------------------------- Loss
 class Loss:
     """A loss and everything specific to it.
@@ -207,11 +305,21 @@ class Loss:
     Parameters
     ----------
     name : str
-    value : callable ``(xp, z, a, y) -> 0-d array``
-        The mean loss of output pre-activations ``z`` and activations ``a``
-        ``(n, n_outputs)`` against prepared targets ``y`` (no gradient).
-    value_and_delta : callable ``(xp, z, a, y, output_activation) -> (loss, delta)``
-        The mean loss and ``dLoss/dz`` ``(n, n_outputs)``.
+    terms : callable ``(xp, z, a, y) -> (n, n_outputs) or (n,)``
+        The loss's terms for output pre-activations ``z`` and activations ``a``
+        ``(n, n_outputs)`` against prepared targets ``y``: one per element
+        (``elementwise``) or one per row. The loss is their mean; weighted,
+        ``sum_i w_i * mean_j terms_ij / sum_i w_i``.
+    terms_and_delta : callable ``(xp, z, a, y, output_activation, scale) -> (terms, delta)``
+        The terms and ``delta: (n, n_outputs)``, the gradient of
+        ``sum(scale * terms)`` with respect to ``z``; ``scale`` is a float or
+        an ``(n, 1)`` column.
+    elementwise : bool
+        Whether ``terms`` has one term per output (True) or one per row.
+    value, value_and_delta : callable, optional
+        The unweighted-only form, instead of ``terms`` and ``terms_and_delta``:
+        ``value(xp, z, a, y) -> 0-d`` mean loss and ``value_and_delta(xp, z, a,
+        y, output_activation) -> (loss, dLoss/dz)``. Such a loss refuses weights.
     default_output : str
         The output activation used when the user names none.
     allowed_outputs : tuple of str or None
@@ -221,8 +329,9 @@ class Loss:
         checks the user's ``y`` and returns targets ``(n, n_outputs)`` in ``dtype``
         and integer labels ``(n,)`` (None unless the loss has labels). Default
         `real_targets`.
-    score : callable ``(xp, z, a, targets, labels) -> tuple of 0-d arrays``
-        One value per entry of ``score_names``. Default `r2_and_mse`.
+    score : callable ``(xp, z, a, targets, labels, weights=None) -> tuple of 0-d arrays``
+        One value per entry of ``score_names``, weighted over rows when
+        ``weights: (n,)`` is given (only then is it passed). Default `r2_and_mse`.
     score_names : tuple of str
         The names `MLP.evaluate` and `fit`'s validation logs give the scores.
     predict_classes : callable ``(xp, outputs) -> classes`` or None
@@ -232,14 +341,17 @@ class Loss:
     few_outputs_hint : str
         Appended to the error for too few outputs (what to do instead).
     needs_output : bool
-        Whether ``value_and_delta`` reads ``a`` (cross-entropy works from ``z``
-        alone, so training skips the output softmax).
+        Whether the loss reads ``a`` (cross-entropy works from ``z`` alone, so
+        training skips the output softmax).
     sample_targets : callable ``(rng, n, n_outputs) -> NumPy targets`` or None
         Random valid targets, for tests and examples (the gradient tests use it).
     """
 
-    def __init__(self, name: str, *, value: Callable[..., Any],
-                 value_and_delta: Callable[..., tuple[Any, Any]], default_output: str,
+    def __init__(self, name: str, *, terms: Callable[..., Any] | None = None,
+                 terms_and_delta: Callable[..., tuple[Any, Any]] | None = None,
+                 elementwise: bool = True, value: Callable[..., Any] | None = None,
+                 value_and_delta: Callable[..., tuple[Any, Any]] | None = None,
+                 default_output: str,
                  allowed_outputs: tuple[str, ...] | None = None,
                  prepare_targets: Callable[..., tuple[Any, Any]] = real_targets,
                  score: Callable[..., tuple] = r2_and_mse,
@@ -247,9 +359,17 @@ class Loss:
                  predict_classes: Callable[[Any, Any], Any] | None = None,
                  min_outputs: int = 1, few_outputs_hint: str = "", needs_output: bool = True,
                  sample_targets: Callable[..., Any] | None = None):
+        by_terms = terms is not None and terms_and_delta is not None
+        by_value = value is not None and value_and_delta is not None
+        if by_terms == by_value or not all(callable(f) for f in (
+                terms, terms_and_delta, value, value_and_delta) if f is not None):
+            raise TypeError(f"Loss {name!r} needs the functions terms and terms_and_delta "
+                            "(or, for an unweighted-only loss, value and value_and_delta), "
+                            "one pair, not both")
         self.name = name
-        self.value = value
-        self.value_and_delta = value_and_delta
+        self._terms, self._terms_and_delta = terms, terms_and_delta
+        self.elementwise = elementwise
+        self._value, self._value_and_delta = value, value_and_delta
         self.default_output = default_output
         self._allowed_outputs = allowed_outputs
         self._prepare_targets = prepare_targets
@@ -260,6 +380,55 @@ class Loss:
         self.few_outputs_hint = few_outputs_hint
         self.needs_output = needs_output
         self.sample_targets = sample_targets
+
+    # ------------------------------------------------------- value, delta
+    @property
+    def takes_weights(self) -> bool:
+        """Whether the loss takes sample weights (it is built from its terms)."""
+        return self._terms is not None
+
+    def check_takes_weights(self, name: str = "sample_weight") -> None:
+        """Refuse weights for a loss built from ``value`` and ``value_and_delta`` only."""
+        if not self.takes_weights:
+            raise ValueError(f"loss {self.name!r} cannot take {name}: it was built from value "
+                             "and value_and_delta, which give only the unweighted mean; build "
+                             "it from terms and terms_and_delta (see mlp.losses) to weight rows")
+
+    def _terms_per_row(self, z) -> int:
+        return z.shape[1] if self.elementwise else 1
+
+    def value(self, xp, z, a, y, weights=None):
+        """The mean loss (0-d array); weighted over rows by ``weights: (n,)`` if given.
+
+        ``z``, ``a``: ``(n, n_outputs)``; ``y``: prepared targets. No gradient.
+        """
+        if weights is not None:
+            self.check_takes_weights()
+            norm = _weight_total(xp, weights) * self._terms_per_row(z)
+            return _weighted_sum(xp, self._terms(xp, z, a, y), weights) / norm
+        if self._value is not None:
+            return self._value(xp, z, a, y)
+        terms = self._terms(xp, z, a, y)
+        return xp.sum(terms) / _count(terms)
+
+    def value_and_delta(self, xp, z, a, y, output: Activation, weights=None):
+        """The mean loss and ``delta = dLoss/dz: (n, n_outputs)``, weighted if ``weights``.
+
+        Rows of weight 0 get a delta of exactly 0; weights summing to 0 give 0
+        for both.
+        """
+        if weights is None:
+            if self._value_and_delta is not None:
+                return self._value_and_delta(xp, z, a, y, output)
+            size = z.shape[0] * self._terms_per_row(z)
+            terms, delta = self._terms_and_delta(xp, z, a, y, output, 1.0 / size)
+            return xp.sum(terms) / size, delta
+        self.check_takes_weights()
+        norm = _weight_total(xp, weights) * self._terms_per_row(z)
+        column = weights[:, None]
+        terms, delta = self._terms_and_delta(xp, z, a, y, output, column * (1.0 / norm))
+        return (_weighted_sum(xp, terms, weights) / norm,
+                xp.where(column > 0, delta, 0.0))
 
     @property
     def allowed_outputs(self) -> tuple[str, ...]:
@@ -283,13 +452,19 @@ class Loss:
                              f"but layer_sizes ends in {n_outputs}.{self.few_outputs_hint}")
 
     def prepare_targets(self, backend, y, n_samples, n_outputs, dtype, name="y", x_name="x"):
-        """Checked targets ``(n, n_outputs)`` in ``dtype`` and labels ``(n,)`` or None."""
-        return self._prepare_targets(self, backend, y, n_samples, n_outputs, dtype, name,
-                                     x_name)
+        """Checked targets ``(n, n_outputs)`` in ``dtype`` and labels ``(n,)`` or None, on
+        ``backend``. The loss's own ``prepare_targets`` may return host (NumPy) arrays:
+        data from the host is checked there (no device work) and moved here, once."""
+        targets, labels = self._prepare_targets(self, backend, y, n_samples, n_outputs, dtype,
+                                                name, x_name)
+        return (backend.asarray(targets, dtype),
+                None if labels is None else backend.asarray(labels))
 
-    def score(self, xp, z, a, targets, labels) -> tuple:
-        """The scores named by ``score_names``, as 0-d arrays."""
-        return tuple(self._score(xp, z, a, targets, labels))
+    def score(self, xp, z, a, targets, labels, weights=None) -> tuple:
+        """The scores named by ``score_names``, as 0-d arrays (weighted if ``weights``)."""
+        if weights is None:
+            return tuple(self._score(xp, z, a, targets, labels))
+        return tuple(self._score(xp, z, a, targets, labels, weights))
 
     def predict_classes(self, xp, outputs):
         """Classes from the network's outputs (classifiers only)."""
@@ -313,10 +488,10 @@ def register_loss(loss: Loss, *, overwrite: bool = False) -> Loss:
     return loss
 
 
-register_loss(Loss("mse", value=_mse_value, value_and_delta=_mse_value_and_delta,
+register_loss(Loss("mse", terms=_mse_terms, terms_and_delta=_mse_terms_and_delta,
                    default_output="identity", sample_targets=_normal_targets))
-register_loss(Loss("cross_entropy", value=_ce_value, value_and_delta=_ce_value_and_delta,
-                   default_output="softmax", allowed_outputs=("softmax",),
+register_loss(Loss("cross_entropy", terms=_ce_terms, terms_and_delta=_ce_terms_and_delta,
+                   elementwise=False, default_output="softmax", allowed_outputs=("softmax",),
                    prepare_targets=_class_targets, score=_argmax_accuracy,
                    score_names=("accuracy",), predict_classes=_argmax_classes, min_outputs=2,
                    few_outputs_hint=(" With one unit the softmax is always 1, the loss always 0 "
@@ -324,11 +499,14 @@ register_loss(Loss("cross_entropy", value=_ce_value, value_and_delta=_ce_value_a
                                      "loss='binary_cross_entropy'; for k classes use k "
                                      "output units."),
                    needs_output=False, sample_targets=_label_targets))
-register_loss(Loss("binary_cross_entropy", value=_bce_value,
-                   value_and_delta=_bce_value_and_delta, default_output="sigmoid",
+register_loss(Loss("binary_cross_entropy", terms=_bce_terms,
+                   terms_and_delta=_bce_terms_and_delta, default_output="sigmoid",
                    allowed_outputs=("sigmoid",), prepare_targets=_binary_targets,
                    score=_threshold_accuracy, score_names=("accuracy",),
                    predict_classes=_threshold_classes, sample_targets=_binary_sample))
+register_loss(Loss("poisson", terms=_poisson_terms, terms_and_delta=_poisson_terms_and_delta,
+                   default_output="exp", allowed_outputs=("exp",),
+                   prepare_targets=_count_targets, sample_targets=_count_sample))
 
 
 def get_loss(name: str) -> Loss:

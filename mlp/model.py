@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from backends import Backend, resolve_backend
@@ -64,6 +66,18 @@ _CONFIG_ATTRS = {"loss": "loss_name", "dtype": "dtype_name"}
 _REBUILT = ("backend", "xp", "dtype", "_spec", "_cache", "params", "optimizer_state_")
 
 
+def _in_precision(method):
+    """Run ``method`` inside ``backend.precision(model.dtype)``: on JAX a float64 model
+    computes in float64 without turning on 64-bit types for the whole process."""
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        with self.backend.precision(self.dtype):
+            return method(self, *args, **kwargs)
+
+    return call
+
+
 class MLP:
     """A multilayer perceptron: dense layers, hand-derived backprop, any array-API backend.
 
@@ -78,11 +92,15 @@ class MLP:
         `mlp.activations.register_activation`.
     output_activation : str or None
         Output activation; by default the loss's own (``identity`` for ``mse``,
-        ``softmax`` for ``cross_entropy``, ``sigmoid`` for ``binary_cross_entropy``).
+        ``softmax`` for ``cross_entropy``, ``sigmoid`` for ``binary_cross_entropy``,
+        ``exp`` for ``poisson``).
     loss : str
         ``mse`` (mean of ``0.5 * (pred - y)**2`` over all elements),
-        ``cross_entropy`` (integer labels ``(n,)`` or one-hot ``(n, n_classes)``)
-        or ``binary_cross_entropy`` (targets in {0, 1}, ``(n, n_outputs)``).
+        ``cross_entropy`` (integer labels ``(n,)`` or one-hot ``(n, n_classes)``),
+        ``binary_cross_entropy`` (targets in {0, 1}, ``(n, n_outputs)``),
+        ``poisson`` (half the Poisson deviance through a log link, ``exp(z) -
+        y*z``; counts or rates ``>= 0``, positive predictions) or one added with
+        `mlp.losses.register_loss`.
     init : str or None
         ``he``, ``glorot`` or ``normal``; default ``he`` for relu-like
         activations and ``glorot`` otherwise. Biases start at zero.
@@ -230,9 +248,10 @@ class MLP:
         weights, opt_state = state.pop("params"), state.pop("optimizer_state_")
         self.__dict__.update(state)
         self.params = None if weights is None else self._to_device(weights)
-        self.optimizer_state_ = tree_map(
-            lambda leaf: self.backend.asarray(leaf) if isinstance(leaf, np.ndarray) else leaf,
-            opt_state)
+        with self.backend.precision(self.dtype):
+            self.optimizer_state_ = tree_map(
+                lambda leaf: self.backend.asarray(leaf) if isinstance(leaf, np.ndarray) else leaf,
+                opt_state)
 
     # ------------------------------------------------------------------ basics
     @property
@@ -255,6 +274,7 @@ class MLP:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"MLP({args}, backend={self.backend.name!r})"
 
+    @_in_precision
     def _to_device(self, host_params):
         to = self.backend.asarray
         return [(to(W, self.dtype), to(b, self.dtype)) for W, b in host_params]
@@ -287,9 +307,11 @@ class MLP:
         return np.random.default_rng([self.seed, 2])
 
     # ------------------------------------------------------------------- data
+    @_in_precision
     def _x(self, x, name="x"):
         return prepare_x(self.backend, x, self.n_features, self.dtype, name)
 
+    @_in_precision
     def _prepare(self, x, y, names=("x", "y")):
         """Checked ``(x, targets, labels)`` on the backend (see `prepare_targets`)."""
         x_dev = self._x(x, names[0])
@@ -298,6 +320,7 @@ class MLP:
         return x_dev, targets, labels
 
     # -------------------------------------------------------------- inference
+    @_in_precision
     def predict(self, x):
         """The network's output ``(n, n_outputs)`` as a backend array.
 
@@ -324,50 +347,75 @@ class MLP:
             raise ValueError(f"{what} needs a classification loss ({known}); this model uses "
                              f"{self.loss_name!r}")
 
-    def loss(self, x, y) -> float:
-        """The mean loss on ``(x, y)`` as a Python float (no penalty term)."""
-        x_dev, targets, _ = self._prepare(x, y)
-        fn = self._compiled(("loss",), lambda spec=self._spec: self.backend.jit(
-            lambda p, x, y: core.loss_value(spec, p, x, y)))
-        return float(fn(self.params, x_dev, targets))
+    @_in_precision
+    def _weighted(self, x, y, sample_weight, names=("x", "y", "sample_weight")):
+        """Checked ``(x, targets, labels, weights)``; weights None without ``sample_weight``."""
+        from .weights import row_weights
 
-    def gradients(self, x, y):
-        """Gradients of the mean loss, ``[(dW, db), ...]`` as backend arrays."""
-        x_dev, targets, _ = self._prepare(x, y)
+        x_dev, targets, labels = self._prepare(x, y, names[:2])
+        w = row_weights(self, sample_weight, None, targets, labels, name=names[2],
+                        x_name=names[0])
+        return x_dev, targets, labels, w
+
+    @_in_precision
+    def loss(self, x, y, sample_weight=None) -> float:
+        """The mean loss on ``(x, y)`` as a Python float (no penalty term).
+
+        ``sample_weight: (n,)`` (finite, >= 0) makes it the weighted mean
+        ``sum_i w_i * l_i / sum_i w_i`` (see `mlp.losses`).
+        """
+        x_dev, targets, _, w = self._weighted(x, y, sample_weight)
+        fn = self._compiled(("loss",), lambda spec=self._spec: self.backend.jit(
+            lambda p, x, y, w: core.loss_value(spec, p, x, y, w)))
+        return float(fn(self.params, x_dev, targets, w))
+
+    @_in_precision
+    def gradients(self, x, y, sample_weight=None):
+        """Gradients of the mean loss (weighted with ``sample_weight``), ``[(dW, db), ...]``
+        as backend arrays."""
+        x_dev, targets, _, w = self._weighted(x, y, sample_weight)
         fn = self._compiled(("gradients",), lambda spec=self._spec: self.backend.jit(
-            lambda p, x, y: core.loss_and_gradients(spec, p, x, y)[1]))
-        return fn(self.params, x_dev, targets)
+            lambda p, x, y, w: core.loss_and_gradients(spec, p, x, y, weights=w)[1]))
+        return fn(self.params, x_dev, targets, w)
 
     def _metrics_fn(self):
         xp, spec = self.xp, self._spec
 
-        def metrics(params, x, targets, labels):
-            z, a = core.forward_logits(spec, params, x)
-            loss = spec.loss.value(xp, z, a, targets)
-            return xp.stack([loss, *spec.loss.score(xp, z, a, targets, labels)])
+        def metrics(params, x, targets, labels, weights):
+            z, a = core.forward_logits(spec, params, core.zero_weight_rows(xp, x, weights))
+            loss = spec.loss.value(xp, z, a, targets, weights)
+            return xp.stack([loss, *spec.loss.score(xp, z, a, targets, labels, weights)])
 
         return self._compiled(("metrics",), lambda: self.backend.jit(metrics))
 
-    def _metric_logs(self, x, targets, labels, prefix=""):
-        values = self.backend.to_numpy(self._metrics_fn()(self.params, x, targets, labels))
+    def _metric_logs(self, x, targets, labels, weights=None, prefix=""):
+        values = self.backend.to_numpy(self._metrics_fn()(self.params, x, targets, labels,
+                                                          weights))
         names = ("loss", *self._spec.loss.score_names)
         return {prefix + name: float(v) for name, v in zip(names, values, strict=True)}
 
-    def _validation_logs(self, x, targets, labels):
-        return self._metric_logs(x, targets, labels, prefix="val_")
+    def _validation_logs(self, x, targets, labels, weights=None):
+        return self._metric_logs(x, targets, labels, weights, prefix="val_")
 
-    def evaluate(self, x, y) -> dict:
+    @_in_precision
+    def evaluate(self, x, y, sample_weight=None) -> dict:
         """Metrics on ``(x, y)``: ``loss`` and ``accuracy`` for classifiers (for binary
         cross-entropy, the fraction of correct 0/1 outputs), ``loss``, ``r2``
         (mean over outputs of the coefficient of determination) and ``mse``
-        (mean of ``(pred - y)**2``) for regression."""
-        return self._metric_logs(*self._prepare(x, y))
+        (mean of ``(pred - y)**2``) for regression (``mse`` and ``poisson``).
+
+        With ``sample_weight: (n,)`` every metric is weighted over the rows, as
+        scikit-learn's ``accuracy_score``, ``r2_score`` and
+        ``mean_squared_error`` with ``sample_weight``.
+        """
+        return self._metric_logs(*self._weighted(x, y, sample_weight))
 
     # --------------------------------------------------------------- training
+    @_in_precision
     def fit(self, x, y, *, epochs, learning_rate=None, batch_size=32, shuffle=True,
             optimizer=None, reset_optimizer=False, alpha=0.0, clip_norm=None,
             validation_data=None, validation_split=None, early_stopping=False, patience=10,
-            min_delta=0.0, callbacks=None, verbose=0):
+            min_delta=0.0, callbacks=None, verbose=0, sample_weight=None, class_weight=None):
         """Train the model for ``epochs`` more epochs, from where it stands.
 
         A `fit` continues the previous one (or the file the model was loaded
@@ -433,6 +481,17 @@ class MLP:
             ``set_weights`` are the ones the next epoch trains from.
         verbose : {0, 1, 2}
             0 silent, 1 a progress bar over the epochs, 2 one line per epoch.
+        sample_weight : array (n,) or None
+            Each sample's weight (finite, >= 0, not all 0): the loss becomes the
+            weighted mean ``sum_i w_i * l_i / sum_i w_i`` (scikit-learn's
+            definition; ``alpha``'s term is not divided by the weights). An
+            integer weight counts a sample that many times, 0 leaves it out.
+            ``validation_split`` splits the weights with the samples.
+        class_weight : dict, "balanced" or None
+            Classification losses: ``{class: weight}`` (classes not named keep
+            1) or ``"balanced"`` (``n_samples / (n_classes * bincount(y))``),
+            multiplied into the sample weights. For ``binary_cross_entropy``
+            (one output) the classes are 0 and 1.
 
         Returns
         -------
@@ -467,7 +526,8 @@ class MLP:
                    reset_optimizer=reset_optimizer, alpha=alpha, clip_norm=clip_norm,
                    validation_data=validation_data, validation_split=validation_split,
                    early_stopping=early_stopping, patience=patience, min_delta=min_delta,
-                   callbacks=callbacks, verbose=verbose)
+                   callbacks=callbacks, verbose=verbose, sample_weight=sample_weight,
+                   class_weight=class_weight)
 
     # ---------------------------------------------------------------- weights
     def get_weights(self):
@@ -475,6 +535,7 @@ class MLP:
         to = self.backend.to_numpy
         return [(to(W), to(b)) for W, b in self.params]
 
+    @_in_precision
     def set_weights(self, weights):
         """Replace all weights by ``[(W, b), ...]`` (NumPy or backend arrays).
 
@@ -540,6 +601,18 @@ class MLP:
                 line] + [fmt.format(*r) for r in rows[1:]] + [
                 line, f"total parameters: {self.n_params:,}"]
         (print if print_fn is None else print_fn)("\n".join(text))
+
+    # ------------------------------------------------------------------ export
+    def export_onnx(self, path, *, outputs=None):
+        """Write the model as an ONNX file (input ``x: (N, n_features)``, outputs
+        ``predict`` and, for classifiers, ``label``), atomically; run it with ONNX
+        Runtime. ``outputs``: ``"predict"``, ``"label"`` or a list; None (default)
+        gives every output the model has. Needs ``pip install 'mlp-array-api[onnx]'``; see
+        `mlp.export`.
+        """
+        from .export import export_onnx
+
+        export_onnx(self, path, outputs=outputs)
 
 
 def load(path, backend=None) -> MLP:

@@ -1,6 +1,7 @@
 """The pure training step, and steps composed into epochs and runs.
 
-A *step* is ``(params, opt_state, x_batch, y_batch) -> (params, opt_state, loss)``.
+A *step* is ``(params, opt_state, x_batch, y_batch, w_batch) -> (params, opt_state, loss)``
+(``w_batch``: the batch's row weights, or None).
 An *epoch* scans the step over the batches, whose row indices are drawn on the
 host (one permutation per epoch from the model's seed) and gathered on the
 device, so the data crosses to the device once per `fit` and every backend
@@ -46,9 +47,9 @@ def make_step(spec, optimizer, alpha=0.0, clip_norm=None, packer=None):
         transform = chain(clip_by_global_norm(clip_norm), optimizer)
         wrap, unwrap = (lambda s: (EmptyState(), s)), (lambda s: s[1])
 
-    def step(params, opt_state, xb, yb):
+    def step(params, opt_state, xb, yb, wb=None):
         layers = params if packer is None else packer.unpack(params)
-        loss, grads = loss_and_gradients(spec, layers, xb, yb, alpha)
+        loss, grads = loss_and_gradients(spec, layers, xb, yb, alpha, wb)
         if packer is not None:
             grads = packer.pack(grads)
         updates, state = transform.update(grads, wrap(opt_state), params)
@@ -122,11 +123,16 @@ class Packer:
 
 
 def make_run(backend, spec, optimizer, alpha=0.0, clip_norm=None):
-    """``run(params, opt_state, x, y, batches, last, n_epochs) -> (params, opt_state, losses)``.
+    """``run(params, opt_state, x, y, w, batches, last, n_epochs) -> (params, opt_state, losses)``.
 
+    ``w: (n,)`` are the rows' weights in the model's dtype (None: unweighted);
+    batches cut them with the same indices as ``x`` and ``y``.
     ``batches: (n_epochs, n_batches, batch_size)`` and ``last: (n_epochs, r)``
     hold row indices (``None`` for full-batch training, or when the batch size
-    divides the data); ``losses: (n_epochs,)`` are the epochs' mean losses.
+    divides the data); ``losses: (n_epochs,)`` are the epochs' mean losses: the
+    batches' losses weighted by their sizes, or with ``w`` by their weights'
+    sums (so an epoch's loss is the weighted mean over its rows, as the
+    unweighted one is the plain mean; 0 if the weights sum to 0).
     Compiled with ``backend.jit`` (``n_epochs`` is static). A learning-rate
     schedule of the user's own is tried once first (`check_schedule`), so that
     a mistake in it gets a clear message rather than an error from inside the run.
@@ -138,17 +144,18 @@ def make_run(backend, spec, optimizer, alpha=0.0, clip_norm=None):
     # each array operation has a fixed cost (see `Packer`).
     packed = not backend.compiles and getattr(optimizer, "elementwise", False)
 
-    def run(params, opt_state, x, y, batches, last, n_epochs):
+    def run(params, opt_state, x, y, w, batches, last, n_epochs):
+        data = (x, y, w)
         if packed:
             packer = Packer(xp, [W.shape for W, _ in params])
-            return _packed_run(packer, params, opt_state, x, y, batches, last, n_epochs)
-        return _run_epochs(backend, step, params, opt_state, x, y, batches, last, n_epochs)
+            return _packed_run(packer, params, opt_state, data, batches, last, n_epochs)
+        return _run_epochs(backend, step, params, opt_state, data, batches, last, n_epochs)
 
-    def _packed_run(packer, params, opt_state, x, y, batches, last, n_epochs):
+    def _packed_run(packer, params, opt_state, data, batches, last, n_epochs):
         packed_step = make_step(spec, optimizer, alpha, clip_norm, packer)
         try:
             p, s, losses = _run_epochs(backend, packed_step, packer.pack(params),
-                                       packer.pack_tree(opt_state), x, y, batches, last,
+                                       packer.pack_tree(opt_state), data, batches, last,
                                        n_epochs)
         except InterruptedRun as part:
             raise InterruptedRun(packer.unpack(part.params),
@@ -156,32 +163,16 @@ def make_run(backend, spec, optimizer, alpha=0.0, clip_norm=None):
                                  part.losses) from part.__cause__
         return packer.unpack(p), packer.unpack_tree(s, opt_state), losses
 
-    return backend.jit(run, static_argnums=(6,))
+    pure = backend.jit(run, static_argnums=(7,))
+    # A backend may run the same arithmetic faster (NumPy: in place), bit-identical.
+    return backend.fast_run(pure, spec, optimizer, alpha, clip_norm) or pure
 
 
-def _run_epochs(backend, step, params, opt_state, x, y, batches, last, n_epochs):
-    """``n_epochs`` epochs of ``step`` (a scan on a compiling backend, else a Python loop)."""
-    xp = backend.xp
-    n = x.shape[0]
-
-    def batch(carry, rows):
-        params, opt_state = carry
-        params, opt_state, loss = step(params, opt_state, backend.take_rows(x, rows),
-                                       backend.take_rows(y, rows))
-        return (params, opt_state), loss
-
-    def epoch(carry, rows):
-        if rows is None:  # full batch: the data as it is
-            params, opt_state, loss = step(*carry, x, y)
-            return (params, opt_state), loss
-        full, rest = rows
-        carry, losses = backend.scan(batch, carry, full)
-        total = xp.sum(losses) * full.shape[-1]
-        if rest is not None:
-            carry, loss = batch(carry, rest)
-            total = total + loss * rest.shape[-1]
-        return carry, total / n
-
+def _run_epochs(backend, step, params, opt_state, data, batches, last, n_epochs):
+    """``n_epochs`` epochs of ``step`` (a scan on a compiling backend, else a Python loop)
+    over ``data = (x, y, w)``."""
+    x, y, w = data
+    epoch = _epoch_function(backend, step, x, y, w)
     if backend.compiles:
         rows = None if batches is None else (batches, last)
         (params, opt_state), losses = backend.scan(epoch, (params, opt_state), rows,
@@ -197,7 +188,40 @@ def _run_epochs(backend, step, params, opt_state, x, y, batches, last, n_epochs)
             losses.append(loss)
     except KeyboardInterrupt as exc:
         raise InterruptedRun(*carry, losses) from exc
-    return carry[0], carry[1], xp.stack(losses)
+    return carry[0], carry[1], backend.xp.stack(losses)
+
+
+def _epoch_function(backend, step, x, y, w):
+    """``epoch(carry, rows) -> (carry, mean loss)``: one epoch of ``step`` over the batches
+    ``rows = (full, rest)`` (None: one full batch). A batch's loss counts with its size,
+    or with ``w`` its weights' sum."""
+    xp = backend.xp
+    take = backend.take_rows
+
+    def batch(carry, rows):
+        wb = None if w is None else take(w, rows)
+        params, opt_state, loss = step(*carry, take(x, rows), take(y, rows), wb)
+        return (params, opt_state), loss if w is None else loss * xp.sum(wb)
+
+    def epoch(carry, rows):
+        if rows is None:  # full batch: the data as it is
+            params, opt_state, loss = step(*carry, x, y, w)
+            return (params, opt_state), loss
+        full, rest = rows
+        carry, losses = backend.scan(batch, carry, full)
+        if w is None:  # a batch's loss times its size
+            total = xp.sum(losses) * full.shape[-1]
+        else:  # the batches returned loss * sum(w_b) already
+            total = xp.sum(losses)
+        if rest is not None:
+            carry, loss = batch(carry, rest)
+            total = total + (loss * rest.shape[-1] if w is None else loss)
+        if w is None:
+            return carry, total / x.shape[0]
+        weight = xp.sum(w)
+        return carry, total / xp.where(weight > 0, weight, 1.0)
+
+    return epoch
 
 
 def _check_users_schedules(backend, optimizer):

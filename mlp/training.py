@@ -57,8 +57,9 @@ MAX_CHUNK = 4096
 #: Host row indices per call are capped at about this many entries (32 MiB of int64).
 MAX_INDICES = 2**22
 
-#: Every parameter of `fit` except the data and the optimizer (checked by
-#: `mlp.optimizers.get_optimizer` and `mlp.schedules.check_learning_rate`).
+#: Every parameter of `fit` except the data, the weights (checked by
+#: `mlp.weights.row_weights`) and the optimizer (`mlp.optimizers.get_optimizer`,
+#: `mlp.schedules.check_learning_rate`).
 FIT_CONSTRAINTS = {
     "epochs": [Integer(1)],
     "batch_size": [None, Integer(1)],
@@ -119,7 +120,13 @@ class TrainingData:
 
     x: Any
     y: Any
-    val: tuple | None  # (x_val, targets, labels)
+    val: tuple | None  # (x_val, targets, labels, weights)
+    w: Any = None  # the rows' weights (n,), or None
+    n: int | None = None  # the training samples (x may hold padding rows after them)
+
+    def __post_init__(self):
+        if self.n is None:
+            self.n = self.x.shape[0]
 
 
 class ChunkPlanner:
@@ -181,7 +188,7 @@ DEFAULT_BATCH_SIZE = 32
 def fit(model, x, y, *, epochs, learning_rate=None, batch_size=DEFAULT_BATCH_SIZE,
         shuffle=True, optimizer=None, reset_optimizer=False, alpha=0.0, clip_norm=None,
         validation_data=None, validation_split=None, early_stopping=False, patience=10,
-        min_delta=0.0, callbacks=None, verbose=0):
+        min_delta=0.0, callbacks=None, verbose=0, sample_weight=None, class_weight=None):
     """Train ``model`` from its current weights; see `mlp.MLP.fit` for the parameters.
 
     The steps, each a function of its own:
@@ -189,8 +196,8 @@ def fit(model, x, y, *, epochs, learning_rate=None, batch_size=DEFAULT_BATCH_SIZ
     1. `check_arguments`: every parameter against `FIT_CONSTRAINTS` (one
        message form), the optimizer built or continued (`choose_optimizer`),
        the callbacks checked. A rejected call changes nothing.
-    2. `training_data`: ``x``, ``y`` and the validation data (given, or split
-       off from the seed) checked and moved to the device once.
+    2. `training_data`: ``x``, ``y``, the rows' weights and the validation data
+       (given, or split off from the seed) checked and moved to the device once.
     3. `callback_list`: `History` first, then the user's callbacks, then
        `EarlyStopping` (``early_stopping=True``) and `ProgressBar`
        (``verbose=1``) or `EpochLogger` (``verbose=2``), then any
@@ -208,7 +215,8 @@ def fit(model, x, y, *, epochs, learning_rate=None, batch_size=DEFAULT_BATCH_SIZ
         callbacks=callbacks, verbose=verbose)
     settings["optimizer"], settings["continued"] = choose_optimizer(
         model, settings["optimizer"], settings["learning_rate"], settings["reset_optimizer"])
-    data = training_data(model, x, y, settings["validation_data"], settings["validation_split"])
+    data = training_data(model, x, y, settings["validation_data"], settings["validation_split"],
+                         sample_weight, class_weight)
     cbs, history = callback_list(model, settings, data)
     Trainer(model, data, settings, cbs, history).train()
     return history
@@ -284,14 +292,19 @@ def _same(a, b) -> bool:
 
 
 # ------------------------------------------------------------------ step 2
-def training_data(model, x, y, validation_data, validation_split) -> TrainingData:
-    """``(x, y)`` on the device, checked; validation data given or split off."""
+def training_data(model, x, y, validation_data, validation_split, sample_weight=None,
+                  class_weight=None) -> TrainingData:
+    """``(x, y)`` and the rows' weights (`mlp.weights.row_weights`) on the device, checked;
+    validation data given (unweighted) or split off (with its rows' weights)."""
+    from .weights import row_weights
+
     x_dev, y_dev, labels = model._prepare(x, y)
+    w = row_weights(model, sample_weight, class_weight, y_dev, labels)
     if validation_data is not None:
-        val = model._prepare(*validation_data, names=("x_val", "y_val"))
-        return TrainingData(x_dev, y_dev, val)
+        val = model._weighted(*validation_data, None, names=("x_val", "y_val", "sample_weight"))
+        return _placed(model, TrainingData(x_dev, y_dev, val, w))
     if validation_split is None:
-        return TrainingData(x_dev, y_dev, None)
+        return _placed(model, TrainingData(x_dev, y_dev, None, w))
     n = x_dev.shape[0]
     n_val = int(round(n * validation_split))
     if n_val < 1 or n_val >= n:
@@ -300,10 +313,23 @@ def training_data(model, x, y, validation_data, validation_split) -> TrainingDat
     order = model._split_rng().permutation(n)
     xp, to = model.xp, model.backend.asarray
     rows_val, rows_train = to(np.sort(order[:n_val])), to(np.sort(order[n_val:]))
-    val = (xp.take(x_dev, rows_val, axis=0), xp.take(y_dev, rows_val, axis=0),
-           None if labels is None else xp.take(labels, rows_val, axis=0))
-    return TrainingData(xp.take(x_dev, rows_train, axis=0), xp.take(y_dev, rows_train, axis=0),
-                        val)
+    def rows(array, which):
+        return None if array is None else xp.take(array, which, axis=0)
+
+    val = (rows(x_dev, rows_val), rows(y_dev, rows_val), rows(labels, rows_val),
+           rows(w, rows_val))
+    return _placed(model, TrainingData(rows(x_dev, rows_train), rows(y_dev, rows_train), val,
+                                       rows(w, rows_train)))
+
+
+def _placed(model, data) -> TrainingData:
+    """``data`` with its training rows placed by the backend (`Backend.place_rows`: as
+    they are, or padded with rows of weight 0 and sharded over several devices)."""
+    if model.backend.pads_rows:
+        model._spec.loss.check_takes_weights("rows of weight 0 (a data-parallel backend pads "
+                                             "the data with them)")
+    x, y, w = model.backend.place_rows(data.x, data.y, data.w)
+    return TrainingData(x, y, data.val, w, data.n)
 
 
 # ------------------------------------------------------------------ step 3
@@ -321,7 +347,7 @@ def callback_list(model, settings, data) -> tuple[CallbackList, History]:
     A `BackupAndRestore` goes last: its backup holds what every other callback
     did to the epoch (a learning rate reduced, weights restored).
     """
-    n = data.x.shape[0]
+    n = data.n
     params = dict(epochs=settings["epochs"], initial_epoch=model.epochs_trained_,
                   batch_size=settings["batch_size"] or n, optimizer=settings["optimizer"],
                   alpha=settings["alpha"], clip_norm=settings["clip_norm"],
@@ -370,7 +396,7 @@ class Trainer:
         self.start = model.epochs_trained_
         self.end = self.start + self.epochs
         self.optimizer = settings["optimizer"]
-        n = data.x.shape[0]
+        n = data.n
         batch_size = settings["batch_size"]
         self.batch_size = None if batch_size is None or batch_size >= n else batch_size
         self.shuffle = settings["shuffle"]
@@ -429,7 +455,7 @@ class Trainer:
         start = time.perf_counter()
         try:
             params, opt_state, losses = self.run(state.params, state.opt_state, data.x, data.y,
-                                                 batches, last, n_epochs)
+                                                 data.w, batches, last, n_epochs)
             losses = model.backend.to_numpy(losses)
         except InterruptedRun as part:  # Ctrl-C (Python loop): keep the completed epochs
             self.rewind(shuffled, len(part.losses))
@@ -454,7 +480,7 @@ class Trainer:
             return
         self.state.rng.bit_generator.state = shuffled
         if n_kept:
-            batch_indices(self.state.rng, self.data.x.shape[0], self.batch_size, n_kept, True)
+            batch_indices(self.state.rng, self.data.n, self.batch_size, n_kept, True)
 
     def keep(self, params, opt_state, losses) -> None:
         """Make ``params`` the model's weights and log the epochs of ``losses``."""
@@ -475,10 +501,10 @@ class Trainer:
         """The batches' row indices for the next ``n_epochs`` (None for full batches)."""
         if self.batch_size is None:
             return None, None
-        batches, last = batch_indices(self.state.rng, self.data.x.shape[0], self.batch_size,
+        batches, last = batch_indices(self.state.rng, self.data.n, self.batch_size,
                                       n_epochs, self.shuffle)
-        to = self.model.backend.asarray
-        return to(batches), None if last is None else to(last)
+        to, n_rows = self.model.backend.batch_rows, self.data.x.shape[0]
+        return to(batches, n_rows), None if last is None else to(last, n_rows)
 
     # ---------------------------------------------------------- divergence
     def replay(self, batches, last, n_epochs):
@@ -489,7 +515,7 @@ class Trainer:
             sub = (None if batches is None else batches[j:j + 1, ...],
                    None if last is None else last[j:j + 1, ...])
             params, opt_state, loss = self.run(state.params, state.opt_state, data.x, data.y,
-                                               *sub, 1)
+                                               data.w, *sub, 1)
             loss = self.model.backend.to_numpy(loss)
             if not np.all(np.isfinite(loss)):
                 return loss
@@ -497,11 +523,11 @@ class Trainer:
         raise AssertionError("a diverged chunk replayed without divergence")  # pragma: no cover
 
     def training_loss(self, params) -> float:
-        """The mean loss (no penalty) of ``params`` on the training data."""
-        model = self.model
+        """The mean loss (no penalty; weighted as training) of ``params`` on the training data."""
+        model, data = self.model, self.data
         fn = model._compiled(("training_loss",), lambda spec=model._spec: model.backend.jit(
-            lambda p, x, y: core.loss_value(spec, p, x, y)))
-        return float(fn(params, self.data.x, self.data.y))
+            lambda p, x, y, w: core.loss_value(spec, p, x, y, w)))
+        return float(fn(params, data.x, data.y, data.w))
 
     def last_finite_weights(self):
         """``(epoch, weights)``: the latest epoch start whose training loss is finite

@@ -12,8 +12,9 @@ import numbers
 import types
 
 import numpy as np
+from array_api_compat import numpy as np_xp
 
-from backends._base import foreign_to_numpy
+from backends import to_host
 
 _NUMERIC_KINDS = "biuf"
 
@@ -147,7 +148,7 @@ def _host(backend, data, name):
     _refuse_unsupported(data, name)
     _refuse_pandas_missing(data, name)
     try:
-        host = foreign_to_numpy(data, backend, name)
+        host = to_host(data, backend, name)
     except ValueError as exc:  # e.g. ragged nested lists
         raise TypeError(f"{name} must be an array of numbers; cannot turn a "
                         f"{type(data).__name__} into one ({exc})") from exc
@@ -192,14 +193,16 @@ def host_cast(host, dtype_name, name):
     return cast
 
 
-def to_backend_array(backend, data, name, dtype=None, *, floats_only=False):
+def to_backend_array(backend, data, name, dtype=None, *, floats_only=False, on_host=False):
     """``data`` on ``backend``, with clear errors for anything that is not real numbers.
 
     With ``dtype`` (a float dtype of the backend), data from the host or another
     library is checked for NaN/inf and cast to it on the host, so it crosses to
     the device once, in its final dtype (``floats_only``: only float data is
     cast; integer labels keep theirs). The backend's own arrays are returned as
-    they are; `cast_checked` casts them on the device.
+    they are; `cast_checked` casts them on the device. With ``on_host``, data that
+    is not the backend's own stays a (checked, cast) NumPy array: the caller checks
+    it further on the host (no device work, nothing to compile) and moves it once.
     """
     if isinstance(data, np.ndarray) and (type(data) is not np.ndarray
                                          or data.dtype.name == "bfloat16"):
@@ -216,9 +219,11 @@ def to_backend_array(backend, data, name, dtype=None, *, floats_only=False):
                             f"(dtype {dtype_name})")
         return data
     host = _host(backend, data, name)
-    if dtype is None or (floats_only and host.dtype.kind != "f"):
-        return backend.asarray(host)
-    return backend.asarray(host_cast(host, _dtype_name(backend, dtype), name), dtype)
+    if dtype is not None and not (floats_only and host.dtype.kind != "f"):
+        host = host_cast(host, _dtype_name(backend, dtype), name)
+        if not on_host:
+            return backend.asarray(host, dtype)
+    return host if on_host else backend.asarray(host)
 
 
 def all_finite(xp, array) -> bool:
@@ -232,18 +237,29 @@ def all_finite(xp, array) -> bool:
     return bool(xp.isfinite(xp.min(array))) and bool(xp.isfinite(xp.max(array)))
 
 
+def _namespace(backend, array):
+    """The namespace of ``array``: NumPy's for a host array, else the backend's."""
+    return np_xp if isinstance(array, np.ndarray) else backend.xp
+
+
+def _dtype_like(backend, array, dtype):
+    """``dtype`` (a backend dtype) as ``array``'s library spells it."""
+    return np.dtype(_dtype_name(backend, dtype)) if isinstance(array, np.ndarray) else dtype
+
+
 def check_finite(backend, array, name):
-    """Refuse NaN and inf in a backend array (integer and bool arrays always pass)."""
-    xp = backend.xp
+    """Refuse NaN and inf in a backend or host array (integer and bool arrays always pass)."""
+    xp = _namespace(backend, array)
     if xp.isdtype(array.dtype, "real floating") and not all_finite(xp, array):
         n_bad = int(xp.sum(xp.astype(~xp.isfinite(array), xp.int32)))
         raise _nonfinite_error(name, n_bad)
 
 
 def cast_checked(backend, array, dtype, name):
-    """Backend ``array`` in ``dtype``: NaN/inf and values the cast would overflow are
-    refused."""
-    xp = backend.xp
+    """Backend (or host) ``array`` in ``dtype``: NaN/inf and values the cast would overflow
+    are refused."""
+    xp = _namespace(backend, array)
+    dtype = _dtype_like(backend, array, dtype)
     check_finite(backend, array, name)
     if array.dtype == dtype:
         return array
@@ -255,6 +271,7 @@ def cast_checked(backend, array, dtype, name):
 
 def prepare_x(backend, x, n_features, dtype, name="x"):
     """Validated ``x: (n, n_features)`` on the backend, in the model's dtype."""
+    native = backend.is_native(x)
     arr = to_backend_array(backend, x, name, dtype)
     if arr.ndim == 1:
         hint = (" For one sample use x.reshape(1, -1); for one feature use x.reshape(-1, 1).")
@@ -268,7 +285,8 @@ def prepare_x(backend, x, n_features, dtype, name="x"):
     if arr.shape[1] != n_features:
         raise ValueError(f"{name} has {arr.shape[1]} features (columns), but the model's first "
                          f"layer expects {n_features}")
-    return cast_checked(backend, arr, dtype, name)
+    # Host data was checked and cast on the host already (no device work to compile).
+    return cast_checked(backend, arr, dtype, name) if native else arr
 
 
 def host_float_array(name, value, dtype_name, backend):

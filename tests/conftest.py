@@ -50,3 +50,39 @@ def rng():
 def _no_env_backend(monkeypatch):
     """Tests choose backends explicitly; an outer $MLP_BACKEND must not leak in."""
     monkeypatch.delenv("MLP_BACKEND", raising=False)
+
+
+class JaxCompiles:
+    """Counts of JAX's own monitoring events while a `count_jax_compiles` test runs.
+
+    ``compiles``: XLA compilations requested (JAX's backend-compile event, which a
+    persistent-cache hit also fires); ``cache_hits``: those loaded from the
+    persistent compilation cache instead; ``fresh``: compilations really done.
+    """
+
+    def __init__(self):
+        self.compiles = self.cache_hits = 0
+
+    @property
+    def fresh(self):
+        return self.compiles - self.cache_hits
+
+    def on_duration(self, event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            self.compiles += 1
+
+    def on_event(self, event, **kwargs):
+        if event == "/jax/compilation_cache/cache_hits":
+            self.cache_hits += 1
+
+
+@pytest.fixture
+def count_jax_compiles():
+    """A `JaxCompiles` that counts JAX compilations during the test (JAX's monitoring)."""
+    monitoring = pytest.importorskip("jax.monitoring")
+    counts = JaxCompiles()
+    monitoring.register_event_duration_secs_listener(counts.on_duration)
+    monitoring.register_event_listener(counts.on_event)
+    yield counts
+    monitoring.unregister_event_duration_listener(counts.on_duration)
+    monitoring.unregister_event_listener(counts.on_event)

@@ -32,14 +32,19 @@ CASES = {
     "adam-minibatch": lambda: _tiny_classification("adam", 32, 2),
     # full-batch SGD, cross-entropy (scikit-learn's shuffling does not matter here)
     "sgd-fullbatch": lambda: _tiny_classification("sgd", None, 5),
+    # minibatch SGD with a partial last batch (the learning rate folded into the delta)
+    "sgd-minibatch": lambda: _tiny_classification("sgd", 32, 2),
 }
 
 
 def _impls(case):
     ours = [peers.Ours(name) for name in backends.available_backends() if name != "cupy"]
-    names = {"W1": ["notebook-f64", "numpy-f32", "jax-scan", "jax-optax", "torch-nn"],
-             "adam-minibatch": ["numpy-f32", "jax-scan", "jax-optax", "torch-nn"],
-             "sgd-fullbatch": ["numpy-f32", "jax-scan", "sklearn", "torch-nn"]}[case]
+    ours.append(peers.Ours("numpy-pure"))  # NumPy without its fast path
+    names = {"W1": ["notebook-f64", "numpy-f32", "numpy-lean", "jax-scan", "jax-optax",
+                    "torch-nn"],
+             "adam-minibatch": ["numpy-f32", "numpy-lean", "jax-scan", "jax-optax", "torch-nn"],
+             "sgd-fullbatch": ["numpy-f32", "numpy-lean", "jax-scan", "sklearn", "torch-nn"],
+             "sgd-minibatch": ["numpy-f32", "numpy-lean", "torch-nn"]}[case]
     return ours + [peers.PEERS[n]() for n in names]
 
 
@@ -148,3 +153,33 @@ def test_targets_and_tables_from_rows():
     assert res["W3 mlp[numpy] peak RSS / numpy-f32 <= 1.3"]["value"] == pytest.approx(1.2)
     text = run.tables(rows, {})
     assert "| mlp[numpy] | 0.50 |" in text and "**W3**" in text and "300 MiB" in text
+
+
+@pytest.mark.parametrize("case", ["W1", "adam-minibatch", "sgd-minibatch"])
+def test_lean_peer_tracks_the_loss_only_when_asked(case):
+    import mlp
+
+    wl = CASES[case]()
+    lean = peers.NumpyLean()
+    lean.setup(wl)
+    lean.train()
+    assert lean.losses == []  # no loss computed during the steps by default
+    lean.track_loss = True
+    lean.train()
+    model = mlp.MLP(wl.layer_sizes, activation="relu", output_activation=wl.output_activation,
+                    loss=wl.loss, init=wl.init, backend="numpy", seed=wl.seed)
+    model.set_weights(wl.initial_weights(np.float32))
+    history = model.fit(wl.x_train, wl.y_train, epochs=wl.epochs,
+                        learning_rate=wl.learning_rate, batch_size=wl.batch_size,
+                        optimizer=wl.optimizer)
+    np.testing.assert_allclose(lean.losses, history.history["loss"], rtol=1e-4)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_numpy_with_and_without_its_fast_path_end_with_identical_weights(reference, case):
+    wl, expected = reference[case]
+    impl = peers.Ours("numpy-pure")
+    impl.setup(wl)
+    impl.train()
+    for (W, b), (W0, b0) in zip(impl.weights(), expected):
+        assert np.array_equal(W, W0) and np.array_equal(b, b0)

@@ -335,7 +335,8 @@ CONSTRUCTOR_CASES = [
     ("output-activation", dict(output_activation="swish"), ValueError,
      r"output_activation must be one of 'relu', .*'softmax' or None, got 'swish'"),
     ("loss", dict(loss="hinge"), ValueError,
-     r"loss must be one of 'mse', 'cross_entropy', 'binary_cross_entropy', got 'hinge'"),
+     r"loss must be one of 'mse', 'cross_entropy', 'binary_cross_entropy', 'poisson', "
+     r"got 'hinge'"),
     ("loss-output", dict(loss="cross_entropy", output_activation="sigmoid"), ValueError,
      r"loss 'cross_entropy' cannot be used with output_activation 'sigmoid'; allowed: softmax"),
     ("cross-entropy-one-output", dict(loss="cross_entropy", layer_sizes=[F, 5, 1]), ValueError,

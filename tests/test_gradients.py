@@ -21,11 +21,17 @@ def _targets(loss, rng, n, n_out):
     return mlp.losses.LOSSES[loss].sample_targets(rng, n, n_out)
 
 
-def _finite_difference(model, x, y, eps=1e-6):
+def _finite_difference(model, x, y, eps=1e-6, weights=None):
     """Central differences of model.loss over every weight, on the model's backend."""
+    with model.backend.precision(model.dtype):  # float64 on JAX without the global flag
+        return _central_differences(model, x, y, eps, weights)
+
+
+def _central_differences(model, x, y, eps, weights):
     be = model.backend
     x_dev, targets, _ = model._prepare(x, y)
-    loss = be.jit(lambda p, x, y: core.loss_value(model._spec, p, x, y))
+    w = None if weights is None else be.asarray(weights, "float64")
+    loss = be.jit(lambda p, x, y, w: core.loss_value(model._spec, p, x, y, w))
     host = model.get_weights()
     grads = []
     for layer, (W, b) in enumerate(host):
@@ -39,7 +45,7 @@ def _finite_difference(model, x, y, eps=1e-6):
                     pert[layer][which][idx] += sign * eps
                     params = [(be.asarray(w, "float64"), be.asarray(c, "float64"))
                               for w, c in pert]
-                    vals.append(float(loss(params, x_dev, targets)))
+                    vals.append(float(loss(params, x_dev, targets, w)))
                 g[idx] = (vals[0] - vals[1]) / (2 * eps)
             pair.append(g)
         grads.append(pair)
@@ -60,6 +66,26 @@ def test_gradients_match_finite_differences(backend, hidden, loss, output, n_out
     for (dW, db), (nW, nb) in zip(analytic, numeric):
         np.testing.assert_allclose(dW, nW, rtol=1e-5, atol=1e-8)
         np.testing.assert_allclose(db, nb, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("loss,output", HEADS, ids=[f"{a}-{b}" for a, b in HEADS])
+def test_weighted_gradients_match_finite_differences(backend, loss, output, rng):
+    """Row weights (zeros included) through every loss and output: the gradient is that
+    of the weighted mean ``sum_i w_i l_i / sum_i w_i``."""
+    n_out = max(2, mlp.losses.LOSSES[loss].min_outputs)
+    model = mlp.MLP([3, 4, n_out], activation="tanh", output_activation=output, loss=loss,
+                    backend=backend, dtype="float64", seed=5)
+    x = rng.normal(size=(7, 3))
+    y = _targets(loss, rng, 7, n_out)
+    w = np.array([0.5, 0.0, 2.0, 1.0, 3.0, 0.0, 0.25])
+    x_dev, targets, _ = model._prepare(x, y)
+    grads = backend.jit(lambda p, x, y, w: core.loss_and_gradients(
+        model._spec, p, x, y, weights=w)[1])(model.params, x_dev, targets,
+                                             backend.asarray(w, "float64"))
+    numeric = _finite_difference(model, x, y, weights=w)
+    for (dW, db), (nW, nb) in zip(grads, numeric):
+        np.testing.assert_allclose(backend.to_numpy(dW), nW, rtol=1e-5, atol=1e-8)
+        np.testing.assert_allclose(backend.to_numpy(db), nb, rtol=1e-5, atol=1e-8)
 
 
 @pytest.mark.parametrize("loss", list(mlp.losses.LOSSES))
@@ -108,7 +134,7 @@ def test_binary_cross_entropy_is_stable_for_huge_logits():
 def test_the_registries_cover_the_built_ins():
     """The parametrization above is not vacuous: it holds every built-in."""
     assert {"relu", "leaky_relu", "tanh", "sigmoid", "identity"} <= set(HIDDEN)
-    assert "softmax" not in HIDDEN
+    assert "softmax" not in HIDDEN and "exp" not in HIDDEN
     assert {("mse", "identity"), ("mse", "tanh"), ("cross_entropy", "softmax"),
-            ("binary_cross_entropy", "sigmoid")} <= set(HEADS)
-    assert len(HEADS) == len(HIDDEN) + 2
+            ("binary_cross_entropy", "sigmoid"), ("poisson", "exp")} <= set(HEADS)
+    assert len(HEADS) == len(HIDDEN) + 3

@@ -1,0 +1,166 @@
+"""Data-parallel JAX: one mesh axis ``"data"`` over several devices, and several hosts.
+
+>>> be = backends.get_backend("jax", devices="all")     # or $MLP_DEVICES=all
+>>> mlp.MLP([8, 64, 1], backend=be).fit(x, y, epochs=10, batch_size=256)
+
+Everything `asarray` makes (weights, optimizer state, data to predict or evaluate)
+is replicated on every device (``NamedSharding(mesh, P())``). The training rows,
+placed once per `fit` by `place_rows`, are padded to a multiple of the device
+count with rows of weight 0 and sharded by rows (``P("data")``). A batch is cut
+from them on the devices (`take_rows`, with batch indices padded on the host to a
+multiple of the device count by pointing at a padding row) and constrained to the
+row sharding, so XLA runs each step data-parallel and sums the devices' gradients
+with an all-reduce. The math in `mlp` is unchanged: the 1/N of the mean is folded
+into the output delta, and the padding rows weigh 0, so the sum is the exact mean.
+
+Several hosts: call ``jax.distributed.initialize()`` first in every process; then
+``devices="all"`` is every process's devices, each process passes the same full
+arrays and places only its own part (`jax.make_array_from_callback`).
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ._jax import JaxBackend, _gathered
+
+#: Environment variable with the default ``devices`` of the JAX backend.
+ENV_VAR = "MLP_DEVICES"
+
+_WHAT = "None, 'all', a number of devices >= 1 or a list of JAX devices"
+
+
+def resolve_devices(jax, devices, source="devices"):
+    """The JAX devices ``devices`` names: ``"all"``, the first ``n``, or a list of them.
+
+    ``source`` names the setting in messages (``"devices"`` or ``"$MLP_DEVICES"``).
+    Raises `ValueError` / `TypeError` saying what is accepted.
+    """
+    if isinstance(devices, str):
+        text = devices.strip().lower()
+        if text == "all":
+            return list(jax.devices())
+        if not text.isdigit():
+            raise ValueError(f"{source} must be {_WHAT}, got {devices!r}")
+        devices = int(text)
+    if isinstance(devices, numbers.Integral) and not isinstance(devices, (bool, np.bool_)):
+        return _first(jax, int(devices), source)
+    if isinstance(devices, (list, tuple)):
+        return _listed(jax, devices, source)
+    raise TypeError(f"{source} must be {_WHAT}, got {type(devices).__name__} {devices!r}")
+
+
+def _first(jax, n, source):
+    available = jax.devices()
+    if n < 1:
+        raise ValueError(f"{source} must be {_WHAT}, got {n}")
+    if n > len(available):
+        platform = available[0].platform
+        hint = (" To try several devices on a CPU, set XLA_FLAGS="
+                f"--xla_force_host_platform_device_count={n} before JAX is imported."
+                if platform == "cpu" else "")
+        raise ValueError(f"{source}={n} asks for {n} devices, but JAX sees "
+                         f"{len(available)} ({platform}); use devices='all' or a number up to "
+                         f"{len(available)}.{hint}")
+    return list(available[:n])
+
+
+def _listed(jax, devices, source):
+    devices = list(devices)
+    if not devices:
+        raise ValueError(f"{source} must be {_WHAT}, got an empty list")
+    for i, device in enumerate(devices):
+        if not isinstance(device, jax.Device):
+            raise TypeError(f"{source}[{i}] must be a JAX device (from jax.devices()), got "
+                            f"{type(device).__name__} {device!r}")
+    if len(set(devices)) != len(devices):
+        raise ValueError(f"{source} lists a device more than once: {devices}")
+    return devices
+
+
+def _pad_rows(array, extra):
+    """``array`` with ``extra`` rows of zeros after its rows."""
+    import jax.numpy as jnp
+
+    return jnp.concatenate([array, jnp.zeros((extra, *array.shape[1:]), array.dtype)])
+
+
+class ShardedJaxBackend(JaxBackend):
+    """The JAX backend over a one-axis mesh of ``devices`` (data parallelism).
+
+    Attributes
+    ----------
+    devices : tuple of jax.Device
+        The mesh's devices, in order.
+    mesh : jax.sharding.Mesh
+        The one-axis mesh ``("data",)``.
+    replicated, rows : jax.sharding.NamedSharding
+        A copy on every device (``P()``); rows split over the devices (``P("data")``).
+    """
+
+    pads_rows = True
+
+    def __init__(self, jax, devices):
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+        super().__init__(jax)
+        self.devices = tuple(devices)
+        self.mesh = Mesh(np.array(self.devices, dtype=object), ("data",))
+        self.replicated = NamedSharding(self.mesh, PartitionSpec())
+        self.rows = NamedSharding(self.mesh, PartitionSpec("data"))
+        self._pad = jax.jit(_pad_rows, static_argnums=1, out_shardings=self.rows)
+        platforms = sorted({d.platform for d in self.devices})
+        hosts = len({d.process_index for d in self.devices})
+        self.device = (f"{len(self.devices)} {'/'.join(platforms)} devices"
+                       + (f" on {hosts} hosts" if hosts > 1 else ""))
+
+    @property
+    def n_devices(self) -> int:
+        return len(self.devices)
+
+    def __repr__(self) -> str:
+        return f"Backend(name='jax', devices={self.n_devices}, device={self.device!r})"
+
+    # --------------------------------------------------------------------- data
+    def _place(self, host, sharding=None):
+        """``host`` as a global array with ``sharding`` (default: replicated); each process
+        places only the parts on its own devices."""
+        sharding = self.replicated if sharding is None else sharding
+        return self._jax.make_array_from_callback(host.shape, sharding, lambda at: host[at])
+
+    @property
+    def devices_set(self):
+        return set(self.devices)
+
+    def to_numpy(self, array):
+        return np.array(_gathered(array, self, "array"), copy=True)
+
+    def place_rows(self, x, y, w):
+        """``x``, ``y`` and ``w`` (ones where None) with at least one padding row of weight 0,
+        padded to a multiple of the device count and sharded by rows."""
+        n, d = x.shape[0], self.n_devices
+        extra = d - n % d  # at least one padding row: batches point at the last
+        if w is None:
+            w = np.ones(n, dtype=np.dtype(self.dtype_name(x.dtype)))
+        with self.precision(x, y, w):
+            # on the devices: each keeps its own rows of the replicated arrays, no host trip
+            return tuple(self._pad(self.asarray(a), extra) for a in (x, y, w))
+
+    def batch_rows(self, indices, n_rows):
+        """Each batch's indices padded to a multiple of the device count with ``n_rows - 1``
+        (a padding row, of weight 0), as int32 on every device (each device gathers the
+        rows it holds; XLA sums the pieces, a batch's worth of data, never the whole set)."""
+        indices = np.asarray(indices)
+        extra = -indices.shape[-1] % self.n_devices
+        if extra:
+            fill = np.full((*indices.shape[:-1], extra), n_rows - 1, dtype=indices.dtype)
+            indices = np.concatenate([indices, fill], axis=-1)
+        return self._place(np.ascontiguousarray(indices, dtype=np.int32))
+
+    # ------------------------------------------------------------------ compile
+    def take_rows(self, array, rows):
+        """The batch, cut on the devices and kept split by rows over them."""
+        return self._jax.lax.with_sharding_constraint(super().take_rows(array, rows), self.rows)
+

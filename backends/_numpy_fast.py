@@ -1,0 +1,572 @@
+"""The NumPy fast path of `mlp.steps.make_run`: the pure run's arithmetic, in place.
+
+At small batch sizes NumPy's time goes to per-operation overhead and to
+allocating a fresh array for every intermediate result, not to arithmetic.
+This module runs the very same floating-point operations as the pure path
+(`mlp.core.loss_and_gradients`, the transformations of `mlp.optimizers` and
+`apply_updates`), in the same order and on arrays of the same shapes, but
+
+- into buffers allocated once per run call and batch size (``out=``);
+- with every weight, gradient, update and optimizer-state array a view into
+  one flat vector laid out as `mlp.steps.Packer` packs them (all weight
+  matrices, then all biases), so each elementwise transformation updates all
+  layers with a handful of operations, the updates transformed in place;
+- with batches gathered by ``np.take(..., out=)``.
+
+Every element therefore sees exactly the same IEEE operations as in the pure
+path, and the results are identical bit for bit (``tests/test_numpy_fast_path.py``
+proves it for every optimizer, activation, loss and dtype). The pure code in
+`mlp/` stays the definition: the scalars (bias corrections, learning rates,
+schedules, step counts) come from the same expressions on the same values,
+and gradient clipping calls `ClipByGlobalNorm.update` itself (its norm is
+summed over the arrays the pure path sums: per layer, or the two packed ones).
+Sample weights take the pure path's weighted forms (`mlp.core.zero_weight_rows`,
+the loss's weighted ``value_and_delta``, the epoch's weighted mean). Anything
+this module does not recognise - a transformation of the user's own or a
+subclass of a built-in one, arrays that are not NumPy float arrays of one
+dtype, an optimizer state of another dtype or structure - runs the pure path
+unchanged.
+
+The in-place transformations are in `_BLOCKS` (one small class per building
+block of `mlp.optimizers`); named optimizers and chains are taken apart into
+them by `_mirror`, so a change of the optimizer API touches only that part.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from array_api_compat import array_namespace
+
+from mlp import activations, losses
+from mlp.core import l2_penalty, zero_weight_rows
+from mlp.optimizers import (
+    SGD,
+    Adam,
+    AdamW,
+    AddDecayedWeights,
+    Chain,
+    ClipByGlobalNorm,
+    EmptyState,
+    RMSprop,
+    ScaleByAdam,
+    ScaleByAdamState,
+    ScaleByLearningRate,
+    ScaleByLearningRateState,
+    ScaleByRms,
+    ScaleByRmsState,
+    Trace,
+    TraceState,
+    _rate,
+    clip_by_global_norm,
+)
+from mlp.steps import InterruptedRun
+from mlp.tree import tree_leaves
+
+# ------------------------------------------------------------- flat layout
+
+
+class _Layout:
+    """Offsets of every ``(W, b)`` in one flat vector: all ``W`` (layer by layer), then all
+    ``b``, as `mlp.steps.Packer` packs them."""
+
+    def __init__(self, shapes):
+        self.shapes = [tuple(s) for s in shapes]
+        self.n_weights = sum(i * o for i, o in self.shapes)
+        self.w_slices, self.b_slices = [], []
+        kw, kb = 0, self.n_weights
+        for fan_in, fan_out in self.shapes:
+            self.w_slices.append((kw, kw + fan_in * fan_out))
+            self.b_slices.append((kb, kb + fan_out))
+            kw, kb = kw + fan_in * fan_out, kb + fan_out
+        self.size = kb
+
+    def views(self, flat):
+        """``[(W, b), ...]`` views into ``flat``."""
+        return [(flat[w0:w1].reshape(shape), flat[b0:b1])
+                for shape, (w0, w1), (b0, b1) in zip(self.shapes, self.w_slices, self.b_slices)]
+
+    def packed(self, flat):
+        """``[(all W, all b)]``: the packed arrays `mlp.steps.Packer.pack` makes."""
+        return [(flat[:self.n_weights], flat[self.n_weights:])]
+
+    def matches(self, pairs, dtype) -> bool:
+        """Whether ``pairs`` is a list of ``(W, b)`` NumPy arrays of this layout and ``dtype``."""
+        return (isinstance(pairs, list) and len(pairs) == len(self.shapes) and all(
+            isinstance(pair, tuple) and len(pair) == 2 and _numpy_floats(pair, dtype)
+            and pair[0].shape == shape and pair[1].shape == shape[1:]
+            for pair, shape in zip(pairs, self.shapes)))
+
+    def fill(self, flat, pairs):
+        """Copy ``pairs`` into ``flat``; returns ``flat``."""
+        for (W, b), (W0, b0) in zip(self.views(flat), pairs):
+            W[...] = W0
+            b[...] = b0
+        return flat
+
+
+def _numpy_floats(arrays, dtype):
+    return all(isinstance(a, np.ndarray) and a.dtype == dtype for a in arrays)
+
+
+# ------------------------------------------------------ in-place transformations
+#
+# Each class mirrors one building block of `mlp.optimizers`, operation for
+# operation, on the flat updates ``u`` (transformed in place), the flat
+# parameters ``p`` (read only) and the shared scratch vector ``ctx.tmp``.
+# ``load(state, ctx)`` takes the pure state (flat vectors from ``ctx.vector()``,
+# scalars kept in ``scalars``), ``state(ctx)`` gives it back in the pure format
+# (views), ``scalars`` is a tuple replaced, never changed, at every update (so
+# that Ctrl-C can restore it). `_Unfit` from ``load``: the pure path runs instead.
+
+
+class _Unfit(Exception):
+    """The optimizer state is not one the fast path mirrors (wrong structure or dtype)."""
+
+
+def _unpack_state(state, cls, ctx, arrays=()):
+    """``state``'s fields, checked: a ``cls``, with the fields named in ``arrays`` as
+    parameter lists copied into new flat vectors."""
+    if type(state) is not cls:
+        raise _Unfit
+    fields = []
+    for name, value in zip(cls._fields, state):
+        if name in arrays:
+            if not ctx.layout.matches(value, ctx.dtype):
+                raise _Unfit
+            value = ctx.layout.fill(ctx.vector(), value)
+        fields.append(value)
+    return fields
+
+
+class _Block:
+    scalars = ()
+    n_vectors = 0  # flat state vectors
+
+    def __init__(self, transformation):
+        self.t = transformation
+
+    def blocks(self):
+        return [self]
+
+
+def _namespace(count, _known={}):  # noqa: B006 - a cache
+    """``array_namespace(count)``, as the pure update calls it, once per type of count."""
+    kind = type(count)
+    if kind not in _known:
+        _known[kind] = array_namespace(count)
+    return _known[kind]
+
+
+class _ScaleByAdam(_Block):
+    n_vectors = 2
+
+    def load(self, state, ctx):
+        count, self.mu, self.nu = _unpack_state(state, ScaleByAdamState, ctx, ("mu", "nu"))
+        self.scalars = (count,)
+
+    def update(self, ctx, u, p):
+        b1, b2, eps, mu, nu, t = self.t.beta1, self.t.beta2, self.t.eps, self.mu, self.nu, ctx.tmp
+        (count,) = self.scalars
+        np.multiply(mu, b1, out=mu)  # mu = b1 * mu + (1 - b1) * g
+        np.multiply(u, 1 - b1, out=t)
+        np.add(mu, t, out=mu)
+        np.multiply(u, u, out=t)  # nu = b2 * nu + (1 - b2) * (g * g)
+        np.multiply(t, 1 - b2, out=t)
+        np.multiply(nu, b2, out=nu)
+        np.add(nu, t, out=nu)
+        xp = _namespace(count)
+        count = count + 1
+        step = xp.astype(count, u.dtype)
+        c = xp.sqrt(1.0 - b2**step) / (1.0 - b1**step)
+        np.sqrt(nu, out=t)  # c * (mu / (sqrt(nu) + eps))
+        np.add(t, eps, out=t)
+        np.divide(mu, t, out=t)
+        np.multiply(t, c, out=u)
+        self.scalars = (count,)
+
+    def state(self, ctx):
+        return ScaleByAdamState(self.scalars[0], ctx.layout.views(self.mu),
+                                ctx.layout.views(self.nu))
+
+
+class _ScaleByRms(_Block):
+    n_vectors = 1
+
+    def load(self, state, ctx):
+        (self.nu,) = _unpack_state(state, ScaleByRmsState, ctx, ("nu",))
+
+    def update(self, ctx, u, p):
+        d, nu, t = self.t.decay, self.nu, ctx.tmp
+        np.multiply(nu, d, out=nu)  # nu = d * nu + (1 - d) * (g * g)
+        np.multiply(u, u, out=t)
+        np.multiply(t, 1 - d, out=t)
+        np.add(nu, t, out=nu)
+        np.sqrt(nu, out=t)  # g / (sqrt(nu) + eps)
+        np.add(t, self.t.eps, out=t)
+        np.divide(u, t, out=u)
+
+    def state(self, ctx):
+        return ScaleByRmsState(ctx.layout.views(self.nu))
+
+
+class _Trace(_Block):
+    n_vectors = 1
+
+    def load(self, state, ctx):
+        (self.v,) = _unpack_state(state, TraceState, ctx, ("trace",))
+
+    def update(self, ctx, u, p):
+        d, v = self.t.decay, self.v
+        np.multiply(v, d, out=v)  # v = g + d * v
+        np.add(u, v, out=v)
+        if self.t.nesterov:  # g + d * v
+            np.multiply(v, d, out=ctx.tmp)
+            np.add(u, ctx.tmp, out=u)
+        else:  # v
+            np.copyto(u, v)
+
+    def state(self, ctx):
+        return TraceState(ctx.layout.views(self.v))
+
+
+class _AddDecayedWeights(_Block):
+    def load(self, state, ctx):
+        _unpack_state(state, EmptyState, ctx)
+
+    def update(self, ctx, u, p):
+        np.multiply(p, self.t.weight_decay, out=ctx.tmp)  # g + wd * p
+        np.add(u, ctx.tmp, out=u)
+
+    def state(self, ctx):
+        return EmptyState()
+
+
+class _ClipByGlobalNorm(_AddDecayedWeights):
+    """The pure update itself, on the arrays the pure path clips (its global norm is summed
+    per array: per layer, or over the two packed arrays), copied back."""
+
+    def update(self, ctx, u, p):
+        grads = ctx.layout.packed(u) if ctx.packed else ctx.layout.views(u)
+        clipped, _ = self.t.update(grads, EmptyState())
+        for dst, src in zip(tree_leaves(grads), tree_leaves(clipped)):
+            np.copyto(dst, src)
+
+
+class _ScaleByLearningRate(_Block):
+    def load(self, state, ctx):
+        count, scale = _unpack_state(state, ScaleByLearningRateState, ctx)
+        if not (isinstance(scale, (np.ndarray, np.generic)) and scale.dtype == ctx.dtype
+                and scale.shape == ()):
+            raise _Unfit  # another dtype would promote the pure path's weights
+        self.scalars = (count, scale)
+
+    def update(self, ctx, u, p):
+        count, scale = self.scalars
+        factor = -(_rate(self.t.learning_rate, count, scale) * scale)
+        np.multiply(u, factor, out=u)  # -(lr * scale) * g
+        self.scalars = (count + 1, scale)
+
+    def state(self, ctx):
+        return ScaleByLearningRateState(*self.scalars)
+
+
+class _Chain:
+    """A chain's (or a named optimizer's) blocks; its state is the tuple of theirs."""
+
+    def __init__(self, parts):
+        self.parts = parts
+
+    def blocks(self):
+        return [b for part in self.parts for b in part.blocks()]
+
+    def load(self, state, ctx):
+        if type(state) is not tuple or len(state) != len(self.parts):
+            raise _Unfit
+        for part, s in zip(self.parts, state):
+            part.load(s, ctx)
+
+    def state(self, ctx):
+        return tuple(part.state(ctx) for part in self.parts)
+
+
+_BLOCKS = {ScaleByAdam: _ScaleByAdam, ScaleByRms: _ScaleByRms, Trace: _Trace,
+           AddDecayedWeights: _AddDecayedWeights, ClipByGlobalNorm: _ClipByGlobalNorm,
+           ScaleByLearningRate: _ScaleByLearningRate}
+
+
+def _mirror(optimizer):
+    """The in-place mirror of ``optimizer`` (a `_Chain` or a `_Block`), or None.
+
+    Recognised: the built-in building blocks, `chain`s of them (nested too) and
+    the named optimizers (their ``transformation``), by their exact classes: a
+    subclass may change ``update``, and a transformation of the user's own is
+    not known here.
+    """
+    cls = type(optimizer)
+    if cls in (SGD, Adam, AdamW, RMSprop):
+        return _mirror(optimizer.transformation)
+    if cls is Chain:
+        parts = [_mirror(t) for t in optimizer.transformations]
+        return None if any(p is None for p in parts) else _Chain(parts)
+    block = _BLOCKS.get(cls)
+    return None if block is None else block(optimizer)
+
+
+# --------------------------------------------------------------- the network
+
+
+class _Network:
+    """Forward and backward passes of `mlp.core.loss_and_gradients`, into buffers.
+
+    ReLU hidden layers and the cross-entropy loss are mirrored in place; any
+    other activation or loss calls the pure function itself (same results,
+    with its own allocations).
+    """
+
+    def __init__(self, spec, alpha, clip_norm, layout, dtype):
+        self.spec, self.alpha, self.clip_norm = spec, alpha, clip_norm
+        self.layout, self.dtype = layout, dtype
+        self.relu = spec.hidden is activations.ACTIVATIONS["relu"]
+        self.ce = spec.loss is losses.LOSSES["cross_entropy"]
+        self.buffers = {}
+
+    def _buffers(self, m):
+        buf = self.buffers.get(m)
+        if buf is None:
+            dt, shapes = self.dtype, self.layout.shapes
+            n_in, n_out = shapes[0][0], shapes[-1][1]
+            buf = {"x": np.empty((m, n_in), dt), "y": np.empty((m, n_out), dt),
+                   "z": [np.empty((m, o), dt) for _, o in shapes],
+                   "d": [np.empty((m, o), dt) for _, o in shapes[:-1]],
+                   "mask": [np.empty((m, o), bool) for _, o in shapes[:-1]],
+                   "e": np.empty((m, n_out), dt), "yz": np.empty((m, n_out), dt),
+                   "col": [np.empty((m, 1), dt) for _ in range(3)],
+                   "row": [np.empty(m, dt) for _ in range(2)], "rows_w": np.empty(m, dt),
+                   "w": [np.empty((i, o), dt) for i, o in shapes] if self.alpha else None}
+            self.buffers[m] = buf
+        return buf
+
+    def gather(self, x, y, w, rows):
+        """The batch ``(x, y, w)`` at ``rows`` (``w`` None without sample weights)."""
+        buf = self._buffers(rows.shape[0])
+        return (x.take(rows, axis=0, out=buf["x"]), y.take(rows, axis=0, out=buf["y"]),
+                None if w is None else w.take(rows, axis=0, out=buf["rows_w"]))
+
+    def _cross_entropy(self, buf, z, y):
+        """`mlp.losses.Loss.value_and_delta` of cross-entropy (`_ce_terms_and_delta`,
+        ``scale = 1/n``), into buffers."""
+        n = y.shape[0]
+        shift, total, log_z = buf["col"]
+        e, yz, (s, diff) = buf["e"], buf["yz"], buf["row"]
+        np.maximum.reduce(z, axis=-1, keepdims=True, out=shift)  # what np.max calls
+        np.subtract(z, shift, out=e)
+        np.exp(e, out=e)
+        np.add.reduce(e, axis=-1, keepdims=True, out=total)
+        np.log(total, out=log_z)
+        np.add(log_z, shift, out=log_z)
+        np.divide(e, total, out=e)  # probs
+        np.multiply(y, z, out=yz)
+        np.add.reduce(yz, axis=-1, out=s)
+        np.subtract(log_z[:, 0], s, out=diff)
+        loss = np.add.reduce(diff) / n
+        np.subtract(e, y, out=e)
+        np.multiply(e, 1.0 / n, out=e)
+        return loss, e
+
+    def _forward(self, params, x, buf):
+        spec, xp = self.spec, self.spec.xp
+        last = len(params) - 1
+        inputs, a = [], x
+        for i, (W, b) in enumerate(params):
+            inputs.append(a)
+            z = buf["z"][i]
+            np.matmul(a, W, out=z)
+            np.add(z, b, out=z)
+            if i < last:  # ReLU in place: max(z, 0) > 0 exactly where z > 0 (NaN: neither)
+                a = (np.maximum(z, 0.0, out=z) if self.relu else spec.hidden.forward(xp, z))
+            else:  # as in the pure path: None where the loss works from z alone
+                a = spec.output.forward(xp, z) if spec.loss.needs_output else None
+        return inputs, a
+
+    def loss_and_gradients(self, params, grads, x, y, w=None):
+        """The loss; the gradients into ``grads`` (views into the flat gradient).
+        ``w``: the rows' weights or None; weighted, the input rows of weight 0 are zeroed
+        and the loss is the pure one (`mlp.losses.Loss.value_and_delta` with weights)."""
+        spec, xp, alpha = self.spec, self.spec.xp, self.alpha
+        buf = self._buffers(x.shape[0])
+        inputs, a = self._forward(params, zero_weight_rows(xp, x, w), buf)
+        zs = buf["z"]
+        if self.ce and w is None:
+            loss, delta = self._cross_entropy(buf, zs[-1], y)
+        else:
+            loss, delta = spec.loss.value_and_delta(xp, zs[-1], a, y, spec.output, w)
+        for i in range(len(params) - 1, -1, -1):
+            W, (dW, db) = params[i][0], grads[i]
+            np.matmul(inputs[i].T, delta, out=dW)
+            if alpha:
+                np.multiply(W, alpha, out=buf["w"][i])
+                np.add(dW, buf["w"][i], out=dW)
+            np.add.reduce(delta, axis=0, out=db)
+            if i > 0:
+                d = np.matmul(delta, W.T, out=buf["d"][i - 1])
+                if self.relu:
+                    np.multiply(d, np.greater(zs[i - 1], 0, out=buf["mask"][i - 1]), out=d)
+                    delta = d
+                else:
+                    delta = spec.hidden.backward(xp, d, zs[i - 1], inputs[i])
+        if alpha:
+            loss = loss + l2_penalty(xp, params, alpha)
+        return loss
+
+
+# ------------------------------------------------------------------ the run
+
+
+class _Context:
+    """What the transformations share: the layout, the dtype, whether the pure path packs
+    (`mlp.steps.Packer`), the scratch vector, and the flat state vectors' allocator."""
+
+    def __init__(self, layout, dtype, packed, vectors):
+        self.layout, self.dtype, self.packed = layout, dtype, packed
+        self.tmp = np.empty(layout.size, dtype)
+        self._vectors = iter(vectors)
+
+    def vector(self):
+        return next(self._vectors)
+
+
+class _Training:
+    """One call of the run: weights and optimizer state in one flat store, updated in place.
+
+    The store is new for every call (the arrays handed back never change
+    afterwards) and is copied at the start of each epoch, so that Ctrl-C can
+    hand back the weights and state of the epochs completed so far.
+    """
+
+    def __init__(self, net, transform, params, opt_state, packed):
+        """``transform``: the optimizer's mirror (`_mirror`), clipping not included;
+        raises `_Unfit` when ``opt_state`` is not its state for ``params``."""
+        layout, dtype, size = net.layout, net.dtype, net.layout.size
+        self.net, self.transform, self.layout = net, transform, layout
+        self.blocks = transform.blocks()
+        n_vectors = sum(b.n_vectors for b in self.blocks)
+        self.store = np.empty(size * (1 + n_vectors), dtype)
+        vectors = [self.store[k * size:(k + 1) * size] for k in range(1, 1 + n_vectors)]
+        self.ctx = _Context(layout, dtype, packed, vectors)
+        transform.load(opt_state, self.ctx)
+        self.flat = layout.fill(self.store[:size], params)
+        self.params = layout.views(self.flat)
+        self.flat_g = np.empty(size, dtype)
+        self.grads = layout.views(self.flat_g)
+        self.saved, self.saved_scalars = np.empty_like(self.store), None
+        if net.clip_norm is not None:  # chain(clip_by_global_norm(clip_norm), optimizer)
+            self.blocks.insert(0, _ClipByGlobalNorm(clip_by_global_norm(net.clip_norm)))
+
+    def save(self):
+        np.copyto(self.saved, self.store)
+        self.saved_scalars = [b.scalars for b in self.blocks]
+
+    def restore(self):
+        np.copyto(self.store, self.saved)
+        for b, scalars in zip(self.blocks, self.saved_scalars):
+            b.scalars = scalars
+
+    def step(self, x, y, w):
+        loss = self.net.loss_and_gradients(self.params, self.grads, x, y, w)
+        u, p, ctx = self.flat_g, self.flat, self.ctx  # the gradients become the updates
+        for block in self.blocks:
+            block.update(ctx, u, p)
+        np.add(p, u, out=p)  # apply_updates: params + updates
+        return loss
+
+    def batch(self, x, y, w, rows):
+        """A batch's step: its loss times its size, or with ``w`` its weights' sum."""
+        xb, yb, wb = self.net.gather(x, y, w, rows)
+        loss = self.step(xb, yb, wb)
+        return loss * rows.shape[-1] if w is None else loss * self.net.spec.xp.sum(wb)
+
+    def epoch(self, x, y, w, full, rest):
+        """`mlp.steps._epoch_function`'s epoch: the same sums in the same order."""
+        if full is None:
+            return self.step(x, y, w)
+        xp = self.net.spec.xp
+        if w is None:  # the batches' losses, summed, times the batch size
+            losses = [self.step(*self.net.gather(x, y, None, full[k, ...]))
+                      for k in range(full.shape[0])]
+            total = xp.sum(xp.stack(losses)) * full.shape[-1]
+        else:  # the batches' losses times their weights' sums, summed
+            total = xp.sum(xp.stack([self.batch(x, y, w, full[k, ...])
+                                     for k in range(full.shape[0])]))
+        if rest is not None:
+            total = total + self.batch(x, y, w, rest)
+        if w is None:
+            return total / x.shape[0]
+        weight = xp.sum(w)
+        return total / xp.where(weight > 0, weight, 1.0)
+
+    def result(self):
+        return self.layout.views(self.flat), self.transform.state(self.ctx)
+
+
+def _handles(params, x, y, w, batches):
+    """Whether the fast path takes these inputs: NumPy float arrays of one dtype and
+    matching shapes (sample weights ``w: (n,)`` or None), integer row indices (anything
+    else goes to the pure run, which gives its own result or error)."""
+    dtype = x.dtype if isinstance(x, np.ndarray) else None
+    weights = [] if w is None else [w]
+    if not (dtype in (np.float32, np.float64) and isinstance(params, list)
+            and all(isinstance(p, tuple) and len(p) == 2 for p in params)
+            and _numpy_floats([x, y, *weights] + [a for pair in params for a in pair], dtype)
+            and all(v.shape == x.shape[:1] for v in weights)):
+        return False
+    widths = [x.shape[-1]] + [W.shape[-1] for W, _ in params]
+    return (x.ndim == 2 and y.shape == (x.shape[0], widths[-1])
+            and all(W.shape == (n_in, n_out) and b.shape == (n_out,)
+                    for (W, b), n_in, n_out in zip(params, widths, widths[1:]))
+            and (batches is None or isinstance(batches, np.ndarray) and batches.dtype.kind == "i"))
+
+
+def fast_run(pure_run, spec, optimizer, alpha=0.0, clip_norm=None):
+    """A run with `mlp.steps.make_run`'s contract and bit-identical results, or None.
+
+    None when ``optimizer`` is not one this module mirrors (see `_mirror`); the
+    run returned calls ``pure_run`` itself for inputs it does not handle
+    (arrays that are not NumPy float arrays of one dtype, an optimizer state of
+    another structure or dtype).
+    """
+    if _mirror(optimizer) is None:
+        return None
+    # `mlp.steps.make_run` packs the parameters of an elementwise optimizer; the global
+    # norm of clipping is then summed over the two packed arrays instead of per layer.
+    packed = bool(getattr(optimizer, "elementwise", False))
+
+    def run(params, opt_state, x, y, w, batches, last, n_epochs):
+        if _handles(params, x, y, w, batches):
+            layout = _Layout([W.shape for W, _ in params])
+            try:
+                training = _Training(_Network(spec, alpha, clip_norm, layout, x.dtype),
+                                     _mirror(optimizer), params, opt_state, packed)
+            except _Unfit:
+                pass
+            else:
+                return _epochs(training, x, y, w, batches, last, n_epochs)
+        return pure_run(params, opt_state, x, y, w, batches, last, n_epochs)
+
+    return run
+
+
+def _epochs(training, x, y, w, batches, last, n_epochs):
+    """The epochs; Ctrl-C keeps the epochs completed so far (`mlp.steps.InterruptedRun`)."""
+    epoch_losses = []
+    try:
+        for e in range(n_epochs):
+            training.save()
+            if batches is None:
+                epoch_losses.append(training.epoch(x, y, w, None, None))
+            else:
+                epoch_losses.append(training.epoch(x, y, w, batches[e, ...],
+                                                   None if last is None else last[e, ...]))
+    except KeyboardInterrupt as exc:
+        training.restore()
+        raise InterruptedRun(*training.result(), epoch_losses) from exc
+    return (*training.result(), np.stack(epoch_losses))

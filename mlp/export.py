@@ -1,0 +1,200 @@
+"""Export a model to ONNX through the same forward pass that `MLP.predict` runs.
+
+`mlp.core.forward` is written against the array API standard, and ndonnx is an
+array-API namespace whose arrays are ONNX graph nodes: running the forward
+pass on ndonnx arrays *builds* the graph. There is no second implementation of
+the network to keep in sync; a new activation is exported as soon as it exists.
+
+The graph (opset 21) has
+
+- one input ``x``: ``(N, n_features)`` in the model's dtype, ``N`` free;
+- output ``predict``: ``(N, n_outputs)`` in the model's dtype, what
+  `MLP.predict` returns (probabilities for classifiers);
+- output ``label`` (classifiers only): what `MLP.predict_classes` returns, as
+  int64: ``(N,)`` class indices (argmax) for cross-entropy, ``(N, n_outputs)``
+  0/1 (probability > 0.5) for binary cross-entropy;
+- the weights as initializers ``W0, b0, W1, b1, ...``.
+
+Serve it with ONNX Runtime::
+
+    import onnxruntime as ort
+    session = ort.InferenceSession("model.onnx")
+    probs, labels = session.run(["predict", "label"], {"x": x.astype("float32")})
+
+Needs the ``onnx`` extra (``pip install 'mlp-array-api[onnx]'``: ndonnx, and
+onnxruntime to run the result).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import secrets
+
+from backends import BackendUnavailableError
+
+from . import core
+from .params import InstanceOf, Options, check
+
+#: The outputs a graph can have, in the order they appear.
+OUTPUTS = ("predict", "label")
+#: Name of the free batch dimension of ``x`` and of every output.
+BATCH_DIM = "N"
+
+
+def _ndonnx_backend():
+    from backends._ndonnx import create
+
+    try:
+        return create()
+    except BackendUnavailableError as exc:
+        raise ImportError(str(exc)) from exc
+
+
+def _output_names(model, outputs) -> tuple[str, ...]:
+    """The checked ``outputs`` as a tuple of names, in the graph's order."""
+    if outputs is None:
+        return OUTPUTS if model.is_classifier else ("predict",)
+    if isinstance(outputs, str):
+        outputs = [outputs]
+    if not isinstance(outputs, (list, tuple)) or not outputs:
+        raise TypeError("outputs must be 'predict', 'label', a non-empty list of them or None, "
+                        f"got {outputs!r}")
+    names = {check("outputs", name, [Options(*OUTPUTS)]) for name in outputs}
+    if "label" in names and not model.is_classifier:
+        raise ValueError("outputs 'label' needs a classification loss (cross_entropy or "
+                         f"binary_cross_entropy); this model uses {model.loss_name!r}")
+    return tuple(name for name in OUTPUTS if name in names)
+
+
+def _class_labels(xp, loss, probs):
+    """`MLP.predict_classes`' rule (the loss's own) on the output ``probs``, as int64."""
+    return xp.astype(loss.predict_classes(xp, probs), xp.int64)
+
+
+def _forward_and_labels(spec, n_layers: int, names):
+    """``fn(x, W0=..., b0=..., ...) -> {name: array}``: the exported computation."""
+
+    def fn(x, **weights):
+        params = [(weights[f"W{i}"], weights[f"b{i}"]) for i in range(n_layers)]
+        probs = core.forward(spec, params, x)
+        found = {"predict": probs}
+        if "label" in names:
+            found["label"] = _class_labels(spec.xp, spec.loss, probs)
+        return {name: found[name] for name in names}
+
+    return fn
+
+
+@functools.lru_cache(maxsize=32)
+def _graph(hidden, output, loss, layer_sizes, dtype, names) -> bytes:
+    """The serialized graph of a network, with the weights still graph inputs.
+
+    Tracing costs about 0.3 s per layer (ndonnx propagates values through the
+    graph it builds), so networks of one architecture share one trace.
+    """
+    backend = _ndonnx_backend()
+    spec = core.NetworkSpec(backend.xp, hidden, output, loss)
+    inputs = {"x": ((BATCH_DIM, layer_sizes[0]), dtype)}
+    for i, (fan_in, fan_out) in enumerate(zip(layer_sizes[:-1], layer_sizes[1:])):
+        inputs[f"W{i}"], inputs[f"b{i}"] = ((fan_in, fan_out), dtype), ((fan_out,), dtype)
+    proto = backend.trace(_forward_and_labels(spec, len(layer_sizes) - 1, names), inputs)
+    for value in proto.graph.output:  # ndonnx leaves the outputs' batch dimension unnamed
+        value.type.tensor_type.shape.dim[0].dim_param = BATCH_DIM
+    return proto.SerializeToString()
+
+
+def _with_weights(proto, weights):
+    """``proto`` with the graph inputs named in ``weights`` turned into initializers."""
+    from onnx import numpy_helper
+
+    graph = proto.graph
+    kept = [v for v in graph.input if v.name not in weights]
+    del graph.input[:]
+    graph.input.extend(kept)
+    graph.initializer.extend(numpy_helper.from_array(value, name)
+                             for name, value in weights.items())
+    return proto
+
+
+def onnx_model(model, *, outputs=None):
+    """The ONNX model (``onnx.ModelProto``) of ``model``, built in memory and checked.
+
+    Parameters
+    ----------
+    model : MLP
+        On any backend; its weights are copied to the host.
+    outputs : str, list of str or None
+        ``"predict"``, ``"label"`` (classifiers only) or a list of both. None
+        (default): both for a classifier, ``"predict"`` otherwise.
+
+    Raises
+    ------
+    ImportError
+        ndonnx is not installed (the message names the extra to install).
+    """
+    names = _output_names(model, outputs)
+    _ndonnx_backend()  # the missing extra is reported before anything else
+    import onnx
+
+    from . import __version__
+
+    spec = model._spec
+    proto = onnx.load_from_string(_graph(spec.hidden, spec.output, spec.loss,
+                                         tuple(model.layer_sizes), model.dtype_name, names))
+    weights = {}
+    for i, (W, b) in enumerate(model.get_weights()):
+        weights[f"W{i}"], weights[f"b{i}"] = W, b
+    _with_weights(proto, weights)
+    proto.producer_name, proto.producer_version = "mlp", __version__
+    proto.doc_string = repr(model)
+    config = {"layer_sizes": list(model.layer_sizes), "activation": model.activation,
+              "output_activation": model.output_activation, "loss": model.loss_name,
+              "dtype": model.dtype_name}
+    onnx.helper.set_model_props(proto, {"mlp_config": json.dumps(config)})
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def export_onnx(model, path, *, outputs=None) -> None:
+    """Write ``model`` to ``path`` as an ONNX file, atomically; see `onnx_model`.
+
+    The file appears complete or not at all (a temporary file in the same
+    folder, then a rename), with the permissions of a normal write.
+    """
+    check("path", path, [InstanceOf((str, os.PathLike), "a file path (str or os.PathLike)")])
+    path = os.fspath(path)
+    data = onnx_model(model, outputs=outputs).SerializeToString()
+    write_atomically(path, data)
+
+
+def write_atomically(path: str, data: bytes) -> None:
+    """``data`` into the file ``path``: a temporary file beside it, then `os.replace`.
+
+    The temporary file is created like ``open(path, "wb")`` creates a file
+    (mode 0o666 less the umask). OSErrors name ``path``, not the temporary file.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"cannot write {path!r}: folder {folder!r} does not exist")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"cannot write {path!r}: it is a folder")
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                     0o666)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except OSError as exc:
+        message = f"cannot write {path!r}: {exc.strerror or exc}"
+        raise (type(exc)(exc.errno, message) if exc.errno else type(exc)(message)) from exc

@@ -1,0 +1,197 @@
+"""`BaseMLP`: scikit-learn's multilayer-perceptron estimator contract on mlp's core.
+
+The parameters, defaults, fitted attributes, stopping rule and messages follow
+scikit-learn's ``sklearn.neural_network`` (the reference users hold us to);
+the math runs on mlp's backends through `._solver`.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+from sklearn.utils import check_random_state
+from sklearn.utils._array_api import check_same_namespace
+from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from backends import Backend, resolve_backend
+
+from . import _solver
+from ._adapters import network_spec
+from ._data import caller_namespace, dense, to_caller, to_host
+from ._lbfgs import LbfgsSolver
+from ._stochastic import StochasticSolver
+
+_STOCHASTIC_SOLVERS = ("sgd", "adam")
+
+
+class _BackendName(str):
+    """A `Backend` given as the ``backend`` parameter, pickled by name."""
+
+
+class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
+    """Parameters and training shared by `MLPClassifier` and `MLPRegressor`."""
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions({"identity", "logistic", "tanh", "relu"})],
+        "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "power_t": [Interval(Real, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "beta_1": [Interval(Real, 0, 1, closed="left")],
+        "beta_2": [Interval(Real, 0, 1, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"),
+                             Options(Real, {np.inf})],
+        "max_fun": [Interval(Integral, 1, None, closed="left")],
+        "backend": [None, str, Backend],
+        "dtype": [None, StrOptions({"float32", "float64"})],
+    }
+
+    # ------------------------------------------------------------ backend
+    def _backend(self):
+        return resolve_backend(self.backend)
+
+    def _input_dtype(self):
+        """What `validate_data` turns ``X`` into (the compute dtype)."""
+        if self.dtype is None:
+            return (np.float64, np.float32)  # float32 stays float32, anything else float64
+        return np.dtype(self.dtype).type
+
+    def _spec(self, be):
+        return network_spec(be.xp, self.activation, self.out_activation_)
+
+    def _device_params(self, be, dtype):
+        return [(be.asarray(W, dtype), be.asarray(b, dtype))
+                for W, b in zip(self.coefs_, self.intercepts_)]
+
+    def _store_params(self, be, params):
+        self.coefs_ = [be.to_numpy(W) for W, _ in params]
+        self.intercepts_ = [be.to_numpy(b) for _, b in params]
+
+    # --------------------------------------------------------------- fit
+    def _fit(self, X, y, sample_weight=None, incremental=False):
+        hidden = self.hidden_layer_sizes
+        hidden = list(hidden) if hasattr(hidden, "__iter__") else [hidden]
+        if np.any(np.array(hidden) <= 0):
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {hidden}.")
+        first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        where = caller_namespace(X)
+        X, Y, targets = self._validate_input(to_host(X), to_host(y), incremental,
+                                             reset=first_pass)
+        sample_weight = to_host(sample_weight)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        sample_weight = self._row_weights(sample_weight, targets, X.dtype)
+        self.n_outputs_ = Y.shape[1]
+        layer_units = [X.shape[1], *hidden, self.n_outputs_]
+        rng = check_random_state(self.random_state)
+        if first_pass:
+            self._initialize(Y, layer_units, X.dtype, rng)
+        # An empty array in fit's namespace and device: `check_same_namespace` compares to it.
+        self._fit_input = to_caller(np.zeros(0, dtype=X.dtype), where)
+        be = self._backend()
+        X = dense(X)
+        with be.precision(X.dtype):  # float64 on JAX: 64-bit types inside this block only
+            if self.solver in _STOCHASTIC_SOLVERS:
+                self._fit_stochastic(be, X, Y, sample_weight, incremental, rng)
+            else:
+                self._fit_lbfgs(be, X, Y, sample_weight)
+        if not all(np.isfinite(w).all() for w in (*self.coefs_, *self.intercepts_)):
+            raise ValueError("Solver produced non-finite parameter weights. The input data may"
+                             " contain large values and need to be preprocessed.")
+        return self
+
+    def _row_weights(self, sample_weight, targets, dtype):
+        return sample_weight
+
+    def _initialize(self, Y, layer_units, dtype, rng):
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.n_outputs_ = Y.shape[1]
+        self.n_layers_ = len(layer_units)
+        self.out_activation_ = self._output_activation()
+        # scikit-learn's Glorot-uniform draw, in its order: the same random_state
+        # gives the same initial weights as sklearn.neural_network.
+        factor = 2.0 if self.activation == "logistic" else 6.0
+        self.coefs_, self.intercepts_ = [], []
+        for fan_in, fan_out in zip(layer_units[:-1], layer_units[1:]):
+            bound = np.sqrt(factor / (fan_in + fan_out))
+            self.coefs_.append(rng.uniform(-bound, bound, (fan_in, fan_out)).astype(dtype))
+            self.intercepts_.append(rng.uniform(-bound, bound, fan_out).astype(dtype))
+        if self.solver in _STOCHASTIC_SOLVERS:
+            self.loss_curve_ = []
+            self._no_improvement_count = 0
+            if self.early_stopping:
+                self.validation_scores_ = []
+                self.best_validation_score_ = -np.inf
+                self.best_loss_ = None
+            else:
+                self.best_loss_ = np.inf
+                self.validation_scores_ = None
+                self.best_validation_score_ = None
+
+    # ------------------------------------------------------------ predict
+    def _forward_fn(self, be):
+        spec = self._spec(be)
+        return _solver.compiled(be, ("forward", spec), lambda: _solver.make_forward(be, spec))
+
+    def _outputs(self, X, method):
+        """``(outputs (n, n_outputs) as NumPy, where results go)`` for a new ``X``."""
+        check_is_fitted(self)
+        check_same_namespace(X, self, attribute="_fit_input", method=method)
+        where = caller_namespace(X)
+        X = validate_data(self, to_host(X), accept_sparse=["csr", "csc"], reset=False,
+                          dtype=(np.float64, np.float32))
+        be = self._backend()
+        with be.precision(self.coefs_[0].dtype):
+            dtype = be.dtype(self.coefs_[0].dtype.name)
+            out = self._forward_fn(be)(self._device_params(be, dtype),
+                                       be.asarray(dense(X), dtype))
+            return be.to_numpy(out), where
+
+    def partial_fit_available(self):
+        if self.solver not in _STOCHASTIC_SOLVERS:
+            raise AttributeError(f"partial_fit is only available for stochastic optimizers. "
+                                 f"{self.solver} is not stochastic.")
+        return True
+
+    def __sklearn_clone__(self):
+        if not isinstance(self.backend, Backend):
+            return super().__sklearn_clone__()
+        # A Backend wraps modules, which deepcopy cannot copy: the clone shares it.
+        params = {k: v if k == "backend" else clone(v, safe=False)
+                  for k, v in self.get_params(deep=False).items()}
+        return type(self)(**params)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        if isinstance(state.get("backend"), Backend):  # a Backend holds modules: pickle its name
+            state = {**state, "backend": _BackendName(state["backend"].name)}
+        return state
+
+    def __setstate__(self, state):
+        if isinstance(state.get("backend"), _BackendName):
+            state = {**state, "backend": resolve_backend(str(state["backend"]))}
+        super().__setstate__(state)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.array_api_support = True
+        return tags

@@ -1,0 +1,237 @@
+"""`MLPClassifier` and `MLPRegressor`: drop-in scikit-learn estimators on any mlp backend."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import ClassifierMixin, RegressorMixin, _fit_context
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
+from sklearn.utils.validation import column_or_1d, validate_data
+
+from ._base import BaseMLP
+from ._data import to_caller, to_host
+
+_SHARED_DOC = """
+    Every parameter scikit-learn's ``sklearn.neural_network.{name}`` has, with
+    the same default and meaning (see its documentation), plus:
+
+    backend : str, Backend or None, default=None
+        Where the work runs: ``numpy``, ``jax``, ``torch``, ``cupy``,
+        ``array_api_strict`` or a `backends.Backend`; None reads ``$MLP_BACKEND``
+        (default numpy). Results come back as NumPy arrays (or in the input's
+        namespace under ``sklearn.set_config(array_api_dispatch=True)``).
+    dtype : {{"float32", "float64"}} or None, default=None
+        Compute dtype. None follows the input as scikit-learn does: float32
+        input stays float32, anything else is float64.
+"""
+
+
+def _init_params(est, params):
+    for name, value in params.items():
+        if name not in ("self", "__class__"):
+            setattr(est, name, value)
+
+
+class MLPClassifier(ClassifierMixin, BaseMLP):
+    __doc__ = f"""Multi-layer perceptron classifier (log-loss), trained on any mlp backend.
+{_SHARED_DOC.format(name="MLPClassifier")}
+    class_weight : dict, "balanced" or None, default=None
+        Per-class weights, multiplied into ``sample_weight`` (for multilabel
+        ``y``, per column, as `sklearn.utils.class_weight.compute_sample_weight`).
+
+    Attributes
+    ----------
+    classes_, coefs_, intercepts_, n_features_in_, feature_names_in_, n_iter_,
+    n_layers_, n_outputs_, out_activation_, loss_, loss_curve_, best_loss_,
+    validation_scores_, best_validation_score_, t_ :
+        As scikit-learn's (``coefs_[i]: (n_units_i, n_units_i+1)`` NumPy arrays).
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from mlp.sklearn import MLPClassifier
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = MLPClassifier(max_iter=300, random_state=0, backend="numpy").fit(X, y)
+    >>> clf.score(X, y) > 0.9
+    True
+    """
+
+    _parameter_constraints: dict = {
+        **BaseMLP._parameter_constraints,
+        "class_weight": [None, dict, StrOptions({"balanced"})],
+    }
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 backend=None, dtype=None, class_weight=None):
+        _init_params(self, locals())
+
+    # ------------------------------------------------------------ targets
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
+                             dtype=self._input_dtype(), reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer().fit(y)
+            self.classes_ = self._label_binarizer.classes_
+        else:
+            classes = unique_labels(y)
+            if self.warm_start:
+                if set(classes) != set(self.classes_):
+                    raise ValueError(
+                        "warm_start can only be used where `y` has the same classes as in the "
+                        f"previous call to fit. Previously got {self.classes_}, `y` has {classes}")
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has "
+                                 f"{self.classes_}. 'y' has {classes}.")
+        return X, self._label_binarizer.transform(y).astype(X.dtype), y
+
+    def _row_weights(self, sample_weight, y, dtype):
+        if self.class_weight is None:
+            return sample_weight
+        weights = compute_sample_weight(self.class_weight, y).astype(dtype)
+        return weights if sample_weight is None else weights * sample_weight
+
+    def _output_activation(self):
+        return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
+
+    def _labels(self, outputs):
+        return self._label_binarizer.inverse_transform(
+            outputs.ravel() if self.n_outputs_ == 1 else outputs)
+
+    def _validation_targets(self, Y):
+        return self._label_binarizer.inverse_transform(Y)
+
+    def _score_outputs(self, outputs, y, sample_weight):
+        return accuracy_score(y, self._labels(outputs), sample_weight=sample_weight)
+
+    # ----------------------------------------------------------- methods
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to ``X: (n_samples, n_features)`` and labels ``y``; returns self."""
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+
+    @available_if(lambda est: est.partial_fit_available())
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """One epoch over ``(X, y)``; ``classes`` (all labels) is required on the first call."""
+        y = to_host(y)
+        if _check_partial_fit_first_call(self, to_host(classes)):
+            self._label_binarizer = LabelBinarizer()
+            if type_of_target(y).startswith("multilabel"):
+                self._label_binarizer.fit(y)
+            else:
+                self._label_binarizer.fit(self.classes_)
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+    def predict(self, X):
+        """Predicted labels ``(n_samples,)`` (``(n_samples, n_classes)`` 0/1 for multilabel)."""
+        outputs, where = self._outputs(X, "predict")
+        labels = self._labels(outputs)
+        return labels if labels.dtype.kind not in "biuf" else to_caller(labels, where)
+
+    def predict_proba(self, X):
+        """Class probabilities ``(n_samples, n_classes)``, columns in ``classes_`` order."""
+        outputs, where = self._outputs(X, "predict_proba")
+        if self.n_outputs_ == 1:
+            outputs = np.hstack([1 - outputs, outputs])
+        return to_caller(outputs, where)
+
+    def predict_log_proba(self, X):
+        """``log(predict_proba(X))``."""
+        outputs, where = self._outputs(X, "predict_log_proba")
+        if self.n_outputs_ == 1:
+            outputs = np.hstack([1 - outputs, outputs])
+        with np.errstate(divide="ignore"):
+            return to_caller(np.log(outputs), where)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class MLPRegressor(RegressorMixin, BaseMLP):
+    __doc__ = f"""Multi-layer perceptron regressor (half squared error or half Poisson
+    deviance), trained on any mlp backend.
+{_SHARED_DOC.format(name="MLPRegressor")}
+    Attributes
+    ----------
+    coefs_, intercepts_, n_features_in_, feature_names_in_, n_iter_, n_layers_,
+    n_outputs_, out_activation_, loss_, loss_curve_, best_loss_,
+    validation_scores_, best_validation_score_, t_ :
+        As scikit-learn's.
+
+    Notes
+    -----
+    With several outputs the training loss is summed over the outputs (its
+    gradient is the one scikit-learn uses); scikit-learn's ``loss_`` averages
+    them, so our ``loss_`` is ``n_outputs_`` times theirs.
+    """
+
+    _parameter_constraints: dict = {
+        **BaseMLP._parameter_constraints,
+        "loss": [StrOptions({"squared_error", "poisson"})],
+    }
+
+    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
+                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 backend=None, dtype=None):
+        _init_params(self, locals())
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
+                             y_numeric=True, dtype=self._input_dtype(), reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if self.loss == "poisson" and np.any(y < 0):
+            raise ValueError("Some value(s) of y are negative which is not allowed for "
+                             "Poisson regression.")
+        Y = np.asarray(y, dtype=X.dtype)
+        return X, Y.reshape(-1, 1) if Y.ndim == 1 else Y, y
+
+    def _output_activation(self):
+        return "exp" if self.loss == "poisson" else "identity"
+
+    def _validation_targets(self, Y):
+        return Y
+
+    def _score_outputs(self, outputs, Y, sample_weight):
+        return r2_score(Y, outputs, sample_weight=sample_weight)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to ``X: (n_samples, n_features)`` and ``y: (n_samples[, n_outputs])``."""
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+
+    @available_if(lambda est: est.partial_fit_available())
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over ``(X, y)``."""
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+    def score(self, X, y, sample_weight=None):
+        """R^2 of ``predict(X)`` against ``y`` (as `RegressorMixin.score`), computed on the
+        host, so that inputs of any namespace work (scikit-learn's ``r2_score`` writes
+        into its arrays, which JAX's are not)."""
+        outputs, _ = self._outputs(X, "score")
+        pred = outputs.ravel() if outputs.shape[1] == 1 else outputs
+        return float(r2_score(to_host(y), pred, sample_weight=to_host(sample_weight)))
+
+    def predict(self, X):
+        """Predictions ``(n_samples,)``, or ``(n_samples, n_outputs)`` with several outputs."""
+        outputs, where = self._outputs(X, "predict")
+        return to_caller(outputs.ravel() if outputs.shape[1] == 1 else outputs, where)

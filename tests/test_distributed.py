@@ -1,0 +1,215 @@
+"""Data-parallel JAX (`backends.get_backend("jax", devices=...)`): the same fit as on one device.
+
+The 4-device comparisons run in one fresh process with 4 CPU devices
+(``XLA_FLAGS=--xla_force_host_platform_device_count=4``, tests/distributed_check.py);
+the multi-host test starts two processes joined by ``jax.distributed`` on 127.0.0.1
+(tests/distributed_worker.py). float64 agrees to 1e-10, float32 to 1e-5.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import backends
+import mlp
+
+jax = pytest.importorskip("jax")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS = os.path.join(ROOT, "tests")
+FLOAT64, FLOAT32 = 1e-10, 1e-5
+
+
+def _env(devices_per_process):
+    env = {**os.environ, "PYTHONPATH": ROOT,
+           "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices_per_process}"}
+    for name in ("JAX_ENABLE_X64", "MLP_BACKEND", "MLP_DEVICES", "JAX_PLATFORMS"):
+        env.pop(name, None)
+    return {**env, "JAX_PLATFORMS": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def four_devices():
+    """The results of tests/distributed_check.py, run once on 4 CPU devices."""
+    done = subprocess.run([sys.executable, os.path.join(TESTS, "distributed_check.py")],
+                          env=_env(4), capture_output=True, text=True, timeout=240, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+COMPARED = ["mse-sgd-batch7", "cross_entropy-adam-batch7", "binary_cross_entropy-adamw-batch7",
+            "poisson-rmsprop-batch7", "cross_entropy-sgd-full-batch",
+            "mse-adam-unshuffled-batch8", "cross_entropy-adam-validation-early-stopping",
+            "mse-sgd-validation-split-early-stopping", "cross_entropy-sample-and-class-weight",
+            "float32-cross_entropy-adam-batch7-validation"]
+
+
+@pytest.mark.parametrize("case", COMPARED)
+def test_four_devices_train_as_one(four_devices, case):
+    got = four_devices[case]
+    tolerance = FLOAT32 if case.startswith("float32") else FLOAT64
+    assert got["weights"] < tolerance  # final weights
+    assert got["logs"] < tolerance  # every epoch's loss (and validation metrics)
+    assert got["epochs"][0] == got["epochs"][1]  # early stopping stops at the same epoch
+    assert got["replicated"]  # the weights stay replicated on all 4 devices
+
+
+def test_early_stopping_and_validation_happened(four_devices):
+    stopped = four_devices["cross_entropy-adam-validation-early-stopping"]
+    assert stopped["epochs"][1] < 30 and "val_loss" in stopped["keys"]
+    split = four_devices["mse-sgd-validation-split-early-stopping"]
+    assert split["epochs"][1] < 30 and "val_r2" in split["keys"]
+
+
+def test_rows_are_padded_with_zero_weight_and_sharded(four_devices):
+    got = four_devices["placement"]
+    assert got["rows"] == [48, 48, 48]  # 45 rows and 3 padding rows: 12 per device
+    assert got["shard_rows"] == [12] and got["row_spec"] == "P('data',)"
+    assert got["weights"] == [1.0] * 45 + [0.0] * 3 and got["padding"] == 0.0
+    # a batch of 7 gets one more slot, pointing at the last (padding) row
+    assert got["batch"] == [[[0, 1, 2, 3, 4, 5, 6, 47]]]
+    assert got["sharded_input"] < FLOAT64  # a row-sharded JAX array is taken as x
+    assert got["plain_sharded_input"] < FLOAT64  # also by the one-device backend
+
+
+def test_model_trained_on_four_devices_saves_a_file_numpy_loads(four_devices):
+    got = four_devices["files"]
+    assert got["loaded_backend"] == "numpy"
+    assert got["predict"] < FLOAT64 and got["evaluate"] < FLOAT64
+    assert got["summary_device"] == "4 cpu devices"
+    assert got["reloaded_devices"] == 4  # mlp.load(path, backend=<4 devices>)
+    assert got["reloaded_fit"] < FLOAT64  # ...and training goes on as in the saved model
+
+
+# ------------------------------------------------------------------- in this process
+def test_one_device_mesh_trains_as_the_plain_backend():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(30, 3)), rng.integers(0, 3, size=30)
+    runs = []
+    for backend in ("jax", backends.get_backend("jax", devices=1)):
+        model = mlp.MLP([3, 4, 3], loss="cross_entropy", backend=backend, dtype="float64",
+                        seed=0)
+        model.fit(x, y, epochs=2, batch_size=7, optimizer="adam")
+        runs.append(model.get_weights())
+    assert max(np.max(np.abs(a - b)) for (a, _), (b, _) in zip(*runs)) < FLOAT64
+    assert backends.get_backend("jax", devices=1) is backends.get_backend(
+        "jax", devices=jax.devices()[:1])
+
+
+def test_a_loss_without_terms_says_why_it_cannot_train_data_parallel(monkeypatch):
+    def value(xp, z, a, y):
+        return xp.sum(xp.abs(a - y)) / (y.shape[0] * y.shape[1])
+
+    def value_and_delta(xp, z, a, y, output):
+        n = y.shape[0] * y.shape[1]
+        return value(xp, z, a, y), output.backward(xp, xp.sign(a - y) / n, z, a)
+
+    monkeypatch.setitem(mlp.losses.LOSSES, "mae", mlp.Loss(
+        "mae", value=value, value_and_delta=value_and_delta, default_output="identity"))
+    model = mlp.MLP([2, 1], loss="mae", backend=backends.get_backend("jax", devices=1), seed=0)
+    with pytest.raises(ValueError, match=r"loss 'mae' cannot take rows of weight 0 \(a "
+                                         r"data-parallel backend pads the data with them\)"):
+        model.fit(np.ones((4, 2)), np.zeros(4), epochs=1)
+    assert model.history_ is None
+
+
+def test_devices_none_is_the_one_device_backend():
+    assert backends.get_backend("jax", devices=None) is backends.get_backend("jax")
+
+
+@pytest.mark.parametrize("devices, error, words", [
+    (len(jax.devices()) + 1, ValueError, "XLA_FLAGS=--xla_force_host_platform_device_count"),
+    (0, ValueError, "a number of devices >= 1"),
+    ("most", ValueError, "'all', a number of devices"),
+    (True, TypeError, "a list of JAX devices, got bool"),
+    ([], ValueError, "empty list"),
+    (["cpu:0"], TypeError, "devices[0] must be a JAX device"),
+    ([jax.devices()[0]] * 2, ValueError, "more than once"),
+])
+def test_bad_devices_are_refused_with_what_is_accepted(devices, error, words):
+    with pytest.raises(error, match=None) as info:
+        backends.get_backend("jax", devices=devices)
+    assert words in str(info.value)
+
+
+def test_too_many_devices_says_how_many_exist():
+    n = len(jax.devices())
+    with pytest.raises(ValueError, match=f"asks for {n + 1} devices, but JAX sees {n}"):
+        backends.get_backend("jax", devices=n + 1)
+
+
+def test_devices_need_the_jax_backend():
+    with pytest.raises(ValueError, match="devices= needs the 'jax' backend"):
+        backends.get_backend("numpy", devices=2)
+
+
+def test_mlp_devices_sets_the_default(monkeypatch):
+    monkeypatch.setenv("MLP_DEVICES", "1")
+    assert backends.get_backend("jax") is backends.get_backend("jax", devices=1)
+    assert backends.get_backend("numpy").name == "numpy"  # ignored by the other backends
+    monkeypatch.setenv("MLP_DEVICES", "lots")
+    with pytest.raises(ValueError, match=r"\$MLP_DEVICES must be None, 'all'"):
+        backends.get_backend("jax")
+
+
+# ------------------------------------------------------------------------ two hosts
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_train_as_one(tmp_path):
+    """Two processes with 2 CPU devices each, joined by jax.distributed (gloo): the same
+    script in both, the same full arrays, devices="all" (4 devices on 2 hosts)."""
+    sys.path.insert(0, TESTS)
+    try:
+        import distributed_worker as worker
+    finally:
+        sys.path.remove(TESTS)
+    port, outs = _free_port(), [tmp_path / f"process{i}.npz" for i in range(2)]
+    procs = [subprocess.Popen([sys.executable, os.path.join(TESTS, "distributed_worker.py"),
+                               str(i), "2", str(port), str(outs[i])], env=_env(2), cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in range(2)]
+    try:
+        logs = [p.communicate(timeout=120)[0] for p in procs]
+    finally:
+        for p in procs:  # on a timeout or any failure: no process is left behind
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(logs)[-3000:]
+    x, y = worker.data()
+    ref = mlp.MLP([3, 5, 3], loss="cross_entropy", backend="numpy", dtype="float64", seed=3)
+    history = ref.fit(x, y, **worker.FIT)
+    for out in outs:
+        got = np.load(out)
+        assert int(got["n_devices"]) == 4 and int(got["n_local"]) == 2
+        np.testing.assert_allclose(got["loss"], history.history["loss"], rtol=0, atol=FLOAT64)
+        for i, (W, b) in enumerate(ref.get_weights()):
+            np.testing.assert_allclose(got[f"W{i}"], W, rtol=0, atol=FLOAT64)
+            np.testing.assert_allclose(got[f"b{i}"], b, rtol=0, atol=FLOAT64)
+
+
+def test_a_backend_is_shared_not_copied():
+    """scikit-learn's clone deep-copies parameters: a backend given as an object stays itself."""
+    import copy
+
+    one = backends.get_backend("jax", devices=1)
+    assert copy.deepcopy(one) is one and copy.copy(one) is one
+    assert copy.deepcopy({"backend": backends.get_backend("jax")})["backend"] is (
+        backends.get_backend("jax"))
+
+
+def test_a_step_makes_no_transfer(four_devices):
+    """The compiled run, called under jax.transfer_guard("disallow"), ran: its data was
+    on the devices already, batches were cut there, nothing was resharded outside XLA."""
+    got = four_devices["transfers"]
+    assert got["guarded_calls"] >= 3 and got["mini_batch_calls"] >= 2

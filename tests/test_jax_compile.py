@@ -1,0 +1,161 @@
+"""JAX: float64 scoped to mlp's own work, compilations counted, the persistent cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import mlp
+
+pytest.importorskip("jax")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_script(code, **env):
+    """Run ``code`` in a fresh Python; its last stdout line, parsed as JSON."""
+    full_env = {**os.environ, "PYTHONPATH": ROOT, **env}
+    full_env.pop("JAX_ENABLE_X64", None)
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=full_env,
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_float64_model_inside_precision_leaves_the_global_flag_alone():
+    out = run_script("""
+        import json, warnings
+        warnings.simplefilter("error")          # no truncation warning anywhere
+        import numpy as np, jax, jax.numpy as jnp
+        import backends, mlp
+        be = backends.get_backend("jax")
+        rng = np.random.default_rng(0)
+        x, y = rng.normal(size=(40, 3)), rng.integers(0, 3, size=40)
+        with be.precision(be.dtype("float64")):
+            m = mlp.MLP([3, 4, 3], loss="cross_entropy", backend="jax", dtype="float64", seed=0)
+            m.fit(x, y, epochs=3, batch_size=8, optimizer="adam", validation_split=0.25)
+            m.fit(x, np.eye(3)[y], epochs=2)
+            p = m.predict(x)
+        ref = mlp.MLP([3, 4, 3], loss="cross_entropy", backend="numpy", dtype="float64", seed=0)
+        ref.fit(x, y, epochs=3, batch_size=8, optimizer="adam", validation_split=0.25)
+        ref.fit(x, np.eye(3)[y], epochs=2)
+        err = max(float(np.max(np.abs(a - b))) for (a, _), (b, _) in
+                  zip(m.get_weights(), ref.get_weights()))
+        print(json.dumps(dict(flag=jax.config.jax_enable_x64, arange=str(jnp.arange(3).dtype),
+                              ones=str(jnp.ones(2).dtype), W=str(m.params[0][0].dtype),
+                              p=str(p.dtype), err=err)))
+    """)
+    assert out["flag"] is False
+    assert out["arange"] == "int32" and out["ones"] == "float32"
+    assert out["W"] == "float64" and out["p"] == "float64"
+    assert out["err"] < 1e-12  # float64 all the way: NumPy's float64 weights to 1e-12
+
+
+def test_float64_outside_precision_turns_x64_on_with_one_warning():
+    """Work on float64 that code outside the backend could see unscoped: JAX's way."""
+    out = run_script("""
+        import json, warnings
+        import numpy as np, jax
+        import backends
+        be = backends.get_backend("jax")
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            with be.precision(be.dtype("float64")):
+                inside = be.asarray(np.ones(3), "float64")
+            flag_after_scope = jax.config.jax_enable_x64
+            a = be.asarray(np.ones(3), "float64")
+            b = be.asarray(np.ones(2), "float64")
+        ours = [str(w.message) for w in seen if "backend.precision" in str(w.message)]
+        print(json.dumps(dict(n=len(ours), before=flag_after_scope,
+                              flag=jax.config.jax_enable_x64,
+                              dtypes=[str(inside.dtype), str(a.dtype), str(b.dtype)])))
+    """)
+    assert out == {"n": 1, "before": False, "flag": True,
+                   "dtypes": ["float64", "float64", "float64"]}
+
+
+def test_int64_labels_beyond_int32_are_refused_on_float32_jax_without_the_flag():
+    out = run_script("""
+        import json, warnings
+        warnings.simplefilter("error")
+        import numpy as np, jax
+        import mlp
+        m = mlp.MLP([3, 2], loss="cross_entropy", backend="jax", seed=0)
+        x = np.random.default_rng(0).normal(size=(10, 3))
+        m.fit(x, np.arange(10, dtype=np.uint64) % 2, epochs=1)
+        try:
+            m.fit(x, np.r_[np.zeros(9, np.int64), 2**32 + 2], epochs=1)
+            message = None
+        except ValueError as exc:
+            message = str(exc)
+        print(json.dumps(dict(message=message, flag=jax.config.jax_enable_x64,
+                              W=str(m.params[0][0].dtype))))
+    """)
+    assert out["message"].endswith("labels from 0 to 4294967298")
+    assert out["flag"] is False and out["W"] == "float32"
+
+
+def test_one_compilation_per_function_across_fit_calls(count_jax_compiles):
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(32, 5)), rng.integers(0, 3, size=32)
+    model = mlp.MLP([5, 7, 3], loss="cross_entropy", backend="jax", seed=0)
+    model.fit(x, y, epochs=2, batch_size=8)
+    model.predict(x)
+    first = count_jax_compiles.compiles
+    assert first >= 1
+    for _ in range(3):
+        model.fit(x, y, epochs=2, batch_size=8)
+        model.predict(x)
+    assert count_jax_compiles.compiles == first  # nothing recompiles for the same shapes
+
+
+CACHE_SCRIPT = """
+    import json
+    import numpy as np
+    import mlp
+    from tests.conftest import JaxCompiles
+    import jax.monitoring as mon
+    counts = JaxCompiles()
+    mon.register_event_duration_secs_listener(counts.on_duration)
+    mon.register_event_listener(counts.on_event)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 4)), rng.integers(0, 3, size=64)
+    m = mlp.MLP([4, 6, 3], loss="cross_entropy", backend="jax", seed=0)
+    m.fit(x, y, epochs=2, batch_size=16, optimizer="adam")
+    m.predict(x)
+    print(json.dumps(dict(compiles=counts.compiles, hits=counts.cache_hits)))
+"""
+
+
+def test_persistent_cache_lets_a_second_process_skip_compiling(tmp_path):
+    cache = str(tmp_path / "jax-cache")
+    first = run_script(CACHE_SCRIPT, MLP_JAX_CACHE_DIR=cache)
+    assert first["compiles"] >= 1 and first["hits"] == 0
+    assert os.listdir(cache)
+    second = run_script(CACHE_SCRIPT, MLP_JAX_CACHE_DIR=cache)
+    assert second["compiles"] == first["compiles"]
+    assert second["hits"] == second["compiles"]  # every program loaded, none compiled
+
+
+def test_enable_compilation_cache_works_after_the_first_compilation(tmp_path):
+    out = run_script(f"""
+        import json, os
+        import numpy as np, jax
+        import backends, mlp
+        x = np.ones((8, 3))
+        mlp.MLP([3, 2], backend="jax", seed=0).predict(x)       # compiled, nothing cached
+        path = backends.enable_compilation_cache({str(tmp_path / "c")!r})
+        mlp.MLP([3, 5, 2], backend="jax", seed=0).fit(x, np.ones((8, 2)), epochs=1)
+        print(json.dumps(dict(path=path, files=len(os.listdir(path)),
+                              dir=jax.config.jax_compilation_cache_dir,
+                              min_time=jax.config.jax_persistent_cache_min_compile_time_secs,
+                              min_size=jax.config.jax_persistent_cache_min_entry_size_bytes)))
+    """)
+    assert out["path"] == out["dir"] == str(tmp_path / "c")
+    assert out["files"] >= 1
+    assert out["min_time"] == 0.0 and out["min_size"] == 0

@@ -1,0 +1,374 @@
+"""The NumPy fast path (`backends._numpy_fast`) gives the pure path's results, bit for bit.
+
+The pure run of `mlp.steps.make_run` is the definition; the fast path runs the
+same operations in place. Every test trains the same model both ways from the
+same weights, optimizer state and batches, and asserts that the weights, the
+optimizer state (NamedTuples, step counts included) and the losses are
+identical (`np.array_equal`, same types and dtypes).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import backends._numpy_fast as numpy_fast
+import mlp
+from backends._numpy import NumpyBackend
+from mlp import optimizers, schedules
+from mlp.optimizers import (
+    add_decayed_weights,
+    chain,
+    clip_by_global_norm,
+    scale_by_adam,
+    scale_by_learning_rate,
+    scale_by_rms,
+    trace,
+)
+from mlp.steps import InterruptedRun, batch_indices, make_run
+
+PURE = NumpyBackend(fast=False)
+FAST = NumpyBackend()
+
+OPTIMIZERS = {
+    "sgd": lambda: optimizers.SGD(0.1),
+    "momentum": lambda: optimizers.SGD(0.05, momentum=0.9),
+    "nesterov": lambda: optimizers.SGD(0.05, momentum=0.9, nesterov=True),
+    "adam": lambda: optimizers.Adam(1e-2),
+    "adamw": lambda: optimizers.AdamW(1e-2, weight_decay=0.1),
+    "rmsprop": lambda: optimizers.RMSprop(1e-2),
+    "adam-cosine": lambda: optimizers.Adam(schedules.cosine_decay(1e-2, 8, warmup_steps=3)),
+    "sgd-exponential": lambda: optimizers.SGD(schedules.exponential_decay(0.1, 4, 0.5, True)),
+    "rmsprop-invscaling": lambda: optimizers.RMSprop(schedules.invscaling(1e-2)),
+    # chains built from the blocks: the named ones' own, others, nested, clipping inside
+    "adam-as-chain": lambda: chain(scale_by_adam(), scale_by_learning_rate(1e-2)),
+    "momentum-decay-chain": lambda: chain(trace(0.8), add_decayed_weights(1e-3),
+                                          scale_by_learning_rate(0.05)),
+    "rms-nesterov-chain": lambda: chain(scale_by_rms(0.95), trace(0.5, nesterov=True),
+                                        scale_by_learning_rate(
+                                            schedules.exponential_decay(1e-2, 3, 0.7))),
+    "nested-chain": lambda: chain(chain(scale_by_adam(0.8, 0.99)),
+                                  chain(add_decayed_weights(0.1), scale_by_learning_rate(1e-2))),
+    # not elementwise: the pure path does not pack, and sums the norm per layer
+    "clip-inside-chain": lambda: chain(clip_by_global_norm(0.2), scale_by_adam(),
+                                       scale_by_learning_rate(1e-2)),
+    "clip-after-adam": lambda: chain(scale_by_adam(), clip_by_global_norm(0.5),
+                                     scale_by_learning_rate(1e-2)),
+}
+
+#: (hidden activation, loss, output activation)
+NETWORKS = [(act, "cross_entropy", None) for act in ("relu", "leaky_relu", "tanh", "sigmoid",
+                                                      "identity")]
+NETWORKS += [("relu", "mse", out) for out in ("identity", "relu", "leaky_relu", "tanh",
+                                                "sigmoid")]
+NETWORKS += [("tanh", "binary_cross_entropy", None), ("sigmoid", "poisson", None)]
+
+
+def _data(loss, n, n_in, n_out):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((n, n_in))
+    if loss == "cross_entropy":
+        return x, rng.integers(0, n_out, n)
+    if loss == "binary_cross_entropy":
+        return x, (rng.random((n, n_out)) > 0.5).astype(np.float64)
+    if loss == "poisson":
+        return x, rng.poisson(2.0, (n, n_out)).astype(np.float64)
+    return x, rng.standard_normal((n, n_out))
+
+
+def _both(optimizer, *, activation="relu", loss="cross_entropy", output=None,
+          dtype="float32", batch_size=16, epochs=3, alpha=0.0, clip_norm=None,
+          sizes=(6, 9, 7, 3), n=50, edit_state=None, weights=None):
+    """``(pure, fast)``: each ``(params, opt_state, losses)`` from the same start
+    (``edit_state(state)``: the optimizer's initial state, changed; ``weights``: the
+    rows' sample weights, host float64)."""
+    model = mlp.MLP(list(sizes), activation=activation, loss=loss, output_activation=output,
+                    backend=PURE, dtype=dtype, seed=4)
+    x, y = _data(loss, n, sizes[0], sizes[-1])
+    x_dev, y_dev, _ = model._prepare(x, y)
+    w_dev = None if weights is None else np.asarray(weights, dtype)
+    pure = make_run(PURE, model._spec, optimizer, alpha, clip_norm)
+    fell_back = []
+
+    def pure_fallback(*args):  # the fast path must not hand these inputs to the pure run
+        fell_back.append(args)
+        return pure(*args)
+
+    fast = FAST.fast_run(pure_fallback, model._spec, optimizer, alpha, clip_norm)
+    assert fast is not None
+    batches, last = (None, None) if batch_size is None else batch_indices(
+        np.random.default_rng(3), n, batch_size, epochs, True)
+    params = model.params
+    state = optimizer.init(params)
+    if edit_state is not None:
+        state = edit_state(state)
+    before = [np.copy(a) for pair in params for a in pair]
+    out = [run(params, state, x_dev, y_dev, w_dev, batches, last, epochs)
+           for run in (pure, fast)]
+    assert not fell_back
+    # the inputs are left alone
+    assert all(np.array_equal(a, b) for a, b in zip(before, [a for p in params for a in p]))
+    return out
+
+
+def _leaves(tree):
+    if isinstance(tree, (list, tuple)):
+        return [(type(tree), len(tree))] + [leaf for node in tree for leaf in _leaves(node)]
+    return [tree]
+
+
+def assert_identical(pure, fast):
+    """Same structure (NamedTuple classes included), same leaf types, dtypes and values."""
+    pure_leaves, fast_leaves = _leaves(pure), _leaves(fast)
+    assert len(pure_leaves) == len(fast_leaves)
+    for p, f in zip(pure_leaves, fast_leaves):
+        if p is None or isinstance(p, tuple):
+            assert f == p
+            continue
+        assert type(f) is type(p)
+        assert np.asarray(f).dtype == np.asarray(p).dtype
+        assert np.asarray(f).shape == np.asarray(p).shape
+        assert np.array_equal(np.asarray(f), np.asarray(p)), (p, f)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("batch_size", [16, None], ids=["minibatch", "fullbatch"])
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_every_optimizer_bit_for_bit(name, batch_size, dtype):
+    pure, fast = _both(OPTIMIZERS[name](), batch_size=batch_size, dtype=dtype)
+    assert_identical(pure, fast)
+    assert pure[2][-1] < pure[2][0]  # it trained
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("activation,loss,output", NETWORKS)
+def test_every_activation_and_loss_bit_for_bit(activation, loss, output, dtype):
+    for batch_size in (16, None):  # 50 = 3 x 16 + 2: a partial last batch
+        pure, fast = _both(optimizers.Adam(1e-2), activation=activation, loss=loss,
+                           output=output, dtype=dtype, batch_size=batch_size)
+        assert_identical(pure, fast)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", ["sgd", "momentum", "adam", "adamw", "rmsprop"])
+def test_clip_norm_and_alpha_bit_for_bit(name, dtype):
+    for alpha, clip_norm in ((1e-2, None), (0.0, 0.3), (1e-2, 0.3)):
+        pure, fast = _both(OPTIMIZERS[name](), dtype=dtype, alpha=alpha, clip_norm=clip_norm,
+                           activation="tanh")
+        assert_identical(pure, fast)
+
+
+def test_four_layers_and_a_batch_that_divides_the_data():
+    pure, fast = _both(optimizers.Adam(1e-2), sizes=(5, 8, 8, 6, 2), n=48, batch_size=16)
+    assert_identical(pure, fast)
+
+
+def test_fit_gives_the_same_model_with_and_without_the_fast_path():
+    x, y = _data("cross_entropy", 60, 6, 3)
+    histories, weights = [], []
+    for backend in (PURE, FAST):
+        model = mlp.MLP([6, 10, 3], loss="cross_entropy", backend=backend, seed=1)
+        history = model.fit(x, y, epochs=4, batch_size=16, optimizer="adam",
+                            learning_rate=1e-2)
+        histories.append(history.history["loss"])
+        weights.append(model.get_weights())
+    assert histories[0] == histories[1]
+    assert_identical(weights[0], weights[1])
+
+
+def test_the_learning_rate_scale_in_the_state_bit_for_bit():
+    """A learning-rate scale set in the state (`with_learning_rate_scale`) is applied, and
+    handed back, as in the pure path."""
+    for name in ("sgd-exponential", "adamw", "momentum-decay-chain"):
+        pure, fast = _both(OPTIMIZERS[name](), clip_norm=0.5,
+                           edit_state=lambda s: optimizers.with_learning_rate_scale(s, 0.25))
+        assert_identical(pure, fast)
+        assert optimizers.learning_rate_scale(fast[1]) == 0.25
+    unscaled, _ = _both(OPTIMIZERS["adamw"]())
+    assert not np.array_equal(unscaled[0][0][0], pure[0][0][0])  # the scale mattered
+
+
+def test_a_second_call_continues_from_the_returned_state():
+    opt = OPTIMIZERS["adam-cosine"]()
+    model = mlp.MLP([6, 9, 3], loss="cross_entropy", backend=PURE, seed=4)
+    x_dev, y_dev, _ = model._prepare(*_data("cross_entropy", 50, 6, 3))
+    batches, last = batch_indices(np.random.default_rng(3), 50, 16, 2, True)
+    pure = make_run(PURE, model._spec, opt)
+    fast = FAST.fast_run(pure, model._spec, opt)
+    results = []
+    for run in (pure, fast):
+        params, state = model.params, opt.init(model.params)
+        for _ in range(2):
+            params, state, losses = run(params, state, x_dev, y_dev, None, batches, last, 2)
+        results.append((params, state, losses))
+    assert_identical(*results)
+    assert optimizers.step_count(results[1][1]) == 16
+
+
+def test_ctrl_c_keeps_the_completed_epochs():
+    """A KeyboardInterrupt in the third step of epoch 2 hands back epoch 1's results."""
+
+    class Interrupting(schedules.Constant):
+        def __call__(self, step):
+            if step >= 4 + 2:  # 4 steps per epoch (50 = 3 x 16 + 2)
+                raise KeyboardInterrupt
+            return self.learning_rate
+
+    opt = optimizers.Adam(Interrupting(1e-2))
+    model = mlp.MLP([6, 9, 3], loss="cross_entropy", backend=PURE, seed=4)
+    x_dev, y_dev, _ = model._prepare(*_data("cross_entropy", 50, 6, 3))
+    batches, last = batch_indices(np.random.default_rng(3), 50, 16, 3, True)
+    pure = make_run(PURE, model._spec, opt, 0.0, None)
+    fast = FAST.fast_run(pure, model._spec, opt, 0.0, None)
+    parts = []
+    for run in (pure, fast):
+        with pytest.raises(InterruptedRun) as info:
+            run(model.params, opt.init(model.params), x_dev, y_dev, None, batches, last, 3)
+        parts.append((info.value.params, info.value.opt_state, info.value.losses))
+    assert len(parts[1][2]) == 1
+    assert optimizers.step_count(parts[1][1]) == 4
+    assert_identical(parts[0], parts[1])
+
+
+def test_unknown_optimizers_run_the_pure_path():
+    class MySGD(optimizers.SGD):  # a subclass may change update: not mirrored
+        pass
+
+    class MyTrace(optimizers.Trace):
+        pass
+
+    class Custom:
+        def init(self, params):
+            return ()
+
+        def update(self, grads, state, params=None):
+            return grads, state
+
+    own = optimizers.GradientTransformation(lambda p: optimizers.EmptyState(),
+                                            lambda g, s, p=None: (g, s), elementwise=True)
+    model = mlp.MLP([3, 4, 2], backend=PURE, seed=0)
+    for opt in (MySGD(0.1), Custom(), own, chain(own, scale_by_learning_rate(0.1)),
+                chain(MyTrace(), scale_by_learning_rate(0.1))):
+        pure = make_run(PURE, model._spec, opt)
+        assert FAST.fast_run(pure, model._spec, opt) is None
+        assert make_run(FAST, model._spec, opt) is not None  # the pure run
+    assert PURE.fast_run(pure, model._spec, optimizers.Adam()) is None
+
+
+def _spy_pure():
+    calls = []
+
+    def pure(*args):
+        calls.append(args)
+        return "pure"
+
+    return pure, calls
+
+
+def test_inputs_it_does_not_handle_go_to_the_pure_run():
+    pure, calls = _spy_pure()
+    model = mlp.MLP([3, 4, 2], backend=PURE, seed=0)
+    opt = optimizers.SGD(0.1, momentum=0.5)
+    fast = FAST.fast_run(pure, model._spec, opt)
+    x, y = np.zeros((5, 3), np.float32), np.zeros((5, 2), np.float32)
+    params = model.params
+    state = opt.init(params)
+    w = np.ones(5, np.float64)
+    assert fast(params, state, x.astype(np.float64), y, None, None, None, 1) == "pure"  # mixed
+    assert fast(params, state, x.tolist(), y, None, None, None, 1) == "pure"  # not NumPy arrays
+    assert fast(params, state, x, y, w, None, None, 1) == "pure"  # weights of another dtype
+    wide = optimizers.with_learning_rate_scale(state, 1.0)
+    wide = (wide[0], wide[1]._replace(learning_rate_scale=np.asarray(1.0)))  # float64 scale
+    assert fast(params, wide, x, y, None, None, None, 1) == "pure"
+    assert fast(params, optimizers.Adam().init(params), x, y, None, None, None, 1) == "pure"
+    assert fast(params, state, x[:, :2], y, None, None, None, 1) == "pure"  # wrong width
+    assert fast(params, state, x, y, w[:4].astype(np.float32), None, None, 1) == "pure"
+    assert len(calls) == 7
+    assert all(len(args) == 8 and args[7] == 1 for args in calls)
+
+
+def _refuse(*args):
+    raise AssertionError("the fast path handed its inputs to the pure run")
+
+
+def _weights(n, seed=5):
+    """Row weights with zeros (rows dropped), fractions and integers."""
+    rng = np.random.default_rng(seed)
+    return np.round(rng.random(n) * 3, 1) * (rng.random(n) > 0.2)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("activation,loss,output", NETWORKS[::3] + NETWORKS[-2:])
+def test_sample_weights_bit_for_bit(activation, loss, output, dtype):
+    for batch_size in (16, None):
+        pure, fast = _both(optimizers.Adam(1e-2), activation=activation, loss=loss,
+                           output=output, dtype=dtype, batch_size=batch_size,
+                           weights=_weights(50), alpha=1e-3, clip_norm=0.5)
+        assert_identical(pure, fast)
+
+
+def test_weights_summing_to_zero_and_garbage_in_dropped_rows_bit_for_bit():
+    weights = _weights(50)
+    weights[:30] = 0.0  # without shuffling, the first batches weigh nothing
+    model = mlp.MLP([6, 9, 3], loss="cross_entropy", backend=PURE, seed=4)
+    x_dev, y_dev, _ = model._prepare(*_data("cross_entropy", 50, 6, 3))
+    batches, last = batch_indices(np.random.default_rng(3), 50, 16, 2, False)
+    opt = optimizers.SGD(0.1, momentum=0.9)
+    pure = make_run(PURE, model._spec, opt)
+    fast = FAST.fast_run(_refuse, model._spec, opt)  # the fast path runs these itself
+    w = np.asarray(weights, np.float32)
+    x_dev[np.flatnonzero(w == 0)[-1]] = 3e38  # garbage in a dropped row: inf * 0 = NaN
+    out = [run(model.params, opt.init(model.params), x_dev, y_dev, w, batches, last, 2)
+           for run in (pure, fast)]
+    assert_identical(*out)
+    assert np.all(np.isfinite(out[1][2])) and np.all(np.isfinite(out[1][0][0][0]))
+
+
+def test_fit_with_sample_weights_bit_for_bit():
+    out = []
+    for backend in (PURE, FAST):
+        model = mlp.MLP([6, 9, 3], loss="cross_entropy", backend=backend, seed=4)
+        x, y = _data("cross_entropy", 50, 6, 3)
+        history = model.fit(x, y, sample_weight=_weights(50), epochs=3, batch_size=16,
+                            optimizer="adam", learning_rate=1e-2)
+        out.append((model.get_weights(), history.history["loss"]))
+    assert out[0][1] == out[1][1]
+    assert_identical(out[0][0], out[1][0])
+
+
+def test_fit_on_numpy_trains_through_the_fast_path(monkeypatch):
+    """`steps.make_run` hands the run to the backend's fast path (counted here), and `fit`
+    gives the same model, history and optimizer state as without it."""
+    calls = []
+    original = numpy_fast._epochs
+
+    def counting(training, *args):
+        calls.append(type(training.transform).__name__)
+        return original(training, *args)
+
+    monkeypatch.setattr(numpy_fast, "_epochs", counting)
+    x, y = _data("mse", 60, 6, 2)
+    out = []
+    for backend in (PURE, FAST, "numpy"):
+        model = mlp.MLP([6, 10, 2], loss="mse", backend=backend, seed=1)
+        opt = chain(trace(0.9), scale_by_learning_rate(schedules.cosine_decay(0.05, 10)))
+        history = model.fit(x, y, epochs=4, batch_size=16, optimizer=opt, clip_norm=1.0)
+        out.append((history.history["loss"], model.get_weights()))
+    assert calls and set(calls) == {"_Chain"}
+    n_fast = len(calls)
+    assert out[0][0] == out[1][0] == out[2][0]
+    assert_identical(out[0][1], out[1][1])
+    assert_identical(out[0][1], out[2][1])
+    assert n_fast >= 2  # both numpy backends with the fast path used it
+
+
+def test_fast_must_be_a_boolean():
+    with pytest.raises(TypeError, match="fast must be True or False, got 1"):
+        NumpyBackend(fast=1)
+
+
+def test_other_backends_have_no_fast_path(backend):
+    model = mlp.MLP([3, 4, 2], backend=backend, seed=0)
+    run = make_run(backend, model._spec, optimizers.Adam())
+    got = backend.fast_run(run, model._spec, optimizers.Adam())
+    assert (got is None) == (backend.name != "numpy")

@@ -1,0 +1,262 @@
+"""`mlp.sklearn`: scikit-learn's MLP semantics on every backend.
+
+scikit-learn's own MLP tests run against these estimators in
+`test_sklearn_reference.py`, its conformance suite in `test_sklearn_checks.py`;
+here: the same numbers as scikit-learn's MLP, weights, labels, namespaces,
+pickling and the meta-estimators.
+"""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+
+import joblib
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+pytest.importorskip("scipy")
+
+from sklearn import neural_network as sk  # noqa: E402
+from sklearn.base import clone  # noqa: E402
+from sklearn.datasets import load_iris, make_multilabel_classification, make_regression  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.preprocessing import LabelBinarizer  # noqa: E402
+from sklearn.utils.class_weight import compute_sample_weight  # noqa: E402
+
+from mlp.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
+
+X_IRIS, Y_IRIS = load_iris(return_X_y=True)
+X_REG, Y_REG = make_regression(n_samples=60, n_features=5, n_targets=2, noise=1.0,
+                               random_state=0)
+Y_REG = Y_REG / 100
+
+
+def _quiet(fn, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return fn(*args, **kwargs)
+
+
+def _close(ours, theirs, backend):
+    # float64 everywhere; the backends' matmuls round differently in the last bits
+    tol = 1e-9 if backend.name == "numpy" else 1e-6
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd", "lbfgs"])
+def test_classifier_matches_scikit_learn_weight_for_weight(backend, solver):
+    kw = dict(hidden_layer_sizes=(7,), max_iter=15, random_state=3, solver=solver,
+              learning_rate="invscaling", alpha=0.01, batch_size=40)
+    theirs = _quiet(sk.MLPClassifier(**kw).fit, X_IRIS, Y_IRIS)
+    ours = _quiet(MLPClassifier(**kw, backend=backend).fit, X_IRIS, Y_IRIS)
+    assert ours.n_iter_ == theirs.n_iter_
+    _close(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_, backend)
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-7)
+    if solver != "lbfgs":
+        assert ours.loss_curve_ == pytest.approx(theirs.loss_curve_, rel=1e-7)
+        assert all(type(v) is float for v in ours.loss_curve_)
+        assert ours.t_ == theirs.t_ == 15 * len(X_IRIS)
+
+
+@pytest.mark.parametrize("kw", [dict(solver="sgd", momentum=0.5, nesterovs_momentum=False,
+                                     learning_rate="adaptive", tol=0.5, n_iter_no_change=2),
+                                dict(solver="adam", early_stopping=True, n_iter_no_change=3,
+                                     learning_rate_init=0.05)])
+def test_regressor_matches_scikit_learn_stopping_rules(backend, kw):
+    kw = dict(hidden_layer_sizes=(6,), max_iter=40, random_state=0, **kw)
+    theirs = _quiet(sk.MLPRegressor(**kw).fit, X_REG, Y_REG)
+    ours = _quiet(MLPRegressor(**kw, backend=backend).fit, X_REG, Y_REG)
+    assert ours.n_iter_ == theirs.n_iter_
+    _close(ours.coefs_, theirs.coefs_, backend)
+    if kw["solver"] == "sgd":
+        assert ours._optimizer.learning_rate == pytest.approx(theirs._optimizer.learning_rate)
+    if kw.get("early_stopping"):
+        assert ours.validation_scores_ == pytest.approx(theirs.validation_scores_, rel=1e-7)
+        assert ours.best_validation_score_ == pytest.approx(theirs.best_validation_score_)
+
+
+def _objective_cases():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(12, 4))
+    w = rng.uniform(0.1, 3.0, size=12)
+    multilabel = make_multilabel_classification(n_samples=12, n_features=4, n_classes=3,
+                                                random_state=0)[1]
+    yield "multiclass", MLPClassifier, x, np.arange(12) % 3, w
+    yield "binary", MLPClassifier, x, np.arange(12) % 2, w
+    yield "multilabel", MLPClassifier, x, multilabel, w
+    yield "poisson", MLPRegressor, x, rng.poisson(2.0, size=12).astype(float), w
+    yield "regression", MLPRegressor, x, rng.normal(size=12), None
+
+
+@pytest.mark.parametrize("case", list(_objective_cases()), ids=lambda c: c[0])
+def test_weighted_objective_and_gradient_equal_scikit_learns(backend, case):
+    """Loss and gradient of scikit-learn's own `_loss_grad_lbfgs` (weighted mean, L2 term
+    divided by the sum of the weights) at the same point, on every backend."""
+    name, cls, x, y, w = case
+    kw = dict(hidden_layer_sizes=(5,), alpha=0.3, solver="lbfgs", max_iter=1, random_state=0,
+              activation="tanh")
+    if name == "poisson":
+        kw["loss"] = "poisson"
+    ours = _quiet(cls(**kw, backend=backend).fit, x, y, sample_weight=w)
+    theirs = _quiet(getattr(sk, cls.__name__)(**kw).fit, x, y, sample_weight=w)
+    Y = LabelBinarizer().fit(y).transform(y) if cls is MLPClassifier else y.reshape(12, -1)
+    theta = np.concatenate([c.ravel() for c in theirs.coefs_ + theirs.intercepts_])
+    ours.coefs_, ours.intercepts_ = theirs.coefs_, theirs.intercepts_
+    n = len(theirs.coefs_) + 1
+    scratch = ([x] + [None] * (n - 1), [None] * (n - 1), [None] * (n - 1), [None] * (n - 1))
+    loss, grad = theirs._loss_grad_lbfgs(theta.copy(), x, Y, w, *scratch)
+    our_loss, our_grad = ours._loss_grad_lbfgs(theta, x, Y, w)
+    assert our_loss == pytest.approx(loss, rel=1e-9)
+    np.testing.assert_allclose(our_grad, grad, rtol=1e-8, atol=1e-12)
+
+
+def test_integer_sample_weights_equal_repeated_rows(backend):
+    w = np.arange(len(X_IRIS)) % 3
+    kw = dict(hidden_layer_sizes=(5,), solver="lbfgs", max_iter=30, random_state=0,
+              backend=backend)
+    weighted = _quiet(MLPClassifier(**kw).fit, X_IRIS, Y_IRIS, sample_weight=w)
+    repeated = _quiet(MLPClassifier(**kw).fit, np.repeat(X_IRIS, w, axis=0),
+                      np.repeat(Y_IRIS, w))
+    np.testing.assert_allclose(weighted.coefs_[0], repeated.coefs_[0], rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("class_weight", ["balanced", {0: 1.0, 1: 3.0, 2: 0.5}])
+def test_class_weight_is_a_per_row_sample_weight(backend, class_weight):
+    x, y = X_IRIS[:120], Y_IRIS[:120]  # unbalanced: 50, 50, 20
+    kw = dict(hidden_layer_sizes=(5,), max_iter=5, random_state=0, backend=backend)
+    ours = _quiet(MLPClassifier(**kw, class_weight=class_weight).fit, x, y,
+                  sample_weight=np.full(120, 2.0))
+    rows = compute_sample_weight(class_weight, y) * 2.0
+    same = _quiet(MLPClassifier(**kw).fit, x, y, sample_weight=rows)
+    unweighted = _quiet(MLPClassifier(**kw).fit, x, y)
+    _close(ours.coefs_, same.coefs_, backend)
+    assert not np.allclose(ours.coefs_[0], unweighted.coefs_[0])
+
+
+@pytest.mark.parametrize("labels", [np.array(["setosa", "versicolor", "virginica"]),
+                                    np.array([1, 2, 3]), np.array([1.0, 2.0, 3.0])],
+                         ids=["strings", "one-based", "whole-floats"])
+def test_any_labels_come_back_as_given(backend, labels):
+    y = labels[Y_IRIS]
+    clf = _quiet(MLPClassifier(hidden_layer_sizes=(10,), max_iter=50, random_state=0,
+                               learning_rate_init=0.01, backend=backend).fit, X_IRIS, y)
+    pred = clf.predict(X_IRIS)
+    assert list(clf.classes_) == list(labels)
+    assert pred.dtype == y.dtype and set(pred) <= set(labels)
+    assert clf.score(X_IRIS, y) > 0.8
+    proba = clf.predict_proba(X_IRIS)
+    assert proba.shape == (150, 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(clf.predict_log_proba(X_IRIS), np.log(proba))
+
+
+def test_pandas_categorical_labels_and_feature_names(backend):
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(X_IRIS, columns=["a", "b", "c", "d"])
+    y = pd.Categorical.from_codes(Y_IRIS, ["s", "ve", "vi"])
+    clf = _quiet(MLPClassifier(hidden_layer_sizes=(5,), max_iter=5, random_state=0,
+                               backend=backend).fit, frame, y)
+    assert list(clf.feature_names_in_) == ["a", "b", "c", "d"]
+    assert set(clf.predict(frame)) <= {"s", "ve", "vi"}
+    with pytest.warns(UserWarning, match="feature names"):
+        clf.predict(X_IRIS)
+
+
+def test_multilabel_and_multioutput_shapes(backend):
+    x, Y = make_multilabel_classification(n_samples=40, n_features=6, n_classes=4,
+                                          random_state=0)
+    clf = _quiet(MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0,
+                               backend=backend).fit, x, Y)
+    assert clf.out_activation_ == "logistic" and clf.n_outputs_ == 4
+    assert clf.predict(x).shape == (40, 4) and clf.predict_proba(x).shape == (40, 4)
+    reg = _quiet(MLPRegressor(hidden_layer_sizes=(8,), max_iter=5, random_state=0,
+                              backend=backend).fit, X_REG, Y_REG)
+    assert reg.predict(X_REG).shape == (60, 2) and reg.n_outputs_ == 2
+
+
+def test_poisson_predictions_are_positive_and_match_scikit_learn(backend):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(80, 3))
+    y = rng.poisson(np.exp(x @ [1.0, -0.5, 0.3]))
+    kw = dict(loss="poisson", hidden_layer_sizes=(4,), solver="lbfgs", max_iter=50,
+              random_state=0)
+    ours = _quiet(MLPRegressor(**kw, backend=backend).fit, x, y)
+    theirs = _quiet(sk.MLPRegressor(**kw).fit, x, y)
+    assert ours.out_activation_ == "exp" and np.all(ours.predict(x) > 0)
+    np.testing.assert_allclose(ours.predict(x), theirs.predict(x), rtol=1e-5)
+    with pytest.raises(ValueError, match="negative"):
+        MLPRegressor(loss="poisson", backend=backend).fit(x, y - 10.0)
+
+
+def test_dtype_follows_the_input_or_is_forced(backend):
+    x32 = X_IRIS.astype(np.float32)
+    kw = dict(hidden_layer_sizes=(4,), max_iter=2, random_state=0, backend=backend)
+    assert _quiet(MLPClassifier(**kw).fit, x32, Y_IRIS).coefs_[0].dtype == np.float32
+    assert _quiet(MLPClassifier(**kw).fit, X_IRIS, Y_IRIS).coefs_[0].dtype == np.float64
+    forced = _quiet(MLPClassifier(**kw, dtype="float32").fit, X_IRIS, Y_IRIS)
+    assert forced.coefs_[0].dtype == np.float32
+    assert forced.predict_proba(X_IRIS).dtype == np.float32
+
+
+def test_sparse_input_equals_dense(backend):
+    sparse = pytest.importorskip("scipy.sparse")
+    kw = dict(hidden_layer_sizes=(4,), max_iter=3, random_state=0, backend=backend)
+    dense = _quiet(MLPClassifier(**kw).fit, X_IRIS, Y_IRIS)
+    for fmt in (sparse.csr_matrix, sparse.csc_matrix):
+        est = _quiet(MLPClassifier(**kw).fit, fmt(X_IRIS), Y_IRIS)
+        _close(est.coefs_, dense.coefs_, backend)
+        np.testing.assert_allclose(est.predict_proba(fmt(X_IRIS)), dense.predict_proba(X_IRIS))
+
+
+def test_pickle_clone_and_partial_fit_after_reload(backend, tmp_path):
+    est = MLPRegressor(hidden_layer_sizes=(5,), random_state=0, backend=backend)
+    est.partial_fit(X_REG, Y_REG)
+    path = tmp_path / "est.joblib"
+    joblib.dump(est, path)
+    reloaded = joblib.load(path)
+    est.partial_fit(X_REG, Y_REG)
+    reloaded.partial_fit(X_REG, Y_REG)  # continues the Adam moments, as without the trip
+    _close(reloaded.coefs_, est.coefs_, backend)
+    copy = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(copy.predict(X_REG), est.predict(X_REG))
+    fresh = clone(est)
+    assert fresh.get_params() == est.get_params() and not hasattr(fresh, "coefs_")
+    assert fresh.backend is backend
+
+
+def test_a_backend_object_pickles_by_name(backend):
+    est = _quiet(MLPClassifier(hidden_layer_sizes=(3,), max_iter=2, backend=backend).fit,
+                 X_IRIS, Y_IRIS)
+    copy = pickle.loads(pickle.dumps(est))
+    assert copy.backend is backend
+    np.testing.assert_array_equal(copy.predict(X_IRIS), est.predict(X_IRIS))
+
+
+def test_pipeline_grid_search_and_cross_val_score(backend):
+    from sklearn.model_selection import GridSearchCV, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    pipe = make_pipeline(StandardScaler(), MLPClassifier(max_iter=100, random_state=0,
+                                                         learning_rate_init=0.01,
+                                                         backend=backend.name))
+    grid = GridSearchCV(pipe, {"mlpclassifier__hidden_layer_sizes": [(4,), (8,)]}, cv=2,
+                        n_jobs=2)
+    _quiet(grid.fit, X_IRIS, Y_IRIS)
+    assert grid.best_score_ > 0.7
+    assert isinstance(grid.predict(X_IRIS), np.ndarray)
+    scores = _quiet(cross_val_score, pipe, X_IRIS, Y_IRIS, cv=3)
+    assert scores.shape == (3,) and scores.mean() > 0.7
+
+
+def test_unknown_backend_is_refused_with_the_known_ones():
+    with pytest.raises(ValueError, match="known backends: numpy"):
+        MLPClassifier(backend="tensorflow").fit(X_IRIS, Y_IRIS)
+
+
+def test_partial_fit_only_for_stochastic_solvers():
+    assert not hasattr(MLPClassifier(solver="lbfgs"), "partial_fit")
+    assert hasattr(MLPRegressor(solver="sgd"), "partial_fit")
