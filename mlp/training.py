@@ -311,15 +311,23 @@ def training_data(model, x, y, validation_data, validation_split, sample_weight=
         raise ValueError(f"validation_split={validation_split} leaves {n - n_val} training "
                          f"and {n_val} validation samples out of {n}; both need at least 1")
     order = model._split_rng().permutation(n)
-    xp, to = model.xp, model.backend.asarray
+    to = model.backend.asarray
     rows_val, rows_train = to(np.sort(order[:n_val])), to(np.sort(order[n_val:]))
-    def rows(array, which):
-        return None if array is None else xp.take(array, which, axis=0)
+    val, (x_train, y_train, _, w_train) = _row_splitter(model)(
+        (x_dev, y_dev, labels, w), rows_val, rows_train)
+    return _placed(model, TrainingData(x_train, y_train, val, w_train))
 
-    val = (rows(x_dev, rows_val), rows(y_dev, rows_val), rows(labels, rows_val),
-           rows(w, rows_val))
-    return _placed(model, TrainingData(rows(x_dev, rows_train), rows(y_dev, rows_train), val,
-                                       rows(w, rows_train)))
+
+def _row_splitter(model):
+    """``split(arrays, rows_a, rows_b) -> (arrays at rows_a, arrays at rows_b)`` (None
+    stays None), in one call: compiled on JAX, one program rather than one per array."""
+    xp = model.xp
+
+    def split(arrays, rows_a, rows_b):
+        return tuple(tuple(None if a is None else xp.take(a, rows, axis=0) for a in arrays)
+                     for rows in (rows_a, rows_b))
+
+    return model._compiled(("split rows",), lambda: model.backend.jit(split))
 
 
 def _placed(model, data) -> TrainingData:
@@ -374,8 +382,16 @@ def run_function(model, optimizer, alpha, clip_norm):
                                             clip_norm))
 
 
-def _params_finite(backend, params) -> bool:
-    return all(all_finite(backend.xp, W) and all_finite(backend.xp, b) for W, b in params)
+def _params_finite(model, params) -> bool:
+    """Whether every weight is finite: one compiled reduction over all layers."""
+    xp = model.xp
+
+    def largest_magnitudes(params):  # finite arrays have finite largest magnitudes
+        return xp.stack([xp.max(xp.abs(a)) for pair in params for a in pair])
+
+    check = model._compiled(("largest magnitudes",),
+                            lambda: model.backend.jit(largest_magnitudes))
+    return all_finite(np, model.backend.to_numpy(check(params)))
 
 
 class Trainer:
@@ -434,7 +450,7 @@ class Trainer:
         try:
             while state.epoch < self.end and not model.stop_training:
                 self.run_chunk(self.planner.next(self.end - state.epoch))
-            if not _params_finite(model.backend, state.params):
+            if not _params_finite(model, state.params):
                 self.diverged(state.epoch - 1, "the weights became NaN or infinite")
             completed = True
         finally:
@@ -534,7 +550,7 @@ class Trainer:
         (the fit's starting weights if none is)."""
         candidates = [(self.state.epoch, self.state.params), *reversed(self.recent)]
         for epoch, params in candidates:
-            if _params_finite(self.model.backend, params) and math.isfinite(
+            if _params_finite(self.model, params) and math.isfinite(
                     self.training_loss(params)):
                 return epoch, params
         return self.start, self.initial

@@ -159,3 +159,24 @@ def test_enable_compilation_cache_works_after_the_first_compilation(tmp_path):
     assert out["path"] == out["dir"] == str(tmp_path / "c")
     assert out["files"] >= 1
     assert out["min_time"] == 0.0 and out["min_size"] == 0
+
+
+def test_a_first_fit_compiles_a_handful_of_programs(count_jax_compiles):
+    """Data checks, one-hot encoding, the validation split and the final finiteness check
+    add no per-array programs (28 compilations before, 11 now): the run at its two call
+    lengths, the finiteness check, and the optimizer's zeros (one small program per
+    parameter shape and dtype, once per process)."""
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(96, 6)), rng.integers(0, 3, size=96)
+    model = mlp.MLP([6, 9, 3], loss="cross_entropy", backend="jax", seed=0)
+    model.fit(x, y, epochs=30, batch_size=32, optimizer="adam")
+    assert count_jax_compiles.compiles <= 11
+    before = count_jax_compiles.compiles
+    model.fit(x, y, epochs=30, batch_size=32, optimizer="adam")
+    model.evaluate(x, y)
+    model.evaluate(x, y)
+    assert count_jax_compiles.compiles == before + 1  # evaluate's metrics, once
+    before = count_jax_compiles.compiles
+    model.fit(x, y, epochs=1, batch_size=32, validation_split=0.25)
+    # the split (one gather program) and the run and metrics on the new row counts
+    assert count_jax_compiles.compiles - before <= 3
