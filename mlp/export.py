@@ -27,15 +27,14 @@ onnxruntime to run the result).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import os
-import secrets
 
 from backends import BackendUnavailableError
 
 from . import core
+from . import io as _io
 from .params import InstanceOf, Options, check
 
 #: The outputs a graph can have, in the order they appear.
@@ -170,31 +169,6 @@ def export_onnx(model, path, *, outputs=None) -> None:
     write_atomically(path, data)
 
 
-def write_atomically(path: str, data: bytes) -> None:
-    """``data`` into the file ``path``: a temporary file beside it, then `os.replace`.
-
-    The temporary file is created like ``open(path, "wb")`` creates a file
-    (mode 0o666 less the umask). OSErrors name ``path``, not the temporary file.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"cannot write {path!r}: folder {folder!r} does not exist")
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"cannot write {path!r}: it is a folder")
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
-                     0o666)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-    except OSError as exc:
-        message = f"cannot write {path!r}: {exc.strerror or exc}"
-        raise (type(exc)(exc.errno, message) if exc.errno else type(exc)(message)) from exc
+def write_atomically(path, data: bytes) -> None:
+    """``data`` into the file ``path``, atomically (`mlp.io.write_atomically`)."""
+    _io.write_atomically(path, lambda fh: fh.write(data), what="write the ONNX file")

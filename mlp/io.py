@@ -143,30 +143,67 @@ def _new_file_mode(path):
     return 0o666 & ~umask
 
 
-def _save_error(exc, path, what):
-    return OSError(exc.errno, f"cannot save the model to {path!r}: {what} "
-                              f"({exc.strerror or exc})")
+def _save_error(exc, path, what, why):
+    return OSError(exc.errno, f"cannot {what} to {path!r}: {why} ({exc.strerror or exc})")
 
 
-def _check_target(path):
+def _check_target(path, what):
+    """``(user's path, real path to replace, its folder)``: refused at once when the path
+    is not a file name, is empty, a folder, or an existing non-regular file (a device or
+    a named pipe must not be replaced); a symbolic link is written through."""
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"cannot {what}: the path must be a file name (str or "
+                        f"os.PathLike), got {type(path).__name__} {path!r}")
+    path = os.fspath(path)
+    if isinstance(path, bytes):
+        raise TypeError(f"cannot {what}: give the path {path!r} as str, not bytes")
     if path == "":
-        raise FileNotFoundError(errno.ENOENT, "cannot save to '': the path is empty")
+        raise FileNotFoundError(errno.ENOENT, f"cannot {what} to '': the path is empty")
     if os.path.isdir(path):
-        raise IsADirectoryError(errno.EISDIR, f"cannot save to {path!r}: it is a folder; "
+        raise IsADirectoryError(errno.EISDIR, f"cannot {what} to {path!r}: it is a folder; "
                                               "give a file name such as 'model.npz'")
-    folder = os.path.dirname(os.path.abspath(path))
+    target = os.path.realpath(path)  # through symbolic links, as open(path, "wb") writes
+    if os.path.exists(target) and not stat.S_ISREG(os.stat(target).st_mode):
+        raise ValueError(f"cannot {what} to {path!r}: it is not a regular file (a device, "
+                         "a named pipe or a socket), and it is not replaced")
+    folder = os.path.dirname(target)
     if not os.path.isdir(folder):
-        raise FileNotFoundError(errno.ENOENT, f"cannot save to {path!r}: folder {folder!r} "
+        raise FileNotFoundError(errno.ENOENT, f"cannot {what} to {path!r}: folder {folder!r} "
                                               "does not exist")
-    return folder
+    return path, target, folder
+
+
+def write_atomically(path, write, *, what="save"):
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it over
+    ``path`` (through a symbolic link): a crash leaves the old file or the new one, never
+    half of one. The file gets the mode a plain ``open(path, "wb")`` would give (the old
+    file's, or 0666 less the umask); every error names the user's ``path``."""
+    path, target, folder = _check_target(path, what)
+    mode = _new_file_mode(target)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".mlp-", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise _save_error(exc, path, what, f"cannot create a file in {folder!r}") from exc
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fchmod(fh.fileno(), mode)
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except OSError as exc:  # named by the user's path, not the temporary file's
+        _remove(tmp)
+        raise _save_error(exc, path, what, "the write failed") from exc
+    except BaseException:
+        _remove(tmp)
+        raise
 
 
 def save(model, path, *, include_optimizer=False, callback_states=None):
-    """Write ``model`` to ``path`` (see `MLP.save`); ``callback_states`` (JSON-ready,
-    with ``include_optimizer``) are the states a `BackupAndRestore` keeps of the
-    fit's callbacks (read back with `callback_states`)."""
-    path = os.fspath(path)
-    folder = _check_target(path)
+    """Write ``model`` to ``path`` (see `MLP.save`) with `write_atomically`;
+    ``callback_states`` (JSON-ready, with ``include_optimizer``) are the states a
+    `BackupAndRestore` keeps of the fit's callbacks (read back with `callback_states`)."""
+    _check_target(path, "save")  # before any work
     arrays = {"mlp_format": np.asarray(FORMAT_VERSION if include_optimizer else 1),
               "config": np.asarray(json.dumps(model.get_config()))}
     for i, (W, b) in enumerate(model.get_weights()):
@@ -178,26 +215,7 @@ def save(model, path, *, include_optimizer=False, callback_states=None):
         for i, leaf in enumerate(tree_leaves(model.optimizer_state_)):
             arrays[f"opt_state_{i}"] = model.backend.to_numpy(leaf)
         arrays.update(_training_arrays(model, callback_states))
-    mode = _new_file_mode(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".mlp-", suffix=".tmp", dir=folder)
-    except OSError as exc:
-        raise _save_error(exc, path, f"cannot create a file in {folder!r}") from exc
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fchmod(fh.fileno(), mode)
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        _remove(tmp)
-        if tmp in (exc.filename, exc.filename2):  # name the user's path, not ours
-            raise _save_error(exc, path, "the write failed") from exc
-        raise
-    except BaseException:
-        _remove(tmp)
-        raise
+    write_atomically(path, lambda fh: np.savez(fh, **arrays))
 
 
 def _remove(tmp):

@@ -382,16 +382,23 @@ def run_function(model, optimizer, alpha, clip_norm):
                                             clip_norm))
 
 
-def _params_finite(model, params) -> bool:
-    """Whether every weight is finite: one compiled reduction over all layers."""
+def _largest_weight(model, params) -> float:
+    """The largest ``|weight|`` over all layers (NaN or inf if any weight is): one compiled
+    reduction."""
     xp = model.xp
 
-    def largest_magnitudes(params):  # finite arrays have finite largest magnitudes
+    def largest_magnitudes(params):
         return xp.stack([xp.max(xp.abs(a)) for pair in params for a in pair])
 
     check = model._compiled(("largest magnitudes",),
                             lambda: model.backend.jit(largest_magnitudes))
-    return all_finite(np, model.backend.to_numpy(check(params)))
+    values = model.backend.to_numpy(check(params))
+    return float(np.max(values)) if all_finite(np, values) else math.inf
+
+
+def _params_finite(model, params) -> bool:
+    """Whether every weight is finite."""
+    return math.isfinite(_largest_weight(model, params))
 
 
 class Trainer:
@@ -450,8 +457,7 @@ class Trainer:
         try:
             while state.epoch < self.end and not model.stop_training:
                 self.run_chunk(self.planner.next(self.end - state.epoch))
-            if not _params_finite(model, state.params):
-                self.diverged(state.epoch - 1, "the weights became NaN or infinite")
+            self.check_final_weights()
             completed = True
         finally:
             model.optimizer_state_, model.optimizer_ = state.opt_state, self.optimizer
@@ -544,6 +550,18 @@ class Trainer:
         fn = model._compiled(("training_loss",), lambda spec=model._spec: model.backend.jit(
             lambda p, x, y, w: core.loss_value(spec, p, x, y, w)))
         return float(fn(params, data.x, data.y, data.w))
+
+    def check_final_weights(self) -> None:
+        """The last step's weights were never evaluated: refuse NaN/inf weights, and
+        weights so large (beyond sqrt of the dtype's largest value) that the forward
+        pass may overflow, unless their training loss is finite."""
+        largest = _largest_weight(self.model, self.state.params)
+        if not math.isfinite(largest):
+            self.diverged(self.state.epoch - 1, "the weights became NaN or infinite")
+        limit = math.sqrt(float(np.finfo(self.model.dtype_name).max))
+        if largest > limit and not math.isfinite(self.training_loss(self.state.params)):
+            self.diverged(self.state.epoch - 1, "the loss of the final weights became NaN "
+                          "or infinite")
 
     def last_finite_weights(self):
         """``(epoch, weights)``: the latest epoch start whose training loss is finite

@@ -425,7 +425,7 @@ def test_save_errors_name_the_users_path(tmp_path, monkeypatch):
 
     monkeypatch.setattr(tempfile, "mkstemp", no_permission)
     target = tmp_path / "m.npz"
-    with pytest.raises(PermissionError, match=r"cannot save the model to '.*m\.npz': cannot "
+    with pytest.raises(PermissionError, match=r"cannot save to '.*m\.npz': cannot "
                                               r"create a file in .*Permission denied") as info:
         model.save(target)
     assert ".mlp-" not in str(info.value)
@@ -435,7 +435,7 @@ def test_save_errors_name_the_users_path(tmp_path, monkeypatch):
         raise PermissionError(13, "Permission denied", src, dst)
 
     monkeypatch.setattr(os, "replace", replace_fails)
-    with pytest.raises(PermissionError, match=r"cannot save the model to '.*m\.npz': the write "
+    with pytest.raises(PermissionError, match=r"cannot save to '.*m\.npz': the write "
                                               r"failed \(Permission denied\)") as info:
         model.save(target)
     assert ".mlp-" not in str(info.value)
@@ -450,7 +450,7 @@ def test_save_into_a_read_only_folder(tmp_path):
     folder.mkdir()
     folder.chmod(0o500)
     try:
-        with pytest.raises(PermissionError, match=r"cannot save the model to '.*ro/m\.npz'"):
+        with pytest.raises(PermissionError, match=r"cannot save to '.*ro/m\.npz'"):
             mlp.MLP([3, 2], backend="numpy", seed=0).save(folder / "m.npz")
     finally:
         folder.chmod(0o700)
@@ -464,3 +464,24 @@ def test_io_does_not_import_the_model():
     tree = ast.parse(pathlib.Path(mlp.io.__file__).read_text())
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert "model" not in imported and "mlp.model" not in imported
+
+
+def test_save_never_replaces_a_device_or_a_pipe_and_writes_through_a_link(tmp_path):
+    model = mlp.MLP([3, 2], backend="numpy", seed=0)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match=r"it is not a regular file .* not replaced"):
+        model.save(fifo)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    target, link = tmp_path / "real.npz", tmp_path / "link.npz"
+    mlp.MLP([3, 2], backend="numpy", seed=1).save(target)
+    os.symlink(target, link)
+    model.save(link)
+    assert os.path.islink(link)  # the link stays a link; the file it names is the new model
+    np.testing.assert_array_equal(mlp.load(target).get_weights()[0][0], model.get_weights()[0][0])
+
+
+@pytest.mark.parametrize("path", [None, 3, b"m.npz"])
+def test_save_refuses_paths_that_are_not_file_names(tmp_path, path):
+    with pytest.raises(TypeError, match=r"cannot save: the path must be a file name|as str"):
+        mlp.MLP([3, 2], backend="numpy", seed=0).save(path)

@@ -222,7 +222,8 @@ def test_export_replaces_a_file_and_a_failed_write_keeps_the_old_one(tmp_path, m
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(os, "replace", broken_replace)
-    with pytest.raises(PermissionError, match=re.escape(f"cannot write {str(path)!r}")):
+    with pytest.raises(PermissionError,
+                       match=re.escape(f"cannot write the ONNX file to {str(path)!r}")):
         model.export_onnx(path)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["m.onnx"]
@@ -232,10 +233,11 @@ def test_errors_name_the_users_path(tmp_path):
     model = _trained("numpy", "float32")
     missing = tmp_path / "no" / "m.onnx"
     with pytest.raises(FileNotFoundError,
-                       match=re.escape(f"cannot write {str(missing)!r}: folder")):
+                       match=re.escape(f"cannot write the ONNX file to {str(missing)!r}: folder")):
         model.export_onnx(missing)
     with pytest.raises(IsADirectoryError,
-                       match=re.escape(f"cannot write {str(tmp_path)!r}: it is a folder")):
+                       match=re.escape(f"cannot write the ONNX file to {str(tmp_path)!r}: "
+                                       "it is a folder")):
         model.export_onnx(tmp_path)
     with pytest.raises(TypeError, match="path must be a file path"):
         model.export_onnx(3)

@@ -542,3 +542,17 @@ def test_summary(backend, capsys):
         assert part in text, part
     assert "total parameters: 17,226" in text
     assert model.n_params == 64 * 128 + 128 + 128 * 64 + 64 + 64 * 10 + 10 == 17226
+
+
+def test_a_last_step_whose_weights_overflow_the_forward_pass_is_caught(backend):
+    """The last step's weights are never seen by an epoch's loss: weights so large that
+    the forward pass overflows (finite, ~1e27) must not be returned as a trained model."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 4))
+    y = (x[:, 0] > 0).astype(int) + (x[:, 1] > 0)
+    model = mlp.MLP([4, 8, 3], loss="cross_entropy", seed=0, backend=backend)
+    with np.errstate(all="ignore"), pytest.raises(mlp.TrainingDivergedError,
+                                                  match="the loss of the final weights"):
+        model.fit(x * 1e30, y, epochs=1, optimizer="sgd", batch_size=None)
+    assert np.isfinite(model.loss(x, y))
+    assert np.all(np.isfinite(backend.to_numpy(model.predict(x))))
