@@ -230,7 +230,11 @@ def enable_compilation_cache(path: str | os.PathLike) -> str:
     from jax.experimental.compilation_cache import compilation_cache
 
     path = os.path.abspath(os.fspath(path))
-    os.makedirs(path, exist_ok=True)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"the JAX compilation cache needs a folder it can create or use, "
+                         f"but {path!r} is not one ({exc.strerror or exc})") from exc
     if jax.config.jax_compilation_cache_dir != path:
         compilation_cache.reset_cache()  # JAX decides at its first compilation otherwise
     compilation_cache.set_cache_dir(path)
@@ -249,5 +253,9 @@ def create() -> Backend:
         ) from exc
     cache = os.environ.get(CACHE_ENV_VAR, "").strip()
     if cache:
-        enable_compilation_cache(cache)
+        try:
+            enable_compilation_cache(cache)
+        except ValueError as exc:
+            raise ValueError(f"${CACHE_ENV_VAR}={cache!r}: {exc}; set it to a folder, or "
+                             "unset it to compile without a cache") from exc
     return JaxBackend(jax)

@@ -404,12 +404,30 @@ def _checked_state(zf, members, shapes, model, opt):
     return tree_unflatten(template, leaves)
 
 
+def _check_registered(config, name):
+    """A model of a user's own activation or loss loads only once it is registered in
+    this process: say so, rather than calling the (sound) file damaged."""
+    from .activations import ACTIVATIONS
+    from .losses import LOSSES
+
+    wanted = [("activation", ACTIVATIONS, "register_activation"),
+              ("output_activation", ACTIVATIONS, "register_activation"),
+              ("loss", LOSSES, "register_loss")]
+    for key, registry, register in wanted:
+        value = config.get(key)
+        if isinstance(value, str) and value and value not in registry:
+            raise ModelFileError(f"{name} holds a model with {key} {value!r}, which is not "
+                                 f"registered in this process: call mlp.{register}(...) for "
+                                 f"{value!r} before loading it")
+
+
 def _load_model(zf, members, name, backend, model_class):
 
     shapes = {key: _header(zf, info) for key, info in members.items()}
     _format_version(zf, members, shapes, name)
     config = _json_entry(zf, members, "config", shapes)
     model_class._arguments(config)  # the keys
+    _check_registered(config, name)
     layer_sizes = check_layer_sizes(config["layer_sizes"])
     _check_weight_shapes(layer_sizes, shapes)
     model = model_class._without_weights(config, backend=backend)

@@ -549,6 +549,11 @@ def get_optimizer(optimizer, learning_rate=None):
             raise ValueError(f"unknown optimizer {optimizer!r}; known: {', '.join(OPTIMIZERS)}")
         cls = OPTIMIZERS[key]
         return cls() if learning_rate is None else cls(learning_rate=learning_rate)
+    if isinstance(optimizer, type):  # e.g. optimizer=Adam instead of Adam()
+        raise TypeError(f"optimizer must be an optimizer object, got the class "
+                        f"{optimizer.__name__}: write {optimizer.__name__}() (with its "
+                        f"settings, e.g. {optimizer.__name__}(learning_rate=1e-3)) or a name "
+                        f"such as {optimizer.__name__.lower()!r}")
     if hasattr(optimizer, "init") and hasattr(optimizer, "update"):
         if learning_rate is not None:
             raise ValueError("learning_rate was given twice: pass it to the optimizer object "

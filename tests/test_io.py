@@ -485,3 +485,16 @@ def test_save_never_replaces_a_device_or_a_pipe_and_writes_through_a_link(tmp_pa
 def test_save_refuses_paths_that_are_not_file_names(tmp_path, path):
     with pytest.raises(TypeError, match=r"cannot save: the path must be a file name|as str"):
         mlp.MLP([3, 2], backend="numpy", seed=0).save(path)
+
+
+def test_loading_a_users_activation_before_registering_it_says_to_register_it(tmp_path):
+    path = tmp_path / "ss.npz"
+    mlp.register_activation("softsign_io_test", lambda xp, z: z / (1.0 + xp.abs(z)),
+                            lambda xp, d, z, a: d / (1.0 + xp.abs(z)) ** 2)
+    try:
+        mlp.MLP([3, 4, 1], activation="softsign_io_test", backend="numpy", seed=0).save(path)
+    finally:
+        del mlp.activations.ACTIVATIONS["softsign_io_test"]
+    with pytest.raises(ModelFileError, match=r"activation 'softsign_io_test', which is not "
+                                             r"registered .* mlp\.register_activation"):
+        mlp.load(path, backend="numpy")

@@ -180,3 +180,12 @@ def test_a_first_fit_compiles_a_handful_of_programs(count_jax_compiles):
     model.fit(x, y, epochs=1, batch_size=32, validation_split=0.25)
     # the split (one gather program) and the run and metrics on the new row counts
     assert count_jax_compiles.compiles - before <= 3
+
+
+def test_a_cache_dir_that_is_a_file_is_a_clear_error(tmp_path):
+    import backends
+
+    afile = tmp_path / "notadir"
+    afile.write_text("x")
+    with pytest.raises(ValueError, match=r"compilation cache needs a folder .*notadir"):
+        backends.enable_compilation_cache(afile)

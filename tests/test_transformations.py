@@ -510,3 +510,8 @@ def test_a_chain_and_its_state_round_trip_through_a_file(backend, tmp_path):
     with pytest.raises(ValueError, match="cannot save optimizer"):
         model.optimizer_ = _user_sgd(0.1)
         model.save(tmp_path / "user.npz", include_optimizer=True)
+
+
+def test_an_optimizer_class_instead_of_an_object_says_how_to_write_it():
+    with pytest.raises(TypeError, match=r"got the class Adam: write Adam\(\)"):
+        O.get_optimizer(O.Adam)
