@@ -1,9 +1,10 @@
 """The compiled pieces the estimators train with: one epoch of mini-batch steps,
 the full-batch loss and gradient for L-BFGS, and the forward pass.
 
-Each is built from the core (`mlp.steps.make_step`, `mlp.core.loss_and_gradients`,
-`mlp.core.forward`) and an optimizer of `mlp.optimizers`, compiled once per backend and network
-with `Backend.jit`, and shared by every estimator (JAX compiles per new shape).
+Each is built from the core (`mlp.steps.make_step`,
+`mlp.core.loss_and_gradients`, `mlp.core.forward`) and an optimizer of
+`mlp.optimizers`, compiled once per backend and network with `Backend.jit`,
+and shared by every estimator (JAX compiles per new shape).
 
 scikit-learn's step, for a batch with row weights ``w`` (sum ``S``), is
 
