@@ -87,6 +87,13 @@ def l2_penalty(xp, params, alpha: float):
     return 0.5 * alpha * total
 
 
+def has_l2(alpha) -> bool:
+    """Whether ``alpha`` adds an L2 term: a nonzero number, or any array (a traced
+    coefficient such as scikit-learn's ``alpha / sum(w_batch)`` is not known while
+    compiling, so it always counts)."""
+    return not isinstance(alpha, (int, float)) or alpha != 0
+
+
 def loss_and_gradients(spec: NetworkSpec, params, x, y, alpha: float = 0.0, weights=None):
     """The mean loss and its exact gradients, from one forward pass.
 
@@ -96,7 +103,7 @@ def loss_and_gradients(spec: NetworkSpec, params, x, y, alpha: float = 0.0, weig
     x : array, (n, n_features)
     y : array, (n, n_outputs)
         Targets as the loss expects them (one-hot rows for cross-entropy).
-    alpha : float
+    alpha : float or 0-d array
         L2 penalty ``0.5 * alpha * sum ||W||^2`` added to the loss (weights only).
     weights : array, (n,), or None
         Non-negative row weights in the model's dtype: the loss becomes
@@ -128,12 +135,12 @@ def loss_and_gradients(spec: NetworkSpec, params, x, y, alpha: float = 0.0, weig
     for i in range(n_layers - 1, -1, -1):
         W = params[i][0]
         dW = inputs[i].T @ delta
-        if alpha:
+        if has_l2(alpha):
             dW = dW + alpha * W
         grads[i] = (dW, xp.sum(delta, axis=0))
         if i > 0:
             delta = spec.hidden.backward(xp, delta @ W.T, zs[i - 1], inputs[i])
-    if alpha:
+    if has_l2(alpha):
         loss = loss + l2_penalty(xp, params, alpha)
     return loss, grads
 

@@ -26,6 +26,7 @@ from sklearn.preprocessing import LabelBinarizer  # noqa: E402
 from sklearn.utils.class_weight import compute_sample_weight  # noqa: E402
 
 from mlp.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
+from tests._sklearn_ci import numpy_only  # noqa: E402
 
 X_IRIS, Y_IRIS = load_iris(return_X_y=True)
 X_REG, Y_REG = make_regression(n_samples=60, n_features=5, n_targets=2, noise=1.0,
@@ -125,6 +126,7 @@ def test_integer_sample_weights_equal_repeated_rows(backend):
 
 @pytest.mark.parametrize("class_weight", ["balanced", {0: 1.0, 1: 3.0, 2: 0.5}])
 def test_class_weight_is_a_per_row_sample_weight(backend, class_weight):
+    numpy_only(backend)
     x, y = X_IRIS[:120], Y_IRIS[:120]  # unbalanced: 50, 50, 20
     kw = dict(hidden_layer_sizes=(5,), max_iter=5, random_state=0, backend=backend)
     ours = _quiet(MLPClassifier(**kw, class_weight=class_weight).fit, x, y,
@@ -140,6 +142,7 @@ def test_class_weight_is_a_per_row_sample_weight(backend, class_weight):
                                     np.array([1, 2, 3]), np.array([1.0, 2.0, 3.0])],
                          ids=["strings", "one-based", "whole-floats"])
 def test_any_labels_come_back_as_given(backend, labels):
+    numpy_only(backend)
     y = labels[Y_IRIS]
     clf = _quiet(MLPClassifier(hidden_layer_sizes=(10,), max_iter=50, random_state=0,
                                learning_rate_init=0.01, backend=backend).fit, X_IRIS, y)
@@ -154,6 +157,7 @@ def test_any_labels_come_back_as_given(backend, labels):
 
 
 def test_pandas_categorical_labels_and_feature_names(backend):
+    numpy_only(backend)
     pd = pytest.importorskip("pandas")
     frame = pd.DataFrame(X_IRIS, columns=["a", "b", "c", "d"])
     y = pd.Categorical.from_codes(Y_IRIS, ["s", "ve", "vi"])
@@ -166,6 +170,7 @@ def test_pandas_categorical_labels_and_feature_names(backend):
 
 
 def test_multilabel_and_multioutput_shapes(backend):
+    numpy_only(backend)
     x, Y = make_multilabel_classification(n_samples=40, n_features=6, n_classes=4,
                                           random_state=0)
     clf = _quiet(MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0,
@@ -191,6 +196,23 @@ def test_poisson_predictions_are_positive_and_match_scikit_learn(backend):
         MLPRegressor(loss="poisson", backend=backend).fit(x, y - 10.0)
 
 
+def test_weighted_poisson_loss_curve_equals_scikit_learns(backend):
+    """Two outputs, row weights, a last batch of another size: scikit-learn's ``loss_``
+    holds Poisson's data-only term ``y log y - y`` (added on the host, batch by batch)."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(50, 3))
+    y = rng.poisson(np.exp(0.3 * x[:, :2])).astype(float)
+    w = rng.uniform(0.2, 2.0, size=50)
+    kw = dict(loss="poisson", hidden_layer_sizes=(5,), max_iter=6, batch_size=16, alpha=0.01,
+              learning_rate_init=0.01, random_state=0)
+    theirs = _quiet(sk.MLPRegressor(**kw).fit, x, y, sample_weight=w)
+    ours = _quiet(MLPRegressor(**kw, backend=backend).fit, x, y, sample_weight=w)
+    assert ours.n_iter_ == theirs.n_iter_ == 6
+    _close(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_, backend)
+    assert ours.loss_curve_ == pytest.approx(theirs.loss_curve_, rel=1e-9)
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-9)
+
+
 def test_dtype_follows_the_input_or_is_forced(backend):
     x32 = X_IRIS.astype(np.float32)
     kw = dict(hidden_layer_sizes=(4,), max_iter=2, random_state=0, backend=backend)
@@ -202,6 +224,7 @@ def test_dtype_follows_the_input_or_is_forced(backend):
 
 
 def test_sparse_input_equals_dense(backend):
+    numpy_only(backend)
     sparse = pytest.importorskip("scipy.sparse")
     kw = dict(hidden_layer_sizes=(4,), max_iter=3, random_state=0, backend=backend)
     dense = _quiet(MLPClassifier(**kw).fit, X_IRIS, Y_IRIS)
@@ -228,6 +251,7 @@ def test_pickle_clone_and_partial_fit_after_reload(backend, tmp_path):
 
 
 def test_a_backend_object_pickles_by_name(backend):
+    numpy_only(backend)
     est = _quiet(MLPClassifier(hidden_layer_sizes=(3,), max_iter=2, backend=backend).fit,
                  X_IRIS, Y_IRIS)
     copy = pickle.loads(pickle.dumps(est))
@@ -236,6 +260,7 @@ def test_a_backend_object_pickles_by_name(backend):
 
 
 def test_pipeline_grid_search_and_cross_val_score(backend):
+    numpy_only(backend)
     from sklearn.model_selection import GridSearchCV, cross_val_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler

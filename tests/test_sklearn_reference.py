@@ -4,8 +4,8 @@ The installed scikit-learn's ``sklearn/neural_network/tests/test_mlp.py`` is
 the reference users hold a drop-in replacement to: it is read from the
 installed package (so it follows the installed version), its one import of
 the estimators is pointed at `mlp.sklearn`, and every test it defines runs
-here unchanged, once per backend (through ``$MLP_BACKEND``, which the
-estimators' ``backend=None`` reads). The
+here unchanged on NumPy, and `EVERY_BACKEND` of them on every backend
+(through ``$MLP_BACKEND``, which the estimators' ``backend=None`` reads). The
 few that read scikit-learn's private internals are listed in `NOT_APPLICABLE`
 with the reason.
 """
@@ -16,10 +16,17 @@ import pathlib
 
 import pytest
 
+from tests._sklearn_ci import numpy_only
+
 sklearn = pytest.importorskip("sklearn")
 
 _SOURCE = pathlib.Path(sklearn.__file__).parent / "neural_network" / "tests" / "test_mlp.py"
 _IMPORT = "from sklearn.neural_network import MLPClassifier, MLPRegressor"
+
+#: The tests that run on every backend (the others on NumPy, in CI's time budget,
+#: `tests._sklearn_ci`): the exact gradient, an L-BFGS fit, and the stochastic
+#: solvers' partial_fit against a full fit.
+EVERY_BACKEND = {"test_gradient", "test_lbfgs_classification", "test_partial_fit_regression"}
 
 #: Tests that exercise scikit-learn's private methods, not behaviour.
 NOT_APPLICABLE = {
@@ -37,9 +44,11 @@ def _load():
 
 
 @pytest.fixture(autouse=True)
-def _estimators_on(backend, monkeypatch):
+def _estimators_on(request, backend, monkeypatch):
     """Every reference test runs once per backend: the estimators' ``backend=None``
     reads ``$MLP_BACKEND``."""
+    if request.function.__name__ not in EVERY_BACKEND:
+        numpy_only(backend)
     monkeypatch.setenv("MLP_BACKEND", backend.name)
 
 

@@ -1,4 +1,4 @@
-"""Small adapters from scikit-learn's MLP objective to mlp's core.
+"""Thin adapters from scikit-learn's MLP objective to mlp's core.
 
 scikit-learn's MLP minimises, per batch ``B`` with row weights ``w`` (ones by
 default) and ``S = sum(w[B])``,
@@ -6,104 +6,70 @@ default) and ``S = sum(w[B])``,
     sum_{i in B} w_i * l_i / S  +  0.5 * alpha * sum ||W||^2 / S
 
 where ``l_i`` is row ``i``'s loss *summed over the outputs* (half squared
-error, half Poisson deviance, or the log-loss). mlp's core losses are means
-over every element (``mse``, ``binary_cross_entropy``) or over rows
-(``cross_entropy``), unweighted. The adapters here bridge the two without a
-second copy of the core's math:
-
-- `sklearn_loss` wraps a core loss: targets travel as ``(y, w)``; the weights
-  are folded into the output delta (row ``i`` times ``w_i``) and into the
-  loss's own sums, then both are rescaled to the weighted mean above;
-- `POISSON` is the half Poisson deviance with a log link (``exp`` output),
-  which the core does not have yet;
-- the L2 term and the learning rate are applied by the solver (`_solver`).
-
-When the core's losses take per-row weights and a Poisson loss, these
-adapters shrink to a lookup.
+error, half Poisson deviance, or the log-loss). The core's losses
+(`mlp.losses`) take the same weights and give ``sum_i w_i * l_i / S`` with
+``l_i`` the *mean* over the outputs for the elementwise losses (``mse``,
+``binary_cross_entropy``, ``poisson``) and the row's loss for
+``cross_entropy``. So the only adapter is `SumOverOutputs`: the core loss's
+value and delta times ``n_outputs`` (elementwise losses only). The L2 term
+(coefficient ``alpha / S``) is the core's (`._solver`), and Poisson's
+constant ``y*log(y) - y``, which scikit-learn reports in ``loss_`` but which
+does not depend on the network, is added on the host (`poisson_constant`).
 """
 
 from __future__ import annotations
 
 from functools import cache
 
-from ..activations import Activation, get_activation
+import numpy as np
+from scipy.special import xlogy
+
+from ..activations import get_activation
 from ..core import NetworkSpec
 from ..losses import Loss, get_loss
 
 
-class _RowWeightedSums:
-    """``xp`` whose full reductions ``sum(x)`` weight row ``i`` of ``x`` by ``w[i]``.
+class SumOverOutputs:
+    """The core loss ``base`` with row losses summed over the outputs, not averaged.
 
-    A core loss computes its value as ``sum(per-element terms) / count``; seen
-    through this namespace the same code gives ``sum_i w_i * terms_i / count``.
-    Reductions along an axis (log-sum-exp, ...) are untouched.
+    For an elementwise loss, value and ``delta`` are ``base``'s times
+    ``n_outputs``; a row loss (cross-entropy) is itself. Everything else is
+    ``base``'s (the core reads ``value``, ``value_and_delta`` and ``needs_output``).
     """
 
-    def __init__(self, xp, weights):
-        self._xp, self._weights = xp, weights
+    def __init__(self, base: Loss):
+        self.base = base
 
     def __getattr__(self, name):
-        return getattr(self._xp, name)
+        return getattr(self.base, name)
 
-    def sum(self, x, /, *, axis=None, **kwargs):
-        if axis is not None:
-            return self._xp.sum(x, axis=axis, **kwargs)
-        w = self._xp.reshape(self._weights, (-1,) + (1,) * (x.ndim - 1))
-        return self._xp.sum(x * w, **kwargs)
+    def _outputs(self, z):
+        return z.shape[1] if self.base.elementwise else 1
 
+    def value(self, xp, z, a, y, weights=None):
+        return self.base.value(xp, z, a, y, weights) * self._outputs(z)
 
-def _poisson_value(xp, z, a, y):
-    # half Poisson deviance with log link: exp(z) - y*z + y*log(y) - y (y*log(y) = 0 at y = 0)
-    ylogy = y * xp.log(xp.where(y > 0, y, 1.0))
-    return xp.sum(a - y * z + ylogy - y) / (y.shape[0] * y.shape[1])
-
-
-def _poisson_value_and_delta(xp, z, a, y, output):
-    return _poisson_value(xp, z, a, y), (a - y) * (1.0 / (y.shape[0] * y.shape[1]))
-
-
-#: The exp output of a log link; its backward is ``delta * exp(z)``.
-EXP = Activation("exp", lambda xp, z: xp.exp(z), lambda xp, delta, z, a: delta * a)
-
-#: Half Poisson deviance, mean over all elements, fused with the exp output.
-POISSON = Loss("poisson", value=_poisson_value, value_and_delta=_poisson_value_and_delta,
-               default_output="exp", allowed_outputs=("exp",))
+    def value_and_delta(self, xp, z, a, y, output, weights=None):
+        loss, delta = self.base.value_and_delta(xp, z, a, y, output, weights)
+        k = self._outputs(z)
+        return (loss, delta) if k == 1 else (loss * k, delta * k)
 
 
 @cache
-def sklearn_loss(name: str) -> Loss:
-    """The core loss ``name`` (or ``"poisson"``) as scikit-learn's weighted objective.
+def sklearn_loss(name: str) -> SumOverOutputs:
+    """The core loss ``name`` as scikit-learn's objective (cached: one object per name)."""
+    return SumOverOutputs(get_loss(name))
 
-    Targets are a pair ``(y, w)``: ``y: (n, n_outputs)`` as the core loss
-    expects it, ``w: (n,)`` row weights or None. Value and delta are those of
-    ``sum_i w_i * l_i / sum(w)`` with ``l_i`` summed over the outputs.
-    Cached, so equal names give the same object (compiled code is shared).
+
+def poisson_constant(Y):
+    """Row terms ``c_i = sum_j (y_ij log y_ij - y_ij)`` (0 log 0 = 0): ``(n,)``, on the host.
+
+    scikit-learn's Poisson ``loss_`` is the core's Poisson loss plus the
+    weighted mean of ``c_i`` over the batch's rows; it does not depend on the
+    network, so it is a reporting term only.
     """
-    base = POISSON if name == "poisson" else get_loss(name)
-    per_row_mean = name == "cross_entropy"  # the core already sums over the classes
-
-    def value_and_delta(xp, z, a, y, output):
-        targets, w = y
-        n = targets.shape[0]
-        outputs = 1 if per_row_mean else targets.shape[1]
-        if w is None:
-            loss, delta = base.value_and_delta(xp, z, a, targets, output)
-            return (loss, delta) if outputs == 1 else (loss * outputs, delta * outputs)
-        loss, delta = base.value_and_delta(_RowWeightedSums(xp, w), z, a, targets, output)
-        scale = (n * outputs) / xp.sum(w)
-        return loss * scale, delta * (xp.reshape(w, (-1, 1)) * scale)
-
-    def value(xp, z, a, y):
-        targets, w = y
-        outputs = 1 if per_row_mean else targets.shape[1]
-        if w is None:
-            return base.value(xp, z, a, targets) * outputs
-        loss = base.value(_RowWeightedSums(xp, w), z, a, targets)
-        return loss * (targets.shape[0] * outputs) / xp.sum(w)
-
-    return Loss(f"sklearn_{name}", value=value, value_and_delta=value_and_delta,
-                default_output=base.default_output, allowed_outputs=base.allowed_outputs,
-                needs_output=base.needs_output)
+    Y = np.asarray(Y, dtype=np.float64)
+    return np.sum(xlogy(Y, Y) - Y, axis=1)
 
 
 #: scikit-learn's activation names -> mlp's.
@@ -115,12 +81,9 @@ OUTPUT_LOSSES = {"softmax": "cross_entropy", "logistic": "binary_cross_entropy",
                  "identity": "mse", "exp": "poisson"}
 
 
-def _activation(name: str, hidden: bool) -> Activation:
-    return EXP if name == "exp" else get_activation(ACTIVATION_NAMES[name], hidden=hidden)
-
-
 @cache
 def network_spec(xp, activation: str, out_activation: str) -> NetworkSpec:
     """The core's `NetworkSpec` for scikit-learn's names (cached: one object per network)."""
-    return NetworkSpec(xp, _activation(activation, True), _activation(out_activation, False),
+    return NetworkSpec(xp, get_activation(ACTIVATION_NAMES[activation], hidden=True),
+                       get_activation(ACTIVATION_NAMES[out_activation], hidden=False),
                        sklearn_loss(OUTPUT_LOSSES[out_activation]))

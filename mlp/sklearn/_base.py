@@ -19,7 +19,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from backends import Backend, resolve_backend
 
 from . import _solver
-from ._adapters import network_spec
+from ._adapters import network_spec, poisson_constant
 from ._data import caller_namespace, dense, to_caller, to_host
 from ._lbfgs import LbfgsSolver
 from ._stochastic import StochasticSolver
@@ -75,6 +75,18 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
 
     def _spec(self, be):
         return network_spec(be.xp, self.activation, self.out_activation_)
+
+    def _loss_constant(self, Y, sample_weight, rows=slice(None)):
+        """What scikit-learn's ``loss_`` adds to the core's loss on ``Y[rows]``: Poisson's
+        data-only term (`._adapters.poisson_constant`, weighted mean over the rows); 0
+        for the other losses."""
+        if self.out_activation_ != "exp":
+            return 0.0
+        c = poisson_constant(Y[rows])
+        if sample_weight is None:
+            return float(np.mean(c))
+        w = np.asarray(sample_weight)[rows]
+        return float(np.dot(w, c) / np.sum(w))
 
     def _device_params(self, be, dtype):
         return [(be.asarray(W, dtype), be.asarray(b, dtype))

@@ -23,8 +23,14 @@ class LbfgsSolver:
         theta = np.concatenate([W.ravel() for W in self.coefs_]
                                + list(self.intercepts_)).astype(np.float64)
         iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
+        constant = self._loss_constant(Y, sample_weight)  # scikit-learn's reported objective
+
+        def objective(packed, *args):
+            loss, grad = self._backend_loss_grad(be, packed, *args)
+            return loss + constant, grad
+
         result = scipy.optimize.minimize(
-            self._loss_grad_lbfgs, theta, args=tuple(data), method="L-BFGS-B", jac=True,
+            objective, theta, args=tuple(data), method="L-BFGS-B", jac=True,
             options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol,
                      **_get_additional_lbfgs_options_dict("iprint", iprint)})
         self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
@@ -46,8 +52,10 @@ class LbfgsSolver:
         Returns ``(loss, flat gradient as float64)``; the work runs on the backend.
         """
         be = self._backend()
+        constant = self._loss_constant(np.asarray(Y), sample_weight)
         with be.precision(self.coefs_[0].dtype):
-            return self._backend_loss_grad(be, packed, X, Y, sample_weight)
+            loss, grad = self._backend_loss_grad(be, packed, X, Y, sample_weight)
+            return loss + constant, grad
 
     def _backend_loss_grad(self, be, packed, X, Y, sample_weight):
         dtype = be.dtype(self.coefs_[0].dtype.name)

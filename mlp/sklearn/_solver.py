@@ -1,9 +1,10 @@
 """The compiled pieces the estimators train with: one epoch of mini-batch steps,
 the full-batch loss and gradient for L-BFGS, and the forward pass.
 
-Each is built from the core (`mlp.core.loss_and_gradients`, `mlp.core.forward`)
-and an optimizer of `mlp.optimizers`, compiled once per backend and network
-with `Backend.jit`, and shared by every estimator (JAX compiles per new shape).
+Each is built from the core (`mlp.steps.make_step`,
+`mlp.core.loss_and_gradients`, `mlp.core.forward`) and an optimizer of
+`mlp.optimizers`, compiled once per backend and network with `Backend.jit`,
+and shared by every estimator (JAX compiles per new shape).
 
 scikit-learn's step, for a batch with row weights ``w`` (sum ``S``), is
 
@@ -20,8 +21,8 @@ state, `mlp.optimizers.with_learning_rate_scale`: no recompilation).
 
 from __future__ import annotations
 
-from .. import core
-from ..optimizers import Adam, apply_updates, chain, scale_by_learning_rate, trace
+from .. import core, steps
+from ..optimizers import Adam, chain, scale_by_learning_rate, trace
 from ..steps import Packer
 
 #: Pack layers whose weights average at most this many entries (see `make_epoch`).
@@ -52,29 +53,25 @@ def make_optimizer(solver, learning_rate_init, momentum, nesterovs_momentum, bet
     return Adam(float(learning_rate_init), float(beta_1), float(beta_2), float(epsilon))
 
 
-def _with_l2(xp, grads, params, l2):
-    return [(dW + l2 * W, db) for (dW, db), (W, _) in zip(grads, params)]
+def l2_coefficient(xp, alpha, x, w):
+    """scikit-learn's per-batch L2 coefficient ``alpha / S``, ``S = sum(w)`` (rows if None)."""
+    if not alpha:
+        return 0.0
+    return alpha / (x.shape[0] if w is None else xp.sum(w))
 
 
 def make_step(spec, optimizer, alpha, packer=None):
     """``step(params, state, x, y, w) -> (params, state, loss)`` for one batch.
 
+    `mlp.steps.make_step` with the L2 coefficient of the batch (`l2_coefficient`);
     ``w`` is None (unweighted) or the batch's row weights. ``loss`` includes
     the L2 term, as scikit-learn's batch loss does.
     """
     xp = spec.xp
 
     def step(params, state, xb, yb, wb):
-        layers = params if packer is None else packer.unpack(params)
-        loss, grads = core.loss_and_gradients(spec, layers, xb, (yb, wb))
-        if packer is not None:
-            grads = packer.pack(grads)
-        if alpha:
-            l2 = alpha / (xb.shape[0] if wb is None else xp.sum(wb))
-            loss = loss + core.l2_penalty(xp, params, l2)
-            grads = _with_l2(xp, grads, params, l2)
-        updates, state = optimizer.update(grads, state, params)
-        return apply_updates(params, updates), state, loss
+        l2 = l2_coefficient(xp, alpha, xb, wb)
+        return steps.make_step(spec, optimizer, l2, None, packer)(params, state, xb, yb, wb)
 
     return step
 
@@ -127,14 +124,10 @@ def make_loss_and_gradients(backend, spec, alpha):
 
     def f(flat_w, flat_b, shapes, x, y, w):
         packer = Packer(xp, shapes)
-        params = [(flat_w, flat_b)]
-        loss, grads = core.loss_and_gradients(spec, packer.unpack(params), x, (y, w))
-        grads = packer.pack(grads)
-        if alpha:
-            l2 = alpha / (x.shape[0] if w is None else xp.sum(w))
-            loss = loss + core.l2_penalty(xp, params, l2)
-            grads = _with_l2(xp, grads, params, l2)
-        return loss, grads[0][0], grads[0][1]
+        loss, grads = core.loss_and_gradients(spec, packer.unpack([(flat_w, flat_b)]), x, y,
+                                              l2_coefficient(xp, alpha, x, w), w)
+        (dw, db), = packer.pack(grads)
+        return loss, dw, db
 
     return backend.jit(f, static_argnums=(2,))
 

@@ -106,7 +106,8 @@ class StochasticSolver:
                 state = self._with_learning_rate(state)
                 params, state, loss = epoch(params, state, *data, to(batches),
                                             None if last is None else to(last))
-                if self._end_epoch(be, float(loss), n, params, val) or incremental:
+                loss = float(loss) + self._epoch_constant(Y, w, batches, last)
+                if self._end_epoch(be, loss, n, params, val) or incremental:
                     break
                 if self.n_iter_ == self.max_iter:
                     warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
@@ -116,6 +117,14 @@ class StochasticSolver:
             warnings.warn("Training interrupted by user.", stacklevel=3)
         self._optimizer.state = tree_map(be.to_numpy, state)
         self._store_params(be, self.__dict__.pop("_best_params") if val is not None else params)
+
+    def _epoch_constant(self, Y, w, batches, last):
+        """What scikit-learn's epoch loss adds to ours: each batch's `_loss_constant`,
+        weighted by the batch's size as the batches' losses are (0 unless Poisson)."""
+        if self.out_activation_ != "exp":
+            return 0.0
+        rows = [*batches, *([] if last is None else [last])]
+        return sum(len(r) * self._loss_constant(Y, w, r) for r in rows) / Y.shape[0]
 
     def _with_learning_rate(self, state):
         """``state`` with the current learning rate (SGD's ``invscaling``/``adaptive``)."""
