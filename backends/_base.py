@@ -116,7 +116,8 @@ class Backend:
     def scan(self, body: Callable, carry: Any, xs: Any = None, length: int | None = None):
         """Loop ``body(carry, x) -> (carry, y)`` over the leading axis of ``xs``.
 
-        Returns ``(carry, ys)`` with the ``y``s stacked along a new first axis.
+        Returns ``(carry, ys)`` with the ``y``s (or each entry of tuple ``y``s)
+        stacked along a new first axis.
         ``xs`` is an array, a tuple of arrays (or Nones) with the same leading
         length, or None with ``length`` given. This is `jax.lax.scan`'s
         contract; here it is a plain Python loop.
@@ -129,6 +130,8 @@ class Backend:
             x_i = tuple(None if a is None else a[i, ...] for a in parts)
             carry, y = body(carry, x_i if isinstance(xs, tuple) else x_i[0])
             ys.append(y)
+        if ys and isinstance(ys[0], tuple):  # a tuple of outputs: each stacked
+            return carry, tuple(self.xp.stack(list(y)) for y in zip(*ys))
         return carry, self.xp.stack(ys)
 
     def take_rows(self, array: Any, rows: Any):

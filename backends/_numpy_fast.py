@@ -389,7 +389,8 @@ class _Network:
         return inputs, a
 
     def loss_and_gradients(self, params, grads, x, y, w=None):
-        """The loss; the gradients into ``grads`` (views into the flat gradient).
+        """The loss and the batch's training totals (`mlp.losses.Loss.train_totals`);
+        the gradients into ``grads`` (views into the flat gradient).
         ``w``: the rows' weights or None; weighted, the input rows of weight 0 are zeroed
         and the loss is the pure one (`mlp.losses.Loss.value_and_delta` with weights)."""
         spec, xp, alpha = self.spec, self.spec.xp, self.alpha
@@ -400,6 +401,7 @@ class _Network:
             loss, delta = self._cross_entropy(buf, zs[-1], y)
         else:
             loss, delta = spec.loss.value_and_delta(xp, zs[-1], a, y, spec.output, w)
+        totals = spec.loss.train_totals(xp, zs[-1], a, y, w)  # before zs are reused
         for i in range(len(params) - 1, -1, -1):
             W, (dW, db) = params[i][0], grads[i]
             np.matmul(inputs[i].T, delta, out=dW)
@@ -416,7 +418,7 @@ class _Network:
                     delta = spec.hidden.backward(xp, d, zs[i - 1], inputs[i])
         if alpha:
             loss = loss + l2_penalty(xp, params, alpha)
-        return loss
+        return loss, totals
 
 
 # ------------------------------------------------------------------ the run
@@ -472,37 +474,43 @@ class _Training:
             b.scalars = scalars
 
     def step(self, x, y, w):
-        loss = self.net.loss_and_gradients(self.params, self.grads, x, y, w)
+        """One step; returns the batch's loss and training totals."""
+        loss, totals = self.net.loss_and_gradients(self.params, self.grads, x, y, w)
         u, p, ctx = self.flat_g, self.flat, self.ctx  # the gradients become the updates
         for block in self.blocks:
             block.update(ctx, u, p)
         np.add(p, u, out=p)  # apply_updates: params + updates
-        return loss
+        return loss, totals
 
     def batch(self, x, y, w, rows):
-        """A batch's step: its loss times its size, or with ``w`` its weights' sum."""
+        """A batch's step: its loss times its size (or with ``w`` its weights' sum), and
+        its training totals."""
         xb, yb, wb = self.net.gather(x, y, w, rows)
-        loss = self.step(xb, yb, wb)
-        return loss * rows.shape[-1] if w is None else loss * self.net.spec.xp.sum(wb)
+        loss, totals = self.step(xb, yb, wb)
+        return (loss * rows.shape[-1] if w is None else loss * self.net.spec.xp.sum(wb)), totals
 
     def epoch(self, x, y, w, full, rest):
-        """`mlp.steps._epoch_function`'s epoch: the same sums in the same order."""
+        """`mlp.steps._epoch_function`'s epoch, ``(mean loss, totals)``: the same sums in
+        the same order."""
         if full is None:
             return self.step(x, y, w)
         xp = self.net.spec.xp
         if w is None:  # the batches' losses, summed, times the batch size
-            losses = [self.step(*self.net.gather(x, y, None, full[k, ...]))
-                      for k in range(full.shape[0])]
+            losses, totals = zip(*[self.step(*self.net.gather(x, y, None, full[k, ...]))
+                                   for k in range(full.shape[0])])
             total = xp.sum(xp.stack(losses)) * full.shape[-1]
         else:  # the batches' losses times their weights' sums, summed
-            total = xp.sum(xp.stack([self.batch(x, y, w, full[k, ...])
-                                     for k in range(full.shape[0])]))
+            losses, totals = zip(*[self.batch(x, y, w, full[k, ...])
+                                   for k in range(full.shape[0])])
+            total = xp.sum(xp.stack(losses))
+        totals = xp.sum(xp.stack(totals), axis=0)
         if rest is not None:
-            total = total + self.batch(x, y, w, rest)
+            loss, rest_totals = self.batch(x, y, w, rest)
+            total, totals = total + loss, totals + rest_totals
         if w is None:
-            return total / x.shape[0]
+            return total / x.shape[0], totals
         weight = xp.sum(w)
-        return total / xp.where(weight > 0, weight, 1.0)
+        return total / xp.where(weight > 0, weight, 1.0), totals
 
     def result(self):
         return self.layout.views(self.flat), self.transform.state(self.ctx)
@@ -557,16 +565,18 @@ def fast_run(pure_run, spec, optimizer, alpha=0.0, clip_norm=None):
 
 def _epochs(training, x, y, w, batches, last, n_epochs):
     """The epochs; Ctrl-C keeps the epochs completed so far (`mlp.steps.InterruptedRun`)."""
-    epoch_losses = []
+    epoch_losses, epoch_totals = [], []
     try:
         for e in range(n_epochs):
             training.save()
             if batches is None:
-                epoch_losses.append(training.epoch(x, y, w, None, None))
+                loss, totals = training.epoch(x, y, w, None, None)
             else:
-                epoch_losses.append(training.epoch(x, y, w, batches[e, ...],
-                                                   None if last is None else last[e, ...]))
+                loss, totals = training.epoch(x, y, w, batches[e, ...],
+                                              None if last is None else last[e, ...])
+            epoch_losses.append(loss)
+            epoch_totals.append(totals)
     except KeyboardInterrupt as exc:
         training.restore()
-        raise InterruptedRun(*training.result(), epoch_losses) from exc
-    return (*training.result(), np.stack(epoch_losses))
+        raise InterruptedRun(*training.result(), epoch_losses, epoch_totals) from exc
+    return (*training.result(), np.stack(epoch_losses), np.stack(epoch_totals))

@@ -97,6 +97,8 @@ def has_l2(alpha) -> bool:
 def loss_and_gradients(spec: NetworkSpec, params, x, y, alpha: float = 0.0, weights=None):
     """The mean loss and its exact gradients, from one forward pass.
 
+    (`loss_gradients_and_totals` returns the batch's training totals as well.)
+
     Parameters
     ----------
     params : list of (W, b)
@@ -115,6 +117,19 @@ def loss_and_gradients(spec: NetworkSpec, params, x, y, alpha: float = 0.0, weig
     loss : 0-d array
     grads : list of (dW, db), shapes as ``params``
     """
+    loss, grads, _ = _loss_and_gradients(spec, params, x, y, alpha, weights, False)
+    return loss, grads
+
+
+def loss_gradients_and_totals(spec: NetworkSpec, params, x, y, alpha: float = 0.0,
+                              weights=None):
+    """`loss_and_gradients` and the batch's training totals
+    (`mlp.losses.Loss.train_totals`, from the same forward pass):
+    ``(loss, grads, totals)``."""
+    return _loss_and_gradients(spec, params, x, y, alpha, weights, True)
+
+
+def _loss_and_gradients(spec, params, x, y, alpha, weights, with_totals):
     xp = spec.xp
     n_layers = len(params)
     inputs, zs = [], []
@@ -130,6 +145,7 @@ def loss_and_gradients(spec: NetworkSpec, params, x, y, alpha: float = 0.0, weig
         else:  # the loss works from z alone (softmax fused into cross-entropy)
             a = None
     loss, delta = spec.loss.value_and_delta(xp, zs[-1], a, y, spec.output, weights)
+    totals = spec.loss.train_totals(xp, zs[-1], a, y, weights) if with_totals else None
 
     grads = [None] * n_layers
     for i in range(n_layers - 1, -1, -1):
@@ -142,5 +158,5 @@ def loss_and_gradients(spec: NetworkSpec, params, x, y, alpha: float = 0.0, weig
             delta = spec.hidden.backward(xp, delta @ W.T, zs[i - 1], inputs[i])
     if has_l2(alpha):
         loss = loss + l2_penalty(xp, params, alpha)
-    return loss, grads
+    return loss, grads, totals
 

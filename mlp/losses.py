@@ -224,6 +224,60 @@ def _threshold_accuracy(xp, z, a, targets, labels, weights=None):
     return (_mean(xp, xp.astype((a > 0.5) == (targets > 0.5), a.dtype), weights),)
 
 
+# ------------------------------------------------------- training totals
+# A score's *training totals*: a 1-D array of sums over a batch's rows, which add up over
+# an epoch's batches (so no pass over the data beyond the training steps), and become the
+# score on the host (`Loss.scores_from_totals`). Rows count with their weights (1 when
+# unweighted), so rows of weight 0 (padding) add nothing.
+def _row_weights(xp, w, like):
+    return xp.ones(like.shape[:1], dtype=like.dtype) if w is None else w
+
+
+def _correct_totals(xp, correct, w):
+    """``[sum of w * correct, sum of w]`` for ``correct: (n,)`` or ``(n, k)`` (0/1)."""
+    w = _row_weights(xp, w, correct)
+    per_row = 1 if correct.ndim == 1 else correct.shape[1]
+    return xp.stack([_weighted_sum(xp, correct, w), xp.sum(w) * per_row])
+
+
+def _argmax_totals(xp, z, a, y, w=None):
+    return _correct_totals(xp, xp.astype(xp.argmax(z, axis=1) == xp.argmax(y, axis=1),
+                                         z.dtype), w)
+
+
+def _threshold_totals(xp, z, a, y, w=None):
+    return _correct_totals(xp, xp.astype((a > 0.5) == (y > 0.5), a.dtype), w)
+
+
+def accuracy_from_totals(totals):
+    """``accuracy`` from `_correct_totals` summed over batches (host floats)."""
+    correct, total = totals
+    return {"accuracy": correct / total if total > 0 else 0.0}
+
+
+def r2_totals(xp, z, a, y, w=None):
+    """Per output ``k``: ``sum w (a - y)**2``, ``sum w y``, ``sum w y**2``, then ``sum w``:
+    shape ``(3 k + 1,)``."""
+    w = _row_weights(xp, w, y)
+    return xp.concat([_weighted_sum(xp, (y - a) ** 2, w, axis=0),
+                      _weighted_sum(xp, y, w, axis=0),
+                      _weighted_sum(xp, y * y, w, axis=0), xp.sum(w)[None]])
+
+
+def r2_from_totals(totals):
+    """``r2`` and ``mse`` (as `r2_and_mse`) from `r2_totals` summed over batches
+    (host floats)."""
+    k = (len(totals) - 1) // 3
+    res, sum_y, sum_yy, total = totals[:k], totals[k:2 * k], totals[2 * k:3 * k], totals[-1]
+    if total <= 0:
+        return {"r2": 0.0, "mse": 0.0}
+    per_output = []
+    for r, s, ss in zip(res, sum_y, sum_yy):
+        tot = max(ss - s * s / total, 0.0)
+        per_output.append(1.0 - r / tot if tot > 0 else float(r == 0))
+    return {"r2": sum(per_output) / k, "mse": sum(res) / (total * k)}
+
+
 def _argmax_classes(xp, probs):
     return xp.argmax(probs, axis=1)
 
@@ -334,6 +388,14 @@ class Loss:
         ``weights: (n,)`` is given (only then is it passed). Default `r2_and_mse`.
     score_names : tuple of str
         The names `MLP.evaluate` and `fit`'s validation logs give the scores.
+    totals, scores_from_totals : callable, optional
+        The training scores `fit` logs from each epoch's own batches:
+        ``totals(xp, z, a, y, w=None) -> (t,)`` sums over a batch's rows (weighted by
+        ``w: (n,)``, 1 each when None) that add up over the epoch's batches, and
+        ``scores_from_totals(list of t floats) -> {name: float}`` (on the host), one per
+        entry of ``score_names``. Default
+        with the default ``score``: `r2_totals` and `r2_from_totals`; otherwise none
+        (no training scores are logged).
     predict_classes : callable ``(xp, outputs) -> classes`` or None
         How outputs become classes; None for a loss that is not a classifier.
     min_outputs : int
@@ -356,6 +418,8 @@ class Loss:
                  prepare_targets: Callable[..., tuple[Any, Any]] = real_targets,
                  score: Callable[..., tuple] = r2_and_mse,
                  score_names: tuple[str, ...] = ("r2", "mse"),
+                 totals: Callable[..., Any] | None = None,
+                 scores_from_totals: Callable[..., dict] | None = None,
                  predict_classes: Callable[[Any, Any], Any] | None = None,
                  min_outputs: int = 1, few_outputs_hint: str = "", needs_output: bool = True,
                  sample_targets: Callable[..., Any] | None = None):
@@ -375,6 +439,9 @@ class Loss:
         self._prepare_targets = prepare_targets
         self._score = score
         self.score_names = tuple(score_names)
+        if totals is None and score is r2_and_mse:
+            totals, scores_from_totals = r2_totals, r2_from_totals
+        self._totals, self._scores_from_totals = totals, scores_from_totals
         self._predict_classes = predict_classes
         self.min_outputs = min_outputs
         self.few_outputs_hint = few_outputs_hint
@@ -466,6 +533,24 @@ class Loss:
             return tuple(self._score(xp, z, a, targets, labels))
         return tuple(self._score(xp, z, a, targets, labels, weights))
 
+    def train_totals(self, xp, z, a, y, w=None):
+        """A batch's training totals ``(t,)`` (see ``totals``; ``(0,)`` for a loss
+        without training scores), summable over the epoch's batches."""
+        if self._totals is None:
+            return xp.zeros((0,), dtype=z.dtype)
+        return self._totals(xp, z, a, y, w)
+
+    def scores_from_totals(self, totals) -> dict:
+        """The training scores ``{name: float}`` from an epoch's summed totals (host)."""
+        if self._totals is None:
+            return {}
+        return self._scores_from_totals([float(t) for t in totals])
+
+    @property
+    def training_score_names(self) -> tuple[str, ...]:
+        """The names `scores_from_totals` gives (what `fit` logs besides ``loss``)."""
+        return () if self._totals is None else self.score_names
+
     def predict_classes(self, xp, outputs):
         """Classes from the network's outputs (classifiers only)."""
         return self._predict_classes(xp, outputs)
@@ -493,7 +578,9 @@ register_loss(Loss("mse", terms=_mse_terms, terms_and_delta=_mse_terms_and_delta
 register_loss(Loss("cross_entropy", terms=_ce_terms, terms_and_delta=_ce_terms_and_delta,
                    elementwise=False, default_output="softmax", allowed_outputs=("softmax",),
                    prepare_targets=_class_targets, score=_argmax_accuracy,
-                   score_names=("accuracy",), predict_classes=_argmax_classes, min_outputs=2,
+                   score_names=("accuracy",), totals=_argmax_totals,
+                   scores_from_totals=accuracy_from_totals, predict_classes=_argmax_classes,
+                   min_outputs=2,
                    few_outputs_hint=(" With one unit the softmax is always 1, the loss always 0 "
                                      "and nothing is learned. For one yes/no output use "
                                      "loss='binary_cross_entropy'; for k classes use k "
@@ -503,6 +590,7 @@ register_loss(Loss("binary_cross_entropy", terms=_bce_terms,
                    terms_and_delta=_bce_terms_and_delta, default_output="sigmoid",
                    allowed_outputs=("sigmoid",), prepare_targets=_binary_targets,
                    score=_threshold_accuracy, score_names=("accuracy",),
+                   totals=_threshold_totals, scores_from_totals=accuracy_from_totals,
                    predict_classes=_threshold_classes, sample_targets=_binary_sample))
 register_loss(Loss("poisson", terms=_poisson_terms, terms_and_delta=_poisson_terms_and_delta,
                    default_output="exp", allowed_outputs=("exp",),

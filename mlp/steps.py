@@ -1,7 +1,9 @@
 """The pure training step, and steps composed into epochs and runs.
 
-A *step* is ``(params, opt_state, x_batch, y_batch, w_batch) -> (params, opt_state, loss)``
-(``w_batch``: the batch's row weights, or None).
+A *step* is ``(params, opt_state, x_batch, y_batch, w_batch) -> (params, opt_state, loss,
+totals)`` (``w_batch``: the batch's row weights, or None; ``totals``: the batch's training
+totals, `mlp.losses.Loss.train_totals`, from the step's own forward pass, which an epoch
+sums over its batches for the training scores `fit` logs).
 An *epoch* scans the step over the batches, whose row indices are drawn on the
 host (one permutation per epoch from the model's seed) and gathered on the
 device, so the data crosses to the device once per `fit` and every backend
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .core import loss_and_gradients
+from .core import loss_gradients_and_totals
 from .optimizers import (
     EmptyState,
     apply_updates,
@@ -49,22 +51,24 @@ def make_step(spec, optimizer, alpha=0.0, clip_norm=None, packer=None):
 
     def step(params, opt_state, xb, yb, wb=None):
         layers = params if packer is None else packer.unpack(params)
-        loss, grads = loss_and_gradients(spec, layers, xb, yb, alpha, wb)
+        loss, grads, totals = loss_gradients_and_totals(spec, layers, xb, yb, alpha, wb)
         if packer is not None:
             grads = packer.pack(grads)
         updates, state = transform.update(grads, wrap(opt_state), params)
-        return apply_updates(params, updates), unwrap(state), loss
+        return apply_updates(params, updates), unwrap(state), loss, totals
 
     return step
 
 
 class InterruptedRun(Exception):
     """Ctrl-C inside a Python-loop run, after ``len(losses)`` completed epochs whose
-    weights and optimizer state it carries (`fit` keeps them, then re-raises)."""
+    weights, optimizer state and training totals it carries (`fit` keeps them, then
+    re-raises)."""
 
-    def __init__(self, params, opt_state, losses):
+    def __init__(self, params, opt_state, losses, totals=()):
         super().__init__("interrupted")
         self.params, self.opt_state, self.losses = params, opt_state, losses
+        self.totals = totals
 
 
 class Packer:
@@ -123,7 +127,8 @@ class Packer:
 
 
 def make_run(backend, spec, optimizer, alpha=0.0, clip_norm=None):
-    """``run(params, opt_state, x, y, w, batches, last, n_epochs) -> (params, opt_state, losses)``.
+    """``run(params, opt_state, x, y, w, batches, last, n_epochs) -> (params, opt_state, losses,
+    totals)``.
 
     ``w: (n,)`` are the rows' weights in the model's dtype (None: unweighted);
     batches cut them with the same indices as ``x`` and ``y``.
@@ -132,7 +137,9 @@ def make_run(backend, spec, optimizer, alpha=0.0, clip_norm=None):
     divides the data); ``losses: (n_epochs,)`` are the epochs' mean losses: the
     batches' losses weighted by their sizes, or with ``w`` by their weights'
     sums (so an epoch's loss is the weighted mean over its rows, as the
-    unweighted one is the plain mean; 0 if the weights sum to 0).
+    unweighted one is the plain mean; 0 if the weights sum to 0);
+    ``totals: (n_epochs, t)`` are the sums over each epoch's batches of their
+    training totals (`mlp.losses.Loss.train_totals`, with the weights of each step).
     Compiled with ``backend.jit`` (``n_epochs`` is static). A learning-rate
     schedule of the user's own is tried once first (`check_schedule`), so that
     a mistake in it gets a clear message rather than an error from inside the run.
@@ -154,14 +161,14 @@ def make_run(backend, spec, optimizer, alpha=0.0, clip_norm=None):
     def _packed_run(packer, params, opt_state, data, batches, last, n_epochs):
         packed_step = make_step(spec, optimizer, alpha, clip_norm, packer)
         try:
-            p, s, losses = _run_epochs(backend, packed_step, packer.pack(params),
+            p, s, losses, totals = _run_epochs(backend, packed_step, packer.pack(params),
                                        packer.pack_tree(opt_state), data, batches, last,
                                        n_epochs)
         except InterruptedRun as part:
             raise InterruptedRun(packer.unpack(part.params),
                                  packer.unpack_tree(part.opt_state, opt_state),
-                                 part.losses) from part.__cause__
-        return packer.unpack(p), packer.unpack_tree(s, opt_state), losses
+                                 part.losses, part.totals) from part.__cause__
+        return packer.unpack(p), packer.unpack_tree(s, opt_state), losses, totals
 
     pure = backend.jit(run, static_argnums=(7,))
     # A backend may run the same arithmetic faster (NumPy: in place), bit-identical.
@@ -175,51 +182,54 @@ def _run_epochs(backend, step, params, opt_state, data, batches, last, n_epochs)
     epoch = _epoch_function(backend, step, x, y, w)
     if backend.compiles:
         rows = None if batches is None else (batches, last)
-        (params, opt_state), losses = backend.scan(epoch, (params, opt_state), rows,
-                                                   length=n_epochs)
-        return params, opt_state, losses
+        (params, opt_state), (losses, totals) = backend.scan(epoch, (params, opt_state), rows,
+                                                             length=n_epochs)
+        return params, opt_state, losses, totals
     # A Python loop over the epochs: Ctrl-C keeps the epochs completed so far.
-    carry, losses = (params, opt_state), []
+    carry, losses, totals = (params, opt_state), [], []
     try:
         for e in range(n_epochs):
             rows = None if batches is None else (
                 batches[e, ...], None if last is None else last[e, ...])
-            carry, loss = epoch(carry, rows)
+            carry, (loss, total) = epoch(carry, rows)
             losses.append(loss)
+            totals.append(total)
     except KeyboardInterrupt as exc:
-        raise InterruptedRun(*carry, losses) from exc
-    return carry[0], carry[1], backend.xp.stack(losses)
+        raise InterruptedRun(*carry, losses, totals) from exc
+    return carry[0], carry[1], backend.xp.stack(losses), backend.xp.stack(totals)
 
 
 def _epoch_function(backend, step, x, y, w):
-    """``epoch(carry, rows) -> (carry, mean loss)``: one epoch of ``step`` over the batches
-    ``rows = (full, rest)`` (None: one full batch). A batch's loss counts with its size,
-    or with ``w`` its weights' sum."""
+    """``epoch(carry, rows) -> (carry, (mean loss, totals))``: one epoch of ``step`` over the
+    batches ``rows = (full, rest)`` (None: one full batch). A batch's loss counts with its
+    size, or with ``w`` its weights' sum; the batches' training totals are summed."""
     xp = backend.xp
     take = backend.take_rows
 
     def batch(carry, rows):
         wb = None if w is None else take(w, rows)
-        params, opt_state, loss = step(*carry, take(x, rows), take(y, rows), wb)
-        return (params, opt_state), loss if w is None else loss * xp.sum(wb)
+        params, opt_state, loss, totals = step(*carry, take(x, rows), take(y, rows), wb)
+        return (params, opt_state), (loss if w is None else loss * xp.sum(wb), totals)
 
     def epoch(carry, rows):
         if rows is None:  # full batch: the data as it is
-            params, opt_state, loss = step(*carry, x, y, w)
-            return (params, opt_state), loss
+            params, opt_state, loss, totals = step(*carry, x, y, w)
+            return (params, opt_state), (loss, totals)
         full, rest = rows
-        carry, losses = backend.scan(batch, carry, full)
+        carry, (losses, totals) = backend.scan(batch, carry, full)
+        totals = xp.sum(totals, axis=0)
         if w is None:  # a batch's loss times its size
             total = xp.sum(losses) * full.shape[-1]
         else:  # the batches returned loss * sum(w_b) already
             total = xp.sum(losses)
         if rest is not None:
-            carry, loss = batch(carry, rest)
+            carry, (loss, rest_totals) = batch(carry, rest)
             total = total + (loss * rest.shape[-1] if w is None else loss)
+            totals = totals + rest_totals
         if w is None:
-            return carry, total / x.shape[0]
+            return carry, (total / x.shape[0], totals)
         weight = xp.sum(w)
-        return carry, total / xp.where(weight > 0, weight, 1.0)
+        return carry, (total / xp.where(weight > 0, weight, 1.0), totals)
 
     return epoch
 

@@ -342,11 +342,14 @@ def _placed(model, data) -> TrainingData:
 
 # ------------------------------------------------------------------ step 3
 def logged_metrics(model, validation: bool) -> list[str]:
-    """The names each epoch's logs hold (those of `MLP.evaluate`, ``val_``-prefixed)."""
+    """The names each epoch's logs hold: ``loss``, the training scores from the epoch's own
+    batches (`mlp.losses.Loss.scores_from_totals`), and with validation data those of
+    `MLP.evaluate`, ``val_``-prefixed."""
+    training = ["loss", *model._spec.loss.training_score_names]
     if not validation:
-        return ["loss"]
+        return training
     names = ["loss", "accuracy"] if model.is_classifier else ["loss", "r2", "mse"]
-    return ["loss"] + ["val_" + name for name in names]
+    return training + ["val_" + name for name in names]
 
 
 def callback_list(model, settings, data) -> tuple[CallbackList, History]:
@@ -476,13 +479,14 @@ class Trainer:
         batches, last = self.indices(n_epochs)
         start = time.perf_counter()
         try:
-            params, opt_state, losses = self.run(state.params, state.opt_state, data.x, data.y,
-                                                 data.w, batches, last, n_epochs)
-            losses = model.backend.to_numpy(losses)
+            params, opt_state, losses, totals = self.run(state.params, state.opt_state, data.x,
+                                                         data.y, data.w, batches, last, n_epochs)
+            losses, totals = model.backend.to_numpy(losses), model.backend.to_numpy(totals)
         except InterruptedRun as part:  # Ctrl-C (Python loop): keep the completed epochs
             self.rewind(shuffled, len(part.losses))
             if part.losses:
-                self.keep(part.params, part.opt_state, [float(v) for v in part.losses])
+                self.keep(part.params, part.opt_state, [float(v) for v in part.losses],
+                          [model.backend.to_numpy(t) for t in part.totals])
             raise KeyboardInterrupt from part.__cause__
         except BaseException:  # Ctrl-C in a compiled call: the chunk is lost
             self.rewind(shuffled, 0)
@@ -493,7 +497,7 @@ class Trainer:
             if n_epochs > 1:
                 losses = self.replay(batches, last, n_epochs)
             self.diverged(state.epoch, f"the loss became {losses[np.argmax(~np.isfinite(losses))]}")
-        self.keep(params, opt_state, losses)
+        self.keep(params, opt_state, losses, totals)
 
     def rewind(self, shuffled, n_kept: int) -> None:
         """Put the shuffle stream where ``n_kept`` epochs from ``shuffled`` leave it, so
@@ -504,14 +508,15 @@ class Trainer:
         if n_kept:
             batch_indices(self.state.rng, self.data.n, self.batch_size, n_kept, True)
 
-    def keep(self, params, opt_state, losses) -> None:
-        """Make ``params`` the model's weights and log the epochs of ``losses``."""
+    def keep(self, params, opt_state, losses, totals) -> None:
+        """Make ``params`` the model's weights and log the epochs of ``losses`` and of
+        the training ``totals`` (host arrays, one per epoch)."""
         state, model = self.state, self.model
         self.recent.append((state.epoch, state.params))
         state.params, state.opt_state = params, opt_state
         model.params, model.optimizer_state_ = params, opt_state
-        for loss in losses:
-            logs = {"loss": float(loss)}
+        for loss, epoch_totals in zip(losses, totals):
+            logs = {"loss": float(loss), **model._spec.loss.scores_from_totals(epoch_totals)}
             if self.data.val is not None:  # then every chunk is one epoch
                 logs.update(model._validation_logs(*self.data.val))
             state.epoch += 1
@@ -536,12 +541,12 @@ class Trainer:
         for j in range(n_epochs):
             sub = (None if batches is None else batches[j:j + 1, ...],
                    None if last is None else last[j:j + 1, ...])
-            params, opt_state, loss = self.run(state.params, state.opt_state, data.x, data.y,
-                                               data.w, *sub, 1)
+            params, opt_state, loss, totals = self.run(state.params, state.opt_state, data.x,
+                                                       data.y, data.w, *sub, 1)
             loss = self.model.backend.to_numpy(loss)
             if not np.all(np.isfinite(loss)):
                 return loss
-            self.keep(params, opt_state, loss)
+            self.keep(params, opt_state, loss, self.model.backend.to_numpy(totals))
         raise AssertionError("a diverged chunk replayed without divergence")  # pragma: no cover
 
     def training_loss(self, params) -> float:

@@ -81,7 +81,7 @@ def test_hooks_are_called_in_order_with_params(backend):
 
     model = _model(backend)
     model.fit(x, y, epochs=2, learning_rate=0.1, validation_data=(xv, yv), callbacks=[Spy()])
-    assert calls == [("begin", 2, ["loss", "val_loss", "val_accuracy"]),
+    assert calls == [("begin", 2, ["loss", "accuracy", "val_loss", "val_accuracy"]),
                      ("epoch_begin", 0, 0), ("epoch_end", 0, 1),
                      ("epoch_begin", 1, 1), ("epoch_end", 1, 2), ("end", True)]
     state = model.train_state_
@@ -212,7 +212,8 @@ def test_early_stopping_on_a_metric_not_logged_fails_before_training(backend):
     model = _model(backend)
     start = model.get_weights()
     with pytest.raises(ValueError, match=r"EarlyStopping monitors 'val_accuracy', which this "
-                                         r"fit does not log; it logs: loss \(validation metrics "
+                                         r"fit does not log; it logs: loss, accuracy \(validation "
+                                         r"metrics "
                                          r"need validation_data or validation_split\)"):
         model.fit(x, y, epochs=3, learning_rate=0.1,
                   callbacks=[mlp.EarlyStopping("val_accuracy")])
@@ -220,7 +221,7 @@ def test_early_stopping_on_a_metric_not_logged_fails_before_training(backend):
     assert model.history_ is None and getattr(model, "train_state_", None) is None
     # a regression model logs val_r2, not val_accuracy
     reg = mlp.MLP([5, 4, 1], backend=backend, seed=0)
-    with pytest.raises(ValueError, match=r"it logs: loss, val_loss, val_r2, val_mse$"):
+    with pytest.raises(ValueError, match=r"it logs: loss, r2, mse, val_loss, val_r2, val_mse$"):
         reg.fit(x, y.astype(float), epochs=2, validation_split=0.2,
                 callbacks=[mlp.EarlyStopping("val_accuracy")])
 

@@ -199,8 +199,9 @@ def test_a_second_call_continues_from_the_returned_state():
     for run in (pure, fast):
         params, state = model.params, opt.init(model.params)
         for _ in range(2):
-            params, state, losses = run(params, state, x_dev, y_dev, None, batches, last, 2)
-        results.append((params, state, losses))
+            params, state, losses, totals = run(params, state, x_dev, y_dev, None, batches,
+                                                last, 2)
+        results.append((params, state, losses, totals))
     assert_identical(*results)
     assert optimizers.step_count(results[1][1]) == 16
 

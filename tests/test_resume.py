@@ -277,7 +277,7 @@ def test_the_history_survives_a_save_with_gaps(tmp_path):
 @pytest.mark.parametrize("damage, match", [
     (lambda t: t.update(shuffle_rng={"bit_generator": "MT19937"}), "shuffle generator"),
     (lambda t: t.update(epochs_trained=-1), "epoch count -1 is not a count"),
-    (lambda t: t.update(history_metrics=["loss", "val_loss"]), "does not match its 2 metric"),
+    (lambda t: t.update(history_metrics=["loss"]), "does not match its 1 metric"),
 ])
 def test_a_damaged_training_state_is_refused_naming_the_file(tmp_path, damage, match):
     import json
@@ -450,12 +450,13 @@ def test_csv_logger_writes_every_value_and_appends(tmp_path):
     model.fit(x, y, epochs=3, validation_data=(xv, yv), callbacks=[mlp.CSVLogger(path)], **FIT)
     model.fit(x, y, epochs=2, validation_data=(xv, yv), callbacks=[mlp.CSVLogger(path)], **FIT)
     rows = _csv(path)
-    assert list(rows[0]) == ["epoch", "loss", "val_loss", "val_accuracy"]
+    assert list(rows[0]) == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
     assert [int(r["epoch"]) for r in rows] == list(range(5))
-    for key in ("loss", "val_loss", "val_accuracy"):  # full precision
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):  # full precision
         assert [float(r[key]) for r in rows] == model.history_.history[key]
     model.fit(x, y, epochs=1, callbacks=[mlp.CSVLogger(path, append=False)], **FIT)
-    assert _csv(path) == [{"epoch": "5", "loss": repr(model.history_.history["loss"][-1])}]
+    assert _csv(path) == [{"epoch": "5", "loss": repr(model.history_.history["loss"][-1]),
+                           "accuracy": repr(model.history_.history["accuracy"][-1])}]
 
 
 # ------------------------------------------------------------ plateau
@@ -511,7 +512,7 @@ def test_history_plot_draws_training_and_validation_curves(tmp_path):
     assert isinstance(figure, matplotlib.figure.Figure)
     panels = {ax.get_title(): [line.get_label() for line in ax.get_lines()]
               for ax in figure.axes}
-    assert panels == {"loss": ["loss", "val_loss"], "accuracy": ["val_accuracy"]}
+    assert panels == {"loss": ["loss", "val_loss"], "accuracy": ["accuracy", "val_accuracy"]}
     loss_line = figure.axes[0].get_lines()[0]
     assert list(loss_line.get_xdata()) == [1, 2, 3, 4]
     assert list(loss_line.get_ydata()) == history.history["loss"]
@@ -533,5 +534,5 @@ def test_history_to_dataframe():
     model.fit(x, y, epochs=2, validation_data=(x[:10], y[:10]), **FIT)
     frame = model.history_.to_dataframe()
     assert list(frame.index) == [0, 1, 2, 3] and frame.index.name == "epoch"
-    assert list(frame.columns) == ["loss", "val_loss", "val_accuracy"]
+    assert list(frame.columns) == ["loss", "accuracy", "val_loss", "val_accuracy"]
     assert frame["val_loss"].isna().tolist() == [True, True, False, False]

@@ -256,7 +256,7 @@ def test_validation_data_classification(backend):
     xv, yv = _classification(n=10, seed=8)
     model = _model(backend)
     history = model.fit(x, y, epochs=3, batch_size=8, validation_data=(xv, yv), **SGD)
-    assert set(history.history) == {"loss", "val_loss", "val_accuracy"}
+    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert all(len(v) == 3 for v in history.history.values())
     assert history.epoch == [0, 1, 2]
     final = model.evaluate(xv, yv)
@@ -270,7 +270,7 @@ def test_validation_data_regression(backend):
     xv, yv = _regression(n=12, seed=4)
     model = mlp.MLP([4, 8, 2], backend=backend, dtype="float64", seed=0)
     history = model.fit(x, y, epochs=3, learning_rate=0.1, validation_data=(xv, yv))
-    assert set(history.history) == {"loss", "val_loss", "val_r2", "val_mse"}
+    assert set(history.history) == {"loss", "r2", "mse", "val_loss", "val_r2", "val_mse"}
     final = model.evaluate(xv, yv)
     for key in ("loss", "r2", "mse"):
         assert history.history["val_" + key][-1] == pytest.approx(final[key], rel=1e-12)
@@ -280,7 +280,7 @@ def test_validation_split(backend):
     x, y = _classification(n=N)
     model = _model(backend)
     history = model.fit(x, y, epochs=3, batch_size=8, validation_split=0.2, **SGD)
-    assert set(history.history) == {"loss", "val_loss", "val_accuracy"}
+    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert history.params["samples"] == 24  # 6 of the 30 held out
     for acc in history.history["val_accuracy"]:
         assert acc * 6 == pytest.approx(round(acc * 6), abs=1e-9)  # k correct out of 6
@@ -378,7 +378,7 @@ def test_function_callback_returning_true_stops(backend):
     assert [e for e, _ in seen] == [0, 1, 2]
     assert history.epoch == [0, 1, 2] and history.stopped_epoch == 2
     assert [logs["loss"] for _, logs in seen] == history.history["loss"]
-    assert all(set(logs) == {"loss"} for _, logs in seen)
+    assert all(set(logs) == {"loss", "accuracy"} for _, logs in seen)
 
 
 def test_callback_subclass_hooks_and_logs(backend):
@@ -402,7 +402,7 @@ def test_callback_subclass_hooks_and_logs(backend):
     model = _model(backend)
     model.fit(x, y, epochs=3, batch_size=8, learning_rate=0.1, validation_data=(xv, yv),
               callbacks=[spy])
-    keys = ["loss", "val_accuracy", "val_loss"]
+    keys = ["accuracy", "loss", "val_accuracy", "val_loss"]
     assert calls == ["begin", (0, keys), (1, keys), (2, keys), "end"]
     assert spy.model is model
     weights, loss_then, logged = spy.last  # the hook sees the epoch's final weights
@@ -508,7 +508,8 @@ def test_verbose_2_prints_one_line_per_epoch(backend, capsys):
                         verbose=2)
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3
-    pattern = (r"epoch (\d+)/3 - loss: (\S+) - val_loss: (\S+) - val_accuracy: (\S+)"
+    pattern = (r"epoch (\d+)/3 - loss: (\S+) - accuracy: \S+ - val_loss: (\S+) - "
+               r"val_accuracy: (\S+)"
                r" - \d+\.\d{3}s")
     for i, line in enumerate(lines):
         m = re.fullmatch(pattern, line)

@@ -277,7 +277,8 @@ def test_packed_and_per_layer_runs_agree_with_clipping(backend):
         user = O.GradientTransformation(O.adam(0.05).init, O.adam(0.05).update,
                                         elementwise=elementwise)
         run = make_run(model.backend, model._spec, user, alpha=0.01, clip_norm=0.2)
-        p, s, losses = run(model.params, user.init(model.params), x_dev, y_dev, None, None, None, 6)
+        p, s, losses, _ = run(model.params, user.init(model.params), x_dev, y_dev, None, None,
+                              None, 6)
         results.append((_host(backend, p), backend.to_numpy(losses)))
     _close([results[0][0]], [results[1][0]])
     np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-12)
