@@ -71,7 +71,9 @@ def make_step(spec, optimizer, alpha, packer=None):
 
     def step(params, state, xb, yb, wb):
         l2 = l2_coefficient(xp, alpha, xb, wb)
-        return steps.make_step(spec, optimizer, l2, None, packer)(params, state, xb, yb, wb)
+        params, state, loss, _ = steps.make_step(spec, optimizer, l2, None, packer)(
+            params, state, xb, yb, wb)  # the training scores: scikit-learn keeps none
+        return params, state, loss
 
     return step
 
