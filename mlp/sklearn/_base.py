@@ -177,6 +177,29 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
                                        be.asarray(dense(X), dtype))
             return be.to_numpy(out), where
 
+    def to_onnx(self, path, *, outputs=None):
+        """Write the fitted network as an ONNX file, through the same exporter and forward
+        pass as `mlp.MLP.export_onnx`: input ``x: (N, n_features_in_)``, output
+        ``predict`` (the network's output: class probabilities, for a binary classifier
+        the probability of ``classes_[1]``; a regressor's predictions ``(N, n_outputs_)``)
+        and, for classifiers, ``label``: indices into ``classes_``. Needs
+        ``pip install 'mlp-array-api[onnx]'``."""
+        check_is_fitted(self)
+        self._as_model().export_onnx(path, outputs=outputs)
+
+    def _as_model(self):
+        """The fitted network as an `mlp.MLP` on NumPy (weights copied)."""
+        from ..model import MLP
+        from ._adapters import ACTIVATION_NAMES, OUTPUT_LOSSES
+
+        sizes = [self.coefs_[0].shape[0]] + [W.shape[1] for W in self.coefs_]
+        model = MLP(sizes, activation=ACTIVATION_NAMES[self.activation],
+                    output_activation=ACTIVATION_NAMES[self.out_activation_],
+                    loss=OUTPUT_LOSSES[self.out_activation_],
+                    dtype=np.asarray(self.coefs_[0]).dtype.name, backend="numpy", seed=0)
+        model.set_weights(list(zip(self.coefs_, self.intercepts_)))
+        return model
+
     def partial_fit_available(self):
         if self.solver not in _STOCHASTIC_SOLVERS:
             raise AttributeError(f"partial_fit is only available for stochastic optimizers. "
