@@ -755,7 +755,8 @@ def _rewrite(path, **changes):
     (dict(config=np.asarray('{"layer_sizes": [3, 5, 2], "activation": "evil", '
                             '"output_activation": null, "loss": "mse", "init": "he", '
                             '"dtype": "float32", "seed": 0}')),
-     r"holds a damaged mlp model: activation must be one of 'relu', .*got 'evil'"),
+     r"holds a model with activation 'evil', which is not registered in this process: "
+     r"call mlp\.register_activation"),
     (dict(mlp_format=np.asarray(99)), r"was written by a newer mlp \(format 99"),
     (dict(mlp_format=np.asarray("one")), r"damaged mlp model|format"),
     (dict(optimizer=np.asarray('{"name": "nope", "fields": {}}'),
