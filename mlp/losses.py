@@ -72,7 +72,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from array_api_compat import array_namespace
+from array_api_compat import array_namespace, device
 
 from .activations import Activation, hidden_activations
 from .validation import _dtype_like, cast_checked, check_finite, to_backend_array
@@ -229,14 +229,17 @@ def _threshold_accuracy(xp, z, a, targets, labels, weights=None):
 # an epoch's batches (so no pass over the data beyond the training steps), and become the
 # score on the host (`Loss.scores_from_totals`). Rows count with their weights (1 when
 # unweighted), so rows of weight 0 (padding) add nothing.
-def _row_weights(xp, w, like):
-    return xp.ones(like.shape[:1], dtype=like.dtype) if w is None else w
+def _as_total(xp, like, n):
+    """``n`` as a 0-d array of ``like``'s dtype, on its device."""
+    return xp.full((), n, dtype=like.dtype, device=device(like))
 
 
 def _correct_totals(xp, correct, w):
-    """``[sum of w * correct, sum of w]`` for ``correct: (n,)`` or ``(n, k)`` (0/1)."""
-    w = _row_weights(xp, w, correct)
+    """``[sum of w * correct, sum of w]`` for ``correct: (n,)`` or ``(n, k)`` (0/1).
+    Unweighted, the same sums without the weights (it runs at every step)."""
     per_row = 1 if correct.ndim == 1 else correct.shape[1]
+    if w is None:
+        return xp.stack([xp.sum(correct), _as_total(xp, correct, correct.shape[0] * per_row)])
     return xp.stack([_weighted_sum(xp, correct, w), xp.sum(w) * per_row])
 
 
@@ -258,7 +261,9 @@ def accuracy_from_totals(totals):
 def r2_totals(xp, z, a, y, w=None):
     """Per output ``k``: ``sum w (a - y)**2``, ``sum w y``, ``sum w y**2``, then ``sum w``:
     shape ``(3 k + 1,)``."""
-    w = _row_weights(xp, w, y)
+    if w is None:  # the same sums without the weights (it runs at every step)
+        return xp.concat([xp.sum((y - a) ** 2, axis=0), xp.sum(y, axis=0),
+                          xp.sum(y * y, axis=0), _as_total(xp, y, y.shape[0])[None]])
     return xp.concat([_weighted_sum(xp, (y - a) ** 2, w, axis=0),
                       _weighted_sum(xp, y, w, axis=0),
                       _weighted_sum(xp, y * y, w, axis=0), xp.sum(w)[None]])
