@@ -86,3 +86,25 @@ def count_jax_compiles():
     yield counts
     monitoring.unregister_event_duration_listener(counts.on_duration)
     monitoring.unregister_event_listener(counts.on_event)
+
+
+def _mae_value(xp, z, a, y):
+    return xp.sum(xp.abs(a - y)) / (y.shape[0] * y.shape[1])
+
+
+def _mae_value_and_delta(xp, z, a, y, output):
+    n = y.shape[0] * y.shape[1]
+    return _mae_value(xp, z, a, y), output.backward(xp, xp.sign(a - y) / n, z, a)
+
+
+@pytest.fixture
+def value_only_mae(monkeypatch):
+    """A user's loss written only for the unweighted mean (``value``/``value_and_delta``,
+    no terms), registered as ``"mae"`` for the test."""
+    import mlp
+
+    loss = mlp.Loss("mae", value=_mae_value, value_and_delta=_mae_value_and_delta,
+                    default_output="identity",
+                    sample_targets=lambda rng, n, k: rng.normal(size=(n, k)))
+    monkeypatch.setitem(mlp.losses.LOSSES, "mae", loss)
+    return loss

@@ -102,16 +102,7 @@ def test_one_device_mesh_trains_as_the_plain_backend():
         "jax", devices=jax.devices()[:1])
 
 
-def test_a_loss_without_terms_says_why_it_cannot_train_data_parallel(monkeypatch):
-    def value(xp, z, a, y):
-        return xp.sum(xp.abs(a - y)) / (y.shape[0] * y.shape[1])
-
-    def value_and_delta(xp, z, a, y, output):
-        n = y.shape[0] * y.shape[1]
-        return value(xp, z, a, y), output.backward(xp, xp.sign(a - y) / n, z, a)
-
-    monkeypatch.setitem(mlp.losses.LOSSES, "mae", mlp.Loss(
-        "mae", value=value, value_and_delta=value_and_delta, default_output="identity"))
+def test_a_loss_without_terms_says_why_it_cannot_train_data_parallel(value_only_mae):
     model = mlp.MLP([2, 1], loss="mae", backend=backends.get_backend("jax", devices=1), seed=0)
     with pytest.raises(ValueError, match=r"loss 'mae' cannot take rows of weight 0 \(a "
                                          r"data-parallel backend pads the data with them\)"):
