@@ -19,30 +19,6 @@ from backends import to_host
 _NUMERIC_KINDS = "biuf"
 
 
-def check_int(name, value, *, minimum=1):
-    """``value`` as an int >= minimum (bools and floats are refused)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def check_float(name, value, *, requirement="", ok=lambda v: True):
-    """``value`` as a finite float for which ``ok(value)`` holds.
-
-    ``requirement`` completes the sentence "must be a finite number ..."
-    (e.g. ``"> 0"``, ``"in (0, 1)"``).
-    """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or not ok(value):
-        raise ValueError(f"{name} must be a finite number {requirement}, got {value!r}".replace(
-            "number , got", "number, got"))
-    return value
-
-
 def check_layer_sizes(layer_sizes):
     """``layer_sizes`` as a tuple of positive ints: an ordered sequence (list, tuple,
     range or 1-D integer array) of at least two entries."""
