@@ -335,6 +335,7 @@ class MLP:
         self._require_classifier("predict_proba")
         return self.predict(x)
 
+    @_in_precision
     def predict_classes(self, x):
         """Predicted classes: ``(n,)`` argmax for cross-entropy, ``(n, n_outputs)`` 0/1
         (probability > 0.5) for binary cross-entropy."""

@@ -56,6 +56,32 @@ def test_float64_model_inside_precision_leaves_the_global_flag_alone():
     assert out["err"] < 1e-12  # float64 all the way: NumPy's float64 weights to 1e-12
 
 
+def test_every_method_of_a_float64_model_scopes_its_own_precision():
+    """No precision block in the user's code: each public method of a float64 model
+    computes in float64 and leaves JAX's 64-bit flag off, without a warning."""
+    out = run_script("""
+        import json, warnings
+        warnings.simplefilter("error")          # no truncation warning anywhere
+        import numpy as np, jax, jax.numpy as jnp
+        import mlp
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(40, 3))
+        dtypes = {}
+        for loss, y in [("cross_entropy", rng.integers(0, 3, size=40)),
+                        ("binary_cross_entropy", rng.integers(0, 2, size=(40, 3)))]:
+            m = mlp.MLP([3, 4, 3], loss=loss, backend="jax", dtype="float64", seed=0)
+            m.fit(x, y, epochs=2, batch_size=8)
+            m.evaluate(x, y), m.loss(x, y), m.gradients(x, y)
+            dtypes[loss] = [str(m.predict(x).dtype), str(m.predict_proba(x).dtype),
+                            str(m.predict_classes(x).dtype)]
+        print(json.dumps(dict(flag=jax.config.jax_enable_x64, arange=str(jnp.arange(3).dtype),
+                              dtypes=dtypes)))
+    """)
+    assert out["flag"] is False and out["arange"] == "int32"
+    assert out["dtypes"] == {"cross_entropy": ["float64", "float64", "int64"],
+                             "binary_cross_entropy": ["float64", "float64", "int64"]}
+
+
 def test_float64_outside_precision_turns_x64_on_with_one_warning():
     """Work on float64 that code outside the backend could see unscoped: JAX's way."""
     out = run_script("""
