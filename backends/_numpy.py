@@ -15,20 +15,22 @@ from ._base import Backend
 
 
 def _fast_namespace():
-    """array-api-compat's NumPy namespace with thinner ``sum`` and ``astype``.
+    """array-api-compat's NumPy namespace with thinner ``sum``, ``astype`` and ``argmax``.
 
     Training on small arrays (the seed notebook's 100x3 network, 1000 epochs) is
     dominated by per-call overhead; ``numpy.sum``'s Python dispatch layer and the
     compat ``astype`` wrapper cost several times the work itself. For real
     floating-point input without ``dtype``, ``sum`` calls ``numpy.add.reduce``
-    (what ``numpy.sum`` ends up calling: bit-identical results); everything
-    else falls through to the standard functions.
+    (what ``numpy.sum`` ends up calling: bit-identical results), and ``argmax``
+    the array's own method; everything else falls through to the standard
+    functions.
     """
     ns = types.ModuleType("backends._numpy.xp", xp_numpy.__doc__)
     module_attrs = {"__name__", "__doc__", "__file__", "__spec__", "__loader__", "__package__",
                     "__path__", "__builtins__", "__cached__"}
     ns.__dict__.update({k: v for k, v in vars(xp_numpy).items() if k not in module_attrs})
     add_reduce, std_sum, std_astype = np.add.reduce, xp_numpy.sum, xp_numpy.astype
+    std_argmax = xp_numpy.argmax
 
     def sum(x, /, *, axis=None, dtype=None, keepdims=False):  # noqa: A001 - the API's name
         if dtype is None and isinstance(x, np.ndarray) and x.dtype.kind == "f":
@@ -40,7 +42,12 @@ def _fast_namespace():
             return x.astype(dtype, copy=copy)
         return std_astype(x, dtype, copy=copy, device=device)
 
-    ns.sum, ns.astype = sum, astype
+    def argmax(x, /, *, axis=None, keepdims=False):
+        if isinstance(x, np.ndarray):
+            return x.argmax(axis=axis, keepdims=keepdims)
+        return std_argmax(x, axis=axis, keepdims=keepdims)
+
+    ns.sum, ns.astype, ns.argmax = sum, astype, argmax
     return ns
 
 

@@ -59,7 +59,7 @@ from mlp.optimizers import (
     _rate,
     clip_by_global_norm,
 )
-from mlp.steps import InterruptedRun
+from mlp.steps import InterruptedRun, join_data_totals
 from mlp.tree import tree_leaves
 
 # ------------------------------------------------------------- flat layout
@@ -564,7 +564,10 @@ def fast_run(pure_run, spec, optimizer, alpha=0.0, clip_norm=None):
 
 
 def _epochs(training, x, y, w, batches, last, n_epochs):
-    """The epochs; Ctrl-C keeps the epochs completed so far (`mlp.steps.InterruptedRun`)."""
+    """The epochs; Ctrl-C keeps the epochs completed so far (`mlp.steps.InterruptedRun`).
+    Each epoch's training totals are followed by the data's, as in `mlp.steps.make_run`."""
+    xp = training.net.spec.xp
+    extra = training.net.spec.loss.data_totals(xp, y, w)
     epoch_losses, epoch_totals = [], []
     try:
         for e in range(n_epochs):
@@ -578,5 +581,7 @@ def _epochs(training, x, y, w, batches, last, n_epochs):
             epoch_totals.append(totals)
     except KeyboardInterrupt as exc:
         training.restore()
-        raise InterruptedRun(*training.result(), epoch_losses, epoch_totals) from exc
-    return (*training.result(), np.stack(epoch_losses), np.stack(epoch_totals))
+        raise InterruptedRun(*training.result(), epoch_losses,
+                             [join_data_totals(xp, t, extra) for t in epoch_totals]) from exc
+    return (*training.result(), np.stack(epoch_losses),
+            join_data_totals(xp, np.stack(epoch_totals), extra))

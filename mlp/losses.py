@@ -228,59 +228,86 @@ def _threshold_accuracy(xp, z, a, targets, labels, weights=None):
 # A score's *training totals*: a 1-D array of sums over a batch's rows, which add up over
 # an epoch's batches (so no pass over the data beyond the training steps), and become the
 # score on the host (`Loss.scores_from_totals`). Rows count with their weights (1 when
-# unweighted), so rows of weight 0 (padding) add nothing.
+# unweighted), so rows of weight 0 (padding) add nothing. The sums that depend on the
+# network are taken at every step (``totals``); those of the data alone (the rows'
+# weights, the targets' sums) are the same for every epoch, as every epoch sees every
+# row once, so they are taken once per run call over all the rows (``data_totals``) and
+# follow the network's sums in each epoch's totals.
 def _as_total(xp, like, n):
-    """``n`` as a 0-d array of ``like``'s dtype, on its device."""
-    return xp.full((), n, dtype=like.dtype, device=device(like))
+    """``n`` as a 1-element array of ``like``'s dtype, on its device."""
+    return xp.full((1,), n, dtype=like.dtype, device=device(like))
 
 
-def _correct_totals(xp, correct, w):
-    """``[sum of w * correct, sum of w]`` for ``correct: (n,)`` or ``(n, k)`` (0/1).
-    Unweighted, the same sums without the weights (it runs at every step)."""
-    per_row = 1 if correct.ndim == 1 else correct.shape[1]
+def _rows_total(xp, y, w, per_row=1):
+    """``[per_row * sum of w]`` (``per_row * n`` unweighted), shape ``(1,)``."""
     if w is None:
-        return xp.stack([xp.sum(correct), _as_total(xp, correct, correct.shape[0] * per_row)])
-    return xp.stack([_weighted_sum(xp, correct, w), xp.sum(w) * per_row])
+        return _as_total(xp, y, y.shape[0] * per_row)
+    return xp.reshape(xp.sum(w) * per_row, (1,))
+
+
+def _correct_total(xp, correct, w):
+    """``[sum of w * correct]`` for ``correct: (n,)`` or ``(n, k)`` (0/1), shape ``(1,)``."""
+    if w is None:  # (it runs at every step: no reshape)
+        return xp.sum(xp.reshape(correct, (-1,)) if correct.ndim > 1 else correct,
+                      keepdims=True)
+    return xp.reshape(_weighted_sum(xp, correct, w), (1,))
 
 
 def _argmax_totals(xp, z, a, y, w=None):
-    return _correct_totals(xp, xp.astype(xp.argmax(z, axis=1) == xp.argmax(y, axis=1),
-                                         z.dtype), w)
+    return _correct_total(xp, xp.astype(xp.argmax(z, axis=1) == xp.argmax(y, axis=1),
+                                        z.dtype), w)
+
+
+def _argmax_data_totals(xp, y, w=None):
+    return _rows_total(xp, y, w)
 
 
 def _threshold_totals(xp, z, a, y, w=None):
-    return _correct_totals(xp, xp.astype((a > 0.5) == (y > 0.5), a.dtype), w)
+    return _correct_total(xp, xp.astype((a > 0.5) == (y > 0.5), a.dtype), w)
+
+
+def _threshold_data_totals(xp, y, w=None):  # every output is a yes/no answer
+    return _rows_total(xp, y, w, per_row=y.shape[1])
 
 
 def accuracy_from_totals(totals):
-    """``accuracy`` from `_correct_totals` summed over batches (host floats)."""
-    correct, total = totals
-    return {"accuracy": correct / total if total > 0 else 0.0}
+    """``accuracy: (n_epochs,)`` from the epochs' totals ``(n_epochs, 2)``, each
+    ``[sum of w * correct, sum of w]`` (host arrays)."""
+    xp = array_namespace(totals)
+    correct, total = totals[:, 0], totals[:, 1]
+    return {"accuracy": xp.where(total > 0, correct / xp.where(total > 0, total, 1.0), 0.0)}
 
 
 def r2_totals(xp, z, a, y, w=None):
-    """Per output ``k``: ``sum w (a - y)**2``, ``sum w y``, ``sum w y**2``, then ``sum w``:
-    shape ``(3 k + 1,)``."""
+    """Per output ``k``: ``sum w (a - y)**2``, shape ``(k,)``."""
     if w is None:  # the same sums without the weights (it runs at every step)
-        return xp.concat([xp.sum((y - a) ** 2, axis=0), xp.sum(y, axis=0),
-                          xp.sum(y * y, axis=0), _as_total(xp, y, y.shape[0])[None]])
-    return xp.concat([_weighted_sum(xp, (y - a) ** 2, w, axis=0),
-                      _weighted_sum(xp, y, w, axis=0),
-                      _weighted_sum(xp, y * y, w, axis=0), xp.sum(w)[None]])
+        return xp.sum((y - a) ** 2, axis=0)
+    return _weighted_sum(xp, (y - a) ** 2, w, axis=0)
+
+
+def r2_data_totals(xp, y, w=None):
+    """Per output ``k``: ``sum w y``, ``sum w y**2``, then ``sum w``: shape ``(2 k + 1,)``."""
+    if w is None:
+        return xp.concat([xp.sum(y, axis=0), xp.sum(y * y, axis=0), _rows_total(xp, y, w)])
+    return xp.concat([_weighted_sum(xp, y, w, axis=0), _weighted_sum(xp, y * y, w, axis=0),
+                      _rows_total(xp, y, w)])
 
 
 def r2_from_totals(totals):
-    """``r2`` and ``mse`` (as `r2_and_mse`) from `r2_totals` summed over batches
-    (host floats)."""
-    k = (len(totals) - 1) // 3
-    res, sum_y, sum_yy, total = totals[:k], totals[k:2 * k], totals[2 * k:3 * k], totals[-1]
-    if total <= 0:
-        return {"r2": 0.0, "mse": 0.0}
-    per_output = []
-    for r, s, ss in zip(res, sum_y, sum_yy):
-        tot = max(ss - s * s / total, 0.0)
-        per_output.append(1.0 - r / tot if tot > 0 else float(r == 0))
-    return {"r2": sum(per_output) / k, "mse": sum(res) / (total * k)}
+    """``r2`` and ``mse: (n_epochs,)`` (as `r2_and_mse`) from the epochs' totals
+    ``(n_epochs, 3 k + 1)``: `r2_totals` then `r2_data_totals` (host arrays)."""
+    xp = array_namespace(totals)
+    k = (totals.shape[1] - 1) // 3
+    res, sum_y, sum_yy = totals[:, :k], totals[:, k:2 * k], totals[:, 2 * k:3 * k]
+    total = totals[:, -1:]
+    some = total > 0
+    total = xp.where(some, total, 1.0)
+    tot = xp.clip(sum_yy - sum_y * sum_y / total, 0.0, None)
+    per_output = xp.where(tot > 0, 1.0 - res / xp.where(tot > 0, tot, 1.0),
+                          xp.astype(res == 0, res.dtype))
+    r2 = xp.where(some[:, 0], xp.mean(per_output, axis=1), 0.0)
+    mse = xp.where(some[:, 0], xp.sum(res, axis=1) / (total[:, 0] * k), 0.0)
+    return {"r2": r2, "mse": mse}
 
 
 def _argmax_classes(xp, probs):
@@ -393,14 +420,18 @@ class Loss:
         ``weights: (n,)`` is given (only then is it passed). Default `r2_and_mse`.
     score_names : tuple of str
         The names `MLP.evaluate` and `fit`'s validation logs give the scores.
-    totals, scores_from_totals : callable, optional
+    totals, data_totals, scores_from_totals : callable, optional
         The training scores `fit` logs from each epoch's own batches:
         ``totals(xp, z, a, y, w=None) -> (t,)`` sums over a batch's rows (weighted by
-        ``w: (n,)``, 1 each when None) that add up over the epoch's batches, and
-        ``scores_from_totals(list of t floats) -> {name: float}`` (on the host), one per
-        entry of ``score_names``. Default
-        with the default ``score``: `r2_totals` and `r2_from_totals`; otherwise none
-        (no training scores are logged).
+        ``w: (n,)``, 1 each when None) that add up over the epoch's batches (taken at
+        every step: only what depends on the network); ``data_totals(xp, y, w=None) ->
+        (d,)`` sums over all the training rows that do not (the same in every epoch,
+        taken once per run; default: none); and ``scores_from_totals(totals) ->
+        {name: (n_epochs,)}`` from the epochs' totals ``(n_epochs, t + d)`` (host
+        arrays: each epoch's totals then the data's), one per entry of
+        ``score_names``. Default with the default ``score``: `r2_totals`,
+        `r2_data_totals` and `r2_from_totals`; otherwise none (no training scores
+        are logged).
     predict_classes : callable ``(xp, outputs) -> classes`` or None
         How outputs become classes; None for a loss that is not a classifier.
     min_outputs : int
@@ -424,6 +455,7 @@ class Loss:
                  score: Callable[..., tuple] = r2_and_mse,
                  score_names: tuple[str, ...] = ("r2", "mse"),
                  totals: Callable[..., Any] | None = None,
+                 data_totals: Callable[..., Any] | None = None,
                  scores_from_totals: Callable[..., dict] | None = None,
                  predict_classes: Callable[[Any, Any], Any] | None = None,
                  min_outputs: int = 1, few_outputs_hint: str = "", needs_output: bool = True,
@@ -445,8 +477,9 @@ class Loss:
         self._score = score
         self.score_names = tuple(score_names)
         if totals is None and score is r2_and_mse:
-            totals, scores_from_totals = r2_totals, r2_from_totals
+            totals, data_totals, scores_from_totals = r2_totals, r2_data_totals, r2_from_totals
         self._totals, self._scores_from_totals = totals, scores_from_totals
+        self._data_totals = data_totals
         self._predict_classes = predict_classes
         self.min_outputs = min_outputs
         self.few_outputs_hint = few_outputs_hint
@@ -542,14 +575,23 @@ class Loss:
         """A batch's training totals ``(t,)`` (see ``totals``; ``(0,)`` for a loss
         without training scores), summable over the epoch's batches."""
         if self._totals is None:
-            return xp.zeros((0,), dtype=z.dtype)
+            return xp.zeros((0,), dtype=z.dtype, device=device(z))
         return self._totals(xp, z, a, y, w)
 
+    def data_totals(self, xp, y, w=None):
+        """The training totals of the data alone ``(d,)`` over rows ``y: (n, k)`` with
+        weights ``w: (n,)`` or None (see ``data_totals``; ``(0,)`` for none)."""
+        if self._totals is None or self._data_totals is None:
+            return xp.zeros((0,), dtype=y.dtype, device=device(y))
+        return self._data_totals(xp, y, w)
+
     def scores_from_totals(self, totals) -> dict:
-        """The training scores ``{name: float}`` from an epoch's summed totals (host)."""
+        """The training scores ``{name: (n_epochs,)}`` (float64) from the epochs' totals
+        ``totals: (n_epochs, t + d)`` (host arrays; see ``scores_from_totals``)."""
         if self._totals is None:
             return {}
-        return self._scores_from_totals([float(t) for t in totals])
+        xp = array_namespace(totals)
+        return self._scores_from_totals(xp.astype(totals, xp.float64))
 
     @property
     def training_score_names(self) -> tuple[str, ...]:
@@ -584,8 +626,8 @@ register_loss(Loss("cross_entropy", terms=_ce_terms, terms_and_delta=_ce_terms_a
                    elementwise=False, default_output="softmax", allowed_outputs=("softmax",),
                    prepare_targets=_class_targets, score=_argmax_accuracy,
                    score_names=("accuracy",), totals=_argmax_totals,
-                   scores_from_totals=accuracy_from_totals, predict_classes=_argmax_classes,
-                   min_outputs=2,
+                   data_totals=_argmax_data_totals, scores_from_totals=accuracy_from_totals,
+                   predict_classes=_argmax_classes, min_outputs=2,
                    few_outputs_hint=(" With one unit the softmax is always 1, the loss always 0 "
                                      "and nothing is learned. For one yes/no output use "
                                      "loss='binary_cross_entropy'; for k classes use k "
@@ -595,7 +637,8 @@ register_loss(Loss("binary_cross_entropy", terms=_bce_terms,
                    terms_and_delta=_bce_terms_and_delta, default_output="sigmoid",
                    allowed_outputs=("sigmoid",), prepare_targets=_binary_targets,
                    score=_threshold_accuracy, score_names=("accuracy",),
-                   totals=_threshold_totals, scores_from_totals=accuracy_from_totals,
+                   totals=_threshold_totals, data_totals=_threshold_data_totals,
+                   scores_from_totals=accuracy_from_totals,
                    predict_classes=_threshold_classes, sample_targets=_binary_sample))
 register_loss(Loss("poisson", terms=_poisson_terms, terms_and_delta=_poisson_terms_and_delta,
                    default_output="exp", allowed_outputs=("exp",),

@@ -138,8 +138,9 @@ def make_run(backend, spec, optimizer, alpha=0.0, clip_norm=None):
     batches' losses weighted by their sizes, or with ``w`` by their weights'
     sums (so an epoch's loss is the weighted mean over its rows, as the
     unweighted one is the plain mean; 0 if the weights sum to 0);
-    ``totals: (n_epochs, t)`` are the sums over each epoch's batches of their
-    training totals (`mlp.losses.Loss.train_totals`, with the weights of each step).
+    ``totals: (n_epochs, t + d)`` are the sums over each epoch's batches of their
+    training totals (`mlp.losses.Loss.train_totals`, with the weights of each step),
+    then the data's own (`mlp.losses.Loss.data_totals`, the same for every epoch).
     Compiled with ``backend.jit`` (``n_epochs`` is static). A learning-rate
     schedule of the user's own is tried once first (`check_schedule`), so that
     a mistake in it gets a clear message rather than an error from inside the run.
@@ -152,11 +153,19 @@ def make_run(backend, spec, optimizer, alpha=0.0, clip_norm=None):
     packed = not backend.compiles and getattr(optimizer, "elementwise", False)
 
     def run(params, opt_state, x, y, w, batches, last, n_epochs):
-        data = (x, y, w)
-        if packed:
-            packer = Packer(xp, [W.shape for W, _ in params])
-            return _packed_run(packer, params, opt_state, data, batches, last, n_epochs)
-        return _run_epochs(backend, step, params, opt_state, data, batches, last, n_epochs)
+        data, extra = (x, y, w), spec.loss.data_totals(xp, y, w)  # once, not per step
+        try:
+            if packed:
+                packer = Packer(xp, [W.shape for W, _ in params])
+                params, opt_state, losses, totals = _packed_run(packer, params, opt_state,
+                                                                data, batches, last, n_epochs)
+            else:
+                params, opt_state, losses, totals = _run_epochs(
+                    backend, step, params, opt_state, data, batches, last, n_epochs)
+        except InterruptedRun as part:
+            part.totals = [join_data_totals(xp, t, extra) for t in part.totals]
+            raise
+        return params, opt_state, losses, join_data_totals(xp, totals, extra)
 
     def _packed_run(packer, params, opt_state, data, batches, last, n_epochs):
         packed_step = make_step(spec, optimizer, alpha, clip_norm, packer)
@@ -173,6 +182,15 @@ def make_run(backend, spec, optimizer, alpha=0.0, clip_norm=None):
     pure = backend.jit(run, static_argnums=(7,))
     # A backend may run the same arithmetic faster (NumPy: in place), bit-identical.
     return backend.fast_run(pure, spec, optimizer, alpha, clip_norm) or pure
+
+
+def join_data_totals(xp, totals, extra):
+    """``totals: (n_epochs, t)`` or one epoch's ``(t,)`` followed by the data's training
+    totals ``extra: (d,)`` (`mlp.losses.Loss.data_totals`, the same for every epoch)."""
+    if totals.ndim == 1:
+        return xp.concat([totals, extra])
+    return xp.concat([totals, xp.broadcast_to(extra[None, :], (totals.shape[0], extra.shape[0]))],
+                     axis=1)
 
 
 def _run_epochs(backend, step, params, opt_state, data, batches, last, n_epochs):

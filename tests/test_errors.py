@@ -559,6 +559,10 @@ def test_keyboard_interrupt_mid_epoch_is_never_half_applied(backend, with_callba
                   callbacks=[lambda epoch, logs: None] if with_callback else None)
     assert_weights_equal(model.get_weights(), reference.get_weights())
     assert model.history_.epoch == [0, 1]
+    # the completed epochs keep their training scores too (the data's totals joined)
+    assert list(model.history_.history) == ["loss", "r2", "mse"]
+    for name, values in reference.history_.history.items():
+        np.testing.assert_allclose(model.history_.history[name], values, rtol=1e-6)
 
 
 # -------------------------------------------------------------- divergence

@@ -225,8 +225,11 @@ def test_ctrl_c_keeps_the_completed_epochs():
     for run in (pure, fast):
         with pytest.raises(InterruptedRun) as info:
             run(model.params, opt.init(model.params), x_dev, y_dev, None, batches, last, 3)
-        parts.append((info.value.params, info.value.opt_state, info.value.losses))
+        parts.append((info.value.params, info.value.opt_state, info.value.losses,
+                      info.value.totals))
     assert len(parts[1][2]) == 1
+    # epoch 1's training totals: [correct, rows], the rows being every row of the data
+    assert [t.shape for t in parts[1][3]] == [(2,)] and parts[1][3][0][1] == 50
     assert optimizers.step_count(parts[1][1]) == 4
     assert_identical(parts[0], parts[1])
 
