@@ -245,12 +245,29 @@ class History(Callback):
 
     def append(self, epoch: int, logs: dict[str, float]) -> None:
         """Add epoch ``epoch`` with its ``logs``, keeping every list as long as ``epoch``."""
-        for key in logs:
+        history = self.history
+        if logs.keys() != history.keys():  # a metric this history has not seen yet
+            self._add_metrics(logs)
+        self.epoch.append(int(epoch))
+        for key, values in history.items():
+            values.append(float(logs.get(key, math.nan)))
+
+    def append_epochs(self, epochs: list[int], columns: dict[str, list[float]]) -> None:
+        """Add the epochs ``epochs`` at once, ``columns`` holding each metric's values (one
+        per epoch): what `append` does for each epoch, for a run's many epochs."""
+        history = self.history
+        self._add_metrics(columns)
+        self.epoch.extend(epochs)
+        for key, values in history.items():
+            column = columns.get(key)
+            values.extend([math.nan] * len(epochs) if column is None else column)
+
+    def _add_metrics(self, names) -> None:
+        """Start a list (NaN for the epochs so far) for each of ``names`` not kept yet, in
+        their order."""
+        for key in names:
             if key not in self.history:
                 self.history[key] = [math.nan] * len(self.epoch)
-        self.epoch.append(int(epoch))
-        for key, values in self.history.items():
-            values.append(float(logs.get(key, math.nan)))
 
     def extend(self, other: History, since: int = 0) -> None:
         """Append the epochs of ``other`` numbered ``since`` or later that this one lacks."""

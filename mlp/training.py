@@ -434,10 +434,10 @@ class Trainer:
         self.recent = deque(maxlen=2)  # (epoch, weights at its start) of recent chunks
         # Only the History can take a chunk's epochs after the chunk: anything else (or
         # validation) needs the weights of every epoch, and may change them.
-        every_epoch = data.val is not None or any(
-            not isinstance(cb, History) for cb in callbacks.callbacks)
+        self.histories_only = data.val is None and all(
+            isinstance(cb, History) for cb in callbacks.callbacks)
         max_chunk = self.epochs if self.batch_size is None else MAX_INDICES // n
-        self.planner = ChunkPlanner(1 if every_epoch else max_chunk,
+        self.planner = ChunkPlanner(max_chunk if self.histories_only else 1,
                                     key=(self.run, n, self.batch_size, self.epochs))
 
     # ------------------------------------------------------------ the loop
@@ -473,8 +473,9 @@ class Trainer:
         state, data, model = self.state, self.data, self.model
         # weights and an optimizer state a callback set are the ones trained from
         state.params, state.opt_state = model.params, model.optimizer_state_
-        for j in range(n_epochs):
-            self.callbacks.on_epoch_begin(state.epoch + j)
+        if not self.histories_only:  # (a History does nothing as an epoch begins)
+            for j in range(n_epochs):
+                self.callbacks.on_epoch_begin(state.epoch + j)
         shuffled = state.rng.bit_generator.state
         batches, last = self.indices(n_epochs)
         start = time.perf_counter()
@@ -486,7 +487,7 @@ class Trainer:
             self.rewind(shuffled, len(part.losses))
             if part.losses:
                 self.keep(part.params, part.opt_state, [float(v) for v in part.losses],
-                          [model.backend.to_numpy(t) for t in part.totals])
+                          np.stack([model.backend.to_numpy(t) for t in part.totals]))
             raise KeyboardInterrupt from part.__cause__
         except BaseException:  # Ctrl-C in a compiled call: the chunk is lost
             self.rewind(shuffled, 0)
@@ -510,13 +511,23 @@ class Trainer:
 
     def keep(self, params, opt_state, losses, totals) -> None:
         """Make ``params`` the model's weights and log the epochs of ``losses`` and of
-        the training ``totals`` (host arrays, one per epoch)."""
+        the training ``totals`` (a host array, one row per epoch)."""
         state, model = self.state, self.model
         self.recent.append((state.epoch, state.params))
         state.params, state.opt_state = params, opt_state
         model.params, model.optimizer_state_ = params, opt_state
-        for loss, epoch_totals in zip(losses, totals):
-            logs = {"loss": float(loss), **model._spec.loss.scores_from_totals(epoch_totals)}
+        columns = {"loss": np.asarray(losses, dtype=np.float64).tolist(),
+                   **{name: v.tolist() for name, v in
+                      model._spec.loss.scores_from_totals(totals).items()}}
+        if self.histories_only:  # the histories take the chunk's epochs at once
+            epochs = list(range(state.epoch, state.epoch + len(columns["loss"])))
+            for history in (model.history_, *self.callbacks.callbacks):
+                history.append_epochs(epochs, columns)
+            state.epoch += len(epochs)
+            model.epochs_trained_ = state.epoch
+            return
+        for values in zip(*columns.values()):
+            logs = dict(zip(columns, values))
             if self.data.val is not None:  # then every chunk is one epoch
                 logs.update(model._validation_logs(*self.data.val))
             state.epoch += 1
