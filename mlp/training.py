@@ -135,9 +135,9 @@ class ChunkPlanner:
     With ``max_chunk=1`` (something needs every epoch) always one. Otherwise
     the first two calls run one epoch each (the first may include compiling,
     the second measures an epoch); then the rest runs in one call when it takes
-    at most ``seconds``, else in chunks of a power of two epochs lasting about
-    ``seconds`` (at most `MAX_CHUNK`), and the few epochs left over one by one.
-    So a run calls the compiled function with two lengths only (1 and the
+    at most ``seconds``, else in ``k`` equal chunks of at most ``seconds`` (and at
+    most `MAX_CHUNK` epochs) each, and the fewer than ``k`` epochs left over one
+    by one. So a run calls the compiled function with two lengths only (1 and the
     chunk): on JAX it compiles at most twice.
 
     The chunk chosen is remembered under ``key`` (the run, the data size, the
@@ -168,10 +168,9 @@ class ChunkPlanner:
             return
         per_epoch = max(seconds / n_epochs, 1e-9)
         limit = min(self.max_chunk, MAX_CHUNK)
-        if remaining * per_epoch <= self.seconds and remaining <= limit:
-            self.chunk = remaining
-        else:
-            self.chunk = min(2 ** max(0, int(math.log2(self.seconds / per_epoch))), limit)
+        longest = max(1, int(min(self.seconds / per_epoch, limit)))
+        # as few calls as chunks of at most `longest` need, of equal length
+        self.chunk = remaining // math.ceil(remaining / longest)
         if self.key is not None:
             self._chosen.pop(self.key, None)
             self._chosen[self.key] = self.chunk

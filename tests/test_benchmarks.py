@@ -183,3 +183,19 @@ def test_numpy_with_and_without_its_fast_path_end_with_identical_weights(referen
     impl.train()
     for (W, b), (W0, b0) in zip(impl.weights(), expected):
         assert np.array_equal(W, W0) and np.array_equal(b, b0)
+
+
+def test_chunking_benchmark_times_the_same_training_both_ways():
+    """benchmarks.chunking: the chunked fit and the one-call fit train the same run (same
+    final loss), with the call lengths the planner chose."""
+    pytest.importorskip("jax")
+    import dataclasses
+
+    from benchmarks import chunking
+
+    wl = dataclasses.replace(workloads.get("W1"), epochs=40)
+    _, calls_chunked, loss_chunked = chunking._fit(wl, one_call=False)
+    _, calls_whole, loss_whole = chunking._fit(wl, one_call=True)
+    assert calls_whole == [1, 1, 38] and sum(calls_chunked) == 40
+    assert loss_chunked == loss_whole
+    assert chunking._calls_summary([1, 1, 99, 99, 99, 1]) == "1 x2, 99 x3, 1 x1"
