@@ -135,10 +135,11 @@ class ChunkPlanner:
     With ``max_chunk=1`` (something needs every epoch) always one. Otherwise
     the first two calls run one epoch each (the first may include compiling,
     the second measures an epoch); then the rest runs in one call when it takes
-    at most ``seconds``, else in ``k`` equal chunks of at most ``seconds`` (and at
-    most `MAX_CHUNK` epochs) each, and the fewer than ``k`` epochs left over one
-    by one. So a run calls the compiled function with two lengths only (1 and the
-    chunk): on JAX it compiles at most twice.
+    at most ``seconds``, else in ``k`` equal chunks no longer than the longest
+    power of two of epochs that takes at most ``seconds`` (and at most `MAX_CHUNK`
+    epochs), and the fewer than ``k`` epochs left over one by one. So a run calls
+    the compiled function with two lengths only (1 and the chunk): on JAX it
+    compiles at most twice.
 
     The chunk chosen is remembered under ``key`` (the run, the data size, the
     batch size and the epochs), so that the same fit again makes the same calls
@@ -168,9 +169,13 @@ class ChunkPlanner:
             return
         per_epoch = max(seconds / n_epochs, 1e-9)
         limit = min(self.max_chunk, MAX_CHUNK)
-        longest = max(1, int(min(self.seconds / per_epoch, limit)))
-        # as few calls as chunks of at most `longest` need, of equal length
-        self.chunk = remaining // math.ceil(remaining / longest)
+        fits = max(1.0, min(self.seconds / per_epoch, limit))  # epochs a call may take
+        if remaining <= fits:
+            self.chunk = remaining
+        else:  # the longest power of two that fits (steady under timing noise), then as
+            # few calls as chunks that long need, of equal length
+            longest = 2 ** int(math.log2(fits))
+            self.chunk = remaining // math.ceil(remaining / longest)
         if self.key is not None:
             self._chosen.pop(self.key, None)
             self._chosen[self.key] = self.chunk

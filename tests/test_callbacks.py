@@ -305,8 +305,8 @@ def _plan(planner, epochs, timings):
 
 def test_chunk_planner_sizes():
     first_compiles = [5.0] + [0.01] * 1000  # the first call compiles; then 10 ms an epoch
-    # at most 100 epochs of 10 ms a call: 998 = 10 x 99 + 8 left over one by one
-    expected = [1, 1] + [99] * 10 + [1] * 8
+    # at most 2**6 epochs of 10 ms a call: 998 = 16 x 62 + 6 left over one by one
+    expected = [1, 1] + [62] * 16 + [1] * 6
     assert _plan(training.ChunkPlanner(10_000, seconds=1.0), 1000, first_compiles) == expected
     # half a second left after two epochs: one call
     assert _plan(training.ChunkPlanner(10_000, seconds=1.0), 100, [3.0] + [0.005] * 99) == [
@@ -328,7 +328,7 @@ def test_chunk_planner_remembers_its_choice():
     key = ("test", object())
     first = _plan(training.ChunkPlanner(10_000, seconds=1.0, key=key), 300, [0.01] * 300)
     again = _plan(training.ChunkPlanner(10_000, seconds=1.0, key=key), 300, [0.0001] * 300)
-    assert first == again == [1, 1] + [99] * 3 + [1] * 1
+    assert first == again == [1, 1] + [59] * 5 + [1] * 3
 
 
 class _FixedChunks:
