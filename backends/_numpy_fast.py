@@ -328,6 +328,7 @@ class _Network:
         self.layout, self.dtype = layout, dtype
         self.relu = spec.hidden is activations.ACTIVATIONS["relu"]
         self.ce = spec.loss is losses.LOSSES["cross_entropy"]
+        self.mse = spec.loss is losses.LOSSES["mse"]
         self.buffers = {}
 
     def _buffers(self, m):
@@ -373,6 +374,34 @@ class _Network:
         np.multiply(e, 1.0 / n, out=e)
         return loss, e
 
+    def _loss_delta_totals(self, buf, z, a, y, w, predicted):
+        """The loss, its delta and the training totals (with ``predicted``: the predicted
+        classes written there instead, for `_Training.epoch_accuracy`)."""
+        spec, xp = self.spec, self.spec.xp
+        if self.mse and w is None:  # r2's totals come with the loss
+            return self._mean_squared(buf, z, a, y)
+        if self.ce and w is None:
+            loss, delta = self._cross_entropy(buf, z, y)
+        else:
+            loss, delta = spec.loss.value_and_delta(xp, z, a, y, spec.output, w)
+        if predicted is not None:
+            return loss, delta, z.argmax(axis=1, out=predicted)
+        return loss, delta, spec.loss.train_totals(xp, z, a, y, w)
+
+    def _mean_squared(self, buf, z, a, y):
+        """`mlp.losses.Loss.value_and_delta` of mse (`_mse_terms_and_delta`, ``scale =
+        1/size``) and its training totals (`mlp.losses.r2_totals`: ``(y - a)**2`` is
+        ``diff * diff`` bit for bit), into buffers."""
+        size = y.shape[0] * y.shape[1]
+        diff, sq = buf["e"], buf["yz"]
+        np.subtract(a, y, out=diff)
+        np.multiply(diff, diff, out=sq)
+        totals = np.add.reduce(sq, axis=0)
+        np.multiply(sq, 0.5, out=sq)  # the terms, 0.5 * (diff * diff)
+        loss = np.add.reduce(sq, axis=None) / size
+        np.multiply(diff, 1.0 / size, out=diff)
+        return loss, self.spec.output.backward(self.spec.xp, diff, z, a), totals
+
     def _forward(self, params, x, buf):
         spec, xp = self.spec, self.spec.xp
         last = len(params) - 1
@@ -388,7 +417,7 @@ class _Network:
                 a = spec.output.forward(xp, z) if spec.loss.needs_output else None
         return inputs, a
 
-    def loss_and_gradients(self, params, grads, x, y, w=None):
+    def loss_and_gradients(self, params, grads, x, y, w=None, predicted=None):
         """The loss and the batch's training totals (`mlp.losses.Loss.train_totals`);
         the gradients into ``grads`` (views into the flat gradient).
         ``w``: the rows' weights or None; weighted, the input rows of weight 0 are zeroed
@@ -397,11 +426,7 @@ class _Network:
         buf = self._buffers(x.shape[0])
         inputs, a = self._forward(params, zero_weight_rows(xp, x, w), buf)
         zs = buf["z"]
-        if self.ce and w is None:
-            loss, delta = self._cross_entropy(buf, zs[-1], y)
-        else:
-            loss, delta = spec.loss.value_and_delta(xp, zs[-1], a, y, spec.output, w)
-        totals = spec.loss.train_totals(xp, zs[-1], a, y, w)  # before zs are reused
+        loss, delta, totals = self._loss_delta_totals(buf, zs[-1], a, y, w, predicted)
         for i in range(len(params) - 1, -1, -1):
             W, (dW, db) = params[i][0], grads[i]
             np.matmul(inputs[i].T, delta, out=dW)
@@ -461,6 +486,7 @@ class _Training:
         self.flat_g = np.empty(size, dtype)
         self.grads = layout.views(self.flat_g)
         self.saved, self.saved_scalars = np.empty_like(self.store), None
+        self.labels = self.predicted = None  # (`epoch_accuracy`)
         if net.clip_norm is not None:  # chain(clip_by_global_norm(clip_norm), optimizer)
             self.blocks.insert(0, _ClipByGlobalNorm(clip_by_global_norm(net.clip_norm)))
 
@@ -473,9 +499,10 @@ class _Training:
         for b, scalars in zip(self.blocks, self.saved_scalars):
             b.scalars = scalars
 
-    def step(self, x, y, w):
-        """One step; returns the batch's loss and training totals."""
-        loss, totals = self.net.loss_and_gradients(self.params, self.grads, x, y, w)
+    def step(self, x, y, w, predicted=None):
+        """One step; returns the batch's loss and training totals (with ``predicted``,
+        the predicted classes written there instead)."""
+        loss, totals = self.net.loss_and_gradients(self.params, self.grads, x, y, w, predicted)
         u, p, ctx = self.flat_g, self.flat, self.ctx  # the gradients become the updates
         for block in self.blocks:
             block.update(ctx, u, p)
@@ -494,6 +521,8 @@ class _Training:
         the same order."""
         if full is None:
             return self.step(x, y, w)
+        if w is None and self.net.ce:
+            return self.epoch_accuracy(x, y, full, rest)
         xp = self.net.spec.xp
         if w is None:  # the batches' losses, summed, times the batch size
             losses, totals = zip(*[self.step(*self.net.gather(x, y, None, full[k, ...]))
@@ -511,6 +540,29 @@ class _Training:
             return total / x.shape[0], totals
         weight = xp.sum(w)
         return total / xp.where(weight > 0, weight, 1.0), totals
+
+    def epoch_accuracy(self, x, y, full, rest):
+        """`epoch` for unweighted mini-batches and cross-entropy: each step writes its
+        predicted classes, and the batches' numbers of correct rows (`_argmax_totals`:
+        exact whole numbers) are counted at the end of the epoch, against the labels
+        taken once per call; then summed as the pure epoch sums them."""
+        xp, (n_batches, size) = self.net.spec.xp, full.shape
+        if self.labels is None:
+            self.labels = y.argmax(axis=1)
+            self.predicted = np.empty(y.shape[0], self.labels.dtype)
+        pred = self.predicted
+        losses = [self.step(*self.net.gather(x, y, None, full[k, ...]),
+                            pred[k * size:(k + 1) * size])[0] for k in range(n_batches)]
+        total = xp.sum(xp.stack(losses)) * size
+        correct = pred[:n_batches * size] == self.labels.take(full.reshape(-1))
+        counts = correct.reshape(n_batches, size).sum(axis=1).astype(x.dtype)
+        totals = xp.sum(counts[:, None], axis=0)
+        if rest is not None:
+            loss = self.step(*self.net.gather(x, y, None, rest), pred[n_batches * size:])[0]
+            total = total + loss * rest.shape[-1]
+            right = pred[n_batches * size:] == self.labels.take(rest)
+            totals = totals + np.asarray([np.count_nonzero(right)], x.dtype)
+        return total / x.shape[0], totals
 
     def result(self):
         return self.layout.views(self.flat), self.transform.state(self.ctx)
@@ -583,5 +635,6 @@ def _epochs(training, x, y, w, batches, last, n_epochs):
         training.restore()
         raise InterruptedRun(*training.result(), epoch_losses,
                              [join_data_totals(xp, t, extra) for t in epoch_totals]) from exc
-    return (*training.result(), np.stack(epoch_losses),
-            join_data_totals(xp, np.stack(epoch_totals), extra))
+    # (np.stack's per-array work is most of a tiny epoch's bookkeeping: the same arrays)
+    totals = np.concatenate(epoch_totals).reshape(len(epoch_totals), -1)
+    return (*training.result(), np.array(epoch_losses), join_data_totals(xp, totals, extra))
