@@ -59,7 +59,7 @@ from mlp.optimizers import (
     _rate,
     clip_by_global_norm,
 )
-from mlp.steps import InterruptedRun, join_data_totals
+from mlp.steps import InterruptedRun, join_data_totals, packs
 from mlp.tree import tree_leaves
 
 # ------------------------------------------------------------- flat layout
@@ -596,11 +596,10 @@ def fast_run(pure_run, spec, optimizer, alpha=0.0, clip_norm=None):
     """
     if _mirror(optimizer) is None:
         return None
-    # `mlp.steps.make_run` packs the parameters of an elementwise optimizer; the global
-    # norm of clipping is then summed over the two packed arrays instead of per layer.
-    packed = bool(getattr(optimizer, "elementwise", False))
-
     def run(params, opt_state, x, y, w, batches, last, n_epochs):
+        # where `mlp.steps.make_run` packs the parameters (`mlp.steps.packs`), the global
+        # norm of clipping is summed over the two packed arrays instead of per layer
+        packed = packs(optimizer, opt_state)
         if _handles(params, x, y, w, batches):
             layout = _Layout([W.shape for W, _ in params])
             try:

@@ -31,7 +31,7 @@ from .optimizers import (
     learning_rate_schedules,
 )
 from .schedules import SCHEDULES
-from .tree import is_namedtuple
+from .tree import is_namedtuple, tree_leaves
 
 
 def make_step(spec, optimizer, alpha=0.0, clip_norm=None, packer=None):
@@ -69,6 +69,17 @@ class InterruptedRun(Exception):
         super().__init__("interrupted")
         self.params, self.opt_state, self.losses = params, opt_state, losses
         self.totals = totals
+
+
+def packs(optimizer, opt_state) -> bool:
+    """Whether a run on a backend that does not compile (where each array operation has
+    a fixed cost) updates the parameters packed (`Packer`): for an elementwise
+    optimizer (``optimizer.elementwise``) whose state holds arrays of the parameters'
+    shapes (momentum, moments: several operations per array, done once for all
+    layers). Without such state (plain SGD: one or two operations per array) packing
+    the gradients would cost more than it saves."""
+    return (bool(getattr(optimizer, "elementwise", False))
+            and any(getattr(leaf, "ndim", 0) > 0 for leaf in tree_leaves(opt_state)))
 
 
 class Packer:
@@ -148,14 +159,10 @@ def make_run(backend, spec, optimizer, alpha=0.0, clip_norm=None):
     xp = spec.xp
     _check_users_schedules(backend, optimizer)
     step = make_step(spec, optimizer, alpha, clip_norm)
-    # An elementwise optimizer updates every layer at once on one flat array where
-    # each array operation has a fixed cost (see `Packer`).
-    packed = not backend.compiles and getattr(optimizer, "elementwise", False)
-
     def run(params, opt_state, x, y, w, batches, last, n_epochs):
         data, extra = (x, y, w), spec.loss.data_totals(xp, y, w)  # once, not per step
         try:
-            if packed:
+            if not backend.compiles and packs(optimizer, opt_state):
                 packer = Packer(xp, [W.shape for W, _ in params])
                 params, opt_state, losses, totals = _packed_run(packer, params, opt_state,
                                                                 data, batches, last, n_epochs)
