@@ -50,9 +50,12 @@ from .validation import all_finite
 #: epochs: on JAX a call cannot be interrupted, so Ctrl-C loses at most about this much.
 CHUNK_SECONDS = 1.0
 
-#: The most epochs in one call: the epochs left over after the last full chunk run one
-#: by one (one compiled length less), which costs at most this many calls.
-MAX_CHUNK = 4096
+#: The most epochs in one call (tiny epochs: the per-call cost is then negligible).
+MAX_CHUNK = 2**16
+
+#: A diverged chunk is replayed from its start in calls of this many epochs, then epoch
+#: by epoch within the call whose loss stopped being finite (`Trainer.replay`).
+REPLAY_CHUNK = 256
 
 #: Host row indices per call are capped at about this many entries (32 MiB of int64).
 MAX_INDICES = 2**22
@@ -550,19 +553,36 @@ class Trainer:
 
     # ---------------------------------------------------------- divergence
     def replay(self, batches, last, n_epochs):
-        """Rerun a diverged chunk epoch by epoch from its start, keeping the finite
-        epochs; returns the diverged epoch's loss (as a 1-element array)."""
-        state, data = self.state, self.data
-        for j in range(n_epochs):
-            sub = (None if batches is None else batches[j:j + 1, ...],
-                   None if last is None else last[j:j + 1, ...])
-            params, opt_state, loss, totals = self.run(state.params, state.opt_state, data.x,
-                                                       data.y, data.w, *sub, 1)
-            loss = self.model.backend.to_numpy(loss)
-            if not np.all(np.isfinite(loss)):
-                return loss
-            self.keep(params, opt_state, loss, self.model.backend.to_numpy(totals))
+        """Rerun a diverged chunk from its start, keeping the finite epochs: in calls of
+        `REPLAY_CHUNK` epochs while their losses are finite, then epoch by epoch within
+        the call where they stopped being so (at most ``n_epochs / REPLAY_CHUNK +
+        REPLAY_CHUNK`` calls); returns the diverged epoch's loss (a 1-element array)."""
+        j, length = 0, REPLAY_CHUNK
+        while j < n_epochs:
+            length = length if n_epochs - j >= length else 1
+            losses, kept = self.rerun(batches, last, j, length)
+            if kept:
+                j += length
+            elif length == 1:
+                return losses
+            else:  # the divergence is within these epochs: again, one at a time
+                length = 1
         raise AssertionError("a diverged chunk replayed without divergence")  # pragma: no cover
+
+    def rerun(self, batches, last, start, length):
+        """Run the chunk's epochs ``start`` to ``start + length`` again; keep them if their
+        losses are finite. ``(losses, kept)``."""
+        state, data, to_numpy = self.state, self.data, self.model.backend.to_numpy
+        part = slice(start, start + length)
+        sub = (None if batches is None else batches[part, ...],
+               None if last is None else last[part, ...])
+        params, opt_state, losses, totals = self.run(state.params, state.opt_state, data.x,
+                                                     data.y, data.w, *sub, length)
+        losses = to_numpy(losses)
+        if not np.all(np.isfinite(losses)):
+            return losses[np.argmax(~np.isfinite(losses))][None], False
+        self.keep(params, opt_state, losses, to_numpy(totals))
+        return losses, True
 
     def training_loss(self, params) -> float:
         """The mean loss (no penalty; weighted as training) of ``params`` on the training data."""

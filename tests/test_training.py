@@ -478,6 +478,66 @@ def test_divergence_without_hooks(backend):
     _weights_equal(model.get_weights(), other.get_weights())
 
 
+def _explodes_at(step_at):
+    """A learning rate of 0.01 that becomes 1e6 at step ``step_at`` (array-API only)."""
+
+    def schedule(step):
+        from array_api_compat import array_namespace
+
+        xp = array_namespace(step)
+        return xp.where(step >= step_at, xp.asarray(1e6), xp.asarray(0.01))
+
+    return schedule
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_long_diverged_chunk_is_replayed_in_blocks(backend, monkeypatch):
+    """700 epochs in one call diverge at about epoch 600: the replay runs blocks of
+    `REPLAY_CHUNK` epochs, then single epochs from the block where the loss stopped
+    being finite, and keeps exactly the epochs a run epoch by epoch keeps."""
+    from mlp import training
+
+    class OneLongChunk:
+        def __init__(self, max_chunk, seconds=None, key=None):
+            self.plan = iter([1, 1, 700]) if max_chunk > 1 else None
+
+        def next(self, remaining):
+            return 1 if self.plan is None else min(next(self.plan), remaining)
+
+        def measured(self, n_epochs, seconds, remaining):
+            pass
+
+    monkeypatch.setattr(training, "ChunkPlanner", OneLongChunk)
+    calls = []
+    real = training.run_function
+
+    def counting(*args):
+        run = real(*args)
+
+        def counted(*run_args):
+            calls.append(run_args[-1])
+            return run(*run_args)
+
+        return counted
+
+    monkeypatch.setattr(training, "run_function", counting)
+    model, x, y = _diverging(backend)
+    fit = dict(epochs=702, optimizer=optimizers.SGD(_explodes_at(600)), batch_size=None)
+    with pytest.raises(mlp.TrainingDivergedError) as info:
+        model.fit(x, y, **fit)
+    first = list(calls)  # the calls of the fit without a callback
+    other, _, _ = _diverging(backend)
+    with pytest.raises(mlp.TrainingDivergedError) as info2:
+        other.fit(x, y, **fit, callbacks=[lambda e, logs: None])
+    assert 600 <= len(info.value.history.epoch) < 700
+    assert info.value.history.history == info2.value.history.history
+    _weights_equal(model.get_weights(), other.get_weights())
+    # 1, 1, the chunk, two blocks kept, then (fewer than a block left) one by one up to
+    # the epoch that diverged: about 90 calls instead of about 600
+    assert first[:5] == [1, 1, 700, 256, 256]
+    assert set(first[5:]) == {1} and len(first) < 5 + 700 - 512
+
+
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_divergence_with_early_stopping_keeps_the_last_finite_weights(backend):
     """Early stopping's restore of its best epoch must not override the divergence
