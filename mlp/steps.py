@@ -159,6 +159,7 @@ def make_run(backend, spec, optimizer, alpha=0.0, clip_norm=None):
     xp = spec.xp
     _check_users_schedules(backend, optimizer)
     step = make_step(spec, optimizer, alpha, clip_norm)
+
     def run(params, opt_state, x, y, w, batches, last, n_epochs):
         data, extra = (x, y, w), spec.loss.data_totals(xp, y, w)  # once, not per step
         try:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from .. import core, steps
 from ..optimizers import Adam, chain, scale_by_learning_rate, trace
-from ..steps import Packer
+from ..steps import Packer, packs
 
 #: Pack layers whose weights average at most this many entries (see `make_epoch`).
 PACK_LIMIT = 2**16
@@ -84,17 +84,18 @@ def make_epoch(backend, spec, optimizer, alpha):
     ``batches: (n_batches, batch_size)`` and ``last: (r,)`` (or None) are row
     indices drawn on the host; the mean loss weighs each batch's loss by its
     number of rows, as scikit-learn's ``loss_curve_`` does. On backends that do
-    not compile, an elementwise optimizer updates small layers as one flat array
-    (`mlp.steps.Packer`; identical results): there each array operation costs a
-    fixed overhead, while on large layers packing the gradients is one copy too many.
+    not compile, an elementwise optimizer with per-parameter state (`mlp.steps.packs`)
+    updates small layers as one flat array (`mlp.steps.Packer`; identical results):
+    there each array operation costs a fixed overhead, while on large layers packing
+    the gradients is one copy too many.
     """
     xp = spec.xp
-    elementwise = not backend.compiles and getattr(optimizer, "elementwise", False)
 
     def epoch(params, state, x, y, w, batches, last):
         shapes = [W.shape for W, _ in params]
         small = sum(a * b for a, b in shapes) <= PACK_LIMIT * len(shapes)
-        packer = Packer(xp, shapes) if elementwise and small else None
+        packed = not backend.compiles and small and packs(optimizer, state)
+        packer = Packer(xp, shapes) if packed else None
         step = make_step(spec, optimizer, alpha, packer)
 
         def batch(carry, rows):
