@@ -11,7 +11,12 @@ This module runs the very same floating-point operations as the pure path
   one flat vector laid out as `mlp.steps.Packer` packs them (all weight
   matrices, then all biases), so each elementwise transformation updates all
   layers with a handful of operations, the updates transformed in place;
-- with batches gathered by ``np.take(..., out=)``.
+- with batches gathered by ``np.take(..., out=)``;
+- with ReLU, the mean squared error and the fused softmax cross-entropy in place,
+  and their training totals without extra passes: r2's sums from the loss's own
+  squares, and for unweighted mini-batch cross-entropy each step's predicted
+  classes, counted against the labels at the end of the epoch (whole numbers,
+  summed as the pure epoch sums them).
 
 Every element therefore sees exactly the same IEEE operations as in the pure
 path, and the results are identical bit for bit (``tests/test_numpy_fast_path.py``
