@@ -10,8 +10,9 @@ everything after its two one-epoch calls ("one call": ``CHUNK_SECONDS`` and
 ``MAX_CHUNK`` unbounded) on long runs of the benchmark workloads. Each way
 keeps its own memory of the chunks chosen (as a process running the same fit
 again does), so the warm-up compiles both and the timed fits compile nothing.
-Timed repeats alternate the two. Results go to ``--out``
-(default ``benchmarks/results``): ``chunking.json`` and ``chunking.md``.
+Timed repeats alternate the two. Results go to ``--out`` (default
+``benchmarks/results``, with ``--quick`` ``benchmarks/results/quick``):
+``chunking.json`` and ``chunking.md``.
 """
 
 from __future__ import annotations
@@ -124,15 +125,18 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter runs, fewer repeats")
     parser.add_argument("--repeats", type=int, default=None, help="timed fits of each (5)")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default benchmarks/results, with --quick "
+                             "benchmarks/results/quick)")
     args = parser.parse_args(argv)
     repeats = args.repeats or (3 if args.quick else 5)
     rows = measure(QUICK_RUNS if args.quick else LONG_RUNS, repeats)
-    out = args.out / "quick" if args.quick else args.out
+    out = args.out or ROOT / "benchmarks" / "results" / ("quick" if args.quick else "")
     out.mkdir(parents=True, exist_ok=True)
     (out / "chunking.json").write_text(json.dumps(rows, indent=2) + "\n")
     (out / "chunking.md").write_text(markdown(rows, repeats))
     print(markdown(rows, repeats))
+    print(f"wrote {out / 'chunking.json'} and {out / 'chunking.md'}")
 
 
 if __name__ == "__main__":

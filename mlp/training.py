@@ -132,17 +132,26 @@ class TrainingData:
             self.n = self.x.shape[0]
 
 
+def _equal_chunks(remaining: int, longest: int) -> int:
+    """The chunk length, between half of ``longest`` and ``longest``, that covers
+    ``remaining`` epochs in the fewest calls: ``remaining // chunk`` chunks, then the
+    ``remaining % chunk`` epochs left over one by one (the longest such chunk)."""
+    return min(range(longest, (longest + 1) // 2 - 1, -1),
+               key=lambda chunk: remaining // chunk + remaining % chunk)
+
+
 class ChunkPlanner:
     """How many epochs the next call of the run covers.
 
     With ``max_chunk=1`` (something needs every epoch) always one. Otherwise
     the first two calls run one epoch each (the first may include compiling,
     the second measures an epoch); then the rest runs in one call when it takes
-    at most ``seconds``, else in ``k`` equal chunks no longer than the longest
-    power of two of epochs that takes at most ``seconds`` (and at most `MAX_CHUNK`
-    epochs), and the fewer than ``k`` epochs left over one by one. So a run calls
-    the compiled function with two lengths only (1 and the chunk): on JAX it
-    compiles at most twice.
+    at most ``seconds``, else in equal chunks no longer than the longest power of
+    two of epochs that takes at most ``seconds`` (and at most `MAX_CHUNK` epochs),
+    and the epochs left over one by one, the chunk chosen for the fewest
+    calls (`_equal_chunks`). So a run calls the compiled function with
+    two lengths only (1 and the chunk): on JAX it compiles at most twice (a
+    diverged chunk's replay adds one program, `REPLAY_CHUNK` epochs long).
 
     The chunk chosen is remembered under ``key`` (the run, the data size, the
     batch size and the epochs), so that the same fit again makes the same calls
@@ -175,10 +184,8 @@ class ChunkPlanner:
         fits = max(1.0, min(self.seconds / per_epoch, limit))  # epochs a call may take
         if remaining <= fits:
             self.chunk = remaining
-        else:  # the longest power of two that fits (steady under timing noise), then as
-            # few calls as chunks that long need, of equal length
-            longest = 2 ** int(math.log2(fits))
-            self.chunk = remaining // math.ceil(remaining / longest)
+        else:  # the longest power of two that fits (steady under timing noise)
+            self.chunk = _equal_chunks(remaining, 2 ** int(math.log2(fits)))
         if self.key is not None:
             self._chosen.pop(self.key, None)
             self._chosen[self.key] = self.chunk

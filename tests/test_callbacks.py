@@ -319,6 +319,23 @@ def test_chunk_planner_sizes():
     assert len(set(chunks)) == 1 and chunks[0] <= training.MAX_CHUNK  # one length
     # fewer epochs left over than chunks (a long run is not a long tail of small calls)
     assert huge.count(1) - 2 < len(chunks) == math.ceil((10**5 - 2) / training.MAX_CHUNK)
+    # tiny epochs timed with the call's overhead (0.4 ms for the second call): chunks of
+    # at most 2**11 epochs, 11 of 1818 covering the 19998 epochs left exactly
+    assert _plan(training.ChunkPlanner(10**9, seconds=1.0), 20000,
+                 [3.0, 4e-4] + [4.5e-6] * 20000) == [1, 1] + [1818] * 11
+
+
+def test_equal_chunks_make_the_fewest_calls():
+    """Among chunk lengths from half the longest to the longest, the plan's calls (chunks
+    plus the epochs left over) are the fewest, and the longest such chunk is chosen."""
+    for remaining, longest in [(19998, 2048), (29998, 1024), (998, 64), (101, 2), (7, 1),
+                               (65537, 4096), (12345, 1000)]:
+        chunk = training._equal_chunks(remaining, longest)
+        calls = remaining // chunk + remaining % chunk
+        candidates = range((longest + 1) // 2, longest + 1)
+        assert chunk <= longest
+        assert calls == min(remaining // c + remaining % c for c in candidates)
+        assert chunk == max(c for c in candidates if remaining // c + remaining % c == calls)
     assert _plan(training.ChunkPlanner(1), 5, [1.0] * 5) == [1] * 5
 
 
