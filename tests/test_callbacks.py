@@ -14,6 +14,7 @@ import mlp
 from mlp import callbacks as cb_module
 from mlp import training
 from mlp.callbacks import CallbackList, EpochLogger, ProgressBar, metric_mode
+from tests._helpers import WeightLog
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -42,14 +43,6 @@ def _weights_equal(a, b, atol=0.0):
     for (W, bias), (W0, b0) in zip(a, b, strict=True):
         np.testing.assert_allclose(W, W0, rtol=0, atol=atol)
         np.testing.assert_allclose(bias, b0, rtol=0, atol=atol)
-
-
-class _WeightLog(mlp.Callback):
-    def on_train_begin(self, logs=None):
-        self.weights = []
-
-    def on_epoch_end(self, epoch, logs):
-        self.weights.append(self.model.get_weights())
 
 
 # ------------------------------------------------------------- metric_mode
@@ -178,7 +171,7 @@ def _overfitting_problem():
 def test_early_stopping_on_accuracy_keeps_the_most_accurate_epoch(backend):
     x, y, xv, yv = _overfitting_problem()
     model = mlp.MLP([5, 32, 3], loss="cross_entropy", backend=backend, dtype="float64", seed=0)
-    log = _WeightLog()
+    log = WeightLog()
     stopper = mlp.EarlyStopping("val_accuracy", patience=5)
     history = model.fit(x, y, epochs=60, optimizer="adam", learning_rate=0.02,
                         validation_data=(xv, yv), callbacks=[log, stopper])

@@ -19,6 +19,7 @@ import pytest
 
 import mlp
 from mlp.io import ModelFileError
+from tests._helpers import rewrite_npz
 
 N, F, OUT, CLASSES = 12, 3, 2, 4
 
@@ -738,18 +739,6 @@ def test_load_never_unpickles(tmp_path):
     assert not marker.exists()
 
 
-def _rewrite(path, **changes):
-    """``path`` with some of its arrays replaced (None: removed)."""
-    with np.load(path) as data:
-        arrays = {k: data[k] for k in data.files}
-    for key, value in changes.items():
-        if value is None:
-            arrays.pop(key)
-        else:
-            arrays[key] = value
-    np.savez(path, **arrays)
-
-
 @pytest.mark.parametrize("changes, match", [
     (dict(W0=np.ones((2, 2))), r"holds a damaged mlp model: layer 0 expects W of shape \(3, 5\)"),
     (dict(b1=None), r"holds a damaged mlp model: .*b1"),
@@ -773,7 +762,7 @@ def _rewrite(path, **changes):
 def test_load_damaged_model(tmp_path, changes, match):
     path = tmp_path / "model.npz"
     mlp.MLP([F, 5, OUT], seed=0).save(path)
-    _rewrite(path, **changes)
+    rewrite_npz(path, **changes)
     with pytest.raises(ModelFileError, match=r"model\.npz' " + match):
         mlp.load(path)
 

@@ -20,6 +20,7 @@ import backends
 import mlp
 from mlp import optimizers, schedules
 from mlp.io import ModelFileError
+from tests._helpers import rewrite_npz
 
 BACKENDS = backends.available_backends()
 
@@ -376,14 +377,7 @@ def _load_outcome(path):
 ], ids=["shape", "dtype", "missing", "extra"])
 def test_a_stored_optimizer_state_must_fit_the_architecture(tmp_path, change, match):
     path = _small_model_file(tmp_path, optimizer="adam")
-    with np.load(path) as data:
-        arrays = {k: data[k] for k in data.files}
-    for key, value in change.items():
-        if value is None:
-            arrays.pop(key)
-        else:
-            arrays[key] = value
-    np.savez(path, **arrays)
+    rewrite_npz(path, **change)
     with pytest.raises(ModelFileError, match=r"m\.npz' holds a damaged mlp model: " + match):
         mlp.load(path, backend="numpy")
 

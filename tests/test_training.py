@@ -12,6 +12,7 @@ from threadpoolctl import threadpool_limits
 
 import mlp
 from mlp import optimizers
+from tests._helpers import WeightLog
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -292,14 +293,6 @@ def test_validation_split(backend):
 
 
 # -------------------------------------------------------------- early stopping
-class _WeightLog(mlp.Callback):
-    def on_train_begin(self, logs=None):
-        self.weights = []
-
-    def on_epoch_end(self, epoch, logs):
-        self.weights.append(self.model.get_weights())
-
-
 def _overfitting_problem():
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(40, 5)), rng.integers(0, 3, 40)  # noise: val_loss soon rises
@@ -310,7 +303,7 @@ def _overfitting_problem():
 def test_early_stopping_restores_the_best_weights(backend):
     x, y, xv, yv = _overfitting_problem()
     model = mlp.MLP([5, 32, 3], loss="cross_entropy", backend=backend, dtype="float64", seed=0)
-    log = _WeightLog()
+    log = WeightLog()
     patience = 4
     history = model.fit(x, y, epochs=60, optimizer="adam", learning_rate=0.02,
                         validation_data=(xv, yv), early_stopping=True, patience=patience,
@@ -449,7 +442,7 @@ def _last_with_finite_loss(backend, candidates, x, y):
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_divergence_raises_and_restores_the_last_finite_weights(backend):
     model, x, y = _diverging(backend)
-    log = _WeightLog()
+    log = WeightLog()
     start = model.get_weights()
     with pytest.raises(mlp.TrainingDivergedError, match="diverged") as info:
         model.fit(x, y, epochs=50, **DIVERGING, callbacks=[log])
@@ -543,7 +536,7 @@ def test_divergence_with_early_stopping_keeps_the_last_finite_weights(backend):
     """Early stopping's restore of its best epoch must not override the divergence
     restore that the error message describes."""
     model, x, y = _diverging(backend)
-    log = _WeightLog()
+    log = WeightLog()
     start = model.get_weights()
     with pytest.raises(mlp.TrainingDivergedError):
         model.fit(x, y, epochs=50, **DIVERGING, callbacks=[log], early_stopping=True,
