@@ -86,13 +86,16 @@ def test_load_uses_mlp_backend_by_default(backend, tmp_path, monkeypatch):
 
 
 def _continue(model, x, y, steps):
-    """``steps`` more full-batch updates with the model's optimizer and saved state."""
+    """``steps`` more full-batch updates with the model's optimizer and saved state, in
+    the model's precision (on JAX a float64 model's own methods scope it; these calls
+    of the optimizer are made from outside them)."""
     opt, state, params = model.optimizer_, model.optimizer_state_, model.params
-    for _ in range(steps):
-        model.params = params
-        grads = model.gradients(x, y)
-        updates, state = opt.update(grads, state, params)
-        params = optimizers.apply_updates(params, updates)
+    with model.backend.precision(model.dtype):
+        for _ in range(steps):
+            model.params = params
+            grads = model.gradients(x, y)
+            updates, state = opt.update(grads, state, params)
+            params = optimizers.apply_updates(params, updates)
     model.params = params
     return model.get_weights(), state
 
