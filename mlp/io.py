@@ -468,23 +468,9 @@ def callback_states(path) -> dict:
 
 def load_model(path, model_class, backend=None):
     """A ``model_class`` (`MLP`) from a file written by `MLP.save`, on ``backend``
-    (None: ``$MLP_BACKEND``). `mlp.load` is this with `MLP`; this module never imports
-    the model, so the model can import it.
-
-    Raises
-    ------
-    FileNotFoundError
-        No file at ``path``.
-    ModelFileError (a ValueError)
-        Anything else that keeps the file from being loaded: a folder or other
-        non-regular file, an empty, truncated, corrupted, crafted or foreign
-        file; the message names the file and the problem. Nothing in the file
-        is ever executed (arrays are read with ``allow_pickle=False``, the rest
-        is JSON) and nothing is allocated before the stored arrays' headers
-        have been checked against the declared architecture.
-    BackendUnavailableError
-        ``backend`` cannot run here.
-    """
+    (None: ``$MLP_BACKEND``). `mlp.load` is this with `MLP` and documents what it
+    raises; this module never imports the model, so the model can import it. Arrays
+    are read with ``allow_pickle=False``, the rest is JSON."""
     name = repr(os.fspath(path))
     backend = resolve_backend(backend)  # its errors are the backend's, not the file's
     with _open_regular(path, name) as fh:
