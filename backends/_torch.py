@@ -38,14 +38,96 @@ def to_host(data, target, name):
     return tensor.resolve_conj().resolve_neg().numpy()
 
 
+class TorchInplace:
+    """`backends._inplace.InplaceOps` for PyTorch on ``device``: the torch functions that
+    the pure path's namespace (array-api-compat's) calls, with ``out=``."""
+
+    def __init__(self, torch, device):
+        self._torch, self.device = torch, device
+        self.float_dtypes, self.bool = (torch.float32, torch.float64), torch.bool
+        self.add, self.subtract, self.multiply, self.divide = (torch.add, torch.sub,
+                                                               torch.mul, torch.div)
+        self.sqrt, self.exp, self.log, self.matmul = torch.sqrt, torch.exp, torch.log, torch.matmul
+        self._zeros = {}
+
+    def is_floats(self, arrays, dtype):
+        tensor = self._torch.Tensor
+        return all(isinstance(a, tensor) and a.dtype == dtype and a.device == self.device
+                   and not a.requires_grad for a in arrays)
+
+    def is_indices(self, rows):
+        return (isinstance(rows, self._torch.Tensor) and rows.device == self.device
+                and rows.dtype in (self._torch.int64, self._torch.int32))
+
+    def empty(self, shape, dtype):
+        return self._torch.empty(shape, dtype=dtype, device=self.device)
+
+    def copy(self, dst, src):
+        dst.copy_(src)
+
+    def take_rows(self, x, rows, *, out):
+        return self._torch.index_select(x, 0, rows, out=out)
+
+    def sum(self, x, *, axis, keepdims=False, out=None):
+        if out is None:
+            return self._torch.sum(x, axis, keepdim=keepdims)
+        return self._torch.sum(x, axis, keepdim=keepdims, out=out)
+
+    def total(self, x):
+        return self._torch.sum(x)
+
+    def max(self, x, *, axis, keepdims=False, out):
+        return self._torch.amax(x, axis, keepdim=keepdims, out=out)
+
+    def relu(self, z):
+        """``torch.maximum(z, 0.0 as a 0-d tensor of z's dtype)``, as array-api-compat's
+        ``maximum`` calls it."""
+        zero = self._zeros.get(z.dtype)
+        if zero is None:
+            zero = self._zeros[z.dtype] = self._torch.zeros((), dtype=z.dtype,
+                                                            device=self.device)
+        return self._torch.maximum(z, zero, out=z)
+
+    def positive(self, z, *, out):
+        return self._torch.gt(z, 0, out=out)
+
+    def argmax_rows(self, z, *, out):
+        return self._torch.argmax(z, dim=1, out=out)
+
+    def stack(self, scalars):
+        return self._torch.stack(scalars)
+
+
 class TorchBackend(Backend):
+    """PyTorch, on the GPU when CUDA is available, else on the CPU.
+
+    Parameters
+    ----------
+    fast : bool, default True
+        On the CPU, train through the in-place fast path (`backends._inplace`),
+        whose weights and losses are identical, bit for bit, to the pure path's;
+        False runs the pure path (`mlp.steps`) as written. On a GPU the pure path
+        runs either way (the fast path is proven bit-identical only on the CPU).
+    """
+
     name = "torch"
 
-    def __init__(self, torch, xp):
+    def __init__(self, torch, xp, fast=True):
+        if not isinstance(fast, bool):
+            raise TypeError(f"fast must be True or False, got {fast!r}")
         self._torch = torch
         self._unsigned = (torch.uint16, torch.uint32, torch.uint64)
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         super().__init__(xp, device)
+        self.fast = fast
+
+    def fast_run(self, pure_run, spec, optimizer, alpha=0.0, clip_norm=None):
+        if not self.fast or self.device.type != "cpu":
+            return None
+        from ._inplace import fast_run
+
+        return fast_run(TorchInplace(self._torch, self.device), pure_run, spec, optimizer,
+                        alpha, clip_norm)
 
     def is_native(self, data):
         """A tensor on this device, not requiring grad, of a dtype torch computes with.
@@ -83,7 +165,8 @@ INSTALL_ADVICE = ("pip install torch --index-url https://download.pytorch.org/wh
                   "build), pip install torch where CUDA is available")
 
 
-def create() -> Backend:
+def create(fast: bool = True) -> Backend:
+    """The torch backend (``fast``: see `TorchBackend`)."""
     try:
         import torch
         from array_api_compat import torch as xp_torch
@@ -91,4 +174,4 @@ def create() -> Backend:
         raise BackendUnavailableError(
             f"the 'torch' backend needs PyTorch: {INSTALL_ADVICE}"
         ) from exc
-    return TorchBackend(torch, xp_torch)
+    return TorchBackend(torch, xp_torch, fast)

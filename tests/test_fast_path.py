@@ -1,10 +1,14 @@
-"""The NumPy fast path (`backends._numpy_fast`) gives the pure path's results, bit for bit.
+"""The fast path of NumPy and PyTorch (`backends._inplace`) gives the pure path's results,
+bit for bit.
 
 The pure run of `mlp.steps.make_run` is the definition; the fast path runs the
 same operations in place. Every test trains the same model both ways from the
 same weights, optimizer state and batches, and asserts that the weights, the
 optimizer state (NamedTuples, step counts included) and the losses are
-identical (`np.array_equal`, same types and dtypes).
+identical (`np.array_equal`, same types and dtypes). Each test runs once per
+library with a fast path (the ``lib`` fixture: numpy, torch) in the sessions
+that test that library (``MLP_TEST_BACKENDS`` / ``MLP_BACKEND``, as for the
+``backend`` fixture).
 """
 
 from __future__ import annotations
@@ -12,8 +16,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import backends._numpy_fast as numpy_fast
+import backends
+import backends._inplace as inplace
 import mlp
+from backends import _torch
 from backends._numpy import NumpyBackend
 from mlp import optimizers, schedules
 from mlp.optimizers import (
@@ -26,9 +32,46 @@ from mlp.optimizers import (
     trace,
 )
 from mlp.steps import InterruptedRun, batch_indices, make_run
+from tests.conftest import _selected
 
-PURE = NumpyBackend(fast=False)
-FAST = NumpyBackend()
+#: The backends with a fast path, each built with it (True) or without (False).
+BUILDERS = {"numpy": lambda fast: NumpyBackend(fast=fast), "torch": _torch.create}
+
+
+class Lib:
+    """One library's ``pure`` and ``fast`` backends, and its arrays from host ones."""
+
+    def __init__(self, name):
+        self.name = name
+        self.pure, self.fast = BUILDERS[name](False), BUILDERS[name](True)
+
+    def array(self, host, dtype=None):
+        """``host`` on the device (None stays None)."""
+        return None if host is None else self.pure.asarray(np.asarray(host), dtype)
+
+    def rows(self, batches, last):
+        """Host batch indices (`batch_indices`) on the device, as `fit` passes them."""
+        return self.array(batches), self.array(last)
+
+    def host(self, array):
+        return self.pure.to_numpy(array)
+
+
+def _lib_params():
+    out = []
+    for name in [n for n in BUILDERS if n in _selected()]:
+        try:
+            backends.get_backend(name)
+            marks = ()
+        except backends.BackendUnavailableError as exc:
+            marks = (pytest.mark.skip(reason=f"{name} unavailable: {exc}"),)
+        out.append(pytest.param(name, id=name, marks=marks))
+    return out
+
+
+@pytest.fixture(params=_lib_params(), scope="module")
+def lib(request):
+    return Lib(request.param)
 
 OPTIMIZERS = {
     "sgd": lambda: optimizers.SGD(0.1),
@@ -76,38 +119,39 @@ def _data(loss, n, n_in, n_out):
     return x, rng.standard_normal((n, n_out))
 
 
-def _both(optimizer, *, activation="relu", loss="cross_entropy", output=None,
+def _both(lib, optimizer, *, activation="relu", loss="cross_entropy", output=None,
           dtype="float32", batch_size=16, epochs=3, alpha=0.0, clip_norm=None,
           sizes=(6, 9, 7, 3), n=50, edit_state=None, weights=None):
     """``(pure, fast)``: each ``(params, opt_state, losses)`` from the same start
     (``edit_state(state)``: the optimizer's initial state, changed; ``weights``: the
     rows' sample weights, host float64)."""
     model = mlp.MLP(list(sizes), activation=activation, loss=loss, output_activation=output,
-                    backend=PURE, dtype=dtype, seed=4)
+                    backend=lib.pure, dtype=dtype, seed=4)
     x, y = _data(loss, n, sizes[0], sizes[-1])
     x_dev, y_dev, _ = model._prepare(x, y)
-    w_dev = None if weights is None else np.asarray(weights, dtype)
-    pure = make_run(PURE, model._spec, optimizer, alpha, clip_norm)
+    w_dev = lib.array(weights, dtype)
+    pure = make_run(lib.pure, model._spec, optimizer, alpha, clip_norm)
     fell_back = []
 
     def pure_fallback(*args):  # the fast path must not hand these inputs to the pure run
         fell_back.append(args)
         return pure(*args)
 
-    fast = FAST.fast_run(pure_fallback, model._spec, optimizer, alpha, clip_norm)
+    fast = lib.fast.fast_run(pure_fallback, model._spec, optimizer, alpha, clip_norm)
     assert fast is not None
-    batches, last = (None, None) if batch_size is None else batch_indices(
-        np.random.default_rng(3), n, batch_size, epochs, True)
+    batches, last = (None, None) if batch_size is None else lib.rows(*batch_indices(
+        np.random.default_rng(3), n, batch_size, epochs, True))
     params = model.params
     state = optimizer.init(params)
     if edit_state is not None:
         state = edit_state(state)
-    before = [np.copy(a) for pair in params for a in pair]
+    before = [lib.host(a) for pair in params for a in pair]
     out = [run(params, state, x_dev, y_dev, w_dev, batches, last, epochs)
            for run in (pure, fast)]
     assert not fell_back
     # the inputs are left alone
-    assert all(np.array_equal(a, b) for a, b in zip(before, [a for p in params for a in p]))
+    assert all(np.array_equal(a, lib.host(b))
+               for a, b in zip(before, [a for p in params for a in p]))
     return out
 
 
@@ -134,39 +178,39 @@ def assert_identical(pure, fast):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("batch_size", [16, None], ids=["minibatch", "fullbatch"])
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
-def test_every_optimizer_bit_for_bit(name, batch_size, dtype):
-    pure, fast = _both(OPTIMIZERS[name](), batch_size=batch_size, dtype=dtype)
+def test_every_optimizer_bit_for_bit(lib, name, batch_size, dtype):
+    pure, fast = _both(lib, OPTIMIZERS[name](), batch_size=batch_size, dtype=dtype)
     assert_identical(pure, fast)
     assert pure[2][-1] < pure[2][0]  # it trained
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("activation,loss,output", NETWORKS)
-def test_every_activation_and_loss_bit_for_bit(activation, loss, output, dtype):
+def test_every_activation_and_loss_bit_for_bit(lib, activation, loss, output, dtype):
     for batch_size in (16, None):  # 50 = 3 x 16 + 2: a partial last batch
-        pure, fast = _both(optimizers.Adam(1e-2), activation=activation, loss=loss,
+        pure, fast = _both(lib, optimizers.Adam(1e-2), activation=activation, loss=loss,
                            output=output, dtype=dtype, batch_size=batch_size)
         assert_identical(pure, fast)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("name", ["sgd", "momentum", "adam", "adamw", "rmsprop"])
-def test_clip_norm_and_alpha_bit_for_bit(name, dtype):
+def test_clip_norm_and_alpha_bit_for_bit(lib, name, dtype):
     for alpha, clip_norm in ((1e-2, None), (0.0, 0.3), (1e-2, 0.3)):
-        pure, fast = _both(OPTIMIZERS[name](), dtype=dtype, alpha=alpha, clip_norm=clip_norm,
+        pure, fast = _both(lib, OPTIMIZERS[name](), dtype=dtype, alpha=alpha, clip_norm=clip_norm,
                            activation="tanh")
         assert_identical(pure, fast)
 
 
-def test_four_layers_and_a_batch_that_divides_the_data():
-    pure, fast = _both(optimizers.Adam(1e-2), sizes=(5, 8, 8, 6, 2), n=48, batch_size=16)
+def test_four_layers_and_a_batch_that_divides_the_data(lib):
+    pure, fast = _both(lib, optimizers.Adam(1e-2), sizes=(5, 8, 8, 6, 2), n=48, batch_size=16)
     assert_identical(pure, fast)
 
 
-def test_fit_gives_the_same_model_with_and_without_the_fast_path():
+def test_fit_gives_the_same_model_with_and_without_the_fast_path(lib):
     x, y = _data("cross_entropy", 60, 6, 3)
     histories, weights = [], []
-    for backend in (PURE, FAST):
+    for backend in (lib.pure, lib.fast):
         model = mlp.MLP([6, 10, 3], loss="cross_entropy", backend=backend, seed=1)
         history = model.fit(x, y, epochs=4, batch_size=16, optimizer="adam",
                             learning_rate=1e-2)
@@ -176,25 +220,26 @@ def test_fit_gives_the_same_model_with_and_without_the_fast_path():
     assert_identical(weights[0], weights[1])
 
 
-def test_the_learning_rate_scale_in_the_state_bit_for_bit():
+def test_the_learning_rate_scale_in_the_state_bit_for_bit(lib):
     """A learning-rate scale set in the state (`with_learning_rate_scale`) is applied, and
     handed back, as in the pure path."""
     for name in ("sgd-exponential", "adamw", "momentum-decay-chain"):
-        pure, fast = _both(OPTIMIZERS[name](), clip_norm=0.5,
+        pure, fast = _both(lib, OPTIMIZERS[name](), clip_norm=0.5,
                            edit_state=lambda s: optimizers.with_learning_rate_scale(s, 0.25))
         assert_identical(pure, fast)
         assert optimizers.learning_rate_scale(fast[1]) == 0.25
-    unscaled, _ = _both(OPTIMIZERS["adamw"]())
-    assert not np.array_equal(unscaled[0][0][0], pure[0][0][0])  # the scale mattered
+    unscaled, _ = _both(lib, OPTIMIZERS["adamw"]())
+    # the scale mattered
+    assert not np.array_equal(lib.host(unscaled[0][0][0]), lib.host(pure[0][0][0]))
 
 
-def test_a_second_call_continues_from_the_returned_state():
+def test_a_second_call_continues_from_the_returned_state(lib):
     opt = OPTIMIZERS["adam-cosine"]()
-    model = mlp.MLP([6, 9, 3], loss="cross_entropy", backend=PURE, seed=4)
+    model = mlp.MLP([6, 9, 3], loss="cross_entropy", backend=lib.pure, seed=4)
     x_dev, y_dev, _ = model._prepare(*_data("cross_entropy", 50, 6, 3))
-    batches, last = batch_indices(np.random.default_rng(3), 50, 16, 2, True)
-    pure = make_run(PURE, model._spec, opt)
-    fast = FAST.fast_run(pure, model._spec, opt)
+    batches, last = lib.rows(*batch_indices(np.random.default_rng(3), 50, 16, 2, True))
+    pure = make_run(lib.pure, model._spec, opt)
+    fast = lib.fast.fast_run(pure, model._spec, opt)
     results = []
     for run in (pure, fast):
         params, state = model.params, opt.init(model.params)
@@ -206,7 +251,7 @@ def test_a_second_call_continues_from_the_returned_state():
     assert optimizers.step_count(results[1][1]) == 16
 
 
-def test_ctrl_c_keeps_the_completed_epochs():
+def test_ctrl_c_keeps_the_completed_epochs(lib):
     """A KeyboardInterrupt in the third step of epoch 2 hands back epoch 1's results."""
 
     class Interrupting(schedules.Constant):
@@ -216,11 +261,11 @@ def test_ctrl_c_keeps_the_completed_epochs():
             return self.learning_rate
 
     opt = optimizers.Adam(Interrupting(1e-2))
-    model = mlp.MLP([6, 9, 3], loss="cross_entropy", backend=PURE, seed=4)
+    model = mlp.MLP([6, 9, 3], loss="cross_entropy", backend=lib.pure, seed=4)
     x_dev, y_dev, _ = model._prepare(*_data("cross_entropy", 50, 6, 3))
-    batches, last = batch_indices(np.random.default_rng(3), 50, 16, 3, True)
-    pure = make_run(PURE, model._spec, opt, 0.0, None)
-    fast = FAST.fast_run(pure, model._spec, opt, 0.0, None)
+    batches, last = lib.rows(*batch_indices(np.random.default_rng(3), 50, 16, 3, True))
+    pure = make_run(lib.pure, model._spec, opt, 0.0, None)
+    fast = lib.fast.fast_run(pure, model._spec, opt, 0.0, None)
     parts = []
     for run in (pure, fast):
         with pytest.raises(InterruptedRun) as info:
@@ -234,7 +279,7 @@ def test_ctrl_c_keeps_the_completed_epochs():
     assert_identical(parts[0], parts[1])
 
 
-def test_unknown_optimizers_run_the_pure_path():
+def test_unknown_optimizers_run_the_pure_path(lib):
     class MySGD(optimizers.SGD):  # a subclass may change update: not mirrored
         pass
 
@@ -250,13 +295,13 @@ def test_unknown_optimizers_run_the_pure_path():
 
     own = optimizers.GradientTransformation(lambda p: optimizers.EmptyState(),
                                             lambda g, s, p=None: (g, s), elementwise=True)
-    model = mlp.MLP([3, 4, 2], backend=PURE, seed=0)
+    model = mlp.MLP([3, 4, 2], backend=lib.pure, seed=0)
     for opt in (MySGD(0.1), Custom(), own, chain(own, scale_by_learning_rate(0.1)),
                 chain(MyTrace(), scale_by_learning_rate(0.1))):
-        pure = make_run(PURE, model._spec, opt)
-        assert FAST.fast_run(pure, model._spec, opt) is None
-        assert make_run(FAST, model._spec, opt) is not None  # the pure run
-    assert PURE.fast_run(pure, model._spec, optimizers.Adam()) is None
+        pure = make_run(lib.pure, model._spec, opt)
+        assert lib.fast.fast_run(pure, model._spec, opt) is None
+        assert make_run(lib.fast, model._spec, opt) is not None  # the pure run
+    assert lib.pure.fast_run(pure, model._spec, optimizers.Adam()) is None
 
 
 def _spy_pure():
@@ -269,26 +314,39 @@ def _spy_pure():
     return pure, calls
 
 
-def test_inputs_it_does_not_handle_go_to_the_pure_run():
+def test_inputs_it_does_not_handle_go_to_the_pure_run(lib):
     pure, calls = _spy_pure()
-    model = mlp.MLP([3, 4, 2], backend=PURE, seed=0)
+    model = mlp.MLP([3, 4, 2], backend=lib.pure, seed=0)
     opt = optimizers.SGD(0.1, momentum=0.5)
-    fast = FAST.fast_run(pure, model._spec, opt)
-    x, y = np.zeros((5, 3), np.float32), np.zeros((5, 2), np.float32)
+    fast = lib.fast.fast_run(pure, model._spec, opt)
+    zeros = np.zeros((5, 3))
+    x, y = lib.array(zeros, "float32"), lib.array(zeros[:, :2], "float32")
     params = model.params
     state = opt.init(params)
-    w = np.ones(5, np.float64)
-    assert fast(params, state, x.astype(np.float64), y, None, None, None, 1) == "pure"  # mixed
-    assert fast(params, state, x.tolist(), y, None, None, None, 1) == "pure"  # not NumPy arrays
-    assert fast(params, state, x, y, w, None, None, 1) == "pure"  # weights of another dtype
+    w = lib.array(np.ones(5), "float64")
+    rows = lib.array(np.zeros((1, 1, 2), np.int64))
+    not_handled = [
+        (params, state, lib.array(zeros, "float64"), y, None, None),  # mixed dtypes
+        (params, state, zeros[:, :2].tolist(), y, None, None),  # not the library's arrays
+        (params, state, x, y, w, None),  # weights of another dtype
+        (params, optimizers.Adam().init(params), x, y, None, None),  # another state
+        (params, state, x[:, :2], y, None, None),  # the wrong width
+        (params, state, x, y, lib.array(np.ones(4), "float32"), None),  # too few weights
+        (params, state, x, y, None, lib.array(np.zeros((1, 1, 2)), "float32")),  # float rows
+        (params, state, x, y, None, rows[..., :0].tolist()),  # rows not an array
+    ]
     wide = optimizers.with_learning_rate_scale(state, 1.0)
-    wide = (wide[0], wide[1]._replace(learning_rate_scale=np.asarray(1.0)))  # float64 scale
-    assert fast(params, wide, x, y, None, None, None, 1) == "pure"
-    assert fast(params, optimizers.Adam().init(params), x, y, None, None, None, 1) == "pure"
-    assert fast(params, state, x[:, :2], y, None, None, None, 1) == "pure"  # wrong width
-    assert fast(params, state, x, y, w[:4].astype(np.float32), None, None, 1) == "pure"
-    assert len(calls) == 7
+    scale = lib.array(1.0, "float64")  # a float64 scale would promote float32 weights
+    not_handled.append((params, (wide[0], wide[1]._replace(learning_rate_scale=scale)), x, y,
+                        None, None))
+    if lib.name == "torch":  # NumPy arrays; a tensor that requires grad
+        not_handled.append((params, state, zeros.astype(np.float32), y, None, None))
+        not_handled.append((params, state, x.clone().requires_grad_(), y, None, None))
+    for args in not_handled:
+        assert fast(*args, None, 1) == "pure"
+    assert len(calls) == len(not_handled)
     assert all(len(args) == 8 and args[7] == 1 for args in calls)
+    assert fast(params, state, x, y, None, rows, None, 1)[2].shape == (1,)  # handled
 
 
 def _refuse(*args):
@@ -303,34 +361,35 @@ def _weights(n, seed=5):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("activation,loss,output", NETWORKS[::3] + NETWORKS[-2:])
-def test_sample_weights_bit_for_bit(activation, loss, output, dtype):
+def test_sample_weights_bit_for_bit(lib, activation, loss, output, dtype):
     for batch_size in (16, None):
-        pure, fast = _both(optimizers.Adam(1e-2), activation=activation, loss=loss,
+        pure, fast = _both(lib, optimizers.Adam(1e-2), activation=activation, loss=loss,
                            output=output, dtype=dtype, batch_size=batch_size,
                            weights=_weights(50), alpha=1e-3, clip_norm=0.5)
         assert_identical(pure, fast)
 
 
-def test_weights_summing_to_zero_and_garbage_in_dropped_rows_bit_for_bit():
+def test_weights_summing_to_zero_and_garbage_in_dropped_rows_bit_for_bit(lib):
     weights = _weights(50)
     weights[:30] = 0.0  # without shuffling, the first batches weigh nothing
-    model = mlp.MLP([6, 9, 3], loss="cross_entropy", backend=PURE, seed=4)
+    model = mlp.MLP([6, 9, 3], loss="cross_entropy", backend=lib.pure, seed=4)
     x_dev, y_dev, _ = model._prepare(*_data("cross_entropy", 50, 6, 3))
-    batches, last = batch_indices(np.random.default_rng(3), 50, 16, 2, False)
+    batches, last = lib.rows(*batch_indices(np.random.default_rng(3), 50, 16, 2, False))
     opt = optimizers.SGD(0.1, momentum=0.9)
-    pure = make_run(PURE, model._spec, opt)
-    fast = FAST.fast_run(_refuse, model._spec, opt)  # the fast path runs these itself
-    w = np.asarray(weights, np.float32)
-    x_dev[np.flatnonzero(w == 0)[-1]] = 3e38  # garbage in a dropped row: inf * 0 = NaN
+    pure = make_run(lib.pure, model._spec, opt)
+    fast = lib.fast.fast_run(_refuse, model._spec, opt)  # the fast path runs these itself
+    w = lib.array(weights, "float32")
+    x_dev[int(np.flatnonzero(weights == 0)[-1])] = 3e38  # garbage in a dropped row: inf * 0
     out = [run(model.params, opt.init(model.params), x_dev, y_dev, w, batches, last, 2)
            for run in (pure, fast)]
     assert_identical(*out)
-    assert np.all(np.isfinite(out[1][2])) and np.all(np.isfinite(out[1][0][0][0]))
+    assert np.all(np.isfinite(lib.host(out[1][2])))
+    assert np.all(np.isfinite(lib.host(out[1][0][0][0])))
 
 
-def test_fit_with_sample_weights_bit_for_bit():
+def test_fit_with_sample_weights_bit_for_bit(lib):
     out = []
-    for backend in (PURE, FAST):
+    for backend in (lib.pure, lib.fast):
         model = mlp.MLP([6, 9, 3], loss="cross_entropy", backend=backend, seed=4)
         x, y = _data("cross_entropy", 50, 6, 3)
         history = model.fit(x, y, sample_weight=_weights(50), epochs=3, batch_size=16,
@@ -340,20 +399,20 @@ def test_fit_with_sample_weights_bit_for_bit():
     assert_identical(out[0][0], out[1][0])
 
 
-def test_fit_on_numpy_trains_through_the_fast_path(monkeypatch):
+def test_fit_trains_through_the_fast_path(lib, monkeypatch):
     """`steps.make_run` hands the run to the backend's fast path (counted here), and `fit`
     gives the same model, history and optimizer state as without it."""
     calls = []
-    original = numpy_fast._epochs
+    original = inplace._epochs
 
     def counting(training, *args):
         calls.append(type(training.transform).__name__)
         return original(training, *args)
 
-    monkeypatch.setattr(numpy_fast, "_epochs", counting)
+    monkeypatch.setattr(inplace, "_epochs", counting)
     x, y = _data("mse", 60, 6, 2)
     out = []
-    for backend in (PURE, FAST, "numpy"):
+    for backend in (lib.pure, lib.fast, lib.name):
         model = mlp.MLP([6, 10, 2], loss="mse", backend=backend, seed=1)
         opt = chain(trace(0.9), scale_by_learning_rate(schedules.cosine_decay(0.05, 10)))
         history = model.fit(x, y, epochs=4, batch_size=16, optimizer=opt, clip_norm=1.0)
@@ -363,16 +422,16 @@ def test_fit_on_numpy_trains_through_the_fast_path(monkeypatch):
     assert out[0][0] == out[1][0] == out[2][0]
     assert_identical(out[0][1], out[1][1])
     assert_identical(out[0][1], out[2][1])
-    assert n_fast >= 2  # both numpy backends with the fast path used it
+    assert n_fast >= 2  # both backends with the fast path used it
 
 
-def test_fast_must_be_a_boolean():
+def test_fast_must_be_a_boolean(lib):
     with pytest.raises(TypeError, match="fast must be True or False, got 1"):
-        NumpyBackend(fast=1)
+        BUILDERS[lib.name](1)
 
 
 def test_other_backends_have_no_fast_path(backend):
     model = mlp.MLP([3, 4, 2], backend=backend, seed=0)
     run = make_run(backend, model._spec, optimizers.Adam())
     got = backend.fast_run(run, model._spec, optimizers.Adam())
-    assert (got is None) == (backend.name != "numpy")
+    assert (got is None) == (backend.name not in BUILDERS)

@@ -1,36 +1,43 @@
-"""The NumPy fast path of `mlp.steps.make_run`: the pure run's arithmetic, in place.
+"""The fast path of the eager backends (NumPy, PyTorch on the CPU): the pure run's
+arithmetic, in place.
 
-At small batch sizes NumPy's time goes to per-operation overhead and to
-allocating a fresh array for every intermediate result, not to arithmetic.
-This module runs the very same floating-point operations as the pure path
-(`mlp.core.loss_and_gradients`, the transformations of `mlp.optimizers` and
-`apply_updates`), in the same order and on arrays of the same shapes, but
+Where every array operation runs eagerly, small batches spend their time on
+per-operation overhead and on allocating a fresh array for every intermediate
+result, not on arithmetic. This module runs the very same floating-point
+operations as the pure path (`mlp.core.loss_and_gradients`, the
+transformations of `mlp.optimizers` and `apply_updates`), in the same order and
+on arrays of the same shapes, but
 
 - into buffers allocated once per run call and batch size (``out=``);
 - with every weight, gradient, update and optimizer-state array a view into
   one flat vector laid out as `mlp.steps.Packer` packs them (all weight
   matrices, then all biases), so each elementwise transformation updates all
   layers with a handful of operations, the updates transformed in place;
-- with batches gathered by ``np.take(..., out=)``;
+- with batches gathered into buffers;
 - with ReLU, the mean squared error and the fused softmax cross-entropy in place,
   and their training totals without extra passes: r2's sums from the loss's own
   squares, and for unweighted mini-batch cross-entropy each step's predicted
   classes, counted against the labels at the end of the epoch (whole numbers,
   summed as the pure epoch sums them).
 
+It is written once for both libraries: the in-place operations come from an
+`InplaceOps` object of the backend (``backends._numpy.NumpyInplace``,
+``backends._torch.TorchInplace``), each one the very function the library's
+array-API namespace calls in the pure path, with ``out=``.
+
 Every element therefore sees exactly the same IEEE operations as in the pure
-path, and the results are identical bit for bit (``tests/test_numpy_fast_path.py``
-proves it for every optimizer, activation, loss and dtype). The pure code in
-`mlp/` stays the definition: the scalars (bias corrections, learning rates,
-schedules, step counts) come from the same expressions on the same values,
-and gradient clipping calls `ClipByGlobalNorm.update` itself (its norm is
-summed over the arrays the pure path sums: per layer, or the two packed ones).
-Sample weights take the pure path's weighted forms (`mlp.core.zero_weight_rows`,
-the loss's weighted ``value_and_delta``, the epoch's weighted mean). Anything
-this module does not recognise - a transformation of the user's own or a
-subclass of a built-in one, arrays that are not NumPy float arrays of one
-dtype, an optimizer state of another dtype or structure - runs the pure path
-unchanged.
+path, and the results are identical bit for bit (``tests/test_fast_path.py``
+proves it on NumPy and PyTorch for every optimizer, activation, loss and dtype).
+The pure code in `mlp/` stays the definition: the scalars (bias corrections,
+learning rates, schedules, step counts) come from the same expressions on the
+same values, and gradient clipping calls `ClipByGlobalNorm.update` itself (its
+norm is summed over the arrays the pure path sums: per layer, or the two packed
+ones). Sample weights take the pure path's weighted forms
+(`mlp.core.zero_weight_rows`, the loss's weighted ``value_and_delta``, the
+epoch's weighted mean). Anything this module does not recognise - a
+transformation of the user's own or a subclass of a built-in one, arrays that
+are not float arrays of the backend's library of one dtype, an optimizer state
+of another dtype or structure - runs the pure path unchanged.
 
 The in-place transformations are in `_BLOCKS` (one small class per building
 block of `mlp.optimizers`); named optimizers and chains are taken apart into
@@ -39,7 +46,8 @@ them by `_mirror`, so a change of the optimizer API touches only that part.
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Protocol
+
 from array_api_compat import array_namespace
 
 from mlp import activations, losses
@@ -66,6 +74,56 @@ from mlp.optimizers import (
 )
 from mlp.steps import InterruptedRun, join_data_totals, packs
 from mlp.tree import tree_leaves
+
+
+class InplaceOps(Protocol):
+    """The in-place operations of one array library, as its pure path computes them.
+
+    ``add``, ``subtract``, ``multiply``, ``divide`` ``(a, b, *, out)``, ``sqrt``,
+    ``exp``, ``log`` ``(a, *, out)`` and ``matmul(a, b, *, out)`` write into ``out``
+    (and return it); ``a`` and ``b`` are arrays or Python floats.
+    """
+
+    float_dtypes: tuple  #: the library's float32 and float64
+    bool: object  #: its boolean dtype
+
+    def is_floats(self, arrays, dtype) -> bool:
+        """Whether every one of ``arrays`` is this library's array (on the backend's
+        device) of ``dtype``."""
+
+    def is_indices(self, rows) -> bool:
+        """Whether ``rows`` is an integer array of this library (row indices)."""
+
+    def empty(self, shape, dtype):
+        """A new uninitialised array."""
+
+    def copy(self, dst, src):
+        """``dst[...] = src``."""
+
+    def take_rows(self, x, rows, *, out):
+        """``xp.take(x, rows, axis=0)`` into ``out``."""
+
+    def sum(self, x, *, axis, keepdims=False, out=None):
+        """``xp.sum(x, axis=axis, keepdims=keepdims)`` (into ``out`` if given)."""
+
+    def total(self, x):
+        """``xp.sum(x)``: the sum of all elements."""
+
+    def max(self, x, *, axis, keepdims=False, out):
+        """``xp.max(x, axis=axis, keepdims=keepdims)`` into ``out``."""
+
+    def relu(self, z):
+        """``xp.maximum(z, 0.0)`` into ``z``; returns ``z``."""
+
+    def positive(self, z, *, out):
+        """``z > 0`` into the boolean ``out``."""
+
+    def argmax_rows(self, z, *, out):
+        """``xp.argmax(z, axis=1)`` into ``out``."""
+
+    def stack(self, scalars):
+        """The 0-d arrays (or scalars) ``scalars`` as one ``(n,)`` array."""
+
 
 # ------------------------------------------------------------- flat layout
 
@@ -94,23 +152,20 @@ class _Layout:
         """``[(all W, all b)]``: the packed arrays `mlp.steps.Packer.pack` makes."""
         return [(flat[:self.n_weights], flat[self.n_weights:])]
 
-    def matches(self, pairs, dtype) -> bool:
-        """Whether ``pairs`` is a list of ``(W, b)`` NumPy arrays of this layout and ``dtype``."""
+    def matches(self, ops, pairs, dtype) -> bool:
+        """Whether ``pairs`` is a list of ``(W, b)`` arrays of ``ops``'s library, of this
+        layout and ``dtype``."""
         return (isinstance(pairs, list) and len(pairs) == len(self.shapes) and all(
-            isinstance(pair, tuple) and len(pair) == 2 and _numpy_floats(pair, dtype)
+            isinstance(pair, tuple) and len(pair) == 2 and ops.is_floats(pair, dtype)
             and pair[0].shape == shape and pair[1].shape == shape[1:]
             for pair, shape in zip(pairs, self.shapes)))
 
-    def fill(self, flat, pairs):
+    def fill(self, ops, flat, pairs):
         """Copy ``pairs`` into ``flat``; returns ``flat``."""
         for (W, b), (W0, b0) in zip(self.views(flat), pairs):
-            W[...] = W0
-            b[...] = b0
+            ops.copy(W, W0)
+            ops.copy(b, b0)
         return flat
-
-
-def _numpy_floats(arrays, dtype):
-    return all(isinstance(a, np.ndarray) and a.dtype == dtype for a in arrays)
 
 
 # ------------------------------------------------------ in-place transformations
@@ -136,9 +191,9 @@ def _unpack_state(state, cls, ctx, arrays=()):
     fields = []
     for name, value in zip(cls._fields, state):
         if name in arrays:
-            if not ctx.layout.matches(value, ctx.dtype):
+            if not ctx.layout.matches(ctx.ops, value, ctx.dtype):
                 raise _Unfit
-            value = ctx.layout.fill(ctx.vector(), value)
+            value = ctx.layout.fill(ctx.ops, ctx.vector(), value)
         fields.append(value)
     return fields
 
@@ -170,23 +225,24 @@ class _ScaleByAdam(_Block):
         self.scalars = (count,)
 
     def update(self, ctx, u, p):
+        ops = ctx.ops
         b1, b2, eps, mu, nu, t = self.t.beta1, self.t.beta2, self.t.eps, self.mu, self.nu, ctx.tmp
         (count,) = self.scalars
-        np.multiply(mu, b1, out=mu)  # mu = b1 * mu + (1 - b1) * g
-        np.multiply(u, 1 - b1, out=t)
-        np.add(mu, t, out=mu)
-        np.multiply(u, u, out=t)  # nu = b2 * nu + (1 - b2) * (g * g)
-        np.multiply(t, 1 - b2, out=t)
-        np.multiply(nu, b2, out=nu)
-        np.add(nu, t, out=nu)
+        ops.multiply(mu, b1, out=mu)  # mu = b1 * mu + (1 - b1) * g
+        ops.multiply(u, 1 - b1, out=t)
+        ops.add(mu, t, out=mu)
+        ops.multiply(u, u, out=t)  # nu = b2 * nu + (1 - b2) * (g * g)
+        ops.multiply(t, 1 - b2, out=t)
+        ops.multiply(nu, b2, out=nu)
+        ops.add(nu, t, out=nu)
         xp = _namespace(count)
         count = count + 1
         step = xp.astype(count, u.dtype)
         c = xp.sqrt(1.0 - b2**step) / (1.0 - b1**step)
-        np.sqrt(nu, out=t)  # c * (mu / (sqrt(nu) + eps))
-        np.add(t, eps, out=t)
-        np.divide(mu, t, out=t)
-        np.multiply(t, c, out=u)
+        ops.sqrt(nu, out=t)  # c * (mu / (sqrt(nu) + eps))
+        ops.add(t, eps, out=t)
+        ops.divide(mu, t, out=t)
+        ops.multiply(t, c, out=u)
         self.scalars = (count,)
 
     def state(self, ctx):
@@ -201,14 +257,15 @@ class _ScaleByRms(_Block):
         (self.nu,) = _unpack_state(state, ScaleByRmsState, ctx, ("nu",))
 
     def update(self, ctx, u, p):
+        ops = ctx.ops
         d, nu, t = self.t.decay, self.nu, ctx.tmp
-        np.multiply(nu, d, out=nu)  # nu = d * nu + (1 - d) * (g * g)
-        np.multiply(u, u, out=t)
-        np.multiply(t, 1 - d, out=t)
-        np.add(nu, t, out=nu)
-        np.sqrt(nu, out=t)  # g / (sqrt(nu) + eps)
-        np.add(t, self.t.eps, out=t)
-        np.divide(u, t, out=u)
+        ops.multiply(nu, d, out=nu)  # nu = d * nu + (1 - d) * (g * g)
+        ops.multiply(u, u, out=t)
+        ops.multiply(t, 1 - d, out=t)
+        ops.add(nu, t, out=nu)
+        ops.sqrt(nu, out=t)  # g / (sqrt(nu) + eps)
+        ops.add(t, self.t.eps, out=t)
+        ops.divide(u, t, out=u)
 
     def state(self, ctx):
         return ScaleByRmsState(ctx.layout.views(self.nu))
@@ -221,14 +278,15 @@ class _Trace(_Block):
         (self.v,) = _unpack_state(state, TraceState, ctx, ("trace",))
 
     def update(self, ctx, u, p):
+        ops = ctx.ops
         d, v = self.t.decay, self.v
-        np.multiply(v, d, out=v)  # v = g + d * v
-        np.add(u, v, out=v)
+        ops.multiply(v, d, out=v)  # v = g + d * v
+        ops.add(u, v, out=v)
         if self.t.nesterov:  # g + d * v
-            np.multiply(v, d, out=ctx.tmp)
-            np.add(u, ctx.tmp, out=u)
+            ops.multiply(v, d, out=ctx.tmp)
+            ops.add(u, ctx.tmp, out=u)
         else:  # v
-            np.copyto(u, v)
+            ops.copy(u, v)
 
     def state(self, ctx):
         return TraceState(ctx.layout.views(self.v))
@@ -239,8 +297,9 @@ class _AddDecayedWeights(_Block):
         _unpack_state(state, EmptyState, ctx)
 
     def update(self, ctx, u, p):
-        np.multiply(p, self.t.weight_decay, out=ctx.tmp)  # g + wd * p
-        np.add(u, ctx.tmp, out=u)
+        ops = ctx.ops
+        ops.multiply(p, self.t.weight_decay, out=ctx.tmp)  # g + wd * p
+        ops.add(u, ctx.tmp, out=u)
 
     def state(self, ctx):
         return EmptyState()
@@ -251,24 +310,25 @@ class _ClipByGlobalNorm(_AddDecayedWeights):
     per array: per layer, or over the two packed arrays), copied back."""
 
     def update(self, ctx, u, p):
+        ops = ctx.ops
         grads = ctx.layout.packed(u) if ctx.packed else ctx.layout.views(u)
         clipped, _ = self.t.update(grads, EmptyState())
         for dst, src in zip(tree_leaves(grads), tree_leaves(clipped)):
-            np.copyto(dst, src)
+            ops.copy(dst, src)
 
 
 class _ScaleByLearningRate(_Block):
     def load(self, state, ctx):
         count, scale = _unpack_state(state, ScaleByLearningRateState, ctx)
-        if not (isinstance(scale, (np.ndarray, np.generic)) and scale.dtype == ctx.dtype
-                and scale.shape == ()):
+        if not (ctx.ops.is_floats([scale], ctx.dtype) and scale.shape == ()):
             raise _Unfit  # another dtype would promote the pure path's weights
         self.scalars = (count, scale)
 
     def update(self, ctx, u, p):
+        ops = ctx.ops
         count, scale = self.scalars
         factor = -(_rate(self.t.learning_rate, count, scale) * scale)
-        np.multiply(u, factor, out=u)  # -(lr * scale) * g
+        ops.multiply(u, factor, out=u)  # -(lr * scale) * g
         self.scalars = (count + 1, scale)
 
     def state(self, ctx):
@@ -328,10 +388,13 @@ class _Network:
     with its own allocations).
     """
 
-    def __init__(self, spec, alpha, clip_norm, layout, dtype):
-        self.spec, self.alpha, self.clip_norm = spec, alpha, clip_norm
+    def __init__(self, ops, spec, alpha, clip_norm, layout, dtype):
+        self.ops, self.spec, self.alpha, self.clip_norm = ops, spec, alpha, clip_norm
         self.layout, self.dtype = layout, dtype
         self.relu = spec.hidden is activations.ACTIVATIONS["relu"]
+        # a ReLU output under mse (the seed notebook's): in place as well
+        self.relu_out = (spec.output is activations.ACTIVATIONS["relu"]
+                         and spec.loss is losses.LOSSES["mse"])
         self.ce = spec.loss is losses.LOSSES["cross_entropy"]
         self.mse = spec.loss is losses.LOSSES["mse"]
         self.buffers = {}
@@ -339,44 +402,44 @@ class _Network:
     def _buffers(self, m):
         buf = self.buffers.get(m)
         if buf is None:
-            dt, shapes = self.dtype, self.layout.shapes
+            dt, shapes, empty = self.dtype, self.layout.shapes, self.ops.empty
             n_in, n_out = shapes[0][0], shapes[-1][1]
-            buf = {"x": np.empty((m, n_in), dt), "y": np.empty((m, n_out), dt),
-                   "z": [np.empty((m, o), dt) for _, o in shapes],
-                   "d": [np.empty((m, o), dt) for _, o in shapes[:-1]],
-                   "mask": [np.empty((m, o), bool) for _, o in shapes[:-1]],
-                   "e": np.empty((m, n_out), dt), "yz": np.empty((m, n_out), dt),
-                   "col": [np.empty((m, 1), dt) for _ in range(3)],
-                   "row": [np.empty(m, dt) for _ in range(2)], "rows_w": np.empty(m, dt),
-                   "w": [np.empty((i, o), dt) for i, o in shapes] if self.alpha else None}
+            buf = {"x": empty((m, n_in), dt), "y": empty((m, n_out), dt),
+                   "z": [empty((m, o), dt) for _, o in shapes],
+                   "d": [empty((m, o), dt) for _, o in shapes[:-1]],
+                   "mask": [empty((m, o), self.ops.bool) for _, o in shapes],
+                   "e": empty((m, n_out), dt), "yz": empty((m, n_out), dt),
+                   "col": [empty((m, 1), dt) for _ in range(3)],
+                   "row": [empty((m,), dt) for _ in range(2)], "rows_w": empty((m,), dt),
+                   "w": [empty((i, o), dt) for i, o in shapes] if self.alpha else None}
             self.buffers[m] = buf
         return buf
 
     def gather(self, x, y, w, rows):
         """The batch ``(x, y, w)`` at ``rows`` (``w`` None without sample weights)."""
-        buf = self._buffers(rows.shape[0])
-        return (x.take(rows, axis=0, out=buf["x"]), y.take(rows, axis=0, out=buf["y"]),
-                None if w is None else w.take(rows, axis=0, out=buf["rows_w"]))
+        buf, take = self._buffers(rows.shape[0]), self.ops.take_rows
+        return (take(x, rows, out=buf["x"]), take(y, rows, out=buf["y"]),
+                None if w is None else take(w, rows, out=buf["rows_w"]))
 
     def _cross_entropy(self, buf, z, y):
         """`mlp.losses.Loss.value_and_delta` of cross-entropy (`_ce_terms_and_delta`,
         ``scale = 1/n``), into buffers."""
-        n = y.shape[0]
+        n, ops = y.shape[0], self.ops
         shift, total, log_z = buf["col"]
         e, yz, (s, diff) = buf["e"], buf["yz"], buf["row"]
-        np.maximum.reduce(z, axis=-1, keepdims=True, out=shift)  # what np.max calls
-        np.subtract(z, shift, out=e)
-        np.exp(e, out=e)
-        np.add.reduce(e, axis=-1, keepdims=True, out=total)
-        np.log(total, out=log_z)
-        np.add(log_z, shift, out=log_z)
-        np.divide(e, total, out=e)  # probs
-        np.multiply(y, z, out=yz)
-        np.add.reduce(yz, axis=-1, out=s)
-        np.subtract(log_z[:, 0], s, out=diff)
-        loss = np.add.reduce(diff) / n
-        np.subtract(e, y, out=e)
-        np.multiply(e, 1.0 / n, out=e)
+        ops.max(z, axis=-1, keepdims=True, out=shift)
+        ops.subtract(z, shift, out=e)
+        ops.exp(e, out=e)
+        ops.sum(e, axis=-1, keepdims=True, out=total)
+        ops.log(total, out=log_z)
+        ops.add(log_z, shift, out=log_z)
+        ops.divide(e, total, out=e)  # probs
+        ops.multiply(y, z, out=yz)
+        ops.sum(yz, axis=-1, out=s)
+        ops.subtract(log_z[:, 0], s, out=diff)
+        loss = ops.total(diff) / n
+        ops.subtract(e, y, out=e)
+        ops.multiply(e, 1.0 / n, out=e)
         return loss, e
 
     def _loss_delta_totals(self, buf, z, a, y, w, predicted):
@@ -390,60 +453,68 @@ class _Network:
         else:
             loss, delta = spec.loss.value_and_delta(xp, z, a, y, spec.output, w)
         if predicted is not None:
-            return loss, delta, z.argmax(axis=1, out=predicted)
+            return loss, delta, self.ops.argmax_rows(z, out=predicted)
         return loss, delta, spec.loss.train_totals(xp, z, a, y, w)
 
     def _mean_squared(self, buf, z, a, y):
         """`mlp.losses.Loss.value_and_delta` of mse (`_mse_terms_and_delta`, ``scale =
         1/size``) and its training totals (`mlp.losses.r2_totals`: ``(y - a)**2`` is
         ``diff * diff`` bit for bit), into buffers."""
-        size = y.shape[0] * y.shape[1]
+        size, ops = y.shape[0] * y.shape[1], self.ops
         diff, sq = buf["e"], buf["yz"]
-        np.subtract(a, y, out=diff)
-        np.multiply(diff, diff, out=sq)
-        totals = np.add.reduce(sq, axis=0)
-        np.multiply(sq, 0.5, out=sq)  # the terms, 0.5 * (diff * diff)
-        loss = np.add.reduce(sq, axis=None) / size
-        np.multiply(diff, 1.0 / size, out=diff)
+        ops.subtract(a, y, out=diff)
+        ops.multiply(diff, diff, out=sq)
+        totals = ops.sum(sq, axis=0)
+        ops.multiply(sq, 0.5, out=sq)  # the terms, 0.5 * (diff * diff)
+        loss = ops.total(sq) / size
+        ops.multiply(diff, 1.0 / size, out=diff)
+        if self.relu_out:
+            return loss, self._relu_backward(diff, z, buf["mask"][-1]), totals
         return loss, self.spec.output.backward(self.spec.xp, diff, z, a), totals
 
     def _forward(self, params, x, buf):
-        spec, xp = self.spec, self.spec.xp
+        spec, xp, ops = self.spec, self.spec.xp, self.ops
         last = len(params) - 1
         inputs, a = [], x
         for i, (W, b) in enumerate(params):
             inputs.append(a)
             z = buf["z"][i]
-            np.matmul(a, W, out=z)
-            np.add(z, b, out=z)
+            ops.matmul(a, W, out=z)
+            ops.add(z, b, out=z)
             if i < last:  # ReLU in place: max(z, 0) > 0 exactly where z > 0 (NaN: neither)
-                a = (np.maximum(z, 0.0, out=z) if self.relu else spec.hidden.forward(xp, z))
+                a = ops.relu(z) if self.relu else spec.hidden.forward(xp, z)
+            elif self.relu_out:  # in place: mse needs z only for the ReLU's backward
+                a = ops.relu(z)
             else:  # as in the pure path: None where the loss works from z alone
                 a = spec.output.forward(xp, z) if spec.loss.needs_output else None
         return inputs, a
+
+    def _relu_backward(self, d, z, mask):
+        """`mlp.activations._relu_backward` into ``d``: ``d * (z > 0)`` (``z`` after the ReLU
+        in place: ``max(z, 0) > 0`` exactly where ``z > 0``, NaN neither)."""
+        return self.ops.multiply(d, self.ops.positive(z, out=mask), out=d)
 
     def loss_and_gradients(self, params, grads, x, y, w=None, predicted=None):
         """The loss and the batch's training totals (`mlp.losses.Loss.train_totals`);
         the gradients into ``grads`` (views into the flat gradient).
         ``w``: the rows' weights or None; weighted, the input rows of weight 0 are zeroed
         and the loss is the pure one (`mlp.losses.Loss.value_and_delta` with weights)."""
-        spec, xp, alpha = self.spec, self.spec.xp, self.alpha
+        spec, xp, alpha, ops = self.spec, self.spec.xp, self.alpha, self.ops
         buf = self._buffers(x.shape[0])
         inputs, a = self._forward(params, zero_weight_rows(xp, x, w), buf)
         zs = buf["z"]
         loss, delta, totals = self._loss_delta_totals(buf, zs[-1], a, y, w, predicted)
         for i in range(len(params) - 1, -1, -1):
             W, (dW, db) = params[i][0], grads[i]
-            np.matmul(inputs[i].T, delta, out=dW)
+            ops.matmul(inputs[i].T, delta, out=dW)
             if alpha:
-                np.multiply(W, alpha, out=buf["w"][i])
-                np.add(dW, buf["w"][i], out=dW)
-            np.add.reduce(delta, axis=0, out=db)
+                ops.multiply(W, alpha, out=buf["w"][i])
+                ops.add(dW, buf["w"][i], out=dW)
+            ops.sum(delta, axis=0, out=db)
             if i > 0:
-                d = np.matmul(delta, W.T, out=buf["d"][i - 1])
+                d = ops.matmul(delta, W.T, out=buf["d"][i - 1])
                 if self.relu:
-                    np.multiply(d, np.greater(zs[i - 1], 0, out=buf["mask"][i - 1]), out=d)
-                    delta = d
+                    delta = self._relu_backward(d, zs[i - 1], buf["mask"][i - 1])
                 else:
                     delta = spec.hidden.backward(xp, d, zs[i - 1], inputs[i])
         if alpha:
@@ -458,9 +529,9 @@ class _Context:
     """What the transformations share: the layout, the dtype, whether the pure path packs
     (`mlp.steps.Packer`), the scratch vector, and the flat state vectors' allocator."""
 
-    def __init__(self, layout, dtype, packed, vectors):
-        self.layout, self.dtype, self.packed = layout, dtype, packed
-        self.tmp = np.empty(layout.size, dtype)
+    def __init__(self, ops, layout, dtype, packed, vectors):
+        self.ops, self.layout, self.dtype, self.packed = ops, layout, dtype, packed
+        self.tmp = ops.empty((layout.size,), dtype)
         self._vectors = iter(vectors)
 
     def vector(self):
@@ -478,29 +549,29 @@ class _Training:
     def __init__(self, net, transform, params, opt_state, packed):
         """``transform``: the optimizer's mirror (`_mirror`), clipping not included;
         raises `_Unfit` when ``opt_state`` is not its state for ``params``."""
-        layout, dtype, size = net.layout, net.dtype, net.layout.size
-        self.net, self.transform, self.layout = net, transform, layout
+        layout, dtype, size, ops = net.layout, net.dtype, net.layout.size, net.ops
+        self.net, self.transform, self.layout, self.ops = net, transform, layout, ops
         self.blocks = transform.blocks()
         n_vectors = sum(b.n_vectors for b in self.blocks)
-        self.store = np.empty(size * (1 + n_vectors), dtype)
+        self.store = ops.empty((size * (1 + n_vectors),), dtype)
         vectors = [self.store[k * size:(k + 1) * size] for k in range(1, 1 + n_vectors)]
-        self.ctx = _Context(layout, dtype, packed, vectors)
+        self.ctx = _Context(ops, layout, dtype, packed, vectors)
         transform.load(opt_state, self.ctx)
-        self.flat = layout.fill(self.store[:size], params)
+        self.flat = layout.fill(ops, self.store[:size], params)
         self.params = layout.views(self.flat)
-        self.flat_g = np.empty(size, dtype)
+        self.flat_g = ops.empty((size,), dtype)
         self.grads = layout.views(self.flat_g)
-        self.saved, self.saved_scalars = np.empty_like(self.store), None
+        self.saved, self.saved_scalars = ops.empty(self.store.shape, dtype), None
         self.labels = self.predicted = None  # (`epoch_accuracy`)
         if net.clip_norm is not None:  # chain(clip_by_global_norm(clip_norm), optimizer)
             self.blocks.insert(0, _ClipByGlobalNorm(clip_by_global_norm(net.clip_norm)))
 
     def save(self):
-        np.copyto(self.saved, self.store)
+        self.ops.copy(self.saved, self.store)
         self.saved_scalars = [b.scalars for b in self.blocks]
 
     def restore(self):
-        np.copyto(self.store, self.saved)
+        self.ops.copy(self.store, self.saved)
         for b, scalars in zip(self.blocks, self.saved_scalars):
             b.scalars = scalars
 
@@ -511,7 +582,7 @@ class _Training:
         u, p, ctx = self.flat_g, self.flat, self.ctx  # the gradients become the updates
         for block in self.blocks:
             block.update(ctx, u, p)
-        np.add(p, u, out=p)  # apply_updates: params + updates
+        self.ops.add(p, u, out=p)  # apply_updates: params + updates
         return loss, totals
 
     def batch(self, x, y, w, rows):
@@ -553,51 +624,52 @@ class _Training:
         taken once per call; then summed as the pure epoch sums them."""
         xp, (n_batches, size) = self.net.spec.xp, full.shape
         if self.labels is None:
-            self.labels = y.argmax(axis=1)
-            self.predicted = np.empty(y.shape[0], self.labels.dtype)
+            self.labels = xp.argmax(y, axis=1)
+            self.predicted = self.ops.empty((y.shape[0],), self.labels.dtype)
         pred = self.predicted
         losses = [self.step(*self.net.gather(x, y, None, full[k, ...]),
                             pred[k * size:(k + 1) * size])[0] for k in range(n_batches)]
         total = xp.sum(xp.stack(losses)) * size
-        correct = pred[:n_batches * size] == self.labels.take(full.reshape(-1))
-        counts = correct.reshape(n_batches, size).sum(axis=1).astype(x.dtype)
+        correct = pred[:n_batches * size] == xp.take(self.labels, xp.reshape(full, (-1,)))
+        counts = xp.astype(xp.sum(xp.reshape(correct, (n_batches, size)), axis=1), x.dtype)
         totals = xp.sum(counts[:, None], axis=0)
         if rest is not None:
             loss = self.step(*self.net.gather(x, y, None, rest), pred[n_batches * size:])[0]
             total = total + loss * rest.shape[-1]
-            right = pred[n_batches * size:] == self.labels.take(rest)
-            totals = totals + np.asarray([np.count_nonzero(right)], x.dtype)
+            right = pred[n_batches * size:] == xp.take(self.labels, rest)
+            totals = totals + xp.astype(xp.sum(right, keepdims=True), x.dtype)
         return total / x.shape[0], totals
 
     def result(self):
         return self.layout.views(self.flat), self.transform.state(self.ctx)
 
 
-def _handles(params, x, y, w, batches):
-    """Whether the fast path takes these inputs: NumPy float arrays of one dtype and
-    matching shapes (sample weights ``w: (n,)`` or None), integer row indices (anything
-    else goes to the pure run, which gives its own result or error)."""
-    dtype = x.dtype if isinstance(x, np.ndarray) else None
+def _handles(ops, params, x, y, w, batches):
+    """Whether the fast path takes these inputs: float arrays of ``ops``'s library, of one
+    dtype and matching shapes (sample weights ``w: (n,)`` or None), integer row indices
+    (anything else goes to the pure run, which gives its own result or error)."""
+    dtype = getattr(x, "dtype", None)
     weights = [] if w is None else [w]
-    if not (dtype in (np.float32, np.float64) and isinstance(params, list)
+    if not (any(dtype == d for d in ops.float_dtypes) and isinstance(params, list)
             and all(isinstance(p, tuple) and len(p) == 2 for p in params)
-            and _numpy_floats([x, y, *weights] + [a for pair in params for a in pair], dtype)
+            and ops.is_floats([x, y, *weights] + [a for pair in params for a in pair], dtype)
             and all(v.shape == x.shape[:1] for v in weights)):
         return False
     widths = [x.shape[-1]] + [W.shape[-1] for W, _ in params]
     return (x.ndim == 2 and y.shape == (x.shape[0], widths[-1])
             and all(W.shape == (n_in, n_out) and b.shape == (n_out,)
                     for (W, b), n_in, n_out in zip(params, widths, widths[1:]))
-            and (batches is None or isinstance(batches, np.ndarray) and batches.dtype.kind == "i"))
+            and (batches is None or ops.is_indices(batches)))
 
 
-def fast_run(pure_run, spec, optimizer, alpha=0.0, clip_norm=None):
+def fast_run(ops, pure_run, spec, optimizer, alpha=0.0, clip_norm=None):
     """A run with `mlp.steps.make_run`'s contract and bit-identical results, or None.
 
+    ``ops``: the in-place operations of the backend's library (see `InplaceOps`).
     None when ``optimizer`` is not one this module mirrors (see `_mirror`); the
     run returned calls ``pure_run`` itself for inputs it does not handle
-    (arrays that are not NumPy float arrays of one dtype, an optimizer state of
-    another structure or dtype).
+    (arrays that are not float arrays of that library of one dtype, an optimizer
+    state of another structure or dtype).
     """
     if _mirror(optimizer) is None:
         return None
@@ -605,10 +677,10 @@ def fast_run(pure_run, spec, optimizer, alpha=0.0, clip_norm=None):
         # where `mlp.steps.make_run` packs the parameters (`mlp.steps.packs`), the global
         # norm of clipping is summed over the two packed arrays instead of per layer
         packed = packs(optimizer, opt_state)
-        if _handles(params, x, y, w, batches):
-            layout = _Layout([W.shape for W, _ in params])
+        if _handles(ops, params, x, y, w, batches):
+            layout = _Layout([tuple(W.shape) for W, _ in params])
             try:
-                training = _Training(_Network(spec, alpha, clip_norm, layout, x.dtype),
+                training = _Training(_Network(ops, spec, alpha, clip_norm, layout, x.dtype),
                                      _mirror(optimizer), params, opt_state, packed)
             except _Unfit:
                 pass
@@ -639,6 +711,6 @@ def _epochs(training, x, y, w, batches, last, n_epochs):
         training.restore()
         raise InterruptedRun(*training.result(), epoch_losses,
                              [join_data_totals(xp, t, extra) for t in epoch_totals]) from exc
-    # (np.stack's per-array work is most of a tiny epoch's bookkeeping: the same arrays)
-    totals = np.concatenate(epoch_totals).reshape(len(epoch_totals), -1)
-    return (*training.result(), np.array(epoch_losses), join_data_totals(xp, totals, extra))
+    totals = xp.reshape(xp.concat(epoch_totals), (len(epoch_totals), -1))
+    return (*training.result(), training.ops.stack(epoch_losses),
+            join_data_totals(xp, totals, extra))
