@@ -327,7 +327,7 @@ class _ScaleByLearningRate(_Block):
     def update(self, ctx, u, p):
         ops = ctx.ops
         count, scale = self.scalars
-        factor = -(_rate(self.t.learning_rate, count, scale) * scale)
+        factor = (-_rate(self.t.learning_rate, count, scale)) * scale
         ops.multiply(u, factor, out=u)  # -(lr * scale) * g
         self.scalars = (count + 1, scale)
 

@@ -88,9 +88,24 @@ class Implementation:
 # ----------------------------------------------------------------------- ours
 
 
+def _pure_backend(name):
+    """NumPy or PyTorch without its in-place fast path (the pure `mlp.steps` run)."""
+    if name == "numpy-pure":
+        from backends._numpy import NumpyBackend
+
+        return NumpyBackend(fast=False)
+    from backends import _torch
+
+    return _torch.create(fast=False)
+
+
+#: Our backends without their fast path (``numpy-pure``: as before issue 14).
+PURE_BACKENDS = ("numpy-pure", "torch-pure")
+
+
 class Ours(Implementation):
-    """`mlp.MLP` on one backend; ``numpy-pure`` is NumPy without its fast path
-    (``NumpyBackend(fast=False)``: the pure `mlp.steps` run, as before issue 14)."""
+    """`mlp.MLP` on one backend; ``numpy-pure`` and ``torch-pure`` are NumPy and PyTorch
+    without their fast path (the pure `mlp.steps` run, see `PURE_BACKENDS`)."""
 
     kind = "ours"
 
@@ -108,10 +123,8 @@ class Ours(Implementation):
         import mlp
 
         super().setup(workload)
-        if self.backend == "numpy-pure":
-            from backends._numpy import NumpyBackend
-
-            backend = NumpyBackend(fast=False)
+        if self.backend in PURE_BACKENDS:
+            backend = _pure_backend(self.backend)
         else:
             backend = backends.get_backend(self.backend)
         self.model = mlp.MLP(workload.layer_sizes, activation="relu",

@@ -59,7 +59,7 @@ def _parse(argv=None):
     p.add_argument("--workloads", default="W1,W2,W3", help="comma-separated: W1,W2,W3")
     p.add_argument("--backends", default=None,
                    help="our backends to time (default: every installed one); numpy-pure "
-                        "is NumPy without its fast path")
+                        "and torch-pure are NumPy and PyTorch without their fast path")
     p.add_argument("--peers", default=None, help="peers to time (default: every installed one)")
     p.add_argument("--repeats", type=int, default=None,
                    help="timed runs per implementation (default: W1/W2 7, W3 3)")
@@ -190,7 +190,7 @@ def implementations(args, workload):
     impls = []
     for name in names:
         name = name.strip()
-        if name == "numpy-pure":  # NumPy without its fast path (issue 14's "before")
+        if name in peers.PURE_BACKENDS:  # without the fast path (issue 14's "before")
             impls.append(peers.Ours(name))
             continue
         try:

@@ -280,9 +280,10 @@ def accuracy_from_totals(totals):
 
 def r2_totals(xp, z, a, y, w=None):
     """Per output ``k``: ``sum w (a - y)**2``, shape ``(k,)``."""
+    diff = y - a  # (diff * diff: what ``diff ** 2`` computes, without a scalar operand)
     if w is None:  # the same sums without the weights (it runs at every step)
-        return xp.sum((y - a) ** 2, axis=0)
-    return _weighted_sum(xp, (y - a) ** 2, w, axis=0)
+        return xp.sum(diff * diff, axis=0)
+    return _weighted_sum(xp, diff * diff, w, axis=0)
 
 
 def r2_data_totals(xp, y, w=None):

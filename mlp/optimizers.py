@@ -308,7 +308,7 @@ class ScaleByLearningRate(_Transformation):
     def update(self, grads, state, params=None):
         count, scale = state
         lr = _rate(self.learning_rate, count, scale)
-        factor = -(lr * scale)
+        factor = (-lr) * scale  # -(lr * scale) exactly; a float lr is negated for free
         return tree_map(lambda g: factor * g, grads), ScaleByLearningRateState(count + 1, scale)
 
 

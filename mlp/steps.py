@@ -188,7 +188,8 @@ def make_run(backend, spec, optimizer, alpha=0.0, clip_norm=None):
         return packer.unpack(p), packer.unpack_tree(s, opt_state), losses, totals
 
     pure = backend.jit(run, static_argnums=(7,))
-    # A backend may run the same arithmetic faster (NumPy: in place), bit-identical.
+    # A backend may run the same arithmetic faster (NumPy, PyTorch on the CPU: in place),
+    # bit-identical.
     return backend.fast_run(pure, spec, optimizer, alpha, clip_norm) or pure
 
 

@@ -39,7 +39,8 @@ CASES = {
 
 def _impls(case):
     ours = [peers.Ours(name) for name in backends.available_backends() if name != "cupy"]
-    ours.append(peers.Ours("numpy-pure"))  # NumPy without its fast path
+    ours += [peers.Ours(name) for name in peers.PURE_BACKENDS  # without their fast path
+             if name.split("-")[0] in backends.available_backends()]
     names = {"W1": ["notebook-f64", "numpy-f32", "numpy-lean", "jax-scan", "jax-optax",
                     "torch-nn"],
              "adam-minibatch": ["numpy-f32", "numpy-lean", "jax-scan", "jax-optax", "torch-nn"],
