@@ -6,8 +6,8 @@
 On a compiling backend `fit` runs its epochs in calls of at most about
 ``mlp.training.CHUNK_SECONDS`` (1 s) each, so that Ctrl-C keeps every completed
 call. This times `fit` as it is ("chunked") against `fit` allowed one call for
-everything after its two one-epoch calls ("one call": ``CHUNK_SECONDS`` and
-``MAX_CHUNK`` unbounded) on long runs of the benchmark workloads. Each way
+the whole run ("one call": ``CHUNK_SECONDS`` and ``MAX_CHUNK`` unbounded) on
+long runs of the benchmark workloads. Each way
 keeps its own memory of the chunks chosen (as a process running the same fit
 again does), so the warm-up compiles both and the timed fits compile nothing.
 Timed repeats alternate the two. Results go to ``--out`` (default

@@ -60,6 +60,13 @@ REPLAY_CHUNK = 256
 #: Host row indices per call are capped at about this many entries (32 MiB of int64).
 MAX_INDICES = 2**22
 
+#: Bounds on a step's fixed cost (seconds) and on the arithmetic rate (FLOP/s) that a
+#: compiled step beats on any device (a JAX step costs about 5 us on a CPU, tens of us
+#: on a GPU): a run whose time they bound by `CHUNK_SECONDS` runs in one call, with
+#: nothing to measure first (`run_time_bound`). Elsewhere Ctrl-C stops at every epoch.
+STEP_SECONDS_BOUND = 1e-4
+FLOPS_BOUND = 1e9
+
 #: Every parameter of `fit` except the data, the weights (checked by
 #: `mlp.weights.row_weights`) and the optimizer (`mlp.optimizers.get_optimizer`,
 #: `mlp.schedules.check_learning_rate`).
@@ -140,11 +147,21 @@ def _equal_chunks(remaining: int, longest: int) -> int:
                key=lambda chunk: remaining // chunk + remaining % chunk)
 
 
+def run_time_bound(epochs: int, n_rows: int, batch_size: int | None, layer_sizes) -> float:
+    """An upper bound on the seconds ``epochs`` epochs over ``n_rows`` rows take on any
+    device (`STEP_SECONDS_BOUND` a step, plus the matrix products' FLOPs at
+    `FLOPS_BOUND`: forward, and backward for the delta and the weights' gradient)."""
+    steps = epochs * (1 if batch_size is None else -(-n_rows // batch_size))
+    weights = sum(a * b for a, b in zip(layer_sizes, layer_sizes[1:]))
+    return steps * STEP_SECONDS_BOUND + 6.0 * epochs * n_rows * weights / FLOPS_BOUND
+
+
 class ChunkPlanner:
     """How many epochs the next call of the run covers.
 
-    With ``max_chunk=1`` (something needs every epoch) always one. Otherwise
-    the first two calls run one epoch each (the first may include compiling,
+    With ``max_chunk=1`` (something needs every epoch) always one. A run whose
+    time ``bound`` (`run_time_bound`) is within ``seconds`` runs in one call.
+    Otherwise the first two calls run one epoch each (the first may include compiling,
     the second measures an epoch); then the rest runs in one call when it takes
     at most ``seconds``, else in equal chunks no longer than the longest power of
     two of epochs that takes at most ``seconds`` (and at most `MAX_CHUNK` epochs),
@@ -161,15 +178,18 @@ class ChunkPlanner:
     _chosen: dict = {}  # key -> chunk, least recently used first
     _CACHE_SIZE = 256
 
-    def __init__(self, max_chunk, seconds=None, key=None):
+    def __init__(self, max_chunk, seconds=None, key=None, bound=None):
         self.max_chunk = max(1, int(max_chunk))
         self.seconds = CHUNK_SECONDS if seconds is None else seconds
         self.key = key
         self.calls = 0
         self.chunk = 1 if self.max_chunk == 1 else self._chosen.get(key)
+        self.short = bound is not None and bound <= self.seconds
 
     def next(self, remaining: int) -> int:
         """The length of the next call, ``remaining`` epochs being left."""
+        if self.short and self.calls == 0 and remaining <= min(self.max_chunk, MAX_CHUNK):
+            return remaining  # the whole run, known to be short
         if self.calls < 2 or self.chunk is None or remaining < self.chunk:
             return 1
         return self.chunk
@@ -452,7 +472,9 @@ class Trainer:
             isinstance(cb, History) for cb in callbacks.callbacks)
         max_chunk = self.epochs if self.batch_size is None else MAX_INDICES // n
         self.planner = ChunkPlanner(max_chunk if self.histories_only else 1,
-                                    key=(self.run, n, self.batch_size, self.epochs))
+                                    key=(self.run, n, self.batch_size, self.epochs),
+                                    bound=run_time_bound(self.epochs, data.n, self.batch_size,
+                                                         model.layer_sizes))
 
     # ------------------------------------------------------------ the loop
     def train(self) -> None:

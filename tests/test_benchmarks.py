@@ -15,6 +15,7 @@ import pytest
 
 import backends
 from benchmarks import peers, run, workloads
+from mlp import training
 
 
 def _tiny_classification(optimizer, batch_size, epochs):
@@ -194,9 +195,12 @@ def test_chunking_benchmark_times_the_same_training_both_ways():
 
     from benchmarks import chunking
 
-    wl = dataclasses.replace(workloads.get("W1"), epochs=40)
+    # long enough that its time bound exceeds a call's second: measured, then chunked
+    wl = dataclasses.replace(workloads.get("W1"), epochs=12000)
+    assert training.run_time_bound(wl.epochs, wl.n_samples, None, wl.layer_sizes) > 1.0
     _, calls_chunked, loss_chunked = chunking._fit(wl, one_call=False)
     _, calls_whole, loss_whole = chunking._fit(wl, one_call=True)
-    assert calls_whole == [1, 1, 38] and sum(calls_chunked) == 40
+    assert calls_whole == [12000] and calls_chunked[:2] == [1, 1]
+    assert sum(calls_chunked) == 12000
     assert loss_chunked == loss_whole
     assert chunking._calls_summary([1, 1, 99, 99, 99, 1]) == "1 x2, 99 x3, 1 x1"

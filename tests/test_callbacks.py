@@ -318,6 +318,28 @@ def test_chunk_planner_sizes():
                  [3.0, 4e-4] + [4.5e-6] * 20000) == [1, 1] + [1818] * 11
 
 
+def test_a_run_known_to_be_short_runs_in_one_call():
+    """A run whose time bound (`run_time_bound`) is within the seconds of a call needs no
+    measuring: one call (the same on every fit, so nothing new to compile)."""
+    # the seed notebook's run: 1000 full-batch epochs of 100 rows through 3 -> 4 -> 1
+    bound = training.run_time_bound(1000, 100, None, [3, 4, 1])
+    assert bound == pytest.approx(1000 * training.STEP_SECONDS_BOUND
+                                  + 6 * 1000 * 100 * (3 * 4 + 4 * 1) / training.FLOPS_BOUND)
+    assert bound < training.CHUNK_SECONDS
+    assert _plan(training.ChunkPlanner(10_000, seconds=1.0, bound=bound), 1000,
+                 [5.0] + [0.01] * 999) == [1000]
+    # mini-batches count their steps: 3 x 10 steps an epoch, 300 epochs, 0.3 s
+    assert training.run_time_bound(300, 100, 32, [3, 4, 1]) == pytest.approx(
+        300 * 4 * training.STEP_SECONDS_BOUND + 6 * 300 * 100 * 16 / training.FLOPS_BOUND)
+    # a longer bound, or a run longer than a call may be: measured as before
+    assert _plan(training.ChunkPlanner(10_000, seconds=1.0, bound=1.5), 100,
+                 [3.0] + [0.005] * 99) == [1, 1, 98]
+    assert _plan(training.ChunkPlanner(16, seconds=1.0, bound=0.1), 50, [1e-6] * 50) == (
+        [1, 1] + [16] * 3)
+    # something needs every epoch: one at a time, however short
+    assert _plan(training.ChunkPlanner(1, bound=0.0), 3, [1.0] * 3) == [1] * 3
+
+
 def test_equal_chunks_make_the_fewest_calls():
     """Among chunk lengths from half the longest to the longest, the plan's calls (chunks
     plus the epochs left over) are the fewest, and the longest such chunk is chosen."""
@@ -344,7 +366,7 @@ def test_chunk_planner_remembers_its_choice():
 class _FixedChunks:
     """A planner with a fixed plan of chunk lengths."""
 
-    def __init__(self, max_chunk, seconds=None, key=None):
+    def __init__(self, max_chunk, seconds=None, key=None, bound=None):
         self.plan = iter([1, 1] + [4] * 100) if max_chunk > 1 else None
 
     def next(self, remaining):

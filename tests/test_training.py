@@ -491,7 +491,7 @@ def test_a_long_diverged_chunk_is_replayed_in_blocks(backend, monkeypatch):
     from mlp import training
 
     class OneLongChunk:
-        def __init__(self, max_chunk, seconds=None, key=None):
+        def __init__(self, max_chunk, seconds=None, key=None, bound=None):
             self.plan = iter([1, 1, 700]) if max_chunk > 1 else None
 
         def next(self, remaining):
