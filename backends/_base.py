@@ -101,6 +101,11 @@ class Backend:
         """A NumPy copy of one of this backend's arrays."""
         raise NotImplementedError
 
+    def check_plain(self, value: Any, what: str) -> None:
+        """Refuse a value that a user's function returned into training (e.g. a learning
+        rate) when it carries something training must not take in; here nothing does.
+        ``what`` names the function in the message."""
+
     def precision(self, *values):
         """A context for work on ``values`` (arrays, dtypes, pytrees of them) in their
         precision: JAX holds 64-bit types inside it without changing the process-wide

@@ -94,6 +94,9 @@ class InplaceOps(Protocol):
     def is_indices(self, rows) -> bool:
         """Whether ``rows`` is an integer array of this library (row indices)."""
 
+    def is_contiguous(self, a) -> bool:
+        """Whether ``a`` is laid out in row-major order (not a transposed view)."""
+
     def empty(self, shape, dtype):
         """A new uninitialised array."""
 
@@ -391,12 +394,13 @@ class _Network:
     def __init__(self, ops, spec, alpha, clip_norm, layout, dtype):
         self.ops, self.spec, self.alpha, self.clip_norm = ops, spec, alpha, clip_norm
         self.layout, self.dtype = layout, dtype
-        self.relu = spec.hidden is activations.ACTIVATIONS["relu"]
+        # mlp's own ReLU, mse and cross-entropy, not ones registered under their names
+        relu, mse = activations.BUILT_IN["relu"], losses.BUILT_IN["mse"]
+        self.relu = spec.hidden is relu
         # a ReLU output under mse (the seed notebook's): in place as well
-        self.relu_out = (spec.output is activations.ACTIVATIONS["relu"]
-                         and spec.loss is losses.LOSSES["mse"])
-        self.ce = spec.loss is losses.LOSSES["cross_entropy"]
-        self.mse = spec.loss is losses.LOSSES["mse"]
+        self.relu_out = spec.output is relu and spec.loss is mse
+        self.ce = spec.loss is losses.BUILT_IN["cross_entropy"]
+        self.mse = spec.loss is mse
         self.buffers = {}
 
     def _buffers(self, m):
@@ -641,7 +645,11 @@ class _Training:
         return total / x.shape[0], totals
 
     def result(self):
-        return self.layout.views(self.flat), self.transform.state(self.ctx)
+        """The weights (views into a copy of their own: not the whole store, which holds
+        the optimizer's state too) and the optimizer state in the pure format."""
+        flat = self.ops.empty(self.flat.shape, self.net.dtype)
+        self.ops.copy(flat, self.flat)
+        return self.layout.views(flat), self.transform.state(self.ctx)
 
 
 def _handles(ops, params, x, y, w, batches):
@@ -656,8 +664,9 @@ def _handles(ops, params, x, y, w, batches):
             and all(v.shape == x.shape[:1] for v in weights)):
         return False
     widths = [x.shape[-1]] + [W.shape[-1] for W, _ in params]
+    # (the weights' layout: a matrix product of a transposed view may round differently)
     return (x.ndim == 2 and y.shape == (x.shape[0], widths[-1])
-            and all(W.shape == (n_in, n_out) and b.shape == (n_out,)
+            and all(W.shape == (n_in, n_out) and b.shape == (n_out,) and ops.is_contiguous(W)
                     for (W, b), n_in, n_out in zip(params, widths, widths[1:]))
             and (batches is None or ops.is_indices(batches)))
 
@@ -697,9 +706,14 @@ def _epochs(training, x, y, w, batches, last, n_epochs):
     xp = training.net.spec.xp
     extra = training.net.spec.loss.data_totals(xp, y, w)
     epoch_losses, epoch_totals = [], []
+    # Ctrl-C may come between any two operations: ``mark`` is twice the epochs completed
+    # and recorded, plus one from when epoch ``e`` may change the store (after its copy)
+    # until it is recorded. Each change of it is a single assignment.
+    mark = 0
     try:
         for e in range(n_epochs):
             training.save()
+            mark = 2 * e + 1
             if batches is None:
                 loss, totals = training.epoch(x, y, w, None, None)
             else:
@@ -707,10 +721,14 @@ def _epochs(training, x, y, w, batches, last, n_epochs):
                                               None if last is None else last[e, ...])
             epoch_losses.append(loss)
             epoch_totals.append(totals)
+            mark = 2 * e + 2
     except KeyboardInterrupt as exc:
-        training.restore()
-        raise InterruptedRun(*training.result(), epoch_losses,
-                             [join_data_totals(xp, t, extra) for t in epoch_totals]) from exc
+        done = mark // 2
+        if mark % 2:  # within epoch `done`: back to its start
+            training.restore()
+        raise InterruptedRun(*training.result(), epoch_losses[:done],
+                             [join_data_totals(xp, t, extra)
+                              for t in epoch_totals[:done]]) from exc
     totals = xp.reshape(xp.concat(epoch_totals), (len(epoch_totals), -1))
     return (*training.result(), training.ops.stack(epoch_losses),
             join_data_totals(xp, totals, extra))

@@ -70,6 +70,10 @@ class NumpyInplace:
         return isinstance(rows, np.ndarray) and rows.dtype.kind == "i"
 
     @staticmethod
+    def is_contiguous(a):
+        return a.flags.c_contiguous
+
+    @staticmethod
     def take_rows(x, rows, *, out):
         return x.take(rows, axis=0, out=out)
 

@@ -59,6 +59,9 @@ class TorchInplace:
         return (isinstance(rows, self._torch.Tensor) and rows.device == self.device
                 and rows.dtype in (self._torch.int64, self._torch.int32))
 
+    def is_contiguous(self, a):
+        return a.is_contiguous()
+
     def empty(self, shape, dtype):
         return self._torch.empty(shape, dtype=dtype, device=self.device)
 
@@ -153,6 +156,15 @@ class TorchBackend(Backend):
 
     def to_numpy(self, array):
         return array.detach().cpu().numpy().copy()
+
+    def check_plain(self, value, what):
+        """A tensor that requires grad is refused: it would pull the weights into an
+        autograd graph (memory growing every step)."""
+        if isinstance(value, self._torch.Tensor) and value.requires_grad:
+            raise TypeError(
+                f"{what} returned a torch tensor that requires grad; mlp computes its own "
+                "gradients, and an autograd graph must not reach the weights: return "
+                "float(value) or value.detach()")
 
     def synchronize(self):
         if self.device.type == "cuda":

@@ -141,6 +141,11 @@ register_activation("exp", _exp)
 register_activation("softmax", _softmax)
 
 
+#: The activations mlp defines, as registered at import (``register_activation(...,
+#: overwrite=True)`` may replace a registry entry; these stay what they are).
+BUILT_IN: dict[str, Activation] = dict(ACTIVATIONS)
+
+
 def hidden_activations() -> tuple[str, ...]:
     """Names of the activations allowed in hidden layers (those with a backward rule)."""
     return tuple(name for name, act in ACTIVATIONS.items() if act.backward is not None)

@@ -646,6 +646,11 @@ register_loss(Loss("poisson", terms=_poisson_terms, terms_and_delta=_poisson_ter
                    prepare_targets=_count_targets, sample_targets=_count_sample))
 
 
+#: The losses mlp defines, as registered at import (``register_loss(...,
+#: overwrite=True)`` may replace a registry entry; these stay what they are).
+BUILT_IN: dict[str, Loss] = dict(LOSSES)
+
+
 def get_loss(name: str) -> Loss:
     """The registered loss called ``name``; a ValueError lists the known ones."""
     if not isinstance(name, str) or name not in LOSSES:

@@ -736,6 +736,7 @@ def check_schedule(backend, schedule) -> None:
         raise TypeError(f"learning-rate schedule {name} failed for step 0 "
                         f"({type(exc).__name__}: {exc}); {hint}") from exc
     _check_schedule_value(name, value)
+    backend.check_plain(value, f"learning-rate schedule {name}")
     if backend.compiles:
         try:
             backend.jit(schedule)(step)

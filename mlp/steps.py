@@ -212,18 +212,23 @@ def _run_epochs(backend, step, params, opt_state, data, batches, last, n_epochs)
         (params, opt_state), (losses, totals) = backend.scan(epoch, (params, opt_state), rows,
                                                              length=n_epochs)
         return params, opt_state, losses, totals
-    # A Python loop over the epochs: Ctrl-C keeps the epochs completed so far.
-    carry, losses, totals = (params, opt_state), [], []
+    # A Python loop over the epochs: Ctrl-C keeps the epochs completed so far. It may come
+    # between any two operations, so ``done`` (the weights and state after how many
+    # epochs) changes in one assignment, after the epoch's loss and totals are recorded.
+    done, losses, totals = ((params, opt_state), 0), [], []
     try:
         for e in range(n_epochs):
             rows = None if batches is None else (
                 batches[e, ...], None if last is None else last[e, ...])
-            carry, (loss, total) = epoch(carry, rows)
+            carry, (loss, total) = epoch(done[0], rows)
             losses.append(loss)
             totals.append(total)
+            done = (carry, e + 1)
     except KeyboardInterrupt as exc:
-        raise InterruptedRun(*carry, losses, totals) from exc
-    return carry[0], carry[1], backend.xp.stack(losses), backend.xp.stack(totals)
+        (params, opt_state), n_done = done
+        raise InterruptedRun(params, opt_state, losses[:n_done], totals[:n_done]) from exc
+    (params, opt_state), _ = done
+    return params, opt_state, backend.xp.stack(losses), backend.xp.stack(totals)
 
 
 def _epoch_function(backend, step, x, y, w):

@@ -13,6 +13,8 @@ that test that library (``MLP_TEST_BACKENDS`` / ``MLP_BACKEND``, as for the
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -21,7 +23,7 @@ import backends._inplace as inplace
 import mlp
 from backends import _torch
 from backends._numpy import NumpyBackend
-from mlp import optimizers, schedules
+from mlp import activations, losses, optimizers, schedules, steps
 from mlp.optimizers import (
     add_decayed_weights,
     chain,
@@ -277,6 +279,126 @@ def test_ctrl_c_keeps_the_completed_epochs(lib):
     assert [t.shape for t in parts[1][3]] == [(2,)] and parts[1][3][0][1] == 50
     assert optimizers.step_count(parts[1][1]) == 4
     assert_identical(parts[0], parts[1])
+
+
+class _InterruptAtLine:
+    """A tracer that raises KeyboardInterrupt at the ``k``-th line run in ``codes``: where a
+    real Ctrl-C surfaces, between two statements."""
+
+    def __init__(self, k, codes):
+        self.k, self.codes, self.lines = k, codes, 0
+
+    def __call__(self, frame, event, arg):
+        return self.local if frame.f_code in self.codes else None
+
+    def local(self, frame, event, arg):
+        if event == "line":
+            self.lines += 1
+            if self.lines == self.k:
+                raise KeyboardInterrupt
+        return self.local
+
+
+def test_ctrl_c_at_any_line_hands_back_a_consistent_state(lib):
+    """Ctrl-C at every line of the epoch loops (pure and fast), of saving the weights and of
+    a step: what is handed back is always the weights, the optimizer state, the losses and
+    the totals of the same number of completed epochs (those of a run that long)."""
+    opt = optimizers.Adam(1e-2)
+    model = mlp.MLP([6, 9, 3], loss="cross_entropy", backend=lib.pure, seed=4)
+    x_dev, y_dev, _ = model._prepare(*_data("cross_entropy", 50, 6, 3))
+    host_batches, host_last = batch_indices(np.random.default_rng(3), 50, 16, 3, True)
+    pure = make_run(lib.pure, model._spec, opt)
+    fast = lib.fast.fast_run(_refuse, model._spec, opt)
+    params, state = model.params, opt.init(model.params)
+    expected = {0: (params, state)}
+    for n in (1, 2, 3):
+        expected[n] = pure(params, state, x_dev, y_dev, None,
+                           *lib.rows(host_batches[:n], host_last[:n]), n)[:2]
+    codes = {steps._run_epochs.__code__, inplace._epochs.__code__,
+             inplace._Training.save.__code__, inplace._Training.step.__code__}
+    for run in (pure, fast):
+        kept, k = set(), 0
+        while True:
+            k += 1
+            sys.settrace(_InterruptAtLine(k, codes))
+            try:
+                run(params, state, x_dev, y_dev, None, *lib.rows(host_batches, host_last), 3)
+            except InterruptedRun as part:
+                n = len(part.losses)
+                assert len(part.totals) == n
+                assert_identical((part.params, part.opt_state), expected[n])
+                kept.add(n)
+            except KeyboardInterrupt:  # before the loop: nothing kept, nothing changed
+                kept.add(None)
+            else:
+                break  # no line left to interrupt at
+            finally:
+                sys.settrace(None)
+        assert {0, 1, 2} <= kept  # every epoch boundary was crossed
+
+
+def test_weights_of_the_same_name_registered_anew_run_as_registered(lib, monkeypatch):
+    """``register_activation``/``register_loss(..., overwrite=True)`` replace mlp's own
+    ReLU and mse: the fast path computes what is registered (as the pure path does), not
+    its in-place ReLU or mse."""
+    def relu6(xp, z):
+        return xp.clip(z, 0.0, 6.0)
+
+    def relu6_backward(xp, delta, z, a):
+        return delta * xp.astype((z > 0) & (z < 6), delta.dtype)
+
+    def mae_terms(xp, z, a, y):
+        return xp.abs(a - y)
+
+    def mae_terms_and_delta(xp, z, a, y, output, scale):
+        return xp.abs(a - y), output.backward(xp, xp.sign(a - y) * scale, z, a)
+
+    monkeypatch.setitem(activations.ACTIVATIONS, "relu", activations.Activation(
+        "relu", relu6, relu6_backward, "he"))
+    monkeypatch.setitem(losses.LOSSES, "mse", losses.Loss(
+        "mse", terms=mae_terms, terms_and_delta=mae_terms_and_delta, default_output="identity",
+        sample_targets=losses.BUILT_IN["mse"].sample_targets))
+    for loss, output in (("mse", "relu"), ("cross_entropy", None), ("mse", "identity")):
+        pure, fast = _both(lib, optimizers.SGD(0.1, momentum=0.9), loss=loss, output=output)
+        assert_identical(pure, fast)
+    monkeypatch.undo()
+    builtin, _ = _both(lib, optimizers.SGD(0.1, momentum=0.9), loss="mse", output="relu")
+    assert not np.array_equal(lib.host(builtin[2]), lib.host(pure[2]))  # it mattered
+
+
+def test_transposed_weights_run_the_pure_path(lib):
+    """Weights that are transposed views (set directly, not through `set_weights`): a
+    matrix product may round differently on them, so the pure run takes them."""
+    opt = optimizers.SGD(0.1)
+    model = mlp.MLP([6, 9, 3], loss="cross_entropy", backend=lib.pure, seed=4)
+    x_dev, y_dev, _ = model._prepare(*_data("cross_entropy", 50, 6, 3))
+    views = [(lib.array(np.ascontiguousarray(lib.host(W).T)).T, b) for W, b in model.params]
+    pure = make_run(lib.pure, model._spec, opt)
+    calls = []
+
+    def pure_fallback(*args):
+        calls.append(args)
+        return pure(*args)
+
+    fast = lib.fast.fast_run(pure_fallback, model._spec, opt)
+    out = fast(views, opt.init(views), x_dev, y_dev, None, None, None, 2)
+    assert len(calls) == 1
+    assert_identical(out, pure(views, opt.init(views), x_dev, y_dev, None, None, None, 2))
+
+
+def test_the_weights_handed_back_share_no_memory_with_the_state(lib):
+    """The weights are arrays of their own (pickling or keeping them does not keep the
+    optimizer's moments, which the run stores beside them)."""
+    pure, fast = _both(lib, optimizers.Adam(1e-2))
+    leaves = [a for pair in fast[0] for a in pair]
+    moments = [a for a in inplace.tree_leaves(fast[1]) if getattr(a, "ndim", 0) > 0]
+    if lib.name == "numpy":
+        assert not any(np.shares_memory(a, m) for a in leaves for m in moments)
+        assert leaves[0].base.size == sum(a.size for a in leaves)
+    else:
+        storages = {m.untyped_storage().data_ptr() for m in moments}
+        assert not any(a.untyped_storage().data_ptr() in storages for a in leaves)
+        assert leaves[0].untyped_storage().nbytes() == sum(a.nbytes for a in leaves)
 
 
 def test_unknown_optimizers_run_the_pure_path(lib):

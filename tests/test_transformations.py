@@ -492,6 +492,32 @@ def test_fit_checks_a_users_schedule_before_training(backend):
         pytest.approx(0.05)
 
 
+def test_a_schedule_returning_a_tensor_that_requires_grad_is_refused():
+    """On PyTorch (with or without the fast path) a learning rate that requires grad would
+    pull the weights into an autograd graph: `fit` refuses it and changes nothing."""
+    torch = pytest.importorskip("torch")
+    from backends import _torch
+
+    log_lr = torch.tensor(-4.6, requires_grad=True)
+
+    def learned(step):
+        return torch.exp(log_lr)
+
+    for backend in (_torch.create(fast=True), _torch.create(fast=False)):
+        model = mlp.MLP([3, 4, 2], loss="cross_entropy", backend=backend, seed=0)
+        before = model.get_weights()
+        with pytest.raises(TypeError, match=r"learning-rate schedule learned returned a torch "
+                                            r"tensor that requires grad; .* return "
+                                            r"float\(value\) or value.detach\(\)"):
+            model.fit(np.ones((4, 3)), [0, 1, 0, 1], epochs=1, optimizer=O.sgd(learned))
+        assert model.epochs_trained_ == 0
+        np.testing.assert_array_equal(model.get_weights()[0][0], before[0][0])
+        # detached, it trains
+        model.fit(np.ones((4, 3)), [0, 1, 0, 1], epochs=2,
+                  optimizer=O.sgd(lambda step: torch.exp(log_lr).detach()))
+        assert model.epochs_trained_ == 2
+
+
 def test_a_chain_and_its_state_round_trip_through_a_file(backend, tmp_path):
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(8, 3)), rng.normal(size=(8, 2))
