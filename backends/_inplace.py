@@ -36,8 +36,17 @@ ones). Sample weights take the pure path's weighted forms
 (`mlp.core.zero_weight_rows`, the loss's weighted ``value_and_delta``, the
 epoch's weighted mean). Anything this module does not recognise - a
 transformation of the user's own or a subclass of a built-in one, arrays that
-are not float arrays of the backend's library of one dtype, an optimizer state
-of another dtype or structure - runs the pure path unchanged.
+are not float arrays of the backend's library of one dtype, weights that are
+transposed views (a matrix product may round differently on them), an
+optimizer state of another dtype or structure - runs the pure path unchanged;
+activations and losses other than mlp's own ReLU, mse and cross-entropy
+(``activations.BUILT_IN``, ``losses.BUILT_IN``: also when one is registered
+anew under their names) are computed by their pure functions.
+
+Ctrl-C, which may surface between any two statements, hands back the weights,
+optimizer state, losses and totals of the same completed epochs (`_epochs`);
+the weights handed back are arrays of their own, not views into the store
+that holds the optimizer state beside them.
 
 The in-place transformations are in `_BLOCKS` (one small class per building
 block of `mlp.optimizers`); named optimizers and chains are taken apart into
