@@ -337,7 +337,8 @@ def test_ctrl_c_at_any_line_hands_back_a_consistent_state(lib):
         assert {0, 1, 2} <= kept  # every epoch boundary was crossed
 
 
-def test_weights_of_the_same_name_registered_anew_run_as_registered(lib, monkeypatch):
+def test_an_activation_or_loss_registered_anew_under_a_builtin_name_runs_as_registered(
+        lib, monkeypatch):
     """``register_activation``/``register_loss(..., overwrite=True)`` replace mlp's own
     ReLU and mse: the fast path computes what is registered (as the pure path does), not
     its in-place ReLU or mse."""
