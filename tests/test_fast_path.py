@@ -18,7 +18,6 @@ import sys
 import numpy as np
 import pytest
 
-import backends
 import backends._inplace as inplace
 import mlp
 from backends import _torch
@@ -34,7 +33,7 @@ from mlp.optimizers import (
     trace,
 )
 from mlp.steps import InterruptedRun, batch_indices, make_run
-from tests.conftest import _selected
+from tests.conftest import _params
 
 #: The backends with a fast path, each built with it (True) or without (False).
 BUILDERS = {"numpy": lambda fast: NumpyBackend(fast=fast), "torch": _torch.create}
@@ -59,21 +58,11 @@ class Lib:
         return self.pure.to_numpy(array)
 
 
-def _lib_params():
-    out = []
-    for name in [n for n in BUILDERS if n in _selected()]:
-        try:
-            backends.get_backend(name)
-            marks = ()
-        except backends.BackendUnavailableError as exc:
-            marks = (pytest.mark.skip(reason=f"{name} unavailable: {exc}"),)
-        out.append(pytest.param(name, id=name, marks=marks))
-    return out
-
-
-@pytest.fixture(params=_lib_params(), scope="module")
+@pytest.fixture(params=[p for p in _params() if p.values[0] in BUILDERS], scope="module")
 def lib(request):
+    """The backend fixture's selection (skips included), for the libraries with a fast path."""
     return Lib(request.param)
+
 
 OPTIMIZERS = {
     "sgd": lambda: optimizers.SGD(0.1),
