@@ -11,8 +11,12 @@ on arrays of the same shapes, but
 - into buffers allocated once per run call and batch size (``out=``);
 - with every weight, gradient, update and optimizer-state array a view into
   one flat vector laid out as `mlp.steps.Packer` packs them (all weight
-  matrices, then all biases), so each elementwise transformation updates all
-  layers with a handful of operations, the updates transformed in place;
+  matrices, each on a 64-byte boundary, then all biases), so each elementwise
+  transformation updates all layers with a handful of operations, the updates
+  transformed in place; every operand of a matrix product (weights, their
+  gradients, batches, activations) sits on a 64-byte boundary as a fresh
+  PyTorch tensor does in the pure path, since a library may pick its kernel
+  (and so its rounding) by alignment, as MKL does on AMD processors;
 - with batches gathered into buffers;
 - with ReLU, the mean squared error and the fused softmax cross-entropy in place,
   and their training totals without extra passes: r2's sums from the loss's own
@@ -81,7 +85,7 @@ from mlp.optimizers import (
     _rate,
     clip_by_global_norm,
 )
-from mlp.steps import InterruptedRun, join_data_totals, packs
+from mlp.steps import InterruptedRun, aligned_offsets, join_data_totals, packs
 from mlp.tree import tree_leaves
 
 
@@ -108,6 +112,9 @@ class InplaceOps(Protocol):
 
     def empty(self, shape, dtype):
         """A new uninitialised array."""
+
+    def zeros(self, shape, dtype):
+        """A new array of zeros."""
 
     def copy(self, dst, src):
         """``dst[...] = src``."""
@@ -141,18 +148,17 @@ class InplaceOps(Protocol):
 
 
 class _Layout:
-    """Offsets of every ``(W, b)`` in one flat vector: all ``W`` (layer by layer), then all
-    ``b``, as `mlp.steps.Packer` packs them."""
+    """Offsets of every ``(W, b)`` in one flat vector: all ``W`` (layer by layer, each on a
+    64-byte boundary, zeros between them), then all ``b``, as `mlp.steps.Packer` packs
+    them."""
 
     def __init__(self, shapes):
         self.shapes = [tuple(s) for s in shapes]
-        self.n_weights = sum(i * o for i, o in self.shapes)
-        self.w_slices, self.b_slices = [], []
-        kw, kb = 0, self.n_weights
-        for fan_in, fan_out in self.shapes:
-            self.w_slices.append((kw, kw + fan_in * fan_out))
+        self.w_slices, self.n_weights = aligned_offsets([i * o for i, o in self.shapes])
+        self.b_slices, kb = [], self.n_weights
+        for _, fan_out in self.shapes:
             self.b_slices.append((kb, kb + fan_out))
-            kw, kb = kw + fan_in * fan_out, kb + fan_out
+            kb += fan_out
         self.size = kb
 
     def views(self, flat):
@@ -544,7 +550,7 @@ class _Context:
 
     def __init__(self, ops, layout, dtype, packed, vectors):
         self.ops, self.layout, self.dtype, self.packed = ops, layout, dtype, packed
-        self.tmp = ops.empty((layout.size,), dtype)
+        self.tmp = ops.zeros((layout.size,), dtype)  # (zeros: the gaps between weights)
         self._vectors = iter(vectors)
 
     def vector(self):
@@ -566,13 +572,13 @@ class _Training:
         self.net, self.transform, self.layout, self.ops = net, transform, layout, ops
         self.blocks = transform.blocks()
         n_vectors = sum(b.n_vectors for b in self.blocks)
-        self.store = ops.empty((size * (1 + n_vectors),), dtype)
+        self.store = ops.zeros((size * (1 + n_vectors),), dtype)  # zeros in the gaps
         vectors = [self.store[k * size:(k + 1) * size] for k in range(1, 1 + n_vectors)]
         self.ctx = _Context(ops, layout, dtype, packed, vectors)
         transform.load(opt_state, self.ctx)
         self.flat = layout.fill(ops, self.store[:size], params)
         self.params = layout.views(self.flat)
-        self.flat_g = ops.empty((size,), dtype)
+        self.flat_g = ops.zeros((size,), dtype)
         self.grads = layout.views(self.flat_g)
         self.saved, self.saved_scalars = ops.empty(self.store.shape, dtype), None
         self.labels = self.predicted = None  # (`epoch_accuracy`)

@@ -59,7 +59,7 @@ class NumpyInplace:
     bool = np.dtype(bool)
     add, subtract, multiply, divide = np.add, np.subtract, np.multiply, np.divide
     sqrt, exp, log, matmul = np.sqrt, np.exp, np.log, np.matmul
-    empty, copy = staticmethod(np.empty), staticmethod(np.copyto)
+    empty, zeros, copy = staticmethod(np.empty), staticmethod(np.zeros), staticmethod(np.copyto)
 
     @staticmethod
     def is_floats(arrays, dtype):

@@ -65,6 +65,9 @@ class TorchInplace:
     def empty(self, shape, dtype):
         return self._torch.empty(shape, dtype=dtype, device=self.device)
 
+    def zeros(self, shape, dtype):
+        return self._torch.zeros(shape, dtype=dtype, device=self.device)
+
     def copy(self, dst, src):
         dst.copy_(src)
 

@@ -26,6 +26,8 @@ import statistics
 import time
 from pathlib import Path
 
+from .threads import describe, thread_counts
+
 ROOT = Path(__file__).resolve().parent.parent
 LONG_RUNS = {"W1": 20000, "W2": 2000}
 QUICK_RUNS = {"W1": 5000, "W2": 300}
@@ -131,11 +133,15 @@ def main(argv=None):
     args = parser.parse_args(argv)
     repeats = args.repeats or (3 if args.quick else 5)
     rows = measure(QUICK_RUNS if args.quick else LONG_RUNS, repeats)
+    threads = thread_counts()
+    for row in rows:
+        row["threads"] = threads
     out = args.out or ROOT / "benchmarks" / "results" / ("quick" if args.quick else "")
     out.mkdir(parents=True, exist_ok=True)
     (out / "chunking.json").write_text(json.dumps(rows, indent=2) + "\n")
-    (out / "chunking.md").write_text(markdown(rows, repeats))
-    print(markdown(rows, repeats))
+    text = markdown(rows, repeats) + f"\n{describe(threads)}\n"
+    (out / "chunking.md").write_text(text)
+    print(text)
     print(f"wrote {out / 'chunking.json'} and {out / 'chunking.md'}")
 
 

@@ -32,6 +32,8 @@ import sys
 import time
 from pathlib import Path
 
+from .threads import describe, thread_counts
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REPEATS = {"W1": 7, "W2": 7, "W3": 3, "W3-GPU": 3}
 QUICK_REPEATS = {"W1": 3, "W2": 3, "W3": 1, "W3-GPU": 1}
@@ -257,7 +259,9 @@ def time_workload(args, wl, repeats, peak):
 
     impls = implementations(args, wl)
     rows = []
-    print(f"\n{wl.name}: {wl.description} ({len(impls)} implementations, {repeats} repeats)")
+    threads = thread_counts()
+    print(f"\n{wl.name}: {wl.description} ({len(impls)} implementations, {repeats} repeats; "
+          f"{describe(threads)})")
     for impl in impls:
         t = time.perf_counter()
         impl.setup(wl)
@@ -290,7 +294,7 @@ def time_workload(args, wl, repeats, peak):
             "gflops": flops / med / 1e9,
             "peak_fraction": flops / med / peak if peak else None,
             "train_loss": train["loss"], "test_loss": test["loss"],
-            "test_accuracy": test["accuracy"],
+            "test_accuracy": test["accuracy"], "threads": threads,
         })
         acc = "" if test["accuracy"] is None else f"  test acc {test['accuracy']:.4f}"
         print(f"  {impl.name:14s} median {med * 1000:10.2f} ms  loss {train['loss']:.5f}{acc}")
@@ -369,7 +373,8 @@ def tables(rows, info):
         mem = any("peak_rss_mib" in r for r in group)
         head = ["implementation", "median", "samples/s", "GFLOP/s", "of peak", "train loss",
                 "test acc"] + (["peak RSS"] if mem else [])
-        out.append(f"**{wl}**\n")
+        threads = group[0].get("threads")
+        out.append(f"**{wl}**" + (f" ({describe(threads)})" if threads else "") + "\n")
         out.append("| " + " | ".join(head) + " |")
         out.append("|" + "---|" * len(head))
         for r in group:

@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+from .threads import describe, thread_counts
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -110,7 +112,7 @@ def hardware():
     return dict(platform=devices[0].platform, device_kind=devices[0].device_kind,
                 jax_devices=len(devices), cpu=_cpu_name(),
                 cpu_count=os.cpu_count(), load_average=os.getloadavg(), jax=jax.__version__,
-                python=platform.python_version())
+                python=platform.python_version(), threads=thread_counts())
 
 
 def markdown(rows, hw, args):
@@ -118,7 +120,8 @@ def markdown(rows, hw, args):
              f"{hw['device_kind']})", "",
              f"784-512-512-10, {args.samples} samples, batch {args.batch_size}, SGD, "
              f"{args.epochs} epoch(s) per fit, median of {args.repeats}. Host: "
-             f"{hw['cpu']}, {hw['cpu_count']} cores, load {hw['load_average'][0]:.1f}; "
+             f"{hw['cpu']}, {hw['cpu_count']} cores, load {hw['load_average'][0]:.1f}, "
+             f"{describe(hw['threads'])}; "
              f"JAX {hw['jax']}.", "",
              "| configuration | devices | s / epoch | samples / s | speedup vs devices=1 |"
              " final loss |", "|---|---|---|---|---|---|"]

@@ -26,6 +26,7 @@ from sklearn import neural_network
 from sklearn.datasets import load_digits, make_classification
 from sklearn.exceptions import ConvergenceWarning
 
+from benchmarks.threads import describe, thread_counts
 from mlp.sklearn import MLPClassifier
 
 
@@ -58,6 +59,7 @@ def main(argv=None) -> None:
 
         threadpool_limits(args.threads)
     names = [b for b in args.backends.split(",") if b]
+    print(describe(thread_counts()))
     print("| workload | scikit-learn | " + " | ".join(f"mlp {b}" for b in names)
           + " | " + " | ".join(f"speed-up {b}" for b in names) + " |")
     print("|" + "---|" * (2 + 2 * len(names)))

@@ -20,6 +20,7 @@ the run reports includes it), while ``clip_norm`` is a gradient transformation,
 from __future__ import annotations
 
 import numpy as np
+from array_api_compat import device
 
 from .core import loss_gradients_and_totals
 from .optimizers import (
@@ -82,6 +83,26 @@ def packs(optimizer, opt_state) -> bool:
             and any(getattr(leaf, "ndim", 0) > 0 for leaf in tree_leaves(opt_state)))
 
 
+#: Every weight matrix in a packed array starts a multiple of this many elements from its
+#: start: on a 64-byte boundary (in float32 and float64), where PyTorch's allocator puts
+#: a fresh tensor. Matrix-product libraries may pick their kernels by the operands'
+#: alignment (MKL does on AMD processors), so a weight block at any other offset could
+#: be multiplied with another rounding than the same weights in an array of their own.
+BLOCK_ALIGNMENT = 16
+
+
+def aligned_offsets(sizes, alignment: int = BLOCK_ALIGNMENT) -> tuple[list[tuple[int, int]],
+                                                                       int]:
+    """``([(start, stop), ...], total)``: blocks of ``sizes`` elements one after another,
+    each starting at a multiple of ``alignment`` (zeros fill the gaps)."""
+    bounds, offset = [], 0
+    for size in sizes:
+        bounds.append((offset, offset + size))
+        offset += -(-size // alignment) * alignment
+    total = bounds[-1][1] if bounds else 0
+    return bounds, total
+
+
 class Packer:
     """All weight matrices as one flat array, all biases as another.
 
@@ -90,22 +111,40 @@ class Packer:
     operations twice per step instead of twice per layer. Each element sees
     exactly the same operations in the same order, so results are identical to
     the per-layer update, bit for bit. Unpacking gives views (reshaped slices).
+
+    Each weight matrix starts on a 64-byte boundary of the flat array
+    (`aligned_offsets`; the gaps hold zeros, which every elementwise optimizer
+    keeps at zero), so a matrix product sees the weights where it would see a
+    fresh array of their own. ``aligned=False`` packs them without gaps (scikit-learn's
+    flat parameter vector).
     """
 
-    def __init__(self, xp, shapes):
+    def __init__(self, xp, shapes, aligned: bool = True):
         self.xp = xp
         self.shapes = [tuple(s) for s in shapes]  # (fan_in, fan_out) per layer
-        self.w_bounds, self.b_bounds = [], []
-        ow = ob = 0
-        for fan_in, fan_out in self.shapes:
-            self.w_bounds.append((ow, ow + fan_in * fan_out))
+        self.w_bounds, self.n_weights = aligned_offsets([i * o for i, o in self.shapes],
+                                                        BLOCK_ALIGNMENT if aligned else 1)
+        self.b_bounds, ob = [], 0
+        for _, fan_out in self.shapes:
             self.b_bounds.append((ob, ob + fan_out))
-            ow, ob = ow + fan_in * fan_out, ob + fan_out
+            ob += fan_out
+        self._gaps = {}
+
+    def _gap(self, size, like):
+        """Zeros of ``like``'s dtype and device, ``(size,)``."""
+        key = (size, like.dtype, device(like))
+        gap = self._gaps.get(key)
+        if gap is None:
+            gap = self._gaps[key] = self.xp.zeros((size,), dtype=like.dtype, device=device(like))
+        return gap
 
     def pack(self, pairs):
-        xp = self.xp
-        return [(xp.concat([xp.reshape(W, (-1,)) for W, _ in pairs]),
-                 xp.concat([b for _, b in pairs]))]
+        xp, pieces = self.xp, []
+        for (W, _), (_, w1), nxt in zip(pairs, self.w_bounds, self.w_bounds[1:] + [None]):
+            pieces.append(xp.reshape(W, (-1,)))
+            if nxt is not None and nxt[0] > w1:
+                pieces.append(self._gap(nxt[0] - w1, W))
+        return [(xp.concat(pieces), xp.concat([b for _, b in pairs]))]
 
     def unpack(self, packed):
         flat_w, flat_b = packed[0]
@@ -168,6 +207,8 @@ def make_run(backend, spec, optimizer, alpha=0.0, clip_norm=None):
                 params, opt_state, losses, totals = _packed_run(packer, params, opt_state,
                                                                 data, batches, last, n_epochs)
             else:
+                if not backend.compiles:  # as after every step: weights in new arrays
+                    params = [(xp.asarray(W, copy=True), b) for W, b in params]
                 params, opt_state, losses, totals = _run_epochs(
                     backend, step, params, opt_state, data, batches, last, n_epochs)
         except InterruptedRun as part:

@@ -204,3 +204,21 @@ def test_chunking_benchmark_times_the_same_training_both_ways():
     assert sum(calls_chunked) == 12000
     assert loss_chunked == loss_whole
     assert chunking._calls_summary([1, 1, 99, 99, 99, 1]) == "1 x2, 99 x3, 1 x1"
+
+
+def test_benchmarks_record_the_thread_counts_they_ran_with():
+    from threadpoolctl import threadpool_limits
+
+    from benchmarks.threads import describe, thread_counts
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        counts = thread_counts()
+    assert counts["blas"] == 1
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert thread_counts()["torch"] == 1
+    finally:
+        torch.set_num_threads(before)
+    assert describe({"blas": 1, "openmp": None, "torch": 3}) == "threads: BLAS 1, torch 3"

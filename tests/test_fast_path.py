@@ -382,13 +382,17 @@ def test_the_weights_handed_back_share_no_memory_with_the_state(lib):
     pure, fast = _both(lib, optimizers.Adam(1e-2))
     leaves = [a for pair in fast[0] for a in pair]
     moments = [a for a in inplace.tree_leaves(fast[1]) if getattr(a, "ndim", 0) > 0]
+    # the weights, biases and the gaps that put each weight matrix on a 64-byte boundary
+    size = sum(a.size if lib.name == "numpy" else a.numel() for a in leaves)
+    gaps = (steps.BLOCK_ALIGNMENT - 1) * (len(fast[0]) - 1)
     if lib.name == "numpy":
         assert not any(np.shares_memory(a, m) for a in leaves for m in moments)
-        assert leaves[0].base.size == sum(a.size for a in leaves)
+        assert size <= leaves[0].base.size <= size + gaps
     else:
         storages = {m.untyped_storage().data_ptr() for m in moments}
         assert not any(a.untyped_storage().data_ptr() in storages for a in leaves)
-        assert leaves[0].untyped_storage().nbytes() == sum(a.nbytes for a in leaves)
+        itemsize = leaves[0].element_size()
+        assert size * itemsize <= leaves[0].untyped_storage().nbytes() <= (size + gaps) * itemsize
 
 
 def test_unknown_optimizers_run_the_pure_path(lib):
@@ -547,3 +551,79 @@ def test_other_backends_have_no_fast_path(backend):
     run = make_run(backend, model._spec, optimizers.Adam())
     got = backend.fast_run(run, model._spec, optimizers.Adam())
     assert (got is None) == (backend.name not in BUILDERS)
+
+
+class AlignmentSensitiveProduct:
+    """A matrix product whose rounding depends on where its operands sit in memory, as
+    MKL's does on AMD processors: it sums the product in two parts, split at a point
+    that the operands' addresses modulo 64 choose (as a kernel that peels elements up to
+    a 64-byte boundary). Operands all on 64-byte boundaries get the library's product."""
+
+    def __init__(self, matmul):
+        self.matmul, self.calls = matmul, {"pure": 0, "in place": 0}
+
+    def __call__(self, a, b, *, out=None):
+        self.calls["pure" if out is None else "in place"] += 1
+        offset = sum(t.data_ptr() % 64 for t in (a, b, out) if t is not None)
+        split = offset // a.element_size() % a.shape[-1]
+        if split == 0:
+            return self.matmul(a, b) if out is None else self.matmul(a, b, out=out)
+        product = self.matmul(a[:, :split], b[:split]) + self.matmul(a[:, split:], b[split:])
+        return product if out is None else out.copy_(product)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", ["sgd", "momentum", "adam", "clip-inside-chain"])
+def test_bit_for_bit_where_the_product_rounds_by_alignment(lib, monkeypatch, name, dtype):
+    """Every operand of every matrix product sits where it sits in the pure path (on a
+    64-byte boundary: the weights, their gradients, the batches and activations), so a
+    library that picks its kernel by alignment still gives both paths the same bits."""
+    if lib.name != "torch":
+        pytest.skip("NumPy's products are its ndarray's own (see the next test)")
+    torch = pytest.importorskip("torch")
+    product = AlignmentSensitiveProduct(torch.matmul)
+    monkeypatch.setattr(torch, "matmul", product)
+    monkeypatch.setattr(torch.Tensor, "__matmul__", lambda a, b: product(a, b))
+    for sizes in ((6, 9, 7, 3), (5, 13, 2)):
+        for batch_size in (16, None):
+            pure, fast = _both(Lib("torch"), OPTIMIZERS[name](), dtype=dtype, sizes=sizes,
+                               batch_size=batch_size)
+            assert_identical(pure, fast)
+    assert product.calls["pure"] > 0 and product.calls["in place"] > 0  # both paths used it
+    # and it does round by alignment: the same numbers one element off a boundary
+    values = torch.asarray(np.random.default_rng(5).standard_normal((16, 40)),
+                           dtype=getattr(torch, dtype))
+    a, b = _at_offset(torch, values[:8], 0), _at_offset(torch, values[8:].T, 0)
+    assert not torch.equal(product(a, b), product(_at_offset(torch, values[:8], 1), b))
+
+
+def _at_offset(torch, a, elements):
+    """A copy of ``a`` that starts ``elements`` past a 64-byte boundary."""
+    store = torch.empty(a.numel() + 64, dtype=a.dtype)
+    start = (-store.data_ptr() % 64) // a.element_size() + elements
+    out = store[start:start + a.numel()].reshape(a.shape)
+    out.copy_(a)
+    return out
+
+
+def test_numpy_products_do_not_depend_on_alignment(lib):
+    """NumPy's allocator puts arrays on 16-byte boundaries only, so the pure path's own
+    operands move from run to run; the bit-for-bit claim on NumPy rests on its BLAS
+    (OpenBLAS) giving the same product wherever the operands sit. This checks that on
+    the machine that runs the tests, for products of the shapes training makes."""
+    if lib.name != "numpy":
+        pytest.skip("the NumPy backend's BLAS")
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        for m, k, n in ((16, 6, 9), (50, 9, 7), (64, 64, 128), (64, 128, 64), (7, 50, 3)):
+            a, b = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((k, n))
+            b = b.astype(dtype)
+            want = a @ b, a.T @ a, b @ b.T
+            for shift in range(0, 64, np.dtype(dtype).itemsize):
+                store = np.empty(a.size + b.size + 64, dtype)
+                start = (-store.ctypes.data % 64 + shift) // store.itemsize
+                a2 = store[start:start + a.size].reshape(a.shape)
+                b2 = store[start + a.size:start + a.size + b.size].reshape(b.shape)
+                a2[...], b2[...] = a, b
+                got = a2 @ b2, a2.T @ a2, b2 @ b2.T
+                assert all(np.array_equal(g, w) for g, w in zip(got, want)), (m, k, n, shift)

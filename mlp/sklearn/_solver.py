@@ -126,7 +126,7 @@ def make_loss_and_gradients(backend, spec, alpha):
     xp = spec.xp
 
     def f(flat_w, flat_b, shapes, x, y, w):
-        packer = Packer(xp, shapes)
+        packer = Packer(xp, shapes, aligned=False)
         loss, grads = core.loss_and_gradients(spec, packer.unpack([(flat_w, flat_b)]), x, y,
                                               l2_coefficient(xp, alpha, x, w), w)
         (dw, db), = packer.pack(grads)
