@@ -1283,10 +1283,12 @@ class CSVLogger(Callback):
     def on_train_begin(self, logs=None):
         _io().check_writable(self.path, "write the CSV log")
         self.columns, self._resumed_at = None, None
-        self._header, self._rows, self._whole = self._read(strict=self.append)
-        self._first_row = len(self._rows) if self.append else 0
-        if self.append and self._header is not None:
-            self._check_columns(self._header, ["epoch", *(self.params.get("metrics") or [])])
+        self._header, self._rows, self._whole = (self._read(strict=True) if self.append
+                                                 else (None, [], True))
+        self._first_row = len(self._rows)
+        metrics = self.params.get("metrics")
+        if self._header is not None and metrics:
+            self._check_columns(self._header, ["epoch", *metrics])
 
     def _read(self, strict):
         """``(header, [(epoch, row)], whole)`` of the existing file (``(None, [], True)``
@@ -1295,7 +1297,9 @@ class CSVLogger(Callback):
         it is treated as none)."""
         try:
             with open(self.path, newline="", encoding="utf-8") as fh:
-                text = fh.read()
+                text = fh.readline(1 << 16)  # a log's header: refused before reading on
+                if text.startswith(f"epoch{self.separator}"):
+                    text += fh.read()
         except FileNotFoundError:
             return None, [], True
         except (OSError, UnicodeDecodeError) as exc:
