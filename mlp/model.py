@@ -113,7 +113,8 @@ class MLP:
     seed : int or None
         Seeds the initial weights and the shuffles of `fit`; the same seed
         gives the same weights and the same batches on every backend.
-        None draws a seed (kept in ``self.seed``).
+        None draws a seed (kept in ``self.seed``); a `BackupAndRestore` that
+        resumes a run gives the untrained model the seed of that run.
 
     Attributes
     ----------
