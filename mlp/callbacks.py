@@ -49,14 +49,26 @@ A callback that watches a metric learns its direction from `metric_mode`
 from __future__ import annotations
 
 import csv
+import errno
+import hashlib
+import io as io_module
+import json
 import math
 import os
+import re
+import socket
 import string
-import tempfile
 import time
+
+import numpy as np
 
 from .params import Boolean, InstanceOf, Options, Real, check, validate
 from .params import Integer as _Integer
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Windows: exclusive creation instead
+    fcntl = None
 
 #: Whether a larger value of a metric is better ("max") or worse ("min"); the
 #: validation metrics are these names with a ``val_`` prefix.
@@ -195,8 +207,16 @@ class CallbackList(Callback):
             cb.set_params(params)
 
     def on_train_begin(self, logs=None):
-        for cb in self.callbacks:
-            cb.on_train_begin(logs)
+        begun = []
+        try:
+            for cb in self.callbacks:
+                cb.on_train_begin(logs)
+                begun.append(cb)
+        except BaseException:  # a backup that took its folder lets it go: no fit runs
+            for cb in begun:
+                if isinstance(cb, BackupAndRestore):
+                    cb._let_go()
+            raise
 
     def on_epoch_begin(self, epoch, logs=None):
         for cb in self.callbacks:
@@ -301,7 +321,10 @@ class History(Callback):
         Parameters
         ----------
         path : str or path-like, optional
-            Also save the figure there (the format from the extension, e.g. ``.png``).
+            Also save the figure there (the format from the extension, e.g. ``.png``;
+            none: matplotlib's default, PNG), atomically and with the permissions
+            of a plain write, as `MLP.save` writes. The path and the format are
+            checked before anything is drawn.
         ax : matplotlib Axes or sequence of Axes, optional
             Draw into these: one Axes takes every line; a sequence needs one
             Axes per panel. By default a new figure (not registered with pyplot,
@@ -321,6 +344,7 @@ class History(Callback):
         panels = self._panels()
         if not panels:
             raise ValueError("History.plot: the history is empty (no epoch trained yet)")
+        image_format = None if path is None else _figure_format(path, Figure)
         axes = self._axes(ax, len(panels), Figure)
         epochs = [e + 1 for e in self.epoch]
         for axis, (title, keys) in zip(axes, panels, strict=True):
@@ -332,7 +356,8 @@ class History(Callback):
             axis.legend()
         figure = axes[0].figure
         if path is not None:
-            figure.savefig(path)
+            _io().write_atomically(path, lambda fh: figure.savefig(fh, format=image_format),
+                                   what="save the figure")
         return figure
 
     def _panels(self):
@@ -361,6 +386,22 @@ class History(Callback):
     def __repr__(self) -> str:
         last = {k: round(v[-1], 6) for k, v in self.history.items() if v}
         return f"History(epochs={len(self.epoch)}, last={last})"
+
+
+def _figure_format(path, Figure) -> str:
+    """The image format for ``path`` (from its extension), once ``path`` is a file name
+    in a writable folder and matplotlib writes that format."""
+    import matplotlib
+
+    path = _io().check_writable(path, "save the figure")
+    extension = os.path.splitext(path)[1][1:].lower()
+    image_format = extension or matplotlib.rcParams["savefig.format"]
+    formats = Figure().canvas.get_supported_filetypes()
+    if image_format not in formats:
+        raise ValueError(f"History.plot cannot save the figure to {path!r}: matplotlib does "
+                         f"not write {image_format!r} files (it writes "
+                         f"{', '.join(sorted(formats))})")
+    return image_format
 
 
 class ProgressBar(Callback):
@@ -573,9 +614,14 @@ class ModelCheckpoint(_Watching):
     Parameters
     ----------
     path : str or path-like
-        The file (``.npz``, see `MLP.save`). It may name the epoch and the
-        logged values: ``"ckpt-{epoch:03d}.npz"``, ``"best-{val_loss:.3f}.npz"``;
-        ``{epoch}`` counts from 1 (the epochs trained).
+        The file (``.npz``, see `MLP.save`). Its file name may name the epoch and
+        the logged values: ``"ckpt-{epoch:03d}.npz"``, ``"best-{val_loss:.3f}.npz"``;
+        ``{epoch}`` counts from 1 (the epochs trained). Only plain field names
+        with simple format specs (width, fill, alignment, sign, precision, type
+        such as ``03d`` or ``.3f``) are taken, and only in the file name: the
+        folder is named literally, and every name the pattern makes lies in it.
+        The pattern, the names it makes and the folder (existing, writable) are
+        checked when `fit` starts, before the first epoch.
     monitor : str
         The metric that decides the best epoch with ``save_best_only``.
     save_best_only : bool
@@ -605,14 +651,12 @@ class ModelCheckpoint(_Watching):
         self.every_n_epochs = values["every_n_epochs"]
         self.include_optimizer = values["include_optimizer"]
         self._check_mode()
-        try:
-            self.fields = {f for _, f, _, _ in string.Formatter().parse(self.path) if f}
-        except ValueError as exc:
-            raise ValueError(f"path {self.path!r} is not a valid name pattern: {exc} (write "
-                             "braces as {{ and }}, or name a field: {epoch})") from None
+        self.fields = set(path_pattern_fields(self.path, "ModelCheckpoint path"))
         self.best, self.saved = None, []
 
     def on_train_begin(self, logs=None):
+        from . import io
+
         names = list(self.params.get("metrics") or [])
         unknown = sorted(self.fields - {"epoch", *names})
         if unknown:
@@ -623,6 +667,8 @@ class ModelCheckpoint(_Watching):
             self._check_logged(names)
         if self.include_optimizer:
             _saved_optimizer_check(self, self.params.get("optimizer"))
+        for sample in _sample_names(self.path, names):
+            io.check_writable(sample, "save the checkpoint", shown=self.path)
         self._started = False
 
     def _best_before(self, epoch):
@@ -653,6 +699,233 @@ class ModelCheckpoint(_Watching):
                 f"save_best_only={self.save_best_only}, every_n_epochs={self.every_n_epochs})")
 
 
+#: A format spec a path pattern may give a field: ``[[fill]align][sign][z][#][0][width]
+#: [grouping][.precision][type]`` with a fill that is a letter, digit, ``_``, ``-`` or a
+#: space, a width of at most 3 digits and no ``c`` type (a character code could be a
+#: separator). Nothing in it can make a separator or nest another field.
+_SAFE_SPEC = re.compile(r"(?:[A-Za-z0-9_ \-]?[<>=^])?[+\- ]?z?#?0?[0-9]{0,3}[,_]?"
+                        r"(?:\.[0-9]{1,2})?[bdeEfFgGnoxX%]?")
+_SEPARATORS = tuple(sep for sep in (os.sep, os.altsep) if sep)
+
+
+def path_pattern_fields(pattern: str, what: str) -> list[str]:
+    """The field names of the path pattern ``pattern`` (``"ckpt-{epoch:03d}.npz"``), in
+    order; refused (ValueError naming ``what`` and the pattern) unless every field is a
+    plain name (no ``{}``, no ``{0}``, no ``{epoch.attr}`` or ``{epoch[0]}``), without a
+    conversion (``!r``), with a simple format spec (`_SAFE_SPEC`: none nested), in the
+    file name only (the folder is literal)."""
+    def refuse(why):
+        return ValueError(f"{what} {pattern!r} {why} (a pattern names fields by plain name in "
+                          f"its file name, e.g. 'ckpt/model-{{epoch:03d}}.npz'; write "
+                          f"braces as {{{{ and }}}})")
+
+    try:
+        parts = list(string.Formatter().parse(pattern))
+    except ValueError as exc:
+        raise refuse(f"is not a valid name pattern: {exc}") from None
+    fields = []
+    for literal, field, spec, conversion in parts:
+        if fields and any(sep in literal for sep in _SEPARATORS):
+            raise refuse(f"names the field {fields[0]!r} in a folder; only the file name may "
+                         f"name fields")
+        if field is None:
+            continue
+        if not field.isidentifier():
+            raise refuse(f"has the field {{{field}}}, which is not a plain name such as "
+                         f"epoch or val_loss")
+        if conversion is not None:
+            raise refuse(f"converts the field {field!r} with !{conversion}; conversions are "
+                         f"not taken")
+        if not _SAFE_SPEC.fullmatch(spec or ""):
+            raise refuse(f"gives the field {field!r} the format spec {spec!r}, which is not a "
+                         f"simple one such as '03d', '>5' or '.3f'")
+        fields.append(field)
+    return fields
+
+
+def _sample_names(pattern, metrics):
+    """The paths ``pattern`` makes for a few epochs and metric values (first epoch, a large
+    one, negative, tiny, NaN and infinite values), each checked to lie in the pattern's
+    folder; a format spec that does not suit a value (``{val_loss:d}``) is refused."""
+    prefix = ""  # the literal text before the first field (braces unescaped)
+    for literal, field, _, _ in string.Formatter().parse(pattern):
+        prefix += literal
+        if field is not None:
+            break
+    cut = max(prefix.rfind(sep) for sep in _SEPARATORS)
+    folder = prefix[:cut] if cut > 0 else prefix[:1] if cut == 0 else ""
+    names = []
+    for epoch, value in ((1, 0.5), (12345, -1.25e-7), (2, math.nan), (3, -math.inf)):
+        try:
+            name = pattern.format(epoch=epoch, **dict.fromkeys(metrics, value))
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            raise ValueError(f"ModelCheckpoint path {pattern!r} cannot name epoch {epoch} "
+                             f"with a value of {value}: {exc}") from None
+        base = name[len(folder):]
+        if folder and base[:1] in _SEPARATORS and not folder.endswith(_SEPARATORS):
+            base = base[1:]
+        if not name.startswith(folder) or base in ("", ".", "..") or any(
+                sep in base for sep in _SEPARATORS):
+            raise ValueError(f"ModelCheckpoint path {pattern!r} makes the name {name!r}, "
+                             f"which is not a file in {folder or '.'!r}")
+        names.append(name)
+    return names
+
+
+class _FolderLock:
+    """One fit's hold on a backup folder: the file `NAME` in it, locked (``flock``, which
+    the system releases when the holder dies, so a killed run's lock is taken over at
+    once), naming the holder (``pid host``). Where ``flock`` is missing, the file is
+    created exclusively (``O_EXCL``) and a lock of a process of this machine that no
+    longer runs is taken over."""
+
+    NAME = ".mlp-backup.lock"
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.path = os.path.join(folder, self.NAME)
+        self.fd = None
+
+    def acquire(self) -> _FolderLock:
+        for _ in range(20):  # another run may remove the file between open and lock
+            fd = self._try_flock() if fcntl is not None else self._try_exclusive()
+            if fd is not None:
+                os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+                self.fd = fd
+                return self
+        raise self._in_use()
+
+    def _try_flock(self):
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise self._in_use() from None
+            raise
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+        except FileNotFoundError:
+            same = False
+        if not same:  # the holder removed the file as we opened it: try again
+            os.close(fd)
+            return None
+        os.ftruncate(fd, 0)
+        return fd
+
+    def _try_exclusive(self):
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            pid, host = self._holder()
+            if host != socket.gethostname() or pid is None or _io().process_alive(pid):
+                raise self._in_use() from None
+        try:  # the lock of a process that died: take it over
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        return None
+
+    def _holder(self):
+        try:
+            with open(self.path) as fh:
+                pid, _, host = fh.read(200).strip().partition(" ")
+            return int(pid), host
+        except (OSError, ValueError):
+            return None, ""
+
+    def _in_use(self):
+        pid, host = self._holder()
+        who = f"process {pid} on {host or 'an unknown machine'}" if pid else "another process"
+        return RuntimeError(f"BackupAndRestore: the folder {self.folder!r} is in use by another "
+                            f"fit ({who}; lock file {self.path!r}): two runs cannot share a "
+                            f"backup folder. Give each run its own directory, or wait for "
+                            f"the other run to end")
+
+    def release(self) -> None:
+        """Remove the lock file and let go (the file first: no one locks a removed file)."""
+        if self.fd is None:
+            return
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        os.close(self.fd)
+        self.fd = None
+
+
+def _io():
+    from . import io
+
+    return io
+
+
+def _host_array(model, array):
+    """``array`` (backend or NumPy) as a NumPy array in a form every backend gives alike:
+    float64 for floating point, int64 for integers."""
+    host = np.asarray(model.backend.to_numpy(array) if model.backend.is_native(array)
+                      else array)
+    kind = "float64" if host.dtype.kind == "f" else "int64" if host.dtype.kind in "iub" \
+        else host.dtype
+    return np.ascontiguousarray(host, dtype=kind)
+
+
+def data_fingerprint(model, data) -> dict | None:
+    """What identifies a fit's data: each array's shape (training ``x``, targets, rows'
+    weights, and the validation data) and one hash of them all (BLAKE2b over their
+    values as float64/int64, so that any backend gives the same one)."""
+    if data is None:
+        return None
+    arrays = {"x": data.x, "y": data.y, "sample_weight": data.w}
+    if data.val is not None:
+        arrays.update(zip(("x_val", "y_val", "val_labels", "val_sample_weight"), data.val))
+    digest, shapes = hashlib.blake2b(digest_size=16), {}
+    for name, array in arrays.items():
+        if array is None:
+            continue
+        host = _host_array(model, array)
+        shapes[name] = list(host.shape)
+        digest.update(f"{name}:{host.dtype}:{host.shape};".encode())
+        digest.update(host.data)
+    return {"shapes": shapes, "hash": digest.hexdigest()}
+
+
+def _data_difference(theirs, ours) -> str:
+    """How the data fingerprinted ``theirs`` differs from ``ours`` (`data_fingerprint`)."""
+    shapes = theirs.get("shapes") if isinstance(theirs, dict) else None
+    if not isinstance(shapes, dict):
+        return "other data"
+    names = [name for name in dict.fromkeys([*shapes, *ours["shapes"]])
+             if shapes.get(name) != ours["shapes"].get(name)]
+    if not names:
+        return "other data (the same shapes, other values)"
+
+    def shape(value):
+        return "none" if value is None else f"shape {tuple(value)}"
+
+    return "other data (" + ", ".join(
+        f"{name}: {shape(shapes.get(name))} there, {shape(ours['shapes'].get(name))} here"
+        for name in names if name not in ("val_labels", "y", "y_val") or len(names) == 1) + ")"
+
+
+def resumed_seed(model, callbacks) -> int:
+    """The seed a fit of ``model`` draws its validation split with: the model's, or the
+    seed of the run a `BackupAndRestore` among ``callbacks`` resumes, where the model's
+    seed was drawn (``seed=None``) and it has not been trained (a script run again)."""
+    for cb in callbacks:
+        if isinstance(cb, BackupAndRestore):
+            seed = cb.resumable_seed(model)
+            if seed is not None:
+                return seed
+    return model.seed
+
+
+#: The settings of a fit that a backup must share to be resumed (besides the model's
+#: config, the optimizer and the data).
+_RUN_SETTINGS = ("batch_size", "alpha", "clip_norm", "shuffle")
+
+
 class BackupAndRestore(Callback):
     """Back the training up after every epoch; a run started again resumes from it.
 
@@ -661,7 +934,8 @@ class BackupAndRestore(Callback):
     the optimizer's state, the shuffle stream, the epoch count and the history
     are put back before the first epoch, and the fit runs only the epochs that
     were missing - ending at the weights of a run never interrupted. A fit that
-    completes removes its backup; one that raises keeps it.
+    completes removes its backup (and the folder, if it made the folder and
+    nothing else is in it); one that raises keeps it.
 
     Parameters
     ----------
@@ -672,71 +946,300 @@ class BackupAndRestore(Callback):
 
     Notes
     -----
+    A backup is resumed only by the run that made it: the same model config
+    (a model built with ``seed=None`` and not yet trained takes the seed the
+    backup was made with: the script run again is the same run), the same
+    optimizer, ``batch_size``, ``alpha``, ``clip_norm`` and ``shuffle``, and
+    the same data (shapes and a hash of the values, validation data included).
+    Anything else is refused before the first epoch, with a message saying
+    what differs; so is a backup holding more epochs than the fit asks for
+    (ask for as many, or delete the backup). Restoring is all or nothing: the
+    whole backup (its file, the run, every callback's state) is checked first,
+    and a refused backup leaves the model as it was.
+
+    One fit at a time may use a folder: a lock file in it (``.mlp-backup.lock``,
+    naming the process) makes another fit, in this process or another, fail at
+    once; the lock of a process that died is taken over.
+
     The backup also holds what the fit's other callbacks counted (their
     `Callback.get_state`: the patience of `ReduceLROnPlateau` and
-    `EarlyStopping`, ...); `ModelCheckpoint` and `CSVLogger` read back the
-    epochs already trained. `EarlyStopping` keeps its best weights only when
-    the best epoch is the last one backed up.
+    `EarlyStopping`, the rows of a `CSVLogger`, ...); `ModelCheckpoint` reads
+    back the epochs already trained. `EarlyStopping` keeps its best weights
+    only when the best epoch is the last one backed up.
     """
+
+    MARKER = ".mlp-backup-folder"
 
     def __init__(self, directory):
         self.directory = _path_argument("directory", directory)
         self.restored_epoch = None
         self.others = []  # the fit's other callbacks (set by the CallbackList)
+        self.fit_data = None  # the fit's data (set by fit), for the run's fingerprint
+        self._lock, self._run = None, None
 
     @property
     def path(self) -> str:
         """The backup file of the current fit."""
-        return os.path.join(self.directory,
-                            f"backup-from-epoch-{self.params.get('initial_epoch', 0)}.npz")
+        return self._path_for(self.params.get("initial_epoch", 0))
 
+    def _path_for(self, initial_epoch) -> str:
+        return os.path.join(self.directory, f"backup-from-epoch-{initial_epoch}.npz")
+
+    def resumable_seed(self, model) -> int | None:
+        """The seed of the run this folder's backup would resume, for a model whose seed
+        was drawn (``seed=None``) and that has not been trained; None otherwise."""
+        if not getattr(model, "_seed_drawn", False) or model.epochs_trained_ or \
+                model.history_ is not None:
+            return None
+        path = self._path_for(0)
+        try:
+            run = _io().callback_states(path).get("run") if os.path.isfile(path) else None
+        except (OSError, ValueError):  # on_train_begin says what is wrong with it
+            return None
+        seed = run.get("seed") if isinstance(run, dict) else None
+        return seed if type(seed) is int and seed >= 0 else None
+
+    # ------------------------------------------------------------ begin
     def on_train_begin(self, logs=None):
         _saved_optimizer_check(self, self.params.get("optimizer"))
-        os.makedirs(self.directory, exist_ok=True)
         self.restored_epoch = None
-        if os.path.exists(self.path):
-            self._restore(self.path)
+        self._lock = self._hold_folder()
+        try:
+            self._run = {**{k: self.params.get(k) for k in _RUN_SETTINGS},
+                         "data": data_fingerprint(self.model, self.fit_data)}
+            self._run = json.loads(json.dumps(self._run))  # as the file gives it back
+            if os.path.exists(self.path):
+                self._restore(self.path)
+        except BaseException:
+            self._let_go()
+            raise
 
+    def _hold_folder(self) -> _FolderLock:
+        """Create the folder if missing (marking it as ours) and lock it."""
+        for _ in range(5):  # a run ending now may remove the folder it made
+            self._make_folder()
+            try:
+                return _FolderLock(self.directory).acquire()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise OSError(exc.errno, f"BackupAndRestore cannot lock its folder "
+                                         f"{self.directory!r}: {exc.strerror or exc}") from None
+        raise OSError(errno.ENOENT, f"BackupAndRestore: its folder {self.directory!r} "
+                                    f"keeps being removed")
+
+    def _make_folder(self) -> None:
+        folder = self.directory
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise NotADirectoryError(errno.ENOTDIR, f"BackupAndRestore directory {folder!r} "
+                                                    f"is a file, not a folder")
+        try:
+            parent = os.path.dirname(os.path.abspath(folder))
+            os.makedirs(parent, exist_ok=True)
+            os.mkdir(folder)
+        except FileExistsError:
+            return
+        except OSError as exc:
+            raise OSError(exc.errno, f"BackupAndRestore cannot create its folder {folder!r}: "
+                                     f"{exc.strerror or exc}") from None
+        with open(os.path.join(folder, self.MARKER), "w"):  # made here: removed when done
+            pass
+
+    # ------------------------------------------------------------ restore
     def _restore(self, path):
-        from . import io
-
+        """Check the whole backup, then put it in: the model and the callbacks, all or
+        nothing."""
+        io = _io()
         model = self.model
         saved = io.load_model(path, type(model), model.backend)
-        for what, ours, theirs in (("model", model.get_config(), saved.get_config()),
-                                   ("optimizer", self.params.get("optimizer"), saved.optimizer_)):
-            if ours != theirs:
-                raise ValueError(f"the backup {path!r} was made with another {what} "
-                                 f"({theirs!r}) than this fit's ({ours!r}); delete it, or use "
-                                 f"another directory, to train from the start")
+        states = io.callback_states(path)
+        run = states.get("run")
+        if run is not None and not isinstance(run, dict):
+            raise io.ModelFileError(f"{path!r} holds a damaged backup: its run record is not "
+                                    f"a JSON object")
+        adopt = self._check_model(path, saved)
+        self._check_run(path, run)
+        self._check_epochs(path, saved)
+        restores = self._check_states(path, states)
+        before = self._snapshot()
+        try:
+            self._put(saved, adopt)
+            for cb, state in restores:
+                cb.set_state(state)
+        except Exception as exc:
+            self._put_back(before)
+            raise ValueError(f"the backup {path!r} could not be restored ({exc}); the model "
+                             f"is as it was. Delete the backup, or use another directory, to "
+                             f"train from the start") from exc
+
+    def _check_model(self, path, saved) -> bool:
+        """Refuse another model or optimizer; True where the model takes the backup's
+        seed (drawn, untrained, otherwise the same config)."""
+        model = self.model
+        ours, theirs = model.get_config(), saved.get_config()
+        adopt = ours["seed"] != theirs["seed"] and self.resumable_seed(model) == theirs["seed"]
+        if adopt:
+            ours["seed"] = theirs["seed"]
+        if ours != theirs:
+            differences = "; ".join(f"{k} {theirs.get(k)!r} there, {ours.get(k)!r} here"
+                                    for k in ours if ours.get(k) != theirs.get(k))
+            if ours["seed"] != theirs["seed"] and getattr(model, "_seed_drawn", False):
+                differences += (f" (this model's seed was drawn; build it with "
+                                f"seed={theirs['seed']} to resume the backup)")
+            raise ValueError(f"the backup {path!r} was made with another model than this "
+                             f"fit's: {differences}; delete it, or use another directory, to "
+                             f"train from the start")
+        optimizer = self.params.get("optimizer")
+        if saved.optimizer_ != optimizer:
+            raise ValueError(f"the backup {path!r} was made with another optimizer "
+                             f"({saved.optimizer_!r}) than this fit's ({optimizer!r}); delete "
+                             f"it, or use another directory, to train from the start")
+        return adopt
+
+    def _check_run(self, path, run) -> None:
+        """Refuse a backup made with other settings or other data."""
+        if run is None:  # a backup that does not record its run: nothing to compare
+            return
+        ours = self._run
+        differences = [f"{k} {run.get(k)!r} there, {ours.get(k)!r} here"
+                       for k in _RUN_SETTINGS if run.get(k) != ours.get(k)]
+        data, theirs = ours.get("data"), run.get("data")
+        if data is not None and data != theirs:
+            differences.append(_data_difference(theirs, data))
+        if differences:
+            raise ValueError(f"the backup {path!r} was made by another run than this fit: "
+                             f"{'; '.join(differences)}; delete it, or use another "
+                             f"directory, to train from the start")
+
+    def _check_epochs(self, path, saved) -> None:
+        start, epochs = self.params.get("initial_epoch", 0), self.params.get("epochs")
+        done = saved.epochs_trained_
+        if done < start:
+            raise _io().ModelFileError(
+                f"{path!r} holds a damaged backup: {done} epochs trained, fewer than the "
+                f"{start} its name says the fit started from")
+        if epochs is not None and done > start + epochs:
+            raise ValueError(f"the backup {path!r} holds {done - start} epochs of this fit, "
+                             f"more than the epochs={epochs} it asks for: ask for "
+                             f"epochs={done - start} or more to resume it, or delete it to "
+                             f"train from the start")
+
+    def _check_states(self, path, states) -> list:
+        """``[(callback, state)]`` to restore: every stored state must belong to one of
+        this fit's callbacks and have the keys that callback keeps."""
+        ours = dict(self._keyed())
+        restores = []
+        for key, state in states.items():
+            if key == "run":
+                continue
+            cb = ours.get(key)
+            if cb is None:
+                raise ValueError(f"the backup {path!r} was made by another run than this fit: "
+                                 f"it holds the state of a callback {key}, which this fit "
+                                 f"does not have (it has {', '.join(ours) or 'none'}); "
+                                 f"delete it, or use another directory, to train from the "
+                                 f"start")
+            keys = _state_keys(cb)
+            if keys is not None and (not isinstance(state, dict) or set(state) != keys):
+                stored = sorted(state) if isinstance(state, dict) else type(state).__name__
+                raise _io().ModelFileError(
+                    f"{path!r} holds a damaged backup: the state of callback {key} holds "
+                    f"{stored}, where {type(cb).__name__} keeps {sorted(keys)}")
+            restores.append((cb, state))
+        return restores
+
+    def _snapshot(self):
+        model = self.model
+        return (model.params, model.optimizer_state_, model.epochs_trained_, model.history_,
+                model.seed, getattr(model, "_seed_drawn", False),
+                model._shuffle_rng.bit_generator.state, self.restored_epoch)
+
+    def _put(self, saved, adopt) -> None:
+        model = self.model
         state = model.train_state_
         model.params = state.params = saved.params
         model.optimizer_state_ = state.opt_state = saved.optimizer_state_
         model.epochs_trained_ = state.epoch = saved.epochs_trained_
         state.rng.bit_generator.state = saved._shuffle_rng.bit_generator.state
         model.history_ = saved.history_
+        if adopt:  # the script run again: the run's seed
+            model.seed, model._seed_drawn = saved.seed, False
         self.restored_epoch = saved.epochs_trained_
-        states = io.callback_states(path)
-        for key, cb in self._keyed():
-            if states.get(key) is not None:
-                cb.set_state(states[key])
+
+    def _put_back(self, before) -> None:
+        model, state = self.model, self.model.train_state_
+        (params, opt_state, epochs, history, seed, drawn, rng, restored) = before
+        model.params = state.params = params
+        model.optimizer_state_ = state.opt_state = opt_state
+        model.epochs_trained_ = state.epoch = epochs
+        model._shuffle_rng.bit_generator.state = rng
+        model.history_, model.seed, self.restored_epoch = history, seed, restored
+        if hasattr(model, "_seed_drawn"):
+            model._seed_drawn = drawn
 
     def _keyed(self):
         """``(key, callback)`` for the other callbacks: position and class name."""
         return [(f"{i}:{type(cb).__name__}", cb) for i, cb in enumerate(self.others)]
 
+    # ------------------------------------------------------------ epochs and end
     def on_epoch_end(self, epoch, logs):
-        from . import io
-
         states = {key: cb.get_state() for key, cb in self._keyed()}
-        io.save(self.model, self.path, include_optimizer=True,
-                callback_states={k: v for k, v in states.items() if v is not None})
+        states = {k: v for k, v in states.items() if v is not None}
+        states["run"] = {"seed": self.model.seed, **self._run}
+        _io().save(self.model, self.path, include_optimizer=True, callback_states=states)
 
     def on_train_end(self, logs=None):
         if (logs or {}).get("completed", True) and os.path.exists(self.path):
             os.remove(self.path)
+        self._let_go()
+
+    def _let_go(self) -> None:
+        """Remove the lock, and the folder if this callback made it and it holds nothing
+        else (no backup)."""
+        if self._lock is None:
+            return
+        marker = os.path.join(self.directory, self.MARKER)
+        try:
+            ours = set(os.listdir(self.directory)) == {self.MARKER, _FolderLock.NAME}
+        except OSError:
+            ours = False
+        if ours:
+            _remove_quietly(marker)
+        self._lock.release()
+        self._lock = None
+        if ours:
+            try:
+                os.rmdir(self.directory)
+            except OSError:  # another run has started in it meanwhile
+                pass
 
     def __repr__(self) -> str:
         return f"BackupAndRestore({self.directory!r})"
+
+
+def _state_keys(callback):
+    """The keys of ``callback``'s state (a dict from `Callback.get_state`), or None where
+    it keeps no dict."""
+    try:
+        state = callback.get_state()
+    except Exception:  # noqa: BLE001 - a callback of the user's own, not ready yet
+        return None
+    return set(state) if isinstance(state, dict) else None
+
+
+def _remove_quietly(path) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def _check_separator(separator) -> str:
+    check("separator", separator, [InstanceOf(str, "a string")])
+    if len(separator) != 1 or separator.isalnum() or separator in '.+-"\r\n':
+        raise ValueError(f"separator must be one character that no number holds (such as "
+                         f"',', ';' or a tab), got {separator!r}")
+    return separator
 
 
 class CSVLogger(Callback):
@@ -746,45 +1249,149 @@ class CSVLogger(Callback):
     epoch's logs (``loss``, ``val_loss``, ...). Each row is written as its
     epoch ends (values in full precision), so a crash loses nothing logged.
 
+    The file is checked when `fit` starts, before the first epoch: its folder
+    must exist and be writable, and it must not be a folder, a named pipe or a
+    device; with ``append=True`` an existing file must be a log of this kind
+    (an ``epoch`` column and the metrics this fit logs, with or without the
+    validation ones), else it is refused rather than rewritten. The file is
+    written the way `MLP.save` writes (`mlp.io.write_atomically`: a new file
+    gets the permissions the umask gives, an existing one keeps its own, a
+    symbolic link stays a link and its target is written); rows are appended.
+
     Parameters
     ----------
     path : str or path-like
     append : bool
-        Continue an existing file (a later fit, or a run resumed from a
-        `BackupAndRestore`): rows of epochs not before the first one this fit
-        logs - written by a run killed after them, and trained again now - are
-        replaced. False starts the file afresh.
+        Keep the rows already in the file and add this fit's after them; a
+        validation column this fit adds is added to the header (empty in the
+        rows before). Rows of epochs trained again after a `BackupAndRestore`
+        resumes a run (written by the run that was killed, after its last
+        backup) are replaced: nothing else is. False starts the file afresh
+        (a resumed run keeps its own rows).
     separator : str
-        Between values (default ``","``).
+        One character between values (default ``","``), none that a number holds.
     """
 
     def __init__(self, path, append=True, separator=","):
         self.path = _path_argument("path", path)
         self.append = check("append", append, [Boolean()])
-        self.separator = check("separator", separator, [InstanceOf(str, "a string")])
+        self.separator = _check_separator(separator)
         self.columns = None
+        self._header, self._rows, self._whole = None, [], True
+        self._first_row, self._resumed_at = 0, None
 
     def on_train_begin(self, logs=None):
-        self.columns = None
+        _io().check_writable(self.path, "write the CSV log")
+        self.columns, self._resumed_at = None, None
+        self._header, self._rows, self._whole = (self._read(strict=True) if self.append
+                                                 else (None, [], True))
+        self._first_row = len(self._rows)
+        metrics = self.params.get("metrics")
+        if self._header is not None and metrics:
+            self._check_columns(self._header, ["epoch", *metrics])
+
+    def _read(self, strict):
+        """``(header, [(epoch, row)], whole)`` of the existing file (``(None, [], True)``
+        if none or empty); ``whole`` is False when its last row was cut short (a write
+        killed in the middle). ``strict``: a file that is not a CSV log is an error (else
+        it is treated as none)."""
+        try:
+            with open(self.path, newline="", encoding="utf-8") as fh:
+                text = fh.readline(1 << 16)  # a log's header: refused before reading on
+                if text.startswith(f"epoch{self.separator}"):
+                    text += fh.read()
+        except FileNotFoundError:
+            return None, [], True
+        except (OSError, UnicodeDecodeError) as exc:
+            if strict:
+                raise self._not_a_log(f"it cannot be read as text ({exc})") from None
+            return None, [], True
+        if not text:
+            return None, [], True
+        try:
+            return self._parse(text)
+        except ValueError as exc:
+            if strict:
+                raise self._not_a_log(str(exc)) from None
+            return None, [], True
+
+    def _parse(self, text):
+        whole = text.endswith(("\n", "\r"))
+        lines = list(csv.reader(io_module.StringIO(text, newline=""), delimiter=self.separator))
+        header = lines[0]
+        if not header or header[0] != "epoch" or len(set(header)) != len(header) or \
+                not all(header[1:]):
+            raise ValueError(f"its first line {self.separator.join(header)!r} is not a log's "
+                             f"header (epoch{self.separator}loss{self.separator}...)")
+        body = lines[1:] if whole else lines[1:-1]
+        if len(lines) == 1 and not whole:  # only a header, cut short
+            return None, [], True
+        rows = []
+        for number, row in enumerate(body, start=2):
+            if len(row) != len(header) or not _is_log_row(row):
+                raise ValueError(f"its line {number} is not a row of epoch and values")
+            rows.append((int(row[0]), row))
+        return header, rows, whole
+
+    def _not_a_log(self, why):
+        return ValueError(f"CSVLogger: {self.path!r} is not a log this fit can append to: "
+                          f"{why}. Give another path, or append=False to start it afresh")
+
+    def _check_columns(self, header, columns):
+        """The file's metrics must be this fit's (validation ones may be missing on
+        either side)."""
+        def split(names):
+            names = set(names[1:])
+            return ({n for n in names if not n.startswith("val_")},
+                    {n for n in names if n.startswith("val_")})
+
+        (file_train, file_val), (fit_train, fit_val) = split(header), split(columns)
+        if file_train != fit_train or (file_val and fit_val and file_val != fit_val):
+            raise self._not_a_log(f"its columns are {', '.join(header)}, and this fit logs "
+                                  f"{', '.join(columns)}")
+
+    def get_state(self):
+        return {"first_row": self._first_row}
+
+    def set_state(self, state):
+        """A resumed run: its rows start at ``first_row``; those of epochs trained again
+        are replaced when the first epoch ends."""
+        first = state["first_row"]
+        if type(first) is not int or first < 0:
+            raise ValueError(f"CSVLogger's first row {first!r} is not a row number")
+        if not self.append:  # this run's own rows, read now
+            self._header, self._rows, self._whole = self._read(strict=False)
+        self._first_row, self._resumed_at = min(first, len(self._rows)), first
 
     def _start(self, epoch, logs):
-        """The columns, and the file's rows before ``epoch`` kept (or none)."""
-        columns, rows = ["epoch", *logs], []
-        if self.append and os.path.exists(self.path) and os.path.getsize(self.path) > 0:
-            with open(self.path, newline="") as fh:
-                reader = csv.reader(fh, delimiter=self.separator)
-                header = next(reader, None) or []
-                rows = [r for r in reader if r and _epoch_before(r[0], epoch)]
-            columns = header + [c for c in columns if c not in header] if header else columns
-            rows = [dict(zip(header, r)) for r in rows]
-        _write_atomically(self.path, columns, rows, self.separator)
+        """Decide the columns and the rows kept; rewrite the file (atomically) only when
+        it must change otherwise than by appending."""
+        header, rows = self._header, self._rows
+        if self._resumed_at is not None:  # the killed run's rows of epochs trained again go
+            kept = rows[:self._first_row] + [r for r in rows[self._first_row:] if r[0] < epoch]
+        elif self.append:
+            kept = rows
+        else:
+            kept, header = [], None
+        columns = ["epoch", *logs]
+        if header is not None:
+            columns = header + [c for c in columns if c not in header]
         self.columns = columns
+        if header is not None and columns == header and kept == rows and self._whole:
+            return  # append to the file as it is
+        out = io_module.StringIO()
+        writer = csv.writer(out, delimiter=self.separator, lineterminator="\r\n")
+        writer.writerow(columns)
+        for _, row in kept:
+            writer.writerow(row + [""] * (len(columns) - len(row)))
+        text = out.getvalue().encode("utf-8")
+        _io().write_atomically(self.path, lambda fh: fh.write(text), what="write the CSV log")
 
     def on_epoch_end(self, epoch, logs):
         if self.columns is None:
             self._start(epoch, logs)
         row = {"epoch": epoch, **{k: repr(float(v)) for k, v in logs.items()}}
-        with open(self.path, "a", newline="") as fh:
+        with open(self.path, "a", newline="", encoding="utf-8") as fh:
             csv.DictWriter(fh, self.columns, restval="", extrasaction="ignore",
                            delimiter=self.separator).writerow(row)
 
@@ -792,27 +1399,17 @@ class CSVLogger(Callback):
         return f"CSVLogger({self.path!r}, append={self.append})"
 
 
-def _epoch_before(text, epoch) -> bool:
+def _is_log_row(row) -> bool:
+    """Whether ``row`` is an epoch (an integer >= 0) and numbers (or empty cells)."""
     try:
-        return int(text) < epoch
+        if int(row[0]) < 0:
+            return False
+        for value in row[1:]:
+            if value:
+                float(value)
     except ValueError:
         return False
-
-
-def _write_atomically(path, columns, rows, separator):
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".mlp-", suffix=".csv.tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, columns, restval="", extrasaction="ignore",
-                                    delimiter=separator)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    return True
 
 
 PLATEAU_CONSTRAINTS = {

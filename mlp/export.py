@@ -161,10 +161,11 @@ def export_onnx(model, path, *, outputs=None) -> None:
     """Write ``model`` to ``path`` as an ONNX file, atomically; see `onnx_model`.
 
     The file appears complete or not at all (a temporary file in the same
-    folder, then a rename), with the permissions of a normal write.
+    folder, then a rename), with the permissions of a normal write. The path is
+    checked first (a file name in an existing, writable folder).
     """
     check("path", path, [InstanceOf((str, os.PathLike), "a file path (str or os.PathLike)")])
-    path = os.fspath(path)
+    path = _io.check_writable(path, "write the ONNX file")  # before the work
     data = onnx_model(model, outputs=outputs).SerializeToString()
     write_atomically(path, data)
 

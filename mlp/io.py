@@ -10,7 +10,9 @@ names) with the history as arrays ``history_epoch`` ``(n,)`` and
 ``history_values`` ``(n, n_metrics)``. Any backend reads it.
 
 Writes go to a temporary file in the same folder, then an atomic rename; the
-file gets the permissions a plain write would give (or the old file's).
+file gets the permissions a plain write would give (or the old file's). The
+temporary files of writers killed in the middle are removed by the next write
+into the folder.
 
 Reads trust nothing: only regular files are opened, the zip directory and
 each array's ``.npy`` header are checked against the config (shapes, dtypes,
@@ -22,10 +24,12 @@ naming the file.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import math
 import os
 import re
+import socket
 import stat
 import tempfile
 import zipfile
@@ -147,10 +151,12 @@ def _save_error(exc, path, what, why):
     return OSError(exc.errno, f"cannot {what} to {path!r}: {why} ({exc.strerror or exc})")
 
 
-def _check_target(path, what):
+def _check_target(path, what, shown=None):
     """``(user's path, real path to replace, its folder)``: refused at once when the path
-    is not a file name, is empty, a folder, or an existing non-regular file (a device or
-    a named pipe must not be replaced); a symbolic link is written through."""
+    is not a file name, is empty, names a folder (an existing one, or any path ending in
+    a separator), or an existing non-regular file (a device or a named pipe must not be
+    replaced); a symbolic link is written through. Messages name ``shown`` (default:
+    ``path``), what the user wrote."""
     if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"cannot {what}: the path must be a file name (str or "
                         f"os.PathLike), got {type(path).__name__} {path!r}")
@@ -159,31 +165,112 @@ def _check_target(path, what):
         raise TypeError(f"cannot {what}: give the path {path!r} as str, not bytes")
     if path == "":
         raise FileNotFoundError(errno.ENOENT, f"cannot {what} to '': the path is empty")
+    shown = path if shown is None else shown
+    if path.endswith(_SEPARATORS) or os.path.basename(path) in (".", ".."):
+        raise IsADirectoryError(errno.EISDIR, f"cannot {what} to {shown!r}: it names a folder "
+                                              "(it ends with a separator or a dot); give a "
+                                              "file name such as 'model.npz'")
     if os.path.isdir(path):
-        raise IsADirectoryError(errno.EISDIR, f"cannot {what} to {path!r}: it is a folder; "
+        raise IsADirectoryError(errno.EISDIR, f"cannot {what} to {shown!r}: it is a folder; "
                                               "give a file name such as 'model.npz'")
     target = os.path.realpath(path)  # through symbolic links, as open(path, "wb") writes
     if os.path.exists(target) and not stat.S_ISREG(os.stat(target).st_mode):
-        raise ValueError(f"cannot {what} to {path!r}: it is not a regular file (a device, "
+        raise ValueError(f"cannot {what} to {shown!r}: it is not a regular file (a device, "
                          "a named pipe or a socket), and it is not replaced")
     folder = os.path.dirname(target)
     if not os.path.isdir(folder):
-        raise FileNotFoundError(errno.ENOENT, f"cannot {what} to {path!r}: folder {folder!r} "
+        raise FileNotFoundError(errno.ENOENT, f"cannot {what} to {shown!r}: folder {folder!r} "
                                               "does not exist")
     return path, target, folder
+
+
+_SEPARATORS = tuple(sep for sep in (os.sep, os.altsep) if sep)
+
+
+def check_writable(path, what="save", shown=None) -> str:
+    """The user's ``path`` (a str) once a file can be written there the way
+    `write_atomically` writes: a file name (not a folder, not a device or named pipe)
+    in an existing folder where a file can be created (tried: a read-only folder or
+    file system is refused). Every error names the user's ``path`` (or ``shown``, e.g.
+    the pattern ``path`` was made from); what is checked is what a later write needs, so
+    a long run can check before its first step."""
+    path, _, folder = _check_target(path, what, shown)
+    fd, tmp = _create_temporary(path if shown is None else shown, folder, what)
+    os.close(fd)
+    _remove(tmp)
+    return path
+
+
+# ----------------------------------------------------------- temporary files
+#: A temporary file of `write_atomically`: ``.mlp-HOST-PID-RANDOM.tmp``, HOST a short hash
+#: of the machine's name and PID the writing process, so that the files a killed writer
+#: left behind can be told from those of a writer still at work.
+_TEMPORARY = re.compile(r"\.mlp-([0-9a-f]{8})-([0-9]{1,10})-[A-Za-z0-9_]+\.tmp")
+
+
+def _host_tag() -> str:
+    return hashlib.blake2b(socket.gethostname().encode(), digest_size=4).hexdigest()
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (one of another user counts)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's: alive
+        return True
+    except (OverflowError, ValueError, OSError):
+        return False
+    return True
+
+
+def remove_stale_temporaries(folder) -> list[str]:
+    """Remove the temporary files that writes into ``folder`` left behind when their
+    process was killed (SIGKILL, SIGTERM, a crash) before it could remove them: those
+    of a process of this machine that no longer runs. Files of running processes, of
+    other machines, and anything else are left alone. Returns the names removed."""
+    host, removed = _host_tag(), []
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(".mlp-")]
+    except OSError:
+        return removed
+    for name in names:
+        match = _TEMPORARY.fullmatch(name)
+        if match is None or match[1] != host or process_alive(int(match[2])):
+            continue
+        full = os.path.join(folder, name)
+        try:
+            if stat.S_ISREG(os.lstat(full).st_mode):
+                os.unlink(full)
+                removed.append(name)
+        except OSError:  # removed by another writer meanwhile, or not ours to remove
+            pass
+    return removed
+
+
+def _create_temporary(path, folder, what):
+    """``(fd, name)`` of a new temporary file in ``folder`` (errors name ``path``)."""
+    try:
+        return tempfile.mkstemp(prefix=f".mlp-{_host_tag()}-{os.getpid()}-", suffix=".tmp",
+                                dir=folder)
+    except OSError as exc:
+        raise _save_error(exc, path, what, f"cannot create a file in {folder!r}") from exc
 
 
 def write_atomically(path, write, *, what="save"):
     """Call ``write(file)`` on a temporary file beside ``path``, then rename it over
     ``path`` (through a symbolic link): a crash leaves the old file or the new one, never
     half of one. The file gets the mode a plain ``open(path, "wb")`` would give (the old
-    file's, or 0666 less the umask); every error names the user's ``path``."""
+    file's, or 0666 less the umask); every error names the user's ``path``. Temporary
+    files that killed writers left in the folder are removed first
+    (`remove_stale_temporaries`)."""
     path, target, folder = _check_target(path, what)
     mode = _new_file_mode(target)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".mlp-", suffix=".tmp", dir=folder)
-    except OSError as exc:
-        raise _save_error(exc, path, what, f"cannot create a file in {folder!r}") from exc
+    remove_stale_temporaries(folder)
+    fd, tmp = _create_temporary(path, folder, what)
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)

@@ -113,7 +113,8 @@ class MLP:
     seed : int or None
         Seeds the initial weights and the shuffles of `fit`; the same seed
         gives the same weights and the same batches on every backend.
-        None draws a seed (kept in ``self.seed``).
+        None draws a seed (kept in ``self.seed``); a `BackupAndRestore` that
+        resumes a run gives the untrained model the seed of that run.
 
     Attributes
     ----------
@@ -175,6 +176,7 @@ class MLP:
         self.dtype = self.backend.dtype(self.dtype_name)
         seed = values["seed"]
         self.seed = int(np.random.SeedSequence().entropy % 2**32) if seed is None else seed
+        self._seed_drawn = seed is None  # a BackupAndRestore may resume another run's seed
         self._spec = NetworkSpec(self.xp, ACTIVATIONS[activation], ACTIVATIONS[out_name], loss)
         self._cache = {}
         self._shuffle_rng = np.random.default_rng([self.seed, 1])
@@ -303,8 +305,9 @@ class MLP:
             _SHARED_CACHE.pop(next(iter(_SHARED_CACHE)))
         return fn
 
-    def _split_rng(self):
-        return np.random.default_rng([self.seed, 2])
+    def _split_rng(self, seed=None):
+        """The stream of ``fit``'s validation split (of ``seed``, default the model's)."""
+        return np.random.default_rng([self.seed if seed is None else seed, 2])
 
     # ------------------------------------------------------------------- data
     @_in_precision

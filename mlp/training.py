@@ -39,6 +39,7 @@ from .callbacks import (
     History,
     ProgressBar,
     as_callbacks,
+    resumed_seed,
 )
 from .optimizers import Adam, get_optimizer
 from .params import Boolean, InstanceOf, Integer, Options, Real, validate
@@ -250,7 +251,8 @@ def fit(model, x, y, *, epochs, learning_rate=None, batch_size=DEFAULT_BATCH_SIZ
     settings["optimizer"], settings["continued"] = choose_optimizer(
         model, settings["optimizer"], settings["learning_rate"], settings["reset_optimizer"])
     data = training_data(model, x, y, settings["validation_data"], settings["validation_split"],
-                         sample_weight, class_weight)
+                         sample_weight, class_weight,
+                         split_seed=resumed_seed(model, settings["callbacks"]))
     cbs, history = callback_list(model, settings, data)
     Trainer(model, data, settings, cbs, history).train()
     return history
@@ -327,9 +329,10 @@ def _same(a, b) -> bool:
 
 # ------------------------------------------------------------------ step 2
 def training_data(model, x, y, validation_data, validation_split, sample_weight=None,
-                  class_weight=None) -> TrainingData:
+                  class_weight=None, split_seed=None) -> TrainingData:
     """``(x, y)`` and the rows' weights (`mlp.weights.row_weights`) on the device, checked;
-    validation data given (unweighted) or split off (with its rows' weights)."""
+    validation data given (unweighted) or split off (with its rows' weights) by the
+    stream of ``split_seed`` (default: the model's seed; see `resumed_seed`)."""
     from .weights import row_weights
 
     x_dev, y_dev, labels = model._prepare(x, y)
@@ -344,7 +347,7 @@ def training_data(model, x, y, validation_data, validation_split, sample_weight=
     if n_val < 1 or n_val >= n:
         raise ValueError(f"validation_split={validation_split} leaves {n - n_val} training "
                          f"and {n_val} validation samples out of {n}; both need at least 1")
-    order = model._split_rng().permutation(n)
+    order = model._split_rng(split_seed).permutation(n)
     to = model.backend.asarray
     rows_val, rows_train = to(np.sort(order[:n_val])), to(np.sort(order[n_val:]))
     val, (x_train, y_train, _, w_train) = _row_splitter(model)(
@@ -401,6 +404,8 @@ def callback_list(model, settings, data) -> tuple[CallbackList, History]:
     history = History(params)
     user = settings["callbacks"]
     backups = [cb for cb in user if isinstance(cb, BackupAndRestore)]
+    for backup in backups:  # what identifies the run: its data too
+        backup.fit_data = data
     cbs = [history, *(cb for cb in user if not isinstance(cb, BackupAndRestore))]
     if settings["early_stopping"]:
         cbs.append(settings["stopper"])

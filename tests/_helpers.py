@@ -27,3 +27,27 @@ def rewrite_npz(path, **changes):
         else:
             arrays[key] = value
     np.savez(path, **arrays)
+
+
+def read_only_folder(tmp_path):
+    """A folder in which no file can be created, even by root (a read-only file system
+    such as /sys), or where permissions bind (not root) one made read-only; None where
+    there is neither."""
+    import os
+    import tempfile
+
+    for folder in ("/sys", "/proc"):
+        if not os.path.isdir(folder):
+            continue
+        try:
+            fd, name = tempfile.mkstemp(dir=folder)
+        except OSError:
+            return folder
+        os.close(fd)
+        os.unlink(name)
+    if os.name == "posix" and os.geteuid() != 0:
+        folder = tmp_path / "read-only"
+        folder.mkdir()
+        folder.chmod(0o500)
+        return str(folder)
+    return None

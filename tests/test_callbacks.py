@@ -4,7 +4,11 @@ recovery from divergence to weights with a finite loss - on every backend."""
 
 from __future__ import annotations
 
+import csv
 import math
+import os
+import re
+import stat
 
 import numpy as np
 import pytest
@@ -14,7 +18,7 @@ import mlp
 from mlp import callbacks as cb_module
 from mlp import training
 from mlp.callbacks import CallbackList, EpochLogger, ProgressBar, metric_mode
-from tests._helpers import WeightLog
+from tests._helpers import WeightLog, read_only_folder
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -483,3 +487,195 @@ def test_data_overflowing_float32_is_blamed_not_the_learning_rate(backend):
     # in float64 the same data trains
     wide = mlp.MLP([5, 8, 1], backend=backend, seed=0, dtype="float64")
     assert all(np.isfinite(wide.fit(x, y, epochs=2, learning_rate=1e-50).history["loss"]))
+
+
+# ----------------------------------------------------------- CSV logs keep their rows
+def _rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.reader(fh))
+
+
+def _untouched(model, start):
+    """Nothing trained: the refusal came before the first epoch."""
+    assert model.epochs_trained_ == 0 and model.history_ is None
+    _weights_equal(model.get_weights(), start)
+
+
+def test_csv_logger_appends_to_another_runs_log(backend, tmp_path):
+    """Two runs of fresh models into one log: the second keeps the first's rows (the
+    same epoch numbers, one after the other), and a later fit with validation adds its
+    columns to the header."""
+    x, y = _data()
+    path = tmp_path / "log.csv"
+    _model(backend).fit(x, y, epochs=2, callbacks=[mlp.CSVLogger(path)])
+    first = _rows(path)
+    model = _model(backend, seed=1)
+    model.fit(x, y, epochs=2, callbacks=[mlp.CSVLogger(path)])
+    rows = _rows(path)
+    assert rows[:3] == first and [r[0] for r in rows[1:]] == ["0", "1", "0", "1"]
+    assert [float(r[1]) for r in rows[3:]] == model.history_.history["loss"]
+    model.fit(x, y, epochs=1, validation_data=_data(10, seed=8), callbacks=[mlp.CSVLogger(path)])
+    before, rows = rows, _rows(path)
+    assert rows[0] == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
+    assert [r[:3] for r in rows[1:5]] == before[1:]  # the rows before, each kept
+    assert all(r[3:] == ["", ""] for r in rows[1:5]) and rows[5][0] == "2"
+    assert [float(v) for v in rows[5][1:]] == [model.history_.history[k][-1] for k in rows[0][1:]]
+
+
+@pytest.mark.parametrize("text, why", [
+    ("name,age\nbob,3\n", r"its first line 'name,age' is not a log's header"),
+    ("epoch,loss,r2,mse\n0,1.5,0.1,2.0\n", r"its columns are epoch, loss, r2, mse, and this "
+                                          r"fit logs epoch, loss, accuracy"),
+    ("epoch,loss,accuracy\n0,1.5,0.5\nzero,1.2,0.5\n", r"its line 3 is not a row"),
+    ("epoch,loss,accuracy\n0,1.5\n", r"its line 2 is not a row"),
+    ("\x00\xff\xfe binary", r"it cannot be read as text"),
+])
+def test_csv_logger_refuses_a_file_that_is_not_its_log_before_training(tmp_path, text, why):
+    x, y = _data()
+    path = tmp_path / "data.csv"
+    path.write_bytes(text.encode("latin-1"))
+    model = _model("numpy")
+    start = model.get_weights()
+    with pytest.raises(ValueError, match=rf"CSVLogger: '.*data\.csv' is not a log this fit "
+                                         rf"can append to: {why}.*append=False"):
+        model.fit(x, y, epochs=2, callbacks=[mlp.CSVLogger(path)])
+    _untouched(model, start)
+    assert path.read_bytes() == text.encode("latin-1")
+    model.fit(x, y, epochs=1, callbacks=[mlp.CSVLogger(path, append=False)])  # asked for
+    assert _rows(path)[0] == ["epoch", "loss", "accuracy"] and len(_rows(path)) == 2
+
+
+def test_csv_logger_drops_a_row_cut_short_by_a_kill(tmp_path):
+    x, y = _data()
+    path = tmp_path / "log.csv"
+    path.write_text("epoch,loss,accuracy\r\n0,1.5,0.5\r\n1,1.4")  # killed mid-row
+    model = _model("numpy")
+    model.fit(x, y, epochs=1, callbacks=[mlp.CSVLogger(path)])
+    assert _rows(path) == [["epoch", "loss", "accuracy"], ["0", "1.5", "0.5"],
+                           ["0", repr(model.history_.history["loss"][0]),
+                            repr(model.history_.history["accuracy"][0])]]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_csv_logger_writes_through_links_keeps_modes_and_refuses_pipes(tmp_path):
+    x, y = _data()
+    model = _model("numpy")
+    old = os.umask(0o027)
+    try:
+        model.fit(x, y, epochs=1, callbacks=[mlp.CSVLogger(tmp_path / "new.csv")])
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "new.csv").st_mode) == 0o640  # as the umask says
+    target, link = tmp_path / "target.csv", tmp_path / "link.csv"
+    target.write_text("epoch,loss,accuracy\n0,1.5,0.5\n")
+    os.chmod(target, 0o644)
+    os.symlink(target, link)
+    # validation columns make the header change: the file is rewritten, not appended to
+    model.fit(x, y, epochs=1, validation_data=_data(10, seed=8),
+              callbacks=[mlp.CSVLogger(link)])
+    assert os.path.islink(link) and stat.S_IMODE(os.stat(target).st_mode) == 0o644
+    assert [r[0] for r in _rows(target)] == ["epoch", "0", "1"]
+    assert sorted(os.listdir(tmp_path)) == ["link.csv", "new.csv", "target.csv"]  # no temp
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match=r"cannot write the CSV log to '.*pipe\.csv': it is "
+                                         r"not a regular file"):
+        model.fit(x, y, epochs=1, callbacks=[mlp.CSVLogger(fifo)])
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    with pytest.raises(IsADirectoryError, match=r"cannot write the CSV log to .*: it is a "
+                                                r"folder"):
+        model.fit(x, y, epochs=1, callbacks=[mlp.CSVLogger(tmp_path)])
+    assert model.epochs_trained_ == 2
+
+
+@pytest.mark.parametrize("separator", [";;", "", "1", ".", "-", '"', "\n", "e"])
+def test_csv_logger_refuses_a_bad_separator_at_once(separator):
+    with pytest.raises(ValueError, match=r"separator must be one character that no number "
+                                         rf"holds .*got {re.escape(repr(separator))}"):
+        mlp.CSVLogger("log.csv", separator=separator)
+    with pytest.raises(TypeError, match=r"separator must be a string"):
+        mlp.CSVLogger("log.csv", separator=0)
+
+
+def test_csv_logger_takes_a_tab(tmp_path):
+    x, y = _data()
+    _model("numpy").fit(x, y, epochs=2, callbacks=[mlp.CSVLogger(tmp_path / "l.tsv",
+                                                                 separator="\t")])
+    lines = (tmp_path / "l.tsv").read_text().splitlines()
+    assert lines[0] == "epoch\tloss\taccuracy" and lines[2].startswith("1\t")
+
+
+def test_a_log_or_checkpoint_in_a_missing_or_read_only_folder_fails_before_training(tmp_path):
+    x, y = _data()
+    model = _model("numpy")
+    start = model.get_weights()
+    for make, what in ((mlp.CSVLogger, "write the CSV log"),
+                       (mlp.ModelCheckpoint, "save the checkpoint")):
+        missing = str(tmp_path / "no" / "x-{epoch}.csv")
+        with pytest.raises(FileNotFoundError, match=re.escape(f"cannot {what} to {missing!r}: "
+                                                              f"folder")):
+            model.fit(x, y, epochs=1, callbacks=[make(missing)])
+        folder = read_only_folder(tmp_path)
+        if folder is not None:
+            path = os.path.join(folder, "x-{epoch}.csv")
+            with pytest.raises(OSError, match=re.escape(f"cannot {what} to {path!r}: cannot "
+                                                        f"create a file in")):
+                model.fit(x, y, epochs=1, callbacks=[make(path)])
+    _untouched(model, start)
+
+
+# ----------------------------------------------------------- checkpoint name patterns
+@pytest.mark.parametrize("pattern, why", [
+    ("{epoch:/>4}.npz", r"gives the field 'epoch' the format spec '/>4'"),
+    ("{epoch:{epoch.__class__}}.npz",
+     r"gives the field 'epoch' the format spec '\{epoch.__class__\}'"),
+    ("{epoch:>{width}}.npz", r"gives the field 'epoch' the format spec '>\{width\}'"),
+    ("{epoch:c}.npz", r"gives the field 'epoch' the format spec 'c'"),  # chr(47) is '/'
+    ("{epoch:99999}.npz", r"gives the field 'epoch' the format spec '99999'"),
+    ("{}.npz", r"has the field \{\}, which is not a plain name"),
+    ("{0}.npz", r"has the field \{0\}"),
+    ("{epoch.real}.npz", r"has the field \{epoch.real\}"),
+    ("{epoch[0]}.npz", r"has the field \{epoch\[0\]\}"),
+    ("{epoch!x}.npz", r"converts the field 'epoch' with !x"),
+    ("{epoch!r}.npz", r"converts the field 'epoch' with !r"),
+    ("run-{epoch}/model.npz", r"names the field 'epoch' in a folder"),
+    ("ckpt-{epoch.npz", r"is not a valid name pattern"),
+])
+def test_a_checkpoint_pattern_that_could_leave_its_folder_is_refused_at_once(pattern, why):
+    with pytest.raises(ValueError, match=rf"ModelCheckpoint path {re.escape(repr(pattern))} "
+                                         rf"{why}.*write braces as"):
+        mlp.ModelCheckpoint(pattern)
+
+
+@pytest.mark.parametrize("pattern, why", [
+    ("{loss:d}.npz", r"cannot name epoch 1 with a value of 0.5: Unknown format code 'd'"),
+    ("{accuracy:x}.npz", r"cannot name epoch 1 .*Unknown format code 'x'"),
+    ("sub/", r"makes the name '.*sub/', which is not a file in '.*sub'"),
+    ("sub/.", r"makes the name '.*sub/\.', which is not a file in '.*sub'"),
+])
+def test_a_checkpoint_pattern_that_does_not_suit_the_values_fails_before_training(
+        tmp_path, pattern, why):
+    x, y = _data()
+    model = _model("numpy")
+    start = model.get_weights()
+    (tmp_path / "sub").mkdir()
+    with pytest.raises(ValueError, match=rf"ModelCheckpoint path '.*' {why}"):
+        model.fit(x, y, epochs=1, callbacks=[mlp.ModelCheckpoint(f"{tmp_path}/{pattern}")])
+    _untouched(model, start)
+    assert os.listdir(tmp_path) == ["sub"] and os.listdir(tmp_path / "sub") == []
+
+
+def test_simple_checkpoint_patterns_name_files_in_their_folder(tmp_path):
+    x, y = _data()
+    pattern = str(tmp_path / "m-{epoch:_>4}-{loss:+.2e}-{accuracy:.0%}-{{x}}.npz")
+    checkpoint = mlp.ModelCheckpoint(pattern)
+    model = _model("numpy")
+    model.fit(x, y, epochs=1, callbacks=[checkpoint])
+    loss, accuracy = model.history_.history["loss"][0], model.history_.history["accuracy"][0]
+    name = f"m-___1-{loss:+.2e}-{accuracy:.0%}-{{x}}.npz"
+    assert os.listdir(tmp_path) == [name] and checkpoint.saved == [str(tmp_path / name)]
+    (tmp_path / "run{1}").mkdir()  # braces in the folder's name, written doubled
+    braces = mlp.ModelCheckpoint(str(tmp_path / "run{{1}}" / "m-{epoch}.npz"))
+    model.fit(x, y, epochs=1, callbacks=[braces])
+    assert braces.saved == [str(tmp_path / "run{1}" / "m-2.npz")]
+    assert os.listdir(tmp_path / "run{1}") == ["m-2.npz"]

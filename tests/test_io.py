@@ -20,7 +20,7 @@ import backends
 import mlp
 from mlp import optimizers, schedules
 from mlp.io import ModelFileError
-from tests._helpers import rewrite_npz
+from tests._helpers import read_only_folder, rewrite_npz
 
 BACKENDS = backends.available_backends()
 
@@ -482,6 +482,98 @@ def test_save_never_replaces_a_device_or_a_pipe_and_writes_through_a_link(tmp_pa
 def test_save_refuses_paths_that_are_not_file_names(tmp_path, path):
     with pytest.raises(TypeError, match=r"cannot save: the path must be a file name|as str"):
         mlp.MLP([3, 2], backend="numpy", seed=0).save(path)
+
+
+@pytest.mark.parametrize("name", ["missing_dir/", "sub/", "./", "a/..", "."])
+def test_save_refuses_a_path_that_names_a_folder(tmp_path, monkeypatch, name):
+    """A path ending in a separator (or a dot) names a folder, existing or not: refused,
+    and no file named after the folder is written."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a").mkdir()
+    model = mlp.MLP([3, 2], backend="numpy", seed=0)
+    with pytest.raises(IsADirectoryError, match=re.escape(f"cannot save to {name!r}: it names "
+                                                          "a folder")):
+        model.save(name)
+    assert sorted(os.listdir(tmp_path)) == ["a"] and os.listdir(tmp_path / "a") == []
+
+
+def _temporary(tmp_path, host, pid):
+    path = tmp_path / f".mlp-{host}-{pid}-abc_123.tmp"
+    path.write_bytes(b"half a model")
+    return path.name
+
+
+def _dead_pid():
+    """The pid of a process that has ended (and been reaped)."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_save_removes_the_temporary_files_of_killed_writers_only(tmp_path):
+    host = mlp.io._host_tag()
+    stale = _temporary(tmp_path, host, _dead_pid())
+    ours = _temporary(tmp_path, host, os.getpid())  # a write of this process, in progress
+    elsewhere = _temporary(tmp_path, "0badc0de" if host != "0badc0de" else "1badc0de",
+                           _dead_pid())  # another machine's: its pids mean nothing here
+    other = tmp_path / ".mlp-notes.tmp"  # not a name the writer gives
+    other.write_text("mine")
+    mlp.MLP([3, 2], backend="numpy", seed=0).save(tmp_path / "m.npz")
+    assert sorted(os.listdir(tmp_path)) == sorted([ours, elsewhere, ".mlp-notes.tmp", "m.npz"])
+    assert stale not in os.listdir(tmp_path)
+
+
+KILLED_SAVE = """
+import os, signal, sys
+import numpy as np
+sys.path.insert(0, {root!r})
+import mlp
+
+def savez_then_die(fh, **arrays):
+    fh.write(b"PK\\x03\\x04 half of a model")
+    fh.flush()
+    os.kill(os.getpid(), signal.SIGKILL)  # no finally, no cleanup: as a lost machine
+
+np.savez = savez_then_die
+mlp.MLP([3, 2], backend="numpy", seed=0).save({path!r})
+"""
+
+
+def test_a_save_killed_in_the_middle_leaves_a_temporary_file_the_next_save_removes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = tmp_path / "m.npz"
+    mlp.MLP([3, 2], backend="numpy", seed=1).save(path)
+    before = path.read_bytes()
+    script = KILLED_SAVE.format(root=root, path=str(path))
+    killed = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    left = [n for n in os.listdir(tmp_path) if n != "m.npz"]
+    assert len(left) == 1 and re.fullmatch(r"\.mlp-[0-9a-f]{8}-\d+-\w+\.tmp", left[0])
+    assert path.read_bytes() == before  # the old model, whole
+    mlp.MLP([3, 2], backend="numpy", seed=2).save(tmp_path / "other.npz")
+    assert sorted(os.listdir(tmp_path)) == ["m.npz", "other.npz"]
+
+
+def test_check_writable_names_the_users_path_and_leaves_nothing(tmp_path):
+    assert mlp.io.check_writable(tmp_path / "m.npz") == str(tmp_path / "m.npz")
+    assert os.listdir(tmp_path) == []
+    with pytest.raises(FileNotFoundError, match=r"cannot save to 'no/{epoch}\.npz': folder "
+                                                r".*no' does not exist"):
+        mlp.io.check_writable(tmp_path / "no" / "1.npz", shown="no/{epoch}.npz")
+    folder = read_only_folder(tmp_path)
+    if folder is None:
+        pytest.skip("no read-only folder to try")
+    target = os.path.join(folder, "m.npz")
+    with pytest.raises(OSError, match=re.escape(f"cannot save to {target!r}: cannot create "
+                                                f"a file in {folder!r}")):
+        mlp.io.check_writable(target)
 
 
 def test_loading_a_users_activation_before_registering_it_says_to_register_it(tmp_path):

@@ -241,3 +241,20 @@ def test_errors_name_the_users_path(tmp_path):
         model.export_onnx(tmp_path)
     with pytest.raises(TypeError, match="path must be a file path"):
         model.export_onnx(3)
+
+
+def test_the_path_is_checked_before_the_graph_is_built(tmp_path, monkeypatch):
+    from mlp import export
+
+    model = _trained("numpy", "float32")
+
+    def never(*args, **kwargs):
+        raise AssertionError("built the graph for a path that cannot be written")
+
+    monkeypatch.setattr(export, "onnx_model", never)
+    with pytest.raises(FileNotFoundError, match=r"cannot write the ONNX file to .*: folder"):
+        model.export_onnx(tmp_path / "no" / "m.onnx")
+    with pytest.raises(IsADirectoryError, match=r"cannot write the ONNX file to 'm/': it names "
+                                                r"a folder"):
+        model.export_onnx("m/")
+    assert os.listdir(tmp_path) == []

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -20,6 +23,7 @@ import mlp
 from mlp import optimizers as O
 from mlp import schedules as S
 from mlp import training
+from tests._helpers import read_only_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -314,11 +318,11 @@ def test_a_state_for_another_architecture_is_refused_naming_the_file(tmp_path):
 
 
 # ------------------------------------------------------------ kill and run again
-def _run_script(backend, folder, kill_at=None):
+def _run_script(backend, folder, kill_at=None, seed=3):
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
                XLA_FLAGS="--xla_cpu_multi_thread_eigen=false")
     args = [sys.executable, os.path.join(ROOT, "tests", "resume_script.py"), backend,
-            str(folder)] + ([] if kill_at is None else [str(kill_at)])
+            str(folder), "-" if kill_at is None else str(kill_at), str(seed).lower()]
     return subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
 
 
@@ -330,7 +334,10 @@ def test_a_killed_run_started_again_ends_as_if_never_killed(backend, tmp_path):
     assert done.returncode == 0, done.stderr
     first = _run_script(backend.name, killed, kill_at=4)
     assert first.returncode == -signal.SIGKILL, first.stderr
-    assert os.listdir(killed / "backup") == ["backup-from-epoch-0.npz"]
+    # the backup, the folder's lock (released by the kill) and the mark that the fit made it
+    assert sorted(os.listdir(killed / "backup")) == [".mlp-backup-folder", ".mlp-backup.lock",
+                                                     "backup-from-epoch-0.npz"]
+    assert not (never / "backup").exists()  # a finished run removes its backup and folder
     assert not (killed / "final.npz").exists()
     again = _run_script(backend.name, killed)
     assert again.returncode == 0, again.stderr
@@ -340,7 +347,7 @@ def test_a_killed_run_started_again_ends_as_if_never_killed(backend, tmp_path):
         assert a["reductions"].tolist() == [2, 4, 6]  # one after the kill at epoch 4
         assert b["reductions"].tolist() == [2, 4, 6]
     _assert_same_weights(resumed, weights, backend.name)
-    assert os.listdir(killed / "backup") == []  # a finished run removes its backup
+    assert not (killed / "backup").exists()  # a finished run removes its backup and folder
     # the log has each epoch once, epoch 4 (killed before its backup) as trained again
     never_rows, killed_rows = (_csv(folder / "log.csv") for folder in (never, killed))
     assert [r["epoch"] for r in killed_rows] == [str(e) for e in range(8)]
@@ -366,6 +373,322 @@ def test_a_backup_of_another_model_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"the backup .*backup-from-epoch-0.npz' was made with "
                                          r"another model .*delete it"):
         model.fit(x, y, epochs=2, optimizer="adam", callbacks=[backup], **FIT)
+
+
+def test_a_killed_run_of_a_model_with_a_drawn_seed_resumes(tmp_path):
+    """The README's pattern with the default ``seed=None``: the run started again takes
+    the seed of the run it continues, and ends as that run would have."""
+    killed, never = tmp_path / "killed", tmp_path / "never"
+    killed.mkdir()
+    never.mkdir()
+    first = _run_script("numpy", killed, kill_at=4, seed=None)
+    assert first.returncode == -signal.SIGKILL, first.stderr
+    again = _run_script("numpy", killed, seed=None)
+    assert again.returncode == 0, again.stderr
+    with np.load(killed / "final.npz") as b:
+        seed = int(b["seed"])
+        resumed = [(b[f"W{i}"], b[f"b{i}"]) for i in range(2)]
+    done = _run_script("numpy", never, seed=seed)  # the same run, never killed
+    assert done.returncode == 0, done.stderr
+    assert not (killed / "backup").exists()
+    never_rows, killed_rows = _csv(never / "log.csv"), _csv(killed / "log.csv")
+    assert [r["epoch"] for r in killed_rows] == [str(e) for e in range(8)]
+    assert killed_rows == never_rows  # the same split, batches and values, to the last digit
+    with np.load(never / "final.npz") as a:
+        weights = [(a[f"W{i}"], a[f"b{i}"]) for i in range(2)]
+    # EarlyStopping puts back its best epoch's weights, which a backup holds only from the
+    # last epoch backed up (3) on: the same weights where the best epoch is one of those
+    if np.argmin([float(r["val_loss"]) for r in never_rows]) >= 3:
+        _assert_same_weights(resumed, weights, "numpy")
+
+
+# ------------------------------------------------------------ what a backup resumes
+class Crash(mlp.Callback):
+    """Raise at the end of epoch ``epoch`` (before its backup, which goes last)."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs):
+        if epoch == self.epoch:
+            raise RuntimeError("crash")
+
+
+def _pattern_callbacks(folder):
+    """The README's callbacks (less the checkpoint)."""
+    return [mlp.BackupAndRestore(folder / "backup"), mlp.CSVLogger(folder / "log.csv"),
+            mlp.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=1)]
+
+
+def _readme_run(backend, folder, crash=None, seed=None, x=None, y=None, callbacks=None,
+                **fit):
+    """A model built with the defaults (``seed=None``), fit as the README's pattern."""
+    data = _data()
+    x = data[0] if x is None else x
+    y = data[1] if y is None else y
+    model = mlp.MLP([5, 8, 3], loss="cross_entropy", dtype="float64", backend=backend,
+                    seed=seed)
+    callbacks = _pattern_callbacks(folder) if callbacks is None else callbacks
+    settings = dict(dict(epochs=6, validation_split=0.2, batch_size=16), **fit)
+    if crash is None:
+        model.fit(x, y, callbacks=callbacks, **settings)
+        return model
+    with pytest.raises(RuntimeError, match="crash"):
+        model.fit(x, y, callbacks=[*callbacks, Crash(crash)], **settings)
+    return model
+
+
+def test_a_crashed_fit_with_the_default_seed_resumes_when_run_again(backend, tmp_path):
+    crashed = _readme_run(backend, tmp_path, crash=3)
+    assert sorted(os.listdir(tmp_path / "backup")) == [".mlp-backup-folder",
+                                                       "backup-from-epoch-0.npz"]
+    rerun = _readme_run(backend, tmp_path)
+    assert rerun.seed == crashed.seed and rerun.get_config() == crashed.get_config()
+    assert rerun.history_.epoch == list(range(6)) and rerun.epochs_trained_ == 6
+    never = _readme_run(backend, tmp_path / "never", seed=crashed.seed,
+                        callbacks=_pattern_callbacks(tmp_path / "never")[2:])
+    _assert_same_weights(rerun.get_weights(), never.get_weights(), backend.name)
+    np.testing.assert_allclose(rerun.history_.history["val_loss"],
+                               never.history_.history["val_loss"], rtol=1e-12, atol=0)
+    assert [r["epoch"] for r in _csv(tmp_path / "log.csv")] == [str(e) for e in range(6)]
+    assert os.listdir(tmp_path) == ["log.csv"]  # the backup folder is gone
+
+
+def _unchanged(model, before):
+    """The model is as ``before`` (weights, seed) and untrained: nothing was restored."""
+    assert model.epochs_trained_ == 0 and model.history_ is None
+    assert model.seed == before[1]
+    assert _difference(model.get_weights(), before[0]) == 0.0
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(alpha=0.01), r"alpha 0\.0 there, 0\.01 here"),
+    (dict(batch_size=8), r"batch_size 16 there, 8 here"),
+    (dict(clip_norm=1.0), r"clip_norm None there, 1\.0 here"),
+    (dict(shuffle=False), r"shuffle True there, False here"),
+    (dict(x=_data()[0] + 1e-9), r"other data \(the same shapes, other values\)"),
+    (dict(x=_data(60)[0], y=_data(60)[1]), r"other data \(x: shape \(40, 5\) there, shape "
+                                           r"\(48, 5\) here, x_val: shape \(10, 5\) there, "
+                                           r"shape \(12, 5\) here\)"),
+    (dict(sample_weight=np.ones(50)), r"other data \(sample_weight: none there, shape \(40,\) "
+                                      r"here"),
+    (dict(validation_split=0.3), r"other data"),
+])
+def test_a_backup_of_another_run_is_refused_saying_what_differs(tmp_path, change, match):
+    _readme_run("numpy", tmp_path, crash=2)
+    model = mlp.MLP([5, 8, 3], loss="cross_entropy", dtype="float64", backend="numpy")
+    before = (model.get_weights(), model.seed)
+    x, y = change.pop("x", _data()[0]), change.pop("y", _data()[1])
+    settings = dict(dict(epochs=6, validation_split=0.2, batch_size=16), **change)
+    with pytest.raises(ValueError, match=r"the backup '.*backup-from-epoch-0\.npz' was made by "
+                                         rf"another run than this fit: {match}.*delete it"):
+        model.fit(x, y, callbacks=_pattern_callbacks(tmp_path), **settings)
+    _unchanged(model, before)
+
+
+@pytest.mark.parametrize("build, fit, match", [
+    (dict(seed=5), {}, r"another model than this fit's: seed \d+ there, 5 here"),
+    (dict(activation="tanh"), {}, r"another model than this fit's: activation 'relu' there, "
+                                  r"'tanh' here"),
+    ({}, dict(optimizer="sgd"), r"another optimizer \(Adam.*\) than this fit's \(SGD"),
+])
+def test_a_backup_of_another_model_or_optimizer_is_refused(tmp_path, build, fit, match):
+    _readme_run("numpy", tmp_path, crash=2)
+    model = mlp.MLP([5, 8, 3], loss="cross_entropy", dtype="float64", backend="numpy", **build)
+    before = (model.get_weights(), model.seed)
+    with pytest.raises(ValueError, match=rf"the backup '.*' was made with {match}.*delete it"):
+        model.fit(*_data(), epochs=6, validation_split=0.2, batch_size=16,
+                  callbacks=_pattern_callbacks(tmp_path), **fit)
+    _unchanged(model, before)
+
+
+def test_a_trained_model_with_a_drawn_seed_is_told_which_seed_resumes(tmp_path):
+    crashed = _readme_run("numpy", tmp_path, crash=2)
+    model = mlp.MLP([5, 8, 3], loss="cross_entropy", dtype="float64", backend="numpy")
+    model.epochs_trained_ = 0
+    model.history_ = mlp.History()  # not a fresh model: it keeps its own seed
+    with pytest.raises(ValueError, match=rf"seed {crashed.seed} there, {model.seed} here \(this "
+                                         rf"model's seed was drawn; build it with "
+                                         rf"seed={crashed.seed} to resume"):
+        model.fit(*_data(), epochs=6, validation_split=0.2, batch_size=16,
+                  callbacks=_pattern_callbacks(tmp_path))
+
+
+def test_a_rerun_asking_for_fewer_epochs_than_backed_up_is_refused(tmp_path):
+    crashed = _readme_run("numpy", tmp_path, crash=3)  # 3 epochs backed up
+    model = mlp.MLP([5, 8, 3], loss="cross_entropy", dtype="float64", backend="numpy")
+    before = (model.get_weights(), model.seed)
+    with pytest.raises(ValueError, match=r"holds 3 epochs of this fit, more than the epochs=2 "
+                                         r"it asks for: ask for epochs=3 or more"):
+        model.fit(*_data(), epochs=2, validation_split=0.2, batch_size=16,
+                  callbacks=_pattern_callbacks(tmp_path))
+    _unchanged(model, before)
+    history = model.fit(*_data(), epochs=3, validation_split=0.2, batch_size=16,
+                        callbacks=_pattern_callbacks(tmp_path))  # as many: nothing to train
+    assert model.seed == crashed.seed and model.epochs_trained_ == 3
+    assert history.epoch == [0, 1, 2] and not (tmp_path / "backup").exists()
+
+
+def _damage_states(path, change):
+    import json
+
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    training = json.loads(str(arrays["training"]))
+    change(training["callbacks"])
+    arrays["training"] = np.asarray(json.dumps(training))
+    np.savez(path, **arrays)
+
+
+class Refuses(mlp.Callback):
+    """A callback whose state cannot be put back."""
+
+    def get_state(self):
+        return {"n": 1}
+
+    def set_state(self, state):
+        raise ValueError("not this state")
+
+
+@pytest.mark.parametrize("change, extra, error, match", [
+    (lambda s: s["2:ReduceLROnPlateau"].pop("wait"), [], mlp.ModelFileError,
+     r"'.*backup-from-epoch-0\.npz' holds a damaged backup: the state of callback "
+     r"2:ReduceLROnPlateau holds \['best', 'cooling', 'reductions'\], where ReduceLROnPlateau "
+     r"keeps \['best', 'cooling', 'reductions', 'wait'\]"),
+    (lambda s: s.update({"2:ReduceLROnPlateau": [1, 2]}), [], mlp.ModelFileError,
+     r"holds a damaged backup: the state of callback 2:ReduceLROnPlateau holds list"),
+    (lambda s: s["2:ReduceLROnPlateau"].update(reductions=5), [], ValueError,
+     r"the backup '.*' could not be restored \(.*\); the model is as it was"),
+    (lambda s: s.update({"4:EarlyStopping": {}}), [], ValueError,
+     r"it holds the state of a callback 4:EarlyStopping, which this fit does not have"),
+    (lambda s: s.update({"3:Refuses": {"n": 2}}), [Refuses()], ValueError,
+     r"could not be restored \(not this state\); the model is as it was"),
+    (lambda s: s["run"].update(alpha="x"), [], ValueError, r"alpha 'x' there, 0\.0 here"),
+    (lambda s: s.update(run=3), [], mlp.ModelFileError, r"its run record is not a JSON"),
+])
+def test_a_damaged_backup_is_refused_whole_and_changes_nothing(tmp_path, change, extra, error,
+                                                               match):
+    _readme_run("numpy", tmp_path, crash=3, callbacks=[*_pattern_callbacks(tmp_path), *extra])
+    _damage_states(tmp_path / "backup" / "backup-from-epoch-0.npz", change)
+    model = mlp.MLP([5, 8, 3], loss="cross_entropy", dtype="float64", backend="numpy")
+    before = (model.get_weights(), model.seed)
+    with pytest.raises(error, match=match):
+        model.fit(*_data(), epochs=6, validation_split=0.2, batch_size=16,
+                  callbacks=[*_pattern_callbacks(tmp_path), *extra])
+    _unchanged(model, before)
+    assert model.optimizer_ is None and model.optimizer_state_ is None
+    assert ".mlp-backup.lock" not in os.listdir(tmp_path / "backup")  # let go
+
+
+# ------------------------------------------------------------ one fit per folder
+def test_a_backup_folder_in_use_is_refused_and_freed_after(tmp_path):
+    x, y = _data()
+    refused = []
+
+    def other_thread():  # another model, the same folder, while the first trains
+        try:
+            _model("numpy").fit(x, y, epochs=1, callbacks=[mlp.BackupAndRestore(tmp_path / "b")])
+        except RuntimeError as exc:
+            refused.append(str(exc))
+
+    def second_fit(epoch, logs):
+        if epoch == 0:
+            thread = threading.Thread(target=other_thread)
+            thread.start()
+            thread.join()
+
+    _model("numpy").fit(x, y, epochs=2, callbacks=[second_fit,
+                                                   mlp.BackupAndRestore(tmp_path / "b")])
+    assert len(refused) == 1 and re.search(
+        rf"BackupAndRestore: the folder '.*b' is in use by another fit \(process {os.getpid()} "
+        r"on .*; lock file '.*\.mlp-backup\.lock'\): two runs cannot share", refused[0])
+    _model("numpy").fit(x, y, epochs=1, callbacks=[mlp.BackupAndRestore(tmp_path / "b")])
+    assert os.listdir(tmp_path) == []
+    # two in one fit: the second is refused, and the first lets the folder go
+    with pytest.raises(RuntimeError, match=r"is in use by another fit"):
+        _model("numpy").fit(x, y, epochs=1, callbacks=[mlp.BackupAndRestore(tmp_path / "b"),
+                                                       mlp.BackupAndRestore(tmp_path / "b")])
+    _model("numpy").fit(x, y, epochs=1, callbacks=[mlp.BackupAndRestore(tmp_path / "b")])
+    assert os.listdir(tmp_path) == []
+
+
+HOLDER = """
+import sys
+sys.path.insert(0, {root!r})
+import numpy as np
+import mlp
+
+def wait(epoch, logs):
+    print("training", flush=True)
+    sys.stdin.readline()
+
+x = np.random.default_rng(0).normal(size=(20, 5)); y = np.arange(20) % 3
+mlp.MLP([5, 3], loss="cross_entropy", seed=0).fit(
+    x, y, epochs=1, callbacks=[wait, mlp.BackupAndRestore({folder!r})])
+print("done", flush=True)
+"""
+
+
+def test_another_process_training_in_the_folder_is_refused(tmp_path):
+    """Two processes, one folder: the second is refused (naming the first) while the
+    first trains, and takes the folder once it has ended."""
+    folder = str(tmp_path / "shared")
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER.format(root=ROOT, folder=folder)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "training\n"
+        model = _model("numpy")
+        with pytest.raises(RuntimeError, match=rf"in use by another fit \(process "
+                                               rf"{holder.pid} on "):
+            model.fit(*_data(), epochs=1, callbacks=[mlp.BackupAndRestore(folder)])
+        assert model.epochs_trained_ == 0
+        out, _ = holder.communicate("go on\n", timeout=120)
+    finally:
+        holder.kill()
+    assert out == "done\n" and holder.returncode == 0
+    model.fit(*_data(), epochs=1, callbacks=[mlp.BackupAndRestore(folder)])
+    assert not os.path.exists(folder)
+
+
+def test_without_flock_a_lock_file_of_a_dead_process_is_taken_over(tmp_path, monkeypatch):
+    from mlp import callbacks
+
+    monkeypatch.setattr(callbacks, "fcntl", None)  # as where flock is missing
+    folder = tmp_path / "b"
+    folder.mkdir()
+    lock = folder / ".mlp-backup.lock"
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()  # its pid names no process now
+    lock.write_text(f"{child.pid} {socket.gethostname()}\n")
+    x, y = _data()
+    _model("numpy").fit(x, y, epochs=1, callbacks=[mlp.BackupAndRestore(folder)])
+    assert os.listdir(folder) == []  # the stale lock taken over, then let go
+    lock.write_text(f"{os.getppid()} {socket.gethostname()}\n")  # a process that runs
+    with pytest.raises(RuntimeError, match=rf"in use by another fit \(process {os.getppid()}"):
+        _model("numpy").fit(x, y, epochs=1, callbacks=[mlp.BackupAndRestore(folder)])
+    lock.write_text(f"{child.pid} another-machine\n")  # its pids mean nothing here
+    with pytest.raises(RuntimeError, match=rf"process {child.pid} on another-machine"):
+        _model("numpy").fit(x, y, epochs=1, callbacks=[mlp.BackupAndRestore(folder)])
+
+
+def test_a_completed_fit_removes_only_the_folder_it_made(tmp_path):
+    x, y = _data()
+    _model("numpy").fit(x, y, epochs=1, callbacks=[mlp.BackupAndRestore(tmp_path / "a" / "b")])
+    assert os.listdir(tmp_path / "a") == []  # its folder removed, the parent made for it kept
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    _model("numpy").fit(x, y, epochs=1, callbacks=[mlp.BackupAndRestore(mine)])
+    assert os.listdir(mine) == []  # the user's folder stays, emptied of the backup and lock
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(NotADirectoryError, match=r"BackupAndRestore directory '.*notes\.txt' "
+                                                 r"is a file, not a folder"):
+        _model("numpy").fit(x, y, epochs=1,
+                            callbacks=[mlp.BackupAndRestore(tmp_path / "notes.txt")])
+    folder = read_only_folder(tmp_path)
+    if folder is not None:
+        with pytest.raises(OSError, match=r"BackupAndRestore cannot create its folder"):
+            _model("numpy").fit(x, y, epochs=1, callbacks=[
+                mlp.BackupAndRestore(os.path.join(folder, "backup"))])
 
 
 # ------------------------------------------------------------ checkpoints
@@ -536,3 +859,32 @@ def test_history_to_dataframe():
     assert list(frame.index) == [0, 1, 2, 3] and frame.index.name == "epoch"
     assert list(frame.columns) == ["loss", "accuracy", "val_loss", "val_accuracy"]
     assert frame["val_loss"].isna().tolist() == [True, True, False, False]
+
+
+def test_history_plot_checks_its_path_first_and_writes_as_save_does(tmp_path):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    x, y = _data()
+    model = _model("numpy")
+    history = model.fit(x, y, epochs=2, **FIT)
+    missing = str(tmp_path / "no" / "curve.png")
+    with pytest.raises(FileNotFoundError, match=re.escape(f"cannot save the figure to "
+                                                          f"{missing!r}: folder")):
+        history.plot(missing)
+    with pytest.raises(IsADirectoryError, match=r"cannot save the figure to 'no/': it names a "
+                                                r"folder"):
+        history.plot("no/")
+    with pytest.raises(ValueError, match=r"History.plot cannot save the figure to '.*curve\.xyz'"
+                                         r": matplotlib does not write 'xyz' files \(it writes "
+                                         r".*png"):
+        history.plot(tmp_path / "curve.xyz")
+    target, link = tmp_path / "target.png", tmp_path / "link.png"
+    target.write_bytes(b"old")
+    os.chmod(target, 0o640)
+    os.symlink(target, link)
+    history.plot(link)
+    assert os.path.islink(link) and target.read_bytes()[:4] == b"\x89PNG"
+    assert oct(os.stat(target).st_mode & 0o777) == oct(0o640)
+    history.plot(tmp_path / "curve.pdf")
+    assert (tmp_path / "curve.pdf").read_bytes()[:5] == b"%PDF-"
+    assert sorted(os.listdir(tmp_path)) == ["curve.pdf", "link.png", "target.png"]
