@@ -14,9 +14,11 @@ file gets the permissions a plain write would give (or the old file's).
 
 Reads trust nothing: only regular files are opened, the zip directory and
 each array's ``.npy`` header are checked against the config (shapes, dtypes,
-sizes) before anything is allocated, unknown entries are never decompressed,
-JSON is bounded in size and depth, and every failure is a `ModelFileError`
-naming the file.
+sizes) before anything is allocated, entries declaring more than `MAX_EXPANSION`
+times the file's size and unknown entries are never decompressed, JSON is
+bounded in size and depth, and what loads is consistent (an epoch count a fit can
+go on from, a history within it, a finite optimizer state, a shuffle state in
+range). Every failure is a `ModelFileError` naming the file.
 """
 
 from __future__ import annotations
