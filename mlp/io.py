@@ -465,15 +465,20 @@ def _check_parts(members):
             raise _Damaged(f"it holds {what}")
 
 
+def _names(names) -> str:
+    """``names`` joined, the first six of them (a crafted config may declare thousands)."""
+    return ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+
+
 def _check_weight_shapes(layer_sizes, shapes):
     """Every stored W/b has the shape the config declares (before anything is built)."""
     n_layers = len(layer_sizes) - 1
     absent = [k for i in range(n_layers) for k in (f"W{i}", f"b{i}") if k not in shapes]
     if absent:
-        raise _Damaged(f"the weights {', '.join(absent)} are missing")
+        raise _Damaged(f"the weights {_names(absent)} are missing")
     extra = sorted(k for k in shapes if k[0] in "Wb" and k[1:].isdigit() and int(k[1:]) >= n_layers)
     if extra:
-        raise _Damaged(f"it holds weights {', '.join(extra)} beyond its {n_layers} layers")
+        raise _Damaged(f"it holds weights {_names(extra)} beyond its {n_layers} layers")
     for i in range(n_layers):
         (w_shape, w_dtype), (b_shape, b_dtype) = shapes[f"W{i}"], shapes[f"b{i}"]
         want_w, want_b = (layer_sizes[i], layer_sizes[i + 1]), (layer_sizes[i + 1],)
@@ -492,23 +497,53 @@ def _optimizer_state(zf, members, shapes, model, opt):
 
 
 def _checked_state(zf, members, shapes, model, opt):
-    template = opt.init(model.params)
-    expected = tree_leaves(template)
+    wants, roles = _expected_state(model, opt)
     n_stored = sum(1 for k in shapes if k.startswith("opt_state_"))
-    if n_stored != len(expected) or any(f"opt_state_{i}" not in shapes
-                                        for i in range(n_stored)):
+    if n_stored != len(wants) or any(f"opt_state_{i}" not in shapes
+                                     for i in range(n_stored)):
         raise _Damaged(f"its optimizer state has {n_stored} arrays; {opt!r} on this "
-                       f"architecture needs {len(expected)}")
+                       f"architecture needs {len(wants)}")
+    for i, want in enumerate(wants):  # every header, before the state is built or read
+        _check_state_header(shapes, i, want)
+    template = opt.init(model.params)  # as large as the file's own state arrays now
     leaves, counts = [], set()
-    for i, (ref, role) in enumerate(zip(expected, _leaf_roles(template), strict=True)):
-        want = (tuple(ref.shape), np.dtype(model.backend.dtype_name(ref.dtype)))
-        leaf = _state_leaf(zf, members, shapes, i, want, role)
+    for i, (want, role) in enumerate(zip(wants, roles, strict=True)):
+        leaf = _state_leaf(zf, members, i, want, role)
         if want[1].kind in "iu":
             counts.update(leaf.ravel().tolist())
         leaves.append(model.backend.asarray(leaf))
     if len(counts) > 1:  # every building block counts the same updates
         raise _Damaged(f"its optimizer state's step counts disagree ({sorted(counts)})")
     return tree_unflatten(template, leaves)
+
+
+def _expected_state(model, opt):
+    """``[(shape, dtype)]`` and the roles (`_leaf_roles`) of the leaves of
+    ``opt.init(model.params)``, found without building that state: ``opt.init`` on one
+    1-element stand-in per weight array. A state's leaves are scalars (step counts,
+    scales) and whole copies of the weights' structure (moments), in the weights' order."""
+    n = 2 * (len(model.layer_sizes) - 1)
+    one = model.backend.asarray(np.zeros(1, model.dtype_name))
+    stand_in = opt.init([(one, one)] * (n // 2))
+    weight_shapes = [s for i in range(n // 2) for s in ((model.layer_sizes[i],
+                                                         model.layer_sizes[i + 1]),
+                                                        (model.layer_sizes[i + 1],))]
+    wants, run = [], 0
+    for leaf in tree_leaves(stand_in):
+        run = run + 1 if leaf.ndim else 0  # the position in a run of copies of the weights
+        shape = weight_shapes[(run - 1) % n] if leaf.ndim else ()
+        wants.append((shape, np.dtype(model.backend.dtype_name(leaf.dtype))))
+    return wants, _leaf_roles(stand_in)
+
+
+def _check_state_header(shapes, i, want):
+    """Optimizer state array ``i``'s header against ``want`` (shape, dtype); a step count
+    written by another backend may be int64 where this one counts in int32."""
+    shape, dtype = shapes[f"opt_state_{i}"]
+    counts = dtype.kind in "iu" and want[1].kind in "iu"
+    if shape != want[0] or (dtype != want[1] and not counts):
+        raise _Damaged(f"optimizer state array {i} has shape {shape} and dtype {dtype}; "
+                       f"expected shape {want[0]} and dtype {want[1]}")
 
 
 #: What an optimizer state's field holds, by the field's name; the last three are >= 0.
@@ -528,17 +563,11 @@ def _leaf_roles(node, role="values") -> list:
     return [role]
 
 
-def _state_leaf(zf, members, shapes, i, want, role):
-    """Optimizer state array ``i`` as NumPy, checked: shape and dtype ``want`` (a count
-    may come in another integer type), finite, a count or a scale or squares >= 0."""
-    shape, dtype = shapes[f"opt_state_{i}"]
-    # a step count written by another backend may be int64 where this one counts in int32
-    counts = dtype.kind in "iu" and want[1].kind in "iu"
-    if shape != want[0] or (dtype != want[1] and not counts):
-        raise _Damaged(f"optimizer state array {i} has shape {shape} and dtype {dtype}; "
-                       f"expected shape {want[0]} and dtype {want[1]}")
+def _state_leaf(zf, members, i, want, role):
+    """Optimizer state array ``i`` (its header checked) as NumPy in ``want``'s dtype:
+    finite; a count, a scale or a mean of squares >= 0."""
     leaf = _read_member(zf, members[f"opt_state_{i}"])
-    if counts:
+    if want[1].kind in "iu":
         bounds = np.iinfo(want[1])
         if leaf.size and (int(leaf.min()) < 0 or int(leaf.max()) > bounds.max):
             raise _Damaged(f"optimizer state array {i} ({role}) holds counts outside "

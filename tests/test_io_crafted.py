@@ -104,6 +104,54 @@ def test_an_entry_whose_directory_overstates_its_size_is_refused_unread(tmp_path
                          ) < 1_000_000
 
 
+def test_an_optimizer_state_is_checked_before_it_is_built(tmp_path):
+    """A chain of 100 momentum traces on an 8 MB network would build 800 MB of state
+    before finding that the file holds 400 scalars."""
+    config = mlp.MLP([3, 2], seed=0).get_config() | {"layer_sizes": [2000, 1000, 1]}
+    chain = {"name": "chain", "transformations": [{"name": "trace"}] * 100}
+    entries = {"mlp_format.npy": _npy(np.asarray(2)), "config.npy": _npy(_json(config)),
+               "W0.npy": deflated_zeros("float32", (2000, 1000)),
+               "b0.npy": _npy(np.zeros(1000, "float32")),
+               "W1.npy": _npy(np.zeros((1000, 1), "float32")),
+               "b1.npy": _npy(np.zeros(1, "float32")),
+               "optimizer.npy": _npy(_json(chain))}
+    entries |= {f"opt_state_{i}.npy": _npy(np.zeros((), "float32")) for i in range(400)}
+    path = tmp_path / "chain.npz"
+    write_zip(path, entries)
+    peak = _refused_peak(path, r"chain\.npz' holds a damaged mlp model: optimizer state array 0 "
+                               r"has shape \(\) and dtype float32; expected shape \(2000, 1000\) "
+                               r"and dtype float32")
+    assert peak < 100_000_000  # the weights (8 MB) and their copies, not 100 times them
+    del entries["opt_state_399.npy"]
+    write_zip(path, entries)
+    _refused_peak(path, r"its optimizer state has 399 arrays; .* needs 400")
+
+
+@pytest.mark.parametrize("opt", [
+    optimizers.chain(optimizers.clip_by_global_norm(1.0), optimizers.add_decayed_weights(0.1),
+                     optimizers.scale_by_rms(), optimizers.trace(0.5),
+                     optimizers.scale_by_learning_rate(0.01)),
+    optimizers.chain(optimizers.scale_by_adam(), optimizers.trace(0.9, nesterov=True),
+                     optimizers.scale_by_learning_rate(0.01)),
+    optimizers.AdamW(0.01),
+], ids=["clip-decay-rms-trace", "adam-trace", "adamw"])
+def test_every_state_layout_round_trips(backend, tmp_path, opt):
+    """The state's layout, foreseen before it is built, is the one ``init`` builds."""
+    model = mlp.MLP([3, 5, 4, 2], backend=backend, seed=0)
+    model.fit(np.ones((4, 3)), np.ones((4, 2)), epochs=2, optimizer=opt, batch_size=2)
+    model.save(tmp_path / "m.npz", include_optimizer=True)
+    loaded = mlp.load(tmp_path / "m.npz", backend=backend)
+    got, want = _leaves(loaded), _leaves(model)
+    assert [a.shape for a in got] == [b.shape for b in want] and len(got) > 4
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def _leaves(model):
+    return [np.asarray(model.backend.to_numpy(leaf))
+            for leaf in mlp.tree.tree_leaves(model.optimizer_state_)]
+
+
 def test_compressed_model_files_still_load(backend, tmp_path):
     """mlp writes its files uncompressed; real weights, states and histories compressed
     by hand (np.savez_compressed) stay far within the expansion bound."""
@@ -316,3 +364,15 @@ def test_consistent_files_still_load(backend, tmp_path, change):
     model.save(tmp_path / "again.npz", include_optimizer=True)
     again = mlp.load(tmp_path / "again.npz", backend="numpy")
     assert again.epochs_trained_ == 6 and again.history_.epoch[-1] == 5
+
+
+def test_a_config_declaring_thousands_of_layers_is_refused_briefly(tmp_path):
+    path = tmp_path / "m.npz"
+    model = mlp.MLP([3, 2], backend="numpy", seed=0)
+    model.save(path)
+    rewrite_npz(path, config=_json(model.get_config() | {"layer_sizes": [3] + [1] * 5000}))
+    with pytest.raises(ModelFileError, match=r"m\.npz' holds a damaged mlp model: the weights "
+                                             r"W1, b1, W2, b2, W3, b3 and 9992 more are "
+                                             r"missing$") as info:
+        mlp.load(path, backend="numpy")
+    assert len(str(info.value)) < 200
