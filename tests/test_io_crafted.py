@@ -376,3 +376,58 @@ def test_a_config_declaring_thousands_of_layers_is_refused_briefly(tmp_path):
                                              r"missing$") as info:
         mlp.load(path, backend="numpy")
     assert len(str(info.value)) < 200
+
+
+# ------------------------------------------------------ callback states in a backup
+GOOD_STATES = {"EarlyStopping": {"best": 0.5, "best_epoch": 2, "wait": 1},
+               "ReduceLROnPlateau": {"best": 0.5, "wait": 1, "cooling": 0,
+                                     "reductions": [[1, 0.005]]}}
+_STOP, _PLATEAU = GOOD_STATES["EarlyStopping"], GOOD_STATES["ReduceLROnPlateau"]
+DAMAGED_STATES = [
+    ("EarlyStopping", {"best": 0.5, "best_epoch": 2},
+     r"holds \['best', 'best_epoch'\], not \['best', 'best_epoch', 'wait'\]"),
+    ("EarlyStopping", _STOP | {"extra": 1}, r"holds \['best', 'best_epoch', "
+                                             r"'extra', 'wait'\]"),
+    ("EarlyStopping", [0.5, 2, 1], r"holds list, not"),
+    ("EarlyStopping", _STOP | {"wait": True},
+     r"wait must be an integer >= 0, got True"),
+    ("EarlyStopping", _STOP | {"wait": -1}, r"wait must be an integer >= 0, got -1"),
+    ("EarlyStopping", _STOP | {"best": "x"}, r"best must be None or a finite number, got 'x'"),
+    ("EarlyStopping", _STOP | {"best": float("nan")}, r"best must be None or a finite number, "
+                                                      r"got nan"),
+    ("EarlyStopping", _STOP | {"best": float("inf")}, r"best must be None or a finite number, "
+                                                      r"got inf"),
+    ("EarlyStopping", _STOP | {"best_epoch": 1.5}, r"best_epoch must be None or an integer "
+                                                   r">= 0"),
+    ("ReduceLROnPlateau", _PLATEAU | {"cooling": False}, r"cooling must be an integer >= 0, "
+                                                         r"got False"),
+    ("ReduceLROnPlateau", _PLATEAU | {"reductions": {"1": 0.1}},
+     r"reductions must be a list of \[epoch, learning rate\] pairs"),
+    ("ReduceLROnPlateau", _PLATEAU | {"reductions": [[1]]},
+     r"a reduction \[1\] is not an \[epoch, learning rate\] pair"),
+    ("ReduceLROnPlateau", _PLATEAU | {"reductions": [[True, 0.1]]},
+     r"epoch must be an integer >= 0"),
+    ("ReduceLROnPlateau", _PLATEAU | {"reductions": [[1, -0.1]]},
+     r"learning rate must be a finite number >= 0"),
+]
+
+
+@pytest.mark.parametrize("name, state, match", DAMAGED_STATES,
+                         ids=[f"{name}-{i}" for i, (name, _, _) in enumerate(DAMAGED_STATES)])
+def test_a_damaged_callback_state_is_refused_naming_the_callback(name, state, match):
+    """What a backup gives back to `set_state` is checked before any of it is taken."""
+    callback = getattr(mlp, name)()
+    before = dict(vars(callback))
+    with pytest.raises(ValueError, match=rf"^{name}'s saved state (is damaged: )?{match}"):
+        callback.set_state(state)
+    assert vars(callback) == before
+
+
+def test_good_callback_states_are_taken(tmp_path):
+    model = mlp.MLP([3, 2], backend="numpy", seed=0)
+    stopping, plateau = mlp.EarlyStopping(), mlp.ReduceLROnPlateau()
+    for callback in (stopping, plateau):
+        callback.model = model
+        callback.set_state(GOOD_STATES[type(callback).__name__])
+        assert callback.get_state() == GOOD_STATES[type(callback).__name__]
+    assert plateau.reductions == [(1, 0.005)] and stopping.best_epoch == 2
