@@ -455,8 +455,9 @@ def _format_version(zf, members, shapes, name) -> int:
 def _check_parts(members):
     """The optional parts come together: an optimizer state with its optimizer, a
     history with its training state, a training state with an optimizer."""
-    has = {part: any(k == part or k.startswith(part + "_") for k in members)
-           for part in ("optimizer", "opt_state", "training", "history")}
+    has = {"optimizer": "optimizer" in members, "training": "training" in members,
+           "opt_state": any(k.startswith(("opt_state_", "optimizer_state")) for k in members),
+           "history": any(k.startswith("history_") for k in members)}
     needs = [("opt_state", "optimizer", "an optimizer state without its optimizer"),
              ("history", "training", "a history without its training state"),
              ("training", "optimizer", "a training state without an optimizer")]
