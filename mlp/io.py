@@ -424,6 +424,17 @@ def _json_depth_ok(text):
     return True
 
 
+def _object(pairs) -> dict:
+    """A JSON object whose keys are all distinct (which of two values counts is not a
+    question a model file leaves open)."""
+    value = {}
+    for key, item in pairs:
+        if key in value:
+            raise _Damaged(f"a JSON object in it names {key!r} twice")
+        value[key] = item
+    return value
+
+
 def _json_entry(zf, members, key, shapes):
     """The JSON object stored (as a 0-d string array) under ``key``."""
     shape, dtype = shapes[key]
@@ -432,7 +443,7 @@ def _json_entry(zf, members, key, shapes):
     text = str(_read_member(zf, members[key]))
     if not _json_depth_ok(text):
         raise _Damaged(f"its {key} entry nests deeper than {MAX_JSON_DEPTH} levels")
-    value = json.loads(text)
+    value = json.loads(text, object_pairs_hook=_object)
     if not isinstance(value, dict):
         raise _Damaged(f"its {key} is {type(value).__name__}, not a JSON object")
     return value

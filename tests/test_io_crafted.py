@@ -290,6 +290,9 @@ CRAFTED = {
                                 r"it holds an optimizer state without its optimizer"),
     "history-without-training": (lambda p: {"training": None},
                                  r"it holds a history without its training state"),
+    "json-key-twice": (lambda p: {"training": np.asarray(str(_json(_training(p)))[:-1]
+                                                        + ', "epochs_trained": 99}')},
+                       r"a JSON object in it names 'epochs_trained' twice"),
 }
 
 
