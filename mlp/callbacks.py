@@ -476,6 +476,22 @@ class _Watching(Callback):
     def _direction(self, key):
         return metric_mode(key) if self.mode == "auto" else self.mode
 
+    #: The rules (`mlp.params`) of each entry of the dict `get_state` gives.
+    state_rules: dict = {}
+
+    def _saved(self, state) -> dict:
+        """``state`` as a backup gave it back, checked entry by entry against
+        `state_rules` before `set_state` uses any of it: a ValueError naming this
+        callback for a missing, extra or ill-typed entry (a bool for a count, NaN...)."""
+        name = type(self).__name__
+        if not isinstance(state, dict) or state.keys() != self.state_rules.keys():
+            got = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"{name}'s saved state holds {got}, not {sorted(self.state_rules)}")
+        try:
+            return validate(self.state_rules, state)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{name}'s saved state is damaged: {exc}") from None
+
     def _improves(self, value, best, key) -> bool:
         """Whether ``value`` beats ``best`` (None: nothing yet) by more than ``min_delta``."""
         if not math.isfinite(value):
@@ -562,7 +578,11 @@ class EarlyStopping(_Watching):
     def get_state(self):
         return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}
 
+    state_rules = {"best": [None, Real()], "best_epoch": [None, _Integer(0)],
+                   "wait": [_Integer(0)]}
+
     def set_state(self, state):
+        state = self._saved(state)
         self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
         # the restored weights are the best ones if the best epoch is the last one trained
         restored = self.model.epochs_trained_ - 1
@@ -1511,10 +1531,27 @@ class ReduceLROnPlateau(_Watching):
         return {"best": self.best, "wait": self.wait, "cooling": self.cooling,
                 "reductions": [list(r) for r in self.reductions]}
 
+    state_rules = {"best": [None, Real()], "wait": [_Integer(0)], "cooling": [_Integer(0)],
+                   "reductions": [InstanceOf(list, "a list of [epoch, learning rate] pairs")]}
+
     def set_state(self, state):
+        state = self._saved(state)
+        reductions = [_reduction(r) for r in state["reductions"]]
         self.best, self.wait, self.cooling = state["best"], state["wait"], state["cooling"]
-        self.reductions = [tuple(r) for r in state["reductions"]]
+        self.reductions = reductions
 
     def __repr__(self) -> str:
         return (f"ReduceLROnPlateau(monitor={self.monitor!r}, factor={self.factor}, "
                 f"patience={self.patience}, min_lr={self.min_lr})")
+
+
+def _reduction(pair) -> tuple:
+    """A saved ``[epoch, learning rate]`` of `ReduceLROnPlateau`, checked."""
+    if not isinstance(pair, list) or len(pair) != 2:
+        raise ValueError(f"ReduceLROnPlateau's saved state is damaged: a reduction {pair!r} "
+                         "is not an [epoch, learning rate] pair")
+    try:
+        return (check("epoch", pair[0], [_Integer(0)]),
+                check("learning rate", pair[1], [Real(0)]))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"ReduceLROnPlateau's saved state is damaged: {exc}") from None

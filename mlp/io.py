@@ -16,9 +16,11 @@ into the folder.
 
 Reads trust nothing: only regular files are opened, the zip directory and
 each array's ``.npy`` header are checked against the config (shapes, dtypes,
-sizes) before anything is allocated, unknown entries are never decompressed,
-JSON is bounded in size and depth, and every failure is a `ModelFileError`
-naming the file.
+sizes) before anything is allocated, entries declaring more than `MAX_EXPANSION`
+times the file's size and unknown entries are never decompressed, JSON is
+bounded in size and depth, and what loads is consistent (an epoch count a fit can
+go on from, a history within it, a finite optimizer state, a shuffle state in
+range). Every failure is a `ModelFileError` naming the file.
 """
 
 from __future__ import annotations
@@ -48,6 +50,15 @@ FORMAT_VERSION = 2
 MAX_JSON_CHARS = 1 << 16
 #: The deepest nesting of lists and objects a JSON entry may have.
 MAX_JSON_DEPTH = 16
+#: How many times the file's size its entries may hold once decompressed. mlp writes
+#: them uncompressed, and real weights and histories compress far less than this: a
+#: file declaring more is a decompression bomb, refused before anything is read.
+MAX_EXPANSION = 100
+#: What a file's entries may hold in all whatever its size (so tiny files are never refused).
+EXPANSION_SLACK = 1 << 20
+#: The largest epoch count a model file may declare (far beyond any training; counted
+#: exactly by float64 and by the int64 history).
+MAX_EPOCHS = 2**53
 _MEMBER = re.compile(r"(mlp_format|config|optimizer|optimizer_state|W\d+|b\d+|opt_state_\d+"
                      r"|training|history_epoch|history_values)\.npy")
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -98,38 +109,116 @@ def _training_arrays(model, callback_states=None) -> dict:
 
 
 def _restore_training(zf, members, shapes, model):
-    """Put the stored epoch count, shuffle stream and history into ``model``."""
-    from .callbacks import History
-
+    """Put the stored epoch count, shuffle stream and history into ``model`` (a model
+    being built), each checked against the others before the history is read."""
     training = _json_entry(zf, members, "training", shapes)
-    epochs_trained, rng_state, keys = (training.get(k) for k in (
-        "epochs_trained", "shuffle_rng", "history_metrics"))
-    if not isinstance(epochs_trained, int) or isinstance(epochs_trained, bool) or \
-            epochs_trained < 0:
-        raise _Damaged(f"its epoch count {epochs_trained!r} is not a count")
-    if not (isinstance(keys, list) and all(isinstance(k, str) for k in keys)):
+    epochs_trained = _epoch_count(training.get("epochs_trained"))
+    keys = _metric_names(training.get("history_metrics"))
+    _check_history_shapes(shapes, keys, epochs_trained)
+    _check_callback_states(training.get("callbacks", {}))
+    _restore_rng(model._shuffle_rng.bit_generator, training.get("shuffle_rng"))
+    history = _read_history(zf, members, keys, epochs_trained)
+    model.epochs_trained_ = epochs_trained
+    model.history_ = history if history.epoch or keys else None
+
+
+def _epoch_count(value) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_EPOCHS:
+        raise _Damaged(f"its epoch count {value!r} is not a count (an integer from 0 to "
+                       f"2**53)")
+    return value
+
+
+def _metric_names(keys) -> list:
+    if not (isinstance(keys, list) and all(isinstance(k, str) and k for k in keys)):
         raise _Damaged("its history's metric names are not a list of names")
+    if len(set(keys)) != len(keys):
+        raise _Damaged(f"its history names a metric twice ({keys})")
+    return keys
+
+
+def _check_history_shapes(shapes, keys, epochs_trained):
+    """The history's entries, from their headers: one integer epoch and one float per
+    metric for each epoch, no more epochs than were trained."""
     (e_shape, e_dtype), (v_shape, v_dtype) = shapes["history_epoch"], shapes["history_values"]
     if len(e_shape) != 1 or e_dtype.kind not in "iu" or v_dtype.kind != "f" or \
             v_shape != (e_shape[0], len(keys)):
         raise _Damaged(f"its history (epochs {e_shape} of {e_dtype}, values {v_shape} of "
                        f"{v_dtype}) does not match its {len(keys)} metric names")
-    generator = model._shuffle_rng.bit_generator
-    if not isinstance(rng_state, dict) or rng_state.get("bit_generator") != type(
-            generator).__name__:
-        raise _Damaged("its shuffle generator's state is not a "
-                       f"{type(generator).__name__} state")
+    if e_shape[0] > epochs_trained:
+        raise _Damaged(f"its history holds {e_shape[0]} epochs, more than its epoch count "
+                       f"{epochs_trained}")
+
+
+def _read_history(zf, members, keys, epochs_trained):
+    """The stored `History`; its epochs increase strictly from 0 up to the epoch count."""
+    from .callbacks import History
+
+    epochs = _read_member(zf, members["history_epoch"])
+    if epochs.size and not (int(epochs[0]) >= 0 and int(epochs[-1]) < epochs_trained
+                            and bool(np.all(epochs[1:] > epochs[:-1]))):
+        raise _Damaged(f"its history's epochs are not distinct and increasing from 0 to "
+                       f"{epochs_trained - 1} (its epoch count is {epochs_trained}): "
+                       f"{_preview(epochs)}")
+    values = _read_member(zf, members["history_values"]).astype(np.float64)
+    history = History()
+    history.append_epochs(epochs.tolist(), dict(zip(keys, values.T.tolist(), strict=True)))
+    return history
+
+
+def _preview(array) -> str:
+    items = array[:6].tolist()
+    return str(items)[:-1] + ", ...]" if array.size > 6 else str(items)
+
+
+#: PCG64's state (the shuffle stream), as ``generator.state`` gives it: each number's bits.
+_PCG64_BOUNDS = {("state", "state"): 128, ("state", "inc"): 128, ("has_uint32",): 1,
+                 ("uinteger",): 32}
+
+
+def _restore_rng(generator, state):
+    """Set ``generator`` (a model's shuffle stream) to the stored ``state``: the same
+    structure as its own state, integers (not booleans) in range."""
+    kind = type(generator).__name__
+    if not _same_structure(state, generator.state):
+        raise _Damaged(f"its shuffle generator's state is not a {kind} state")
+    if kind == "PCG64":
+        for path, bound in _PCG64_BOUNDS.items():
+            value = state
+            for key in path:
+                value = value[key]
+            if not 0 <= value < 2**bound:
+                raise _Damaged(f"its shuffle generator's {'.'.join(path)} {value} is out of "
+                               f"range [0, 2**{bound})")
+        if state["state"]["inc"] % 2 == 0:
+            raise _Damaged("its shuffle generator's increment is even (PCG64's is odd)")
     try:
-        generator.state = rng_state
+        generator.state = state
     except (TypeError, ValueError, KeyError, OverflowError) as exc:
         raise _Damaged(f"its shuffle generator's state cannot be restored ({exc})") from exc
-    history = History()
-    history.history = {k: [] for k in keys}
-    values = _read_member(zf, members["history_values"])
-    for epoch, row in zip(_read_member(zf, members["history_epoch"]), values, strict=True):
-        history.append(int(epoch), dict(zip(keys, row.tolist(), strict=True)))
-    model.epochs_trained_ = epochs_trained
-    model.history_ = history if history.epoch or keys else None
+
+
+def _same_structure(value, like) -> bool:
+    """Whether ``value`` (from JSON) has the keys and the types of ``like`` (names equal)."""
+    if isinstance(like, dict):
+        return isinstance(value, dict) and value.keys() == like.keys() and all(
+            _same_structure(value[k], like[k]) for k in like)
+    if isinstance(like, str):
+        return value == like
+    return type(value) is int if isinstance(like, int) else False
+
+
+_CALLBACK_KEY = re.compile(r"\d{1,6}:[A-Za-z_]\w*")
+
+
+def _check_callback_states(states):
+    """The fit's callbacks' states (`BackupAndRestore`): ``{"position:Class": {...}}``."""
+    if not isinstance(states, dict):
+        raise _Damaged(f"its callback states are {type(states).__name__}, not a JSON object")
+    for key, state in states.items():
+        if not _CALLBACK_KEY.fullmatch(key) or not isinstance(state, dict):
+            raise _Damaged(f"its callback state {key!r} is not a callback's state "
+                           f"({type(state).__name__})")
 
 
 # ---------------------------------------------------------------------- save
@@ -353,9 +442,11 @@ def _check_head(fh, name):
                              f"it starts with {head[:4]!r})")
 
 
-def _members(zf, name):
-    """``{array name: ZipInfo}`` of the archive; foreign, duplicate or unknown entries
-    are refused from the directory alone, without decompressing anything."""
+def _members(zf, name, size):
+    """``{array name: ZipInfo}`` of the archive (a file of ``size`` bytes); foreign,
+    duplicate or unknown entries, and entries declaring far more data than the file can
+    hold (`MAX_EXPANSION`), are refused from the directory alone, without decompressing
+    anything."""
     infos = zf.infolist()
     names = [info.filename for info in infos]
     keys = {n[:-4] for n in names if n.endswith(".npy")}
@@ -368,6 +459,12 @@ def _members(zf, name):
     if unknown:
         raise ModelFileError(f"{name} holds a damaged mlp model: unexpected entries "
                              f"{unknown[:5]} (refused unread)")
+    declared = sum(info.file_size for info in infos)
+    if declared > MAX_EXPANSION * size + EXPANSION_SLACK:
+        raise ModelFileError(f"{name} holds a damaged mlp model: its entries declare "
+                             f"{declared:,} bytes, over {MAX_EXPANSION} times the file's "
+                             f"{size:,} bytes (refused unread: mlp writes its files "
+                             "uncompressed, and no model compresses this much)")
     return {info.filename[:-4]: info for info in infos}
 
 
@@ -414,6 +511,17 @@ def _json_depth_ok(text):
     return True
 
 
+def _object(pairs) -> dict:
+    """A JSON object whose keys are all distinct (which of two values counts is not a
+    question a model file leaves open)."""
+    value = {}
+    for key, item in pairs:
+        if key in value:
+            raise _Damaged(f"a JSON object in it names {key!r} twice")
+        value[key] = item
+    return value
+
+
 def _json_entry(zf, members, key, shapes):
     """The JSON object stored (as a 0-d string array) under ``key``."""
     shape, dtype = shapes[key]
@@ -422,13 +530,13 @@ def _json_entry(zf, members, key, shapes):
     text = str(_read_member(zf, members[key]))
     if not _json_depth_ok(text):
         raise _Damaged(f"its {key} entry nests deeper than {MAX_JSON_DEPTH} levels")
-    value = json.loads(text)
+    value = json.loads(text, object_pairs_hook=_object)
     if not isinstance(value, dict):
         raise _Damaged(f"its {key} is {type(value).__name__}, not a JSON object")
     return value
 
 
-def _format_version(zf, members, shapes, name):
+def _format_version(zf, members, shapes, name) -> int:
     shape, dtype = shapes["mlp_format"]
     if shape != () or dtype.kind not in "iu":
         raise _Damaged(f"its format number (dtype {dtype}, shape {shape}) is not an integer")
@@ -436,6 +544,29 @@ def _format_version(zf, members, shapes, name):
     if version > FORMAT_VERSION:
         raise ModelFileError(f"{name} was written by a newer mlp "
                              f"(format {version}; this one reads up to {FORMAT_VERSION})")
+    if version < 1:
+        raise _Damaged(f"its format number {version} is not one mlp writes (1 to "
+                       f"{FORMAT_VERSION})")
+    return version
+
+
+def _check_parts(members):
+    """The optional parts come together: an optimizer state with its optimizer, a
+    history with its training state, a training state with an optimizer."""
+    has = {"optimizer": "optimizer" in members, "training": "training" in members,
+           "opt_state": any(k.startswith(("opt_state_", "optimizer_state")) for k in members),
+           "history": any(k.startswith("history_") for k in members)}
+    needs = [("opt_state", "optimizer", "an optimizer state without its optimizer"),
+             ("history", "training", "a history without its training state"),
+             ("training", "optimizer", "a training state without an optimizer")]
+    for part, needed, what in needs:
+        if has[part] and not has[needed]:
+            raise _Damaged(f"it holds {what}")
+
+
+def _names(names) -> str:
+    """``names`` joined, the first six of them (a crafted config may declare thousands)."""
+    return ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
 
 
 def _check_weight_shapes(layer_sizes, shapes):
@@ -443,17 +574,17 @@ def _check_weight_shapes(layer_sizes, shapes):
     n_layers = len(layer_sizes) - 1
     absent = [k for i in range(n_layers) for k in (f"W{i}", f"b{i}") if k not in shapes]
     if absent:
-        raise _Damaged(f"the weights {', '.join(absent)} are missing")
+        raise _Damaged(f"the weights {_names(absent)} are missing")
     extra = sorted(k for k in shapes if k[0] in "Wb" and k[1:].isdigit() and int(k[1:]) >= n_layers)
     if extra:
-        raise _Damaged(f"it holds weights {', '.join(extra)} beyond its {n_layers} layers")
+        raise _Damaged(f"it holds weights {_names(extra)} beyond its {n_layers} layers")
     for i in range(n_layers):
         (w_shape, w_dtype), (b_shape, b_dtype) = shapes[f"W{i}"], shapes[f"b{i}"]
         want_w, want_b = (layer_sizes[i], layer_sizes[i + 1]), (layer_sizes[i + 1],)
         if w_shape != want_w or b_shape != want_b:
             raise _Damaged(f"layer {i} expects W of shape {want_w} and b of shape {want_b}, "
                            f"got {w_shape} and {b_shape}")
-        for dt in (w_dtype, b_dtype):
+        for dt in (w_dtype, b_dtype):  # cast to the model's float dtype, as set_weights does
             if dt.kind != "f":
                 raise _Damaged(f"the weights of layer {i} are {dt}, not floating point")
 
@@ -465,30 +596,87 @@ def _optimizer_state(zf, members, shapes, model, opt):
 
 
 def _checked_state(zf, members, shapes, model, opt):
-    template = opt.init(model.params)
-    expected = tree_leaves(template)
+    wants, roles = _expected_state(model, opt)
     n_stored = sum(1 for k in shapes if k.startswith("opt_state_"))
-    if n_stored != len(expected) or any(f"opt_state_{i}" not in shapes
-                                        for i in range(n_stored)):
+    if n_stored != len(wants) or any(f"opt_state_{i}" not in shapes
+                                     for i in range(n_stored)):
         raise _Damaged(f"its optimizer state has {n_stored} arrays; {opt!r} on this "
-                       f"architecture needs {len(expected)}")
-    leaves = []
-    for i, ref in enumerate(expected):
-        shape, dtype = shapes[f"opt_state_{i}"]
-        want = (tuple(ref.shape), np.dtype(model.backend.dtype_name(ref.dtype)))
-        # a step count written by another backend may be int64 where this one counts in int32
-        counts = dtype.kind in "iu" and want[1].kind in "iu"
-        if shape != want[0] or (dtype != want[1] and not counts):
-            raise _Damaged(f"optimizer state array {i} has shape {shape} and dtype {dtype}; "
-                           f"expected shape {want[0]} and dtype {want[1]}")
-        leaf = _read_member(zf, members[f"opt_state_{i}"])
-        if counts and dtype != want[1]:
-            bounds = np.iinfo(want[1])
-            if leaf.size and (leaf.min() < bounds.min or leaf.max() > bounds.max):
-                raise _Damaged(f"optimizer state array {i} holds counts beyond {want[1]}")
-            leaf = leaf.astype(want[1])
+                       f"architecture needs {len(wants)}")
+    for i, want in enumerate(wants):  # every header, before the state is built or read
+        _check_state_header(shapes, i, want)
+    template = opt.init(model.params)  # as large as the file's own state arrays now
+    leaves, counts = [], set()
+    for i, (want, role) in enumerate(zip(wants, roles, strict=True)):
+        leaf = _state_leaf(zf, members, i, want, role)
+        if want[1].kind in "iu":
+            counts.update(leaf.ravel().tolist())
         leaves.append(model.backend.asarray(leaf))
+    if len(counts) > 1:  # every building block counts the same updates
+        raise _Damaged(f"its optimizer state's step counts disagree ({sorted(counts)})")
     return tree_unflatten(template, leaves)
+
+
+def _expected_state(model, opt):
+    """``[(shape, dtype)]`` and the roles (`_leaf_roles`) of the leaves of
+    ``opt.init(model.params)``, found without building that state: ``opt.init`` on one
+    1-element stand-in per weight array. A state's leaves are scalars (step counts,
+    scales) and whole copies of the weights' structure (moments), in the weights' order."""
+    n = 2 * (len(model.layer_sizes) - 1)
+    one = model.backend.asarray(np.zeros(1, model.dtype_name))
+    stand_in = opt.init([(one, one)] * (n // 2))
+    weight_shapes = [s for i in range(n // 2) for s in ((model.layer_sizes[i],
+                                                         model.layer_sizes[i + 1]),
+                                                        (model.layer_sizes[i + 1],))]
+    wants, run = [], 0
+    for leaf in tree_leaves(stand_in):
+        run = run + 1 if leaf.ndim else 0  # the position in a run of copies of the weights
+        shape = weight_shapes[(run - 1) % n] if leaf.ndim else ()
+        wants.append((shape, np.dtype(model.backend.dtype_name(leaf.dtype))))
+    return wants, _leaf_roles(stand_in)
+
+
+def _check_state_header(shapes, i, want):
+    """Optimizer state array ``i``'s header against ``want`` (shape, dtype); a step count
+    written by another backend may be int64 where this one counts in int32."""
+    shape, dtype = shapes[f"opt_state_{i}"]
+    counts = dtype.kind in "iu" and want[1].kind in "iu"
+    if shape != want[0] or (dtype != want[1] and not counts):
+        raise _Damaged(f"optimizer state array {i} has shape {shape} and dtype {dtype}; "
+                       f"expected shape {want[0]} and dtype {want[1]}")
+
+
+#: What an optimizer state's field holds, by the field's name; the last three are >= 0.
+_ROLES = {"mu": "first moments", "trace": "velocity", "count": "step count",
+          "learning_rate_scale": "learning-rate scale", "nu": "mean of squared gradients"}
+_NON_NEGATIVE = ("step count", "learning-rate scale", "mean of squared gradients")
+
+
+def _leaf_roles(node, role="values") -> list:
+    """What each leaf of an optimizer state (as `tree_leaves` orders them) holds."""
+    if node is None:
+        return []
+    if isinstance(node, (list, tuple)):
+        fields = getattr(type(node), "_fields", None) or [None] * len(node)
+        return [r for field, child in zip(fields, node, strict=True)
+                for r in _leaf_roles(child, _ROLES.get(field, role))]
+    return [role]
+
+
+def _state_leaf(zf, members, i, want, role):
+    """Optimizer state array ``i`` (its header checked) as NumPy in ``want``'s dtype:
+    finite; a count, a scale or a mean of squares >= 0."""
+    leaf = _read_member(zf, members[f"opt_state_{i}"])
+    if want[1].kind in "iu":
+        bounds = np.iinfo(want[1])
+        if leaf.size and (int(leaf.min()) < 0 or int(leaf.max()) > bounds.max):
+            raise _Damaged(f"optimizer state array {i} ({role}) holds counts outside "
+                           f"[0, {bounds.max}] ({_preview(leaf.ravel())})")
+        return leaf.astype(want[1])
+    if not np.all(np.isfinite(leaf)):
+        raise _Damaged(f"optimizer state array {i} ({role}) holds NaN or infinite values")
+    if role in _NON_NEGATIVE and np.any(leaf < 0):
+        raise _Damaged(f"optimizer state array {i} ({role}) holds negative values")
+    return leaf
 
 
 def _check_registered(config, name):
@@ -509,9 +697,9 @@ def _check_registered(config, name):
 
 
 def _load_model(zf, members, name, backend, model_class):
-
     shapes = {key: _header(zf, info) for key, info in members.items()}
-    _format_version(zf, members, shapes, name)
+    version = _format_version(zf, members, shapes, name)
+    _check_parts(members)
     config = _json_entry(zf, members, "config", shapes)
     model_class._arguments(config)  # the keys
     _check_registered(config, name)
@@ -526,8 +714,9 @@ def _load_model(zf, members, name, backend, model_class):
         model.optimizer_state_ = _optimizer_state(zf, members, shapes, model, opt)
         model.optimizer_ = opt
     if "training" in members:
-        if "optimizer" not in members:
-            raise _Damaged("it holds a training state without an optimizer")
+        if version < 2:
+            raise _Damaged(f"it holds a training state, which format {version} files do not "
+                           "have")
         _restore_training(zf, members, shapes, model)
     return model
 
@@ -539,17 +728,17 @@ def callback_states(path) -> dict:
         _check_head(fh, name)
         try:
             with zipfile.ZipFile(fh) as zf:
-                members = _members(zf, name)
+                members = _members(zf, name, os.fstat(fh.fileno()).st_size)
                 if "training" not in members:
                     return {}
                 shapes = {"training": _header(zf, members["training"])}
                 states = _json_entry(zf, members, "training", shapes).get("callbacks", {})
+                _check_callback_states(states)
         except ModelFileError:
             raise
-        except (_Damaged, zipfile.BadZipFile, OSError, ValueError, KeyError) as exc:
+        except (_Damaged, zipfile.BadZipFile, OSError, EOFError, zlib.error, ValueError,
+                KeyError, RuntimeError, RecursionError) as exc:
             raise ModelFileError(f"{name} holds damaged callback states: {exc}") from exc
-    if not isinstance(states, dict):
-        raise ModelFileError(f"{name} holds damaged callback states: not a JSON object")
     return states
 
 
@@ -564,7 +753,8 @@ def load_model(path, model_class, backend=None):
         _check_head(fh, name)
         try:
             with zipfile.ZipFile(fh) as zf:
-                return _load_model(zf, _members(zf, name), name, backend, model_class)
+                members = _members(zf, name, os.fstat(fh.fileno()).st_size)
+                return _load_model(zf, members, name, backend, model_class)
         except ModelFileError:
             raise
         except _Damaged as exc:
@@ -576,7 +766,8 @@ def load_model(path, model_class, backend=None):
                 NotImplementedError, RuntimeError, UnicodeDecodeError, RecursionError) as exc:
             raise ModelFileError(f"{name} is not a complete mlp model file: it is truncated or "
                                  f"corrupted ({exc})") from exc
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError,
+                OverflowError) as exc:
             # json.JSONDecodeError and bad .npy headers are ValueErrors
             what = f"missing entry {exc}" if isinstance(exc, KeyError) else str(exc)
             raise ModelFileError(f"{name} holds a damaged mlp model: {what}") from exc

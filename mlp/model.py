@@ -629,9 +629,12 @@ def load(path, backend=None) -> MLP:
     ModelFileError (a ValueError)
         Anything else that keeps the file from being loaded: a folder or other
         non-regular file, an empty, truncated, corrupted, crafted or foreign
-        file; the message names the file and the problem. Nothing in the file
-        is ever executed, and nothing is allocated before the stored arrays'
-        headers have been checked against the declared architecture.
+        file, one declaring contents over 100 times its size, or one whose
+        training state a fit could not go on from (a history beyond the epoch
+        count, NaN optimizer moments, ...); the message names the file and the
+        problem. Nothing in the file is ever executed, and nothing is allocated
+        before the stored arrays' headers have been checked against the
+        declared architecture and the file's size.
     BackendUnavailableError
         ``backend`` cannot run here.
     """

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import math
+import struct
+import zlib
+from typing import NamedTuple
+
 import numpy as np
 
 import mlp
@@ -51,3 +57,52 @@ def read_only_folder(tmp_path):
         folder.chmod(0o500)
         return str(folder)
     return None
+
+
+class RawEntry(NamedTuple):
+    """A zip entry written as given: ``data`` compressed by ``method`` (0 stored, 8
+    deflated), with the CRC and uncompressed ``size`` its directory declares."""
+
+    data: bytes
+    method: int
+    crc: int
+    size: int
+
+
+def write_zip(path, members):
+    """A zip file of ``members`` (name -> bytes, stored, or a `RawEntry`), written byte by
+    byte: entries whose directory says what `zipfile` could not be made to write."""
+    local, central = bytearray(), bytearray()
+    for name, entry in members.items():
+        if isinstance(entry, bytes):
+            entry = RawEntry(entry, 0, zlib.crc32(entry), len(entry))
+        fname = name.encode()
+        fields = (20, 0, entry.method, 0, 0x21, entry.crc, len(entry.data), entry.size,
+                  len(fname))
+        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, *fields, 0, 0, 0, 0, 0,
+                               len(local)) + fname
+        local += struct.pack("<IHHHHHIIIHH", 0x04034B50, *fields, 0) + fname + entry.data
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(members), len(members), len(central),
+                      len(local), 0)
+    with open(path, "wb") as fh:
+        fh.write(bytes(local + central + end))
+
+
+def deflated_zeros(dtype, shape) -> RawEntry:
+    """A ``.npy`` entry of zeros, deflated (about 1000 times smaller), made without ever
+    holding the array: after a full flush, deflate writes every block of zeros alike."""
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(head, {"descr": np.lib.format.dtype_to_descr(
+        np.dtype(dtype)), "fortran_order": False, "shape": tuple(shape)})
+    head = head.getvalue()
+    n_blocks, rest = divmod(math.prod(shape) * np.dtype(dtype).itemsize, 1 << 20)
+    block = bytes(1 << 20)
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    data = deflate.compress(head) + deflate.flush(zlib.Z_FULL_FLUSH)
+    data += (deflate.compress(block) + deflate.flush(zlib.Z_FULL_FLUSH)) * n_blocks
+    data += deflate.compress(bytes(rest)) + deflate.flush()
+    crc = zlib.crc32(head)
+    for _ in range(n_blocks):
+        crc = zlib.crc32(block, crc)
+    crc = zlib.crc32(bytes(rest), crc)
+    return RawEntry(data, 8, crc, len(head) + n_blocks * len(block) + rest)
