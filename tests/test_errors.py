@@ -19,6 +19,7 @@ import pytest
 
 import mlp
 from mlp.io import ModelFileError
+from mlp.optimizers import step_count
 from tests._helpers import rewrite_npz
 
 N, F, OUT, CLASSES = 12, 3, 2, 4
@@ -589,8 +590,12 @@ def test_divergence_restores_finite_weights(backend, batch_size, with_callback, 
     assert all(math.isfinite(v) for v in losses)
     assert info.value.history.epoch == list(range(len(losses)))
     assert len(losses) < 200
-    if batch_size is None:  # the first epoch's loss (at the initial weights) is finite
-        assert len(losses) >= 1
+    # the history, the epoch count and the optimizer's step count agree with the weights
+    assert model.epochs_trained_ == len(losses) == len(model.history_.epoch)
+    assert step_count(model.optimizer_state_) == len(losses) * (
+        1 if batch_size is None else -(-N // batch_size))
+    if batch_size is None and learning_rate == 1e6:  # epoch 0's loss and end weights are
+        assert len(losses) >= 1                       # finite (1e38: its end weights are inf)
     assert tuple(model.predict(x).shape) == (N, OUT)  # still usable (if huge)
 
 
