@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -327,8 +328,14 @@ class MLP:
         For classifiers these are probabilities (softmax or sigmoid outputs).
         """
         fn = self._compiled(("predict",), lambda spec=self._spec: self.backend.jit(
-            lambda p, x: core.forward(spec, p, x)))
-        return fn(self.params, self._x(x))
+            lambda p, x: core.forward_checked(spec, p, x)))
+        x_dev = self._x(x)
+        out, n_bad = fn(self.params, x_dev)
+        n_bad = int(n_bad)
+        if n_bad:
+            raise self._overflow(f"the network's output for {n_bad} of {x_dev.shape[0]} "
+                                 "row(s) of x", x_dev)
+        return out
 
     def predict_proba(self, x):
         """Class probabilities ``(n, n_outputs)`` (classifiers only)."""
@@ -368,16 +375,44 @@ class MLP:
         x_dev, targets, _, w = self._weighted(x, y, sample_weight)
         fn = self._compiled(("loss",), lambda spec=self._spec: self.backend.jit(
             lambda p, x, y, w: core.loss_value(spec, p, x, y, w)))
-        return float(fn(self.params, x_dev, targets, w))
+        value = float(fn(self.params, x_dev, targets, w))
+        if not math.isfinite(value):
+            raise self._overflow(f"the loss (it is {value})", x_dev, targets)
+        return value
 
     @_in_precision
     def gradients(self, x, y, sample_weight=None):
         """Gradients of the mean loss (weighted with ``sample_weight``), ``[(dW, db), ...]``
         as backend arrays."""
         x_dev, targets, _, w = self._weighted(x, y, sample_weight)
-        fn = self._compiled(("gradients",), lambda spec=self._spec: self.backend.jit(
-            lambda p, x, y, w: core.loss_and_gradients(spec, p, x, y, weights=w)[1]))
-        return fn(self.params, x_dev, targets, w)
+
+        def gradients(p, x, y, w, spec=self._spec):
+            loss, grads = core.loss_and_gradients(spec, p, x, y, weights=w)
+            return grads, core.all_finite_flag(
+                spec.xp, [loss, *(g for pair in grads for g in pair)])
+
+        fn = self._compiled(("gradients",), lambda: self.backend.jit(gradients))
+        grads, finite = fn(self.params, x_dev, targets, w)
+        if not bool(finite):
+            raise self._overflow("the loss or its gradients", x_dev, targets)
+        return grads
+
+    def _overflow(self, what, x, targets=None) -> ValueError:
+        """The error for a computation on finite inputs whose result overflowed the dtype:
+        it names the inputs' and the weights' largest magnitudes, and what to do."""
+        xp = self.xp
+
+        def largest(array):
+            return float(xp.max(xp.abs(array)))
+
+        sizes = f"largest |x| {largest(x):.3g}"
+        if targets is not None:
+            sizes += f", largest |y| {largest(targets):.3g}"
+        weights = max(largest(W) for W, _ in self.params)
+        return ValueError(
+            f"{what} overflows {self.dtype_name}: the inputs are too large for {self.dtype_name} "
+            f"({sizes}; the weights' largest |W| {weights:.3g}). Rescale the inputs (e.g. "
+            f"standardize x as for training), or build the model with dtype='float64'")
 
     def _metrics_fn(self):
         xp, spec = self.xp, self._spec
@@ -395,6 +430,14 @@ class MLP:
         names = ("loss", *self._spec.loss.score_names)
         return {prefix + name: float(v) for name, v in zip(names, values, strict=True)}
 
+    def _evaluated(self, x, targets, labels, weights=None) -> dict:
+        """`_metric_logs`, refusing a loss or score that overflowed the dtype."""
+        logs = self._metric_logs(x, targets, labels, weights)
+        bad = [name for name, value in logs.items() if not math.isfinite(value)]
+        if bad:
+            raise self._overflow(f"the {', '.join(bad)} (it is {logs[bad[0]]})", x, targets)
+        return logs
+
     def _validation_logs(self, x, targets, labels, weights=None):
         return self._metric_logs(x, targets, labels, weights, prefix="val_")
 
@@ -409,7 +452,7 @@ class MLP:
         scikit-learn's ``accuracy_score``, ``r2_score`` and
         ``mean_squared_error`` with ``sample_weight``.
         """
-        return self._metric_logs(*self._weighted(x, y, sample_weight))
+        return self._evaluated(*self._weighted(x, y, sample_weight))
 
     # --------------------------------------------------------------- training
     @_in_precision

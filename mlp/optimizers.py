@@ -650,6 +650,12 @@ def with_learning_rate_scale(state, factor):
         if isinstance(node, ScaleByLearningRateState):
             old = node.learning_rate_scale
             xp = array_namespace(old)
+            info = xp.finfo(old.dtype)
+            if 0 < factor < float(info.smallest_normal) or factor > float(info.max):
+                raise ValueError(f"factor={factor!r} is outside what the state's dtype holds "
+                                 f"(normal numbers from {float(info.smallest_normal):.4g} to "
+                                 f"{float(info.max):.4g}): it would become 0, subnormal or "
+                                 "inf")
             return node._replace(learning_rate_scale=xp.asarray(factor, dtype=old.dtype,
                                                                 device=device(old)))
         if is_namedtuple(node):

@@ -41,6 +41,7 @@ from .callbacks import (
     as_callbacks,
 )
 from .optimizers import (
+    SGD,
     Adam,
     _schedule_name,
     check_numbers_in_dtype,
@@ -737,13 +738,29 @@ class Trainer:
             if not start_penalty < limit:
                 return (f", but at the weights training started from the L2 penalty 0.5 * "
                         f"alpha * sum ||W||^2 was already {start_penalty:.3g} (alpha="
-                        f"{self.alpha!r}), near or beyond the limit of {dtype}: alpha is too "
-                        f"large, not the learning rate; lower alpha")
-            penalty, loss = self._penalty(mark.params), self.training_loss(mark.params)
-            if penalty >= loss:
-                return (f" ({rate} or alpha {self.alpha!r} may be too large: at the last "
-                        f"weights with a finite loss the L2 penalty, {penalty:.3g}, outweighs "
-                        f"the data's loss, {loss:.3g})")
+                        f"{self.alpha!r}), beyond what {dtype} can train with (the square "
+                        f"root of its largest number, {limit:.3g}): alpha is too large, not "
+                        f"the learning rate; lower alpha")
+            return self._alpha_cause(rate, start_penalty, start_loss)
+        return f" ({rate} may be too large)"
+
+    def _alpha_cause(self, rate: str, penalty: float, loss: float) -> str:
+        """The cause when ``alpha`` is set: with plain SGD whose ``learning_rate *
+        alpha`` exceeds ``2 (1 + momentum)`` the penalty's own steps grow the weights
+        without bound; else alpha is named with the learning rate when its penalty
+        outweighed the data's loss at the start."""
+        opt, alpha = self.optimizer, self.alpha
+        if isinstance(opt, SGD) and not callable(opt.learning_rate):
+            bound = 2 * (1 + opt.momentum)
+            if opt.learning_rate * alpha > bound:
+                return (f": alpha {alpha!r} with the learning rate {opt.learning_rate!r} is the "
+                        f"cause: their product, {opt.learning_rate * alpha:.3g}, exceeds "
+                        f"{bound:g} (2 (1 + momentum)), so the L2 penalty's own steps grow the "
+                        f"weights without bound; lower alpha or the learning rate")
+        if penalty >= loss:
+            return (f" ({rate} or alpha {alpha!r} may be too large: at the weights training "
+                    f"started from the L2 penalty, {penalty:.3g}, outweighed the data's loss, "
+                    f"{loss:.3g})")
         return f" ({rate} may be too large)"
 
     def _rate_text(self, epoch: int, mark: Mark) -> str:
