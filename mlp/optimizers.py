@@ -773,8 +773,8 @@ def schedule_values(backend, schedule, first: int, n_steps: int, like, dtype_nam
             values = schedule(steps)
             if not isinstance(values, numbers.Real):
                 values = to_host(values)
-                if values.shape not in ((), (hi - lo,)):
-                    raise ValueError("not one rate per step")
+                if values.shape != (hi - lo,) and not (values.shape == () and hi - lo == 1):
+                    raise ValueError("not one rate per step")  # (a 0-d array may be a sum)
         except Exception:  # noqa: BLE001 - a schedule written for one step at a time
             return _one_by_one(backend, schedule, first, n_steps, like, dtype_name)
         rates = np.broadcast_to(np.asarray(values, dtype=np.float64), (hi - lo,))
@@ -795,9 +795,13 @@ def _one_by_one(backend, schedule, first, n_steps, like, dtype_name):
              np.unique(np.linspace(first, first + n_steps - 1, SCHEDULE_SAMPLES).astype(int)))
     rates = []
     for step in steps:
-        value = schedule(xp.asarray(int(step), dtype=like.dtype, device=device(like)))
-        value = float(value) if isinstance(value, numbers.Real) else float(
-            backend.to_numpy(value))
+        try:
+            value = schedule(xp.asarray(int(step), dtype=like.dtype, device=device(like)))
+            value = float(value) if isinstance(value, numbers.Real) else float(
+                backend.to_numpy(value))
+        except Exception as exc:
+            raise TypeError(f"learning-rate schedule {_schedule_name(schedule)} failed for "
+                            f"step {int(step)} ({type(exc).__name__}: {exc})") from exc
         rates.append(value)
     return steps, _in_dtype(rates, dtype_name)
 

@@ -849,7 +849,7 @@ def _schedule_error(schedule, step: int, rate: float, epoch: int, dtype_name: st
     elif math.isinf(rate):
         what = f"{rate} in {dtype_name} (beyond its range), which would overflow the weights"
     else:
-        what = f"{rate!r}, a negative rate, which would run gradient ascent"
+        what = f"{rate:.6g}, a negative rate, which would run gradient ascent"
     return ValueError(f"learning-rate schedule {_schedule_name(schedule)} gives {what}, for "
                       f"step {step} (in epoch {epoch}); a learning rate must be a finite "
                       f"number >= 0 at every step: fix the schedule (e.g. clip its value "
