@@ -219,6 +219,51 @@ def test_x_overflowing_the_model_dtype(backend):
         model.fit(x, y, epochs=1)
 
 
+_OVERFLOW = (r"overflows float32: the inputs are too large for float32 \(largest \|x\| "
+             r"3e\+38.*; the weights' largest \|W\| .*\)\. Rescale the inputs \(e\.g\. "
+             r"standardize x as for training\), or build the model with dtype='float64'")
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NumPy's overflow in the forward pass
+@pytest.mark.parametrize("loss, n_out, labels", [
+    ("cross_entropy", 3, np.array([0, 2])), ("binary_cross_entropy", 1, np.array([[1.0], [0.0]])),
+    ("mse", 2, np.ones((2, 2))), ("poisson", 1, np.ones((2, 1)))])
+def test_inputs_whose_forward_pass_overflows_are_refused(backend, loss, n_out, labels):
+    """x = 3e38 passes the float32 range check, but x @ W overflows: no NaN comes back from
+    predict, predict_proba, predict_classes, loss, evaluate or gradients, on any backend;
+    a clear error says the inputs are too large for float32. In float64 they are not."""
+    model = mlp.MLP([2, 4, n_out], loss=loss, backend=backend, seed=0)
+    x = np.array([[3e38, 3e38], [1.0, 2.0]])
+    calls = [model.predict, lambda v: model.loss(v, labels), lambda v: model.evaluate(v, labels),
+             lambda v: model.gradients(v, labels)]
+    if model.is_classifier:
+        calls += [model.predict_proba, model.predict_classes]
+    for call in calls:
+        with unchanged(model), pytest.raises(ValueError, match=_OVERFLOW):
+            call(x)
+    with pytest.raises(ValueError, match=r"the network's output for 1 of 2 row\(s\) of x "
+                                         r"overflows float32"):
+        model.predict(x)
+    # the row that fits is predicted as it is alone
+    assert np.all(np.isfinite(backend.to_numpy(model.predict(x[1:]))))
+    wide = mlp.MLP([2, 4, n_out], loss=loss, backend=backend, seed=0, dtype="float64")
+    out = backend.to_numpy(wide.predict(x))
+    if loss != "poisson":  # (exp of ~1e38 overflows float64 as well)
+        assert np.all(np.isfinite(out))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_training_on_inputs_whose_forward_pass_overflows_blames_the_data(backend):
+    model = mlp.MLP([2, 4, 3], loss="cross_entropy", backend=backend, seed=0)
+    start = model.get_weights()
+    with pytest.raises(mlp.TrainingDivergedError,
+                       match=r"the loss was already nan: the data's scale \(largest \|x\| "
+                             r"3e\+38.*not the learning rate"):
+        model.fit(np.array([[3e38, 3e38], [1.0, 2.0]]), np.array([0, 2]), epochs=2)
+    assert_weights_equal(model.get_weights(), start)
+    assert model.epochs_trained_ == 0 and model.history_.epoch == []
+
+
 @pytest.mark.parametrize("dtype", ["bool", "int8", "int32", "int64", "uint8", "float16"])
 @pytest.mark.parametrize("model_dtype", ["float32", "float64"])
 def test_integer_and_bool_x_are_converted(backend, dtype, model_dtype):
