@@ -904,9 +904,7 @@ class ReduceLROnPlateau(_Watching):
         if rate <= self.min_lr or scale == 0:
             return
         new_scale = max(scale * self.factor, scale * self.min_lr / rate)
-        import numpy as np
-
-        smallest = float(np.finfo(model.dtype_name).smallest_normal)
+        smallest = float(model.xp.finfo(model.dtype).smallest_normal)
         if new_scale < smallest or rate * new_scale / scale < smallest:
             return  # the dtype holds no smaller rate (it would become 0 or subnormal)
         model.optimizer_state_ = with_scale(state, new_scale)

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
+from array_api_compat import device
 
 from . import core
 from .callbacks import (
@@ -47,7 +49,6 @@ from .optimizers import (
     check_numbers_in_dtype,
     current_learning_rate,
     get_optimizer,
-    schedule_values,
     scheduled_rates,
 )
 from .params import Boolean, InstanceOf, Integer, Options, Real, check_in_dtype, validate
@@ -841,6 +842,63 @@ class Trainer:
                 lo >= a and hi <= b for (lo, hi), (a, b) in zip(needed, self.checked_steps)):
             return
         self.checked_steps = self.check_schedules(self.state.epoch, n_epochs)
+
+
+#: Steps whose learning rates `schedule_values` computes in one call of a schedule.
+SCHEDULE_BLOCK = 2**18
+#: Steps a schedule that takes no array of steps is called for, one by one, at most.
+SCHEDULE_SAMPLES = 2**11
+
+
+def schedule_values(backend, schedule, first: int, n_steps: int, like, dtype_name):
+    """``(steps, rates)``: host arrays of the learning rates ``schedule`` gives for the steps
+    ``first`` to ``first + n_steps`` (cast to ``dtype_name`` as training casts them).
+
+    A schedule that takes an array of steps (those of `mlp.schedules` and any written
+    with elementwise ``xp`` functions) is called once per `SCHEDULE_BLOCK` steps; one
+    that does not (it raises, or returns another shape) is called step by step, at every
+    step when there are at most `SCHEDULE_SAMPLES`, else at that many steps evenly
+    spread from the first to the last."""
+    xp, to_host = backend.xp, backend.to_numpy
+    steps_out, rates_out = [], []
+    for lo in range(first, first + n_steps, SCHEDULE_BLOCK):
+        hi = min(lo + SCHEDULE_BLOCK, first + n_steps)
+        steps = xp.arange(lo, hi, dtype=like.dtype, device=device(like))
+        try:
+            values = schedule(steps)
+            if not isinstance(values, numbers.Real):
+                values = to_host(values)
+                if values.shape != (hi - lo,) and not (values.shape == () and hi - lo == 1):
+                    raise ValueError("not one rate per step")  # (a 0-d array may be a sum)
+        except Exception:  # noqa: BLE001 - a schedule written for one step at a time
+            return _one_by_one(backend, schedule, first, n_steps, like, dtype_name)
+        rates = np.broadcast_to(np.asarray(values, dtype=np.float64), (hi - lo,))
+        steps_out.append(np.arange(lo, hi))
+        rates_out.append(_in_dtype(rates, dtype_name))
+    return np.concatenate(steps_out), np.concatenate(rates_out)
+
+
+def _in_dtype(rates, dtype_name):
+    """float64 ``rates`` as ``dtype_name`` holds them (beyond its range: inf), in float64."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.asarray(rates, dtype=np.float64).astype(dtype_name).astype(np.float64)
+
+
+def _one_by_one(backend, schedule, first, n_steps, like, dtype_name):
+    xp = backend.xp
+    steps = (np.arange(first, first + n_steps) if n_steps <= SCHEDULE_SAMPLES else
+             np.unique(np.linspace(first, first + n_steps - 1, SCHEDULE_SAMPLES).astype(int)))
+    rates = []
+    for step in steps:
+        try:
+            value = schedule(xp.asarray(int(step), dtype=like.dtype, device=device(like)))
+            value = float(value) if isinstance(value, numbers.Real) else float(
+                backend.to_numpy(value))
+        except Exception as exc:
+            raise TypeError(f"learning-rate schedule {_schedule_name(schedule)} failed for "
+                            f"step {int(step)} ({type(exc).__name__}: {exc})") from exc
+        rates.append(value)
+    return steps, _in_dtype(rates, dtype_name)
 
 
 def _schedule_error(schedule, step: int, rate: float, epoch: int, dtype_name: str):
