@@ -326,6 +326,8 @@ class MLP:
         """The network's output ``(n, n_outputs)`` as a backend array.
 
         For classifiers these are probabilities (softmax or sigmoid outputs).
+        Inputs whose forward pass overflows the model's dtype (``x = 3e38`` in
+        float32) raise a ValueError saying so, rather than giving NaN.
         """
         fn = self._compiled(("predict",), lambda spec=self._spec: self.backend.jit(
             lambda p, x: core.forward_checked(spec, p, x)))
@@ -370,7 +372,8 @@ class MLP:
         """The mean loss on ``(x, y)`` as a Python float (no penalty term).
 
         ``sample_weight: (n,)`` (finite, >= 0) makes it the weighted mean
-        ``sum_i w_i * l_i / sum_i w_i`` (see `mlp.losses`).
+        ``sum_i w_i * l_i / sum_i w_i`` (see `mlp.losses`). A loss that overflows
+        the model's dtype raises a ValueError naming the inputs' scale.
         """
         x_dev, targets, _, w = self._weighted(x, y, sample_weight)
         fn = self._compiled(("loss",), lambda spec=self._spec: self.backend.jit(
@@ -383,7 +386,7 @@ class MLP:
     @_in_precision
     def gradients(self, x, y, sample_weight=None):
         """Gradients of the mean loss (weighted with ``sample_weight``), ``[(dW, db), ...]``
-        as backend arrays."""
+        as backend arrays; a ValueError where they overflow the model's dtype."""
         x_dev, targets, _, w = self._weighted(x, y, sample_weight)
 
         def gradients(p, x, y, w, spec=self._spec):
@@ -550,9 +553,17 @@ class MLP:
         ------
         TrainingDivergedError
             The loss became NaN or infinite; the last weights whose loss on the
-            training data is finite are restored. The message names the
-            learning rate, or the data's scale when even the starting weights
+            training data is finite are restored, with the epoch count, the
+            history, the optimizer's state and the shuffle stream of that epoch.
+            The message names the cause: the learning rate (a schedule by name),
+            ``alpha``, or the data's scale when even the starting weights
             overflow the dtype.
+        ValueError
+            Besides bad arguments: a number the model's dtype cannot hold (a
+            ``learning_rate``, ``alpha``, ``clip_norm``, optimizer setting or
+            row weight that would become 0, subnormal or inf in float32), or a
+            schedule giving a negative, NaN or infinite rate at a step of this
+            fit.
 
         Notes
         -----

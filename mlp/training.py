@@ -100,7 +100,9 @@ class TrainingDivergedError(FloatingPointError):
     """The training loss became NaN or infinite.
 
     The model's weights have been restored to the last ones whose loss on the
-    training data is finite; the epochs completed before are in ``history``.
+    training data is finite, and with them the epoch count, the histories, the
+    optimizer's state (its step count) and the shuffle stream; the epochs kept
+    are in ``history``.
     """
 
     def __init__(self, message, history):
