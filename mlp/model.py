@@ -433,12 +433,14 @@ class MLP:
         names = ("loss", *self._spec.loss.score_names)
         return {prefix + name: float(v) for name, v in zip(names, values, strict=True)}
 
-    def _evaluated(self, x, targets, labels, weights=None) -> dict:
-        """`_metric_logs`, refusing a loss or score that overflowed the dtype."""
+    def _evaluated(self, x, targets, labels, weights=None, of="") -> dict:
+        """`_metric_logs`, refusing a loss or score that overflowed the dtype (``of``: the
+        data's name in the message, e.g. `` of validation_data``)."""
         logs = self._metric_logs(x, targets, labels, weights)
         bad = [name for name, value in logs.items() if not math.isfinite(value)]
         if bad:
-            raise self._overflow(f"the {', '.join(bad)} (it is {logs[bad[0]]})", x, targets)
+            raise self._overflow(f"the {', '.join(bad)}{of} (it is {logs[bad[0]]})", x,
+                                 targets)
         return logs
 
     def _validation_logs(self, x, targets, labels, weights=None):

@@ -276,6 +276,8 @@ def fit(model, x, y, *, epochs, learning_rate=None, batch_size=DEFAULT_BATCH_SIZ
     check_numbers(model.dtype_name, settings)
     data = training_data(model, x, y, settings["validation_data"], settings["validation_split"],
                          sample_weight, class_weight)
+    if data.val is not None:  # validation data whose metrics overflow would log only NaN
+        model._evaluated(*data.val, of=" of the validation data")
     cbs, history = callback_list(model, settings, data)
     Trainer(model, data, settings, cbs, history).train()
     return history

@@ -262,6 +262,13 @@ def test_training_on_inputs_whose_forward_pass_overflows_blames_the_data(backend
         model.fit(np.array([[3e38, 3e38], [1.0, 2.0]]), np.array([0, 2]), epochs=2)
     assert_weights_equal(model.get_weights(), start)
     assert model.epochs_trained_ == 0 and model.history_.epoch == []
+    # validation data whose metrics overflow would log NaN every epoch: refused up front
+    fresh = mlp.MLP([2, 4, 3], loss="cross_entropy", backend=backend, seed=0)
+    x, y = np.random.default_rng(0).normal(size=(9, 2)), np.arange(9) % 3
+    with unchanged(fresh), pytest.raises(ValueError, match=r"the loss of the validation data "
+                                                           r"\(it is nan\) " + _OVERFLOW):
+        fresh.fit(x, y, epochs=2, validation_data=(np.full((3, 2), 3e38), np.arange(3)))
+    assert fresh.epochs_trained_ == 0
 
 
 @pytest.mark.parametrize("dtype", ["bool", "int8", "int32", "int64", "uint8", "float16"])
