@@ -1487,8 +1487,10 @@ class ReduceLROnPlateau(_Watching):
 
     def on_train_begin(self, logs=None):
         from .optimizers import learning_rate_scale
+        from .params import check_in_dtype
 
         self._check_logged(list(self.params.get("metrics") or [self.monitor]))
+        check_in_dtype("ReduceLROnPlateau's min_lr", self.min_lr, self.model.dtype_name)
         try:
             learning_rate_scale(self.model.optimizer_state_)
         except ValueError as exc:
@@ -1519,6 +1521,9 @@ class ReduceLROnPlateau(_Watching):
         if rate <= self.min_lr or scale == 0:
             return
         new_scale = max(scale * self.factor, scale * self.min_lr / rate)
+        smallest = float(model.xp.finfo(model.dtype).smallest_normal)
+        if new_scale < smallest or rate * new_scale / scale < smallest:
+            return  # the dtype holds no smaller rate (it would become 0 or subnormal)
         model.optimizer_state_ = with_scale(state, new_scale)
         new_rate = current_learning_rate(model.optimizer_, model.optimizer_state_)
         self.reductions.append((epoch, new_rate))

@@ -63,6 +63,22 @@ def forward_logits(spec: NetworkSpec, params, x):
     return z, a
 
 
+def forward_checked(spec: NetworkSpec, params, x):
+    """``(a_L, n_bad)``: the network's output and the number of rows whose output layer
+    (its pre-activation ``z_L`` or its activation ``a_L``) is not finite - rows whose
+    forward pass overflowed the dtype (an int 0-d array; `mlp.MLP.predict` refuses them)."""
+    xp = spec.xp
+    z, a = forward_logits(spec, params, x)
+    ok = xp.all(xp.isfinite(z), axis=1) & xp.all(xp.isfinite(a), axis=1)
+    return a, xp.sum(xp.astype(~ok, xp.int32))
+
+
+def all_finite_flag(xp, arrays):
+    """Whether every entry of ``arrays`` is finite, as a bool 0-d array (NaN propagates
+    through ``max``; one small reduction per array)."""
+    return xp.all(xp.isfinite(xp.stack([xp.max(xp.abs(a)) for a in arrays])))
+
+
 def zero_weight_rows(xp, x, weights):
     """``x`` with the rows of weight 0 set to 0 (``x`` itself when ``weights`` is None)."""
     if weights is None:

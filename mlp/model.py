@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -328,10 +329,18 @@ class MLP:
         """The network's output ``(n, n_outputs)`` as a backend array.
 
         For classifiers these are probabilities (softmax or sigmoid outputs).
+        Inputs whose forward pass overflows the model's dtype (``x = 3e38`` in
+        float32) raise a ValueError saying so, rather than giving NaN.
         """
         fn = self._compiled(("predict",), lambda spec=self._spec: self.backend.jit(
-            lambda p, x: core.forward(spec, p, x)))
-        return fn(self.params, self._x(x))
+            lambda p, x: core.forward_checked(spec, p, x)))
+        x_dev = self._x(x)
+        out, n_bad = fn(self.params, x_dev)
+        n_bad = int(n_bad)
+        if n_bad:
+            raise self._overflow(f"the network's output for {n_bad} of {x_dev.shape[0]} "
+                                 "row(s) of x", x_dev)
+        return out
 
     def predict_proba(self, x):
         """Class probabilities ``(n, n_outputs)`` (classifiers only)."""
@@ -366,21 +375,50 @@ class MLP:
         """The mean loss on ``(x, y)`` as a Python float (no penalty term).
 
         ``sample_weight: (n,)`` (finite, >= 0) makes it the weighted mean
-        ``sum_i w_i * l_i / sum_i w_i`` (see `mlp.losses`).
+        ``sum_i w_i * l_i / sum_i w_i`` (see `mlp.losses`). A loss that overflows
+        the model's dtype raises a ValueError naming the inputs' scale.
         """
         x_dev, targets, _, w = self._weighted(x, y, sample_weight)
         fn = self._compiled(("loss",), lambda spec=self._spec: self.backend.jit(
             lambda p, x, y, w: core.loss_value(spec, p, x, y, w)))
-        return float(fn(self.params, x_dev, targets, w))
+        value = float(fn(self.params, x_dev, targets, w))
+        if not math.isfinite(value):
+            raise self._overflow(f"the loss (it is {value})", x_dev, targets)
+        return value
 
     @_in_precision
     def gradients(self, x, y, sample_weight=None):
         """Gradients of the mean loss (weighted with ``sample_weight``), ``[(dW, db), ...]``
-        as backend arrays."""
+        as backend arrays; a ValueError where they overflow the model's dtype."""
         x_dev, targets, _, w = self._weighted(x, y, sample_weight)
-        fn = self._compiled(("gradients",), lambda spec=self._spec: self.backend.jit(
-            lambda p, x, y, w: core.loss_and_gradients(spec, p, x, y, weights=w)[1]))
-        return fn(self.params, x_dev, targets, w)
+
+        def gradients(p, x, y, w, spec=self._spec):
+            loss, grads = core.loss_and_gradients(spec, p, x, y, weights=w)
+            return grads, core.all_finite_flag(
+                spec.xp, [loss, *(g for pair in grads for g in pair)])
+
+        fn = self._compiled(("gradients",), lambda: self.backend.jit(gradients))
+        grads, finite = fn(self.params, x_dev, targets, w)
+        if not bool(finite):
+            raise self._overflow("the loss or its gradients", x_dev, targets)
+        return grads
+
+    def _overflow(self, what, x, targets=None) -> ValueError:
+        """The error for a computation on finite inputs whose result overflowed the dtype:
+        it names the inputs' and the weights' largest magnitudes, and what to do."""
+        xp = self.xp
+
+        def largest(array):
+            return float(xp.max(xp.abs(array)))
+
+        sizes = f"largest |x| {largest(x):.3g}"
+        if targets is not None:
+            sizes += f", largest |y| {largest(targets):.3g}"
+        weights = max(largest(W) for W, _ in self.params)
+        return ValueError(
+            f"{what} overflows {self.dtype_name}: the inputs are too large for {self.dtype_name} "
+            f"({sizes}; the weights' largest |W| {weights:.3g}). Rescale the inputs (e.g. "
+            f"standardize x as for training), or build the model with dtype='float64'")
 
     def _metrics_fn(self):
         xp, spec = self.xp, self._spec
@@ -398,6 +436,16 @@ class MLP:
         names = ("loss", *self._spec.loss.score_names)
         return {prefix + name: float(v) for name, v in zip(names, values, strict=True)}
 
+    def _evaluated(self, x, targets, labels, weights=None, of="") -> dict:
+        """`_metric_logs`, refusing a loss or score that overflowed the dtype (``of``: the
+        data's name in the message, e.g. `` of validation_data``)."""
+        logs = self._metric_logs(x, targets, labels, weights)
+        bad = [name for name, value in logs.items() if not math.isfinite(value)]
+        if bad:
+            raise self._overflow(f"the {', '.join(bad)}{of} (it is {logs[bad[0]]})", x,
+                                 targets)
+        return logs
+
     def _validation_logs(self, x, targets, labels, weights=None):
         return self._metric_logs(x, targets, labels, weights, prefix="val_")
 
@@ -412,7 +460,7 @@ class MLP:
         scikit-learn's ``accuracy_score``, ``r2_score`` and
         ``mean_squared_error`` with ``sample_weight``.
         """
-        return self._metric_logs(*self._weighted(x, y, sample_weight))
+        return self._evaluated(*self._weighted(x, y, sample_weight))
 
     # --------------------------------------------------------------- training
     @_in_precision
@@ -510,9 +558,17 @@ class MLP:
         ------
         TrainingDivergedError
             The loss became NaN or infinite; the last weights whose loss on the
-            training data is finite are restored. The message names the
-            learning rate, or the data's scale when even the starting weights
+            training data is finite are restored, with the epoch count, the
+            history, the optimizer's state and the shuffle stream of that epoch.
+            The message names the cause: the learning rate (a schedule by name),
+            ``alpha``, or the data's scale when even the starting weights
             overflow the dtype.
+        ValueError
+            Besides bad arguments: a number the model's dtype cannot hold (a
+            ``learning_rate``, ``alpha``, ``clip_norm``, optimizer setting or
+            row weight that would become 0, subnormal or inf in float32), or a
+            schedule giving a negative, NaN or infinite rate at a step of this
+            fit.
 
         Notes
         -----

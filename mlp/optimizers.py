@@ -51,7 +51,7 @@ from typing import Any, ClassVar, NamedTuple
 from array_api_compat import array_namespace, device
 
 from . import schedules as _schedules
-from .params import Boolean, Real, check
+from .params import Boolean, Real, check, check_in_dtype
 from .schedules import check_learning_rate
 from .tree import is_namedtuple, tree_leaves, tree_map
 
@@ -649,6 +649,12 @@ def with_learning_rate_scale(state, factor):
         if isinstance(node, ScaleByLearningRateState):
             old = node.learning_rate_scale
             xp = array_namespace(old)
+            info = xp.finfo(old.dtype)
+            if 0 < factor < float(info.smallest_normal) or factor > float(info.max):
+                raise ValueError(f"factor={factor!r} is outside what the state's dtype holds "
+                                 f"(normal numbers from {float(info.smallest_normal):.4g} to "
+                                 f"{float(info.max):.4g}): it would become 0, subnormal or "
+                                 "inf")
             return node._replace(learning_rate_scale=xp.asarray(factor, dtype=old.dtype,
                                                                 device=device(old)))
         if is_namedtuple(node):
@@ -704,6 +710,42 @@ def learning_rate_schedules(opt) -> list:
     if isinstance(opt, ScaleByLearningRate) and callable(opt.learning_rate):
         return [opt.learning_rate]
     return []
+
+
+def check_numbers_in_dtype(opt, dtype_name: str) -> None:
+    """Refuse a hyperparameter of ``opt`` (a built-in transformation, named optimizer or
+    chain; a built-in schedule's parameters included) that the model's dtype cannot hold
+    as the number it is (`mlp.params.check_in_dtype`): a learning rate of 1e-320 becomes 0
+    in float32, a ``beta2`` of ``1 - 1e-9`` becomes 1. Transformations of the user's own
+    are not looked into."""
+    if isinstance(opt, Chain):
+        for t in opt.transformations:
+            check_numbers_in_dtype(t, dtype_name)
+        return
+    if not (isinstance(opt, _Transformation) and dataclasses.is_dataclass(opt)):
+        return
+    owner = type(opt).__name__
+    for f in dataclasses.fields(opt):
+        value = getattr(opt, f.name)
+        if isinstance(value, _schedules._Schedule):
+            _check_schedule_numbers(value, dtype_name)
+        elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+            check_in_dtype(f"{owner}.{f.name}", value, dtype_name,
+                           fraction=opt._rules.get(f.name) is _FRACTION)
+
+
+def _check_schedule_numbers(schedule, dtype_name):
+    for f in dataclasses.fields(schedule):
+        value = getattr(schedule, f.name)
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            check_in_dtype(f"{type(schedule).__name__}.{f.name}", value, dtype_name)
+
+
+def scheduled_rates(opt, state) -> list:
+    """``(schedule, count)`` for each learning-rate schedule in ``opt`` and the step
+    count its `ScaleByLearningRate` stands at in ``state`` (an int 0-d array)."""
+    return [(t.learning_rate, s.count) for t, s in _pieces_with_states(opt, state)
+            if isinstance(t, ScaleByLearningRate) and callable(t.learning_rate)]
 
 
 # ---------------------------------------------------------------- user schedules

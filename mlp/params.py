@@ -231,3 +231,36 @@ def validate(constraints: dict, values: dict) -> dict:
     so that no parameter goes unchecked.
     """
     return {name: check(name, value, constraints[name]) for name, value in values.items()}
+
+
+def check_in_dtype(name: str, value: float, dtype_name: str, *, fraction: bool = False,
+                   hint: str = "") -> None:
+    """Refuse a number (already checked in float64) that the model's dtype cannot hold as
+    the number it is: a nonzero value that would become 0 or a subnormal number (below
+    the dtype's smallest normal number, where it loses precision and some devices flush
+    it to 0), a value beyond its largest, and, with ``fraction``, a value below 1 that
+    rounds to 1 (a decay rate of 1 divides by ``1 - rate = 0``).
+
+    The message names ``name``, the value and the dtype's limit, and ends with
+    ``hint`` (default: a value within the limit, or ``dtype='float64'``).
+    """
+    value = float(value)
+    if value == 0 or not math.isfinite(value):
+        return
+    info = np.finfo(dtype_name)
+    wider = "" if dtype_name == "float64" else ", or build the model with dtype='float64'"
+    if abs(value) > float(info.max):
+        raise ValueError(f"{name}={value!r} is too large for the model's dtype {dtype_name} "
+                         f"(largest {float(info.max):.4g}): it would become inf"
+                         + (hint or f"; use a smaller value{wider}"))
+    if abs(value) < float(info.smallest_normal):
+        cast = float(np.asarray(value, dtype=dtype_name))
+        became = "0" if cast == 0 else f"the subnormal number {cast:.4g}, which loses precision"
+        raise ValueError(f"{name}={value!r} is too small for the model's dtype {dtype_name}: "
+                         f"it would become {became} (the smallest normal {dtype_name} number "
+                         f"is {float(info.smallest_normal):.4g})"
+                         + (hint or f"; use a larger value{wider}"))
+    if fraction and value < 1 and float(np.asarray(value, dtype=dtype_name)) == 1.0:
+        below = float(np.nextafter(np.asarray(1.0, dtype=dtype_name), 0))
+        raise ValueError(f"{name}={value!r} rounds to 1 in the model's dtype {dtype_name}, "
+                         f"which it must stay below; use a value <= {below!r}{wider}")

@@ -11,6 +11,10 @@ array-API functions, so they trace under JAX's ``jit``.
 
 A schedule of your own is any function of the step. On JAX it is traced, so
 branch with ``xp.where(step < 100, a, b)``, not with a Python ``if`` on the step.
+Before its epochs run, `fit` evaluates the schedule at every step it will take (in
+one call on an array of steps, for a schedule written with elementwise ``xp``
+functions; otherwise step by step, at up to 2,048 steps spread over the fit) and
+refuses a negative, NaN or infinite rate, naming the schedule and the step.
 Each built-in schedule describes itself: ``get_config()`` gives a JSON-ready
 dict and `from_config` rebuilds an equal schedule.
 """

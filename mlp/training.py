@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+from array_api_compat import device
 
 from . import core
 from .callbacks import (
@@ -41,8 +43,16 @@ from .callbacks import (
     as_callbacks,
     resumed_seed,
 )
-from .optimizers import Adam, get_optimizer
-from .params import Boolean, InstanceOf, Integer, Options, Real, validate
+from .optimizers import (
+    SGD,
+    Adam,
+    _schedule_name,
+    check_numbers_in_dtype,
+    current_learning_rate,
+    get_optimizer,
+    scheduled_rates,
+)
+from .params import Boolean, InstanceOf, Integer, Options, Real, check_in_dtype, validate
 from .schedules import check_learning_rate
 from .steps import InterruptedRun, batch_indices, make_run
 from .validation import all_finite
@@ -91,7 +101,9 @@ class TrainingDivergedError(FloatingPointError):
     """The training loss became NaN or infinite.
 
     The model's weights have been restored to the last ones whose loss on the
-    training data is finite; the epochs completed before are in ``history``.
+    training data is finite, and with them the epoch count, the histories, the
+    optimizer's state (its step count) and the shuffle stream; the epochs kept
+    are in ``history``.
     """
 
     def __init__(self, message, history):
@@ -123,6 +135,18 @@ class TrainState:
     opt_state: Any
     epoch: int
     rng: np.random.Generator
+
+
+class Mark(NamedTuple):
+    """Everything at the start of ``epoch`` that a divergence restores together: the
+    weights, the optimizer's state, and the shuffle stream (``offset`` epochs on from
+    ``shuffled``, its state at the start of the chunk that ran ``epoch``)."""
+
+    epoch: int
+    params: Any
+    opt_state: Any
+    shuffled: dict
+    offset: int
 
 
 @dataclass
@@ -250,9 +274,12 @@ def fit(model, x, y, *, epochs, learning_rate=None, batch_size=DEFAULT_BATCH_SIZ
         callbacks=callbacks, verbose=verbose)
     settings["optimizer"], settings["continued"] = choose_optimizer(
         model, settings["optimizer"], settings["learning_rate"], settings["reset_optimizer"])
+    check_numbers(model.dtype_name, settings)
     data = training_data(model, x, y, settings["validation_data"], settings["validation_split"],
                          sample_weight, class_weight,
                          split_seed=resumed_seed(model, settings["callbacks"]))
+    if data.val is not None:  # validation data whose metrics overflow would log only NaN
+        model._evaluated(*data.val, of=" of the validation data")
     cbs, history = callback_list(model, settings, data)
     Trainer(model, data, settings, cbs, history).train()
     return history
@@ -275,6 +302,18 @@ def check_arguments(*, learning_rate, optimizer, callbacks, **values) -> dict:
         settings["stopper"] = EarlyStopping(patience=settings["patience"],
                                             min_delta=settings["min_delta"])
     return settings
+
+
+def check_numbers(dtype_name: str, settings: dict) -> None:
+    """Refuse a number checked in float64 that the model's dtype cannot hold as the number
+    it is (`mlp.params.check_in_dtype`): ``alpha``, ``clip_norm``, the learning rate and
+    the optimizer's other hyperparameters (a learning rate or ``clip_norm`` of 1e-320 is 0
+    in float32, and would silently train nothing)."""
+    for name in ("learning_rate", "alpha", "clip_norm"):
+        value = settings[name]
+        if value is not None and not callable(value):
+            check_in_dtype(name, value, dtype_name)
+    check_numbers_in_dtype(settings["optimizer"], dtype_name)
 
 
 def _optimizer(optimizer, learning_rate):
@@ -469,8 +508,14 @@ class Trainer:
         opt_state = (model.optimizer_state_ if settings["continued"]
                      else self.optimizer.init(model.params))
         self.state = TrainState(model.params, opt_state, self.start, model._shuffle_rng)
+        self.alpha = settings["alpha"]
+        self.steps_per_epoch = 1 if self.batch_size is None else -(-n // self.batch_size)
+        self.checked_steps = self.check_schedules(self.start, self.epochs)  # before any change
         self.initial = model.params
-        self.recent = deque(maxlen=2)  # (epoch, weights at its start) of recent chunks
+        # (first epoch, shuffle stream's state) of the chunk running, for `mark`
+        self.chunk = (self.start, model._shuffle_rng.bit_generator.state)
+        self.first = self.mark(self.start)  # where this fit starts (after on_train_begin)
+        self.recent = deque(maxlen=2)  # `Mark`s of the starts of recent chunks
         # Only the History can take a chunk's epochs after the chunk: anything else (or
         # validation) needs the weights of every epoch, and may change them.
         self.histories_only = data.val is None and all(
@@ -493,6 +538,9 @@ class Trainer:
         except BaseException:  # e.g. a monitored metric this fit does not log
             model.train_state_, model.optimizer_, model.optimizer_state_ = before
             raise
+        self.chunk = (state.epoch, state.rng.bit_generator.state)  # (a backup's)
+        self.initial = model.params
+        self.first = self.mark(state.epoch, model.params, model.optimizer_state_)
         if model.history_ is None:
             model.history_ = History(self.history.params)
         model.history_.params = self.history.params
@@ -517,7 +565,9 @@ class Trainer:
         if not self.histories_only:  # (a History does nothing as an epoch begins)
             for j in range(n_epochs):
                 self.callbacks.on_epoch_begin(state.epoch + j)
+        self.check_chunk_schedules(n_epochs)
         shuffled = state.rng.bit_generator.state
+        self.chunk = (state.epoch, shuffled)
         batches, last = self.indices(n_epochs)
         start = time.perf_counter()
         try:
@@ -554,7 +604,7 @@ class Trainer:
         """Make ``params`` the model's weights and log the epochs of ``losses`` and of
         the training ``totals`` (a host array, one row per epoch)."""
         state, model = self.state, self.model
-        self.recent.append((state.epoch, state.params))
+        self.recent.append(self.mark(state.epoch))
         state.params, state.opt_state = params, opt_state
         model.params, model.optimizer_state_ = params, opt_state
         columns = {"loss": np.asarray(losses, dtype=np.float64).tolist(),
@@ -637,38 +687,119 @@ class Trainer:
             self.diverged(self.state.epoch - 1, "the loss of the final weights became NaN "
                           "or infinite")
 
-    def last_finite_weights(self):
-        """``(epoch, weights)``: the latest epoch start whose training loss is finite
-        (the fit's starting weights if none is)."""
-        candidates = [(self.state.epoch, self.state.params), *reversed(self.recent)]
-        for epoch, params in candidates:
-            if _params_finite(self.model, params) and math.isfinite(
-                    self.training_loss(params)):
-                return epoch, params
-        return self.start, self.initial
+    def mark(self, epoch: int, params=None, opt_state=None) -> Mark:
+        """The `Mark` of the start of ``epoch`` of the chunk running (default: the current
+        weights and optimizer state)."""
+        state = self.state
+        start, shuffled = self.chunk
+        return Mark(epoch, state.params if params is None else params,
+                    state.opt_state if opt_state is None else opt_state, shuffled, epoch - start)
+
+    def last_finite(self) -> Mark:
+        """The latest epoch start whose training loss is finite (the fit's start if none
+        is)."""
+        for mark in (self.mark(self.state.epoch), *reversed(self.recent)):
+            if _params_finite(self.model, mark.params) and math.isfinite(
+                    self.training_loss(mark.params)):
+                return mark
+        return self.first
+
+    def restore(self, mark: Mark) -> None:
+        """Put the model back at ``mark``: the weights, the optimizer's state (its step
+        count included), the epoch count, the shuffle stream, and the histories without
+        the epochs from ``mark.epoch`` on."""
+        state, model = self.state, self.model
+        state.params, state.opt_state, state.epoch = mark.params, mark.opt_state, mark.epoch
+        model.params, model.optimizer_state_ = mark.params, mark.opt_state
+        model.epochs_trained_ = mark.epoch
+        self.rewind(mark.shuffled, mark.offset)
+        histories = [model.history_, self.history,
+                     *(cb for cb in self.callbacks.callbacks if isinstance(cb, History))]
+        for history in {id(h): h for h in histories if h is not None}.values():
+            _drop_epochs_from(history, mark.epoch)
 
     def diverged(self, epoch: int, what: str):
-        """Restore the last weights with a finite loss and raise `TrainingDivergedError`.
+        """Restore the last state with a finite loss (`restore`) and raise
+        `TrainingDivergedError`, with a message naming the likely cause
+        (`divergence_cause`)."""
+        mark = self.last_finite()
+        self.restore(mark)
+        restored = (f"the weights were restored to the last ones with a finite loss (from "
+                    f"before epoch {mark.epoch}), and the epoch count, the history and the "
+                    f"optimizer's state (its step count) with them")
+        raise TrainingDivergedError(f"training diverged: {what} in epoch {epoch}"
+                                    f"{self.divergence_cause(epoch, mark)}; {restored}",
+                                    self.history)
 
-        The message blames the learning rate, unless the loss at the weights this
-        fit started from was already infinite or near the dtype's limit: then the
-        data's scale or those weights are the cause, and no learning rate helps.
-        """
-        restored_epoch, params = self.last_finite_weights()
-        self.model.params = self.state.params = params
+    def divergence_cause(self, epoch: int, mark: Mark) -> str:
+        """What the divergence message blames, in order: the data (or the starting
+        weights), when the loss at the weights this fit started from was already
+        infinite or near the dtype's limit; ``alpha``, when its L2 penalty overflows there
+        or outweighs the data's loss at the restored weights; else the learning rate (a
+        schedule named, with the rates of the epoch that diverged)."""
+        dtype = self.model.dtype_name
+        limit = math.sqrt(float(np.finfo(dtype).max))
         start_loss = self.training_loss(self.initial)
-        if math.isfinite(start_loss) and start_loss < math.sqrt(
-                float(np.finfo(self.model.dtype_name).max)):
-            lr = getattr(self.optimizer, "learning_rate", None)
-            lr_text = "the learning rate" + ("" if lr is None else f" {lr!r}")
-            message = (f"training diverged: {what} in epoch {epoch} ({lr_text} "
-                       f"may be too large); the weights were restored to the last ones with a "
-                       f"finite loss (from before epoch {restored_epoch})")
-        else:
-            message = self._scale_message(epoch, what, start_loss, restored_epoch)
-        raise TrainingDivergedError(message, self.history)
+        if not (math.isfinite(start_loss) and start_loss < limit):
+            return self._scale_message(start_loss)
+        rate = self._rate_text(epoch, mark)
+        if self.alpha:
+            start_penalty = self._penalty(self.initial)
+            if not start_penalty < limit:
+                return (f", but at the weights training started from the L2 penalty 0.5 * "
+                        f"alpha * sum ||W||^2 was already {start_penalty:.3g} (alpha="
+                        f"{self.alpha!r}), beyond what {dtype} can train with (the square "
+                        f"root of its largest number, {limit:.3g}): alpha is too large, not "
+                        f"the learning rate; lower alpha")
+            return self._alpha_cause(rate, start_penalty, start_loss)
+        return f" ({rate} may be too large)"
 
-    def _scale_message(self, epoch, what, start_loss, restored_epoch):
+    def _alpha_cause(self, rate: str, penalty: float, loss: float) -> str:
+        """The cause when ``alpha`` is set: with plain SGD whose ``learning_rate *
+        alpha`` exceeds ``2 (1 + momentum)`` the penalty's own steps grow the weights
+        without bound; else alpha is named with the learning rate when its penalty
+        outweighed the data's loss at the start."""
+        opt, alpha = self.optimizer, self.alpha
+        if isinstance(opt, SGD) and not callable(opt.learning_rate):
+            bound = 2 * (1 + opt.momentum)
+            if opt.learning_rate * alpha > bound:
+                return (f": alpha {alpha!r} with the learning rate {opt.learning_rate!r} is the "
+                        f"cause: their product, {opt.learning_rate * alpha:.3g}, exceeds "
+                        f"{bound:g} (2 (1 + momentum)), so the L2 penalty's own steps grow the "
+                        f"weights without bound; lower alpha or the learning rate")
+        if penalty >= loss:
+            return (f" ({rate} or alpha {alpha!r} may be too large: at the weights training "
+                    f"started from the L2 penalty, {penalty:.3g}, outweighed the data's loss, "
+                    f"{loss:.3g})")
+        return f" ({rate} may be too large)"
+
+    def _rate_text(self, epoch: int, mark: Mark) -> str:
+        """``the learning rate 0.1``, or for a schedule ``the learning rate of schedule
+        NAME (up to R in epoch E)``."""
+        scheduled = scheduled_rates(self.optimizer, mark.opt_state)
+        if scheduled:
+            schedule, count = scheduled[0]
+            first = int(count) + (epoch - mark.epoch) * self.steps_per_epoch
+            _, rates = schedule_values(self.model.backend, schedule, first,
+                                       self.steps_per_epoch, count, self.model.dtype_name)
+            return (f"the learning rate of schedule {_schedule_name(schedule)} (up to "
+                    f"{float(np.max(rates)):.3g} in epoch {epoch})")
+        lr = getattr(self.optimizer, "learning_rate", None)
+        if lr is None:
+            try:
+                lr = current_learning_rate(self.optimizer, mark.opt_state)
+            except (ValueError, TypeError):
+                return "the learning rate"
+        return f"the learning rate {lr!r}"
+
+    def _penalty(self, params) -> float:
+        """``0.5 * alpha * sum ||W||^2`` of ``params``, in float64 on the host."""
+        to = self.model.backend.to_numpy
+        with np.errstate(over="ignore"):
+            total = sum(float(np.sum(np.square(to(W).astype(np.float64)))) for W, _ in params)
+            return 0.5 * self.alpha * total
+
+    def _scale_message(self, start_loss):
         xp, data, model = self.model.xp, self.data, self.model
 
         def largest(array):
@@ -677,11 +808,126 @@ class Trainer:
         weights = max(largest(W) for W, _ in self.initial)
         already = (f"{start_loss}" if not math.isfinite(start_loss) else
                    f"{start_loss:.3g} (near the limit of {model.dtype_name})")
-        return (f"training diverged: {what} in epoch {epoch}, but at the weights training "
-                f"started from, before any step, the loss was already {already}: the data's "
-                f"scale (largest "
+        return (f", but at the weights training started from, before any step, the loss was "
+                f"already {already}: the data's scale (largest "
                 f"|x| {largest(data.x):.3g}, largest |y| {largest(data.y):.3g}) or those "
                 f"weights (largest |W| {weights:.3g}) overflow {model.dtype_name}, not the "
                 f"learning rate. Rescale x and y (e.g. standardize them), start from fresh "
-                f"weights, or build the model with dtype='float64'; the weights were restored "
-                f"to the last ones with a finite loss (from before epoch {restored_epoch})")
+                f"weights, or build the model with dtype='float64'")
+
+    # ------------------------------------------------------------ schedules
+    def check_schedules(self, first_epoch: int, n_epochs: int):
+        """Refuse a learning-rate schedule that gives a negative, NaN or infinite rate (in
+        the model's dtype) at any step of the epochs ``first_epoch`` to ``first_epoch +
+        n_epochs`` (`mlp.optimizers.schedule_values`: one call for every step, or a sample
+        for a schedule that takes no array of steps). Returns the steps checked per
+        schedule, ``[(first, end), ...]``, or None without a schedule."""
+        scheduled = scheduled_rates(self.optimizer, self.state.opt_state)
+        if not scheduled:
+            return None
+        checked = []
+        for schedule, count in scheduled:
+            first, n_steps = int(count), n_epochs * self.steps_per_epoch
+            steps, rates = schedule_values(self.model.backend, schedule, first, n_steps, count,
+                                           self.model.dtype_name)
+            bad = ~np.isfinite(rates) | (rates < 0)
+            if np.any(bad):
+                i = int(np.argmax(bad))
+                epoch = first_epoch + (int(steps[i]) - first) // self.steps_per_epoch
+                raise _schedule_error(schedule, int(steps[i]), float(rates[i]), epoch,
+                                      self.model.dtype_name)
+            checked.append((first, first + n_steps))
+        return checked
+
+    def check_chunk_schedules(self, n_epochs: int) -> None:
+        """`check_schedules` for the next chunk's steps where they lie outside those
+        checked already (a callback may have moved the optimizer's step count)."""
+        if self.checked_steps is None:
+            return
+        scheduled = scheduled_rates(self.optimizer, self.state.opt_state)
+        needed = [(int(count), int(count) + n_epochs * self.steps_per_epoch)
+                  for _, count in scheduled]
+        if len(needed) == len(self.checked_steps) and all(
+                lo >= a and hi <= b for (lo, hi), (a, b) in zip(needed, self.checked_steps)):
+            return
+        self.checked_steps = self.check_schedules(self.state.epoch, n_epochs)
+
+
+#: Steps whose learning rates `schedule_values` computes in one call of a schedule.
+SCHEDULE_BLOCK = 2**18
+#: Steps a schedule that takes no array of steps is called for, one by one, at most.
+SCHEDULE_SAMPLES = 2**11
+
+
+def schedule_values(backend, schedule, first: int, n_steps: int, like, dtype_name):
+    """``(steps, rates)``: host arrays of the learning rates ``schedule`` gives for the steps
+    ``first`` to ``first + n_steps`` (cast to ``dtype_name`` as training casts them).
+
+    A schedule that takes an array of steps (those of `mlp.schedules` and any written
+    with elementwise ``xp`` functions) is called once per `SCHEDULE_BLOCK` steps; one
+    that does not (it raises, or returns another shape) is called step by step, at every
+    step when there are at most `SCHEDULE_SAMPLES`, else at that many steps evenly
+    spread from the first to the last."""
+    xp, to_host = backend.xp, backend.to_numpy
+    steps_out, rates_out = [], []
+    for lo in range(first, first + n_steps, SCHEDULE_BLOCK):
+        hi = min(lo + SCHEDULE_BLOCK, first + n_steps)
+        steps = xp.arange(lo, hi, dtype=like.dtype, device=device(like))
+        try:
+            values = schedule(steps)
+            if not isinstance(values, numbers.Real):
+                values = to_host(values)
+                if values.shape != (hi - lo,) and not (values.shape == () and hi - lo == 1):
+                    raise ValueError("not one rate per step")  # (a 0-d array may be a sum)
+        except Exception:  # noqa: BLE001 - a schedule written for one step at a time
+            return _one_by_one(backend, schedule, first, n_steps, like, dtype_name)
+        rates = np.broadcast_to(np.asarray(values, dtype=np.float64), (hi - lo,))
+        steps_out.append(np.arange(lo, hi))
+        rates_out.append(_in_dtype(rates, dtype_name))
+    return np.concatenate(steps_out), np.concatenate(rates_out)
+
+
+def _in_dtype(rates, dtype_name):
+    """float64 ``rates`` as ``dtype_name`` holds them (beyond its range: inf), in float64."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.asarray(rates, dtype=np.float64).astype(dtype_name).astype(np.float64)
+
+
+def _one_by_one(backend, schedule, first, n_steps, like, dtype_name):
+    xp = backend.xp
+    steps = (np.arange(first, first + n_steps) if n_steps <= SCHEDULE_SAMPLES else
+             np.unique(np.linspace(first, first + n_steps - 1, SCHEDULE_SAMPLES).astype(int)))
+    rates = []
+    for step in steps:
+        try:
+            value = schedule(xp.asarray(int(step), dtype=like.dtype, device=device(like)))
+            value = float(value) if isinstance(value, numbers.Real) else float(
+                backend.to_numpy(value))
+        except Exception as exc:
+            raise TypeError(f"learning-rate schedule {_schedule_name(schedule)} failed for "
+                            f"step {int(step)} ({type(exc).__name__}: {exc})") from exc
+        rates.append(value)
+    return steps, _in_dtype(rates, dtype_name)
+
+
+def _schedule_error(schedule, step: int, rate: float, epoch: int, dtype_name: str):
+    if math.isnan(rate):
+        what = "NaN, which would turn the weights into NaN"
+    elif math.isinf(rate):
+        what = f"{rate} in {dtype_name} (beyond its range), which would overflow the weights"
+    else:
+        what = f"{rate:.6g}, a negative rate, which would run gradient ascent"
+    return ValueError(f"learning-rate schedule {_schedule_name(schedule)} gives {what}, for "
+                      f"step {step} (in epoch {epoch}); a learning rate must be a finite "
+                      f"number >= 0 at every step: fix the schedule (e.g. clip its value "
+                      f"at 0)")
+
+
+def _drop_epochs_from(history: History, epoch: int) -> None:
+    """Remove the epochs numbered ``epoch`` or later from ``history``."""
+    keep = [i for i, e in enumerate(history.epoch) if e < epoch]
+    if len(keep) == len(history.epoch):
+        return
+    history.epoch[:] = [history.epoch[i] for i in keep]
+    for values in history.history.values():
+        values[:] = [values[i] for i in keep]

@@ -20,7 +20,7 @@ import numbers
 import numpy as np
 
 from .losses import LOSSES
-from .params import Real, check
+from .params import Real, check, check_in_dtype
 from .validation import to_backend_array
 
 
@@ -58,7 +58,27 @@ def row_weights(model, sample_weight, class_weight, targets, labels, *,
     if total > float(np.finfo(model.dtype_name).max):
         raise ValueError(f"{name} sums to {total:.3g}, more than {model.dtype_name} holds; "
                          "rescale the weights (only their ratios matter)")
+    _refuse_subnormal(weights, model.dtype_name, name if class_weight is None else
+                      f"{name} times class_weight")
     return model.backend.asarray(weights.astype(model.dtype_name), model.dtype)
+
+
+def _refuse_subnormal(weights, dtype_name, what):
+    """Refuse nonzero weights below the dtype's smallest normal number: they would become
+    0 or subnormal there (flushed to 0 on some devices, JAX's CPU included), and the
+    weighted mean would divide by a sum that is no longer theirs."""
+    smallest = float(np.finfo(dtype_name).smallest_normal)
+    small = (weights > 0) & (weights < smallest)
+    if np.any(small):
+        row = int(np.argmax(small))
+        raise ValueError(f"{what} has {int(np.sum(small))} weight(s) too small for the model's "
+                         f"dtype {dtype_name} (e.g. {float(weights[row])!r} for sample {row}; the "
+                         f"smallest normal {dtype_name} number is {smallest:.4g}): they would "
+                         "become 0 or subnormal and the weighted mean would be wrong or NaN; "
+                         "rescale the weights (only their ratios matter), set such weights to "
+                         "0 to leave the samples out"
+                         + ("" if dtype_name == "float64" else ", or build the model with "
+                            "dtype='float64'"))
 
 
 def _sample_weight(model, sample_weight, n, name, x_name):
@@ -119,4 +139,5 @@ def _class_weight_per_row(model, class_weight, targets, labels):
             raise ValueError(f"class_weight's keys must be classes 0..{n_classes - 1}, got "
                              f"{key!r}")
         per_class[int(key)] = check(f"class_weight[{int(key)}]", value, [Real(0)])
+        check_in_dtype(f"class_weight[{int(key)}]", per_class[int(key)], model.dtype_name)
     return per_class[classes]

@@ -19,6 +19,7 @@ import pytest
 
 import mlp
 from mlp.io import ModelFileError
+from mlp.optimizers import step_count
 from tests._helpers import rewrite_npz
 
 N, F, OUT, CLASSES = 12, 3, 2, 4
@@ -216,6 +217,58 @@ def test_x_overflowing_the_model_dtype(backend):
     x[0, 0] = 1e300
     with unchanged(model), pytest.raises(ValueError, match=r"x .*too large for float32"):
         model.fit(x, y, epochs=1)
+
+
+_OVERFLOW = (r"overflows float32: the inputs are too large for float32 \(largest \|x\| "
+             r"3e\+38.*; the weights' largest \|W\| .*\)\. Rescale the inputs \(e\.g\. "
+             r"standardize x as for training\), or build the model with dtype='float64'")
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NumPy's overflow in the forward pass
+@pytest.mark.parametrize("loss, n_out, labels", [
+    ("cross_entropy", 3, np.array([0, 2])), ("binary_cross_entropy", 1, np.array([[1.0], [0.0]])),
+    ("mse", 2, np.ones((2, 2))), ("poisson", 1, np.ones((2, 1)))])
+def test_inputs_whose_forward_pass_overflows_are_refused(backend, loss, n_out, labels):
+    """x = 3e38 passes the float32 range check, but x @ W overflows: no NaN comes back from
+    predict, predict_proba, predict_classes, loss, evaluate or gradients, on any backend;
+    a clear error says the inputs are too large for float32. In float64 they are not."""
+    model = mlp.MLP([2, 4, n_out], loss=loss, backend=backend, seed=0)
+    x = np.array([[3e38, 3e38], [1.0, 2.0]])
+    calls = [model.predict, lambda v: model.loss(v, labels), lambda v: model.evaluate(v, labels),
+             lambda v: model.gradients(v, labels)]
+    if model.is_classifier:
+        calls += [model.predict_proba, model.predict_classes]
+    for call in calls:
+        with unchanged(model), pytest.raises(ValueError, match=_OVERFLOW):
+            call(x)
+    with pytest.raises(ValueError, match=r"the network's output for 1 of 2 row\(s\) of x "
+                                         r"overflows float32"):
+        model.predict(x)
+    # the row that fits is predicted as it is alone
+    assert np.all(np.isfinite(backend.to_numpy(model.predict(x[1:]))))
+    wide = mlp.MLP([2, 4, n_out], loss=loss, backend=backend, seed=0, dtype="float64")
+    out = backend.to_numpy(wide.predict(x))
+    if loss != "poisson":  # (exp of ~1e38 overflows float64 as well)
+        assert np.all(np.isfinite(out))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_training_on_inputs_whose_forward_pass_overflows_blames_the_data(backend):
+    model = mlp.MLP([2, 4, 3], loss="cross_entropy", backend=backend, seed=0)
+    start = model.get_weights()
+    with pytest.raises(mlp.TrainingDivergedError,
+                       match=r"the loss was already nan: the data's scale \(largest \|x\| "
+                             r"3e\+38.*not the learning rate"):
+        model.fit(np.array([[3e38, 3e38], [1.0, 2.0]]), np.array([0, 2]), epochs=2)
+    assert_weights_equal(model.get_weights(), start)
+    assert model.epochs_trained_ == 0 and model.history_.epoch == []
+    # validation data whose metrics overflow would log NaN every epoch: refused up front
+    fresh = mlp.MLP([2, 4, 3], loss="cross_entropy", backend=backend, seed=0)
+    x, y = np.random.default_rng(0).normal(size=(9, 2)), np.arange(9) % 3
+    with unchanged(fresh), pytest.raises(ValueError, match=r"the loss of the validation data "
+                                                           r"\(it is nan\) " + _OVERFLOW):
+        fresh.fit(x, y, epochs=2, validation_data=(np.full((3, 2), 3e38), np.arange(3)))
+    assert fresh.epochs_trained_ == 0
 
 
 @pytest.mark.parametrize("dtype", ["bool", "int8", "int32", "int64", "uint8", "float16"])
@@ -589,8 +642,12 @@ def test_divergence_restores_finite_weights(backend, batch_size, with_callback, 
     assert all(math.isfinite(v) for v in losses)
     assert info.value.history.epoch == list(range(len(losses)))
     assert len(losses) < 200
-    if batch_size is None:  # the first epoch's loss (at the initial weights) is finite
-        assert len(losses) >= 1
+    # the history, the epoch count and the optimizer's step count agree with the weights
+    assert model.epochs_trained_ == len(losses) == len(model.history_.epoch)
+    assert step_count(model.optimizer_state_) == len(losses) * (
+        1 if batch_size is None else -(-N // batch_size))
+    if batch_size is None and learning_rate == 1e6:  # epoch 0's loss and end weights are
+        assert len(losses) >= 1                       # finite (1e38: its end weights are inf)
     assert tuple(model.predict(x).shape) == (N, OUT)  # still usable (if huge)
 
 

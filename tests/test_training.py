@@ -11,7 +11,7 @@ from sklearn import metrics as skm
 from threadpoolctl import threadpool_limits
 
 import mlp
-from mlp import optimizers
+from mlp import optimizers, schedules
 from tests._helpers import WeightLog
 
 
@@ -434,7 +434,11 @@ def _last_with_finite_loss(backend, candidates, x, y):
     for weights in reversed(candidates):
         if _all_finite(weights):
             probe.set_weights(weights)
-            if np.isfinite(probe.loss(x, y)):
+            try:
+                probe.loss(x, y)  # a loss that overflows float32 is refused
+            except ValueError as exc:
+                assert "overflows float32" in str(exc)
+            else:
                 return weights
     raise AssertionError("no candidate has a finite loss")
 
@@ -449,10 +453,14 @@ def test_divergence_raises_and_restores_the_last_finite_weights(backend):
     assert isinstance(info.value, FloatingPointError)
     history = info.value.history
     assert 1 <= len(history.epoch) < 50 and all(np.isfinite(history.history["loss"]))
-    assert len(log.weights) == len(history.epoch)
+    # the callback saw every epoch with a finite loss; an epoch whose end weights have none
+    # is taken back with them: the history, the epoch count and the weights agree
+    assert len(history.epoch) <= len(log.weights) <= len(history.epoch) + 1
+    assert model.epochs_trained_ == len(history.epoch) == len(model.history_.epoch)
     restored = model.get_weights()
     assert _all_finite(restored)
     _weights_equal(restored, _last_with_finite_loss(backend, [start, *log.weights], x, y))
+    _weights_equal(restored, [start, *log.weights][len(history.epoch)])
     assert np.isfinite(model.loss(x, y))  # finite weights are not enough: the loss is too
 
 
@@ -543,6 +551,167 @@ def test_divergence_with_early_stopping_keeps_the_last_finite_weights(backend):
                   patience=50)
     _weights_equal(model.get_weights(), _last_with_finite_loss(backend, [start, *log.weights],
                                                                x, y))
+
+
+def _pure(optimizer):
+    """``optimizer`` as a transformation of the user's own: the fast path does not mirror
+    it, so the pure run computes every epoch."""
+    return optimizers.GradientTransformation(optimizer.init, optimizer.update)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("path", ["pure", "fast", "per-epoch"])
+@pytest.mark.parametrize("batch_size, learning_rate", [(None, 0.3), (4, 0.05)])
+def test_a_divergence_takes_back_the_epoch_count_history_and_step_count(
+        backend, path, batch_size, learning_rate):
+    """The epochs whose end weights are taken back leave the epoch count, the histories,
+    the optimizer's step count and the shuffle stream too: the model is then exactly a
+    model trained for the epochs kept, and the next fit continues as that one does. On
+    JAX "pure" and "fast" run the epochs in one compiled call (and replay it); NumPy and
+    PyTorch run SGD on their in-place fast path and a transformation of the user's own on
+    the pure path; a callback runs one epoch per call."""
+    model, x, y = _diverging(backend)
+    sgd = optimizers.SGD(learning_rate)
+    optimizer = _pure(sgd) if path == "pure" else sgd
+    callbacks = [lambda epoch, logs: None] if path == "per-epoch" else None
+    fit = dict(optimizer=optimizer, batch_size=batch_size)
+    with pytest.raises(mlp.TrainingDivergedError) as info:
+        model.fit(x, y, epochs=60, callbacks=callbacks, **fit)
+    kept = model.epochs_trained_
+    assert kept >= 1
+    assert info.value.history.epoch == model.history_.epoch == list(range(kept))
+    steps = 1 if batch_size is None else 5
+    assert optimizers.step_count(model.optimizer_state_) == kept * steps
+    assert model.train_state_.epoch == kept
+    assert f"from before epoch {kept})" in str(info.value)
+    reference, _, _ = _diverging(backend)
+    reference.fit(x, y, epochs=kept, **fit)
+    _weights_equal(model.get_weights(), reference.get_weights())
+    assert model.history_.history["loss"] == reference.history_.history["loss"]
+    # the next fit continues as it does from the reference: the same optimizer state and
+    # shuffle stream (the same batches)
+    for a, b in zip(optimizers.tree_leaves(model.optimizer_state_),
+                    optimizers.tree_leaves(reference.optimizer_state_), strict=True):
+        np.testing.assert_array_equal(backend.to_numpy(a), backend.to_numpy(b))
+    assert model._shuffle_rng.bit_generator.state == reference._shuffle_rng.bit_generator.state
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_divergence_at_the_last_step_takes_back_its_epoch(backend):
+    """The last epoch's end weights are checked after the loop (`check_final_weights`):
+    when they overflow, that epoch leaves the history and the step count too."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 4))
+    y = (x[:, 0] > 0).astype(int) + (x[:, 1] > 0)
+    model = mlp.MLP([4, 8, 3], loss="cross_entropy", seed=0, backend=backend)
+    with np.errstate(all="ignore"), pytest.raises(mlp.TrainingDivergedError,
+                                                  match="the loss of the final weights"):
+        model.fit(x * 1e30, y, epochs=1, optimizer="sgd", batch_size=None)
+    assert model.epochs_trained_ == 0 and model.history_.epoch == []
+    assert optimizers.step_count(model.optimizer_state_) == 0
+
+
+# ------------------------------------------------------------ schedules as they run
+def _xp_of(step):
+    from array_api_compat import array_namespace
+
+    return array_namespace(step)
+
+
+def turns_negative(step):
+    """0.01 until step 99, then negative: gradient ascent from step 100 on."""
+    xp = _xp_of(step)
+    return xp.where(step < 100, xp.asarray(0.01), xp.asarray(-0.01))
+
+
+def turns_nan(step):
+    xp = _xp_of(step)
+    return xp.where(step < 100, xp.asarray(0.01), xp.asarray(float("nan")))
+
+
+@pytest.mark.parametrize("schedule, what", [
+    (turns_negative, r"-0\.01, a negative rate, which would run gradient ascent"),
+    (turns_nan, r"NaN, which would turn the weights into NaN"),
+    (schedules.exponential_decay(0.01, 1.0, 10.0),
+     r"inf in float32 \(beyond its range\), which would overflow the weights"),
+], ids=["negative", "nan", "overflowing"])
+def test_a_schedule_is_checked_at_every_step_the_fit_runs(backend, schedule, what):
+    """Step 0 is fine; a later step is not: refused before any epoch, naming the schedule,
+    the step and its epoch (the model unchanged)."""
+    x, y = _classification(n=N)
+    model = _model(backend, dtype="float32")
+    before = model.get_weights()
+    step = 100 if schedule in (turns_negative, turns_nan) else 39
+    name = getattr(schedule, "__name__", "ExponentialDecay")
+    with pytest.raises(ValueError, match=rf"learning-rate schedule {name} gives {what}, for "
+                                         r"step (\d+) \(in epoch (\d+)\); a learning rate "
+                                         r"must be a finite number >= 0 at every step") as info:
+        model.fit(x, y, epochs=60, optimizer=optimizers.SGD(schedule), batch_size=10)
+    found = int(re.search(r"for step (\d+) \(in epoch (\d+)\)", str(info.value)).group(1))
+    epoch = int(re.search(r"in epoch (\d+)", str(info.value)).group(1))
+    if schedule in (turns_negative, turns_nan):
+        assert (found, epoch) == (100, 33)  # 3 steps an epoch
+    else:  # float32 holds 10**38 * 0.01; JAX computes the power in float32, NumPy in float64
+        assert step <= found <= 41 and epoch == found // 3
+    _weights_equal(model.get_weights(), before)
+    assert model.epochs_trained_ == 0 and model.optimizer_state_ is None
+    if schedule not in (turns_negative, turns_nan):
+        return  # (10x a step: the weights overflow long before the rate does)
+    # the steps of a fit that stops before the bad one's epoch are fine
+    model.fit(x, y, epochs=epoch, optimizer=optimizers.SGD(schedule), batch_size=10)
+    assert model.epochs_trained_ == epoch
+    # and the next fit, which would reach it, is refused before its first epoch
+    with pytest.raises(ValueError, match=rf"schedule {name} gives .* for step {found} "):
+        model.fit(x, y, epochs=30, batch_size=10)
+    assert model.epochs_trained_ == epoch
+
+
+def test_a_schedule_for_one_step_at_a_time_is_checked_step_by_step(backend):
+    """A schedule that takes no array of steps (a Python ``if``) is called step by step.
+    (JAX refuses such a schedule up front: it is traced.)"""
+    if backend.compiles:
+        pytest.skip("JAX traces schedules: a Python if on the step is refused up front")
+
+    def python_if(step):
+        return 0.01 if int(step) < 50 else -1.0
+
+    x, y = _classification(n=N)
+    with pytest.raises(ValueError, match=r"schedule python_if gives -1, a negative rate, "
+                                         r"which would run gradient ascent, for step 50 \(in "
+                                         r"epoch 50\)"):
+        _model(backend).fit(x, y, epochs=60, optimizer=optimizers.SGD(python_if),
+                            batch_size=None)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_schedule_that_diverges_is_named_with_its_rates(backend, monkeypatch):
+    model, x, y = _diverging(backend)
+    schedule = _explodes_at(20)
+    schedule.__name__ = "explodes_at_20"
+    with pytest.raises(mlp.TrainingDivergedError,
+                       match=r"\(the learning rate of schedule explodes_at_20 \(up to 1e\+06 "
+                             r"in epoch 2\d\) may be too large\)"):
+        model.fit(x, y, epochs=40, optimizer=optimizers.SGD(schedule), batch_size=None)
+    assert 20 <= model.epochs_trained_ <= 22
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_alpha_is_blamed_when_it_is_the_cause(backend):
+    model, x, y = _diverging(backend)
+    with pytest.raises(mlp.TrainingDivergedError,
+                       match=r": alpha 100\.0 with the learning rate 0\.1 is the cause: their "
+                             r"product, 10, exceeds 2 \(2 \(1 \+ momentum\)\), so the L2 "
+                             r"penalty's own steps grow the weights without bound") as info:
+        model.fit(x, y, epochs=40, optimizer="sgd", learning_rate=0.1, alpha=100.0,
+                  batch_size=None)
+    assert "0.1 may be too large" not in str(info.value)
+    other, _, _ = _diverging(backend)
+    with pytest.raises(mlp.TrainingDivergedError,
+                       match=r"the L2 penalty 0\.5 \* alpha \* sum \|\|W\|\|\^2 was "
+                             r"already .*e\+3\d \(alpha=1e\+38\), beyond what float32 can "
+                             r"train with .*: alpha is too large, not the learning rate"):
+        other.fit(x, y, epochs=5, alpha=1e38)
+    assert other.epochs_trained_ == 0
 
 
 # ---------------------------------------------------------- progress, summary

@@ -92,3 +92,108 @@ def test_jax_bfloat16_arrays_are_cast(backend):
     exact = np.asarray(x16).astype(np.float32).astype(np.float64)
     np.testing.assert_allclose(backend.to_numpy(model.predict(x16)),
                                backend.to_numpy(model.predict(exact)), rtol=1e-15)
+
+
+# ------------------------------------------------ numbers the model's dtype cannot hold
+_XR = np.random.default_rng(0).normal(size=(12, 3))
+_YR = _XR.sum(axis=1)
+
+
+def _float32(backend, **kw):
+    return mlp.MLP([3, 4, 1], backend=backend, seed=0, **kw)
+
+
+@pytest.mark.parametrize("fit, message", [
+    (dict(learning_rate=1e-320, optimizer="sgd"),
+     r"learning_rate=1e-320 is too small for the model's dtype float32: it would become 0 "
+     r"\(the smallest normal float32 number is 1\.175e-38\); use a larger value, or build "
+     r"the model with dtype='float64'"),
+    (dict(clip_norm=1e-320), r"clip_norm=1e-320 is too small .* it would become 0"),
+    (dict(alpha=1e-320), r"alpha=1e-320 is too small .* it would become 0"),
+    (dict(alpha=1e39), r"alpha=1e\+39 is too large for the model's dtype float32 \(largest "
+                       r"3\.403e\+38\): it would become inf"),
+    (dict(clip_norm=1e-40), r"clip_norm=1e-40 is too small .* it would become the subnormal "
+                            r"number 1e-40, which loses precision"),
+    (dict(optimizer=mlp.optimizers.Adam(beta2=1 - 1e-9)),
+     r"Adam\.beta2=0\.999999999 rounds to 1 in the model's dtype float32, which it must stay "
+     r"below; use a value <= 0\.99999994"),
+    (dict(optimizer=mlp.optimizers.Adam(beta1=1e-50)), r"Adam\.beta1=1e-50 is too small"),
+    (dict(optimizer=mlp.optimizers.Adam(eps=1e-46)), r"Adam\.eps=1e-46 is too small"),
+    (dict(optimizer=mlp.optimizers.RMSprop(decay=1 - 1e-10)),
+     r"RMSprop\.decay=0\.9999999999 rounds to 1"),
+    (dict(optimizer=mlp.optimizers.SGD(0.1, momentum=1 - 1e-12)),
+     r"SGD\.momentum=0\.999999999999 rounds to 1"),
+    (dict(optimizer=mlp.optimizers.AdamW(weight_decay=1e-40)),
+     r"AdamW\.weight_decay=1e-40 is too small"),
+    (dict(optimizer=mlp.optimizers.chain(mlp.optimizers.clip_by_global_norm(1e-300),
+                                         mlp.optimizers.scale_by_learning_rate(0.1))),
+     r"ClipByGlobalNorm\.max_norm=1e-300 is too small"),
+    (dict(optimizer=mlp.optimizers.SGD(mlp.schedules.cosine_decay(1e-39, 100))),
+     r"CosineDecay\.learning_rate=1e-39 is too small"),
+    (dict(optimizer=mlp.optimizers.SGD(mlp.schedules.exponential_decay(0.1, 100, 1e-45))),
+     r"ExponentialDecay\.decay_rate=1e-45 is too small"),
+    (dict(sample_weight=np.full(12, 1e-45)),
+     r"sample_weight has 12 weight\(s\) too small for the model's dtype float32 \(e\.g\. 1e-45 "
+     r"for sample 0; the smallest normal float32 number is 1\.175e-38\): they would become 0 "
+     r"or subnormal"),
+    (dict(sample_weight=np.r_[np.ones(11), 1e-40]),
+     r"sample_weight has 1 weight\(s\) too small .* \(e\.g\. 1e-40 for sample 11"),
+], ids=lambda v: next(iter(v)) if isinstance(v, dict) else None)
+def test_numbers_the_model_dtype_cannot_hold_are_refused(backend, fit, message):
+    """Checked in float64, used in float32: a value that would become 0, subnormal (which
+    JAX's CPU flushes to 0, where NumPy keeps it) or inf there, or a decay rate that rounds
+    to 1, is refused before any change, with the same message on every backend."""
+    model = _float32(backend)
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=message):
+        model.fit(_XR, _YR, epochs=2, **fit)
+    assert model.epochs_trained_ == 0 and model.optimizer_state_ is None
+    for (W, b), (W0, b0) in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(W, W0)
+        np.testing.assert_array_equal(b, b0)
+
+
+def test_the_same_numbers_fit_in_float64(backend):
+    """float64 holds them: the same values train there (1e-320 stays refused: it is
+    subnormal in float64 too)."""
+    model = mlp.MLP([3, 4, 1], backend=backend, seed=0, dtype="float64")
+    history = model.fit(_XR, _YR, epochs=2, learning_rate=1e-39, optimizer="sgd",
+                        clip_norm=1e-40, alpha=1e-40, sample_weight=np.full(12, 1e-45))
+    assert all(np.isfinite(history.history["loss"]))
+    assert model.loss(_XR, _YR, sample_weight=np.full(12, 1e-45)) == pytest.approx(
+        model.loss(_XR, _YR), rel=1e-12)
+    with pytest.raises(ValueError, match=r"learning_rate=1e-320 is too small for the model's "
+                                         r"dtype float64: it would become the subnormal"):
+        model.fit(_XR, _YR, epochs=1, learning_rate=1e-320, optimizer="sgd")
+
+
+def test_tiny_weights_are_refused_by_loss_evaluate_and_class_weight(backend):
+    model = mlp.MLP([3, 2], loss="cross_entropy", backend=backend, seed=0)
+    labels = (np.arange(12) % 2).astype(np.int64)
+    for call in (model.loss, model.evaluate):
+        with pytest.raises(ValueError, match=r"sample_weight has 12 weight\(s\) too small"):
+            call(_XR, labels, sample_weight=np.full(12, 1e-45))
+    with pytest.raises(ValueError, match=r"class_weight\[1\]=1e-45 is too small for the "
+                                         r"model's dtype float32"):
+        model.fit(_XR, labels, epochs=1, class_weight={1: 1e-45})
+    with pytest.raises(ValueError, match=r"sample_weight times class_weight has 6 weight\(s\) "
+                                         r"too small"):
+        model.fit(_XR, labels, epochs=1, class_weight={1: 1e-30},
+                  sample_weight=np.full(12, 1e-10))
+
+
+def test_reduce_lr_on_plateau_stays_within_the_dtype(backend):
+    model = _float32(backend)
+    with pytest.raises(ValueError, match=r"ReduceLROnPlateau's min_lr=1e-40 is too small for "
+                                         r"the model's dtype float32"):
+        model.fit(_XR, _YR, epochs=1, callbacks=[mlp.ReduceLROnPlateau("loss", min_lr=1e-40)])
+    assert model.epochs_trained_ == 0
+    # reductions stop where the rate would leave float32's normal numbers (never 0)
+    plateau = mlp.ReduceLROnPlateau("loss", factor=1e-20, patience=1, min_delta=1e30)
+    model.fit(_XR, _YR, epochs=6, optimizer="sgd", learning_rate=0.01, callbacks=[plateau])
+    rates = [rate for _, rate in plateau.reductions]
+    assert rates and len(rates) < 5 and min(rates) >= np.finfo(np.float32).smallest_normal
+    assert mlp.optimizers.current_learning_rate(model.optimizer_, model.optimizer_state_) > 0
+    with pytest.raises(ValueError, match=r"factor=1e-45 is outside what the state's dtype "
+                                         r"holds"):
+        mlp.optimizers.with_learning_rate_scale(model.optimizer_state_, 1e-45)
