@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import csv
 import errno
-import hashlib
 import io as io_module
 import json
 import math
@@ -59,8 +58,6 @@ import re
 import socket
 import string
 import time
-
-import numpy as np
 
 from .params import Boolean, InstanceOf, Options, Real, check, validate
 from .params import Integer as _Integer
@@ -881,36 +878,6 @@ def _io():
     return io
 
 
-def _host_array(model, array):
-    """``array`` (backend or NumPy) as a NumPy array in a form every backend gives alike:
-    float64 for floating point, int64 for integers."""
-    host = np.asarray(model.backend.to_numpy(array) if model.backend.is_native(array)
-                      else array)
-    kind = "float64" if host.dtype.kind == "f" else "int64" if host.dtype.kind in "iub" \
-        else host.dtype
-    return np.ascontiguousarray(host, dtype=kind)
-
-
-def data_fingerprint(model, data) -> dict | None:
-    """What identifies a fit's data: each array's shape (training ``x``, targets, rows'
-    weights, and the validation data) and one hash of them all (BLAKE2b over their
-    values as float64/int64, so that any backend gives the same one)."""
-    if data is None:
-        return None
-    arrays = {"x": data.x, "y": data.y, "sample_weight": data.w}
-    if data.val is not None:
-        arrays.update(zip(("x_val", "y_val", "val_labels", "val_sample_weight"), data.val))
-    digest, shapes = hashlib.blake2b(digest_size=16), {}
-    for name, array in arrays.items():
-        if array is None:
-            continue
-        host = _host_array(model, array)
-        shapes[name] = list(host.shape)
-        digest.update(f"{name}:{host.dtype}:{host.shape};".encode())
-        digest.update(host.data)
-    return {"shapes": shapes, "hash": digest.hexdigest()}
-
-
 def _data_difference(theirs, ours) -> str:
     """How the data fingerprinted ``theirs`` differs from ``ours`` (`data_fingerprint`)."""
     shapes = theirs.get("shapes") if isinstance(theirs, dict) else None
@@ -1026,7 +993,7 @@ class BackupAndRestore(Callback):
         self._lock = self._hold_folder()
         try:
             self._run = {**{k: self.params.get(k) for k in _RUN_SETTINGS},
-                         "data": data_fingerprint(self.model, self.fit_data)}
+                         "data": _io().data_fingerprint(self.model, self.fit_data)}
             self._run = json.loads(json.dumps(self._run))  # as the file gives it back
             if os.path.exists(self.path):
                 self._restore(self.path)

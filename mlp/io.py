@@ -212,13 +212,46 @@ _CALLBACK_KEY = re.compile(r"\d{1,6}:[A-Za-z_]\w*")
 
 
 def _check_callback_states(states):
-    """The fit's callbacks' states (`BackupAndRestore`): ``{"position:Class": {...}}``."""
+    """The fit's callbacks' states (`BackupAndRestore`): ``{"position:Class": {...}}``, and
+    the backed-up run's record under ``"run"`` (which `BackupAndRestore` checks)."""
     if not isinstance(states, dict):
         raise _Damaged(f"its callback states are {type(states).__name__}, not a JSON object")
     for key, state in states.items():
+        if key == "run":
+            continue
         if not _CALLBACK_KEY.fullmatch(key) or not isinstance(state, dict):
             raise _Damaged(f"its callback state {key!r} is not a callback's state "
                            f"({type(state).__name__})")
+
+
+def _host_array(model, array):
+    """``array`` (backend or NumPy) as a NumPy array in a form every backend gives alike:
+    float64 for floating point, int64 for integers."""
+    host = np.asarray(model.backend.to_numpy(array) if model.backend.is_native(array)
+                      else array)
+    kind = "float64" if host.dtype.kind == "f" else "int64" if host.dtype.kind in "iub" \
+        else host.dtype
+    return np.ascontiguousarray(host, dtype=kind)
+
+
+def data_fingerprint(model, data) -> dict | None:
+    """What identifies a fit's data: each array's shape (training ``x``, targets, rows'
+    weights, and the validation data) and one hash of them all (BLAKE2b over their
+    values as float64/int64, so that any backend gives the same one)."""
+    if data is None:
+        return None
+    arrays = {"x": data.x, "y": data.y, "sample_weight": data.w}
+    if data.val is not None:
+        arrays.update(zip(("x_val", "y_val", "val_labels", "val_sample_weight"), data.val))
+    digest, shapes = hashlib.blake2b(digest_size=16), {}
+    for name, array in arrays.items():
+        if array is None:
+            continue
+        host = _host_array(model, array)
+        shapes[name] = list(host.shape)
+        digest.update(f"{name}:{host.dtype}:{host.shape};".encode())
+        digest.update(host.data)
+    return {"shapes": shapes, "hash": digest.hexdigest()}
 
 
 # ---------------------------------------------------------------------- save
