@@ -59,6 +59,9 @@ def check_dtype(dtype) -> str:
 
 
 def _kind_name(dtype):
+    if dtype.names:
+        return (f"records with fields {', '.join(dtype.names)} (turn them into columns "
+                "with numpy.lib.recfunctions.structured_to_unstructured)")
     return {"c": "complex numbers", "O": "Python objects", "U": "strings", "S": "bytes",
             "M": "dates", "m": "time deltas", "V": "raw records"}.get(dtype.kind, str(dtype))
 
@@ -75,6 +78,10 @@ def _refuse_unsupported(data, name):
     if isinstance(data, (collections.abc.Set, collections.abc.Mapping)):
         raise TypeError(f"{name} must be an array of numbers, got a {type(data).__name__}, "
                         "which has no order")
+    if isinstance(data, np.ma.MaskedArray) and np.ma.count_masked(data):
+        raise ValueError(f"{name} is a masked array with {int(np.ma.count_masked(data))} "
+                         f"masked value(s), which mlp would read as the values under the "
+                         f"mask; fill them first (e.g. {name}.filled(0)) or drop those rows")
 
 
 def _refuse_pandas_missing(data, name):
@@ -112,8 +119,24 @@ def _plain_numbers(host, name):
     if all(isinstance(v, (bool, np.bool_)) for v in flat):
         return host.astype(bool)
     if all(isinstance(v, (numbers.Real, np.bool_)) for v in flat):
-        return host.astype(np.float64)
+        try:
+            return host.astype(np.float64)
+        except OverflowError:
+            raise ValueError(f"{name} holds a number too large for float64 (largest "
+                             f"magnitude about 1.8e308)") from None
     return host
+
+
+def _object_types(host) -> str:
+    """The Python types in an object array, for a message (at most three named)."""
+    names = []
+    for value in host.ravel():
+        kind = type(value).__name__
+        if kind not in names:
+            names.append(kind)
+            if len(names) > 3:
+                break
+    return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
 
 
 def _is_ml_dtype(dtype) -> bool:
@@ -156,8 +179,11 @@ def _host(backend, data, name):
     if host.dtype.kind == "O":
         host = _plain_numbers(host, name)
     if host.dtype.kind not in _NUMERIC_KINDS:
-        raise TypeError(f"{name} must hold real numbers, got an array of "
-                        f"{_kind_name(host.dtype)} (dtype {host.dtype})")
+        what = _kind_name(host.dtype)
+        if host.dtype.kind == "O" and host.size:
+            what += f": {_object_types(host)}"
+        raise TypeError(f"{name} must hold real numbers, got an array of {what} (dtype "
+                        f"{host.dtype})")
     return host
 
 
@@ -202,8 +228,9 @@ def to_backend_array(backend, data, name, dtype=None, *, floats_only=False, on_h
     it further on the host (no device work, nothing to compile) and moves it once.
     """
     if isinstance(data, np.ndarray) and (type(data) is not np.ndarray
+                                         or data.dtype.kind in "OV"
                                          or _is_ml_dtype(data.dtype)):
-        data = _host(backend, data, name)  # np.matrix, bfloat16, float8: plain arrays
+        data = _host(backend, data, name)  # np.matrix, masked, objects, float8: plain arrays
     if backend.is_native(data):
         data = _widened(backend, data)
         kind_ok = backend.xp.isdtype(data.dtype, ("bool", "integral", "real floating"))

@@ -170,3 +170,34 @@ def test_jax_float8_arrays_are_read_through_float32(backend):
     exact = np.asarray(x8).astype(np.float32).astype(np.float64)
     np.testing.assert_array_equal(backend.to_numpy(model.predict(x8)),
                                   backend.to_numpy(model.predict(exact)))
+
+
+def test_masked_arrays_are_refused_with_masked_values_and_read_without(backend):
+    model = _model(backend)
+    masked = np.ma.masked_array(X, mask=X > 2.0)
+    with pytest.raises(ValueError, match=r"x is a masked array with 3 masked value\(s\), which "
+                                         r"mlp would read as the values under the mask; fill "
+                                         r"them first \(e\.g\. x\.filled\(0\)\)"):
+        model.predict(masked)
+    with pytest.raises(ValueError, match=r"sample_weight is a masked array with 1 masked"):
+        model.loss(X, Y, sample_weight=np.ma.masked_array(np.ones(8), mask=np.eye(8)[2]))
+    np.testing.assert_array_equal(backend.to_numpy(model.predict(np.ma.masked_array(X))),
+                                  backend.to_numpy(model.predict(X)))
+
+
+def test_object_arrays_of_numbers_are_numbers_and_others_name_their_types(backend):
+    model = _model(backend)
+    np.testing.assert_array_equal(backend.to_numpy(model.predict(X.astype(object))),
+                                  backend.to_numpy(model.predict(X)))
+    with pytest.raises(TypeError, match=r"x must hold real numbers, got an array of Python "
+                                        r"objects: float, str \(dtype object\)"):
+        model.predict(pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "c": ["1"] * 8}))
+    with pytest.raises(TypeError, match=r"objects: int, NoneType \(dtype object\)"):
+        model.predict([[1, None, 3]])
+    with pytest.raises(ValueError, match=r"x holds a number too large for float64"):
+        model.predict([[10**400, 2, 3]])
+    records = np.zeros(2, dtype=[("a", float), ("b", float), ("c", float)])
+    with pytest.raises(TypeError, match=r"got an array of records with fields a, b, c \(turn "
+                                        r"them into columns with numpy\.lib\.recfunctions\."
+                                        r"structured_to_unstructured\)"):
+        model.predict(records)
