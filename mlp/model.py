@@ -687,9 +687,12 @@ class MLP:
         another thread it is refused (`mlp.ModelBusyError`), as the state would
         mix two epochs.
         """
+        from .training import check_model_state
+
         include_optimizer = check("include_optimizer", include_optimizer, [Boolean()])
         if include_optimizer:
             _guard.guard_of(self).check_free("save(include_optimizer=True)")
+        check_model_state(self, "save", training_state=include_optimizer)
         _io.save(self, path, include_optimizer=include_optimizer)
 
     def summary(self, print_fn=None) -> None:

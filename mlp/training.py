@@ -242,6 +242,7 @@ def fit(model, x, y, *, epochs, learning_rate=None, batch_size=DEFAULT_BATCH_SIZ
 
     Returns the `History` of this fit's epochs (``model.history_`` holds every fit's).
     """
+    check_model_state(model, "fit", optimizer_state=reset_optimizer is not True)
     settings = check_arguments(
         epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, shuffle=shuffle,
         optimizer=optimizer, reset_optimizer=reset_optimizer, alpha=alpha, clip_norm=clip_norm,
@@ -597,6 +598,48 @@ class StateCheck:
                                 "history read them as such)")
 
 
+def check_model_state(model, what: str, *, training_state: bool = True,
+                      optimizer_state: bool = True) -> None:
+    """Refuse, before ``what`` (``"fit"``, ``"save"``) does anything, a model whose state
+    was damaged outside fit (attributes assigned by hand): weights of other shapes, an
+    epoch count that is not a count, a history of uneven lists, an optimizer state of
+    another structure than the one the last fit left. Cheap: no array is read."""
+    from .callbacks import History
+
+    problem = _params_problem(model, model.params)
+    if problem:
+        raise ValueError(f"{what}: model.params is {problem}; set the weights with "
+                         "model.set_weights([(W, b), ...]), which checks them")
+    if not training_state:
+        return
+    epochs, history = model.epochs_trained_, model.history_
+    if isinstance(epochs, (bool, np.bool_)) or not isinstance(epochs, (int, np.integer)) \
+            or epochs < 0:
+        problem = f"model.epochs_trained_ is {epochs!r}, not a count of epochs"
+    elif history is not None and not isinstance(history, History):
+        problem = f"model.history_ is {_what(history)}, not a History (or None)"
+    elif history is not None and _history_problem(history):
+        problem = f"model.history_ has {_history_problem(history)}"
+    if problem:
+        raise ValueError(f"{what}: {problem}; fit keeps the epoch count and the history "
+                         "itself - build a new model (or load a saved one) to start afresh")
+    problem = _changed_opt_state(model) if optimizer_state else None
+    if problem:
+        raise ValueError(f"{what}: {problem}; fit keeps the optimizer's state itself - fit "
+                         "with reset_optimizer=True to start it afresh")
+
+
+def _changed_opt_state(model) -> str | None:
+    """How ``model.optimizer_state_``, replaced since the last fit, differs in structure
+    from the state that fit left (None when it was not replaced or has the structure)."""
+    state, left = model.optimizer_state_, getattr(model.train_state_, "opt_state", None)
+    if state is None or left is None or state is left:
+        return None
+    problem = _structure_problem(state, left)
+    return problem and (f"model.optimizer_state_ has another structure than the state the "
+                        f"last fit left ({problem})")
+
+
 def _params_problem(model, params) -> str | None:
     """What is wrong with ``params`` as the model's weights (shapes, dtype, backend), or
     None."""
@@ -698,11 +741,12 @@ class Trainer:
             self.check_final_weights()
             completed = True
         finally:
-            model.optimizer_state_, model.optimizer_ = state.opt_state, self.optimizer
+            model.optimizer_ = self.optimizer
             model.epochs_trained_ = state.epoch
             self.callbacks.check.seen()
             self.callbacks.on_train_end({"completed": completed})
-            state.params = model.params  # e.g. early stopping's best weights
+            # e.g. early stopping's best weights, a learning rate reduced at the last epoch
+            state.params, state.opt_state = model.params, model.optimizer_state_
 
     def run_chunk(self, n_epochs: int) -> None:
         """Run ``n_epochs`` epochs in one call, then hand each to the callbacks."""

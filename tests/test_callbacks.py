@@ -617,3 +617,33 @@ def test_what_callbacks_may_change_still_trains(backend):
     history = model.fit(x, y, epochs=6, validation_split=0.2,
                         callbacks=[Fine(), mlp.ReduceLROnPlateau(patience=1, factor=0.5)])
     assert history.epoch == [0, 1, 2] and model.epochs_trained_ == 3
+
+
+def test_a_learning_rate_a_callback_reduces_in_the_last_epoch_is_kept(backend):
+    """The optimizer state a callback sets at the last epoch (or in on_train_end) is the
+    model's after the fit, and the one the next fit continues: it was dropped for the
+    state from before the callback."""
+    from mlp.optimizers import learning_rate_scale, with_learning_rate_scale
+
+    x, y = _data()
+    model = _model(backend)
+
+    class Halve(mlp.Callback):
+        def on_epoch_end(self, epoch, logs):
+            state = self.model.optimizer_state_
+            self.model.optimizer_state_ = with_learning_rate_scale(
+                state, 0.5 * learning_rate_scale(state))
+
+    model.fit(x, y, epochs=2, callbacks=[Halve()])
+    assert learning_rate_scale(model.optimizer_state_) == 0.25
+    assert model.train_state_.opt_state is model.optimizer_state_
+
+    class HalveAtTheEnd(mlp.Callback):
+        def on_train_end(self, logs=None):
+            state = self.model.optimizer_state_
+            self.model.optimizer_state_ = with_learning_rate_scale(
+                state, 0.5 * learning_rate_scale(state))
+
+    model.fit(x, y, epochs=1, callbacks=[HalveAtTheEnd()])
+    assert learning_rate_scale(model.optimizer_state_) == 0.125
+    assert model.train_state_.opt_state is model.optimizer_state_

@@ -267,3 +267,40 @@ def test_summary_prints_once_and_returns_none(capsys):
     assert model.summary() is None
     out = capsys.readouterr().out
     assert out.count("dense_0") == 1 and "total parameters: 26" in out
+
+
+@pytest.mark.parametrize("attribute, value, match", [
+    ("epochs_trained_", "2", r"model\.epochs_trained_ is '2', not a count of epochs; fit keeps "
+                             r"the epoch count and the history itself"),
+    ("epochs_trained_", -1, r"model\.epochs_trained_ is -1, not a count of epochs"),
+    ("history_", [], r"model\.history_ is a list of 0 items, not a History \(or None\)"),
+    ("params", None, r"model\.params is None where the model has 2 \(W, b\) pairs; set the "
+                     r"weights with model\.set_weights"),
+    ("optimizer_state_", (1, 2), r"model\.optimizer_state_ has another structure than the "
+                                 r"state the last fit left \(.*\); fit keeps the optimizer's "
+                                 r"state itself - fit with reset_optimizer=True"),
+])
+def test_a_training_state_damaged_by_hand_is_refused_by_fit_and_save(backend, tmp_path,
+                                                                    attribute, value, match):
+    """What save writes and fit continues from, assigned outside fit: refused with what to
+    do, before anything is written or trained (the weights-only save needs only params)."""
+    model, x, y = _trained(backend)
+    setattr(model, attribute, value)
+    for call in (lambda: model.fit(x, y, epochs=1),
+                 lambda: model.save(tmp_path / "m.npz", include_optimizer=True)):
+        with pytest.raises(ValueError, match=r"^(fit|save): " + match):
+            call()
+    assert not (tmp_path / "m.npz").exists()
+    if attribute == "optimizer_state_":  # a fresh state is what reset_optimizer asks for
+        model.fit(x, y, epochs=1, reset_optimizer=True)
+        assert model.epochs_trained_ == 3
+    if attribute != "params":
+        model.save(tmp_path / "w.npz")
+
+
+def test_uneven_history_lists_set_by_hand_are_refused():
+    model, x, y = _trained("numpy")
+    model.history_.history["loss"].append(0.1)
+    with pytest.raises(ValueError, match=r"^fit: model\.history_ has 2 epochs but 3 values of "
+                                         r"'loss'"):
+        model.fit(x, y, epochs=1)
