@@ -374,3 +374,21 @@ def test_one_fit_at_a_time_per_estimator_and_a_copy_is_free(backend):
     for twin in (pickle.loads(pickle.dumps(est)), copy.deepcopy(est), clone(est)):
         assert mlp.guard.ATTRIBUTE not in vars(twin)
         _quiet(twin.fit, X_IRIS, Y_IRIS)
+
+
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_a_pickled_estimator_holds_no_object_of_its_backends_library(backend, solver):
+    import io
+
+    est = _quiet(MLPClassifier(hidden_layer_sizes=(3,), max_iter=3, solver=solver,
+                               random_state=0, backend=backend).fit, X_IRIS, Y_IRIS)
+    found = set()
+
+    class Recorder(pickle.Unpickler):
+        def find_class(self, module, name):
+            found.add(module.split(".")[0])
+            return super().find_class(module, name)
+
+    copy = Recorder(io.BytesIO(pickle.dumps(est))).load()
+    assert found <= {"mlp", "numpy", "sklearn", "copyreg", "builtins", "_codecs"}
+    np.testing.assert_array_equal(copy.predict_proba(X_IRIS), est.predict_proba(X_IRIS))
