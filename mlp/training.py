@@ -623,6 +623,12 @@ def check_model_state(model, what: str, *, training_state: bool = True,
     if problem:
         raise ValueError(f"{what}: {problem}; fit keeps the epoch count and the history "
                          "itself - build a new model (or load a saved one) to start afresh")
+    optimizer = model.optimizer_
+    if optimizer is not None and not (hasattr(optimizer, "init") and hasattr(optimizer,
+                                                                             "update")):
+        raise ValueError(f"{what}: model.optimizer_ is {_what(optimizer)}, not an optimizer; "
+                         "fit keeps the optimizer itself - pass optimizer=... to fit to "
+                         "change it")
     problem = _changed_opt_state(model) if optimizer_state else None
     if problem:
         raise ValueError(f"{what}: {problem}; fit keeps the optimizer's state itself - fit "

@@ -276,6 +276,8 @@ def test_summary_prints_once_and_returns_none(capsys):
     ("history_", [], r"model\.history_ is a list of 0 items, not a History \(or None\)"),
     ("params", None, r"model\.params is None where the model has 2 \(W, b\) pairs; set the "
                      r"weights with model\.set_weights"),
+    ("optimizer_", "adam", r"model\.optimizer_ is 'adam', not an optimizer; fit keeps the "
+                           r"optimizer itself - pass optimizer=\.\.\. to fit to change it"),
     ("optimizer_state_", (1, 2), r"model\.optimizer_state_ has another structure than the "
                                  r"state the last fit left \(.*\); fit keeps the optimizer's "
                                  r"state itself - fit with reset_optimizer=True"),
