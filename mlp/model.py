@@ -187,6 +187,11 @@ class MLP:
 
     Attributes
     ----------
+    layer_sizes, activation, output_activation, loss_name, init, dtype_name, seed
+        What the model is built with (and ``dtype``, the backend's dtype,
+        ``backend`` and ``xp``, its namespace): read-only, since the weights,
+        the compiled functions and saved files follow them; build a new model
+        (`from_config`) to change one.
     params : list of (W, b)
         Backend arrays, ``W: (fan_in, fan_out)``, ``b: (fan_out,)``.
     history_ : History
@@ -603,6 +608,9 @@ class MLP:
 
         Raises
         ------
+        ModelBusyError
+            The model is already training: a `fit` runs in another thread, or
+            this call comes from a callback of the running fit. Nothing changes.
         TrainingDivergedError
             The loss became NaN or infinite; the last weights whose loss on the
             training data is finite are restored. The message names the
