@@ -229,6 +229,9 @@ def enable_compilation_cache(path: str | os.PathLike) -> str:
     import jax
     from jax.experimental.compilation_cache import compilation_cache
 
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"the JAX compilation cache needs a folder name (str or os.PathLike), "
+                        f"got {type(path).__name__} {path!r}"[:300])
     path = os.path.abspath(os.fspath(path))
     try:
         os.makedirs(path, exist_ok=True)

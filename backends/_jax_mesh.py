@@ -42,7 +42,7 @@ def resolve_devices(jax, devices, source="devices"):
         text = devices.strip().lower()
         if text == "all":
             return list(jax.devices())
-        if not text.isdigit():
+        if not (text.isascii() and text.isdigit()):  # isdigit alone takes '²', '١'
             raise ValueError(f"{source} must be {_WHAT}, got {devices!r}")
         devices = int(text)
     if isinstance(devices, numbers.Integral) and not isinstance(devices, (bool, np.bool_)):

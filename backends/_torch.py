@@ -21,8 +21,12 @@ def _is_tensor(data):
     return library_of(data) == "torch" and hasattr(data, "device")
 
 
+#: The torch floating-point types NumPy has too.
+_NUMPY_FLOATS = ("torch.float16", "torch.float32", "torch.float64")
+
+
 def to_host(data, target, name):
-    """A CPU tensor as host NumPy (detached; bfloat16 as float32, exactly); a tensor on
+    """A CPU tensor as host NumPy (detached; bfloat16 and float8 as float32, exactly); a tensor on
     a GPU is refused unless ``target`` is torch on that kind of device; None for the rest."""
     if not _is_tensor(data):
         return None
@@ -33,8 +37,8 @@ def to_host(data, target, name):
             f"`{name}.cpu()`, or build the model with backend='torch'."
         )
     tensor = data.detach().cpu()
-    if str(tensor.dtype) == "torch.bfloat16":  # NumPy has no bfloat16; float32 is exact
-        tensor = tensor.float()
+    if tensor.dtype.is_floating_point and str(tensor.dtype) not in _NUMPY_FLOATS:
+        tensor = tensor.float()  # NumPy has no bfloat16, float8...; float32 holds them exactly
     return tensor.resolve_conj().resolve_neg().numpy()
 
 

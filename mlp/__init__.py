@@ -25,6 +25,7 @@ from .callbacks import (
     ReduceLROnPlateau,
     metric_mode,
 )
+from .guard import ModelBusyError
 from .io import ModelFileError
 from .losses import Loss, register_loss
 from .model import MLP, load
@@ -50,6 +51,7 @@ __all__ = [
     "TrainState",
     "TrainingDivergedError",
     "ModelFileError",
+    "ModelBusyError",
     "load",
     "Loss",
     "register_activation",

@@ -171,13 +171,41 @@ def as_callbacks(callbacks) -> list[Callback]:
     return out
 
 
+def callback_name(callback) -> str:
+    """How messages name ``callback``: its class, or the function a `FunctionCallback`
+    wraps."""
+    if isinstance(callback, FunctionCallback):
+        return f"function {getattr(callback.fn, '__name__', repr(callback.fn))}"
+    return type(callback).__name__
+
+
+def _stop_requested(callback, result) -> bool:
+    """Whether ``on_epoch_end``'s ``result`` asks to stop (a truthy value); a value with
+    no truth (an array of several elements) is refused, naming the callback."""
+    try:
+        return bool(result)
+    except Exception as exc:  # noqa: BLE001 - e.g. NumPy's "truth value ... is ambiguous"
+        shape = getattr(result, "shape", None)
+        what = (f"an array of shape {tuple(shape)}" if shape is not None
+                else f"a {type(result).__name__}")
+        raise TypeError(f"callback {callback_name(callback)}: on_epoch_end returned {what}, "
+                        f"which is neither true nor false ({exc}); return True to stop "
+                        "training, None or False to go on") from None
+
+
 class CallbackList(Callback):
     """Drives a list of callbacks; `fit` calls only this.
 
     ``on_epoch_end`` calls every callback (all see every epoch, even when an
     earlier one asked to stop) and sets ``model.stop_training`` if any returned
     a truthy value.
+
+    ``check`` (set by `fit`), when not None, is called as ``check(callback, hook,
+    logs)`` after each callback's hook: it refuses, naming the callback, a model
+    state the callback left damaged.
     """
+
+    check = None
 
     def __init__(self, callbacks=(), model=None, params=None):
         self.callbacks = list(callbacks)
@@ -203,12 +231,17 @@ class CallbackList(Callback):
         for cb in self.callbacks:
             cb.set_params(params)
 
+    def _checked(self, callback, hook, logs):
+        if self.check is not None:
+            self.check(callback, hook, logs)
+
     def on_train_begin(self, logs=None):
         begun = []
         try:
             for cb in self.callbacks:
                 cb.on_train_begin(logs)
                 begun.append(cb)
+                self._checked(cb, "on_train_begin", logs)
         except BaseException:  # a backup that took its folder lets it go: no fit runs
             for cb in begun:
                 if isinstance(cb, BackupAndRestore):
@@ -218,11 +251,13 @@ class CallbackList(Callback):
     def on_epoch_begin(self, epoch, logs=None):
         for cb in self.callbacks:
             cb.on_epoch_begin(epoch, logs)
+            self._checked(cb, "on_epoch_begin", logs)
 
     def on_epoch_end(self, epoch, logs):
         stop = False
         for cb in self.callbacks:
-            stop = bool(cb.on_epoch_end(epoch, logs)) or stop
+            stop = _stop_requested(cb, cb.on_epoch_end(epoch, logs)) or stop
+            self._checked(cb, "on_epoch_end", logs)
         if stop:
             self.model.stop_training = True
         return stop
@@ -230,6 +265,7 @@ class CallbackList(Callback):
     def on_train_end(self, logs=None):
         for cb in self.callbacks:
             cb.on_train_end(logs)
+            self._checked(cb, "on_train_end", logs)
 
 
 class History(Callback):
@@ -338,6 +374,10 @@ class History(Callback):
             from matplotlib.figure import Figure
         except ImportError as exc:
             raise ImportError("History.plot needs matplotlib: pip install matplotlib") from exc
+        if path is not None and (isinstance(path, bytes)
+                                 or not isinstance(path, (str, os.PathLike))):
+            raise TypeError(f"History.plot's path must be a file name (str or os.PathLike) "
+                            f"or None, got {type(path).__name__} {path!r}"[:300])
         panels = self._panels()
         if not panels:
             raise ValueError("History.plot: the history is empty (no epoch trained yet)")
@@ -1150,7 +1190,7 @@ class BackupAndRestore(Callback):
         state.rng.bit_generator.state = saved._shuffle_rng.bit_generator.state
         model.history_ = saved.history_
         if adopt:  # the script run again: the run's seed
-            model.seed, model._seed_drawn = saved.seed, False
+            model._adopt_seed(saved.seed, drawn=False)
         self.restored_epoch = saved.epochs_trained_
 
     def _put_back(self, before) -> None:
@@ -1160,9 +1200,8 @@ class BackupAndRestore(Callback):
         model.optimizer_state_ = state.opt_state = opt_state
         model.epochs_trained_ = state.epoch = epochs
         model._shuffle_rng.bit_generator.state = rng
-        model.history_, model.seed, self.restored_epoch = history, seed, restored
-        if hasattr(model, "_seed_drawn"):
-            model._seed_drawn = drawn
+        model.history_, self.restored_epoch = history, restored
+        model._adopt_seed(seed, drawn)
 
     def _keyed(self):
         """``(key, callback)`` for the other callbacks: position and class name."""

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 
 import numpy as np
 
 from backends import Backend, resolve_backend
 
 from . import core
+from . import guard as _guard
 from . import io as _io
 from .activations import ACTIVATIONS, hidden_activations
 from .core import NetworkSpec
 from .initializers import INITIALIZERS, default_initializer, initial_weights
 from .losses import LOSSES
-from .params import Constraint, InstanceOf, Integer, Options, _Mismatch, validate
+from .params import Boolean, Constraint, InstanceOf, Integer, Options, _Mismatch, check, validate
 from .tree import tree_map
 from .validation import check_dtype, check_layer_sizes, prepare_x
 
@@ -63,8 +65,76 @@ class _FloatDType(Constraint):
 
 #: Model attributes that `get_config` reads under another name than the argument's.
 _CONFIG_ATTRS = {"loss": "loss_name", "dtype": "dtype_name"}
-#: Attributes rebuilt from the config and the backend's name when unpickling.
-_REBUILT = ("backend", "xp", "dtype", "_spec", "_cache", "params", "optimizer_state_")
+#: The attributes fixed when a model is built (read-only properties, see `_fixed`), each
+#: with the config key that sets it (None: none does).
+_FIXED = {"layer_sizes": "layer_sizes", "activation": "activation",
+          "output_activation": "output_activation", "loss_name": "loss", "init": "init",
+          "dtype_name": "dtype", "dtype": "dtype", "seed": "seed", "backend": None, "xp": None}
+#: Attributes rebuilt from the config and the backend's name when unpickling (the guard is
+#: the object's own: a copy gets a fresh one; the training state is rebuilt from the
+#: model's own weights, optimizer state, epoch count and shuffle stream).
+_REBUILT = ("_spec", "_cache", "params", "optimizer_state_", "train_state_", _guard.ATTRIBUTE,
+            *("_" + name for name in _FIXED))
+
+
+def _fixed(name: str):
+    """A read-only property for the attribute ``name`` fixed when the model is built: the
+    weights, the compiled functions and the files `MLP.save` writes all follow it, so
+    assigning it is refused with what to do instead."""
+    key = _FIXED[name]
+    if key is not None:
+        advice = (f"build a new model instead, e.g. mlp.MLP.from_config({{**model.get_config(), "
+                  f"{key!r}: ...}}), which starts from fresh weights")
+    elif name == "backend":
+        advice = ("to run the model on another backend, save it and load it there: "
+                  "model.save(path); mlp.load(path, backend=...)")
+    else:
+        advice = "it is the backend's array namespace"
+
+    def get(self):
+        return self.__dict__["_" + name]
+
+    def refuse(self, value=None):
+        raise AttributeError(f"MLP.{name} is read-only: it is fixed when the model is built "
+                             f"(the weights, the compiled functions and saved files follow "
+                             f"it); {advice}")
+
+    return property(get, refuse, refuse, doc=f"The model's {name} (read-only).")
+
+
+def _physical_memory() -> int | None:
+    """The machine's memory in bytes, where the system says (None elsewhere)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _bytes_text(n: int) -> str:
+    for unit in ("bytes", "kB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.3g} {unit}" if unit != "bytes" else f"{n} bytes"
+        n /= 1000
+    return ""  # pragma: no cover
+
+
+def _too_large(layer_sizes, need: int, why: str) -> MemoryError:
+    n_params = sum(i * o + o for i, o in zip(layer_sizes[:-1], layer_sizes[1:]))
+    return MemoryError(f"layer_sizes {list(layer_sizes)} makes a model of {n_params:,} "
+                       f"parameters, whose initial weights need about {_bytes_text(need)} "
+                       f"(drawn in float64): {why}; use smaller layers")
+
+
+def _check_size(layer_sizes, dtype_name: str) -> int:
+    """The bytes the initial weights need (drawn in float64 on the host, then cast);
+    refused before anything is allocated when that exceeds the machine's memory."""
+    n_params = sum(i * o + o for i, o in zip(layer_sizes[:-1], layer_sizes[1:]))
+    need = n_params * (8 + np.dtype(dtype_name).itemsize)
+    total = _physical_memory()
+    if total is not None and need > total:
+        raise _too_large(layer_sizes, need, f"more than this machine's memory "
+                                            f"({_bytes_text(total)})")
+    return need
 
 
 def _in_precision(method):
@@ -119,6 +189,11 @@ class MLP:
 
     Attributes
     ----------
+    layer_sizes, activation, output_activation, loss_name, init, dtype_name, seed
+        What the model is built with (and ``dtype``, the backend's dtype,
+        ``backend`` and ``xp``, its namespace): read-only, since the weights,
+        the compiled functions and saved files follow them; build a new model
+        (`from_config`) to change one.
     params : list of (W, b)
         Backend arrays, ``W: (fan_in, fan_out)``, ``b: (fan_out,)``.
     history_ : History
@@ -141,6 +216,17 @@ class MLP:
     >>> history = model.fit(x, y, epochs=5)
     """
 
+    layer_sizes = _fixed("layer_sizes")
+    activation = _fixed("activation")
+    output_activation = _fixed("output_activation")
+    loss_name = _fixed("loss_name")
+    init = _fixed("init")
+    dtype_name = _fixed("dtype_name")
+    dtype = _fixed("dtype")
+    seed = _fixed("seed")
+    backend = _fixed("backend")
+    xp = _fixed("xp")
+
     #: Each constructor argument's rule, stated once (see `mlp.params`).
     _parameter_constraints = {
         "layer_sizes": [_LayerSizes()],
@@ -159,7 +245,11 @@ class MLP:
                         output_activation=output_activation, loss=loss, init=init,
                         backend=backend, dtype=dtype, seed=seed)
         init_rng = np.random.default_rng([self.seed, 0])
-        self.params = self._to_device(initial_weights(self.layer_sizes, self.init, init_rng))
+        need = _check_size(self.layer_sizes, self.dtype_name)
+        try:
+            self.params = self._to_device(initial_weights(self.layer_sizes, self.init, init_rng))
+        except MemoryError:
+            raise _too_large(self.layer_sizes, need, "cannot be allocated here") from None
 
     def _configure(self, **arguments):
         """Check the constructor's arguments and set everything but the weights."""
@@ -168,15 +258,15 @@ class MLP:
         activation = values["activation"]
         out_name = values["output_activation"] or loss.default_output
         loss.check_outputs(out_name, values["layer_sizes"][-1])
-        self.backend: Backend = resolve_backend(values["backend"])
-        self.xp = self.backend.xp
-        self.layer_sizes = values["layer_sizes"]
-        self.activation, self.output_activation, self.loss_name = activation, out_name, loss.name
-        self.init = values["init"] or default_initializer(activation)
-        self.dtype_name = values["dtype"]
-        self.dtype = self.backend.dtype(self.dtype_name)
+        backend: Backend = resolve_backend(values["backend"])
         seed = values["seed"]
-        self.seed = int(np.random.SeedSequence().entropy % 2**32) if seed is None else seed
+        fixed = dict(backend=backend, xp=backend.xp, layer_sizes=values["layer_sizes"],
+                     activation=activation, output_activation=out_name, loss_name=loss.name,
+                     init=values["init"] or default_initializer(activation),
+                     dtype_name=values["dtype"], dtype=backend.dtype(values["dtype"]),
+                     seed=int(np.random.SeedSequence().entropy % 2**32) if seed is None
+                     else seed)
+        self.__dict__.update({"_" + name: value for name, value in fixed.items()})
         self._seed_drawn = seed is None  # a BackupAndRestore may resume another run's seed
         self._spec = NetworkSpec(self.xp, ACTIVATIONS[activation], ACTIVATIONS[out_name], loss)
         self._cache = {}
@@ -234,7 +324,11 @@ class MLP:
         return model
 
     def __getstate__(self):
-        """Picklable state: the config, the backend's name and every array as NumPy."""
+        """Picklable state: the config, the backend's name and every array as NumPy (no
+        object of the backend's library: any process with NumPy reads it, and it is put
+        back on the backend when unpickled). Refused while another thread trains the model
+        (the state would mix two epochs)."""
+        _guard.guard_of(self).check_free("pickling (or copying)")
         state = {k: v for k, v in self.__dict__.items() if k not in _REBUILT}
         host = self.backend.to_numpy
         state["_config"] = self.get_config()
@@ -243,18 +337,27 @@ class MLP:
         state["optimizer_state_"] = tree_map(
             lambda leaf: host(leaf) if self.backend.is_native(leaf) else leaf,
             self.optimizer_state_)
+        state["_has_train_state"] = self.train_state_ is not None
         return state
 
     def __setstate__(self, state):
-        state = dict(state)
+        """Rebuild the model from `__getstate__`'s state on its backend, which must be
+        able to run here (`BackendUnavailableError` otherwise)."""
+        state = {k: v for k, v in state.items() if k not in _FIXED}  # older pickles' copies
         self._configure(**state.pop("_config"), backend=state.pop("_backend_name"))
         weights, opt_state = state.pop("params"), state.pop("optimizer_state_")
+        has_train_state = state.pop("_has_train_state", False)
         self.__dict__.update(state)
         self.params = None if weights is None else self._to_device(weights)
         with self.backend.precision(self.dtype):
             self.optimizer_state_ = tree_map(
                 lambda leaf: self.backend.asarray(leaf) if isinstance(leaf, np.ndarray) else leaf,
                 opt_state)
+        if has_train_state:
+            from .training import TrainState
+
+            self.train_state_ = TrainState(self.params, self.optimizer_state_,
+                                           self.epochs_trained_, self._shuffle_rng)
 
     # ------------------------------------------------------------------ basics
     @property
@@ -305,6 +408,11 @@ class MLP:
         while len(_SHARED_CACHE) > _SHARED_CACHE_SIZE:
             _SHARED_CACHE.pop(next(iter(_SHARED_CACHE)))
         return fn
+
+    def _adopt_seed(self, seed: int, drawn: bool) -> None:
+        """Take ``seed`` as the model's (`BackupAndRestore` resuming the run that a drawn
+        seed began, or putting the model back); ``drawn``: whether it was drawn."""
+        self._seed, self._seed_drawn = seed, drawn
 
     def _split_rng(self, seed=None):
         """The stream of ``fit``'s validation split (of ``seed``, default the model's)."""
@@ -556,6 +664,9 @@ class MLP:
 
         Raises
         ------
+        ModelBusyError
+            The model is already training: a `fit` runs in another thread, or
+            this call comes from a callback of the running fit. Nothing changes.
         TrainingDivergedError
             The loss became NaN or infinite; the last weights whose loss on the
             training data is finite are restored, with the epoch count, the
@@ -581,13 +692,14 @@ class MLP:
         """
         from .training import fit
 
-        return fit(self, x, y, epochs=epochs, learning_rate=learning_rate,
-                   batch_size=batch_size, shuffle=shuffle, optimizer=optimizer,
-                   reset_optimizer=reset_optimizer, alpha=alpha, clip_norm=clip_norm,
-                   validation_data=validation_data, validation_split=validation_split,
-                   early_stopping=early_stopping, patience=patience, min_delta=min_delta,
-                   callbacks=callbacks, verbose=verbose, sample_weight=sample_weight,
-                   class_weight=class_weight)
+        with _guard.guard_of(self).training("fit"):
+            return fit(self, x, y, epochs=epochs, learning_rate=learning_rate,
+                       batch_size=batch_size, shuffle=shuffle, optimizer=optimizer,
+                       reset_optimizer=reset_optimizer, alpha=alpha, clip_norm=clip_norm,
+                       validation_data=validation_data, validation_split=validation_split,
+                       early_stopping=early_stopping, patience=patience, min_delta=min_delta,
+                       callbacks=callbacks, verbose=verbose, sample_weight=sample_weight,
+                       class_weight=class_weight)
 
     # ---------------------------------------------------------------- weights
     def get_weights(self):
@@ -601,8 +713,12 @@ class MLP:
 
         Shapes must match the architecture and values must be finite; the
         arrays are cast to the model's dtype. Nothing changes if any check fails.
+        During a `fit`, its callbacks may set the weights the next epoch trains
+        from; another thread may not (`mlp.ModelBusyError`).
         """
         from .validation import host_float_array
+
+        _guard.guard_of(self).check_free("set_weights")
 
         if not isinstance(weights, (list, tuple)) or len(weights) != len(self.layer_sizes) - 1:
             raise ValueError(f"set_weights needs a list of {len(self.layer_sizes) - 1} (W, b) "
@@ -637,8 +753,18 @@ class MLP:
         the history; ``mlp.load(path).fit(...)`` then ends at the weights of a
         run never interrupted. Any backend can `mlp.load` the file. A new file
         gets the permissions a plain write gives under the umask; an
-        overwritten one keeps its own.
+        overwritten one keeps its own. ``include_optimizer`` is True or False
+        (nothing else). While a `fit` runs, a save with the training state
+        belongs in one of its callbacks (e.g. `mlp.ModelCheckpoint`): from
+        another thread it is refused (`mlp.ModelBusyError`), as the state would
+        mix two epochs.
         """
+        from .training import check_model_state
+
+        include_optimizer = check("include_optimizer", include_optimizer, [Boolean()])
+        if include_optimizer:
+            _guard.guard_of(self).check_free("save(include_optimizer=True)")
+        check_model_state(self, "save", training_state=include_optimizer)
         _io.save(self, path, include_optimizer=include_optimizer)
 
     def summary(self, print_fn=None) -> None:
@@ -647,6 +773,10 @@ class MLP:
         ``print_fn`` (default `print`) receives the whole text, e.g. a logger's
         method or ``list.append`` to keep it.
         """
+        if print_fn is not None and not callable(print_fn):
+            raise TypeError(f"print_fn must be a function that takes the text (e.g. print or "
+                            f"a list's append) or None, got {type(print_fn).__name__} "
+                            f"{print_fn!r}"[:300])
         rows = [("layer", "weights", "biases", "activation", "params")]
         last = len(self.layer_sizes) - 2
         for i, (fan_in, fan_out) in enumerate(zip(self.layer_sizes[:-1], self.layer_sizes[1:])):
@@ -693,5 +823,10 @@ def load(path, backend=None) -> MLP:
         declared architecture and the file's size.
     BackendUnavailableError
         ``backend`` cannot run here.
+    TypeError
+        ``path`` is not a file name (str or os.PathLike).
     """
+    if isinstance(path, bool) or not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"load needs the path of a model file (str or os.PathLike), got "
+                        f"{type(path).__name__} {path!r}"[:300])
     return _io.load_model(path, MLP, backend)

@@ -349,7 +349,7 @@ class Chain:
     def update(self, grads, state, params=None):
         new_state = []
         for t, s in zip(self.transformations, state, strict=True):
-            grads, s = t.update(grads, s, params)
+            grads, s = checked_update(t, grads, s, params)
             new_state.append(s)
         return grads, tuple(new_state)
 
@@ -389,6 +389,58 @@ class GradientTransformation:
     def __repr__(self) -> str:
         name = getattr(self.update, "__qualname__", repr(self.update))
         return f"GradientTransformation(update={name}, elementwise={self.elementwise})"
+
+
+def _described(value) -> str:
+    if value is None or isinstance(value, (bool, numbers.Number, str)):
+        return repr(value)[:60]
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        return f"an array of shape {tuple(shape)}"
+    size = f" of {len(value)} items" if isinstance(value, (list, tuple)) else ""
+    return f"a {type(value).__name__}{size}"
+
+
+def _updates_problem(updates, grads) -> str | None:
+    """What is wrong with ``updates`` against ``grads`` (same nesting of lists and tuples,
+    arrays of the same shapes), or None."""
+    if isinstance(grads, (list, tuple)):
+        if not isinstance(updates, (list, tuple)) or len(updates) != len(grads):
+            return (f"{_described(updates)} as updates where the gradients are a "
+                    f"{type(grads).__name__} of {len(grads)} items")
+        for u, g in zip(updates, grads):
+            problem = _updates_problem(u, g)
+            if problem:
+                return problem
+        return None
+    if getattr(updates, "shape", None) is None:
+        return f"{_described(updates)} as an update where the gradient is an array"
+    if tuple(updates.shape) != tuple(grads.shape):
+        return (f"an update of shape {tuple(updates.shape)} for a gradient of shape "
+                f"{tuple(grads.shape)}")
+    return None
+
+
+def checked_update(transformation, grads, state, params=None):
+    """``transformation.update(grads, state, params)``, its result checked when the
+    transformation is one of your own: a pair ``(updates, state)`` with the updates
+    shaped as ``grads``, or a TypeError that names the transformation and says what it
+    returned (rather than an error from deep inside the training step)."""
+    result = transformation.update(grads, state, params)
+    if type(transformation) in _BUILT_IN:
+        return result
+    if _updates_problem(result, grads) is None:
+        problem = "returned the updates alone, without the new state"
+    elif not (isinstance(result, (tuple, list)) and len(result) == 2):
+        problem = f"returned {_described(result)}"
+    else:
+        problem = _updates_problem(result[0], grads)
+        problem = problem and f"returned {problem}"
+    if problem:
+        raise TypeError(f"the optimizer {transformation!r} {problem}: update(grads, state, "
+                        "params) must return a pair (updates, new_state), the updates shaped "
+                        "as grads (a list of (dW, db), one per layer)")
+    return result
 
 
 # ---------------------------------------------------------------- named optimizers
@@ -534,6 +586,8 @@ OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
 TRANSFORMATIONS = {cls.config_name: cls for cls in (
     SGD, Adam, AdamW, RMSprop, ScaleByAdam, ScaleByRms, Trace, AddDecayedWeights,
     ClipByGlobalNorm, ScaleByLearningRate, Chain)}
+#: The built-in transformations' classes (their updates need no check, `checked_update`).
+_BUILT_IN = frozenset(TRANSFORMATIONS.values())
 
 
 def get_optimizer(optimizer, learning_rate=None):

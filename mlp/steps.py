@@ -28,6 +28,7 @@ from .optimizers import (
     apply_updates,
     chain,
     check_schedule,
+    checked_update,
     clip_by_global_norm,
     learning_rate_schedules,
 )
@@ -55,7 +56,7 @@ def make_step(spec, optimizer, alpha=0.0, clip_norm=None, packer=None):
         loss, grads, totals = loss_gradients_and_totals(spec, layers, xb, yb, alpha, wb)
         if packer is not None:
             grads = packer.pack(grads)
-        updates, state = transform.update(grads, wrap(opt_state), params)
+        updates, state = checked_update(transform, grads, wrap(opt_state), params)
         return apply_updates(params, updates), unwrap(state), loss, totals
 
     return step

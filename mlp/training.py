@@ -266,6 +266,7 @@ def fit(model, x, y, *, epochs, learning_rate=None, batch_size=DEFAULT_BATCH_SIZ
 
     Returns the `History` of this fit's epochs (``model.history_`` holds every fit's).
     """
+    check_model_state(model, "fit", optimizer_state=reset_optimizer is not True)
     settings = check_arguments(
         epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, shuffle=shuffle,
         optimizer=optimizer, reset_optimizer=reset_optimizer, alpha=alpha, clip_norm=clip_norm,
@@ -482,6 +483,250 @@ def _params_finite(model, params) -> bool:
     return math.isfinite(_largest_weight(model, params))
 
 
+def _structure_problem(new, old) -> str | None:
+    """How the optimizer state ``new`` differs in structure from ``old`` (the same nesting
+    of lists, tuples and NamedTuples, arrays of the same shapes and dtypes), or None."""
+    if isinstance(old, (list, tuple)):
+        if type(new) is not type(old) or len(new) != len(old):
+            return f"{_what(new)} where the state holds {_what(old)}"
+        return next((p for p in (_structure_problem(n, o) for n, o in zip(new, old))
+                     if p), None)
+    if getattr(old, "shape", None) is None:  # None, or a number
+        return None if type(new) is type(old) else f"{_what(new)} where the state holds " \
+                                                    f"{_what(old)}"
+    if getattr(new, "shape", None) is None or tuple(new.shape) != tuple(old.shape) \
+            or getattr(new, "dtype", None) != old.dtype:
+        return f"{_what(new)} where the state holds {_what(old)}"
+    return None
+
+
+def _what(value) -> str:
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        return f"an array ({type(value).__name__}) of shape {tuple(shape)}"
+    if isinstance(value, (list, tuple)):
+        return f"a {type(value).__name__} of {len(value)} items"
+    return repr(value)[:40] if value is None or isinstance(value, (str, int, float)) \
+        else f"a {type(value).__name__}"
+
+
+class StateCheck:
+    """Refuses, after each callback hook, a model state the callback left damaged
+    (`CallbackList.check`), naming the callback; the damaged attribute is put back first.
+
+    A callback may stop training (``stop_training``), set the weights the next epoch
+    trains from (``set_weights``; ``model.params`` of the right shapes), replace the
+    optimizer state by one of the same structure (`ReduceLROnPlateau`), add real numbers
+    to the epoch's logs, or, as `BackupAndRestore` does when training begins, move the
+    whole training state forward consistently. Anything else - the training state, the
+    optimizer or the epoch count replaced, ``optimizer_state_``, ``params`` or
+    ``history_`` set to something else (None, another structure), history lists of
+    unequal lengths, a logged metric removed or a value that is not a number - is
+    refused with a message that names the callback. Each check compares references
+    first, so an unchanged state costs a few attribute reads.
+    """
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+        self.seen()
+
+    def seen(self) -> None:
+        """Take the model's present state as the sound one."""
+        model = self.trainer.model
+        self.params, self.opt_state = model.params, model.optimizer_state_
+        self.history = model.history_
+
+    def __call__(self, callback, hook, logs) -> None:
+        from .callbacks import callback_name
+
+        name = f"callback {callback_name(callback)} ({hook})"
+        try:
+            for step in (self._owned, self._params, self._opt_state, self._history,
+                         self._stop):
+                step(name)
+            if hook == "on_epoch_end":
+                self._logs(name, logs)
+        except (TypeError, ValueError):
+            if hook != "on_train_end" or (logs or {}).get("completed", True):
+                raise  # (on a fit that failed already, the attributes are put back only)
+        self.seen()
+
+    def _owned(self, name) -> None:
+        """The training state, the optimizer and the epoch count belong to the fit."""
+        trainer, model = self.trainer, self.trainer.model
+        state = trainer.state
+        if model.train_state_ is not state:
+            model.train_state_ = state
+            raise ValueError(f"{name} replaced model.train_state_, which belongs to the running "
+                             "fit; set the weights with model.set_weights(...) instead")
+        if model.optimizer_ is not trainer.optimizer:
+            model.optimizer_ = trainer.optimizer
+            raise ValueError(f"{name} replaced model.optimizer_ during fit; a fit trains with "
+                             "the optimizer it started with: reduce the learning rate with "
+                             "ReduceLROnPlateau, or fit again with optimizer=...")
+        epochs = model.epochs_trained_
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs != state.epoch:
+            model.epochs_trained_ = state.epoch
+            raise ValueError(f"{name} set model.epochs_trained_ to {epochs!r}, but the model "
+                             f"has trained {state.epoch} epochs; fit counts them itself")
+
+    def _params(self, name) -> None:
+        model = self.trainer.model
+        params = model.params
+        if params is self.params:
+            return
+        problem = _params_problem(model, params)
+        if problem:
+            model.params = self.params
+            raise TypeError(f"{name} set model.params to {problem}; set the weights with "
+                            "model.set_weights([(W, b), ...]), which checks them")
+
+    def _opt_state(self, name) -> None:
+        model = self.trainer.model
+        new = model.optimizer_state_
+        if new is self.opt_state:
+            return
+        problem = _structure_problem(new, self.opt_state)
+        if problem:
+            model.optimizer_state_ = self.opt_state
+            raise TypeError(
+                f"{name} set model.optimizer_state_ to {problem}; the state must keep the "
+                f"optimizer's structure. Reduce the learning rate with ReduceLROnPlateau "
+                f"(mlp.optimizers.with_learning_rate_scale), or start the state afresh in "
+                f"a new fit with reset_optimizer=True")
+
+    def _history(self, name) -> None:
+        from .callbacks import History
+
+        model = self.trainer.model
+        history = model.history_
+        if history is None and self.history is None:
+            return  # before the fit made one
+        if not isinstance(history, History):
+            model.history_ = self.history
+            raise TypeError(f"{name} set model.history_ to {_what(history)}; it holds every "
+                            "epoch's metrics and must stay a History")
+        problem = _history_problem(history)
+        if problem:
+            if history is not self.history:
+                model.history_ = self.history
+            else:
+                _even_out(history)
+            raise ValueError(f"{name} left model.history_ with {problem}; every metric must "
+                             "keep one value per epoch (read the history, or keep values of "
+                             "your own elsewhere)")
+
+    def _stop(self, name) -> None:
+        model = self.trainer.model
+        try:
+            bool(model.stop_training)
+        except Exception:  # noqa: BLE001 - e.g. an array of several elements
+            value = model.stop_training
+            model.stop_training = False
+            raise TypeError(f"{name} set model.stop_training to {_what(value)}, which is "
+                            "neither true nor false; set it to True to stop training") from None
+
+    def _logs(self, name, logs) -> None:
+        if not isinstance(logs, dict):
+            raise TypeError(f"{name} left the epoch's logs as {_what(logs)}")
+        missing = [k for k in self.trainer.history.params.get("metrics", ()) if k not in logs]
+        if missing:
+            raise ValueError(f"{name} removed {', '.join(map(repr, missing))} from the epoch's "
+                             "logs, which later callbacks read; leave the logged values in place")
+        for key, value in logs.items():
+            if not isinstance(key, str) or isinstance(value, (bool, np.bool_)) \
+                    or not isinstance(value, numbers.Real):
+                raise TypeError(f"{name} put {key!r}: {_what(value)} in the epoch's logs; logs "
+                                "map metric names to numbers (later callbacks and the "
+                                "history read them as such)")
+
+
+def check_model_state(model, what: str, *, training_state: bool = True,
+                      optimizer_state: bool = True) -> None:
+    """Refuse, before ``what`` (``"fit"``, ``"save"``) does anything, a model whose state
+    was damaged outside fit (attributes assigned by hand): weights of other shapes, an
+    epoch count that is not a count, a history of uneven lists, an optimizer state of
+    another structure than the one the last fit left. Cheap: no array is read."""
+    from .callbacks import History
+
+    problem = _params_problem(model, model.params)
+    if problem:
+        raise ValueError(f"{what}: model.params is {problem}; set the weights with "
+                         "model.set_weights([(W, b), ...]), which checks them")
+    if not training_state:
+        return
+    epochs, history = model.epochs_trained_, model.history_
+    if isinstance(epochs, (bool, np.bool_)) or not isinstance(epochs, (int, np.integer)) \
+            or epochs < 0:
+        problem = f"model.epochs_trained_ is {epochs!r}, not a count of epochs"
+    elif history is not None and not isinstance(history, History):
+        problem = f"model.history_ is {_what(history)}, not a History (or None)"
+    elif history is not None and _history_problem(history):
+        problem = f"model.history_ has {_history_problem(history)}"
+    if problem:
+        raise ValueError(f"{what}: {problem}; fit keeps the epoch count and the history "
+                         "itself - build a new model (or load a saved one) to start afresh")
+    optimizer = model.optimizer_
+    if optimizer is not None and not (hasattr(optimizer, "init") and hasattr(optimizer,
+                                                                             "update")):
+        raise ValueError(f"{what}: model.optimizer_ is {_what(optimizer)}, not an optimizer; "
+                         "fit keeps the optimizer itself - pass optimizer=... to fit to "
+                         "change it")
+    problem = _changed_opt_state(model) if optimizer_state else None
+    if problem:
+        raise ValueError(f"{what}: {problem}; fit keeps the optimizer's state itself - fit "
+                         "with reset_optimizer=True to start it afresh")
+
+
+def _changed_opt_state(model) -> str | None:
+    """How ``model.optimizer_state_``, replaced since the last fit, differs in structure
+    from the state that fit left (None when it was not replaced or has the structure)."""
+    state, left = model.optimizer_state_, getattr(model.train_state_, "opt_state", None)
+    if state is None or left is None or state is left:
+        return None
+    problem = _structure_problem(state, left)
+    return problem and (f"model.optimizer_state_ has another structure than the state the "
+                        f"last fit left ({problem})")
+
+
+def _params_problem(model, params) -> str | None:
+    """What is wrong with ``params`` as the model's weights (shapes, dtype, backend), or
+    None."""
+    sizes = model.layer_sizes
+    if not isinstance(params, (list, tuple)) or len(params) != len(sizes) - 1:
+        return f"{_what(params)} where the model has {len(sizes) - 1} (W, b) pairs"
+    for i, pair in enumerate(params):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            return f"{_what(pair)} for layer {i}, not a pair (W, b)"
+        want = ((sizes[i], sizes[i + 1]), (sizes[i + 1],))
+        for array, shape in zip(pair, want):
+            if not model.backend.is_native(array) or tuple(array.shape) != shape \
+                    or array.dtype != model.dtype:
+                return (f"{_what(array)} in layer {i} where a {model.backend.name} array of "
+                        f"shape {shape} and dtype {model.dtype_name} belongs")
+    return None
+
+
+def _history_problem(history) -> str | None:
+    epochs, values = history.epoch, history.history
+    if not isinstance(epochs, list) or not isinstance(values, dict):
+        return "its epoch list or its metrics replaced"
+    lengths = {key: len(v) if isinstance(v, list) else None for key, v in values.items()}
+    uneven = {k: n for k, n in lengths.items() if n != len(epochs)}
+    if uneven:
+        return (f"{len(epochs)} epochs but " + ", ".join(
+            f"{n if n is not None else 'no list of'} values of {k!r}" for k, n in uneven.items()))
+    return None
+
+
+def _even_out(history) -> None:
+    """Cut or pad (with NaN) every metric's list of ``history`` to its number of epochs."""
+    n = len(history.epoch)
+    for key, values in history.history.items():
+        values = list(values) if isinstance(values, list) else []
+        history.history[key] = values[:n] + [math.nan] * (n - len(values))
+
+
 class Trainer:
     """Runs the epochs of one `fit`: chunks of epochs, callbacks, divergence, Ctrl-C.
 
@@ -533,6 +778,7 @@ class Trainer:
         before = (model.train_state_, model.optimizer_, model.optimizer_state_)
         model.train_state_ = state  # callbacks see it from on_train_begin on
         model.optimizer_, model.optimizer_state_ = self.optimizer, state.opt_state
+        self.callbacks.check = StateCheck(self)
         try:
             self.callbacks.on_train_begin({})
         except BaseException:  # e.g. a monitored metric this fit does not log
@@ -544,6 +790,7 @@ class Trainer:
         if model.history_ is None:
             model.history_ = History(self.history.params)
         model.history_.params = self.history.params
+        self.callbacks.check.seen()
         self.history.extend(model.history_, since=self.start)  # epochs a backup restored
         completed = False
         try:
@@ -552,10 +799,12 @@ class Trainer:
             self.check_final_weights()
             completed = True
         finally:
-            model.optimizer_state_, model.optimizer_ = state.opt_state, self.optimizer
+            model.optimizer_ = self.optimizer
             model.epochs_trained_ = state.epoch
+            self.callbacks.check.seen()
             self.callbacks.on_train_end({"completed": completed})
-            state.params = model.params  # e.g. early stopping's best weights
+            # e.g. early stopping's best weights, a learning rate reduced at the last epoch
+            state.params, state.opt_state = model.params, model.optimizer_state_
 
     def run_chunk(self, n_epochs: int) -> None:
         """Run ``n_epochs`` epochs in one call, then hand each to the callbacks."""
@@ -607,6 +856,7 @@ class Trainer:
         self.recent.append(self.mark(state.epoch))
         state.params, state.opt_state = params, opt_state
         model.params, model.optimizer_state_ = params, opt_state
+        self.callbacks.check.seen()
         columns = {"loss": np.asarray(losses, dtype=np.float64).tolist(),
                    **{name: v.tolist() for name, v in
                       model._spec.loss.scores_from_totals(totals).items()}}

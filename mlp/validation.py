@@ -59,6 +59,9 @@ def check_dtype(dtype) -> str:
 
 
 def _kind_name(dtype):
+    if dtype.names:
+        return (f"records with fields {', '.join(dtype.names)} (turn them into columns "
+                "with numpy.lib.recfunctions.structured_to_unstructured)")
     return {"c": "complex numbers", "O": "Python objects", "U": "strings", "S": "bytes",
             "M": "dates", "m": "time deltas", "V": "raw records"}.get(dtype.kind, str(dtype))
 
@@ -75,6 +78,10 @@ def _refuse_unsupported(data, name):
     if isinstance(data, (collections.abc.Set, collections.abc.Mapping)):
         raise TypeError(f"{name} must be an array of numbers, got a {type(data).__name__}, "
                         "which has no order")
+    if isinstance(data, np.ma.MaskedArray) and np.ma.count_masked(data):
+        raise ValueError(f"{name} is a masked array with {int(np.ma.count_masked(data))} "
+                         f"masked value(s), which mlp would read as the values under the "
+                         f"mask; fill them first (e.g. {name}.filled(0)) or drop those rows")
 
 
 def _refuse_pandas_missing(data, name):
@@ -101,23 +108,61 @@ def _is_pd_na(value) -> bool:
 
 def _plain_numbers(host, name):
     """An object array that holds only numbers (pandas nullable columns without missing
-    values) as float64; pandas' ``pd.NA`` gets its own message."""
+    values: ``Int64``, ``Float64``, ``boolean``) as float64, or as bool when every value
+    is a boolean; pandas' ``pd.NA`` gets its own message."""
     flat = host.ravel()
     n_na = sum(1 for v in flat if _is_pd_na(v))
     if n_na:
         raise _pd_na_error(name, n_na)
-    if flat.size and all(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
-                         for v in flat):
-        return host.astype(np.float64)
+    if not flat.size:
+        return host
+    if all(isinstance(v, (bool, np.bool_)) for v in flat):
+        return host.astype(bool)
+    if all(isinstance(v, (numbers.Real, np.bool_)) for v in flat):
+        try:
+            return host.astype(np.float64)
+        except OverflowError:
+            raise ValueError(f"{name} holds a number too large for float64 (largest "
+                             f"magnitude about 1.8e308)") from None
     return host
+
+
+def _object_types(host) -> str:
+    """The Python types in an object array, for a message (at most three named)."""
+    names = []
+    for value in host.ravel():
+        kind = type(value).__name__
+        if kind not in names:
+            names.append(kind)
+            if len(names) > 3:
+                break
+    return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+
+
+def _is_ml_dtype(dtype) -> bool:
+    return getattr(dtype.type, "__module__", "").split(".")[0] == "ml_dtypes"
+
+
+def _from_ml_dtypes(host, name):
+    """An array of one of ml_dtypes' narrow types (JAX's bfloat16, float8, float4, int4...)
+    in a standard type that holds every value exactly: float32 for the floats, int64 for
+    the integers; complex ones are refused."""
+    if not _is_ml_dtype(host.dtype):
+        return host
+    dtype = host.dtype.name
+    if "complex" in dtype:
+        raise TypeError(f"{name} must hold real numbers, got an array of complex numbers "
+                        f"(dtype {dtype})")
+    return host.astype(np.int64 if dtype.startswith(("int", "uint")) else np.float32)
 
 
 def _host(backend, data, name):
     """``data`` (not the backend's own array) as a NumPy array of real numbers.
 
-    Plainly numeric data is accepted as it is: ``np.matrix``, bfloat16 arrays
-    (ml_dtypes, JAX; cast to float32, which holds them exactly) and pandas
-    columns of nullable numbers.
+    Plainly numeric data is accepted as it is: ``np.matrix``, the narrow types of
+    ml_dtypes (JAX's bfloat16, float8, float4...: cast to float32, which holds
+    them exactly; int4 and the like to int64) and pandas nullable columns
+    (``Int64``, ``Float64``, ``boolean``) without missing values.
     """
     if data is None:
         raise TypeError(f"{name} is None; expected an array of numbers")
@@ -130,13 +175,15 @@ def _host(backend, data, name):
                         f"{type(data).__name__} into one ({exc})") from exc
     if type(host) is not np.ndarray:  # np.matrix: plain 2-D array
         host = np.asarray(host)
-    if host.dtype.name == "bfloat16":
-        host = host.astype(np.float32)
+    host = _from_ml_dtypes(host, name)
     if host.dtype.kind == "O":
         host = _plain_numbers(host, name)
     if host.dtype.kind not in _NUMERIC_KINDS:
-        raise TypeError(f"{name} must hold real numbers, got an array of "
-                        f"{_kind_name(host.dtype)} (dtype {host.dtype})")
+        what = _kind_name(host.dtype)
+        if host.dtype.kind == "O" and host.size:
+            what += f": {_object_types(host)}"
+        raise TypeError(f"{name} must hold real numbers, got an array of {what} (dtype "
+                        f"{host.dtype})")
     return host
 
 
@@ -181,9 +228,11 @@ def to_backend_array(backend, data, name, dtype=None, *, floats_only=False, on_h
     it further on the host (no device work, nothing to compile) and moves it once.
     """
     if isinstance(data, np.ndarray) and (type(data) is not np.ndarray
-                                         or data.dtype.name == "bfloat16"):
-        data = _host(backend, data, name)  # np.matrix, bfloat16: plain float arrays
+                                         or data.dtype.kind in "OV"
+                                         or _is_ml_dtype(data.dtype)):
+        data = _host(backend, data, name)  # np.matrix, masked, objects, float8: plain arrays
     if backend.is_native(data):
+        data = _widened(backend, data)
         kind_ok = backend.xp.isdtype(data.dtype, ("bool", "integral", "real floating"))
         if not kind_ok:
             dtype_name = backend.dtype_name(data.dtype)
@@ -200,6 +249,21 @@ def to_backend_array(backend, data, name, dtype=None, *, floats_only=False, on_h
         if not on_host:
             return backend.asarray(host, dtype)
     return host if on_host else backend.asarray(host)
+
+
+#: The floating-point types a backend array may have and be computed with as it is.
+_STANDARD_FLOATS = ("float16", "bfloat16", "float32", "float64")
+
+
+def _widened(backend, array):
+    """A backend array of a narrower float type (PyTorch's or JAX's float8...) as float32,
+    which holds every value exactly (such types cannot be reduced or checked as they are)."""
+    xp = backend.xp
+    if not xp.isdtype(array.dtype, "real floating"):
+        return array
+    if backend.dtype_name(array.dtype) in _STANDARD_FLOATS:
+        return array
+    return xp.astype(array, backend.dtype("float32"))
 
 
 def all_finite(xp, array) -> bool:

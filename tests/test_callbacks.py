@@ -679,3 +679,167 @@ def test_simple_checkpoint_patterns_name_files_in_their_folder(tmp_path):
     model.fit(x, y, epochs=1, callbacks=[braces])
     assert braces.saved == [str(tmp_path / "run{1}" / "m-2.npz")]
     assert os.listdir(tmp_path / "run{1}") == ["m-2.npz"]
+
+
+# ------------------------------------------------- a callback that damages the model's state
+class _SetAtEpoch1(mlp.Callback):
+    """Sets ``model.<attribute>`` to ``make(model)`` at the end of epoch 1."""
+
+    def __init__(self, attribute, make):
+        self.attribute, self.make = attribute, make
+
+    def on_epoch_end(self, epoch, logs):
+        if epoch == 1:
+            setattr(self.model, self.attribute, self.make(self.model))
+
+
+def _two_epochs_then(backend, callback, exc, match):
+    """Fit 4 epochs with ``callback``: refused at epoch 1 with ``exc``/``match``; the model
+    keeps its 2 completed epochs, whole, and trains on."""
+    x, y = _data()
+    model = _model(backend)
+    with pytest.raises(exc, match=match):
+        model.fit(x, y, epochs=4, batch_size=10, callbacks=[callback])
+    assert model.epochs_trained_ == 2 and model.train_state_.epoch == 2
+    assert model.history_.epoch == [0, 1]
+    assert all(len(v) == 2 for v in model.history_.history.values())
+    assert model.optimizer_ == mlp.optimizers.Adam()
+    assert mlp.optimizers.step_count(model.optimizer_state_) == 6  # 3 batches x 2 epochs
+    for W, b in model.params:
+        assert backend.is_native(W) and backend.is_native(b)
+    model.fit(x, y, epochs=1, batch_size=10)
+    assert model.epochs_trained_ == 3 and model.history_.epoch == [0, 1, 2]
+
+
+@pytest.mark.parametrize("attribute, make, exc, match", [
+    ("optimizer_state_", lambda m: None, TypeError,
+     r"callback _SetAtEpoch1 \(on_epoch_end\) set model\.optimizer_state_ to None where the "
+     r"state holds a tuple of 2 items; the state must keep the optimizer's structure"),
+    ("optimizer_state_", lambda m: m.optimizer_state_[:1], TypeError,
+     r"set model\.optimizer_state_ to a tuple of 1 items where the state holds a tuple of 2"),
+    ("history_", lambda m: None, TypeError,
+     r"callback _SetAtEpoch1 \(on_epoch_end\) set model\.history_ to None; it holds every "
+     r"epoch's metrics and must stay a History"),
+    ("params", lambda m: None, TypeError,
+     r"set model\.params to None where the model has 2 \(W, b\) pairs; set the weights with "
+     r"model\.set_weights"),
+    ("params", lambda m: [(W.T, b) for W, b in m.params], TypeError,
+     r"set model\.params to an array \(\w+\) of shape \(8, 5\) in layer 0 where a \w+ "
+     r"array of shape \(5, 8\) and dtype float64 belongs"),
+    ("epochs_trained_", lambda m: 10, ValueError,
+     r"set model\.epochs_trained_ to 10, but the model has trained 2 epochs; fit counts them"),
+    ("optimizer_", lambda m: mlp.optimizers.SGD(), ValueError,
+     r"replaced model\.optimizer_ during fit; a fit trains with the optimizer it started "
+     r"with: reduce the learning rate with ReduceLROnPlateau, or fit again with optimizer="),
+    ("train_state_", lambda m: None, ValueError,
+     r"replaced model\.train_state_, which belongs to the running fit"),
+    ("stop_training", lambda m: np.array([True, False]), TypeError,
+     r"set model\.stop_training to an array \(ndarray\) of shape \(2,\), which is neither "
+     r"true nor false; set it to True to stop training"),
+], ids=["opt-state-None", "opt-state-structure", "history-None", "params-None",
+        "params-transposed", "epochs", "optimizer", "train-state", "stop-array"])
+def test_a_callback_that_damages_the_model_is_named_and_undone(backend, attribute, make, exc,
+                                                                match):
+    _two_epochs_then(backend, _SetAtEpoch1(attribute, make), exc, match)
+
+
+def test_uneven_history_lists_are_refused_and_evened_out(backend):
+    def grow(epoch, logs):
+        if epoch == 1:
+            model.history_.history["loss"].append(0.5)
+
+    x, y = _data()
+    model = _model(backend)
+    with pytest.raises(ValueError, match=r"callback function grow \(on_epoch_end\) left "
+                                         r"model\.history_ with 2 epochs but 3 values of "
+                                         r"'loss'; every metric must keep one value per epoch"):
+        model.fit(x, y, epochs=4, callbacks=[grow])
+    assert model.history_.epoch == [0, 1] and len(model.history_.history["loss"]) == 2
+    assert 0.5 not in model.history_.history["loss"]
+
+
+@pytest.mark.parametrize("change, exc, match", [
+    (lambda logs: logs.update(loss="low"), TypeError,
+     r"callback function <lambda> \(on_epoch_end\) put 'loss': 'low' in the epoch's logs; logs "
+     r"map metric names to numbers"),
+    (lambda logs: logs.update(mine=np.ones(3)), TypeError,
+     r"put 'mine': an array \(ndarray\) of shape \(3,\) in the epoch's logs"),
+    (lambda logs: logs.pop("accuracy"), ValueError,
+     r"removed 'accuracy' from the epoch's logs, which later callbacks read"),
+], ids=["string", "array", "removed"])
+def test_logs_a_callback_damages_are_refused_before_the_next_callback(backend, change, exc,
+                                                                       match):
+    seen = []
+    x, y = _data()
+    model = _model(backend)
+    with pytest.raises(exc, match=match):
+        model.fit(x, y, epochs=3, callbacks=[lambda epoch, logs: change(logs),
+                                             lambda epoch, logs: seen.append(epoch)])
+    assert seen == [] and model.epochs_trained_ == 1
+
+
+def test_numbers_a_callback_adds_to_the_logs_are_logged(backend, tmp_path):
+    x, y = _data()
+    model = _model(backend)
+    model.fit(x, y, epochs=2, callbacks=[lambda epoch, logs: logs.update(mine=np.float32(epoch)),
+                                         mlp.CSVLogger(tmp_path / "log.csv", append=False)])
+    rows = (tmp_path / "log.csv").read_text().splitlines()
+    assert rows[0] == "epoch,loss,accuracy,mine" and rows[2].endswith(",1.0")
+
+
+def test_an_array_returned_from_on_epoch_end_is_named():
+    x, y = _data()
+    model = _model("numpy")
+    with pytest.raises(TypeError, match=r"callback function <lambda>: on_epoch_end returned an "
+                                        r"array of shape \(3,\), which is neither true nor "
+                                        r"false \(.*\); return True to stop training, None or "
+                                        r"False to go on"):
+        model.fit(x, y, epochs=3, callbacks=[lambda epoch, logs: np.ones(3)])
+    assert model.epochs_trained_ == 1
+
+
+def test_what_callbacks_may_change_still_trains(backend):
+    """Weights set with set_weights, a learning rate reduced in the state, early
+    stopping's restored weights, stop_training set: none is refused."""
+    x, y = _data()
+    model = _model(backend)
+
+    class Fine(mlp.Callback):
+        def on_epoch_end(self, epoch, logs):
+            self.model.set_weights(self.model.get_weights())
+            if epoch == 2:
+                self.model.stop_training = np.True_
+
+    history = model.fit(x, y, epochs=6, validation_split=0.2,
+                        callbacks=[Fine(), mlp.ReduceLROnPlateau(patience=1, factor=0.5)])
+    assert history.epoch == [0, 1, 2] and model.epochs_trained_ == 3
+
+
+def test_a_learning_rate_a_callback_reduces_in_the_last_epoch_is_kept(backend):
+    """The optimizer state a callback sets at the last epoch (or in on_train_end) is the
+    model's after the fit, and the one the next fit continues: it was dropped for the
+    state from before the callback."""
+    from mlp.optimizers import learning_rate_scale, with_learning_rate_scale
+
+    x, y = _data()
+    model = _model(backend)
+
+    class Halve(mlp.Callback):
+        def on_epoch_end(self, epoch, logs):
+            state = self.model.optimizer_state_
+            self.model.optimizer_state_ = with_learning_rate_scale(
+                state, 0.5 * learning_rate_scale(state))
+
+    model.fit(x, y, epochs=2, callbacks=[Halve()])
+    assert learning_rate_scale(model.optimizer_state_) == 0.25
+    assert model.train_state_.opt_state is model.optimizer_state_
+
+    class HalveAtTheEnd(mlp.Callback):
+        def on_train_end(self, logs=None):
+            state = self.model.optimizer_state_
+            self.model.optimizer_state_ = with_learning_rate_scale(
+                state, 0.5 * learning_rate_scale(state))
+
+    model.fit(x, y, epochs=1, callbacks=[HalveAtTheEnd()])
+    assert learning_rate_scale(model.optimizer_state_) == 0.125
+    assert model.train_state_.opt_state is model.optimizer_state_

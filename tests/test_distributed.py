@@ -118,6 +118,9 @@ def test_devices_none_is_the_one_device_backend():
     (len(jax.devices()) + 1, ValueError, "XLA_FLAGS=--xla_force_host_platform_device_count"),
     (0, ValueError, "a number of devices >= 1"),
     ("most", ValueError, "'all', a number of devices"),
+    ("²", ValueError, "devices must be None, 'all', a number of devices >= 1 or a list of JAX "
+                      "devices, got '²'"),
+    ("١", ValueError, "got '١'"),
     (True, TypeError, "a list of JAX devices, got bool"),
     ([], ValueError, "empty list"),
     (["cpu:0"], TypeError, "devices[0] must be a JAX device"),
@@ -127,6 +130,15 @@ def test_bad_devices_are_refused_with_what_is_accepted(devices, error, words):
     with pytest.raises(error, match=None) as info:
         backends.get_backend("jax", devices=devices)
     assert words in str(info.value)
+
+
+@pytest.mark.parametrize("value", ["²", "1.5", "-1", "two", "1e3"])
+def test_a_bad_mlp_devices_is_named(monkeypatch, value):
+    monkeypatch.setenv("MLP_DEVICES", value)
+    with pytest.raises(ValueError) as info:
+        backends.get_backend("jax")
+    assert str(info.value) == (f"$MLP_DEVICES must be None, 'all', a number of devices >= 1 or "
+                               f"a list of JAX devices, got {value!r}")
 
 
 def test_too_many_devices_says_how_many_exist():

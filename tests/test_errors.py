@@ -689,6 +689,39 @@ def test_save_to_a_missing_folder(backend, tmp_path):
         make(backend).save(tmp_path / "nowhere" / "model.npz")
 
 
+@pytest.mark.parametrize("flag", ["yes", 1, 0, None, np.array(True), "False"])
+def test_include_optimizer_is_a_boolean_not_a_truth_value(backend, tmp_path, flag):
+    model = make(backend)
+    model.fit(*regression_data(), epochs=1)
+    with pytest.raises(TypeError, match=r"include_optimizer must be True or False, got "):
+        model.save(tmp_path / "m.npz", include_optimizer=flag)
+    assert not (tmp_path / "m.npz").exists() and os.listdir(tmp_path) == []
+    model.save(tmp_path / "m.npz", include_optimizer=np.True_)
+    assert mlp.load(tmp_path / "m.npz").epochs_trained_ == model.epochs_trained_
+
+
+@pytest.mark.parametrize("path", [3, None, 2.5, True, ["m.npz"]])
+def test_load_names_its_argument_when_it_is_no_path(path):
+    with pytest.raises(TypeError, match=r"^load needs the path of a model file \(str or "
+                                        r"os\.PathLike\), got "):
+        mlp.load(path)
+
+
+def test_summary_and_plot_name_an_argument_of_the_wrong_kind(capsys):
+    model = make("numpy")
+    with pytest.raises(TypeError, match=r"print_fn must be a function that takes the text "
+                                        r"\(e\.g\. print or a list's append\) or None, got "
+                                        r"str 'stdout'"):
+        model.summary(print_fn="stdout")
+    assert capsys.readouterr().out == ""
+    x, y = regression_data()
+    history = model.fit(x, y, epochs=1)
+    pytest.importorskip("matplotlib")
+    with pytest.raises(TypeError, match=r"History\.plot's path must be a file name \(str or "
+                                        r"os\.PathLike\) or None, got int 3"):
+        history.plot(path=3)
+
+
 # ----------------------------------------------------------------- loading
 def _good_file(tmp_path, backend):
     path = tmp_path / "good.npz"

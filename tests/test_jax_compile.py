@@ -208,6 +208,15 @@ def test_a_first_fit_compiles_a_handful_of_programs(count_jax_compiles):
     assert count_jax_compiles.compiles - before <= 3
 
 
+@pytest.mark.parametrize("path", [3, None, b"/tmp/cache"])
+def test_a_cache_dir_that_is_not_a_folder_name_is_a_clear_error(path):
+    import backends
+
+    with pytest.raises(TypeError, match=r"the JAX compilation cache needs a folder name \(str or "
+                                        r"os\.PathLike\), got "):
+        backends.enable_compilation_cache(path)
+
+
 def test_a_cache_dir_that_is_a_file_is_a_clear_error(tmp_path):
     import backends
 

@@ -150,8 +150,159 @@ def test_unpickling_where_the_backend_cannot_run(monkeypatch):
         pickle.loads(blob)
 
 
+def _library_references(blob: bytes) -> set[str]:
+    """The top-level packages whose objects unpickling ``blob`` imports."""
+
+    class Recorder(pickle.Unpickler):
+        def find_class(self, module, name):
+            found.add(module.split(".")[0])
+            return super().find_class(module, name)
+
+    found: set[str] = set()
+    Recorder(io.BytesIO(blob)).load()
+    return found
+
+
+def test_a_pickle_holds_numpy_arrays_only_whatever_the_backend(backend):
+    """Weights, optimizer state, training state (``train_state_``), history: all NumPy in
+    the pickle, which names no module of the backend's library (so a process without it
+    reads it); unpickled, every array is back on the backend and training continues."""
+    model, x, y = _trained(backend)
+    assert model.train_state_ is not None
+    blob = pickle.dumps(model)
+    assert _library_references(blob) <= {"mlp", "numpy", "copyreg", "builtins", "_codecs"}
+    for library in ("torch", "jax", "array_api_strict", "array_api_compat", "backends"):
+        # the backend's name once, as the name the model is rebuilt on
+        assert blob.count(library.encode()) == (library == backend.name)
+    restored = pickle.loads(blob)
+    state = restored.train_state_
+    assert state.params is restored.params and state.opt_state is restored.optimizer_state_
+    assert state.epoch == restored.epochs_trained_ == 2 and state.rng is restored._shuffle_rng
+    for W, b in restored.params:
+        assert backend.is_native(W) and backend.is_native(b)
+    restored.fit(x, y, epochs=1, batch_size=8)
+    model.fit(x, y, epochs=1, batch_size=8)
+    for (W, b), (W0, b0) in zip(restored.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(W, W0)
+        np.testing.assert_array_equal(b, b0)
+
+
+def test_unpickling_where_the_trained_models_backend_cannot_run(backend, monkeypatch):
+    model, _, _ = _trained(backend)
+    blob = pickle.dumps(model)
+    real = backends.get_backend
+
+    def missing(name=None, devices=None):
+        if name == backend.name:
+            raise backends.BackendUnavailableError(f"{name} is not installed here")
+        return real(name)
+
+    monkeypatch.setattr(backends, "get_backend", missing)
+    with pytest.raises(backends.BackendUnavailableError, match=f"{backend.name} is not "
+                                                                "installed here"):
+        pickle.loads(blob)
+
+
+_FIXED = {"layer_sizes": (4, 9, 3), "activation": "tanh", "output_activation": "identity",
+          "loss_name": "mse", "init": "normal", "dtype_name": "float32", "seed": 3}
+
+
+@pytest.mark.parametrize("name", [*_FIXED, "dtype", "backend", "xp"])
+def test_what_a_model_is_built_with_is_read_only(name, tmp_path):
+    """Every attribute `save` writes into the config (and `load` checks the weights
+    against), and the backend: assigning one is refused, the model unchanged and still
+    saved and loaded whole."""
+    model, x, _ = _trained("numpy")
+    config = model.get_config()
+    value = _FIXED.get(name, 1)
+    with pytest.raises(AttributeError, match=rf"MLP\.{name} is read-only: it is fixed when "
+                                             r"the model is built"):
+        setattr(model, name, value)
+    with pytest.raises(AttributeError, match=rf"MLP\.{name} is read-only"):
+        delattr(model, name)
+    assert model.get_config() == config
+    model.save(tmp_path / "m.npz", include_optimizer=True)
+    loaded = mlp.load(tmp_path / "m.npz")
+    assert loaded.get_config() == config
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+def test_read_only_messages_say_what_to_do_instead():
+    model = mlp.MLP([3, 2], backend="numpy", seed=0)
+    with pytest.raises(AttributeError, match=r"build a new model instead, e\.g\. "
+                                             r"mlp\.MLP\.from_config\(\{\*\*model\.get_config"
+                                             r"\(\), 'loss': \.\.\.\}\)"):
+        model.loss_name = "cross_entropy"
+    with pytest.raises(AttributeError, match=r"save it and load it there: model\.save\(path\); "
+                                             r"mlp\.load\(path, backend=\.\.\.\)"):
+        model.backend = "torch"
+
+
+def test_a_model_too_large_for_the_machine_is_refused_before_allocating():
+    config = mlp.MLP([3, 2], backend="numpy", seed=0).get_config()
+    with pytest.raises(MemoryError, match=r"layer_sizes \[3, 1000000000000, 2\] makes a model "
+                                          r"of 6,000,000,000,002 parameters, whose initial "
+                                          r"weights need about 72 TB \(drawn in float64\): "
+                                          r"(more than this machine's memory \(.*\)|cannot "
+                                          r"be allocated here); use smaller layers"):
+        mlp.MLP.from_config({**config, "layer_sizes": [3, 10**12, 2]})
+    with pytest.raises(MemoryError, match=r"makes a model of 10,000,000,000,020,000,000,001 "):
+        mlp.MLP([10**12, 10**10, 1])
+
+
+def test_a_failed_allocation_names_the_layers(monkeypatch):
+    import mlp.model
+
+    def no_memory(*args):
+        raise MemoryError("Unable to allocate 3 GiB")
+
+    monkeypatch.setattr(mlp.model, "initial_weights", no_memory)
+    with pytest.raises(MemoryError, match=r"layer_sizes \[3, 4, 2\] makes a model of 26 "
+                                          r"parameters, .*: cannot be allocated here"):
+        mlp.MLP([3, 4, 2])
+
+
 def test_summary_prints_once_and_returns_none(capsys):
     model = mlp.MLP([3, 4, 2], backend="numpy", seed=0)
     assert model.summary() is None
     out = capsys.readouterr().out
     assert out.count("dense_0") == 1 and "total parameters: 26" in out
+
+
+@pytest.mark.parametrize("attribute, value, match", [
+    ("epochs_trained_", "2", r"model\.epochs_trained_ is '2', not a count of epochs; fit keeps "
+                             r"the epoch count and the history itself"),
+    ("epochs_trained_", -1, r"model\.epochs_trained_ is -1, not a count of epochs"),
+    ("history_", [], r"model\.history_ is a list of 0 items, not a History \(or None\)"),
+    ("params", None, r"model\.params is None where the model has 2 \(W, b\) pairs; set the "
+                     r"weights with model\.set_weights"),
+    ("optimizer_", "adam", r"model\.optimizer_ is 'adam', not an optimizer; fit keeps the "
+                           r"optimizer itself - pass optimizer=\.\.\. to fit to change it"),
+    ("optimizer_state_", (1, 2), r"model\.optimizer_state_ has another structure than the "
+                                 r"state the last fit left \(.*\); fit keeps the optimizer's "
+                                 r"state itself - fit with reset_optimizer=True"),
+])
+def test_a_training_state_damaged_by_hand_is_refused_by_fit_and_save(backend, tmp_path,
+                                                                    attribute, value, match):
+    """What save writes and fit continues from, assigned outside fit: refused with what to
+    do, before anything is written or trained (the weights-only save needs only params)."""
+    model, x, y = _trained(backend)
+    setattr(model, attribute, value)
+    for call in (lambda: model.fit(x, y, epochs=1),
+                 lambda: model.save(tmp_path / "m.npz", include_optimizer=True)):
+        with pytest.raises(ValueError, match=r"^(fit|save): " + match):
+            call()
+    assert not (tmp_path / "m.npz").exists()
+    if attribute == "optimizer_state_":  # a fresh state is what reset_optimizer asks for
+        model.fit(x, y, epochs=1, reset_optimizer=True)
+        assert model.epochs_trained_ == 3
+    if attribute != "params":
+        model.save(tmp_path / "w.npz")
+
+
+def test_uneven_history_lists_set_by_hand_are_refused():
+    model, x, y = _trained("numpy")
+    model.history_.history["loss"].append(0.1)
+    with pytest.raises(ValueError, match=r"^fit: model\.history_ has 2 epochs but 3 values of "
+                                         r"'loss'"):
+        model.fit(x, y, epochs=1)

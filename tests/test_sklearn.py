@@ -285,3 +285,110 @@ def test_unknown_backend_is_refused_with_the_known_ones():
 def test_partial_fit_only_for_stochastic_solvers():
     assert not hasattr(MLPClassifier(solver="lbfgs"), "partial_fit")
     assert hasattr(MLPRegressor(solver="sgd"), "partial_fit")
+
+
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_negative_weights_are_refused_as_the_core_refuses_them(backend, solver):
+    """scikit-learn's MLP trains on negative weights (an objective with no minimum: its
+    lbfgs regressor reports loss_ nan); ours refuses them, as `mlp.MLP.fit` does, naming
+    the sample or class. A weight of 0 drops a sample in both."""
+    numpy_only(backend)
+    kw = dict(hidden_layer_sizes=(4,), max_iter=5, random_state=0, solver=solver)
+    w = np.ones(len(Y_IRIS))
+    w[7] = -0.5
+    for cls, y in ((MLPClassifier, Y_IRIS), (MLPRegressor, X_IRIS[:, 0])):
+        with pytest.raises(ValueError, match=r"sample_weight must be >= 0, got -0\.5 for sample "
+                                             r"7 \(1 negative in all\): a negative weight "
+                                             r"rewards a larger loss on its sample"):
+            cls(**kw, backend=backend).fit(X_IRIS, y, sample_weight=w)
+        with pytest.raises(ValueError, match=r"mlp\.MLP\.fit: sample_weight must be >= 0"):
+            mlp_core_fit(y, w, classify=cls is MLPClassifier)
+    with pytest.raises(ValueError, match=r"sample_weight must be >= 0"):
+        MLPClassifier(**{**kw, "solver": "adam"}, backend=backend).partial_fit(
+            X_IRIS, Y_IRIS, sample_weight=w, classes=[0, 1, 2])
+    with pytest.raises(ValueError, match=r"class_weight\[1\] must be a finite number >= 0, got "
+                                         r"-2: a negative weight rewards a larger loss on its "
+                                         r"class"):
+        MLPClassifier(**kw, class_weight={1: -2}, backend=backend).fit(X_IRIS, Y_IRIS)
+    with pytest.raises(TypeError, match=r"class_weight\[1\] must be a number >= 0, got str 'x'"):
+        MLPClassifier(**kw, class_weight={1: "x"}, backend=backend).fit(X_IRIS, Y_IRIS)
+    with pytest.raises(ValueError, match=r"the samples' weights \(sample_weight times "
+                                         r"class_weight\) are 0 for every sample"):
+        MLPClassifier(**kw, class_weight={0: 0, 1: 0, 2: 0},
+                      backend=backend).fit(X_IRIS, Y_IRIS)
+    zero = np.ones(len(Y_IRIS))
+    zero[:10] = 0
+    ours = _quiet(MLPClassifier(**kw, backend=backend).fit, X_IRIS, Y_IRIS, sample_weight=zero)
+    theirs = _quiet(sk.MLPClassifier(**kw).fit, X_IRIS, Y_IRIS, sample_weight=zero)
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-7)
+
+
+def mlp_core_fit(y, w, classify):
+    """`mlp.MLP.fit` with the same weights, for the message (prefixed by its name)."""
+    import mlp
+
+    model = mlp.MLP([4, 3 if classify else 1], loss="cross_entropy" if classify else "mse",
+                    backend="numpy", seed=0)
+    try:
+        model.fit(X_IRIS, y, epochs=1, sample_weight=w)
+    except ValueError as exc:
+        raise ValueError(f"mlp.MLP.fit: {exc}") from None
+
+
+def test_one_fit_at_a_time_per_estimator_and_a_copy_is_free(backend):
+    """A second fit or partial_fit from another thread while one runs is refused at once;
+    a clone, pickle or deepcopy is another estimator, and carries no lock."""
+    import copy
+    import threading
+
+    import mlp
+
+    numpy_only(backend)
+    est = MLPClassifier(hidden_layer_sizes=(3,), max_iter=3, random_state=0, backend=backend)
+    inside, release = threading.Event(), threading.Event()
+    end_epoch = est._end_epoch
+
+    def pausing(*args):
+        inside.set()
+        assert release.wait(60)
+        return end_epoch(*args)
+
+    est._end_epoch = pausing
+    worker = threading.Thread(target=lambda: _quiet(est.fit, X_IRIS, Y_IRIS))
+    worker.start()
+    try:
+        assert inside.wait(60)
+        for call in (lambda: est.fit(X_IRIS, Y_IRIS),
+                     lambda: est.partial_fit(X_IRIS, Y_IRIS, classes=[0, 1, 2])):
+            with pytest.raises(mlp.ModelBusyError, match=r"^(fit|partial_fit) was called on an "
+                                                         r"estimator while another thread runs "
+                                                         r"fit on it; an estimator runs one "
+                                                         r"training call at a time"):
+                call()
+        _quiet(clone(est).fit, X_IRIS, Y_IRIS)  # another estimator
+    finally:
+        release.set()
+        worker.join(60)
+    del est._end_epoch
+    assert est.n_iter_ == 3
+    for twin in (pickle.loads(pickle.dumps(est)), copy.deepcopy(est), clone(est)):
+        assert mlp.guard.ATTRIBUTE not in vars(twin)
+        _quiet(twin.fit, X_IRIS, Y_IRIS)
+
+
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_a_pickled_estimator_holds_no_object_of_its_backends_library(backend, solver):
+    import io
+
+    est = _quiet(MLPClassifier(hidden_layer_sizes=(3,), max_iter=3, solver=solver,
+                               random_state=0, backend=backend).fit, X_IRIS, Y_IRIS)
+    found = set()
+
+    class Recorder(pickle.Unpickler):
+        def find_class(self, module, name):
+            found.add(module.split(".")[0])
+            return super().find_class(module, name)
+
+    copy = Recorder(io.BytesIO(pickle.dumps(est))).load()
+    assert found <= {"mlp", "numpy", "sklearn", "copyreg", "builtins", "_codecs"}
+    np.testing.assert_array_equal(copy.predict_proba(X_IRIS), est.predict_proba(X_IRIS))

@@ -779,3 +779,96 @@ def test_a_last_step_whose_weights_overflow_the_forward_pass_is_caught(backend):
         model.fit(x * 1e30, y, epochs=1, optimizer="sgd", batch_size=None)
     assert np.isfinite(model.loss(x, y))
     assert np.all(np.isfinite(backend.to_numpy(model.predict(x))))
+
+
+# ---------------------------------------------------------------- one fit at a time
+class _Pause(mlp.Callback):
+    """Holds its fit at the end of epoch 0 until ``release`` is set (``inside``: it is
+    there). The waits have a timeout only so that a broken test cannot hang."""
+
+    def __init__(self):
+        import threading
+
+        self.inside, self.release = threading.Event(), threading.Event()
+
+    def on_epoch_end(self, epoch, logs):
+        if epoch == 0:
+            self.inside.set()
+            assert self.release.wait(60)
+
+
+def test_a_second_fit_from_another_thread_is_refused_and_changes_nothing(backend, tmp_path):
+    import pickle
+    import threading
+
+    x, y = _classification(n=N, d=SIZES[0], k=SIZES[-1])
+    model, pause, done = _model(backend), _Pause(), []
+    worker = threading.Thread(target=lambda: done.append(
+        model.fit(x, y, epochs=3, callbacks=[pause], **SGD)))
+    worker.start()
+    try:
+        assert pause.inside.wait(60)
+        weights = model.get_weights()
+        busy = r"while another thread runs fit on it; a model runs one training call at a time"
+        with pytest.raises(mlp.ModelBusyError, match=r"^fit was called on a model " + busy):
+            model.fit(x, y, epochs=5, **SGD)
+        with pytest.raises(mlp.ModelBusyError, match=r"^set_weights was called .*" + busy):
+            model.set_weights(weights)
+        with pytest.raises(mlp.ModelBusyError, match=r"^save\(include_optimizer=True\) was "):
+            model.save(tmp_path / "m.npz", include_optimizer=True)
+        with pytest.raises(mlp.ModelBusyError, match=r"^pickling \(or copying\) was called"):
+            pickle.dumps(model)
+        assert model.epochs_trained_ == 1 and model.history_.epoch == [0]
+        _weights_equal(model.get_weights(), weights)
+        model.save(tmp_path / "weights.npz")  # the weights alone: one consistent list
+        np.testing.assert_array_equal(backend.to_numpy(model.predict(x)),
+                                      backend.to_numpy(mlp.load(tmp_path / "weights.npz",
+                                                                backend=backend).predict(x)))
+    finally:
+        pause.release.set()
+        worker.join(60)
+    assert done and done[0].epoch == [0, 1, 2]
+    assert model.epochs_trained_ == 3 and model.history_.epoch == [0, 1, 2]
+    model.fit(x, y, epochs=1, **SGD)  # free again
+    assert model.history_.epoch == [0, 1, 2, 3]
+
+
+def test_a_fit_from_inside_its_own_callback_is_refused(backend):
+    x, y = _classification(n=N, d=SIZES[0], k=SIZES[-1])
+    model, refused, twins = _model(backend), [], []
+
+    def nested(epoch, logs):
+        try:
+            model.fit(x, y, epochs=1, **SGD)
+        except mlp.ModelBusyError as exc:
+            refused.append(str(exc))
+        twin = __import__("copy").deepcopy(model)  # a copy is another model: free to train
+        twin.fit(x, y, epochs=1, **SGD)
+        twins.append(twin.epochs_trained_)
+
+    history = model.fit(x, y, epochs=2, callbacks=[nested], **SGD)
+    assert refused == ["fit was called on a model from inside its own running fit (in a "
+                       "callback); a model runs one training call at a time. Wait for the "
+                       "running fit to return, or train a copy (copy.deepcopy(model), or a "
+                       "new model built from model.get_config())"] * 2
+    assert history.epoch == [0, 1] and model.history_.epoch == [0, 1]
+    assert model.epochs_trained_ == 2 and twins == [2, 3]
+
+
+def test_the_guard_is_released_when_fit_raises_and_is_never_pickled(backend):
+    import copy
+    import pickle
+
+    x, y = _classification(n=N, d=SIZES[0], k=SIZES[-1])
+    model = _model(backend)
+    with pytest.raises(ValueError):
+        model.fit(x, y[:-1], epochs=1)
+    with pytest.raises(RuntimeError, match="boom"):
+        model.fit(x, y, epochs=2, callbacks=[lambda e, logs: (_ for _ in ()).throw(
+            RuntimeError("boom"))], **SGD)
+    model.fit(x, y, epochs=1, **SGD)
+    assert mlp.guard.ATTRIBUTE in vars(model)
+    for twin in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model), copy.copy(model)):
+        assert mlp.guard.ATTRIBUTE not in vars(twin)
+        twin.fit(x, y, epochs=1, **SGD)
+        assert twin.epochs_trained_ == 3

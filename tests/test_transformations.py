@@ -542,3 +542,37 @@ def test_a_chain_and_its_state_round_trip_through_a_file(backend, tmp_path):
 def test_an_optimizer_class_instead_of_an_object_says_how_to_write_it():
     with pytest.raises(TypeError, match=r"got the class Adam: write Adam\(\)"):
         O.get_optimizer(O.Adam)
+
+
+@pytest.mark.parametrize("update, returned", [
+    (lambda g, s, p=None: None, "returned None"),
+    (lambda g, s, p=None: mlp.tree.tree_map(lambda a: -0.1 * a, g),
+     "returned the updates alone, without the new state"),
+    (lambda g, s, p=None: (g, s, 0), "returned a tuple of 3 items"),
+    (lambda g, s, p=None: (g[:1], s), r"returned a list of 1 items as updates where the "
+                                      r"gradients are a list of 2 items"),
+    (lambda g, s, p=None: ([(dW[:1, ...], db) for dW, db in g], s),
+     r"returned an update of shape \(1, 5\) for a gradient of shape \(4, 5\)"),
+    (lambda g, s, p=None: ([(dW, None) for dW, db in g], s),
+     r"returned None as an update where the gradient is an array"),
+], ids=["None", "updates-alone", "three", "layers", "shape", "leaf"])
+@pytest.mark.parametrize("chained", [False, True], ids=["alone", "in-a-chain"])
+def test_a_users_update_returning_the_wrong_thing_is_named(backend, update, returned,
+                                                          chained):
+    """What the update returned and what it must return, naming the transformation, not
+    "cannot unpack non-iterable NoneType object"; the weights and epochs are unchanged."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(12, 4)), rng.normal(size=(12, 2))
+    model = mlp.MLP([4, 5, 2], activation="tanh", backend=backend, dtype="float64", seed=1)
+    before = model.get_weights()
+    user = O.GradientTransformation(lambda p: None, update)
+    optimizer = O.chain(user, O.scale_by_learning_rate(0.1)) if chained else user
+    with pytest.raises(TypeError, match=r"the optimizer GradientTransformation\(update=<lambda>, "
+                                        r"elementwise=False\) " + returned + r": update\(grads, "
+                                        r"state, params\) must return a pair \(updates, "
+                                        r"new_state\), the updates shaped as grads"):
+        model.fit(x, y, epochs=2, batch_size=5, optimizer=optimizer)
+    assert model.epochs_trained_ == 0 and model.history_.epoch == []
+    for (W, b), (W0, b0) in zip(model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(W, W0)
+        np.testing.assert_array_equal(b, b0)

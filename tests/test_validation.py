@@ -197,3 +197,112 @@ def test_reduce_lr_on_plateau_stays_within_the_dtype(backend):
     with pytest.raises(ValueError, match=r"factor=1e-45 is outside what the state's dtype "
                                          r"holds"):
         mlp.optimizers.with_learning_rate_scale(model.optimizer_state_, 1e-45)
+
+
+def test_pandas_boolean_columns_without_missing_values_are_numbers(backend):
+    """``boolean`` is pandas' third nullable type: read as NumPy's bool columns are, like
+    ``Int64`` and ``Float64``; mixed with numbers, as float64."""
+    model = _model(backend)
+    flags = X > 1.0
+    frame = pd.DataFrame(flags, columns=list("abc")).astype("boolean")
+    expected = backend.to_numpy(model.predict(flags))
+    np.testing.assert_array_equal(backend.to_numpy(model.predict(frame)), expected)
+    mixed = pd.DataFrame({"a": pd.array(flags[:, 0], dtype="boolean"),
+                          "b": pd.array(X[:, 1], dtype="Float64"),
+                          "c": pd.array(np.arange(8), dtype="Int64")})
+    plain = np.column_stack([flags[:, 0], X[:, 1], np.arange(8)]).astype(np.float64)
+    np.testing.assert_array_equal(backend.to_numpy(model.predict(mixed)),
+                                  backend.to_numpy(model.predict(plain)))
+    targets = pd.Series(Y[:, 0] > 0, dtype="boolean")
+    assert model.loss(frame, targets) == pytest.approx(model.loss(flags, Y), rel=1e-15)
+    weights = pd.Series(np.arange(8) % 3 > 0, dtype="boolean")
+    assert model.loss(X, Y, sample_weight=weights) == pytest.approx(
+        model.loss(X, Y, sample_weight=(np.arange(8) % 3 > 0).astype(float)), rel=1e-15)
+    with_na = frame.copy()
+    with_na.iloc[1, 2] = pd.NA
+    with pytest.raises(ValueError, match=r"x has 1 missing value\(s\) \(pd\.NA"):
+        model.predict(with_na)
+
+
+_ML_FLOATS = ["bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float6_e2m3fn",
+              "float4_e2m1fn"]
+
+
+@pytest.mark.parametrize("name", [n for n in _ML_FLOATS if hasattr(ml_dtypes, n)])
+def test_every_ml_dtypes_float_is_read_through_float32(backend, name):
+    """float32 holds every value of ml_dtypes' narrow floats exactly: x, y, sample weights
+    and weights of those types are those values (NumPy refuses to cast them to float64
+    directly: "dtype argument must be a NumPy dtype")."""
+    narrow = getattr(ml_dtypes, name)
+    model = _model(backend)
+    x8 = (X / 2).astype(narrow)
+    exact = x8.astype(np.float32).astype(np.float64)
+    np.testing.assert_array_equal(backend.to_numpy(model.predict(x8)),
+                                  backend.to_numpy(model.predict(exact)))
+    w8 = np.array([1, 2, 1, 0.5, 1, 1, 2, 1]).astype(narrow)
+    assert model.loss(x8, Y.astype(narrow), sample_weight=w8) == pytest.approx(
+        model.loss(exact, Y, sample_weight=w8.astype(np.float32)), rel=1e-15)
+    before = model.get_weights()
+    model.set_weights([(W.astype(narrow), b.astype(narrow)) for W, b in before])
+    for (W, b), (W0, b0) in zip(model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(W, W0.astype(narrow).astype(np.float64))
+        np.testing.assert_array_equal(b, b0.astype(narrow).astype(np.float64))
+
+
+def test_ml_dtypes_integers_are_labels_and_complex_ones_are_refused(backend):
+    model = mlp.MLP([3, 2], loss="cross_entropy", backend=backend, dtype="float64", seed=0)
+    labels = np.arange(8) % 2
+    assert model.loss(X, labels.astype(ml_dtypes.int4)) == model.loss(X, labels)
+    assert model.loss(X, labels.astype(ml_dtypes.uint4)) == model.loss(X, labels)
+    with pytest.raises(TypeError, match=r"x must hold real numbers, got an array of complex "
+                                        r"numbers \(dtype complex32\)"):
+        model.predict(X.astype(ml_dtypes.complex32))
+
+
+def test_torch_float8_tensors_are_read_through_float32(backend):
+    torch = pytest.importorskip("torch")
+    model = _model(backend)
+    x8 = torch.as_tensor(X / 2).to(torch.float8_e4m3fn)
+    exact = x8.float().double().numpy()
+    np.testing.assert_array_equal(backend.to_numpy(model.predict(x8)),
+                                  backend.to_numpy(model.predict(exact)))
+
+
+def test_jax_float8_arrays_are_read_through_float32(backend):
+    jnp = pytest.importorskip("jax.numpy")
+    model = _model(backend)
+    x8 = jnp.asarray(X / 2, dtype=jnp.float8_e4m3fn)
+    exact = np.asarray(x8).astype(np.float32).astype(np.float64)
+    np.testing.assert_array_equal(backend.to_numpy(model.predict(x8)),
+                                  backend.to_numpy(model.predict(exact)))
+
+
+def test_masked_arrays_are_refused_with_masked_values_and_read_without(backend):
+    model = _model(backend)
+    masked = np.ma.masked_array(X, mask=X > 2.0)
+    with pytest.raises(ValueError, match=r"x is a masked array with 3 masked value\(s\), which "
+                                         r"mlp would read as the values under the mask; fill "
+                                         r"them first \(e\.g\. x\.filled\(0\)\)"):
+        model.predict(masked)
+    with pytest.raises(ValueError, match=r"sample_weight is a masked array with 1 masked"):
+        model.loss(X, Y, sample_weight=np.ma.masked_array(np.ones(8), mask=np.eye(8)[2]))
+    np.testing.assert_array_equal(backend.to_numpy(model.predict(np.ma.masked_array(X))),
+                                  backend.to_numpy(model.predict(X)))
+
+
+def test_object_arrays_of_numbers_are_numbers_and_others_name_their_types(backend):
+    model = _model(backend)
+    np.testing.assert_array_equal(backend.to_numpy(model.predict(X.astype(object))),
+                                  backend.to_numpy(model.predict(X)))
+    with pytest.raises(TypeError, match=r"x must hold real numbers, got an array of Python "
+                                        r"objects: float, str \(dtype object\)"):
+        model.predict(pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "c": ["1"] * 8}))
+    with pytest.raises(TypeError, match=r"objects: int, NoneType \(dtype object\)"):
+        model.predict([[1, None, 3]])
+    with pytest.raises(ValueError, match=r"x holds a number too large for float64"):
+        model.predict([[10**400, 2, 3]])
+    records = np.zeros(2, dtype=[("a", float), ("b", float), ("c", float)])
+    with pytest.raises(TypeError, match=r"got an array of records with fields a, b, c \(turn "
+                                        r"them into columns with numpy\.lib\.recfunctions\."
+                                        r"structured_to_unstructured\)"):
+        model.predict(records)

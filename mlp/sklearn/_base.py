@@ -18,6 +18,8 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from backends import Backend, resolve_backend
 
+from ..guard import ATTRIBUTE as GUARD
+from ..guard import guard_of
 from . import _solver
 from ._adapters import network_spec, poisson_constant
 from ._data import caller_namespace, dense, to_caller, to_host
@@ -25,6 +27,19 @@ from ._lbfgs import LbfgsSolver
 from ._stochastic import StochasticSolver
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
+
+
+def _refuse_negative(weights, name) -> None:
+    """Refuse negative row weights, as `mlp.MLP.fit` does: scikit-learn's MLP accepts them,
+    but a loss with negative weights has no minimum (its training diverges or reports a
+    meaningless loss_), so no result would match it."""
+    negative = weights < 0
+    if np.any(negative):
+        row = int(np.argmax(negative))
+        raise ValueError(f"{name} must be >= 0, got {weights[row]:g} for sample {row} "
+                         f"({int(np.sum(negative))} negative in all): a negative weight "
+                         "rewards a larger loss on its sample, so the training objective "
+                         "has no minimum (scikit-learn's MLP accepts them; mlp refuses them)")
 
 
 class _BackendName(str):
@@ -98,6 +113,13 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
 
     # --------------------------------------------------------------- fit
     def _fit(self, X, y, sample_weight=None, incremental=False):
+        """`fit` and `partial_fit`, one at a time on one estimator (`mlp.ModelBusyError`
+        for a second call from another thread while one runs)."""
+        call = "partial_fit" if incremental else "fit"
+        with guard_of(self).training(call, "estimator"):
+            return self._fit_unguarded(X, y, sample_weight, incremental)
+
+    def _fit_unguarded(self, X, y, sample_weight, incremental):
         hidden = self.hidden_layer_sizes
         hidden = list(hidden) if hasattr(hidden, "__iter__") else [hidden]
         if np.any(np.array(hidden) <= 0):
@@ -109,7 +131,12 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
         sample_weight = to_host(sample_weight)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+            _refuse_negative(sample_weight, "sample_weight")
         sample_weight = self._row_weights(sample_weight, targets, X.dtype)
+        if sample_weight is not None and not np.any(sample_weight):
+            raise ValueError("the samples' weights (sample_weight times class_weight) are 0 "
+                             "for every sample, so none counts; give at least one sample a "
+                             "weight > 0")
         self.n_outputs_ = Y.shape[1]
         layer_units = [X.shape[1], *hidden, self.n_outputs_]
         rng = check_random_state(self.random_state)
@@ -216,6 +243,8 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
 
     def __getstate__(self):
         state = super().__getstate__()
+        if GUARD in state:  # the estimator's own: a copy gets a fresh one
+            state = {k: v for k, v in state.items() if k != GUARD}
         if isinstance(state.get("backend"), Backend):  # a Backend holds modules: pickle its name
             state = {**state, "backend": _BackendName(state["backend"].name)}
         return state

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 from sklearn.base import ClassifierMixin, RegressorMixin, _fit_context
 from sklearn.metrics import accuracy_score, r2_score
@@ -28,6 +30,19 @@ _SHARED_DOC = """
         Compute dtype. None follows the input as scikit-learn does: float32
         input stays float32, anything else is float64.
 """
+
+
+def _check_class_weight(label, weight) -> None:
+    """A class's weight: a finite number >= 0 (negative ones are refused, as `mlp.MLP.fit`
+    and the estimators' ``sample_weight`` refuse them)."""
+    if isinstance(weight, (bool, np.bool_)) or not isinstance(weight, numbers.Real):
+        raise TypeError(f"class_weight[{label!r}] must be a number >= 0, got "
+                        f"{type(weight).__name__} {weight!r}")
+    if not (np.isfinite(weight) and weight >= 0):
+        why = (": a negative weight rewards a larger loss on its class, so the training "
+               "objective has no minimum" if weight < 0 else "")
+        raise ValueError(f"class_weight[{label!r}] must be a finite number >= 0, got "
+                         f"{weight!r}{why}")
 
 
 def _init_params(est, params):
@@ -98,6 +113,9 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     def _row_weights(self, sample_weight, y, dtype):
         if self.class_weight is None:
             return sample_weight
+        if isinstance(self.class_weight, dict):
+            for label, weight in self.class_weight.items():
+                _check_class_weight(label, weight)
         weights = compute_sample_weight(self.class_weight, y).astype(dtype)
         return weights if sample_weight is None else weights * sample_weight
 
