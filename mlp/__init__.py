@@ -11,6 +11,7 @@ PyTorch and array-api-strict; pick one with ``backend=`` or ``$MLP_BACKEND``.
 from backends import available_backends, get_backend
 
 from . import activations, core, losses, optimizers, schedules
+from ._version import __version__ as __version__
 from .activations import register_activation
 from .callbacks import (
     BackupAndRestore,
@@ -31,8 +32,6 @@ from .losses import Loss, register_loss
 from .model import MLP, load
 from .network import Network
 from .training import TrainingDivergedError, TrainState
-
-__version__ = "0.1.0"
 
 __all__ = [
     "MLP",

@@ -45,3 +45,46 @@ def test_torch_advice_is_the_same_in_the_readme_and_the_error_message():
     assert "pip install torch --index-url https://download.pytorch.org/whl/cpu" in (
         _torch.INSTALL_ADVICE)
     assert "5 GB CUDA build" in readme and "5 GB CUDA build" in _torch.INSTALL_ADVICE
+
+
+def test_one_version_source_and_a_license_people_can_read():
+    import mlp
+    from mlp._version import __version__
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    meta, setuptools = project["project"], project["tool"]["setuptools"]
+    assert "version" not in meta and "version" in meta["dynamic"]
+    assert setuptools["dynamic"]["version"] == {"attr": "mlp._version.__version__"}
+    assert mlp.__version__ == __version__ and re.fullmatch(r"\d+\.\d+\.\d+", __version__)
+    assert meta["license"] == "MIT" and meta["license-files"] == ["LICENSE"]
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+    assert "Typing :: Typed" in meta["classifiers"]
+    assert (ROOT / "mlp" / "py.typed").exists() and "py.typed" in setuptools["package-data"]["mlp"]
+
+
+def test_scikit_learn_is_bounded_above_where_its_private_helpers_are_used():
+    """mlp.sklearn imports a few private scikit-learn helpers (names starting with _):
+    every requirement on scikit-learn that serves it has an upper bound."""
+    private = [line for path in (ROOT / "mlp" / "sklearn").glob("*.py")
+               for line in path.read_text().splitlines()
+               if re.match(r"\s*from sklearn\S* import .*\b_\w+", line)
+               or re.match(r"\s*from sklearn\S*\._\w+ import", line)]
+    assert private  # if none were left, the bound could go
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    for extra in ("sklearn", "test"):
+        (spec,) = [d for d in extras[extra] if d.startswith("scikit-learn")]
+        assert re.search(r",\s*<\s*\d", spec), (extra, spec)
+
+
+def test_mlp_sklearn_without_scikit_learn_names_the_extra():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['sklearn'] = None\n"
+            "try:\n    import mlp.sklearn\n"
+            "except ImportError as exc:\n    print(exc)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, check=True).stdout
+    assert "mlp.sklearn needs scikit-learn and SciPy (sklearn is not installed)" in out
+    assert "pip install 'mlp-array-api[sklearn]'" in out

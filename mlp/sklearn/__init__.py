@@ -7,6 +7,15 @@
 Needs the ``sklearn`` extra (scikit-learn, scipy).
 """
 
-from ._estimators import MLPClassifier, MLPRegressor
+try:
+    import scipy  # noqa: F401
+    import sklearn  # noqa: F401
+except ImportError as exc:
+    raise ImportError(
+        f"mlp.sklearn needs scikit-learn and SciPy ({exc.name} is not installed): "
+        "pip install 'mlp-array-api[sklearn]' (or pip install 'scikit-learn>=1.9,<1.10' "
+        "scipy)") from exc
+
+from ._estimators import MLPClassifier, MLPRegressor  # noqa: E402
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
