@@ -53,7 +53,7 @@ from array_api_compat import array_namespace, device
 from . import schedules as _schedules
 from .params import Boolean, Real, check, check_in_dtype
 from .schedules import check_learning_rate
-from .tree import is_namedtuple, tree_leaves, tree_map
+from .tree import is_namedtuple, structure_problem, tree_leaves, tree_map
 
 _FRACTION = [Real(0, 1, closed="left")]
 _POSITIVE = [Real(0, closed="neither")]
@@ -418,6 +418,9 @@ def _updates_problem(updates, grads) -> str | None:
     if tuple(updates.shape) != tuple(grads.shape):
         return (f"an update of shape {tuple(updates.shape)} for a gradient of shape "
                 f"{tuple(grads.shape)}")
+    if type(updates) is not type(grads) or updates.dtype != grads.dtype:
+        return (f"an update of dtype {updates.dtype} ({type(updates).__name__}) for a gradient "
+                f"of dtype {grads.dtype} ({type(grads).__name__})")
     return None
 
 
@@ -439,7 +442,14 @@ def checked_update(transformation, grads, state, params=None):
     if problem:
         raise TypeError(f"the optimizer {transformation!r} {problem}: update(grads, state, "
                         "params) must return a pair (updates, new_state), the updates shaped "
-                        "as grads (a list of (dW, db), one per layer)")
+                        "as grads (a list of (dW, db), one per layer) and of their dtype")
+    problem = structure_problem(result[1], state)
+    if problem:
+        raise TypeError(f"the optimizer {transformation!r} returned a new state with "
+                        f"{problem}: update(grads, state, params) must return a state of the "
+                        "structure of the one it was given (the one init(params) made: the "
+                        "same lists, tuples and NamedTuples, arrays of the same shapes and "
+                        "dtypes)")
     return result
 
 

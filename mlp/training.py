@@ -55,6 +55,8 @@ from .optimizers import (
 from .params import Boolean, InstanceOf, Integer, Options, Real, check_in_dtype, validate
 from .schedules import check_learning_rate
 from .steps import InterruptedRun, batch_indices, make_run
+from .tree import describe as _what
+from .tree import structure_problem as _structure_problem
 from .validation import all_finite
 
 #: Seconds of work one call of the run covers when nothing needs the host between
@@ -481,33 +483,6 @@ def _largest_weight(model, params) -> float:
 def _params_finite(model, params) -> bool:
     """Whether every weight is finite."""
     return math.isfinite(_largest_weight(model, params))
-
-
-def _structure_problem(new, old) -> str | None:
-    """How the optimizer state ``new`` differs in structure from ``old`` (the same nesting
-    of lists, tuples and NamedTuples, arrays of the same shapes and dtypes), or None."""
-    if isinstance(old, (list, tuple)):
-        if type(new) is not type(old) or len(new) != len(old):
-            return f"{_what(new)} where the state holds {_what(old)}"
-        return next((p for p in (_structure_problem(n, o) for n, o in zip(new, old))
-                     if p), None)
-    if getattr(old, "shape", None) is None:  # None, or a number
-        return None if type(new) is type(old) else f"{_what(new)} where the state holds " \
-                                                    f"{_what(old)}"
-    if getattr(new, "shape", None) is None or tuple(new.shape) != tuple(old.shape) \
-            or getattr(new, "dtype", None) != old.dtype:
-        return f"{_what(new)} where the state holds {_what(old)}"
-    return None
-
-
-def _what(value) -> str:
-    shape = getattr(value, "shape", None)
-    if shape is not None:
-        return f"an array ({type(value).__name__}) of shape {tuple(shape)}"
-    if isinstance(value, (list, tuple)):
-        return f"a {type(value).__name__} of {len(value)} items"
-    return repr(value)[:40] if value is None or isinstance(value, (str, int, float)) \
-        else f"a {type(value).__name__}"
 
 
 class StateCheck:

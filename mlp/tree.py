@@ -49,3 +49,34 @@ def tree_unflatten(template, leaves):
     """
     it = iter(leaves)
     return tree_map(lambda _: next(it), template)
+
+
+def structure_problem(new, old) -> str | None:
+    """How the optimizer state ``new`` differs in structure from ``old`` (the same nesting
+    of lists, tuples and NamedTuples, arrays of the same shapes and dtypes), or None."""
+    if isinstance(old, (list, tuple)):
+        if type(new) is not type(old) or len(new) != len(old):
+            return f"{describe(new)} where the state holds {describe(old)}"
+        return next((p for p in (structure_problem(n, o) for n, o in zip(new, old))
+                     if p), None)
+    if getattr(old, "shape", None) is None:  # None, or a number
+        return None if type(new) is type(old) else f"{describe(new)} where the state holds " \
+                                                    f"{describe(old)}"
+    if getattr(new, "shape", None) is None or tuple(new.shape) != tuple(old.shape):
+        return f"{describe(new)} where the state holds {describe(old)}"
+    if getattr(new, "dtype", None) != old.dtype:
+        return (f"{describe(new)} of dtype {new.dtype} where the state holds one of dtype "
+                f"{old.dtype}")
+    return None
+
+
+def describe(value) -> str:
+    """A short description of ``value`` for a message: an array's type and shape, a
+    container's length, a short repr of None or a number."""
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        return f"an array ({type(value).__name__}) of shape {tuple(shape)}"
+    if isinstance(value, (list, tuple)):
+        return f"a {type(value).__name__} of {len(value)} items"
+    return repr(value)[:40] if value is None or isinstance(value, (str, int, float)) \
+        else f"a {type(value).__name__}"

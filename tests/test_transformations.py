@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import pickle
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -544,6 +545,55 @@ def test_an_optimizer_class_instead_of_an_object_says_how_to_write_it():
         O.get_optimizer(O.Adam)
 
 
+def _as_float32(a):
+    from array_api_compat import array_namespace
+
+    xp = array_namespace(a)
+    return xp.astype(a, xp.float32)
+
+
+class _Count(NamedTuple):
+    count: object
+    moment: object
+
+
+@pytest.mark.parametrize("new_state, returned", [
+    (lambda s: None, r"None where the state holds a _Count of 2 items"),
+    (lambda s: (s.count, s.moment), r"a tuple of 2 items where the state holds a _Count"),
+    (lambda s: _Count(s.count + 1, [(_as_float32(m), v) for m, v in s.moment]),
+     r"of dtype \S*float32 where the state holds one of dtype \S*float64"),
+    (lambda s: _Count(s.count + 1, s.moment[:1]), r"a list of 1 items where the state holds "
+                                                   r"a list of 2 items"),
+], ids=["None", "tuple", "dtype", "layers"])
+def test_a_users_update_returning_a_state_of_another_structure_is_named(backend, new_state,
+                                                                       returned):
+    """A new state that is not the structure of the one given (None, another container,
+    arrays of another dtype) is refused at the first step, naming the optimizer, the same
+    on every backend (JAX would fail inside its loop, NumPy and PyTorch train on)."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(12, 4)), rng.normal(size=(12, 2))
+    model = mlp.MLP([4, 5, 2], activation="tanh", backend=backend, dtype="float64", seed=1)
+    before = model.get_weights()
+
+    def init(params):
+        return _Count(0, mlp.tree.tree_map(lambda a: a * 0, params))
+
+    def update(grads, state, params=None):
+        return mlp.tree.tree_map(lambda g: -0.1 * g, grads), new_state(state)
+
+    user = O.GradientTransformation(init, update)
+    with pytest.raises(TypeError, match=r"the optimizer GradientTransformation\(update=\S+, "
+                                        r"elementwise=False\) returned a new state with .*"
+                                        + returned + r".*: update\(grads, state, params\) must "
+                                        r"return a state of the structure of the one it was "
+                                        r"given"):
+        model.fit(x, y, epochs=2, batch_size=5, optimizer=user)
+    assert model.epochs_trained_ == 0 and model.history_.epoch == []
+    for (W, b), (W0, b0) in zip(model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(W, W0)
+        np.testing.assert_array_equal(b, b0)
+
+
 @pytest.mark.parametrize("update, returned", [
     (lambda g, s, p=None: None, "returned None"),
     (lambda g, s, p=None: mlp.tree.tree_map(lambda a: -0.1 * a, g),
@@ -555,7 +605,9 @@ def test_an_optimizer_class_instead_of_an_object_says_how_to_write_it():
      r"returned an update of shape \(1, 5\) for a gradient of shape \(4, 5\)"),
     (lambda g, s, p=None: ([(dW, None) for dW, db in g], s),
      r"returned None as an update where the gradient is an array"),
-], ids=["None", "updates-alone", "three", "layers", "shape", "leaf"])
+    (lambda g, s, p=None: ([(_as_float32(dW), db) for dW, db in g], s),
+     r"returned an update of dtype \S*float32 \(\w+\) for a gradient of dtype \S*float64 \(\w+\)"),
+], ids=["None", "updates-alone", "three", "layers", "shape", "leaf", "dtype"])
 @pytest.mark.parametrize("chained", [False, True], ids=["alone", "in-a-chain"])
 def test_a_users_update_returning_the_wrong_thing_is_named(backend, update, returned,
                                                           chained):
