@@ -503,13 +503,16 @@ class StateCheck:
 
     def __init__(self, trainer):
         self.trainer = trainer
+        self.copy = None
         self.seen()
 
     def seen(self) -> None:
-        """Take the model's present state as the sound one."""
+        """Take the model's present state as the sound one (the history copied, when it
+        changed, to be put back exactly)."""
         model = self.trainer.model
         self.params, self.opt_state = model.params, model.optimizer_state_
-        self.history = model.history_
+        if self.copy is None or not self.copy.same(model.history_):
+            self.copy = _HistoryCopy(model.history_)
 
     def __call__(self, callback, hook, logs) -> None:
         from .callbacks import callback_name
@@ -573,23 +576,22 @@ class StateCheck:
     def _history(self, name) -> None:
         from .callbacks import History
 
-        model = self.trainer.model
+        model, copy = self.trainer.model, self.copy
         history = model.history_
-        if history is None and self.history is None:
-            return  # before the fit made one
+        if copy.same(history):
+            return
         if not isinstance(history, History):
-            model.history_ = self.history
+            copy.put_back(model)
             raise TypeError(f"{name} set model.history_ to {_what(history)}; it holds every "
                             "epoch's metrics and must stay a History")
-        problem = _history_problem(history)
+        problem = _history_problem(history, model.epochs_trained_, copy.appended(history))
         if problem:
-            if history is not self.history:
-                model.history_ = self.history
-            else:
-                _even_out(history)
+            copy.put_back(model)
             raise ValueError(f"{name} left model.history_ with {problem}; every metric must "
-                             "keep one value per epoch (read the history, or keep values of "
-                             "your own elsewhere)")
+                             "keep one value per epoch, the epochs increasing from 0 below "
+                             "the epoch count, as fit logs them (read the history, or keep "
+                             "values of your own elsewhere); the history was put back as it "
+                             "was")
 
     def _stop(self, name) -> None:
         model = self.trainer.model
@@ -636,8 +638,8 @@ def check_model_state(model, what: str, *, training_state: bool = True,
         problem = f"model.epochs_trained_ is {epochs!r}, not a count of epochs"
     elif history is not None and not isinstance(history, History):
         problem = f"model.history_ is {_what(history)}, not a History (or None)"
-    elif history is not None and _history_problem(history):
-        problem = f"model.history_ has {_history_problem(history)}"
+    elif history is not None and _history_problem(history, epochs):
+        problem = f"model.history_ has {_history_problem(history, epochs)}"
     if problem:
         raise ValueError(f"{what}: {problem}; fit keeps the epoch count and the history "
                          "itself - build a new model (or load a saved one) to start afresh")
@@ -682,7 +684,11 @@ def _params_problem(model, params) -> str | None:
     return None
 
 
-def _history_problem(history) -> str | None:
+def _history_problem(history, epochs_trained: int, since: int = 0) -> str | None:
+    """What makes ``history`` one that `mlp.load` would refuse in a file whose epoch count
+    is ``epochs_trained`` (None if nothing): lists of one value per epoch, named metrics
+    of numbers, epochs increasing strictly from 0 up to the count. The rows before
+    ``since`` are known sound (only their last epoch is read)."""
     epochs, values = history.epoch, history.history
     if not isinstance(epochs, list) or not isinstance(values, dict):
         return "its epoch list or its metrics replaced"
@@ -691,15 +697,98 @@ def _history_problem(history) -> str | None:
     if uneven:
         return (f"{len(epochs)} epochs but " + ", ".join(
             f"{n if n is not None else 'no list of'} values of {k!r}" for k, n in uneven.items()))
+    return _epochs_problem(epochs, epochs_trained, since) or _values_problem(values, since)
+
+
+def _epochs_problem(epochs: list, epochs_trained: int, since: int) -> str | None:
+    if len(epochs) > epochs_trained:
+        return f"{len(epochs)} epochs, more than the {epochs_trained} the model has trained"
+    part = epochs[max(since - 1, 0):]
+    if not part:
+        return None
+    numbers_ = _whole_numbers(part)
+    if numbers_ is None or numbers_[0] < 0 or numbers_[-1] >= epochs_trained \
+            or bool(np.any(numbers_[1:] <= numbers_[:-1])):
+        shown = epochs if len(epochs) <= 8 else [*epochs[:3], "...", *epochs[-3:]]
+        return (f"epochs {str(shown).replace(repr('...'), '...')} that are not whole numbers "
+                f"increasing strictly from 0 up to {epochs_trained - 1} (the model has "
+                f"trained {epochs_trained} epochs)")
     return None
 
 
-def _even_out(history) -> None:
-    """Cut or pad (with NaN) every metric's list of ``history`` to its number of epochs."""
-    n = len(history.epoch)
-    for key, values in history.history.items():
-        values = list(values) if isinstance(values, list) else []
-        history.history[key] = values[:n] + [math.nan] * (n - len(values))
+def _whole_numbers(items: list):
+    """``items`` as a 1-d array if each is a whole number (``2``, ``2.0``: what save
+    writes as an integer), else None."""
+    try:
+        array = np.asarray(items)
+    except (OverflowError, TypeError, ValueError):
+        return None
+    if array.ndim != 1 or array.dtype.kind not in "biuf":
+        return None
+    if array.dtype.kind == "f" and not bool(np.all(np.isfinite(array)
+                                                   & (array == np.round(array)))):
+        return None
+    return array
+
+
+def _values_problem(values: dict, since: int) -> str | None:
+    for key, column in values.items():
+        if not isinstance(key, str) or not key:
+            return f"a metric named {key!r} (metrics are named by non-empty strings)"
+        try:
+            ok = np.asarray(column[since:], dtype=np.float64).shape == (len(column) - since,)
+        except (OverflowError, TypeError, ValueError):
+            ok = False
+        if not ok:
+            return f"a value of {key!r} that is not a number"
+    return None
+
+
+class _HistoryCopy:
+    """A copy of a `History`'s epochs and values (and the lists that hold them), to
+    tell whether it changed and to put it back exactly as it was."""
+
+    def __init__(self, history):
+        self.history = history
+        self.lists = None if history is None else (history.epoch, history.history,
+                                                   dict(history.history))
+        self.epoch = None if history is None else list(history.epoch)
+        self.values = None if history is None else {k: list(v) for k, v in
+                                                    history.history.items()}
+
+    def same(self, history) -> bool:
+        """Whether ``history`` is the copied one, unchanged (compared at C speed)."""
+        if history is not self.history or history is None:
+            return history is self.history
+        return history.epoch is self.lists[0] and history.history is self.lists[1] \
+            and history.epoch == self.epoch and history.history == self.values
+
+    def appended(self, history) -> int:
+        """How many rows of ``history`` were kept (0 unless it is the copied one with rows
+        appended, or none, and every other row unchanged): the rows to check are the others."""
+        if history is not self.history or history is None or history.epoch is not \
+                self.lists[0] or history.history is not self.lists[1] \
+                or history.history.keys() != self.values.keys():
+            return 0
+        n = len(self.epoch)
+        if history.epoch[:n] != self.epoch or any(
+                not isinstance(v, list) or v[:n] != self.values[k]
+                for k, v in history.history.items()):
+            return 0
+        return n
+
+    def put_back(self, model) -> None:
+        """Make ``model.history_`` the copied history again, its lists holding what they held."""
+        model.history_ = history = self.history
+        if history is None:
+            return
+        epoch, values, columns = self.lists
+        history.epoch, history.history = epoch, values
+        epoch[:] = self.epoch
+        values.clear()
+        for key, column in columns.items():
+            column[:] = self.values[key]
+            values[key] = column
 
 
 class Trainer:
@@ -849,6 +938,7 @@ class Trainer:
             state.epoch += 1
             model.epochs_trained_ = state.epoch
             model.history_.append(state.epoch - 1, logs)
+            self.callbacks.check.seen()
             self.callbacks.on_epoch_end(state.epoch - 1, logs)
 
     def indices(self, n_epochs):

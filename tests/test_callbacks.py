@@ -758,6 +758,84 @@ def test_uneven_history_lists_are_refused_and_evened_out(backend):
     assert 0.5 not in model.history_.history["loss"]
 
 
+def _duplicate_row(h):
+    h.epoch.append(h.epoch[-1])
+    for values in h.history.values():
+        values.append(0.5)
+
+
+def _set_column(h, key, column):
+    h.history[key] = column
+
+
+@pytest.mark.parametrize("edit, match", [
+    (_duplicate_row, r"3 epochs, more than the 2 the model has trained"),
+    (lambda h: h.epoch.__setitem__(slice(None), [e + 1000 for e in h.epoch]),
+     r"epochs \[1000, 1001\] that are not whole numbers increasing strictly from 0 up "
+     r"to 1 \(the model has trained 2 epochs\)"),
+    (lambda h: h.epoch.__setitem__(0, 1), r"epochs \[1, 1\] that are not whole numbers"),
+    (lambda h: h.epoch.__setitem__(0, 0.5), r"epochs \[0\.5, 1\] that are not whole"),
+    (lambda h: h.epoch.append(99), r"3 epochs but 2 values of 'loss', 2 values of "
+                                   r"'accuracy'"),
+    (lambda h: h.history["loss"].__setitem__(0, "low"), r"a value of 'loss' that is not a "
+                                                         r"number"),
+    (lambda h: _set_column(h, "", [1.0, 2.0]), r"a metric named '' \(metrics are named by "
+                                                r"non-empty strings\)"),
+    (lambda h: setattr(h, "epoch", [5, 6]), r"epochs \[5, 6\] that are not whole"),
+], ids=["duplicate-row", "renumbered", "repeated", "float", "epoch-appended", "string",
+        "unnamed", "list-replaced"])
+def test_a_history_a_callback_leaves_unloadable_is_refused_and_put_back_exactly(
+        backend, tmp_path, edit, match):
+    """The rules `load` applies to a saved history (epochs increasing strictly from 0 below
+    the epoch count, one number per epoch for each named metric) hold after every hook:
+    a callback that breaks them is named, the history is put back as it was (the same
+    lists, holding what they held), and what the model then saves loads."""
+    x, y = _data()
+    model = _model(backend)
+    before = {}
+
+    def damage(epoch, logs):
+        if epoch == 1:
+            h = model.history_
+            before.update(lists=(h.epoch, h.history, dict(h.history)), epoch=list(h.epoch),
+                          values={k: list(v) for k, v in h.history.items()})
+            edit(h)
+
+    with pytest.raises((TypeError, ValueError), match=r"callback function damage "
+                                                      r"\(on_epoch_end\) left model\.history_ with "
+                       + match + r".*; every metric must keep one value per epoch, the epochs "
+                                 r"increasing from 0 below the epoch count"):
+        model.fit(x, y, epochs=4, callbacks=[damage])
+    h = model.history_
+    epoch, values, columns = before["lists"]
+    assert h.epoch is epoch and h.history is values and h.epoch == before["epoch"] == [0, 1]
+    assert list(h.history) == list(columns) and all(h.history[k] is columns[k] for k in columns)
+    np.testing.assert_equal(h.history, before["values"])
+    model.save(tmp_path / "m.npz", include_optimizer=True)
+    loaded = mlp.load(tmp_path / "m.npz")
+    assert loaded.history_.epoch == [0, 1] and loaded.epochs_trained_ == 2
+
+
+def test_history_edits_load_accepts_pass_the_check(tmp_path):
+    """Edits within the rules (a metric removed, one added, past values changed) are a
+    callback's to make: they pass, and the file saved loads with them."""
+    x, y = _data()
+    model = _model("numpy")
+
+    def edit(epoch, logs):
+        if epoch == 1:
+            h = model.history_
+            h.history.pop("accuracy")
+            h.history["mine"] = [1.0, 2.0]
+            h.history["loss"][0] = 9.0
+
+    model.fit(x, y, epochs=3, callbacks=[edit])
+    model.save(tmp_path / "m.npz", include_optimizer=True)
+    loaded = mlp.load(tmp_path / "m.npz")
+    assert loaded.history_.epoch == [0, 1, 2] and loaded.history_.history["loss"][0] == 9.0
+    np.testing.assert_equal(loaded.history_.history["mine"], [1.0, 2.0, np.nan])
+
+
 @pytest.mark.parametrize("change, exc, match", [
     (lambda logs: logs.update(loss="low"), TypeError,
      r"callback function <lambda> \(on_epoch_end\) put 'loss': 'low' in the epoch's logs; logs "

@@ -306,3 +306,27 @@ def test_uneven_history_lists_set_by_hand_are_refused():
     with pytest.raises(ValueError, match=r"^fit: model\.history_ has 2 epochs but 3 values of "
                                          r"'loss'"):
         model.fit(x, y, epochs=1)
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda h: (h.epoch.append(h.epoch[-1]), [v.append(0.5) for v in h.history.values()]),
+     r"3 epochs, more than the 2 the model has trained"),
+    (lambda h: h.epoch.__setitem__(slice(None), [e + 1000 for e in h.epoch]),
+     r"epochs \[1000, 1001\] that are not whole numbers increasing strictly from 0 up to 1"),
+    (lambda h: h.epoch.__setitem__(0, -1), r"epochs \[-1, 1\] that are not whole numbers"),
+    (lambda h: h.history["loss"].__setitem__(1, "low"), r"a value of 'loss' that is not a "
+                                                         r"number"),
+    (lambda h: h.history["loss"].__setitem__(1, 10 ** 400), r"a value of 'loss' that is not "
+                                                             r"a number"),
+], ids=["duplicate-row", "renumbered", "negative", "string", "overflowing"])
+def test_a_history_edited_by_hand_that_load_would_refuse_is_refused_by_fit_and_save(
+        tmp_path, edit, match):
+    """save applies load's rules to the history before writing (no file it writes fails to
+    load): lengths kept equal is not enough."""
+    model, x, y = _trained("numpy")
+    edit(model.history_)
+    for call in (lambda: model.fit(x, y, epochs=1),
+                 lambda: model.save(tmp_path / "m.npz", include_optimizer=True)):
+        with pytest.raises(ValueError, match=r"^(fit|save): model\.history_ has " + match):
+            call()
+    assert not (tmp_path / "m.npz").exists() and model.epochs_trained_ == 2
