@@ -516,6 +516,25 @@ class _Watching(Callback):
     #: The rules (`mlp.params`) of each entry of the dict `get_state` gives.
     state_rules: dict = {}
 
+    #: The arguments the saved state depends on: `get_state` holds them under
+    #: ``"settings"``, and a backup made with others is refused (`settings_difference`).
+    setting_names: tuple = ()
+
+    def settings(self) -> dict:
+        """The arguments (`setting_names`) this callback was built with."""
+        return {name: getattr(self, name) for name in self.setting_names}
+
+    def settings_difference(self, state) -> str | None:
+        """How the settings a saved ``state`` was made with differ from this callback's
+        (``"monitor 'val_accuracy' there, 'val_loss' here"``), or None where they are the
+        same (or the state does not say: then `set_state` refuses it as damaged)."""
+        saved = state.get("settings") if isinstance(state, dict) else None
+        ours = self.settings()
+        if not isinstance(saved, dict) or saved == ours:
+            return None
+        return "; ".join(f"{k} {saved.get(k)!r} there, {v!r} here" for k, v in ours.items()
+                         if saved.get(k) != v) or f"settings {saved!r} there, {ours!r} here"
+
     def _saved(self, state) -> dict:
         """``state`` as a backup gave it back, checked entry by entry against
         `state_rules` before `set_state` uses any of it: a ValueError naming this
@@ -525,9 +544,14 @@ class _Watching(Callback):
             got = sorted(state) if isinstance(state, dict) else type(state).__name__
             raise ValueError(f"{name}'s saved state holds {got}, not {sorted(self.state_rules)}")
         try:
-            return validate(self.state_rules, state)
+            state = validate(self.state_rules, state)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{name}'s saved state is damaged: {exc}") from None
+        difference = self.settings_difference(state)
+        if difference:
+            raise ValueError(f"{name}'s saved state was made with other settings "
+                             f"({difference})")
+        return state
 
     def _improves(self, value, best, key) -> bool:
         """Whether ``value`` beats ``best`` (None: nothing yet) by more than ``min_delta``."""
@@ -613,10 +637,12 @@ class EarlyStopping(_Watching):
         return False
 
     def get_state(self):
-        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
+                "settings": self.settings()}
 
     state_rules = {"best": [None, Real()], "best_epoch": [None, _Integer(0)],
-                   "wait": [_Integer(0)]}
+                   "wait": [_Integer(0)], "settings": [InstanceOf(dict, "a JSON object")]}
+    setting_names = ("monitor", "mode", "patience", "min_delta")
 
     def set_state(self, state):
         state = self._saved(state)
@@ -1172,6 +1198,7 @@ class BackupAndRestore(Callback):
                 raise _io().ModelFileError(
                     f"{path!r} holds a damaged backup: the state of callback {key} holds "
                     f"{stored}, where {type(cb).__name__} keeps {sorted(keys)}")
+            _check_settings(path, key, cb, state)
             restores.append((cb, state))
         return restores
 
@@ -1241,6 +1268,18 @@ class BackupAndRestore(Callback):
 
     def __repr__(self) -> str:
         return f"BackupAndRestore({self.directory!r})"
+
+
+def _check_settings(path, key, callback, state) -> None:
+    """Refuse the saved ``state`` of a callback built with other settings (a monitored
+    metric, a mode, a patience... its best value and counts mean something else here)."""
+    compare = getattr(callback, "settings_difference", None)
+    difference = compare(state) if callable(compare) else None
+    if difference:
+        raise ValueError(f"the backup {path!r} was made by another run than this fit: its "
+                         f"callback {key} was built with other settings ({difference}); "
+                         f"build it as that run did to resume, or delete the backup (or use "
+                         f"another directory) to train from the start")
 
 
 def _state_keys(callback):
@@ -1540,10 +1579,12 @@ class ReduceLROnPlateau(_Watching):
 
     def get_state(self):
         return {"best": self.best, "wait": self.wait, "cooling": self.cooling,
-                "reductions": [list(r) for r in self.reductions]}
+                "reductions": [list(r) for r in self.reductions], "settings": self.settings()}
 
     state_rules = {"best": [None, Real()], "wait": [_Integer(0)], "cooling": [_Integer(0)],
-                   "reductions": [InstanceOf(list, "a list of [epoch, learning rate] pairs")]}
+                   "reductions": [InstanceOf(list, "a list of [epoch, learning rate] pairs")],
+                   "settings": [InstanceOf(dict, "a JSON object")]}
+    setting_names = ("monitor", "mode", "factor", "patience", "min_lr", "min_delta", "cooldown")
 
     def set_state(self, state):
         state = self._saved(state)

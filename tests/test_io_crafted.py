@@ -382,15 +382,29 @@ def test_a_config_declaring_thousands_of_layers_is_refused_briefly(tmp_path):
 
 
 # ------------------------------------------------------ callback states in a backup
-GOOD_STATES = {"EarlyStopping": {"best": 0.5, "best_epoch": 2, "wait": 1},
+_DEFAULTS = {"EarlyStopping": {"monitor": None, "mode": "auto", "patience": 10,
+                               "min_delta": 0.0},
+             "ReduceLROnPlateau": {"monitor": "val_loss", "mode": "auto", "factor": 0.1,
+                                   "patience": 10, "min_lr": 0.0, "min_delta": 0.0,
+                                   "cooldown": 0}}
+GOOD_STATES = {"EarlyStopping": {"best": 0.5, "best_epoch": 2, "wait": 1,
+                                 "settings": _DEFAULTS["EarlyStopping"]},
                "ReduceLROnPlateau": {"best": 0.5, "wait": 1, "cooling": 0,
-                                     "reductions": [[1, 0.005]]}}
+                                     "reductions": [[1, 0.005]],
+                                     "settings": _DEFAULTS["ReduceLROnPlateau"]}}
 _STOP, _PLATEAU = GOOD_STATES["EarlyStopping"], GOOD_STATES["ReduceLROnPlateau"]
 DAMAGED_STATES = [
     ("EarlyStopping", {"best": 0.5, "best_epoch": 2},
-     r"holds \['best', 'best_epoch'\], not \['best', 'best_epoch', 'wait'\]"),
+     r"holds \['best', 'best_epoch'\], not \['best', 'best_epoch', 'settings', 'wait'\]"),
     ("EarlyStopping", _STOP | {"extra": 1}, r"holds \['best', 'best_epoch', "
-                                             r"'extra', 'wait'\]"),
+                                             r"'extra', 'settings', 'wait'\]"),
+    ("EarlyStopping", _STOP | {"settings": None}, r"settings must be a JSON object"),
+    ("EarlyStopping", _STOP | {"settings": _DEFAULTS["EarlyStopping"] | {"monitor": "loss"}},
+     r"was made with other settings \(monitor 'loss' there, None here\)"),
+    ("ReduceLROnPlateau", _PLATEAU | {"settings": _DEFAULTS["ReduceLROnPlateau"]
+                                      | {"factor": 0.5, "cooldown": 2}},
+     r"was made with other settings \(factor 0\.5 there, 0\.1 here; cooldown 2 there, 0 "
+     r"here\)"),
     ("EarlyStopping", [0.5, 2, 1], r"holds list, not"),
     ("EarlyStopping", _STOP | {"wait": True},
      r"wait must be an integer >= 0, got True"),

@@ -486,6 +486,40 @@ def test_a_backup_of_another_run_is_refused_saying_what_differs(tmp_path, change
     _unchanged(model, before)
 
 
+@pytest.mark.parametrize("before, after, match", [
+    (mlp.EarlyStopping(monitor="val_accuracy", patience=3),
+     mlp.EarlyStopping(monitor="val_loss", patience=3),
+     r"3:EarlyStopping was built with other settings \(monitor 'val_accuracy' there, "
+     r"'val_loss' here\)"),
+    (mlp.EarlyStopping(patience=3, mode="max", min_delta=0.1),
+     mlp.EarlyStopping(patience=4, min_delta=0.1),
+     r"3:EarlyStopping was built with other settings \(mode 'max' there, 'auto' here; "
+     r"patience 3 there, 4 here\)"),
+    (mlp.ReduceLROnPlateau(monitor="val_accuracy"), mlp.ReduceLROnPlateau(monitor="loss"),
+     r"3:ReduceLROnPlateau was built with other settings \(monitor 'val_accuracy' there, "
+     r"'loss' here\)"),
+    (mlp.ReduceLROnPlateau(factor=0.5, min_lr=1e-4), mlp.ReduceLROnPlateau(factor=0.2),
+     r"3:ReduceLROnPlateau was built with other settings \(factor 0\.5 there, 0\.2 here; "
+     r"min_lr 0\.0001 there, 0\.0 here\)"),
+], ids=["stop-monitor", "stop-mode-patience", "plateau-monitor", "plateau-factor"])
+def test_a_backup_of_a_watching_callback_built_otherwise_is_refused(tmp_path, before, after,
+                                                                    match):
+    """The best value a backup holds means something only for the metric, mode and
+    thresholds it was counted with: a rerun with other settings is refused before anything
+    is restored, saying what differs."""
+    _readme_run("numpy", tmp_path, crash=3, callbacks=[*_pattern_callbacks(tmp_path), before])
+    model = mlp.MLP([5, 8, 3], loss="cross_entropy", dtype="float64", backend="numpy")
+    old = (model.get_weights(), model.seed)
+    with pytest.raises(ValueError, match=r"the backup '.*backup-from-epoch-0\.npz' was made by "
+                                         r"another run than this fit: its callback " + match
+                                         + r"; build it as that run did to resume"):
+        model.fit(*_data(), epochs=6, validation_split=0.2, batch_size=16,
+                  callbacks=[*_pattern_callbacks(tmp_path), after])
+    _unchanged(model, old)
+    resumed = _readme_run("numpy", tmp_path, callbacks=[*_pattern_callbacks(tmp_path), before])
+    assert 3 < resumed.epochs_trained_ <= 6 and not (tmp_path / "backup").exists()
+
+
 @pytest.mark.parametrize("build, fit, match", [
     (dict(seed=5), {}, r"another model than this fit's: seed \d+ there, 5 here"),
     (dict(activation="tanh"), {}, r"another model than this fit's: activation 'relu' there, "
@@ -553,8 +587,8 @@ class Refuses(mlp.Callback):
 @pytest.mark.parametrize("change, extra, error, match", [
     (lambda s: s["2:ReduceLROnPlateau"].pop("wait"), [], mlp.ModelFileError,
      r"'.*backup-from-epoch-0\.npz' holds a damaged backup: the state of callback "
-     r"2:ReduceLROnPlateau holds \['best', 'cooling', 'reductions'\], where ReduceLROnPlateau "
-     r"keeps \['best', 'cooling', 'reductions', 'wait'\]"),
+     r"2:ReduceLROnPlateau holds \['best', 'cooling', 'reductions', 'settings'\], where "
+     r"ReduceLROnPlateau keeps \['best', 'cooling', 'reductions', 'settings', 'wait'\]"),
     (lambda s: s.update({"2:ReduceLROnPlateau": [1, 2]}), [], mlp.ModelFileError,
      r"holds a damaged .*2:ReduceLROnPlateau'? (holds|is not a callback's state \()list"),
     (lambda s: s["2:ReduceLROnPlateau"].update(reductions=5), [], ValueError,
