@@ -390,11 +390,37 @@ def training_data(model, x, y, validation_data, validation_split, sample_weight=
         raise ValueError(f"validation_split={validation_split} leaves {n - n_val} training "
                          f"and {n_val} validation samples out of {n}; both need at least 1")
     order = model._split_rng(split_seed).permutation(n)
+    if w is not None:
+        _check_split_weights(model, w, order[:n_val], validation_split,
+                             _weights_name(sample_weight, class_weight))
     to = model.backend.asarray
     rows_val, rows_train = to(np.sort(order[:n_val])), to(np.sort(order[n_val:]))
     val, (x_train, y_train, _, w_train) = _row_splitter(model)(
         (x_dev, y_dev, labels, w), rows_val, rows_train)
     return _placed(model, TrainingData(x_train, y_train, val, w_train))
+
+
+def _weights_name(sample_weight, class_weight) -> str:
+    if class_weight is None:
+        return "sample_weight"
+    return "class_weight" if sample_weight is None else "sample_weight times class_weight"
+
+
+def _check_split_weights(model, w, rows_val, validation_split, what) -> None:
+    """Refuse a split that leaves the training or the validation rows a total weight of 0:
+    nothing would train (a loss of 0 every epoch), or every validation score would be a
+    meaningless 0 (a "perfect" val_loss)."""
+    weights = model.backend.to_numpy(w).astype(np.float64)
+    val = np.zeros(weights.shape[0], dtype=bool)
+    val[rows_val] = True
+    for side, rows, effect in (("training", ~val, "nothing would train"),
+                               ("validation", val, "every validation score would be 0")):
+        if float(np.sum(weights[rows])) == 0:
+            raise ValueError(
+                f"validation_split={validation_split} leaves the {side} rows "
+                f"({int(np.sum(rows))} of {weights.shape[0]}) a total weight of 0 ({what}): "
+                f"no {side} sample counts, so {effect}; give more samples a weight > 0, or "
+                f"pass validation_data=(x_val, y_val)")
 
 
 def _row_splitter(model):

@@ -344,3 +344,41 @@ def test_the_weighted_terms_form_of_a_user_loss(monkeypatch, rng):
     assert model.loss(x, y) == pytest.approx(per_row.mean(), rel=1e-14)
     assert model.loss(x, y, sample_weight=W_INT) == pytest.approx(
         np.average(per_row, weights=W_INT), rel=1e-14)
+
+
+def test_a_split_leaving_either_side_a_total_weight_of_0_is_refused(backend):
+    """validation_split with weights: each side must keep some weight, or nothing trains (a
+    loss of 0 every epoch) or every validation score is a fake 0; all-zero weights without
+    a split were already refused."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 3))
+    y = (x[:, 0] > 0).astype(np.int64)
+    sides = set()
+    for row in range(6):  # one weighted row: the other side has none
+        w = np.zeros(20)
+        w[row] = 1.0
+        model = mlp.MLP([3, 4, 2], loss="cross_entropy", backend=backend, seed=0)
+        before = model.get_weights()
+        with pytest.raises(ValueError, match=r"^validation_split=0\.5 leaves the "
+                                             r"(training|validation) rows \(10 of 20\) a total "
+                                             r"weight of 0 \(sample_weight\): no \1 sample "
+                                             r"counts, so (nothing would train|every validation "
+                                             r"score would be 0); give more samples a weight > 0"
+                                             r", or pass validation_data") as info:
+            model.fit(x, y, epochs=2, sample_weight=w, validation_split=0.5)
+        sides.add(str(info.value).split()[3])
+        assert model.history_ is None and model.epochs_trained_ == 0
+        for (W, b), (W0, b0) in zip(model.get_weights(), before, strict=True):
+            np.testing.assert_array_equal(W, W0)
+            np.testing.assert_array_equal(b, b0)
+    assert sides == {"training", "validation"}
+    one = np.zeros(20, dtype=np.int64)
+    one[0] = 1  # one row of class 1: class_weight {0: 0} leaves the other side nothing
+    with pytest.raises(ValueError, match=r"a total weight of 0 \(class_weight\)"):
+        mlp.MLP([3, 4, 2], loss="cross_entropy", backend=backend, seed=0).fit(
+            x, one, epochs=1, class_weight={0: 0.0}, validation_split=0.5)
+    w = np.zeros(20)
+    w[:12] = 1.0  # both sides weighted: trains
+    model = mlp.MLP([3, 4, 2], loss="cross_entropy", backend=backend, seed=0)
+    model.fit(x, y, epochs=1, sample_weight=w, validation_split=0.5)
+    assert model.epochs_trained_ == 1
