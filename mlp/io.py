@@ -744,14 +744,27 @@ def _load_model(zf, members, name, backend, model_class):
                        for i in range(n_layers)])
     if "optimizer" in members:
         opt = _optimizer_from_config(_json_entry(zf, members, "optimizer", shapes))
-        model.optimizer_state_ = _optimizer_state(zf, members, shapes, model, opt)
-        model.optimizer_ = opt
+        state = _optimizer_state(zf, members, shapes, model, opt)
+        _check_trainable(opt, state, model.dtype_name)
+        model.optimizer_state_, model.optimizer_ = state, opt
     if "training" in members:
         if version < 2:
             raise _Damaged(f"it holds a training state, which format {version} files do not "
                            "have")
         _restore_training(zf, members, shapes, model)
     return model
+
+
+def _check_trainable(opt, state, dtype_name) -> None:
+    """Refuse an optimizer (and learning-rate scale) that fit would refuse in the model's
+    dtype: the file would load, and its first fit fail or silently train nothing."""
+    from .optimizers import check_numbers_in_dtype, check_rate_scale
+
+    try:
+        check_numbers_in_dtype(opt, dtype_name)
+        check_rate_scale(opt, state, dtype_name)
+    except ValueError as exc:
+        raise _Damaged(f"its optimizer is one fit would refuse: {exc}") from None
 
 
 def callback_states(path) -> dict:

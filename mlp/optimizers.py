@@ -798,6 +798,25 @@ def check_numbers_in_dtype(opt, dtype_name: str) -> None:
                            fraction=opt._rules.get(f.name) is _FRACTION)
 
 
+def check_rate_scale(opt, state, dtype_name: str) -> None:
+    """Refuse a learning-rate scale in ``state`` (`with_learning_rate_scale`) that a fit
+    cannot train with: 0 (the rate times it is 0: nothing would train), or one the model's
+    dtype cannot hold as the number it is, alone or times a constant learning rate
+    (`mlp.params.check_in_dtype`)."""
+    for t, s in _pieces_with_states(opt, state):
+        if not isinstance(t, ScaleByLearningRate) or not isinstance(s, ScaleByLearningRateState):
+            continue
+        scale = float(s.learning_rate_scale)
+        if not scale > 0:
+            raise ValueError(f"the optimizer state's learning-rate scale is {scale!r}: the "
+                             f"learning rate times it is 0, so nothing would train")
+        check_in_dtype("the optimizer state's learning-rate scale", scale, dtype_name)
+        if not callable(t.learning_rate):
+            check_in_dtype(f"the learning rate {t.learning_rate!r} times the optimizer state's "
+                           f"learning-rate scale {scale!r}", t.learning_rate * scale,
+                           dtype_name)
+
+
 def _check_schedule_numbers(schedule, dtype_name):
     for f in dataclasses.fields(schedule):
         value = getattr(schedule, f.name)

@@ -48,6 +48,7 @@ from .optimizers import (
     Adam,
     _schedule_name,
     check_numbers_in_dtype,
+    check_rate_scale,
     current_learning_rate,
     get_optimizer,
     scheduled_rates,
@@ -278,6 +279,8 @@ def fit(model, x, y, *, epochs, learning_rate=None, batch_size=DEFAULT_BATCH_SIZ
     settings["optimizer"], settings["continued"] = choose_optimizer(
         model, settings["optimizer"], settings["learning_rate"], settings["reset_optimizer"])
     check_numbers(model.dtype_name, settings)
+    if settings["continued"] and model.optimizer_state_ is not None:
+        check_rate_scale(settings["optimizer"], model.optimizer_state_, model.dtype_name)
     data = training_data(model, x, y, settings["validation_data"], settings["validation_split"],
                          sample_weight, class_weight,
                          split_seed=resumed_seed(model, settings["callbacks"]))

@@ -332,11 +332,11 @@ def test_callback_states_refuses_damaged_states_naming_the_file(tmp_path):
         mlp.io.callback_states(path)
 
 
-@pytest.mark.parametrize("change", ["no-history", "gaps", "scale-0", "big-endian", "float64-w",
+@pytest.mark.parametrize("change", ["no-history", "gaps", "scale-half", "big-endian", "float64-w",
                                     "callbacks"])
 def test_consistent_files_still_load(backend, tmp_path, change):
     """What the checks allow: a history with gaps or none (epochs trained before it was
-    kept), a learning-rate scale of 0, weights in another byte order or float width
+    kept), a learning-rate scale of 0.5, weights in another byte order or float width
     (cast, as set_weights does), callback states."""
     path = _trained_file(tmp_path, epochs=5)
     changes = {
@@ -345,7 +345,7 @@ def test_consistent_files_still_load(backend, tmp_path, change):
                        "training": _json(_training(path) | {"history_metrics": []})},
         "gaps": {"history_epoch": np.array([0, 2, 3, 4]),
                  "history_values": np.ones((4, 3))},
-        "scale-0": {"opt_state_10": np.asarray(0.0, "float32")},
+        "scale-half": {"opt_state_10": np.asarray(0.5, "float32")},
         "big-endian": {"W0": np.ones((3, 4), ">f4")},
         "float64-w": {"W1": np.full((4, 2), 0.5)},
         "callbacks": {"training": _json(_training(path) | {"callbacks": {
@@ -367,6 +367,52 @@ def test_consistent_files_still_load(backend, tmp_path, change):
     model.save(tmp_path / "again.npz", include_optimizer=True)
     again = mlp.load(tmp_path / "again.npz", backend="numpy")
     assert again.epochs_trained_ == 6 and again.history_.epoch[-1] == 5
+
+
+def _optimizer_json(path, **changes):
+    with np.load(path) as data:
+        return _json(json.loads(str(data["optimizer"])) | changes)
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda p: {"optimizer": _optimizer_json(p, eps=1e-60)},
+     r"Adam\.eps=1e-60 is too small for the model's dtype float32"),
+    (lambda p: {"optimizer": _optimizer_json(p, learning_rate=1e-50)},
+     r"Adam\.learning_rate=1e-50 is too small for the model's dtype float32"),
+    (lambda p: {"optimizer": _optimizer_json(p, beta2=1 - 1e-9)},
+     r"Adam\.beta2=0\.999999999 rounds to 1 in the model's dtype float32"),
+    (lambda p: {"opt_state_10": np.asarray(0.0, "float32")},
+     r"the optimizer state's learning-rate scale is 0\.0: the learning rate times it is 0, "
+     r"so nothing would train"),
+    (lambda p: {"opt_state_10": np.asarray(1e-45, "float32")},
+     r"the optimizer state's learning-rate scale=1\.401298464324817e-45 is too small for the "
+     r"model's dtype float32"),
+    (lambda p: {"opt_state_10": np.asarray(1e-37, "float32")},
+     r"the learning rate 0\.05 times the optimizer state's learning-rate scale .* is too small"),
+], ids=["eps", "learning-rate", "beta2", "scale-0", "scale-subnormal", "rate-subnormal"])
+def test_an_optimizer_fit_would_refuse_is_refused_by_load_naming_the_file(tmp_path, change,
+                                                                         match):
+    """load applies fit's checks in the model's dtype to the optimizer it reads and to its
+    state's learning-rate scale: the file is refused, named, rather than loading and then
+    failing (or training nothing) at the first fit."""
+    path = _trained_file(tmp_path, optimizer=optimizers.Adam(0.05))
+    rewrite_npz(path, **change(path))
+    with pytest.raises(ModelFileError, match=r"'.*m\.npz' holds a damaged mlp model: its "
+                                             r"optimizer is one fit would refuse: " + match):
+        mlp.load(path, backend="numpy")
+
+
+def test_fit_refuses_a_learning_rate_scale_of_0_set_by_hand():
+    model = mlp.MLP([3, 4, 2], backend="numpy", seed=0)
+    x, y = np.ones((4, 3)), np.ones((4, 2))
+    model.fit(x, y, epochs=1)
+    model.optimizer_state_ = optimizers.with_learning_rate_scale(model.optimizer_state_, 0.0)
+    with pytest.raises(ValueError, match=r"learning-rate scale is 0\.0: the learning rate times "
+                                         r"it is 0, so nothing would train"):
+        model.fit(x, y, epochs=1)
+    assert model.epochs_trained_ == 1
+    model.fit(x, y, epochs=1, reset_optimizer=True)
+    assert model.epochs_trained_ == 2
 
 
 def test_a_config_declaring_thousands_of_layers_is_refused_briefly(tmp_path):
