@@ -526,7 +526,8 @@ class MLP:
         return ValueError(
             f"{what} overflows {self.dtype_name}: the inputs are too large for {self.dtype_name} "
             f"({sizes}; the weights' largest |W| {weights:.3g}). Rescale the inputs (e.g. "
-            f"standardize x as for training), or build the model with dtype='float64'")
+            f"standardize x as for training)" + ("" if self.dtype_name == "float64" else
+                                                 ", or build the model with dtype='float64'"))
 
     def _metrics_fn(self):
         xp, spec = self.xp, self._spec

@@ -51,6 +51,7 @@ from .optimizers import (
     check_rate_scale,
     current_learning_rate,
     get_optimizer,
+    learning_rate_scale,
     scheduled_rates,
 )
 from .params import Boolean, InstanceOf, Integer, Options, Real, check_in_dtype, validate
@@ -547,6 +548,7 @@ class StateCheck:
         from .callbacks import callback_name
 
         name = f"callback {callback_name(callback)} ({hook})"
+        self.hook = hook
         try:
             for step in (self._owned, self._params, self._opt_state, self._history,
                          self._stop):
@@ -587,6 +589,9 @@ class StateCheck:
             model.params = self.params
             raise TypeError(f"{name} set model.params to {problem}; set the weights with "
                             "model.set_weights([(W, b), ...]), which checks them")
+        if self.hook in ("on_epoch_begin", "on_epoch_end"):  # the next epoch trains from them
+            trainer = self.trainer
+            trainer.weights_set = WeightsSet(trainer.state.epoch, name, self.params, params)
 
     def _opt_state(self, name) -> None:
         model = self.trainer.model
@@ -820,6 +825,20 @@ class _HistoryCopy:
             values[key] = column
 
 
+class WeightsSet(NamedTuple):
+    """Weights a callback set between epochs: the epoch that trains from them, the
+    callback, the weights they replaced (those the epoch before ended with), and them."""
+
+    epoch: int
+    callback: str
+    replaced: Any
+    weights: Any
+
+
+class _ScheduleFault(Exception):
+    """A schedule that gave a NaN or infinite rate: the divergence's cause (its text)."""
+
+
 class Trainer:
     """Runs the epochs of one `fit`: chunks of epochs, callbacks, divergence, Ctrl-C.
 
@@ -854,6 +873,7 @@ class Trainer:
         self.chunk = (self.start, model._shuffle_rng.bit_generator.state)
         self.first = self.mark(self.start)  # where this fit starts (after on_train_begin)
         self.recent = deque(maxlen=2)  # `Mark`s of the starts of recent chunks
+        self.weights_set: WeightsSet | None = None  # by a callback, between epochs
         # Only the History can take a chunk's epochs after the chunk: anything else (or
         # validation) needs the weights of every epoch, and may change them.
         self.histories_only = data.val is None and all(
@@ -1041,8 +1061,13 @@ class Trainer:
 
     def last_finite(self) -> Mark:
         """The latest epoch start whose training loss is finite (the fit's start if none
-        is)."""
-        for mark in (self.mark(self.state.epoch), *reversed(self.recent)):
+        is); where a callback set the weights the diverged epoch trained from, the weights
+        they replaced come next (the epoch before stays)."""
+        state, set_ = self.state, self.weights_set
+        candidates = [self.mark(state.epoch)]
+        if set_ is not None and set_.epoch == state.epoch:
+            candidates.append(self.mark(state.epoch, set_.replaced))
+        for mark in (*candidates, *reversed(self.recent)):
             if _params_finite(self.model, mark.params) and math.isfinite(
                     self.training_loss(mark.params)):
                 return mark
@@ -1083,10 +1108,16 @@ class Trainer:
         schedule named, with the rates of the epoch that diverged)."""
         dtype = self.model.dtype_name
         limit = math.sqrt(float(np.finfo(dtype).max))
+        set_ = self.weights_set
+        if set_ is not None and set_.epoch == epoch and mark.params is set_.replaced:
+            return self._set_weights_cause(set_)
         start_loss = self.training_loss(self.initial)
         if not (math.isfinite(start_loss) and start_loss < limit):
             return self._scale_message(start_loss)
-        rate = self._rate_text(epoch, mark)
+        try:
+            rate = self._rate_text(epoch, mark)
+        except _ScheduleFault as fault:
+            return str(fault)
         if self.alpha:
             start_penalty = self._penalty(self.initial)
             if not start_penalty < limit:
@@ -1097,6 +1128,14 @@ class Trainer:
                         f"the learning rate; lower alpha")
             return self._alpha_cause(rate, start_penalty, start_loss)
         return f" ({rate} may be too large)"
+
+    def _set_weights_cause(self, set_: WeightsSet) -> str:
+        """The cause when the weights a callback set had no finite loss already."""
+        largest = _largest_weight(self.model, set_.weights)
+        return (f": {set_.callback} set the weights epoch {set_.epoch} trained from (largest "
+                f"|W| {largest:.3g}), and the loss at them was already NaN or infinite in "
+                f"{self.model.dtype_name}; the callback is the cause, not the learning rate - "
+                f"set weights of a sensible size")
 
     def _alpha_cause(self, rate: str, penalty: float, loss: float) -> str:
         """The cause when ``alpha`` is set: with plain SGD whose ``learning_rate *
@@ -1118,23 +1157,46 @@ class Trainer:
         return f" ({rate} may be too large)"
 
     def _rate_text(self, epoch: int, mark: Mark) -> str:
-        """``the learning rate 0.1``, or for a schedule ``the learning rate of schedule
-        NAME (up to R in epoch E)``."""
+        """``the learning rate 0.1`` (with the learning-rate scale of the optimizer's state,
+        where it is not 1), or for a schedule ``the learning rate of schedule NAME (up to
+        R in epoch E)``; `_schedule_fault` where the schedule gave NaN or inf."""
+        scale = self._scale(mark)
+        times = "" if scale == 1 else f" times the learning-rate scale {scale:.3g} of the " \
+                                      f"optimizer's state"
         scheduled = scheduled_rates(self.optimizer, mark.opt_state)
         if scheduled:
-            schedule, count = scheduled[0]
-            first = int(count) + (epoch - mark.epoch) * self.steps_per_epoch
-            _, rates = schedule_values(self.model.backend, schedule, first,
-                                       self.steps_per_epoch, count, self.model.dtype_name)
+            schedule, steps, rates = self._epoch_rates(epoch, mark, scheduled[0])
+            bad = ~np.isfinite(rates)
+            if np.any(bad):
+                i = int(np.argmax(bad))
+                raise _ScheduleFault(
+                    f": schedule {_schedule_name(schedule)} returned the learning rate "
+                    f"{float(rates[i])} at step {int(steps[i])} (epoch {epoch}); the schedule "
+                    f"is the cause - make it return finite rates")
             return (f"the learning rate of schedule {_schedule_name(schedule)} (up to "
-                    f"{float(np.max(rates)):.3g} in epoch {epoch})")
+                    f"{float(np.max(rates)) * scale:.3g} in epoch {epoch}{times})")
         lr = getattr(self.optimizer, "learning_rate", None)
         if lr is None:
             try:
                 lr = current_learning_rate(self.optimizer, mark.opt_state)
             except (ValueError, TypeError):
                 return "the learning rate"
-        return f"the learning rate {lr!r}"
+            return f"the learning rate {lr!r}"
+        return f"the learning rate {lr!r}" + (f"{times} ({lr * scale:.3g})" if times else "")
+
+    def _epoch_rates(self, epoch: int, mark: Mark, scheduled):
+        """``(schedule, steps, rates)`` of the steps of ``epoch``."""
+        schedule, count = scheduled
+        first = int(count) + (epoch - mark.epoch) * self.steps_per_epoch
+        steps, rates = schedule_values(self.model.backend, schedule, first,
+                                       self.steps_per_epoch, count, self.model.dtype_name)
+        return schedule, steps, rates
+
+    def _scale(self, mark: Mark) -> float:
+        try:
+            return learning_rate_scale(mark.opt_state)
+        except (ValueError, TypeError):
+            return 1.0
 
     def _penalty(self, params) -> float:
         """``0.5 * alpha * sum ||W||^2`` of ``params``, in float64 on the host."""
@@ -1156,8 +1218,9 @@ class Trainer:
                 f"already {already}: the data's scale (largest "
                 f"|x| {largest(data.x):.3g}, largest |y| {largest(data.y):.3g}) or those "
                 f"weights (largest |W| {weights:.3g}) overflow {model.dtype_name}, not the "
-                f"learning rate. Rescale x and y (e.g. standardize them), start from fresh "
-                f"weights, or build the model with dtype='float64'")
+                f"learning rate. Rescale x and y (e.g. standardize them) or start from "
+                f"fresh weights" + ("" if model.dtype_name == "float64" else
+                                    ", or build the model with dtype='float64'"))
 
     # ------------------------------------------------------------ schedules
     def check_schedules(self, first_epoch: int, n_epochs: int):

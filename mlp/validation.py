@@ -197,8 +197,9 @@ def _nonfinite_error(name, n_bad):
 
 
 def _overflow_error(name, dtype_name, largest):
+    wider = "" if dtype_name == "float64" else ", or build the model with dtype='float64'"
     return ValueError(f"{name} has values too large for {dtype_name} (largest magnitude "
-                      f"{largest:.3g}); rescale them, or build the model with dtype='float64'")
+                      f"{largest:.3g}); rescale them{wider}")
 
 
 def host_cast(host, dtype_name, name):

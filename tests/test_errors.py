@@ -904,3 +904,24 @@ def test_set_weights_accepts_and_copies(backend):
                        (native(backend, np.ones((5, OUT))), np.zeros(OUT))])
     for W, b in model.get_weights():
         assert W.dtype == np.float32 and b.dtype == np.float32
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_float64_model_that_overflows_is_not_advised_float64(backend):
+    """The advice to build the model with dtype='float64' goes to the narrower dtypes only:
+    a float64 model whose forward pass or training overflows is told to rescale."""
+    model = mlp.MLP([2, 4, 3], loss="cross_entropy", backend=backend, seed=0, dtype="float64")
+    x, labels = np.array([[1e308, 1e308], [1.0, 2.0]]), np.array([0, 2])
+    with pytest.raises(ValueError, match=r"overflows float64: the inputs are too large for "
+                                         r"float64 .*Rescale the inputs \(e\.g\. standardize x "
+                                         r"as for training\)$"):
+        model.gradients(x, labels)
+    with pytest.raises(mlp.TrainingDivergedError,
+                       match=r"overflow float64, not the learning rate\. Rescale x and y \(e\.g\. "
+                             r"standardize them\) or start from fresh weights;") as info:
+        model.fit(x, labels, epochs=2)
+    assert "dtype='float64'" not in str(info.value)
+    narrow = mlp.MLP([2, 4, 3], loss="cross_entropy", backend=backend, seed=0)
+    with pytest.raises(mlp.TrainingDivergedError, match=r"or start from fresh weights, or build "
+                                                       r"the model with dtype='float64'"):
+        narrow.fit(np.array([[3e38, 3e38], [1.0, 2.0]]), labels, epochs=2)

@@ -872,3 +872,67 @@ def test_the_guard_is_released_when_fit_raises_and_is_never_pickled(backend):
         assert mlp.guard.ATTRIBUTE not in vars(twin)
         twin.fit(x, y, epochs=1, **SGD)
         assert twin.epochs_trained_ == 3
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_weights_a_callback_sets_that_overflow_name_it_and_keep_the_epoch_before(backend):
+    """Finite weights (so set_weights takes them) at which the loss overflows: the
+    divergence names the callback, not the learning rate, and the epoch before them, which
+    completed, stays (the weights it ended with come back)."""
+    x, y = _classification(n=N)
+    kept = []
+
+    class Huge(mlp.Callback):
+        def on_epoch_end(self, epoch, logs):
+            if epoch == 1:
+                kept.append(self.model.get_weights())
+                self.model.set_weights([(np.full_like(W, 1e300), b)
+                                        for W, b in self.model.get_weights()])
+
+    model = _model(backend)
+    with pytest.raises(mlp.TrainingDivergedError,
+                       match=r"in epoch 2: callback Huge \(on_epoch_end\) set the weights epoch 2 "
+                             r"trained from \(largest \|W\| 1e\+300\), and the loss at them was "
+                             r"already NaN or infinite in float64; the callback is the cause, "
+                             r"not the learning rate") as info:
+        model.fit(x, y, epochs=4, callbacks=[Huge()], **FULL_SGD)
+    assert "may be too large" not in str(info.value)
+    assert model.epochs_trained_ == 2 and model.history_.epoch == [0, 1]
+    assert mlp.optimizers.step_count(model.optimizer_state_) == 2
+    _weights_equal(model.get_weights(), kept[0])
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_schedule_giving_nan_at_a_step_not_sampled_is_named_at_the_divergence(
+        backend, monkeypatch):
+    """A schedule for one step at a time is sampled before training; NaN at a step between
+    the samples diverges, and the message names the schedule and the step rather than
+    "the learning rate (up to nan) may be too large"."""
+    if backend.compiles:
+        pytest.skip("JAX traces schedules: a Python if on the step is refused up front")
+    monkeypatch.setattr(mlp.training, "SCHEDULE_SAMPLES", 8)
+
+    def nan_at_37(step):
+        return float("nan") if int(step) == 37 else 0.01
+
+    x, y = _classification(n=N)
+    model = _model(backend)
+    with pytest.raises(mlp.TrainingDivergedError,
+                       match=r": schedule nan_at_37 returned the learning rate nan at step 37 "
+                             r"\(epoch 12\); the schedule is the cause") as info:
+        model.fit(x, y, epochs=20, optimizer=optimizers.SGD(nan_at_37), batch_size=10)
+    assert "may be too large" not in str(info.value) and model.epochs_trained_ == 12
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_divergence_quotes_the_learning_rate_with_its_scale(backend):
+    """The rate that diverged is the optimizer's times the scale in its state (a state
+    loaded or set by hand): the message gives both, and their product."""
+    model, x, y = _diverging(backend)
+    model.fit(x, y, epochs=1, optimizer="sgd", learning_rate=0.001, batch_size=None)
+    model.optimizer_state_ = mlp.optimizers.with_learning_rate_scale(model.optimizer_state_,
+                                                                     1e30)
+    with pytest.raises(mlp.TrainingDivergedError,
+                       match=r"\(the learning rate 0\.001 times the learning-rate scale 1e\+30 "
+                             r"of the optimizer's state \(1e\+27\) may be too large\)"):
+        model.fit(x, y, epochs=5, batch_size=None)
