@@ -392,3 +392,35 @@ def test_a_pickled_estimator_holds_no_object_of_its_backends_library(backend, so
     copy = Recorder(io.BytesIO(pickle.dumps(est))).load()
     assert found <= {"mlp", "numpy", "sklearn", "copyreg", "builtins", "_codecs"}
     np.testing.assert_array_equal(copy.predict_proba(X_IRIS), est.predict_proba(X_IRIS))
+
+
+@pytest.mark.parametrize("hidden, match", [
+    ((10**12,), r"hidden_layer_sizes=\(1000000000000,\): layer_sizes \[4, 1000000000000, "
+                r"\d\] makes a model of [\d,]+ parameters, whose initial weights need about "
+                r"[\d.]+ [TP]B \(drawn in float64\): (more than this machine's memory \(.*\)|"
+                r"cannot be allocated here); use smaller layers"),
+    ((2**62,), r"hidden_layer_sizes=\(4611686018427387904,\): layer_sizes \[4, "
+               r"4611686018427387904, \d\] makes a model of"),
+], ids=["1e12", "2**62"])
+@pytest.mark.parametrize("Estimator", [MLPClassifier, MLPRegressor])
+def test_layers_too_large_for_the_machine_are_refused_before_allocating(Estimator, hidden,
+                                                                       match):
+    """As `mlp.MLP` refuses them: a MemoryError naming the layers, before the initial weights
+    are drawn (not NumPy's raw "array is too big", or an allocation that kills the process)."""
+    x, y = load_iris(return_X_y=True)
+    estimator = Estimator(hidden_layer_sizes=hidden, max_iter=2)
+    with pytest.raises(MemoryError, match=match):
+        estimator.fit(x, y)
+    assert not hasattr(estimator, "coefs_")
+
+
+def test_a_failed_allocation_of_the_estimators_layers_names_them(monkeypatch):
+    def no_memory(*args):
+        raise MemoryError("Unable to allocate 3 GiB")
+
+    monkeypatch.setattr(MLPClassifier, "_initialize", no_memory)
+    x, y = load_iris(return_X_y=True)
+    with pytest.raises(MemoryError, match=r"^hidden_layer_sizes=\(5,\): layer_sizes \[4, 5, 3\] "
+                                          r"makes a model of 43 parameters, .*: cannot be "
+                                          r"allocated here; use smaller layers$"):
+        MLPClassifier(hidden_layer_sizes=(5,)).fit(x, y)

@@ -141,7 +141,7 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
         layer_units = [X.shape[1], *hidden, self.n_outputs_]
         rng = check_random_state(self.random_state)
         if first_pass:
-            self._initialize(Y, layer_units, X.dtype, rng)
+            self._initialize_checked(Y, layer_units, X.dtype, rng)
         # An empty array in fit's namespace and device: `check_same_namespace` compares to it.
         self._fit_input = to_caller(np.zeros(0, dtype=X.dtype), where)
         be = self._backend()
@@ -158,6 +158,24 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
 
     def _row_weights(self, sample_weight, targets, dtype):
         return sample_weight
+
+    def _initialize_checked(self, Y, layer_units, dtype, rng):
+        """`_initialize`, refused before anything is allocated (as `mlp.MLP` refuses it)
+        where the layers' weights would not fit in this machine's memory, and with the same
+        message where the allocation fails."""
+        from ..model import _check_size, _too_large
+
+        hidden = f"hidden_layer_sizes={self.hidden_layer_sizes!r}"
+        try:
+            need = _check_size(layer_units, np.dtype(dtype).name)
+        except MemoryError as exc:
+            raise MemoryError(f"{hidden}: {exc}") from None
+        try:
+            self._initialize(Y, layer_units, dtype, rng)
+        except MemoryError:
+            raise MemoryError(f"{hidden}: "
+                              f"{_too_large(layer_units, need, 'cannot be allocated here')}"
+                              ) from None
 
     def _initialize(self, Y, layer_units, dtype, rng):
         self.n_iter_ = 0
