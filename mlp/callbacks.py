@@ -53,6 +53,7 @@ import errno
 import io as io_module
 import json
 import math
+import numbers
 import os
 import re
 import socket
@@ -254,13 +255,31 @@ class CallbackList(Callback):
             self._checked(cb, "on_epoch_begin", logs)
 
     def on_epoch_end(self, epoch, logs):
-        stop = False
+        stop, logged = False, False
         for cb in self.callbacks:
+            if not logged and isinstance(cb, BackupAndRestore):  # (its backup holds them)
+                logged = self._log_late(epoch, logs)
             stop = _stop_requested(cb, cb.on_epoch_end(epoch, logs)) or stop
             self._checked(cb, "on_epoch_end", logs)
+        if not logged:
+            self._log_late(epoch, logs)
         if stop:
             self.model.stop_training = True
         return stop
+
+    def _log_late(self, epoch, logs) -> bool:
+        """Put what the callbacks added to (or changed in) the epoch's ``logs`` into the
+        histories (the fit's and ``model.history_``), which took the logs before them."""
+        histories = [cb for cb in self.callbacks if isinstance(cb, History)]
+        kept = getattr(self.model, "history_", None)
+        if isinstance(kept, History):
+            histories.append(kept)
+        for history in {id(h): h for h in histories}.values():
+            history.log_late(epoch, logs)
+        seen = getattr(self.check, "seen", None)
+        if seen is not None:  # (the histories' changes are fit's own)
+            seen()
+        return True
 
     def on_train_end(self, logs=None):
         for cb in self.callbacks:
@@ -329,6 +348,18 @@ class History(Callback):
             if epoch >= since and epoch not in have:
                 self.append(epoch, {k: v[i] for k, v in other.history.items()
                                     if not math.isnan(v[i])})
+
+    def log_late(self, epoch: int, logs: dict) -> None:
+        """Make the last row, when it is epoch ``epoch``'s, hold the numbers in ``logs``
+        (added or changed by callbacks after this history took the epoch)."""
+        if not self.epoch or self.epoch[-1] != epoch:
+            return
+        for key, value in logs.items():
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                continue
+            if key not in self.history:
+                self._add_metrics([key])
+            self.history[key][-1] = float(value)
 
     def on_epoch_end(self, epoch, logs):
         self.append(epoch, logs)

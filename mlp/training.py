@@ -525,10 +525,12 @@ class StateCheck:
     to the epoch's logs, or, as `BackupAndRestore` does when training begins, move the
     whole training state forward consistently. Anything else - the training state, the
     optimizer or the epoch count replaced, ``optimizer_state_``, ``params`` or
-    ``history_`` set to something else (None, another structure), history lists of
-    unequal lengths, a logged metric removed or a value that is not a number - is
-    refused with a message that names the callback. Each check compares references
-    first, so an unchanged state costs a few attribute reads.
+    ``history_`` set to something else (None, another structure), a history `mlp.load`
+    would refuse (lists of unequal lengths, epochs not increasing from 0 below the
+    epoch count, values that are not numbers), a logged metric removed or a value that
+    is not a number - is refused with a message that names the callback, and the
+    history is put back exactly. Each check compares references first (the history
+    with a copy, at C speed), so an unchanged state costs little.
     """
 
     def __init__(self, trainer):

@@ -865,6 +865,27 @@ def test_numbers_a_callback_adds_to_the_logs_are_logged(backend, tmp_path):
     assert rows[0] == "epoch,loss,accuracy,mine" and rows[2].endswith(",1.0")
 
 
+def test_numbers_a_callback_adds_to_the_logs_reach_the_histories(backend, tmp_path):
+    """The History took the epoch's logs before the other callbacks: what they add (or
+    change) is put into the fit's history and model.history_ after them, and is saved."""
+    x, y = _data()
+    model = _model(backend)
+
+    def late(epoch, logs):
+        if epoch == 1:
+            logs["late"] = 7.0
+        logs["every"] = 0.5 + epoch
+
+    returned = model.fit(x, y, epochs=3, callbacks=[late])
+    for history in (returned, model.history_):
+        np.testing.assert_equal(history.history["late"], [np.nan, 7.0, np.nan])
+        assert history.history["every"] == [0.5, 1.5, 2.5]
+    model.save(tmp_path / "m.npz", include_optimizer=True)
+    assert mlp.load(tmp_path / "m.npz").history_.history["every"] == [0.5, 1.5, 2.5]
+    again = model.fit(x, y, epochs=1, callbacks=[late])  # a later fit adds them too
+    assert again.history["every"] == [3.5] and model.history_.history["every"][-1] == 3.5
+
+
 def test_an_array_returned_from_on_epoch_end_is_named():
     x, y = _data()
     model = _model("numpy")
