@@ -643,6 +643,9 @@ def _path_argument(name, value):
     path = os.fspath(value)
     if not isinstance(path, str) or path == "":
         raise ValueError(f"{name} must be a non-empty file path, got {value!r}")
+    if "\0" in path:
+        raise ValueError(f"{name} {path!r} holds a NUL character ('\\0'), which no file "
+                         f"name may hold")
     return path
 
 
@@ -699,7 +702,7 @@ class ModelCheckpoint(_Watching):
 
     def __init__(self, path, monitor="val_loss", save_best_only=False, every_n_epochs=1,
                  include_optimizer=True, mode="auto"):
-        self.path = _path_argument("path", path)
+        self.path = _path_argument(f"{type(self).__name__} path", path)
         values = validate(CHECKPOINT_CONSTRAINTS, dict(
             monitor=monitor, save_best_only=save_best_only, every_n_epochs=every_n_epochs,
             include_optimizer=include_optimizer, mode=mode))
@@ -998,7 +1001,7 @@ class BackupAndRestore(Callback):
     MARKER = ".mlp-backup-folder"
 
     def __init__(self, directory):
-        self.directory = _path_argument("directory", directory)
+        self.directory = _path_argument("BackupAndRestore directory", directory)
         self.restored_epoch = None
         self.others = []  # the fit's other callbacks (set by the CallbackList)
         self.fit_data = None  # the fit's data (set by fit), for the run's fingerprint
@@ -1299,7 +1302,7 @@ class CSVLogger(Callback):
     """
 
     def __init__(self, path, append=True, separator=","):
-        self.path = _path_argument("path", path)
+        self.path = _path_argument(f"{type(self).__name__} path", path)
         self.append = check("append", append, [Boolean()])
         self.separator = _check_separator(separator)
         self.columns = None

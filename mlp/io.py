@@ -34,6 +34,7 @@ import re
 import socket
 import stat
 import tempfile
+import threading
 import zipfile
 import zlib
 
@@ -264,21 +265,68 @@ def _new_file_mode(path):
             return stat.S_IMODE(st.st_mode)
     except OSError:
         pass
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+    return 0o666 & ~current_umask()
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it (the ``Umask:`` line of
+    ``/proc/self/status``), so that files other threads create meanwhile get the mode
+    they should. Where that file is missing, the umask is set and put back (under a lock,
+    which only this module's writes respect)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        umask = os.umask(0o077)  # the most private mode for the moment it is set
+        os.umask(umask)
+    return umask
 
 
 def _save_error(exc, path, what, why):
     return OSError(exc.errno, f"cannot {what} to {path!r}: {why} ({exc.strerror or exc})")
 
 
+#: An example of the file name each writer takes, for the messages.
+_EXAMPLES = {"save the figure": "history.png", "write the CSV log": "log.csv",
+             "write the ONNX file": "model.onnx"}
+
+
 def _check_target(path, what, shown=None):
     """``(user's path, real path to replace, its folder)``: refused at once when the path
-    is not a file name, is empty, names a folder (an existing one, or any path ending in
-    a separator), or an existing non-regular file (a device or a named pipe must not be
-    replaced); a symbolic link is written through. Messages name ``shown`` (default:
-    ``path``), what the user wrote."""
+    is not a file name, is empty or holds a NUL, names a folder (an existing one, or any
+    path ending in a separator), a symbolic link that loops, an existing non-regular file
+    (a device or a named pipe must not be replaced), or a name longer than the folder's
+    file system allows; a symbolic link is written through. Messages name ``shown``
+    (default: ``path``), what the user wrote."""
+    path = _path_text(path, what)
+    shown = path if shown is None else shown
+    example = _EXAMPLES.get(what, "model.npz")
+    if path.endswith(_SEPARATORS) or os.path.basename(path) in (".", ".."):
+        raise IsADirectoryError(errno.EISDIR, f"cannot {what} to {shown!r}: it names a folder "
+                                              "(it ends with a separator or a dot); give a "
+                                              f"file name such as {example!r}")
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, f"cannot {what} to {shown!r}: it is a folder; "
+                                              f"give a file name such as {example!r}")
+    _check_loop(path, what, shown)
+    target = os.path.realpath(path)  # through symbolic links, as open(path, "wb") writes
+    if os.path.exists(target) and not stat.S_ISREG(os.stat(target).st_mode):
+        raise ValueError(f"cannot {what} to {shown!r}: it is not a regular file (a device, "
+                         "a named pipe or a socket), and it is not replaced")
+    folder = os.path.dirname(target)
+    _check_folder(folder, what, shown)
+    _check_name_length(target, folder, what, shown)
+    return path, target, folder
+
+
+def _path_text(path, what) -> str:
     if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"cannot {what}: the path must be a file name (str or "
                         f"os.PathLike), got {type(path).__name__} {path!r}")
@@ -287,23 +335,50 @@ def _check_target(path, what, shown=None):
         raise TypeError(f"cannot {what}: give the path {path!r} as str, not bytes")
     if path == "":
         raise FileNotFoundError(errno.ENOENT, f"cannot {what} to '': the path is empty")
-    shown = path if shown is None else shown
-    if path.endswith(_SEPARATORS) or os.path.basename(path) in (".", ".."):
-        raise IsADirectoryError(errno.EISDIR, f"cannot {what} to {shown!r}: it names a folder "
-                                              "(it ends with a separator or a dot); give a "
-                                              "file name such as 'model.npz'")
-    if os.path.isdir(path):
-        raise IsADirectoryError(errno.EISDIR, f"cannot {what} to {shown!r}: it is a folder; "
-                                              "give a file name such as 'model.npz'")
-    target = os.path.realpath(path)  # through symbolic links, as open(path, "wb") writes
-    if os.path.exists(target) and not stat.S_ISREG(os.stat(target).st_mode):
-        raise ValueError(f"cannot {what} to {shown!r}: it is not a regular file (a device, "
-                         "a named pipe or a socket), and it is not replaced")
-    folder = os.path.dirname(target)
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(errno.ENOENT, f"cannot {what} to {shown!r}: folder {folder!r} "
-                                              "does not exist")
-    return path, target, folder
+    if "\0" in path:
+        raise ValueError(f"cannot {what} to {path!r}: it holds a NUL character ('\\0'), "
+                         f"which no file name may hold")
+    return path
+
+
+def _check_loop(path, what, shown) -> None:
+    """Refuse a symbolic link that leads back to itself (written through, it would be
+    replaced by a file)."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, f"cannot {what} to {shown!r}: it is a symbolic link "
+                                       f"that leads in a loop (or through too many links); "
+                                       f"it is not replaced") from None
+
+
+def _check_folder(folder, what, shown) -> None:
+    """The folder must exist; a file where a folder of the path should be is named."""
+    if os.path.isdir(folder):
+        return
+    above = folder
+    while above and not os.path.lexists(above) and os.path.dirname(above) != above:
+        above = os.path.dirname(above)
+    if above and os.path.lexists(above) and not os.path.isdir(above):
+        raise NotADirectoryError(errno.ENOTDIR, f"cannot {what} to {shown!r}: {above!r} is "
+                                                f"a file, not a folder")
+    raise FileNotFoundError(errno.ENOENT, f"cannot {what} to {shown!r}: folder {folder!r} "
+                                          "does not exist")
+
+
+def _check_name_length(target, folder, what, shown) -> None:
+    """Refuse a file name longer than the folder's file system takes (ENAMETOOLONG)."""
+    name = os.fsencode(os.path.basename(target))
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        limit = 255
+    if limit is not None and 0 < limit < len(name):
+        raise OSError(errno.ENAMETOOLONG, f"cannot {what} to {shown!r}: its file name is "
+                                          f"{len(name)} bytes long, more than the {limit} "
+                                          f"the file system of {folder!r} takes; give a "
+                                          f"shorter name")
 
 
 _SEPARATORS = tuple(sep for sep in (os.sep, os.altsep) if sep)
@@ -440,6 +515,9 @@ def _open_regular(path, name):
         st = os.stat(path)
     except FileNotFoundError:
         raise FileNotFoundError(errno.ENOENT, f"no model file at {name}") from None
+    except ValueError:  # a NUL in the name
+        raise ValueError(f"cannot load {name}: it holds a NUL character ('\\0'), which no "
+                         f"file name may hold") from None
     except OSError as exc:
         raise ModelFileError(f"{name} cannot be read: {exc.strerror or exc}") from exc
     if stat.S_ISDIR(st.st_mode):

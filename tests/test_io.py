@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -587,3 +588,86 @@ def test_loading_a_users_activation_before_registering_it_says_to_register_it(tm
     with pytest.raises(ModelFileError, match=r"activation 'softsign_io_test', which is not "
                                              r"registered .* mlp\.register_activation"):
         mlp.load(path, backend="numpy")
+
+
+# ----------------------------------------------------------- paths refused before the work
+def test_save_names_a_file_where_a_folder_should_be(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    model = mlp.MLP([3, 2], backend="numpy", seed=0)
+    for path in ("afile/x.npz", "afile/sub/x.npz"):
+        with pytest.raises(NotADirectoryError, match=re.escape(
+                f"cannot save to {path!r}: {str(tmp_path / 'afile')!r} is a file, not a "
+                f"folder")):
+            model.save(path)
+    with pytest.raises(FileNotFoundError, match=r"cannot save to 'no/x\.npz': folder .* does "
+                                                r"not exist"):
+        model.save("no/x.npz")
+    assert os.listdir(tmp_path) == ["afile"] and (tmp_path / "afile").read_text() == "x"
+
+
+def test_save_and_load_refuse_a_nul_in_the_path(tmp_path):
+    model = mlp.MLP([3, 2], backend="numpy", seed=0)
+    with pytest.raises(ValueError, match=r"cannot save to '.*m\\x00\.npz': it holds a NUL "
+                                         r"character"):
+        model.save(str(tmp_path / "m\0.npz"))
+    with pytest.raises(ValueError, match=r"cannot load '.*m\\x00\.npz': it holds a NUL"):
+        mlp.load(str(tmp_path / "m\0.npz"))
+    assert os.listdir(tmp_path) == []
+
+
+def test_save_refuses_a_name_too_long_for_the_file_system_before_the_work(tmp_path):
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    name = "m" * (limit - 3) + ".npz"  # one byte more than the file system takes
+    with pytest.raises(OSError, match=rf"its file name is {limit + 1} bytes long, more than "
+                                      rf"the {limit} the file system of .* takes") as info:
+        mlp.MLP([3, 2], backend="numpy", seed=0).save(tmp_path / name)
+    assert info.value.errno == errno.ENAMETOOLONG and os.listdir(tmp_path) == []
+    mlp.MLP([3, 2], backend="numpy", seed=0).save(tmp_path / name[1:])  # the longest taken
+    assert os.listdir(tmp_path) == [name[1:]]
+
+
+def test_save_refuses_a_symbolic_link_loop_and_keeps_the_links(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    os.symlink(b, a)
+    os.symlink(a, b)
+    with pytest.raises(OSError, match=r"cannot save to '.*a': it is a symbolic link that "
+                                      r"leads in a loop") as info:
+        mlp.MLP([3, 2], backend="numpy", seed=0).save(a)
+    assert info.value.errno == errno.ELOOP
+    assert os.path.islink(a) and os.path.islink(b) and sorted(os.listdir(tmp_path)) == ["a", "b"]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads /proc (Linux)")
+def test_the_mode_of_a_new_file_is_found_without_changing_the_umask(tmp_path, monkeypatch):
+    """Setting the umask, even for a moment, would give the files other threads create
+    meanwhile the wrong mode: it is only read."""
+    old = os.umask(0o027)
+    try:
+        def no_umask(mask):
+            raise AssertionError("os.umask called")
+
+        monkeypatch.setattr(os, "umask", no_umask)
+        assert mlp.io.current_umask() == 0o027
+        mlp.MLP([3, 2], backend="numpy", seed=0).save(tmp_path / "m.npz")
+        monkeypatch.undo()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "m.npz").stat().st_mode) == 0o640
+
+
+def test_the_umask_is_read_where_proc_is_missing(monkeypatch):
+    real_open = open
+
+    def no_proc(path, *args, **kwargs):
+        if str(path).startswith("/proc/"):
+            raise FileNotFoundError(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", no_proc)
+    old = os.umask(0o037)
+    try:
+        assert mlp.io.current_umask() == 0o037
+        assert os.umask(0o037) == 0o037  # put back as it was
+    finally:
+        os.umask(old)
