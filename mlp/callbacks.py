@@ -964,8 +964,8 @@ class BackupAndRestore(Callback):
     the optimizer's state, the shuffle stream, the epoch count and the history
     are put back before the first epoch, and the fit runs only the epochs that
     were missing - ending at the weights of a run never interrupted. A fit that
-    completes removes its backup (and the folder, if it made the folder and
-    nothing else is in it); one that raises keeps it.
+    completes removes its backup (and the folders it made: the folder and any
+    missing above it, where nothing else is in them); one that raises keeps it.
 
     Parameters
     ----------
@@ -1059,21 +1059,30 @@ class BackupAndRestore(Callback):
                                     f"keeps being removed")
 
     def _make_folder(self) -> None:
+        """Create the folder and the folders above it that are missing; the mark in it
+        counts the levels made here (the folder, its parent, ...), removed when done."""
         folder = self.directory
         if os.path.exists(folder) and not os.path.isdir(folder):
             raise NotADirectoryError(errno.ENOTDIR, f"BackupAndRestore directory {folder!r} "
                                                     f"is a file, not a folder")
-        try:
-            parent = os.path.dirname(os.path.abspath(folder))
-            os.makedirs(parent, exist_ok=True)
-            os.mkdir(folder)
-        except FileExistsError:
-            return
-        except OSError as exc:
-            raise OSError(exc.errno, f"BackupAndRestore cannot create its folder {folder!r}: "
-                                     f"{exc.strerror or exc}") from None
-        with open(os.path.join(folder, self.MARKER), "w"):  # made here: removed when done
-            pass
+        missing = []
+        above = os.path.abspath(folder)
+        while not os.path.isdir(above) and os.path.dirname(above) != above:
+            missing.append(above)
+            above = os.path.dirname(above)
+        made = 0  # the folders made here, from the folder up, without a gap
+        for path in reversed(missing):
+            try:
+                os.mkdir(path)
+                made += 1
+            except FileExistsError:  # made by another run meanwhile
+                made = 0
+            except OSError as exc:
+                raise OSError(exc.errno, f"BackupAndRestore cannot create its folder "
+                                         f"{folder!r}: {exc.strerror or exc}") from None
+        if made:  # made here: removed when done, with those made above it
+            with open(os.path.join(folder, self.MARKER), "w") as fh:
+                fh.write(f"{made}\n")
 
     # ------------------------------------------------------------ restore
     def _restore(self, path):
@@ -1224,7 +1233,7 @@ class BackupAndRestore(Callback):
 
     def _let_go(self) -> None:
         """Remove the lock, and the folder if this callback made it and it holds nothing
-        else (no backup)."""
+        else (no backup), with the folders above it made with it, where empty."""
         if self._lock is None:
             return
         marker = os.path.join(self.directory, self.MARKER)
@@ -1232,15 +1241,18 @@ class BackupAndRestore(Callback):
             ours = set(os.listdir(self.directory)) == {self.MARKER, _FolderLock.NAME}
         except OSError:
             ours = False
+        levels = _levels_made(marker) if ours else 0
         if ours:
             _remove_quietly(marker)
         self._lock.release()
         self._lock = None
-        if ours:
+        folder = os.path.abspath(self.directory)
+        for _ in range(levels):
             try:
-                os.rmdir(self.directory)
-            except OSError:  # another run has started in it meanwhile
-                pass
+                os.rmdir(folder)
+            except OSError:  # another run has started in it meanwhile, or a file is there
+                return
+            folder = os.path.dirname(folder)
 
     def __repr__(self) -> str:
         return f"BackupAndRestore({self.directory!r})"
@@ -1254,6 +1266,16 @@ def _state_keys(callback):
     except Exception:  # noqa: BLE001 - a callback of the user's own, not ready yet
         return None
     return set(state) if isinstance(state, dict) else None
+
+
+def _levels_made(marker) -> int:
+    """How many folders a backup folder's mark says were made with it (1: itself)."""
+    try:
+        with open(marker) as fh:
+            levels = int(fh.read(20).strip() or 1)
+    except (OSError, ValueError):
+        return 1
+    return max(1, levels)
 
 
 def _remove_quietly(path) -> None:

@@ -674,7 +674,11 @@ def test_without_flock_a_lock_file_of_a_dead_process_is_taken_over(tmp_path, mon
 def test_a_completed_fit_removes_only_the_folder_it_made(tmp_path):
     x, y = _data()
     _model("numpy").fit(x, y, epochs=1, callbacks=[mlp.BackupAndRestore(tmp_path / "a" / "b")])
-    assert os.listdir(tmp_path / "a") == []  # its folder removed, the parent made for it kept
+    assert os.listdir(tmp_path) == []  # its folder removed, and the parent made for it
+    (tmp_path / "runs").mkdir()
+    _model("numpy").fit(x, y, epochs=1, callbacks=[
+        mlp.BackupAndRestore(tmp_path / "runs" / "exp1" / "deep" / "backup")])
+    assert os.listdir(tmp_path) == ["runs"] and os.listdir(tmp_path / "runs") == []
     mine = tmp_path / "mine"
     mine.mkdir()
     _model("numpy").fit(x, y, epochs=1, callbacks=[mlp.BackupAndRestore(mine)])
@@ -689,6 +693,18 @@ def test_a_completed_fit_removes_only_the_folder_it_made(tmp_path):
         with pytest.raises(OSError, match=r"BackupAndRestore cannot create its folder"):
             _model("numpy").fit(x, y, epochs=1, callbacks=[
                 mlp.BackupAndRestore(os.path.join(folder, "backup"))])
+
+
+def test_a_resumed_fit_removes_the_folders_the_crashed_run_made_and_only_those(tmp_path):
+    x, y = _data()
+    folder = tmp_path / "runs" / "exp1" / "backup"
+    with pytest.raises(RuntimeError, match="crash"):
+        _model("numpy").fit(x, y, epochs=3, callbacks=[mlp.BackupAndRestore(folder), Crash(1)])
+    (tmp_path / "runs" / "notes.txt").write_text("x")  # the user's, in a folder the run made
+    model = _model("numpy")
+    model.fit(x, y, epochs=3, callbacks=[mlp.BackupAndRestore(folder)])
+    assert model.epochs_trained_ == 3
+    assert os.listdir(tmp_path) == ["runs"] and os.listdir(tmp_path / "runs") == ["notes.txt"]
 
 
 # ------------------------------------------------------------ checkpoints
