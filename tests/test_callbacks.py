@@ -9,6 +9,8 @@ import math
 import os
 import re
 import stat
+import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -550,10 +552,101 @@ def test_csv_logger_drops_a_row_cut_short_by_a_kill(tmp_path):
     path = tmp_path / "log.csv"
     path.write_text("epoch,loss,accuracy\r\n0,1.5,0.5\r\n1,1.4")  # killed mid-row
     model = _model("numpy")
-    model.fit(x, y, epochs=1, callbacks=[mlp.CSVLogger(path)])
+    with pytest.warns(RuntimeWarning, match=r"the last row of '.*log\.csv' was cut short .* "
+                                            r"dropped"):
+        model.fit(x, y, epochs=1, callbacks=[mlp.CSVLogger(path)])
     assert _rows(path) == [["epoch", "loss", "accuracy"], ["0", "1.5", "0.5"],
                            ["0", repr(model.history_.history["loss"][0]),
                             repr(model.history_.history["accuracy"][0])]]
+
+
+@pytest.mark.parametrize("end", ["\n", ""])
+def test_csv_logger_keeps_a_whole_last_row_without_its_line_end(tmp_path, end):
+    x, y = _data()
+    path = tmp_path / "log.csv"
+    text = "epoch,loss,accuracy\n0,0.5,0.75\n1,0.25,0.75" + end
+    path.write_text(text)
+    model = _model("numpy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing is dropped: no warning
+        model.fit(x, y, epochs=1, callbacks=[mlp.CSVLogger(path)])
+    written = path.read_text()
+    assert written.startswith(text) and written[len(text):].lstrip("\r\n").startswith("0,")
+    assert [r[0] for r in _rows(path)] == ["epoch", "0", "1", "0"]
+    assert _rows(path)[2] == ["1", "0.25", "0.75"]
+
+
+def test_a_log_in_use_by_another_fit_is_refused_before_training(tmp_path):
+    """One fit at a time writes a log (whatever path or link leads to it): a second fit,
+    in another thread, and a second logger of one fit fail before any epoch, and the log
+    is free again once the fit holding it ends (also when it raised)."""
+    x, y = _data()
+    path = tmp_path / "log.csv"
+    os.symlink(path, tmp_path / "link.csv")
+    refused = []
+
+    def second_fit(epoch, logs):
+        def run():
+            other = _model("numpy", seed=1)
+            try:
+                other.fit(x, y, epochs=2, callbacks=[mlp.CSVLogger(tmp_path / "link.csv")])
+            except RuntimeError as exc:
+                refused.append((exc, other.epochs_trained_))
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join()
+
+    model = _model("numpy")
+    model.fit(x, y, epochs=2, callbacks=[mlp.CSVLogger(path), second_fit])
+    assert len(refused) == 2 and [trained for _, trained in refused] == [0, 0]  # each epoch
+    exc = refused[0][0]
+    assert re.search(r"CSVLogger: the log '.*link\.csv' is in use by another "
+                                      r"fit \(process \d+ on .*; lock file '.*\.log\.csv\.lock'"
+                                      r"\): two fits, or two loggers of one fit, cannot write "
+                                      r"one log", str(exc))
+    assert [r[0] for r in _rows(path)] == ["epoch", "0", "1"]  # each row once
+    start = _model("numpy").get_weights()
+    twice = _model("numpy")
+    with pytest.raises(RuntimeError, match=r"the log '.*log\.csv' is in use by another fit"):
+        twice.fit(x, y, epochs=1, callbacks=[mlp.CSVLogger(path), mlp.CSVLogger(path)])
+    _untouched(twice, start)
+    with pytest.raises(ValueError, match="bad"):
+        model.fit(x, y, epochs=1, callbacks=[mlp.CSVLogger(path), _Raises("bad")])
+    model.fit(x, y, epochs=1, callbacks=[mlp.CSVLogger(path)])  # free again
+    assert [r[0] for r in _rows(path)] == ["epoch", "0", "1", "2", "3"]
+    assert sorted(os.listdir(tmp_path)) == ["link.csv", "log.csv"]  # no lock file left
+
+
+class _Raises(mlp.Callback):
+    def __init__(self, message):
+        self.message = message
+
+    def on_epoch_end(self, epoch, logs):
+        raise ValueError(self.message)
+
+
+def test_over_long_names_and_nul_characters_are_refused_before_training(tmp_path):
+    x, y = _data()
+    model = _model("numpy")
+    start = model.get_weights()
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    long_log = str(tmp_path / ("l" * limit + ".csv"))
+    for append in (True, False):
+        with pytest.raises(OSError, match=r"cannot write the CSV log to '.*l\.csv': its file "
+                                          rf"name is {limit + 4} bytes long"):
+            model.fit(x, y, epochs=1, callbacks=[mlp.CSVLogger(long_log, append=append)])
+    pattern = str(tmp_path / "ck-{epoch:300}.npz")
+    with pytest.raises(OSError, match=re.escape(f"cannot save the checkpoint to {pattern!r}: its "
+                                                f"file name is 307 bytes long")):
+        model.fit(x, y, epochs=1, callbacks=[mlp.ModelCheckpoint(pattern)])
+    _untouched(model, start)
+    assert os.listdir(tmp_path) == []
+    for make, name in ((mlp.ModelCheckpoint, "ModelCheckpoint path"),
+                       (mlp.CSVLogger, "CSVLogger path"),
+                       (mlp.BackupAndRestore, "BackupAndRestore directory")):
+        with pytest.raises(ValueError, match=rf"{name} 'a\\x00b' holds a NUL character"):
+            make("a\0b")
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")

@@ -454,6 +454,69 @@ def test_a_crashed_fit_with_the_default_seed_resumes_when_run_again(backend, tmp
     assert os.listdir(tmp_path) == ["log.csv"]  # the backup folder is gone
 
 
+def _log_run(folder, backup, log, crash=None, seed=3, epochs=6):
+    """A fit of 6 epochs with its own backup folder, logging to ``log``."""
+    x, y = _data()
+    callbacks = [mlp.BackupAndRestore(folder / backup), mlp.CSVLogger(folder / log)]
+    model = mlp.MLP([5, 8, 3], activation="tanh", loss="cross_entropy", dtype="float64",
+                    seed=seed, backend="numpy")
+    if crash is None:
+        model.fit(x, y, epochs=epochs, callbacks=callbacks, **FIT)
+    else:
+        with pytest.raises(RuntimeError, match="crash"):
+            model.fit(x, y, epochs=epochs, callbacks=[*callbacks, Crash(crash)], **FIT)
+    return model
+
+
+def test_a_resumed_log_never_loses_the_rows_of_another_run(tmp_path):
+    """Run A crashes after logging epoch 3 (before its backup); run B (its own backup)
+    completes into the same log; A resumed keeps every row of B, and its own."""
+    _log_run(tmp_path, "bkA", "shared.csv", crash=3)
+    _log_run(tmp_path, "bkB", "shared.csv", seed=4)
+    before = (tmp_path / "shared.csv").read_bytes()
+    a = _log_run(tmp_path, "bkA", "shared.csv")
+    assert a.history_.epoch == list(range(6))
+    after = (tmp_path / "shared.csv").read_bytes()
+    assert after.startswith(before)  # nothing written before is removed or changed
+    rows = [r["epoch"] for r in _csv(tmp_path / "shared.csv")]
+    # A's 0..3 (3 logged before the crash, kept: B wrote since), B's 0..5, A's 3..5 again
+    assert rows == ["0", "1", "2", "3", "0", "1", "2", "3", "4", "5", "3", "4", "5"]
+    assert sorted(os.listdir(tmp_path)) == ["shared.csv"]
+
+
+def test_a_resumed_run_logging_elsewhere_leaves_the_first_log_alone(tmp_path):
+    _log_run(tmp_path, "bk", "a.csv", crash=3)
+    first = (tmp_path / "a.csv").read_bytes()
+    (tmp_path / "b.csv").write_text("epoch,loss,accuracy\n3,0.5,0.25\n4,0.5,0.25\n")
+    _log_run(tmp_path, "bk", "b.csv")
+    assert (tmp_path / "a.csv").read_bytes() == first  # its killed run's row 3 stays
+    assert [r["epoch"] for r in _csv(tmp_path / "b.csv")] == ["3", "4", "3", "4", "5"]
+    assert [r["loss"] for r in _csv(tmp_path / "b.csv")][:2] == ["0.5", "0.5"]
+
+
+def test_a_resumed_run_replaces_only_its_own_row_of_the_epoch_trained_again(tmp_path):
+    _log_run(tmp_path, "bk", "log.csv", crash=3)
+    assert [r["epoch"] for r in _csv(tmp_path / "log.csv")] == ["0", "1", "2", "3"]
+    assert os.path.exists(tmp_path / ".log.csv.lock")  # the killed run's mark, for its rerun
+    _log_run(tmp_path, "bk", "log.csv")
+    (tmp_path / "never").mkdir()
+    never = _log_run(tmp_path / "never", "bk", "log.csv")
+    assert _csv(tmp_path / "log.csv") == _csv(tmp_path / "never" / "log.csv")
+    assert never.epochs_trained_ == 6 and sorted(os.listdir(tmp_path)) == ["log.csv", "never"]
+
+
+def test_a_log_changed_since_the_killed_run_is_left_alone(tmp_path):
+    _log_run(tmp_path, "bk", "log.csv", crash=3)
+    path = tmp_path / "log.csv"
+    path.write_bytes(path.read_bytes().replace(b"\r\n2,", b"\r\n7,"))  # edited by hand
+    edited = path.read_bytes()
+    with pytest.warns(RuntimeWarning, match=r"CSVLogger: '.*log\.csv' has changed since the "
+                                            r"run this fit resumes last wrote it"):
+        _log_run(tmp_path, "bk", "log.csv")
+    assert path.read_bytes().startswith(edited)
+    assert [r["epoch"] for r in _csv(path)] == ["0", "1", "7", "3", "3", "4", "5"]
+
+
 def _unchanged(model, before):
     """The model is as ``before`` (weights, seed) and untrained: nothing was restored."""
     assert model.epochs_trained_ == 0 and model.history_ is None
@@ -890,6 +953,10 @@ def test_history_plot_checks_its_path_first_and_writes_as_save_does(tmp_path):
     with pytest.raises(IsADirectoryError, match=r"cannot save the figure to 'no/': it names a "
                                                 r"folder"):
         history.plot("no/")
+    with pytest.raises(IsADirectoryError, match=r"cannot save the figure to '.*': it is a "
+                                                r"folder; give a file name such as "
+                                                r"'history\.png'"):
+        history.plot(tmp_path)
     with pytest.raises(ValueError, match=r"History.plot cannot save the figure to '.*curve\.xyz'"
                                          r": matplotlib does not write 'xyz' files \(it writes "
                                          r".*png"):
