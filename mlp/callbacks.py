@@ -842,16 +842,18 @@ class _FileLock:
     ``record``). Where ``flock`` is missing, the file is created exclusively (``O_EXCL``)
     and a lock of a process of this machine that no longer runs is taken over."""
 
+    RELEASED = "released"  # the first line of a lock file kept for its record
+
     def __init__(self, path):
         self.path = path
-        self.fd = None
+        self.fd, self.mark = None, ""
 
     def acquire(self, record: str = ""):
         for _ in range(20):  # another run may remove the file between open and lock
             fd = self._try_flock() if fcntl is not None else self._try_exclusive()
             if fd is not None:
                 os.write(fd, f"{os.getpid()} {socket.gethostname()}\n{record}\n".encode())
-                self.fd = fd
+                self.fd, self.mark = fd, record
                 return self
         raise self._in_use()
 
@@ -878,10 +880,11 @@ class _FileLock:
         try:
             return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
-            pid, host = self._holder()
-            if host != socket.gethostname() or pid is None or _io().process_alive(pid):
+            lines, (pid, host) = self._lines(), self._holder()
+            if lines[:1] != [self.RELEASED] and (host != socket.gethostname() or pid is None
+                                                 or _io().process_alive(pid)):
                 raise self._in_use() from None
-        try:  # the lock of a process that died: take it over
+        try:  # the lock of a process that died, or let go: take it over
             os.unlink(self.path)
         except FileNotFoundError:
             pass
@@ -919,7 +922,10 @@ class _FileLock:
         ``keep``: its record stays for the holder's next run to read."""
         if self.fd is None:
             return
-        if not keep:
+        if keep:  # free to take (also where the file itself is the lock), with its record
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, f"{self.RELEASED}\n{self.mark}\n".encode(), 0)
+        else:
             try:
                 os.unlink(self.path)
             except FileNotFoundError:
@@ -1396,6 +1402,7 @@ class CSVLogger(Callback):
         self._file, self._lock, self._target = _LogFile(), None, None
         self._token, self._previous, self._size, self._hash = None, "", None, None
         self._resumed = None  # the size of the file a resumed run finds as it left it
+        self._own_tail = False  # whether what follows it is the killed run's
 
     # ------------------------------------------------------------ begin
     def on_train_begin(self, logs=None):
@@ -1407,6 +1414,7 @@ class CSVLogger(Callback):
         self._lock = lock.acquire(self._token)
         try:
             self.columns, self._resumed, self._size, self._hash = None, None, None, None
+            self._own_tail = False
             self._file = self._read(strict=True) if self.append else _LogFile()
             metrics = self.params.get("metrics")
             if self._file.header is not None and metrics:
@@ -1417,10 +1425,15 @@ class CSVLogger(Callback):
 
     def _let_go(self, completed=False) -> None:
         """Let the log go; the lock file stays (with this run's mark) after a fit that
-        wrote rows and did not complete, for the run resuming it."""
-        if self._lock is not None:
-            self._lock.release(keep=not completed and self._size is not None)
-            self._lock = None
+        wrote rows and did not complete, for the run resuming it; one that wrote nothing
+        leaves the mark it found."""
+        if self._lock is None:
+            return
+        if self._size is None and self._previous:
+            self._lock.mark, completed = self._previous, False
+        self._lock.release(keep=not completed and (self._size is not None or
+                                                   bool(self._previous)))
+        self._lock = None
 
     def on_train_end(self, logs=None):
         self._let_go(completed=(logs or {}).get("completed", True))
@@ -1521,13 +1534,15 @@ class CSVLogger(Callback):
                           f"appended", RuntimeWarning, stacklevel=2)
             return
         self._file, self._resumed = log, size
-        if self._previous != state["token"] and len(data) > size:
-            self._resumed = len(data)  # written by another fit since: kept as it is
+        # what follows is the killed run's only if no other fit has held the log since
+        self._own_tail = self._previous == state["token"]
 
     def _drops_own_row(self, epoch) -> bool:
         """Whether the rows after the resumed run's size are one row of ``epoch`` (the
         killed run's, of the epoch trained again)."""
         log, size = self._file, self._resumed
+        if not self._own_tail:
+            return False
         after = [e for e, start in zip((e for e, _ in log.rows), log.starts, strict=True)
                  if start >= size]
         return after == [epoch] and log.starts[-1] == size
@@ -1554,7 +1569,12 @@ class CSVLogger(Callback):
             self._rewrite(columns, kept)
         else:
             self._patch(log)
-        with open(self.path, "rb") as fh:  # the file as this run goes on from it
+        self._mark_file()
+
+    def _mark_file(self) -> None:
+        """Take the file as it is now for where this run's log stands (its size and hash,
+        which the backup keeps); called after any change but `on_epoch_end`'s rows."""
+        with open(self.path, "rb") as fh:
             data = fh.read()
         self._size, self._hash = len(data), hashlib.sha256(data)
 
@@ -1570,7 +1590,7 @@ class CSVLogger(Callback):
     def _patch(self, log):
         """Cut off a last row cut short (or the killed run's own), or end a last row."""
         if log.cut is not None:
-            if self._resumed is None or log.cut != self._resumed:
+            if not self._own_tail or log.cut != self._resumed:
                 warnings.warn(f"CSVLogger: the last row of {self.path!r} was cut short (a "
                               f"write killed in the middle) and is dropped",
                               RuntimeWarning, stacklevel=3)

@@ -971,3 +971,18 @@ def test_history_plot_checks_its_path_first_and_writes_as_save_does(tmp_path):
     history.plot(tmp_path / "curve.pdf")
     assert (tmp_path / "curve.pdf").read_bytes()[:5] == b"%PDF-"
     assert sorted(os.listdir(tmp_path)) == ["curve.pdf", "link.png", "target.png"]
+
+
+def test_without_flock_a_log_lock_kept_for_its_rerun_is_free_to_take(tmp_path, monkeypatch):
+    """Where the lock file itself is the lock (no ``flock``): the one a failed fit keeps
+    (for its rerun's check) does not lock the log, and a log in use is still refused."""
+    monkeypatch.setattr(mlp.callbacks, "fcntl", None)
+    _log_run(tmp_path, "bk", "log.csv", crash=3)
+    assert (tmp_path / ".log.csv.lock").read_text().startswith("released\n")
+    x, y = _data()
+    with pytest.raises(RuntimeError, match=r"the log '.*log\.csv' is in use by another fit"):
+        _model("numpy").fit(x, y, epochs=1, callbacks=[mlp.CSVLogger(tmp_path / "log.csv"),
+                                                       mlp.CSVLogger(tmp_path / "log.csv")])
+    _log_run(tmp_path, "bk", "log.csv")
+    assert [r["epoch"] for r in _csv(tmp_path / "log.csv")] == [str(e) for e in range(6)]
+    assert sorted(os.listdir(tmp_path)) == ["log.csv"]
