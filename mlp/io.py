@@ -363,8 +363,10 @@ def _check_folder(folder, what, shown) -> None:
     if above and os.path.lexists(above) and not os.path.isdir(above):
         raise NotADirectoryError(errno.ENOTDIR, f"cannot {what} to {shown!r}: {above!r} is "
                                                 f"a file, not a folder")
+    hint = ("; '~' is not expanded to your home folder: give os.path.expanduser(path)"
+            if str(shown).startswith("~") else "")
     raise FileNotFoundError(errno.ENOENT, f"cannot {what} to {shown!r}: folder {folder!r} "
-                                          "does not exist")
+                                          f"does not exist{hint}")
 
 
 def _check_name_length(target, folder, what, shown) -> None:

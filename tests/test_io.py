@@ -603,6 +603,9 @@ def test_save_names_a_file_where_a_folder_should_be(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match=r"cannot save to 'no/x\.npz': folder .* does "
                                                 r"not exist"):
         model.save("no/x.npz")
+    with pytest.raises(FileNotFoundError, match=r"cannot save to '~/x\.npz': folder .* does "
+                                                r"not exist; '~' is not expanded .*expanduser"):
+        model.save("~/x.npz")
     assert os.listdir(tmp_path) == ["afile"] and (tmp_path / "afile").read_text() == "x"
 
 
