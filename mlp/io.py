@@ -638,12 +638,15 @@ def _checked_state(zf, members, shapes, model, opt):
     for i, want in enumerate(wants):  # every header, before the state is built or read
         _check_state_header(shapes, i, want)
     template = opt.init(model.params)  # as large as the file's own state arrays now
-    leaves, counts = [], set()
-    for i, (want, role) in enumerate(zip(wants, roles, strict=True)):
+    leaves, counts, backend = [], set(), model.backend
+    for i, (want, role, like) in enumerate(zip(wants, roles, tree_leaves(template),
+                                               strict=True)):
         leaf = _state_leaf(zf, members, i, want, role)
         if want[1].kind in "iu":
             counts.update(leaf.ravel().tolist())
-        leaves.append(model.backend.asarray(leaf))
+        # the dtypes of a fresh state's (JAX's step counts: int64 in a float64 model)
+        array = backend.asarray(leaf)
+        leaves.append(array if array.dtype == like.dtype else backend.xp.astype(array, like.dtype))
     if len(counts) > 1:  # every building block counts the same updates
         raise _Damaged(f"its optimizer state's step counts disagree ({sorted(counts)})")
     return tree_unflatten(template, leaves)

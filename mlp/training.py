@@ -503,7 +503,8 @@ def _structure_problem(new, old) -> str | None:
 def _what(value) -> str:
     shape = getattr(value, "shape", None)
     if shape is not None:
-        return f"an array ({type(value).__name__}) of shape {tuple(shape)}"
+        return (f"an array ({type(value).__name__}) of shape {tuple(shape)} and dtype "
+                f"{getattr(value, 'dtype', None)}")
     if isinstance(value, (list, tuple)):
         return f"a {type(value).__name__} of {len(value)} items"
     return repr(value)[:40] if value is None or isinstance(value, (str, int, float)) \

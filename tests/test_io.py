@@ -587,3 +587,18 @@ def test_loading_a_users_activation_before_registering_it_says_to_register_it(tm
     with pytest.raises(ModelFileError, match=r"activation 'softsign_io_test', which is not "
                                              r"registered .* mlp\.register_activation"):
         mlp.load(path, backend="numpy")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_loaded_optimizer_state_has_a_fresh_states_dtypes(backend, tmp_path, dtype):
+    """Step counts included (JAX's are int64 in a float64 model): a fit that resumes from
+    the file, or a backup restored into a running fit, sees the state it would have made."""
+    from mlp.tree import tree_leaves
+
+    model = mlp.MLP([5, 8, 3], loss="cross_entropy", dtype=dtype, seed=0, backend=backend)
+    x, y = np.random.default_rng(0).normal(size=(20, 5)), np.arange(20) % 3
+    model.fit(x, y, epochs=2)
+    model.save(tmp_path / "m.npz", include_optimizer=True)
+    loaded = mlp.load(tmp_path / "m.npz", backend=backend.name)
+    assert [a.dtype for a in tree_leaves(loaded.optimizer_state_)] == \
+        [a.dtype for a in tree_leaves(model.optimizer_state_)]
