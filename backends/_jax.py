@@ -165,7 +165,11 @@ class JaxBackend(Backend):
     def is_native(self, data):
         """A JAX array on this backend's device(s); one elsewhere (e.g. split over several
         devices) is copied through the host (`to_host`)."""
-        return isinstance(data, self._jax.Array) and data.sharding.device_set == self.devices_set
+        return (isinstance(data, self._jax.Array) and not self.is_traced(data)
+                and data.sharding.device_set == self.devices_set)
+
+    def is_traced(self, data):
+        return isinstance(data, self._jax.core.Tracer)
 
     @property
     def devices_set(self) -> set:

@@ -373,6 +373,18 @@ class MLP:
         return sum(i * o + o for i, o in zip(self.layer_sizes[:-1], self.layer_sizes[1:]))
 
     @property
+    def spec(self) -> NetworkSpec:
+        """The network's math without its weights (`mlp.core.NetworkSpec`: the array
+        namespace, the activations and the loss), for the pure functions of `mlp.core`.
+
+        ``mlp.core.forward(model.spec, model.params, x)`` is ``model.predict(x)`` as a
+        pure function of arrays: it works inside ``jax.jit``, ``jax.grad`` and
+        ``jax.vmap``, and with PyTorch's autograd, where the model's methods (which
+        check and convert their inputs on the host) do not.
+        """
+        return self._spec
+
+    @property
     def is_classifier(self) -> bool:
         return self._spec.loss.classification
 
