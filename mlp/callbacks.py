@@ -263,9 +263,17 @@ class CallbackList(Callback):
         return stop
 
     def on_train_end(self, logs=None):
+        """Every callback's ``on_train_end``, even after one raised (a backup lets its
+        folder go, a log is complete); then the first error is raised."""
+        error = None
         for cb in self.callbacks:
-            cb.on_train_end(logs)
-            self._checked(cb, "on_train_end", logs)
+            try:
+                cb.on_train_end(logs)
+                self._checked(cb, "on_train_end", logs)
+            except BaseException as exc:  # noqa: BLE001 - raised once every callback ended
+                error = error if error is not None else exc
+        if error is not None:
+            raise error
 
 
 class History(Callback):

@@ -538,8 +538,9 @@ class MLP:
 
         return self._compiled(("metrics",), lambda: self.backend.jit(metrics))
 
-    def _metric_logs(self, x, targets, labels, weights=None, prefix=""):
-        values = self.backend.to_numpy(self._metrics_fn()(self.params, x, targets, labels,
+    def _metric_logs(self, x, targets, labels, weights=None, prefix="", params=None):
+        params = self.params if params is None else params
+        values = self.backend.to_numpy(self._metrics_fn()(params, x, targets, labels,
                                                           weights))
         names = ("loss", *self._spec.loss.score_names)
         return {prefix + name: float(v) for name, v in zip(names, values, strict=True)}
@@ -554,8 +555,9 @@ class MLP:
                                  targets)
         return logs
 
-    def _validation_logs(self, x, targets, labels, weights=None):
-        return self._metric_logs(x, targets, labels, weights, prefix="val_")
+    def _validation_logs(self, x, targets, labels, weights=None, params=None):
+        """The ``val_``-prefixed metrics of ``params`` (default: the model's weights)."""
+        return self._metric_logs(x, targets, labels, weights, prefix="val_", params=params)
 
     @_in_precision
     def evaluate(self, x, y, sample_weight=None) -> dict:

@@ -261,7 +261,8 @@ def test_training_on_inputs_whose_forward_pass_overflows_blames_the_data(backend
                              r"3e\+38.*not the learning rate"):
         model.fit(np.array([[3e38, 3e38], [1.0, 2.0]]), np.array([0, 2]), epochs=2)
     assert_weights_equal(model.get_weights(), start)
-    assert model.epochs_trained_ == 0 and model.history_.epoch == []
+    # as it was before the fit: no epoch completed
+    assert model.epochs_trained_ == 0 and model.history_ is None and model.optimizer_ is None
     # validation data whose metrics overflow would log NaN every epoch: refused up front
     fresh = mlp.MLP([2, 4, 3], loss="cross_entropy", backend=backend, seed=0)
     x, y = np.random.default_rng(0).normal(size=(9, 2)), np.arange(9) % 3
@@ -643,9 +644,14 @@ def test_divergence_restores_finite_weights(backend, batch_size, with_callback, 
     assert info.value.history.epoch == list(range(len(losses)))
     assert len(losses) < 200
     # the history, the epoch count and the optimizer's step count agree with the weights
-    assert model.epochs_trained_ == len(losses) == len(model.history_.epoch)
-    assert step_count(model.optimizer_state_) == len(losses) * (
-        1 if batch_size is None else -(-N // batch_size))
+    # (no epoch kept: the model is as it was before the fit, with no history nor optimizer)
+    kept = [] if model.history_ is None else model.history_.epoch
+    assert model.epochs_trained_ == len(losses) == len(kept)
+    if not losses:
+        assert model.optimizer_ is None and model.optimizer_state_ is None
+    else:
+        assert step_count(model.optimizer_state_) == len(losses) * (
+            1 if batch_size is None else -(-N // batch_size))
     if batch_size is None and learning_rate == 1e6:  # epoch 0's loss and end weights are
         assert len(losses) >= 1                       # finite (1e38: its end weights are inf)
     assert tuple(model.predict(x).shape) == (N, OUT)  # still usable (if huge)
