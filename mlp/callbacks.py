@@ -254,10 +254,18 @@ class CallbackList(Callback):
             self._checked(cb, "on_epoch_begin", logs)
 
     def on_epoch_end(self, epoch, logs):
-        stop = False
+        """Every callback's ``on_epoch_end``, even after one raised an error (the epoch
+        is the model's: logs, backups and histories all take it); then the first error
+        is raised. Ctrl-C stops at once."""
+        stop, error = False, None
         for cb in self.callbacks:
-            stop = _stop_requested(cb, cb.on_epoch_end(epoch, logs)) or stop
-            self._checked(cb, "on_epoch_end", logs)
+            try:
+                stop = _stop_requested(cb, cb.on_epoch_end(epoch, logs)) or stop
+                self._checked(cb, "on_epoch_end", logs)
+            except Exception as exc:  # noqa: BLE001 - raised once every callback saw the epoch
+                error = error if error is not None else exc
+        if error is not None:
+            raise error
         if stop:
             self.model.stop_training = True
         return stop
