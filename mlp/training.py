@@ -956,6 +956,8 @@ class Trainer:
                 history.append_epochs(epochs, columns)
             self.commit(params, opt_state, epochs[-1] + 1)
             return
+        if not _params_finite(model, params):  # never handed to the callbacks
+            self.diverged(epochs[-1], "the weights became NaN or infinite")
         rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
         if self.data.val is not None:  # then every chunk is one epoch
             rows[-1].update(model._validation_logs(*self.data.val, params=params))
@@ -1053,14 +1055,19 @@ class Trainer:
     def restore(self, mark: Mark) -> None:
         """Put the model back at ``mark``: the weights, the optimizer's state (its step
         count included), the epoch count, the shuffle stream, and the histories without
-        the epochs from ``mark.epoch`` on."""
+        the epochs from ``mark.epoch`` on; callbacks that saw those epochs end are told
+        (`Callback.on_epochs_taken_back`)."""
         state, model = self.state, self.model
+        seen = state.epoch > mark.epoch and not self.histories_only  # by the callbacks
         state.params, state.opt_state, state.epoch = mark.params, mark.opt_state, mark.epoch
         model.params, model.optimizer_state_ = mark.params, mark.opt_state
         model.epochs_trained_ = mark.epoch
         self.rewind(mark.shuffled, mark.offset)
         for history in self.histories():
             _drop_epochs_from(history, mark.epoch)
+        self.callbacks.check.seen()
+        if seen:
+            self.callbacks.on_epochs_taken_back(mark.epoch)
 
     def diverged(self, epoch: int, what: str):
         """Restore the last state with a finite loss (`restore`) and raise
