@@ -323,6 +323,7 @@ def fit(model, x, y, *, epochs, learning_rate=None, batch_size=DEFAULT_BATCH_SIZ
         validation_data=validation_data, validation_split=validation_split,
         early_stopping=early_stopping, patience=patience, min_delta=min_delta,
         callbacks=callbacks, verbose=verbose)
+    check_epoch_count(model.epochs_trained_, settings["epochs"])
     settings["optimizer"], settings["continued"] = choose_optimizer(
         model, settings["optimizer"], settings["learning_rate"], settings["reset_optimizer"])
     check_numbers(model.dtype_name, settings)
@@ -353,6 +354,17 @@ def check_arguments(*, learning_rate, optimizer, callbacks, **values) -> dict:
         settings["stopper"] = EarlyStopping(patience=settings["patience"],
                                             min_delta=settings["min_delta"])
     return settings
+
+
+def check_epoch_count(trained: int, epochs: int) -> None:
+    """Refuse a fit that would count more epochs than a model file holds (`mlp.io.MAX_EPOCHS`,
+    2**53): its model could not be saved."""
+    from .io import MAX_EPOCHS
+
+    if trained + epochs > MAX_EPOCHS:
+        raise ValueError(f"epochs={epochs} would bring the model's epoch count from {trained} "
+                         f"to {trained + epochs}, beyond the 2**53 epochs a model file holds; "
+                         f"ask for at most {max(MAX_EPOCHS - trained, 0)}")
 
 
 def check_numbers(dtype_name: str, settings: dict) -> None:
