@@ -686,10 +686,15 @@ class MLP:
         Notes
         -----
         Integers and floats may be Python or NumPy scalars; flags accept only
-        booleans. A rejected call changes nothing. An interrupted call (Ctrl-C)
-        keeps every completed epoch (on JAX, where epochs run in compiled calls
-        of about a second each, every completed call), and the next `fit`
-        continues from there. ``self.train_state_`` holds the training state
+        booleans. A rejected call changes nothing, and neither does a call that
+        fails (any error, Ctrl-C included) before completing an epoch: the
+        weights, the optimizer and its state, the history, the epoch count and
+        the shuffle stream are as before it. A call that fails or is interrupted
+        later keeps every completed epoch (on JAX, where epochs run in compiled
+        calls of about a second each, every completed call), all of them
+        agreeing, and the next `fit` continues from there. An epoch is complete
+        once the model has taken it (its callbacks are then told of it: one
+        raising in ``on_epoch_end`` keeps it). ``self.train_state_`` holds the training state
         (weights, optimizer state, epochs completed, shuffle stream).
         """
         from .training import fit
@@ -760,6 +765,14 @@ class MLP:
         belongs in one of its callbacks (e.g. `mlp.ModelCheckpoint`): from
         another thread it is refused (`mlp.ModelBusyError`), as the state would
         mix two epochs.
+
+        Raises
+        ------
+        ValueError
+            The file would be one `mlp.load` refuses: weights that are not finite,
+            or, with ``include_optimizer``, an epoch count beyond 2**53, history
+            epochs out of order or beyond the count, an optimizer state no fit
+            leaves (NaN moments, a negative step count). Nothing is written.
         """
         from .training import check_model_state
 
