@@ -670,3 +670,21 @@ def test_a_fit_beyond_the_epochs_a_file_holds_is_refused(backend, tmp_path):
     model.fit(x, x[:, :2], epochs=1)  # up to 2**53: saved and loaded
     model.save(tmp_path / "m.npz", include_optimizer=True)
     assert mlp.load(tmp_path / "m.npz").epochs_trained_ == 2**53
+
+
+def test_a_loaded_optimizer_state_has_the_dtypes_a_fresh_one_has(backend, tmp_path):
+    """Read inside the model's precision (as a resumed backup is, within fit), the state's
+    step counts have the integer type the optimizer's own init gives there (JAX: int64
+    with 64-bit types on, not narrowed to int32), so a fit resumes it."""
+    from mlp.tree import tree_leaves
+
+    x = np.random.default_rng(0).normal(size=(12, 3))
+    model = mlp.MLP([3, 4, 2], backend=backend, dtype="float64", seed=0)
+    model.fit(x, x[:, :2], epochs=1)
+    model.save(tmp_path / "m.npz", include_optimizer=True)
+    be = model.backend
+    with be.precision(model.dtype):
+        loaded = mlp.load(tmp_path / "m.npz", backend=backend)
+        fresh = loaded.optimizer_.init(loaded.params)
+    assert [leaf.dtype for leaf in tree_leaves(loaded.optimizer_state_)] == [
+        leaf.dtype for leaf in tree_leaves(fresh)]
