@@ -792,10 +792,12 @@ def _even_out(history) -> None:
 class Trainer:
     """Runs the epochs of one `fit`: chunks of epochs, callbacks, divergence, Ctrl-C.
 
-    The phases of `train`: the callbacks' ``on_train_begin`` (a `BackupAndRestore`
-    may move the model forward there); chunks (`run_chunk`) until the model has
-    trained ``start + epochs`` epochs or ``model.stop_training``; a last check
-    that the weights are finite; ``on_train_end`` (also when it raised).
+    The phases of `train`: `begin` (the callbacks' ``on_train_begin``; a
+    `BackupAndRestore` may move the model forward there); chunks (`run_chunk`, each
+    epoch taken by `keep`) until the model has trained ``start + epochs`` epochs or
+    ``model.stop_training``; a last check that the weights are finite; `finish`
+    (``on_train_end``, also when it raised). A fit that raises before an epoch of its
+    own is kept puts the model back as it found it (`Snapshot`).
 
     Epochs are numbered on from the model's ``epochs_trained_`` (``start``).
     """
