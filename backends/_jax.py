@@ -185,7 +185,8 @@ class JaxBackend(Backend):
         host = np.asarray(host)
         if dtype is not None and host.dtype != np.dtype(dtype):
             host = host.astype(np.dtype(dtype))
-        elif host.dtype.kind in "iu" and host.dtype.itemsize == 8 and host.size:
+        elif host.dtype.kind in "iu" and host.dtype.itemsize == 8 and host.size \
+                and not self._x64.value:  # (with 64-bit types on, JAX's own is int64)
             if _INT32.min <= int(host.min()) and int(host.max()) <= _INT32.max:
                 host = host.astype(np.int32)  # every value kept; JAX's own integer type
         with (self._x64(True) if _is_wide(host.dtype) and not self._x64.value

@@ -122,6 +122,13 @@ class Callback:
         """After the last epoch; ``logs["completed"]`` is False when `fit` raised
         (divergence, Ctrl-C)."""
 
+    def on_epochs_taken_back(self, epoch: int, logs=None):
+        """The fit diverged and took back the epochs from ``epoch`` on, which this
+        callback saw end: the model is back at the start of ``epoch`` (its weights,
+        epoch count, history and optimizer state). A callback that recorded those
+        epochs forgets them here (`CSVLogger` removes their rows, `BackupAndRestore`
+        backs up the model as it is now). Called before ``on_train_end``."""
+
     def get_state(self):
         """What this callback has counted so far, JSON-ready (a dict), for a
         `BackupAndRestore` to back up; None (default): nothing."""
@@ -254,18 +261,47 @@ class CallbackList(Callback):
             self._checked(cb, "on_epoch_begin", logs)
 
     def on_epoch_end(self, epoch, logs):
-        stop = False
+        """Every callback's ``on_epoch_end``, even after one raised an error (the epoch
+        is the model's: logs, backups and histories all take it); then the first error
+        is raised. Ctrl-C stops at once, and so does a model state or logs a callback
+        damaged (refused before the next callback sees them)."""
+        stop, error = False, None
         for cb in self.callbacks:
-            stop = _stop_requested(cb, cb.on_epoch_end(epoch, logs)) or stop
+            try:
+                result = cb.on_epoch_end(epoch, logs)
+            except Exception as exc:  # noqa: BLE001 - raised once every callback saw the epoch
+                error, result = (error if error is not None else exc), None
+            stop = _stop_requested(cb, result) or stop
             self._checked(cb, "on_epoch_end", logs)
+        if error is not None:
+            raise error
         if stop:
             self.model.stop_training = True
         return stop
 
-    def on_train_end(self, logs=None):
+    def on_epochs_taken_back(self, epoch, logs=None):
+        """Every callback's ``on_epochs_taken_back``; then the first error is raised."""
+        error = None
         for cb in self.callbacks:
-            cb.on_train_end(logs)
-            self._checked(cb, "on_train_end", logs)
+            try:
+                cb.on_epochs_taken_back(epoch, logs)
+            except Exception as exc:  # noqa: BLE001 - raised once every callback forgot
+                error = error if error is not None else exc
+        if error is not None:
+            raise error
+
+    def on_train_end(self, logs=None):
+        """Every callback's ``on_train_end``, even after one raised (a backup lets its
+        folder go, a log is complete); then the first error is raised."""
+        error = None
+        for cb in self.callbacks:
+            try:
+                cb.on_train_end(logs)
+                self._checked(cb, "on_train_end", logs)
+            except BaseException as exc:  # noqa: BLE001 - raised once every callback ended
+                error = error if error is not None else exc
+        if error is not None:
+            raise error
 
 
 class History(Callback):
@@ -1214,6 +1250,12 @@ class BackupAndRestore(Callback):
         states["run"] = {"seed": self.model.seed, **self._run}
         _io().save(self.model, self.path, include_optimizer=True, callback_states=states)
 
+    def on_epochs_taken_back(self, epoch, logs=None):
+        """The backup holds epochs a divergence took back: back up the model as it is now
+        (a run started again resumes from there, not from weights that diverged)."""
+        if self._lock is not None and os.path.exists(self.path):
+            self.on_epoch_end(epoch - 1, logs or {})
+
     def on_train_end(self, logs=None):
         if (logs or {}).get("completed", True) and os.path.exists(self.path):
             os.remove(self.path)
@@ -1305,10 +1347,11 @@ class CSVLogger(Callback):
         self.columns = None
         self._header, self._rows, self._whole = None, [], True
         self._first_row, self._resumed_at = 0, None
+        self._written = 0  # rows this fit appended
 
     def on_train_begin(self, logs=None):
         _io().check_writable(self.path, "write the CSV log")
-        self.columns, self._resumed_at = None, None
+        self.columns, self._resumed_at, self._written = None, None, 0
         self._header, self._rows, self._whole = (self._read(strict=True) if self.append
                                                  else (None, [], True))
         self._first_row = len(self._rows)
@@ -1416,10 +1459,34 @@ class CSVLogger(Callback):
     def on_epoch_end(self, epoch, logs):
         if self.columns is None:
             self._start(epoch, logs)
+            self._written = 0
         row = {"epoch": epoch, **{k: repr(float(v)) for k, v in logs.items()}}
         with open(self.path, "a", newline="", encoding="utf-8") as fh:
             csv.DictWriter(fh, self.columns, restval="", extrasaction="ignore",
                            delimiter=self.separator).writerow(row)
+        self._written += 1
+
+    def on_epochs_taken_back(self, epoch, logs=None):
+        """Remove the rows this fit wrote for epochs ``epoch`` and later (the file is
+        rewritten atomically): the log holds the epochs the model has."""
+        if self.columns is None or not self._written:
+            return
+        header, rows, _ = self._read(strict=False)
+        if header is None:
+            return
+        ours = rows[len(rows) - self._written:]
+        gone = sum(1 for e, _ in ours if e >= epoch)
+        if not gone:
+            return
+        kept = rows[:len(rows) - self._written] + [r for r in ours if r[0] < epoch]
+        out = io_module.StringIO()
+        writer = csv.writer(out, delimiter=self.separator, lineterminator="\r\n")
+        writer.writerow(header)
+        for _, row in kept:
+            writer.writerow(row)
+        text = out.getvalue().encode("utf-8")
+        _io().write_atomically(self.path, lambda fh: fh.write(text), what="write the CSV log")
+        self._written -= gone
 
     def __repr__(self) -> str:
         return f"CSVLogger({self.path!r}, append={self.append})"
