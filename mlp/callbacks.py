@@ -125,6 +125,13 @@ class Callback:
         """After the last epoch; ``logs["completed"]`` is False when `fit` raised
         (divergence, Ctrl-C)."""
 
+    def on_epochs_taken_back(self, epoch: int, logs=None):
+        """The fit diverged and took back the epochs from ``epoch`` on, which this
+        callback saw end: the model is back at the start of ``epoch`` (its weights,
+        epoch count, history and optimizer state). A callback that recorded those
+        epochs forgets them here (`CSVLogger` removes their rows, `BackupAndRestore`
+        backs up the model as it is now). Called before ``on_train_end``."""
+
     def get_state(self):
         """What this callback has counted so far, JSON-ready (a dict), for a
         `BackupAndRestore` to back up; None (default): nothing."""
@@ -257,18 +264,47 @@ class CallbackList(Callback):
             self._checked(cb, "on_epoch_begin", logs)
 
     def on_epoch_end(self, epoch, logs):
-        stop = False
+        """Every callback's ``on_epoch_end``, even after one raised an error (the epoch
+        is the model's: logs, backups and histories all take it); then the first error
+        is raised. Ctrl-C stops at once, and so does a model state or logs a callback
+        damaged (refused before the next callback sees them)."""
+        stop, error = False, None
         for cb in self.callbacks:
-            stop = _stop_requested(cb, cb.on_epoch_end(epoch, logs)) or stop
+            try:
+                result = cb.on_epoch_end(epoch, logs)
+            except Exception as exc:  # noqa: BLE001 - raised once every callback saw the epoch
+                error, result = (error if error is not None else exc), None
+            stop = _stop_requested(cb, result) or stop
             self._checked(cb, "on_epoch_end", logs)
+        if error is not None:
+            raise error
         if stop:
             self.model.stop_training = True
         return stop
 
-    def on_train_end(self, logs=None):
+    def on_epochs_taken_back(self, epoch, logs=None):
+        """Every callback's ``on_epochs_taken_back``; then the first error is raised."""
+        error = None
         for cb in self.callbacks:
-            cb.on_train_end(logs)
-            self._checked(cb, "on_train_end", logs)
+            try:
+                cb.on_epochs_taken_back(epoch, logs)
+            except Exception as exc:  # noqa: BLE001 - raised once every callback forgot
+                error = error if error is not None else exc
+        if error is not None:
+            raise error
+
+    def on_train_end(self, logs=None):
+        """Every callback's ``on_train_end``, even after one raised (a backup lets its
+        folder go, a log is complete); then the first error is raised."""
+        error = None
+        for cb in self.callbacks:
+            try:
+                cb.on_train_end(logs)
+                self._checked(cb, "on_train_end", logs)
+            except BaseException as exc:  # noqa: BLE001 - raised once every callback ended
+                error = error if error is not None else exc
+        if error is not None:
+            raise error
 
 
 class History(Callback):
@@ -1279,6 +1315,12 @@ class BackupAndRestore(Callback):
         states["run"] = {"seed": self.model.seed, **self._run}
         _io().save(self.model, self.path, include_optimizer=True, callback_states=states)
 
+    def on_epochs_taken_back(self, epoch, logs=None):
+        """The backup holds epochs a divergence took back: back up the model as it is now
+        (a run started again resumes from there, not from weights that diverged)."""
+        if self._lock is not None and os.path.exists(self.path):
+            self.on_epoch_end(epoch - 1, logs or {})
+
     def on_train_end(self, logs=None):
         if (logs or {}).get("completed", True) and os.path.exists(self.path):
             os.remove(self.path)
@@ -1403,6 +1445,7 @@ class CSVLogger(Callback):
         self._token, self._previous, self._size, self._hash = None, "", None, None
         self._resumed = None  # the size of the file a resumed run finds as it left it
         self._own_tail = False  # whether what follows it is the killed run's
+        self._own_rows = []  # (epoch, byte offset) of each row this fit appended
 
     # ------------------------------------------------------------ begin
     def on_train_begin(self, logs=None):
@@ -1414,6 +1457,7 @@ class CSVLogger(Callback):
         self._lock = lock.acquire(self._token)
         try:
             self.columns, self._resumed, self._size, self._hash = None, None, None, None
+            self._own_rows = []
             self._own_tail = False
             self._file = self._read(strict=True) if self.append else _LogFile()
             metrics = self.params.get("metrics")
@@ -1603,15 +1647,28 @@ class CSVLogger(Callback):
     def on_epoch_end(self, epoch, logs):
         if self.columns is None:
             self._start(epoch, logs)
+            self._written = 0
         row = {"epoch": epoch, **{k: repr(float(v)) for k, v in logs.items()}}
         out = io_module.StringIO()
         csv.DictWriter(out, self.columns, restval="", extrasaction="ignore",
                        delimiter=self.separator, lineterminator="\r\n").writerow(row)
         line = out.getvalue().encode("utf-8")
+        self._own_rows.append((epoch, self._size))
         with open(self.path, "ab") as fh:
             fh.write(line)
         self._size += len(line)
         self._hash.update(line)
+
+    def on_epochs_taken_back(self, epoch, logs=None):
+        """Cut off the rows this fit appended for epochs ``epoch`` and later (a divergence
+        took them back; they are the file's last): the log holds the epochs the model has."""
+        starts = [start for e, start in self._own_rows if e >= epoch]
+        if not starts:
+            return
+        with open(self.path, "r+b") as fh:
+            fh.truncate(starts[0])
+        self._own_rows = [(e, start) for e, start in self._own_rows if e < epoch]
+        self._mark_file()
 
     def __repr__(self) -> str:
         return f"CSVLogger({self.path!r}, append={self.append})"

@@ -156,8 +156,7 @@ def _read_history(zf, members, keys, epochs_trained):
     from .callbacks import History
 
     epochs = _read_member(zf, members["history_epoch"])
-    if epochs.size and not (int(epochs[0]) >= 0 and int(epochs[-1]) < epochs_trained
-                            and bool(np.all(epochs[1:] > epochs[:-1]))):
+    if not _epochs_in_order(epochs, epochs_trained):
         raise _Damaged(f"its history's epochs are not distinct and increasing from 0 to "
                        f"{epochs_trained - 1} (its epoch count is {epochs_trained}): "
                        f"{_preview(epochs)}")
@@ -165,6 +164,13 @@ def _read_history(zf, members, keys, epochs_trained):
     history = History()
     history.append_epochs(epochs.tolist(), dict(zip(keys, values.T.tolist(), strict=True)))
     return history
+
+
+def _epochs_in_order(epochs, epochs_trained: int) -> bool:
+    """Whether the integer array ``epochs`` increases strictly, from 0 or more to less than
+    ``epochs_trained``."""
+    return not epochs.size or (int(epochs[0]) >= 0 and int(epochs[-1]) < epochs_trained
+                               and bool(np.all(epochs[1:] > epochs[:-1])))
 
 
 def _preview(array) -> str:
@@ -490,9 +496,11 @@ def save(model, path, *, include_optimizer=False, callback_states=None):
     ``callback_states`` (JSON-ready, with ``include_optimizer``) are the states a
     `BackupAndRestore` keeps of the fit's callbacks (read back with `callback_states`)."""
     _check_target(path, "save")  # before any work
+    weights = model.get_weights()
+    _refuse_unloadable(model, path, include_optimizer, weights)
     arrays = {"mlp_format": np.asarray(FORMAT_VERSION if include_optimizer else 1),
               "config": np.asarray(json.dumps(model.get_config()))}
-    for i, (W, b) in enumerate(model.get_weights()):
+    for i, (W, b) in enumerate(weights):
         arrays[f"W{i}"], arrays[f"b{i}"] = W, b
     if include_optimizer:
         if model.optimizer_ is None:
@@ -502,6 +510,57 @@ def save(model, path, *, include_optimizer=False, callback_states=None):
             arrays[f"opt_state_{i}"] = model.backend.to_numpy(leaf)
         arrays.update(_training_arrays(model, callback_states))
     write_atomically(path, lambda fh: np.savez(fh, **arrays))
+
+
+def _refuse_unloadable(model, path, include_optimizer, weights) -> None:
+    """Refuse, before anything is written, a model whose file `load` would refuse (a file
+    `save` writes is always one `load` reads): weights that are not finite, and with
+    ``include_optimizer`` an epoch count or history epochs beyond what a file holds or out
+    of order, an optimizer state no fit leaves (NaN moments, negative counts)."""
+    problem = next((f"the weights of layer {i} hold NaN or infinite values"
+                    for i, pair in enumerate(weights)
+                    if not all(np.all(np.isfinite(a)) for a in pair)), None)
+    if problem is None and include_optimizer:
+        problem = _training_problem(model) or _opt_state_problem(model)
+    if problem:
+        raise ValueError(f"cannot save to {os.fspath(path)!r}: {problem}, and mlp.load would "
+                         f"refuse the file; nothing was written")
+
+
+def _training_problem(model) -> str | None:
+    """What in the epoch count or the history a model file cannot hold."""
+    epochs = model.epochs_trained_
+    if not 0 <= int(epochs) <= MAX_EPOCHS:
+        return (f"model.epochs_trained_ is {epochs}, beyond the 2**53 epochs a model file "
+                f"holds")
+    history = model.history_
+    if history is None:
+        return None
+    names = list(history.history)
+    if not all(isinstance(k, str) and k for k in names):
+        return f"model.history_ names its metrics {names!r}, not all of them names"
+    listed = history.epoch
+    if not all(isinstance(e, (int, np.integer)) and not isinstance(e, (bool, np.bool_))
+               and 0 <= e < int(epochs) for e in listed) or not _epochs_in_order(
+            np.asarray(listed, dtype=np.int64), int(epochs)):
+        return (f"model.history_'s epochs {_preview(np.asarray(listed, dtype=object))} are "
+                f"not distinct, increasing integers from 0 to {int(epochs) - 1} (the model "
+                f"has trained {epochs} epochs)")
+    return None
+
+
+def _opt_state_problem(model) -> str | None:
+    state = model.optimizer_state_
+    for i, (leaf, role) in enumerate(zip(tree_leaves(state), _leaf_roles(state),
+                                         strict=True)):
+        host = model.backend.to_numpy(leaf)
+        if host.dtype.kind in "iu":
+            problem = "holds negative counts" if host.size and host.min() < 0 else None
+        else:
+            problem = _state_values_problem(host, role)
+        if problem:
+            return f"model.optimizer_state_'s array {i} ({role}) {problem}"
+    return None
 
 
 def _remove(tmp):
@@ -785,11 +844,19 @@ def _state_leaf(zf, members, i, want, role):
             raise _Damaged(f"optimizer state array {i} ({role}) holds counts outside "
                            f"[0, {bounds.max}] ({_preview(leaf.ravel())})")
         return leaf.astype(want[1])
-    if not np.all(np.isfinite(leaf)):
-        raise _Damaged(f"optimizer state array {i} ({role}) holds NaN or infinite values")
-    if role in _NON_NEGATIVE and np.any(leaf < 0):
-        raise _Damaged(f"optimizer state array {i} ({role}) holds negative values")
+    problem = _state_values_problem(leaf, role)
+    if problem:
+        raise _Damaged(f"optimizer state array {i} ({role}) {problem}")
     return leaf
+
+
+def _state_values_problem(leaf, role) -> str | None:
+    """What a float optimizer state array holds that no fit leaves (None: nothing)."""
+    if not np.all(np.isfinite(leaf)):
+        return "holds NaN or infinite values"
+    if role in _NON_NEGATIVE and np.any(leaf < 0):
+        return "holds negative values"
+    return None
 
 
 def _check_registered(config, name):

@@ -936,3 +936,68 @@ def test_a_learning_rate_a_callback_reduces_in_the_last_epoch_is_kept(backend):
     model.fit(x, y, epochs=1, callbacks=[HalveAtTheEnd()])
     assert learning_rate_scale(model.optimizer_state_) == 0.125
     assert model.train_state_.opt_state is model.optimizer_state_
+
+
+# ------------------------------------------- callbacks after a divergence takes back epochs
+def _diverging(backend):
+    """A model and data whose full-batch SGD at ``learning_rate=1e5`` ends epoch 1 at
+    finite weights whose loss overflows: epoch 1 ends (its loss was computed before its
+    step), the callbacks see it, then epoch 2 diverges and epoch 1 is taken back."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(12, 3)), rng.normal(size=(12, 2)) * 100
+    model = mlp.MLP([3, 8, 2], activation="identity", seed=0, backend=backend)
+    return model, x, y
+
+
+def _csv_epochs(path):
+    with open(path, newline="") as fh:
+        return [int(row[0]) for row in list(csv.reader(fh))[1:]]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_divergence_takes_back_the_epochs_the_callbacks_saw(backend, tmp_path):
+    """The CSV log loses the rows of the epochs taken back (the earlier fit's rows stay),
+    every History and the backup agree with the model; checkpoint files stay (each holds
+    the epoch it names, as it was)."""
+    model, x, y = _diverging(backend)
+    log = mlp.CSVLogger(tmp_path / "log.csv")
+    model.fit(x, y, epochs=2, learning_rate=1e-3, batch_size=None, optimizer="sgd",
+              callbacks=[log])
+    seen, own = [], mlp.History()
+    folder = tmp_path / "backup"
+    checkpoint = mlp.ModelCheckpoint(tmp_path / "ckpt-{epoch}.npz")
+    with pytest.raises(mlp.TrainingDivergedError, match="the loss became (inf|nan) in epoch 4") \
+            as info:
+        model.fit(x, y, epochs=50, learning_rate=1e5, batch_size=None, optimizer="sgd",
+                  callbacks=[log, own, checkpoint, lambda e, logs: seen.append(e),
+                             mlp.BackupAndRestore(folder)])
+    assert seen == [2, 3]  # epoch 3 ended, then was taken back
+    kept = list(range(model.epochs_trained_))
+    assert kept == [0, 1, 2]
+    assert model.history_.epoch == kept and info.value.history.epoch == [2]
+    assert own.epoch == [2] and all(len(v) == 1 for v in own.history.values())
+    assert _csv_epochs(log.path) == kept
+    backup = mlp.load(folder / "backup-from-epoch-2.npz", backend=backend)
+    assert backup.epochs_trained_ == 3 and backup.history_.epoch == kept
+    _weights_equal(backup.get_weights(), model.get_weights())
+    assert checkpoint.saved == [str(tmp_path / "ckpt-3.npz"), str(tmp_path / "ckpt-4.npz")]
+    assert mlp.load(tmp_path / "ckpt-4.npz").epochs_trained_ == 4  # as it was written
+    # the next fit logs on from the model's epochs, in the same file
+    model.fit(x, y, epochs=1, learning_rate=1e-3, callbacks=[log])
+    assert _csv_epochs(log.path) == [0, 1, 2, 3]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_callbacks_never_see_an_epoch_whose_weights_overflowed(backend, tmp_path):
+    """A step that makes the weights infinite ends its epoch with a finite loss (computed
+    before the step): the fit diverges there, before any callback sees the epoch, so no
+    checkpoint holds weights that load refuses."""
+    model, x, y = _diverging(backend)
+    seen = []
+    checkpoint = mlp.ModelCheckpoint(tmp_path / "ckpt-{epoch}.npz")
+    with pytest.raises(mlp.TrainingDivergedError, match=r"the weights became NaN or infinite "
+                                                        r"in epoch 0"):
+        model.fit(x, y, epochs=5, learning_rate=1e38, batch_size=None, optimizer="sgd",
+                  callbacks=[checkpoint, lambda e, logs: seen.append(e)])
+    assert seen == [] and checkpoint.saved == [] and os.listdir(tmp_path) == []
+    assert model.epochs_trained_ == 0 and model.history_ is None

@@ -674,3 +674,119 @@ def test_the_umask_is_read_where_proc_is_missing(monkeypatch):
         assert os.umask(0o037) == 0o037  # put back as it was
     finally:
         os.umask(old)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_loaded_optimizer_state_has_a_fresh_states_dtypes(backend, tmp_path, dtype):
+    """Step counts included (JAX's are int64 in a float64 model): a fit that resumes from
+    the file, or a backup restored into a running fit, sees the state it would have made."""
+    from mlp.tree import tree_leaves
+
+    model = mlp.MLP([5, 8, 3], loss="cross_entropy", dtype=dtype, seed=0, backend=backend)
+    x, y = np.random.default_rng(0).normal(size=(20, 5)), np.arange(20) % 3
+    model.fit(x, y, epochs=2)
+    model.save(tmp_path / "m.npz", include_optimizer=True)
+    loaded = mlp.load(tmp_path / "m.npz", backend=backend.name)
+    assert [a.dtype for a in tree_leaves(loaded.optimizer_state_)] == \
+        [a.dtype for a in tree_leaves(model.optimizer_state_)]
+
+
+# ------------------------------------------- what save writes, load reads
+def _nan_moments(model):
+    from mlp.tree import tree_leaves, tree_unflatten
+
+    leaves = tree_leaves(model.optimizer_state_)
+    leaves[1] = leaves[1] * float("nan")  # Adam's first moments of W0
+    model.optimizer_state_ = tree_unflatten(model.optimizer_state_, leaves)
+
+
+def _negative_count(model):
+    from mlp.tree import tree_leaves, tree_unflatten
+
+    leaves = tree_leaves(model.optimizer_state_)
+    leaves[0] = leaves[0] - 10  # the step count
+    model.optimizer_state_ = tree_unflatten(model.optimizer_state_, leaves)
+
+
+UNLOADABLE = {
+    "epochs-1e30": (lambda m: setattr(m, "epochs_trained_", 10**30),
+                    r"model\.epochs_trained_ is 1000000000000000000000000000000, beyond the "
+                    r"2\*\*53 epochs a model file holds"),
+    "epochs-2**53+1": (lambda m: setattr(m, "epochs_trained_", 2**53 + 1),
+                       r"model\.epochs_trained_ is 9007199254740993, beyond"),
+    "history-2**64-1": (lambda m: m.history_.epoch.__setitem__(1, 2**64 - 1),
+                        r"model\.history_'s epochs \[0, 18446744073709551615\] are not "
+                        r"distinct, increasing integers from 0 to 1 \(the model has trained 2"),
+    "history-negative": (lambda m: m.history_.epoch.__setitem__(0, -1), r"epochs \[-1, 1\]"),
+    "history-duplicate": (lambda m: m.history_.epoch.__setitem__(0, 1), r"epochs \[1, 1\]"),
+    "history-beyond-count": (lambda m: setattr(m, "epochs_trained_", 1), r"epochs \[0, 1\] are "
+                             r"not distinct, increasing integers from 0 to 0"),
+    "metric-unnamed": (lambda m: m.history_.history.__setitem__("", [0.0, 0.0]),
+                       r"names its metrics \['loss', 'r2', 'mse', ''\]"),
+    "nan-moments": (_nan_moments, r"model\.optimizer_state_'s array 1 \(first moments\) holds "
+                                  r"NaN or infinite values"),
+    "negative-count": (_negative_count, r"array 0 \(step count\) holds negative counts"),
+}
+
+
+@pytest.mark.parametrize("case", list(UNLOADABLE))
+def test_save_refuses_a_training_state_load_would_refuse(backend, tmp_path, case):
+    """What a crafted file could hold and `load` refuses, `save` refuses before writing (the
+    attributes set by hand): a file save writes is one load reads."""
+    x = np.random.default_rng(0).normal(size=(12, 3))
+    model = mlp.MLP([3, 4, 2], backend=backend, seed=0)
+    model.fit(x, x[:, :2], epochs=2)
+    change, message = UNLOADABLE[case]
+    change(model)
+    with pytest.raises(ValueError, match=r"cannot save to '.*m\.npz': .*" + message + r".*, and "
+                                         r"mlp\.load would refuse the file; nothing was written"):
+        model.save(tmp_path / "m.npz", include_optimizer=True)
+    assert os.listdir(tmp_path) == []
+
+
+def test_save_refuses_weights_that_are_not_finite(backend, tmp_path):
+    model = mlp.MLP([3, 4, 2], backend=backend, seed=0)
+    W, b = model.params[1]
+    model.params = [model.params[0], (W * float("inf"), b)]
+    for include in (False, True):
+        with pytest.raises(ValueError, match=r"the weights of layer 1 hold NaN or infinite "
+                                             r"values, and mlp\.load would refuse the file"):
+            model.save(tmp_path / "m.npz", include_optimizer=include)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_fit_beyond_the_epochs_a_file_holds_is_refused(backend, tmp_path):
+    x = np.random.default_rng(0).normal(size=(12, 3))
+    model = mlp.MLP([3, 4, 2], backend=backend, seed=0)
+    model.fit(x, x[:, :2], epochs=1)
+    model.epochs_trained_ = 2**53 - 1
+    model.history_.epoch[0] = 2**53 - 2
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=r"epochs=2 would bring the model's epoch count from "
+                                         r"9007199254740991 to 9007199254740993, beyond the "
+                                         r"2\*\*53 epochs a model file holds; ask for at most 1"):
+        model.fit(x, x[:, :2], epochs=2)
+    for (W, b), (W0, b0) in zip(model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(W, W0)
+        np.testing.assert_array_equal(b, b0)
+    model.fit(x, x[:, :2], epochs=1)  # up to 2**53: saved and loaded
+    model.save(tmp_path / "m.npz", include_optimizer=True)
+    assert mlp.load(tmp_path / "m.npz").epochs_trained_ == 2**53
+
+
+def test_a_loaded_optimizer_state_has_the_dtypes_a_fresh_one_has(backend, tmp_path):
+    """Read inside the model's precision (as a resumed backup is, within fit), the state's
+    step counts have the integer type the optimizer's own init gives there (JAX: int64
+    with 64-bit types on, not narrowed to int32), so a fit resumes it."""
+    from mlp.tree import tree_leaves
+
+    x = np.random.default_rng(0).normal(size=(12, 3))
+    model = mlp.MLP([3, 4, 2], backend=backend, dtype="float64", seed=0)
+    model.fit(x, x[:, :2], epochs=1)
+    model.save(tmp_path / "m.npz", include_optimizer=True)
+    be = model.backend
+    with be.precision(model.dtype):
+        loaded = mlp.load(tmp_path / "m.npz", backend=backend)
+        fresh = loaded.optimizer_.init(loaded.params)
+    assert [leaf.dtype for leaf in tree_leaves(loaded.optimizer_state_)] == [
+        leaf.dtype for leaf in tree_leaves(fresh)]
