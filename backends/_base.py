@@ -77,6 +77,11 @@ class Backend:
         """Whether ``data`` is already an array of this backend."""
         raise NotImplementedError
 
+    def is_traced(self, data: Any) -> bool:
+        """Whether ``data`` is a placeholder of a function being traced (under
+        ``jax.jit``, ``jax.grad`` or ``jax.vmap``): an array with no values yet."""
+        return False
+
     def _from_host(self, host: np.ndarray, dtype: Any):
         raise NotImplementedError
 

@@ -165,7 +165,11 @@ class JaxBackend(Backend):
     def is_native(self, data):
         """A JAX array on this backend's device(s); one elsewhere (e.g. split over several
         devices) is copied through the host (`to_host`)."""
-        return isinstance(data, self._jax.Array) and data.sharding.device_set == self.devices_set
+        return (isinstance(data, self._jax.Array) and not self.is_traced(data)
+                and data.sharding.device_set == self.devices_set)
+
+    def is_traced(self, data):
+        return isinstance(data, self._jax.core.Tracer)
 
     @property
     def devices_set(self) -> set:
@@ -181,7 +185,8 @@ class JaxBackend(Backend):
         host = np.asarray(host)
         if dtype is not None and host.dtype != np.dtype(dtype):
             host = host.astype(np.dtype(dtype))
-        elif host.dtype.kind in "iu" and host.dtype.itemsize == 8 and host.size:
+        elif host.dtype.kind in "iu" and host.dtype.itemsize == 8 and host.size \
+                and not self._x64.value:  # (with 64-bit types on, JAX's own is int64)
             if _INT32.min <= int(host.min()) and int(host.max()) <= _INT32.max:
                 host = host.astype(np.int32)  # every value kept; JAX's own integer type
         with (self._x64(True) if _is_wide(host.dtype) and not self._x64.value

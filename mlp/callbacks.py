@@ -50,15 +50,18 @@ from __future__ import annotations
 
 import csv
 import errno
+import hashlib
 import io as io_module
 import json
 import math
 import numbers
 import os
 import re
+import secrets
 import socket
 import string
 import time
+import warnings
 
 from .params import Boolean, InstanceOf, Options, Real, check, validate
 from .params import Integer as _Integer
@@ -122,6 +125,13 @@ class Callback:
     def on_train_end(self, logs=None):
         """After the last epoch; ``logs["completed"]`` is False when `fit` raised
         (divergence, Ctrl-C)."""
+
+    def on_epochs_taken_back(self, epoch: int, logs=None):
+        """The fit diverged and took back the epochs from ``epoch`` on, which this
+        callback saw end: the model is back at the start of ``epoch`` (its weights,
+        epoch count, history and optimizer state). A callback that recorded those
+        epochs forgets them here (`CSVLogger` removes their rows, `BackupAndRestore`
+        backs up the model as it is now). Called before ``on_train_end``."""
 
     def get_state(self):
         """What this callback has counted so far, JSON-ready (a dict), for a
@@ -243,9 +253,9 @@ class CallbackList(Callback):
                 cb.on_train_begin(logs)
                 begun.append(cb)
                 self._checked(cb, "on_train_begin", logs)
-        except BaseException:  # a backup that took its folder lets it go: no fit runs
+        except BaseException:  # a backup or a log that took its lock lets it go: no fit runs
             for cb in begun:
-                if isinstance(cb, BackupAndRestore):
+                if isinstance(cb, (BackupAndRestore, CSVLogger)):
                     cb._let_go()
             raise
 
@@ -255,14 +265,25 @@ class CallbackList(Callback):
             self._checked(cb, "on_epoch_begin", logs)
 
     def on_epoch_end(self, epoch, logs):
-        stop, logged = False, False
+        """Every callback's ``on_epoch_end``, even after one raised an error (the epoch
+        is the model's: logs, backups and histories all take it); then the first error
+        is raised. Ctrl-C stops at once, and so does a model state or logs a callback
+        damaged (refused before the next callback sees them). What the callbacks add to
+        the logs reaches the histories (and a backup's, which is made after them)."""
+        stop, error, logged = False, None, False
         for cb in self.callbacks:
             if not logged and isinstance(cb, BackupAndRestore):  # (its backup holds them)
                 logged = self._log_late(epoch, logs)
-            stop = _stop_requested(cb, cb.on_epoch_end(epoch, logs)) or stop
+            try:
+                result = cb.on_epoch_end(epoch, logs)
+            except Exception as exc:  # noqa: BLE001 - raised once every callback saw the epoch
+                error, result = (error if error is not None else exc), None
+            stop = _stop_requested(cb, result) or stop
             self._checked(cb, "on_epoch_end", logs)
         if not logged:
             self._log_late(epoch, logs)
+        if error is not None:
+            raise error
         if stop:
             self.model.stop_training = True
         return stop
@@ -281,10 +302,29 @@ class CallbackList(Callback):
             seen()
         return True
 
-    def on_train_end(self, logs=None):
+    def on_epochs_taken_back(self, epoch, logs=None):
+        """Every callback's ``on_epochs_taken_back``; then the first error is raised."""
+        error = None
         for cb in self.callbacks:
-            cb.on_train_end(logs)
-            self._checked(cb, "on_train_end", logs)
+            try:
+                cb.on_epochs_taken_back(epoch, logs)
+            except Exception as exc:  # noqa: BLE001 - raised once every callback forgot
+                error = error if error is not None else exc
+        if error is not None:
+            raise error
+
+    def on_train_end(self, logs=None):
+        """Every callback's ``on_train_end``, even after one raised (a backup lets its
+        folder go, a log is complete); then the first error is raised."""
+        error = None
+        for cb in self.callbacks:
+            try:
+                cb.on_train_end(logs)
+                self._checked(cb, "on_train_end", logs)
+            except BaseException as exc:  # noqa: BLE001 - raised once every callback ended
+                error = error if error is not None else exc
+        if error is not None:
+            raise error
 
 
 class History(Callback):
@@ -700,6 +740,9 @@ def _path_argument(name, value):
     path = os.fspath(value)
     if not isinstance(path, str) or path == "":
         raise ValueError(f"{name} must be a non-empty file path, got {value!r}")
+    if "\0" in path:
+        raise ValueError(f"{name} {path!r} holds a NUL character ('\\0'), which no file "
+                         f"name may hold")
     return path
 
 
@@ -756,7 +799,7 @@ class ModelCheckpoint(_Watching):
 
     def __init__(self, path, monitor="val_loss", save_best_only=False, every_n_epochs=1,
                  include_optimizer=True, mode="auto"):
-        self.path = _path_argument("path", path)
+        self.path = _path_argument(f"{type(self).__name__} path", path)
         values = validate(CHECKPOINT_CONSTRAINTS, dict(
             monitor=monitor, save_best_only=save_best_only, every_n_epochs=every_n_epochs,
             include_optimizer=include_optimizer, mode=mode))
@@ -886,26 +929,25 @@ def _sample_names(pattern, metrics):
     return names
 
 
-class _FolderLock:
-    """One fit's hold on a backup folder: the file `NAME` in it, locked (``flock``, which
-    the system releases when the holder dies, so a killed run's lock is taken over at
-    once), naming the holder (``pid host``). Where ``flock`` is missing, the file is
-    created exclusively (``O_EXCL``) and a lock of a process of this machine that no
-    longer runs is taken over."""
+class _FileLock:
+    """One fit's hold on something (a backup folder, a log): the lock file ``path``,
+    locked (``flock``, which the system releases when the holder dies, so a killed run's
+    lock is taken over at once), naming the holder (``pid host``, then the holder's
+    ``record``). Where ``flock`` is missing, the file is created exclusively (``O_EXCL``)
+    and a lock of a process of this machine that no longer runs is taken over."""
 
-    NAME = ".mlp-backup.lock"
+    RELEASED = "released"  # the first line of a lock file kept for its record
 
-    def __init__(self, folder):
-        self.folder = folder
-        self.path = os.path.join(folder, self.NAME)
-        self.fd = None
+    def __init__(self, path):
+        self.path = path
+        self.fd, self.mark = None, ""
 
-    def acquire(self) -> _FolderLock:
+    def acquire(self, record: str = ""):
         for _ in range(20):  # another run may remove the file between open and lock
             fd = self._try_flock() if fcntl is not None else self._try_exclusive()
             if fd is not None:
-                os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
-                self.fd = fd
+                os.write(fd, f"{os.getpid()} {socket.gethostname()}\n{record}\n".encode())
+                self.fd, self.mark = fd, record
                 return self
         raise self._in_use()
 
@@ -932,41 +974,92 @@ class _FolderLock:
         try:
             return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
-            pid, host = self._holder()
-            if host != socket.gethostname() or pid is None or _io().process_alive(pid):
+            lines, (pid, host) = self._lines(), self._holder()
+            if lines[:1] != [self.RELEASED] and (host != socket.gethostname() or pid is None
+                                                 or _io().process_alive(pid)):
                 raise self._in_use() from None
-        try:  # the lock of a process that died: take it over
+        try:  # the lock of a process that died, or let go: take it over
             os.unlink(self.path)
         except FileNotFoundError:
             pass
         return None
 
-    def _holder(self):
+    def _lines(self) -> list[str]:
         try:
-            with open(self.path) as fh:
-                pid, _, host = fh.read(200).strip().partition(" ")
+            with open(self.path, encoding="utf-8", errors="replace") as fh:
+                return fh.read(400).splitlines()
+        except OSError:
+            return []
+
+    def _holder(self):
+        lines = self._lines()
+        pid, _, host = (lines[0] if lines else "").strip().partition(" ")
+        try:
             return int(pid), host
-        except (OSError, ValueError):
+        except ValueError:
             return None, ""
 
-    def _in_use(self):
-        pid, host = self._holder()
-        who = f"process {pid} on {host or 'an unknown machine'}" if pid else "another process"
-        return RuntimeError(f"BackupAndRestore: the folder {self.folder!r} is in use by another "
-                            f"fit ({who}; lock file {self.path!r}): two runs cannot share a "
-                            f"backup folder. Give each run its own directory, or wait for "
-                            f"the other run to end")
+    def record(self) -> str:
+        """What the last holder recorded (read before `acquire`, which replaces it)."""
+        lines = self._lines()
+        return lines[1].strip() if len(lines) > 1 else ""
 
-    def release(self) -> None:
-        """Remove the lock file and let go (the file first: no one locks a removed file)."""
+    def _who(self) -> str:
+        pid, host = self._holder()
+        return f"process {pid} on {host or 'an unknown machine'}" if pid else "another process"
+
+    def _in_use(self):
+        return RuntimeError(f"{self.path!r} is locked by {self._who()}")
+
+    def release(self, keep: bool = False) -> None:
+        """Let go; remove the lock file first (no one locks a removed file), unless
+        ``keep``: its record stays for the holder's next run to read."""
         if self.fd is None:
             return
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+        if keep:  # free to take (also where the file itself is the lock), with its record
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, f"{self.RELEASED}\n{self.mark}\n".encode(), 0)
+        else:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
         os.close(self.fd)
         self.fd = None
+
+
+class _FolderLock(_FileLock):
+    """A fit's hold on a backup folder: the file `NAME` in it."""
+
+    NAME = ".mlp-backup.lock"
+
+    def __init__(self, folder):
+        super().__init__(os.path.join(folder, self.NAME))
+        self.folder = folder
+
+    def _in_use(self):
+        return RuntimeError(f"BackupAndRestore: the folder {self.folder!r} is in use by another "
+                            f"fit ({self._who()}; lock file {self.path!r}): two runs cannot "
+                            f"share a backup folder. Give each run its own directory, or wait "
+                            f"for the other run to end")
+
+
+class _LogLock(_FileLock):
+    """A fit's hold on a log file (whatever links lead to it): ``.NAME.lock`` beside it."""
+
+    def __init__(self, shown, target):
+        folder, name = os.path.split(target)
+        lock = f".{name}.lock"
+        if len(os.fsencode(lock)) > 200:  # the log's name is near the file system's limit
+            lock = f".mlp-log-{hashlib.blake2b(os.fsencode(name), digest_size=8).hexdigest()}.lock"
+        super().__init__(os.path.join(folder, lock))
+        self.shown = shown
+
+    def _in_use(self):
+        return RuntimeError(f"CSVLogger: the log {self.shown!r} is in use by another fit "
+                            f"({self._who()}; lock file {self.path!r}): two fits, or two "
+                            f"loggers of one fit, cannot write one log. Give each its own "
+                            f"path, or wait for the other fit to end")
 
 
 def _io():
@@ -1018,8 +1111,8 @@ class BackupAndRestore(Callback):
     the optimizer's state, the shuffle stream, the epoch count and the history
     are put back before the first epoch, and the fit runs only the epochs that
     were missing - ending at the weights of a run never interrupted. A fit that
-    completes removes its backup (and the folder, if it made the folder and
-    nothing else is in it); one that raises keeps it.
+    completes removes its backup (and the folders it made: the folder and any
+    missing above it, where nothing else is in them); one that raises keeps it.
 
     Parameters
     ----------
@@ -1055,7 +1148,7 @@ class BackupAndRestore(Callback):
     MARKER = ".mlp-backup-folder"
 
     def __init__(self, directory):
-        self.directory = _path_argument("directory", directory)
+        self.directory = _path_argument("BackupAndRestore directory", directory)
         self.restored_epoch = None
         self.others = []  # the fit's other callbacks (set by the CallbackList)
         self.fit_data = None  # the fit's data (set by fit), for the run's fingerprint
@@ -1113,21 +1206,30 @@ class BackupAndRestore(Callback):
                                     f"keeps being removed")
 
     def _make_folder(self) -> None:
+        """Create the folder and the folders above it that are missing; the mark in it
+        counts the levels made here (the folder, its parent, ...), removed when done."""
         folder = self.directory
         if os.path.exists(folder) and not os.path.isdir(folder):
             raise NotADirectoryError(errno.ENOTDIR, f"BackupAndRestore directory {folder!r} "
                                                     f"is a file, not a folder")
-        try:
-            parent = os.path.dirname(os.path.abspath(folder))
-            os.makedirs(parent, exist_ok=True)
-            os.mkdir(folder)
-        except FileExistsError:
-            return
-        except OSError as exc:
-            raise OSError(exc.errno, f"BackupAndRestore cannot create its folder {folder!r}: "
-                                     f"{exc.strerror or exc}") from None
-        with open(os.path.join(folder, self.MARKER), "w"):  # made here: removed when done
-            pass
+        missing = []
+        above = os.path.abspath(folder)
+        while not os.path.isdir(above) and os.path.dirname(above) != above:
+            missing.append(above)
+            above = os.path.dirname(above)
+        made = 0  # the folders made here, from the folder up, without a gap
+        for path in reversed(missing):
+            try:
+                os.mkdir(path)
+                made += 1
+            except FileExistsError:  # made by another run meanwhile
+                made = 0
+            except OSError as exc:
+                raise OSError(exc.errno, f"BackupAndRestore cannot create its folder "
+                                         f"{folder!r}: {exc.strerror or exc}") from None
+        if made:  # made here: removed when done, with those made above it
+            with open(os.path.join(folder, self.MARKER), "w") as fh:
+                fh.write(f"{made}\n")
 
     # ------------------------------------------------------------ restore
     def _restore(self, path):
@@ -1272,6 +1374,12 @@ class BackupAndRestore(Callback):
         states["run"] = {"seed": self.model.seed, **self._run}
         _io().save(self.model, self.path, include_optimizer=True, callback_states=states)
 
+    def on_epochs_taken_back(self, epoch, logs=None):
+        """The backup holds epochs a divergence took back: back up the model as it is now
+        (a run started again resumes from there, not from weights that diverged)."""
+        if self._lock is not None and os.path.exists(self.path):
+            self.on_epoch_end(epoch - 1, logs or {})
+
     def on_train_end(self, logs=None):
         if (logs or {}).get("completed", True) and os.path.exists(self.path):
             os.remove(self.path)
@@ -1279,7 +1387,7 @@ class BackupAndRestore(Callback):
 
     def _let_go(self) -> None:
         """Remove the lock, and the folder if this callback made it and it holds nothing
-        else (no backup)."""
+        else (no backup), with the folders above it made with it, where empty."""
         if self._lock is None:
             return
         marker = os.path.join(self.directory, self.MARKER)
@@ -1287,15 +1395,18 @@ class BackupAndRestore(Callback):
             ours = set(os.listdir(self.directory)) == {self.MARKER, _FolderLock.NAME}
         except OSError:
             ours = False
+        levels = _levels_made(marker) if ours else 0
         if ours:
             _remove_quietly(marker)
         self._lock.release()
         self._lock = None
-        if ours:
+        folder = os.path.abspath(self.directory)
+        for _ in range(levels):
             try:
-                os.rmdir(self.directory)
-            except OSError:  # another run has started in it meanwhile
-                pass
+                os.rmdir(folder)
+            except OSError:  # another run has started in it meanwhile, or a file is there
+                return
+            folder = os.path.dirname(folder)
 
     def __repr__(self) -> str:
         return f"BackupAndRestore({self.directory!r})"
@@ -1323,6 +1434,16 @@ def _state_keys(callback):
     return set(state) if isinstance(state, dict) else None
 
 
+def _levels_made(marker) -> int:
+    """How many folders a backup folder's mark says were made with it (1: itself)."""
+    try:
+        with open(marker) as fh:
+            levels = int(fh.read(20).strip() or 1)
+    except (OSError, ValueError):
+        return 1
+    return max(1, levels)
+
+
 def _remove_quietly(path) -> None:
     try:
         os.remove(path)
@@ -1338,6 +1459,17 @@ def _check_separator(separator) -> str:
     return separator
 
 
+class _LogFile:
+    """An existing log as read: its ``header``, ``rows`` (``[(epoch, row)]``) with the
+    byte offset each starts at (``starts``), ``data`` (its bytes, less a last row cut
+    short, ``cut`` the offset that row started at, else None) and ``open_end`` (its
+    last row is whole but has no line end)."""
+
+    def __init__(self, header=None, rows=(), starts=(), data=b"", cut=None, open_end=False):
+        self.header, self.rows, self.starts = header, list(rows), list(starts)
+        self.data, self.cut, self.open_end = data, cut, open_end
+
+
 class CSVLogger(Callback):
     """One row per epoch with every logged value, in a CSV file.
 
@@ -1346,13 +1478,17 @@ class CSVLogger(Callback):
     epoch ends (values in full precision), so a crash loses nothing logged.
 
     The file is checked when `fit` starts, before the first epoch: its folder
-    must exist and be writable, and it must not be a folder, a named pipe or a
-    device; with ``append=True`` an existing file must be a log of this kind
-    (an ``epoch`` column and the metrics this fit logs, with or without the
-    validation ones), else it is refused rather than rewritten. The file is
-    written the way `MLP.save` writes (`mlp.io.write_atomically`: a new file
-    gets the permissions the umask gives, an existing one keeps its own, a
-    symbolic link stays a link and its target is written); rows are appended.
+    must exist and be writable, its name one the file system takes, and it
+    must not be a folder, a named pipe or a device; with ``append=True`` an
+    existing file must be a log of this kind (an ``epoch`` column and the
+    metrics this fit logs, with or without the validation ones), else it is
+    refused rather than rewritten. One fit at a time writes a log: a lock file
+    beside it (``.NAME.lock``, naming the process) makes another fit, or another
+    logger of the same fit, on the same file fail at once; it is removed when
+    the fit ends. The file is written the way `MLP.save` writes
+    (`mlp.io.write_atomically`: a new file gets the permissions the umask
+    gives, an existing one keeps its own, a symbolic link stays a link and its
+    target is written); rows are appended.
 
     Parameters
     ----------
@@ -1360,74 +1496,113 @@ class CSVLogger(Callback):
     append : bool
         Keep the rows already in the file and add this fit's after them; a
         validation column this fit adds is added to the header (empty in the
-        rows before). Rows of epochs trained again after a `BackupAndRestore`
-        resumes a run (written by the run that was killed, after its last
-        backup) are replaced: nothing else is. False starts the file afresh
-        (a resumed run keeps its own rows).
+        rows before). A last row cut short (by a kill in the middle of a write)
+        is dropped, with a warning. When a `BackupAndRestore` resumes a run, the
+        row that the killed run wrote after its last backup (an epoch trained
+        again) is replaced - only when the file is still as that run left it
+        (its path, size and a hash of its contents are in the backup) and no
+        other fit has written it since; nothing else is ever removed. False
+        starts the file afresh (a resumed run keeps its own rows).
     separator : str
         One character between values (default ``","``), none that a number holds.
     """
 
     def __init__(self, path, append=True, separator=","):
-        self.path = _path_argument("path", path)
+        self.path = _path_argument(f"{type(self).__name__} path", path)
         self.append = check("append", append, [Boolean()])
         self.separator = _check_separator(separator)
         self.columns = None
-        self._header, self._rows, self._whole = None, [], True
-        self._first_row, self._resumed_at = 0, None
+        self._file, self._lock, self._target = _LogFile(), None, None
+        self._token, self._previous, self._size, self._hash = None, "", None, None
+        self._resumed = None  # the size of the file a resumed run finds as it left it
+        self._own_tail = False  # whether what follows it is the killed run's
+        self._own_rows = []  # (epoch, byte offset) of each row this fit appended
 
+    # ------------------------------------------------------------ begin
     def on_train_begin(self, logs=None):
         _io().check_writable(self.path, "write the CSV log")
-        self.columns, self._resumed_at = None, None
-        self._header, self._rows, self._whole = (self._read(strict=True) if self.append
-                                                 else (None, [], True))
-        self._first_row = len(self._rows)
-        metrics = self.params.get("metrics")
-        if self._header is not None and metrics:
-            self._check_columns(self._header, ["epoch", *metrics])
-
-    def _read(self, strict):
-        """``(header, [(epoch, row)], whole)`` of the existing file (``(None, [], True)``
-        if none or empty); ``whole`` is False when its last row was cut short (a write
-        killed in the middle). ``strict``: a file that is not a CSV log is an error (else
-        it is treated as none)."""
+        self._target = os.path.realpath(self.path)
+        lock = _LogLock(self.path, self._target)
+        self._previous = lock.record()  # the last writer's mark: a resumed run reads it
+        self._token = secrets.token_hex(8)
+        self._lock = lock.acquire(self._token)
         try:
-            with open(self.path, newline="", encoding="utf-8") as fh:
-                text = fh.readline(1 << 16)  # a log's header: refused before reading on
-                if text.startswith(f"epoch{self.separator}"):
-                    text += fh.read()
+            self.columns, self._resumed, self._size, self._hash = None, None, None, None
+            self._own_rows = []
+            self._own_tail = False
+            self._file = self._read(strict=True) if self.append else _LogFile()
+            metrics = self.params.get("metrics")
+            if self._file.header is not None and metrics:
+                self._check_columns(self._file.header, ["epoch", *metrics])
+        except BaseException:
+            self._let_go()
+            raise
+
+    def _let_go(self, completed=False) -> None:
+        """Let the log go; the lock file stays (with this run's mark) after a fit that
+        wrote rows and did not complete, for the run resuming it; one that wrote nothing
+        leaves the mark it found."""
+        if self._lock is None:
+            return
+        if self._size is None and self._previous:
+            self._lock.mark, completed = self._previous, False
+        self._lock.release(keep=not completed and (self._size is not None or
+                                                   bool(self._previous)))
+        self._lock = None
+
+    def on_train_end(self, logs=None):
+        self._let_go(completed=(logs or {}).get("completed", True))
+
+    # ------------------------------------------------------------ reading
+    def _read(self, strict):
+        """The existing file (`_LogFile`; empty if none). ``strict``: a file that is not a
+        CSV log is an error (else it is treated as none)."""
+        try:
+            with open(self.path, "rb") as fh:
+                data = fh.readline(1 << 16)  # a log's header: refused before reading on
+                if data.startswith(f"epoch{self.separator}".encode()):
+                    data += fh.read()
+            text = data.decode("utf-8")
         except FileNotFoundError:
-            return None, [], True
+            return _LogFile()
         except (OSError, UnicodeDecodeError) as exc:
             if strict:
                 raise self._not_a_log(f"it cannot be read as text ({exc})") from None
-            return None, [], True
-        if not text:
-            return None, [], True
+            return _LogFile()
         try:
-            return self._parse(text)
+            return self._parse(text, data) if text else _LogFile()
         except ValueError as exc:
             if strict:
                 raise self._not_a_log(str(exc)) from None
-            return None, [], True
+            return _LogFile()
 
-    def _parse(self, text):
-        whole = text.endswith(("\n", "\r"))
-        lines = list(csv.reader(io_module.StringIO(text, newline=""), delimiter=self.separator))
-        header = lines[0]
+    def _parse(self, text, data):
+        lines = list(io_module.StringIO(text, newline=""))
+        header = self._row(lines[0])
         if not header or header[0] != "epoch" or len(set(header)) != len(header) or \
                 not all(header[1:]):
             raise ValueError(f"its first line {self.separator.join(header)!r} is not a log's "
                              f"header (epoch{self.separator}loss{self.separator}...)")
-        body = lines[1:] if whole else lines[1:-1]
-        if len(lines) == 1 and not whole:  # only a header, cut short
-            return None, [], True
-        rows = []
-        for number, row in enumerate(body, start=2):
+        if not lines[0].endswith(("\n", "\r")):  # only a header, cut short
+            return _LogFile()
+        log = _LogFile(header)
+        offset = len(lines[0].encode("utf-8"))
+        for number, line in enumerate(lines[1:], start=2):
+            row = self._row(line)
             if len(row) != len(header) or not _is_log_row(row):
-                raise ValueError(f"its line {number} is not a row of epoch and values")
-            rows.append((int(row[0]), row))
-        return header, rows, whole
+                if number < len(lines) or line.endswith(("\n", "\r")):
+                    raise ValueError(f"its line {number} is not a row of epoch and values")
+                log.cut = offset  # the last row, cut short by a kill
+                break
+            log.rows.append((int(row[0]), row))
+            log.starts.append(offset)
+            offset += len(line.encode("utf-8"))
+        log.open_end = log.cut is None and not lines[-1].endswith(("\n", "\r"))
+        log.data = data[:offset]
+        return log
+
+    def _row(self, line):
+        return next(csv.reader([line.rstrip("\r\n")], delimiter=self.separator), [])
 
     def _not_a_log(self, why):
         return ValueError(f"CSVLogger: {self.path!r} is not a log this fit can append to: "
@@ -1446,35 +1621,79 @@ class CSVLogger(Callback):
             raise self._not_a_log(f"its columns are {', '.join(header)}, and this fit logs "
                                   f"{', '.join(columns)}")
 
+    # ------------------------------------------------------------ resuming
     def get_state(self):
-        return {"first_row": self._first_row}
+        """Where this run's log stands: its file, its size and a hash of its contents
+        after the last row written, and the mark this run leaves in the lock file."""
+        return {"path": self._target, "size": self._size, "token": self._token,
+                "digest": None if self._hash is None else self._hash.hexdigest()}
 
     def set_state(self, state):
-        """A resumed run: its rows start at ``first_row``; those of epochs trained again
-        are replaced when the first epoch ends."""
-        first = state["first_row"]
-        if type(first) is not int or first < 0:
-            raise ValueError(f"CSVLogger's first row {first!r} is not a row number")
-        if not self.append:  # this run's own rows, read now
-            self._header, self._rows, self._whole = self._read(strict=False)
-        self._first_row, self._resumed_at = min(first, len(self._rows)), first
+        """A resumed run: the file is its own only if it is the one the killed run wrote,
+        as it left it (the same size and hash up to its last backup); then a row it wrote
+        after that backup (an epoch trained again) is dropped when the first epoch ends,
+        if no other fit has written the file since. Anything else is left alone."""
+        size, digest = state["size"], state["digest"]
+        if size is None:
+            return
+        if type(size) is not int or size < 0 or not isinstance(digest, str):
+            raise ValueError(f"CSVLogger's state {state!r} is not a log's size and hash")
+        if state["path"] != self._target:
+            return  # another file than the killed run's: appended to as it is
+        log = self._file if self.append else self._read(strict=False)
+        data = log.data
+        if log.header is None or len(data) < size or \
+                hashlib.sha256(data[:size]).hexdigest() != digest:
+            warnings.warn(f"CSVLogger: {self.path!r} has changed since the run this fit "
+                          f"resumes last wrote it; its rows are kept, and this fit's are "
+                          f"appended", RuntimeWarning, stacklevel=2)
+            return
+        self._file, self._resumed = log, size
+        # what follows is the killed run's only if no other fit has held the log since
+        self._own_tail = self._previous == state["token"]
 
+    def _drops_own_row(self, epoch) -> bool:
+        """Whether the rows after the resumed run's size are one row of ``epoch`` (the
+        killed run's, of the epoch trained again)."""
+        log, size = self._file, self._resumed
+        if not self._own_tail:
+            return False
+        after = [e for e, start in zip((e for e, _ in log.rows), log.starts, strict=True)
+                 if start >= size]
+        return after == [epoch] and log.starts[-1] == size
+
+    # ------------------------------------------------------------ writing
     def _start(self, epoch, logs):
-        """Decide the columns and the rows kept; rewrite the file (atomically) only when
-        it must change otherwise than by appending."""
-        header, rows = self._header, self._rows
-        if self._resumed_at is not None:  # the killed run's rows of epochs trained again go
-            kept = rows[:self._first_row] + [r for r in rows[self._first_row:] if r[0] < epoch]
-        elif self.append:
-            kept = rows
-        else:
-            kept, header = [], None
+        """Decide the columns and the rows kept; change the file otherwise than by
+        appending only where it must: a header gaining columns (rewritten atomically),
+        the killed run's row of an epoch trained again or a last row cut short (cut off),
+        a last row without its line end (ended)."""
+        log = self._file
+        if not self.append and self._resumed is None:
+            log = _LogFile()
+        kept = log.rows
+        if self._resumed is not None and self._drops_own_row(epoch):
+            kept = log.rows[:-1]
+            log.cut, log.open_end = log.starts[-1], False
         columns = ["epoch", *logs]
-        if header is not None:
-            columns = header + [c for c in columns if c not in header]
+        if log.header is not None:
+            columns = log.header + [c for c in columns if c not in log.header]
         self.columns = columns
-        if header is not None and columns == header and kept == rows and self._whole:
-            return  # append to the file as it is
+        if log.header is None or columns != log.header or not self.append and \
+                self._resumed is None:
+            self._rewrite(columns, kept)
+        else:
+            self._patch(log)
+        self._mark_file()
+
+    def _mark_file(self) -> None:
+        """Take the file as it is now for where this run's log stands (its size and hash,
+        which the backup keeps); called after any change but `on_epoch_end`'s rows."""
+        with open(self.path, "rb") as fh:
+            data = fh.read()
+        self._size, self._hash = len(data), hashlib.sha256(data)
+
+    def _rewrite(self, columns, kept):
         out = io_module.StringIO()
         writer = csv.writer(out, delimiter=self.separator, lineterminator="\r\n")
         writer.writerow(columns)
@@ -1483,13 +1702,44 @@ class CSVLogger(Callback):
         text = out.getvalue().encode("utf-8")
         _io().write_atomically(self.path, lambda fh: fh.write(text), what="write the CSV log")
 
+    def _patch(self, log):
+        """Cut off a last row cut short (or the killed run's own), or end a last row."""
+        if log.cut is not None:
+            if not self._own_tail or log.cut != self._resumed:
+                warnings.warn(f"CSVLogger: the last row of {self.path!r} was cut short (a "
+                              f"write killed in the middle) and is dropped",
+                              RuntimeWarning, stacklevel=3)
+            with open(self.path, "r+b") as fh:
+                fh.truncate(log.cut)
+        elif log.open_end:
+            with open(self.path, "ab") as fh:
+                fh.write(b"\r\n")
+
     def on_epoch_end(self, epoch, logs):
         if self.columns is None:
             self._start(epoch, logs)
+            self._written = 0
         row = {"epoch": epoch, **{k: repr(float(v)) for k, v in logs.items()}}
-        with open(self.path, "a", newline="", encoding="utf-8") as fh:
-            csv.DictWriter(fh, self.columns, restval="", extrasaction="ignore",
-                           delimiter=self.separator).writerow(row)
+        out = io_module.StringIO()
+        csv.DictWriter(out, self.columns, restval="", extrasaction="ignore",
+                       delimiter=self.separator, lineterminator="\r\n").writerow(row)
+        line = out.getvalue().encode("utf-8")
+        self._own_rows.append((epoch, self._size))
+        with open(self.path, "ab") as fh:
+            fh.write(line)
+        self._size += len(line)
+        self._hash.update(line)
+
+    def on_epochs_taken_back(self, epoch, logs=None):
+        """Cut off the rows this fit appended for epochs ``epoch`` and later (a divergence
+        took them back; they are the file's last): the log holds the epochs the model has."""
+        starts = [start for e, start in self._own_rows if e >= epoch]
+        if not starts:
+            return
+        with open(self.path, "r+b") as fh:
+            fh.truncate(starts[0])
+        self._own_rows = [(e, start) for e, start in self._own_rows if e < epoch]
+        self._mark_file()
 
     def __repr__(self) -> str:
         return f"CSVLogger({self.path!r}, append={self.append})"

@@ -34,6 +34,7 @@ import re
 import socket
 import stat
 import tempfile
+import threading
 import zipfile
 import zlib
 
@@ -155,8 +156,7 @@ def _read_history(zf, members, keys, epochs_trained):
     from .callbacks import History
 
     epochs = _read_member(zf, members["history_epoch"])
-    if epochs.size and not (int(epochs[0]) >= 0 and int(epochs[-1]) < epochs_trained
-                            and bool(np.all(epochs[1:] > epochs[:-1]))):
+    if not _epochs_in_order(epochs, epochs_trained):
         raise _Damaged(f"its history's epochs are not distinct and increasing from 0 to "
                        f"{epochs_trained - 1} (its epoch count is {epochs_trained}): "
                        f"{_preview(epochs)}")
@@ -164,6 +164,13 @@ def _read_history(zf, members, keys, epochs_trained):
     history = History()
     history.append_epochs(epochs.tolist(), dict(zip(keys, values.T.tolist(), strict=True)))
     return history
+
+
+def _epochs_in_order(epochs, epochs_trained: int) -> bool:
+    """Whether the integer array ``epochs`` increases strictly, from 0 or more to less than
+    ``epochs_trained``."""
+    return not epochs.size or (int(epochs[0]) >= 0 and int(epochs[-1]) < epochs_trained
+                               and bool(np.all(epochs[1:] > epochs[:-1])))
 
 
 def _preview(array) -> str:
@@ -264,21 +271,68 @@ def _new_file_mode(path):
             return stat.S_IMODE(st.st_mode)
     except OSError:
         pass
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+    return 0o666 & ~current_umask()
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it (the ``Umask:`` line of
+    ``/proc/self/status``), so that files other threads create meanwhile get the mode
+    they should. Where that file is missing, the umask is set and put back (under a lock,
+    which only this module's writes respect)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        umask = os.umask(0o077)  # the most private mode for the moment it is set
+        os.umask(umask)
+    return umask
 
 
 def _save_error(exc, path, what, why):
     return OSError(exc.errno, f"cannot {what} to {path!r}: {why} ({exc.strerror or exc})")
 
 
+#: An example of the file name each writer takes, for the messages.
+_EXAMPLES = {"save the figure": "history.png", "write the CSV log": "log.csv",
+             "write the ONNX file": "model.onnx"}
+
+
 def _check_target(path, what, shown=None):
     """``(user's path, real path to replace, its folder)``: refused at once when the path
-    is not a file name, is empty, names a folder (an existing one, or any path ending in
-    a separator), or an existing non-regular file (a device or a named pipe must not be
-    replaced); a symbolic link is written through. Messages name ``shown`` (default:
-    ``path``), what the user wrote."""
+    is not a file name, is empty or holds a NUL, names a folder (an existing one, or any
+    path ending in a separator), a symbolic link that loops, an existing non-regular file
+    (a device or a named pipe must not be replaced), or a name longer than the folder's
+    file system allows; a symbolic link is written through. Messages name ``shown``
+    (default: ``path``), what the user wrote."""
+    path = _path_text(path, what)
+    shown = path if shown is None else shown
+    example = _EXAMPLES.get(what, "model.npz")
+    if path.endswith(_SEPARATORS) or os.path.basename(path) in (".", ".."):
+        raise IsADirectoryError(errno.EISDIR, f"cannot {what} to {shown!r}: it names a folder "
+                                              "(it ends with a separator or a dot); give a "
+                                              f"file name such as {example!r}")
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, f"cannot {what} to {shown!r}: it is a folder; "
+                                              f"give a file name such as {example!r}")
+    _check_loop(path, what, shown)
+    target = os.path.realpath(path)  # through symbolic links, as open(path, "wb") writes
+    if os.path.exists(target) and not stat.S_ISREG(os.stat(target).st_mode):
+        raise ValueError(f"cannot {what} to {shown!r}: it is not a regular file (a device, "
+                         "a named pipe or a socket), and it is not replaced")
+    folder = os.path.dirname(target)
+    _check_folder(folder, what, shown)
+    _check_name_length(target, folder, what, shown)
+    return path, target, folder
+
+
+def _path_text(path, what) -> str:
     if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"cannot {what}: the path must be a file name (str or "
                         f"os.PathLike), got {type(path).__name__} {path!r}")
@@ -287,23 +341,52 @@ def _check_target(path, what, shown=None):
         raise TypeError(f"cannot {what}: give the path {path!r} as str, not bytes")
     if path == "":
         raise FileNotFoundError(errno.ENOENT, f"cannot {what} to '': the path is empty")
-    shown = path if shown is None else shown
-    if path.endswith(_SEPARATORS) or os.path.basename(path) in (".", ".."):
-        raise IsADirectoryError(errno.EISDIR, f"cannot {what} to {shown!r}: it names a folder "
-                                              "(it ends with a separator or a dot); give a "
-                                              "file name such as 'model.npz'")
-    if os.path.isdir(path):
-        raise IsADirectoryError(errno.EISDIR, f"cannot {what} to {shown!r}: it is a folder; "
-                                              "give a file name such as 'model.npz'")
-    target = os.path.realpath(path)  # through symbolic links, as open(path, "wb") writes
-    if os.path.exists(target) and not stat.S_ISREG(os.stat(target).st_mode):
-        raise ValueError(f"cannot {what} to {shown!r}: it is not a regular file (a device, "
-                         "a named pipe or a socket), and it is not replaced")
-    folder = os.path.dirname(target)
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(errno.ENOENT, f"cannot {what} to {shown!r}: folder {folder!r} "
-                                              "does not exist")
-    return path, target, folder
+    if "\0" in path:
+        raise ValueError(f"cannot {what} to {path!r}: it holds a NUL character ('\\0'), "
+                         f"which no file name may hold")
+    return path
+
+
+def _check_loop(path, what, shown) -> None:
+    """Refuse a symbolic link that leads back to itself (written through, it would be
+    replaced by a file)."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, f"cannot {what} to {shown!r}: it is a symbolic link "
+                                       f"that leads in a loop (or through too many links); "
+                                       f"it is not replaced") from None
+
+
+def _check_folder(folder, what, shown) -> None:
+    """The folder must exist; a file where a folder of the path should be is named."""
+    if os.path.isdir(folder):
+        return
+    above = folder
+    while above and not os.path.lexists(above) and os.path.dirname(above) != above:
+        above = os.path.dirname(above)
+    if above and os.path.lexists(above) and not os.path.isdir(above):
+        raise NotADirectoryError(errno.ENOTDIR, f"cannot {what} to {shown!r}: {above!r} is "
+                                                f"a file, not a folder")
+    hint = ("; '~' is not expanded to your home folder: give os.path.expanduser(path)"
+            if str(shown).startswith("~") else "")
+    raise FileNotFoundError(errno.ENOENT, f"cannot {what} to {shown!r}: folder {folder!r} "
+                                          f"does not exist{hint}")
+
+
+def _check_name_length(target, folder, what, shown) -> None:
+    """Refuse a file name longer than the folder's file system takes (ENAMETOOLONG)."""
+    name = os.fsencode(os.path.basename(target))
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        limit = 255
+    if limit is not None and 0 < limit < len(name):
+        raise OSError(errno.ENAMETOOLONG, f"cannot {what} to {shown!r}: its file name is "
+                                          f"{len(name)} bytes long, more than the {limit} "
+                                          f"the file system of {folder!r} takes; give a "
+                                          f"shorter name")
 
 
 _SEPARATORS = tuple(sep for sep in (os.sep, os.altsep) if sep)
@@ -413,9 +496,11 @@ def save(model, path, *, include_optimizer=False, callback_states=None):
     ``callback_states`` (JSON-ready, with ``include_optimizer``) are the states a
     `BackupAndRestore` keeps of the fit's callbacks (read back with `callback_states`)."""
     _check_target(path, "save")  # before any work
+    weights = model.get_weights()
+    _refuse_unloadable(model, path, include_optimizer, weights)
     arrays = {"mlp_format": np.asarray(FORMAT_VERSION if include_optimizer else 1),
               "config": np.asarray(json.dumps(model.get_config()))}
-    for i, (W, b) in enumerate(model.get_weights()):
+    for i, (W, b) in enumerate(weights):
         arrays[f"W{i}"], arrays[f"b{i}"] = W, b
     if include_optimizer:
         if model.optimizer_ is None:
@@ -425,6 +510,57 @@ def save(model, path, *, include_optimizer=False, callback_states=None):
             arrays[f"opt_state_{i}"] = model.backend.to_numpy(leaf)
         arrays.update(_training_arrays(model, callback_states))
     write_atomically(path, lambda fh: np.savez(fh, **arrays))
+
+
+def _refuse_unloadable(model, path, include_optimizer, weights) -> None:
+    """Refuse, before anything is written, a model whose file `load` would refuse (a file
+    `save` writes is always one `load` reads): weights that are not finite, and with
+    ``include_optimizer`` an epoch count or history epochs beyond what a file holds or out
+    of order, an optimizer state no fit leaves (NaN moments, negative counts)."""
+    problem = next((f"the weights of layer {i} hold NaN or infinite values"
+                    for i, pair in enumerate(weights)
+                    if not all(np.all(np.isfinite(a)) for a in pair)), None)
+    if problem is None and include_optimizer:
+        problem = _training_problem(model) or _opt_state_problem(model)
+    if problem:
+        raise ValueError(f"cannot save to {os.fspath(path)!r}: {problem}, and mlp.load would "
+                         f"refuse the file; nothing was written")
+
+
+def _training_problem(model) -> str | None:
+    """What in the epoch count or the history a model file cannot hold."""
+    epochs = model.epochs_trained_
+    if not 0 <= int(epochs) <= MAX_EPOCHS:
+        return (f"model.epochs_trained_ is {epochs}, beyond the 2**53 epochs a model file "
+                f"holds")
+    history = model.history_
+    if history is None:
+        return None
+    names = list(history.history)
+    if not all(isinstance(k, str) and k for k in names):
+        return f"model.history_ names its metrics {names!r}, not all of them names"
+    listed = history.epoch
+    if not all(isinstance(e, (int, np.integer)) and not isinstance(e, (bool, np.bool_))
+               and 0 <= e < int(epochs) for e in listed) or not _epochs_in_order(
+            np.asarray(listed, dtype=np.int64), int(epochs)):
+        return (f"model.history_'s epochs {_preview(np.asarray(listed, dtype=object))} are "
+                f"not distinct, increasing integers from 0 to {int(epochs) - 1} (the model "
+                f"has trained {epochs} epochs)")
+    return None
+
+
+def _opt_state_problem(model) -> str | None:
+    state = model.optimizer_state_
+    for i, (leaf, role) in enumerate(zip(tree_leaves(state), _leaf_roles(state),
+                                         strict=True)):
+        host = model.backend.to_numpy(leaf)
+        if host.dtype.kind in "iu":
+            problem = "holds negative counts" if host.size and host.min() < 0 else None
+        else:
+            problem = _state_values_problem(host, role)
+        if problem:
+            return f"model.optimizer_state_'s array {i} ({role}) {problem}"
+    return None
 
 
 def _remove(tmp):
@@ -440,6 +576,9 @@ def _open_regular(path, name):
         st = os.stat(path)
     except FileNotFoundError:
         raise FileNotFoundError(errno.ENOENT, f"no model file at {name}") from None
+    except ValueError:  # a NUL in the name
+        raise ValueError(f"cannot load {name}: it holds a NUL character ('\\0'), which no "
+                         f"file name may hold") from None
     except OSError as exc:
         raise ModelFileError(f"{name} cannot be read: {exc.strerror or exc}") from exc
     if stat.S_ISDIR(st.st_mode):
@@ -705,11 +844,19 @@ def _state_leaf(zf, members, i, want, role):
             raise _Damaged(f"optimizer state array {i} ({role}) holds counts outside "
                            f"[0, {bounds.max}] ({_preview(leaf.ravel())})")
         return leaf.astype(want[1])
-    if not np.all(np.isfinite(leaf)):
-        raise _Damaged(f"optimizer state array {i} ({role}) holds NaN or infinite values")
-    if role in _NON_NEGATIVE and np.any(leaf < 0):
-        raise _Damaged(f"optimizer state array {i} ({role}) holds negative values")
+    problem = _state_values_problem(leaf, role)
+    if problem:
+        raise _Damaged(f"optimizer state array {i} ({role}) {problem}")
     return leaf
+
+
+def _state_values_problem(leaf, role) -> str | None:
+    """What a float optimizer state array holds that no fit leaves (None: nothing)."""
+    if not np.all(np.isfinite(leaf)):
+        return "holds NaN or infinite values"
+    if role in _NON_NEGATIVE and np.any(leaf < 0):
+        return "holds negative values"
+    return None
 
 
 def _check_registered(config, name):

@@ -373,6 +373,18 @@ class MLP:
         return sum(i * o + o for i, o in zip(self.layer_sizes[:-1], self.layer_sizes[1:]))
 
     @property
+    def spec(self) -> NetworkSpec:
+        """The network's math without its weights (`mlp.core.NetworkSpec`: the array
+        namespace, the activations and the loss), for the pure functions of `mlp.core`.
+
+        ``mlp.core.forward(model.spec, model.params, x)`` is ``model.predict(x)`` as a
+        pure function of arrays: it works inside ``jax.jit``, ``jax.grad`` and
+        ``jax.vmap``, and with PyTorch's autograd, where the model's methods (which
+        check and convert their inputs on the host) do not.
+        """
+        return self._spec
+
+    @property
     def is_classifier(self) -> bool:
         return self._spec.loss.classification
 
@@ -539,8 +551,9 @@ class MLP:
 
         return self._compiled(("metrics",), lambda: self.backend.jit(metrics))
 
-    def _metric_logs(self, x, targets, labels, weights=None, prefix=""):
-        values = self.backend.to_numpy(self._metrics_fn()(self.params, x, targets, labels,
+    def _metric_logs(self, x, targets, labels, weights=None, prefix="", params=None):
+        params = self.params if params is None else params
+        values = self.backend.to_numpy(self._metrics_fn()(params, x, targets, labels,
                                                           weights))
         names = ("loss", *self._spec.loss.score_names)
         return {prefix + name: float(v) for name, v in zip(names, values, strict=True)}
@@ -555,8 +568,9 @@ class MLP:
                                  targets)
         return logs
 
-    def _validation_logs(self, x, targets, labels, weights=None):
-        return self._metric_logs(x, targets, labels, weights, prefix="val_")
+    def _validation_logs(self, x, targets, labels, weights=None, params=None):
+        """The ``val_``-prefixed metrics of ``params`` (default: the model's weights)."""
+        return self._metric_logs(x, targets, labels, weights, prefix="val_", params=params)
 
     @_in_precision
     def evaluate(self, x, y, sample_weight=None) -> dict:
@@ -685,10 +699,15 @@ class MLP:
         Notes
         -----
         Integers and floats may be Python or NumPy scalars; flags accept only
-        booleans. A rejected call changes nothing. An interrupted call (Ctrl-C)
-        keeps every completed epoch (on JAX, where epochs run in compiled calls
-        of about a second each, every completed call), and the next `fit`
-        continues from there. ``self.train_state_`` holds the training state
+        booleans. A rejected call changes nothing, and neither does a call that
+        fails (any error, Ctrl-C included) before completing an epoch: the
+        weights, the optimizer and its state, the history, the epoch count and
+        the shuffle stream are as before it. A call that fails or is interrupted
+        later keeps every completed epoch (on JAX, where epochs run in compiled
+        calls of about a second each, every completed call), all of them
+        agreeing, and the next `fit` continues from there. An epoch is complete
+        once the model has taken it (its callbacks are then told of it: one
+        raising in ``on_epoch_end`` keeps it). ``self.train_state_`` holds the training state
         (weights, optimizer state, epochs completed, shuffle stream).
         """
         from .training import fit
@@ -759,6 +778,14 @@ class MLP:
         belongs in one of its callbacks (e.g. `mlp.ModelCheckpoint`): from
         another thread it is refused (`mlp.ModelBusyError`), as the state would
         mix two epochs.
+
+        Raises
+        ------
+        ValueError
+            The file would be one `mlp.load` refuses: weights that are not finite,
+            or, with ``include_optimizer``, an epoch count beyond 2**53, history
+            epochs out of order or beyond the count, an optimizer state no fit
+            leaves (NaN moments, a negative step count). Nothing is written.
         """
         from .training import check_model_state
 

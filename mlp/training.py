@@ -153,6 +153,56 @@ class Mark(NamedTuple):
     offset: int
 
 
+class Snapshot(NamedTuple):
+    """The model as a `fit` found it, which a fit that fails before completing an epoch
+    puts back (`put_back`): the weights, the optimizer and its state (the learning-rate
+    scale included), the training state, the epoch count, the history (the object, its
+    lists and settings), the shuffle stream, the seed and ``stop_training``."""
+
+    params: Any
+    optimizer: Any
+    opt_state: Any
+    train_state: Any
+    epochs: int
+    history: Any
+    history_record: tuple | None
+    rng: dict
+    seed: tuple
+    stop: Any
+
+    @classmethod
+    def of(cls, model) -> Snapshot:
+        history = model.history_
+        record = None
+        if isinstance(history, History):
+            lists = {k: (v, list(v)) for k, v in history.history.items()}
+            record = (history.epoch, list(history.epoch), history.history, lists,
+                      history.params, history.stopped_epoch)
+        return cls(model.params, model.optimizer_, model.optimizer_state_,
+                   model.train_state_, model.epochs_trained_, history, record,
+                   model._shuffle_rng.bit_generator.state,
+                   (model.seed, getattr(model, "_seed_drawn", False)), model.stop_training)
+
+    def put_back(self, model) -> None:
+        """Make ``model`` exactly as it was (the same objects, with their contents)."""
+        if self.history_record is not None:
+            epoch_list, epochs, metrics, lists, params, stopped = self.history_record
+            epoch_list[:] = epochs
+            for values, saved in lists.values():
+                values[:] = saved
+            metrics.clear()
+            metrics.update({k: values for k, (values, _) in lists.items()})
+            h = self.history
+            h.epoch, h.history, h.params, h.stopped_epoch = epoch_list, metrics, params, stopped
+        model.params, model.optimizer_, model.optimizer_state_ = (
+            self.params, self.optimizer, self.opt_state)
+        model.train_state_, model.epochs_trained_, model.history_ = (
+            self.train_state, self.epochs, self.history)
+        model._shuffle_rng.bit_generator.state = self.rng
+        model._adopt_seed(*self.seed)
+        model.stop_training = self.stop
+
+
 @dataclass
 class TrainingData:
     """Training data on the device, and the validation data if any."""
@@ -277,6 +327,7 @@ def fit(model, x, y, *, epochs, learning_rate=None, batch_size=DEFAULT_BATCH_SIZ
         validation_data=validation_data, validation_split=validation_split,
         early_stopping=early_stopping, patience=patience, min_delta=min_delta,
         callbacks=callbacks, verbose=verbose)
+    check_epoch_count(model.epochs_trained_, settings["epochs"])
     settings["optimizer"], settings["continued"] = choose_optimizer(
         model, settings["optimizer"], settings["learning_rate"], settings["reset_optimizer"])
     check_numbers(model.dtype_name, settings)
@@ -309,6 +360,17 @@ def check_arguments(*, learning_rate, optimizer, callbacks, **values) -> dict:
         settings["stopper"] = EarlyStopping(patience=settings["patience"],
                                             min_delta=settings["min_delta"])
     return settings
+
+
+def check_epoch_count(trained: int, epochs: int) -> None:
+    """Refuse a fit that would count more epochs than a model file holds (`mlp.io.MAX_EPOCHS`,
+    2**53): its model could not be saved."""
+    from .io import MAX_EPOCHS
+
+    if trained + epochs > MAX_EPOCHS:
+        raise ValueError(f"epochs={epochs} would bring the model's epoch count from {trained} "
+                         f"to {trained + epochs}, beyond the 2**53 epochs a model file holds; "
+                         f"ask for at most {max(MAX_EPOCHS - trained, 0)}")
 
 
 def check_numbers(dtype_name: str, settings: dict) -> None:
@@ -844,10 +906,12 @@ class _ScheduleFault(Exception):
 class Trainer:
     """Runs the epochs of one `fit`: chunks of epochs, callbacks, divergence, Ctrl-C.
 
-    The phases of `train`: the callbacks' ``on_train_begin`` (a `BackupAndRestore`
-    may move the model forward there); chunks (`run_chunk`) until the model has
-    trained ``start + epochs`` epochs or ``model.stop_training``; a last check
-    that the weights are finite; ``on_train_end`` (also when it raised).
+    The phases of `train`: `begin` (the callbacks' ``on_train_begin``; a
+    `BackupAndRestore` may move the model forward there); chunks (`run_chunk`, each
+    epoch taken by `keep`) until the model has trained ``start + epochs`` epochs or
+    ``model.stop_training``; a last check that the weights are finite; `finish`
+    (``on_train_end``, also when it raised). A fit that raises before an epoch of its
+    own is kept puts the model back as it found it (`Snapshot`).
 
     Epochs are numbered on from the model's ``epochs_trained_`` (``start``).
     """
@@ -888,17 +952,29 @@ class Trainer:
 
     # ------------------------------------------------------------ the loop
     def train(self) -> None:
+        """Run the fit; one that fails (any exception, Ctrl-C included) before an epoch of
+        its own is kept puts the whole model back as it found it (`Snapshot`), one that
+        fails later keeps the epochs completed (`end`)."""
+        before = Snapshot.of(self.model)
+        self.began = False
+        try:
+            self.begin()
+            self.began = True
+            self.epochs_loop()
+        except BaseException:
+            if not self.began or self.state.epoch == self.first.epoch:
+                before.put_back(self.model)
+            raise
+
+    def begin(self) -> None:
+        """The model takes this fit's training state and optimizer; the callbacks'
+        ``on_train_begin`` (a `BackupAndRestore` may move the model forward there)."""
         model, state = self.model, self.state
         model.stop_training = False
-        before = (model.train_state_, model.optimizer_, model.optimizer_state_)
         model.train_state_ = state  # callbacks see it from on_train_begin on
         model.optimizer_, model.optimizer_state_ = self.optimizer, state.opt_state
         self.callbacks.check = StateCheck(self)
-        try:
-            self.callbacks.on_train_begin({})
-        except BaseException:  # e.g. a monitored metric this fit does not log
-            model.train_state_, model.optimizer_, model.optimizer_state_ = before
-            raise
+        self.callbacks.on_train_begin({})
         self.chunk = (state.epoch, state.rng.bit_generator.state)  # (a backup's)
         self.initial = model.params
         self.first = self.mark(state.epoch, model.params, model.optimizer_state_)
@@ -907,6 +983,11 @@ class Trainer:
         model.history_.params = self.history.params
         self.callbacks.check.seen()
         self.history.extend(model.history_, since=self.start)  # epochs a backup restored
+
+    def epochs_loop(self) -> None:
+        """Chunks until the model has trained ``end`` epochs or a callback stops it, a last
+        check of the weights, then `end`."""
+        model, state = self.model, self.state
         completed = False
         try:
             while state.epoch < self.end and not model.stop_training:
@@ -914,12 +995,32 @@ class Trainer:
             self.check_final_weights()
             completed = True
         finally:
-            model.optimizer_ = self.optimizer
-            model.epochs_trained_ = state.epoch
-            self.callbacks.check.seen()
+            self.finish(completed)
+
+    def finish(self, completed: bool) -> None:
+        """``on_train_end``, the model at its last completed epoch: the histories hold
+        exactly its epochs (one interrupted between taking an epoch and counting it gives
+        it back), the training state follows what the callbacks left (e.g. early
+        stopping's best weights, a learning rate reduced at the last epoch), also when a
+        callback's ``on_train_end`` raised."""
+        model, state = self.model, self.state
+        model.optimizer_ = self.optimizer
+        model.epochs_trained_ = state.epoch
+        if not completed:
+            for history in self.histories():
+                _drop_epochs_from(history, state.epoch)
+        self.callbacks.check.seen()
+        try:
             self.callbacks.on_train_end({"completed": completed})
-            # e.g. early stopping's best weights, a learning rate reduced at the last epoch
+        finally:
             state.params, state.opt_state = model.params, model.optimizer_state_
+
+    def histories(self) -> list:
+        """Every `History` of this fit, once each: the model's, the fit's and any among
+        the callbacks."""
+        found = [self.model.history_, self.history,
+                 *(cb for cb in self.callbacks.callbacks if isinstance(cb, History))]
+        return list({id(h): h for h in found if isinstance(h, History)}.values())
 
     def run_chunk(self, n_epochs: int) -> None:
         """Run ``n_epochs`` epochs in one call, then hand each to the callbacks."""
@@ -966,31 +1067,41 @@ class Trainer:
 
     def keep(self, params, opt_state, losses, totals) -> None:
         """Make ``params`` the model's weights and log the epochs of ``losses`` and of
-        the training ``totals`` (a host array, one row per epoch)."""
+        the training ``totals`` (a host array, one row per epoch).
+
+        Nothing changes until every log is known (validation included); then the
+        histories take the epochs and one assignment (`commit`) moves the weights, the
+        optimizer state and the epoch count of the model and of its training state
+        together: a Ctrl-C at any line leaves them at the same epoch (`finish` gives
+        back epochs a history took but the count did not)."""
         state, model = self.state, self.model
         self.recent.append(self.mark(state.epoch))
-        state.params, state.opt_state = params, opt_state
-        model.params, model.optimizer_state_ = params, opt_state
-        self.callbacks.check.seen()
         columns = {"loss": np.asarray(losses, dtype=np.float64).tolist(),
                    **{name: v.tolist() for name, v in
                       model._spec.loss.scores_from_totals(totals).items()}}
+        epochs = list(range(state.epoch, state.epoch + len(columns["loss"])))
         if self.histories_only:  # the histories take the chunk's epochs at once
-            epochs = list(range(state.epoch, state.epoch + len(columns["loss"])))
             for history in (model.history_, *self.callbacks.callbacks):
                 history.append_epochs(epochs, columns)
-            state.epoch += len(epochs)
-            model.epochs_trained_ = state.epoch
+            self.commit(params, opt_state, epochs[-1] + 1)
             return
-        for values in zip(*columns.values()):
-            logs = dict(zip(columns, values))
-            if self.data.val is not None:  # then every chunk is one epoch
-                logs.update(model._validation_logs(*self.data.val))
-            state.epoch += 1
-            model.epochs_trained_ = state.epoch
-            model.history_.append(state.epoch - 1, logs)
-            self.callbacks.check.seen()
-            self.callbacks.on_epoch_end(state.epoch - 1, logs)
+        if not _params_finite(model, params):  # never handed to the callbacks
+            self.diverged(epochs[-1], "the weights became NaN or infinite")
+        rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
+        if self.data.val is not None:  # then every chunk is one epoch
+            rows[-1].update(model._validation_logs(*self.data.val, params=params))
+        for epoch, logs in zip(epochs, rows):
+            model.history_.append(epoch, logs)
+        self.commit(params, opt_state, epochs[-1] + 1)
+        for epoch, logs in zip(epochs, rows):
+            self.callbacks.on_epoch_end(epoch, logs)
+
+    def commit(self, params, opt_state, epoch: int) -> None:
+        """The model and its training state at the end of ``epoch - 1``, in one
+        assignment (no Ctrl-C can fall between its parts)."""
+        s, m, new = self.state, self.model, (params, opt_state, epoch) * 2
+        s.params, s.opt_state, s.epoch, m.params, m.optimizer_state_, m.epochs_trained_ = new
+        self.callbacks.check.seen()
 
     def indices(self, n_epochs):
         """The batches' row indices for the next ``n_epochs`` (None for full batches)."""
@@ -1078,16 +1189,19 @@ class Trainer:
     def restore(self, mark: Mark) -> None:
         """Put the model back at ``mark``: the weights, the optimizer's state (its step
         count included), the epoch count, the shuffle stream, and the histories without
-        the epochs from ``mark.epoch`` on."""
+        the epochs from ``mark.epoch`` on; callbacks that saw those epochs end are told
+        (`Callback.on_epochs_taken_back`)."""
         state, model = self.state, self.model
+        seen = state.epoch > mark.epoch and not self.histories_only  # by the callbacks
         state.params, state.opt_state, state.epoch = mark.params, mark.opt_state, mark.epoch
         model.params, model.optimizer_state_ = mark.params, mark.opt_state
         model.epochs_trained_ = mark.epoch
         self.rewind(mark.shuffled, mark.offset)
-        histories = [model.history_, self.history,
-                     *(cb for cb in self.callbacks.callbacks if isinstance(cb, History))]
-        for history in {id(h): h for h in histories if h is not None}.values():
+        for history in self.histories():
             _drop_epochs_from(history, mark.epoch)
+        self.callbacks.check.seen()
+        if seen:
+            self.callbacks.on_epochs_taken_back(mark.epoch)
 
     def diverged(self, epoch: int, what: str):
         """Restore the last state with a finite loss (`restore`) and raise

@@ -228,6 +228,13 @@ def to_backend_array(backend, data, name, dtype=None, *, floats_only=False, on_h
     is not the backend's own stays a (checked, cast) NumPy array: the caller checks
     it further on the host (no device work, nothing to compile) and moves it once.
     """
+    if backend.is_traced(data):
+        raise TypeError(
+            f"{name} is traced by a JAX transformation (jax.jit, jax.grad, jax.vmap): the "
+            "model's methods check and convert concrete arrays. Inside a transformation use "
+            "the pure functions: mlp.core.forward(model.spec, model.params, x), "
+            "mlp.core.loss_value(model.spec, model.params, x, y) or "
+            "mlp.core.loss_and_gradients(model.spec, model.params, x, y)")
     if isinstance(data, np.ndarray) and (type(data) is not np.ndarray
                                          or data.dtype.kind in "OV"
                                          or _is_ml_dtype(data.dtype)):

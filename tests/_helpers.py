@@ -23,6 +23,24 @@ class WeightLog(mlp.Callback):
         self.weights.append(self.model.get_weights())
 
 
+class InterruptAtLine:
+    """A tracer that raises KeyboardInterrupt at the ``k``-th line run in ``codes``: where a
+    real Ctrl-C surfaces, between two statements."""
+
+    def __init__(self, k, codes):
+        self.k, self.codes, self.lines = k, codes, 0
+
+    def __call__(self, frame, event, arg):
+        return self.local if frame.f_code in self.codes else None
+
+    def local(self, frame, event, arg):
+        if event == "line":
+            self.lines += 1
+            if self.lines == self.k:
+                raise KeyboardInterrupt
+        return self.local
+
+
 def rewrite_npz(path, **changes):
     """The ``.npz`` file at ``path`` with some of its arrays replaced (None: removed)."""
     with np.load(path) as data:

@@ -9,6 +9,8 @@ import math
 import os
 import re
 import stat
+import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -550,10 +552,101 @@ def test_csv_logger_drops_a_row_cut_short_by_a_kill(tmp_path):
     path = tmp_path / "log.csv"
     path.write_text("epoch,loss,accuracy\r\n0,1.5,0.5\r\n1,1.4")  # killed mid-row
     model = _model("numpy")
-    model.fit(x, y, epochs=1, callbacks=[mlp.CSVLogger(path)])
+    with pytest.warns(RuntimeWarning, match=r"the last row of '.*log\.csv' was cut short .* "
+                                            r"dropped"):
+        model.fit(x, y, epochs=1, callbacks=[mlp.CSVLogger(path)])
     assert _rows(path) == [["epoch", "loss", "accuracy"], ["0", "1.5", "0.5"],
                            ["0", repr(model.history_.history["loss"][0]),
                             repr(model.history_.history["accuracy"][0])]]
+
+
+@pytest.mark.parametrize("end", ["\n", ""])
+def test_csv_logger_keeps_a_whole_last_row_without_its_line_end(tmp_path, end):
+    x, y = _data()
+    path = tmp_path / "log.csv"
+    text = "epoch,loss,accuracy\n0,0.5,0.75\n1,0.25,0.75" + end
+    path.write_text(text)
+    model = _model("numpy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing is dropped: no warning
+        model.fit(x, y, epochs=1, callbacks=[mlp.CSVLogger(path)])
+    written = path.read_text()
+    assert written.startswith(text) and written[len(text):].lstrip("\r\n").startswith("0,")
+    assert [r[0] for r in _rows(path)] == ["epoch", "0", "1", "0"]
+    assert _rows(path)[2] == ["1", "0.25", "0.75"]
+
+
+def test_a_log_in_use_by_another_fit_is_refused_before_training(tmp_path):
+    """One fit at a time writes a log (whatever path or link leads to it): a second fit,
+    in another thread, and a second logger of one fit fail before any epoch, and the log
+    is free again once the fit holding it ends (also when it raised)."""
+    x, y = _data()
+    path = tmp_path / "log.csv"
+    os.symlink(path, tmp_path / "link.csv")
+    refused = []
+
+    def second_fit(epoch, logs):
+        def run():
+            other = _model("numpy", seed=1)
+            try:
+                other.fit(x, y, epochs=2, callbacks=[mlp.CSVLogger(tmp_path / "link.csv")])
+            except RuntimeError as exc:
+                refused.append((exc, other.epochs_trained_))
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join()
+
+    model = _model("numpy")
+    model.fit(x, y, epochs=2, callbacks=[mlp.CSVLogger(path), second_fit])
+    assert len(refused) == 2 and [trained for _, trained in refused] == [0, 0]  # each epoch
+    exc = refused[0][0]
+    assert re.search(r"CSVLogger: the log '.*link\.csv' is in use by another "
+                                      r"fit \(process \d+ on .*; lock file '.*\.log\.csv\.lock'"
+                                      r"\): two fits, or two loggers of one fit, cannot write "
+                                      r"one log", str(exc))
+    assert [r[0] for r in _rows(path)] == ["epoch", "0", "1"]  # each row once
+    start = _model("numpy").get_weights()
+    twice = _model("numpy")
+    with pytest.raises(RuntimeError, match=r"the log '.*log\.csv' is in use by another fit"):
+        twice.fit(x, y, epochs=1, callbacks=[mlp.CSVLogger(path), mlp.CSVLogger(path)])
+    _untouched(twice, start)
+    with pytest.raises(ValueError, match="bad"):
+        model.fit(x, y, epochs=1, callbacks=[mlp.CSVLogger(path), _Raises("bad")])
+    model.fit(x, y, epochs=1, callbacks=[mlp.CSVLogger(path)])  # free again
+    assert [r[0] for r in _rows(path)] == ["epoch", "0", "1", "2", "3"]
+    assert sorted(os.listdir(tmp_path)) == ["link.csv", "log.csv"]  # no lock file left
+
+
+class _Raises(mlp.Callback):
+    def __init__(self, message):
+        self.message = message
+
+    def on_epoch_end(self, epoch, logs):
+        raise ValueError(self.message)
+
+
+def test_over_long_names_and_nul_characters_are_refused_before_training(tmp_path):
+    x, y = _data()
+    model = _model("numpy")
+    start = model.get_weights()
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    long_log = str(tmp_path / ("l" * limit + ".csv"))
+    for append in (True, False):
+        with pytest.raises(OSError, match=r"cannot write the CSV log to '.*l\.csv': its file "
+                                          rf"name is {limit + 4} bytes long"):
+            model.fit(x, y, epochs=1, callbacks=[mlp.CSVLogger(long_log, append=append)])
+    pattern = str(tmp_path / "ck-{epoch:300}.npz")
+    with pytest.raises(OSError, match=re.escape(f"cannot save the checkpoint to {pattern!r}: its "
+                                                f"file name is 307 bytes long")):
+        model.fit(x, y, epochs=1, callbacks=[mlp.ModelCheckpoint(pattern)])
+    _untouched(model, start)
+    assert os.listdir(tmp_path) == []
+    for make, name in ((mlp.ModelCheckpoint, "ModelCheckpoint path"),
+                       (mlp.CSVLogger, "CSVLogger path"),
+                       (mlp.BackupAndRestore, "BackupAndRestore directory")):
+        with pytest.raises(ValueError, match=rf"{name} 'a\\x00b' holds a NUL character"):
+            make("a\0b")
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
@@ -942,3 +1035,68 @@ def test_a_learning_rate_a_callback_reduces_in_the_last_epoch_is_kept(backend):
     model.fit(x, y, epochs=1, callbacks=[HalveAtTheEnd()])
     assert learning_rate_scale(model.optimizer_state_) == 0.125
     assert model.train_state_.opt_state is model.optimizer_state_
+
+
+# ------------------------------------------- callbacks after a divergence takes back epochs
+def _diverging(backend):
+    """A model and data whose full-batch SGD at ``learning_rate=1e5`` ends epoch 1 at
+    finite weights whose loss overflows: epoch 1 ends (its loss was computed before its
+    step), the callbacks see it, then epoch 2 diverges and epoch 1 is taken back."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(12, 3)), rng.normal(size=(12, 2)) * 100
+    model = mlp.MLP([3, 8, 2], activation="identity", seed=0, backend=backend)
+    return model, x, y
+
+
+def _csv_epochs(path):
+    with open(path, newline="") as fh:
+        return [int(row[0]) for row in list(csv.reader(fh))[1:]]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_divergence_takes_back_the_epochs_the_callbacks_saw(backend, tmp_path):
+    """The CSV log loses the rows of the epochs taken back (the earlier fit's rows stay),
+    every History and the backup agree with the model; checkpoint files stay (each holds
+    the epoch it names, as it was)."""
+    model, x, y = _diverging(backend)
+    log = mlp.CSVLogger(tmp_path / "log.csv")
+    model.fit(x, y, epochs=2, learning_rate=1e-3, batch_size=None, optimizer="sgd",
+              callbacks=[log])
+    seen, own = [], mlp.History()
+    folder = tmp_path / "backup"
+    checkpoint = mlp.ModelCheckpoint(tmp_path / "ckpt-{epoch}.npz")
+    with pytest.raises(mlp.TrainingDivergedError, match="the loss became (inf|nan) in epoch 4") \
+            as info:
+        model.fit(x, y, epochs=50, learning_rate=1e5, batch_size=None, optimizer="sgd",
+                  callbacks=[log, own, checkpoint, lambda e, logs: seen.append(e),
+                             mlp.BackupAndRestore(folder)])
+    assert seen == [2, 3]  # epoch 3 ended, then was taken back
+    kept = list(range(model.epochs_trained_))
+    assert kept == [0, 1, 2]
+    assert model.history_.epoch == kept and info.value.history.epoch == [2]
+    assert own.epoch == [2] and all(len(v) == 1 for v in own.history.values())
+    assert _csv_epochs(log.path) == kept
+    backup = mlp.load(folder / "backup-from-epoch-2.npz", backend=backend)
+    assert backup.epochs_trained_ == 3 and backup.history_.epoch == kept
+    _weights_equal(backup.get_weights(), model.get_weights())
+    assert checkpoint.saved == [str(tmp_path / "ckpt-3.npz"), str(tmp_path / "ckpt-4.npz")]
+    assert mlp.load(tmp_path / "ckpt-4.npz").epochs_trained_ == 4  # as it was written
+    # the next fit logs on from the model's epochs, in the same file
+    model.fit(x, y, epochs=1, learning_rate=1e-3, callbacks=[log])
+    assert _csv_epochs(log.path) == [0, 1, 2, 3]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_callbacks_never_see_an_epoch_whose_weights_overflowed(backend, tmp_path):
+    """A step that makes the weights infinite ends its epoch with a finite loss (computed
+    before the step): the fit diverges there, before any callback sees the epoch, so no
+    checkpoint holds weights that load refuses."""
+    model, x, y = _diverging(backend)
+    seen = []
+    checkpoint = mlp.ModelCheckpoint(tmp_path / "ckpt-{epoch}.npz")
+    with pytest.raises(mlp.TrainingDivergedError, match=r"the weights became NaN or infinite "
+                                                        r"in epoch 0"):
+        model.fit(x, y, epochs=5, learning_rate=1e38, batch_size=None, optimizer="sgd",
+                  callbacks=[checkpoint, lambda e, logs: seen.append(e)])
+    assert seen == [] and checkpoint.saved == [] and os.listdir(tmp_path) == []
+    assert model.epochs_trained_ == 0 and model.history_ is None

@@ -261,7 +261,8 @@ def test_training_on_inputs_whose_forward_pass_overflows_blames_the_data(backend
                              r"3e\+38.*not the learning rate"):
         model.fit(np.array([[3e38, 3e38], [1.0, 2.0]]), np.array([0, 2]), epochs=2)
     assert_weights_equal(model.get_weights(), start)
-    assert model.epochs_trained_ == 0 and model.history_.epoch == []
+    # as it was before the fit: no epoch completed
+    assert model.epochs_trained_ == 0 and model.history_ is None and model.optimizer_ is None
     # validation data whose metrics overflow would log NaN every epoch: refused up front
     fresh = mlp.MLP([2, 4, 3], loss="cross_entropy", backend=backend, seed=0)
     x, y = np.random.default_rng(0).normal(size=(9, 2)), np.arange(9) % 3
@@ -619,6 +620,50 @@ def test_keyboard_interrupt_mid_epoch_is_never_half_applied(backend, with_callba
         np.testing.assert_allclose(model.history_.history[name], values, rtol=1e-6)
 
 
+
+@pytest.mark.parametrize("per_epoch", [False, True], ids=["histories-only", "callbacks"])
+def test_ctrl_c_at_any_line_of_taking_an_epoch_leaves_a_consistent_model(backend, per_epoch):
+    """Ctrl-C at every line of `Trainer.keep` (and what it calls: `commit`, the histories,
+    the callbacks' on_epoch_end) and of `run_chunk`: the weights, the optimizer's state,
+    the epoch count, the history and the training state always agree, at the end of the
+    same epoch (none completed: the model as before the fit)."""
+    import sys
+
+    from mlp.callbacks import CallbackList, History
+    from mlp.training import Trainer
+    from tests._helpers import InterruptAtLine
+
+    val = regression_data(seed=1) if per_epoch else None
+    weights = _per_epoch_weights(backend, 3, validation_data=val)
+    codes = {f.__code__ for f in (Trainer.keep, Trainer.commit, Trainer.run_chunk,
+                                  Trainer.rewind, History.append, History.append_epochs,
+                                  History._add_metrics, CallbackList.on_epoch_end)}
+    kept, k = set(), 0
+    while True:
+        k += 1
+        model = make(backend)
+        before = _whole_state(model)
+        sys.settrace(InterruptAtLine(k, codes))
+        try:
+            model.fit(*regression_data(), epochs=3, batch_size=5, optimizer="sgd",
+                      validation_data=val,
+                      callbacks=[lambda e, logs: None] if per_epoch else None)
+        except KeyboardInterrupt:
+            pass
+        else:
+            break  # no line left to interrupt at
+        finally:
+            sys.settrace(None)
+        epochs = model.epochs_trained_
+        kept.add(epochs)
+        if epochs == 0:
+            _assert_same_state(model, before)
+        else:
+            _assert_consistent(model, weights, epochs)
+    assert_weights_equal(model.get_weights(), weights[3])
+    assert {0, 1, 2} <= kept if per_epoch else {0} <= kept
+
+
 # -------------------------------------------------------------- divergence
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # overflow in the diverging math
 @pytest.mark.parametrize("batch_size", [None, 4])
@@ -630,9 +675,11 @@ def test_divergence_restores_finite_weights(backend, batch_size, with_callback, 
     y = y * 100
     model = make(backend, sizes=(F, 8, OUT), activation="identity")
     callbacks = [lambda epoch, logs: None] if with_callback else None
-    with pytest.raises(mlp.TrainingDivergedError, match=r"training diverged: the loss became "
-                       r"(nan|inf) in epoch \d+ .*learning rate (1000000\.0|1e\+38) may be too "
-                       r"large.*restored") as info:
+    # (with a callback, weights that became inf are caught as their epoch ends: callbacks
+    # never see them)
+    with pytest.raises(mlp.TrainingDivergedError, match=r"training diverged: the (loss|weights) "
+                       r"became (nan|inf|NaN or infinite) in epoch \d+ .*learning rate "
+                       r"(1000000\.0|1e\+38) may be too large.*restored") as info:
         model.fit(x, y, epochs=200, learning_rate=learning_rate, batch_size=batch_size,
                   callbacks=callbacks, optimizer="sgd")
     assert isinstance(info.value, FloatingPointError)
@@ -643,9 +690,14 @@ def test_divergence_restores_finite_weights(backend, batch_size, with_callback, 
     assert info.value.history.epoch == list(range(len(losses)))
     assert len(losses) < 200
     # the history, the epoch count and the optimizer's step count agree with the weights
-    assert model.epochs_trained_ == len(losses) == len(model.history_.epoch)
-    assert step_count(model.optimizer_state_) == len(losses) * (
-        1 if batch_size is None else -(-N // batch_size))
+    # (no epoch kept: the model is as it was before the fit, with no history nor optimizer)
+    kept = [] if model.history_ is None else model.history_.epoch
+    assert model.epochs_trained_ == len(losses) == len(kept)
+    if not losses:
+        assert model.optimizer_ is None and model.optimizer_state_ is None
+    else:
+        assert step_count(model.optimizer_state_) == len(losses) * (
+            1 if batch_size is None else -(-N // batch_size))
     if batch_size is None and learning_rate == 1e6:  # epoch 0's loss and end weights are
         assert len(losses) >= 1                       # finite (1e38: its end weights are inf)
     assert tuple(model.predict(x).shape) == (N, OUT)  # still usable (if huge)
@@ -925,3 +977,209 @@ def test_a_float64_model_that_overflows_is_not_advised_float64(backend):
     with pytest.raises(mlp.TrainingDivergedError, match=r"or start from fresh weights, or build "
                                                        r"the model with dtype='float64'"):
         narrow.fit(np.array([[3e38, 3e38], [1.0, 2.0]]), labels, epochs=2)
+
+
+# ------------------------------------------------- a failed fit loses nothing
+def _whole_state(model):
+    """Everything a fit may change, as comparable values (objects by identity)."""
+    history = model.history_
+    return {"weights": model.get_weights(), "optimizer": id(model.optimizer_),
+            "opt_state": id(model.optimizer_state_), "train_state": id(model.train_state_),
+            "epochs": model.epochs_trained_, "history": id(history),
+            "history_epochs": None if history is None else list(history.epoch),
+            "history_values": None if history is None else {
+                k: list(v) for k, v in history.history.items()},
+            "history_params": None if history is None else id(history.params),
+            "rng": model._shuffle_rng.bit_generator.state, "seed": model.seed,
+            "stop": model.stop_training}
+
+
+def _assert_same_state(model, before):
+    after = _whole_state(model)
+    assert_weights_equal(after.pop("weights"), before["weights"])
+    assert after == {k: v for k, v in before.items() if k != "weights"}
+
+
+def _adam_trained(backend):
+    """A model trained 2 epochs with Adam, its learning rate scale reduced."""
+    model = make(backend)
+    model.fit(*regression_data(), epochs=2, batch_size=5,
+              callbacks=[mlp.ReduceLROnPlateau("loss", patience=1, min_delta=10.0)])
+    assert mlp.optimizers.learning_rate_scale(model.optimizer_state_) < 1
+    return model
+
+
+class _Raising(mlp.Callback):
+    """A callback that raises ``error`` in ``hook`` (for the epoch hooks: at epoch ``at``, or
+    at the first epoch it sees with ``at=None``)."""
+
+    def __init__(self, hook, error=RuntimeError, at=0):
+        self.hook, self.error, self.at = hook, error, at
+        self.ended, self.seen = False, []
+
+    def _maybe(self, hook, epoch=None):
+        if hook == self.hook and (self.at is None or epoch in (None, self.at)):
+            raise self.error(f"{hook} failed")
+
+    def on_train_begin(self, logs=None):
+        self._maybe("on_train_begin")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._maybe("on_epoch_begin", epoch)
+
+    def on_epoch_end(self, epoch, logs):
+        self.seen.append(epoch)
+        self._maybe("on_epoch_end", epoch)
+
+    def on_train_end(self, logs=None):
+        self.ended = True
+        self._maybe("on_train_end")
+
+
+def _raising_update(g, s, p=None):
+    raise RuntimeError("update failed")
+
+
+FIRST_EPOCH_FAILURES = {
+    "update-raises": lambda: dict(optimizer=mlp.optimizers.GradientTransformation(
+        lambda p: (), _raising_update)),
+    "update-returns-None": lambda: dict(optimizer=mlp.optimizers.GradientTransformation(
+        lambda p: (), lambda g, s, p=None: None)),
+    "chain-of-own": lambda: dict(optimizer=mlp.optimizers.chain(
+        mlp.optimizers.GradientTransformation(lambda p: (), _raising_update),
+        mlp.optimizers.scale_by_learning_rate(0.1))),
+    "on_train_begin": lambda: dict(callbacks=[_Raising("on_train_begin")]),
+    "on_epoch_begin": lambda: dict(callbacks=[_Raising("on_epoch_begin", at=None)]),
+    "ctrl-c-on_epoch_begin": lambda: dict(callbacks=[_Raising("on_epoch_begin",
+                                                               KeyboardInterrupt, None)]),
+    "schedule-fails": lambda: dict(optimizer=mlp.optimizers.SGD(
+        lambda step: 1 / 0)),
+    "init-raises": lambda: dict(optimizer=mlp.optimizers.GradientTransformation(
+        lambda p: 1 / 0, _raising_update)),
+    "diverges": lambda: dict(optimizer="sgd", learning_rate=1e38, batch_size=None),
+}
+
+
+@pytest.mark.parametrize("case", list(FIRST_EPOCH_FAILURES))
+@pytest.mark.parametrize("untrained", [False, True], ids=["trained", "untrained"])
+def test_a_fit_failing_before_its_first_epoch_completes_leaves_the_model_as_it_was(
+        backend, case, untrained):
+    """The optimizer, its state (the learning-rate scale included), the training state,
+    the history (the same object and lists), the epoch count, the weights, the shuffle
+    stream: all as before the call, whatever fails before an epoch completes."""
+    model = make(backend) if untrained else _adam_trained(backend)
+    before = _whole_state(model)
+    with pytest.raises((Exception, KeyboardInterrupt)), np.errstate(all="ignore"):
+        model.fit(*regression_data(), **{"epochs": 3, "batch_size": 5,
+                                         **FIRST_EPOCH_FAILURES[case]()})
+    _assert_same_state(model, before)
+    model.fit(*regression_data(), epochs=1, batch_size=5)  # and it trains on
+    assert model.epochs_trained_ == (1 if untrained else 3)
+
+
+def _per_epoch_weights(backend, epochs, **kw):
+    """The weights after each of ``epochs`` epochs of an undisturbed fit (index: epochs)."""
+    model = make(backend)
+    weights = [model.get_weights()]
+    model.fit(*regression_data(), epochs=epochs, batch_size=5, optimizer="sgd",
+              callbacks=[lambda e, logs: weights.append(model.get_weights())], **kw)
+    return weights
+
+
+def _assert_consistent(model, weights, epochs):
+    """The model is at the end of epoch ``epochs - 1``: weights, count, history, training
+    state and the optimizer's step count (3 steps an epoch) agree."""
+    state = model.train_state_
+    assert model.epochs_trained_ == state.epoch == epochs
+    assert model.history_.epoch == list(range(epochs))
+    assert all(len(v) == epochs for v in model.history_.history.values())
+    assert state.params is model.params and state.opt_state is model.optimizer_state_
+    assert step_count(model.optimizer_state_) == 3 * epochs
+    assert_weights_equal(model.get_weights(), weights[epochs])
+
+
+def test_a_failing_validation_keeps_the_epochs_completed_before(backend, monkeypatch):
+    """An error computing epoch 2's validation metrics: the model stays at epoch 1's end
+    (its weights were never taken without their epoch)."""
+    x, y = regression_data()
+    val = regression_data(seed=1)
+    weights = _per_epoch_weights(backend, 3, validation_data=val)
+    model = make(backend)
+    real, calls = mlp.MLP._validation_logs, []
+
+    def failing(self, *args, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            raise MemoryError("validation failed")
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(mlp.MLP, "_validation_logs", failing)
+    with pytest.raises(MemoryError):
+        model.fit(x, y, epochs=3, batch_size=5, optimizer="sgd", validation_data=val)
+    _assert_consistent(model, weights, 2)
+    assert "val_loss" in model.history_.history
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_a_callback_raising_at_an_epochs_end_keeps_that_epoch(backend, error):
+    """The epoch completed (the model took it, the callbacks are told of it): a callback
+    raising in its on_epoch_end keeps it, as Ctrl-C there does; the callbacks after it see
+    the epoch too (not after Ctrl-C, which stops at once), and every callback's
+    on_train_end runs."""
+    weights = _per_epoch_weights(backend, 3)
+    model = make(backend)
+    raising, after = _Raising("on_epoch_end", error, at=1), _Raising("never")
+    with pytest.raises(error):
+        model.fit(*regression_data(), epochs=3, batch_size=5, optimizer="sgd",
+                  callbacks=[raising, after])
+    _assert_consistent(model, weights, 2)
+    assert raising.ended and after.ended
+    assert after.seen == ([0, 1] if error is RuntimeError else [0])
+
+
+def test_a_callback_raising_at_the_first_epochs_end_keeps_it(backend):
+    weights = _per_epoch_weights(backend, 1)
+    model = make(backend)
+    with pytest.raises(RuntimeError, match="on_epoch_end failed"):
+        model.fit(*regression_data(), epochs=3, batch_size=5, optimizer="sgd",
+                  callbacks=[_Raising("on_epoch_end", at=0)])
+    _assert_consistent(model, weights, 1)
+
+
+def test_a_callback_raising_in_on_train_end_leaves_a_consistent_model(backend, tmp_path):
+    """Early stopping's best weights (restored in its on_train_end) are the training
+    state's too; the callbacks after the one that raised end as well (a backup lets its
+    folder go: the next fit may use it)."""
+    x, y = regression_data()
+    model = make(backend)
+    stopper = mlp.EarlyStopping("loss", patience=50)
+    raising, after = _Raising("on_train_end"), _Raising("never")
+    backup = mlp.BackupAndRestore(tmp_path / "backup")
+    with pytest.raises(RuntimeError, match="on_train_end failed"):
+        model.fit(x, y, epochs=4, batch_size=5, optimizer="sgd",
+                  callbacks=[stopper, raising, after, backup])
+    assert after.ended and model.epochs_trained_ == model.train_state_.epoch == 4
+    assert model.params is model.train_state_.params is stopper.best_params
+    assert not (tmp_path / "backup").exists()  # completed: the backup removed, lock let go
+    model.fit(x, y, epochs=1, batch_size=5, callbacks=[backup])
+    assert model.epochs_trained_ == 5
+
+
+def test_a_resumed_backup_whose_first_step_fails_is_undone(backend, tmp_path):
+    """A fit that resumed a backup (on_train_begin) and then fails before an epoch of its
+    own completes leaves the model as the call found it; the backup stays to resume."""
+    x, y = regression_data()
+    folder = tmp_path / "backup"
+    first = make(backend)
+    with pytest.raises(RuntimeError):
+        first.fit(x, y, epochs=4, batch_size=5, optimizer="sgd",
+                  callbacks=[mlp.BackupAndRestore(folder), _Raising("on_epoch_end", at=1)])
+    model = make(backend)
+    before = _whole_state(model)
+    with pytest.raises(RuntimeError, match="on_epoch_begin failed"):
+        model.fit(x, y, epochs=4, batch_size=5, optimizer="sgd",
+                  callbacks=[_Raising("on_epoch_begin", at=None), mlp.BackupAndRestore(folder)])
+    _assert_same_state(model, before)
+    model.fit(x, y, epochs=4, batch_size=5, optimizer="sgd",
+              callbacks=[mlp.BackupAndRestore(folder)])
+    assert model.history_.epoch == [0, 1, 2, 3]

@@ -33,6 +33,7 @@ from mlp.optimizers import (
     trace,
 )
 from mlp.steps import InterruptedRun, batch_indices, make_run
+from tests._helpers import InterruptAtLine
 from tests.conftest import _params
 
 #: The backends with a fast path, each built with it (True) or without (False).
@@ -270,24 +271,6 @@ def test_ctrl_c_keeps_the_completed_epochs(lib):
     assert_identical(parts[0], parts[1])
 
 
-class _InterruptAtLine:
-    """A tracer that raises KeyboardInterrupt at the ``k``-th line run in ``codes``: where a
-    real Ctrl-C surfaces, between two statements."""
-
-    def __init__(self, k, codes):
-        self.k, self.codes, self.lines = k, codes, 0
-
-    def __call__(self, frame, event, arg):
-        return self.local if frame.f_code in self.codes else None
-
-    def local(self, frame, event, arg):
-        if event == "line":
-            self.lines += 1
-            if self.lines == self.k:
-                raise KeyboardInterrupt
-        return self.local
-
-
 def test_ctrl_c_at_any_line_hands_back_a_consistent_state(lib):
     """Ctrl-C at every line of the epoch loops (pure and fast), of saving the weights and of
     a step: what is handed back is always the weights, the optimizer state, the losses and
@@ -309,7 +292,7 @@ def test_ctrl_c_at_any_line_hands_back_a_consistent_state(lib):
         kept, k = set(), 0
         while True:
             k += 1
-            sys.settrace(_InterruptAtLine(k, codes))
+            sys.settrace(InterruptAtLine(k, codes))
             try:
                 run(params, state, x_dev, y_dev, None, *lib.rows(host_batches, host_last), 3)
             except InterruptedRun as part:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -587,3 +588,214 @@ def test_loading_a_users_activation_before_registering_it_says_to_register_it(tm
     with pytest.raises(ModelFileError, match=r"activation 'softsign_io_test', which is not "
                                              r"registered .* mlp\.register_activation"):
         mlp.load(path, backend="numpy")
+
+
+# ----------------------------------------------------------- paths refused before the work
+def test_save_names_a_file_where_a_folder_should_be(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    model = mlp.MLP([3, 2], backend="numpy", seed=0)
+    for path in ("afile/x.npz", "afile/sub/x.npz"):
+        with pytest.raises(NotADirectoryError, match=re.escape(
+                f"cannot save to {path!r}: {str(tmp_path / 'afile')!r} is a file, not a "
+                f"folder")):
+            model.save(path)
+    with pytest.raises(FileNotFoundError, match=r"cannot save to 'no/x\.npz': folder .* does "
+                                                r"not exist"):
+        model.save("no/x.npz")
+    with pytest.raises(FileNotFoundError, match=r"cannot save to '~/x\.npz': folder .* does "
+                                                r"not exist; '~' is not expanded .*expanduser"):
+        model.save("~/x.npz")
+    assert os.listdir(tmp_path) == ["afile"] and (tmp_path / "afile").read_text() == "x"
+
+
+def test_save_and_load_refuse_a_nul_in_the_path(tmp_path):
+    model = mlp.MLP([3, 2], backend="numpy", seed=0)
+    with pytest.raises(ValueError, match=r"cannot save to '.*m\\x00\.npz': it holds a NUL "
+                                         r"character"):
+        model.save(str(tmp_path / "m\0.npz"))
+    with pytest.raises(ValueError, match=r"cannot load '.*m\\x00\.npz': it holds a NUL"):
+        mlp.load(str(tmp_path / "m\0.npz"))
+    assert os.listdir(tmp_path) == []
+
+
+def test_save_refuses_a_name_too_long_for_the_file_system_before_the_work(tmp_path):
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    name = "m" * (limit - 3) + ".npz"  # one byte more than the file system takes
+    with pytest.raises(OSError, match=rf"its file name is {limit + 1} bytes long, more than "
+                                      rf"the {limit} the file system of .* takes") as info:
+        mlp.MLP([3, 2], backend="numpy", seed=0).save(tmp_path / name)
+    assert info.value.errno == errno.ENAMETOOLONG and os.listdir(tmp_path) == []
+    mlp.MLP([3, 2], backend="numpy", seed=0).save(tmp_path / name[1:])  # the longest taken
+    assert os.listdir(tmp_path) == [name[1:]]
+
+
+def test_save_refuses_a_symbolic_link_loop_and_keeps_the_links(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    os.symlink(b, a)
+    os.symlink(a, b)
+    with pytest.raises(OSError, match=r"cannot save to '.*a': it is a symbolic link that "
+                                      r"leads in a loop") as info:
+        mlp.MLP([3, 2], backend="numpy", seed=0).save(a)
+    assert info.value.errno == errno.ELOOP
+    assert os.path.islink(a) and os.path.islink(b) and sorted(os.listdir(tmp_path)) == ["a", "b"]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads /proc (Linux)")
+def test_the_mode_of_a_new_file_is_found_without_changing_the_umask(tmp_path, monkeypatch):
+    """Setting the umask, even for a moment, would give the files other threads create
+    meanwhile the wrong mode: it is only read."""
+    old = os.umask(0o027)
+    try:
+        def no_umask(mask):
+            raise AssertionError("os.umask called")
+
+        monkeypatch.setattr(os, "umask", no_umask)
+        assert mlp.io.current_umask() == 0o027
+        mlp.MLP([3, 2], backend="numpy", seed=0).save(tmp_path / "m.npz")
+        monkeypatch.undo()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "m.npz").stat().st_mode) == 0o640
+
+
+def test_the_umask_is_read_where_proc_is_missing(monkeypatch):
+    real_open = open
+
+    def no_proc(path, *args, **kwargs):
+        if str(path).startswith("/proc/"):
+            raise FileNotFoundError(path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", no_proc)
+    old = os.umask(0o037)
+    try:
+        assert mlp.io.current_umask() == 0o037
+        assert os.umask(0o037) == 0o037  # put back as it was
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_loaded_optimizer_state_has_a_fresh_states_dtypes(backend, tmp_path, dtype):
+    """Step counts included (JAX's are int64 in a float64 model): a fit that resumes from
+    the file, or a backup restored into a running fit, sees the state it would have made."""
+    from mlp.tree import tree_leaves
+
+    model = mlp.MLP([5, 8, 3], loss="cross_entropy", dtype=dtype, seed=0, backend=backend)
+    x, y = np.random.default_rng(0).normal(size=(20, 5)), np.arange(20) % 3
+    model.fit(x, y, epochs=2)
+    model.save(tmp_path / "m.npz", include_optimizer=True)
+    loaded = mlp.load(tmp_path / "m.npz", backend=backend.name)
+    assert [a.dtype for a in tree_leaves(loaded.optimizer_state_)] == \
+        [a.dtype for a in tree_leaves(model.optimizer_state_)]
+
+
+# ------------------------------------------- what save writes, load reads
+def _nan_moments(model):
+    from mlp.tree import tree_leaves, tree_unflatten
+
+    leaves = tree_leaves(model.optimizer_state_)
+    leaves[1] = leaves[1] * float("nan")  # Adam's first moments of W0
+    model.optimizer_state_ = tree_unflatten(model.optimizer_state_, leaves)
+
+
+def _negative_count(model):
+    from mlp.tree import tree_leaves, tree_unflatten
+
+    leaves = tree_leaves(model.optimizer_state_)
+    leaves[0] = leaves[0] - 10  # the step count
+    model.optimizer_state_ = tree_unflatten(model.optimizer_state_, leaves)
+
+
+UNLOADABLE = {
+    "epochs-1e30": (lambda m: setattr(m, "epochs_trained_", 10**30),
+                    r"model\.epochs_trained_ is 1000000000000000000000000000000, beyond the "
+                    r"2\*\*53 epochs a model file holds"),
+    "epochs-2**53+1": (lambda m: setattr(m, "epochs_trained_", 2**53 + 1),
+                       r"model\.epochs_trained_ is 9007199254740993, beyond"),
+    "history-2**64-1": (lambda m: m.history_.epoch.__setitem__(1, 2**64 - 1),
+                        r"model\.history_ has epochs \[0, 18446744073709551615\] that are not "
+                        r"whole numbers increasing strictly from 0 up to 1 \(the model has "
+                        r"trained 2 epochs\)"),
+    "history-negative": (lambda m: m.history_.epoch.__setitem__(0, -1),
+                         r"model\.history_ has epochs \[-1, 1\] that are not whole numbers"),
+    "history-duplicate": (lambda m: m.history_.epoch.__setitem__(0, 1),
+                          r"model\.history_ has epochs \[1, 1\] that are not whole numbers"),
+    "history-beyond-count": (lambda m: setattr(m, "epochs_trained_", 1),
+                             r"model\.history_ has 2 epochs, more than the 1 the model has "
+                             r"trained"),
+    "metric-unnamed": (lambda m: m.history_.history.__setitem__("", [0.0, 0.0]),
+                       r"model\.history_ has a metric named '' \(metrics are named by "
+                       r"non-empty strings\)"),
+    "nan-moments": (_nan_moments, r"model\.optimizer_state_'s array 1 \(first moments\) holds "
+                                  r"NaN or infinite values"),
+    "negative-count": (_negative_count, r"array 0 \(step count\) holds negative counts"),
+}
+
+
+@pytest.mark.parametrize("case", list(UNLOADABLE))
+def test_save_refuses_a_training_state_load_would_refuse(backend, tmp_path, case):
+    """What a crafted file could hold and `load` refuses, `save` refuses before writing (the
+    attributes set by hand): a file save writes is one load reads."""
+    x = np.random.default_rng(0).normal(size=(12, 3))
+    model = mlp.MLP([3, 4, 2], backend=backend, seed=0)
+    model.fit(x, x[:, :2], epochs=2)
+    change, message = UNLOADABLE[case]
+    change(model)
+    # the history by the check of the model's state fit makes too, the rest by load's rules
+    pattern = (r"^save: " + message + r".*; fit keeps the epoch count and the history itself"
+               if case.startswith(("history", "metric")) else
+               r"cannot save to '.*m\.npz': .*" + message + r".*, and mlp\.load would refuse "
+               r"the file; nothing was written")
+    with pytest.raises(ValueError, match=pattern):
+        model.save(tmp_path / "m.npz", include_optimizer=True)
+    assert os.listdir(tmp_path) == []
+
+
+def test_save_refuses_weights_that_are_not_finite(backend, tmp_path):
+    model = mlp.MLP([3, 4, 2], backend=backend, seed=0)
+    W, b = model.params[1]
+    model.params = [model.params[0], (W * float("inf"), b)]
+    for include in (False, True):
+        with pytest.raises(ValueError, match=r"the weights of layer 1 hold NaN or infinite "
+                                             r"values, and mlp\.load would refuse the file"):
+            model.save(tmp_path / "m.npz", include_optimizer=include)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_fit_beyond_the_epochs_a_file_holds_is_refused(backend, tmp_path):
+    x = np.random.default_rng(0).normal(size=(12, 3))
+    model = mlp.MLP([3, 4, 2], backend=backend, seed=0)
+    model.fit(x, x[:, :2], epochs=1)
+    model.epochs_trained_ = 2**53 - 1
+    model.history_.epoch[0] = 2**53 - 2
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=r"epochs=2 would bring the model's epoch count from "
+                                         r"9007199254740991 to 9007199254740993, beyond the "
+                                         r"2\*\*53 epochs a model file holds; ask for at most 1"):
+        model.fit(x, x[:, :2], epochs=2)
+    for (W, b), (W0, b0) in zip(model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(W, W0)
+        np.testing.assert_array_equal(b, b0)
+    model.fit(x, x[:, :2], epochs=1)  # up to 2**53: saved and loaded
+    model.save(tmp_path / "m.npz", include_optimizer=True)
+    assert mlp.load(tmp_path / "m.npz").epochs_trained_ == 2**53
+
+
+def test_a_loaded_optimizer_state_has_the_dtypes_a_fresh_one_has(backend, tmp_path):
+    """Read inside the model's precision (as a resumed backup is, within fit), the state's
+    step counts have the integer type the optimizer's own init gives there (JAX: int64
+    with 64-bit types on, not narrowed to int32), so a fit resumes it."""
+    from mlp.tree import tree_leaves
+
+    x = np.random.default_rng(0).normal(size=(12, 3))
+    model = mlp.MLP([3, 4, 2], backend=backend, dtype="float64", seed=0)
+    model.fit(x, x[:, :2], epochs=1)
+    model.save(tmp_path / "m.npz", include_optimizer=True)
+    be = model.backend
+    with be.precision(model.dtype):
+        loaded = mlp.load(tmp_path / "m.npz", backend=backend)
+        fresh = loaded.optimizer_.init(loaded.params)
+    assert [leaf.dtype for leaf in tree_leaves(loaded.optimizer_state_)] == [
+        leaf.dtype for leaf in tree_leaves(fresh)]

@@ -403,15 +403,20 @@ def test_a_killed_run_of_a_model_with_a_drawn_seed_resumes(tmp_path):
 
 
 # ------------------------------------------------------------ what a backup resumes
+class Crashed(BaseException):
+    """A crash, as of a killed process: it stops the fit at once, as Ctrl-C does (an
+    Exception would let the later callbacks, the backup included, see the epoch)."""
+
+
 class Crash(mlp.Callback):
-    """Raise at the end of epoch ``epoch`` (before its backup, which goes last)."""
+    """Crash at the end of epoch ``epoch`` (before its backup, which goes last)."""
 
     def __init__(self, epoch):
         self.epoch = epoch
 
     def on_epoch_end(self, epoch, logs):
         if epoch == self.epoch:
-            raise RuntimeError("crash")
+            raise Crashed("crash")
 
 
 def _pattern_callbacks(folder):
@@ -433,7 +438,7 @@ def _readme_run(backend, folder, crash=None, seed=None, x=None, y=None, callback
     if crash is None:
         model.fit(x, y, callbacks=callbacks, **settings)
         return model
-    with pytest.raises(RuntimeError, match="crash"):
+    with pytest.raises(Crashed, match="crash"):
         model.fit(x, y, callbacks=[*callbacks, Crash(crash)], **settings)
     return model
 
@@ -452,6 +457,69 @@ def test_a_crashed_fit_with_the_default_seed_resumes_when_run_again(backend, tmp
                                never.history_.history["val_loss"], rtol=1e-12, atol=0)
     assert [r["epoch"] for r in _csv(tmp_path / "log.csv")] == [str(e) for e in range(6)]
     assert os.listdir(tmp_path) == ["log.csv"]  # the backup folder is gone
+
+
+def _log_run(folder, backup, log, crash=None, seed=3, epochs=6):
+    """A fit of 6 epochs with its own backup folder, logging to ``log``."""
+    x, y = _data()
+    callbacks = [mlp.BackupAndRestore(folder / backup), mlp.CSVLogger(folder / log)]
+    model = mlp.MLP([5, 8, 3], activation="tanh", loss="cross_entropy", dtype="float64",
+                    seed=seed, backend="numpy")
+    if crash is None:
+        model.fit(x, y, epochs=epochs, callbacks=callbacks, **FIT)
+    else:
+        with pytest.raises(Crashed, match="crash"):
+            model.fit(x, y, epochs=epochs, callbacks=[*callbacks, Crash(crash)], **FIT)
+    return model
+
+
+def test_a_resumed_log_never_loses_the_rows_of_another_run(tmp_path):
+    """Run A crashes after logging epoch 3 (before its backup); run B (its own backup)
+    completes into the same log; A resumed keeps every row of B, and its own."""
+    _log_run(tmp_path, "bkA", "shared.csv", crash=3)
+    _log_run(tmp_path, "bkB", "shared.csv", seed=4)
+    before = (tmp_path / "shared.csv").read_bytes()
+    a = _log_run(tmp_path, "bkA", "shared.csv")
+    assert a.history_.epoch == list(range(6))
+    after = (tmp_path / "shared.csv").read_bytes()
+    assert after.startswith(before)  # nothing written before is removed or changed
+    rows = [r["epoch"] for r in _csv(tmp_path / "shared.csv")]
+    # A's 0..3 (3 logged before the crash, kept: B wrote since), B's 0..5, A's 3..5 again
+    assert rows == ["0", "1", "2", "3", "0", "1", "2", "3", "4", "5", "3", "4", "5"]
+    assert sorted(os.listdir(tmp_path)) == ["shared.csv"]
+
+
+def test_a_resumed_run_logging_elsewhere_leaves_the_first_log_alone(tmp_path):
+    _log_run(tmp_path, "bk", "a.csv", crash=3)
+    first = (tmp_path / "a.csv").read_bytes()
+    (tmp_path / "b.csv").write_text("epoch,loss,accuracy\n3,0.5,0.25\n4,0.5,0.25\n")
+    _log_run(tmp_path, "bk", "b.csv")
+    assert (tmp_path / "a.csv").read_bytes() == first  # its killed run's row 3 stays
+    assert [r["epoch"] for r in _csv(tmp_path / "b.csv")] == ["3", "4", "3", "4", "5"]
+    assert [r["loss"] for r in _csv(tmp_path / "b.csv")][:2] == ["0.5", "0.5"]
+
+
+def test_a_resumed_run_replaces_only_its_own_row_of_the_epoch_trained_again(tmp_path):
+    _log_run(tmp_path, "bk", "log.csv", crash=3)
+    assert [r["epoch"] for r in _csv(tmp_path / "log.csv")] == ["0", "1", "2", "3"]
+    assert os.path.exists(tmp_path / ".log.csv.lock")  # the killed run's mark, for its rerun
+    _log_run(tmp_path, "bk", "log.csv")
+    (tmp_path / "never").mkdir()
+    never = _log_run(tmp_path / "never", "bk", "log.csv")
+    assert _csv(tmp_path / "log.csv") == _csv(tmp_path / "never" / "log.csv")
+    assert never.epochs_trained_ == 6 and sorted(os.listdir(tmp_path)) == ["log.csv", "never"]
+
+
+def test_a_log_changed_since_the_killed_run_is_left_alone(tmp_path):
+    _log_run(tmp_path, "bk", "log.csv", crash=3)
+    path = tmp_path / "log.csv"
+    path.write_bytes(path.read_bytes().replace(b"\r\n2,", b"\r\n7,"))  # edited by hand
+    edited = path.read_bytes()
+    with pytest.warns(RuntimeWarning, match=r"CSVLogger: '.*log\.csv' has changed since the "
+                                            r"run this fit resumes last wrote it"):
+        _log_run(tmp_path, "bk", "log.csv")
+    assert path.read_bytes().startswith(edited)
+    assert [r["epoch"] for r in _csv(path)] == ["0", "1", "7", "3", "3", "4", "5"]
 
 
 def _unchanged(model, before):
@@ -708,7 +776,11 @@ def test_without_flock_a_lock_file_of_a_dead_process_is_taken_over(tmp_path, mon
 def test_a_completed_fit_removes_only_the_folder_it_made(tmp_path):
     x, y = _data()
     _model("numpy").fit(x, y, epochs=1, callbacks=[mlp.BackupAndRestore(tmp_path / "a" / "b")])
-    assert os.listdir(tmp_path / "a") == []  # its folder removed, the parent made for it kept
+    assert os.listdir(tmp_path) == []  # its folder removed, and the parent made for it
+    (tmp_path / "runs").mkdir()
+    _model("numpy").fit(x, y, epochs=1, callbacks=[
+        mlp.BackupAndRestore(tmp_path / "runs" / "exp1" / "deep" / "backup")])
+    assert os.listdir(tmp_path) == ["runs"] and os.listdir(tmp_path / "runs") == []
     mine = tmp_path / "mine"
     mine.mkdir()
     _model("numpy").fit(x, y, epochs=1, callbacks=[mlp.BackupAndRestore(mine)])
@@ -723,6 +795,18 @@ def test_a_completed_fit_removes_only_the_folder_it_made(tmp_path):
         with pytest.raises(OSError, match=r"BackupAndRestore cannot create its folder"):
             _model("numpy").fit(x, y, epochs=1, callbacks=[
                 mlp.BackupAndRestore(os.path.join(folder, "backup"))])
+
+
+def test_a_resumed_fit_removes_the_folders_the_crashed_run_made_and_only_those(tmp_path):
+    x, y = _data()
+    folder = tmp_path / "runs" / "exp1" / "backup"
+    with pytest.raises(Crashed, match="crash"):
+        _model("numpy").fit(x, y, epochs=3, callbacks=[mlp.BackupAndRestore(folder), Crash(1)])
+    (tmp_path / "runs" / "notes.txt").write_text("x")  # the user's, in a folder the run made
+    model = _model("numpy")
+    model.fit(x, y, epochs=3, callbacks=[mlp.BackupAndRestore(folder)])
+    assert model.epochs_trained_ == 3
+    assert os.listdir(tmp_path) == ["runs"] and os.listdir(tmp_path / "runs") == ["notes.txt"]
 
 
 # ------------------------------------------------------------ checkpoints
@@ -908,6 +992,10 @@ def test_history_plot_checks_its_path_first_and_writes_as_save_does(tmp_path):
     with pytest.raises(IsADirectoryError, match=r"cannot save the figure to 'no/': it names a "
                                                 r"folder"):
         history.plot("no/")
+    with pytest.raises(IsADirectoryError, match=r"cannot save the figure to '.*': it is a "
+                                                r"folder; give a file name such as "
+                                                r"'history\.png'"):
+        history.plot(tmp_path)
     with pytest.raises(ValueError, match=r"History.plot cannot save the figure to '.*curve\.xyz'"
                                          r": matplotlib does not write 'xyz' files \(it writes "
                                          r".*png"):
@@ -922,3 +1010,18 @@ def test_history_plot_checks_its_path_first_and_writes_as_save_does(tmp_path):
     history.plot(tmp_path / "curve.pdf")
     assert (tmp_path / "curve.pdf").read_bytes()[:5] == b"%PDF-"
     assert sorted(os.listdir(tmp_path)) == ["curve.pdf", "link.png", "target.png"]
+
+
+def test_without_flock_a_log_lock_kept_for_its_rerun_is_free_to_take(tmp_path, monkeypatch):
+    """Where the lock file itself is the lock (no ``flock``): the one a failed fit keeps
+    (for its rerun's check) does not lock the log, and a log in use is still refused."""
+    monkeypatch.setattr(mlp.callbacks, "fcntl", None)
+    _log_run(tmp_path, "bk", "log.csv", crash=3)
+    assert (tmp_path / ".log.csv.lock").read_text().startswith("released\n")
+    x, y = _data()
+    with pytest.raises(RuntimeError, match=r"the log '.*log\.csv' is in use by another fit"):
+        _model("numpy").fit(x, y, epochs=1, callbacks=[mlp.CSVLogger(tmp_path / "log.csv"),
+                                                       mlp.CSVLogger(tmp_path / "log.csv")])
+    _log_run(tmp_path, "bk", "log.csv")
+    assert [r["epoch"] for r in _csv(tmp_path / "log.csv")] == [str(e) for e in range(6)]
+    assert sorted(os.listdir(tmp_path)) == ["log.csv"]

@@ -365,12 +365,24 @@ def test_one_fit_at_a_time_per_estimator_and_a_copy_is_free(backend):
                                                          r"fit on it; an estimator runs one "
                                                          r"training call at a time"):
                 call()
+        # the settings the running fit reads: set_params and assignments refused
+        with pytest.raises(mlp.ModelBusyError, match=r"^set_params was called on an estimator "
+                                                     r"while another thread runs fit on it"):
+            est.set_params(alpha=1.0, max_iter=50)
+        with pytest.raises(mlp.ModelBusyError, match=r"^setting max_iter was called on an "
+                                                     r"estimator while another thread runs fit"):
+            est.max_iter = 50
+        assert est.get_params()["alpha"] == 1e-4 and est.max_iter == 3
+        est.coefs_seen = True  # (not a parameter: free)
         _quiet(clone(est).fit, X_IRIS, Y_IRIS)  # another estimator
     finally:
         release.set()
         worker.join(60)
     del est._end_epoch
     assert est.n_iter_ == 3
+    est.set_params(alpha=1e-3)
+    est.max_iter = 4
+    assert est.get_params()["alpha"] == 1e-3 and est.max_iter == 4
     for twin in (pickle.loads(pickle.dumps(est)), copy.deepcopy(est), clone(est)):
         assert mlp.guard.ATTRIBUTE not in vars(twin)
         _quiet(twin.fit, X_IRIS, Y_IRIS)
@@ -424,3 +436,82 @@ def test_a_failed_allocation_of_the_estimators_layers_names_them(monkeypatch):
                                           r"makes a model of 43 parameters, .*: cannot be "
                                           r"allocated here; use smaller layers$"):
         MLPClassifier(hidden_layer_sizes=(5,)).fit(x, y)
+
+
+FLOAT32_REFUSED = [
+    (dict(solver="sgd", learning_rate_init=1e-45), r"learning_rate_init=1e-45 is too small for "
+     r"the model's dtype float32: it would become the subnormal number 1\.401e-45"),
+    (dict(solver="adam", learning_rate_init=1e-46), r"learning_rate_init=1e-46 is too small "
+     r"for the model's dtype float32: it would become 0"),
+    (dict(learning_rate_init=1e39), r"learning_rate_init=1e\+39 is too large for the model's "
+     r"dtype float32 \(largest 3\.403e\+38\): it would become inf"),
+    (dict(alpha=1e39), r"alpha=1e\+39 is too large for the model's dtype float32"),
+    (dict(solver="lbfgs", alpha=1e39), r"alpha=1e\+39 is too large"),
+    (dict(epsilon=1e39), r"epsilon=1e\+39 is too large"),
+    (dict(beta_1=1 - 1e-9), r"beta_1=0\.999999999 rounds to 1 in the model's dtype float32"),
+    (dict(beta_2=1 - 1e-9), r"beta_2=0\.999999999 rounds to 1 .*or fit float64 X \(or set "
+     r"dtype='float64'\)"),
+]
+
+
+@pytest.mark.parametrize("cls", [MLPClassifier, MLPRegressor])
+@pytest.mark.parametrize("params, message", FLOAT32_REFUSED,
+                         ids=["lr-subnormal", "lr-zero", "lr-inf", "alpha-inf", "lbfgs-alpha",
+                              "eps-inf", "beta1", "beta2"])
+def test_settings_the_compute_dtype_cannot_hold_are_refused_as_the_core_refuses_them(
+        backend, cls, params, message):
+    """With float32 X (computed in float32) scikit-learn silently trains nothing (a
+    learning rate that becomes 0 or subnormal, an epsilon that becomes inf), or fails
+    after training ("non-finite parameter weights"): refused before training, with the
+    core's message. float64 X computes in float64, where these values are fine."""
+    kw = dict(hidden_layer_sizes=(4,), max_iter=3, random_state=0, **params)
+    y = Y_IRIS if cls is MLPClassifier else X_IRIS[:, 0]
+    with pytest.raises(ValueError, match=message):
+        cls(**kw, backend=backend).fit(X_IRIS.astype(np.float32), y)
+    with pytest.raises(ValueError, match=message):
+        cls(**kw, backend=backend, dtype="float32").fit(X_IRIS, y)
+    if "learning_rate_init" not in params or params["learning_rate_init"] > 1:
+        return
+    est = _quiet(cls(**kw, backend=backend).fit, X_IRIS, y)  # float64: a normal number
+    assert est.coefs_[0].dtype == np.float64
+
+
+@pytest.mark.parametrize("params", [dict(alpha=1e-45), dict(epsilon=1e-45),
+                                    dict(solver="sgd", momentum=1e-45),
+                                    dict(solver="sgd", momentum=1 - 1e-9)],
+                         ids=["alpha", "eps", "momentum-tiny", "momentum-near-1"])
+def test_tiny_settings_act_as_zero_as_in_scikit_learn(backend, params):
+    """Values scikit-learn takes in float32 and trains well with (a tiny alpha, epsilon or
+    momentum acts as 0): accepted, with scikit-learn's loss."""
+    numpy_only(backend)
+    kw = dict(hidden_layer_sizes=(5,), max_iter=10, random_state=0, **params)
+    X, y = X_IRIS.astype(np.float32), X_IRIS[:, 0].astype(np.float32)
+    ours = _quiet(MLPRegressor(**kw, backend=backend).fit, X, y)
+    theirs = _quiet(sk.MLPRegressor(**kw).fit, X, y)
+    assert ours.coefs_[0].dtype == np.float32
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-4)
+
+
+@pytest.mark.parametrize("cls", [MLPClassifier, MLPRegressor])
+def test_sample_weights_the_compute_dtype_holds_only_as_subnormals_are_refused(backend, cls):
+    """In float32 scikit-learn fails after training on weights of 1e-45 ("non-finite
+    parameter weights"); devices that flush subnormals to 0 would give yet other results:
+    refused up front, as `mlp.MLP.fit` refuses them. In float64 they are normal numbers."""
+    kw = dict(hidden_layer_sizes=(4,), max_iter=3, random_state=0)
+    y = Y_IRIS if cls is MLPClassifier else X_IRIS[:, 0]
+    w = np.ones(len(y))
+    w[5] = 1e-45
+    w[9] = 1e-46  # 0 in float32
+    with pytest.raises(ValueError, match=r"sample_weight has 2 weight\(s\) too small for the "
+                                         r"model's dtype float32 \(e\.g\. 1e-45 for sample 5; "
+                                         r"the smallest normal float32 number is 1\.175e-38\)"
+                                         r".*or fit float64 X"):
+        cls(**kw, backend=backend).fit(X_IRIS.astype(np.float32), y, sample_weight=w)
+    if cls is MLPClassifier:
+        with pytest.raises(ValueError, match=r"sample_weight times class_weight has 150 "
+                                             r"weight\(s\) too small"):
+            cls(**kw, class_weight={0: 1e-45, 1: 1e-45, 2: 1e-45}, backend=backend).fit(
+                X_IRIS.astype(np.float32), y, sample_weight=np.ones(len(y)))
+    numpy_only(backend)
+    est = _quiet(cls(**kw, backend=backend).fit, X_IRIS, y, sample_weight=w)  # float64
+    assert est.coefs_[0].dtype == np.float64

@@ -42,6 +42,22 @@ def _refuse_negative(weights, name) -> None:
                          "has no minimum (scikit-learn's MLP accepts them; mlp refuses them)")
 
 
+def _for_estimators(message: str) -> str:
+    """A core message about the model's dtype, in an estimator's terms."""
+    return message.replace("or build the model with dtype='float64'",
+                           "or fit float64 X (or set dtype='float64')")
+
+
+def _in_dtype(name, value, dtype_name, fraction) -> None:
+    """`mlp.params.check_in_dtype`, its advice in an estimator's terms."""
+    from ..params import check_in_dtype
+
+    try:
+        check_in_dtype(name, value, dtype_name, fraction=fraction)
+    except ValueError as exc:
+        raise ValueError(_for_estimators(str(exc))) from None
+
+
 class _BackendName(str):
     """A `Backend` given as the ``backend`` parameter, pickled by name."""
 
@@ -77,6 +93,23 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
         "backend": [None, str, Backend],
         "dtype": [None, StrOptions({"float32", "float64"})],
     }
+
+    # ------------------------------------------------------------ parameters
+    def set_params(self, **params):
+        """scikit-learn's ``set_params``; refused (`mlp.ModelBusyError`) while a ``fit`` or
+        ``partial_fit`` of this estimator runs in another thread: the running fit would
+        mix the old settings with the new."""
+        guard_of(self).check_free("set_params", "estimator")
+        return super().set_params(**params)
+
+    def __setattr__(self, name, value):
+        """A parameter assigned (``estimator.alpha = ...``) while a fit of this estimator
+        runs in another thread is refused, as `set_params` is."""
+        if name in self._parameter_constraints:
+            guard = self.__dict__.get(GUARD)
+            if guard is not None:
+                guard.check_free(f"setting {name}", "estimator")
+        super().__setattr__(name, value)
 
     # ------------------------------------------------------------ backend
     def _backend(self):
@@ -128,15 +161,8 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
         where = caller_namespace(X)
         X, Y, targets = self._validate_input(to_host(X), to_host(y), incremental,
                                              reset=first_pass)
-        sample_weight = to_host(sample_weight)
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
-            _refuse_negative(sample_weight, "sample_weight")
-        sample_weight = self._row_weights(sample_weight, targets, X.dtype)
-        if sample_weight is not None and not np.any(sample_weight):
-            raise ValueError("the samples' weights (sample_weight times class_weight) are 0 "
-                             "for every sample, so none counts; give at least one sample a "
-                             "weight > 0")
+        self._check_numbers(X.dtype.name)
+        sample_weight = self._checked_weights(to_host(sample_weight), X, targets)
         self.n_outputs_ = Y.shape[1]
         layer_units = [X.shape[1], *hidden, self.n_outputs_]
         rng = check_random_state(self.random_state)
@@ -176,6 +202,52 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
             raise MemoryError(f"{hidden}: "
                               f"{_too_large(layer_units, need, 'cannot be allocated here')}"
                               ) from None
+
+    def _check_numbers(self, dtype_name) -> None:
+        """Refuse, as `mlp.MLP.fit` does (`mlp.params.check_in_dtype`), a setting the
+        compute dtype cannot hold where scikit-learn would silently train nothing or
+        fail: a ``learning_rate_init`` that becomes 0 or subnormal there (as 0, which is
+        refused) or overflows, an ``alpha`` or ``epsilon`` beyond the dtype's range,
+        ``beta_1``/``beta_2`` that round to 1 (Adam's bias correction then divides by
+        0). Tiny ``alpha``, ``epsilon``, ``momentum`` or betas act as 0, as in
+        scikit-learn, and are accepted."""
+        largest = float(np.finfo(dtype_name).max)
+        checks = [("alpha", self.alpha, False)]
+        if self.solver in _STOCHASTIC_SOLVERS:
+            checks.append(("learning_rate_init", self.learning_rate_init, False))
+        if self.solver == "adam":
+            checks += [("epsilon", self.epsilon, False), ("beta_1", self.beta_1, True),
+                       ("beta_2", self.beta_2, True)]
+        for name, value, fraction in checks:
+            value = float(value)
+            if name == "learning_rate_init" or value > largest or (fraction and value >= 0.5):
+                _in_dtype(name, value, dtype_name, fraction)
+
+    def _checked_weights(self, sample_weight, X, targets):
+        """The rows' weights (``sample_weight`` times the class weights) in the compute
+        dtype, or None: finite, >= 0, not all 0, none that the dtype holds only as 0 or a
+        subnormal number (refused as `mlp.MLP.fit` refuses them: devices that flush
+        subnormals to 0 would silently give other results)."""
+        from ..weights import _refuse_subnormal
+
+        if sample_weight is not None:
+            _check_sample_weight(sample_weight, X, dtype=X.dtype)  # beyond the dtype: refused
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
+            _refuse_negative(sample_weight, "sample_weight")
+        weights = self._row_weights(sample_weight, targets, np.float64)
+        if weights is None:
+            return None
+        if not np.any(weights):
+            raise ValueError("the samples' weights (sample_weight times class_weight) are 0 "
+                             "for every sample, so none counts; give at least one sample a "
+                             "weight > 0")
+        what = "sample_weight" if getattr(self, "class_weight", None) is None else (
+            "class_weight" if sample_weight is None else "sample_weight times class_weight")
+        try:
+            _refuse_subnormal(weights, X.dtype.name, what)
+        except ValueError as exc:
+            raise ValueError(_for_estimators(str(exc))) from None
+        return weights.astype(X.dtype)
 
     def _initialize(self, Y, layer_units, dtype, rng):
         self.n_iter_ = 0
