@@ -536,17 +536,10 @@ def _training_problem(model) -> str | None:
     history = model.history_
     if history is None:
         return None
-    names = list(history.history)
-    if not all(isinstance(k, str) and k for k in names):
-        return f"model.history_ names its metrics {names!r}, not all of them names"
-    listed = history.epoch
-    if not all(isinstance(e, (int, np.integer)) and not isinstance(e, (bool, np.bool_))
-               and 0 <= e < int(epochs) for e in listed) or not _epochs_in_order(
-            np.asarray(listed, dtype=np.int64), int(epochs)):
-        return (f"model.history_'s epochs {_preview(np.asarray(listed, dtype=object))} are "
-                f"not distinct, increasing integers from 0 to {int(epochs) - 1} (the model "
-                f"has trained {epochs} epochs)")
-    return None
+    from .training import history_problem
+
+    problem = history_problem(history, int(epochs))
+    return None if problem is None else f"model.history_ has {problem}"
 
 
 def _opt_state_problem(model) -> str | None:

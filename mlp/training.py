@@ -682,7 +682,7 @@ class StateCheck:
             copy.put_back(model)
             raise TypeError(f"{name} set model.history_ to {_what(history)}; it holds every "
                             "epoch's metrics and must stay a History")
-        problem = _history_problem(history, model.epochs_trained_, copy.appended(history))
+        problem = history_problem(history, model.epochs_trained_, copy.appended(history))
         if problem:
             copy.put_back(model)
             raise ValueError(f"{name} left model.history_ with {problem}; every metric must "
@@ -736,8 +736,8 @@ def check_model_state(model, what: str, *, training_state: bool = True,
         problem = f"model.epochs_trained_ is {epochs!r}, not a count of epochs"
     elif history is not None and not isinstance(history, History):
         problem = f"model.history_ is {_what(history)}, not a History (or None)"
-    elif history is not None and _history_problem(history, epochs):
-        problem = f"model.history_ has {_history_problem(history, epochs)}"
+    elif history is not None and history_problem(history, epochs):
+        problem = f"model.history_ has {history_problem(history, epochs)}"
     if problem:
         raise ValueError(f"{what}: {problem}; fit keeps the epoch count and the history "
                          "itself - build a new model (or load a saved one) to start afresh")
@@ -782,8 +782,9 @@ def _params_problem(model, params) -> str | None:
     return None
 
 
-def _history_problem(history, epochs_trained: int, since: int = 0) -> str | None:
-    """What makes ``history`` one that `mlp.load` would refuse in a file whose epoch count
+def history_problem(history, epochs_trained: int, since: int = 0) -> str | None:
+    """What makes ``history`` one that `mlp.load` would refuse (the rule `fit`, the
+    callbacks' check and `mlp.io.save` share) in a file whose epoch count
     is ``epochs_trained`` (None if nothing): lists of one value per epoch, named metrics
     of numbers, epochs increasing strictly from 0 up to the count. The rows before
     ``since`` are known sound (only their last epoch is read)."""
