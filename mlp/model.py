@@ -394,8 +394,12 @@ class MLP:
 
     @_in_precision
     def _to_device(self, host_params):
-        to = self.backend.asarray
-        return [(to(W, self.dtype), to(b, self.dtype)) for W, b in host_params]
+        """``[(W, b), ...]`` from the host as arrays of the backend's own, in memory it
+        allocated (where a fresh array lives, as after a training step: a matrix product
+        may round by where its operands sit, so the weights never stay in NumPy's)."""
+        to, copy = self.backend.asarray, self.xp.asarray
+        return [(copy(to(W, self.dtype), copy=True), copy(to(b, self.dtype), copy=True))
+                for W, b in host_params]
 
     def _compiled(self, key, factory):
         """A compiled function, compiled once per key and shared by every model with the

@@ -610,3 +610,30 @@ def test_numpy_products_do_not_depend_on_alignment(lib):
                 a2[...], b2[...] = a, b
                 got = a2 @ b2, a2.T @ a2, b2 @ b2.T
                 assert all(np.array_equal(g, w) for g, w in zip(got, want)), (m, k, n, shift)
+
+
+def test_weights_from_the_host_predict_as_trained_ones_where_products_round_by_alignment(
+        monkeypatch, tmp_path):
+    """A model's weights live where the library puts a fresh array, however they came
+    (trained, set from NumPy, loaded, unpickled), so a product that rounds by alignment
+    gives every copy of a model the same predictions."""
+    torch = pytest.importorskip("torch")
+    if "torch" not in [p.values[0] for p in _params()]:
+        pytest.skip("the torch session's")
+    import pickle
+
+    x, y = _data("mse", 40, 6, 3)
+    model = mlp.MLP([6, 9, 7, 3], backend=_torch.create(), dtype="float64", seed=2)
+    model.fit(x, y, epochs=2, batch_size=8)
+    model.save(tmp_path / "m.npz")
+    twin = mlp.MLP([6, 9, 7, 3], backend=_torch.create(), dtype="float64", seed=5)
+    twin.set_weights(model.get_weights())
+    copies = [twin, mlp.load(tmp_path / "m.npz", backend="torch"),
+              pickle.loads(pickle.dumps(model))]
+    product = AlignmentSensitiveProduct(torch.matmul)
+    monkeypatch.setattr(torch, "matmul", product)
+    monkeypatch.setattr(torch.Tensor, "__matmul__", lambda a, b: product(a, b))
+    xs = _at_offset(torch, torch.asarray(x), 0)
+    want = model.predict(xs).numpy()
+    for other in copies:
+        np.testing.assert_array_equal(other.predict(xs).numpy(), want)
