@@ -9,8 +9,9 @@ Known backends: numpy, jax, cupy, torch, array_api_strict.
 Every backend takes NumPy arrays of any dtype, memory layout and writability,
 nested lists and scalars, and the CPU arrays of the other libraries
 (`to_host`); arrays on a GPU are refused with a message that says how to move
-them. JAX: ``$MLP_JAX_CACHE_DIR`` or `enable_compilation_cache` keeps compiled
-programs on disk between runs.
+them. JAX keeps compiled programs on disk between runs, in the user's cache
+folder (`default_cache_dir`) unless ``$MLP_JAX_CACHE_DIR`` names another, or is
+empty to keep none (`enable_compilation_cache`, `disable_compilation_cache`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ __all__ = [
     "BackendUnavailableError",
     "KNOWN_BACKENDS",
     "available_backends",
+    "default_cache_dir",
+    "disable_compilation_cache",
     "enable_compilation_cache",
     "foreign_to_numpy",
     "get_backend",
@@ -52,18 +55,38 @@ for _module in (_numpy, _jax, _torch, _strict, _cupy):
         register_converter(_module.to_host)
 
 
-def enable_compilation_cache(path) -> str:
-    """Keep JAX's compiled programs in the directory ``path``, so a second run of the same
-    script loads them instead of compiling (the same as ``$MLP_JAX_CACHE_DIR``).
-
-    Needs JAX (`BackendUnavailableError` otherwise); returns the absolute path.
-    """
+def _needs_jax(what: str) -> None:
     try:
         import jax  # noqa: F401 - only to say what is missing
     except ImportError as exc:
         raise BackendUnavailableError(
-            "enable_compilation_cache needs JAX: pip install 'mlp-array-api[jax]'") from exc
-    return _jax.enable_compilation_cache(path)
+            f"{what} needs JAX: pip install 'mlp-array-api[jax]'") from exc
+
+
+def enable_compilation_cache(path, max_size: int = _jax.DEFAULT_CACHE_MAX_SIZE) -> str:
+    """Keep JAX's compiled programs in the directory ``path``, so a second run of the same
+    script loads them instead of compiling (the same as ``$MLP_JAX_CACHE_DIR``).
+
+    The folder holds at most ``max_size`` bytes (default 1 GiB, -1: no limit); the
+    programs used least recently go first. Needs JAX (`BackendUnavailableError`
+    otherwise); returns the absolute path.
+    """
+    _needs_jax("enable_compilation_cache")
+    return _jax.enable_compilation_cache(path, max_size)
+
+
+def disable_compilation_cache() -> None:
+    """Compile JAX programs without keeping them on disk from now on (the same as
+    ``MLP_JAX_CACHE_DIR=""``). Needs JAX (`BackendUnavailableError` otherwise)."""
+    _needs_jax("disable_compilation_cache")
+    _jax.disable_compilation_cache()
+
+
+def default_cache_dir() -> str:
+    """The folder JAX's compiled programs are kept in when ``$MLP_JAX_CACHE_DIR`` is unset
+    (``~/.cache/mlp/jax`` on Linux; see `backends._jax.default_cache_dir`)."""
+    return _jax.default_cache_dir()
+
 
 _cache: dict = {}
 

@@ -14,9 +14,11 @@ arrays of other libraries. 64-bit integer labels are held as int32 when every
 value fits (no value changes), else as int64 in the 64-bit scope, so a label
 beyond int32 is reported, never wrapped around.
 
-Compilation: one per model shape and training configuration; set
-``$MLP_JAX_CACHE_DIR`` (or call `backends.enable_compilation_cache`) to keep
-compiled programs on disk, so a second run of the same script skips compiling.
+Compilation: one per model shape and training configuration. Compiled programs
+are kept on disk, in the user's cache folder (`default_cache_dir`), so a second
+run of the same script loads them instead of compiling; ``$MLP_JAX_CACHE_DIR``
+names another folder, ``MLP_JAX_CACHE_DIR=""`` turns the cache off, and so do
+`backends.enable_compilation_cache` and `backends.disable_compilation_cache`.
 """
 
 from __future__ import annotations
@@ -32,8 +34,17 @@ import numpy as np
 
 from ._base import Backend, BackendUnavailableError, host_layout, library_of, where
 
-#: Environment variable naming a directory for JAX's persistent compilation cache.
+#: Environment variable naming a directory for JAX's persistent compilation cache
+#: (unset: `default_cache_dir`; empty: no cache).
 CACHE_ENV_VAR = "MLP_JAX_CACHE_DIR"
+
+#: The most the cache folder holds (bytes): beyond it JAX removes the programs used
+#: least recently.
+DEFAULT_CACHE_MAX_SIZE = 1 << 30
+
+# The folder chosen by `enable_compilation_cache` (None before any choice, "" when turned
+# off), so that a backend created later keeps the user's choice.
+_cache_choice: list[str | None] = [None]
 
 _INT32 = np.iinfo(np.int32)
 
@@ -221,15 +232,28 @@ class JaxBackend(Backend):
         self._jax.effects_barrier()
 
 
-def enable_compilation_cache(path: str | os.PathLike) -> str:
+def default_cache_dir() -> str:
+    """The folder compiled programs are kept in when ``$MLP_JAX_CACHE_DIR`` is unset:
+    ``jax`` in mlp's folder of the user's cache (``~/.cache/mlp/jax`` on Linux, or under
+    ``$XDG_CACHE_HOME``; ``~/Library/Caches/mlp/jax`` on macOS;
+    ``%LOCALAPPDATA%\\mlp\\Cache\\jax`` on Windows), as `platformdirs` names it."""
+    import platformdirs
+
+    return os.path.join(platformdirs.user_cache_dir("mlp", appauthor=False), "jax")
+
+
+def enable_compilation_cache(path: str | os.PathLike,
+                             max_size: int = DEFAULT_CACHE_MAX_SIZE) -> str:
     """Keep JAX's compiled programs in the directory ``path`` (created if missing).
 
     A second run of the same script (same shapes, dtypes, training settings and
     JAX version) then loads them instead of compiling. Every program is kept,
-    however small or quick to compile. The same as setting ``$MLP_JAX_CACHE_DIR``
-    before the JAX backend is first used; it works after compilations too (later
-    ones are cached). Only use a directory that no one you do not trust can write
-    to: JAX runs what it loads from there. Returns the absolute path.
+    however small or quick to compile, until the folder holds ``max_size`` bytes
+    (default 1 GiB; -1: no limit), beyond which JAX removes the programs used
+    least recently. The same as setting ``$MLP_JAX_CACHE_DIR`` before the JAX
+    backend is first used; it works after compilations too (later ones are
+    cached). Only use a directory that no one you do not trust can write to: JAX
+    runs what it loads from there. Returns the absolute path.
     """
     import jax
     from jax.experimental.compilation_cache import compilation_cache
@@ -237,18 +261,64 @@ def enable_compilation_cache(path: str | os.PathLike) -> str:
     if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"the JAX compilation cache needs a folder name (str or os.PathLike), "
                         f"got {type(path).__name__} {path!r}"[:300])
+    if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < -1:
+        raise ValueError(f"max_size is the most bytes the cache folder may hold (a whole "
+                         f"number, or -1 for no limit), got {max_size!r}"[:300])
     path = os.path.abspath(os.fspath(path))
     try:
-        os.makedirs(path, exist_ok=True)
+        os.makedirs(path, mode=0o700, exist_ok=True)
     except OSError as exc:
         raise ValueError(f"the JAX compilation cache needs a folder it can create or use, "
                          f"but {path!r} is not one ({exc.strerror or exc})") from exc
-    if jax.config.jax_compilation_cache_dir != path:
+    if jax.config.jax_compilation_cache_dir != path or not _cache_on(jax):
         compilation_cache.reset_cache()  # JAX decides at its first compilation otherwise
+    jax.config.update("jax_enable_compilation_cache", True)
     compilation_cache.set_cache_dir(path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    jax.config.update("jax_compilation_cache_max_size", max_size)
+    _cache_choice[0] = path
     return path
+
+
+def disable_compilation_cache() -> None:
+    """Compile without keeping programs on disk from now on (the same as
+    ``MLP_JAX_CACHE_DIR=""`` before the JAX backend is first used)."""
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache
+
+    jax.config.update("jax_enable_compilation_cache", False)
+    compilation_cache.reset_cache()
+    _cache_choice[0] = ""
+
+
+def _cache_on(jax) -> bool:
+    return bool(jax.config.jax_enable_compilation_cache)
+
+
+def _start_cache() -> None:
+    """The cache the environment asks for, once, unless the user already chose one:
+    ``$MLP_JAX_CACHE_DIR``'s folder, none if it is empty, else `default_cache_dir`
+    (where that folder cannot be made, a warning says so and nothing is cached)."""
+    if _cache_choice[0] is not None:
+        return
+    cache = os.environ.get(CACHE_ENV_VAR)
+    if cache is not None and not cache.strip():
+        disable_compilation_cache()
+    elif cache is not None:
+        try:
+            enable_compilation_cache(cache.strip())
+        except ValueError as exc:
+            raise ValueError(f"${CACHE_ENV_VAR}={cache!r}: {exc}; set it to a folder, or "
+                             f"to an empty string to compile without a cache") from exc
+    else:
+        try:
+            enable_compilation_cache(default_cache_dir())
+        except (ValueError, OSError) as exc:
+            warnings.warn(f"JAX compiles without a cache on disk: {exc}; set "
+                          f"${CACHE_ENV_VAR} to a folder you can write to, or to an empty "
+                          f"string to silence this", RuntimeWarning, stacklevel=3)
+            disable_compilation_cache()
 
 
 def create() -> Backend:
@@ -259,11 +329,5 @@ def create() -> Backend:
             "the 'jax' backend needs JAX: pip install 'mlp-array-api[jax]' "
             "(or pip install 'jax[cpu]')"
         ) from exc
-    cache = os.environ.get(CACHE_ENV_VAR, "").strip()
-    if cache:
-        try:
-            enable_compilation_cache(cache)
-        except ValueError as exc:
-            raise ValueError(f"${CACHE_ENV_VAR}={cache!r}: {exc}; set it to a folder, or "
-                             "unset it to compile without a cache") from exc
+    _start_cache()
     return JaxBackend(jax)

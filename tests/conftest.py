@@ -17,6 +17,12 @@ import backends
 ALL = list(backends.KNOWN_BACKENDS)
 
 
+def pytest_configure(config):
+    """JAX's compiled programs stay out of the user's cache folder while the tests run (the
+    tests of the cache give each script a folder of its own)."""
+    os.environ.setdefault(backends._jax.CACHE_ENV_VAR, "")
+
+
 def _selected():
     wanted = (os.environ.get("MLP_TEST_BACKENDS", "").strip()
               or os.environ.get("MLP_BACKEND", "").strip())

@@ -18,8 +18,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_script(code, **env):
-    """Run ``code`` in a fresh Python; its last stdout line, parsed as JSON."""
+    """Run ``code`` in a fresh Python; its last stdout line, parsed as JSON. An ``env``
+    value of None removes that variable."""
     full_env = {**os.environ, "PYTHONPATH": ROOT, **env}
+    full_env = {k: v for k, v in full_env.items() if v is not None}
     full_env.pop("JAX_ENABLE_X64", None)
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=full_env,
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
@@ -166,6 +168,78 @@ def test_persistent_cache_lets_a_second_process_skip_compiling(tmp_path):
     second = run_script(CACHE_SCRIPT, MLP_JAX_CACHE_DIR=cache)
     assert second["compiles"] == first["compiles"]
     assert second["hits"] == second["compiles"]  # every program loaded, none compiled
+
+
+def test_the_cache_is_on_by_default_in_the_users_cache_folder(tmp_path):
+    """Without $MLP_JAX_CACHE_DIR the programs go to mlp's folder of the user's cache
+    ($XDG_CACHE_HOME on Linux), bounded to 1 GiB; the second run loads every one."""
+    env = dict(MLP_JAX_CACHE_DIR=None, XDG_CACHE_HOME=str(tmp_path / "user-cache"))
+    first = run_script(CACHE_SCRIPT, **env)
+    folder = tmp_path / "user-cache" / "mlp" / "jax"
+    assert first["compiles"] >= 1 and first["hits"] == 0
+    assert len(os.listdir(folder)) >= first["compiles"]
+    second = run_script(CACHE_SCRIPT, **env)
+    assert second["compiles"] == first["compiles"]
+    assert second["hits"] == second["compiles"]
+    settings = run_script("""
+        import json, jax, backends
+        backends.get_backend("jax")
+        print(json.dumps(dict(dir=jax.config.jax_compilation_cache_dir,
+                              size=jax.config.jax_compilation_cache_max_size,
+                              default=backends.default_cache_dir())))
+    """, **env)
+    assert settings["dir"] == settings["default"] == str(folder)
+    assert settings["size"] == 2**30
+
+
+def test_an_empty_cache_variable_keeps_nothing_on_disk(tmp_path):
+    env = dict(MLP_JAX_CACHE_DIR="", XDG_CACHE_HOME=str(tmp_path / "user-cache"))
+    first = run_script(CACHE_SCRIPT, **env)
+    second = run_script(CACHE_SCRIPT, **env)
+    assert first["compiles"] >= 1 and second["hits"] == 0
+    assert not (tmp_path / "user-cache").exists()
+
+
+def test_disable_compilation_cache_stops_keeping_programs(tmp_path):
+    out = run_script(f"""
+        import json, os
+        import numpy as np
+        import backends, mlp
+        path = backends.enable_compilation_cache({str(tmp_path / "c")!r})
+        x = np.ones((8, 3))
+        mlp.MLP([3, 2], backend="jax", seed=0).predict(x)
+        kept = len(os.listdir(path))
+        backends.disable_compilation_cache()
+        mlp.MLP([3, 5, 2], backend="jax", seed=0).fit(x, np.ones((8, 2)), epochs=1)
+        print(json.dumps(dict(kept=kept, after=len(os.listdir(path)))))
+    """, MLP_JAX_CACHE_DIR=None, XDG_CACHE_HOME=str(tmp_path / "user-cache"))
+    assert out["kept"] >= 1 and out["after"] == out["kept"]
+    assert not (tmp_path / "user-cache").exists()  # the choice stood when the backend began
+
+
+def test_a_cache_folder_that_cannot_be_made_warns_and_trains(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    out = run_script("""
+        import json, warnings
+        import numpy as np
+        import mlp
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            m = mlp.MLP([3, 2], backend="jax", seed=0)
+            m.fit(np.ones((8, 3)), np.ones((8, 2)), epochs=1)
+        print(json.dumps([str(w.message) for w in caught]))
+    """, MLP_JAX_CACHE_DIR=None, XDG_CACHE_HOME=str(blocker))
+    assert any("JAX compiles without a cache on disk" in m and "MLP_JAX_CACHE_DIR" in m
+               for m in out), out
+
+
+@pytest.mark.parametrize("size", [-2, 1.5, True, "1GB"])
+def test_a_cache_size_that_is_not_a_byte_count_is_refused(tmp_path, size):
+    import backends
+
+    with pytest.raises(ValueError, match="max_size is the most bytes"):
+        backends.enable_compilation_cache(tmp_path / "c", max_size=size)
 
 
 def test_enable_compilation_cache_works_after_the_first_compilation(tmp_path):
