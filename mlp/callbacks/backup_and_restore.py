@@ -63,8 +63,8 @@ import string
 import time
 import warnings
 
-from .params import Boolean, InstanceOf, Options, Real, check, validate
-from .params import Integer as _Integer
+from ..params import Boolean, InstanceOf, Options, Real, check, validate
+from ..params import Integer as _Integer
 
 try:
     import fcntl
@@ -748,7 +748,7 @@ def _path_argument(name, value):
 
 def _saved_optimizer_check(callback, optimizer):
     """Refuse, before the first epoch, an optimizer that cannot be saved."""
-    from .optimizers import optimizer_config
+    from ..optimizers import optimizer_config
 
     try:
         optimizer_config(optimizer)
@@ -812,7 +812,7 @@ class ModelCheckpoint(_Watching):
         self.best, self.saved = None, []
 
     def on_train_begin(self, logs=None):
-        from . import io
+        from .. import io
 
         names = list(self.params.get("metrics") or [])
         unknown = sorted(self.fields - {"epoch", *names})
@@ -1063,7 +1063,7 @@ class _LogLock(_FileLock):
 
 
 def _io():
-    from . import io
+    from .. import io
 
     return io
 
@@ -1812,8 +1812,8 @@ class ReduceLROnPlateau(_Watching):
         self.reductions = []
 
     def on_train_begin(self, logs=None):
-        from .optimizers import learning_rate_scale
-        from .params import check_in_dtype
+        from ..optimizers import learning_rate_scale
+        from ..params import check_in_dtype
 
         self._check_logged(list(self.params.get("metrics") or [self.monitor]))
         check_in_dtype("ReduceLROnPlateau's min_lr", self.min_lr, self.model.dtype_name)
@@ -1825,8 +1825,8 @@ class ReduceLROnPlateau(_Watching):
         self.best, self.wait, self.cooling, self.reductions = None, 0, 0, []
 
     def on_epoch_end(self, epoch, logs):
-        from .optimizers import current_learning_rate, learning_rate_scale
-        from .optimizers import with_learning_rate_scale as with_scale
+        from ..optimizers import current_learning_rate, learning_rate_scale
+        from ..optimizers import with_learning_rate_scale as with_scale
 
         value = logs[self._check_logged(list(logs))]
         if self.cooling > 0:
