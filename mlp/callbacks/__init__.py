@@ -4,14 +4,16 @@ Everything that happens between epochs goes through this protocol: the
 `History` that `fit` returns, the `ProgressBar` (``verbose=1``), the
 `EpochLogger` (``verbose=2``), `EarlyStopping`, `ModelCheckpoint`,
 `BackupAndRestore`, `CSVLogger`, `ReduceLROnPlateau` and any callback of yours.
-`fit` drives them through a `CallbackList`, in this order::
+`fit` drives them through a `CallbackList`, in this order (those that declare
+``runs_last`` after the others; see `Callback` for what a callback may declare)::
 
-    set_model(model); set_params(params)
-    on_train_begin(logs)
+    set_model(model); set_params(params); set_run(run)
+    on_train_begin(logs)               # one raises: on_train_abandoned() on those begun
     for each epoch (numbered on over every fit of the model):
         on_epoch_begin(epoch, logs)
         ...one epoch of training...
         on_epoch_end(epoch, logs)      # logs: {"loss": ..., "val_loss": ...}
+        on_epoch_logged(epoch, logs)   # (before those that run last see the epoch end)
     on_train_end(logs)                 # logs: {"completed": bool}
 
 ``logs`` in ``on_epoch_end`` maps names to floats: ``loss`` (the epoch's mean
@@ -56,7 +58,7 @@ One module per callback: `callback` (the protocol), `callback_list`,
 
 from ._modes import METRIC_MODES, metric_mode
 from .backup_and_restore import BackupAndRestore
-from .callback import Callback
+from .callback import Callback, Run
 from .callback_list import CallbackList, as_callbacks, callback_name, resumed_seed
 from .csv_logger import CSVLogger
 from .early_stopping import EARLY_STOPPING_CONSTRAINTS, EarlyStopping
@@ -70,6 +72,7 @@ from .reduce_lr_on_plateau import PLATEAU_CONSTRAINTS, ReduceLROnPlateau
 
 __all__ = [
     "Callback",
+    "Run",
     "CallbackList",
     "FunctionCallback",
     "History",

@@ -78,12 +78,21 @@ class BackupAndRestore(Callback):
 
     MARKER = ".mlp-backup-folder"
 
+    #: Its backup holds what every other callback did to the epoch: it runs after them.
+    runs_last = True
+
     def __init__(self, directory):
         self.directory = path_argument("BackupAndRestore directory", directory)
         self.restored_epoch = None
-        self.others = []  # the fit's other callbacks (set by the CallbackList)
-        self.fit_data = None  # the fit's data (set by fit), for the run's fingerprint
+        self.others = []  # the fit's other callbacks (`set_run`)
+        self.fit_data = None  # the fit's data (`set_run`), for the run's fingerprint
         self._lock, self._run = None, None
+
+    def set_run(self, run) -> None:
+        """Take the fit's other callbacks (whose states the backup holds) and its data
+        (which identifies the run)."""
+        self.others = [cb for cb in run.callbacks if cb is not self]
+        self.fit_data = run.data
 
     @property
     def path(self) -> str:
@@ -121,6 +130,10 @@ class BackupAndRestore(Callback):
         except BaseException:
             self._let_go()
             raise
+
+    def on_train_abandoned(self, logs=None):
+        """The fit ends before it began: let the folder go (and remove it if made here)."""
+        self._let_go()
 
     def _hold_folder(self) -> FolderLock:
         """Create the folder if missing (marking it as ours) and lock it."""

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 from ..params import InstanceOf, validate
-from .backup_and_restore import BackupAndRestore
-from .callback import Callback
-from .csv_logger import CSVLogger
+from .callback import Callback, Run
 from .function_callback import FunctionCallback
-from .history import History
 
 _WHAT = "a list of Callback objects or functions fn(epoch, logs)"
 
@@ -60,6 +57,11 @@ def _stop_requested(callback, result) -> bool:
 class CallbackList(Callback):
     """Drives a list of callbacks; `fit` calls only this.
 
+    Every callback is treated alike, through the `Callback` protocol: those
+    that declare ``runs_last`` run after the others (each group in the order
+    given), every callback is told the fit's `Run` (`set_run`: the callbacks in
+    that order, and ``data``), and each hook is called on each callback.
+
     ``on_epoch_end`` calls every callback (all see every epoch, even when an
     earlier one asked to stop) and sets ``model.stop_training`` if any returned
     a truthy value.
@@ -67,23 +69,40 @@ class CallbackList(Callback):
     ``check`` (set by `fit`), when not None, is called as ``check(callback, hook,
     logs)`` after each callback's hook: it refuses, naming the callback, a model
     state the callback left damaged.
+
+    Parameters
+    ----------
+    callbacks : sequence of Callback
+    model : MLP, optional
+        Set on every callback (`set_model`).
+    params : dict, optional
+        The fit's settings, set on every callback (`set_params`).
+    data : object, optional
+        The fit's data, told to every callback in the `Run` (`set_run`).
     """
 
     check = None
 
-    def __init__(self, callbacks=(), model=None, params=None):
-        self.callbacks = list(callbacks)
+    def __init__(self, callbacks=(), model=None, params=None, data=None):
+        self.callbacks = _in_running_order(callbacks)
         self.set_params(dict(params or {}))
         if model is not None:
             self.set_model(model)
-        for cb in self.callbacks:  # a backup holds what the other callbacks counted
-            if isinstance(cb, BackupAndRestore):
-                cb.others = [other for other in self.callbacks if other is not cb]
+        self.set_run(Run(self.callbacks, data))
 
     def append(self, callback: Callback) -> None:
+        """Add ``callback`` (after the others, or last among those that run last), told
+        the model, the settings and the run as the others were."""
         callback.set_model(self.model)
         callback.set_params(self.params)
-        self.callbacks.append(callback)
+        self.callbacks[:] = _in_running_order([*self.callbacks, callback])
+        self.set_run(self.run)
+
+    def set_run(self, run: Run) -> None:
+        """Tell every callback what the fit runs."""
+        self.run = run
+        for cb in self.callbacks:
+            cb.set_run(run)
 
     def set_model(self, model) -> None:
         self.model = model
@@ -106,10 +125,12 @@ class CallbackList(Callback):
                 cb.on_train_begin(logs)
                 begun.append(cb)
                 self._checked(cb, "on_train_begin", logs)
-        except BaseException:  # a backup or a log that took its lock lets it go: no fit runs
+        except BaseException:  # what those begun took (a lock) is let go: no fit runs
             for cb in begun:
-                if isinstance(cb, (BackupAndRestore, CSVLogger)):
-                    cb._let_go()
+                try:
+                    cb.on_train_abandoned(logs)
+                except Exception:  # noqa: BLE001 - the error that ended the fit is raised
+                    continue
             raise
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -121,12 +142,13 @@ class CallbackList(Callback):
         """Every callback's ``on_epoch_end``, even after one raised an error (the epoch
         is the model's: logs, backups and histories all take it); then the first error
         is raised. Ctrl-C stops at once, and so does a model state or logs a callback
-        damaged (refused before the next callback sees them). What the callbacks add to
-        the logs reaches the histories (and a backup's, which is made after them)."""
+        damaged (refused before the next callback sees them). Every callback's
+        ``on_epoch_logged`` comes before the first that runs last sees the epoch end:
+        what the callbacks add to the logs reaches the histories (and a backup's)."""
         stop, error, logged = False, None, False
         for cb in self.callbacks:
-            if not logged and isinstance(cb, BackupAndRestore):  # (its backup holds them)
-                logged = self._log_late(epoch, logs)
+            if not logged and cb.runs_last:
+                logged = self._logged(epoch, logs)
             try:
                 result = cb.on_epoch_end(epoch, logs)
             except Exception as exc:  # noqa: BLE001 - raised once every callback saw the epoch
@@ -134,24 +156,24 @@ class CallbackList(Callback):
             stop = _stop_requested(cb, result) or stop
             self._checked(cb, "on_epoch_end", logs)
         if not logged:
-            self._log_late(epoch, logs)
+            self._logged(epoch, logs)
         if error is not None:
             raise error
         if stop:
             self.model.stop_training = True
         return stop
 
-    def _log_late(self, epoch, logs) -> bool:
-        """Put what the callbacks added to (or changed in) the epoch's ``logs`` into the
-        histories (the fit's and ``model.history_``), which took the logs before them."""
-        histories = [cb for cb in self.callbacks if isinstance(cb, History)]
+    def _logged(self, epoch, logs) -> bool:
+        """Every callback's ``on_epoch_logged`` (each checked), then that of the model's
+        history (``model.history_``, which took the logs before the callbacks)."""
+        for cb in self.callbacks:
+            cb.on_epoch_logged(epoch, logs)
+            self._checked(cb, "on_epoch_logged", logs)
         kept = getattr(self.model, "history_", None)
-        if isinstance(kept, History):
-            histories.append(kept)
-        for history in {id(h): h for h in histories}.values():
-            history.log_late(epoch, logs)
+        if isinstance(kept, Callback) and all(kept is not cb for cb in self.callbacks):
+            kept.on_epoch_logged(epoch, logs)
         seen = getattr(self.check, "seen", None)
-        if seen is not None:  # (the histories' changes are fit's own)
+        if seen is not None:  # (the model's history's changes are fit's own)
             seen()
         return True
 
@@ -182,11 +204,19 @@ class CallbackList(Callback):
 
 def resumed_seed(model, callbacks) -> int:
     """The seed a fit of ``model`` draws its validation split with: the model's, or the
-    seed of the run a `BackupAndRestore` among ``callbacks`` resumes, where the model's
-    seed was drawn (``seed=None``) and it has not been trained (a script run again)."""
+    seed of the run a callback among ``callbacks`` resumes (`Callback.resumable_seed`:
+    a `BackupAndRestore`, where the model's seed was drawn, ``seed=None``, and it has
+    not been trained: a script run again)."""
     for cb in callbacks:
-        if isinstance(cb, BackupAndRestore):
-            seed = cb.resumable_seed(model)
-            if seed is not None:
-                return seed
+        seed = cb.resumable_seed(model)
+        if seed is not None:
+            return seed
     return model.seed
+
+
+def _in_running_order(callbacks) -> list:
+    """``callbacks`` as they run: those that declare ``runs_last`` after the others, each
+    group in the order given."""
+    callbacks = list(callbacks)
+    return ([cb for cb in callbacks if not cb.runs_last]
+            + [cb for cb in callbacks if cb.runs_last])

@@ -114,6 +114,10 @@ class CSVLogger(Callback):
                                                    bool(self._previous)))
         self._lock = None
 
+    def on_train_abandoned(self, logs=None):
+        """The fit ends before it began: let the log go, leaving the mark it found."""
+        self._let_go()
+
     def on_train_end(self, logs=None):
         self._let_go(completed=(logs or {}).get("completed", True))
 

@@ -87,6 +87,10 @@ class History(Callback):
     def on_epoch_end(self, epoch, logs):
         self.append(epoch, logs)
 
+    def on_epoch_logged(self, epoch, logs):
+        """Take what the callbacks after this one added to the epoch's logs (`log_late`)."""
+        self.log_late(epoch, logs)
+
     def on_train_end(self, logs=None):
         if (logs or {}).get("completed", True) and getattr(self.model, "stop_training", False):
             self.stopped_epoch = self.epoch[-1] if self.epoch else None
