@@ -34,7 +34,6 @@ from array_api_compat import device
 
 from . import core
 from .callbacks import (
-    BackupAndRestore,
     CallbackList,
     EarlyStopping,
     EpochLogger,
@@ -313,8 +312,8 @@ def fit(model, x, y, *, epochs, learning_rate=None, batch_size=DEFAULT_BATCH_SIZ
        (given, or split off from the seed) checked and moved to the device once.
     3. `callback_list`: `History` first, then the user's callbacks, then
        `EarlyStopping` (``early_stopping=True``) and `ProgressBar`
-       (``verbose=1``) or `EpochLogger` (``verbose=2``), then any
-       `BackupAndRestore`, behind one `CallbackList`.
+       (``verbose=1``) or `EpochLogger` (``verbose=2``), behind one
+       `CallbackList` (which runs those that declare ``runs_last`` after them).
     4. `Trainer.train`: the epochs, in chunks; each chunk is checked for
        divergence, and Ctrl-C keeps every completed epoch.
 
@@ -526,8 +525,9 @@ def logged_metrics(model, validation: bool) -> list[str]:
 def callback_list(model, settings, data) -> tuple[CallbackList, History]:
     """Every callback of this fit behind one `CallbackList`, and the `History` among them.
 
-    A `BackupAndRestore` goes last: its backup holds what every other callback
-    did to the epoch (a learning rate reduced, weights restored).
+    The list runs a callback that declares ``runs_last`` (a `BackupAndRestore`,
+    whose backup holds what every other callback did to the epoch) after the
+    others, and tells each the fit's data (`Callback.set_run`).
     """
     n = data.n
     params = dict(epochs=settings["epochs"], initial_epoch=model.epochs_trained_,
@@ -536,18 +536,14 @@ def callback_list(model, settings, data) -> tuple[CallbackList, History]:
                   shuffle=settings["shuffle"], samples=n,
                   metrics=logged_metrics(model, data.val is not None))
     history = History(params)
-    user = settings["callbacks"]
-    backups = [cb for cb in user if isinstance(cb, BackupAndRestore)]
-    for backup in backups:  # what identifies the run: its data too
-        backup.fit_data = data
-    cbs = [history, *(cb for cb in user if not isinstance(cb, BackupAndRestore))]
+    cbs = [history, *settings["callbacks"]]
     if settings["early_stopping"]:
         cbs.append(settings["stopper"])
     if settings["verbose"] == 1:
         cbs.append(ProgressBar())
     elif settings["verbose"] == 2:
         cbs.append(EpochLogger())
-    return CallbackList([*cbs, *backups], model=model, params=params), history
+    return CallbackList(cbs, model=model, params=params, data=data), history
 
 
 # ------------------------------------------------------------------ step 4
@@ -617,7 +613,7 @@ class StateCheck:
             for step in (self._owned, self._params, self._opt_state, self._history,
                          self._stop):
                 step(name)
-            if hook == "on_epoch_end":
+            if hook in ("on_epoch_end", "on_epoch_logged"):
                 self._logs(name, logs)
         except (TypeError, ValueError):
             if hook != "on_train_end" or (logs or {}).get("completed", True):
@@ -653,7 +649,7 @@ class StateCheck:
             model.params = self.params
             raise TypeError(f"{name} set model.params to {problem}; set the weights with "
                             "model.set_weights([(W, b), ...]), which checks them")
-        if self.hook in ("on_epoch_begin", "on_epoch_end"):  # the next epoch trains from them
+        if self.hook in ("on_epoch_begin", "on_epoch_end", "on_epoch_logged"):  # trained from
             trainer = self.trainer
             trainer.weights_set = WeightsSet(trainer.state.epoch, name, self.params, params)
 

@@ -121,6 +121,132 @@ def test_every_callback_sees_the_epoch_that_stops():
     assert seen == [0] and model.stop_training is True
 
 
+# ------------------------------------ what a callback declares: no callback special-cased
+def test_a_callback_that_runs_last_runs_after_the_others_and_sees_final_logs(backend):
+    """``runs_last`` moves a callback of one's own after the others, whatever its place;
+    by then every callback's ``on_epoch_logged`` has put what the others added to the
+    logs into the histories."""
+    x, y = _data()
+    order = []
+
+    class Last(mlp.Callback):
+        runs_last = True
+
+        def on_epoch_logged(self, epoch, logs):
+            order.append(("logged", epoch, logs["mine"]))
+
+        def on_epoch_end(self, epoch, logs):
+            order.append(("last", epoch, self.model.history_.history["mine"][-1]))
+
+    def add(epoch, logs):
+        order.append(("add", epoch))
+        logs["mine"] = 10.0 + epoch
+
+    model = _model(backend)
+    history = model.fit(x, y, epochs=2, learning_rate=0.1, callbacks=[Last(), add])
+    assert order == [("add", 0), ("logged", 0, 10.0), ("last", 0, 10.0),
+                     ("add", 1), ("logged", 1, 11.0), ("last", 1, 11.0)]
+    assert history.history["mine"] == [10.0, 11.0]
+
+
+def test_set_run_tells_each_callback_its_siblings_and_the_fits_data(tmp_path):
+    x, y = _data()
+    runs = []
+
+    class Sees(mlp.Callback):
+        def set_run(self, run):
+            runs.append(run)
+
+    sees, backup = Sees(), mlp.BackupAndRestore(tmp_path / "backup")
+    model = _model("numpy")
+    model.fit(x, y, epochs=1, learning_rate=0.1, validation_split=0.2, callbacks=[backup, sees],
+              verbose=2)
+    (run,) = runs
+    history, mine, logger, last = run.callbacks
+    assert isinstance(history, mlp.History) and isinstance(logger, EpochLogger)
+    assert mine is sees and last is backup and backup.others == [history, sees, logger]
+    assert run.data is backup.fit_data and run.data.n == 24 and run.data.val[0].shape == (6, 5)
+    assert os.listdir(tmp_path) == []  # the completed fit removed its backup folder
+
+
+def test_callbacks_begun_let_go_when_a_later_one_ends_the_fit_before_it_began():
+    """``on_train_abandoned``, not ``on_train_end``, for each callback whose
+    ``on_train_begin`` ran; the error that ended the fit is the one raised, even where
+    an ``on_train_abandoned`` raises too."""
+    x, y = _data()
+    calls = []
+
+    class Begins(mlp.Callback):
+        def __init__(self, name, fail=None):
+            self.name, self.fail = name, fail
+
+        def on_train_begin(self, logs=None):
+            calls.append(("begin", self.name))
+            if self.fail == "begin":
+                raise RuntimeError("no start")
+
+        def on_train_abandoned(self, logs=None):
+            calls.append(("abandoned", self.name))
+            if self.fail == "abandoned":
+                raise OSError("cannot let go")
+
+        def on_train_end(self, logs=None):
+            calls.append(("end", self.name))
+
+    model = _model("numpy")
+    start = model.get_weights()
+    with pytest.raises(RuntimeError, match="no start"):
+        model.fit(x, y, epochs=1, callbacks=[Begins("a", "abandoned"), Begins("b"),
+                                             Begins("c", "begin"), Begins("d")])
+    assert calls == [("begin", "a"), ("begin", "b"), ("begin", "c"),
+                     ("abandoned", "a"), ("abandoned", "b")]
+    assert model.epochs_trained_ == 0
+    _weights_equal(model.get_weights(), start)
+
+
+def test_a_callback_that_resumes_a_run_gives_the_validation_split_its_seed():
+    """`Callback.resumable_seed`: the fit draws its validation split with the seed a
+    callback says it resumes (the model's own where it says None)."""
+    x, y = _data()
+    seen = {}
+
+    class Resumes(mlp.Callback):
+        def __init__(self, seed):
+            self.seed = seed
+
+        def resumable_seed(self, model):
+            return self.seed
+
+        def set_run(self, run):
+            seen[self.seed] = model_ref.backend.to_numpy(run.data.val[0])
+
+    for seed in (None, 123):
+        model_ref = _model("numpy")
+        model_ref.fit(x, y, epochs=1, validation_split=0.2, callbacks=[Resumes(seed)])
+
+    def split(seed):
+        data = training.training_data(_model("numpy"), x, y, None, 0.2, split_seed=seed)
+        return np.asarray(data.val[0])
+
+    np.testing.assert_array_equal(seen[None], split(0))
+    np.testing.assert_array_equal(seen[123], split(123))
+    assert not np.array_equal(split(0), split(123))
+
+
+def test_logs_a_callback_damages_once_logged_are_refused():
+    x, y = _data()
+
+    class Pops(mlp.Callback):
+        def on_epoch_logged(self, epoch, logs):
+            logs.pop("accuracy")
+
+    model = _model("numpy")
+    with pytest.raises(ValueError, match=r"callback Pops \(on_epoch_logged\) removed "
+                                         r"'accuracy' from the epoch's logs"):
+        model.fit(x, y, epochs=3, callbacks=[Pops()])
+    assert model.epochs_trained_ == 1
+
+
 def test_weights_a_callback_sets_are_trained_from(backend):
     """After epoch 0 a callback sets W*: epoch 1 must train from W*, not from the
     weights the loop had (full batch, plain SGD: the same as one epoch from W*)."""

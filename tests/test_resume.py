@@ -753,9 +753,9 @@ def test_another_process_training_in_the_folder_is_refused(tmp_path):
 
 
 def test_without_flock_a_lock_file_of_a_dead_process_is_taken_over(tmp_path, monkeypatch):
-    from mlp import callbacks
+    from mlp.callbacks import _locks
 
-    monkeypatch.setattr(callbacks, "fcntl", None)  # as where flock is missing
+    monkeypatch.setattr(_locks, "fcntl", None)  # as where flock is missing
     folder = tmp_path / "b"
     folder.mkdir()
     lock = folder / ".mlp-backup.lock"
@@ -1015,7 +1015,7 @@ def test_history_plot_checks_its_path_first_and_writes_as_save_does(tmp_path):
 def test_without_flock_a_log_lock_kept_for_its_rerun_is_free_to_take(tmp_path, monkeypatch):
     """Where the lock file itself is the lock (no ``flock``): the one a failed fit keeps
     (for its rerun's check) does not lock the log, and a log in use is still refused."""
-    monkeypatch.setattr(mlp.callbacks, "fcntl", None)
+    monkeypatch.setattr(mlp.callbacks._locks, "fcntl", None)
     _log_run(tmp_path, "bk", "log.csv", crash=3)
     assert (tmp_path / ".log.csv.lock").read_text().startswith("released\n")
     x, y = _data()

@@ -1,0 +1,126 @@
+"""`Callback`: the base class of everything `fit` calls between epochs, and `Run`: what a
+fit tells its callbacks it runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Run:
+    """What a fit runs, as its callbacks are told it (`Callback.set_run`).
+
+    Attributes
+    ----------
+    callbacks : list of Callback
+        Every callback of the fit, the one told included, in the order they run.
+    data : object or None
+        The fit's data as training takes it (``x``, ``y``, the rows' weights and
+        the validation data, on the model's device), for a callback that tells
+        one run from another by its data (`BackupAndRestore`); None for callbacks
+        driven outside `fit`.
+    """
+
+    callbacks: list
+    data: Any = None
+
+
+class Callback:
+    """Base class of everything `fit` calls between epochs: override the hooks you need.
+
+    `fit` drives every callback through one `CallbackList`, which treats them all
+    alike: what a callback needs beyond the hooks below, it declares.
+
+    - ``runs_last`` (a class attribute, default False): True runs the callback
+      after every other one, whatever its place in ``callbacks=[...]``, and
+      gives it each epoch's logs as final (the histories hold what the others
+      added). For a callback that records the whole run (`BackupAndRestore`:
+      its backup holds what every other callback did to the epoch).
+    - `set_run`: called before training begins with the fit's `Run` - every
+      callback of the fit and the fit's data - for a callback that needs its
+      siblings (to back up their `get_state`) or the run's identity.
+    - `resumable_seed`: the seed of a run the callback resumes, which the fit
+      draws its validation split with (before any hook is called).
+    - `on_train_abandoned`: the fit ends before it began (a later callback's
+      ``on_train_begin`` raised): let go of what ``on_train_begin`` took.
+    - `on_epoch_logged`: the epoch's logs once every callback that does not
+      run last has seen them (a callback that recorded them earlier takes
+      what the others added, as `History` does).
+    - `on_epochs_taken_back`: a divergence took back epochs the callback saw.
+    - `get_state` / `set_state`: what the callback counted, for a backup.
+
+    Attributes
+    ----------
+    model : MLP
+        The model being trained (set by `set_model` before training). Its
+        ``params`` are the weights after the latest epoch; ``model.train_state_``
+        holds the training state (optimizer state, epochs completed).
+    params : dict
+        The fit's settings: ``epochs``, ``batch_size``, ``optimizer``, ...,
+        and ``metrics``, the names the epoch logs hold.
+    runs_last : bool
+        Whether the callback runs after every other callback of the fit (see above).
+    """
+
+    model = None
+    params: dict = {}
+    runs_last: bool = False
+
+    def set_model(self, model) -> None:
+        """Take ``model``, the model being trained, as ``self.model``."""
+        self.model = model
+
+    def set_params(self, params: dict) -> None:
+        """Take the fit's settings as ``self.params``."""
+        self.params = params
+
+    def set_run(self, run: Run) -> None:
+        """Told, before ``on_train_begin``, what the fit runs (`Run`: every callback of
+        the fit in the order they run, and the fit's data). Default: nothing."""
+
+    def resumable_seed(self, model) -> int | None:
+        """The seed of the run this callback resumes, where ``model``'s seed was drawn
+        (``seed=None``) and it has not been trained: the fit draws its validation split
+        with it. None (default): the model's own seed."""
+        return None
+
+    def on_train_begin(self, logs=None):
+        """Before the first epoch."""
+
+    def on_train_abandoned(self, logs=None):
+        """This callback's ``on_train_begin`` ran, but the fit ends before its first
+        epoch (a later callback's ``on_train_begin`` raised; ``on_train_end`` is not
+        called): let go of what ``on_train_begin`` took (a lock, a file)."""
+
+    def on_epoch_begin(self, epoch: int, logs=None):
+        """Before epoch ``epoch`` (counted from 0)."""
+
+    def on_epoch_end(self, epoch: int, logs: dict):
+        """After epoch ``epoch``; a truthy return stops training (``model.stop_training``)."""
+
+    def on_epoch_logged(self, epoch: int, logs: dict):
+        """Epoch ``epoch``'s ``logs`` as final: every callback that does not run last has
+        seen the epoch end, and ``logs`` holds what they added or changed (read them;
+        change nothing). Called on every callback, before those that run last see the
+        epoch end."""
+
+    def on_train_end(self, logs=None):
+        """After the last epoch; ``logs["completed"]`` is False when `fit` raised
+        (divergence, Ctrl-C)."""
+
+    def on_epochs_taken_back(self, epoch: int, logs=None):
+        """The fit diverged and took back the epochs from ``epoch`` on, which this
+        callback saw end: the model is back at the start of ``epoch`` (its weights,
+        epoch count, history and optimizer state). A callback that recorded those
+        epochs forgets them here (`CSVLogger` removes their rows, `BackupAndRestore`
+        backs up the model as it is now). Called before ``on_train_end``."""
+
+    def get_state(self):
+        """What this callback has counted so far, JSON-ready (a dict), for a
+        `BackupAndRestore` to back up; None (default): nothing."""
+        return None
+
+    def set_state(self, state: dict) -> None:
+        """Take back what `get_state` gave (after ``on_train_begin``, when a
+        `BackupAndRestore` resumes)."""

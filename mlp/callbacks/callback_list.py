@@ -1,0 +1,222 @@
+"""`CallbackList`, which drives a fit's callbacks, and the helpers that take them in."""
+
+from __future__ import annotations
+
+from ..params import InstanceOf, validate
+from .callback import Callback, Run
+from .function_callback import FunctionCallback
+
+_WHAT = "a list of Callback objects or functions fn(epoch, logs)"
+
+
+def as_callbacks(callbacks) -> list[Callback]:
+    """``callbacks`` (None or a list of `Callback` objects and functions) as Callbacks.
+
+    Raises TypeError for anything else, e.g. one callback not in a list.
+    """
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, Callback) or callable(callbacks):
+        raise TypeError(f"callbacks must be {_WHAT}, got one {type(callbacks).__name__}; "
+                        f"put it in a list: callbacks=[...]")
+    validate({"callbacks": [InstanceOf((list, tuple), _WHAT)]}, {"callbacks": callbacks})
+    out = []
+    for cb in callbacks:
+        if isinstance(cb, Callback):
+            out.append(cb)
+        elif callable(cb):
+            out.append(FunctionCallback(cb))
+        else:
+            raise TypeError("callbacks must be Callback objects or functions fn(epoch, logs), "
+                            f"got {type(cb).__name__} {cb!r}"[:200])
+    return out
+
+
+def callback_name(callback) -> str:
+    """How messages name ``callback``: its class, or the function a `FunctionCallback`
+    wraps."""
+    if isinstance(callback, FunctionCallback):
+        return f"function {getattr(callback.fn, '__name__', repr(callback.fn))}"
+    return type(callback).__name__
+
+
+def _stop_requested(callback, result) -> bool:
+    """Whether ``on_epoch_end``'s ``result`` asks to stop (a truthy value); a value with
+    no truth (an array of several elements) is refused, naming the callback."""
+    try:
+        return bool(result)
+    except Exception as exc:  # noqa: BLE001 - e.g. NumPy's "truth value ... is ambiguous"
+        shape = getattr(result, "shape", None)
+        what = (f"an array of shape {tuple(shape)}" if shape is not None
+                else f"a {type(result).__name__}")
+        raise TypeError(f"callback {callback_name(callback)}: on_epoch_end returned {what}, "
+                        f"which is neither true nor false ({exc}); return True to stop "
+                        "training, None or False to go on") from None
+
+
+class CallbackList(Callback):
+    """Drives a list of callbacks; `fit` calls only this.
+
+    Every callback is treated alike, through the `Callback` protocol: those
+    that declare ``runs_last`` run after the others (each group in the order
+    given), every callback is told the fit's `Run` (`set_run`: the callbacks in
+    that order, and ``data``), and each hook is called on each callback.
+
+    ``on_epoch_end`` calls every callback (all see every epoch, even when an
+    earlier one asked to stop) and sets ``model.stop_training`` if any returned
+    a truthy value.
+
+    ``check`` (set by `fit`), when not None, is called as ``check(callback, hook,
+    logs)`` after each callback's hook: it refuses, naming the callback, a model
+    state the callback left damaged.
+
+    Parameters
+    ----------
+    callbacks : sequence of Callback
+    model : MLP, optional
+        Set on every callback (`set_model`).
+    params : dict, optional
+        The fit's settings, set on every callback (`set_params`).
+    data : object, optional
+        The fit's data, told to every callback in the `Run` (`set_run`).
+    """
+
+    check = None
+
+    def __init__(self, callbacks=(), model=None, params=None, data=None):
+        self.callbacks = _in_running_order(callbacks)
+        self.set_params(dict(params or {}))
+        if model is not None:
+            self.set_model(model)
+        self.set_run(Run(self.callbacks, data))
+
+    def append(self, callback: Callback) -> None:
+        """Add ``callback`` (after the others, or last among those that run last), told
+        the model, the settings and the run as the others were."""
+        callback.set_model(self.model)
+        callback.set_params(self.params)
+        self.callbacks[:] = _in_running_order([*self.callbacks, callback])
+        self.set_run(self.run)
+
+    def set_run(self, run: Run) -> None:
+        """Tell every callback what the fit runs."""
+        self.run = run
+        for cb in self.callbacks:
+            cb.set_run(run)
+
+    def set_model(self, model) -> None:
+        self.model = model
+        for cb in self.callbacks:
+            cb.set_model(model)
+
+    def set_params(self, params: dict) -> None:
+        self.params = params
+        for cb in self.callbacks:
+            cb.set_params(params)
+
+    def _checked(self, callback, hook, logs):
+        if self.check is not None:
+            self.check(callback, hook, logs)
+
+    def on_train_begin(self, logs=None):
+        begun = []
+        try:
+            for cb in self.callbacks:
+                cb.on_train_begin(logs)
+                begun.append(cb)
+                self._checked(cb, "on_train_begin", logs)
+        except BaseException:  # what those begun took (a lock) is let go: no fit runs
+            for cb in begun:
+                try:
+                    cb.on_train_abandoned(logs)
+                except Exception:  # noqa: BLE001 - the error that ended the fit is raised
+                    continue
+            raise
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for cb in self.callbacks:
+            cb.on_epoch_begin(epoch, logs)
+            self._checked(cb, "on_epoch_begin", logs)
+
+    def on_epoch_end(self, epoch, logs):
+        """Every callback's ``on_epoch_end``, even after one raised an error (the epoch
+        is the model's: logs, backups and histories all take it); then the first error
+        is raised. Ctrl-C stops at once, and so does a model state or logs a callback
+        damaged (refused before the next callback sees them). Every callback's
+        ``on_epoch_logged`` comes before the first that runs last sees the epoch end:
+        what the callbacks add to the logs reaches the histories (and a backup's)."""
+        stop, error, logged = False, None, False
+        for cb in self.callbacks:
+            if not logged and cb.runs_last:
+                logged = self._logged(epoch, logs)
+            try:
+                result = cb.on_epoch_end(epoch, logs)
+            except Exception as exc:  # noqa: BLE001 - raised once every callback saw the epoch
+                error, result = (error if error is not None else exc), None
+            stop = _stop_requested(cb, result) or stop
+            self._checked(cb, "on_epoch_end", logs)
+        if not logged:
+            self._logged(epoch, logs)
+        if error is not None:
+            raise error
+        if stop:
+            self.model.stop_training = True
+        return stop
+
+    def _logged(self, epoch, logs) -> bool:
+        """Every callback's ``on_epoch_logged`` (each checked), then that of the model's
+        history (``model.history_``, which took the logs before the callbacks)."""
+        for cb in self.callbacks:
+            cb.on_epoch_logged(epoch, logs)
+            self._checked(cb, "on_epoch_logged", logs)
+        kept = getattr(self.model, "history_", None)
+        if isinstance(kept, Callback) and all(kept is not cb for cb in self.callbacks):
+            kept.on_epoch_logged(epoch, logs)
+        seen = getattr(self.check, "seen", None)
+        if seen is not None:  # (the model's history's changes are fit's own)
+            seen()
+        return True
+
+    def on_epochs_taken_back(self, epoch, logs=None):
+        """Every callback's ``on_epochs_taken_back``; then the first error is raised."""
+        error = None
+        for cb in self.callbacks:
+            try:
+                cb.on_epochs_taken_back(epoch, logs)
+            except Exception as exc:  # noqa: BLE001 - raised once every callback forgot
+                error = error if error is not None else exc
+        if error is not None:
+            raise error
+
+    def on_train_end(self, logs=None):
+        """Every callback's ``on_train_end``, even after one raised (a backup lets its
+        folder go, a log is complete); then the first error is raised."""
+        error = None
+        for cb in self.callbacks:
+            try:
+                cb.on_train_end(logs)
+                self._checked(cb, "on_train_end", logs)
+            except BaseException as exc:  # noqa: BLE001 - raised once every callback ended
+                error = error if error is not None else exc
+        if error is not None:
+            raise error
+
+
+def resumed_seed(model, callbacks) -> int:
+    """The seed a fit of ``model`` draws its validation split with: the model's, or the
+    seed of the run a callback among ``callbacks`` resumes (`Callback.resumable_seed`:
+    a `BackupAndRestore`, where the model's seed was drawn, ``seed=None``, and it has
+    not been trained: a script run again)."""
+    for cb in callbacks:
+        seed = cb.resumable_seed(model)
+        if seed is not None:
+            return seed
+    return model.seed
+
+
+def _in_running_order(callbacks) -> list:
+    """``callbacks`` as they run: those that declare ``runs_last`` after the others, each
+    group in the order given."""
+    callbacks = list(callbacks)
+    return ([cb for cb in callbacks if not cb.runs_last]
+            + [cb for cb in callbacks if cb.runs_last])

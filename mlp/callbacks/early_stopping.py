@@ -1,0 +1,104 @@
+"""`EarlyStopping`: stop when a metric stops improving, with the best weights."""
+
+from __future__ import annotations
+
+from ..params import Boolean, InstanceOf, Options, Real, validate
+from ..params import Integer as _Integer
+from .monitor_callback import MonitorCallback
+
+EARLY_STOPPING_CONSTRAINTS = {
+    "monitor": [None, InstanceOf(str, "a metric name such as 'val_loss'")],
+    "patience": [_Integer(1)],
+    "min_delta": [Real(0)],
+    "restore_best_weights": [Boolean()],
+    "mode": [Options("auto", "min", "max")],
+}
+
+
+class EarlyStopping(MonitorCallback):
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for
+    ``patience`` epochs, then restore the weights of the best epoch.
+
+    Parameters
+    ----------
+    monitor : str or None
+        The metric to watch: a name in the epoch logs (``"val_loss"``,
+        ``"val_accuracy"``, ``"loss"``...). None (default) watches ``val_loss``
+        with validation data and ``loss`` without. A name the logs do not hold
+        is an error, raised before the first epoch where `fit` can tell.
+    patience : int
+        Epochs without improvement before stopping (>= 1).
+    min_delta : float
+        The smallest change in the better direction that counts as an improvement (>= 0).
+    restore_best_weights : bool
+        Put the best epoch's weights back when training ends normally.
+    mode : {"auto", "min", "max"}
+        Whether lower (``"min"``) or higher (``"max"``) is better; ``"auto"``
+        asks `metric_mode` (accuracy and r2 up, losses and mse down).
+
+    Attributes
+    ----------
+    best : float
+        The best value seen; ``best_epoch``: its epoch; ``stopped_epoch``: the
+        epoch after which it stopped (None if it did not).
+    """
+
+    def __init__(self, monitor=None, patience=10, min_delta=0.0, restore_best_weights=True,
+                 mode="auto"):
+        values = validate(EARLY_STOPPING_CONSTRAINTS, dict(
+            monitor=monitor, patience=patience, min_delta=min_delta,
+            restore_best_weights=restore_best_weights, mode=mode))
+        self.monitor = values["monitor"]
+        self.patience = values["patience"]
+        self.min_delta = values["min_delta"]
+        self.restore_best_weights = values["restore_best_weights"]
+        self.mode = values["mode"]
+        self._check_mode()
+
+    def on_train_begin(self, logs=None):
+        self.best = None
+        self.best_epoch = None
+        self.best_params = None
+        self.wait = 0
+        self.stopped_epoch = None
+        names = self.params.get("metrics")
+        if names is not None:
+            self._check_logged(list(names))
+
+    def on_epoch_end(self, epoch, logs):
+        key = self._check_logged(list(logs))
+        value = logs[key]
+        if self._improves(value, self.best, key):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            self.best_params = self.model.params  # immutable arrays: a reference suffices
+            return False
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = epoch
+            return True
+        return False
+
+    def get_state(self):
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
+                "settings": self.settings()}
+
+    state_rules = {"best": [None, Real()], "best_epoch": [None, _Integer(0)],
+                   "wait": [_Integer(0)], "settings": [InstanceOf(dict, "a JSON object")]}
+    setting_names = ("monitor", "mode", "patience", "min_delta")
+
+    def set_state(self, state):
+        state = self._saved(state)
+        self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
+        # the restored weights are the best ones if the best epoch is the last one trained
+        restored = self.model.epochs_trained_ - 1
+        self.best_params = self.model.params if self.best_epoch == restored else None
+
+    def on_train_end(self, logs=None):
+        # A fit that raised (divergence, Ctrl-C) keeps the weights it promised instead.
+        completed = (logs or {}).get("completed", True)
+        if completed and self.restore_best_weights and self.best_params is not None:
+            self.model.params = self.best_params
+
+    def __repr__(self) -> str:
+        return (f"EarlyStopping(monitor={self.monitor!r}, patience={self.patience}, "
+                f"min_delta={self.min_delta}, mode={self.mode!r})")

@@ -1,0 +1,138 @@
+"""`ReduceLROnPlateau`: reduce the learning rate when a metric stops improving."""
+
+from __future__ import annotations
+
+from ..params import InstanceOf, Options, Real, check, validate
+from ..params import Integer as _Integer
+from .monitor_callback import MonitorCallback
+
+PLATEAU_CONSTRAINTS = {
+    "monitor": [InstanceOf(str, "a metric name such as 'val_loss'")],
+    "factor": [Real(0, 1, closed="neither")],
+    "patience": [_Integer(1)],
+    "min_lr": [Real(0)],
+    "min_delta": [Real(0)],
+    "cooldown": [_Integer(0)],
+    "mode": [Options("auto", "min", "max")],
+    "verbose": [Options(0, 1)],
+}
+
+
+class ReduceLROnPlateau(MonitorCallback):
+    """Multiply the learning rate by ``factor`` when ``monitor`` has not improved
+    by more than ``min_delta`` for ``patience`` epochs.
+
+    The learning rate is changed through the learning-rate scale in the
+    optimizer's state (`mlp.optimizers.with_learning_rate_scale`), not in the
+    optimizer: on JAX nothing is recompiled, and the reduced rate is saved with
+    the state. A schedule goes on, scaled.
+
+    Parameters
+    ----------
+    monitor : str
+    factor : float in (0, 1)
+    patience : int
+        Epochs without improvement before a reduction (>= 1).
+    min_lr : float
+        The learning rate is never reduced below this.
+    min_delta : float
+        The smallest change in the better direction that counts (>= 0).
+    cooldown : int
+        Epochs to wait after a reduction before counting again.
+    mode : {"auto", "min", "max"}
+    verbose : {0, 1}
+        1 prints a line at each reduction.
+
+    Attributes
+    ----------
+    reductions : list of (epoch, learning_rate)
+        The reductions made in this fit, with the new learning rate.
+    """
+
+    def __init__(self, monitor="val_loss", factor=0.1, patience=10, min_lr=0.0, min_delta=0.0,
+                 cooldown=0, mode="auto", verbose=0):
+        values = validate(PLATEAU_CONSTRAINTS, dict(
+            monitor=monitor, factor=factor, patience=patience, min_lr=min_lr,
+            min_delta=min_delta, cooldown=cooldown, mode=mode, verbose=verbose))
+        for name, value in values.items():
+            setattr(self, name, value)
+        self._check_mode()
+        self.reductions = []
+
+    def on_train_begin(self, logs=None):
+        from ..optimizers import learning_rate_scale
+        from ..params import check_in_dtype
+
+        self._check_logged(list(self.params.get("metrics") or [self.monitor]))
+        check_in_dtype("ReduceLROnPlateau's min_lr", self.min_lr, self.model.dtype_name)
+        try:
+            learning_rate_scale(self.model.optimizer_state_)
+        except ValueError as exc:
+            raise ValueError(f"ReduceLROnPlateau needs an optimizer with a learning rate: "
+                             f"{exc}") from None
+        self.best, self.wait, self.cooling, self.reductions = None, 0, 0, []
+
+    def on_epoch_end(self, epoch, logs):
+        from ..optimizers import current_learning_rate, learning_rate_scale
+        from ..optimizers import with_learning_rate_scale as with_scale
+
+        value = logs[self._check_logged(list(logs))]
+        if self.cooling > 0:
+            self.cooling -= 1
+            self.wait = 0
+        if self._improves(value, self.best, self.monitor):
+            self.best, self.wait = value, 0
+            return
+        if self.cooling > 0:
+            return
+        self.wait += 1
+        if self.wait < self.patience:
+            return
+        model = self.model
+        state = model.optimizer_state_
+        scale = learning_rate_scale(state)
+        rate = current_learning_rate(model.optimizer_, state)
+        if rate <= self.min_lr or scale == 0:
+            return
+        new_scale = max(scale * self.factor, scale * self.min_lr / rate)
+        smallest = float(model.xp.finfo(model.dtype).smallest_normal)
+        if new_scale < smallest or rate * new_scale / scale < smallest:
+            return  # the dtype holds no smaller rate (it would become 0 or subnormal)
+        model.optimizer_state_ = with_scale(state, new_scale)
+        new_rate = current_learning_rate(model.optimizer_, model.optimizer_state_)
+        self.reductions.append((epoch, new_rate))
+        self.wait, self.cooling = 0, self.cooldown
+        if self.verbose:
+            print(f"epoch {epoch + 1}: ReduceLROnPlateau reduced the learning rate to "
+                  f"{new_rate:.4g}", flush=True)
+
+    def get_state(self):
+        return {"best": self.best, "wait": self.wait, "cooling": self.cooling,
+                "reductions": [list(r) for r in self.reductions], "settings": self.settings()}
+
+    state_rules = {"best": [None, Real()], "wait": [_Integer(0)], "cooling": [_Integer(0)],
+                   "reductions": [InstanceOf(list, "a list of [epoch, learning rate] pairs")],
+                   "settings": [InstanceOf(dict, "a JSON object")]}
+    setting_names = ("monitor", "mode", "factor", "patience", "min_lr", "min_delta", "cooldown")
+
+    def set_state(self, state):
+        state = self._saved(state)
+        reductions = [_reduction(r) for r in state["reductions"]]
+        self.best, self.wait, self.cooling = state["best"], state["wait"], state["cooling"]
+        self.reductions = reductions
+
+    def __repr__(self) -> str:
+        return (f"ReduceLROnPlateau(monitor={self.monitor!r}, factor={self.factor}, "
+                f"patience={self.patience}, min_lr={self.min_lr})")
+
+
+def _reduction(pair) -> tuple:
+    """A saved ``[epoch, learning rate]`` of `ReduceLROnPlateau`, checked."""
+    if not isinstance(pair, list) or len(pair) != 2:
+        raise ValueError(f"ReduceLROnPlateau's saved state is damaged: a reduction {pair!r} "
+                         "is not an [epoch, learning rate] pair")
+    try:
+        return (check("epoch", pair[0], [_Integer(0)]),
+                check("learning rate", pair[1], [Real(0)]))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"ReduceLROnPlateau's saved state is damaged: {exc}") from None
