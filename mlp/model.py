@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -15,11 +16,15 @@ from . import guard as _guard
 from . import io as _io
 from .activations import ACTIVATIONS, hidden_activations
 from .core import NetworkSpec
+from .fit_settings import FitSettings, fit_signature
 from .initializers import INITIALIZERS, default_initializer, initial_weights
 from .losses import LOSSES
 from .params import Boolean, Constraint, InstanceOf, Integer, Options, _Mismatch, check, validate
 from .tree import tree_map
 from .validation import check_dtype, check_layer_sizes, prepare_x
+
+if TYPE_CHECKING:
+    from .callbacks import History
 
 #: Compiled functions shared between models (see `MLP._compiled`), least recently used first.
 _SHARED_CACHE: dict = {}
@@ -591,10 +596,7 @@ class MLP:
 
     # --------------------------------------------------------------- training
     @_in_precision
-    def fit(self, x, y, *, epochs, learning_rate=None, batch_size=32, shuffle=True,
-            optimizer=None, reset_optimizer=False, alpha=0.0, clip_norm=None,
-            validation_data=None, validation_split=None, early_stopping=False, patience=10,
-            min_delta=0.0, callbacks=None, verbose=0, sample_weight=None, class_weight=None):
+    def fit(self, x, y, **settings: Any) -> History:
         """Train the model for ``epochs`` more epochs, from where it stands.
 
         A `fit` continues the previous one (or the file the model was loaded
@@ -717,13 +719,10 @@ class MLP:
         from .training import fit
 
         with _guard.guard_of(self).training("fit"):
-            return fit(self, x, y, epochs=epochs, learning_rate=learning_rate,
-                       batch_size=batch_size, shuffle=shuffle, optimizer=optimizer,
-                       reset_optimizer=reset_optimizer, alpha=alpha, clip_norm=clip_norm,
-                       validation_data=validation_data, validation_split=validation_split,
-                       early_stopping=early_stopping, patience=patience, min_delta=min_delta,
-                       callbacks=callbacks, verbose=verbose, sample_weight=sample_weight,
-                       class_weight=class_weight)
+            return fit(self, x, y, FitSettings.from_call(settings))
+
+    # the keyword arguments are `FitSettings`' fields (written there once)
+    fit.__signature__ = fit_signature("self", "x", "y")
 
     # ---------------------------------------------------------------- weights
     def get_weights(self):

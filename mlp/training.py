@@ -36,13 +36,13 @@ from . import core
 from .callbacks import (
     BackupAndRestore,
     CallbackList,
-    EarlyStopping,
     EpochLogger,
     History,
     ProgressBar,
-    as_callbacks,
     resumed_seed,
 )
+from .fit_settings import DEFAULT_BATCH_SIZE as DEFAULT_BATCH_SIZE
+from .fit_settings import FitSettings
 from .optimizers import (
     SGD,
     Adam,
@@ -50,12 +50,10 @@ from .optimizers import (
     check_numbers_in_dtype,
     check_rate_scale,
     current_learning_rate,
-    get_optimizer,
     learning_rate_scale,
     scheduled_rates,
 )
-from .params import Boolean, InstanceOf, Integer, Options, Real, check_in_dtype, validate
-from .schedules import check_learning_rate
+from .params import check_in_dtype
 from .steps import InterruptedRun, batch_indices, make_run
 from .tree import describe as _what
 from .tree import structure_problem as _structure_problem
@@ -81,25 +79,6 @@ MAX_INDICES = 2**22
 #: nothing to measure first (`run_time_bound`). Elsewhere Ctrl-C stops at every epoch.
 STEP_SECONDS_BOUND = 1e-4
 FLOPS_BOUND = 1e9
-
-#: Every parameter of `fit` except the data, the weights (checked by
-#: `mlp.weights.row_weights`) and the optimizer (`mlp.optimizers.get_optimizer`,
-#: `mlp.schedules.check_learning_rate`).
-FIT_CONSTRAINTS = {
-    "epochs": [Integer(1)],
-    "batch_size": [None, Integer(1)],
-    "reset_optimizer": [Boolean()],
-    "shuffle": [Boolean()],
-    "alpha": [Real(0)],
-    "clip_norm": [None, Real(0, closed="neither")],
-    "validation_data": [None, InstanceOf((tuple, list), "a pair (x_val, y_val)")],
-    "validation_split": [None, Real(0, 1, closed="neither")],
-    "early_stopping": [Boolean()],
-    "patience": [Integer(1)],
-    "min_delta": [Real(0)],
-    "verbose": [Options(0, 1, 2)],
-}
-
 
 class TrainingDivergedError(FloatingPointError):
     """The training loss became NaN or infinite.
@@ -294,21 +273,26 @@ class ChunkPlanner:
 
 #: The optimizer of a model's first `fit` when none is named.
 DEFAULT_OPTIMIZER = Adam(1e-3)
-#: Samples per step when ``batch_size`` is not given (Keras' default).
-DEFAULT_BATCH_SIZE = 32
 
 
-def fit(model, x, y, *, epochs, learning_rate=None, batch_size=DEFAULT_BATCH_SIZE,
-        shuffle=True, optimizer=None, reset_optimizer=False, alpha=0.0, clip_norm=None,
-        validation_data=None, validation_split=None, early_stopping=False, patience=10,
-        min_delta=0.0, callbacks=None, verbose=0, sample_weight=None, class_weight=None):
-    """Train ``model`` from its current weights; see `mlp.MLP.fit` for the parameters.
+class FitPlan(NamedTuple):
+    """A fit's checked settings with what the model decides for them: the optimizer it
+    trains with and whether it continues the model's optimizer state (`choose_optimizer`)."""
+
+    settings: FitSettings
+    optimizer: Any
+    continued: bool
+
+
+def fit(model, x, y, settings: FitSettings):
+    """Train ``model`` from its current weights with ``settings`` (see `mlp.MLP.fit`).
 
     The steps, each a function of its own:
 
-    1. `check_arguments`: every parameter against `FIT_CONSTRAINTS` (one
-       message form), the optimizer built or continued (`choose_optimizer`),
-       the callbacks checked. A rejected call changes nothing.
+    1. The settings were checked when built (`FitSettings`); here the model's
+       state (`check_model_state`), the epoch count, the optimizer built or
+       continued (`choose_optimizer`) and the numbers in the model's dtype.
+       A rejected call changes nothing.
     2. `training_data`: ``x``, ``y``, the rows' weights and the validation data
        (given, or split off from the seed) checked and moved to the device once.
     3. `callback_list`: `History` first, then the user's callbacks, then
@@ -320,48 +304,25 @@ def fit(model, x, y, *, epochs, learning_rate=None, batch_size=DEFAULT_BATCH_SIZ
 
     Returns the `History` of this fit's epochs (``model.history_`` holds every fit's).
     """
-    check_model_state(model, "fit", optimizer_state=reset_optimizer is not True)
-    settings = check_arguments(
-        epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, shuffle=shuffle,
-        optimizer=optimizer, reset_optimizer=reset_optimizer, alpha=alpha, clip_norm=clip_norm,
-        validation_data=validation_data, validation_split=validation_split,
-        early_stopping=early_stopping, patience=patience, min_delta=min_delta,
-        callbacks=callbacks, verbose=verbose)
-    check_epoch_count(model.epochs_trained_, settings["epochs"])
-    settings["optimizer"], settings["continued"] = choose_optimizer(
-        model, settings["optimizer"], settings["learning_rate"], settings["reset_optimizer"])
-    check_numbers(model.dtype_name, settings)
-    if settings["continued"] and model.optimizer_state_ is not None:
-        check_rate_scale(settings["optimizer"], model.optimizer_state_, model.dtype_name)
-    data = training_data(model, x, y, settings["validation_data"], settings["validation_split"],
-                         sample_weight, class_weight,
-                         split_seed=resumed_seed(model, settings["callbacks"]))
+    check_model_state(model, "fit", optimizer_state=settings.reset_optimizer is not True)
+    check_epoch_count(model.epochs_trained_, settings.epochs)
+    plan = FitPlan(settings, *choose_optimizer(model, settings.optimizer,
+                                               settings.learning_rate,
+                                               settings.reset_optimizer))
+    check_numbers(model.dtype_name, plan)
+    if plan.continued and model.optimizer_state_ is not None:
+        check_rate_scale(plan.optimizer, model.optimizer_state_, model.dtype_name)
+    data = training_data(model, x, y, settings.validation_data, settings.validation_split,
+                         settings.sample_weight, settings.class_weight,
+                         split_seed=resumed_seed(model, settings.callbacks))
     if data.val is not None:  # validation data whose metrics overflow would log only NaN
         model._evaluated(*data.val, of=" of the validation data")
-    cbs, history = callback_list(model, settings, data)
-    Trainer(model, data, settings, cbs, history).train()
+    cbs, history = callback_list(model, plan, data)
+    Trainer(model, data, plan, cbs, history).train()
     return history
 
 
 # ------------------------------------------------------------------ step 1
-def check_arguments(*, learning_rate, optimizer, callbacks, **values) -> dict:
-    """The checked settings: ``values`` as `FIT_CONSTRAINTS` store them, plus
-    ``optimizer`` (an optimizer object, or None: the model's), ``learning_rate``
-    (a checked float or schedule, or None) and ``callbacks`` (a list of Callbacks)."""
-    settings = validate(FIT_CONSTRAINTS, values)
-    if settings["validation_data"] is not None and len(settings["validation_data"]) != 2:
-        raise ValueError("validation_data must be a pair (x_val, y_val), got "
-                         f"{len(settings['validation_data'])} items")
-    if settings["validation_data"] is not None and settings["validation_split"] is not None:
-        raise ValueError("pass validation_data or validation_split, not both")
-    settings["optimizer"], settings["learning_rate"] = _optimizer(optimizer, learning_rate)
-    settings["callbacks"] = as_callbacks(callbacks)
-    if settings["early_stopping"]:
-        settings["stopper"] = EarlyStopping(patience=settings["patience"],
-                                            min_delta=settings["min_delta"])
-    return settings
-
-
 def check_epoch_count(trained: int, epochs: int) -> None:
     """Refuse a fit that would count more epochs than a model file holds (`mlp.io.MAX_EPOCHS`,
     2**53): its model could not be saved."""
@@ -373,30 +334,16 @@ def check_epoch_count(trained: int, epochs: int) -> None:
                          f"ask for at most {max(MAX_EPOCHS - trained, 0)}")
 
 
-def check_numbers(dtype_name: str, settings: dict) -> None:
+def check_numbers(dtype_name: str, plan: FitPlan) -> None:
     """Refuse a number checked in float64 that the model's dtype cannot hold as the number
     it is (`mlp.params.check_in_dtype`): ``alpha``, ``clip_norm``, the learning rate and
     the optimizer's other hyperparameters (a learning rate or ``clip_norm`` of 1e-320 is 0
     in float32, and would silently train nothing)."""
     for name in ("learning_rate", "alpha", "clip_norm"):
-        value = settings[name]
+        value = getattr(plan.settings, name)
         if value is not None and not callable(value):
             check_in_dtype(name, value, dtype_name)
-    check_numbers_in_dtype(settings["optimizer"], dtype_name)
-
-
-def _optimizer(optimizer, learning_rate):
-    """``(optimizer object or None, learning rate or None)``, both checked."""
-    if learning_rate is not None:
-        if isinstance(learning_rate, np.floating | np.integer):  # e.g. np.float32(0.01)
-            learning_rate = float(learning_rate)
-        learning_rate = check_learning_rate(learning_rate)
-        if optimizer is not None and not isinstance(optimizer, str):
-            raise ValueError("learning_rate was given twice: pass it to the optimizer object "
-                             "or name the optimizer as a string, not both")
-    if optimizer is None:
-        return None, learning_rate
-    return get_optimizer(optimizer, learning_rate), learning_rate
+    check_numbers_in_dtype(plan.optimizer, dtype_name)
 
 
 def choose_optimizer(model, optimizer, learning_rate, reset) -> tuple:
@@ -523,29 +470,29 @@ def logged_metrics(model, validation: bool) -> list[str]:
     return training + ["val_" + name for name in names]
 
 
-def callback_list(model, settings, data) -> tuple[CallbackList, History]:
+def callback_list(model, plan: FitPlan, data) -> tuple[CallbackList, History]:
     """Every callback of this fit behind one `CallbackList`, and the `History` among them.
 
     A `BackupAndRestore` goes last: its backup holds what every other callback
     did to the epoch (a learning rate reduced, weights restored).
     """
-    n = data.n
-    params = dict(epochs=settings["epochs"], initial_epoch=model.epochs_trained_,
-                  batch_size=settings["batch_size"] or n, optimizer=settings["optimizer"],
-                  alpha=settings["alpha"], clip_norm=settings["clip_norm"],
-                  shuffle=settings["shuffle"], samples=n,
+    n, settings = data.n, plan.settings
+    params = dict(epochs=settings.epochs, initial_epoch=model.epochs_trained_,
+                  batch_size=settings.batch_size or n, optimizer=plan.optimizer,
+                  alpha=settings.alpha, clip_norm=settings.clip_norm,
+                  shuffle=settings.shuffle, samples=n,
                   metrics=logged_metrics(model, data.val is not None))
     history = History(params)
-    user = settings["callbacks"]
+    user = settings.callbacks
     backups = [cb for cb in user if isinstance(cb, BackupAndRestore)]
     for backup in backups:  # what identifies the run: its data too
         backup.fit_data = data
     cbs = [history, *(cb for cb in user if not isinstance(cb, BackupAndRestore))]
-    if settings["early_stopping"]:
-        cbs.append(settings["stopper"])
-    if settings["verbose"] == 1:
+    if settings.stopper is not None:
+        cbs.append(settings.stopper)
+    if settings.verbose == 1:
         cbs.append(ProgressBar())
-    elif settings["verbose"] == 2:
+    elif settings.verbose == 2:
         cbs.append(EpochLogger())
     return CallbackList([*cbs, *backups], model=model, params=params), history
 
@@ -917,22 +864,23 @@ class Trainer:
     Epochs are numbered on from the model's ``epochs_trained_`` (``start``).
     """
 
-    def __init__(self, model, data: TrainingData, settings: dict, callbacks: CallbackList,
+    def __init__(self, model, data: TrainingData, plan: FitPlan, callbacks: CallbackList,
                  history: History):
         self.model, self.data, self.callbacks, self.history = model, data, callbacks, history
-        self.epochs = settings["epochs"]
+        settings = plan.settings
+        self.epochs = settings.epochs
         self.start = model.epochs_trained_
         self.end = self.start + self.epochs
-        self.optimizer = settings["optimizer"]
+        self.optimizer = plan.optimizer
         n = data.n
-        batch_size = settings["batch_size"]
+        batch_size = settings.batch_size
         self.batch_size = None if batch_size is None or batch_size >= n else batch_size
-        self.shuffle = settings["shuffle"]
-        self.run = run_function(model, self.optimizer, settings["alpha"], settings["clip_norm"])
-        opt_state = (model.optimizer_state_ if settings["continued"]
+        self.shuffle = settings.shuffle
+        self.run = run_function(model, self.optimizer, settings.alpha, settings.clip_norm)
+        opt_state = (model.optimizer_state_ if plan.continued
                      else self.optimizer.init(model.params))
         self.state = TrainState(model.params, opt_state, self.start, model._shuffle_rng)
-        self.alpha = settings["alpha"]
+        self.alpha = settings.alpha
         self.steps_per_epoch = 1 if self.batch_size is None else -(-n // self.batch_size)
         self.checked_steps = self.check_schedules(self.start, self.epochs)  # before any change
         self.initial = model.params
