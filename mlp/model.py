@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -123,21 +124,53 @@ def _bytes_text(n: int) -> str:
     return ""  # pragma: no cover
 
 
-def _too_large(layer_sizes, need: int, why: str) -> MemoryError:
+def too_large_error(layer_sizes: Sequence[int], need: int, why: str) -> MemoryError:
+    """The error for initial weights of ``layer_sizes`` that need ``need`` bytes, which
+    ``why`` (e.g. ``"cannot be allocated here"``) refuses.
+
+    Parameters
+    ----------
+    layer_sizes : sequence of int
+    need : int
+        Bytes (`check_weights_size`).
+    why : str
+        Why they are refused, in the message.
+
+    Returns
+    -------
+    MemoryError
+    """
     n_params = sum(i * o + o for i, o in zip(layer_sizes[:-1], layer_sizes[1:]))
     return MemoryError(f"layer_sizes {list(layer_sizes)} makes a model of {n_params:,} "
                        f"parameters, whose initial weights need about {_bytes_text(need)} "
                        f"(drawn in float64): {why}; use smaller layers")
 
 
-def _check_size(layer_sizes, dtype_name: str) -> int:
-    """The bytes the initial weights need (drawn in float64 on the host, then cast);
-    refused before anything is allocated when that exceeds the machine's memory."""
+def check_weights_size(layer_sizes: Sequence[int], dtype_name: str) -> int:
+    """The bytes the initial weights of ``layer_sizes`` in ``dtype_name`` need (drawn in
+    float64 on the host, then cast); refused before anything is allocated when that
+    exceeds the machine's memory.
+
+    Parameters
+    ----------
+    layer_sizes : sequence of int
+    dtype_name : {"float32", "float64"}
+
+    Returns
+    -------
+    int
+        The bytes needed.
+
+    Raises
+    ------
+    MemoryError
+        More than the machine's memory (`too_large_error`).
+    """
     n_params = sum(i * o + o for i, o in zip(layer_sizes[:-1], layer_sizes[1:]))
     need = n_params * (8 + np.dtype(dtype_name).itemsize)
     total = _physical_memory()
     if total is not None and need > total:
-        raise _too_large(layer_sizes, need, f"more than this machine's memory "
+        raise too_large_error(layer_sizes, need, f"more than this machine's memory "
                                             f"({_bytes_text(total)})")
     return need
 
@@ -250,11 +283,11 @@ class MLP:
                         output_activation=output_activation, loss=loss, init=init,
                         backend=backend, dtype=dtype, seed=seed)
         init_rng = np.random.default_rng([self.seed, 0])
-        need = _check_size(self.layer_sizes, self.dtype_name)
+        need = check_weights_size(self.layer_sizes, self.dtype_name)
         try:
             self.params = self._to_device(initial_weights(self.layer_sizes, self.init, init_rng))
         except MemoryError:
-            raise _too_large(self.layer_sizes, need, "cannot be allocated here") from None
+            raise too_large_error(self.layer_sizes, need, "cannot be allocated here") from None
 
     def _configure(self, **arguments):
         """Check the constructor's arguments and set everything but the weights."""

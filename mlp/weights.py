@@ -58,15 +58,30 @@ def row_weights(model, sample_weight, class_weight, targets, labels, *,
     if total > float(np.finfo(model.dtype_name).max):
         raise ValueError(f"{name} sums to {total:.3g}, more than {model.dtype_name} holds; "
                          "rescale the weights (only their ratios matter)")
-    _refuse_subnormal(weights, model.dtype_name, name if class_weight is None else
+    refuse_subnormal(weights, model.dtype_name, name if class_weight is None else
                       f"{name} times class_weight")
     return model.backend.asarray(weights.astype(model.dtype_name), model.dtype)
 
 
-def _refuse_subnormal(weights, dtype_name, what):
+def refuse_subnormal(weights: np.ndarray, dtype_name: str, what: str) -> None:
     """Refuse nonzero weights below the dtype's smallest normal number: they would become
     0 or subnormal there (flushed to 0 on some devices, JAX's CPU included), and the
-    weighted mean would divide by a sum that is no longer theirs."""
+    weighted mean would divide by a sum that is no longer theirs.
+
+    Parameters
+    ----------
+    weights : numpy.ndarray (n,)
+        The rows' weights, on the host.
+    dtype_name : {"float32", "float64"}
+        The model's dtype.
+    what : str
+        How the message names the weights (e.g. ``sample_weight``).
+
+    Raises
+    ------
+    ValueError
+        A weight too small for ``dtype_name``.
+    """
     smallest = float(np.finfo(dtype_name).smallest_normal)
     small = (weights > 0) & (weights < smallest)
     if np.any(small):
