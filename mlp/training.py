@@ -110,7 +110,7 @@ class TrainState:
         Epochs the model has completed, over every `fit` (the next epoch's number;
         ``model.epochs_trained_`` between fits).
     rng : numpy.random.Generator
-        The stream the batches' shuffles are drawn from (``model._shuffle_rng``,
+        The stream the batches' shuffles are drawn from (``model.shuffle_rng``,
         which lives on from one `fit` to the next).
     """
 
@@ -130,56 +130,6 @@ class Mark(NamedTuple):
     opt_state: Any
     shuffled: dict
     offset: int
-
-
-class Snapshot(NamedTuple):
-    """The model as a `fit` found it, which a fit that fails before completing an epoch
-    puts back (`put_back`): the weights, the optimizer and its state (the learning-rate
-    scale included), the training state, the epoch count, the history (the object, its
-    lists and settings), the shuffle stream, the seed and ``stop_training``."""
-
-    params: Any
-    optimizer: Any
-    opt_state: Any
-    train_state: Any
-    epochs: int
-    history: Any
-    history_record: tuple | None
-    rng: dict
-    seed: tuple
-    stop: Any
-
-    @classmethod
-    def of(cls, model) -> Snapshot:
-        history = model.history_
-        record = None
-        if isinstance(history, History):
-            lists = {k: (v, list(v)) for k, v in history.history.items()}
-            record = (history.epoch, list(history.epoch), history.history, lists,
-                      history.params, history.stopped_epoch)
-        return cls(model.params, model.optimizer_, model.optimizer_state_,
-                   model.train_state_, model.epochs_trained_, history, record,
-                   model._shuffle_rng.bit_generator.state,
-                   (model.seed, getattr(model, "_seed_drawn", False)), model.stop_training)
-
-    def put_back(self, model) -> None:
-        """Make ``model`` exactly as it was (the same objects, with their contents)."""
-        if self.history_record is not None:
-            epoch_list, epochs, metrics, lists, params, stopped = self.history_record
-            epoch_list[:] = epochs
-            for values, saved in lists.values():
-                values[:] = saved
-            metrics.clear()
-            metrics.update({k: values for k, (values, _) in lists.items()})
-            h = self.history
-            h.epoch, h.history, h.params, h.stopped_epoch = epoch_list, metrics, params, stopped
-        model.params, model.optimizer_, model.optimizer_state_ = (
-            self.params, self.optimizer, self.opt_state)
-        model.train_state_, model.epochs_trained_, model.history_ = (
-            self.train_state, self.epochs, self.history)
-        model._shuffle_rng.bit_generator.state = self.rng
-        model._adopt_seed(*self.seed)
-        model.stop_training = self.stop
 
 
 @dataclass
@@ -316,7 +266,7 @@ def fit(model, x, y, settings: FitSettings):
                          settings.sample_weight, settings.class_weight,
                          split_seed=resumed_seed(model, settings.callbacks))
     if data.val is not None:  # validation data whose metrics overflow would log only NaN
-        model._evaluated(*data.val, of=" of the validation data")
+        model.evaluate_prepared(*data.val, of=" of the validation data")
     cbs, history = callback_list(model, plan, data)
     Trainer(model, data, plan, cbs, history).train()
     return history
@@ -388,12 +338,10 @@ def training_data(model, x, y, validation_data, validation_split, sample_weight=
     """``(x, y)`` and the rows' weights (`mlp.weights.row_weights`) on the device, checked;
     validation data given (unweighted) or split off (with its rows' weights) by the
     stream of ``split_seed`` (default: the model's seed; see `resumed_seed`)."""
-    from .weights import row_weights
-
-    x_dev, y_dev, labels = model._prepare(x, y)
-    w = row_weights(model, sample_weight, class_weight, y_dev, labels)
+    x_dev, y_dev, labels, w = model.prepare_data(x, y, sample_weight, class_weight)
     if validation_data is not None:
-        val = model._weighted(*validation_data, None, names=("x_val", "y_val", "sample_weight"))
+        val = model.prepare_data(*validation_data, None,
+                                 names=("x_val", "y_val", "sample_weight"))
         return _placed(model, TrainingData(x_dev, y_dev, val, w))
     if validation_split is None:
         return _placed(model, TrainingData(x_dev, y_dev, None, w))
@@ -402,7 +350,7 @@ def training_data(model, x, y, validation_data, validation_split, sample_weight=
     if n_val < 1 or n_val >= n:
         raise ValueError(f"validation_split={validation_split} leaves {n - n_val} training "
                          f"and {n_val} validation samples out of {n}; both need at least 1")
-    order = model._split_rng(split_seed).permutation(n)
+    order = model.validation_split_rng(split_seed).permutation(n)
     if w is not None:
         _check_split_weights(model, w, order[:n_val], validation_split,
                              _weights_name(sample_weight, class_weight))
@@ -445,14 +393,14 @@ def _row_splitter(model):
         return tuple(tuple(None if a is None else xp.take(a, rows, axis=0) for a in arrays)
                      for rows in (rows_a, rows_b))
 
-    return model._compiled(("split rows",), lambda: model.backend.jit(split))
+    return model.compiled(("split rows",), lambda: model.backend.jit(split))
 
 
 def _placed(model, data) -> TrainingData:
     """``data`` with its training rows placed by the backend (`Backend.place_rows`: as
     they are, or padded with rows of weight 0 and sharded over several devices)."""
     if model.backend.pads_rows:
-        model._spec.loss.check_takes_weights("rows of weight 0 (a data-parallel backend pads "
+        model.spec.loss.check_takes_weights("rows of weight 0 (a data-parallel backend pads "
                                              "the data with them)")
     x, y, w = model.backend.place_rows(data.x, data.y, data.w)
     return TrainingData(x, y, data.val, w, data.n)
@@ -463,7 +411,7 @@ def logged_metrics(model, validation: bool) -> list[str]:
     """The names each epoch's logs hold: ``loss``, the training scores from the epoch's own
     batches (`mlp.losses.Loss.scores_from_totals`), and with validation data those of
     `MLP.evaluate`, ``val_``-prefixed."""
-    training = ["loss", *model._spec.loss.training_score_names]
+    training = ["loss", *model.spec.loss.training_score_names]
     if not validation:
         return training
     names = ["loss", "accuracy"] if model.is_classifier else ["loss", "r2", "mse"]
@@ -500,8 +448,8 @@ def callback_list(model, plan: FitPlan, data) -> tuple[CallbackList, History]:
 # ------------------------------------------------------------------ step 4
 def run_function(model, optimizer, alpha, clip_norm):
     """The (compiled, shared) run of `mlp.steps.make_run` for this model and settings."""
-    return model._compiled(("run", optimizer, alpha, clip_norm),
-                           lambda: make_run(model.backend, model._spec, optimizer, alpha,
+    return model.compiled(("run", optimizer, alpha, clip_norm),
+                           lambda: make_run(model.backend, model.spec, optimizer, alpha,
                                             clip_norm))
 
 
@@ -513,7 +461,7 @@ def _largest_weight(model, params) -> float:
     def largest_magnitudes(params):
         return xp.stack([xp.max(xp.abs(a)) for pair in params for a in pair])
 
-    check = model._compiled(("largest magnitudes",),
+    check = model.compiled(("largest magnitudes",),
                             lambda: model.backend.jit(largest_magnitudes))
     values = model.backend.to_numpy(check(params))
     return float(np.max(values)) if all_finite(np, values) else math.inf
@@ -595,7 +543,7 @@ class StateCheck:
         params = model.params
         if params is self.params:
             return
-        problem = _params_problem(model, params)
+        problem = params_problem(model, params)
         if problem:
             model.params = self.params
             raise TypeError(f"{name} set model.params to {problem}; set the weights with "
@@ -671,7 +619,7 @@ def check_model_state(model, what: str, *, training_state: bool = True,
     another structure than the one the last fit left. Cheap: no array is read."""
     from .callbacks import History
 
-    problem = _params_problem(model, model.params)
+    problem = params_problem(model, model.params)
     if problem:
         raise ValueError(f"{what}: model.params is {problem}; set the weights with "
                          "model.set_weights([(W, b), ...]), which checks them")
@@ -711,7 +659,7 @@ def _changed_opt_state(model) -> str | None:
                         f"last fit left ({problem})")
 
 
-def _params_problem(model, params) -> str | None:
+def params_problem(model, params) -> str | None:
     """What is wrong with ``params`` as the model's weights (shapes, dtype, backend), or
     None."""
     sizes = model.layer_sizes
@@ -859,7 +807,7 @@ class Trainer:
     epoch taken by `keep`) until the model has trained ``start + epochs`` epochs or
     ``model.stop_training``; a last check that the weights are finite; `finish`
     (``on_train_end``, also when it raised). A fit that raises before an epoch of its
-    own is kept puts the model back as it found it (`Snapshot`).
+    own is kept puts the model back as it found it (`MLP.snapshot_state`).
 
     Epochs are numbered on from the model's ``epochs_trained_`` (``start``).
     """
@@ -879,13 +827,13 @@ class Trainer:
         self.run = run_function(model, self.optimizer, settings.alpha, settings.clip_norm)
         opt_state = (model.optimizer_state_ if plan.continued
                      else self.optimizer.init(model.params))
-        self.state = TrainState(model.params, opt_state, self.start, model._shuffle_rng)
+        self.state = TrainState(model.params, opt_state, self.start, model.shuffle_rng)
         self.alpha = settings.alpha
         self.steps_per_epoch = 1 if self.batch_size is None else -(-n // self.batch_size)
         self.checked_steps = self.check_schedules(self.start, self.epochs)  # before any change
         self.initial = model.params
         # (first epoch, shuffle stream's state) of the chunk running, for `mark`
-        self.chunk = (self.start, model._shuffle_rng.bit_generator.state)
+        self.chunk = (self.start, model.shuffle_rng.bit_generator.state)
         self.first = self.mark(self.start)  # where this fit starts (after on_train_begin)
         self.recent = deque(maxlen=2)  # `Mark`s of the starts of recent chunks
         self.weights_set: WeightsSet | None = None  # by a callback, between epochs
@@ -902,9 +850,9 @@ class Trainer:
     # ------------------------------------------------------------ the loop
     def train(self) -> None:
         """Run the fit; one that fails (any exception, Ctrl-C included) before an epoch of
-        its own is kept puts the whole model back as it found it (`Snapshot`), one that
+        its own is kept puts the whole model back as it found it (`MLP.snapshot_state`), one that
         fails later keeps the epochs completed (`end`)."""
-        before = Snapshot.of(self.model)
+        before = self.model.snapshot_state()
         self.began = False
         try:
             self.begin()
@@ -912,7 +860,7 @@ class Trainer:
             self.epochs_loop()
         except BaseException:
             if not self.began or self.state.epoch == self.first.epoch:
-                before.put_back(self.model)
+                self.model.restore_state(before)
             raise
 
     def begin(self) -> None:
@@ -1027,7 +975,7 @@ class Trainer:
         self.recent.append(self.mark(state.epoch))
         columns = {"loss": np.asarray(losses, dtype=np.float64).tolist(),
                    **{name: v.tolist() for name, v in
-                      model._spec.loss.scores_from_totals(totals).items()}}
+                      model.spec.loss.scores_from_totals(totals).items()}}
         epochs = list(range(state.epoch, state.epoch + len(columns["loss"])))
         if self.histories_only:  # the histories take the chunk's epochs at once
             for history in (model.history_, *self.callbacks.callbacks):
@@ -1038,7 +986,7 @@ class Trainer:
             self.diverged(epochs[-1], "the weights became NaN or infinite")
         rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
         if self.data.val is not None:  # then every chunk is one epoch
-            rows[-1].update(model._validation_logs(*self.data.val, params=params))
+            rows[-1].update(model.validation_logs(*self.data.val, params=params))
         for epoch, logs in zip(epochs, rows):
             model.history_.append(epoch, logs)
         self.commit(params, opt_state, epochs[-1] + 1)
@@ -1097,7 +1045,7 @@ class Trainer:
     def training_loss(self, params) -> float:
         """The mean loss (no penalty; weighted as training) of ``params`` on the training data."""
         model, data = self.model, self.data
-        fn = model._compiled(("training_loss",), lambda spec=model._spec: model.backend.jit(
+        fn = model.compiled(("training_loss",), lambda spec=model.spec: model.backend.jit(
             lambda p, x, y, w: core.loss_value(spec, p, x, y, w)))
         return float(fn(params, data.x, data.y, data.w))
 

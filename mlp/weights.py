@@ -34,7 +34,7 @@ def row_weights(model, sample_weight, class_weight, targets, labels, *,
     sample_weight : array-like (n,) or None
     class_weight : dict, "balanced" or None
     targets : backend array (n, n_outputs)
-        Prepared targets (`MLP._prepare`).
+        Prepared targets (`MLP.prepare_data`).
     labels : backend array (n,) or None
         Integer labels of a classification loss with labels.
 
@@ -43,7 +43,7 @@ def row_weights(model, sample_weight, class_weight, targets, labels, *,
     """
     if sample_weight is None and class_weight is None:
         return None
-    model._spec.loss.check_takes_weights(name if sample_weight is not None else "class_weight")
+    model.spec.loss.check_takes_weights(name if sample_weight is not None else "class_weight")
     n = targets.shape[0]
     weights = np.ones(n)
     if sample_weight is not None:
@@ -118,7 +118,7 @@ def _sample_weight(model, sample_weight, n, name, x_name):
 
 def _host_labels(model, targets, labels, name="class_weight"):
     """The integer class of each row (NumPy) and the number of classes."""
-    loss = model._spec.loss
+    loss = model.spec.loss
     if not loss.classification:
         known = " or ".join(n for n, ls in LOSSES.items() if ls.classification)
         raise ValueError(f"{name} needs a classification loss ({known}); this model uses "
