@@ -256,7 +256,7 @@ class CallbackList(Callback):
         except BaseException:  # a backup or a log that took its lock lets it go: no fit runs
             for cb in begun:
                 if isinstance(cb, (BackupAndRestore, CSVLogger)):
-                    cb._let_go()
+                    cb.release()
             raise
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -1165,7 +1165,7 @@ class BackupAndRestore(Callback):
     def resumable_seed(self, model) -> int | None:
         """The seed of the run this folder's backup would resume, for a model whose seed
         was drawn (``seed=None``) and that has not been trained; None otherwise."""
-        if not getattr(model, "_seed_drawn", False) or model.epochs_trained_ or \
+        if not model.seed_drawn or model.epochs_trained_ or \
                 model.history_ is not None:
             return None
         path = self._path_for(0)
@@ -1188,7 +1188,7 @@ class BackupAndRestore(Callback):
             if os.path.exists(self.path):
                 self._restore(self.path)
         except BaseException:
-            self._let_go()
+            self.release()
             raise
 
     def _hold_folder(self) -> _FolderLock:
@@ -1247,13 +1247,15 @@ class BackupAndRestore(Callback):
         self._check_run(path, run)
         self._check_epochs(path, saved)
         restores = self._check_states(path, states)
-        before = self._snapshot()
+        before, restored = model.snapshot_state(), self.restored_epoch
         try:
-            self._put(saved, adopt)
+            model.restore_state(before.resumed_from(saved.snapshot_state(), adopt_seed=adopt))
+            self.restored_epoch = saved.epochs_trained_
             for cb, state in restores:
                 cb.set_state(state)
         except Exception as exc:
-            self._put_back(before)
+            model.restore_state(before)
+            self.restored_epoch = restored
             raise ValueError(f"the backup {path!r} could not be restored ({exc}); the model "
                              f"is as it was. Delete the backup, or use another directory, to "
                              f"train from the start") from exc
@@ -1269,7 +1271,7 @@ class BackupAndRestore(Callback):
         if ours != theirs:
             differences = "; ".join(f"{k} {theirs.get(k)!r} there, {ours.get(k)!r} here"
                                     for k in ours if ours.get(k) != theirs.get(k))
-            if ours["seed"] != theirs["seed"] and getattr(model, "_seed_drawn", False):
+            if ours["seed"] != theirs["seed"] and model.seed_drawn:
                 differences += (f" (this model's seed was drawn; build it with "
                                 f"seed={theirs['seed']} to resume the backup)")
             raise ValueError(f"the backup {path!r} was made with another model than this "
@@ -1335,34 +1337,6 @@ class BackupAndRestore(Callback):
             restores.append((cb, state))
         return restores
 
-    def _snapshot(self):
-        model = self.model
-        return (model.params, model.optimizer_state_, model.epochs_trained_, model.history_,
-                model.seed, getattr(model, "_seed_drawn", False),
-                model._shuffle_rng.bit_generator.state, self.restored_epoch)
-
-    def _put(self, saved, adopt) -> None:
-        model = self.model
-        state = model.train_state_
-        model.params = state.params = saved.params
-        model.optimizer_state_ = state.opt_state = saved.optimizer_state_
-        model.epochs_trained_ = state.epoch = saved.epochs_trained_
-        state.rng.bit_generator.state = saved._shuffle_rng.bit_generator.state
-        model.history_ = saved.history_
-        if adopt:  # the script run again: the run's seed
-            model._adopt_seed(saved.seed, drawn=False)
-        self.restored_epoch = saved.epochs_trained_
-
-    def _put_back(self, before) -> None:
-        model, state = self.model, self.model.train_state_
-        (params, opt_state, epochs, history, seed, drawn, rng, restored) = before
-        model.params = state.params = params
-        model.optimizer_state_ = state.opt_state = opt_state
-        model.epochs_trained_ = state.epoch = epochs
-        model._shuffle_rng.bit_generator.state = rng
-        model.history_, self.restored_epoch = history, restored
-        model._adopt_seed(seed, drawn)
-
     def _keyed(self):
         """``(key, callback)`` for the other callbacks: position and class name."""
         return [(f"{i}:{type(cb).__name__}", cb) for i, cb in enumerate(self.others)]
@@ -1383,9 +1357,9 @@ class BackupAndRestore(Callback):
     def on_train_end(self, logs=None):
         if (logs or {}).get("completed", True) and os.path.exists(self.path):
             os.remove(self.path)
-        self._let_go()
+        self.release()
 
-    def _let_go(self) -> None:
+    def release(self) -> None:
         """Remove the lock, and the folder if this callback made it and it holds nothing
         else (no backup), with the folders above it made with it, where empty."""
         if self._lock is None:
@@ -1535,10 +1509,10 @@ class CSVLogger(Callback):
             if self._file.header is not None and metrics:
                 self._check_columns(self._file.header, ["epoch", *metrics])
         except BaseException:
-            self._let_go()
+            self.release()
             raise
 
-    def _let_go(self, completed=False) -> None:
+    def release(self, completed: bool = False) -> None:
         """Let the log go; the lock file stays (with this run's mark) after a fit that
         wrote rows and did not complete, for the run resuming it; one that wrote nothing
         leaves the mark it found."""
@@ -1551,7 +1525,7 @@ class CSVLogger(Callback):
         self._lock = None
 
     def on_train_end(self, logs=None):
-        self._let_go(completed=(logs or {}).get("completed", True))
+        self.release(completed=(logs or {}).get("completed", True))
 
     # ------------------------------------------------------------ reading
     def _read(self, strict):
