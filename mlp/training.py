@@ -1,5 +1,6 @@
-"""The training loop: `fit` checks its arguments, prepares the data and the callbacks,
-then a `Trainer` runs the epochs.
+"""The training loop: `fit` takes the checked settings (`mlp.fit_settings.FitSettings`),
+checks them against the model, prepares the data and the callbacks, then a `Trainer`
+runs the epochs. It reads and changes the model through its public members only.
 
 Epochs run in *chunks*, calls of the run built by `mlp.steps.make_run` (one
 compiled call on JAX). When anything needs the host between epochs (callbacks,
