@@ -140,7 +140,7 @@ def onnx_model(model, *, outputs=None):
 
     from . import __version__
 
-    spec = model._spec
+    spec = model.spec
     proto = onnx.load_from_string(_graph(spec.hidden, spec.output, spec.loss,
                                          tuple(model.layer_sizes), model.dtype_name, names))
     weights = {}

@@ -100,7 +100,7 @@ def _training_arrays(model, callback_states=None) -> dict:
     values = np.array([history.history[k] for k in keys], dtype=np.float64).T if keys else \
         np.zeros((len(epochs), 0))
     training = {"epochs_trained": int(model.epochs_trained_),
-                "shuffle_rng": model._shuffle_rng.bit_generator.state,
+                "shuffle_rng": model.shuffle_rng.bit_generator.state,
                 "history_metrics": keys}
     if callback_states:
         training["callbacks"] = callback_states
@@ -117,7 +117,7 @@ def _restore_training(zf, members, shapes, model):
     keys = _metric_names(training.get("history_metrics"))
     _check_history_shapes(shapes, keys, epochs_trained)
     _check_callback_states(training.get("callbacks", {}))
-    _restore_rng(model._shuffle_rng.bit_generator, training.get("shuffle_rng"))
+    _restore_rng(model.shuffle_rng.bit_generator, training.get("shuffle_rng"))
     history = _read_history(zf, members, keys, epochs_trained)
     model.epochs_trained_ = epochs_trained
     model.history_ = history if history.epoch or keys else None
@@ -874,14 +874,14 @@ def _load_model(zf, members, name, backend, model_class):
     version = _format_version(zf, members, shapes, name)
     _check_parts(members)
     config = _json_entry(zf, members, "config", shapes)
-    model_class._arguments(config)  # the keys
+    model_class.check_config(config)  # the keys
     _check_registered(config, name)
     layer_sizes = check_layer_sizes(config["layer_sizes"])
     _check_weight_shapes(layer_sizes, shapes)
-    model = model_class._without_weights(config, backend=backend)
     n_layers = len(layer_sizes) - 1
-    model.set_weights([(_read_member(zf, members[f"W{i}"]), _read_member(zf, members[f"b{i}"]))
-                       for i in range(n_layers)])
+    model = model_class.from_config(config, backend=backend, weights=lambda: [
+        (_read_member(zf, members[f"W{i}"]), _read_member(zf, members[f"b{i}"]))
+        for i in range(n_layers)])
     if "optimizer" in members:
         opt = _optimizer_from_config(_json_entry(zf, members, "optimizer", shapes))
         state = _optimizer_state(zf, members, shapes, model, opt)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import math
 import os
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -14,14 +16,17 @@ from . import core
 from . import guard as _guard
 from . import io as _io
 from .activations import ACTIVATIONS, hidden_activations
+from .callbacks import History
 from .core import NetworkSpec
+from .fit_settings import FitSettings, fit_signature
 from .initializers import INITIALIZERS, default_initializer, initial_weights
 from .losses import LOSSES
 from .params import Boolean, Constraint, InstanceOf, Integer, Options, _Mismatch, check, validate
+from .state import HistoryRecord, ModelState
 from .tree import tree_map
 from .validation import check_dtype, check_layer_sizes, prepare_x
 
-#: Compiled functions shared between models (see `MLP._compiled`), least recently used first.
+#: Compiled functions shared between models (see `MLP.compiled`), least recently used first.
 _SHARED_CACHE: dict = {}
 _SHARED_CACHE_SIZE = 128
 
@@ -118,21 +123,53 @@ def _bytes_text(n: int) -> str:
     return ""  # pragma: no cover
 
 
-def _too_large(layer_sizes, need: int, why: str) -> MemoryError:
+def too_large_error(layer_sizes: Sequence[int], need: int, why: str) -> MemoryError:
+    """The error for initial weights of ``layer_sizes`` that need ``need`` bytes, which
+    ``why`` (e.g. ``"cannot be allocated here"``) refuses.
+
+    Parameters
+    ----------
+    layer_sizes : sequence of int
+    need : int
+        Bytes (`check_weights_size`).
+    why : str
+        Why they are refused, in the message.
+
+    Returns
+    -------
+    MemoryError
+    """
     n_params = sum(i * o + o for i, o in zip(layer_sizes[:-1], layer_sizes[1:]))
     return MemoryError(f"layer_sizes {list(layer_sizes)} makes a model of {n_params:,} "
                        f"parameters, whose initial weights need about {_bytes_text(need)} "
                        f"(drawn in float64): {why}; use smaller layers")
 
 
-def _check_size(layer_sizes, dtype_name: str) -> int:
-    """The bytes the initial weights need (drawn in float64 on the host, then cast);
-    refused before anything is allocated when that exceeds the machine's memory."""
+def check_weights_size(layer_sizes: Sequence[int], dtype_name: str) -> int:
+    """The bytes the initial weights of ``layer_sizes`` in ``dtype_name`` need (drawn in
+    float64 on the host, then cast); refused before anything is allocated when that
+    exceeds the machine's memory.
+
+    Parameters
+    ----------
+    layer_sizes : sequence of int
+    dtype_name : {"float32", "float64"}
+
+    Returns
+    -------
+    int
+        The bytes needed.
+
+    Raises
+    ------
+    MemoryError
+        More than the machine's memory (`too_large_error`).
+    """
     n_params = sum(i * o + o for i, o in zip(layer_sizes[:-1], layer_sizes[1:]))
     need = n_params * (8 + np.dtype(dtype_name).itemsize)
     total = _physical_memory()
     if total is not None and need > total:
-        raise _too_large(layer_sizes, need, f"more than this machine's memory "
+        raise too_large_error(layer_sizes, need, f"more than this machine's memory "
                                             f"({_bytes_text(total)})")
     return need
 
@@ -245,11 +282,11 @@ class MLP:
                         output_activation=output_activation, loss=loss, init=init,
                         backend=backend, dtype=dtype, seed=seed)
         init_rng = np.random.default_rng([self.seed, 0])
-        need = _check_size(self.layer_sizes, self.dtype_name)
+        need = check_weights_size(self.layer_sizes, self.dtype_name)
         try:
             self.params = self._to_device(initial_weights(self.layer_sizes, self.init, init_rng))
         except MemoryError:
-            raise _too_large(self.layer_sizes, need, "cannot be allocated here") from None
+            raise too_large_error(self.layer_sizes, need, "cannot be allocated here") from None
 
     def _configure(self, **arguments):
         """Check the constructor's arguments and set everything but the weights."""
@@ -295,15 +332,44 @@ class MLP:
         return config
 
     @classmethod
-    def from_config(cls, config, backend=None):
+    def from_config(cls, config: dict, backend: str | Backend | None = None, *,
+                    weights=None) -> MLP:
         """A new model from `get_config`'s dict, on ``backend`` (None: ``$MLP_BACKEND``).
 
-        Its weights are the initial ones drawn from the config's seed.
+        Parameters
+        ----------
+        config : dict
+            `get_config`'s dict (checked with `check_config`).
+        backend : str, Backend or None
+            Where the model runs.
+        weights : list of (W, b), a function returning one, or None
+            The model's weights (checked as `set_weights` checks them); a function is
+            called once the config and the backend have been checked (so that a file's
+            arrays are read only for a model that can be built). None (default): the
+            initial weights drawn from the config's seed.
+
+        Returns
+        -------
+        MLP
         """
-        return cls(**cls._arguments(config), backend=backend)
+        if weights is None:
+            return cls(**cls.check_config(config), backend=backend)
+        model = cls.__new__(cls)
+        cls._configure(model, **cls.check_config(config), backend=backend)
+        model.set_weights(weights() if callable(weights) else weights)
+        return model
 
     @classmethod
-    def _arguments(cls, config):
+    def check_config(cls, config: dict) -> dict:
+        """A copy of ``config`` once it has exactly `get_config`'s keys.
+
+        Raises
+        ------
+        TypeError
+            ``config`` is not a dict.
+        ValueError
+            Keys are missing or unknown (the message lists them).
+        """
         if not isinstance(config, dict):
             raise TypeError(f"config must be a dict from MLP.get_config(), got "
                             f"{type(config).__name__}")
@@ -315,13 +381,6 @@ class MLP:
                 part for part in (missing and f"lacks {', '.join(missing)}",
                                   unknown and f"has unknown keys {', '.join(unknown)}") if part))
         return dict(config)
-
-    @classmethod
-    def _without_weights(cls, config, backend=None):
-        """A model configured from ``config`` whose weights are still to be set."""
-        model = cls.__new__(cls)
-        model._configure(**cls._arguments(config), backend=backend)
-        return model
 
     def __getstate__(self):
         """Picklable state: the config, the backend's name and every array as NumPy (no
@@ -357,7 +416,7 @@ class MLP:
             from .training import TrainState
 
             self.train_state_ = TrainState(self.params, self.optimizer_state_,
-                                           self.epochs_trained_, self._shuffle_rng)
+                                           self.epochs_trained_, self.shuffle_rng)
 
     # ------------------------------------------------------------------ basics
     @property
@@ -401,13 +460,24 @@ class MLP:
         return [(copy(to(W, self.dtype), copy=True), copy(to(b, self.dtype), copy=True))
                 for W, b in host_params]
 
-    def _compiled(self, key, factory):
+    def compiled(self, key: tuple, factory: Callable[[], Callable]) -> Callable:
         """A compiled function, compiled once per key and shared by every model with the
         same backend and network math (JAX compiles per model otherwise: seconds each).
 
-        ``factory`` must depend only on ``self.backend``, ``self._spec`` and ``key``.
-        Keys that cannot be hashed (e.g. a mutable optimizer object) use the model's
-        own cache, by identity.
+        Parameters
+        ----------
+        key : tuple
+            What the function is, besides the backend and `spec` (e.g. ``("predict",)``).
+            Keys that cannot be hashed (e.g. a mutable optimizer object) use the model's
+            own cache, by identity.
+        factory : callable
+            ``factory()`` builds the function; it must depend only on ``self.backend``,
+            ``self.spec`` and ``key``.
+
+        Returns
+        -------
+        callable
+            The function (built by ``factory`` on first use).
         """
         try:
             shared_key = (self.backend, self._spec, key)
@@ -425,14 +495,125 @@ class MLP:
             _SHARED_CACHE.pop(next(iter(_SHARED_CACHE)))
         return fn
 
-    def _adopt_seed(self, seed: int, drawn: bool) -> None:
-        """Take ``seed`` as the model's (`BackupAndRestore` resuming the run that a drawn
-        seed began, or putting the model back); ``drawn``: whether it was drawn."""
-        self._seed, self._seed_drawn = seed, drawn
+    @property
+    def shuffle_rng(self) -> np.random.Generator:
+        """The stream `fit` draws the batches' orders from (seeded by ``seed``; it lives
+        on from one `fit` to the next, and `save` with ``include_optimizer`` stores it)."""
+        return self._shuffle_rng
 
-    def _split_rng(self, seed=None):
-        """The stream of ``fit``'s validation split (of ``seed``, default the model's)."""
+    @property
+    def seed_drawn(self) -> bool:
+        """Whether ``seed`` was drawn (``seed=None``) rather than given: a
+        `BackupAndRestore` may then resume the run of another seed."""
+        return self.__dict__.get("_seed_drawn", False)
+
+    def validation_split_rng(self, seed: int | None = None) -> np.random.Generator:
+        """A new stream for `fit`'s ``validation_split``, of ``seed`` (default the model's).
+
+        Parameters
+        ----------
+        seed : int or None
+            The seed of the run (None: ``self.seed``).
+
+        Returns
+        -------
+        numpy.random.Generator
+        """
         return np.random.default_rng([self.seed if seed is None else seed, 2])
+
+    # ------------------------------------------------------------------ state
+    def snapshot_state(self) -> ModelState:
+        """Everything training changes, as one value for `restore_state`: the weights,
+        the optimizer and its state, the epoch count, the history (with its contents),
+        the shuffle stream's state, the seed, ``stop_training`` and the training state.
+
+        Returns
+        -------
+        ModelState
+        """
+        history, train = self.history_, self.train_state_
+        record = HistoryRecord.of(history) if isinstance(history, History) else None
+        values = None if train is None else (train.params, train.opt_state, train.epoch)
+        return ModelState(self.params, self.optimizer_, self.optimizer_state_,
+                          self.epochs_trained_, history, record,
+                          self._shuffle_rng.bit_generator.state, self.seed, self.seed_drawn,
+                          self.stop_training, train, values)
+
+    def restore_state(self, state: ModelState) -> None:
+        """Put ``state`` (`snapshot_state`'s, or one built from it) in, all or nothing.
+
+        Everything is checked first - weights of the model's shapes, dtype and backend,
+        an epoch count, a history `mlp.load` would accept with that count, an
+        optimizer, a shuffle stream's state, a seed - then the weights, the optimizer
+        and its state, the epoch count, the history (refilled with its recorded
+        contents), the shuffle stream, the seed, ``stop_training`` and the training
+        state are all replaced together.
+
+        Parameters
+        ----------
+        state : ModelState
+
+        Raises
+        ------
+        ValueError
+            Something in ``state`` the model cannot take (the message says what);
+            nothing has changed.
+        ModelBusyError
+            Another thread is training the model.
+        """
+        _guard.guard_of(self).check_free("restore_state")
+        problem = self._state_problem(state)
+        if problem:
+            raise ValueError(f"restore_state: {problem}; the model is as it was")
+        if state.history_record is not None:
+            state.history_record.put_back(state.history)
+        if state.train_state is not None and state.train_state_values is not None:
+            train = state.train_state
+            train.params, train.opt_state, train.epoch = state.train_state_values
+        self.params, self.optimizer_, self.optimizer_state_ = (
+            state.params, state.optimizer, state.optimizer_state)
+        self.train_state_, self.epochs_trained_, self.history_ = (
+            state.train_state, state.epochs_trained, state.history)
+        self._shuffle_rng.bit_generator.state = state.shuffle_state
+        self._seed, self._seed_drawn = state.seed, state.seed_drawn
+        self.stop_training = state.stop_training
+
+    def _state_problem(self, state) -> str | None:
+        """What keeps the model from taking ``state`` (None if nothing)."""
+        from .training import history_problem, params_problem
+
+        if not isinstance(state, ModelState):
+            return f"a ModelState (from snapshot_state) is needed, got {type(state).__name__}"
+        problem = params_problem(self, state.params)
+        if problem:
+            return f"the weights are {problem}"
+        epochs = state.epochs_trained
+        if isinstance(epochs, (bool, np.bool_)) or not isinstance(epochs, (int, np.integer)) \
+                or epochs < 0:
+            return f"the epoch count {epochs!r} is not a count of epochs"
+        if state.history is not None:
+            shown = state.history if state.history_record is None else \
+                state.history_record.recorded()
+            problem = history_problem(shown, epochs)
+            if problem:
+                return f"the history has {problem}"
+        optimizer = state.optimizer
+        if optimizer is not None and not (hasattr(optimizer, "init")
+                                          and hasattr(optimizer, "update")):
+            return f"the optimizer {type(optimizer).__name__} is not an optimizer"
+        return self._stream_problem(state)
+
+    def _stream_problem(self, state) -> str | None:
+        """What is wrong with the state's shuffle stream and seed (None if nothing)."""
+        try:
+            type(self._shuffle_rng.bit_generator)().state = state.shuffle_state
+        except (TypeError, ValueError, KeyError) as exc:
+            return f"the shuffle stream's state is not one ({exc})"
+        seed = state.seed
+        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) \
+                or seed < 0:
+            return f"the seed {seed!r} is not an integer >= 0"
+        return None
 
     # ------------------------------------------------------------------- data
     @_in_precision
@@ -456,7 +637,7 @@ class MLP:
         Inputs whose forward pass overflows the model's dtype (``x = 3e38`` in
         float32) raise a ValueError saying so, rather than giving NaN.
         """
-        fn = self._compiled(("predict",), lambda spec=self._spec: self.backend.jit(
+        fn = self.compiled(("predict",), lambda spec=self._spec: self.backend.jit(
             lambda p, x: core.forward_checked(spec, p, x)))
         x_dev = self._x(x)
         out, n_bad = fn(self.params, x_dev)
@@ -485,12 +666,37 @@ class MLP:
                              f"{self.loss_name!r}")
 
     @_in_precision
-    def _weighted(self, x, y, sample_weight, names=("x", "y", "sample_weight")):
-        """Checked ``(x, targets, labels, weights)``; weights None without ``sample_weight``."""
+    def prepare_data(self, x, y, sample_weight=None, class_weight=None, *,
+                     names: tuple[str, str, str] = ("x", "y", "sample_weight")) -> tuple:
+        """Data checked and moved to the backend, as training and evaluation take it.
+
+        Parameters
+        ----------
+        x : array, (n, n_features)
+        y : array
+            Targets, as `fit` takes them.
+        sample_weight : array (n,) or None
+        class_weight : dict, "balanced" or None
+            Multiplied into the rows' weights (classification losses).
+        names : (str, str, str)
+            How messages name ``x``, ``y`` and ``sample_weight`` (e.g. ``x_val``).
+
+        Returns
+        -------
+        tuple
+            ``(x, targets, labels, weights)``: backend arrays, ``x: (n, n_features)``,
+            ``targets: (n, n_outputs)``, ``labels: (n,)`` integer classes (None but for
+            a loss with labels), ``weights: (n,)`` (None without weights).
+
+        Raises
+        ------
+        ValueError, TypeError
+            Data the model cannot take; the message names the argument.
+        """
         from .weights import row_weights
 
         x_dev, targets, labels = self._prepare(x, y, names[:2])
-        w = row_weights(self, sample_weight, None, targets, labels, name=names[2],
+        w = row_weights(self, sample_weight, class_weight, targets, labels, name=names[2],
                         x_name=names[0])
         return x_dev, targets, labels, w
 
@@ -502,8 +708,8 @@ class MLP:
         ``sum_i w_i * l_i / sum_i w_i`` (see `mlp.losses`). A loss that overflows
         the model's dtype raises a ValueError naming the inputs' scale.
         """
-        x_dev, targets, _, w = self._weighted(x, y, sample_weight)
-        fn = self._compiled(("loss",), lambda spec=self._spec: self.backend.jit(
+        x_dev, targets, _, w = self.prepare_data(x, y, sample_weight)
+        fn = self.compiled(("loss",), lambda spec=self._spec: self.backend.jit(
             lambda p, x, y, w: core.loss_value(spec, p, x, y, w)))
         value = float(fn(self.params, x_dev, targets, w))
         if not math.isfinite(value):
@@ -514,14 +720,14 @@ class MLP:
     def gradients(self, x, y, sample_weight=None):
         """Gradients of the mean loss (weighted with ``sample_weight``), ``[(dW, db), ...]``
         as backend arrays; a ValueError where they overflow the model's dtype."""
-        x_dev, targets, _, w = self._weighted(x, y, sample_weight)
+        x_dev, targets, _, w = self.prepare_data(x, y, sample_weight)
 
         def gradients(p, x, y, w, spec=self._spec):
             loss, grads = core.loss_and_gradients(spec, p, x, y, weights=w)
             return grads, core.all_finite_flag(
                 spec.xp, [loss, *(g for pair in grads for g in pair)])
 
-        fn = self._compiled(("gradients",), lambda: self.backend.jit(gradients))
+        fn = self.compiled(("gradients",), lambda: self.backend.jit(gradients))
         grads, finite = fn(self.params, x_dev, targets, w)
         if not bool(finite):
             raise self._overflow("the loss or its gradients", x_dev, targets)
@@ -553,7 +759,7 @@ class MLP:
             loss = spec.loss.value(xp, z, a, targets, weights)
             return xp.stack([loss, *spec.loss.score(xp, z, a, targets, labels, weights)])
 
-        return self._compiled(("metrics",), lambda: self.backend.jit(metrics))
+        return self.compiled(("metrics",), lambda: self.backend.jit(metrics))
 
     def _metric_logs(self, x, targets, labels, weights=None, prefix="", params=None):
         params = self.params if params is None else params
@@ -562,9 +768,22 @@ class MLP:
         names = ("loss", *self._spec.loss.score_names)
         return {prefix + name: float(v) for name, v in zip(names, values, strict=True)}
 
-    def _evaluated(self, x, targets, labels, weights=None, of="") -> dict:
-        """`_metric_logs`, refusing a loss or score that overflowed the dtype (``of``: the
-        data's name in the message, e.g. `` of validation_data``)."""
+    def evaluate_prepared(self, x, targets, labels, weights=None, of: str = "") -> dict:
+        """`evaluate`'s metrics of data from `prepare_data`, refusing a loss or score that
+        overflowed the dtype.
+
+        Parameters
+        ----------
+        x, targets, labels, weights
+            As `prepare_data` returns them.
+        of : str
+            The data's name in the message, e.g. ``" of the validation data"``.
+
+        Returns
+        -------
+        dict
+            Metric name -> float.
+        """
         logs = self._metric_logs(x, targets, labels, weights)
         bad = [name for name, value in logs.items() if not math.isfinite(value)]
         if bad:
@@ -572,8 +791,15 @@ class MLP:
                                  targets)
         return logs
 
-    def _validation_logs(self, x, targets, labels, weights=None, params=None):
-        """The ``val_``-prefixed metrics of ``params`` (default: the model's weights)."""
+    def validation_logs(self, x, targets, labels, weights=None, params=None) -> dict:
+        """The ``val_``-prefixed metrics of ``params`` (default: the model's weights) on
+        data from `prepare_data` (NaN or inf where they overflow: the epoch's logs).
+
+        Returns
+        -------
+        dict
+            ``{"val_loss": ..., "val_accuracy": ...}`` (the names of `evaluate`).
+        """
         return self._metric_logs(x, targets, labels, weights, prefix="val_", params=params)
 
     @_in_precision
@@ -587,14 +813,11 @@ class MLP:
         scikit-learn's ``accuracy_score``, ``r2_score`` and
         ``mean_squared_error`` with ``sample_weight``.
         """
-        return self._evaluated(*self._weighted(x, y, sample_weight))
+        return self.evaluate_prepared(*self.prepare_data(x, y, sample_weight))
 
     # --------------------------------------------------------------- training
     @_in_precision
-    def fit(self, x, y, *, epochs, learning_rate=None, batch_size=32, shuffle=True,
-            optimizer=None, reset_optimizer=False, alpha=0.0, clip_norm=None,
-            validation_data=None, validation_split=None, early_stopping=False, patience=10,
-            min_delta=0.0, callbacks=None, verbose=0, sample_weight=None, class_weight=None):
+    def fit(self, x, y, **settings: Any) -> History:
         """Train the model for ``epochs`` more epochs, from where it stands.
 
         A `fit` continues the previous one (or the file the model was loaded
@@ -717,13 +940,10 @@ class MLP:
         from .training import fit
 
         with _guard.guard_of(self).training("fit"):
-            return fit(self, x, y, epochs=epochs, learning_rate=learning_rate,
-                       batch_size=batch_size, shuffle=shuffle, optimizer=optimizer,
-                       reset_optimizer=reset_optimizer, alpha=alpha, clip_norm=clip_norm,
-                       validation_data=validation_data, validation_split=validation_split,
-                       early_stopping=early_stopping, patience=patience, min_delta=min_delta,
-                       callbacks=callbacks, verbose=verbose, sample_weight=sample_weight,
-                       class_weight=class_weight)
+            return fit(self, x, y, FitSettings.from_call(settings))
+
+    # the keyword arguments are `FitSettings`' fields (written there once)
+    fit.__signature__ = fit_signature("self", "x", "y")
 
     # ---------------------------------------------------------------- weights
     def get_weights(self):

@@ -1,5 +1,6 @@
-"""The training loop: `fit` checks its arguments, prepares the data and the callbacks,
-then a `Trainer` runs the epochs.
+"""The training loop: `fit` takes the checked settings (`mlp.fit_settings.FitSettings`),
+checks them against the model, prepares the data and the callbacks, then a `Trainer`
+runs the epochs. It reads and changes the model through its public members only.
 
 Epochs run in *chunks*, calls of the run built by `mlp.steps.make_run` (one
 compiled call on JAX). When anything needs the host between epochs (callbacks,
@@ -35,13 +36,13 @@ from array_api_compat import device
 from . import core
 from .callbacks import (
     CallbackList,
-    EarlyStopping,
     EpochLogger,
     History,
     ProgressBar,
-    as_callbacks,
     resumed_seed,
 )
+from .fit_settings import DEFAULT_BATCH_SIZE as DEFAULT_BATCH_SIZE
+from .fit_settings import FitSettings
 from .optimizers import (
     SGD,
     Adam,
@@ -49,12 +50,10 @@ from .optimizers import (
     check_numbers_in_dtype,
     check_rate_scale,
     current_learning_rate,
-    get_optimizer,
     learning_rate_scale,
     scheduled_rates,
 )
-from .params import Boolean, InstanceOf, Integer, Options, Real, check_in_dtype, validate
-from .schedules import check_learning_rate
+from .params import check_in_dtype
 from .steps import InterruptedRun, batch_indices, make_run
 from .tree import describe as _what
 from .tree import structure_problem as _structure_problem
@@ -80,25 +79,6 @@ MAX_INDICES = 2**22
 #: nothing to measure first (`run_time_bound`). Elsewhere Ctrl-C stops at every epoch.
 STEP_SECONDS_BOUND = 1e-4
 FLOPS_BOUND = 1e9
-
-#: Every parameter of `fit` except the data, the weights (checked by
-#: `mlp.weights.row_weights`) and the optimizer (`mlp.optimizers.get_optimizer`,
-#: `mlp.schedules.check_learning_rate`).
-FIT_CONSTRAINTS = {
-    "epochs": [Integer(1)],
-    "batch_size": [None, Integer(1)],
-    "reset_optimizer": [Boolean()],
-    "shuffle": [Boolean()],
-    "alpha": [Real(0)],
-    "clip_norm": [None, Real(0, closed="neither")],
-    "validation_data": [None, InstanceOf((tuple, list), "a pair (x_val, y_val)")],
-    "validation_split": [None, Real(0, 1, closed="neither")],
-    "early_stopping": [Boolean()],
-    "patience": [Integer(1)],
-    "min_delta": [Real(0)],
-    "verbose": [Options(0, 1, 2)],
-}
-
 
 class TrainingDivergedError(FloatingPointError):
     """The training loss became NaN or infinite.
@@ -130,7 +110,7 @@ class TrainState:
         Epochs the model has completed, over every `fit` (the next epoch's number;
         ``model.epochs_trained_`` between fits).
     rng : numpy.random.Generator
-        The stream the batches' shuffles are drawn from (``model._shuffle_rng``,
+        The stream the batches' shuffles are drawn from (``model.shuffle_rng``,
         which lives on from one `fit` to the next).
     """
 
@@ -150,56 +130,6 @@ class Mark(NamedTuple):
     opt_state: Any
     shuffled: dict
     offset: int
-
-
-class Snapshot(NamedTuple):
-    """The model as a `fit` found it, which a fit that fails before completing an epoch
-    puts back (`put_back`): the weights, the optimizer and its state (the learning-rate
-    scale included), the training state, the epoch count, the history (the object, its
-    lists and settings), the shuffle stream, the seed and ``stop_training``."""
-
-    params: Any
-    optimizer: Any
-    opt_state: Any
-    train_state: Any
-    epochs: int
-    history: Any
-    history_record: tuple | None
-    rng: dict
-    seed: tuple
-    stop: Any
-
-    @classmethod
-    def of(cls, model) -> Snapshot:
-        history = model.history_
-        record = None
-        if isinstance(history, History):
-            lists = {k: (v, list(v)) for k, v in history.history.items()}
-            record = (history.epoch, list(history.epoch), history.history, lists,
-                      history.params, history.stopped_epoch)
-        return cls(model.params, model.optimizer_, model.optimizer_state_,
-                   model.train_state_, model.epochs_trained_, history, record,
-                   model._shuffle_rng.bit_generator.state,
-                   (model.seed, getattr(model, "_seed_drawn", False)), model.stop_training)
-
-    def put_back(self, model) -> None:
-        """Make ``model`` exactly as it was (the same objects, with their contents)."""
-        if self.history_record is not None:
-            epoch_list, epochs, metrics, lists, params, stopped = self.history_record
-            epoch_list[:] = epochs
-            for values, saved in lists.values():
-                values[:] = saved
-            metrics.clear()
-            metrics.update({k: values for k, (values, _) in lists.items()})
-            h = self.history
-            h.epoch, h.history, h.params, h.stopped_epoch = epoch_list, metrics, params, stopped
-        model.params, model.optimizer_, model.optimizer_state_ = (
-            self.params, self.optimizer, self.opt_state)
-        model.train_state_, model.epochs_trained_, model.history_ = (
-            self.train_state, self.epochs, self.history)
-        model._shuffle_rng.bit_generator.state = self.rng
-        model._adopt_seed(*self.seed)
-        model.stop_training = self.stop
 
 
 @dataclass
@@ -293,21 +223,26 @@ class ChunkPlanner:
 
 #: The optimizer of a model's first `fit` when none is named.
 DEFAULT_OPTIMIZER = Adam(1e-3)
-#: Samples per step when ``batch_size`` is not given (Keras' default).
-DEFAULT_BATCH_SIZE = 32
 
 
-def fit(model, x, y, *, epochs, learning_rate=None, batch_size=DEFAULT_BATCH_SIZE,
-        shuffle=True, optimizer=None, reset_optimizer=False, alpha=0.0, clip_norm=None,
-        validation_data=None, validation_split=None, early_stopping=False, patience=10,
-        min_delta=0.0, callbacks=None, verbose=0, sample_weight=None, class_weight=None):
-    """Train ``model`` from its current weights; see `mlp.MLP.fit` for the parameters.
+class FitPlan(NamedTuple):
+    """A fit's checked settings with what the model decides for them: the optimizer it
+    trains with and whether it continues the model's optimizer state (`choose_optimizer`)."""
+
+    settings: FitSettings
+    optimizer: Any
+    continued: bool
+
+
+def fit(model, x, y, settings: FitSettings):
+    """Train ``model`` from its current weights with ``settings`` (see `mlp.MLP.fit`).
 
     The steps, each a function of its own:
 
-    1. `check_arguments`: every parameter against `FIT_CONSTRAINTS` (one
-       message form), the optimizer built or continued (`choose_optimizer`),
-       the callbacks checked. A rejected call changes nothing.
+    1. The settings were checked when built (`FitSettings`); here the model's
+       state (`check_model_state`), the epoch count, the optimizer built or
+       continued (`choose_optimizer`) and the numbers in the model's dtype.
+       A rejected call changes nothing.
     2. `training_data`: ``x``, ``y``, the rows' weights and the validation data
        (given, or split off from the seed) checked and moved to the device once.
     3. `callback_list`: `History` first, then the user's callbacks, then
@@ -319,48 +254,25 @@ def fit(model, x, y, *, epochs, learning_rate=None, batch_size=DEFAULT_BATCH_SIZ
 
     Returns the `History` of this fit's epochs (``model.history_`` holds every fit's).
     """
-    check_model_state(model, "fit", optimizer_state=reset_optimizer is not True)
-    settings = check_arguments(
-        epochs=epochs, learning_rate=learning_rate, batch_size=batch_size, shuffle=shuffle,
-        optimizer=optimizer, reset_optimizer=reset_optimizer, alpha=alpha, clip_norm=clip_norm,
-        validation_data=validation_data, validation_split=validation_split,
-        early_stopping=early_stopping, patience=patience, min_delta=min_delta,
-        callbacks=callbacks, verbose=verbose)
-    check_epoch_count(model.epochs_trained_, settings["epochs"])
-    settings["optimizer"], settings["continued"] = choose_optimizer(
-        model, settings["optimizer"], settings["learning_rate"], settings["reset_optimizer"])
-    check_numbers(model.dtype_name, settings)
-    if settings["continued"] and model.optimizer_state_ is not None:
-        check_rate_scale(settings["optimizer"], model.optimizer_state_, model.dtype_name)
-    data = training_data(model, x, y, settings["validation_data"], settings["validation_split"],
-                         sample_weight, class_weight,
-                         split_seed=resumed_seed(model, settings["callbacks"]))
+    check_model_state(model, "fit", optimizer_state=settings.reset_optimizer is not True)
+    check_epoch_count(model.epochs_trained_, settings.epochs)
+    plan = FitPlan(settings, *choose_optimizer(model, settings.optimizer,
+                                               settings.learning_rate,
+                                               settings.reset_optimizer))
+    check_numbers(model.dtype_name, plan)
+    if plan.continued and model.optimizer_state_ is not None:
+        check_rate_scale(plan.optimizer, model.optimizer_state_, model.dtype_name)
+    data = training_data(model, x, y, settings.validation_data, settings.validation_split,
+                         settings.sample_weight, settings.class_weight,
+                         split_seed=resumed_seed(model, settings.callbacks))
     if data.val is not None:  # validation data whose metrics overflow would log only NaN
-        model._evaluated(*data.val, of=" of the validation data")
-    cbs, history = callback_list(model, settings, data)
-    Trainer(model, data, settings, cbs, history).train()
+        model.evaluate_prepared(*data.val, of=" of the validation data")
+    cbs, history = callback_list(model, plan, data)
+    Trainer(model, data, plan, cbs, history).train()
     return history
 
 
 # ------------------------------------------------------------------ step 1
-def check_arguments(*, learning_rate, optimizer, callbacks, **values) -> dict:
-    """The checked settings: ``values`` as `FIT_CONSTRAINTS` store them, plus
-    ``optimizer`` (an optimizer object, or None: the model's), ``learning_rate``
-    (a checked float or schedule, or None) and ``callbacks`` (a list of Callbacks)."""
-    settings = validate(FIT_CONSTRAINTS, values)
-    if settings["validation_data"] is not None and len(settings["validation_data"]) != 2:
-        raise ValueError("validation_data must be a pair (x_val, y_val), got "
-                         f"{len(settings['validation_data'])} items")
-    if settings["validation_data"] is not None and settings["validation_split"] is not None:
-        raise ValueError("pass validation_data or validation_split, not both")
-    settings["optimizer"], settings["learning_rate"] = _optimizer(optimizer, learning_rate)
-    settings["callbacks"] = as_callbacks(callbacks)
-    if settings["early_stopping"]:
-        settings["stopper"] = EarlyStopping(patience=settings["patience"],
-                                            min_delta=settings["min_delta"])
-    return settings
-
-
 def check_epoch_count(trained: int, epochs: int) -> None:
     """Refuse a fit that would count more epochs than a model file holds (`mlp.io.MAX_EPOCHS`,
     2**53): its model could not be saved."""
@@ -372,30 +284,16 @@ def check_epoch_count(trained: int, epochs: int) -> None:
                          f"ask for at most {max(MAX_EPOCHS - trained, 0)}")
 
 
-def check_numbers(dtype_name: str, settings: dict) -> None:
+def check_numbers(dtype_name: str, plan: FitPlan) -> None:
     """Refuse a number checked in float64 that the model's dtype cannot hold as the number
     it is (`mlp.params.check_in_dtype`): ``alpha``, ``clip_norm``, the learning rate and
     the optimizer's other hyperparameters (a learning rate or ``clip_norm`` of 1e-320 is 0
     in float32, and would silently train nothing)."""
     for name in ("learning_rate", "alpha", "clip_norm"):
-        value = settings[name]
+        value = getattr(plan.settings, name)
         if value is not None and not callable(value):
             check_in_dtype(name, value, dtype_name)
-    check_numbers_in_dtype(settings["optimizer"], dtype_name)
-
-
-def _optimizer(optimizer, learning_rate):
-    """``(optimizer object or None, learning rate or None)``, both checked."""
-    if learning_rate is not None:
-        if isinstance(learning_rate, np.floating | np.integer):  # e.g. np.float32(0.01)
-            learning_rate = float(learning_rate)
-        learning_rate = check_learning_rate(learning_rate)
-        if optimizer is not None and not isinstance(optimizer, str):
-            raise ValueError("learning_rate was given twice: pass it to the optimizer object "
-                             "or name the optimizer as a string, not both")
-    if optimizer is None:
-        return None, learning_rate
-    return get_optimizer(optimizer, learning_rate), learning_rate
+    check_numbers_in_dtype(plan.optimizer, dtype_name)
 
 
 def choose_optimizer(model, optimizer, learning_rate, reset) -> tuple:
@@ -440,12 +338,10 @@ def training_data(model, x, y, validation_data, validation_split, sample_weight=
     """``(x, y)`` and the rows' weights (`mlp.weights.row_weights`) on the device, checked;
     validation data given (unweighted) or split off (with its rows' weights) by the
     stream of ``split_seed`` (default: the model's seed; see `resumed_seed`)."""
-    from .weights import row_weights
-
-    x_dev, y_dev, labels = model._prepare(x, y)
-    w = row_weights(model, sample_weight, class_weight, y_dev, labels)
+    x_dev, y_dev, labels, w = model.prepare_data(x, y, sample_weight, class_weight)
     if validation_data is not None:
-        val = model._weighted(*validation_data, None, names=("x_val", "y_val", "sample_weight"))
+        val = model.prepare_data(*validation_data, None,
+                                 names=("x_val", "y_val", "sample_weight"))
         return _placed(model, TrainingData(x_dev, y_dev, val, w))
     if validation_split is None:
         return _placed(model, TrainingData(x_dev, y_dev, None, w))
@@ -454,7 +350,7 @@ def training_data(model, x, y, validation_data, validation_split, sample_weight=
     if n_val < 1 or n_val >= n:
         raise ValueError(f"validation_split={validation_split} leaves {n - n_val} training "
                          f"and {n_val} validation samples out of {n}; both need at least 1")
-    order = model._split_rng(split_seed).permutation(n)
+    order = model.validation_split_rng(split_seed).permutation(n)
     if w is not None:
         _check_split_weights(model, w, order[:n_val], validation_split,
                              _weights_name(sample_weight, class_weight))
@@ -497,14 +393,14 @@ def _row_splitter(model):
         return tuple(tuple(None if a is None else xp.take(a, rows, axis=0) for a in arrays)
                      for rows in (rows_a, rows_b))
 
-    return model._compiled(("split rows",), lambda: model.backend.jit(split))
+    return model.compiled(("split rows",), lambda: model.backend.jit(split))
 
 
 def _placed(model, data) -> TrainingData:
     """``data`` with its training rows placed by the backend (`Backend.place_rows`: as
     they are, or padded with rows of weight 0 and sharded over several devices)."""
     if model.backend.pads_rows:
-        model._spec.loss.check_takes_weights("rows of weight 0 (a data-parallel backend pads "
+        model.spec.loss.check_takes_weights("rows of weight 0 (a data-parallel backend pads "
                                              "the data with them)")
     x, y, w = model.backend.place_rows(data.x, data.y, data.w)
     return TrainingData(x, y, data.val, w, data.n)
@@ -515,33 +411,33 @@ def logged_metrics(model, validation: bool) -> list[str]:
     """The names each epoch's logs hold: ``loss``, the training scores from the epoch's own
     batches (`mlp.losses.Loss.scores_from_totals`), and with validation data those of
     `MLP.evaluate`, ``val_``-prefixed."""
-    training = ["loss", *model._spec.loss.training_score_names]
+    training = ["loss", *model.spec.loss.training_score_names]
     if not validation:
         return training
     names = ["loss", "accuracy"] if model.is_classifier else ["loss", "r2", "mse"]
     return training + ["val_" + name for name in names]
 
 
-def callback_list(model, settings, data) -> tuple[CallbackList, History]:
+def callback_list(model, plan: FitPlan, data) -> tuple[CallbackList, History]:
     """Every callback of this fit behind one `CallbackList`, and the `History` among them.
 
     The list runs a callback that declares ``runs_last`` (a `BackupAndRestore`,
     whose backup holds what every other callback did to the epoch) after the
     others, and tells each the fit's data (`Callback.set_run`).
     """
-    n = data.n
-    params = dict(epochs=settings["epochs"], initial_epoch=model.epochs_trained_,
-                  batch_size=settings["batch_size"] or n, optimizer=settings["optimizer"],
-                  alpha=settings["alpha"], clip_norm=settings["clip_norm"],
-                  shuffle=settings["shuffle"], samples=n,
+    n, settings = data.n, plan.settings
+    params = dict(epochs=settings.epochs, initial_epoch=model.epochs_trained_,
+                  batch_size=settings.batch_size or n, optimizer=plan.optimizer,
+                  alpha=settings.alpha, clip_norm=settings.clip_norm,
+                  shuffle=settings.shuffle, samples=n,
                   metrics=logged_metrics(model, data.val is not None))
     history = History(params)
-    cbs = [history, *settings["callbacks"]]
-    if settings["early_stopping"]:
-        cbs.append(settings["stopper"])
-    if settings["verbose"] == 1:
+    cbs = [history, *settings.callbacks]
+    if settings.stopper is not None:
+        cbs.append(settings.stopper)
+    if settings.verbose == 1:
         cbs.append(ProgressBar())
-    elif settings["verbose"] == 2:
+    elif settings.verbose == 2:
         cbs.append(EpochLogger())
     return CallbackList(cbs, model=model, params=params, data=data), history
 
@@ -549,8 +445,8 @@ def callback_list(model, settings, data) -> tuple[CallbackList, History]:
 # ------------------------------------------------------------------ step 4
 def run_function(model, optimizer, alpha, clip_norm):
     """The (compiled, shared) run of `mlp.steps.make_run` for this model and settings."""
-    return model._compiled(("run", optimizer, alpha, clip_norm),
-                           lambda: make_run(model.backend, model._spec, optimizer, alpha,
+    return model.compiled(("run", optimizer, alpha, clip_norm),
+                           lambda: make_run(model.backend, model.spec, optimizer, alpha,
                                             clip_norm))
 
 
@@ -562,7 +458,7 @@ def _largest_weight(model, params) -> float:
     def largest_magnitudes(params):
         return xp.stack([xp.max(xp.abs(a)) for pair in params for a in pair])
 
-    check = model._compiled(("largest magnitudes",),
+    check = model.compiled(("largest magnitudes",),
                             lambda: model.backend.jit(largest_magnitudes))
     values = model.backend.to_numpy(check(params))
     return float(np.max(values)) if all_finite(np, values) else math.inf
@@ -644,7 +540,7 @@ class StateCheck:
         params = model.params
         if params is self.params:
             return
-        problem = _params_problem(model, params)
+        problem = params_problem(model, params)
         if problem:
             model.params = self.params
             raise TypeError(f"{name} set model.params to {problem}; set the weights with "
@@ -720,7 +616,7 @@ def check_model_state(model, what: str, *, training_state: bool = True,
     another structure than the one the last fit left. Cheap: no array is read."""
     from .callbacks import History
 
-    problem = _params_problem(model, model.params)
+    problem = params_problem(model, model.params)
     if problem:
         raise ValueError(f"{what}: model.params is {problem}; set the weights with "
                          "model.set_weights([(W, b), ...]), which checks them")
@@ -760,7 +656,7 @@ def _changed_opt_state(model) -> str | None:
                         f"last fit left ({problem})")
 
 
-def _params_problem(model, params) -> str | None:
+def params_problem(model, params) -> str | None:
     """What is wrong with ``params`` as the model's weights (shapes, dtype, backend), or
     None."""
     sizes = model.layer_sizes
@@ -908,32 +804,33 @@ class Trainer:
     epoch taken by `keep`) until the model has trained ``start + epochs`` epochs or
     ``model.stop_training``; a last check that the weights are finite; `finish`
     (``on_train_end``, also when it raised). A fit that raises before an epoch of its
-    own is kept puts the model back as it found it (`Snapshot`).
+    own is kept puts the model back as it found it (`MLP.snapshot_state`).
 
     Epochs are numbered on from the model's ``epochs_trained_`` (``start``).
     """
 
-    def __init__(self, model, data: TrainingData, settings: dict, callbacks: CallbackList,
+    def __init__(self, model, data: TrainingData, plan: FitPlan, callbacks: CallbackList,
                  history: History):
         self.model, self.data, self.callbacks, self.history = model, data, callbacks, history
-        self.epochs = settings["epochs"]
+        settings = plan.settings
+        self.epochs = settings.epochs
         self.start = model.epochs_trained_
         self.end = self.start + self.epochs
-        self.optimizer = settings["optimizer"]
+        self.optimizer = plan.optimizer
         n = data.n
-        batch_size = settings["batch_size"]
+        batch_size = settings.batch_size
         self.batch_size = None if batch_size is None or batch_size >= n else batch_size
-        self.shuffle = settings["shuffle"]
-        self.run = run_function(model, self.optimizer, settings["alpha"], settings["clip_norm"])
-        opt_state = (model.optimizer_state_ if settings["continued"]
+        self.shuffle = settings.shuffle
+        self.run = run_function(model, self.optimizer, settings.alpha, settings.clip_norm)
+        opt_state = (model.optimizer_state_ if plan.continued
                      else self.optimizer.init(model.params))
-        self.state = TrainState(model.params, opt_state, self.start, model._shuffle_rng)
-        self.alpha = settings["alpha"]
+        self.state = TrainState(model.params, opt_state, self.start, model.shuffle_rng)
+        self.alpha = settings.alpha
         self.steps_per_epoch = 1 if self.batch_size is None else -(-n // self.batch_size)
         self.checked_steps = self.check_schedules(self.start, self.epochs)  # before any change
         self.initial = model.params
         # (first epoch, shuffle stream's state) of the chunk running, for `mark`
-        self.chunk = (self.start, model._shuffle_rng.bit_generator.state)
+        self.chunk = (self.start, model.shuffle_rng.bit_generator.state)
         self.first = self.mark(self.start)  # where this fit starts (after on_train_begin)
         self.recent = deque(maxlen=2)  # `Mark`s of the starts of recent chunks
         self.weights_set: WeightsSet | None = None  # by a callback, between epochs
@@ -950,9 +847,9 @@ class Trainer:
     # ------------------------------------------------------------ the loop
     def train(self) -> None:
         """Run the fit; one that fails (any exception, Ctrl-C included) before an epoch of
-        its own is kept puts the whole model back as it found it (`Snapshot`), one that
+        its own is kept puts the whole model back as it found it (`MLP.snapshot_state`), one that
         fails later keeps the epochs completed (`end`)."""
-        before = Snapshot.of(self.model)
+        before = self.model.snapshot_state()
         self.began = False
         try:
             self.begin()
@@ -960,7 +857,7 @@ class Trainer:
             self.epochs_loop()
         except BaseException:
             if not self.began or self.state.epoch == self.first.epoch:
-                before.put_back(self.model)
+                self.model.restore_state(before)
             raise
 
     def begin(self) -> None:
@@ -1075,7 +972,7 @@ class Trainer:
         self.recent.append(self.mark(state.epoch))
         columns = {"loss": np.asarray(losses, dtype=np.float64).tolist(),
                    **{name: v.tolist() for name, v in
-                      model._spec.loss.scores_from_totals(totals).items()}}
+                      model.spec.loss.scores_from_totals(totals).items()}}
         epochs = list(range(state.epoch, state.epoch + len(columns["loss"])))
         if self.histories_only:  # the histories take the chunk's epochs at once
             for history in (model.history_, *self.callbacks.callbacks):
@@ -1086,7 +983,7 @@ class Trainer:
             self.diverged(epochs[-1], "the weights became NaN or infinite")
         rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
         if self.data.val is not None:  # then every chunk is one epoch
-            rows[-1].update(model._validation_logs(*self.data.val, params=params))
+            rows[-1].update(model.validation_logs(*self.data.val, params=params))
         for epoch, logs in zip(epochs, rows):
             model.history_.append(epoch, logs)
         self.commit(params, opt_state, epochs[-1] + 1)
@@ -1145,7 +1042,7 @@ class Trainer:
     def training_loss(self, params) -> float:
         """The mean loss (no penalty; weighted as training) of ``params`` on the training data."""
         model, data = self.model, self.data
-        fn = model._compiled(("training_loss",), lambda spec=model._spec: model.backend.jit(
+        fn = model.compiled(("training_loss",), lambda spec=model.spec: model.backend.jit(
             lambda p, x, y, w: core.loss_value(spec, p, x, y, w)))
         return float(fn(params, data.x, data.y, data.w))
 

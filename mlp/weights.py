@@ -34,7 +34,7 @@ def row_weights(model, sample_weight, class_weight, targets, labels, *,
     sample_weight : array-like (n,) or None
     class_weight : dict, "balanced" or None
     targets : backend array (n, n_outputs)
-        Prepared targets (`MLP._prepare`).
+        Prepared targets (`MLP.prepare_data`).
     labels : backend array (n,) or None
         Integer labels of a classification loss with labels.
 
@@ -43,7 +43,7 @@ def row_weights(model, sample_weight, class_weight, targets, labels, *,
     """
     if sample_weight is None and class_weight is None:
         return None
-    model._spec.loss.check_takes_weights(name if sample_weight is not None else "class_weight")
+    model.spec.loss.check_takes_weights(name if sample_weight is not None else "class_weight")
     n = targets.shape[0]
     weights = np.ones(n)
     if sample_weight is not None:
@@ -58,15 +58,30 @@ def row_weights(model, sample_weight, class_weight, targets, labels, *,
     if total > float(np.finfo(model.dtype_name).max):
         raise ValueError(f"{name} sums to {total:.3g}, more than {model.dtype_name} holds; "
                          "rescale the weights (only their ratios matter)")
-    _refuse_subnormal(weights, model.dtype_name, name if class_weight is None else
+    refuse_subnormal(weights, model.dtype_name, name if class_weight is None else
                       f"{name} times class_weight")
     return model.backend.asarray(weights.astype(model.dtype_name), model.dtype)
 
 
-def _refuse_subnormal(weights, dtype_name, what):
+def refuse_subnormal(weights: np.ndarray, dtype_name: str, what: str) -> None:
     """Refuse nonzero weights below the dtype's smallest normal number: they would become
     0 or subnormal there (flushed to 0 on some devices, JAX's CPU included), and the
-    weighted mean would divide by a sum that is no longer theirs."""
+    weighted mean would divide by a sum that is no longer theirs.
+
+    Parameters
+    ----------
+    weights : numpy.ndarray (n,)
+        The rows' weights, on the host.
+    dtype_name : {"float32", "float64"}
+        The model's dtype.
+    what : str
+        How the message names the weights (e.g. ``sample_weight``).
+
+    Raises
+    ------
+    ValueError
+        A weight too small for ``dtype_name``.
+    """
     smallest = float(np.finfo(dtype_name).smallest_normal)
     small = (weights > 0) & (weights < smallest)
     if np.any(small):
@@ -103,7 +118,7 @@ def _sample_weight(model, sample_weight, n, name, x_name):
 
 def _host_labels(model, targets, labels, name="class_weight"):
     """The integer class of each row (NumPy) and the number of classes."""
-    loss = model._spec.loss
+    loss = model.spec.loss
     if not loss.classification:
         known = " or ".join(n for n, ls in LOSSES.items() if ls.classification)
         raise ValueError(f"{name} needs a classification loss ({known}); this model uses "

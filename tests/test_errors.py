@@ -9,6 +9,7 @@ saving, a damaged file) must never leave half-updated weights or a broken file.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import pickle
@@ -377,6 +378,53 @@ def test_numpy_scalar_hyperparameters_are_accepted(backend):
     history = model.fit(x, y, epochs=np.int64(2), learning_rate=np.float32(0.01),
                         batch_size=np.int32(5), validation_split=np.float64(0.25))
     assert len(history.history["loss"]) == 2
+
+
+def test_fit_shows_and_checks_its_keyword_arguments_as_a_function_would():
+    """`MLP.fit`'s arguments are `FitSettings`' fields: help and `inspect.signature` show
+    them with their defaults, and an unknown or missing one is refused with Python's own
+    message, before anything changes."""
+    import inspect
+
+    signature = inspect.signature(mlp.MLP.fit)
+    assert str(signature) == (
+        "(self, x, y, *, epochs, learning_rate=None, batch_size=32, shuffle=True, "
+        "optimizer=None, reset_optimizer=False, alpha=0.0, clip_norm=None, "
+        "validation_data=None, validation_split=None, early_stopping=False, patience=10, "
+        "min_delta=0.0, callbacks=None, verbose=0, sample_weight=None, class_weight=None)")
+    model = trained("numpy")
+    x, y = regression_data()
+    assert list(inspect.signature(model.fit).parameters)[:3] == ["x", "y", "epochs"]
+    with unchanged(model), pytest.raises(TypeError, match=r"^MLP\.fit\(\) got an unexpected "
+                                                          r"keyword argument 'epoch'$"):
+        model.fit(x, y, epoch=2)
+    with unchanged(model), pytest.raises(TypeError, match=r"^MLP\.fit\(\) missing 1 required "
+                                                          r"keyword-only argument: 'epochs'$"):
+        model.fit(x, y, batch_size=4)
+    with unchanged(model), pytest.raises(TypeError, match=r"takes 3 positional arguments"):
+        model.fit(x, y, 2)
+
+
+def test_fit_settings_are_checked_when_built():
+    """`FitSettings` refuses what fit refuses before it looks at the model, with fit's
+    messages, and stores the checked values (an optimizer named becomes the object, NumPy
+    numbers Python ones, functions callbacks)."""
+    from mlp.fit_settings import FitSettings
+
+    with pytest.raises(ValueError, match=r"epochs must be an integer >= 1, got 0"):
+        FitSettings(epochs=0)
+    with pytest.raises(ValueError, match=r"validation_data or validation_split, not both"):
+        FitSettings(epochs=1, validation_data=([], []), validation_split=0.2)
+    settings = FitSettings(epochs=np.int64(3), optimizer="sgd", learning_rate=np.float32(0.5),
+                           callbacks=[lambda epoch, logs: None], early_stopping=True,
+                           patience=2)
+    assert type(settings.epochs) is int and settings.epochs == 3
+    assert settings.optimizer == mlp.optimizers.SGD(0.5)
+    assert type(settings.learning_rate) is float and settings.learning_rate == 0.5
+    assert isinstance(settings.callbacks[0], mlp.callbacks.FunctionCallback)
+    assert settings.stopper.patience == 2
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.epochs = 5
 
 
 CONSTRUCTOR_CASES = [
@@ -1000,6 +1048,53 @@ def _assert_same_state(model, before):
     assert after == {k: v for k, v in before.items() if k != "weights"}
 
 
+def test_restore_state_puts_every_part_back_together(backend):
+    """`MLP.restore_state` of a `snapshot_state` taken before two more epochs puts the
+    weights, the optimizer's state, the epoch count, the history (the same objects,
+    refilled), the shuffle stream, the seed and the training state back as they were; a
+    fit from there ends where the first continuation ended."""
+    model = make(backend)
+    x, y = regression_data()
+    model.fit(x, y, epochs=2, batch_size=5)
+    before, snapshot = _whole_state(model), model.snapshot_state()
+    train = model.train_state_
+    model.fit(x, y, epochs=2, batch_size=5)
+    after = model.get_weights()
+    assert model.epochs_trained_ == 4 and model.train_state_ is not train
+    model.restore_state(snapshot)
+    _assert_same_state(model, before)
+    assert model.train_state_.epoch == 2 and model.train_state_.params is model.params
+    model.fit(x, y, epochs=2, batch_size=5)
+    assert_weights_equal(model.get_weights(), after)
+
+
+@pytest.mark.parametrize("part, value, match", [
+    ("params", [], r"the weights are a list of 0 items where the model has 2 \(W, b\) pairs"),
+    ("epochs_trained", -1, r"the epoch count -1 is not a count"),
+    ("epochs_trained", 1, r"the history has 2 epochs, more than the 1"),
+    ("optimizer", "adam", r"the optimizer str is not an optimizer"),
+    ("shuffle_state", {"bit_generator": "PCG64"}, r"the shuffle stream's state is not one"),
+    ("seed", -2, r"the seed -2 is not an integer >= 0"),
+], ids=["params", "epochs-negative", "epochs-below-history", "optimizer", "shuffle", "seed"])
+def test_restore_state_checks_everything_before_changing_anything(backend, part, value,
+                                                                  match):
+    """A state with one bad part is refused with a message naming it; nothing of the
+    model changes (not even the parts that were sound)."""
+    model = make(backend)
+    x, y = regression_data()
+    model.fit(x, y, epochs=2, batch_size=5)
+    sound = model.snapshot_state()
+    model.fit(x, y, epochs=1, batch_size=5)
+    before = _whole_state(model)
+    bad = dataclasses.replace(sound, **{part: value})
+    with pytest.raises(ValueError, match=r"^restore_state: " + match):
+        model.restore_state(bad)
+    _assert_same_state(model, before)
+    with pytest.raises(ValueError, match=r"a ModelState \(from snapshot_state\) is needed"):
+        model.restore_state({"params": model.params})
+    _assert_same_state(model, before)
+
+
 def _adam_trained(backend):
     """A model trained 2 epochs with Adam, its learning rate scale reduced."""
     model = make(backend)
@@ -1105,7 +1200,7 @@ def test_a_failing_validation_keeps_the_epochs_completed_before(backend, monkeyp
     val = regression_data(seed=1)
     weights = _per_epoch_weights(backend, 3, validation_data=val)
     model = make(backend)
-    real, calls = mlp.MLP._validation_logs, []
+    real, calls = mlp.MLP.validation_logs, []
 
     def failing(self, *args, **kw):
         calls.append(1)
@@ -1113,7 +1208,7 @@ def test_a_failing_validation_keeps_the_epochs_completed_before(backend, monkeyp
             raise MemoryError("validation failed")
         return real(self, *args, **kw)
 
-    monkeypatch.setattr(mlp.MLP, "_validation_logs", failing)
+    monkeypatch.setattr(mlp.MLP, "validation_logs", failing)
     with pytest.raises(MemoryError):
         model.fit(x, y, epochs=3, batch_size=5, optimizer="sgd", validation_data=val)
     _assert_consistent(model, weights, 2)

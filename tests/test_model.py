@@ -65,6 +65,28 @@ def test_from_config_refuses_what_get_config_never_returns(config, exc, match):
         mlp.MLP.from_config(config)
 
 
+def test_from_config_takes_weights_given_or_read_once_the_config_is_checked(backend):
+    """``weights=``: the model has them (checked as `set_weights` checks them, never
+    drawn); a function giving them is called only for a config that builds a model."""
+    model, _, _ = _trained(backend)
+    config, weights = model.get_config(), model.get_weights()
+    twin = mlp.MLP.from_config(config, backend=backend, weights=weights)
+    calls = []
+    lazy = mlp.MLP.from_config(config, backend=backend,
+                               weights=lambda: calls.append(1) or weights)
+    assert calls == [1]
+    for built in (twin, lazy):
+        assert built.epochs_trained_ == 0 and built.optimizer_ is None
+        for (W, b), (W0, b0) in zip(built.get_weights(), weights, strict=True):
+            np.testing.assert_array_equal(W, W0)
+            np.testing.assert_array_equal(b, b0)
+    with pytest.raises(ValueError, match=r"activation must be one of"):
+        mlp.MLP.from_config({**config, "activation": "nope"}, weights=lambda: calls.append(2))
+    assert calls == [1]
+    with pytest.raises(ValueError, match=r"layer 0 expects W of shape \(4, 6\)"):
+        mlp.MLP.from_config(config, backend=backend, weights=weights[::-1])
+
+
 def test_repr_comes_from_the_config():
     model = mlp.MLP([3, 2], loss="binary_cross_entropy", backend="numpy", seed=4)
     assert repr(model) == ("MLP(layer_sizes=[3, 2], activation='relu', "

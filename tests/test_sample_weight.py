@@ -178,7 +178,7 @@ def test_validation_split_splits_the_weights(backend, rng):
     model = _model(backend, "mse")
     history = model.fit(x, y, epochs=1, learning_rate=0.1, validation_split=0.25,
                         sample_weight=w)
-    val = np.sort(model._split_rng().permutation(12)[:3])
+    val = np.sort(model.validation_split_rng().permutation(12)[:3])
     assert history.history["val_loss"][0] == pytest.approx(
         model.loss(x[val], y[val], sample_weight=w[val]), rel=1e-12)
     assert history.history["val_r2"][0] == pytest.approx(

@@ -105,7 +105,7 @@ class BackupAndRestore(Callback):
     def resumable_seed(self, model) -> int | None:
         """The seed of the run this folder's backup would resume, for a model whose seed
         was drawn (``seed=None``) and that has not been trained; None otherwise."""
-        if not getattr(model, "_seed_drawn", False) or model.epochs_trained_ or \
+        if not model.seed_drawn or model.epochs_trained_ or \
                 model.history_ is not None:
             return None
         path = self._path_for(0)
@@ -191,13 +191,16 @@ class BackupAndRestore(Callback):
         self._check_run(path, run)
         self._check_epochs(path, saved)
         restores = self._check_states(path, states)
-        before = self._snapshot()
+        model = self.model
+        before, restored = model.snapshot_state(), self.restored_epoch
         try:
-            self._put(saved, adopt)
+            model.restore_state(before.resumed_from(saved.snapshot_state(), adopt_seed=adopt))
+            self.restored_epoch = saved.epochs_trained_
             for cb, state in restores:
                 cb.set_state(state)
         except Exception as exc:
-            self._put_back(before)
+            model.restore_state(before)
+            self.restored_epoch = restored
             raise ValueError(f"the backup {path!r} could not be restored ({exc}); the model "
                              f"is as it was. Delete the backup, or use another directory, to "
                              f"train from the start") from exc
@@ -213,7 +216,7 @@ class BackupAndRestore(Callback):
         if ours != theirs:
             differences = "; ".join(f"{k} {theirs.get(k)!r} there, {ours.get(k)!r} here"
                                     for k in ours if ours.get(k) != theirs.get(k))
-            if ours["seed"] != theirs["seed"] and getattr(model, "_seed_drawn", False):
+            if ours["seed"] != theirs["seed"] and model.seed_drawn:
                 differences += (f" (this model's seed was drawn; build it with "
                                 f"seed={theirs['seed']} to resume the backup)")
             raise ValueError(f"the backup {path!r} was made with another model than this "
@@ -278,34 +281,6 @@ class BackupAndRestore(Callback):
             _check_settings(path, key, cb, state)
             restores.append((cb, state))
         return restores
-
-    def _snapshot(self):
-        model = self.model
-        return (model.params, model.optimizer_state_, model.epochs_trained_, model.history_,
-                model.seed, getattr(model, "_seed_drawn", False),
-                model._shuffle_rng.bit_generator.state, self.restored_epoch)
-
-    def _put(self, saved, adopt) -> None:
-        model = self.model
-        state = model.train_state_
-        model.params = state.params = saved.params
-        model.optimizer_state_ = state.opt_state = saved.optimizer_state_
-        model.epochs_trained_ = state.epoch = saved.epochs_trained_
-        state.rng.bit_generator.state = saved._shuffle_rng.bit_generator.state
-        model.history_ = saved.history_
-        if adopt:  # the script run again: the run's seed
-            model._adopt_seed(saved.seed, drawn=False)
-        self.restored_epoch = saved.epochs_trained_
-
-    def _put_back(self, before) -> None:
-        model, state = self.model, self.model.train_state_
-        (params, opt_state, epochs, history, seed, drawn, rng, restored) = before
-        model.params = state.params = params
-        model.optimizer_state_ = state.opt_state = opt_state
-        model.epochs_trained_ = state.epoch = epochs
-        model._shuffle_rng.bit_generator.state = rng
-        model.history_, self.restored_epoch = history, restored
-        model._adopt_seed(seed, drawn)
 
     def _keyed(self):
         """``(key, callback)`` for the other callbacks: position and class name."""

@@ -62,37 +62,42 @@ class _BackendName(str):
     """A `Backend` given as the ``backend`` parameter, pickled by name."""
 
 
+#: The rule of each parameter both estimators share (scikit-learn's form); each
+#: estimator's ``_parameter_constraints`` adds its own to these.
+SHARED_CONSTRAINTS: dict = {
+    "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+    "activation": [StrOptions({"identity", "logistic", "tanh", "relu"})],
+    "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
+    "alpha": [Interval(Real, 0, None, closed="left")],
+    "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+    "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+    "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+    "power_t": [Interval(Real, 0, None, closed="left")],
+    "max_iter": [Interval(Integral, 1, None, closed="left")],
+    "shuffle": ["boolean"],
+    "random_state": ["random_state"],
+    "tol": [Interval(Real, 0, None, closed="left")],
+    "verbose": ["verbose"],
+    "warm_start": ["boolean"],
+    "momentum": [Interval(Real, 0, 1, closed="both")],
+    "nesterovs_momentum": ["boolean"],
+    "early_stopping": ["boolean"],
+    "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+    "beta_1": [Interval(Real, 0, 1, closed="left")],
+    "beta_2": [Interval(Real, 0, 1, closed="left")],
+    "epsilon": [Interval(Real, 0, None, closed="neither")],
+    "n_iter_no_change": [Interval(Integral, 1, None, closed="left"),
+                         Options(Real, {np.inf})],
+    "max_fun": [Interval(Integral, 1, None, closed="left")],
+    "backend": [None, str, Backend],
+    "dtype": [None, StrOptions({"float32", "float64"})],
+}
+
+
 class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
     """Parameters and training shared by `MLPClassifier` and `MLPRegressor`."""
 
-    _parameter_constraints: dict = {
-        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
-        "activation": [StrOptions({"identity", "logistic", "tanh", "relu"})],
-        "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
-        "alpha": [Interval(Real, 0, None, closed="left")],
-        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
-        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
-        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
-        "power_t": [Interval(Real, 0, None, closed="left")],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "shuffle": ["boolean"],
-        "random_state": ["random_state"],
-        "tol": [Interval(Real, 0, None, closed="left")],
-        "verbose": ["verbose"],
-        "warm_start": ["boolean"],
-        "momentum": [Interval(Real, 0, 1, closed="both")],
-        "nesterovs_momentum": ["boolean"],
-        "early_stopping": ["boolean"],
-        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
-        "beta_1": [Interval(Real, 0, 1, closed="left")],
-        "beta_2": [Interval(Real, 0, 1, closed="left")],
-        "epsilon": [Interval(Real, 0, None, closed="neither")],
-        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"),
-                             Options(Real, {np.inf})],
-        "max_fun": [Interval(Integral, 1, None, closed="left")],
-        "backend": [None, str, Backend],
-        "dtype": [None, StrOptions({"float32", "float64"})],
-    }
+    _parameter_constraints: dict = SHARED_CONSTRAINTS
 
     # ------------------------------------------------------------ parameters
     def set_params(self, **params):
@@ -189,18 +194,18 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
         """`_initialize`, refused before anything is allocated (as `mlp.MLP` refuses it)
         where the layers' weights would not fit in this machine's memory, and with the same
         message where the allocation fails."""
-        from ..model import _check_size, _too_large
+        from ..model import check_weights_size, too_large_error
 
         hidden = f"hidden_layer_sizes={self.hidden_layer_sizes!r}"
         try:
-            need = _check_size(layer_units, np.dtype(dtype).name)
+            need = check_weights_size(layer_units, np.dtype(dtype).name)
         except MemoryError as exc:
             raise MemoryError(f"{hidden}: {exc}") from None
         try:
             self._initialize(Y, layer_units, dtype, rng)
         except MemoryError:
             raise MemoryError(f"{hidden}: "
-                              f"{_too_large(layer_units, need, 'cannot be allocated here')}"
+                              f"{too_large_error(layer_units, need, 'cannot be allocated here')}"
                               ) from None
 
     def _check_numbers(self, dtype_name) -> None:
@@ -228,7 +233,7 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
         dtype, or None: finite, >= 0, not all 0, none that the dtype holds only as 0 or a
         subnormal number (refused as `mlp.MLP.fit` refuses them: devices that flush
         subnormals to 0 would silently give other results)."""
-        from ..weights import _refuse_subnormal
+        from ..weights import refuse_subnormal
 
         if sample_weight is not None:
             _check_sample_weight(sample_weight, X, dtype=X.dtype)  # beyond the dtype: refused
@@ -244,7 +249,7 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
         what = "sample_weight" if getattr(self, "class_weight", None) is None else (
             "class_weight" if sample_weight is None else "sample_weight times class_weight")
         try:
-            _refuse_subnormal(weights, X.dtype.name, what)
+            refuse_subnormal(weights, X.dtype.name, what)
         except ValueError as exc:
             raise ValueError(_for_estimators(str(exc))) from None
         return weights.astype(X.dtype)

@@ -14,7 +14,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils.validation import column_or_1d, validate_data
 
-from ._base import BaseMLP
+from ._base import SHARED_CONSTRAINTS, BaseMLP
 from ._data import to_caller, to_host
 
 _SHARED_DOC = """
@@ -76,7 +76,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     """
 
     _parameter_constraints: dict = {
-        **BaseMLP._parameter_constraints,
+        **SHARED_CONSTRAINTS,
         "class_weight": [None, dict, StrOptions({"balanced"})],
     }
 
@@ -197,7 +197,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
     """
 
     _parameter_constraints: dict = {
-        **BaseMLP._parameter_constraints,
+        **SHARED_CONSTRAINTS,
         "loss": [StrOptions({"squared_error", "poisson"})],
     }
 
