@@ -42,8 +42,9 @@ Writing a callback::
 
     model.fit(x, y, epochs=100, callbacks=[StopBelow(0.05)])
 
-A callback that watches a metric learns its direction from `metric_mode`
-(``accuracy`` and ``r2``: higher is better; ``loss`` and ``mse``: lower).
+A callback that watches a metric learns its direction from `metric_mode`, which
+reads it from the metric (`mlp.metrics`: ``accuracy`` and ``r2`` higher is better,
+``loss`` and ``mse`` lower, a registered metric its own ``greater_is_better``).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ import string
 import time
 import warnings
 
+from .metrics import metric_mode as metric_mode  # (re-exported: the direction is the metric's)
 from .params import Boolean, InstanceOf, Options, Real, check, validate
 from .params import Integer as _Integer
 
@@ -70,25 +72,6 @@ try:
     import fcntl
 except ImportError:  # pragma: no cover - not on Windows: exclusive creation instead
     fcntl = None
-
-#: Whether a larger value of a metric is better ("max") or worse ("min"); the
-#: validation metrics are these names with a ``val_`` prefix.
-METRIC_MODES = {"loss": "min", "mse": "min", "accuracy": "max", "r2": "max"}
-
-
-def metric_mode(name: str) -> str:
-    """``"max"`` if a larger ``name`` is better (``accuracy``, ``r2``, and their
-    ``val_`` forms), ``"min"`` if a smaller one is (``loss``, ``mse``).
-
-    Raises ValueError for any other name, listing the known ones.
-    """
-    base = name[4:] if isinstance(name, str) and name.startswith("val_") else name
-    if base not in METRIC_MODES:
-        known = ", ".join(f"{m}, val_{m}" for m in METRIC_MODES)
-        raise ValueError(f"unknown metric {name!r}; known metrics: {known} (or pass "
-                         f"mode='min' or mode='max' to watch a metric of your own)")
-    return METRIC_MODES[base]
-
 
 class Callback:
     """Base class of everything `fit` calls between epochs: override the hooks you need.
