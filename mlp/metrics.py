@@ -421,7 +421,7 @@ class TrainingTotals:
         if len(self.forms) == 1:
             return self.forms[0].data_totals(xp, y, w)
         parts = [f.data_totals(xp, y, w) for f in self.forms]
-        one = (y[:1], None if w is None else w[:1])  # a step's width does not depend on n
+        one = (y[:1, ...], None if w is None else w[:1])  # a step's width does not depend on n
         widths = []
         for form, part in zip(self.forms, parts, strict=True):
             widths += [form.step(xp, one[0], one[0], one[0], one[1]).shape[0], part.shape[0]]
