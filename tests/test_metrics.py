@@ -208,3 +208,19 @@ def test_callbacks_read_a_users_metric_direction_from_the_metric(backend, user_l
     assert [epoch for epoch, _ in up[2].reductions] == [1]
     saved = sorted(p.name for p in tmp_path.iterdir())  # (files count epochs from 1)
     assert saved == sorted([*(f"down-{e}.npz" for e in range(1, 7)), "up-1.npz"])
+
+
+def test_a_users_metrics_are_logged_and_watched_on_validation_data(backend, user_loss):
+    x, y = _regression()
+    model = mlp.MLP([3, 1], loss="mae", activation="identity", backend=backend,
+                    dtype="float64", seed=0)
+    stopper = mlp.EarlyStopping("val_abs_error_up", patience=1, restore_best_weights=False)
+    logs = model.fit(x, y, epochs=6, optimizer="sgd", learning_rate=0.05, batch_size=len(x),
+                     validation_data=(x, y), callbacks=[stopper]).history
+    assert set(logs) == {"loss", "r2", "mse", "abs_error", "abs_error_up", "val_loss",
+                         "val_r2", "val_mse", "val_abs_error", "val_abs_error_up"}
+    # the error falls: higher-is-better sees no improvement after epoch 0
+    assert logs["val_abs_error"][1] < logs["val_abs_error"][0]
+    assert stopper.best_epoch == 0 and len(logs["val_loss"]) == 2
+    evaluated = model.evaluate(x, y)
+    assert logs["val_abs_error_up"][-1] == pytest.approx(evaluated["abs_error_up"], rel=1e-12)
