@@ -73,14 +73,14 @@ saying to give it terms.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from array_api_compat import array_namespace
 
+from ._typing import Array, Namespace
 from .activations import Activation, hidden_activations
 from .metrics import (
     METRICS,
-    Array,
     Metric,
     TrainingTotals,
     binary_accuracy,
@@ -90,6 +90,9 @@ from .metrics import (
     weighted_sum,
 )
 from .validation import _dtype_like, cast_checked, check_finite, to_backend_array
+
+if TYPE_CHECKING:
+    from backends import Backend
 
 
 def _count(y) -> int:
@@ -112,7 +115,8 @@ def _checked_targets(backend, y, n_samples, dtype, name, x_name, *, floats_only=
     return arr
 
 
-def real_targets(loss, backend, y, n_samples, n_outputs, dtype, name="y", x_name="x"):
+def real_targets(loss: Loss, backend: Backend, y: Any, n_samples: int, n_outputs: int,
+                 dtype: Any, name: str = "y", x_name: str = "x") -> tuple[Array, None]:
     """Targets ``(n, n_outputs)`` of real numbers (``(n,)`` is allowed with one output).
 
     Returns ``(targets, None)``; the building block of ``mse`` and
@@ -205,6 +209,7 @@ def _mse_terms(xp, z, a, y):
 
 def _mse_terms_and_delta(xp, z, a, y, output: Activation, scale):
     diff = a - y
+    assert output.backward is not None  # (mse's outputs are the hidden activations)
     return 0.5 * (diff * diff), output.backward(xp, diff * scale, z, a)
 
 
@@ -376,24 +381,28 @@ class Loss:
                              "and value_and_delta, which give only the unweighted mean; build "
                              "it from terms and terms_and_delta (see mlp.losses) to weight rows")
 
-    def _terms_per_row(self, z) -> int:
+    def _terms_per_row(self, z: Array) -> int:
         return z.shape[1] if self.elementwise else 1
 
-    def value(self, xp, z, a, y, weights=None):
+    def value(self, xp: Namespace, z: Array, a: Array, y: Array,
+              weights: Array | None = None) -> Array:
         """The mean loss (0-d array); weighted over rows by ``weights: (n,)`` if given.
 
         ``z``, ``a``: ``(n, n_outputs)``; ``y``: prepared targets. No gradient.
         """
-        if weights is not None:
-            self.check_takes_weights()
-            norm = _weight_total(xp, weights) * self._terms_per_row(z)
-            return _weighted_sum(xp, self._terms(xp, z, a, y), weights) / norm
-        if self._value is not None:
-            return self._value(xp, z, a, y)
-        terms = self._terms(xp, z, a, y)
-        return xp.sum(terms) / _count(terms)
+        if weights is None:
+            if self._value is not None:
+                return self._value(xp, z, a, y)
+            assert self._terms is not None  # (one pair or the other: the constructor checks)
+            terms = self._terms(xp, z, a, y)
+            return xp.sum(terms) / _count(terms)
+        self.check_takes_weights()
+        assert self._terms is not None
+        norm = _weight_total(xp, weights) * self._terms_per_row(z)
+        return _weighted_sum(xp, self._terms(xp, z, a, y), weights) / norm
 
-    def value_and_delta(self, xp, z, a, y, output: Activation, weights=None):
+    def value_and_delta(self, xp: Namespace, z: Array, a: Array, y: Array, output: Activation,
+                        weights: Array | None = None) -> tuple[Array, Array]:
         """The mean loss and ``delta = dLoss/dz: (n, n_outputs)``, weighted if ``weights``.
 
         Rows of weight 0 get a delta of exactly 0; weights summing to 0 give 0
@@ -402,10 +411,12 @@ class Loss:
         if weights is None:
             if self._value_and_delta is not None:
                 return self._value_and_delta(xp, z, a, y, output)
+            assert self._terms_and_delta is not None  # (one pair or the other)
             size = z.shape[0] * self._terms_per_row(z)
             terms, delta = self._terms_and_delta(xp, z, a, y, output, 1.0 / size)
             return xp.sum(terms) / size, delta
         self.check_takes_weights()
+        assert self._terms_and_delta is not None
         norm = _weight_total(xp, weights) * self._terms_per_row(z)
         column = weights[:, None]
         terms, delta = self._terms_and_delta(xp, z, a, y, output, column * (1.0 / norm))
@@ -433,7 +444,9 @@ class Loss:
             raise ValueError(f"loss {self.name!r} needs at least {self.min_outputs} output units, "
                              f"but layer_sizes ends in {n_outputs}.{self.few_outputs_hint}")
 
-    def prepare_targets(self, backend, y, n_samples, n_outputs, dtype, name="y", x_name="x"):
+    def prepare_targets(self, backend: Backend, y: Any, n_samples: int, n_outputs: int,
+                        dtype: Any, name: str = "y",
+                        x_name: str = "x") -> tuple[Array, Array | None]:
         """Checked targets ``(n, n_outputs)`` in ``dtype`` and labels ``(n,)`` or None, on
         ``backend``. The loss's own ``prepare_targets`` may return host (NumPy) arrays:
         data from the host is checked there (no device work) and moved here, once."""
@@ -447,18 +460,18 @@ class Loss:
         """The names of the loss's metrics, as `MLP.evaluate` and the logs give them."""
         return tuple(m.name for m in self.metrics)
 
-    def score(self, xp: Any, z: Array, a: Array, targets: Array, labels: Array | None,
+    def score(self, xp: Namespace, z: Array, a: Array, targets: Array, labels: Array | None,
               weights: Array | None = None) -> tuple[Array, ...]:
         """The loss's metrics (``score_names``), as 0-d arrays (weighted if ``weights``)."""
         return tuple(m(xp, z, a, targets, labels, weights) for m in self.metrics)
 
-    def train_totals(self, xp: Any, z: Array, a: Array, y: Array,
+    def train_totals(self, xp: Namespace, z: Array, a: Array, y: Array,
                      w: Array | None = None) -> Array:
         """A batch's training totals ``(t,)`` (`mlp.metrics.Totals`; ``(0,)`` for a loss
         without training scores), summable over the epoch's batches."""
         return self._training.step(xp, z, a, y, w)
 
-    def data_totals(self, xp: Any, y: Array, w: Array | None = None) -> Array:
+    def data_totals(self, xp: Namespace, y: Array, w: Array | None = None) -> Array:
         """The training totals of the data alone ``(d,)`` over rows ``y: (n, k)`` with
         weights ``w: (n,)`` or None (`mlp.metrics.Totals`; ``(0,)`` for none)."""
         return self._training.data(xp, y, w)
@@ -475,8 +488,11 @@ class Loss:
         metrics with a training-totals form."""
         return self._training.names
 
-    def predict_classes(self, xp, outputs):
+    def predict_classes(self, xp: Namespace, outputs: Array) -> Array:
         """Classes from the network's outputs (classifiers only)."""
+        if self._predict_classes is None:
+            raise ValueError(f"loss {self.name!r} is not a classifier: its outputs are not "
+                             "classes")
         return self._predict_classes(xp, outputs)
 
     def __repr__(self) -> str:

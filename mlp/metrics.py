@@ -38,12 +38,12 @@ and by `MLP.evaluate` only.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Literal
 
 from array_api_compat import array_namespace, device
 
-#: An array of any backend (the array API has no static array type).
-Array = Any
+from ._typing import Array, Namespace
+
 #: ``(xp, z, a, targets, labels, weights=None) -> 0-d array``: a metric on a batch.
 Compute = Callable[..., Array]
 #: ``(xp, z, a, y, w=None) -> (t,)``: a batch's sums, added up over an epoch.
@@ -60,20 +60,20 @@ def _column(weights: Array, like: Array) -> Array:
     return weights if like.ndim == 1 else weights[:, None]
 
 
-def weighted_sum(xp: Any, values: Array, weights: Array, axis: int | None = None) -> Array:
+def weighted_sum(xp: Namespace, values: Array, weights: Array, axis: int | None = None) -> Array:
     """``sum_i w_i * values_i`` over rows ``values: (n,)`` or ``(n, k)`` with
     ``weights: (n,)``; rows of weight 0 give exactly 0 (even where ``values`` is inf)."""
     w = _column(weights, values)
     return xp.sum(xp.where(w > 0, w * values, 0.0), axis=axis)
 
 
-def weight_total(xp: Any, weights: Array) -> Array:
+def weight_total(xp: Namespace, weights: Array) -> Array:
     """``sum(weights)``, or 1 when it is 0 (then every weighted sum is 0: no 0/0)."""
     total = xp.sum(weights)
     return xp.where(total > 0, total, 1.0)
 
 
-def weighted_mean(xp: Any, values: Array, weights: Array | None) -> Array:
+def weighted_mean(xp: Namespace, values: Array, weights: Array | None) -> Array:
     """The mean of ``values: (n,)`` or ``(n, k)``, weighted over rows by ``weights: (n,)``
     (each row's elements share its weight); the plain mean when ``weights`` is None."""
     if weights is None:
@@ -109,7 +109,7 @@ class Totals:
         self.step = step
         self.data = data
 
-    def data_totals(self, xp: Any, y: Array, w: Array | None = None) -> Array:
+    def data_totals(self, xp: Namespace, y: Array, w: Array | None = None) -> Array:
         """The data's sums ``(d,)`` (``(0,)`` for a form without ``data``)."""
         if self.data is None:
             return xp.zeros((0,), dtype=y.dtype, device=device(y))
@@ -168,7 +168,7 @@ class Metric:
         """``"max"`` if a larger value is better, else ``"min"`` (`metric_mode`'s answer)."""
         return "max" if self.greater_is_better else "min"
 
-    def __call__(self, xp: Any, z: Array, a: Array, targets: Array, labels: Array | None,
+    def __call__(self, xp: Namespace, z: Array, a: Array, targets: Array, labels: Array | None,
                  weights: Array | None = None) -> Array:
         """The metric of one batch (0-d array), weighted over rows if ``weights``."""
         if weights is None:
@@ -225,7 +225,7 @@ def metric_mode(name: str) -> Literal["min", "max"]:
 # Each computation takes optional row weights ``(n,)``: scikit-learn's weighted
 # definitions (``r2_score``, ``mean_squared_error``, ``accuracy_score`` with
 # ``sample_weight``).
-def _squared_errors(xp: Any, a: Array, targets: Array,
+def _squared_errors(xp: Namespace, a: Array, targets: Array,
                     weights: Array | None) -> tuple[Array, Array]:
     """``((targets - a)**2, per-output sums of it)``, weighted over rows if ``weights``."""
     sq = (targets - a) ** 2
@@ -234,7 +234,7 @@ def _squared_errors(xp: Any, a: Array, targets: Array,
     return sq, weighted_sum(xp, sq, weights, axis=0)
 
 
-def _r2(xp: Any, z: Array, a: Array, targets: Array, labels: Array | None,
+def _r2(xp: Namespace, z: Array, a: Array, targets: Array, labels: Array | None,
         weights: Array | None = None) -> Array:
     """The mean over outputs of the coefficient of determination."""
     _, res = _squared_errors(xp, a, targets, weights)
@@ -248,7 +248,7 @@ def _r2(xp: Any, z: Array, a: Array, targets: Array, labels: Array | None,
     return xp.mean(per_output)
 
 
-def _mse(xp: Any, z: Array, a: Array, targets: Array, labels: Array | None,
+def _mse(xp: Namespace, z: Array, a: Array, targets: Array, labels: Array | None,
          weights: Array | None = None) -> Array:
     """The mean of ``(a - y)**2`` over all elements (rows weighted by ``weights``)."""
     sq, res = _squared_errors(xp, a, targets, weights)
@@ -258,30 +258,30 @@ def _mse(xp: Any, z: Array, a: Array, targets: Array, labels: Array | None,
 
 
 # ------------------------------------------------------- accuracy
-def _argmax_accuracy(xp: Any, z: Array, a: Array, targets: Array, labels: Array | None,
+def _argmax_accuracy(xp: Namespace, z: Array, a: Array, targets: Array, labels: Array | None,
                      weights: Array | None = None) -> Array:
     return weighted_mean(xp, xp.astype(xp.argmax(z, axis=1) == labels, a.dtype), weights)
 
 
-def _threshold_accuracy(xp: Any, z: Array, a: Array, targets: Array, labels: Array | None,
+def _threshold_accuracy(xp: Namespace, z: Array, a: Array, targets: Array, labels: Array | None,
                         weights: Array | None = None) -> Array:
     return weighted_mean(xp, xp.astype((a > 0.5) == (targets > 0.5), a.dtype), weights)
 
 
 # ------------------------------------------------------- training totals
-def _as_total(xp: Any, like: Array, n: int) -> Array:
+def _as_total(xp: Namespace, like: Array, n: int) -> Array:
     """``n`` as a 1-element array of ``like``'s dtype, on its device."""
     return xp.full((1,), n, dtype=like.dtype, device=device(like))
 
 
-def _rows_total(xp: Any, y: Array, w: Array | None, per_row: int = 1) -> Array:
+def _rows_total(xp: Namespace, y: Array, w: Array | None, per_row: int = 1) -> Array:
     """``[per_row * sum of w]`` (``per_row * n`` unweighted), shape ``(1,)``."""
     if w is None:
         return _as_total(xp, y, y.shape[0] * per_row)
     return xp.reshape(xp.sum(w) * per_row, (1,))
 
 
-def _correct_total(xp: Any, correct: Array, w: Array | None) -> Array:
+def _correct_total(xp: Namespace, correct: Array, w: Array | None) -> Array:
     """``[sum of w * correct]`` for ``correct: (n,)`` or ``(n, k)`` (0/1), shape ``(1,)``."""
     if w is None:  # (it runs at every step: no reshape)
         return xp.sum(xp.reshape(correct, (-1,)) if correct.ndim > 1 else correct,
@@ -289,20 +289,20 @@ def _correct_total(xp: Any, correct: Array, w: Array | None) -> Array:
     return xp.reshape(weighted_sum(xp, correct, w), (1,))
 
 
-def _argmax_totals(xp: Any, z: Array, a: Array, y: Array, w: Array | None = None) -> Array:
+def _argmax_totals(xp: Namespace, z: Array, a: Array, y: Array, w: Array | None = None) -> Array:
     return _correct_total(xp, xp.astype(xp.argmax(z, axis=1) == xp.argmax(y, axis=1),
                                         z.dtype), w)
 
 
-def _argmax_data_totals(xp: Any, y: Array, w: Array | None = None) -> Array:
+def _argmax_data_totals(xp: Namespace, y: Array, w: Array | None = None) -> Array:
     return _rows_total(xp, y, w)
 
 
-def _threshold_totals(xp: Any, z: Array, a: Array, y: Array, w: Array | None = None) -> Array:
+def _threshold_totals(xp: Namespace, z: Array, a: Array, y: Array, w: Array | None = None) -> Array:
     return _correct_total(xp, xp.astype((a > 0.5) == (y > 0.5), a.dtype), w)
 
 
-def _threshold_data_totals(xp: Any, y: Array, w: Array | None = None) -> Array:
+def _threshold_data_totals(xp: Namespace, y: Array, w: Array | None = None) -> Array:
     return _rows_total(xp, y, w, per_row=y.shape[1])  # every output is a yes/no answer
 
 
@@ -314,7 +314,7 @@ def accuracy_from_totals(totals: Array) -> Array:
     return xp.where(total > 0, correct / xp.where(total > 0, total, 1.0), 0.0)
 
 
-def r2_totals(xp: Any, z: Array, a: Array, y: Array, w: Array | None = None) -> Array:
+def r2_totals(xp: Namespace, z: Array, a: Array, y: Array, w: Array | None = None) -> Array:
     """Per output ``k``: ``sum w (a - y)**2``, shape ``(k,)``."""
     diff = y - a  # (diff * diff: what ``diff ** 2`` computes, without a scalar operand)
     if w is None:  # the same sums without the weights (it runs at every step)
@@ -322,7 +322,7 @@ def r2_totals(xp: Any, z: Array, a: Array, y: Array, w: Array | None = None) -> 
     return weighted_sum(xp, diff * diff, w, axis=0)
 
 
-def r2_data_totals(xp: Any, y: Array, w: Array | None = None) -> Array:
+def r2_data_totals(xp: Namespace, y: Array, w: Array | None = None) -> Array:
     """Per output ``k``: ``sum w y``, ``sum w y**2``, then ``sum w``: shape ``(2 k + 1,)``."""
     if w is None:
         return xp.concat([xp.sum(y, axis=0), xp.sum(y * y, axis=0), _rows_total(xp, y, w)])
@@ -330,7 +330,7 @@ def r2_data_totals(xp: Any, y: Array, w: Array | None = None) -> Array:
                       _rows_total(xp, y, w)])
 
 
-def _squared_error_parts(totals: Array) -> tuple[Any, Array, Array, Array, Array, int]:
+def _squared_error_parts(totals: Array) -> tuple[Namespace, Array, Array, Array, Array, int]:
     """``(xp, res, sum_y, sum_yy, total, k)`` of `r2_totals` then `r2_data_totals`
     ``(n_epochs, 3 k + 1)``; ``total: (n_epochs, 1)``."""
     xp = array_namespace(totals)
@@ -406,7 +406,7 @@ class TrainingTotals:
         """The metrics logged from the training batches."""
         return tuple(m.name for m in self.metrics)
 
-    def step(self, xp: Any, z: Array, a: Array, y: Array, w: Array | None = None) -> Array:
+    def step(self, xp: Namespace, z: Array, a: Array, y: Array, w: Array | None = None) -> Array:
         """A batch's sums ``(t,)``, summable over the epoch's batches (``(0,)``: none)."""
         if not self.forms:
             return xp.zeros((0,), dtype=z.dtype, device=device(z))
@@ -414,7 +414,7 @@ class TrainingTotals:
             return self.forms[0].step(xp, z, a, y, w)
         return xp.concat([f.step(xp, z, a, y, w) for f in self.forms])
 
-    def data(self, xp: Any, y: Array, w: Array | None = None) -> Array:
+    def data(self, xp: Namespace, y: Array, w: Array | None = None) -> Array:
         """The sums of the data alone ``(d,)`` over rows ``y: (n, k)`` with weights ``w``."""
         if not self.forms:
             return xp.zeros((0,), dtype=y.dtype, device=device(y))
