@@ -53,8 +53,7 @@ backend and it takes sample weights::
         return terms(xp, z, a, y), output.backward(xp, xp.sign(a - y) * scale, z, a)
 
     losses.register_loss(losses.Loss(
-        "mae", terms=terms, terms_and_delta=terms_and_delta, default_output="identity",
-        sample_targets=lambda rng, n, k: rng.normal(size=(n, k))))
+        "mae", terms=terms, terms_and_delta=terms_and_delta, default_output="identity"))
 
 ``terms`` returns one term per element ``(n, n_outputs)`` (``elementwise=True``,
 the default) or one per row ``(n,)`` (``elementwise=False``, as cross-entropy).
@@ -63,6 +62,10 @@ The `Loss` builds the rest from them, written once: the unweighted mean
 terms_per_row)``, masked where ``w_i = 0``). It reports ``r2`` and ``mse``
 unless it names other metrics (``metrics=("accuracy",)``, or `mlp.metrics.Metric`
 objects of its own, which `register_loss` registers with their direction).
+
+Its targets are real numbers unless it says otherwise (``targets=``: a
+`Targets`, which checks and prepares the user's ``y``, draws valid targets for
+the tests, and turns outputs into classes for a classifier).
 
 A loss written only for the unweighted mean - ``value(xp, z, a, y)`` and
 ``value_and_delta(xp, z, a, y, output)`` instead of the terms - still trains
@@ -73,8 +76,9 @@ saying to give it terms.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+import numpy as np
 from array_api_compat import array_namespace
 
 from ._typing import Array, Namespace
@@ -265,6 +269,40 @@ def _count_sample(rng, n, n_outputs):
     return rng.poisson(2.0, size=(n, n_outputs)) * 1.0  # float64 counts
 
 
+# ------------------------------------------------------------- Targets
+class Targets(NamedTuple):
+    """How a loss takes its targets.
+
+    Parameters
+    ----------
+    prepare : callable
+        ``(loss, backend, y, n_samples, n_outputs, dtype, name, x_name) -> (targets, labels)``:
+        checks the user's ``y`` (naming it ``name``, and ``x_name`` for a row-count
+        mismatch) and returns targets ``(n, n_outputs)`` in ``dtype`` and integer
+        labels ``(n,)`` (None unless the loss has labels), on the backend or the host.
+    sample : callable ``(rng, n, n_outputs) -> NumPy targets`` or None, default None
+        Random valid targets as a user gives them (the gradient tests and examples
+        train on them).
+    classes : callable ``(xp, outputs) -> classes`` or None, default None
+        How the network's outputs become classes; None for a loss that is not a
+        classifier.
+    """
+
+    prepare: Callable[..., tuple[Any, Any]]
+    sample: Callable[[np.random.Generator, int, int], np.ndarray] | None = None
+    classes: Callable[[Namespace, Array], Array] | None = None
+
+
+#: Real numbers ``(n, n_outputs)`` (``(n,)`` with one output).
+REAL_TARGETS = Targets(real_targets, _normal_targets)
+#: Integer class labels ``(n,)`` or one-hot rows; classes by the largest output.
+CLASS_TARGETS = Targets(_class_targets, _label_targets, _argmax_classes)
+#: 0/1 per output ``(n, n_outputs)``; classes by the 0.5 threshold.
+BINARY_TARGETS = Targets(_binary_targets, _binary_sample, _threshold_classes)
+#: Counts or rates ``>= 0``.
+COUNT_TARGETS = Targets(_count_targets, _count_sample)
+
+
 # ---------------------------------------------------------------- Loss
 def _resolved_metrics(loss: str, metrics: tuple[str | Metric, ...]) -> tuple[Metric, ...]:
     """``metrics`` as `Metric` objects: registered names looked up, objects kept."""
@@ -287,7 +325,8 @@ def _resolved_metrics(loss: str, metrics: tuple[str | Metric, ...]) -> tuple[Met
 
 
 class Loss:
-    """A loss and everything specific to it.
+    """A loss: its math (value and gradient), the output activations it works with, its
+    targets (`Targets`) and the metrics it reports (`mlp.metrics`).
 
     Parameters
     ----------
@@ -311,19 +350,17 @@ class Loss:
         The output activation used when the user names none.
     allowed_outputs : tuple of str or None
         Output activations the loss works with; None: every hidden activation.
-    prepare_targets : callable
-        ``(loss, backend, y, n_samples, n_outputs, dtype, name, x_name) -> (targets, labels)``:
-        checks the user's ``y`` and returns targets ``(n, n_outputs)`` in ``dtype``
-        and integer labels ``(n,)`` (None unless the loss has labels). Default
-        `real_targets`.
+    targets : Targets, default REAL_TARGETS
+        How the loss takes its targets: checks and prepares the user's ``y``, draws
+        valid ones, and (for a classifier) turns outputs into classes. Built in:
+        `REAL_TARGETS`, `CLASS_TARGETS` (integer labels or one-hot rows),
+        `BINARY_TARGETS` (0/1) and `COUNT_TARGETS` (``>= 0``).
     metrics : tuple of str or Metric, default ("r2", "mse")
         The scores `MLP.evaluate`, the validation logs and (for those with a
         training-totals form) the training logs report, each a registered metric's
         name or a `mlp.metrics.Metric`; each carries its own direction, which
         `metric_mode` (and so every callback watching it) reads. `register_loss`
         registers the loss's `Metric` objects that are not yet registered.
-    predict_classes : callable ``(xp, outputs) -> classes`` or None
-        How outputs become classes; None for a loss that is not a classifier.
     min_outputs : int
         The fewest output units the loss can learn with.
     few_outputs_hint : str
@@ -331,8 +368,6 @@ class Loss:
     needs_output : bool
         Whether the loss reads ``a`` (cross-entropy works from ``z`` alone, so
         training skips the output softmax).
-    sample_targets : callable ``(rng, n, n_outputs) -> NumPy targets`` or None
-        Random valid targets, for tests and examples (the gradient tests use it).
     """
 
     def __init__(self, name: str, *, terms: Callable[..., Any] | None = None,
@@ -341,11 +376,10 @@ class Loss:
                  value_and_delta: Callable[..., tuple[Any, Any]] | None = None,
                  default_output: str,
                  allowed_outputs: tuple[str, ...] | None = None,
-                 prepare_targets: Callable[..., tuple[Any, Any]] = real_targets,
+                 targets: Targets = REAL_TARGETS,
                  metrics: tuple[str | Metric, ...] = ("r2", "mse"),
-                 predict_classes: Callable[[Any, Any], Any] | None = None,
-                 min_outputs: int = 1, few_outputs_hint: str = "", needs_output: bool = True,
-                 sample_targets: Callable[..., Any] | None = None) -> None:
+                 min_outputs: int = 1, few_outputs_hint: str = "",
+                 needs_output: bool = True) -> None:
         by_terms = terms is not None and terms_and_delta is not None
         by_value = value is not None and value_and_delta is not None
         if by_terms == by_value or not all(callable(f) for f in (
@@ -353,20 +387,21 @@ class Loss:
             raise TypeError(f"Loss {name!r} needs the functions terms and terms_and_delta "
                             "(or, for an unweighted-only loss, value and value_and_delta), "
                             "one pair, not both")
+        if not isinstance(targets, Targets):
+            raise TypeError(f"Loss {name!r}: targets must be a mlp.losses.Targets, got "
+                            f"{type(targets).__name__}")
         self.name = name
         self._terms, self._terms_and_delta = terms, terms_and_delta
         self.elementwise = elementwise
         self._value, self._value_and_delta = value, value_and_delta
         self.default_output = default_output
         self._allowed_outputs = allowed_outputs
-        self._prepare_targets = prepare_targets
+        self.targets = targets
         self.metrics = _resolved_metrics(name, metrics)
         self._training = TrainingTotals(self.metrics)
-        self._predict_classes = predict_classes
         self.min_outputs = min_outputs
         self.few_outputs_hint = few_outputs_hint
         self.needs_output = needs_output
-        self.sample_targets = sample_targets
 
     # ------------------------------------------------------- value, delta
     @property
@@ -433,7 +468,7 @@ class Loss:
     @property
     def classification(self) -> bool:
         """Whether the loss's outputs are class probabilities."""
-        return self._predict_classes is not None
+        return self.targets.classes is not None
 
     def check_outputs(self, output_activation: str, n_outputs: int) -> None:
         """Refuse an output activation or an output width the loss cannot learn with."""
@@ -450,8 +485,8 @@ class Loss:
         """Checked targets ``(n, n_outputs)`` in ``dtype`` and labels ``(n,)`` or None, on
         ``backend``. The loss's own ``prepare_targets`` may return host (NumPy) arrays:
         data from the host is checked there (no device work) and moved here, once."""
-        targets, labels = self._prepare_targets(self, backend, y, n_samples, n_outputs, dtype,
-                                                name, x_name)
+        targets, labels = self.targets.prepare(self, backend, y, n_samples, n_outputs, dtype,
+                                               name, x_name)
         return (backend.asarray(targets, dtype),
                 None if labels is None else backend.asarray(labels))
 
@@ -490,10 +525,18 @@ class Loss:
 
     def predict_classes(self, xp: Namespace, outputs: Array) -> Array:
         """Classes from the network's outputs (classifiers only)."""
-        if self._predict_classes is None:
+        if self.targets.classes is None:
             raise ValueError(f"loss {self.name!r} is not a classifier: its outputs are not "
                              "classes")
-        return self._predict_classes(xp, outputs)
+        return self.targets.classes(xp, outputs)
+
+    def sample_targets(self, rng: np.random.Generator, n: int, n_outputs: int) -> np.ndarray:
+        """``n`` random valid targets for ``n_outputs`` outputs, as the user would give them
+        (NumPy), drawn from ``rng``: what the gradient tests and examples train on."""
+        if self.targets.sample is None:
+            raise ValueError(f"loss {self.name!r} cannot draw targets: its Targets has no "
+                             "sample function")
+        return self.targets.sample(rng, n, n_outputs)
 
     def __repr__(self) -> str:
         return f"Loss({self.name!r})"
@@ -536,24 +579,22 @@ def register_loss(loss: Loss, *, overwrite: bool = False) -> Loss:
 
 
 register_loss(Loss("mse", terms=_mse_terms, terms_and_delta=_mse_terms_and_delta,
-                   default_output="identity", sample_targets=_normal_targets))
+                   default_output="identity"))
 register_loss(Loss("cross_entropy", terms=_ce_terms, terms_and_delta=_ce_terms_and_delta,
                    elementwise=False, default_output="softmax", allowed_outputs=("softmax",),
-                   prepare_targets=_class_targets, metrics=("accuracy",),
-                   predict_classes=_argmax_classes, min_outputs=2,
+                   targets=CLASS_TARGETS, metrics=("accuracy",), min_outputs=2,
                    few_outputs_hint=(" With one unit the softmax is always 1, the loss always 0 "
                                      "and nothing is learned. For one yes/no output use "
                                      "loss='binary_cross_entropy'; for k classes use k "
                                      "output units."),
-                   needs_output=False, sample_targets=_label_targets))
+                   needs_output=False))
 register_loss(Loss("binary_cross_entropy", terms=_bce_terms,
                    terms_and_delta=_bce_terms_and_delta, default_output="sigmoid",
-                   allowed_outputs=("sigmoid",), prepare_targets=_binary_targets,
-                   metrics=(binary_accuracy,), predict_classes=_threshold_classes,
-                   sample_targets=_binary_sample))
+                   allowed_outputs=("sigmoid",), targets=BINARY_TARGETS,
+                   metrics=(binary_accuracy,)))
 register_loss(Loss("poisson", terms=_poisson_terms, terms_and_delta=_poisson_terms_and_delta,
                    default_output="exp", allowed_outputs=("exp",),
-                   prepare_targets=_count_targets, sample_targets=_count_sample))
+                   targets=COUNT_TARGETS))
 
 
 #: The losses mlp defines, as registered at import (``register_loss(...,

@@ -138,10 +138,9 @@ def test_a_loss_without_training_totals_logs_only_the_loss():
     accuracy = base.metrics[0]  # the same metric without its training-totals form
     custom = losses.Loss("ce_no_totals", terms=base._terms, terms_and_delta=base._terms_and_delta,
                          elementwise=False, default_output="softmax",
-                         allowed_outputs=("softmax",), prepare_targets=base._prepare_targets,
+                         allowed_outputs=("softmax",), targets=base.targets,
                          metrics=(Metric("accuracy", accuracy.compute, greater_is_better=True),),
-                         predict_classes=base._predict_classes, min_outputs=2,
-                         needs_output=False)
+                         min_outputs=2, needs_output=False)
     losses.register_loss(custom)
     try:
         x, y = _data("cross_entropy")
