@@ -98,6 +98,19 @@ def _mae_value_and_delta(xp, z, a, y, output):
 
 
 @pytest.fixture
+def registries():
+    """The activations, losses and metrics a test registers are forgotten after it."""
+    from mlp import activations, losses, metrics
+
+    kept = (activations.ACTIVATIONS, losses.LOSSES, metrics.METRICS)
+    saved = [dict(registry) for registry in kept]
+    yield
+    for registry, old in zip(kept, saved, strict=True):
+        registry.clear()
+        registry.update(old)
+
+
+@pytest.fixture
 def value_only_mae(monkeypatch):
     """A user's loss written only for the unweighted mean (``value``/``value_and_delta``,
     no terms), registered as ``"mae"`` for the test."""

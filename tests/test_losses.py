@@ -9,16 +9,6 @@ import mlp
 from mlp import activations, losses
 
 
-@pytest.fixture
-def registries():
-    """Registrations made by a test are undone after it."""
-    saved = dict(activations.ACTIVATIONS), dict(losses.LOSSES)
-    yield
-    for registry, old in zip((activations.ACTIVATIONS, losses.LOSSES), saved, strict=True):
-        registry.clear()
-        registry.update(old)
-
-
 def test_each_loss_states_its_specifics():
     mse, ce, bce = (losses.LOSSES[n] for n in ("mse", "cross_entropy", "binary_cross_entropy"))
     assert (mse.default_output, ce.default_output, bce.default_output) == (

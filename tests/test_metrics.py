@@ -11,16 +11,6 @@ from mlp import losses, metrics
 from mlp.metrics import Metric, Totals, metric_mode
 
 
-@pytest.fixture
-def registries():
-    """Metrics and losses a test registers are forgotten after it."""
-    saved = dict(metrics.METRICS), dict(losses.LOSSES)
-    yield
-    for registry, old in zip((metrics.METRICS, losses.LOSSES), saved, strict=True):
-        registry.clear()
-        registry.update(old)
-
-
 # ----------------------------------------------------------------- built-in
 def test_each_built_in_metric_states_its_direction():
     assert {name: m.greater_is_better for name, m in metrics.METRICS.items()} == {
