@@ -189,11 +189,6 @@ def _count_targets(loss, backend, y, n_samples, n_outputs, dtype, name="y", x_na
     return arr, None
 
 
-# -------------------------------------------------------------- weights
-# (the weighting helpers live with the metrics, which weight rows the same way)
-_weighted_sum, _weight_total = weighted_sum, weight_total
-
-
 def _argmax_classes(xp, probs):
     return xp.argmax(probs, axis=1)
 
@@ -433,8 +428,8 @@ class Loss:
             return xp.sum(terms) / _count(terms)
         self.check_takes_weights()
         assert self._terms is not None
-        norm = _weight_total(xp, weights) * self._terms_per_row(z)
-        return _weighted_sum(xp, self._terms(xp, z, a, y), weights) / norm
+        norm = weight_total(xp, weights) * self._terms_per_row(z)
+        return weighted_sum(xp, self._terms(xp, z, a, y), weights) / norm
 
     def value_and_delta(self, xp: Namespace, z: Array, a: Array, y: Array, output: Activation,
                         weights: Array | None = None) -> tuple[Array, Array]:
@@ -452,10 +447,10 @@ class Loss:
             return xp.sum(terms) / size, delta
         self.check_takes_weights()
         assert self._terms_and_delta is not None
-        norm = _weight_total(xp, weights) * self._terms_per_row(z)
+        norm = weight_total(xp, weights) * self._terms_per_row(z)
         column = weights[:, None]
         terms, delta = self._terms_and_delta(xp, z, a, y, output, column * (1.0 / norm))
-        return (_weighted_sum(xp, terms, weights) / norm,
+        return (weighted_sum(xp, terms, weights) / norm,
                 xp.where(column > 0, delta, 0.0))
 
     @property

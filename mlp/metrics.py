@@ -394,17 +394,19 @@ class TrainingTotals:
     """
 
     def __init__(self, metrics: tuple[Metric, ...]) -> None:
-        self.metrics = tuple(m for m in metrics if m.totals is not None)
+        #: ``(name, form, from_totals)`` of each metric logged from the training batches.
+        self.logged = [(m.name, m.totals, m.from_totals) for m in metrics
+                       if m.totals is not None and m.from_totals is not None]
         forms: list[Totals] = []
-        for m in self.metrics:
-            if not any(m.totals is f for f in forms):
-                forms.append(m.totals)  # type: ignore[arg-type]  # (not None: filtered)
+        for _, form, _ in self.logged:
+            if not any(form is f for f in forms):
+                forms.append(form)
         self.forms = tuple(forms)
 
     @property
     def names(self) -> tuple[str, ...]:
         """The metrics logged from the training batches."""
-        return tuple(m.name for m in self.metrics)
+        return tuple(name for name, _, _ in self.logged)
 
     def step(self, xp: Namespace, z: Array, a: Array, y: Array, w: Array | None = None) -> Array:
         """A batch's sums ``(t,)``, summable over the epoch's batches (``(0,)``: none)."""
@@ -449,7 +451,6 @@ class TrainingTotals:
         xp = array_namespace(totals)
         totals = xp.astype(totals, xp.float64)
         if totals.shape[0] == 0:
-            return {m.name: xp.zeros((0,), dtype=xp.float64) for m in self.metrics}
+            return {name: xp.zeros((0,), dtype=xp.float64) for name in self.names}
         by_form = dict(zip(map(id, self.forms), self._columns(totals), strict=True))
-        return {m.name: m.from_totals(by_form[id(m.totals)])  # type: ignore[misc]
-                for m in self.metrics}
+        return {name: finish(by_form[id(form)]) for name, form, finish in self.logged}
