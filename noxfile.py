@@ -51,10 +51,13 @@ def tests(session, backend):
 @nox.session
 def lint(session):
     """ruff over the code, with pyproject's rules: pycodestyle, pyflakes, isort, bugbear,
-    pyupgrade and McCabe complexity (no function over 12)."""
-    session.install("ruff>=0.5")
+    pyupgrade, McCabe complexity (no function over 12) and annotations in the strict
+    modules; then mypy over mlp/ and backends/ (pyproject's [tool.mypy]: strict on
+    mlp/core.py, schedules.py, metrics.py, tree.py and params.py)."""
+    session.install("ruff>=0.5", "mypy>=1.11", "numpy>=1.26")
     session.run("ruff", "check", "mlp", "backends", "tests", "examples", "benchmarks",
                 "noxfile.py")
+    session.run("mypy")
 
 
 @nox.session

@@ -10,7 +10,7 @@ PyTorch and array-api-strict; pick one with ``backend=`` or ``$MLP_BACKEND``.
 
 from backends import available_backends, get_backend
 
-from . import activations, core, losses, optimizers, schedules
+from . import activations, core, losses, metrics, optimizers, schedules
 from ._version import __version__ as __version__
 from .activations import register_activation
 from .callbacks import (
@@ -29,6 +29,7 @@ from .callbacks import (
 from .guard import ModelBusyError
 from .io import ModelFileError
 from .losses import Loss, register_loss
+from .metrics import Metric, register_metric
 from .model import MLP, load
 from .network import Network
 from .training import TrainingDivergedError, TrainState
@@ -53,11 +54,14 @@ __all__ = [
     "ModelBusyError",
     "load",
     "Loss",
+    "Metric",
     "register_activation",
     "register_loss",
+    "register_metric",
     "activations",
     "core",
     "losses",
+    "metrics",
     "optimizers",
     "schedules",
     "available_backends",

@@ -32,13 +32,19 @@ from typing import Any, NamedTuple
 LEAKY_RELU_SLOPE = 0.01
 
 
+#: ``(xp, z) -> a``, elementwise.
+Forward = Callable[[Any, Any], Any]
+#: ``(xp, delta, z, a) -> delta * f'(z)``.
+Backward = Callable[[Any, Any, Any, Any], Any]
+
+
 class Activation(NamedTuple):
     """An activation: ``forward(xp, z)``, ``backward(xp, delta, z, a)`` (None: output-only,
     fused into a loss) and the initializer it trains best with (``he`` or ``glorot``)."""
 
     name: str
-    forward: Callable[[Any, Any], Any]
-    backward: Callable[[Any, Any, Any, Any], Any] | None
+    forward: Forward
+    backward: Backward | None
     init: str = "glorot"
 
 
@@ -100,8 +106,8 @@ def _softmax(xp, z):
 ACTIVATIONS: dict[str, Activation] = {}
 
 
-def register_activation(name: str, forward, backward=None, *, init: str = "glorot",
-                        overwrite: bool = False) -> Activation:
+def register_activation(name: str, forward: Forward, backward: Backward | None = None, *,
+                        init: str = "glorot", overwrite: bool = False) -> Activation:
     """Make an activation available by ``name``; returns it.
 
     Parameters

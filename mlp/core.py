@@ -26,8 +26,10 @@ unweighted computation, unchanged.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, cast
 
+from ._typing import Array, Grads, Namespace, Params
 from .activations import Activation
 from .losses import Loss
 
@@ -41,7 +43,7 @@ class NetworkSpec(NamedTuple):
     loss: Loss
 
 
-def forward(spec: NetworkSpec, params, x):
+def forward(spec: NetworkSpec, params: Params, x: Array) -> Array:
     """The network's output ``a_L: (n, n_outputs)`` for ``x: (n, n_features)``."""
     xp = spec.xp
     a = x
@@ -52,7 +54,7 @@ def forward(spec: NetworkSpec, params, x):
     return a
 
 
-def forward_logits(spec: NetworkSpec, params, x):
+def forward_logits(spec: NetworkSpec, params: Params, x: Array) -> tuple[Array, Array]:
     """``(z_L, a_L)``: the output layer's pre-activation and activation."""
     xp = spec.xp
     a = x
@@ -63,7 +65,7 @@ def forward_logits(spec: NetworkSpec, params, x):
     return z, a
 
 
-def forward_checked(spec: NetworkSpec, params, x):
+def forward_checked(spec: NetworkSpec, params: Params, x: Array) -> tuple[Array, Array]:
     """``(a_L, n_bad)``: the network's output and the number of rows whose output layer
     (its pre-activation ``z_L`` or its activation ``a_L``) is not finite - rows whose
     forward pass overflowed the dtype (an int 0-d array; `mlp.MLP.predict` refuses them)."""
@@ -73,20 +75,21 @@ def forward_checked(spec: NetworkSpec, params, x):
     return a, xp.sum(xp.astype(~ok, xp.int32))
 
 
-def all_finite_flag(xp, arrays):
+def all_finite_flag(xp: Namespace, arrays: Sequence[Array]) -> Array:
     """Whether every entry of ``arrays`` is finite, as a bool 0-d array (NaN propagates
     through ``max``; one small reduction per array)."""
     return xp.all(xp.isfinite(xp.stack([xp.max(xp.abs(a)) for a in arrays])))
 
 
-def zero_weight_rows(xp, x, weights):
+def zero_weight_rows(xp: Namespace, x: Array, weights: Array | None) -> Array:
     """``x`` with the rows of weight 0 set to 0 (``x`` itself when ``weights`` is None)."""
     if weights is None:
         return x
     return xp.where(weights[:, None] > 0, x, 0.0)
 
 
-def loss_value(spec: NetworkSpec, params, x, y, weights=None):
+def loss_value(spec: NetworkSpec, params: Params, x: Array, y: Array,
+               weights: Array | None = None) -> Array:
     """The mean loss (0-d array) of ``params`` on ``(x, y)``; ``y`` as the loss expects it.
 
     ``weights: (n,)`` (non-negative, or None) weights the mean over rows.
@@ -95,7 +98,7 @@ def loss_value(spec: NetworkSpec, params, x, y, weights=None):
     return spec.loss.value(spec.xp, z, a, y, weights)
 
 
-def l2_penalty(xp, params, alpha: float):
+def l2_penalty(xp: Namespace, params: Params, alpha: float | Array) -> Array:
     """``0.5 * alpha * sum ||W||^2`` over the weight matrices (not the biases)."""
     total = 0.0
     for W, _ in params:
@@ -103,14 +106,16 @@ def l2_penalty(xp, params, alpha: float):
     return 0.5 * alpha * total
 
 
-def has_l2(alpha) -> bool:
+def has_l2(alpha: float | Array) -> bool:
     """Whether ``alpha`` adds an L2 term: a nonzero number, or any array (a traced
     coefficient such as scikit-learn's ``alpha / sum(w_batch)`` is not known while
     compiling, so it always counts)."""
     return not isinstance(alpha, (int, float)) or alpha != 0
 
 
-def loss_and_gradients(spec: NetworkSpec, params, x, y, alpha: float = 0.0, weights=None):
+def loss_and_gradients(spec: NetworkSpec, params: Params, x: Array, y: Array,
+                       alpha: float | Array = 0.0,
+                       weights: Array | None = None) -> tuple[Array, Grads]:
     """The mean loss and its exact gradients, from one forward pass.
 
     (`loss_gradients_and_totals` returns the batch's training totals as well.)
@@ -137,18 +142,24 @@ def loss_and_gradients(spec: NetworkSpec, params, x, y, alpha: float = 0.0, weig
     return loss, grads
 
 
-def loss_gradients_and_totals(spec: NetworkSpec, params, x, y, alpha: float = 0.0,
-                              weights=None):
+def loss_gradients_and_totals(spec: NetworkSpec, params: Params, x: Array, y: Array,
+                              alpha: float | Array = 0.0, weights: Array | None = None,
+                              ) -> tuple[Array, Grads, Array]:
     """`loss_and_gradients` and the batch's training totals
     (`mlp.losses.Loss.train_totals`, from the same forward pass):
     ``(loss, grads, totals)``."""
     return _loss_and_gradients(spec, params, x, y, alpha, weights, True)
 
 
-def _loss_and_gradients(spec, params, x, y, alpha, weights, with_totals):
+def _loss_and_gradients(spec: NetworkSpec, params: Params, x: Array, y: Array,
+                        alpha: float | Array, weights: Array | None,
+                        with_totals: bool) -> tuple[Array, Grads, Array | None]:
     xp = spec.xp
+    # (a hidden activation has a backward rule: `mlp.activations.get_activation` checks it)
+    backward = cast("Callable[..., Array]", spec.hidden.backward)
     n_layers = len(params)
-    inputs, zs = [], []
+    inputs: list[Array] = []
+    zs: list[Array] = []
     a = zero_weight_rows(xp, x, weights)
     for i, (W, b) in enumerate(params):
         inputs.append(a)
@@ -163,7 +174,7 @@ def _loss_and_gradients(spec, params, x, y, alpha, weights, with_totals):
     loss, delta = spec.loss.value_and_delta(xp, zs[-1], a, y, spec.output, weights)
     totals = spec.loss.train_totals(xp, zs[-1], a, y, weights) if with_totals else None
 
-    grads = [None] * n_layers
+    grads: list[Any] = [None] * n_layers
     for i in range(n_layers - 1, -1, -1):
         W = params[i][0]
         dW = inputs[i].T @ delta
@@ -171,7 +182,7 @@ def _loss_and_gradients(spec, params, x, y, alpha, weights, with_totals):
             dW = dW + alpha * W
         grads[i] = (dW, xp.sum(delta, axis=0))
         if i > 0:
-            delta = spec.hidden.backward(xp, delta @ W.T, zs[i - 1], inputs[i])
+            delta = backward(xp, delta @ W.T, zs[i - 1], inputs[i])
     if has_l2(alpha):
         loss = loss + l2_penalty(xp, params, alpha)
     return loss, grads, totals

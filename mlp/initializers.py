@@ -12,23 +12,28 @@ weights on NumPy, JAX, PyTorch, CuPy and array-api-strict. Biases start at zero.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 
+#: ``(rng, fan_in, fan_out) -> W: (fan_in, fan_out)`` float64, drawn from ``rng``.
+Initializer = Callable[[np.random.Generator, int, int], np.ndarray]
 
-def _he(rng, fan_in, fan_out):
+
+def _he(rng: np.random.Generator, fan_in: int, fan_out: int) -> np.ndarray:
     return rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / fan_in)
 
 
-def _glorot(rng, fan_in, fan_out):
+def _glorot(rng: np.random.Generator, fan_in: int, fan_out: int) -> np.ndarray:
     limit = np.sqrt(6.0 / (fan_in + fan_out))
     return rng.uniform(-limit, limit, size=(fan_in, fan_out))
 
 
-def _normal(rng, fan_in, fan_out):
+def _normal(rng: np.random.Generator, fan_in: int, fan_out: int) -> np.ndarray:
     return rng.standard_normal((fan_in, fan_out))
 
 
-INITIALIZERS = {"he": _he, "glorot": _glorot, "normal": _normal}
+INITIALIZERS: dict[str, Initializer] = {"he": _he, "glorot": _glorot, "normal": _normal}
 
 
 def default_initializer(activation: str) -> str:
@@ -40,13 +45,15 @@ def default_initializer(activation: str) -> str:
 
 
 def check_initializer(name: str) -> str:
+    """``name`` if it is a known initializer; a ValueError lists the known ones."""
     if not isinstance(name, str) or name not in INITIALIZERS:
         raise ValueError(f"init must be one of {', '.join(map(repr, INITIALIZERS))}, "
                          f"got {name!r}")
     return name
 
 
-def initial_weights(layer_sizes, init: str, rng: np.random.Generator) -> list[tuple]:
+def initial_weights(layer_sizes: Sequence[int], init: str,
+                    rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
     """Host float64 ``[(W, b), ...]`` with ``W: (fan_in, fan_out)``, ``b: (fan_out,)``."""
     draw = INITIALIZERS[check_initializer(init)]
     return [

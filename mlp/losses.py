@@ -4,8 +4,9 @@ A `Loss` owns what differs between losses, so that no other module compares
 loss names: its value and ``delta`` (the gradient of the mean loss with
 respect to the output layer's pre-activation ``z``, shape ``(n, n_outputs)``,
 with the 1/n of the mean folded in), the output activations it works with,
-how user targets are checked and prepared, its score (accuracy or R²) and how
-its outputs become classes.
+how user targets are checked and prepared and how its outputs become classes.
+Its scores are metrics (`mlp.metrics`), which it names (``metrics=("r2",
+"mse")``); each metric carries its own direction and training-totals form.
 
 - ``mse``: mean over *all* elements of ``0.5 * (a - y)**2`` (the seed notebook's
   loss). Its gradient divides by ``n * n_outputs``; the notebook divides by
@@ -52,14 +53,19 @@ backend and it takes sample weights::
         return terms(xp, z, a, y), output.backward(xp, xp.sign(a - y) * scale, z, a)
 
     losses.register_loss(losses.Loss(
-        "mae", terms=terms, terms_and_delta=terms_and_delta, default_output="identity",
-        sample_targets=lambda rng, n, k: rng.normal(size=(n, k))))
+        "mae", terms=terms, terms_and_delta=terms_and_delta, default_output="identity"))
 
 ``terms`` returns one term per element ``(n, n_outputs)`` (``elementwise=True``,
 the default) or one per row ``(n,)`` (``elementwise=False``, as cross-entropy).
 The `Loss` builds the rest from them, written once: the unweighted mean
 (``scale = 1/size``) and the weighted one (``scale_i = w_i / (sum(w) *
-terms_per_row)``, masked where ``w_i = 0``).
+terms_per_row)``, masked where ``w_i = 0``). It reports ``r2`` and ``mse``
+unless it names other metrics (``metrics=("accuracy",)``, or `mlp.metrics.Metric`
+objects of its own, which `register_loss` registers with their direction).
+
+Its targets are real numbers unless it says otherwise (``targets=``: a
+`Targets`, which checks and prepares the user's ``y``, draws valid targets for
+the tests, and turns outputs into classes for a classifier).
 
 A loss written only for the unweighted mean - ``value(xp, z, a, y)`` and
 ``value_and_delta(xp, z, a, y, output)`` instead of the terms - still trains
@@ -70,12 +76,27 @@ saying to give it terms.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from array_api_compat import array_namespace, device
+import numpy as np
+from array_api_compat import array_namespace
 
+from ._typing import Array, Namespace
 from .activations import Activation, hidden_activations
+from .metrics import (
+    METRICS,
+    Metric,
+    TrainingTotals,
+    binary_accuracy,
+    get_metric,
+    register_metric,
+    weight_total,
+    weighted_sum,
+)
 from .validation import _dtype_like, cast_checked, check_finite, to_backend_array
+
+if TYPE_CHECKING:
+    from backends import Backend
 
 
 def _count(y) -> int:
@@ -98,7 +119,8 @@ def _checked_targets(backend, y, n_samples, dtype, name, x_name, *, floats_only=
     return arr
 
 
-def real_targets(loss, backend, y, n_samples, n_outputs, dtype, name="y", x_name="x"):
+def real_targets(loss: Loss, backend: Backend, y: Any, n_samples: int, n_outputs: int,
+                 dtype: Any, name: str = "y", x_name: str = "x") -> tuple[Array, None]:
     """Targets ``(n, n_outputs)`` of real numbers (``(n,)`` is allowed with one output).
 
     Returns ``(targets, None)``; the building block of ``mse`` and
@@ -167,150 +189,6 @@ def _count_targets(loss, backend, y, n_samples, n_outputs, dtype, name="y", x_na
     return arr, None
 
 
-# -------------------------------------------------------------- weights
-def _column(weights, like):
-    """``weights: (n,)`` shaped to broadcast against ``like``: ``(n,)`` or ``(n, 1)``."""
-    return weights if like.ndim == 1 else weights[:, None]
-
-
-def _weighted_sum(xp, values, weights, axis=None):
-    """``sum(w_i * values_i)``, rows of weight 0 giving exactly 0 (even if inf)."""
-    w = _column(weights, values)
-    return xp.sum(xp.where(w > 0, w * values, 0.0), axis=axis)
-
-
-def _weight_total(xp, weights):
-    """``sum(w)``, or 1 when it is 0 (then every weighted sum is 0: no 0/0)."""
-    total = xp.sum(weights)
-    return xp.where(total > 0, total, 1.0)
-
-
-# -------------------------------------------------------------- scores
-# Each score takes optional row weights ``(n,)``: scikit-learn's weighted definitions
-# (``r2_score``, ``mean_squared_error``, ``accuracy_score`` with ``sample_weight``).
-def r2_and_mse(xp, z, a, targets, labels, weights=None):
-    """``(r2, mse)``: the mean over outputs of the coefficient of determination (an
-    output whose targets are constant scores 1 if predicted exactly, else 0) and
-    the mean of ``(a - y)**2``; weighted over rows with ``weights: (n,)``."""
-    sq = (targets - a) ** 2
-    if weights is None:
-        res = xp.sum(sq, axis=0)
-        tot = xp.sum((targets - xp.mean(targets, axis=0)) ** 2, axis=0)
-        mse = xp.mean(sq)
-    else:
-        total = _weight_total(xp, weights)
-        res = _weighted_sum(xp, sq, weights, axis=0)
-        mean = _weighted_sum(xp, targets, weights, axis=0) / total
-        tot = _weighted_sum(xp, (targets - mean) ** 2, weights, axis=0)
-        mse = xp.sum(res) / (total * sq.shape[1])
-    safe = xp.where(tot > 0, tot, 1.0)
-    per_output = xp.where(tot > 0, 1.0 - res / safe, xp.astype(res == 0, a.dtype))
-    return xp.mean(per_output), mse
-
-
-def _mean(xp, values, weights):
-    """The mean of ``values`` ``(n,)`` or ``(n, k)``, weighted over rows if ``weights``."""
-    if weights is None:
-        return xp.mean(values)
-    per_row = 1 if values.ndim == 1 else values.shape[1]
-    return _weighted_sum(xp, values, weights) / (_weight_total(xp, weights) * per_row)
-
-
-def _argmax_accuracy(xp, z, a, targets, labels, weights=None):
-    return (_mean(xp, xp.astype(xp.argmax(z, axis=1) == labels, a.dtype), weights),)
-
-
-def _threshold_accuracy(xp, z, a, targets, labels, weights=None):
-    return (_mean(xp, xp.astype((a > 0.5) == (targets > 0.5), a.dtype), weights),)
-
-
-# ------------------------------------------------------- training totals
-# A score's *training totals*: a 1-D array of sums over a batch's rows, which add up over
-# an epoch's batches (so no pass over the data beyond the training steps), and become the
-# score on the host (`Loss.scores_from_totals`). Rows count with their weights (1 when
-# unweighted), so rows of weight 0 (padding) add nothing. The sums that depend on the
-# network are taken at every step (``totals``); those of the data alone (the rows'
-# weights, the targets' sums) are the same for every epoch, as every epoch sees every
-# row once, so they are taken once per run call over all the rows (``data_totals``) and
-# follow the network's sums in each epoch's totals.
-def _as_total(xp, like, n):
-    """``n`` as a 1-element array of ``like``'s dtype, on its device."""
-    return xp.full((1,), n, dtype=like.dtype, device=device(like))
-
-
-def _rows_total(xp, y, w, per_row=1):
-    """``[per_row * sum of w]`` (``per_row * n`` unweighted), shape ``(1,)``."""
-    if w is None:
-        return _as_total(xp, y, y.shape[0] * per_row)
-    return xp.reshape(xp.sum(w) * per_row, (1,))
-
-
-def _correct_total(xp, correct, w):
-    """``[sum of w * correct]`` for ``correct: (n,)`` or ``(n, k)`` (0/1), shape ``(1,)``."""
-    if w is None:  # (it runs at every step: no reshape)
-        return xp.sum(xp.reshape(correct, (-1,)) if correct.ndim > 1 else correct,
-                      keepdims=True)
-    return xp.reshape(_weighted_sum(xp, correct, w), (1,))
-
-
-def _argmax_totals(xp, z, a, y, w=None):
-    return _correct_total(xp, xp.astype(xp.argmax(z, axis=1) == xp.argmax(y, axis=1),
-                                        z.dtype), w)
-
-
-def _argmax_data_totals(xp, y, w=None):
-    return _rows_total(xp, y, w)
-
-
-def _threshold_totals(xp, z, a, y, w=None):
-    return _correct_total(xp, xp.astype((a > 0.5) == (y > 0.5), a.dtype), w)
-
-
-def _threshold_data_totals(xp, y, w=None):  # every output is a yes/no answer
-    return _rows_total(xp, y, w, per_row=y.shape[1])
-
-
-def accuracy_from_totals(totals):
-    """``accuracy: (n_epochs,)`` from the epochs' totals ``(n_epochs, 2)``, each
-    ``[sum of w * correct, sum of w]`` (host arrays)."""
-    xp = array_namespace(totals)
-    correct, total = totals[:, 0], totals[:, 1]
-    return {"accuracy": xp.where(total > 0, correct / xp.where(total > 0, total, 1.0), 0.0)}
-
-
-def r2_totals(xp, z, a, y, w=None):
-    """Per output ``k``: ``sum w (a - y)**2``, shape ``(k,)``."""
-    diff = y - a  # (diff * diff: what ``diff ** 2`` computes, without a scalar operand)
-    if w is None:  # the same sums without the weights (it runs at every step)
-        return xp.sum(diff * diff, axis=0)
-    return _weighted_sum(xp, diff * diff, w, axis=0)
-
-
-def r2_data_totals(xp, y, w=None):
-    """Per output ``k``: ``sum w y``, ``sum w y**2``, then ``sum w``: shape ``(2 k + 1,)``."""
-    if w is None:
-        return xp.concat([xp.sum(y, axis=0), xp.sum(y * y, axis=0), _rows_total(xp, y, w)])
-    return xp.concat([_weighted_sum(xp, y, w, axis=0), _weighted_sum(xp, y * y, w, axis=0),
-                      _rows_total(xp, y, w)])
-
-
-def r2_from_totals(totals):
-    """``r2`` and ``mse: (n_epochs,)`` (as `r2_and_mse`) from the epochs' totals
-    ``(n_epochs, 3 k + 1)``: `r2_totals` then `r2_data_totals` (host arrays)."""
-    xp = array_namespace(totals)
-    k = (totals.shape[1] - 1) // 3
-    res, sum_y, sum_yy = totals[:, :k], totals[:, k:2 * k], totals[:, 2 * k:3 * k]
-    total = totals[:, -1:]
-    some = total > 0
-    total = xp.where(some, total, 1.0)
-    tot = xp.clip(sum_yy - sum_y * sum_y / total, 0.0, None)
-    per_output = xp.where(tot > 0, 1.0 - res / xp.where(tot > 0, tot, 1.0),
-                          xp.astype(res == 0, res.dtype))
-    r2 = xp.where(some[:, 0], xp.mean(per_output, axis=1), 0.0)
-    mse = xp.where(some[:, 0], xp.sum(res, axis=1) / (total[:, 0] * k), 0.0)
-    return {"r2": r2, "mse": mse}
-
-
 def _argmax_classes(xp, probs):
     return xp.argmax(probs, axis=1)
 
@@ -330,6 +208,7 @@ def _mse_terms(xp, z, a, y):
 
 def _mse_terms_and_delta(xp, z, a, y, output: Activation, scale):
     diff = a - y
+    assert output.backward is not None  # (mse's outputs are the hidden activations)
     return 0.5 * (diff * diff), output.backward(xp, diff * scale, z, a)
 
 
@@ -385,9 +264,64 @@ def _count_sample(rng, n, n_outputs):
     return rng.poisson(2.0, size=(n, n_outputs)) * 1.0  # float64 counts
 
 
+# ------------------------------------------------------------- Targets
+class Targets(NamedTuple):
+    """How a loss takes its targets.
+
+    Parameters
+    ----------
+    prepare : callable
+        ``(loss, backend, y, n_samples, n_outputs, dtype, name, x_name) -> (targets, labels)``:
+        checks the user's ``y`` (naming it ``name``, and ``x_name`` for a row-count
+        mismatch) and returns targets ``(n, n_outputs)`` in ``dtype`` and integer
+        labels ``(n,)`` (None unless the loss has labels), on the backend or the host.
+    sample : callable ``(rng, n, n_outputs) -> NumPy targets`` or None, default None
+        Random valid targets as a user gives them (the gradient tests and examples
+        train on them).
+    classes : callable ``(xp, outputs) -> classes`` or None, default None
+        How the network's outputs become classes; None for a loss that is not a
+        classifier.
+    """
+
+    prepare: Callable[..., tuple[Any, Any]]
+    sample: Callable[[np.random.Generator, int, int], np.ndarray] | None = None
+    classes: Callable[[Namespace, Array], Array] | None = None
+
+
+#: Real numbers ``(n, n_outputs)`` (``(n,)`` with one output).
+REAL_TARGETS = Targets(real_targets, _normal_targets)
+#: Integer class labels ``(n,)`` or one-hot rows; classes by the largest output.
+CLASS_TARGETS = Targets(_class_targets, _label_targets, _argmax_classes)
+#: 0/1 per output ``(n, n_outputs)``; classes by the 0.5 threshold.
+BINARY_TARGETS = Targets(_binary_targets, _binary_sample, _threshold_classes)
+#: Counts or rates ``>= 0``.
+COUNT_TARGETS = Targets(_count_targets, _count_sample)
+
+
 # ---------------------------------------------------------------- Loss
+def _resolved_metrics(loss: str, metrics: tuple[str | Metric, ...]) -> tuple[Metric, ...]:
+    """``metrics`` as `Metric` objects: registered names looked up, objects kept."""
+    if isinstance(metrics, str | Metric) or not isinstance(metrics, tuple | list):
+        raise TypeError(f"Loss {loss!r}: metrics must be a tuple of metric names or Metric "
+                        f"objects, got {metrics!r}")
+    resolved = []
+    for m in metrics:
+        if isinstance(m, Metric):
+            resolved.append(m)
+            continue
+        try:
+            resolved.append(get_metric(m))
+        except ValueError as e:
+            raise ValueError(f"Loss {loss!r}: {e}") from None
+    names = [m.name for m in resolved]
+    if len(set(names)) != len(names):
+        raise ValueError(f"Loss {loss!r} names a metric twice: {', '.join(names)}")
+    return tuple(resolved)
+
+
 class Loss:
-    """A loss and everything specific to it.
+    """A loss: its math (value and gradient), the output activations it works with, its
+    targets (`Targets`) and the metrics it reports (`mlp.metrics`).
 
     Parameters
     ----------
@@ -411,30 +345,17 @@ class Loss:
         The output activation used when the user names none.
     allowed_outputs : tuple of str or None
         Output activations the loss works with; None: every hidden activation.
-    prepare_targets : callable
-        ``(loss, backend, y, n_samples, n_outputs, dtype, name, x_name) -> (targets, labels)``:
-        checks the user's ``y`` and returns targets ``(n, n_outputs)`` in ``dtype``
-        and integer labels ``(n,)`` (None unless the loss has labels). Default
-        `real_targets`.
-    score : callable ``(xp, z, a, targets, labels, weights=None) -> tuple of 0-d arrays``
-        One value per entry of ``score_names``, weighted over rows when
-        ``weights: (n,)`` is given (only then is it passed). Default `r2_and_mse`.
-    score_names : tuple of str
-        The names `MLP.evaluate` and `fit`'s validation logs give the scores.
-    totals, data_totals, scores_from_totals : callable, optional
-        The training scores `fit` logs from each epoch's own batches:
-        ``totals(xp, z, a, y, w=None) -> (t,)`` sums over a batch's rows (weighted by
-        ``w: (n,)``, 1 each when None) that add up over the epoch's batches (taken at
-        every step: only what depends on the network); ``data_totals(xp, y, w=None) ->
-        (d,)`` sums over all the training rows that do not (the same in every epoch,
-        taken once per run; default: none); and ``scores_from_totals(totals) ->
-        {name: (n_epochs,)}`` from the epochs' totals ``(n_epochs, t + d)`` (host
-        arrays: each epoch's totals then the data's), one per entry of
-        ``score_names``. Default with the default ``score``: `r2_totals`,
-        `r2_data_totals` and `r2_from_totals`; otherwise none (no training scores
-        are logged).
-    predict_classes : callable ``(xp, outputs) -> classes`` or None
-        How outputs become classes; None for a loss that is not a classifier.
+    targets : Targets, default REAL_TARGETS
+        How the loss takes its targets: checks and prepares the user's ``y``, draws
+        valid ones, and (for a classifier) turns outputs into classes. Built in:
+        `REAL_TARGETS`, `CLASS_TARGETS` (integer labels or one-hot rows),
+        `BINARY_TARGETS` (0/1) and `COUNT_TARGETS` (``>= 0``).
+    metrics : tuple of str or Metric, default ("r2", "mse")
+        The scores `MLP.evaluate`, the validation logs and (for those with a
+        training-totals form) the training logs report, each a registered metric's
+        name or a `mlp.metrics.Metric`; each carries its own direction, which
+        `metric_mode` (and so every callback watching it) reads. `register_loss`
+        registers the loss's `Metric` objects that are not yet registered.
     min_outputs : int
         The fewest output units the loss can learn with.
     few_outputs_hint : str
@@ -442,8 +363,6 @@ class Loss:
     needs_output : bool
         Whether the loss reads ``a`` (cross-entropy works from ``z`` alone, so
         training skips the output softmax).
-    sample_targets : callable ``(rng, n, n_outputs) -> NumPy targets`` or None
-        Random valid targets, for tests and examples (the gradient tests use it).
     """
 
     def __init__(self, name: str, *, terms: Callable[..., Any] | None = None,
@@ -452,15 +371,10 @@ class Loss:
                  value_and_delta: Callable[..., tuple[Any, Any]] | None = None,
                  default_output: str,
                  allowed_outputs: tuple[str, ...] | None = None,
-                 prepare_targets: Callable[..., tuple[Any, Any]] = real_targets,
-                 score: Callable[..., tuple] = r2_and_mse,
-                 score_names: tuple[str, ...] = ("r2", "mse"),
-                 totals: Callable[..., Any] | None = None,
-                 data_totals: Callable[..., Any] | None = None,
-                 scores_from_totals: Callable[..., dict] | None = None,
-                 predict_classes: Callable[[Any, Any], Any] | None = None,
-                 min_outputs: int = 1, few_outputs_hint: str = "", needs_output: bool = True,
-                 sample_targets: Callable[..., Any] | None = None):
+                 targets: Targets = REAL_TARGETS,
+                 metrics: tuple[str | Metric, ...] = ("r2", "mse"),
+                 min_outputs: int = 1, few_outputs_hint: str = "",
+                 needs_output: bool = True) -> None:
         by_terms = terms is not None and terms_and_delta is not None
         by_value = value is not None and value_and_delta is not None
         if by_terms == by_value or not all(callable(f) for f in (
@@ -468,24 +382,21 @@ class Loss:
             raise TypeError(f"Loss {name!r} needs the functions terms and terms_and_delta "
                             "(or, for an unweighted-only loss, value and value_and_delta), "
                             "one pair, not both")
+        if not isinstance(targets, Targets):
+            raise TypeError(f"Loss {name!r}: targets must be a mlp.losses.Targets, got "
+                            f"{type(targets).__name__}")
         self.name = name
         self._terms, self._terms_and_delta = terms, terms_and_delta
         self.elementwise = elementwise
         self._value, self._value_and_delta = value, value_and_delta
         self.default_output = default_output
         self._allowed_outputs = allowed_outputs
-        self._prepare_targets = prepare_targets
-        self._score = score
-        self.score_names = tuple(score_names)
-        if totals is None and score is r2_and_mse:
-            totals, data_totals, scores_from_totals = r2_totals, r2_data_totals, r2_from_totals
-        self._totals, self._scores_from_totals = totals, scores_from_totals
-        self._data_totals = data_totals
-        self._predict_classes = predict_classes
+        self.targets = targets
+        self.metrics = _resolved_metrics(name, metrics)
+        self._training = TrainingTotals(self.metrics)
         self.min_outputs = min_outputs
         self.few_outputs_hint = few_outputs_hint
         self.needs_output = needs_output
-        self.sample_targets = sample_targets
 
     # ------------------------------------------------------- value, delta
     @property
@@ -500,24 +411,28 @@ class Loss:
                              "and value_and_delta, which give only the unweighted mean; build "
                              "it from terms and terms_and_delta (see mlp.losses) to weight rows")
 
-    def _terms_per_row(self, z) -> int:
+    def _terms_per_row(self, z: Array) -> int:
         return z.shape[1] if self.elementwise else 1
 
-    def value(self, xp, z, a, y, weights=None):
+    def value(self, xp: Namespace, z: Array, a: Array, y: Array,
+              weights: Array | None = None) -> Array:
         """The mean loss (0-d array); weighted over rows by ``weights: (n,)`` if given.
 
         ``z``, ``a``: ``(n, n_outputs)``; ``y``: prepared targets. No gradient.
         """
-        if weights is not None:
-            self.check_takes_weights()
-            norm = _weight_total(xp, weights) * self._terms_per_row(z)
-            return _weighted_sum(xp, self._terms(xp, z, a, y), weights) / norm
-        if self._value is not None:
-            return self._value(xp, z, a, y)
-        terms = self._terms(xp, z, a, y)
-        return xp.sum(terms) / _count(terms)
+        if weights is None:
+            if self._value is not None:
+                return self._value(xp, z, a, y)
+            assert self._terms is not None  # (one pair or the other: the constructor checks)
+            terms = self._terms(xp, z, a, y)
+            return xp.sum(terms) / _count(terms)
+        self.check_takes_weights()
+        assert self._terms is not None
+        norm = weight_total(xp, weights) * self._terms_per_row(z)
+        return weighted_sum(xp, self._terms(xp, z, a, y), weights) / norm
 
-    def value_and_delta(self, xp, z, a, y, output: Activation, weights=None):
+    def value_and_delta(self, xp: Namespace, z: Array, a: Array, y: Array, output: Activation,
+                        weights: Array | None = None) -> tuple[Array, Array]:
         """The mean loss and ``delta = dLoss/dz: (n, n_outputs)``, weighted if ``weights``.
 
         Rows of weight 0 get a delta of exactly 0; weights summing to 0 give 0
@@ -526,14 +441,16 @@ class Loss:
         if weights is None:
             if self._value_and_delta is not None:
                 return self._value_and_delta(xp, z, a, y, output)
+            assert self._terms_and_delta is not None  # (one pair or the other)
             size = z.shape[0] * self._terms_per_row(z)
             terms, delta = self._terms_and_delta(xp, z, a, y, output, 1.0 / size)
             return xp.sum(terms) / size, delta
         self.check_takes_weights()
-        norm = _weight_total(xp, weights) * self._terms_per_row(z)
+        assert self._terms_and_delta is not None
+        norm = weight_total(xp, weights) * self._terms_per_row(z)
         column = weights[:, None]
         terms, delta = self._terms_and_delta(xp, z, a, y, output, column * (1.0 / norm))
-        return (_weighted_sum(xp, terms, weights) / norm,
+        return (weighted_sum(xp, terms, weights) / norm,
                 xp.where(column > 0, delta, 0.0))
 
     @property
@@ -546,7 +463,7 @@ class Loss:
     @property
     def classification(self) -> bool:
         """Whether the loss's outputs are class probabilities."""
-        return self._predict_classes is not None
+        return self.targets.classes is not None
 
     def check_outputs(self, output_activation: str, n_outputs: int) -> None:
         """Refuse an output activation or an output width the loss cannot learn with."""
@@ -557,51 +474,64 @@ class Loss:
             raise ValueError(f"loss {self.name!r} needs at least {self.min_outputs} output units, "
                              f"but layer_sizes ends in {n_outputs}.{self.few_outputs_hint}")
 
-    def prepare_targets(self, backend, y, n_samples, n_outputs, dtype, name="y", x_name="x"):
+    def prepare_targets(self, backend: Backend, y: Any, n_samples: int, n_outputs: int,
+                        dtype: Any, name: str = "y",
+                        x_name: str = "x") -> tuple[Array, Array | None]:
         """Checked targets ``(n, n_outputs)`` in ``dtype`` and labels ``(n,)`` or None, on
         ``backend``. The loss's own ``prepare_targets`` may return host (NumPy) arrays:
         data from the host is checked there (no device work) and moved here, once."""
-        targets, labels = self._prepare_targets(self, backend, y, n_samples, n_outputs, dtype,
-                                                name, x_name)
+        targets, labels = self.targets.prepare(self, backend, y, n_samples, n_outputs, dtype,
+                                               name, x_name)
         return (backend.asarray(targets, dtype),
                 None if labels is None else backend.asarray(labels))
 
-    def score(self, xp, z, a, targets, labels, weights=None) -> tuple:
-        """The scores named by ``score_names``, as 0-d arrays (weighted if ``weights``)."""
-        if weights is None:
-            return tuple(self._score(xp, z, a, targets, labels))
-        return tuple(self._score(xp, z, a, targets, labels, weights))
+    @property
+    def score_names(self) -> tuple[str, ...]:
+        """The names of the loss's metrics, as `MLP.evaluate` and the logs give them."""
+        return tuple(m.name for m in self.metrics)
 
-    def train_totals(self, xp, z, a, y, w=None):
-        """A batch's training totals ``(t,)`` (see ``totals``; ``(0,)`` for a loss
+    def score(self, xp: Namespace, z: Array, a: Array, targets: Array, labels: Array | None,
+              weights: Array | None = None) -> tuple[Array, ...]:
+        """The loss's metrics (``score_names``), as 0-d arrays (weighted if ``weights``)."""
+        return tuple(m(xp, z, a, targets, labels, weights) for m in self.metrics)
+
+    def train_totals(self, xp: Namespace, z: Array, a: Array, y: Array,
+                     w: Array | None = None) -> Array:
+        """A batch's training totals ``(t,)`` (`mlp.metrics.Totals`; ``(0,)`` for a loss
         without training scores), summable over the epoch's batches."""
-        if self._totals is None:
-            return xp.zeros((0,), dtype=z.dtype, device=device(z))
-        return self._totals(xp, z, a, y, w)
+        return self._training.step(xp, z, a, y, w)
 
-    def data_totals(self, xp, y, w=None):
+    def data_totals(self, xp: Namespace, y: Array, w: Array | None = None) -> Array:
         """The training totals of the data alone ``(d,)`` over rows ``y: (n, k)`` with
-        weights ``w: (n,)`` or None (see ``data_totals``; ``(0,)`` for none)."""
-        if self._totals is None or self._data_totals is None:
-            return xp.zeros((0,), dtype=y.dtype, device=device(y))
-        return self._data_totals(xp, y, w)
+        weights ``w: (n,)`` or None (`mlp.metrics.Totals`; ``(0,)`` for none)."""
+        return self._training.data(xp, y, w)
 
-    def scores_from_totals(self, totals) -> dict:
+    def scores_from_totals(self, totals: Array) -> dict[str, Array]:
         """The training scores ``{name: (n_epochs,)}`` (float64) from the epochs' totals
-        ``totals: (n_epochs, t + d)`` (host arrays; see ``scores_from_totals``)."""
-        if self._totals is None:
-            return {}
-        xp = array_namespace(totals)
-        return self._scores_from_totals(xp.astype(totals, xp.float64))
+        ``totals: (n_epochs, t + d)`` (host arrays: `train_totals` summed, then
+        `data_totals`)."""
+        return self._training.scores(totals)
 
     @property
     def training_score_names(self) -> tuple[str, ...]:
-        """The names `scores_from_totals` gives (what `fit` logs besides ``loss``)."""
-        return () if self._totals is None else self.score_names
+        """The names `scores_from_totals` gives (what `fit` logs besides ``loss``): the
+        metrics with a training-totals form."""
+        return self._training.names
 
-    def predict_classes(self, xp, outputs):
+    def predict_classes(self, xp: Namespace, outputs: Array) -> Array:
         """Classes from the network's outputs (classifiers only)."""
-        return self._predict_classes(xp, outputs)
+        if self.targets.classes is None:
+            raise ValueError(f"loss {self.name!r} is not a classifier: its outputs are not "
+                             "classes")
+        return self.targets.classes(xp, outputs)
+
+    def sample_targets(self, rng: np.random.Generator, n: int, n_outputs: int) -> np.ndarray:
+        """``n`` random valid targets for ``n_outputs`` outputs, as the user would give them
+        (NumPy), drawn from ``rng``: what the gradient tests and examples train on."""
+        if self.targets.sample is None:
+            raise ValueError(f"loss {self.name!r} cannot draw targets: its Targets has no "
+                             "sample function")
+        return self.targets.sample(rng, n, n_outputs)
 
     def __repr__(self) -> str:
         return f"Loss({self.name!r})"
@@ -610,40 +540,56 @@ class Loss:
 LOSSES: dict[str, Loss] = {}
 
 
+def _new_metrics(loss: Loss) -> list[Metric]:
+    """The loss's metrics not yet registered; a ValueError for one whose name is registered
+    with the other direction (the logs could not say which way is better)."""
+    new = []
+    for m in loss.metrics:
+        known = METRICS.get(m.name)
+        if known is None:
+            new.append(m)
+        elif known.greater_is_better != m.greater_is_better:
+            raise ValueError(f"loss {loss.name!r} has a metric {m.name!r} with "
+                             f"greater_is_better={m.greater_is_better}, but the registered "
+                             f"metric {m.name!r} has greater_is_better="
+                             f"{known.greater_is_better}; give the loss's metric another name")
+    return new
+
+
 def register_loss(loss: Loss, *, overwrite: bool = False) -> Loss:
-    """Make ``loss`` available as ``MLP(loss=loss.name)``; returns it."""
+    """Make ``loss`` available as ``MLP(loss=loss.name)``, and its metrics by their names
+    (`mlp.metrics.register_metric`, for those not registered yet); returns it.
+
+    A metric named as a registered one must have its direction (``greater_is_better``).
+    """
     if not isinstance(loss, Loss):
         raise TypeError(f"register_loss needs a Loss, got {type(loss).__name__}")
     if loss.name in LOSSES and not overwrite:
         raise ValueError(f"a loss named {loss.name!r} is already registered "
                          "(pass overwrite=True to replace it)")
+    for metric in _new_metrics(loss):  # (every check first: a refused loss registers nothing)
+        register_metric(metric)
     LOSSES[loss.name] = loss
     return loss
 
 
 register_loss(Loss("mse", terms=_mse_terms, terms_and_delta=_mse_terms_and_delta,
-                   default_output="identity", sample_targets=_normal_targets))
+                   default_output="identity"))
 register_loss(Loss("cross_entropy", terms=_ce_terms, terms_and_delta=_ce_terms_and_delta,
                    elementwise=False, default_output="softmax", allowed_outputs=("softmax",),
-                   prepare_targets=_class_targets, score=_argmax_accuracy,
-                   score_names=("accuracy",), totals=_argmax_totals,
-                   data_totals=_argmax_data_totals, scores_from_totals=accuracy_from_totals,
-                   predict_classes=_argmax_classes, min_outputs=2,
+                   targets=CLASS_TARGETS, metrics=("accuracy",), min_outputs=2,
                    few_outputs_hint=(" With one unit the softmax is always 1, the loss always 0 "
                                      "and nothing is learned. For one yes/no output use "
                                      "loss='binary_cross_entropy'; for k classes use k "
                                      "output units."),
-                   needs_output=False, sample_targets=_label_targets))
+                   needs_output=False))
 register_loss(Loss("binary_cross_entropy", terms=_bce_terms,
                    terms_and_delta=_bce_terms_and_delta, default_output="sigmoid",
-                   allowed_outputs=("sigmoid",), prepare_targets=_binary_targets,
-                   score=_threshold_accuracy, score_names=("accuracy",),
-                   totals=_threshold_totals, data_totals=_threshold_data_totals,
-                   scores_from_totals=accuracy_from_totals,
-                   predict_classes=_threshold_classes, sample_targets=_binary_sample))
+                   allowed_outputs=("sigmoid",), targets=BINARY_TARGETS,
+                   metrics=(binary_accuracy,)))
 register_loss(Loss("poisson", terms=_poisson_terms, terms_and_delta=_poisson_terms_and_delta,
                    default_output="exp", allowed_outputs=("exp",),
-                   prepare_targets=_count_targets, sample_targets=_count_sample))
+                   targets=COUNT_TARGETS))
 
 
 #: The losses mlp defines, as registered at import (``register_loss(...,

@@ -26,16 +26,21 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable as _CallableABC
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
+
+#: Which bounds of a `Real` are included.
+Closed: TypeAlias = Literal["left", "right", "both", "neither"]
+#: One rule of a parameter's list: a `Constraint`, or None (which admits None).
+Rule: TypeAlias = "Constraint | None"
 
 
 class _Mismatch(Exception):
     """Raised by a constraint's `accept`: ``type_ok`` tells TypeError from ValueError."""
 
-    def __init__(self, type_ok: bool):
+    def __init__(self, type_ok: bool) -> None:
         super().__init__()
         self.type_ok = type_ok
 
@@ -46,18 +51,19 @@ class Constraint:
     #: What the value must be, completing "<name> must be ...".
     description = "valid"
 
-    def accept(self, value):
+    def accept(self, value: Any) -> Any:
+        """``value`` as stored; raises `_Mismatch` if it does not satisfy the rule."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.description!r})"
 
 
-def _is_bool(value) -> bool:
+def _is_bool(value: Any) -> bool:
     return isinstance(value, (bool, np.bool_))
 
 
-def _bound_text(low, high, closed) -> str:
+def _bound_text(low: float | None, high: float | None, closed: str) -> str:
     lo_in = closed in ("left", "both")
     hi_in = closed in ("right", "both")
     if low is not None and high is not None:
@@ -69,7 +75,7 @@ def _bound_text(low, high, closed) -> str:
     return ""
 
 
-def _in_bounds(value, low, high, closed) -> bool:
+def _in_bounds(value: Any, low: float | None, high: float | None, closed: str) -> bool:
     lo_in = closed in ("left", "both")
     hi_in = closed in ("right", "both")
     if low is not None and not (value >= low if lo_in else value > low):
@@ -80,12 +86,12 @@ def _in_bounds(value, low, high, closed) -> bool:
 class Integer(Constraint):
     """An integer (Python or NumPy, not bool) in ``[low, high]``; stored as ``int``."""
 
-    def __init__(self, low=None, high=None):
+    def __init__(self, low: int | None = None, high: int | None = None) -> None:
         self.low, self.high = low, high
         bounds = _bound_text(low, high, "both")
         self.description = "an integer" + (f" {bounds}" if bounds else "")
 
-    def accept(self, value):
+    def accept(self, value: Any) -> Any:
         if _is_bool(value) or not isinstance(value, numbers.Integral):
             raise _Mismatch(type_ok=False)
         if not _in_bounds(value, self.low, self.high, "both"):
@@ -101,13 +107,14 @@ class Real(Constraint):
     ``"both"`` or ``"neither"``. ``finite=False`` also admits ``inf`` (never NaN).
     """
 
-    def __init__(self, low=None, high=None, closed="left", *, finite=True):
+    def __init__(self, low: float | None = None, high: float | None = None,
+                 closed: Closed = "left", *, finite: bool = True) -> None:
         self.low, self.high, self.closed, self.finite = low, high, closed, finite
         bounds = _bound_text(low, high, closed)
         kind = "a finite number" if finite else "a number"
         self.description = kind + (f" {bounds}" if bounds else "")
 
-    def accept(self, value):
+    def accept(self, value: Any) -> Any:
         if _is_bool(value) or not isinstance(value, numbers.Real):
             raise _Mismatch(type_ok=False)
         value = float(value)
@@ -124,7 +131,7 @@ class Boolean(Constraint):
 
     description = "True or False"
 
-    def accept(self, value):
+    def accept(self, value: Any) -> Any:
         if not _is_bool(value):
             raise _Mismatch(type_ok=False)
         return bool(value)
@@ -133,11 +140,11 @@ class Boolean(Constraint):
 class Options(Constraint):
     """One of a fixed set of values (strings, or integers such as ``verbose``)."""
 
-    def __init__(self, *options):
+    def __init__(self, *options: Any) -> None:
         self.options = options
         self.description = "one of " + ", ".join(repr(o) for o in options)
 
-    def accept(self, value):
+    def accept(self, value: Any) -> Any:
         if _is_bool(value):
             raise _Mismatch(type_ok=False)
         if isinstance(value, np.generic):
@@ -157,8 +164,8 @@ class Callable(Constraint):
 
     description = "a callable"
 
-    def accept(self, value):
-        if not isinstance(value, _CallableABC):
+    def accept(self, value: Any) -> Any:
+        if not callable(value):
             raise _Mismatch(type_ok=False)
         return value
 
@@ -166,12 +173,12 @@ class Callable(Constraint):
 class InstanceOf(Constraint):
     """An instance of ``cls`` (or a tuple of classes); stored as it is."""
 
-    def __init__(self, cls, description=None):
+    def __init__(self, cls: type | tuple[type, ...], description: str | None = None) -> None:
         self.cls = cls
         names = cls if isinstance(cls, tuple) else (cls,)
         self.description = description or "a " + " or ".join(c.__name__ for c in names)
 
-    def accept(self, value):
+    def accept(self, value: Any) -> Any:
         if not isinstance(value, self.cls):
             raise _Mismatch(type_ok=False)
         return value
@@ -180,13 +187,13 @@ class InstanceOf(Constraint):
 class _NoneConstraint(Constraint):
     description = "None"
 
-    def accept(self, value):
+    def accept(self, value: Any) -> Any:
         if value is not None:
             raise _Mismatch(type_ok=False)
         return None
 
 
-def _as_constraint(rule) -> Constraint:
+def _as_constraint(rule: Rule) -> Constraint:
     if rule is None:
         return _NoneConstraint()
     if isinstance(rule, Constraint):
@@ -194,36 +201,37 @@ def _as_constraint(rule) -> Constraint:
     raise TypeError(f"not a parameter constraint: {rule!r}")
 
 
-def _describe(rules) -> str:
+def _describe(rules: list[Constraint]) -> str:
     texts = [r.description for r in rules]
     return texts[0] if len(texts) == 1 else ", ".join(texts[:-1]) + " or " + texts[-1]
 
 
-def _shown(value) -> str:
+def _shown(value: Any) -> str:
     if isinstance(value, (str, numbers.Number, type(None), np.generic)):
         return repr(value.item() if isinstance(value, np.generic) else value)
     return f"{type(value).__name__} {value!r}"[:200]
 
 
-def check(name: str, value: Any, rules) -> Any:
+def check(name: str, value: Any, rules: Iterable[Rule]) -> Any:
     """``value`` as stored if it satisfies any of ``rules``; else a TypeError or ValueError.
 
     ``rules`` is a list of `Constraint` objects and ``None`` (which admits None).
     The error is a ValueError when some rule accepted the value's type but not
     its value (``epochs=0``), a TypeError otherwise (``epochs="5"``).
     """
-    rules = [_as_constraint(r) for r in rules]
+    constraints = [_as_constraint(r) for r in rules]
     type_ok = False
-    for rule in rules:
+    for rule in constraints:
         try:
             return rule.accept(value)
         except _Mismatch as miss:
             type_ok = type_ok or miss.type_ok
     error = ValueError if type_ok else TypeError
-    raise error(f"{name} must be {_describe(rules)}, got {_shown(value)}")
+    raise error(f"{name} must be {_describe(constraints)}, got {_shown(value)}")
 
 
-def validate(constraints: dict, values: dict) -> dict:
+def validate(constraints: Mapping[str, Any],
+             values: Mapping[str, Any]) -> dict[str, Any]:
     """Check every entry of ``values`` against its rules in ``constraints``.
 
     Returns a new dict of the values as stored (NumPy scalars as Python numbers).

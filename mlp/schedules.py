@@ -24,17 +24,24 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, ClassVar, TypeAlias
 
 from array_api_compat import array_namespace
 
+from ._typing import Array
 from .params import Boolean, Integer, Real, check
 
 _POSITIVE = [Real(0, closed="neither")]
 _NON_NEGATIVE = [Real(0)]
 
+#: A learning-rate schedule: the step (an integer 0-d array) -> the rate (a number or 0-d
+#: array).
+Schedule: TypeAlias = Callable[[Array], "float | Array"]
 
-def as_float_step(step):
+
+def as_float_step(step: Array) -> Array:
     """``step`` as a float 0-d array (float64 where the backend has it)."""
     xp = array_namespace(step)
     if xp.isdtype(step.dtype, "real floating"):
@@ -47,13 +54,15 @@ class _Schedule:
 
     #: The name in configs (`from_config`).
     config_name = ""
-    _rules: dict = {}
+    _rules: ClassVar[dict[str, list[Any]]] = {}
+    # (set by @dataclass on each subclass: makes `dataclasses.asdict` typed for them)
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for name, rules in self._rules.items():
             object.__setattr__(self, name, check(name, getattr(self, name), rules))
 
-    def get_config(self) -> dict:
+    def get_config(self) -> dict[str, Any]:
         """``{"name": ..., <field>: <value>, ...}``, JSON-ready."""
         return {"name": self.config_name, **dataclasses.asdict(self)}
 
@@ -66,7 +75,7 @@ class Constant(_Schedule):
     config_name = "constant"
     _rules = {"learning_rate": _POSITIVE}
 
-    def __call__(self, step):
+    def __call__(self, step: Array) -> float:
         return self.learning_rate
 
 
@@ -82,7 +91,7 @@ class ExponentialDecay(_Schedule):
     _rules = {"learning_rate": _POSITIVE, "decay_steps": _POSITIVE,
               "decay_rate": _POSITIVE, "staircase": [Boolean()]}
 
-    def __call__(self, step):
+    def __call__(self, step: Array) -> Array:
         xp = array_namespace(step)
         power = as_float_step(step) / self.decay_steps
         if self.staircase:
@@ -95,7 +104,8 @@ def step_decay(learning_rate: float, drop: float, every: int) -> ExponentialDeca
     return ExponentialDecay(learning_rate, every, drop, staircase=True)
 
 
-def exponential_decay(learning_rate, decay_steps, decay_rate, staircase=False):
+def exponential_decay(learning_rate: float, decay_steps: float, decay_rate: float,
+                      staircase: bool = False) -> ExponentialDecay:
     """See `ExponentialDecay`."""
     return ExponentialDecay(learning_rate, decay_steps, decay_rate, staircase)
 
@@ -113,7 +123,7 @@ class CosineDecay(_Schedule):
     _rules = {"learning_rate": _POSITIVE, "decay_steps": _POSITIVE,
               "warmup_steps": [Integer(0)], "final_fraction": _NON_NEGATIVE}
 
-    def __call__(self, step):
+    def __call__(self, step: Array) -> Array:
         xp = array_namespace(step)
         step = as_float_step(step)
         progress = xp.clip((step - self.warmup_steps) / self.decay_steps, 0.0, 1.0)
@@ -125,7 +135,8 @@ class CosineDecay(_Schedule):
         return xp.where(step < self.warmup_steps, warm, decayed)
 
 
-def cosine_decay(learning_rate, decay_steps, warmup_steps=0, final_fraction=0.0):
+def cosine_decay(learning_rate: float, decay_steps: float, warmup_steps: int = 0,
+                 final_fraction: float = 0.0) -> CosineDecay:
     """See `CosineDecay`."""
     return CosineDecay(learning_rate, decay_steps, warmup_steps, final_fraction)
 
@@ -142,21 +153,21 @@ class InvScaling(_Schedule):
     config_name = "invscaling"
     _rules = {"learning_rate": _POSITIVE, "power_t": _NON_NEGATIVE}
 
-    def __call__(self, step):
+    def __call__(self, step: Array) -> Array:
         return self.learning_rate / (as_float_step(step) + 1.0) ** self.power_t
 
 
-def invscaling(learning_rate, power_t=0.5):
+def invscaling(learning_rate: float, power_t: float = 0.5) -> InvScaling:
     """See `InvScaling`."""
     return InvScaling(learning_rate, power_t)
 
 
 #: Config name -> schedule class.
-SCHEDULES = {cls.config_name: cls for cls in (Constant, ExponentialDecay, CosineDecay,
-                                              InvScaling)}
+SCHEDULES: dict[str, type[_Schedule]] = {
+    cls.config_name: cls for cls in (Constant, ExponentialDecay, CosineDecay, InvScaling)}
 
 
-def from_config(config: dict):
+def from_config(config: dict[str, Any]) -> _Schedule:
     """The schedule described by ``config`` (from ``get_config()``).
 
     Also reads the older form ``{"schedule": "CosineDecay", <fields>}``.
@@ -183,7 +194,7 @@ def from_config(config: dict):
     return cls(**fields)
 
 
-def check_learning_rate(learning_rate):
+def check_learning_rate(learning_rate: float | Schedule) -> float | Schedule:
     """A positive finite float (NumPy scalars accepted, stored as ``float``), or a
     callable schedule; a clear error otherwise."""
     if callable(learning_rate):

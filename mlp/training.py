@@ -414,7 +414,7 @@ def logged_metrics(model, validation: bool) -> list[str]:
     training = ["loss", *model.spec.loss.training_score_names]
     if not validation:
         return training
-    names = ["loss", "accuracy"] if model.is_classifier else ["loss", "r2", "mse"]
+    names = ["loss", *model.spec.loss.score_names]  # (what `MLP.evaluate` logs)
     return training + ["val_" + name for name in names]
 
 

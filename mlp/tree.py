@@ -8,13 +8,19 @@ written once, for every weight matrix and bias vector alike.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from typing import Any, TypeAlias
 
-def is_namedtuple(node) -> bool:
+#: A leaf (an array), None, or a list / tuple / NamedTuple of trees.
+Tree: TypeAlias = Any
+
+
+def is_namedtuple(node: object) -> bool:
     """Whether ``node`` is a NamedTuple instance (an optimizer state)."""
     return isinstance(node, tuple) and hasattr(type(node), "_fields")
 
 
-def tree_map(fn, tree, *rest):
+def tree_map(fn: Callable[..., Any], tree: Tree, *rest: Tree) -> Tree:
     """``fn(leaf, *other_leaves)`` at every leaf of ``tree``; the same structure back.
 
     ``rest`` are trees of the same structure as ``tree`` (e.g. ``grads`` and a
@@ -31,7 +37,7 @@ def tree_map(fn, tree, *rest):
     return fn(tree, *rest)
 
 
-def tree_leaves(tree) -> list:
+def tree_leaves(tree: Tree) -> list[Any]:
     """The leaves of ``tree`` in order (``None`` has none)."""
     if tree is None:
         return []
@@ -40,7 +46,7 @@ def tree_leaves(tree) -> list:
     return [tree]
 
 
-def tree_unflatten(template, leaves):
+def tree_unflatten(template: Tree, leaves: Iterable[Any]) -> Tree:
     """``template``'s structure with its leaves replaced, in order, by ``leaves``.
 
     The inverse of `tree_leaves`: ``tree_unflatten(t, tree_leaves(t))`` rebuilds
@@ -51,7 +57,7 @@ def tree_unflatten(template, leaves):
     return tree_map(lambda _: next(it), template)
 
 
-def structure_problem(new, old) -> str | None:
+def structure_problem(new: Tree, old: Tree) -> str | None:
     """How the optimizer state ``new`` differs in structure from ``old`` (the same nesting
     of lists, tuples and NamedTuples, arrays of the same shapes and dtypes), or None."""
     if isinstance(old, (list, tuple)):
@@ -70,7 +76,7 @@ def structure_problem(new, old) -> str | None:
     return None
 
 
-def describe(value) -> str:
+def describe(value: object) -> str:
     """A short description of ``value`` for a message: an array's type and shape, a
     container's length, a short repr of None or a number."""
     shape = getattr(value, "shape", None)

@@ -10,16 +10,22 @@ import collections.abc
 import math
 import numbers
 import types
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from array_api_compat import numpy as np_xp
 
 from backends import to_host
 
+from ._typing import Array, Namespace
+
+if TYPE_CHECKING:
+    from backends import Backend
+
 _NUMERIC_KINDS = "biuf"
 
 
-def check_layer_sizes(layer_sizes):
+def check_layer_sizes(layer_sizes: Any) -> tuple[int, ...]:
     """``layer_sizes`` as a tuple of positive ints: an ordered sequence (list, tuple,
     range or 1-D integer array) of at least two entries."""
     if isinstance(layer_sizes, (set, frozenset, dict)) or isinstance(
@@ -45,7 +51,7 @@ def check_layer_sizes(layer_sizes):
     return tuple(int(s) for s in sizes)
 
 
-def check_dtype(dtype) -> str:
+def check_dtype(dtype: Any) -> str:
     """The name ``"float32"`` or ``"float64"`` of ``dtype``, given as that name, a NumPy
     dtype or a NumPy scalar type (``np.float32``)."""
     try:
@@ -202,7 +208,7 @@ def _overflow_error(name, dtype_name, largest):
                       f"{largest:.3g}); rescale them{wider}")
 
 
-def host_cast(host, dtype_name, name):
+def host_cast(host: np.ndarray, dtype_name: str, name: str) -> np.ndarray:
     """NumPy ``host`` cast to ``dtype_name``; NaN/inf and values the cast would
     overflow are refused (checked on the host, before any transfer)."""
     if host.dtype.kind == "f":
@@ -217,7 +223,8 @@ def host_cast(host, dtype_name, name):
     return cast
 
 
-def to_backend_array(backend, data, name, dtype=None, *, floats_only=False, on_host=False):
+def to_backend_array(backend: Backend, data: Any, name: str, dtype: Any = None, *,
+                     floats_only: bool = False, on_host: bool = False) -> Array:
     """``data`` on ``backend``, with clear errors for anything that is not real numbers.
 
     With ``dtype`` (a float dtype of the backend), data from the host or another
@@ -274,7 +281,7 @@ def _widened(backend, array):
     return xp.astype(array, backend.dtype("float32"))
 
 
-def all_finite(xp, array) -> bool:
+def all_finite(xp: Namespace, array: Array) -> bool:
     """Whether ``array`` holds no NaN or inf.
 
     ``min`` and ``max`` propagate NaN (the array API standard requires it), so two
@@ -295,7 +302,7 @@ def _dtype_like(backend, array, dtype):
     return np.dtype(_dtype_name(backend, dtype)) if isinstance(array, np.ndarray) else dtype
 
 
-def check_finite(backend, array, name):
+def check_finite(backend: Backend, array: Array, name: str) -> None:
     """Refuse NaN and inf in a backend or host array (integer and bool arrays always pass)."""
     xp = _namespace(backend, array)
     if xp.isdtype(array.dtype, "real floating") and not all_finite(xp, array):
@@ -303,7 +310,7 @@ def check_finite(backend, array, name):
         raise _nonfinite_error(name, n_bad)
 
 
-def cast_checked(backend, array, dtype, name):
+def cast_checked(backend: Backend, array: Array, dtype: Any, name: str) -> Array:
     """Backend (or host) ``array`` in ``dtype``: NaN/inf and values the cast would overflow
     are refused."""
     xp = _namespace(backend, array)
@@ -317,7 +324,8 @@ def cast_checked(backend, array, dtype, name):
     return cast
 
 
-def prepare_x(backend, x, n_features, dtype, name="x"):
+def prepare_x(backend: Backend, x: Any, n_features: int, dtype: Any,
+              name: str = "x") -> Array:
     """Validated ``x: (n, n_features)`` on the backend, in the model's dtype."""
     native = backend.is_native(x)
     arr = to_backend_array(backend, x, name, dtype)
@@ -337,7 +345,8 @@ def prepare_x(backend, x, n_features, dtype, name="x"):
     return cast_checked(backend, arr, dtype, name) if native else arr
 
 
-def host_float_array(name, value, dtype_name, backend):
+def host_float_array(name: str, value: Any, dtype_name: str,
+                     backend: Backend) -> np.ndarray:
     """A NumPy copy of user-given weights, of real numbers, cast to ``dtype_name``.
 
     NaN and inf are left for the caller to report; finite values that the cast

@@ -104,13 +104,25 @@ def _mae_value_and_delta(xp, z, a, y, output):
 
 
 @pytest.fixture
+def registries():
+    """The activations, losses and metrics a test registers are forgotten after it."""
+    from mlp import activations, losses, metrics
+
+    kept = (activations.ACTIVATIONS, losses.LOSSES, metrics.METRICS)
+    saved = [dict(registry) for registry in kept]
+    yield
+    for registry, old in zip(kept, saved, strict=True):
+        registry.clear()
+        registry.update(old)
+
+
+@pytest.fixture
 def value_only_mae(monkeypatch):
     """A user's loss written only for the unweighted mean (``value``/``value_and_delta``,
     no terms), registered as ``"mae"`` for the test."""
     import mlp
 
     loss = mlp.Loss("mae", value=_mae_value, value_and_delta=_mae_value_and_delta,
-                    default_output="identity",
-                    sample_targets=lambda rng, n, k: rng.normal(size=(n, k)))
+                    default_output="identity")
     monkeypatch.setitem(mlp.losses.LOSSES, "mae", loss)
     return loss

@@ -329,8 +329,7 @@ def test_an_activation_or_loss_registered_anew_under_a_builtin_name_runs_as_regi
     monkeypatch.setitem(activations.ACTIVATIONS, "relu", activations.Activation(
         "relu", relu6, relu6_backward, "he"))
     monkeypatch.setitem(losses.LOSSES, "mse", losses.Loss(
-        "mse", terms=mae_terms, terms_and_delta=mae_terms_and_delta, default_output="identity",
-        sample_targets=losses.BUILT_IN["mse"].sample_targets))
+        "mse", terms=mae_terms, terms_and_delta=mae_terms_and_delta, default_output="identity"))
     for loss, output in (("mse", "relu"), ("cross_entropy", None), ("mse", "identity")):
         pure, fast = _both(lib, optimizers.SGD(0.1, momentum=0.9), loss=loss, output=output)
         assert_identical(pure, fast)

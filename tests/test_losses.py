@@ -9,16 +9,6 @@ import mlp
 from mlp import activations, losses
 
 
-@pytest.fixture
-def registries():
-    """Registrations made by a test are undone after it."""
-    saved = dict(activations.ACTIVATIONS), dict(losses.LOSSES)
-    yield
-    for registry, old in zip((activations.ACTIVATIONS, losses.LOSSES), saved, strict=True):
-        registry.clear()
-        registry.update(old)
-
-
 def test_each_loss_states_its_specifics():
     mse, ce, bce = (losses.LOSSES[n] for n in ("mse", "cross_entropy", "binary_cross_entropy"))
     assert (mse.default_output, ce.default_output, bce.default_output) == (
@@ -95,8 +85,7 @@ def test_a_registered_loss_is_usable_by_name(registries):
         return value(xp, z, a, y), output.backward(xp, xp.sign(a - y) / n, z, a)
 
     mlp.register_loss(mlp.Loss("mae", value=value, value_and_delta=value_and_delta,
-                               default_output="identity",
-                               sample_targets=lambda rng, n, k: rng.normal(size=(n, k))))
+                               default_output="identity"))
     model = mlp.MLP([2, 1], loss="mae", activation="identity", backend="numpy",
                     dtype="float64", seed=0)
     x, y = np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([[3.0], [-3.0]])
@@ -108,3 +97,39 @@ def test_a_registered_loss_is_usable_by_name(registries):
         model.predict_classes(x)
     with pytest.raises(ValueError, match=r"a loss named 'mae' is already registered"):
         mlp.register_loss(losses.LOSSES["mae"])
+
+
+def test_a_loss_takes_its_targets_from_one_targets_object(registries):
+    """Checking the user's y, drawing valid targets and making classes: one `Targets`."""
+    built_in = {name: loss.targets for name, loss in losses.BUILT_IN.items()}
+    assert built_in == {"mse": losses.REAL_TARGETS, "cross_entropy": losses.CLASS_TARGETS,
+                        "binary_cross_entropy": losses.BINARY_TARGETS,
+                        "poisson": losses.COUNT_TARGETS}
+    rng = np.random.default_rng(0)
+    labels = losses.LOSSES["cross_entropy"].sample_targets(rng, 50, 3)
+    assert labels.shape == (50,) and set(labels.tolist()) == {0, 1, 2}
+    binary = losses.LOSSES["binary_cross_entropy"].sample_targets(rng, 50, 2)
+    assert binary.shape == (50, 2) and set(np.unique(binary).tolist()) == {0.0, 1.0}
+
+    def terms(xp, z, a, y):
+        return xp.abs(a - y)
+
+    def terms_and_delta(xp, z, a, y, output, scale):
+        return terms(xp, z, a, y), output.backward(xp, xp.sign(a - y) * scale, z, a)
+
+    # a loss of real targets needs nothing more: the gradient tests can draw its targets
+    mae = mlp.Loss("mae", terms=terms, terms_and_delta=terms_and_delta,
+                   default_output="identity")
+    assert mae.targets is losses.REAL_TARGETS and not mae.classification
+    assert mae.sample_targets(np.random.default_rng(1), 4, 2).shape == (4, 2)
+    own = mlp.Loss("mae_own", terms=terms, terms_and_delta=terms_and_delta,
+                   default_output="identity", targets=losses.Targets(losses.real_targets))
+    with pytest.raises(ValueError, match=r"loss 'mae_own' cannot draw targets: its Targets "
+                                         r"has no sample function"):
+        own.sample_targets(rng, 4, 2)
+    with pytest.raises(ValueError, match=r"loss 'mae_own' is not a classifier"):
+        own.predict_classes(np, np.zeros((2, 2)))
+    with pytest.raises(TypeError, match=r"Loss 'bad': targets must be a mlp.losses.Targets, "
+                                        r"got function"):
+        mlp.Loss("bad", terms=terms, terms_and_delta=terms_and_delta,
+                 default_output="identity", targets=losses.real_targets)

@@ -132,14 +132,15 @@ def test_history_validation_and_early_stopping_use_the_training_accuracy(backend
 
 def test_a_loss_without_training_totals_logs_only_the_loss():
     from mlp import losses
+    from mlp.metrics import Metric
 
     base = losses.get_loss("cross_entropy")
+    accuracy = base.metrics[0]  # the same metric without its training-totals form
     custom = losses.Loss("ce_no_totals", terms=base._terms, terms_and_delta=base._terms_and_delta,
                          elementwise=False, default_output="softmax",
-                         allowed_outputs=("softmax",), prepare_targets=base._prepare_targets,
-                         score=base._score, score_names=("accuracy",),
-                         predict_classes=base._predict_classes, min_outputs=2,
-                         needs_output=False)
+                         allowed_outputs=("softmax",), targets=base.targets,
+                         metrics=(Metric("accuracy", accuracy.compute, greater_is_better=True),),
+                         min_outputs=2, needs_output=False)
     losses.register_loss(custom)
     try:
         x, y = _data("cross_entropy")

@@ -45,18 +45,19 @@ Writing a callback::
     model.fit(x, y, epochs=100, callbacks=[StopBelow(0.05)])
 
 A callback that watches a metric builds on `MonitorCallback`, which learns the
-metric's direction from `metric_mode` (``accuracy`` and ``r2``: higher is
-better; ``loss`` and ``mse``: lower).
+metric's direction from `metric_mode`, which reads it from the metric
+(`mlp.metrics`: ``accuracy`` and ``r2`` higher is better, ``loss`` and ``mse``
+lower, a registered metric its own ``greater_is_better``).
 
 One module per callback: `callback` (the protocol), `callback_list`,
 `function_callback`, `history`, `progress_bar`, `epoch_logger`,
 `monitor_callback` (the base of `early_stopping`, `model_checkpoint` and
 `reduce_lr_on_plateau`), `backup_and_restore` and `csv_logger`; the private
-`_modes` (metric directions), `_files`, `_patterns` (file-name patterns) and
+`_files`, `_patterns` (file-name patterns) and
 `_locks` (lock files) hold what several of them share.
 """
 
-from ._modes import METRIC_MODES, metric_mode
+from ..metrics import metric_mode  # (re-exported: the direction is the metric's)
 from .backup_and_restore import BackupAndRestore
 from .callback import Callback, Run
 from .callback_list import CallbackList, as_callbacks, callback_name, resumed_seed
@@ -84,7 +85,6 @@ __all__ = [
     "BackupAndRestore",
     "CSVLogger",
     "ReduceLROnPlateau",
-    "METRIC_MODES",
     "metric_mode",
     "as_callbacks",
     "callback_name",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
+from ..metrics import metric_mode
 from ..params import validate
-from ._modes import metric_mode
 from .callback import Callback
 
 
