@@ -54,7 +54,7 @@ def lint(session):
     pyupgrade, McCabe complexity (no function over 12) and annotations in the strict
     modules; then mypy over mlp/ and backends/ (pyproject's [tool.mypy]: strict on
     mlp/core.py, schedules.py, metrics.py, tree.py and params.py)."""
-    session.install("ruff>=0.5", "mypy>=1.11", "numpy>=1.26")
+    session.install("ruff>=0.5", "mypy>=1.11", "numpy>=1.26", "platformdirs>=3")
     session.run("ruff", "check", "mlp", "backends", "tests", "examples", "benchmarks",
                 "noxfile.py")
     session.run("mypy")

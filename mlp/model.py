@@ -709,7 +709,8 @@ class MLP:
         the model's dtype raises a ValueError naming the inputs' scale.
         """
         x_dev, targets, _, w = self.prepare_data(x, y, sample_weight)
-        fn = self.compiled(("loss",), lambda spec=self._spec: self.backend.jit(
+        spec = self._spec
+        fn = self.compiled(("loss",), lambda: self.backend.jit(
             lambda p, x, y, w: core.loss_value(spec, p, x, y, w)))
         value = float(fn(self.params, x_dev, targets, w))
         if not math.isfinite(value):

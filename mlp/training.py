@@ -432,7 +432,7 @@ def callback_list(model, plan: FitPlan, data) -> tuple[CallbackList, History]:
                   shuffle=settings.shuffle, samples=n,
                   metrics=logged_metrics(model, data.val is not None))
     history = History(params)
-    cbs = [history, *settings.callbacks]
+    cbs = [history, *(settings.callbacks or ())]  # (a list once checked)
     if settings.stopper is not None:
         cbs.append(settings.stopper)
     if settings.verbose == 1:
