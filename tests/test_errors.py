@@ -687,7 +687,7 @@ def test_ctrl_c_at_any_line_of_taking_an_epoch_leaves_a_consistent_model(backend
                                   Trainer.rewind, History.append, History.append_epochs,
                                   History._add_metrics, History.on_epochs_end,
                                   History.drop_epochs_from, CallbackList.on_epoch_end,
-                                  CallbackList.on_epochs_end)}
+                                  CallbackList.on_epochs_end, CallbackList._end)}
     kept, k = set(), 0
     while True:
         k += 1

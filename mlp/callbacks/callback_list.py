@@ -150,13 +150,22 @@ class CallbackList(Callback):
         Ctrl-C stops at once, and so does a model state a callback damaged."""
         stop, error = False, None
         for cb in self.callbacks:
-            try:
-                result = cb.on_epochs_end(epochs, logs)
-            except Exception as exc:  # noqa: BLE001 - raised once every callback saw the run
-                error, result = (error if error is not None else exc), None
-            stop = stop_requested(cb, result) or stop
-            self._checked(cb, "on_epochs_end", logs)
+            asked, error = self._end(cb, "on_epochs_end", (epochs, logs), error)
+            stop = asked or stop
         return self._ended(stop, error)
+
+    def _end(self, callback, hook: str, args: tuple, error):
+        """``callback``'s ``hook`` (``on_epoch_end`` or ``on_epochs_end``) called with
+        ``args`` (the logs last), then checked: ``(whether it asked to stop, the first
+        error so far)``; an error it raises is kept to be raised once every callback has
+        seen the epochs (they are the model's)."""
+        try:
+            result = getattr(callback, hook)(*args)
+        except Exception as exc:  # noqa: BLE001 - raised once every callback saw the epochs
+            error, result = (error if error is not None else exc), None
+        asked = stop_requested(callback, result)
+        self._checked(callback, hook, args[-1])
+        return asked, error
 
     def _ended(self, stop: bool, error) -> bool:
         """Raise ``error`` (the first a callback raised) if any; else stop training if
@@ -178,12 +187,8 @@ class CallbackList(Callback):
         for cb in self.callbacks:
             if not logged and cb.runs_last:
                 logged = self._logged(epoch, logs)
-            try:
-                result = cb.on_epoch_end(epoch, logs)
-            except Exception as exc:  # noqa: BLE001 - raised once every callback saw the epoch
-                error, result = (error if error is not None else exc), None
-            stop = stop_requested(cb, result) or stop
-            self._checked(cb, "on_epoch_end", logs)
+            asked, error = self._end(cb, "on_epoch_end", (epoch, logs), error)
+            stop = asked or stop
         if not logged:
             self._logged(epoch, logs)
         return self._ended(stop, error)
