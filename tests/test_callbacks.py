@@ -20,7 +20,7 @@ import mlp
 from mlp import callbacks as cb_module
 from mlp import training
 from mlp.callbacks import CallbackList, EpochLogger, ProgressBar, metric_mode
-from tests._helpers import WeightLog, read_only_folder
+from tests._helpers import WeightLog, count_run_calls, read_only_folder
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -563,23 +563,6 @@ def test_ctrl_c_between_compiled_calls_keeps_every_completed_chunk(backend, monk
 
 
 # -------------------------------------------- callbacks that take runs of epochs at once
-def _counting_run_calls(monkeypatch):
-    """The length of every call of the compiled run, as the fit makes them."""
-    real, calls = training.run_function, []
-
-    def counting(*args):
-        run = real(*args)
-
-        def counted(*run_args):
-            calls.append(run_args[-1])
-            return run(*run_args)
-
-        return counted
-
-    monkeypatch.setattr(training, "run_function", counting)
-    return calls
-
-
 class _TakesRuns(mlp.Callback):
     """Declares ``epochs_at_once``: records each run of epochs and its logs, and the
     epochs a divergence takes back; stops after the run holding ``stop_at``."""
@@ -625,7 +608,7 @@ def test_a_callback_that_takes_runs_of_epochs_keeps_the_fit_in_runs(backend, mon
     per compiled call: the fit keeps its runs of several epochs (1, 1, 4, 3 here), trains
     the weights epoch by epoch training gives, and calls no per-epoch hook."""
     monkeypatch.setattr(training, "ChunkPlanner", _FixedChunks)
-    calls = _counting_run_calls(monkeypatch)
+    calls = count_run_calls(monkeypatch)
     x, y = _data()
     model, runs, own = _model(backend), _TakesRuns(), mlp.History()
     history = model.fit(x, y, epochs=9, batch_size=batch_size, learning_rate=0.1,
@@ -647,7 +630,7 @@ def test_a_callback_that_takes_runs_may_stop_after_a_run(monkeypatch):
     """A truthy return from ``on_epochs_end`` stops the fit after that run (its epochs
     kept); the fit's History records where it stopped."""
     monkeypatch.setattr(training, "ChunkPlanner", _FixedChunks)
-    calls = _counting_run_calls(monkeypatch)
+    calls = count_run_calls(monkeypatch)
     x, y = _data()
     model, runs = _model("numpy"), _TakesRuns(stop_at=3)
     history = model.fit(x, y, epochs=20, learning_rate=0.1, callbacks=[runs])
@@ -660,7 +643,7 @@ def test_a_callback_declaring_runs_without_on_epochs_end_sees_each_epoch_end(mon
     """The default ``on_epochs_end`` gives each epoch of the run to ``on_epoch_end``, in
     order, with its logs; the fit keeps its runs, and a truthy return stops after the run."""
     monkeypatch.setattr(training, "ChunkPlanner", _FixedChunks)
-    calls = _counting_run_calls(monkeypatch)
+    calls = count_run_calls(monkeypatch)
 
     class Declares(mlp.Callback):
         epochs_at_once = True
@@ -688,7 +671,7 @@ def test_a_callback_that_does_not_take_runs_sees_each_epoch_begin_and_end(monkey
     sees each epoch begin and end, in order; a sibling that takes runs is then given each
     epoch as well (``on_epoch_end``, never ``on_epochs_end``)."""
     monkeypatch.setattr(training, "ChunkPlanner", _FixedChunks)
-    calls = _counting_run_calls(monkeypatch)
+    calls = count_run_calls(monkeypatch)
     x, y = _data()
     model, plain, runs = _model("numpy"), _OneEpochAtATime(), _TakesRuns()
     history = model.fit(x, y, epochs=5, learning_rate=0.1,
