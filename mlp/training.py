@@ -3,11 +3,12 @@ checks them against the model, prepares the data and the callbacks, then a `Trai
 runs the epochs. It reads and changes the model through its public members only.
 
 Epochs run in *chunks*, calls of the run built by `mlp.steps.make_run` (one
-compiled call on JAX). When anything needs the host between epochs (callbacks,
-validation, progress output, early stopping) a chunk is one epoch; otherwise
-chunks grow to about `CHUNK_SECONDS` of work each (`ChunkPlanner`), so the loss
-comes back to the host rarely, yet Ctrl-C keeps every completed chunk and a
-divergence is caught within a second.
+compiled call on JAX). When anything needs the host between epochs (validation,
+or a callback that does not take runs of epochs - `mlp.callbacks.Callback`'s
+``epochs_at_once`` -, such as progress output or early stopping) a chunk is one
+epoch; otherwise chunks grow to about `CHUNK_SECONDS` of work each
+(`ChunkPlanner`), so the loss comes back to the host rarely, yet Ctrl-C keeps
+every completed chunk and a divergence is caught within a second.
 
 Everything between epochs goes through one protocol (`mlp.callbacks.Callback`);
 one signal, ``model.stop_training``, stops. The state carried from epoch to
@@ -545,7 +546,8 @@ class StateCheck:
             model.params = self.params
             raise TypeError(f"{name} set model.params to {problem}; set the weights with "
                             "model.set_weights([(W, b), ...]), which checks them")
-        if self.hook in ("on_epoch_begin", "on_epoch_end", "on_epoch_logged"):  # trained from
+        if self.hook in ("on_epoch_begin", "on_epoch_end", "on_epochs_end",
+                         "on_epoch_logged"):  # trained from
             trainer = self.trainer
             trainer.weights_set = WeightsSet(trainer.state.epoch, name, self.params, params)
 
@@ -834,12 +836,11 @@ class Trainer:
         self.first = self.mark(self.start)  # where this fit starts (after on_train_begin)
         self.recent = deque(maxlen=2)  # `Mark`s of the starts of recent chunks
         self.weights_set: WeightsSet | None = None  # by a callback, between epochs
-        # Only the History can take a chunk's epochs after the chunk: anything else (or
-        # validation) needs the weights of every epoch, and may change them.
-        self.histories_only = data.val is None and all(
-            isinstance(cb, History) for cb in callbacks.callbacks)
+        # Runs of epochs when every callback takes them after the run (declares
+        # `epochs_at_once`); a callback that does not, or validation, needs every epoch.
+        self.epochs_at_once = data.val is None and callbacks.epochs_at_once
         max_chunk = self.epochs if self.batch_size is None else MAX_INDICES // n
-        self.planner = ChunkPlanner(max_chunk if self.histories_only else 1,
+        self.planner = ChunkPlanner(max_chunk if self.epochs_at_once else 1,
                                     key=(self.run, n, self.batch_size, self.epochs),
                                     bound=run_time_bound(self.epochs, data.n, self.batch_size,
                                                          model.layer_sizes))
@@ -892,36 +893,28 @@ class Trainer:
             self.finish(completed)
 
     def finish(self, completed: bool) -> None:
-        """``on_train_end``, the model at its last completed epoch: the histories hold
+        """``on_train_end``, the model at its last completed epoch: its history holds
         exactly its epochs (one interrupted between taking an epoch and counting it gives
-        it back), the training state follows what the callbacks left (e.g. early
-        stopping's best weights, a learning rate reduced at the last epoch), also when a
-        callback's ``on_train_end`` raised."""
+        it back; the callbacks see an epoch once it is counted), the training state
+        follows what the callbacks left (e.g. early stopping's best weights, a learning
+        rate reduced at the last epoch), also when a callback's ``on_train_end`` raised."""
         model, state = self.model, self.state
         model.optimizer_ = self.optimizer
         model.epochs_trained_ = state.epoch
         if not completed:
-            for history in self.histories():
-                _drop_epochs_from(history, state.epoch)
+            model.history_.drop_epochs_from(state.epoch)
         self.callbacks.check.seen()
         try:
             self.callbacks.on_train_end({"completed": completed})
         finally:
             state.params, state.opt_state = model.params, model.optimizer_state_
 
-    def histories(self) -> list:
-        """Every `History` of this fit, once each: the model's, the fit's and any among
-        the callbacks."""
-        found = [self.model.history_, self.history,
-                 *(cb for cb in self.callbacks.callbacks if isinstance(cb, History))]
-        return list({id(h): h for h in found if isinstance(h, History)}.values())
-
     def run_chunk(self, n_epochs: int) -> None:
         """Run ``n_epochs`` epochs in one call, then hand each to the callbacks."""
         state, data, model = self.state, self.data, self.model
         # weights and an optimizer state a callback set are the ones trained from
         state.params, state.opt_state = model.params, model.optimizer_state_
-        if not self.histories_only:  # (a History does nothing as an epoch begins)
+        if not self.epochs_at_once:  # (a run's callbacks take no epoch's beginning)
             for j in range(n_epochs):
                 self.callbacks.on_epoch_begin(state.epoch + j)
         self.check_chunk_schedules(n_epochs)
@@ -964,20 +957,22 @@ class Trainer:
         the training ``totals`` (a host array, one row per epoch).
 
         Nothing changes until every log is known (validation included); then the
-        histories take the epochs and one assignment (`commit`) moves the weights, the
-        optimizer state and the epoch count of the model and of its training state
+        model's history takes the epochs and one assignment (`commit`) moves the weights,
+        the optimizer state and the epoch count of the model and of its training state
         together: a Ctrl-C at any line leaves them at the same epoch (`finish` gives
-        back epochs a history took but the count did not)."""
+        back epochs the history took but the count did not). Then the callbacks see the
+        epochs end: the run at once (``on_epochs_end``) where they all take runs, else
+        each epoch (``on_epoch_end``)."""
         state, model = self.state, self.model
         self.recent.append(self.mark(state.epoch))
         columns = {"loss": np.asarray(losses, dtype=np.float64).tolist(),
                    **{name: v.tolist() for name, v in
                       model.spec.loss.scores_from_totals(totals).items()}}
-        epochs = list(range(state.epoch, state.epoch + len(columns["loss"])))
-        if self.histories_only:  # the histories take the chunk's epochs at once
-            for history in (model.history_, *self.callbacks.callbacks):
-                history.append_epochs(epochs, columns)
+        epochs = range(state.epoch, state.epoch + len(columns["loss"]))
+        if self.epochs_at_once:  # the callbacks take the run's epochs at once
+            model.history_.append_epochs(epochs, columns)
             self.commit(params, opt_state, epochs[-1] + 1)
+            self.callbacks.on_epochs_end(epochs, columns)
             return
         if not _params_finite(model, params):  # never handed to the callbacks
             self.diverged(epochs[-1], "the weights became NaN or infinite")
@@ -1082,17 +1077,16 @@ class Trainer:
 
     def restore(self, mark: Mark) -> None:
         """Put the model back at ``mark``: the weights, the optimizer's state (its step
-        count included), the epoch count, the shuffle stream, and the histories without
-        the epochs from ``mark.epoch`` on; callbacks that saw those epochs end are told
-        (`Callback.on_epochs_taken_back`)."""
+        count included), the epoch count, the shuffle stream, and the model's history
+        without the epochs from ``mark.epoch`` on; the callbacks, which saw those epochs
+        end, are told (`Callback.on_epochs_taken_back`: a `History` drops them)."""
         state, model = self.state, self.model
-        seen = state.epoch > mark.epoch and not self.histories_only  # by the callbacks
+        seen = state.epoch > mark.epoch  # by the callbacks
         state.params, state.opt_state, state.epoch = mark.params, mark.opt_state, mark.epoch
         model.params, model.optimizer_state_ = mark.params, mark.opt_state
         model.epochs_trained_ = mark.epoch
         self.rewind(mark.shuffled, mark.offset)
-        for history in self.histories():
-            _drop_epochs_from(history, mark.epoch)
+        model.history_.drop_epochs_from(mark.epoch)
         self.callbacks.check.seen()
         if seen:
             self.callbacks.on_epochs_taken_back(mark.epoch)
@@ -1338,13 +1332,3 @@ def _schedule_error(schedule, step: int, rate: float, epoch: int, dtype_name: st
                       f"step {step} (in epoch {epoch}); a learning rate must be a finite "
                       f"number >= 0 at every step: fix the schedule (e.g. clip its value "
                       f"at 0)")
-
-
-def _drop_epochs_from(history: History, epoch: int) -> None:
-    """Remove the epochs numbered ``epoch`` or later from ``history``."""
-    keep = [i for i, e in enumerate(history.epoch) if e < epoch]
-    if len(keep) == len(history.epoch):
-        return
-    history.epoch[:] = [history.epoch[i] for i in keep]
-    for values in history.history.values():
-        values[:] = [values[i] for i in keep]

@@ -13,6 +13,26 @@ import numpy as np
 import mlp
 
 
+def count_run_calls(monkeypatch) -> list:
+    """The number of epochs of every call of the fit's compiled run, in order, as the
+    fits after this call make them (``mlp.training.run_function`` wrapped)."""
+    from mlp import training
+
+    real, calls = training.run_function, []
+
+    def counting(*args):
+        run = real(*args)
+
+        def counted(*run_args):
+            calls.append(run_args[-1])
+            return run(*run_args)
+
+        return counted
+
+    monkeypatch.setattr(training, "run_function", counting)
+    return calls
+
+
 class WeightLog(mlp.Callback):
     """Records the model's weights at the end of every epoch (``self.weights``)."""
 

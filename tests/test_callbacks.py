@@ -20,7 +20,7 @@ import mlp
 from mlp import callbacks as cb_module
 from mlp import training
 from mlp.callbacks import CallbackList, EpochLogger, ProgressBar, metric_mode
-from tests._helpers import WeightLog, read_only_folder
+from tests._helpers import WeightLog, count_run_calls, read_only_folder
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -560,6 +560,153 @@ def test_ctrl_c_between_compiled_calls_keeps_every_completed_chunk(backend, monk
     assert model.history_.epoch == list(range(6))
     np.testing.assert_allclose(model.history_.history["loss"], ref.history["loss"], rtol=1e-12)
     assert model.train_state_.epoch == 6
+
+
+# -------------------------------------------- callbacks that take runs of epochs at once
+class _TakesRuns(mlp.Callback):
+    """Declares ``epochs_at_once``: records each run of epochs and its logs, and the
+    epochs a divergence takes back; stops after the run holding ``stop_at``."""
+
+    epochs_at_once = True
+
+    def __init__(self, stop_at=None):
+        self.stop_at, self.runs, self.logs, self.events, self.taken_back = stop_at, [], {}, [], []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.events.append(("begin", epoch))
+
+    def on_epoch_end(self, epoch, logs):
+        self.events.append(("end", epoch))
+
+    def on_epochs_end(self, epochs, logs):
+        self.runs.append(list(epochs))
+        for name, values in logs.items():
+            self.logs.setdefault(name, []).extend(values)
+        return self.stop_at in epochs
+
+    def on_epochs_taken_back(self, epoch, logs=None):
+        self.taken_back.append(epoch)
+
+
+class _OneEpochAtATime(mlp.Callback):
+    """Declares nothing: records each epoch as it begins and ends."""
+
+    def __init__(self):
+        self.events = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.events.append(("begin", epoch))
+
+    def on_epoch_end(self, epoch, logs):
+        self.events.append(("end", epoch, logs["loss"]))
+
+
+@pytest.mark.parametrize("batch_size", [None, 8])
+def test_a_callback_that_takes_runs_of_epochs_keeps_the_fit_in_runs(backend, monkeypatch,
+                                                                    batch_size):
+    """A callback declaring ``epochs_at_once`` gets every epoch's logs, in order, one run
+    per compiled call: the fit keeps its runs of several epochs (1, 1, 4, 3 here), trains
+    the weights epoch by epoch training gives, and calls no per-epoch hook."""
+    monkeypatch.setattr(training, "ChunkPlanner", _FixedChunks)
+    calls = count_run_calls(monkeypatch)
+    x, y = _data()
+    model, runs, own = _model(backend), _TakesRuns(), mlp.History()
+    history = model.fit(x, y, epochs=9, batch_size=batch_size, learning_rate=0.1,
+                        callbacks=[runs, own])
+    assert calls == [1, 1, 4, 3]
+    assert runs.runs == [[0], [1], [2, 3, 4, 5], [6, 7, 8]] and runs.events == []
+    assert list(runs.logs) == ["loss", "accuracy"]
+    for logged in (history, own, model.history_):
+        assert logged.epoch == list(range(9)) and logged.history == runs.logs
+    single = _model(backend)
+    ref = single.fit(x, y, epochs=9, batch_size=batch_size, learning_rate=0.1,
+                     callbacks=[_OneEpochAtATime()])
+    _weights_equal(model.get_weights(), single.get_weights(), atol=1e-12)
+    for name, values in ref.history.items():
+        np.testing.assert_allclose(runs.logs[name], values, rtol=1e-12)
+
+
+def test_a_callback_that_takes_runs_may_stop_after_a_run(monkeypatch):
+    """A truthy return from ``on_epochs_end`` stops the fit after that run (its epochs
+    kept); the fit's History records where it stopped."""
+    monkeypatch.setattr(training, "ChunkPlanner", _FixedChunks)
+    calls = count_run_calls(monkeypatch)
+    x, y = _data()
+    model, runs = _model("numpy"), _TakesRuns(stop_at=3)
+    history = model.fit(x, y, epochs=20, learning_rate=0.1, callbacks=[runs])
+    assert calls == [1, 1, 4] and runs.runs == [[0], [1], [2, 3, 4, 5]]
+    assert model.epochs_trained_ == 6 and history.epoch == list(range(6))
+    assert history.stopped_epoch == 5
+
+
+def test_a_callback_declaring_runs_without_on_epochs_end_sees_each_epoch_end(monkeypatch):
+    """The default ``on_epochs_end`` gives each epoch of the run to ``on_epoch_end``, in
+    order, with its logs; the fit keeps its runs, and a truthy return stops after the run."""
+    monkeypatch.setattr(training, "ChunkPlanner", _FixedChunks)
+    calls = count_run_calls(monkeypatch)
+
+    class Declares(mlp.Callback):
+        epochs_at_once = True
+
+        def __init__(self):
+            self.ends = []
+
+        def on_epoch_end(self, epoch, logs):
+            self.ends.append((epoch, dict(logs)))
+            return epoch == 2
+
+    x, y = _data()
+    model, declares = _model("numpy"), Declares()
+    history = model.fit(x, y, epochs=9, learning_rate=0.1, callbacks=[declares])
+    assert calls == [1, 1, 4]
+    assert [e for e, _ in declares.ends] == list(range(6)) == history.epoch
+    for i, (_, logs) in enumerate(declares.ends):
+        assert logs == {name: values[i] for name, values in history.history.items()}
+
+
+@pytest.mark.parametrize("siblings", [0, 1], ids=["alone", "beside-one-that-takes-runs"])
+def test_a_callback_that_does_not_take_runs_sees_each_epoch_begin_and_end(monkeypatch,
+                                                                          siblings):
+    """A callback that does not declare ``epochs_at_once`` makes every call one epoch and
+    sees each epoch begin and end, in order; a sibling that takes runs is then given each
+    epoch as well (``on_epoch_end``, never ``on_epochs_end``)."""
+    monkeypatch.setattr(training, "ChunkPlanner", _FixedChunks)
+    calls = count_run_calls(monkeypatch)
+    x, y = _data()
+    model, plain, runs = _model("numpy"), _OneEpochAtATime(), _TakesRuns()
+    history = model.fit(x, y, epochs=5, learning_rate=0.1,
+                        callbacks=[runs, plain][1 - siblings:])
+    assert calls == [1] * 5
+    assert plain.events == [event for e, loss in enumerate(history.history["loss"])
+                            for event in (("begin", e), ("end", e, loss))]
+    if siblings:
+        assert runs.runs == []
+        assert runs.events == [(kind, e) for e in range(5) for kind in ("begin", "end")]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_divergence_takes_back_a_run_from_the_callbacks_that_took_it(backend, monkeypatch):
+    """Runs of 1, 1, 4 epochs at ``learning_rate=30``: the run of four diverges, its
+    replay keeps epoch 2 (handed to the callbacks as a run of one) and diverges in epoch 3,
+    whose start weights' loss overflows; epoch 2 is taken back from every callback through
+    ``on_epochs_taken_back`` (each History drops it), as in a fit of one epoch per call."""
+    monkeypatch.setattr(training, "ChunkPlanner", _FixedChunks)
+    model, x, y = _diverging(backend)
+    runs, own = _TakesRuns(), mlp.History()
+    fit = dict(epochs=50, learning_rate=30.0, batch_size=None, optimizer="sgd")
+    with pytest.raises(mlp.TrainingDivergedError, match="the loss became (inf|nan) in "
+                                                        "epoch 3") as info:
+        model.fit(x, y, **fit, callbacks=[runs, own])
+    assert runs.runs == [[0], [1], [2]] and runs.taken_back == [2]
+    assert model.epochs_trained_ == 2
+    for history in (model.history_, own, info.value.history):
+        assert history.epoch == [0, 1] and all(len(v) == 2 for v in history.history.values())
+    assert runs.logs["loss"][:2] == model.history_.history["loss"]
+    other, _, _ = _diverging(backend)
+    with pytest.raises(mlp.TrainingDivergedError):
+        other.fit(x, y, **fit, callbacks=[_OneEpochAtATime()])
+    _weights_equal(model.get_weights(), other.get_weights())
+    assert other.history_.history == model.history_.history
 
 
 # ------------------------------------------------------------- divergence

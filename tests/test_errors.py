@@ -685,7 +685,9 @@ def test_ctrl_c_at_any_line_of_taking_an_epoch_leaves_a_consistent_model(backend
     weights = _per_epoch_weights(backend, 3, validation_data=val)
     codes = {f.__code__ for f in (Trainer.keep, Trainer.commit, Trainer.run_chunk,
                                   Trainer.rewind, History.append, History.append_epochs,
-                                  History._add_metrics, CallbackList.on_epoch_end)}
+                                  History._add_metrics, History.on_epochs_end,
+                                  History.drop_epochs_from, CallbackList.on_epoch_end,
+                                  CallbackList.on_epochs_end, CallbackList._end)}
     kept, k = set(), 0
     while True:
         k += 1

@@ -12,7 +12,7 @@ from threadpoolctl import threadpool_limits
 
 import mlp
 from mlp import optimizers, schedules
-from tests._helpers import WeightLog
+from tests._helpers import WeightLog, count_run_calls
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -509,19 +509,7 @@ def test_a_long_diverged_chunk_is_replayed_in_blocks(backend, monkeypatch):
             pass
 
     monkeypatch.setattr(training, "ChunkPlanner", OneLongChunk)
-    calls = []
-    real = training.run_function
-
-    def counting(*args):
-        run = real(*args)
-
-        def counted(*run_args):
-            calls.append(run_args[-1])
-            return run(*run_args)
-
-        return counted
-
-    monkeypatch.setattr(training, "run_function", counting)
+    calls = count_run_calls(monkeypatch)
     model, x, y = _diverging(backend)
     fit = dict(epochs=702, optimizer=optimizers.SGD(_explodes_at(600)), batch_size=None)
     with pytest.raises(mlp.TrainingDivergedError) as info:

@@ -16,6 +16,11 @@ Everything that happens between epochs goes through this protocol: the
         on_epoch_logged(epoch, logs)   # (before those that run last see the epoch end)
     on_train_end(logs)                 # logs: {"completed": bool}
 
+In a fit without validation data whose callbacks all declare ``epochs_at_once``
+(`History` does), the epochs run in runs of several per call instead, and
+``on_epochs_end(epochs, logs)`` after each run replaces the three per-epoch
+hooks (``logs`` maps each name to one value per epoch of the range ``epochs``).
+
 ``logs`` in ``on_epoch_end`` maps names to floats: ``loss`` (the epoch's mean
 training loss) and, with validation data, ``val_loss`` with ``val_accuracy``
 (classification) or ``val_r2`` and ``val_mse`` (regression). ``params`` (also

@@ -37,6 +37,14 @@ class Callback:
       gives it each epoch's logs as final (the histories hold what the others
       added). For a callback that records the whole run (`BackupAndRestore`:
       its backup holds what every other callback did to the epoch).
+    - ``epochs_at_once`` (a class attribute, default False): True declares that
+      the callback takes a run of several epochs at once, after the run
+      (`on_epochs_end`), and needs neither the weights of each epoch nor a
+      call as an epoch begins. When every callback of a fit declares it and
+      there is no validation data, the fit runs many epochs per compiled call
+      (one call on JAX) and gives each callback every run's logs through
+      `on_epochs_end` (`History` declares it); otherwise every callback sees
+      each epoch begin and end, one at a time.
     - `set_run`: called before training begins with the fit's `Run` - every
       callback of the fit and the fit's data - for a callback that needs its
       siblings (to back up their `get_state`) or the run's identity.
@@ -61,11 +69,14 @@ class Callback:
         and ``metrics``, the names the epoch logs hold.
     runs_last : bool
         Whether the callback runs after every other callback of the fit (see above).
+    epochs_at_once : bool
+        Whether the callback takes runs of several epochs at once (see above).
     """
 
     model = None
     params: dict = {}
     runs_last: bool = False
+    epochs_at_once: bool = False
 
     def set_model(self, model) -> None:
         """Take ``model``, the model being trained, as ``self.model``."""
@@ -99,6 +110,25 @@ class Callback:
     def on_epoch_end(self, epoch: int, logs: dict):
         """After epoch ``epoch``; a truthy return stops training (``model.stop_training``)."""
 
+    def on_epochs_end(self, epochs: range, logs: dict[str, list[float]]):
+        """After the run of epochs ``epochs`` (a range, in order), in a fit whose
+        callbacks all declare ``epochs_at_once``: ``logs`` maps each logged metric to
+        its values, one per epoch of ``epochs`` (read them; change nothing). The
+        model holds the weights the run ended with. This is the only hook a run
+        calls (no ``on_epoch_begin``, ``on_epoch_end`` or ``on_epoch_logged``); a
+        truthy return stops training after the run.
+
+        Default: ``on_epoch_end(epoch, epoch_logs)`` for each epoch in order (each
+        epoch's logs a dict), returning whether any asked to stop.
+        """
+        from .callback_list import stop_requested
+
+        stop = False
+        for epoch, values in zip(epochs, zip(*logs.values(), strict=True), strict=True):
+            stop = stop_requested(self, self.on_epoch_end(epoch, dict(zip(logs, values)))) \
+                or stop
+        return stop
+
     def on_epoch_logged(self, epoch: int, logs: dict):
         """Epoch ``epoch``'s ``logs`` as final: every callback that does not run last has
         seen the epoch end, and ``logs`` holds what they added or changed (read them;
@@ -113,8 +143,8 @@ class Callback:
         """The fit diverged and took back the epochs from ``epoch`` on, which this
         callback saw end: the model is back at the start of ``epoch`` (its weights,
         epoch count, history and optimizer state). A callback that recorded those
-        epochs forgets them here (`CSVLogger` removes their rows, `BackupAndRestore`
-        backs up the model as it is now). Called before ``on_train_end``."""
+        epochs forgets them here (`History` drops them, `CSVLogger` removes their rows,
+        `BackupAndRestore` backs up the model as it is now). Called before ``on_train_end``."""
 
     def get_state(self):
         """What this callback has counted so far, JSON-ready (a dict), for a

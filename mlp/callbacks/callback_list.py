@@ -40,7 +40,7 @@ def callback_name(callback) -> str:
     return type(callback).__name__
 
 
-def _stop_requested(callback, result) -> bool:
+def stop_requested(callback, result) -> bool:
     """Whether ``on_epoch_end``'s ``result`` asks to stop (a truthy value); a value with
     no truth (an array of several elements) is refused, naming the callback."""
     try:
@@ -64,7 +64,8 @@ class CallbackList(Callback):
 
     ``on_epoch_end`` calls every callback (all see every epoch, even when an
     earlier one asked to stop) and sets ``model.stop_training`` if any returned
-    a truthy value.
+    a truthy value; so does ``on_epochs_end`` for a run of epochs, in a fit
+    whose callbacks all declare ``epochs_at_once`` (`epochs_at_once`).
 
     ``check`` (set by `fit`), when not None, is called as ``check(callback, hook,
     logs)`` after each callback's hook: it refuses, naming the callback, a model
@@ -138,6 +139,43 @@ class CallbackList(Callback):
             cb.on_epoch_begin(epoch, logs)
             self._checked(cb, "on_epoch_begin", logs)
 
+    @property
+    def epochs_at_once(self) -> bool:
+        """Whether every callback declares ``epochs_at_once`` (takes runs of epochs)."""
+        return all(cb.epochs_at_once for cb in self.callbacks)
+
+    def on_epochs_end(self, epochs, logs):
+        """Every callback's ``on_epochs_end`` for the run of ``epochs``, even after one
+        raised an error (the epochs are the model's); then the first error is raised.
+        Ctrl-C stops at once, and so does a model state a callback damaged."""
+        stop, error = False, None
+        for cb in self.callbacks:
+            asked, error = self._end(cb, "on_epochs_end", (epochs, logs), error)
+            stop = asked or stop
+        return self._ended(stop, error)
+
+    def _end(self, callback, hook: str, args: tuple, error):
+        """``callback``'s ``hook`` (``on_epoch_end`` or ``on_epochs_end``) called with
+        ``args`` (the logs last), then checked: ``(whether it asked to stop, the first
+        error so far)``; an error it raises is kept to be raised once every callback has
+        seen the epochs (they are the model's)."""
+        try:
+            result = getattr(callback, hook)(*args)
+        except Exception as exc:  # noqa: BLE001 - raised once every callback saw the epochs
+            error, result = (error if error is not None else exc), None
+        asked = stop_requested(callback, result)
+        self._checked(callback, hook, args[-1])
+        return asked, error
+
+    def _ended(self, stop: bool, error) -> bool:
+        """Raise ``error`` (the first a callback raised) if any; else stop training if
+        ``stop``, and return it."""
+        if error is not None:
+            raise error
+        if stop:
+            self.model.stop_training = True
+        return stop
+
     def on_epoch_end(self, epoch, logs):
         """Every callback's ``on_epoch_end``, even after one raised an error (the epoch
         is the model's: logs, backups and histories all take it); then the first error
@@ -149,19 +187,11 @@ class CallbackList(Callback):
         for cb in self.callbacks:
             if not logged and cb.runs_last:
                 logged = self._logged(epoch, logs)
-            try:
-                result = cb.on_epoch_end(epoch, logs)
-            except Exception as exc:  # noqa: BLE001 - raised once every callback saw the epoch
-                error, result = (error if error is not None else exc), None
-            stop = _stop_requested(cb, result) or stop
-            self._checked(cb, "on_epoch_end", logs)
+            asked, error = self._end(cb, "on_epoch_end", (epoch, logs), error)
+            stop = asked or stop
         if not logged:
             self._logged(epoch, logs)
-        if error is not None:
-            raise error
-        if stop:
-            self.model.stop_training = True
-        return stop
+        return self._ended(stop, error)
 
     def _logged(self, epoch, logs) -> bool:
         """Every callback's ``on_epoch_logged`` (each checked), then that of the model's

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+from collections.abc import Sequence
 
 from ._files import mlp_io
 from .callback import Callback
@@ -13,6 +14,10 @@ from .callback import Callback
 class History(Callback):
     """Per-epoch metrics: of one `fit` (what `fit` returns) or of every fit
     (``model.history_``).
+
+    It takes a run of epochs at once (``epochs_at_once``: `on_epochs_end`), so
+    a fit with no other callback runs many epochs per compiled call, and drops
+    the epochs a divergence takes back (`on_epochs_taken_back`).
 
     Attributes
     ----------
@@ -28,6 +33,8 @@ class History(Callback):
     stopped_epoch : int | None
         The epoch after which a callback or early stopping stopped training.
     """
+
+    epochs_at_once = True
 
     def __init__(self, params=None):
         self.history: dict[str, list[float]] = {}
@@ -47,7 +54,7 @@ class History(Callback):
         for key, values in history.items():
             values.append(float(logs.get(key, math.nan)))
 
-    def append_epochs(self, epochs: list[int], columns: dict[str, list[float]]) -> None:
+    def append_epochs(self, epochs: Sequence[int], columns: dict[str, list[float]]) -> None:
         """Add the epochs ``epochs`` at once, ``columns`` holding each metric's values (one
         per epoch): what `append` does for each epoch, for a run's many epochs."""
         history = self.history
@@ -56,6 +63,15 @@ class History(Callback):
         for key, values in history.items():
             column = columns.get(key)
             values.extend([math.nan] * len(epochs) if column is None else column)
+
+    def drop_epochs_from(self, epoch: int) -> None:
+        """Remove the epochs numbered ``epoch`` or later."""
+        keep = [i for i, e in enumerate(self.epoch) if e < epoch]
+        if len(keep) == len(self.epoch):
+            return
+        self.epoch[:] = [self.epoch[i] for i in keep]
+        for values in self.history.values():
+            values[:] = [values[i] for i in keep]
 
     def _add_metrics(self, names) -> None:
         """Start a list (NaN for the epochs so far) for each of ``names`` not kept yet, in
@@ -86,6 +102,14 @@ class History(Callback):
 
     def on_epoch_end(self, epoch, logs):
         self.append(epoch, logs)
+
+    def on_epochs_end(self, epochs, logs):
+        """Take the run's epochs at once (`append_epochs`)."""
+        self.append_epochs(epochs, logs)
+
+    def on_epochs_taken_back(self, epoch, logs=None):
+        """Drop the epochs a divergence took back (`drop_epochs_from`)."""
+        self.drop_epochs_from(epoch)
 
     def on_epoch_logged(self, epoch, logs):
         """Take what the callbacks after this one added to the epoch's logs (`log_late`)."""
