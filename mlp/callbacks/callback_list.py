@@ -139,8 +139,8 @@ class CallbackList(Callback):
             cb.on_epoch_begin(epoch, logs)
             self._checked(cb, "on_epoch_begin", logs)
 
-    @property
-    def epochs_at_once(self) -> bool:
+    @property  # (a Callback declares it as a class attribute; the list derives it)
+    def epochs_at_once(self) -> bool:  # type: ignore[override]
         """Whether every callback declares ``epochs_at_once`` (takes runs of epochs)."""
         return all(cb.epochs_at_once for cb in self.callbacks)
 
