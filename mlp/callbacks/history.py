@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+from typing import Any
 
 from ._files import mlp_io
 from .callback import Callback
@@ -29,7 +30,7 @@ class History(Callback):
         The epoch after which a callback or early stopping stopped training.
     """
 
-    def __init__(self, params=None):
+    def __init__(self, params: dict[str, Any] | None = None) -> None:
         self.history: dict[str, list[float]] = {}
         self.epoch: list[int] = []
         self.params = dict(params or {})
