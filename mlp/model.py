@@ -565,7 +565,7 @@ class MLP:
         problem = self._state_problem(state)
         if problem:
             raise ValueError(f"restore_state: {problem}; the model is as it was")
-        if state.history_record is not None:
+        if state.history_record is not None and state.history is not None:
             state.history_record.put_back(state.history)
         if state.train_state is not None and state.train_state_values is not None:
             train = state.train_state
