@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -38,9 +39,13 @@ def _check_class_weight(label, weight) -> None:
     if isinstance(weight, (bool, np.bool_)) or not isinstance(weight, numbers.Real):
         raise TypeError(f"class_weight[{label!r}] must be a number >= 0, got "
                         f"{type(weight).__name__} {weight!r}")
-    if not (np.isfinite(weight) and weight >= 0):
+    try:
+        value = float(weight)
+    except OverflowError:  # an integer beyond float64: as large as infinity
+        value = -math.inf if weight < 0 else math.inf
+    if not (math.isfinite(value) and value >= 0):
         why = (": a negative weight rewards a larger loss on its class, so the training "
-               "objective has no minimum" if weight < 0 else "")
+               "objective has no minimum" if value < 0 else "")
         raise ValueError(f"class_weight[{label!r}] must be a finite number >= 0, got "
                          f"{weight!r}{why}")
 
