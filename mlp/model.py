@@ -694,13 +694,13 @@ class MLP:
                                  "row(s) of x", x_dev)
         return out
 
-    def predict_proba(self, x):
+    def predict_proba(self, x: Array) -> Array:
         """Class probabilities ``(n, n_outputs)`` (classifiers only)."""
         self._require_classifier("predict_proba")
         return self.predict(x)
 
     @_in_precision
-    def predict_classes(self, x):
+    def predict_classes(self, x: Array) -> Array:
         """Predicted classes: ``(n,)`` argmax for cross-entropy, ``(n, n_outputs)`` 0/1
         (probability > 0.5) for binary cross-entropy."""
         self._require_classifier("predict_classes")
@@ -750,7 +750,7 @@ class MLP:
         return x_dev, targets, labels, w
 
     @_in_precision
-    def loss(self, x, y, sample_weight=None) -> float:
+    def loss(self, x: Array, y: Array, sample_weight: Array | None = None) -> float:
         """The mean loss on ``(x, y)`` as a Python float (no penalty term).
 
         ``sample_weight: (n,)`` (finite, >= 0) makes it the weighted mean
@@ -767,7 +767,8 @@ class MLP:
         return value
 
     @_in_precision
-    def gradients(self, x, y, sample_weight=None):
+    def gradients(self, x: Array, y: Array, sample_weight: Array | None = None
+                  ) -> list[tuple[Array, Array]]:
         """Gradients of the mean loss (weighted with ``sample_weight``), ``[(dW, db), ...]``
         as backend arrays; a ValueError where they overflow the model's dtype."""
         x_dev, targets, _, w = self.prepare_data(x, y, sample_weight)
@@ -821,7 +822,8 @@ class MLP:
         names = ("loss", *self._spec.loss.score_names)
         return {prefix + name: float(v) for name, v in zip(names, values, strict=True)}
 
-    def evaluate_prepared(self, x, targets, labels, weights=None, of: str = "") -> dict:
+    def evaluate_prepared(self, x: Array, targets: Array, labels: Array | None,
+                          weights: Array | None = None, of: str = "") -> dict[str, float]:
         """`evaluate`'s metrics of data from `prepare_data`, refusing a loss or score that
         overflowed the dtype.
 
@@ -844,7 +846,9 @@ class MLP:
                                  targets)
         return logs
 
-    def validation_logs(self, x, targets, labels, weights=None, params=None) -> dict:
+    def validation_logs(self, x: Array, targets: Array, labels: Array | None,
+                        weights: Array | None = None, params: Params | None = None
+                        ) -> dict[str, float]:
         """The ``val_``-prefixed metrics of ``params`` (default: the model's weights) on
         data from `prepare_data` (NaN or inf where they overflow: the epoch's logs).
 
@@ -856,7 +860,8 @@ class MLP:
         return self._metric_logs(x, targets, labels, weights, prefix="val_", params=params)
 
     @_in_precision
-    def evaluate(self, x, y, sample_weight=None) -> dict:
+    def evaluate(self, x: Array, y: Array, sample_weight: Array | None = None
+                 ) -> dict[str, float]:
         """Metrics on ``(x, y)``: ``loss`` and ``accuracy`` for classifiers (for binary
         cross-entropy, the fraction of correct 0/1 outputs), ``loss``, ``r2``
         (mean over outputs of the coefficient of determination) and ``mse``
