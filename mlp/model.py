@@ -875,7 +875,7 @@ class MLP:
 
     # --------------------------------------------------------------- training
     @_in_precision
-    def fit(self, x, y, **settings: Any) -> History:
+    def fit(self, x: Array, y: Array, **settings: Any) -> History:
         """Train the model for ``epochs`` more epochs, from where it stands.
 
         A `fit` continues the previous one (or the file the model was loaded
