@@ -76,7 +76,8 @@ def poisson_constant(Y: ArrayLike) -> np.ndarray:
     network, so it is a reporting term only.
     """
     Y = np.asarray(Y, dtype=np.float64)
-    return np.sum(xlogy(Y, Y) - Y, axis=1)
+    rows: np.ndarray = np.sum(xlogy(Y, Y) - Y, axis=1)
+    return rows
 
 
 #: scikit-learn's activation names -> mlp's.
