@@ -37,7 +37,7 @@ T = TypeVar("T")
 Weights = Sequence[tuple[Array, Array]]
 
 #: Compiled functions shared between models (see `MLP.compiled`), least recently used first.
-_SHARED_CACHE: dict = {}
+_SHARED_CACHE: dict[tuple[Any, ...], Callable[..., Any]] = {}
 _SHARED_CACHE_SIZE = 128
 
 
