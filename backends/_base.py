@@ -111,7 +111,7 @@ class Backend:
         rate) when it carries something training must not take in; here nothing does.
         ``what`` names the function in the message."""
 
-    def precision(self, *values):
+    def precision(self, *values: Any) -> contextlib.AbstractContextManager[object]:
         """A context for work on ``values`` (arrays, dtypes, pytrees of them) in their
         precision: JAX holds 64-bit types inside it without changing the process-wide
         flag; elsewhere it does nothing. `mlp` runs a float64 model's work inside

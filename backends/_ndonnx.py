@@ -61,7 +61,7 @@ class NdonnxBackend(Backend):
         return xp.build(args, dict(fn(**args)))
 
 
-def create() -> Backend:
+def create() -> NdonnxBackend:
     try:
         import ndonnx
     except ImportError as exc:

@@ -7,7 +7,7 @@ The array API has no static array type, so an array of any backend is `Array`
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 #: An array of any backend (NumPy, CuPy, JAX, PyTorch, array-api-strict).
 Array: TypeAlias = Any
@@ -17,3 +17,13 @@ Namespace: TypeAlias = Any
 Params: TypeAlias = Sequence[tuple[Array, Array]]
 #: Gradients or updates of the same structure as `Params`.
 Grads: TypeAlias = list[tuple[Array, Array]]
+
+
+class Optimizer(Protocol):
+    """A gradient transformation (`mlp.optimizers`): ``init(params) -> state`` and
+    ``update(grads, state, params) -> (updates, state)``; states are pytrees."""
+
+    def init(self, params: Params) -> Any: ...
+
+    def update(self, grads: Grads, state: Any, params: Params | None = None
+               ) -> tuple[Grads, Any]: ...

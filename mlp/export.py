@@ -30,12 +30,26 @@ from __future__ import annotations
 import functools
 import json
 import os
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from backends import BackendUnavailableError
 
 from . import core
 from . import io as _io
+from ._typing import Array, Namespace
+from .activations import Activation
+from .losses import Loss
 from .params import InstanceOf, Options, check
+
+if TYPE_CHECKING:
+    import onnx
+
+    from backends._ndonnx import NdonnxBackend
+
+    from .model import MLP
 
 #: The outputs a graph can have, in the order they appear.
 OUTPUTS = ("predict", "label")
@@ -43,7 +57,7 @@ OUTPUTS = ("predict", "label")
 BATCH_DIM = "N"
 
 
-def _ndonnx_backend():
+def _ndonnx_backend() -> NdonnxBackend:
     from backends._ndonnx import create
 
     try:
@@ -52,7 +66,8 @@ def _ndonnx_backend():
         raise ImportError(str(exc)) from exc
 
 
-def _output_names(model, outputs) -> tuple[str, ...]:
+def _output_names(model: MLP, outputs: str | Sequence[str] | None
+                  ) -> tuple[str, ...]:
     """The checked ``outputs`` as a tuple of names, in the graph's order."""
     if outputs is None:
         return OUTPUTS if model.is_classifier else ("predict",)
@@ -68,15 +83,16 @@ def _output_names(model, outputs) -> tuple[str, ...]:
     return tuple(name for name in OUTPUTS if name in names)
 
 
-def _class_labels(xp, loss, probs):
+def _class_labels(xp: Namespace, loss: Loss, probs: Array) -> Array:
     """`MLP.predict_classes`' rule (the loss's own) on the output ``probs``, as int64."""
     return xp.astype(loss.predict_classes(xp, probs), xp.int64)
 
 
-def _forward_and_labels(spec, n_layers: int, names):
+def _forward_and_labels(spec: core.NetworkSpec, n_layers: int, names: tuple[str, ...]
+                        ) -> Callable[..., dict[str, Array]]:
     """``fn(x, W0=..., b0=..., ...) -> {name: array}``: the exported computation."""
 
-    def fn(x, **weights):
+    def fn(x: Array, **weights: Array) -> dict[str, Array]:
         params = [(weights[f"W{i}"], weights[f"b{i}"]) for i in range(n_layers)]
         probs = core.forward(spec, params, x)
         found = {"predict": probs}
@@ -88,7 +104,8 @@ def _forward_and_labels(spec, n_layers: int, names):
 
 
 @functools.lru_cache(maxsize=32)
-def _graph(hidden, output, loss, layer_sizes, dtype, names) -> bytes:
+def _graph(hidden: Activation, output: Activation, loss: Loss, layer_sizes: tuple[int, ...],
+           dtype: str, names: tuple[str, ...]) -> bytes:
     """The serialized graph of a network, with the weights still graph inputs.
 
     Tracing costs about 0.3 s per layer (ndonnx propagates values through the
@@ -96,16 +113,18 @@ def _graph(hidden, output, loss, layer_sizes, dtype, names) -> bytes:
     """
     backend = _ndonnx_backend()
     spec = core.NetworkSpec(backend.xp, hidden, output, loss)
-    inputs = {"x": ((BATCH_DIM, layer_sizes[0]), dtype)}
+    inputs: dict[str, tuple[tuple[str | int, ...], str]] = {
+        "x": ((BATCH_DIM, layer_sizes[0]), dtype)}
     for i, (fan_in, fan_out) in enumerate(zip(layer_sizes[:-1], layer_sizes[1:])):
         inputs[f"W{i}"], inputs[f"b{i}"] = ((fan_in, fan_out), dtype), ((fan_out,), dtype)
     proto = backend.trace(_forward_and_labels(spec, len(layer_sizes) - 1, names), inputs)
     for value in proto.graph.output:  # ndonnx leaves the outputs' batch dimension unnamed
         value.type.tensor_type.shape.dim[0].dim_param = BATCH_DIM
-    return proto.SerializeToString()
+    data: bytes = proto.SerializeToString()
+    return data
 
 
-def _with_weights(proto, weights):
+def _with_weights(proto: onnx.ModelProto, weights: dict[str, np.ndarray]) -> onnx.ModelProto:
     """``proto`` with the graph inputs named in ``weights`` turned into initializers."""
     from onnx import numpy_helper
 
@@ -118,7 +137,8 @@ def _with_weights(proto, weights):
     return proto
 
 
-def onnx_model(model, *, outputs=None):
+def onnx_model(model: MLP, *, outputs: str | Sequence[str] | None = None
+               ) -> onnx.ModelProto:
     """The ONNX model (``onnx.ModelProto``) of ``model``, built in memory and checked.
 
     Parameters
@@ -143,7 +163,7 @@ def onnx_model(model, *, outputs=None):
     spec = model.spec
     proto = onnx.load_from_string(_graph(spec.hidden, spec.output, spec.loss,
                                          tuple(model.layer_sizes), model.dtype_name, names))
-    weights = {}
+    weights: dict[str, np.ndarray] = {}
     for i, (W, b) in enumerate(model.get_weights()):
         weights[f"W{i}"], weights[f"b{i}"] = W, b
     _with_weights(proto, weights)
@@ -157,7 +177,8 @@ def onnx_model(model, *, outputs=None):
     return proto
 
 
-def export_onnx(model, path, *, outputs=None) -> None:
+def export_onnx(model: MLP, path: str | os.PathLike[str], *,
+                outputs: str | Sequence[str] | None = None) -> None:
     """Write ``model`` to ``path`` as an ONNX file, atomically; see `onnx_model`.
 
     The file appears complete or not at all (a temporary file in the same
@@ -170,6 +191,6 @@ def export_onnx(model, path, *, outputs=None) -> None:
     write_atomically(path, data)
 
 
-def write_atomically(path, data: bytes) -> None:
+def write_atomically(path: str | os.PathLike[str], data: bytes) -> None:
     """``data`` into the file ``path``, atomically (`mlp.io.write_atomically`)."""
     _io.write_atomically(path, lambda fh: fh.write(data), what="write the ONNX file")

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
+from ._typing import Array, Optimizer
 from .callbacks import Callback, EarlyStopping, as_callbacks
 from .optimizers import get_optimizer
-from .params import Boolean, InstanceOf, Integer, Options, Real, validate
-from .schedules import check_learning_rate
+from .params import Boolean, InstanceOf, Integer, Options, Real, Rule, validate
+from .schedules import Schedule, check_learning_rate
+from .weights import ClassWeight
 
 #: Samples per step when ``batch_size`` is not given (Keras' default).
 DEFAULT_BATCH_SIZE = 32
@@ -57,27 +58,27 @@ class FitSettings:
     """
 
     epochs: int
-    learning_rate: float | Callable[..., Any] | None = None
+    learning_rate: float | Schedule | None = None
     batch_size: int | None = DEFAULT_BATCH_SIZE
     shuffle: bool = True
-    optimizer: Any = None
+    optimizer: str | Optimizer | None = None
     reset_optimizer: bool = False
     alpha: float = 0.0
     clip_norm: float | None = None
-    validation_data: tuple | list | None = None
+    validation_data: tuple[Array, Array] | list[Array] | None = None
     validation_split: float | None = None
     early_stopping: bool = False
     patience: int = 10
     min_delta: float = 0.0
     callbacks: list[Callback] | None = None
     verbose: int = 0
-    sample_weight: Any = None
-    class_weight: dict | str | None = None
+    sample_weight: Array | None = None
+    class_weight: ClassWeight = None
     stopper: EarlyStopping | None = field(default=None, init=False, repr=False)
 
     #: The rule of every setting checked on its own (the optimizer, the learning rate
     #: and the callbacks have their own checks; the rows' weights need the data).
-    CONSTRAINTS: ClassVar[dict] = {
+    CONSTRAINTS: ClassVar[dict[str, list[Rule]]] = {
         "epochs": [Integer(1)],
         "batch_size": [None, Integer(1)],
         "reset_optimizer": [Boolean()],
@@ -111,7 +112,7 @@ class FitSettings:
             object.__setattr__(self, name, value)
 
     @classmethod
-    def from_call(cls, arguments: dict, where: str = "MLP.fit") -> FitSettings:
+    def from_call(cls, arguments: dict[str, Any], where: str = "MLP.fit") -> FitSettings:
         """The settings of a call of ``where`` with the keyword ``arguments``; an unknown
         or missing argument is refused as Python refuses it in a call of ``where``.
 
@@ -139,12 +140,12 @@ class FitSettings:
         return cls(**arguments)
 
 
-def _arguments() -> list[dataclasses.Field]:
+def _arguments() -> list[dataclasses.Field[Any]]:
     """The fields that are `MLP.fit`'s keyword arguments, in its order."""
     return [f for f in dataclasses.fields(FitSettings) if f.init]
 
 
-def _required(f: dataclasses.Field) -> bool:
+def _required(f: dataclasses.Field[Any]) -> bool:
     return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
 
@@ -160,7 +161,8 @@ def fit_signature(*leading: str) -> inspect.Signature:
     return inspect.Signature(params)
 
 
-def _optimizer(optimizer, learning_rate):
+def _optimizer(optimizer: str | Optimizer | None, learning_rate: float | Schedule | None
+               ) -> tuple[Optimizer | None, float | Schedule | None]:
     """``(optimizer object or None, learning rate or None)``, both checked."""
     if learning_rate is not None:
         if isinstance(learning_rate, np.floating | np.integer):  # e.g. np.float32(0.01)

@@ -15,6 +15,7 @@ train (`guard_of` creates a fresh guard where an object has none).
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 #: Where an object keeps its guard (left out of its pickled state).
@@ -31,13 +32,13 @@ class ModelBusyError(RuntimeError):
 class TrainingGuard:
     """A non-blocking lock, and which thread holds it for which call."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self.owner: int | None = None  # the thread running the call
         self.call: str | None = None   # e.g. "fit"
 
     @contextmanager
-    def training(self, call: str, what: str = "model"):
+    def training(self, call: str, what: str = "model") -> Iterator[None]:
         """Hold the guard for ``call`` (e.g. ``"fit"``), or raise `ModelBusyError`."""
         if not self._lock.acquire(blocking=False):
             raise self._busy(call, what)
@@ -71,9 +72,9 @@ class TrainingGuard:
             f"a time. Wait for the running {running} to return, or train a copy ({copies})")
 
 
-def guard_of(obj) -> TrainingGuard:
+def guard_of(obj: object) -> TrainingGuard:
     """``obj``'s guard, created on first use (atomically: two threads get the same one)."""
-    guard = obj.__dict__.get(ATTRIBUTE)
+    guard: TrainingGuard | None = obj.__dict__.get(ATTRIBUTE)
     if guard is None:
         with _CREATING:
             guard = obj.__dict__.get(ATTRIBUTE)

@@ -37,13 +37,20 @@ import tempfile
 import threading
 import zipfile
 import zlib
+from collections.abc import Callable, Container, Iterable, Sequence
+from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
-from backends import resolve_backend
+from backends import Backend, resolve_backend
 
+from ._typing import Array, Optimizer
 from .tree import tree_leaves, tree_unflatten
 from .validation import check_layer_sizes
+
+if TYPE_CHECKING:
+    from .callbacks import History
+    from .training import TrainingData
 
 #: The newest format written: 2 with the training state (``include_optimizer``), else 1.
 FORMAT_VERSION = 2
@@ -74,32 +81,85 @@ class _Damaged(ValueError):
     """A problem found inside a model file (becomes a `ModelFileError` naming the file)."""
 
 
+class Model(Protocol):
+    """What this module reads and sets of a model (`mlp.MLP`; it never imports the model,
+    so that the model can import it)."""
+
+    params: list[tuple[Array, Array]]
+    history_: History | None
+    epochs_trained_: int
+    optimizer_: Optimizer | None
+    optimizer_state_: Any
+
+    @property
+    def backend(self) -> Backend: ...
+
+    @property
+    def dtype(self) -> Any: ...
+
+    @property
+    def dtype_name(self) -> str: ...
+
+    @property
+    def layer_sizes(self) -> tuple[int, ...]: ...
+
+    @property
+    def shuffle_rng(self) -> np.random.Generator: ...
+
+    def get_weights(self) -> list[tuple[np.ndarray, np.ndarray]]: ...
+
+    def get_config(self) -> dict[str, Any]: ...
+
+
+M = TypeVar("M", bound=Model)
+M_co = TypeVar("M_co", bound=Model, covariant=True)
+
+
+class ModelClass(Protocol[M_co]):
+    """What `load_model` uses of a model's class (`mlp.MLP`)."""
+
+    def check_config(self, config: dict[str, Any]) -> dict[str, Any]: ...
+
+    def from_config(self, config: dict[str, Any], backend: str | Backend | None = None, *,
+                    weights: Callable[[], Sequence[tuple[Array, Array]]] | None = None
+                    ) -> M_co: ...
+
+
+#: Each entry's ``(shape, dtype)``, from its ``.npy`` header.
+Shapes = dict[str, tuple[tuple[int, ...], np.dtype[Any]]]
+#: The archive's entries by array name.
+Members = dict[str, zipfile.ZipInfo]
+
+
 # ----------------------------------------------------------------- optimizer
-def _optimizer_config(opt):
+def _optimizer_config(opt: Optimizer) -> dict[str, Any]:
     """JSON-ready description of ``opt`` (`mlp.optimizers.optimizer_config`)."""
     from .optimizers import optimizer_config
 
     return optimizer_config(opt)
 
 
-def _optimizer_from_config(opt_cfg):
+def _optimizer_from_config(opt_cfg: object) -> Optimizer:
     """The optimizer described by ``opt_cfg`` (`mlp.optimizers.from_config`)."""
     from .optimizers import from_config
 
     if not isinstance(opt_cfg, dict):
         raise ValueError("the optimizer entry is not an optimizer description")
-    return from_config(opt_cfg)
+    opt: Optimizer = from_config(opt_cfg)
+    return opt
 
 
 # ---------------------------------------------------------------- training state
-def _training_arrays(model, callback_states=None) -> dict:
+def _training_arrays(model: Model, callback_states: dict[str, Any] | None = None
+                     ) -> dict[str, np.ndarray]:
     """The epoch count, the shuffle stream's state and the history, as file entries."""
     history = model.history_
-    keys = [] if history is None else list(history.history)
+    columns = {} if history is None else history.history
+    keys = list(columns)
     epochs = [] if history is None else history.epoch
-    values = np.array([history.history[k] for k in keys], dtype=np.float64).T if keys else \
+    values = np.array([columns[k] for k in keys], dtype=np.float64).T if keys else \
         np.zeros((len(epochs), 0))
-    training = {"epochs_trained": int(model.epochs_trained_),
+    training: dict[str, Any] = {"epochs_trained": int(model.epochs_trained_),
                 "shuffle_rng": model.shuffle_rng.bit_generator.state,
                 "history_metrics": keys}
     if callback_states:
@@ -109,7 +169,8 @@ def _training_arrays(model, callback_states=None) -> dict:
             "history_values": values.reshape(len(epochs), len(keys))}
 
 
-def _restore_training(zf, members, shapes, model):
+def _restore_training(zf: zipfile.ZipFile, members: Members, shapes: Shapes,
+                      model: Model) -> None:
     """Put the stored epoch count, shuffle stream and history into ``model`` (a model
     being built), each checked against the others before the history is read."""
     training = _json_entry(zf, members, "training", shapes)
@@ -123,14 +184,14 @@ def _restore_training(zf, members, shapes, model):
     model.history_ = history if history.epoch or keys else None
 
 
-def _epoch_count(value) -> int:
+def _epoch_count(value: object) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_EPOCHS:
         raise _Damaged(f"its epoch count {value!r} is not a count (an integer from 0 to "
                        f"2**53)")
     return value
 
 
-def _metric_names(keys) -> list:
+def _metric_names(keys: object) -> list[str]:
     if not (isinstance(keys, list) and all(isinstance(k, str) and k for k in keys)):
         raise _Damaged("its history's metric names are not a list of names")
     if len(set(keys)) != len(keys):
@@ -138,7 +199,7 @@ def _metric_names(keys) -> list:
     return keys
 
 
-def _check_history_shapes(shapes, keys, epochs_trained):
+def _check_history_shapes(shapes: Shapes, keys: list[str], epochs_trained: int) -> None:
     """The history's entries, from their headers: one integer epoch and one float per
     metric for each epoch, no more epochs than were trained."""
     (e_shape, e_dtype), (v_shape, v_dtype) = shapes["history_epoch"], shapes["history_values"]
@@ -151,7 +212,8 @@ def _check_history_shapes(shapes, keys, epochs_trained):
                        f"{epochs_trained}")
 
 
-def _read_history(zf, members, keys, epochs_trained):
+def _read_history(zf: zipfile.ZipFile, members: Members, keys: list[str],
+                  epochs_trained: int) -> History:
     """The stored `History`; its epochs increase strictly from 0 up to the epoch count."""
     from .callbacks import History
 
@@ -166,14 +228,14 @@ def _read_history(zf, members, keys, epochs_trained):
     return history
 
 
-def _epochs_in_order(epochs, epochs_trained: int) -> bool:
+def _epochs_in_order(epochs: np.ndarray, epochs_trained: int) -> bool:
     """Whether the integer array ``epochs`` increases strictly, from 0 or more to less than
     ``epochs_trained``."""
     return not epochs.size or (int(epochs[0]) >= 0 and int(epochs[-1]) < epochs_trained
                                and bool(np.all(epochs[1:] > epochs[:-1])))
 
 
-def _preview(array) -> str:
+def _preview(array: np.ndarray) -> str:
     items = array[:6].tolist()
     return str(items)[:-1] + ", ...]" if array.size > 6 else str(items)
 
@@ -183,7 +245,7 @@ _PCG64_BOUNDS = {("state", "state"): 128, ("state", "inc"): 128, ("has_uint32",)
                  ("uinteger",): 32}
 
 
-def _restore_rng(generator, state):
+def _restore_rng(generator: np.random.BitGenerator, state: Any) -> None:
     """Set ``generator`` (a model's shuffle stream) to the stored ``state``: the same
     structure as its own state, integers (not booleans) in range."""
     kind = type(generator).__name__
@@ -205,7 +267,7 @@ def _restore_rng(generator, state):
         raise _Damaged(f"its shuffle generator's state cannot be restored ({exc})") from exc
 
 
-def _same_structure(value, like) -> bool:
+def _same_structure(value: object, like: object) -> bool:
     """Whether ``value`` (from JSON) has the keys and the types of ``like`` (names equal)."""
     if isinstance(like, dict):
         return isinstance(value, dict) and value.keys() == like.keys() and all(
@@ -218,9 +280,10 @@ def _same_structure(value, like) -> bool:
 _CALLBACK_KEY = re.compile(r"\d{1,6}:[A-Za-z_]\w*")
 
 
-def _check_callback_states(states):
+def _check_callback_states(states: object) -> dict[str, Any]:
     """The fit's callbacks' states (`BackupAndRestore`): ``{"position:Class": {...}}``, and
-    the backed-up run's record under ``"run"`` (which `BackupAndRestore` checks)."""
+    the backed-up run's record under ``"run"`` (which `BackupAndRestore` checks); returned
+    once checked."""
     if not isinstance(states, dict):
         raise _Damaged(f"its callback states are {type(states).__name__}, not a JSON object")
     for key, state in states.items():
@@ -229,9 +292,10 @@ def _check_callback_states(states):
         if not _CALLBACK_KEY.fullmatch(key) or not isinstance(state, dict):
             raise _Damaged(f"its callback state {key!r} is not a callback's state "
                            f"({type(state).__name__})")
+    return states
 
 
-def _host_array(model, array):
+def _host_array(model: Model, array: Array) -> np.ndarray:
     """``array`` (backend or NumPy) as a NumPy array in a form every backend gives alike:
     float64 for floating point, int64 for integers."""
     host = np.asarray(model.backend.to_numpy(array) if model.backend.is_native(array)
@@ -241,7 +305,7 @@ def _host_array(model, array):
     return np.ascontiguousarray(host, dtype=kind)
 
 
-def data_fingerprint(model, data) -> dict | None:
+def data_fingerprint(model: Model, data: TrainingData | None) -> dict[str, Any] | None:
     """What identifies a fit's data: each array's shape (training ``x``, targets, rows'
     weights, and the validation data) and one hash of them all (BLAKE2b over their
     values as float64/int64, so that any backend gives the same one)."""
@@ -262,7 +326,7 @@ def data_fingerprint(model, data) -> dict | None:
 
 
 # ---------------------------------------------------------------------- save
-def _new_file_mode(path):
+def _new_file_mode(path: str) -> int:
     """The permission bits a plain ``open(path, "w")`` would leave: the old file's, or
     0666 less the umask."""
     try:
@@ -295,7 +359,7 @@ def current_umask() -> int:
     return umask
 
 
-def _save_error(exc, path, what, why):
+def _save_error(exc: OSError, path: object, what: str, why: str) -> OSError:
     return OSError(exc.errno, f"cannot {what} to {path!r}: {why} ({exc.strerror or exc})")
 
 
@@ -304,7 +368,8 @@ _EXAMPLES = {"save the figure": "history.png", "write the CSV log": "log.csv",
              "write the ONNX file": "model.onnx"}
 
 
-def _check_target(path, what, shown=None):
+def _check_target(path: str | os.PathLike[str], what: str, shown: object = None
+                  ) -> tuple[str, str, str]:
     """``(user's path, real path to replace, its folder)``: refused at once when the path
     is not a file name, is empty or holds a NUL, names a folder (an existing one, or any
     path ending in a separator), a symbolic link that loops, an existing non-regular file
@@ -332,7 +397,7 @@ def _check_target(path, what, shown=None):
     return path, target, folder
 
 
-def _path_text(path, what) -> str:
+def _path_text(path: object, what: str) -> str:
     if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"cannot {what}: the path must be a file name (str or "
                         f"os.PathLike), got {type(path).__name__} {path!r}")
@@ -347,7 +412,7 @@ def _path_text(path, what) -> str:
     return path
 
 
-def _check_loop(path, what, shown) -> None:
+def _check_loop(path: str, what: str, shown: object) -> None:
     """Refuse a symbolic link that leads back to itself (written through, it would be
     replaced by a file)."""
     try:
@@ -359,7 +424,7 @@ def _check_loop(path, what, shown) -> None:
                                        f"it is not replaced") from None
 
 
-def _check_folder(folder, what, shown) -> None:
+def _check_folder(folder: str, what: str, shown: object) -> None:
     """The folder must exist; a file where a folder of the path should be is named."""
     if os.path.isdir(folder):
         return
@@ -375,7 +440,7 @@ def _check_folder(folder, what, shown) -> None:
                                           f"does not exist{hint}")
 
 
-def _check_name_length(target, folder, what, shown) -> None:
+def _check_name_length(target: str, folder: str, what: str, shown: object) -> None:
     """Refuse a file name longer than the folder's file system takes (ENAMETOOLONG)."""
     name = os.fsencode(os.path.basename(target))
     try:
@@ -392,7 +457,8 @@ def _check_name_length(target, folder, what, shown) -> None:
 _SEPARATORS = tuple(sep for sep in (os.sep, os.altsep) if sep)
 
 
-def check_writable(path, what="save", shown=None) -> str:
+def check_writable(path: str | os.PathLike[str], what: str = "save", shown: object = None
+                   ) -> str:
     """The user's ``path`` (a str) once a file can be written there the way
     `write_atomically` writes: a file name (not a folder, not a device or named pipe)
     in an existing folder where a file can be created (tried: a read-only folder or
@@ -432,12 +498,12 @@ def process_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporaries(folder) -> list[str]:
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[str]:
     """Remove the temporary files that writes into ``folder`` left behind when their
     process was killed (SIGKILL, SIGTERM, a crash) before it could remove them: those
     of a process of this machine that no longer runs. Files of running processes, of
     other machines, and anything else are left alone. Returns the names removed."""
-    host, removed = _host_tag(), []
+    host, removed = _host_tag(), list[str]()
     try:
         names = [n for n in os.listdir(folder) if n.startswith(".mlp-")]
     except OSError:
@@ -456,7 +522,7 @@ def remove_stale_temporaries(folder) -> list[str]:
     return removed
 
 
-def _create_temporary(path, folder, what):
+def _create_temporary(path: object, folder: str, what: str) -> tuple[int, str]:
     """``(fd, name)`` of a new temporary file in ``folder`` (errors name ``path``)."""
     try:
         return tempfile.mkstemp(prefix=f".mlp-{_host_tag()}-{os.getpid()}-", suffix=".tmp",
@@ -465,7 +531,8 @@ def _create_temporary(path, folder, what):
         raise _save_error(exc, path, what, f"cannot create a file in {folder!r}") from exc
 
 
-def write_atomically(path, write, *, what="save"):
+def write_atomically(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object], *,
+                     what: str = "save") -> None:
     """Call ``write(file)`` on a temporary file beside ``path``, then rename it over
     ``path`` (through a symbolic link): a crash leaves the old file or the new one, never
     half of one. The file gets the mode a plain ``open(path, "wb")`` would give (the old
@@ -491,14 +558,16 @@ def write_atomically(path, write, *, what="save"):
         raise
 
 
-def save(model, path, *, include_optimizer=False, callback_states=None):
+def save(model: Model, path: str | os.PathLike[str], *, include_optimizer: bool = False,
+         callback_states: dict[str, Any] | None = None) -> None:
     """Write ``model`` to ``path`` (see `MLP.save`) with `write_atomically`;
     ``callback_states`` (JSON-ready, with ``include_optimizer``) are the states a
     `BackupAndRestore` keeps of the fit's callbacks (read back with `callback_states`)."""
     _check_target(path, "save")  # before any work
     weights = model.get_weights()
     _refuse_unloadable(model, path, include_optimizer, weights)
-    arrays = {"mlp_format": np.asarray(FORMAT_VERSION if include_optimizer else 1),
+    # (Any: np.savez's keyword arguments, all arrays here, share its signature with flags)
+    arrays: dict[str, Any] = {"mlp_format": np.asarray(FORMAT_VERSION if include_optimizer else 1),
               "config": np.asarray(json.dumps(model.get_config()))}
     for i, (W, b) in enumerate(weights):
         arrays[f"W{i}"], arrays[f"b{i}"] = W, b
@@ -512,7 +581,8 @@ def save(model, path, *, include_optimizer=False, callback_states=None):
     write_atomically(path, lambda fh: np.savez(fh, **arrays))
 
 
-def _refuse_unloadable(model, path, include_optimizer, weights) -> None:
+def _refuse_unloadable(model: Model, path: str | os.PathLike[str], include_optimizer: bool,
+                       weights: list[tuple[np.ndarray, np.ndarray]]) -> None:
     """Refuse, before anything is written, a model whose file `load` would refuse (a file
     `save` writes is always one `load` reads): weights that are not finite, and with
     ``include_optimizer`` an epoch count or history epochs beyond what a file holds or out
@@ -527,7 +597,7 @@ def _refuse_unloadable(model, path, include_optimizer, weights) -> None:
                          f"refuse the file; nothing was written")
 
 
-def _training_problem(model) -> str | None:
+def _training_problem(model: Model) -> str | None:
     """What in the epoch count or the history a model file cannot hold."""
     epochs = model.epochs_trained_
     if not 0 <= int(epochs) <= MAX_EPOCHS:
@@ -542,7 +612,7 @@ def _training_problem(model) -> str | None:
     return None if problem is None else f"model.history_ has {problem}"
 
 
-def _opt_state_problem(model) -> str | None:
+def _opt_state_problem(model: Model) -> str | None:
     state = model.optimizer_state_
     for i, (leaf, role) in enumerate(zip(tree_leaves(state), _leaf_roles(state),
                                          strict=True)):
@@ -556,13 +626,13 @@ def _opt_state_problem(model) -> str | None:
     return None
 
 
-def _remove(tmp):
+def _remove(tmp: str) -> None:
     if os.path.exists(tmp):
         os.unlink(tmp)
 
 
 # ---------------------------------------------------------------------- load
-def _open_regular(path, name):
+def _open_regular(path: str | bytes | os.PathLike[str], name: str) -> IO[bytes]:
     """A binary file object for ``path``, refused at once unless it is a regular file
     (a named pipe would block, a device would never end)."""
     try:
@@ -590,7 +660,7 @@ def _open_regular(path, name):
     return os.fdopen(fd, "rb")
 
 
-def _check_head(fh, name):
+def _check_head(fh: IO[bytes], name: str) -> None:
     try:
         head = fh.read(len(_NPY_MAGIC))
         fh.seek(0)
@@ -607,7 +677,7 @@ def _check_head(fh, name):
                              f"it starts with {head[:4]!r})")
 
 
-def _members(zf, name, size):
+def _members(zf: zipfile.ZipFile, name: str, size: int) -> Members:
     """``{array name: ZipInfo}`` of the archive (a file of ``size`` bytes); foreign,
     duplicate or unknown entries, and entries declaring far more data than the file can
     hold (`MAX_EXPANSION`), are refused from the directory alone, without decompressing
@@ -633,7 +703,8 @@ def _members(zf, name, size):
     return {info.filename[:-4]: info for info in infos}
 
 
-def _header(zf, info):
+def _header(zf: zipfile.ZipFile, info: zipfile.ZipInfo
+            ) -> tuple[tuple[int, ...], np.dtype[Any]]:
     """``(shape, dtype)`` from the member's ``.npy`` header, read without its data."""
     with zf.open(info) as fh:
         version = np.lib.format.read_magic(fh)
@@ -652,14 +723,14 @@ def _header(zf, info):
     return shape, dtype
 
 
-def _read_member(zf, info):
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
     with zf.open(info) as fh:
         array = np.lib.format.read_array(fh, allow_pickle=False)
         fh.read(1)  # reach the end, so that the zip's CRC check runs
     return array
 
 
-def _json_depth_ok(text):
+def _json_depth_ok(text: str) -> bool:
     depth, in_string, escaped = 0, False, False
     for ch in text:
         if in_string:
@@ -676,7 +747,7 @@ def _json_depth_ok(text):
     return True
 
 
-def _object(pairs) -> dict:
+def _object(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
     """A JSON object whose keys are all distinct (which of two values counts is not a
     question a model file leaves open)."""
     value = {}
@@ -687,7 +758,8 @@ def _object(pairs) -> dict:
     return value
 
 
-def _json_entry(zf, members, key, shapes):
+def _json_entry(zf: zipfile.ZipFile, members: Members, key: str, shapes: Shapes
+                ) -> dict[str, Any]:
     """The JSON object stored (as a 0-d string array) under ``key``."""
     shape, dtype = shapes[key]
     if shape != () or dtype.kind != "U" or dtype.itemsize // 4 > MAX_JSON_CHARS:
@@ -701,7 +773,7 @@ def _json_entry(zf, members, key, shapes):
     return value
 
 
-def _format_version(zf, members, shapes, name) -> int:
+def _format_version(zf: zipfile.ZipFile, members: Members, shapes: Shapes, name: str) -> int:
     shape, dtype = shapes["mlp_format"]
     if shape != () or dtype.kind not in "iu":
         raise _Damaged(f"its format number (dtype {dtype}, shape {shape}) is not an integer")
@@ -715,7 +787,7 @@ def _format_version(zf, members, shapes, name) -> int:
     return version
 
 
-def _check_parts(members):
+def _check_parts(members: Members) -> None:
     """The optional parts come together: an optimizer state with its optimizer, a
     history with its training state, a training state with an optimizer."""
     has = {"optimizer": "optimizer" in members, "training": "training" in members,
@@ -729,12 +801,12 @@ def _check_parts(members):
             raise _Damaged(f"it holds {what}")
 
 
-def _names(names) -> str:
+def _names(names: list[str]) -> str:
     """``names`` joined, the first six of them (a crafted config may declare thousands)."""
     return ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
 
 
-def _check_weight_shapes(layer_sizes, shapes):
+def _check_weight_shapes(layer_sizes: tuple[int, ...], shapes: Shapes) -> None:
     """Every stored W/b has the shape the config declares (before anything is built)."""
     n_layers = len(layer_sizes) - 1
     absent = [k for i in range(n_layers) for k in (f"W{i}", f"b{i}") if k not in shapes]
@@ -754,13 +826,15 @@ def _check_weight_shapes(layer_sizes, shapes):
                 raise _Damaged(f"the weights of layer {i} are {dt}, not floating point")
 
 
-def _optimizer_state(zf, members, shapes, model, opt):
+def _optimizer_state(zf: zipfile.ZipFile, members: Members, shapes: Shapes, model: Model,
+                     opt: Optimizer) -> Any:
     """The stored state, checked leaf by leaf against ``opt.init(model.params)``."""
     with model.backend.precision(model.dtype):
         return _checked_state(zf, members, shapes, model, opt)
 
 
-def _checked_state(zf, members, shapes, model, opt):
+def _checked_state(zf: zipfile.ZipFile, members: Members, shapes: Shapes, model: Model,
+                   opt: Optimizer) -> Any:
     wants, roles = _expected_state(model, opt)
     n_stored = sum(1 for k in shapes if k.startswith("opt_state_"))
     if n_stored != len(wants) or any(f"opt_state_{i}" not in shapes
@@ -781,7 +855,7 @@ def _checked_state(zf, members, shapes, model, opt):
     return tree_unflatten(template, leaves)
 
 
-def _expected_state(model, opt):
+def _expected_state(model: Model, opt: Optimizer) -> tuple[list[_Want], list[str]]:
     """``[(shape, dtype)]`` and the roles (`_leaf_roles`) of the leaves of
     ``opt.init(model.params)``, found without building that state: ``opt.init`` on one
     1-element stand-in per weight array. A state's leaves are scalars (step counts,
@@ -792,7 +866,8 @@ def _expected_state(model, opt):
     weight_shapes = [s for i in range(n // 2) for s in ((model.layer_sizes[i],
                                                          model.layer_sizes[i + 1]),
                                                         (model.layer_sizes[i + 1],))]
-    wants, run = [], 0
+    wants: list[_Want] = []
+    run = 0
     for leaf in tree_leaves(stand_in):
         run = run + 1 if leaf.ndim else 0  # the position in a run of copies of the weights
         shape = weight_shapes[(run - 1) % n] if leaf.ndim else ()
@@ -800,7 +875,7 @@ def _expected_state(model, opt):
     return wants, _leaf_roles(stand_in)
 
 
-def _check_state_header(shapes, i, want):
+def _check_state_header(shapes: Shapes, i: int, want: _Want) -> None:
     """Optimizer state array ``i``'s header against ``want`` (shape, dtype); a step count
     written by another backend may be int64 where this one counts in int32."""
     shape, dtype = shapes[f"opt_state_{i}"]
@@ -810,13 +885,15 @@ def _check_state_header(shapes, i, want):
                        f"expected shape {want[0]} and dtype {want[1]}")
 
 
+#: An optimizer state array's expected ``(shape, dtype)``.
+_Want = tuple[tuple[int, ...], np.dtype[Any]]
 #: What an optimizer state's field holds, by the field's name; the last three are >= 0.
 _ROLES = {"mu": "first moments", "trace": "velocity", "count": "step count",
           "learning_rate_scale": "learning-rate scale", "nu": "mean of squared gradients"}
 _NON_NEGATIVE = ("step count", "learning-rate scale", "mean of squared gradients")
 
 
-def _leaf_roles(node, role="values") -> list:
+def _leaf_roles(node: object, role: str = "values") -> list[str]:
     """What each leaf of an optimizer state (as `tree_leaves` orders them) holds."""
     if node is None:
         return []
@@ -827,7 +904,8 @@ def _leaf_roles(node, role="values") -> list:
     return [role]
 
 
-def _state_leaf(zf, members, i, want, role):
+def _state_leaf(zf: zipfile.ZipFile, members: Members, i: int, want: _Want, role: str
+                ) -> np.ndarray:
     """Optimizer state array ``i`` (its header checked) as NumPy in ``want``'s dtype:
     finite; a count, a scale or a mean of squares >= 0."""
     leaf = _read_member(zf, members[f"opt_state_{i}"])
@@ -843,7 +921,7 @@ def _state_leaf(zf, members, i, want, role):
     return leaf
 
 
-def _state_values_problem(leaf, role) -> str | None:
+def _state_values_problem(leaf: np.ndarray, role: str) -> str | None:
     """What a float optimizer state array holds that no fit leaves (None: nothing)."""
     if not np.all(np.isfinite(leaf)):
         return "holds NaN or infinite values"
@@ -852,15 +930,16 @@ def _state_values_problem(leaf, role) -> str | None:
     return None
 
 
-def _check_registered(config, name):
+def _check_registered(config: dict[str, Any], name: str) -> None:
     """A model of a user's own activation or loss loads only once it is registered in
     this process: say so, rather than calling the (sound) file damaged."""
     from .activations import ACTIVATIONS
     from .losses import LOSSES
 
-    wanted = [("activation", ACTIVATIONS, "register_activation"),
-              ("output_activation", ACTIVATIONS, "register_activation"),
-              ("loss", LOSSES, "register_loss")]
+    wanted: list[tuple[str, Container[str], str]] = [
+        ("activation", ACTIVATIONS, "register_activation"),
+        ("output_activation", ACTIVATIONS, "register_activation"),
+        ("loss", LOSSES, "register_loss")]
     for key, registry, register in wanted:
         value = config.get(key)
         if isinstance(value, str) and value and value not in registry:
@@ -869,7 +948,8 @@ def _check_registered(config, name):
                                  f"{value!r} before loading it")
 
 
-def _load_model(zf, members, name, backend, model_class):
+def _load_model(zf: zipfile.ZipFile, members: Members, name: str, backend: Backend,
+                model_class: ModelClass[M]) -> M:
     shapes = {key: _header(zf, info) for key, info in members.items()}
     version = _format_version(zf, members, shapes, name)
     _check_parts(members)
@@ -895,7 +975,7 @@ def _load_model(zf, members, name, backend, model_class):
     return model
 
 
-def _check_trainable(opt, state, dtype_name) -> None:
+def _check_trainable(opt: Optimizer, state: Any, dtype_name: str) -> None:
     """Refuse an optimizer (and learning-rate scale) that fit would refuse in the model's
     dtype: the file would load, and its first fit fail or silently train nothing."""
     from .optimizers import check_numbers_in_dtype, check_rate_scale
@@ -907,7 +987,7 @@ def _check_trainable(opt, state, dtype_name) -> None:
         raise _Damaged(f"its optimizer is one fit would refuse: {exc}") from None
 
 
-def callback_states(path) -> dict:
+def callback_states(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The callbacks' states stored in ``path`` by `save` (``{}`` if none)."""
     name = repr(os.fspath(path))
     with _open_regular(path, name) as fh:
@@ -918,8 +998,8 @@ def callback_states(path) -> dict:
                 if "training" not in members:
                     return {}
                 shapes = {"training": _header(zf, members["training"])}
-                states = _json_entry(zf, members, "training", shapes).get("callbacks", {})
-                _check_callback_states(states)
+                states = _check_callback_states(
+                    _json_entry(zf, members, "training", shapes).get("callbacks", {}))
         except ModelFileError:
             raise
         except (_Damaged, zipfile.BadZipFile, OSError, EOFError, zlib.error, ValueError,
@@ -928,7 +1008,8 @@ def callback_states(path) -> dict:
     return states
 
 
-def load_model(path, model_class, backend=None):
+def load_model(path: str | bytes | os.PathLike[str], model_class: ModelClass[M],
+               backend: str | Backend | None = None) -> M:
     """A ``model_class`` (`MLP`) from a file written by `MLP.save`, on ``backend``
     (None: ``$MLP_BACKEND``). `mlp.load` is this with `MLP` and documents what it
     raises; this module never imports the model, so the model can import it. Arrays

@@ -5,16 +5,18 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 import numpy as np
+import numpy.typing as npt
 
 from backends import Backend, resolve_backend
 
 from . import core
 from . import guard as _guard
 from . import io as _io
+from ._typing import Array, Namespace, Optimizer, Params
 from .activations import ACTIVATIONS, hidden_activations
 from .callbacks import History
 from .core import NetworkSpec
@@ -26,8 +28,16 @@ from .state import HistoryRecord, ModelState
 from .tree import tree_map
 from .validation import check_dtype, check_layer_sizes, prepare_x
 
+if TYPE_CHECKING:
+    from .training import TrainState
+    from .weights import ClassWeight
+
+T = TypeVar("T")
+#: Weights as `set_weights` takes them: ``[(W, b), ...]``, NumPy or backend arrays.
+Weights = Sequence[tuple[Array, Array]]
+
 #: Compiled functions shared between models (see `MLP.compiled`), least recently used first.
-_SHARED_CACHE: dict = {}
+_SHARED_CACHE: dict[tuple[Any, ...], Callable[..., Any]] = {}
 _SHARED_CACHE_SIZE = 128
 
 
@@ -35,22 +45,22 @@ class _Registered(Options):
     """One of the names in a registry (read at check time, so that names registered
     later are accepted)."""
 
-    def __init__(self, registry):
+    def __init__(self, registry: Iterable[str] | Callable[[], Iterable[str]]) -> None:
         self._registry = registry
 
     @property
-    def options(self):
+    def options(self) -> tuple[str, ...]:  # type: ignore[override]
         return tuple(self._registry() if callable(self._registry) else self._registry)
 
     @property
-    def description(self):
+    def description(self) -> str:  # type: ignore[override]
         return "one of " + ", ".join(repr(o) for o in self.options)
 
 
 class _LayerSizes(Constraint):
     description = "a sequence of positive integers"
 
-    def accept(self, value):
+    def accept(self, value: Any) -> tuple[int, ...]:
         return check_layer_sizes(value)
 
 
@@ -59,7 +69,7 @@ class _FloatDType(Constraint):
 
     description = "'float32' or 'float64' (or np.float32, np.float64)"
 
-    def accept(self, value):
+    def accept(self, value: Any) -> str:
         try:
             return check_dtype(value)
         except ValueError:
@@ -82,7 +92,20 @@ _REBUILT = ("_spec", "_cache", "params", "optimizer_state_", "train_state_", _gu
             *("_" + name for name in _FIXED))
 
 
-def _fixed(name: str):
+class _Fixed(property, Generic[T]):
+    """A read-only property of the model (`_fixed`), typed by the value it gives."""
+
+    if TYPE_CHECKING:
+        @overload
+        def __get__(self, instance: None, owner: type | None = None, /) -> _Fixed[T]: ...
+
+        @overload
+        def __get__(self, instance: object, owner: type | None = None, /) -> T: ...
+
+        def __get__(self, instance: object, owner: type | None = None, /) -> Any: ...
+
+
+def _fixed(name: str) -> _Fixed[Any]:
     """A read-only property for the attribute ``name`` fixed when the model is built: the
     weights, the compiled functions and the files `MLP.save` writes all follow it, so
     assigning it is refused with what to do instead."""
@@ -96,15 +119,17 @@ def _fixed(name: str):
     else:
         advice = "it is the backend's array namespace"
 
-    def get(self):
+    def get(self: MLP) -> Any:
         return self.__dict__["_" + name]
 
-    def refuse(self, value=None):
+    def refuse(self: MLP, value: object = None) -> None:
         raise AttributeError(f"MLP.{name} is read-only: it is fixed when the model is built "
                              f"(the weights, the compiled functions and saved files follow "
                              f"it); {advice}")
 
-    return property(get, refuse, refuse, doc=f"The model's {name} (read-only).")
+    fixed: _Fixed[Any] = _Fixed(get, refuse, refuse)
+    fixed.__doc__ = f"The model's {name} (read-only)."  # (a subclass's doc= is not kept)
+    return fixed
 
 
 def _physical_memory() -> int | None:
@@ -115,12 +140,19 @@ def _physical_memory() -> int | None:
         return None
 
 
-def _bytes_text(n: int) -> str:
+def _bytes_text(n: float) -> str:
     for unit in ("bytes", "kB", "MB", "GB", "TB", "PB"):
         if n < 1000 or unit == "PB":
             return f"{n:.3g} {unit}" if unit != "bytes" else f"{n} bytes"
         n /= 1000
     return ""  # pragma: no cover
+
+
+def _drawn_seed() -> int:
+    """A seed for ``seed=None``: fresh entropy from the system, reduced to 32 bits."""
+    entropy = np.random.SeedSequence().entropy
+    assert isinstance(entropy, int)  # (SeedSequence draws an int when given none)
+    return entropy % 2**32
 
 
 def too_large_error(layer_sizes: Sequence[int], need: int, why: str) -> MemoryError:
@@ -174,12 +206,16 @@ def check_weights_size(layer_sizes: Sequence[int], dtype_name: str) -> int:
     return need
 
 
-def _in_precision(method):
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _in_precision(method: Callable[Concatenate[MLP, P], R]) -> Callable[Concatenate[MLP, P], R]:
     """Run ``method`` inside ``backend.precision(model.dtype)``: on JAX a float64 model
     computes in float64 without turning on 64-bit types for the whole process."""
 
     @functools.wraps(method)
-    def call(self, *args, **kwargs):
+    def call(self: MLP, *args: P.args, **kwargs: P.kwargs) -> R:
         with self.backend.precision(self.dtype):
             return method(self, *args, **kwargs)
 
@@ -253,16 +289,24 @@ class MLP:
     >>> history = model.fit(x, y, epochs=5)
     """
 
-    layer_sizes = _fixed("layer_sizes")
-    activation = _fixed("activation")
-    output_activation = _fixed("output_activation")
-    loss_name = _fixed("loss_name")
-    init = _fixed("init")
-    dtype_name = _fixed("dtype_name")
-    dtype = _fixed("dtype")
-    seed = _fixed("seed")
-    backend = _fixed("backend")
-    xp = _fixed("xp")
+    layer_sizes: _Fixed[tuple[int, ...]] = _fixed("layer_sizes")
+    activation: _Fixed[str] = _fixed("activation")
+    output_activation: _Fixed[str] = _fixed("output_activation")
+    loss_name: _Fixed[str] = _fixed("loss_name")
+    init: _Fixed[str] = _fixed("init")
+    dtype_name: _Fixed[str] = _fixed("dtype_name")
+    dtype: _Fixed[Any] = _fixed("dtype")  # the backend's dtype object
+    seed: _Fixed[int] = _fixed("seed")
+    backend: _Fixed[Backend] = _fixed("backend")
+    xp: _Fixed[Namespace] = _fixed("xp")
+
+    params: list[tuple[Array, Array]]
+    history_: History | None
+    epochs_trained_: int
+    optimizer_: Optimizer | None
+    optimizer_state_: Any
+    train_state_: TrainState | None
+    stop_training: bool
 
     #: Each constructor argument's rule, stated once (see `mlp.params`).
     _parameter_constraints = {
@@ -276,8 +320,10 @@ class MLP:
         "seed": [Integer(0), None],
     }
 
-    def __init__(self, layer_sizes, *, activation="relu", output_activation=None, loss="mse",
-                 init=None, backend=None, dtype="float32", seed=None):
+    def __init__(self, layer_sizes: Sequence[int], *, activation: str = "relu",
+                 output_activation: str | None = None, loss: str = "mse", init: str | None = None,
+                 backend: str | Backend | None = None, dtype: npt.DTypeLike = "float32",
+                 seed: int | None = None) -> None:
         self._configure(layer_sizes=layer_sizes, activation=activation,
                         output_activation=output_activation, loss=loss, init=init,
                         backend=backend, dtype=dtype, seed=seed)
@@ -288,7 +334,7 @@ class MLP:
         except MemoryError:
             raise too_large_error(self.layer_sizes, need, "cannot be allocated here") from None
 
-    def _configure(self, **arguments):
+    def _configure(self, **arguments: Any) -> None:
         """Check the constructor's arguments and set everything but the weights."""
         values = validate(self._parameter_constraints, arguments)
         loss = LOSSES[values["loss"]]
@@ -301,14 +347,12 @@ class MLP:
                      activation=activation, output_activation=out_name, loss_name=loss.name,
                      init=values["init"] or default_initializer(activation),
                      dtype_name=values["dtype"], dtype=backend.dtype(values["dtype"]),
-                     seed=int(np.random.SeedSequence().entropy % 2**32) if seed is None
-                     else seed)
+                     seed=_drawn_seed() if seed is None else seed)
         self.__dict__.update({"_" + name: value for name, value in fixed.items()})
         self._seed_drawn = seed is None  # a BackupAndRestore may resume another run's seed
         self._spec = NetworkSpec(self.xp, ACTIVATIONS[activation], ACTIVATIONS[out_name], loss)
-        self._cache = {}
+        self._cache: dict[tuple[Any, ...], Callable[..., Any]] = {}
         self._shuffle_rng = np.random.default_rng([self.seed, 1])
-        self.params = None
         self.history_ = None
         self.epochs_trained_ = 0
         self.optimizer_ = None
@@ -317,7 +361,7 @@ class MLP:
         self.stop_training = False
 
     # ----------------------------------------------------------------- config
-    def get_config(self) -> dict:
+    def get_config(self) -> dict[str, Any]:
         """The constructor arguments as a JSON-ready dict (all but ``backend``).
 
         Defaults are resolved: ``output_activation`` and ``init`` are the ones
@@ -332,8 +376,8 @@ class MLP:
         return config
 
     @classmethod
-    def from_config(cls, config: dict, backend: str | Backend | None = None, *,
-                    weights=None) -> MLP:
+    def from_config(cls, config: dict[str, Any], backend: str | Backend | None = None, *,
+                    weights: Weights | Callable[[], Weights] | None = None) -> MLP:
         """A new model from `get_config`'s dict, on ``backend`` (None: ``$MLP_BACKEND``).
 
         Parameters
@@ -360,7 +404,7 @@ class MLP:
         return model
 
     @classmethod
-    def check_config(cls, config: dict) -> dict:
+    def check_config(cls, config: dict[str, Any]) -> dict[str, Any]:
         """A copy of ``config`` once it has exactly `get_config`'s keys.
 
         Raises
@@ -382,7 +426,7 @@ class MLP:
                                   unknown and f"has unknown keys {', '.join(unknown)}") if part))
         return dict(config)
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         """Picklable state: the config, the backend's name and every array as NumPy (no
         object of the backend's library: any process with NumPy reads it, and it is put
         back on the backend when unpickled). Refused while another thread trains the model
@@ -399,7 +443,7 @@ class MLP:
         state["_has_train_state"] = self.train_state_ is not None
         return state
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         """Rebuild the model from `__getstate__`'s state on its backend, which must be
         able to run here (`BackendUnavailableError` otherwise)."""
         state = {k: v for k, v in state.items() if k not in _FIXED}  # older pickles' copies
@@ -407,7 +451,8 @@ class MLP:
         weights, opt_state = state.pop("params"), state.pop("optimizer_state_")
         has_train_state = state.pop("_has_train_state", False)
         self.__dict__.update(state)
-        self.params = None if weights is None else self._to_device(weights)
+        if weights is not None:
+            self.params = self._to_device(weights)
         with self.backend.precision(self.dtype):
             self.optimizer_state_ = tree_map(
                 lambda leaf: self.backend.asarray(leaf) if isinstance(leaf, np.ndarray) else leaf,
@@ -452,7 +497,7 @@ class MLP:
         return f"MLP({args}, backend={self.backend.name!r})"
 
     @_in_precision
-    def _to_device(self, host_params):
+    def _to_device(self, host_params: Weights) -> list[tuple[Array, Array]]:
         """``[(W, b), ...]`` from the host as arrays of the backend's own, in memory it
         allocated (where a fresh array lives, as after a training step: a matrix product
         may round by where its operands sit, so the weights never stay in NumPy's)."""
@@ -460,7 +505,8 @@ class MLP:
         return [(copy(to(W, self.dtype), copy=True), copy(to(b, self.dtype), copy=True))
                 for W, b in host_params]
 
-    def compiled(self, key: tuple, factory: Callable[[], Callable]) -> Callable:
+    def compiled(self, key: tuple[Any, ...], factory: Callable[[], Callable[..., Any]]
+                 ) -> Callable[..., Any]:
         """A compiled function, compiled once per key and shared by every model with the
         same backend and network math (JAX compiles per model otherwise: seconds each).
 
@@ -565,7 +611,7 @@ class MLP:
         problem = self._state_problem(state)
         if problem:
             raise ValueError(f"restore_state: {problem}; the model is as it was")
-        if state.history_record is not None:
+        if state.history_record is not None and state.history is not None:
             state.history_record.put_back(state.history)
         if state.train_state is not None and state.train_state_values is not None:
             train = state.train_state
@@ -578,7 +624,7 @@ class MLP:
         self._seed, self._seed_drawn = state.seed, state.seed_drawn
         self.stop_training = state.stop_training
 
-    def _state_problem(self, state) -> str | None:
+    def _state_problem(self, state: object) -> str | None:
         """What keeps the model from taking ``state`` (None if nothing)."""
         from .training import history_problem, params_problem
 
@@ -603,7 +649,7 @@ class MLP:
             return f"the optimizer {type(optimizer).__name__} is not an optimizer"
         return self._stream_problem(state)
 
-    def _stream_problem(self, state) -> str | None:
+    def _stream_problem(self, state: ModelState) -> str | None:
         """What is wrong with the state's shuffle stream and seed (None if nothing)."""
         try:
             type(self._shuffle_rng.bit_generator)().state = state.shuffle_state
@@ -617,11 +663,12 @@ class MLP:
 
     # ------------------------------------------------------------------- data
     @_in_precision
-    def _x(self, x, name="x"):
+    def _x(self, x: Array, name: str = "x") -> Array:
         return prepare_x(self.backend, x, self.n_features, self.dtype, name)
 
     @_in_precision
-    def _prepare(self, x, y, names=("x", "y")):
+    def _prepare(self, x: Array, y: Array, names: Sequence[str] = ("x", "y")
+                 ) -> tuple[Array, Array, Array | None]:
         """Checked ``(x, targets, labels)`` on the backend (see `prepare_targets`)."""
         x_dev = self._x(x, names[0])
         targets, labels = self._spec.loss.prepare_targets(
@@ -647,27 +694,29 @@ class MLP:
                                  "row(s) of x", x_dev)
         return out
 
-    def predict_proba(self, x):
+    def predict_proba(self, x: Array) -> Array:
         """Class probabilities ``(n, n_outputs)`` (classifiers only)."""
         self._require_classifier("predict_proba")
         return self.predict(x)
 
     @_in_precision
-    def predict_classes(self, x):
+    def predict_classes(self, x: Array) -> Array:
         """Predicted classes: ``(n,)`` argmax for cross-entropy, ``(n, n_outputs)`` 0/1
         (probability > 0.5) for binary cross-entropy."""
         self._require_classifier("predict_classes")
         return self._spec.loss.predict_classes(self.xp, self.predict(x))
 
-    def _require_classifier(self, what):
+    def _require_classifier(self, what: str) -> None:
         if not self.is_classifier:
             known = " or ".join(name for name, loss in LOSSES.items() if loss.classification)
             raise ValueError(f"{what} needs a classification loss ({known}); this model uses "
                              f"{self.loss_name!r}")
 
     @_in_precision
-    def prepare_data(self, x, y, sample_weight=None, class_weight=None, *,
-                     names: tuple[str, str, str] = ("x", "y", "sample_weight")) -> tuple:
+    def prepare_data(self, x: Array, y: Array, sample_weight: Array | None = None,
+                     class_weight: ClassWeight = None, *,
+                     names: tuple[str, str, str] = ("x", "y", "sample_weight")
+                     ) -> tuple[Array, Array, Array | None, Array | None]:
         """Data checked and moved to the backend, as training and evaluation take it.
 
         Parameters
@@ -701,7 +750,7 @@ class MLP:
         return x_dev, targets, labels, w
 
     @_in_precision
-    def loss(self, x, y, sample_weight=None) -> float:
+    def loss(self, x: Array, y: Array, sample_weight: Array | None = None) -> float:
         """The mean loss on ``(x, y)`` as a Python float (no penalty term).
 
         ``sample_weight: (n,)`` (finite, >= 0) makes it the weighted mean
@@ -718,7 +767,8 @@ class MLP:
         return value
 
     @_in_precision
-    def gradients(self, x, y, sample_weight=None):
+    def gradients(self, x: Array, y: Array, sample_weight: Array | None = None
+                  ) -> list[tuple[Array, Array]]:
         """Gradients of the mean loss (weighted with ``sample_weight``), ``[(dW, db), ...]``
         as backend arrays; a ValueError where they overflow the model's dtype."""
         x_dev, targets, _, w = self.prepare_data(x, y, sample_weight)
@@ -734,12 +784,12 @@ class MLP:
             raise self._overflow("the loss or its gradients", x_dev, targets)
         return grads
 
-    def _overflow(self, what, x, targets=None) -> ValueError:
+    def _overflow(self, what: str, x: Array, targets: Array | None = None) -> ValueError:
         """The error for a computation on finite inputs whose result overflowed the dtype:
         it names the inputs' and the weights' largest magnitudes, and what to do."""
         xp = self.xp
 
-        def largest(array):
+        def largest(array: Array) -> float:
             return float(xp.max(xp.abs(array)))
 
         sizes = f"largest |x| {largest(x):.3g}"
@@ -752,24 +802,28 @@ class MLP:
             f"standardize x as for training)" + ("" if self.dtype_name == "float64" else
                                                  ", or build the model with dtype='float64'"))
 
-    def _metrics_fn(self):
+    def _metrics_fn(self) -> Callable[..., Array]:
         xp, spec = self.xp, self._spec
 
-        def metrics(params, x, targets, labels, weights):
+        def metrics(params: Params, x: Array, targets: Array, labels: Array | None,
+                    weights: Array | None) -> Array:
             z, a = core.forward_logits(spec, params, core.zero_weight_rows(xp, x, weights))
             loss = spec.loss.value(xp, z, a, targets, weights)
             return xp.stack([loss, *spec.loss.score(xp, z, a, targets, labels, weights)])
 
         return self.compiled(("metrics",), lambda: self.backend.jit(metrics))
 
-    def _metric_logs(self, x, targets, labels, weights=None, prefix="", params=None):
+    def _metric_logs(self, x: Array, targets: Array, labels: Array | None,
+                     weights: Array | None = None, prefix: str = "",
+                     params: Params | None = None) -> dict[str, float]:
         params = self.params if params is None else params
         values = self.backend.to_numpy(self._metrics_fn()(params, x, targets, labels,
                                                           weights))
         names = ("loss", *self._spec.loss.score_names)
         return {prefix + name: float(v) for name, v in zip(names, values, strict=True)}
 
-    def evaluate_prepared(self, x, targets, labels, weights=None, of: str = "") -> dict:
+    def evaluate_prepared(self, x: Array, targets: Array, labels: Array | None,
+                          weights: Array | None = None, of: str = "") -> dict[str, float]:
         """`evaluate`'s metrics of data from `prepare_data`, refusing a loss or score that
         overflowed the dtype.
 
@@ -792,7 +846,9 @@ class MLP:
                                  targets)
         return logs
 
-    def validation_logs(self, x, targets, labels, weights=None, params=None) -> dict:
+    def validation_logs(self, x: Array, targets: Array, labels: Array | None,
+                        weights: Array | None = None, params: Params | None = None
+                        ) -> dict[str, float]:
         """The ``val_``-prefixed metrics of ``params`` (default: the model's weights) on
         data from `prepare_data` (NaN or inf where they overflow: the epoch's logs).
 
@@ -804,7 +860,8 @@ class MLP:
         return self._metric_logs(x, targets, labels, weights, prefix="val_", params=params)
 
     @_in_precision
-    def evaluate(self, x, y, sample_weight=None) -> dict:
+    def evaluate(self, x: Array, y: Array, sample_weight: Array | None = None
+                 ) -> dict[str, float]:
         """Metrics on ``(x, y)``: ``loss`` and ``accuracy`` for classifiers (for binary
         cross-entropy, the fraction of correct 0/1 outputs), ``loss``, ``r2``
         (mean over outputs of the coefficient of determination) and ``mse``
@@ -818,7 +875,7 @@ class MLP:
 
     # --------------------------------------------------------------- training
     @_in_precision
-    def fit(self, x, y, **settings: Any) -> History:
+    def fit(self, x: Array, y: Array, **settings: Any) -> History:
         """Train the model for ``epochs`` more epochs, from where it stands.
 
         A `fit` continues the previous one (or the file the model was loaded
@@ -944,16 +1001,16 @@ class MLP:
             return fit(self, x, y, FitSettings.from_call(settings))
 
     # the keyword arguments are `FitSettings`' fields (written there once)
-    fit.__signature__ = fit_signature("self", "x", "y")
+    fit.__dict__["__signature__"] = fit_signature("self", "x", "y")
 
     # ---------------------------------------------------------------- weights
-    def get_weights(self):
+    def get_weights(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """``[(W, b), ...]`` as NumPy copies."""
         to = self.backend.to_numpy
         return [(to(W), to(b)) for W, b in self.params]
 
     @_in_precision
-    def set_weights(self, weights):
+    def set_weights(self, weights: Weights) -> None:
         """Replace all weights by ``[(W, b), ...]`` (NumPy or backend arrays).
 
         Shapes must match the architecture and values must be finite; the
@@ -985,11 +1042,11 @@ class MLP:
             host.append((W, b))
         self.params = self._to_device(host)
 
-    def _host(self, array):
+    def _host(self, array: Array) -> Array:
         return self.backend.to_numpy(array) if self.backend.is_native(array) else array
 
     # ------------------------------------------------------------ persistence
-    def save(self, path, *, include_optimizer=False):
+    def save(self, path: str | os.PathLike[str], *, include_optimizer: bool = False) -> None:
         """Write architecture, dtype and weights to one ``.npz`` file, atomically.
 
         With ``include_optimizer``, everything a `fit` needs to continue exactly
@@ -1020,7 +1077,7 @@ class MLP:
         check_model_state(self, "save", training_state=include_optimizer)
         _io.save(self, path, include_optimizer=include_optimizer)
 
-    def summary(self, print_fn=None) -> None:
+    def summary(self, print_fn: Callable[[str], object] | None = None) -> None:
         """Print a table of the layers, their shapes and parameter counts.
 
         ``print_fn`` (default `print`) receives the whole text, e.g. a logger's
@@ -1046,7 +1103,8 @@ class MLP:
         (print if print_fn is None else print_fn)("\n".join(text))
 
     # ------------------------------------------------------------------ export
-    def export_onnx(self, path, *, outputs=None):
+    def export_onnx(self, path: str | os.PathLike[str], *,
+                    outputs: str | Sequence[str] | None = None) -> None:
         """Write the model as an ONNX file (input ``x: (N, n_features)``, outputs
         ``predict`` and, for classifiers, ``label``), atomically; run it with ONNX
         Runtime. ``outputs``: ``"predict"``, ``"label"`` or a list; None (default)
@@ -1058,7 +1116,7 @@ class MLP:
         export_onnx(self, path, outputs=outputs)
 
 
-def load(path, backend=None) -> MLP:
+def load(path: str | bytes | os.PathLike[str], backend: str | Backend | None = None) -> MLP:
     """A model from a file written by `MLP.save`, on ``backend`` (None: ``$MLP_BACKEND``).
 
     Raises

@@ -21,8 +21,18 @@ moves. Pick another seed, or use `mlp.MLP` with an identity output.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from ._typing import Array
 from .model import MLP
 from .params import Integer, check
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from backends import Backend
+
+    from .schedules import Schedule
 
 
 class Network:
@@ -40,8 +50,9 @@ class Network:
 
     print_every = 100
 
-    def __init__(self, input_dim, hidden_dim, output_dim, *, backend=None, seed=None,
-                 dtype="float32"):
+    def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, *,
+                 backend: str | Backend | None = None, seed: int | None = None,
+                 dtype: npt.DTypeLike = "float32") -> None:
         sizes = [check(name, value, [Integer(1)]) for name, value in (
             ("input_dim", input_dim), ("hidden_dim", hidden_dim), ("output_dim", output_dim))]
         self.model = MLP(sizes, activation="relu",
@@ -49,26 +60,27 @@ class Network:
                          backend=backend, dtype=dtype, seed=seed)
 
     @property
-    def backend(self):
+    def backend(self) -> Backend:
         return self.model.backend
 
-    def forward(self, x):
+    def forward(self, x: Array) -> Array:
         """The network's output ``(n, output_dim)`` for ``x: (n, input_dim)``."""
         return self.model.predict(x)
 
-    def backward(self, x, y, learning_rate):
+    def backward(self, x: Array, y: Array, learning_rate: float | Schedule) -> None:
         """One full-batch gradient-descent step on ``(x, y)`` (forward pass included)."""
         self.model.fit(x, y, epochs=1, learning_rate=learning_rate, optimizer="sgd",
                        batch_size=None)
 
-    def train(self, x, y, epochs, learning_rate):
+    def train(self, x: Array, y: Array, epochs: int, learning_rate: float | Schedule
+              ) -> list[float]:
         """Full-batch gradient descent, printing ``epoch N, loss: L`` every 100 epochs.
 
         The printed loss is the one before that epoch's update, as in the notebook.
         Returns the list of all epochs' losses. ``epochs`` is an integer >= 1.
         """
         epochs = check("epochs", epochs, [Integer(1)])
-        losses = []
+        losses: list[float] = []
         for start in range(0, epochs, self.print_every):
             n = min(self.print_every, epochs - start)
             history = self.model.fit(x, y, epochs=n, learning_rate=learning_rate,

@@ -46,7 +46,7 @@ import dataclasses
 import functools
 import numbers
 from dataclasses import dataclass
-from typing import Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from array_api_compat import array_namespace, device
 
@@ -54,6 +54,10 @@ from . import schedules as _schedules
 from .params import Boolean, Real, check, check_in_dtype
 from .schedules import check_learning_rate
 from .tree import is_namedtuple, structure_problem, tree_leaves, tree_map
+
+if TYPE_CHECKING:
+    from ._typing import Optimizer
+    from .schedules import Schedule
 
 _FRACTION = [Real(0, 1, closed="left")]
 _POSITIVE = [Real(0, closed="neither")]
@@ -600,7 +604,8 @@ TRANSFORMATIONS = {cls.config_name: cls for cls in (
 _BUILT_IN = frozenset(TRANSFORMATIONS.values())
 
 
-def get_optimizer(optimizer, learning_rate=None):
+def get_optimizer(optimizer: object, learning_rate: float | Schedule | None = None
+                  ) -> Optimizer:
     """A transformation from a name (with ``learning_rate``) or a transformation object.
 
     A name is one of `OPTIMIZERS` (any case). An object is a named optimizer, a

@@ -9,8 +9,15 @@ it found it, and `BackupAndRestore` moves a model to its backup's epoch
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from ._typing import Array, Optimizer
+
+if TYPE_CHECKING:
+    from .callbacks import History
+    from .training import TrainState
 
 
 class HistoryRecord(NamedTuple):
@@ -18,27 +25,27 @@ class HistoryRecord(NamedTuple):
     its metrics dict and each metric's list) with copies of what they held, its
     ``params`` and ``stopped_epoch``; putting it back refills the same objects."""
 
-    epoch: list
-    epochs: list
-    metrics: dict
-    lists: dict  # metric name -> (the list, a copy of its values)
-    params: Any
-    stopped_epoch: Any
+    epoch: list[int]
+    epochs: list[int]
+    metrics: dict[str, list[float]]
+    lists: dict[str, tuple[list[float], list[float]]]  # name -> (the list, a copy)
+    params: dict[str, Any]
+    stopped_epoch: int | None
 
     @classmethod
-    def of(cls, history) -> HistoryRecord:
+    def of(cls, history: History) -> HistoryRecord:
         """The record of ``history`` (a `mlp.callbacks.History`)."""
         lists = {k: (v, list(v)) for k, v in history.history.items()}
         return cls(history.epoch, list(history.epoch), history.history, lists,
                    history.params, history.stopped_epoch)
 
-    def recorded(self) -> Any:
+    def recorded(self) -> _Recorded:
         """A stand-in for the history as recorded (``.epoch`` and ``.history``), for
         checks that read it before it is put back."""
         values = {k: saved for k, (_, saved) in self.lists.items()}
         return _Recorded(self.epochs, values)
 
-    def put_back(self, history) -> None:
+    def put_back(self, history: History) -> None:
         """Make ``history`` hold what it held when recorded (the same lists and dict)."""
         self.epoch[:] = self.epochs
         for values, saved in self.lists.values():
@@ -50,8 +57,8 @@ class HistoryRecord(NamedTuple):
 
 
 class _Recorded(NamedTuple):
-    epoch: list
-    history: dict
+    epoch: list[int]
+    history: dict[str, list[float]]
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,18 +93,18 @@ class ModelState:
         Its contents, put back into the same object.
     """
 
-    params: Any
-    optimizer: Any
+    params: list[tuple[Array, Array]]
+    optimizer: Optimizer | None
     optimizer_state: Any
     epochs_trained: int
-    history: Any
+    history: History | None
     history_record: HistoryRecord | None
-    shuffle_state: dict
+    shuffle_state: Mapping[str, Any]
     seed: int
     seed_drawn: bool
-    stop_training: Any
-    train_state: Any
-    train_state_values: tuple | None
+    stop_training: bool
+    train_state: TrainState | None
+    train_state_values: tuple[list[tuple[Array, Array]], Any, int] | None
 
     def resumed_from(self, saved: ModelState, *, adopt_seed: bool = False) -> ModelState:
         """This state moved to ``saved``'s progress (a backup's): its weights, optimizer

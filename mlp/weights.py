@@ -16,16 +16,25 @@ one weight per row, which `mlp.core` folds into the loss and its gradient
 from __future__ import annotations
 
 import numbers
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._typing import Array
 from .losses import LOSSES
 from .params import Real, check, check_in_dtype
 from .validation import to_backend_array
 
+if TYPE_CHECKING:
+    from .model import MLP
 
-def row_weights(model, sample_weight, class_weight, targets, labels, *,
-                name="sample_weight", x_name="x"):
+#: ``class_weight``: ``{class: weight}``, ``"balanced"`` or None.
+ClassWeight = dict[Any, float] | str | None
+
+
+def row_weights(model: MLP, sample_weight: Array | None, class_weight: ClassWeight,
+                targets: Array, labels: Array | None, *, name: str = "sample_weight",
+                x_name: str = "x") -> Array | None:
     """The rows' weights ``(n,)`` on the model's backend in its dtype, or None.
 
     Parameters
@@ -96,7 +105,8 @@ def refuse_subnormal(weights: np.ndarray, dtype_name: str, what: str) -> None:
                             "dtype='float64'"))
 
 
-def _sample_weight(model, sample_weight, n, name, x_name):
+def _sample_weight(model: MLP, sample_weight: Array, n: int, name: str, x_name: str
+                   ) -> np.ndarray:
     """``sample_weight`` as a float64 NumPy array ``(n,)`` of finite numbers >= 0."""
     backend = model.backend
     arr = backend.to_numpy(to_backend_array(backend, sample_weight, name, "float64"))
@@ -116,7 +126,8 @@ def _sample_weight(model, sample_weight, n, name, x_name):
     return arr
 
 
-def _host_labels(model, targets, labels, name="class_weight"):
+def _host_labels(model: MLP, targets: Array, labels: Array | None, name: str = "class_weight"
+                 ) -> tuple[np.ndarray, int]:
     """The integer class of each row (NumPy) and the number of classes."""
     loss = model.spec.loss
     if not loss.classification:
@@ -132,7 +143,8 @@ def _host_labels(model, targets, labels, name="class_weight"):
     return model.backend.to_numpy(targets)[:, 0].astype(np.int64), 2
 
 
-def _class_weight_per_row(model, class_weight, targets, labels):
+def _class_weight_per_row(model: MLP, class_weight: dict[Any, float] | str, targets: Array,
+                          labels: Array | None) -> np.ndarray:
     """Each row's class weight (NumPy float64 ``(n,)``)."""
     if isinstance(class_weight, str):
         if class_weight != "balanced":
@@ -142,7 +154,7 @@ def _class_weight_per_row(model, class_weight, targets, labels):
         counts = np.bincount(classes, minlength=n_classes)
         present = int(np.count_nonzero(counts))
         per_class = classes.shape[0] / (present * np.maximum(counts, 1))
-        return per_class[classes]
+        return np.take(per_class, classes)
     if not isinstance(class_weight, dict):
         raise TypeError(f"class_weight must be a dict {{class: weight}}, 'balanced' or None, "
                         f"got {type(class_weight).__name__}")
@@ -150,9 +162,9 @@ def _class_weight_per_row(model, class_weight, targets, labels):
     per_class = np.ones(n_classes)
     for key, value in class_weight.items():
         if (isinstance(key, (bool, np.bool_)) or not isinstance(key, numbers.Integral)
-                or not 0 <= key < n_classes):
+                or not 0 <= int(key) < n_classes):
             raise ValueError(f"class_weight's keys must be classes 0..{n_classes - 1}, got "
                              f"{key!r}")
         per_class[int(key)] = check(f"class_weight[{int(key)}]", value, [Real(0)])
         check_in_dtype(f"class_weight[{int(key)}]", per_class[int(key)], model.dtype_name)
-    return per_class[classes]
+    return np.take(per_class, classes)

@@ -1097,6 +1097,25 @@ def test_restore_state_checks_everything_before_changing_anything(backend, part,
     _assert_same_state(model, before)
 
 
+def test_restore_state_without_a_history_leaves_the_model_without_one(backend):
+    """A state whose history is None takes the model's history away, whatever record of
+    a history it carries: the restore completes, and the history object the model had
+    keeps its contents (the record is not put back into it)."""
+    model = make(backend)
+    x, y = regression_data()
+    model.fit(x, y, epochs=2, batch_size=5)
+    snapshot = model.snapshot_state()
+    model.fit(x, y, epochs=1, batch_size=5)
+    history = model.history_
+    kept = (list(history.epoch), {k: list(v) for k, v in history.history.items()})
+    model.restore_state(dataclasses.replace(snapshot, history=None))
+    assert model.history_ is None and model.epochs_trained_ == 2
+    to = model.backend.to_numpy
+    assert_weights_equal(model.get_weights(), [(to(W), to(b)) for W, b in snapshot.params])
+    assert (list(history.epoch), {k: list(v) for k, v in history.history.items()}) == kept
+    assert kept[0] == [0, 1, 2]
+
+
 def _adam_trained(backend):
     """A model trained 2 epochs with Adam, its learning rate scale reduced."""
     model = make(backend)

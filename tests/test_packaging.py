@@ -7,6 +7,7 @@ import names stay ``mlp`` and ``backends``).
 
 from __future__ import annotations
 
+import inspect
 import pathlib
 import re
 import tomllib
@@ -102,6 +103,87 @@ def test_the_strictly_typed_modules_are_the_same_for_mypy_and_ruff():
     ignores = tool["ruff"]["lint"]["per-file-ignores"]
     pattern = next(p for p, codes in ignores.items() if p.startswith("!") and codes == ["ANN"])
     names = re.fullmatch(r"!mlp/\{(.*)\}\.py", pattern).group(1).split(",")
-    assert sorted(f"mlp.{n}" for n in names) == sorted(strict)
+    assert sorted(f"mlp.{n.replace('/', '.')}" for n in names) == sorted(strict)
     assert all((ROOT / "mlp" / f"{n}.py").is_file() for n in names)
     assert "ANN" in tool["ruff"]["lint"]["select"]
+
+
+# ------------------------------------------------------------ annotations
+#: Public functions and methods still unannotated, by module or qualified name (each
+#: entry still has one, so the list shrinks as the work is done; a new unannotated one
+#: anywhere else fails the test below).
+NOT_YET_ANNOTATED = {
+    "mlp.callbacks",  # the callbacks package: hooks, constructors, History.plot...
+    "mlp.optimizers",  # init/update of the transformations, the factories, helpers
+    "mlp.steps",  # the pure engine's pieces
+    "mlp.training",  # fit, the Trainer's methods
+    "mlp.model.MLP.predict",  # once its compiled function captures the spec plainly
+    "backends.get_backend",
+}
+
+
+def _functions_of(member):
+    """The functions a class attribute runs: a method, a static or class method, a
+    property's getter, a descriptor wrapping one (scikit-learn's ``available_if``)."""
+    if isinstance(member, (staticmethod, classmethod)):
+        member = member.__func__
+    elif isinstance(member, property):
+        member = member.fget
+    elif not inspect.isfunction(member):
+        member = getattr(member, "fn", None)
+    return [member] if inspect.isfunction(member) else []
+
+
+def _unannotated(fn, method):
+    """Whether ``fn`` (unwrapped) lacks an annotation on a parameter (but ``self``/``cls``)
+    or on its return value."""
+    fn = inspect.unwrap(fn)
+    code = fn.__code__
+    n = code.co_argcount + code.co_kwonlyargcount
+    n += bool(code.co_flags & inspect.CO_VARARGS) + bool(code.co_flags & inspect.CO_VARKEYWORDS)
+    names = list(code.co_varnames[:n])
+    if method and names[:1] in (["self"], ["cls"]):
+        names = names[1:]
+    return any(name not in fn.__annotations__ for name in [*names, "return"])
+
+
+def _public_definitions(module):
+    """``(qualified name, function, is a method)`` of the module's public functions and of
+    the public methods (and ``__init__``) of its public classes, and of what it exports."""
+    exported = set(getattr(module, "__all__", ()))
+    for name, obj in vars(module).items():
+        ours = getattr(obj, "__module__", None) == module.__name__ or name in exported
+        if name.startswith("_") and name not in exported or not ours:
+            continue
+        if inspect.isfunction(obj):
+            yield f"{obj.__module__}.{obj.__qualname__}", obj, False
+        elif inspect.isclass(obj):
+            for attr, member in vars(obj).items():
+                if attr.startswith("_") and attr != "__init__":
+                    continue
+                for fn in _functions_of(member):
+                    if fn.__module__.split(".")[0] in ("mlp", "backends"):  # not typing's
+                        yield f"{obj.__module__}.{obj.__qualname__}.{attr}", fn, True
+
+
+def test_every_public_function_and_method_is_annotated():
+    """Every public function of mlp's public modules (``mlp``, ``mlp.sklearn``,
+    ``mlp.io``, ...; no part of the name private) and every public method of their
+    public classes has annotations on its parameters and its return value, but those
+    `NOT_YET_ANNOTATED` names, each of which still has one to do."""
+    import importlib
+    import pkgutil
+
+    import mlp
+
+    names = ["mlp"] + [info.name for info in pkgutil.walk_packages(mlp.__path__, "mlp.")
+                       if not any(part.startswith("_") for part in info.name.split("."))]
+    missing = {qualname for name in names
+               for qualname, fn, method in _public_definitions(importlib.import_module(name))
+               if _unannotated(fn, method)}
+    allowed = {q for q in missing
+               if any(q == entry or q.startswith(entry + ".") for entry in NOT_YET_ANNOTATED)}
+    assert sorted(missing - allowed) == []
+    done = [entry for entry in NOT_YET_ANNOTATED
+            if not any(q == entry or q.startswith(entry + ".") for q in allowed)]
+    assert done == [], "annotated now: take them off NOT_YET_ANNOTATED"

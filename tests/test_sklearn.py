@@ -287,6 +287,22 @@ def test_partial_fit_only_for_stochastic_solvers():
     assert hasattr(MLPRegressor(solver="sgd"), "partial_fit")
 
 
+def test_class_weights_may_be_python_integers_of_any_size(backend):
+    """A class weight is any real number >= 0: a Python integer beyond NumPy's integers
+    (2**70) weighs as the float it equals (only the ratios count, so 2**70, 2**70, 2**71
+    trains as 1, 1, 2), and one beyond float64 (10**400) is refused as not finite."""
+    numpy_only(backend)
+    kw = dict(hidden_layer_sizes=(4,), max_iter=5, random_state=0, alpha=0.0, backend=backend)
+    big = _quiet(MLPClassifier(**kw, class_weight={0: 2**70, 1: 2**70, 2: 2**71}).fit,
+                 X_IRIS, Y_IRIS)
+    small = _quiet(MLPClassifier(**kw, class_weight={0: 1, 1: 1, 2: 2}).fit, X_IRIS, Y_IRIS)
+    for got, want in zip(big.coefs_ + big.intercepts_, small.coefs_ + small.intercepts_):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match=r"class_weight\[2\] must be a finite number >= 0, got "
+                                         r"1000+$"):
+        MLPClassifier(**kw, class_weight={2: 10**400}).fit(X_IRIS, Y_IRIS)
+
+
 @pytest.mark.parametrize("solver", ["adam", "lbfgs"])
 def test_negative_weights_are_refused_as_the_core_refuses_them(backend, solver):
     """scikit-learn's MLP trains on negative weights (an objective with no minimum: its

@@ -43,8 +43,8 @@ class EarlyStopping(MonitorCallback):
         epoch after which it stopped (None if it did not).
     """
 
-    def __init__(self, monitor=None, patience=10, min_delta=0.0, restore_best_weights=True,
-                 mode="auto"):
+    def __init__(self, monitor: str | None = None, patience: int = 10, min_delta: float = 0.0,
+                 restore_best_weights: bool = True, mode: str = "auto") -> None:
         values = validate(EARLY_STOPPING_CONSTRAINTS, dict(
             monitor=monitor, patience=patience, min_delta=min_delta,
             restore_best_weights=restore_best_weights, mode=mode))

@@ -6,6 +6,7 @@ import math
 import numbers
 import os
 from collections.abc import Sequence
+from typing import Any
 
 from ._files import mlp_io
 from .callback import Callback
@@ -36,7 +37,7 @@ class History(Callback):
 
     epochs_at_once = True
 
-    def __init__(self, params=None):
+    def __init__(self, params: dict[str, Any] | None = None) -> None:
         self.history: dict[str, list[float]] = {}
         self.epoch: list[int] = []
         self.params = dict(params or {})

@@ -22,34 +22,41 @@ from __future__ import annotations
 from functools import cache
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.special import xlogy
 
-from ..activations import get_activation
+from .._typing import Array, Namespace
+from ..activations import Activation, get_activation
 from ..core import NetworkSpec
 from ..losses import Loss, get_loss
 
 
-class SumOverOutputs:
+class SumOverOutputs(Loss):
     """The core loss ``base`` with row losses summed over the outputs, not averaged.
 
     For an elementwise loss, value and ``delta`` are ``base``'s times
     ``n_outputs``; a row loss (cross-entropy) is itself. Everything else is
-    ``base``'s (the core reads ``value``, ``value_and_delta`` and ``needs_output``).
+    ``base``'s (the core reads ``value``, ``value_and_delta`` and ``needs_output``):
+    a `Loss` holding ``base``'s attributes.
     """
 
-    def __init__(self, base: Loss):
+    def __init__(self, base: Loss) -> None:
+        # base's settings, already checked by its constructor (not built again)
+        self.__dict__.update(base.__dict__)
         self.base = base
 
-    def __getattr__(self, name):
-        return getattr(self.base, name)
+    def __repr__(self) -> str:
+        return f"SumOverOutputs({self.base!r})"
 
-    def _outputs(self, z):
-        return z.shape[1] if self.base.elementwise else 1
+    def _outputs(self, z: Array) -> int:
+        return int(z.shape[1]) if self.base.elementwise else 1
 
-    def value(self, xp, z, a, y, weights=None):
+    def value(self, xp: Namespace, z: Array, a: Array, y: Array,
+              weights: Array | None = None) -> Array:
         return self.base.value(xp, z, a, y, weights) * self._outputs(z)
 
-    def value_and_delta(self, xp, z, a, y, output, weights=None):
+    def value_and_delta(self, xp: Namespace, z: Array, a: Array, y: Array, output: Activation,
+                        weights: Array | None = None) -> tuple[Array, Array]:
         loss, delta = self.base.value_and_delta(xp, z, a, y, output, weights)
         k = self._outputs(z)
         return (loss, delta) if k == 1 else (loss * k, delta * k)
@@ -61,7 +68,7 @@ def sklearn_loss(name: str) -> SumOverOutputs:
     return SumOverOutputs(get_loss(name))
 
 
-def poisson_constant(Y):
+def poisson_constant(Y: ArrayLike) -> np.ndarray:
     """Row terms ``c_i = sum_j (y_ij log y_ij - y_ij)`` (0 log 0 = 0): ``(n,)``, on the host.
 
     scikit-learn's Poisson ``loss_`` is the core's Poisson loss plus the
@@ -69,7 +76,8 @@ def poisson_constant(Y):
     network, so it is a reporting term only.
     """
     Y = np.asarray(Y, dtype=np.float64)
-    return np.sum(xlogy(Y, Y) - Y, axis=1)
+    rows: np.ndarray = np.sum(xlogy(Y, Y) - Y, axis=1)
+    return rows
 
 
 #: scikit-learn's activation names -> mlp's.
@@ -82,7 +90,7 @@ OUTPUT_LOSSES = {"softmax": "cross_entropy", "logistic": "binary_cross_entropy",
 
 
 @cache
-def network_spec(xp, activation: str, out_activation: str) -> NetworkSpec:
+def network_spec(xp: Namespace, activation: str, out_activation: str) -> NetworkSpec:
     """The core's `NetworkSpec` for scikit-learn's names (cached: one object per network)."""
     return NetworkSpec(xp, get_activation(ACTIVATION_NAMES[activation], hidden=True),
                        get_activation(ACTIVATION_NAMES[out_activation], hidden=False),

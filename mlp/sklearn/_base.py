@@ -7,11 +7,14 @@ the math runs on mlp's backends through `._solver`.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from numbers import Integral, Real
+from typing import Any, Self
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
-from sklearn.utils import check_random_state
+from sklearn.utils import Tags, check_random_state
 from sklearn.utils._array_api import check_same_namespace
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
@@ -29,7 +32,7 @@ from ._stochastic import StochasticSolver
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
 
 
-def _refuse_negative(weights, name) -> None:
+def _refuse_negative(weights: np.ndarray, name: str) -> None:
     """Refuse negative row weights, as `mlp.MLP.fit` does: scikit-learn's MLP accepts them,
     but a loss with negative weights has no minimum (its training diverges or reports a
     meaningless loss_), so no result would match it."""
@@ -48,7 +51,7 @@ def _for_estimators(message: str) -> str:
                            "or fit float64 X (or set dtype='float64')")
 
 
-def _in_dtype(name, value, dtype_name, fraction) -> None:
+def _in_dtype(name: str, value: float, dtype_name: str, fraction: bool) -> None:
     """`mlp.params.check_in_dtype`, its advice in an estimator's terms."""
     from ..params import check_in_dtype
 
@@ -100,14 +103,14 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
     _parameter_constraints: dict = SHARED_CONSTRAINTS
 
     # ------------------------------------------------------------ parameters
-    def set_params(self, **params):
+    def set_params(self, **params: Any) -> Self:
         """scikit-learn's ``set_params``; refused (`mlp.ModelBusyError`) while a ``fit`` or
         ``partial_fit`` of this estimator runs in another thread: the running fit would
         mix the old settings with the new."""
         guard_of(self).check_free("set_params", "estimator")
         return super().set_params(**params)
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         """A parameter assigned (``estimator.alpha = ...``) while a fit of this estimator
         runs in another thread is refused, as `set_params` is."""
         if name in self._parameter_constraints:
@@ -299,7 +302,8 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
                                        be.asarray(dense(X), dtype))
             return be.to_numpy(out), where
 
-    def to_onnx(self, path, *, outputs=None):
+    def to_onnx(self, path: str | os.PathLike[str], *,
+                outputs: str | Sequence[str] | None = None) -> None:
         """Write the fitted network as an ONNX file, through the same exporter and forward
         pass as `mlp.MLP.export_onnx`: input ``x: (N, n_features_in_)``, output
         ``predict`` (the network's output: class probabilities, for a binary classifier
@@ -322,13 +326,13 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
         model.set_weights(list(zip(self.coefs_, self.intercepts_)))
         return model
 
-    def partial_fit_available(self):
+    def partial_fit_available(self) -> bool:
         if self.solver not in _STOCHASTIC_SOLVERS:
             raise AttributeError(f"partial_fit is only available for stochastic optimizers. "
                                  f"{self.solver} is not stochastic.")
         return True
 
-    def __sklearn_clone__(self):
+    def __sklearn_clone__(self) -> Self:
         if not isinstance(self.backend, Backend):
             return super().__sklearn_clone__()
         # A Backend wraps modules, which deepcopy cannot copy: the clone shares it.
@@ -336,7 +340,7 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
                   for k, v in self.get_params(deep=False).items()}
         return type(self)(**params)
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         if GUARD in state:  # the estimator's own: a copy gets a fresh one
             state = {k: v for k, v in state.items() if k != GUARD}
@@ -344,12 +348,12 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
             state = {**state, "backend": _BackendName(state["backend"].name)}
         return state
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         if isinstance(state.get("backend"), _BackendName):
             state = {**state, "backend": resolve_backend(str(state["backend"]))}
         super().__setstate__(state)
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         tags.array_api_support = True

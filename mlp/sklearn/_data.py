@@ -8,12 +8,19 @@ and a torch / JAX / ... array came in), on the input's device.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
 from sklearn.utils._array_api import _is_numpy_namespace, get_namespace_and_device, move_to
 
+from .._typing import Array, Namespace
 
-def _is_foreign_array(data) -> bool:
+#: Where results go: ``(namespace, device)`` of the caller's arrays, or None for NumPy.
+Where = tuple[Namespace, Any] | None
+
+
+def _is_foreign_array(data: object) -> bool:
     if data is None or isinstance(data, (np.ndarray, list, tuple)) or sp.issparse(data):
         return False
     module = type(data).__module__.split(".")[0]
@@ -21,7 +28,7 @@ def _is_foreign_array(data) -> bool:
             or hasattr(data, "__array_namespace__"))
 
 
-def to_host(data):
+def to_host(data: Array) -> Array:
     """``data`` as NumPy when it is an array of another library; anything else unchanged."""
     if not _is_foreign_array(data):
         return data
@@ -31,7 +38,7 @@ def to_host(data):
         return np.asarray(data)
 
 
-def caller_namespace(X):
+def caller_namespace(X: Array) -> Where:
     """``(xp, device)`` to return results in, or None for NumPy."""
     try:
         xp, _, dev = get_namespace_and_device(X)
@@ -40,7 +47,7 @@ def caller_namespace(X):
     return None if _is_numpy_namespace(xp) else (xp, dev)
 
 
-def to_caller(result: np.ndarray, where):
+def to_caller(result: np.ndarray, where: Where) -> Array:
     """A NumPy ``result`` moved to ``where`` (from `caller_namespace`)."""
     if where is None:
         return result
@@ -48,6 +55,6 @@ def to_caller(result: np.ndarray, where):
     return move_to(result, xp=xp, device=dev)
 
 
-def dense(X):
+def dense(X: Array) -> Array:
     """A dense NumPy ``X`` (sparse CSR/CSC matrices are expanded: the backends are dense)."""
     return X.toarray() if sp.issparse(X) else X

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import math
 import numbers
+from collections.abc import Sequence
+from typing import Any, Self
 
 import numpy as np
 from sklearn.base import ClassifierMixin, RegressorMixin, _fit_context
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils import Tags
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils.validation import column_or_1d, validate_data
 
+from backends import Backend
+
+from .._typing import Array
 from ._base import SHARED_CONSTRAINTS, BaseMLP
 from ._data import to_caller, to_host
+
+#: ``random_state``: a seed, a NumPy ``RandomState`` or None (scikit-learn's rule).
+RandomState = int | np.random.RandomState | None
 
 _SHARED_DOC = """
     Every parameter scikit-learn's ``sklearn.neural_network.{name}`` has, with
@@ -32,20 +42,24 @@ _SHARED_DOC = """
 """
 
 
-def _check_class_weight(label, weight) -> None:
+def _check_class_weight(label: object, weight: object) -> None:
     """A class's weight: a finite number >= 0 (negative ones are refused, as `mlp.MLP.fit`
     and the estimators' ``sample_weight`` refuse them)."""
     if isinstance(weight, (bool, np.bool_)) or not isinstance(weight, numbers.Real):
         raise TypeError(f"class_weight[{label!r}] must be a number >= 0, got "
                         f"{type(weight).__name__} {weight!r}")
-    if not (np.isfinite(weight) and weight >= 0):
+    try:
+        value = float(weight)
+    except OverflowError:  # an integer beyond float64: as large as infinity
+        value = -math.inf if weight < 0 else math.inf
+    if not (math.isfinite(value) and value >= 0):
         why = (": a negative weight rewards a larger loss on its class, so the training "
-               "objective has no minimum" if weight < 0 else "")
+               "objective has no minimum" if value < 0 else "")
         raise ValueError(f"class_weight[{label!r}] must be a finite number >= 0, got "
                          f"{weight!r}{why}")
 
 
-def _init_params(est, params):
+def _init_params(est: BaseMLP, params: dict[str, Any]) -> None:
     for name, value in params.items():
         if name not in ("self", "__class__"):
             setattr(est, name, value)
@@ -80,13 +94,17 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         "class_weight": [None, dict, StrOptions({"balanced"})],
     }
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
-                 alpha=0.0001, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
-                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 backend=None, dtype=None, class_weight=None):
+    def __init__(self, hidden_layer_sizes: int | Sequence[int] = (100,),
+                 activation: str = "relu", *, solver: str = "adam", alpha: float = 0.0001,
+                 batch_size: int | str = "auto", learning_rate: str = "constant",
+                 learning_rate_init: float = 0.001, power_t: float = 0.5, max_iter: int = 200,
+                 shuffle: bool = True, random_state: RandomState = None, tol: float = 1e-4,
+                 verbose: bool | int = False, warm_start: bool = False, momentum: float = 0.9,
+                 nesterovs_momentum: bool = True, early_stopping: bool = False,
+                 validation_fraction: float = 0.1, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-8, n_iter_no_change: float = 10, max_fun: int = 15000,
+                 backend: str | Backend | None = None, dtype: str | None = None,
+                 class_weight: dict[Any, float] | str | None = None) -> None:
         _init_params(self, locals())
 
     # ------------------------------------------------------------ targets
@@ -134,13 +152,14 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
     # ----------------------------------------------------------- methods
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X: Array, y: Array, sample_weight: Array | None = None) -> Self:
         """Fit the model to ``X: (n_samples, n_features)`` and labels ``y``; returns self."""
         return self._fit(X, y, sample_weight=sample_weight, incremental=False)
 
     @available_if(lambda est: est.partial_fit_available())
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y, sample_weight=None, classes=None):
+    def partial_fit(self, X: Array, y: Array, sample_weight: Array | None = None,
+                    classes: Array | None = None) -> Self:
         """One epoch over ``(X, y)``; ``classes`` (all labels) is required on the first call."""
         y = to_host(y)
         if _check_partial_fit_first_call(self, to_host(classes)):
@@ -151,20 +170,20 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                 self._label_binarizer.fit(self.classes_)
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
-    def predict(self, X):
+    def predict(self, X: Array) -> Array:
         """Predicted labels ``(n_samples,)`` (``(n_samples, n_classes)`` 0/1 for multilabel)."""
         outputs, where = self._outputs(X, "predict")
         labels = self._labels(outputs)
         return labels if labels.dtype.kind not in "biuf" else to_caller(labels, where)
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: Array) -> Array:
         """Class probabilities ``(n_samples, n_classes)``, columns in ``classes_`` order."""
         outputs, where = self._outputs(X, "predict_proba")
         if self.n_outputs_ == 1:
             outputs = np.hstack([1 - outputs, outputs])
         return to_caller(outputs, where)
 
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X: Array) -> Array:
         """``log(predict_proba(X))``."""
         outputs, where = self._outputs(X, "predict_log_proba")
         if self.n_outputs_ == 1:
@@ -172,7 +191,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         with np.errstate(divide="ignore"):
             return to_caller(np.log(outputs), where)
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
         return tags
@@ -201,13 +220,17 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         "loss": [StrOptions({"squared_error", "poisson"})],
     }
 
-    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
-                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
-                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 backend=None, dtype=None):
+    def __init__(self, loss: str = "squared_error",
+                 hidden_layer_sizes: int | Sequence[int] = (100,), activation: str = "relu", *,
+                 solver: str = "adam", alpha: float = 0.0001,
+                 batch_size: int | str = "auto", learning_rate: str = "constant",
+                 learning_rate_init: float = 0.001, power_t: float = 0.5, max_iter: int = 200,
+                 shuffle: bool = True, random_state: RandomState = None, tol: float = 1e-4,
+                 verbose: bool | int = False, warm_start: bool = False, momentum: float = 0.9,
+                 nesterovs_momentum: bool = True, early_stopping: bool = False,
+                 validation_fraction: float = 0.1, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-8, n_iter_no_change: float = 10, max_fun: int = 15000,
+                 backend: str | Backend | None = None, dtype: str | None = None) -> None:
         _init_params(self, locals())
 
     def _validate_input(self, X, y, incremental, reset):
@@ -231,17 +254,17 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         return r2_score(Y, outputs, sample_weight=sample_weight)
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X: Array, y: Array, sample_weight: Array | None = None) -> Self:
         """Fit the model to ``X: (n_samples, n_features)`` and ``y: (n_samples[, n_outputs])``."""
         return self._fit(X, y, sample_weight=sample_weight, incremental=False)
 
     @available_if(lambda est: est.partial_fit_available())
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y, sample_weight=None):
+    def partial_fit(self, X: Array, y: Array, sample_weight: Array | None = None) -> Self:
         """One epoch over ``(X, y)``."""
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
-    def score(self, X, y, sample_weight=None):
+    def score(self, X: Array, y: Array, sample_weight: Array | None = None) -> float:
         """R^2 of ``predict(X)`` against ``y`` (as `RegressorMixin.score`), computed on the
         host, so that inputs of any namespace work (scikit-learn's ``r2_score`` writes
         into its arrays, which JAX's are not)."""
@@ -249,7 +272,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         pred = outputs.ravel() if outputs.shape[1] == 1 else outputs
         return float(r2_score(to_host(y), pred, sample_weight=to_host(sample_weight)))
 
-    def predict(self, X):
+    def predict(self, X: Array) -> Array:
         """Predictions ``(n_samples,)``, or ``(n_samples, n_outputs)`` with several outputs."""
         outputs, where = self._outputs(X, "predict")
         return to_caller(outputs.ravel() if outputs.shape[1] == 1 else outputs, where)
