@@ -26,6 +26,7 @@ from scipy.special import xlogy
 
 from ..activations import get_activation
 from ..core import NetworkSpec
+from ..engine.kernels import kernel_of
 from ..losses import Loss, get_loss
 
 
@@ -43,6 +44,13 @@ class SumOverOutputs:
     def __getattr__(self, name):
         return getattr(self.base, name)
 
+    @property
+    def inplace(self):
+        """Its own in-place form (`SumOverOutputsInplace` over ``base``'s), or None where
+        ``base`` has none: never ``base``'s own, whose values are not these."""
+        kernel = kernel_of(self.base)
+        return None if kernel is None else SumOverOutputsInplace(kernel, self.base.elementwise)
+
     def _outputs(self, z):
         return z.shape[1] if self.base.elementwise else 1
 
@@ -53,6 +61,25 @@ class SumOverOutputs:
         loss, delta = self.base.value_and_delta(xp, z, a, y, output, weights)
         k = self._outputs(z)
         return (loss, delta) if k == 1 else (loss * k, delta * k)
+
+
+class SumOverOutputsInplace:
+    """`SumOverOutputs` in place: ``base``'s in-place form (`mlp.losses`), its loss and
+    delta then times ``n_outputs`` (the same operations as `SumOverOutputs.value_and_delta`,
+    the delta scaled in place)."""
+
+    counts_classes = False
+
+    def __init__(self, base, elementwise: bool):
+        self.base, self.elementwise = base, elementwise
+
+    def value_and_delta(self, ops, buf, z, a, y, output_backward):
+        """``(loss, delta, totals)`` (the totals are ``base``'s, as the pure path's)."""
+        loss, delta, totals = self.base.value_and_delta(ops, buf, z, a, y, output_backward)
+        k = z.shape[1] if self.elementwise else 1
+        if k == 1:
+            return loss, delta, totals
+        return loss * k, ops.multiply(delta, k, out=delta), totals
 
 
 @cache
