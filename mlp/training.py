@@ -43,6 +43,7 @@ from .callbacks import (
     as_callbacks,
     resumed_seed,
 )
+from .engine.pipeline import InterruptedRun, batch_indices, make_run
 from .optimizers import (
     SGD,
     Adam,
@@ -56,7 +57,6 @@ from .optimizers import (
 )
 from .params import Boolean, InstanceOf, Integer, Options, Real, check_in_dtype, validate
 from .schedules import check_learning_rate
-from .steps import InterruptedRun, batch_indices, make_run
 from .tree import describe as _what
 from .tree import structure_problem as _structure_problem
 from .validation import all_finite
