@@ -14,6 +14,7 @@ that test that library (``MLP_TEST_BACKENDS`` / ``MLP_BACKEND``, as for the
 from __future__ import annotations
 
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ import mlp
 from backends import _torch
 from backends._numpy import NumpyBackend
 from mlp import activations, losses, optimizers, schedules
-from mlp.engine import inplace, layout, pipeline
+from mlp.engine import inplace, kernels, layout, pipeline
 from mlp.engine.pipeline import InterruptedRun, batch_indices, make_run
 from mlp.engine.pure import PureEpochs
 from mlp.optimizers import (
@@ -642,3 +643,92 @@ def test_weights_from_the_host_predict_as_trained_ones_where_products_round_by_a
     want = model.predict(xs).numpy()
     for other in copies:
         np.testing.assert_array_equal(other.predict(xs).numpy(), want)
+
+
+# ------------------------------------------------------- kernels beside their definitions
+def _undeclared(registry):
+    """The names in ``registry`` whose entry declares neither an in-place form nor
+    `PureOnly` (with a reason)."""
+    missing = []
+    for name, entry in registry.items():
+        declared = kernels.declaration(entry)
+        if declared is None or (isinstance(declared, kernels.PureOnly)
+                                and not declared.reason.strip()):
+            missing.append(name)
+    return missing
+
+
+def test_every_built_in_declares_its_in_place_form_or_that_it_has_none():
+    """Every registry's built-ins (activations, losses, transformations and named
+    optimizers) say whether the in-place executor has a kernel for them; a new built-in
+    that says nothing fails here instead of silently losing the fast path."""
+    registries = {"activations": activations.BUILT_IN, "losses": losses.BUILT_IN,
+                  "transformations": optimizers.TRANSFORMATIONS}
+    assert set(optimizers.OPTIMIZERS.values()) <= set(optimizers.TRANSFORMATIONS.values())
+    for what, registry in registries.items():
+        assert registry and not _undeclared(registry), (what, _undeclared(registry))
+    # the check bites: an activation registered without a declaration is named
+    own = activations.Activation("softsign", lambda xp, z: z, lambda xp, d, z, a: d)
+    assert _undeclared({"softsign": own}) == ["softsign"]
+    # the kernels the executor takes: by declaration, on the built-ins themselves
+    with_kernels = {name for name, act in activations.BUILT_IN.items()
+                    if kernels.kernel_of(act) is not None}
+    assert with_kernels == {"relu"}
+    assert {name for name, loss in losses.BUILT_IN.items()
+            if kernels.kernel_of(loss) is not None} == {"mse", "cross_entropy"}
+    for cls in optimizers.TRANSFORMATIONS.values():
+        assert not isinstance(kernels.declaration(cls), kernels.PureOnly), cls
+
+
+def test_a_subclass_or_a_transformation_of_your_own_declares_nothing():
+    """A subclass inherits its base's ``inplace`` attribute but not its declaration (it
+    may change ``update``), so it has no kernel unless its own class body says so."""
+    class MyAdam(optimizers.Adam):
+        pass
+
+    class MyScaleByAdam(optimizers.ScaleByAdam):
+        inplace = optimizers.ScaleByAdam.inplace  # declared: taken
+
+    assert kernels.mirror(MyAdam()) is None
+    assert kernels.mirror(chain(MyAdam())) is None
+    assert kernels.mirror(optimizers.Adam()) is not None
+    assert kernels.mirror(MyScaleByAdam()) is not None
+
+
+def _sklearn_fits(lib, estimator, X, y, weights, **params):
+    """The estimator fitted with and without the in-place executor; the executors used."""
+    used, original = [], pipeline.run_epochs
+
+    def counting(executor, *args):
+        used.append(type(executor).__name__)
+        return original(executor, *args)
+
+    fits = []
+    with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning
+        mp.setattr(pipeline, "run_epochs", counting)
+        for fast in (False, True):
+            est = estimator(**params, random_state=0, backend=BUILDERS[lib.name](fast))
+            fits.append(est.fit(X, y, sample_weight=weights))
+    return fits, used
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_sklearn_estimators_run_the_in_place_executor_bit_for_bit(lib, solver, weighted):
+    """scikit-learn's epoch (its L2 coefficient ``alpha / sum(w_batch)``, its loss
+    weighting) is an objective of the same run: the estimators train in place on NumPy
+    and PyTorch, with the pure executor's weights and loss curves bit for bit."""
+    sk = pytest.importorskip("mlp.sklearn")
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((70, 5))
+    w = _weights(70) if weighted else None
+    cases = [(sk.MLPClassifier, rng.integers(0, 3, 70), dict(hidden_layer_sizes=(7, 4))),
+             (sk.MLPRegressor, rng.standard_normal((70, 2)), dict(hidden_layer_sizes=(6,)))]
+    for estimator, y, params in cases:
+        (pure, fast), used = _sklearn_fits(lib, estimator, X, y, w, solver=solver,
+                                           batch_size=16, max_iter=4, alpha=1e-2,
+                                           momentum=0.9, **params)
+        assert used == ["PureEpochs"] * 4 + ["Training"] * 4
+        assert fast.loss_curve_ == pure.loss_curve_
+        assert_identical(fast.coefs_ + fast.intercepts_, pure.coefs_ + pure.intercepts_)
