@@ -51,7 +51,7 @@ from .kernels import Unfit, kernel_of, mirror
 from .layout import Layout
 from .pure import mean_loss
 
-__all__ = ["Network", "Training", "executor", "mirror"]
+__all__ = ["Network", "Training", "executor"]
 
 
 class Network:

@@ -31,6 +31,7 @@ from ..optimizers import check_schedule, learning_rate_schedules
 from ..schedules import SCHEDULES
 from ..tree import tree_leaves
 from . import inplace
+from .kernels import mirror
 from .layout import Layout
 from .pure import PureEpochs, epoch_function, make_step
 
@@ -259,14 +260,13 @@ def fast_run(backend, pure_run, spec, optimizer, alpha=0.0, clip_norm=None,
              objective: Objective = MLP_OBJECTIVE):
     """A run with `make_run`'s contract and ``pure_run``'s results, bit for bit, on the
     in-place executor; None where ``backend`` offers no in-place operations
-    (``backend.inplace_ops()``) or ``optimizer`` has no in-place form (`mlp.engine.
-    kernels.mirror`).
+    (``backend.inplace_ops()``) or ``optimizer`` has no in-place form (`mirror`).
 
     The run calls ``pure_run`` itself for inputs the in-place executor does not
     take (see `mlp.engine.inplace.executor`).
     """
     ops = backend.inplace_ops()
-    if ops is None or inplace.mirror(optimizer) is None:
+    if ops is None or mirror(optimizer) is None:
         return None
 
     def run(params, opt_state, x, y, w, batches, last, n_epochs):
