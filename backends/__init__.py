@@ -20,11 +20,19 @@ import importlib
 import os
 
 from . import _cupy, _jax, _jax_mesh, _numpy, _strict, _torch
-from ._base import Backend, BackendUnavailableError, foreign_to_numpy, register_converter, to_host
+from ._base import (
+    Backend,
+    BackendUnavailableError,
+    InplaceOps,
+    foreign_to_numpy,
+    register_converter,
+    to_host,
+)
 
 __all__ = [
     "Backend",
     "BackendUnavailableError",
+    "InplaceOps",
     "KNOWN_BACKENDS",
     "available_backends",
     "default_cache_dir",

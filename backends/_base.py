@@ -7,14 +7,16 @@ Everything in `mlp` talks to an array library through one of these objects:
 - `to_host`: another library's array as host NumPy, through the converter its
   backend module registered (`register_converter`);
 - ``jit``: compile a pure function (JAX), or return it unchanged;
-- ``scan``: the loop primitive (``lax.scan`` on JAX, a Python loop elsewhere).
+- ``scan``: the loop primitive (``lax.scan`` on JAX, a Python loop elsewhere);
+- `inplace_ops`: the library's operations with ``out=`` (`InplaceOps`), where it
+  has them (NumPy, PyTorch on the CPU), or None.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -23,6 +25,63 @@ FLOAT_DTYPES = ("float32", "float64")
 
 class BackendUnavailableError(RuntimeError):
     """A known backend cannot run on this machine (not installed, or no usable GPU)."""
+
+
+class InplaceOps(Protocol):
+    """The in-place operations of one array library, as its pure path computes them.
+
+    ``add``, ``subtract``, ``multiply``, ``divide`` ``(a, b, *, out)``, ``sqrt``,
+    ``exp``, ``log`` ``(a, *, out)`` and ``matmul(a, b, *, out)`` write into ``out``
+    (and return it); ``a`` and ``b`` are arrays or Python floats. Each is the very
+    function the library's array-API namespace calls in the pure path, so an
+    operation in place gives the same bits as the pure one.
+    """
+
+    float_dtypes: tuple  #: the library's float32 and float64
+    bool: Any  #: its boolean dtype
+
+    def is_floats(self, arrays, dtype) -> bool:
+        """Whether every one of ``arrays`` is this library's array (on the backend's
+        device) of ``dtype``."""
+
+    def is_indices(self, rows) -> bool:
+        """Whether ``rows`` is an integer array of this library (row indices)."""
+
+    def is_contiguous(self, a) -> bool:
+        """Whether ``a`` is laid out in row-major order (not a transposed view)."""
+
+    def empty(self, shape, dtype):
+        """A new uninitialised array."""
+
+    def zeros(self, shape, dtype):
+        """A new array of zeros."""
+
+    def copy(self, dst, src):
+        """``dst[...] = src``."""
+
+    def take_rows(self, x, rows, *, out):
+        """``xp.take(x, rows, axis=0)`` into ``out``."""
+
+    def sum(self, x, *, axis, keepdims=False, out=None):
+        """``xp.sum(x, axis=axis, keepdims=keepdims)`` (into ``out`` if given)."""
+
+    def total(self, x):
+        """``xp.sum(x)``: the sum of all elements."""
+
+    def max(self, x, *, axis, keepdims=False, out):
+        """``xp.max(x, axis=axis, keepdims=keepdims)`` into ``out``."""
+
+    def relu(self, z):
+        """``xp.maximum(z, 0.0)`` into ``z``; returns ``z``."""
+
+    def positive(self, z, *, out):
+        """``z > 0`` into the boolean ``out``."""
+
+    def argmax_rows(self, z, *, out):
+        """``xp.argmax(z, axis=1)`` into ``out``."""
+
+    def stack(self, scalars):
+        """The 0-d arrays (or scalars) ``scalars`` as one ``(n,)`` array."""
 
 
 class Backend:
@@ -140,25 +199,21 @@ class Backend:
             x_i = tuple(None if a is None else a[i, ...] for a in parts)
             carry, y = body(carry, x_i if isinstance(xs, tuple) else x_i[0])
             ys.append(y)
-        if ys and isinstance(ys[0], tuple):  # a tuple of outputs: each stacked
-            return carry, tuple(self.xp.stack(list(y)) for y in zip(*ys))
+        if ys and isinstance(ys[0], tuple):  # a tuple of outputs: each stacked (None stays)
+            return carry, tuple(None if y[0] is None else self.xp.stack(list(y))
+                                for y in zip(*ys))
         return carry, self.xp.stack(ys)
 
     def take_rows(self, array: Any, rows: Any):
         """``array``'s rows at the (in-bounds) indices ``rows``: a batch cut on the device."""
         return self.xp.take(array, rows, axis=0)
 
-    def fast_run(self, pure_run: Callable, spec: Any, optimizer: Any, alpha: float = 0.0,
-                 clip_norm: float | None = None) -> Callable | None:
-        """A faster run with the contract and results of ``pure_run`` (`mlp.steps.make_run`).
+    def inplace_ops(self) -> InplaceOps | None:
+        """The library's in-place operations (`InplaceOps`), or None where it has none.
 
-        None (the default) where the backend has none for this network and
-        optimizer: the pure run is used. A backend may return a run that works
-        in place behind this interface, provided its weights, optimizer state
-        (in the pure format) and losses are identical to the pure run's, bit
-        for bit, and that it raises `mlp.steps.InterruptedRun` on Ctrl-C as the
-        pure run does; it may call ``pure_run`` itself for inputs it does not
-        handle (e.g. sample weights ``w``).
+        With them, `mlp` trains through its in-place executor, whose weights,
+        optimizer state and losses are identical to the pure path's, bit for bit.
+        None (the default): the pure path runs.
         """
         return None
 

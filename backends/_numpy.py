@@ -52,7 +52,7 @@ def _fast_namespace():
 
 
 class NumpyInplace:
-    """`backends._inplace.InplaceOps` for NumPy: the ufuncs that the pure path's
+    """`backends.InplaceOps` for NumPy: the ufuncs that the pure path's
     namespace (`_fast_namespace`) calls, with ``out=``."""
 
     float_dtypes = (np.dtype(np.float32), np.dtype(np.float64))
@@ -112,9 +112,9 @@ class NumpyBackend(Backend):
     Parameters
     ----------
     fast : bool, default True
-        Train through the in-place fast path (`backends._inplace`), whose
-        weights and losses are identical, bit for bit, to the pure path's;
-        False runs the pure path (`mlp.steps`) as written.
+        Offer NumPy's in-place operations (`inplace_ops`), so that `mlp` trains
+        through its in-place executor, whose weights and losses are identical,
+        bit for bit, to the pure path's; False runs the pure path as written.
     """
 
     name = "numpy"
@@ -125,12 +125,9 @@ class NumpyBackend(Backend):
         super().__init__(_fast_namespace(), "cpu")
         self.fast = fast
 
-    def fast_run(self, pure_run, spec, optimizer, alpha=0.0, clip_norm=None):
-        if not self.fast:
-            return None
-        from ._inplace import fast_run
-
-        return fast_run(NumpyInplace(), pure_run, spec, optimizer, alpha, clip_norm)
+    def inplace_ops(self):
+        """`NumpyInplace`, or None with ``fast=False``."""
+        return NumpyInplace() if self.fast else None
 
     def is_native(self, data):
         return isinstance(data, np.ndarray)

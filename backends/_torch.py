@@ -43,7 +43,7 @@ def to_host(data, target, name):
 
 
 class TorchInplace:
-    """`backends._inplace.InplaceOps` for PyTorch on ``device``: the torch functions that
+    """`backends.InplaceOps` for PyTorch on ``device``: the torch functions that
     the pure path's namespace (array-api-compat's) calls, with ``out=``."""
 
     def __init__(self, torch, device):
@@ -114,10 +114,11 @@ class TorchBackend(Backend):
     Parameters
     ----------
     fast : bool, default True
-        On the CPU, train through the in-place fast path (`backends._inplace`),
-        whose weights and losses are identical, bit for bit, to the pure path's;
-        False runs the pure path (`mlp.steps`) as written. On a GPU the pure path
-        runs either way (the fast path is proven bit-identical only on the CPU).
+        On the CPU, offer PyTorch's in-place operations (`inplace_ops`), so that
+        `mlp` trains through its in-place executor, whose weights and losses are
+        identical, bit for bit, to the pure path's; False runs the pure path as
+        written. On a GPU the pure path runs either way (the in-place executor is
+        proven bit-identical only on the CPU).
     """
 
     name = "torch"
@@ -131,13 +132,11 @@ class TorchBackend(Backend):
         super().__init__(xp, device)
         self.fast = fast
 
-    def fast_run(self, pure_run, spec, optimizer, alpha=0.0, clip_norm=None):
+    def inplace_ops(self):
+        """`TorchInplace` on the CPU; None on a GPU or with ``fast=False``."""
         if not self.fast or self.device.type != "cpu":
             return None
-        from ._inplace import fast_run
-
-        return fast_run(TorchInplace(self._torch, self.device), pure_run, spec, optimizer,
-                        alpha, clip_norm)
+        return TorchInplace(self._torch, self.device)
 
     def is_native(self, data):
         """A tensor on this device, not requiring grad, of a dtype torch computes with.

@@ -89,7 +89,8 @@ class Implementation:
 
 
 def _pure_backend(name):
-    """NumPy or PyTorch without its in-place fast path (the pure `mlp.steps` run)."""
+    """NumPy or PyTorch without its in-place fast path (the pure executor of
+    `mlp.engine.pipeline`)."""
     if name == "numpy-pure":
         from backends._numpy import NumpyBackend
 
@@ -105,7 +106,7 @@ PURE_BACKENDS = ("numpy-pure", "torch-pure")
 
 class Ours(Implementation):
     """`mlp.MLP` on one backend; ``numpy-pure`` and ``torch-pure`` are NumPy and PyTorch
-    without their fast path (the pure `mlp.steps` run, see `PURE_BACKENDS`)."""
+    without their fast path (the pure executor of `mlp.engine.pipeline`, see `PURE_BACKENDS`)."""
 
     kind = "ours"
 

@@ -29,6 +29,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from .engine.kernels import PureOnly
+
 LEAKY_RELU_SLOPE = 0.01
 
 
@@ -40,12 +42,16 @@ Backward = Callable[[Any, Any, Any, Any], Any]
 
 class Activation(NamedTuple):
     """An activation: ``forward(xp, z)``, ``backward(xp, delta, z, a)`` (None: output-only,
-    fused into a loss) and the initializer it trains best with (``he`` or ``glorot``)."""
+    fused into a loss), the initializer it trains best with (``he`` or ``glorot``) and its
+    in-place form for the in-place executor (an object with ``forward(ops, z)`` and
+    ``backward(ops, delta, a, mask)``, see `ReluInplace`; a `mlp.engine.kernels.PureOnly`
+    for a built-in without one; None, an activation of your own: its pure functions run)."""
 
     name: str
     forward: Forward
     backward: Backward | None
     init: str = "glorot"
+    inplace: Any = None
 
 
 def _relu(xp, z):
@@ -57,6 +63,27 @@ def _relu_backward(xp, delta, z, a):
     # zero), several times faster than ``where`` on NumPy (and than ``sign(a)``, which
     # array-api-compat wraps with a NaN fix-up).
     return delta * xp.astype(z > 0, delta.dtype)
+
+
+class ReluInplace:
+    """ReLU in place, on the in-place operations ``ops`` of the backend's library
+    (`backends.InplaceOps`): the same IEEE operations as `_relu` and `_relu_backward`."""
+
+    @staticmethod
+    def forward(ops, z):
+        """``max(z, 0)`` into ``z``; returns it (the pure path's ``xp.maximum(z, 0.0)``)."""
+        return ops.relu(z)
+
+    @staticmethod
+    def backward(ops, delta, a, mask):
+        """``delta * (z > 0)`` into ``delta``, from ``a = max(z, 0)`` (what `forward` left in
+        ``z``: ``a > 0`` exactly where ``z > 0``, NaN neither); ``mask``: boolean scratch."""
+        return ops.multiply(delta, ops.positive(a, out=mask), out=delta)
+
+
+#: Why the other built-in activations have no in-place form.
+_PURE_ELEMENTWISE = PureOnly("a few elementwise operations whose fresh arrays cost little "
+                             "beside the matrix products; the pure function runs")
 
 
 def _leaky_relu(xp, z):
@@ -107,7 +134,8 @@ ACTIVATIONS: dict[str, Activation] = {}
 
 
 def register_activation(name: str, forward: Forward, backward: Backward | None = None, *,
-                        init: str = "glorot", overwrite: bool = False) -> Activation:
+                        init: str = "glorot", overwrite: bool = False,
+                        inplace: Any = None) -> Activation:
     """Make an activation available by ``name``; returns it.
 
     Parameters
@@ -121,6 +149,9 @@ def register_activation(name: str, forward: Forward, backward: Backward | None =
         The default initializer of networks using it in hidden layers.
     overwrite : bool
         Replace an activation of the same name (otherwise a ValueError).
+    inplace : object, optional
+        Its in-place form (see `Activation`); None: the pure functions run on the
+        in-place executor too.
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"name must be a non-empty str, got {name!r}")
@@ -132,19 +163,23 @@ def register_activation(name: str, forward: Forward, backward: Backward | None =
                         "(xp, delta, z, a) or None")
     from .initializers import check_initializer
 
-    ACTIVATIONS[name] = Activation(name, forward, backward, check_initializer(init))
+    ACTIVATIONS[name] = Activation(name, forward, backward, check_initializer(init), inplace)
     return ACTIVATIONS[name]
 
 
-register_activation("relu", _relu, _relu_backward, init="he")
-register_activation("leaky_relu", _leaky_relu, _leaky_relu_backward, init="he")
-register_activation("tanh", _tanh, _tanh_backward)
-register_activation("sigmoid", _sigmoid, _sigmoid_backward)
-register_activation("identity", _identity, _identity_backward)
+register_activation("relu", _relu, _relu_backward, init="he", inplace=ReluInplace())
+register_activation("leaky_relu", _leaky_relu, _leaky_relu_backward, init="he",
+                    inplace=_PURE_ELEMENTWISE)
+register_activation("tanh", _tanh, _tanh_backward, inplace=_PURE_ELEMENTWISE)
+register_activation("sigmoid", _sigmoid, _sigmoid_backward, inplace=_PURE_ELEMENTWISE)
+register_activation("identity", _identity, _identity_backward,
+                    inplace=PureOnly("nothing to compute: the pure function returns z itself"))
 # Output-only: their backward is fused into a loss (exp: the Poisson loss's log link;
 # softmax: cross-entropy).
-register_activation("exp", _exp)
-register_activation("softmax", _softmax)
+register_activation("exp", _exp, inplace=PureOnly("output-only: its gradient is the Poisson "
+                                                  "loss's, which runs its pure form"))
+register_activation("softmax", _softmax, inplace=PureOnly(
+    "output-only: cross-entropy's in-place form fuses it, and training skips it"))
 
 
 #: The activations mlp defines, as registered at import (``register_activation(...,

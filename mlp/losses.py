@@ -83,6 +83,7 @@ from array_api_compat import array_namespace
 
 from ._typing import Array, Namespace
 from .activations import Activation, hidden_activations
+from .engine.kernels import PureOnly
 from .metrics import (
     METRICS,
     Metric,
@@ -212,6 +213,29 @@ def _mse_terms_and_delta(xp, z, a, y, output: Activation, scale):
     return 0.5 * (diff * diff), output.backward(xp, diff * scale, z, a)
 
 
+class MseInplace:
+    """mse in place, on the in-place operations ``ops`` of the backend's library
+    (`backends.InplaceOps`): `Loss.value_and_delta` of `_mse_terms_and_delta` (``scale =
+    1/size``) and its training totals (`r2_totals`: ``(y - a)**2`` is ``diff * diff`` bit
+    for bit), into the executor's buffers ``buf``."""
+
+    counts_classes = False
+
+    @staticmethod
+    def value_and_delta(ops, buf, z, a, y, output_backward):
+        """``(loss, delta, totals)``; ``output_backward(d)``: the output activation's
+        chain rule (in place where it has an in-place form)."""
+        size = y.shape[0] * y.shape[1]
+        diff, sq = buf["e"], buf["yz"]
+        ops.subtract(a, y, out=diff)
+        ops.multiply(diff, diff, out=sq)
+        totals = ops.sum(sq, axis=0)
+        ops.multiply(sq, 0.5, out=sq)  # the terms, 0.5 * (diff * diff)
+        loss = ops.total(sq) / size
+        ops.multiply(diff, 1.0 / size, out=diff)
+        return loss, output_backward(diff), totals
+
+
 def _log_softmax_terms(xp, z):
     shift = xp.max(z, axis=-1, keepdims=True)
     e = xp.exp(z - shift)
@@ -228,6 +252,37 @@ def _ce_terms(xp, z, a, y):
 def _ce_terms_and_delta(xp, z, a, y, output: Activation, scale):
     log_z, probs = _log_softmax_terms(xp, z)
     return log_z[:, 0] - xp.sum(y * z, axis=-1), (probs - y) * scale
+
+
+class CrossEntropyInplace:
+    """Cross-entropy fused with the softmax, in place (`backends.InplaceOps`):
+    `Loss.value_and_delta` of `_ce_terms_and_delta` (``scale = 1/n``), into the executor's
+    buffers ``buf``. Its training totals are counts of correct classes
+    (`_argmax_totals`), which the executor may count once per epoch from each step's
+    predicted classes (``counts_classes``)."""
+
+    counts_classes = True
+
+    @staticmethod
+    def value_and_delta(ops, buf, z, a, y, output_backward):
+        """``(loss, delta, None)``: the totals are the pure ones (or counted)."""
+        n = y.shape[0]
+        shift, total, log_z = buf["col"]
+        e, yz, (s, diff) = buf["e"], buf["yz"], buf["row"]
+        ops.max(z, axis=-1, keepdims=True, out=shift)
+        ops.subtract(z, shift, out=e)
+        ops.exp(e, out=e)
+        ops.sum(e, axis=-1, keepdims=True, out=total)
+        ops.log(total, out=log_z)
+        ops.add(log_z, shift, out=log_z)
+        ops.divide(e, total, out=e)  # probs
+        ops.multiply(y, z, out=yz)
+        ops.sum(yz, axis=-1, out=s)
+        ops.subtract(log_z[:, 0], s, out=diff)
+        loss = ops.total(diff) / n
+        ops.subtract(e, y, out=e)
+        ops.multiply(e, 1.0 / n, out=e)
+        return loss, e, None
 
 
 def _bce_terms(xp, z, a, y):
@@ -363,7 +418,17 @@ class Loss:
     needs_output : bool
         Whether the loss reads ``a`` (cross-entropy works from ``z`` alone, so
         training skips the output softmax).
+
+    Attributes
+    ----------
+    inplace : object or None
+        Its form for the in-place executor (`mlp.engine.inplace`), declared beside
+        its pure one: `MseInplace`, `CrossEntropyInplace`, or a
+        `mlp.engine.kernels.PureOnly` saying why a built-in has none. None (a loss
+        of your own): its pure functions run there.
     """
+
+    inplace: Any = None
 
     def __init__(self, name: str, *, terms: Callable[..., Any] | None = None,
                  terms_and_delta: Callable[..., tuple[Any, Any]] | None = None,
@@ -591,6 +656,15 @@ register_loss(Loss("poisson", terms=_poisson_terms, terms_and_delta=_poisson_ter
                    default_output="exp", allowed_outputs=("exp",),
                    targets=COUNT_TARGETS))
 
+
+# The built-ins' in-place forms (the in-place executor's, `mlp.engine.inplace`); a loss of
+# your own has none and runs its pure functions there.
+LOSSES["mse"].inplace = MseInplace()
+LOSSES["cross_entropy"].inplace = CrossEntropyInplace()
+LOSSES["binary_cross_entropy"].inplace = PureOnly(
+    "a few elementwise operations beside the matrix products; the pure form runs")
+LOSSES["poisson"].inplace = PureOnly(
+    "a few elementwise operations beside the matrix products; the pure form runs")
 
 #: The losses mlp defines, as registered at import (``register_loss(...,
 #: overwrite=True)`` may replace a registry entry; these stay what they are).

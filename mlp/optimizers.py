@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 from array_api_compat import array_namespace, device
 
 from . import schedules as _schedules
+from .engine.kernels import Block, Unfit, count_namespace, mirror, mirror_all, unpack_state
 from .params import Boolean, Real, check, check_in_dtype
 from .schedules import check_learning_rate
 from .tree import is_namedtuple, structure_problem, tree_leaves, tree_map
@@ -171,6 +172,41 @@ def _value_config(name, value):
 
 
 # ---------------------------------------------------------------- building blocks
+class _ScaleByAdamInplace(Block):
+    """`ScaleByAdam` in place (`mlp.engine.kernels.Block`), operation for operation."""
+
+    n_vectors = 2
+
+    def load(self, state, ctx):
+        count, self.mu, self.nu = unpack_state(state, ScaleByAdamState, ctx, ("mu", "nu"))
+        self.scalars = (count,)
+
+    def update(self, ctx, u, p):
+        ops = ctx.ops
+        b1, b2, eps, mu, nu, t = self.t.beta1, self.t.beta2, self.t.eps, self.mu, self.nu, ctx.tmp
+        (count,) = self.scalars
+        ops.multiply(mu, b1, out=mu)  # mu = b1 * mu + (1 - b1) * g
+        ops.multiply(u, 1 - b1, out=t)
+        ops.add(mu, t, out=mu)
+        ops.multiply(u, u, out=t)  # nu = b2 * nu + (1 - b2) * (g * g)
+        ops.multiply(t, 1 - b2, out=t)
+        ops.multiply(nu, b2, out=nu)
+        ops.add(nu, t, out=nu)
+        xp = count_namespace(count)
+        count = count + 1
+        step = xp.astype(count, u.dtype)
+        c = xp.sqrt(1.0 - b2**step) / (1.0 - b1**step)
+        ops.sqrt(nu, out=t)  # c * (mu / (sqrt(nu) + eps))
+        ops.add(t, eps, out=t)
+        ops.divide(mu, t, out=t)
+        ops.multiply(t, c, out=u)
+        self.scalars = (count,)
+
+    def state(self, ctx):
+        return ScaleByAdamState(self.scalars[0], ctx.layout.views(self.mu),
+                                ctx.layout.views(self.nu))
+
+
 @dataclass(frozen=True)
 class ScaleByAdam(_Transformation):
     """Adam's direction ``c_t * mu / (sqrt(nu) + eps)`` (Kingma & Ba 2015, the bias
@@ -180,6 +216,7 @@ class ScaleByAdam(_Transformation):
     beta2: float = 0.999
     eps: float = 1e-8
     config_name: ClassVar[str] = "scale_by_adam"
+    inplace: ClassVar[type] = _ScaleByAdamInplace
     _rules: ClassVar[dict] = {"beta1": _FRACTION, "beta2": _FRACTION, "eps": _POSITIVE}
 
     def init(self, params):
@@ -198,6 +235,29 @@ class ScaleByAdam(_Transformation):
         return updates, ScaleByAdamState(count, mu, nu)
 
 
+class _ScaleByRmsInplace(Block):
+    """`ScaleByRms` in place (`mlp.engine.kernels.Block`), operation for operation."""
+
+    n_vectors = 1
+
+    def load(self, state, ctx):
+        (self.nu,) = unpack_state(state, ScaleByRmsState, ctx, ("nu",))
+
+    def update(self, ctx, u, p):
+        ops = ctx.ops
+        d, nu, t = self.t.decay, self.nu, ctx.tmp
+        ops.multiply(nu, d, out=nu)  # nu = d * nu + (1 - d) * (g * g)
+        ops.multiply(u, u, out=t)
+        ops.multiply(t, 1 - d, out=t)
+        ops.add(nu, t, out=nu)
+        ops.sqrt(nu, out=t)  # g / (sqrt(nu) + eps)
+        ops.add(t, self.t.eps, out=t)
+        ops.divide(u, t, out=u)
+
+    def state(self, ctx):
+        return ScaleByRmsState(ctx.layout.views(self.nu))
+
+
 @dataclass(frozen=True)
 class ScaleByRms(_Transformation):
     """``g / (sqrt(nu) + eps)`` with ``nu = decay * nu + (1 - decay) * g**2`` (RMSprop)."""
@@ -205,6 +265,7 @@ class ScaleByRms(_Transformation):
     decay: float = 0.9
     eps: float = 1e-8
     config_name: ClassVar[str] = "scale_by_rms"
+    inplace: ClassVar[type] = _ScaleByRmsInplace
     _rules: ClassVar[dict] = {"decay": _FRACTION, "eps": _POSITIVE}
 
     def init(self, params):
@@ -217,6 +278,29 @@ class ScaleByRms(_Transformation):
         return tree_map(lambda g, v: g / (xp.sqrt(v) + eps), grads, nu), ScaleByRmsState(nu)
 
 
+class _TraceInplace(Block):
+    """`Trace` in place (`mlp.engine.kernels.Block`), operation for operation."""
+
+    n_vectors = 1
+
+    def load(self, state, ctx):
+        (self.v,) = unpack_state(state, TraceState, ctx, ("trace",))
+
+    def update(self, ctx, u, p):
+        ops = ctx.ops
+        d, v = self.t.decay, self.v
+        ops.multiply(v, d, out=v)  # v = g + d * v
+        ops.add(u, v, out=v)
+        if self.t.nesterov:  # g + d * v
+            ops.multiply(v, d, out=ctx.tmp)
+            ops.add(u, ctx.tmp, out=u)
+        else:  # v
+            ops.copy(u, v)
+
+    def state(self, ctx):
+        return TraceState(ctx.layout.views(self.v))
+
+
 @dataclass(frozen=True)
 class Trace(_Transformation):
     """Momentum: ``v = g + decay * v``; the update is ``v`` (``g + decay * v`` with
@@ -225,6 +309,7 @@ class Trace(_Transformation):
     decay: float = 0.9
     nesterov: bool = False
     config_name: ClassVar[str] = "trace"
+    inplace: ClassVar[type] = _TraceInplace
     _rules: ClassVar[dict] = {"decay": _FRACTION, "nesterov": [Boolean()]}
 
     def init(self, params):
@@ -237,6 +322,25 @@ class Trace(_Transformation):
         return updates, TraceState(velocity)
 
 
+class _StatelessInplace(Block):
+    """A block whose state is `EmptyState`."""
+
+    def load(self, state, ctx):
+        unpack_state(state, EmptyState, ctx)
+
+    def state(self, ctx):
+        return EmptyState()
+
+
+class _AddDecayedWeightsInplace(_StatelessInplace):
+    """`AddDecayedWeights` in place (`mlp.engine.kernels.Block`)."""
+
+    def update(self, ctx, u, p):
+        ops = ctx.ops
+        ops.multiply(p, self.t.weight_decay, out=ctx.tmp)  # g + wd * p
+        ops.add(u, ctx.tmp, out=u)
+
+
 @dataclass(frozen=True)
 class AddDecayedWeights(_Transformation):
     """``g + weight_decay * p`` (weights and biases): decoupled weight decay when
@@ -244,6 +348,7 @@ class AddDecayedWeights(_Transformation):
 
     weight_decay: float = 0.01
     config_name: ClassVar[str] = "add_decayed_weights"
+    inplace: ClassVar[type] = _AddDecayedWeightsInplace
     _rules: ClassVar[dict] = {"weight_decay": _NON_NEGATIVE}
 
     def init(self, params):
@@ -255,6 +360,18 @@ class AddDecayedWeights(_Transformation):
                              "update(grads, state, params)")
         wd = self.weight_decay
         return tree_map(lambda g, p: g + wd * p, grads, params), state
+
+
+class _ClipByGlobalNormInplace(_StatelessInplace):
+    """`ClipByGlobalNorm.update` itself, on the arrays the pure path clips (its global norm
+    is summed per array: per layer, or over the two packed arrays), copied back."""
+
+    def update(self, ctx, u, p):
+        ops = ctx.ops
+        grads = ctx.layout.packed(u) if ctx.packed else ctx.layout.views(u)
+        clipped, _ = self.t.update(grads, EmptyState())
+        for dst, src in zip(tree_leaves(grads), tree_leaves(clipped)):
+            ops.copy(dst, src)
 
 
 @dataclass(frozen=True)
@@ -269,6 +386,7 @@ class ClipByGlobalNorm(_Transformation):
 
     max_norm: float = 1.0
     config_name: ClassVar[str] = "clip_by_global_norm"
+    inplace: ClassVar[type] = _ClipByGlobalNormInplace
     elementwise: ClassVar[bool] = False
     _rules: ClassVar[dict] = {"max_norm": _POSITIVE}
 
@@ -287,6 +405,25 @@ class ClipByGlobalNorm(_Transformation):
         return tree_map(lambda g: g * scale, grads), state
 
 
+class _ScaleByLearningRateInplace(Block):
+    """`ScaleByLearningRate` in place (`mlp.engine.kernels.Block`): the same factor."""
+
+    def load(self, state, ctx):
+        count, scale = unpack_state(state, ScaleByLearningRateState, ctx)
+        if not (ctx.ops.is_floats([scale], ctx.dtype) and scale.shape == ()):
+            raise Unfit  # another dtype would promote the pure path's weights
+        self.scalars = (count, scale)
+
+    def update(self, ctx, u, p):
+        count, scale = self.scalars
+        factor = (-self.t.rate(count, scale)) * scale
+        ctx.ops.multiply(u, factor, out=u)  # -(lr * scale) * g
+        self.scalars = (count + 1, scale)
+
+    def state(self, ctx):
+        return ScaleByLearningRateState(*self.scalars)
+
+
 @dataclass(frozen=True)
 class ScaleByLearningRate(_Transformation):
     """``-learning_rate(step) * learning_rate_scale * g``: the descent step.
@@ -299,6 +436,7 @@ class ScaleByLearningRate(_Transformation):
 
     learning_rate: Any = 0.01
     config_name: ClassVar[str] = "scale_by_learning_rate"
+    inplace: ClassVar[type] = _ScaleByLearningRateInplace
 
     def __post_init__(self):
         object.__setattr__(self, "learning_rate", check_learning_rate(self.learning_rate))
@@ -311,19 +449,40 @@ class ScaleByLearningRate(_Transformation):
 
     def update(self, grads, state, params=None):
         count, scale = state
-        lr = _rate(self.learning_rate, count, scale)
+        lr = self.rate(count, scale)
         factor = (-lr) * scale  # -(lr * scale) exactly; a float lr is negated for free
         return tree_map(lambda g: factor * g, grads), ScaleByLearningRateState(count + 1, scale)
 
+    def rate(self, count, like):
+        """The learning rate at step ``count``.
 
-def _rate(learning_rate, count, like):
-    """The learning rate at ``count``: a Python float, or a 0-d array of ``like``'s dtype."""
-    if not callable(learning_rate):
-        return learning_rate
-    lr = learning_rate(count)
-    if isinstance(lr, numbers.Real):
-        return float(lr)
-    return array_namespace(like).astype(lr, like.dtype)
+        Parameters
+        ----------
+        count : int or 0-d array
+            The step count (the state's ``count``).
+        like : 0-d array
+            Gives the dtype of a schedule's array result (the state's
+            ``learning_rate_scale``).
+
+        Returns
+        -------
+        float or 0-d array
+            A Python float, or a 0-d array of ``like``'s dtype.
+        """
+        if not callable(self.learning_rate):
+            return self.learning_rate
+        lr = self.learning_rate(count)
+        if isinstance(lr, numbers.Real):
+            return float(lr)
+        return array_namespace(like).astype(lr, like.dtype)
+
+
+def _parts_inplace(transformation):
+    """The in-place form of a chain (or a named optimizer's chain): its parts' forms, as
+    one `mlp.engine.kernels.Composite` (None if a part has none)."""
+    if isinstance(transformation, _Named):
+        return mirror(transformation.transformation)
+    return mirror_all(transformation.transformations)
 
 
 @dataclass(frozen=True)
@@ -335,6 +494,7 @@ class Chain:
 
     transformations: tuple
     config_name: ClassVar[str] = "chain"
+    inplace: ClassVar[Any] = staticmethod(_parts_inplace)
 
     def __post_init__(self):
         for t in self.transformations:
@@ -481,6 +641,7 @@ class SGD(_Named):
     momentum: float = 0.0
     nesterov: bool = False
     config_name: ClassVar[str] = "sgd"
+    inplace: ClassVar[Any] = staticmethod(_parts_inplace)
     _rules: ClassVar[dict] = {"momentum": _FRACTION, "nesterov": [Boolean()]}
 
     def __post_init__(self):
@@ -503,6 +664,7 @@ class Adam(_Named):
     beta2: float = 0.999
     eps: float = 1e-8
     config_name: ClassVar[str] = "adam"
+    inplace: ClassVar[Any] = staticmethod(_parts_inplace)
     _rules: ClassVar[dict] = {"beta1": _FRACTION, "beta2": _FRACTION, "eps": _POSITIVE}
 
     def __post_init__(self):
@@ -521,6 +683,7 @@ class AdamW(Adam):
 
     weight_decay: float = 0.01
     config_name: ClassVar[str] = "adamw"
+    inplace: ClassVar[Any] = staticmethod(_parts_inplace)
     _rules: ClassVar[dict] = {**Adam._rules, "weight_decay": _NON_NEGATIVE}
 
     def _pieces(self):
@@ -536,6 +699,7 @@ class RMSprop(_Named):
     decay: float = 0.9
     eps: float = 1e-8
     config_name: ClassVar[str] = "rmsprop"
+    inplace: ClassVar[Any] = staticmethod(_parts_inplace)
     _rules: ClassVar[dict] = {"decay": _FRACTION, "eps": _POSITIVE}
 
     def __post_init__(self):
@@ -750,7 +914,7 @@ def current_learning_rate(opt, state) -> float:
     scale included), as a float for logs."""
     for t, s in _pieces_with_states(opt, state):
         if isinstance(t, ScaleByLearningRate):
-            return float(_rate(t.learning_rate, s.count, s.learning_rate_scale)) * float(
+            return float(t.rate(s.count, s.learning_rate_scale)) * float(
                 s.learning_rate_scale)
     raise ValueError(f"optimizer {opt!r} has no learning rate (no scale_by_learning_rate)")
 

@@ -2,7 +2,7 @@
 checks them against the model, prepares the data and the callbacks, then a `Trainer`
 runs the epochs. It reads and changes the model through its public members only.
 
-Epochs run in *chunks*, calls of the run built by `mlp.steps.make_run` (one
+Epochs run in *chunks*, calls of the run built by `mlp.engine.pipeline.make_run` (one
 compiled call on JAX). When anything needs the host between epochs (validation,
 or a callback that does not take runs of epochs - `mlp.callbacks.Callback`'s
 ``epochs_at_once`` -, such as progress output or early stopping) a chunk is one
@@ -42,6 +42,7 @@ from .callbacks import (
     ProgressBar,
     resumed_seed,
 )
+from .engine.pipeline import InterruptedRun, batch_indices, make_run
 from .fit_settings import DEFAULT_BATCH_SIZE as DEFAULT_BATCH_SIZE
 from .fit_settings import FitSettings
 from .optimizers import (
@@ -55,7 +56,6 @@ from .optimizers import (
     scheduled_rates,
 )
 from .params import check_in_dtype
-from .steps import InterruptedRun, batch_indices, make_run
 from .tree import describe as _what
 from .tree import structure_problem as _structure_problem
 from .validation import all_finite
@@ -445,7 +445,7 @@ def callback_list(model, plan: FitPlan, data) -> tuple[CallbackList, History]:
 
 # ------------------------------------------------------------------ step 4
 def run_function(model, optimizer, alpha, clip_norm):
-    """The (compiled, shared) run of `mlp.steps.make_run` for this model and settings."""
+    """The (compiled, shared) run of `mlp.engine.pipeline.make_run` for this model and settings."""
     return model.compiled(("run", optimizer, alpha, clip_norm),
                            lambda: make_run(model.backend, model.spec, optimizer, alpha,
                                             clip_norm))

@@ -161,6 +161,28 @@ def test_mlp_never_imports_a_concrete_array_library():
     assert "numpy" not in set(_imports(root / "optimizers.py"))
 
 
+def _imported_modules(path):
+    """Every module ``path`` imports, at any depth (lazy imports in functions too), as
+    written (``from .x import y``: ``.x``)."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            yield "." * node.level + (node.module or "")
+
+
+def test_backends_import_nothing_of_mlp():
+    """The layering runs one way: `mlp` uses `backends`, never the reverse (not even
+    lazily, inside a function)."""
+    root = pathlib.Path(backends.__file__).parent
+    paths = sorted(root.glob("*.py"))
+    assert len(paths) >= 8
+    for path in paths:
+        upward = [m for m in _imported_modules(path)
+                  if m.split(".")[0] == "mlp" or m.startswith("..")]
+        assert not upward, (path.name, upward)
+
+
 def test_base_names_no_array_library_each_module_converts_its_own():
     source = (pathlib.Path(backends.__file__).parent / "_base.py").read_text()
     strings = {node.value for node in ast.walk(ast.parse(source))

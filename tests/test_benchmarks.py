@@ -98,7 +98,7 @@ def test_training_lowers_the_loss(reference):
 
 
 def test_shared_batch_order_is_ours():
-    from mlp.steps import batch_indices
+    from mlp.engine.pipeline import batch_indices
 
     wl = _tiny_classification("adam", 32, 3)
     rng = np.random.default_rng([wl.seed, 1])

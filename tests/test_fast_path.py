@@ -1,7 +1,7 @@
-"""The fast path of NumPy and PyTorch (`backends._inplace`) gives the pure path's results,
-bit for bit.
+"""The fast path of NumPy and PyTorch (the in-place executor, `mlp.engine.inplace`) gives
+the pure path's results, bit for bit.
 
-The pure run of `mlp.steps.make_run` is the definition; the fast path runs the
+The pure run of `mlp.engine.pipeline.make_run` is the definition; the fast path runs the
 same operations in place. Every test trains the same model both ways from the
 same weights, optimizer state and batches, and asserts that the weights, the
 optimizer state (NamedTuples, step counts included) and the losses are
@@ -14,15 +14,18 @@ that test that library (``MLP_TEST_BACKENDS`` / ``MLP_BACKEND``, as for the
 from __future__ import annotations
 
 import sys
+import warnings
 
 import numpy as np
 import pytest
 
-import backends._inplace as inplace
 import mlp
 from backends import _torch
 from backends._numpy import NumpyBackend
-from mlp import activations, losses, optimizers, schedules, steps
+from mlp import activations, losses, optimizers, schedules
+from mlp.engine import inplace, kernels, layout, pipeline
+from mlp.engine.pipeline import InterruptedRun, batch_indices, make_run
+from mlp.engine.pure import PureEpochs
 from mlp.optimizers import (
     add_decayed_weights,
     chain,
@@ -32,7 +35,7 @@ from mlp.optimizers import (
     scale_by_rms,
     trace,
 )
-from mlp.steps import InterruptedRun, batch_indices, make_run
+from mlp.tree import tree_leaves
 from tests._helpers import InterruptAtLine
 from tests.conftest import _params
 
@@ -129,7 +132,7 @@ def _both(lib, optimizer, *, activation="relu", loss="cross_entropy", output=Non
         fell_back.append(args)
         return pure(*args)
 
-    fast = lib.fast.fast_run(pure_fallback, model._spec, optimizer, alpha, clip_norm)
+    fast = pipeline.fast_run(lib.fast, pure_fallback, model._spec, optimizer, alpha, clip_norm)
     assert fast is not None
     batches, last = (None, None) if batch_size is None else lib.rows(*batch_indices(
         np.random.default_rng(3), n, batch_size, epochs, True))
@@ -231,7 +234,7 @@ def test_a_second_call_continues_from_the_returned_state(lib):
     x_dev, y_dev, _ = model._prepare(*_data("cross_entropy", 50, 6, 3))
     batches, last = lib.rows(*batch_indices(np.random.default_rng(3), 50, 16, 2, True))
     pure = make_run(lib.pure, model._spec, opt)
-    fast = lib.fast.fast_run(pure, model._spec, opt)
+    fast = pipeline.fast_run(lib.fast, pure, model._spec, opt)
     results = []
     for run in (pure, fast):
         params, state = model.params, opt.init(model.params)
@@ -257,7 +260,7 @@ def test_ctrl_c_keeps_the_completed_epochs(lib):
     x_dev, y_dev, _ = model._prepare(*_data("cross_entropy", 50, 6, 3))
     batches, last = lib.rows(*batch_indices(np.random.default_rng(3), 50, 16, 3, True))
     pure = make_run(lib.pure, model._spec, opt, 0.0, None)
-    fast = lib.fast.fast_run(pure, model._spec, opt, 0.0, None)
+    fast = pipeline.fast_run(lib.fast, pure, model._spec, opt, 0.0, None)
     parts = []
     for run in (pure, fast):
         with pytest.raises(InterruptedRun) as info:
@@ -280,14 +283,15 @@ def test_ctrl_c_at_any_line_hands_back_a_consistent_state(lib):
     x_dev, y_dev, _ = model._prepare(*_data("cross_entropy", 50, 6, 3))
     host_batches, host_last = batch_indices(np.random.default_rng(3), 50, 16, 3, True)
     pure = make_run(lib.pure, model._spec, opt)
-    fast = lib.fast.fast_run(_refuse, model._spec, opt)
+    fast = pipeline.fast_run(lib.fast, _refuse, model._spec, opt)
     params, state = model.params, opt.init(model.params)
     expected = {0: (params, state)}
     for n in (1, 2, 3):
         expected[n] = pure(params, state, x_dev, y_dev, None,
                            *lib.rows(host_batches[:n], host_last[:n]), n)[:2]
-    codes = {steps._run_epochs.__code__, inplace._epochs.__code__,
-             inplace._Training.save.__code__, inplace._Training.step.__code__}
+    codes = {pipeline.run_epochs.__code__, PureEpochs.save.__code__,
+             PureEpochs.epoch.__code__, inplace.Training.save.__code__,
+             inplace.Training.step.__code__}
     for run in (pure, fast):
         kept, k = set(), 0
         while True:
@@ -352,7 +356,7 @@ def test_transposed_weights_run_the_pure_path(lib):
         calls.append(args)
         return pure(*args)
 
-    fast = lib.fast.fast_run(pure_fallback, model._spec, opt)
+    fast = pipeline.fast_run(lib.fast, pure_fallback, model._spec, opt)
     out = fast(views, opt.init(views), x_dev, y_dev, None, None, None, 2)
     assert len(calls) == 1
     assert_identical(out, pure(views, opt.init(views), x_dev, y_dev, None, None, None, 2))
@@ -363,10 +367,10 @@ def test_the_weights_handed_back_share_no_memory_with_the_state(lib):
     optimizer's moments, which the run stores beside them)."""
     pure, fast = _both(lib, optimizers.Adam(1e-2))
     leaves = [a for pair in fast[0] for a in pair]
-    moments = [a for a in inplace.tree_leaves(fast[1]) if getattr(a, "ndim", 0) > 0]
+    moments = [a for a in tree_leaves(fast[1]) if getattr(a, "ndim", 0) > 0]
     # the weights, biases and the gaps that put each weight matrix on a 64-byte boundary
     size = sum(a.size if lib.name == "numpy" else a.numel() for a in leaves)
-    gaps = (steps.BLOCK_ALIGNMENT - 1) * (len(fast[0]) - 1)
+    gaps = (layout.BLOCK_ALIGNMENT - 1) * (len(fast[0]) - 1)
     if lib.name == "numpy":
         assert not any(np.shares_memory(a, m) for a in leaves for m in moments)
         assert size <= leaves[0].base.size <= size + gaps
@@ -397,9 +401,9 @@ def test_unknown_optimizers_run_the_pure_path(lib):
     for opt in (MySGD(0.1), Custom(), own, chain(own, scale_by_learning_rate(0.1)),
                 chain(MyTrace(), scale_by_learning_rate(0.1))):
         pure = make_run(lib.pure, model._spec, opt)
-        assert lib.fast.fast_run(pure, model._spec, opt) is None
+        assert pipeline.fast_run(lib.fast, pure, model._spec, opt) is None
         assert make_run(lib.fast, model._spec, opt) is not None  # the pure run
-    assert lib.pure.fast_run(pure, model._spec, optimizers.Adam()) is None
+    assert pipeline.fast_run(lib.pure, pure, model._spec, optimizers.Adam()) is None
 
 
 def _spy_pure():
@@ -416,7 +420,7 @@ def test_inputs_it_does_not_handle_go_to_the_pure_run(lib):
     pure, calls = _spy_pure()
     model = mlp.MLP([3, 4, 2], backend=lib.pure, seed=0)
     opt = optimizers.SGD(0.1, momentum=0.5)
-    fast = lib.fast.fast_run(pure, model._spec, opt)
+    fast = pipeline.fast_run(lib.fast, pure, model._spec, opt)
     zeros = np.zeros((5, 3))
     x, y = lib.array(zeros, "float32"), lib.array(zeros[:, :2], "float32")
     params = model.params
@@ -475,7 +479,7 @@ def test_weights_summing_to_zero_and_garbage_in_dropped_rows_bit_for_bit(lib):
     batches, last = lib.rows(*batch_indices(np.random.default_rng(3), 50, 16, 2, False))
     opt = optimizers.SGD(0.1, momentum=0.9)
     pure = make_run(lib.pure, model._spec, opt)
-    fast = lib.fast.fast_run(_refuse, model._spec, opt)  # the fast path runs these itself
+    fast = pipeline.fast_run(lib.fast, _refuse, model._spec, opt)  # the fast path runs these itself
     w = lib.array(weights, "float32")
     x_dev[int(np.flatnonzero(weights == 0)[-1])] = 3e38  # garbage in a dropped row: inf * 0
     out = [run(model.params, opt.init(model.params), x_dev, y_dev, w, batches, last, 2)
@@ -498,16 +502,17 @@ def test_fit_with_sample_weights_bit_for_bit(lib):
 
 
 def test_fit_trains_through_the_fast_path(lib, monkeypatch):
-    """`steps.make_run` hands the run to the backend's fast path (counted here), and `fit`
+    """`make_run` hands the run to the in-place executor (counted here), and `fit`
     gives the same model, history and optimizer state as without it."""
     calls = []
-    original = inplace._epochs
+    original = pipeline.run_epochs
 
-    def counting(training, *args):
-        calls.append(type(training.transform).__name__)
-        return original(training, *args)
+    def counting(executor, *args):
+        if isinstance(executor, inplace.Training):
+            calls.append(type(executor.transform).__name__)
+        return original(executor, *args)
 
-    monkeypatch.setattr(inplace, "_epochs", counting)
+    monkeypatch.setattr(pipeline, "run_epochs", counting)
     x, y = _data("mse", 60, 6, 2)
     out = []
     for backend in (lib.pure, lib.fast, lib.name):
@@ -515,7 +520,7 @@ def test_fit_trains_through_the_fast_path(lib, monkeypatch):
         opt = chain(trace(0.9), scale_by_learning_rate(schedules.cosine_decay(0.05, 10)))
         history = model.fit(x, y, epochs=4, batch_size=16, optimizer=opt, clip_norm=1.0)
         out.append((history.history["loss"], model.get_weights()))
-    assert calls and set(calls) == {"_Chain"}
+    assert calls and set(calls) == {"Composite"}
     n_fast = len(calls)
     assert out[0][0] == out[1][0] == out[2][0]
     assert_identical(out[0][1], out[1][1])
@@ -531,8 +536,9 @@ def test_fast_must_be_a_boolean(lib):
 def test_other_backends_have_no_fast_path(backend):
     model = mlp.MLP([3, 4, 2], backend=backend, seed=0)
     run = make_run(backend, model._spec, optimizers.Adam())
-    got = backend.fast_run(run, model._spec, optimizers.Adam())
+    got = pipeline.fast_run(backend, run, model._spec, optimizers.Adam())
     assert (got is None) == (backend.name not in BUILDERS)
+    assert (backend.inplace_ops() is None) == (backend.name not in BUILDERS)
 
 
 class AlignmentSensitiveProduct:
@@ -636,3 +642,92 @@ def test_weights_from_the_host_predict_as_trained_ones_where_products_round_by_a
     want = model.predict(xs).numpy()
     for other in copies:
         np.testing.assert_array_equal(other.predict(xs).numpy(), want)
+
+
+# ------------------------------------------------------- kernels beside their definitions
+def _undeclared(registry):
+    """The names in ``registry`` whose entry declares neither an in-place form nor
+    `PureOnly` (with a reason)."""
+    missing = []
+    for name, entry in registry.items():
+        declared = kernels.declaration(entry)
+        if declared is None or (isinstance(declared, kernels.PureOnly)
+                                and not declared.reason.strip()):
+            missing.append(name)
+    return missing
+
+
+def test_every_built_in_declares_its_in_place_form_or_that_it_has_none():
+    """Every registry's built-ins (activations, losses, transformations and named
+    optimizers) say whether the in-place executor has a kernel for them; a new built-in
+    that says nothing fails here instead of silently losing the fast path."""
+    registries = {"activations": activations.BUILT_IN, "losses": losses.BUILT_IN,
+                  "transformations": optimizers.TRANSFORMATIONS}
+    assert set(optimizers.OPTIMIZERS.values()) <= set(optimizers.TRANSFORMATIONS.values())
+    for what, registry in registries.items():
+        assert registry and not _undeclared(registry), (what, _undeclared(registry))
+    # the check bites: an activation registered without a declaration is named
+    own = activations.Activation("softsign", lambda xp, z: z, lambda xp, d, z, a: d)
+    assert _undeclared({"softsign": own}) == ["softsign"]
+    # the kernels the executor takes: by declaration, on the built-ins themselves
+    with_kernels = {name for name, act in activations.BUILT_IN.items()
+                    if kernels.kernel_of(act) is not None}
+    assert with_kernels == {"relu"}
+    assert {name for name, loss in losses.BUILT_IN.items()
+            if kernels.kernel_of(loss) is not None} == {"mse", "cross_entropy"}
+    for cls in optimizers.TRANSFORMATIONS.values():
+        assert not isinstance(kernels.declaration(cls), kernels.PureOnly), cls
+
+
+def test_a_subclass_or_a_transformation_of_your_own_declares_nothing():
+    """A subclass inherits its base's ``inplace`` attribute but not its declaration (it
+    may change ``update``), so it has no kernel unless its own class body says so."""
+    class MyAdam(optimizers.Adam):
+        pass
+
+    class MyScaleByAdam(optimizers.ScaleByAdam):
+        inplace = optimizers.ScaleByAdam.inplace  # declared: taken
+
+    assert kernels.mirror(MyAdam()) is None
+    assert kernels.mirror(chain(MyAdam())) is None
+    assert kernels.mirror(optimizers.Adam()) is not None
+    assert kernels.mirror(MyScaleByAdam()) is not None
+
+
+def _sklearn_fits(lib, estimator, X, y, weights, **params):
+    """The estimator fitted with and without the in-place executor; the executors used."""
+    used, original = [], pipeline.run_epochs
+
+    def counting(executor, *args):
+        used.append(type(executor).__name__)
+        return original(executor, *args)
+
+    fits = []
+    with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning
+        mp.setattr(pipeline, "run_epochs", counting)
+        for fast in (False, True):
+            est = estimator(**params, random_state=0, backend=BUILDERS[lib.name](fast))
+            fits.append(est.fit(X, y, sample_weight=weights))
+    return fits, used
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_sklearn_estimators_run_the_in_place_executor_bit_for_bit(lib, solver, weighted):
+    """scikit-learn's epoch (its L2 coefficient ``alpha / sum(w_batch)``, its loss
+    weighting) is an objective of the same run: the estimators train in place on NumPy
+    and PyTorch, with the pure executor's weights and loss curves bit for bit."""
+    sk = pytest.importorskip("mlp.sklearn")
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((70, 5))
+    w = _weights(70) if weighted else None
+    cases = [(sk.MLPClassifier, rng.integers(0, 3, 70), dict(hidden_layer_sizes=(7, 4))),
+             (sk.MLPRegressor, rng.standard_normal((70, 2)), dict(hidden_layer_sizes=(6,)))]
+    for estimator, y, params in cases:
+        (pure, fast), used = _sklearn_fits(lib, estimator, X, y, w, solver=solver,
+                                           batch_size=16, max_iter=4, alpha=1e-2,
+                                           momentum=0.9, **params)
+        assert used == ["PureEpochs"] * 4 + ["Training"] * 4
+        assert fast.loss_curve_ == pure.loss_curve_
+        assert_identical(fast.coefs_ + fast.intercepts_, pure.coefs_ + pure.intercepts_)

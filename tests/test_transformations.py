@@ -16,7 +16,8 @@ from threadpoolctl import threadpool_limits
 import mlp
 from mlp import optimizers as O
 from mlp import schedules
-from mlp.steps import Packer, make_run
+from mlp.engine.layout import Layout
+from mlp.engine.pipeline import make_run
 
 SHAPES = [(3, 4), (4, 2)]
 N_STEPS = 4
@@ -287,7 +288,7 @@ def test_packed_and_per_layer_runs_agree_with_clipping(backend):
 
 def test_packer_handles_namedtuple_states(backend):
     params = _to(backend, _tree(np.random.default_rng(0)))
-    packer = Packer(backend.xp, [W.shape for W, _ in params])
+    packer = Layout(backend.xp, [W.shape for W, _ in params])
     state = O.adamw().init(params)
     packed = packer.pack_tree(state)
     assert type(packed[0]) is O.ScaleByAdamState and len(packed[0].mu) == 1

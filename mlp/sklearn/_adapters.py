@@ -20,6 +20,7 @@ does not depend on the network, is added on the host (`poisson_constant`).
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -28,6 +29,7 @@ from scipy.special import xlogy
 from .._typing import Array, Namespace
 from ..activations import Activation, get_activation
 from ..core import NetworkSpec
+from ..engine.kernels import kernel_of
 from ..losses import Loss, get_loss
 
 
@@ -48,6 +50,13 @@ class SumOverOutputs(Loss):
     def __repr__(self) -> str:
         return f"SumOverOutputs({self.base!r})"
 
+    @property
+    def inplace(self) -> Any:
+        """Its own in-place form (`SumOverOutputsInplace` over ``base``'s), or None where
+        ``base`` has none: never ``base``'s own, whose values are not these."""
+        kernel = kernel_of(self.base)
+        return None if kernel is None else SumOverOutputsInplace(kernel, self.base.elementwise)
+
     def _outputs(self, z: Array) -> int:
         return int(z.shape[1]) if self.base.elementwise else 1
 
@@ -60,6 +69,26 @@ class SumOverOutputs(Loss):
         loss, delta = self.base.value_and_delta(xp, z, a, y, output, weights)
         k = self._outputs(z)
         return (loss, delta) if k == 1 else (loss * k, delta * k)
+
+
+class SumOverOutputsInplace:
+    """`SumOverOutputs` in place: ``base``'s in-place form (`mlp.losses`), its loss and
+    delta then times ``n_outputs`` (the same operations as `SumOverOutputs.value_and_delta`,
+    the delta scaled in place)."""
+
+    counts_classes = False
+
+    def __init__(self, base: Any, elementwise: bool) -> None:
+        self.base, self.elementwise = base, elementwise
+
+    def value_and_delta(self, ops: Any, buf: Any, z: Array, a: Array, y: Array,
+                        output_backward: Any) -> tuple[Any, Array, Any]:
+        """``(loss, delta, totals)`` (the totals are ``base``'s, as the pure path's)."""
+        loss, delta, totals = self.base.value_and_delta(ops, buf, z, a, y, output_backward)
+        k = z.shape[1] if self.elementwise else 1
+        if k == 1:
+            return loss, delta, totals
+        return loss * k, ops.multiply(delta, k, out=delta), totals
 
 
 @cache

@@ -1,0 +1,141 @@
+"""The pure executor: the step as pure functions, epochs as scans over batches.
+
+A *step* is ``(params, opt_state, x_batch, y_batch, w_batch) -> (params, opt_state,
+loss, totals)`` (``w_batch``: the batch's row weights, or None; ``totals``: the
+batch's training totals, `mlp.losses.Loss.train_totals`, from the step's own
+forward pass, or None where the objective keeps none). An *epoch* scans the step
+over the batches (`Backend.scan`: ``lax.scan`` on JAX, a Python loop elsewhere).
+On a backend that compiles, `mlp.engine.pipeline.make_run` scans epochs inside
+one compiled call; elsewhere `PureEpochs` runs them one by one under the
+pipeline's Ctrl-C protocol.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..core import loss_and_gradients, loss_gradients_and_totals
+from ..optimizers import EmptyState, apply_updates, chain, checked_update, clip_by_global_norm
+from .layout import Layout
+
+
+def make_step(spec, optimizer, alpha=0.0, clip_norm=None, layout: Layout | None = None,
+              objective: Any = None):
+    """The pure training step for one batch.
+
+    Parameters
+    ----------
+    spec : NetworkSpec
+    optimizer : transformation
+        ``opt_state`` is its own state; with ``clip_norm`` the step runs
+        ``chain(clip_by_global_norm(clip_norm), optimizer)`` (clipping keeps no state).
+    alpha : float
+        The L2 coefficient (``objective.l2`` turns it into the batch's).
+    layout : Layout, optional
+        ``params`` (and the optimizer's state) are the packed flat arrays: the
+        network sees them unpacked, the optimizer updates them packed (the global
+        norm of the packed gradients is theirs, so clipping works there too).
+    objective : Objective, optional
+        What the step minimises (`mlp.engine.pipeline.Objective`); None: mlp's own.
+    """
+    if clip_norm is None:
+        transform, wrap, unwrap = optimizer, (lambda s: s), (lambda s: s)
+    else:
+        transform = chain(clip_by_global_norm(clip_norm), optimizer)
+        wrap, unwrap = (lambda s: (EmptyState(), s)), (lambda s: s[1])
+    xp, with_totals = spec.xp, objective is None or objective.totals
+
+    def step(params, opt_state, xb, yb, wb=None):
+        layers = params if layout is None else layout.unpack(params)
+        l2 = alpha if objective is None else objective.l2(xp, alpha, xb, wb)
+        if with_totals:
+            loss, grads, totals = loss_gradients_and_totals(spec, layers, xb, yb, l2, wb)
+        else:
+            (loss, grads), totals = loss_and_gradients(spec, layers, xb, yb, l2, wb), None
+        if layout is not None:
+            grads = layout.pack(grads)
+        updates, state = checked_update(transform, grads, wrap(opt_state), params)
+        return apply_updates(params, updates), unwrap(state), loss, totals
+
+    return step
+
+
+def epoch_function(backend, step, x, y, w, weighted: bool):
+    """``epoch(carry, rows) -> (carry, (mean loss, totals))``: one epoch of ``step``.
+
+    ``rows = (full, rest)``: the row indices of the full batches ``(n_batches,
+    batch_size)`` and of the last, partial one (or None); ``rows`` None: one
+    full batch, the data as it is. With ``weighted``, a batch's loss counts with
+    its weights' sum and the epoch's loss is the weighted mean; otherwise with
+    its size (the mean over rows). The batches' training totals are summed.
+    """
+    xp, take = backend.xp, backend.take_rows
+
+    def batch(carry, rows):
+        wb = None if w is None else take(w, rows)
+        params, opt_state, loss, totals = step(*carry, take(x, rows), take(y, rows), wb)
+        return (params, opt_state), (loss * xp.sum(wb) if weighted else loss, totals)
+
+    def epoch(carry, rows):
+        if rows is None:
+            params, opt_state, loss, totals = step(*carry, x, y, w)
+            return (params, opt_state), (loss, totals)
+        full, rest = rows
+        carry, (losses, totals) = backend.scan(batch, carry, full)
+        total = xp.sum(losses) if weighted else xp.sum(losses) * full.shape[-1]
+        totals = None if totals is None else xp.sum(totals, axis=0)
+        if rest is not None:
+            carry, (loss, rest_totals) = batch(carry, rest)
+            total = total + (loss if weighted else loss * rest.shape[-1])
+            totals = None if totals is None else totals + rest_totals
+        return carry, (mean_loss(xp, total, x, w, weighted), totals)
+
+    return epoch
+
+
+def mean_loss(xp, total, x, w, weighted: bool):
+    """The epoch's mean loss from its ``total``: over the rows, or with ``weighted``
+    over the weights' sum (0 when that is 0)."""
+    if not weighted:
+        return total / x.shape[0]
+    weight = xp.sum(w)
+    return total / xp.where(weight > 0, weight, 1.0)
+
+
+class PureEpochs:
+    """The pure executor on a backend that does not compile: epochs one by one.
+
+    The carry ``(params, opt_state)`` is never changed in place, so `save`
+    keeps a reference to it and `restore` puts it back (each a single
+    assignment, as the pipeline's Ctrl-C protocol needs).
+
+    Parameters
+    ----------
+    xp : namespace
+        Stacks the epochs' losses (`stack`).
+    epoch : callable
+        `epoch_function`'s epoch.
+    carry : tuple
+        ``(params, opt_state)`` to start from (packed when ``layout`` is given).
+    unpack : callable
+        ``unpack(carry) -> (params, opt_state)`` in the unpacked format.
+    """
+
+    def __init__(self, xp, epoch, carry, unpack):
+        self._epoch, self.carry, self.saved, self._unpack = epoch, carry, carry, unpack
+        self.stack = xp.stack
+
+    def save(self) -> None:
+        self.saved = self.carry
+
+    def restore(self) -> None:
+        self.carry = self.saved
+
+    def epoch(self, rows):
+        """One epoch over ``rows`` (see `epoch_function`); ``(mean loss, totals)``."""
+        self.carry, out = self._epoch(self.carry, rows)
+        return out
+
+    def result(self):
+        """``(params, opt_state)`` after the epochs run so far."""
+        return self._unpack(self.carry)
