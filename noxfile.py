@@ -57,7 +57,7 @@ def lint(session):
     session.install("ruff>=0.5", "mypy>=1.11", "numpy>=1.26", "platformdirs>=3")
     session.run("ruff", "check", "mlp", "backends", "tests", "examples", "benchmarks",
                 "noxfile.py")
-    session.run("mypy")
+    session.run("python", ".ci/typecheck.py")
 
 
 @nox.session

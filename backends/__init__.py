@@ -1,6 +1,6 @@
 """Choose and wrap an array library for `mlp`.
 
->>> import backends
+>>> from mlp import backends
 >>> be = backends.get_backend("numpy")   # or $MLP_BACKEND, else numpy
 >>> be.xp.sum(be.asarray([1.0, 2.0]))
 

@@ -72,7 +72,7 @@ def _gathered(data, target, name):
     if len(getattr(target, "devices", ())) < 2:
         raise TypeError(f"{name} is a JAX array split over the devices of several processes, "
                         f"but {where(target)}; train on all of them with "
-                        "backends.get_backend('jax', devices='all')")
+                        "mlp.backends.get_backend('jax', devices='all')")
     from jax.experimental import multihost_utils
 
     return np.asarray(multihost_utils.process_allgather(data, tiled=True))

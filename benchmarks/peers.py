@@ -92,10 +92,10 @@ def _pure_backend(name):
     """NumPy or PyTorch without its in-place fast path (the pure executor of
     `mlp.engine.pipeline`)."""
     if name == "numpy-pure":
-        from backends._numpy import NumpyBackend
+        from mlp.backends._numpy import NumpyBackend
 
         return NumpyBackend(fast=False)
-    from backends import _torch
+    from mlp.backends import _torch
 
     return _torch.create(fast=False)
 
@@ -120,8 +120,8 @@ class Ours(Implementation):
         return not (self.backend == "array_api_strict" and workload.name.startswith("W3"))
 
     def setup(self, workload):
-        import backends
         import mlp
+        from mlp import backends
 
         super().setup(workload)
         if self.backend in PURE_BACKENDS:

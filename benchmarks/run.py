@@ -183,7 +183,7 @@ def load_average():
 
 
 def implementations(args, workload):
-    import backends
+    from mlp import backends
 
     from . import peers
 

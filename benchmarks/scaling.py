@@ -54,7 +54,7 @@ def _data(n, seed=0):
 def _configurations(counts):
     import jax
 
-    import backends
+    from mlp import backends
 
     configs = [("jax, 1 device (no mesh)", backends.get_backend("jax"), 1)]
     for n in counts:

@@ -28,7 +28,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-import backends
+from mlp import backends
 from mlp.sklearn import MLPClassifier, MLPRegressor
 
 #: name -> (loader, classification?, estimator parameters shared by both sides)

@@ -8,11 +8,10 @@ PyTorch and array-api-strict; pick one with ``backend=`` or ``$MLP_BACKEND``.
 >>> history = model.fit(x, y, epochs=30)  # Adam(1e-3), batches of 32  # doctest: +SKIP
 """
 
-from backends import available_backends, get_backend
-
 from . import activations, core, losses, metrics, optimizers, schedules
 from ._version import __version__ as __version__
 from .activations import register_activation
+from .backends import available_backends, get_backend
 from .callbacks import (
     BackupAndRestore,
     Callback,

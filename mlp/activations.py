@@ -67,7 +67,7 @@ def _relu_backward(xp, delta, z, a):
 
 class ReluInplace:
     """ReLU in place, on the in-place operations ``ops`` of the backend's library
-    (`backends.InplaceOps`): the same IEEE operations as `_relu` and `_relu_backward`."""
+    (`mlp.backends.InplaceOps`): the same IEEE operations as `_relu` and `_relu_backward`."""
 
     @staticmethod
     def forward(ops, z):

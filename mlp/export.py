@@ -35,20 +35,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from backends import BackendUnavailableError
-
 from . import core
 from . import io as _io
 from ._typing import Array, Namespace
 from .activations import Activation
+from .backends import BackendUnavailableError
 from .losses import Loss
 from .params import InstanceOf, Options, check
 
 if TYPE_CHECKING:
     import onnx
 
-    from backends._ndonnx import NdonnxBackend
-
+    from .backends._ndonnx import NdonnxBackend
     from .model import MLP
 
 #: The outputs a graph can have, in the order they appear.
@@ -58,7 +56,7 @@ BATCH_DIM = "N"
 
 
 def _ndonnx_backend() -> NdonnxBackend:
-    from backends._ndonnx import create
+    from .backends._ndonnx import create
 
     try:
         return create()

@@ -42,9 +42,8 @@ from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
-from backends import Backend, resolve_backend
-
 from ._typing import Array, Optimizer
+from .backends import Backend, resolve_backend
 from .tree import tree_leaves, tree_unflatten
 from .validation import check_layer_sizes
 

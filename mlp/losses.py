@@ -97,7 +97,7 @@ from .metrics import (
 from .validation import _dtype_like, cast_checked, check_finite, to_backend_array
 
 if TYPE_CHECKING:
-    from backends import Backend
+    from .backends import Backend
 
 
 def _count(y) -> int:
@@ -215,7 +215,7 @@ def _mse_terms_and_delta(xp, z, a, y, output: Activation, scale):
 
 class MseInplace:
     """mse in place, on the in-place operations ``ops`` of the backend's library
-    (`backends.InplaceOps`): `Loss.value_and_delta` of `_mse_terms_and_delta` (``scale =
+    (`mlp.backends.InplaceOps`): `Loss.value_and_delta` of `_mse_terms_and_delta` (``scale =
     1/size``) and its training totals (`r2_totals`: ``(y - a)**2`` is ``diff * diff`` bit
     for bit), into the executor's buffers ``buf``."""
 
@@ -255,7 +255,7 @@ def _ce_terms_and_delta(xp, z, a, y, output: Activation, scale):
 
 
 class CrossEntropyInplace:
-    """Cross-entropy fused with the softmax, in place (`backends.InplaceOps`):
+    """Cross-entropy fused with the softmax, in place (`mlp.backends.InplaceOps`):
     `Loss.value_and_delta` of `_ce_terms_and_delta` (``scale = 1/n``), into the executor's
     buffers ``buf``. Its training totals are counts of correct classes
     (`_argmax_totals`), which the executor may count once per epoch from each step's

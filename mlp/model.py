@@ -11,13 +11,12 @@ from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar,
 import numpy as np
 import numpy.typing as npt
 
-from backends import Backend, resolve_backend
-
 from . import core
 from . import guard as _guard
 from . import io as _io
 from ._typing import Array, Namespace, Optimizer, Params
 from .activations import ACTIVATIONS, hidden_activations
+from .backends import Backend, resolve_backend
 from .callbacks import History
 from .core import NetworkSpec
 from .fit_settings import FitSettings, fit_signature

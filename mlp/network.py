@@ -30,8 +30,7 @@ from .params import Integer, check
 if TYPE_CHECKING:
     import numpy.typing as npt
 
-    from backends import Backend
-
+    from .backends import Backend
     from .schedules import Schedule
 
 

@@ -15,12 +15,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from array_api_compat import numpy as np_xp
 
-from backends import to_host
-
 from ._typing import Array, Namespace
+from .backends import to_host
 
 if TYPE_CHECKING:
-    from backends import Backend
+    from .backends import Backend
 
 _NUMERIC_KINDS = "biuf"
 

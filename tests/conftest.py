@@ -12,7 +12,7 @@ import os
 import numpy as np
 import pytest
 
-import backends
+from mlp import backends
 
 ALL = list(backends.KNOWN_BACKENDS)
 

@@ -16,8 +16,8 @@ import tempfile
 import jax
 import numpy as np
 
-import backends
 import mlp
+from mlp import backends
 
 ONE = backends.get_backend("jax")
 FOUR = backends.get_backend("jax", devices=4)

@@ -13,8 +13,8 @@ import sys
 import jax
 import numpy as np
 
-import backends
 import mlp
+from mlp import backends
 
 
 def data():

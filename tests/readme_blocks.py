@@ -40,7 +40,7 @@ def needs(source: str) -> list[str]:
 
 def missing(names) -> list[str]:
     """The names among ``names`` that cannot run here (unknown backends count as missing)."""
-    import backends
+    from mlp import backends
 
     out = []
     for name in names:

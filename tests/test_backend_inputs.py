@@ -94,7 +94,7 @@ def test_asarray_keeps_every_integer_value(backend, dtype):
 
 def test_asarray_refuses_integers_the_library_cannot_hold():
     torch = pytest.importorskip("torch")  # noqa: F841 - only torch lacks a 64-bit unsigned type
-    import backends
+    from mlp import backends
     be = backends.get_backend("torch")
     with pytest.raises(ValueError, match=r"from 0 to 18446744073709551615 \(dtype uint64\) do "
                                          r"not fit in int64"):

@@ -13,9 +13,8 @@ import importlib.util
 import numpy as np
 import pytest
 
-import backends
 from benchmarks import peers, run, workloads
-from mlp import training
+from mlp import backends, training
 
 
 def _tiny_classification(optimizer, batch_size, epochs):

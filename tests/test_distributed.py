@@ -17,8 +17,8 @@ import sys
 import numpy as np
 import pytest
 
-import backends
 import mlp
+from mlp import backends
 
 jax = pytest.importorskip("jax")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -18,10 +18,10 @@ import warnings
 
 import numpy as np
 import pytest
+from mlp.backends import _torch
+from mlp.backends._numpy import NumpyBackend
 
 import mlp
-from backends import _torch
-from backends._numpy import NumpyBackend
 from mlp import activations, losses, optimizers, schedules
 from mlp.engine import inplace, kernels, layout, pipeline
 from mlp.engine.pipeline import InterruptedRun, batch_indices, make_run

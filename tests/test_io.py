@@ -17,9 +17,8 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-import backends
 import mlp
-from mlp import optimizers, schedules
+from mlp import backends, optimizers, schedules
 from mlp.io import ModelFileError
 from tests._helpers import read_only_folder, rewrite_npz
 

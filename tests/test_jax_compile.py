@@ -34,7 +34,8 @@ def test_float64_model_inside_precision_leaves_the_global_flag_alone():
         import json, warnings
         warnings.simplefilter("error")          # no truncation warning anywhere
         import numpy as np, jax, jax.numpy as jnp
-        import backends, mlp
+        import mlp
+        from mlp import backends
         be = backends.get_backend("jax")
         rng = np.random.default_rng(0)
         x, y = rng.normal(size=(40, 3)), rng.integers(0, 3, size=40)
@@ -89,7 +90,7 @@ def test_float64_outside_precision_turns_x64_on_with_one_warning():
     out = run_script("""
         import json, warnings
         import numpy as np, jax
-        import backends
+        from mlp import backends
         be = backends.get_backend("jax")
         with warnings.catch_warnings(record=True) as seen:
             warnings.simplefilter("always")
@@ -204,7 +205,8 @@ def test_disable_compilation_cache_stops_keeping_programs(tmp_path):
     out = run_script(f"""
         import json, os
         import numpy as np
-        import backends, mlp
+        import mlp
+        from mlp import backends
         path = backends.enable_compilation_cache({str(tmp_path / "c")!r})
         x = np.ones((8, 3))
         mlp.MLP([3, 2], backend="jax", seed=0).predict(x)
@@ -236,7 +238,7 @@ def test_a_cache_folder_that_cannot_be_made_warns_and_trains(tmp_path):
 
 @pytest.mark.parametrize("size", [-2, 1.5, True, "1GB"])
 def test_a_cache_size_that_is_not_a_byte_count_is_refused(tmp_path, size):
-    import backends
+    from mlp import backends
 
     with pytest.raises(ValueError, match="max_size is the most bytes"):
         backends.enable_compilation_cache(tmp_path / "c", max_size=size)
@@ -246,7 +248,8 @@ def test_enable_compilation_cache_works_after_the_first_compilation(tmp_path):
     out = run_script(f"""
         import json, os
         import numpy as np, jax
-        import backends, mlp
+        import mlp
+        from mlp import backends
         x = np.ones((8, 3))
         mlp.MLP([3, 2], backend="jax", seed=0).predict(x)       # compiled, nothing cached
         path = backends.enable_compilation_cache({str(tmp_path / "c")!r})
@@ -284,7 +287,7 @@ def test_a_first_fit_compiles_a_handful_of_programs(count_jax_compiles):
 
 @pytest.mark.parametrize("path", [3, None, b"/tmp/cache"])
 def test_a_cache_dir_that_is_not_a_folder_name_is_a_clear_error(path):
-    import backends
+    from mlp import backends
 
     with pytest.raises(TypeError, match=r"the JAX compilation cache needs a folder name \(str or "
                                         r"os\.PathLike\), got "):
@@ -292,7 +295,7 @@ def test_a_cache_dir_that_is_not_a_folder_name_is_a_clear_error(path):
 
 
 def test_a_cache_dir_that_is_a_file_is_a_clear_error(tmp_path):
-    import backends
+    from mlp import backends
 
     afile = tmp_path / "notadir"
     afile.write_text("x")

@@ -11,9 +11,8 @@ import joblib
 import numpy as np
 import pytest
 
-import backends
 import mlp
-from mlp import optimizers
+from mlp import backends, optimizers
 
 CONFIG_KEYS = ["layer_sizes", "activation", "output_activation", "loss", "init", "dtype", "seed"]
 

@@ -2,17 +2,22 @@
 
 `mlp` on PyPI is someone else's project, so `pip install 'mlp[jax]'` would install
 an unrelated package: this project is distributed as ``mlp-array-api`` (the
-import names stay ``mlp`` and ``backends``).
+import name stays ``mlp``, with the backends as ``mlp.backends``).
 """
 
 from __future__ import annotations
 
 import inspect
+import os
 import pathlib
 import re
+import subprocess
+import sys
+import textwrap
 import tomllib
 
-from backends import _torch
+import pytest
+from mlp.backends import _torch
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DIST = "mlp-array-api"
@@ -121,7 +126,7 @@ NOT_YET_ANNOTATED = {
     "mlp.losses.CrossEntropyInplace",
     "mlp.training",  # fit, the Trainer's methods
     "mlp.model.MLP.predict",  # once its compiled function captures the spec plainly
-    "backends.get_backend",
+    "mlp.backends.get_backend",
 }
 
 
@@ -190,3 +195,45 @@ def test_every_public_function_and_method_is_annotated():
     done = [entry for entry in NOT_YET_ANNOTATED
             if not any(q == entry or q.startswith(entry + ".") for q in allowed)]
     assert done == [], "annotated now: take them off NOT_YET_ANNOTATED"
+
+
+# ------------------------------------------------------------ the import name
+@pytest.mark.parametrize("theirs", ["backends.py", "backends/__init__.py"])
+def test_a_users_own_backends_module_does_not_break_mlp(tmp_path, theirs):
+    """The backends are installed as ``mlp.backends``: a ``backends.py`` or ``backends/``
+    of the user's own, in the folder they run from, stays theirs and mlp works beside it."""
+    path = tmp_path / theirs
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("raise ImportError('the user\\'s own backends module was imported')\n"
+                    "def get_backend(*args, **kwargs):\n    raise AssertionError\n")
+    script = textwrap.dedent("""
+        import numpy as np
+        import mlp
+        from mlp import backends
+        model = mlp.MLP([3, 4, 2], seed=0)
+        model.fit(np.ones((8, 3)), np.ones((8, 2)), epochs=1)
+        print(backends.__name__, backends.get_backend("numpy").name, model.epochs_trained_)
+        try:
+            import backends as theirs
+        except ImportError as exc:
+            print("theirs:", exc)
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "mlp.backends numpy 1"
+    assert lines[1] == "theirs: the user's own backends module was imported"
+
+
+def test_every_package_folder_is_installed():
+    """Each folder of the source tree that holds an ``__init__.py`` is a package pyproject
+    installs (under the name it is imported by), so an installed copy has all of it."""
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {"mlp." + ".".join(p.parent.relative_to(ROOT / "mlp").parts)
+               for p in (ROOT / "mlp").rglob("__init__.py")} | {"mlp."}
+    expected = {name.rstrip(".") for name in folders} | {"mlp.backends"}
+    assert set(tool["packages"]) == expected
+    assert tool["package-dir"] == {"mlp.backends": "backends"}
+    assert not any(p.name == "__init__.py" for p in (ROOT / "backends").rglob("*/__init__.py"))

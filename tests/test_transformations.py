@@ -498,7 +498,7 @@ def test_a_schedule_returning_a_tensor_that_requires_grad_is_refused():
     """On PyTorch (with or without the fast path) a learning rate that requires grad would
     pull the weights into an autograd graph: `fit` refuses it and changes nothing."""
     torch = pytest.importorskip("torch")
-    from backends import _torch
+    from mlp.backends import _torch
 
     log_lr = torch.tensor(-4.6, requires_grad=True)
 

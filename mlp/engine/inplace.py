@@ -26,7 +26,7 @@ on arrays of the same shapes, but
   momentum's updates, weight decay, clipping, the learning rate.
 
 The in-place operations come from the backend (``backend.inplace_ops()``,
-`backends.InplaceOps`): each one the very function the library's array-API
+`mlp.backends.InplaceOps`): each one the very function the library's array-API
 namespace calls in the pure path, with ``out=``. Every element therefore sees
 exactly the same IEEE operations as in the pure path, and the results are
 identical bit for bit (``tests/test_fast_path.py`` proves it on NumPy and

@@ -7,7 +7,7 @@ kernel only from that declaration; anything that declares nothing (a user's
 own, a subclass of a built-in transformation) runs the pure path.
 
 Kernels work on the in-place operations of the backend's library
-(``ops``, `backends.InplaceOps`): the very functions the pure path's
+(``ops``, `mlp.backends.InplaceOps`): the very functions the pure path's
 array-API namespace calls, with ``out=``, so every element sees the same IEEE
 operations in the same order as in the pure path.
 """

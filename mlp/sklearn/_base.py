@@ -19,8 +19,7 @@ from sklearn.utils._array_api import check_same_namespace
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from backends import Backend, resolve_backend
-
+from ..backends import Backend, resolve_backend
 from ..guard import ATTRIBUTE as GUARD
 from ..guard import guard_of
 from . import _solver

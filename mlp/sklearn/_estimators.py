@@ -18,9 +18,8 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils.validation import column_or_1d, validate_data
 
-from backends import Backend
-
 from .._typing import Array
+from ..backends import Backend
 from ._base import SHARED_CONSTRAINTS, BaseMLP
 from ._data import to_caller, to_host
 
@@ -33,7 +32,7 @@ _SHARED_DOC = """
 
     backend : str, Backend or None, default=None
         Where the work runs: ``numpy``, ``jax``, ``torch``, ``cupy``,
-        ``array_api_strict`` or a `backends.Backend`; None reads ``$MLP_BACKEND``
+        ``array_api_strict`` or a `mlp.backends.Backend`; None reads ``$MLP_BACKEND``
         (default numpy). Results come back as NumPy arrays (or in the input's
         namespace under ``sklearn.set_config(array_api_dispatch=True)``).
     dtype : {{"float32", "float64"}} or None, default=None
