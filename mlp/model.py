@@ -439,7 +439,9 @@ class MLP:
         ``mlp.core.forward(model.spec, model.params, x)`` is ``model.predict(x)`` as a
         pure function of arrays: it works inside ``jax.jit``, ``jax.grad`` and
         ``jax.vmap``, and with PyTorch's autograd, where the model's methods (which
-        check and convert their inputs on the host) do not.
+        check and convert their inputs on the host) do not. (On JAX, `predict` runs on
+        the rows padded to `mlp.buckets`' ladder, whose matrix products XLA may sum in
+        another order than on ``x``'s own rows: equal but for the last bit or two.)
         """
         return self._spec
 
