@@ -29,6 +29,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, cast
 
+from array_api_compat import device
+
 from ._typing import Array, Grads, Namespace, Params
 from .activations import Activation
 from .losses import Loss
@@ -65,14 +67,21 @@ def forward_logits(spec: NetworkSpec, params: Params, x: Array) -> tuple[Array, 
     return z, a
 
 
-def forward_checked(spec: NetworkSpec, params: Params, x: Array) -> tuple[Array, Array]:
+def forward_checked(spec: NetworkSpec, params: Params, x: Array,
+                    n_rows: int | None = None) -> tuple[Array, Array]:
     """``(a_L, n_bad)``: the network's output and the number of rows whose output layer
     (its pre-activation ``z_L`` or its activation ``a_L``) is not finite - rows whose
-    forward pass overflowed the dtype (an int 0-d array; `mlp.MLP.predict` refuses them)."""
+    forward pass overflowed the dtype (an int 0-d array; `mlp.MLP.predict` refuses them).
+
+    ``n_rows`` (an int or integer 0-d array; None: all) counts only the first
+    ``n_rows`` rows: those after them are padding (`mlp.buckets`).
+    """
     xp = spec.xp
     z, a = forward_logits(spec, params, x)
-    ok = xp.all(xp.isfinite(z), axis=1) & xp.all(xp.isfinite(a), axis=1)
-    return a, xp.sum(xp.astype(~ok, xp.int32))
+    bad = ~(xp.all(xp.isfinite(z), axis=1) & xp.all(xp.isfinite(a), axis=1))
+    if n_rows is not None:
+        bad = bad & (xp.arange(x.shape[0], device=device(x)) < n_rows)
+    return a, xp.sum(xp.astype(bad, xp.int32))
 
 
 def all_finite_flag(xp: Namespace, arrays: Sequence[Array]) -> Array:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar,
 import numpy as np
 import numpy.typing as npt
 
-from . import core
+from . import buckets, core
 from . import guard as _guard
 from . import io as _io
 from ._typing import Array, Namespace, Optimizer, Params
@@ -483,7 +483,9 @@ class MLP:
         ``mlp.core.forward(model.spec, model.params, x)`` is ``model.predict(x)`` as a
         pure function of arrays: it works inside ``jax.jit``, ``jax.grad`` and
         ``jax.vmap``, and with PyTorch's autograd, where the model's methods (which
-        check and convert their inputs on the host) do not.
+        check and convert their inputs on the host) do not. (On JAX, `predict` runs on
+        the rows padded to `mlp.buckets`' ladder, whose matrix products XLA may sum in
+        another order than on ``x``'s own rows: equal but for the last bit or two.)
         """
         return self._spec
 
@@ -662,36 +664,88 @@ class MLP:
 
     # ------------------------------------------------------------------- data
     @_in_precision
-    def _x(self, x: Array, name: str = "x") -> Array:
-        return prepare_x(self.backend, x, self.n_features, self.dtype, name)
+    def _x(self, x: Any, name: str = "x", on_host: bool = False) -> Array:
+        """Checked ``x`` on the backend; with ``on_host``, as a NumPy array unless it is
+        the backend's own array of a size of the ladder (see `_host_unless_bucketed`)."""
+        if on_host:
+            x = self._host_unless_bucketed(x, x)
+        return prepare_x(self.backend, x, self.n_features, self.dtype, name, on_host=on_host)
+
+    def _host_unless_bucketed(self, data: Any, x: Any) -> Any:
+        """``data``, the backend's own array on a backend that pads rows to the ladder
+        (`bucketed`), as NumPy unless ``x`` has a size of the ladder: then it is checked
+        and padded on the host, as data from the host is (on the device every new shape
+        would compile programs of its own)."""
+        backend = self.backend
+        if not (self.bucketed() and backend.is_native(data)):
+            return data
+        n = x.shape[0] if getattr(x, "ndim", 0) else 0
+        return data if n and buckets.bucket(n) == n else backend.to_numpy(data)
 
     @_in_precision
-    def _prepare(self, x: Array, y: Array, names: Sequence[str] = ("x", "y")
-                 ) -> tuple[Array, Array, Array | None]:
-        """Checked ``(x, targets, labels)`` on the backend (see `prepare_targets`)."""
-        x_dev = self._x(x, names[0])
+    def _prepare(self, x: Any, y: Any, names: Sequence[str] = ("x", "y"),
+                 on_host: bool = False) -> tuple[Array, Array, Array | None]:
+        """Checked ``(x, targets, labels)`` on the backend (see `prepare_targets`); with
+        ``on_host``, ``x`` as `_x` gives it."""
+        y = self._host_unless_bucketed(y, x) if on_host else y
+        x_dev = self._x(x, names[0], on_host)
         targets, labels = self._spec.loss.prepare_targets(
             self.backend, y, x_dev.shape[0], self.n_outputs, self.dtype, names[1], names[0])
         return x_dev, targets, labels
 
+    def bucketed(self, weighted: bool = False) -> bool:
+        """Whether the model pads the rows of what it evaluates to the sizes of
+        `mlp.buckets`' ladder: on a backend that compiles, so that it compiles one
+        program per size of the ladder whatever the data's sizes.
+
+        Parameters
+        ----------
+        weighted : bool
+            For data with targets, padded with rows of weight 0: only with a loss that
+            takes row weights (`mlp.losses.Loss.takes_weights`).
+
+        Returns
+        -------
+        bool
+        """
+        return self.backend.compiles and (not weighted or self._spec.loss.takes_weights)
+
     # -------------------------------------------------------------- inference
     @_in_precision
-    def predict(self, x):
+    def predict(self, x: Any) -> Array:
         """The network's output ``(n, n_outputs)`` as a backend array.
 
         For classifiers these are probabilities (softmax or sigmoid outputs).
         Inputs whose forward pass overflows the model's dtype (``x = 3e38`` in
         float32) raise a ValueError saying so, rather than giving NaN.
+
+        On a backend that compiles (JAX), ``x``'s rows are padded with rows of
+        zeros up to a size of a small ladder (`mlp.buckets`), whose outputs are
+        dropped: any number of rows from 1 to 1024 compiles one of 7 programs.
         """
-        fn = self.compiled(("predict",), lambda spec=self._spec: self.backend.jit(
-            lambda p, x: core.forward_checked(spec, p, x)))
-        x_dev = self._x(x)
-        out, n_bad = fn(self.params, x_dev)
+        return self._forward("predict", x)
+
+    def _forward(self, what: str, x: Any) -> Array:
+        """The outputs of `predict` (``what="predict"``) or `predict_classes`
+        (``"classes"``) for ``x``, computed on its rows padded to the ladder where the
+        model pads them; a ValueError for rows whose output overflowed."""
+        spec = self._spec
+
+        def outputs(p, x, n_rows):
+            out, n_bad = core.forward_checked(spec, p, x, n_rows)
+            return (out if what == "predict" else spec.loss.predict_classes(spec.xp, out),
+                    n_bad)
+
+        fn = self.compiled((what,), lambda: self.backend.jit(outputs))
+        padded = self.bucketed()
+        x_in = self._x(x, on_host=padded)
+        n = x_in.shape[0]
+        x_dev = buckets.pad(self.backend, x_in, buckets.bucket(n)) if padded else x_in
+        out, n_bad = fn(self.params, x_dev, np.int32(n) if padded else None)
         n_bad = int(n_bad)
         if n_bad:
-            raise self._overflow(f"the network's output for {n_bad} of {x_dev.shape[0]} "
-                                 "row(s) of x", x_dev)
-        return out
+            raise self._overflow(f"the network's output for {n_bad} of {n} row(s) of x", x_dev)
+        return buckets.first_rows(self.backend, out, n)
 
     def predict_proba(self, x: Array) -> Array:
         """Class probabilities ``(n, n_outputs)`` (classifiers only)."""
@@ -703,7 +757,7 @@ class MLP:
         """Predicted classes: ``(n,)`` argmax for cross-entropy, ``(n, n_outputs)`` 0/1
         (probability > 0.5) for binary cross-entropy."""
         self._require_classifier("predict_classes")
-        return self._spec.loss.predict_classes(self.xp, self.predict(x))
+        return self._forward("classes", x)
 
     def _require_classifier(self, what: str) -> None:
         if not self.is_classifier:
@@ -714,7 +768,8 @@ class MLP:
     @_in_precision
     def prepare_data(self, x: Array, y: Array, sample_weight: Array | None = None,
                      class_weight: ClassWeight = None, *,
-                     names: tuple[str, str, str] = ("x", "y", "sample_weight")
+                     names: tuple[str, str, str] = ("x", "y", "sample_weight"),
+                     padded: bool = False
                      ) -> tuple[Array, Array, Array | None, Array | None]:
         """Data checked and moved to the backend, as training and evaluation take it.
 
@@ -728,6 +783,10 @@ class MLP:
             Multiplied into the rows' weights (classification losses).
         names : (str, str, str)
             How messages name ``x``, ``y`` and ``sample_weight`` (e.g. ``x_val``).
+        padded : bool
+            For evaluation (never for training): the rows padded as `pad_prepared`
+            pads them (``x`` padded on the host, before it moves to the device);
+            as it is where the model pads nothing.
 
         Returns
         -------
@@ -743,10 +802,42 @@ class MLP:
         """
         from .weights import row_weights
 
-        x_dev, targets, labels = self._prepare(x, y, names[:2])
+        padded = padded and self.bucketed(weighted=True)
+        x_dev, targets, labels = self._prepare(x, y, names[:2], on_host=padded)
         w = row_weights(self, sample_weight, class_weight, targets, labels, name=names[2],
                         x_name=names[0])
+        if padded:
+            return self.pad_prepared(x_dev, targets, labels, w)
         return x_dev, targets, labels, w
+
+    @_in_precision
+    def pad_prepared(self, x: Array, targets: Array, labels: Array | None,
+                     weights: Array | None = None
+                     ) -> tuple[Array, Array, Array | None, Array | None]:
+        """Data from `prepare_data`, its rows padded for evaluation where the model pads
+        rows (`bucketed`, with weights): to the size of `mlp.buckets`' ladder, with rows
+        of zeros of weight 0, which change no metric, loss or gradient (the data's rows
+        weigh 1 where ``weights`` is None). Elsewhere as it is.
+
+        Parameters
+        ----------
+        x : backend or NumPy array, (n, n_features)
+        targets, labels, weights
+            As `prepare_data` returns them.
+
+        Returns
+        -------
+        tuple
+            ``(x, targets, labels, weights)`` on the backend, with as many rows as
+            the ladder's size for ``n`` (``weights`` never None then).
+        """
+        backend, n = self.backend, x.shape[0]
+        if not self.bucketed(weighted=True):
+            return backend.asarray(x), targets, labels, weights
+        size = buckets.bucket(n)
+        return (buckets.pad(backend, x, size), buckets.pad(backend, targets, size),
+                None if labels is None else buckets.pad(backend, labels, size),
+                buckets.padded_weights(backend, weights, n, size, self.dtype))
 
     @_in_precision
     def loss(self, x: Array, y: Array, sample_weight: Array | None = None) -> float:
@@ -756,7 +847,7 @@ class MLP:
         ``sum_i w_i * l_i / sum_i w_i`` (see `mlp.losses`). A loss that overflows
         the model's dtype raises a ValueError naming the inputs' scale.
         """
-        x_dev, targets, _, w = self.prepare_data(x, y, sample_weight)
+        x_dev, targets, _, w = self.prepare_data(x, y, sample_weight, padded=True)
         spec = self._spec
         fn = self.compiled(("loss",), lambda: self.backend.jit(
             lambda p, x, y, w: core.loss_value(spec, p, x, y, w)))
@@ -770,7 +861,7 @@ class MLP:
                   ) -> list[tuple[Array, Array]]:
         """Gradients of the mean loss (weighted with ``sample_weight``), ``[(dW, db), ...]``
         as backend arrays; a ValueError where they overflow the model's dtype."""
-        x_dev, targets, _, w = self.prepare_data(x, y, sample_weight)
+        x_dev, targets, _, w = self.prepare_data(x, y, sample_weight, padded=True)
 
         def gradients(p, x, y, w, spec=self._spec):
             loss, grads = core.loss_and_gradients(spec, p, x, y, weights=w)
@@ -815,6 +906,9 @@ class MLP:
     def _metric_logs(self, x: Array, targets: Array, labels: Array | None,
                      weights: Array | None = None, prefix: str = "",
                      params: Params | None = None) -> dict[str, float]:
+        if self.bucketed(weighted=True) and (weights is None
+                                             or buckets.bucket(x.shape[0]) != x.shape[0]):
+            x, targets, labels, weights = self.pad_prepared(x, targets, labels, weights)
         params = self.params if params is None else params
         values = self.backend.to_numpy(self._metrics_fn()(params, x, targets, labels,
                                                           weights))
@@ -829,7 +923,9 @@ class MLP:
         Parameters
         ----------
         x, targets, labels, weights
-            As `prepare_data` returns them.
+            As `prepare_data` returns them. Where the model pads rows (`bucketed`),
+            data not yet padded (`pad_prepared`) is padded for the call: data
+            evaluated more than once is best padded once, beforehand.
         of : str
             The data's name in the message, e.g. ``" of the validation data"``.
 
@@ -849,7 +945,8 @@ class MLP:
                         weights: Array | None = None, params: Params | None = None
                         ) -> dict[str, float]:
         """The ``val_``-prefixed metrics of ``params`` (default: the model's weights) on
-        data from `prepare_data` (NaN or inf where they overflow: the epoch's logs).
+        data from `prepare_data` (NaN or inf where they overflow: the epoch's logs),
+        padded as `evaluate_prepared` pads it.
 
         Returns
         -------
@@ -870,7 +967,7 @@ class MLP:
         scikit-learn's ``accuracy_score``, ``r2_score`` and
         ``mean_squared_error`` with ``sample_weight``.
         """
-        return self.evaluate_prepared(*self.prepare_data(x, y, sample_weight))
+        return self.evaluate_prepared(*self.prepare_data(x, y, sample_weight, padded=True))
 
     # --------------------------------------------------------------- training
     @_in_precision

@@ -342,7 +342,7 @@ def training_data(model, x, y, validation_data, validation_split, sample_weight=
     x_dev, y_dev, labels, w = model.prepare_data(x, y, sample_weight, class_weight)
     if validation_data is not None:
         val = model.prepare_data(*validation_data, None,
-                                 names=("x_val", "y_val", "sample_weight"))
+                                 names=("x_val", "y_val", "sample_weight"), padded=True)
         return _placed(model, TrainingData(x_dev, y_dev, val, w))
     if validation_split is None:
         return _placed(model, TrainingData(x_dev, y_dev, None, w))
@@ -359,6 +359,7 @@ def training_data(model, x, y, validation_data, validation_split, sample_weight=
     rows_val, rows_train = to(np.sort(order[:n_val])), to(np.sort(order[n_val:]))
     val, (x_train, y_train, _, w_train) = _row_splitter(model)(
         (x_dev, y_dev, labels, w), rows_val, rows_train)
+    val = model.pad_prepared(*val)  # evaluated every epoch: padded once
     return _placed(model, TrainingData(x_train, y_train, val, w_train))
 
 

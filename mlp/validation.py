@@ -324,10 +324,12 @@ def cast_checked(backend: Backend, array: Array, dtype: Any, name: str) -> Array
 
 
 def prepare_x(backend: Backend, x: Any, n_features: int, dtype: Any,
-              name: str = "x") -> Array:
-    """Validated ``x: (n, n_features)`` on the backend, in the model's dtype."""
+              name: str = "x", *, on_host: bool = False) -> Array:
+    """Validated ``x: (n, n_features)`` on the backend, in the model's dtype (with
+    ``on_host``, data that is not the backend's own stays a checked NumPy array in
+    that dtype, for the caller to move once)."""
     native = backend.is_native(x)
-    arr = to_backend_array(backend, x, name, dtype)
+    arr = to_backend_array(backend, x, name, dtype, on_host=on_host)
     if arr.ndim == 1:
         hint = (" For one sample use x.reshape(1, -1); for one feature use x.reshape(-1, 1).")
         raise ValueError(f"{name} must be 2-D (n_samples, n_features), got a 1-D array of shape "

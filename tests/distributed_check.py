@@ -132,6 +132,41 @@ def inference_and_files(results):
     results["files"] = got
 
 
+def bucketed_inference(results):
+    """predict and evaluate on rows padded to the ladder (`mlp.buckets`) on 4 devices: the
+    programs compiled for every batch size from 1 to 1000, and the results against one
+    device."""
+    import jax.monitoring as monitoring
+
+    from tests.conftest import JaxCompiles
+
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(1000, 3)), rng.integers(0, 3, size=1000)
+    models = [mlp.MLP([3, 5, 3], loss="cross_entropy", backend=backend, dtype="float64",
+                      seed=1) for backend in (ONE, FOUR)]
+    one, four = models
+    counts = JaxCompiles()
+    monitoring.register_event_duration_secs_listener(counts.on_duration)
+    for n in range(1, 1001):
+        four.predict(x[:n])
+    predict_compiles = counts.compiles
+    sizes = [1, 2, 3, 17, 100, 999, 1000]
+    for n in sizes:
+        four.evaluate(x[:n], y[:n])
+    monitoring.unregister_event_duration_listener(counts.on_duration)
+    out = {n: FOUR.to_numpy(four.predict(x[:n])) for n in sizes}
+    results["buckets"] = dict(
+        predict_compiles=predict_compiles, evaluate_compiles=counts.compiles - predict_compiles,
+        shapes=[list(out[n].shape) for n in sizes],
+        padding_free=all(np.array_equal(out[n], FOUR.to_numpy(
+            four.predict(x[:mlp.buckets.bucket(n)]))[:n]) for n in sizes),
+        predict=max(float(np.max(np.abs(out[n] - np.asarray(one.predict(x[:n])))))
+                    for n in sizes),
+        evaluate=max(abs(four.evaluate(x[:n], y[:n])[k] - one.evaluate(x[:n], y[:n])[k])
+                     for n in sizes for k in ("loss", "accuracy")),
+        replicated=len(four.predict(x[:5]).sharding.device_set) == 4)
+
+
 def steps_without_transfers(results):
     """Every call of the compiled run under ``jax.transfer_guard("disallow")``: no step
     moves data between the host and the devices, or between devices outside XLA."""
@@ -166,6 +201,7 @@ def main():
     losses_and_optimizers(results)
     placement(results)
     inference_and_files(results)
+    bucketed_inference(results)
     steps_without_transfers(results)
     print(json.dumps(results))
 

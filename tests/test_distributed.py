@@ -78,6 +78,17 @@ def test_rows_are_padded_with_zero_weight_and_sharded(four_devices):
     assert got["plain_sharded_input"] < FLOAT64  # also by the one-device backend
 
 
+def test_four_devices_pad_inference_rows_to_the_ladder(four_devices):
+    """predict on every batch size from 1 to 1000 compiles one program per size of the
+    ladder (16, 32, ..., 1024 rows) on the mesh too, and evaluate likewise; the padding
+    changes no row (bit for bit), and the results are one device's."""
+    got = four_devices["buckets"]
+    assert got["predict_compiles"] <= 7 and got["evaluate_compiles"] <= 7
+    assert got["shapes"] == [[n, 3] for n in (1, 2, 3, 17, 100, 999, 1000)]
+    assert got["padding_free"] and got["replicated"]
+    assert got["predict"] < 1e-12 and got["evaluate"] < 1e-12
+
+
 def test_model_trained_on_four_devices_saves_a_file_numpy_loads(four_devices):
     got = four_devices["files"]
     assert got["loaded_backend"] == "numpy"

@@ -301,3 +301,79 @@ def test_a_cache_dir_that_is_a_file_is_a_clear_error(tmp_path):
     afile.write_text("x")
     with pytest.raises(ValueError, match=r"compilation cache needs a folder .*notadir"):
         backends.enable_compilation_cache(afile)
+
+
+# ------------------------------------------------ row counts padded to the ladder
+LADDER_1000 = [16, 32, 64, 128, 256, 512, 1024]
+
+
+def test_the_ladder_bounds_programs_and_padding():
+    assert mlp.buckets.ladder(1000) == LADDER_1000
+    assert [mlp.buckets.bucket(n) for n in (1, 16, 17, 1024, 1025, 2048, 2049)] == [
+        16, 16, 32, 1024, 1152, 2048, 2304]
+    for n in range(1025, 40000, 7):  # beyond 1024: under 1/8 more rows
+        assert n <= mlp.buckets.bucket(n) < n * 1.125
+    assert mlp.buckets.bucket(45, multiple=6) == 66  # e.g. a mesh of 6 devices
+    assert len(mlp.buckets.ladder(10**6)) == 87
+
+
+def test_predict_on_every_batch_size_compiles_one_program_per_size_of_the_ladder(
+        count_jax_compiles):
+    """1 to 1000 rows: one program for each of 16, 32, ..., 1024 rows; predict_proba shares
+    them and predict_classes has its own; JAX arrays off the ladder compile nothing more."""
+    import jax
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(1000, 5)).astype(np.float32)
+    model = mlp.MLP([5, 7, 3], loss="cross_entropy", backend="jax", seed=0)
+    before = count_jax_compiles.compiles  # (the weights' copies on the device)
+    for n in range(1, 1001):
+        assert model.predict(x[:n]).shape == (n, 3)
+    assert count_jax_compiles.compiles - before <= len(LADDER_1000)
+    before = count_jax_compiles.compiles
+    for n in range(1, 1001, 3):
+        model.predict_proba(x[:n])
+    assert count_jax_compiles.compiles == before
+    for n in range(1, 1001, 3):
+        assert model.predict_classes(x[:n]).shape == (n,)
+    assert count_jax_compiles.compiles <= before + len(LADDER_1000)
+    before = count_jax_compiles.compiles
+    for n in (1, 2, 3, 17, 500, 999, 1000):
+        on_device = jax.device_put(x[:n])
+        assert np.array_equal(np.asarray(model.predict(on_device)),
+                              np.asarray(model.predict(x[:n])))
+    assert count_jax_compiles.compiles == before
+
+
+def test_evaluate_loss_and_gradients_compile_one_program_per_size_of_the_ladder(
+        count_jax_compiles):
+    rng = np.random.default_rng(6)
+    x, y = rng.normal(size=(1000, 5)), rng.integers(0, 3, size=1000)
+    w = rng.uniform(0.5, 2.0, size=1000)
+    model = mlp.MLP([5, 7, 3], loss="cross_entropy", backend="jax", seed=0)
+    sizes = sorted({1, 2, 3, 999, 1000, *range(4, 1000, 29)})
+    for method in (model.evaluate, model.loss, model.gradients):
+        before = count_jax_compiles.compiles
+        for n in sizes:
+            method(x[:n], y[:n])
+            method(x[:n], y[:n], w[:n])  # weighted or not: the same programs
+        assert count_jax_compiles.compiles - before <= len(LADDER_1000), method.__name__
+
+
+def test_validation_data_of_any_size_compiles_no_new_program_within_a_size(
+        count_jax_compiles):
+    """fit's validation metrics run on the validation rows padded once per fit: sizes 20
+    to 32 share the program of 32 rows (and the logs are evaluate's)."""
+    rng = np.random.default_rng(7)
+    x, y = rng.normal(size=(64, 5)), rng.integers(0, 3, size=64)
+    x_val, y_val = rng.normal(size=(32, 5)), rng.integers(0, 3, size=32)
+    model = mlp.MLP([5, 7, 3], loss="cross_entropy", backend="jax", seed=0)
+    model.fit(x, y, epochs=2, batch_size=16, validation_data=(x_val[:20], y_val[:20]))
+    before = count_jax_compiles.compiles
+    for n in (21, 26, 31, 32):
+        history = model.fit(x, y, epochs=2, batch_size=16,
+                            validation_data=(x_val[:n], y_val[:n]))
+        logs = model.evaluate(x_val[:n], y_val[:n])
+        assert history.history["val_loss"][-1] == logs["loss"]
+        assert history.history["val_accuracy"][-1] == logs["accuracy"]
+    assert count_jax_compiles.compiles == before

@@ -351,3 +351,109 @@ def test_a_history_edited_by_hand_that_load_would_refuse_is_refused_by_fit_and_s
         with pytest.raises(ValueError, match=r"^(fit|save): model\.history_ has " + match):
             call()
     assert not (tmp_path / "m.npz").exists() and model.epochs_trained_ == 2
+
+
+# ------------------------------------------ rows padded to the ladder (mlp.buckets)
+_SIZES = [1, 2, 3, 15, 16, 17, 100, 999]
+
+
+def _ladder_model(backend, loss="cross_entropy", dtype="float64", layers=(4, 16, 8, 3)):
+    return mlp.MLP(list(layers), loss=loss, activation="tanh", backend=backend, dtype=dtype,
+                   seed=2)
+
+
+def test_predict_pads_rows_that_change_no_output(backend):
+    """Where the model pads rows (a backend that compiles), each row's output is bit for
+    bit the one the same program gives it with the data's own rows after it rather than
+    the padding, and the forward pass of the rows alone to 1e-12 (XLA may order a matrix
+    product's sums by its shape); elsewhere nothing is padded: the forward pass itself."""
+    x = np.random.default_rng(3).normal(size=(1024, 4))
+    model = _ladder_model(backend)
+    forward = backend.jit(lambda p, x: mlp.core.forward(model.spec, p, x))
+    for n in _SIZES:
+        got = backend.to_numpy(model.predict(x[:n]))
+        assert got.shape == (n, 3)
+        with backend.precision(model.dtype):
+            alone = backend.to_numpy(forward(model.params, backend.asarray(x[:n])))
+        np.testing.assert_allclose(got, alone, rtol=1e-12, atol=1e-15)
+        if model.bucketed():
+            whole = model.predict(x[:mlp.buckets.bucket(n)])
+            assert np.array_equal(got, backend.to_numpy(whole)[:n])
+        else:
+            assert np.array_equal(got, alone)
+        assert np.array_equal(backend.to_numpy(model.predict_proba(x[:n])), got)
+        assert np.array_equal(backend.to_numpy(model.predict_classes(x[:n])),
+                              np.argmax(got, axis=1))
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse", "binary_cross_entropy", "poisson"])
+def test_evaluate_loss_and_gradients_are_those_of_the_rows_alone(backend, loss):
+    """The padding rows weigh 0: every metric, the loss and the gradients are those of
+    the data's rows alone (unweighted, or with their weights) to 1e-12 in float64."""
+    rng = np.random.default_rng(4)
+    model = _ladder_model(backend, loss, layers=(3, 5, 2))
+    spec, xp = model.spec, model.xp
+
+    def alone(p, x, t, labels, w):
+        z, a = mlp.core.forward_logits(spec, p, mlp.core.zero_weight_rows(xp, x, w))
+        _, grads = mlp.core.loss_and_gradients(spec, p, x, t, weights=w)
+        return (spec.loss.value(xp, z, a, t, w), *spec.loss.score(xp, z, a, t, labels, w),
+                grads)
+
+    reference = backend.jit(alone)
+    for n, weighted in [(1, False), (2, True), (3, False), (17, True), (100, False)]:
+        x = rng.normal(size=(n, 3))
+        y = spec.loss.sample_targets(rng, n, 2)
+        sw = rng.uniform(0.5, 2.0, size=n) if weighted else None
+        *values, grads = reference(model.params, *model.prepare_data(x, y, sw))
+        expected = dict(zip(["loss", *spec.loss.score_names], map(float, values)))
+        got = model.evaluate(x, y, sw)
+        assert got.keys() == expected.keys()
+        for name, value in got.items():
+            assert value == pytest.approx(expected[name], rel=1e-12, abs=1e-12), (n, name)
+        assert model.loss(x, y, sw) == pytest.approx(expected["loss"], rel=1e-12, abs=1e-12)
+        for got_pair, pair in zip(model.gradients(x, y, sw), grads):
+            for g, e in zip(got_pair, pair):
+                np.testing.assert_allclose(backend.to_numpy(g), backend.to_numpy(e),
+                                           rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NumPy's overflow in the user's row
+def test_padding_rows_whose_output_overflows_are_not_the_users(backend):
+    """A row of zeros overflows this network (its biases alone reach 1e40) while x = 1
+    does not: the padding rows' outputs are never counted, and a row of the user's that
+    overflows is reported among the user's rows."""
+    model = mlp.MLP([1, 1, 1], backend=backend, seed=0)
+    model.set_weights([(np.array([[-1e20]]), np.array([1e20])),
+                       (np.array([[1e20]]), np.array([0.0]))])
+    ones = np.ones((3, 1))
+    assert np.array_equal(backend.to_numpy(model.predict(ones)), np.zeros((3, 1)))
+    assert model.evaluate(ones, np.zeros(3)) == {"loss": 0.0, "r2": 1.0, "mse": 0.0}
+    assert model.loss(ones, np.zeros(3)) == 0.0
+    for dW, db in model.gradients(ones, np.zeros(3)):
+        assert not np.any(backend.to_numpy(dW)) and not np.any(backend.to_numpy(db))
+    with pytest.raises(ValueError, match=r"^the network's output for 1 of 3 row\(s\) of x "
+                                         r"overflows float32"):
+        model.predict(np.array([[1.0], [0.0], [1.0]]))
+
+
+def test_a_loss_without_row_weights_evaluates_its_rows_unpadded(backend, value_only_mae):
+    """A loss written only for the unweighted mean cannot weigh padding rows 0: its
+    evaluate, loss and gradients run on the data's rows as they are (predict, which needs
+    no weights, is padded as for any loss)."""
+    rng = np.random.default_rng(8)
+    model = mlp.MLP([3, 2], loss="mae", activation="identity", backend=backend,
+                    dtype="float64", seed=0)
+    assert model.bucketed() == backend.compiles and not model.bucketed(weighted=True)
+    (W, b), = model.get_weights()
+    for n in (1, 5, 17):
+        x, y = rng.normal(size=(n, 3)), rng.normal(size=(n, 2))
+        mae = float(np.mean(np.abs(x @ W + b - y)))
+        assert model.evaluate(x, y)["loss"] == pytest.approx(mae, rel=1e-12)
+        assert model.loss(x, y) == pytest.approx(mae, rel=1e-12)
+        dW, db = model.gradients(x, y)[0]
+        sign = np.sign(x @ W + b - y) / (2 * n)
+        np.testing.assert_allclose(backend.to_numpy(dW), x.T @ sign, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(backend.to_numpy(db), sign.sum(axis=0), rtol=1e-12,
+                                   atol=1e-15)
+        np.testing.assert_allclose(backend.to_numpy(model.predict(x)), x @ W + b, rtol=1e-12)

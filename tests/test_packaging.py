@@ -125,7 +125,6 @@ NOT_YET_ANNOTATED = {
     "mlp.losses.MseInplace",
     "mlp.losses.CrossEntropyInplace",
     "mlp.training",  # fit, the Trainer's methods
-    "mlp.model.MLP.predict",  # once its compiled function captures the spec plainly
     "mlp.backends.get_backend",
 }
 

@@ -306,3 +306,26 @@ def test_object_arrays_of_numbers_are_numbers_and_others_name_their_types(backen
                                         r"them into columns with numpy\.lib\.recfunctions\."
                                         r"structured_to_unstructured\)"):
         model.predict(records)
+
+
+@pytest.mark.parametrize("n", [15, 16])
+def test_the_backends_own_arrays_give_what_host_arrays_give(backend, n):
+    """An array of the backend's own, whether or not its row count is a size of the
+    padding ladder (then it stays on the device; else it is checked and padded on the
+    host, where the model pads rows), gives what the same NumPy array gives, and its NaN
+    and inf are named as theirs are."""
+    model = _model(backend)
+    rng = np.random.default_rng(n)
+    x, y = rng.normal(size=(n, 3)), rng.normal(size=(n, 1))
+    bad_x, bad_y = x.copy(), y.copy()
+    bad_x[2, 1], bad_y[3, 0] = np.nan, np.inf
+    with backend.precision(model.dtype):
+        xd, yd, bad_xd, bad_yd = (backend.asarray(a) for a in (x, y, bad_x, bad_y))
+    assert np.array_equal(backend.to_numpy(model.predict(xd)),
+                          backend.to_numpy(model.predict(x)))
+    assert model.evaluate(xd, yd) == model.evaluate(x, y)
+    assert model.loss(xd, yd, np.ones(n)) == model.loss(x, y, np.ones(n))
+    with pytest.raises(ValueError, match=r"^x contains 1 NaN or infinite value\(s\)"):
+        model.predict(bad_xd)
+    with pytest.raises(ValueError, match=r"^y contains 1 NaN or infinite value\(s\)"):
+        model.evaluate(xd, bad_yd)
