@@ -147,10 +147,11 @@ class _Transformation:
 
     config_name: ClassVar[str] = ""
     elementwise: ClassVar[bool] = True
-    _rules: ClassVar[dict] = {}
+    #: The checks of each hyperparameter (`mlp.params.check`'s rules), by field name.
+    rules: ClassVar[dict] = {}
 
     def __post_init__(self):
-        for name, rules in self._rules.items():
+        for name, rules in self.rules.items():
             object.__setattr__(self, name, check(name, getattr(self, name), rules))
 
     def get_config(self) -> dict:
@@ -217,7 +218,7 @@ class ScaleByAdam(_Transformation):
     eps: float = 1e-8
     config_name: ClassVar[str] = "scale_by_adam"
     inplace: ClassVar[type] = _ScaleByAdamInplace
-    _rules: ClassVar[dict] = {"beta1": _FRACTION, "beta2": _FRACTION, "eps": _POSITIVE}
+    rules: ClassVar[dict] = {"beta1": _FRACTION, "beta2": _FRACTION, "eps": _POSITIVE}
 
     def init(self, params):
         return ScaleByAdamState(_zero_count(params), _zeros_like(params), _zeros_like(params))
@@ -266,7 +267,7 @@ class ScaleByRms(_Transformation):
     eps: float = 1e-8
     config_name: ClassVar[str] = "scale_by_rms"
     inplace: ClassVar[type] = _ScaleByRmsInplace
-    _rules: ClassVar[dict] = {"decay": _FRACTION, "eps": _POSITIVE}
+    rules: ClassVar[dict] = {"decay": _FRACTION, "eps": _POSITIVE}
 
     def init(self, params):
         return ScaleByRmsState(_zeros_like(params))
@@ -310,7 +311,7 @@ class Trace(_Transformation):
     nesterov: bool = False
     config_name: ClassVar[str] = "trace"
     inplace: ClassVar[type] = _TraceInplace
-    _rules: ClassVar[dict] = {"decay": _FRACTION, "nesterov": [Boolean()]}
+    rules: ClassVar[dict] = {"decay": _FRACTION, "nesterov": [Boolean()]}
 
     def init(self, params):
         return TraceState(_zeros_like(params))
@@ -349,7 +350,7 @@ class AddDecayedWeights(_Transformation):
     weight_decay: float = 0.01
     config_name: ClassVar[str] = "add_decayed_weights"
     inplace: ClassVar[type] = _AddDecayedWeightsInplace
-    _rules: ClassVar[dict] = {"weight_decay": _NON_NEGATIVE}
+    rules: ClassVar[dict] = {"weight_decay": _NON_NEGATIVE}
 
     def init(self, params):
         return EmptyState()
@@ -388,7 +389,7 @@ class ClipByGlobalNorm(_Transformation):
     config_name: ClassVar[str] = "clip_by_global_norm"
     inplace: ClassVar[type] = _ClipByGlobalNormInplace
     elementwise: ClassVar[bool] = False
-    _rules: ClassVar[dict] = {"max_norm": _POSITIVE}
+    rules: ClassVar[dict] = {"max_norm": _POSITIVE}
 
     def init(self, params):
         return EmptyState()
@@ -642,7 +643,7 @@ class SGD(_Named):
     nesterov: bool = False
     config_name: ClassVar[str] = "sgd"
     inplace: ClassVar[Any] = staticmethod(_parts_inplace)
-    _rules: ClassVar[dict] = {"momentum": _FRACTION, "nesterov": [Boolean()]}
+    rules: ClassVar[dict] = {"momentum": _FRACTION, "nesterov": [Boolean()]}
 
     def __post_init__(self):
         super().__post_init__()
@@ -665,7 +666,7 @@ class Adam(_Named):
     eps: float = 1e-8
     config_name: ClassVar[str] = "adam"
     inplace: ClassVar[Any] = staticmethod(_parts_inplace)
-    _rules: ClassVar[dict] = {"beta1": _FRACTION, "beta2": _FRACTION, "eps": _POSITIVE}
+    rules: ClassVar[dict] = {"beta1": _FRACTION, "beta2": _FRACTION, "eps": _POSITIVE}
 
     def __post_init__(self):
         super().__post_init__()
@@ -684,7 +685,7 @@ class AdamW(Adam):
     weight_decay: float = 0.01
     config_name: ClassVar[str] = "adamw"
     inplace: ClassVar[Any] = staticmethod(_parts_inplace)
-    _rules: ClassVar[dict] = {**Adam._rules, "weight_decay": _NON_NEGATIVE}
+    rules: ClassVar[dict] = {**Adam.rules, "weight_decay": _NON_NEGATIVE}
 
     def _pieces(self):
         adam_dir, lr = super()._pieces()
@@ -700,7 +701,7 @@ class RMSprop(_Named):
     eps: float = 1e-8
     config_name: ClassVar[str] = "rmsprop"
     inplace: ClassVar[Any] = staticmethod(_parts_inplace)
-    _rules: ClassVar[dict] = {"decay": _FRACTION, "eps": _POSITIVE}
+    rules: ClassVar[dict] = {"decay": _FRACTION, "eps": _POSITIVE}
 
     def __post_init__(self):
         super().__post_init__()
@@ -960,11 +961,11 @@ def check_numbers_in_dtype(opt, dtype_name: str) -> None:
     owner = type(opt).__name__
     for f in dataclasses.fields(opt):
         value = getattr(opt, f.name)
-        if isinstance(value, _schedules._Schedule):
+        if isinstance(value, _schedules.BuiltinSchedule):
             _check_schedule_numbers(value, dtype_name)
         elif isinstance(value, numbers.Real) and not isinstance(value, bool):
             check_in_dtype(f"{owner}.{f.name}", value, dtype_name,
-                           fraction=opt._rules.get(f.name) is _FRACTION)
+                           fraction=opt.rules.get(f.name) is _FRACTION)
 
 
 def check_rate_scale(opt, state, dtype_name: str) -> None:
