@@ -14,6 +14,7 @@ Everything in `mlp` talks to an array library through one of these objects:
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -37,50 +38,76 @@ class InplaceOps(Protocol):
     operation in place gives the same bits as the pure one.
     """
 
-    float_dtypes: tuple  #: the library's float32 and float64
+    float_dtypes: tuple[Any, ...]  #: the library's float32 and float64
+    # (annotations below name the builtin `builtins.bool`: `bool` here is this attribute)
     bool: Any  #: its boolean dtype
 
-    def is_floats(self, arrays, dtype) -> bool:
+    def add(self, a: Any, b: Any, /, *, out: Any) -> Any:
+        """``a + b`` into ``out``."""
+
+    def subtract(self, a: Any, b: Any, /, *, out: Any) -> Any:
+        """``a - b`` into ``out``."""
+
+    def multiply(self, a: Any, b: Any, /, *, out: Any) -> Any:
+        """``a * b`` into ``out``."""
+
+    def divide(self, a: Any, b: Any, /, *, out: Any) -> Any:
+        """``a / b`` into ``out``."""
+
+    def sqrt(self, a: Any, /, *, out: Any) -> Any:
+        """``xp.sqrt(a)`` into ``out``."""
+
+    def exp(self, a: Any, /, *, out: Any) -> Any:
+        """``xp.exp(a)`` into ``out``."""
+
+    def log(self, a: Any, /, *, out: Any) -> Any:
+        """``xp.log(a)`` into ``out``."""
+
+    def matmul(self, a: Any, b: Any, /, *, out: Any) -> Any:
+        """``a @ b`` into ``out``."""
+
+    def is_floats(self, arrays: Any, dtype: Any) -> builtins.bool:
         """Whether every one of ``arrays`` is this library's array (on the backend's
         device) of ``dtype``."""
 
-    def is_indices(self, rows) -> bool:
+    def is_indices(self, rows: Any) -> builtins.bool:
         """Whether ``rows`` is an integer array of this library (row indices)."""
 
-    def is_contiguous(self, a) -> bool:
+    def is_contiguous(self, a: Any) -> builtins.bool:
         """Whether ``a`` is laid out in row-major order (not a transposed view)."""
 
-    def empty(self, shape, dtype):
+    def empty(self, shape: tuple[int, ...], dtype: Any) -> Any:
         """A new uninitialised array."""
 
-    def zeros(self, shape, dtype):
+    def zeros(self, shape: tuple[int, ...], dtype: Any) -> Any:
         """A new array of zeros."""
 
-    def copy(self, dst, src):
+    def copy(self, dst: Any, src: Any) -> None:
         """``dst[...] = src``."""
 
-    def take_rows(self, x, rows, *, out):
+    def take_rows(self, x: Any, rows: Any, *, out: Any) -> Any:
         """``xp.take(x, rows, axis=0)`` into ``out``."""
 
-    def sum(self, x, *, axis, keepdims=False, out=None):
+    def sum(self, x: Any, *, axis: int | None, keepdims: builtins.bool = False,
+            out: Any = None) -> Any:
         """``xp.sum(x, axis=axis, keepdims=keepdims)`` (into ``out`` if given)."""
 
-    def total(self, x):
+    def total(self, x: Any) -> Any:
         """``xp.sum(x)``: the sum of all elements."""
 
-    def max(self, x, *, axis, keepdims=False, out):
+    def max(self, x: Any, *, axis: int | None, keepdims: builtins.bool = False, out: Any) -> Any:
         """``xp.max(x, axis=axis, keepdims=keepdims)`` into ``out``."""
 
-    def relu(self, z):
+    def relu(self, z: Any) -> Any:
         """``xp.maximum(z, 0.0)`` into ``z``; returns ``z``."""
 
-    def positive(self, z, *, out):
+    def positive(self, z: Any, *, out: Any) -> Any:
         """``z > 0`` into the boolean ``out``."""
 
-    def argmax_rows(self, z, *, out):
+    def argmax_rows(self, z: Any, *, out: Any) -> Any:
         """``xp.argmax(z, axis=1)`` into ``out``."""
 
-    def stack(self, scalars):
+    def stack(self, scalars: Any) -> Any:
         """The 0-d arrays (or scalars) ``scalars`` as one ``(n,)`` array."""
 
 

@@ -27,9 +27,13 @@ backend::
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ._typing import Array
 from .engine.kernels import PureOnly
+
+if TYPE_CHECKING:
+    from .backends import InplaceOps
 
 LEAKY_RELU_SLOPE = 0.01
 
@@ -70,12 +74,12 @@ class ReluInplace:
     (`mlp.backends.InplaceOps`): the same IEEE operations as `_relu` and `_relu_backward`."""
 
     @staticmethod
-    def forward(ops, z):
+    def forward(ops: InplaceOps, z: Array) -> Array:
         """``max(z, 0)`` into ``z``; returns it (the pure path's ``xp.maximum(z, 0.0)``)."""
         return ops.relu(z)
 
     @staticmethod
-    def backward(ops, delta, a, mask):
+    def backward(ops: InplaceOps, delta: Array, a: Array, mask: Array) -> Array:
         """``delta * (z > 0)`` into ``delta``, from ``a = max(z, 0)`` (what `forward` left in
         ``z``: ``a > 0`` exactly where ``z > 0``, NaN neither); ``mask``: boolean scratch."""
         return ops.multiply(delta, ops.positive(a, out=mask), out=delta)

@@ -83,7 +83,7 @@ from array_api_compat import array_namespace
 
 from ._typing import Array, Namespace
 from .activations import Activation, hidden_activations
-from .engine.kernels import PureOnly
+from .engine.kernels import Buffers, PureOnly
 from .metrics import (
     METRICS,
     Metric,
@@ -97,7 +97,7 @@ from .metrics import (
 from .validation import _dtype_like, cast_checked, check_finite, to_backend_array
 
 if TYPE_CHECKING:
-    from .backends import Backend
+    from .backends import Backend, InplaceOps
 
 
 def _count(y) -> int:
@@ -219,10 +219,12 @@ class MseInplace:
     1/size``) and its training totals (`r2_totals`: ``(y - a)**2`` is ``diff * diff`` bit
     for bit), into the executor's buffers ``buf``."""
 
-    counts_classes = False
+    counts_classes: bool = False
 
     @staticmethod
-    def value_and_delta(ops, buf, z, a, y, output_backward):
+    def value_and_delta(ops: InplaceOps, buf: Buffers, z: Array, a: Array, y: Array,
+                        output_backward: Callable[[Array], Array]
+                        ) -> tuple[Array, Array, Array | None]:
         """``(loss, delta, totals)``; ``output_backward(d)``: the output activation's
         chain rule (in place where it has an in-place form)."""
         size = y.shape[0] * y.shape[1]
@@ -261,10 +263,12 @@ class CrossEntropyInplace:
     (`_argmax_totals`), which the executor may count once per epoch from each step's
     predicted classes (``counts_classes``)."""
 
-    counts_classes = True
+    counts_classes: bool = True
 
     @staticmethod
-    def value_and_delta(ops, buf, z, a, y, output_backward):
+    def value_and_delta(ops: InplaceOps, buf: Buffers, z: Array, a: Array, y: Array,
+                        output_backward: Callable[[Array], Array]
+                        ) -> tuple[Array, Array, Array | None]:
         """``(loss, delta, None)``: the totals are the pure ones (or counted)."""
         n = y.shape[0]
         shift, total, log_z = buf["col"]

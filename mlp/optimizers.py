@@ -45,24 +45,36 @@ from __future__ import annotations
 import dataclasses
 import functools
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, cast
 
 from array_api_compat import array_namespace, device
 
 from . import schedules as _schedules
-from .engine.kernels import Block, Unfit, count_namespace, mirror, mirror_all, unpack_state
-from .params import Boolean, Real, check, check_in_dtype
-from .schedules import check_learning_rate
-from .tree import is_namedtuple, structure_problem, tree_leaves, tree_map
+from ._typing import Array, Grads, Params
+from .engine.kernels import (
+    Block,
+    Composite,
+    Context,
+    Unfit,
+    count_namespace,
+    mirror,
+    mirror_all,
+    unpack_state,
+)
+from .params import Boolean, Real, Rule, check, check_in_dtype
+from .schedules import BuiltinSchedule, check_learning_rate
+from .tree import Tree, is_namedtuple, structure_problem, tree_leaves, tree_map
 
 if TYPE_CHECKING:
     from ._typing import Optimizer
+    from .backends import Backend
     from .schedules import Schedule
 
-_FRACTION = [Real(0, 1, closed="left")]
-_POSITIVE = [Real(0, closed="neither")]
-_NON_NEGATIVE = [Real(0)]
+_FRACTION: list[Rule] = [Real(0, 1, closed="left")]
+_POSITIVE: list[Rule] = [Real(0, closed="neither")]
+_NON_NEGATIVE: list[Rule] = [Real(0)]
 
 
 # ---------------------------------------------------------------- states
@@ -95,27 +107,27 @@ STATES = {cls.__name__: cls for cls in (EmptyState, ScaleByAdamState, ScaleByRms
 
 
 # ---------------------------------------------------------------- helpers
-def apply_updates(params, updates):
+def apply_updates(params: Tree, updates: Tree) -> Tree:
     """``params + updates``, array by array."""
     return tree_map(lambda p, u: p + u, params, updates)
 
 
-def _first_leaf(tree):
+def _first_leaf(tree: Tree) -> Array:
     return tree_leaves(tree)[0]
 
 
-def _zeros_like(params):
+def _zeros_like(params: Tree) -> Tree:
     xp = array_namespace(_first_leaf(params))
     return tree_map(xp.zeros_like, params)
 
 
-def _zero_count(params):
+def _zero_count(params: Tree) -> Array:
     leaf = _first_leaf(params)
     xp = array_namespace(leaf)
     return xp.asarray(0, device=device(leaf))  # the backend's default integer dtype
 
 
-def global_norm(tree):
+def global_norm(tree: Tree) -> Array:
     """``sqrt(sum of squares)`` of every entry (0-d array), robust to overflow.
 
     The entries are divided by the largest magnitude before squaring, so float32
@@ -125,11 +137,11 @@ def global_norm(tree):
     return largest * scaled
 
 
-def _scaled_norm(tree):
+def _scaled_norm(tree: Tree) -> tuple[Array, Array]:
     """``(m, r)`` with ``m`` the largest magnitude and ``r = norm / m`` (``r = 0`` for zeros)."""
     leaves = tree_leaves(tree)
     xp = array_namespace(leaves[0])
-    largest = None
+    largest: Array = None
     for a in leaves:
         m = xp.max(xp.abs(a))
         largest = m if largest is None else xp.maximum(largest, m)
@@ -147,22 +159,25 @@ class _Transformation:
 
     config_name: ClassVar[str] = ""
     elementwise: ClassVar[bool] = True
-    _rules: ClassVar[dict] = {}
+    #: The checks of each hyperparameter (`mlp.params.check`'s rules), by field name.
+    rules: ClassVar[dict[str, list[Rule]]] = {}
+    # (set by @dataclass on each subclass: makes `dataclasses.fields` typed for them)
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
-    def __post_init__(self):
-        for name, rules in self._rules.items():
+    def __post_init__(self) -> None:
+        for name, rules in self.rules.items():
             object.__setattr__(self, name, check(name, getattr(self, name), rules))
 
-    def get_config(self) -> dict:
+    def get_config(self) -> dict[str, Any]:
         """``{"name": ..., <field>: <value>, ...}``, JSON-ready (schedules as their config)."""
-        out = {"name": self.config_name}
+        out: dict[str, Any] = {"name": self.config_name}
         for f in dataclasses.fields(self):
             if f.init:
                 out[f.name] = _value_config(f.name, getattr(self, f.name))
         return out
 
 
-def _value_config(name, value):
+def _value_config(name: str, value: Any) -> Any:
     if callable(value):
         if not hasattr(value, "get_config"):
             raise ValueError(f"cannot save {name}={value!r}: a function of your own has no "
@@ -177,11 +192,11 @@ class _ScaleByAdamInplace(Block):
 
     n_vectors = 2
 
-    def load(self, state, ctx):
+    def load(self, state: Any, ctx: Context) -> None:
         count, self.mu, self.nu = unpack_state(state, ScaleByAdamState, ctx, ("mu", "nu"))
         self.scalars = (count,)
 
-    def update(self, ctx, u, p):
+    def update(self, ctx: Context, u: Array, p: Array) -> None:
         ops = ctx.ops
         b1, b2, eps, mu, nu, t = self.t.beta1, self.t.beta2, self.t.eps, self.mu, self.nu, ctx.tmp
         (count,) = self.scalars
@@ -202,7 +217,7 @@ class _ScaleByAdamInplace(Block):
         ops.multiply(t, c, out=u)
         self.scalars = (count,)
 
-    def state(self, ctx):
+    def state(self, ctx: Context) -> ScaleByAdamState:
         return ScaleByAdamState(self.scalars[0], ctx.layout.views(self.mu),
                                 ctx.layout.views(self.nu))
 
@@ -217,12 +232,14 @@ class ScaleByAdam(_Transformation):
     eps: float = 1e-8
     config_name: ClassVar[str] = "scale_by_adam"
     inplace: ClassVar[type] = _ScaleByAdamInplace
-    _rules: ClassVar[dict] = {"beta1": _FRACTION, "beta2": _FRACTION, "eps": _POSITIVE}
+    rules: ClassVar[dict[str, list[Rule]]] = {"beta1": _FRACTION, "beta2": _FRACTION,
+                                              "eps": _POSITIVE}
 
-    def init(self, params):
+    def init(self, params: Params) -> ScaleByAdamState:
         return ScaleByAdamState(_zero_count(params), _zeros_like(params), _zeros_like(params))
 
-    def update(self, grads, state, params=None):
+    def update(self, grads: Grads, state: Any, params: Params | None = None
+               ) -> tuple[Grads, Any]:
         count, mu, nu = state
         b1, b2, eps = self.beta1, self.beta2, self.eps
         xp = array_namespace(count)
@@ -240,10 +257,10 @@ class _ScaleByRmsInplace(Block):
 
     n_vectors = 1
 
-    def load(self, state, ctx):
+    def load(self, state: Any, ctx: Context) -> None:
         (self.nu,) = unpack_state(state, ScaleByRmsState, ctx, ("nu",))
 
-    def update(self, ctx, u, p):
+    def update(self, ctx: Context, u: Array, p: Array) -> None:
         ops = ctx.ops
         d, nu, t = self.t.decay, self.nu, ctx.tmp
         ops.multiply(nu, d, out=nu)  # nu = d * nu + (1 - d) * (g * g)
@@ -254,7 +271,7 @@ class _ScaleByRmsInplace(Block):
         ops.add(t, self.t.eps, out=t)
         ops.divide(u, t, out=u)
 
-    def state(self, ctx):
+    def state(self, ctx: Context) -> ScaleByRmsState:
         return ScaleByRmsState(ctx.layout.views(self.nu))
 
 
@@ -266,12 +283,13 @@ class ScaleByRms(_Transformation):
     eps: float = 1e-8
     config_name: ClassVar[str] = "scale_by_rms"
     inplace: ClassVar[type] = _ScaleByRmsInplace
-    _rules: ClassVar[dict] = {"decay": _FRACTION, "eps": _POSITIVE}
+    rules: ClassVar[dict[str, list[Rule]]] = {"decay": _FRACTION, "eps": _POSITIVE}
 
-    def init(self, params):
+    def init(self, params: Params) -> ScaleByRmsState:
         return ScaleByRmsState(_zeros_like(params))
 
-    def update(self, grads, state, params=None):
+    def update(self, grads: Grads, state: Any, params: Params | None = None
+               ) -> tuple[Grads, Any]:
         d, eps = self.decay, self.eps
         nu = tree_map(lambda g, v: d * v + (1 - d) * (g * g), grads, state[0])
         xp = array_namespace(_first_leaf(grads))
@@ -283,10 +301,10 @@ class _TraceInplace(Block):
 
     n_vectors = 1
 
-    def load(self, state, ctx):
+    def load(self, state: Any, ctx: Context) -> None:
         (self.v,) = unpack_state(state, TraceState, ctx, ("trace",))
 
-    def update(self, ctx, u, p):
+    def update(self, ctx: Context, u: Array, p: Array) -> None:
         ops = ctx.ops
         d, v = self.t.decay, self.v
         ops.multiply(v, d, out=v)  # v = g + d * v
@@ -297,7 +315,7 @@ class _TraceInplace(Block):
         else:  # v
             ops.copy(u, v)
 
-    def state(self, ctx):
+    def state(self, ctx: Context) -> TraceState:
         return TraceState(ctx.layout.views(self.v))
 
 
@@ -310,12 +328,13 @@ class Trace(_Transformation):
     nesterov: bool = False
     config_name: ClassVar[str] = "trace"
     inplace: ClassVar[type] = _TraceInplace
-    _rules: ClassVar[dict] = {"decay": _FRACTION, "nesterov": [Boolean()]}
+    rules: ClassVar[dict[str, list[Rule]]] = {"decay": _FRACTION, "nesterov": [Boolean()]}
 
-    def init(self, params):
+    def init(self, params: Params) -> TraceState:
         return TraceState(_zeros_like(params))
 
-    def update(self, grads, state, params=None):
+    def update(self, grads: Grads, state: Any, params: Params | None = None
+               ) -> tuple[Grads, Any]:
         d = self.decay
         velocity = tree_map(lambda g, v: g + d * v, grads, state[0])
         updates = tree_map(lambda g, v: g + d * v, grads, velocity) if self.nesterov else velocity
@@ -325,17 +344,17 @@ class Trace(_Transformation):
 class _StatelessInplace(Block):
     """A block whose state is `EmptyState`."""
 
-    def load(self, state, ctx):
+    def load(self, state: Any, ctx: Context) -> None:
         unpack_state(state, EmptyState, ctx)
 
-    def state(self, ctx):
+    def state(self, ctx: Context) -> EmptyState:
         return EmptyState()
 
 
 class _AddDecayedWeightsInplace(_StatelessInplace):
     """`AddDecayedWeights` in place (`mlp.engine.kernels.Block`)."""
 
-    def update(self, ctx, u, p):
+    def update(self, ctx: Context, u: Array, p: Array) -> None:
         ops = ctx.ops
         ops.multiply(p, self.t.weight_decay, out=ctx.tmp)  # g + wd * p
         ops.add(u, ctx.tmp, out=u)
@@ -349,12 +368,13 @@ class AddDecayedWeights(_Transformation):
     weight_decay: float = 0.01
     config_name: ClassVar[str] = "add_decayed_weights"
     inplace: ClassVar[type] = _AddDecayedWeightsInplace
-    _rules: ClassVar[dict] = {"weight_decay": _NON_NEGATIVE}
+    rules: ClassVar[dict[str, list[Rule]]] = {"weight_decay": _NON_NEGATIVE}
 
-    def init(self, params):
+    def init(self, params: Params) -> EmptyState:
         return EmptyState()
 
-    def update(self, grads, state, params=None):
+    def update(self, grads: Grads, state: Any, params: Params | None = None
+               ) -> tuple[Grads, Any]:
         if params is None:
             raise ValueError("add_decayed_weights needs the parameters: call "
                              "update(grads, state, params)")
@@ -366,7 +386,7 @@ class _ClipByGlobalNormInplace(_StatelessInplace):
     """`ClipByGlobalNorm.update` itself, on the arrays the pure path clips (its global norm
     is summed per array: per layer, or over the two packed arrays), copied back."""
 
-    def update(self, ctx, u, p):
+    def update(self, ctx: Context, u: Array, p: Array) -> None:
         ops = ctx.ops
         grads = ctx.layout.packed(u) if ctx.packed else ctx.layout.views(u)
         clipped, _ = self.t.update(grads, EmptyState())
@@ -388,12 +408,13 @@ class ClipByGlobalNorm(_Transformation):
     config_name: ClassVar[str] = "clip_by_global_norm"
     inplace: ClassVar[type] = _ClipByGlobalNormInplace
     elementwise: ClassVar[bool] = False
-    _rules: ClassVar[dict] = {"max_norm": _POSITIVE}
+    rules: ClassVar[dict[str, list[Rule]]] = {"max_norm": _POSITIVE}
 
-    def init(self, params):
+    def init(self, params: Params) -> EmptyState:
         return EmptyState()
 
-    def update(self, grads, state, params=None):
+    def update(self, grads: Grads, state: Any, params: Params | None = None
+               ) -> tuple[Grads, Any]:
         largest, ratio = _scaled_norm(grads)  # norm = largest * ratio, never squared whole
         xp = array_namespace(largest)
         # scale = max_norm / norm where norm > max_norm, else 1
@@ -408,19 +429,19 @@ class ClipByGlobalNorm(_Transformation):
 class _ScaleByLearningRateInplace(Block):
     """`ScaleByLearningRate` in place (`mlp.engine.kernels.Block`): the same factor."""
 
-    def load(self, state, ctx):
+    def load(self, state: Any, ctx: Context) -> None:
         count, scale = unpack_state(state, ScaleByLearningRateState, ctx)
         if not (ctx.ops.is_floats([scale], ctx.dtype) and scale.shape == ()):
             raise Unfit  # another dtype would promote the pure path's weights
         self.scalars = (count, scale)
 
-    def update(self, ctx, u, p):
+    def update(self, ctx: Context, u: Array, p: Array) -> None:
         count, scale = self.scalars
         factor = (-self.t.rate(count, scale)) * scale
         ctx.ops.multiply(u, factor, out=u)  # -(lr * scale) * g
         self.scalars = (count + 1, scale)
 
-    def state(self, ctx):
+    def state(self, ctx: Context) -> ScaleByLearningRateState:
         return ScaleByLearningRateState(*self.scalars)
 
 
@@ -438,22 +459,23 @@ class ScaleByLearningRate(_Transformation):
     config_name: ClassVar[str] = "scale_by_learning_rate"
     inplace: ClassVar[type] = _ScaleByLearningRateInplace
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "learning_rate", check_learning_rate(self.learning_rate))
 
-    def init(self, params):
+    def init(self, params: Params) -> ScaleByLearningRateState:
         leaf = _first_leaf(params)
         xp = array_namespace(leaf)
         return ScaleByLearningRateState(_zero_count(params),
                                         xp.ones((), dtype=leaf.dtype, device=device(leaf)))
 
-    def update(self, grads, state, params=None):
+    def update(self, grads: Grads, state: Any, params: Params | None = None
+               ) -> tuple[Grads, Any]:
         count, scale = state
         lr = self.rate(count, scale)
         factor = (-lr) * scale  # -(lr * scale) exactly; a float lr is negated for free
         return tree_map(lambda g: factor * g, grads), ScaleByLearningRateState(count + 1, scale)
 
-    def rate(self, count, like):
+    def rate(self, count: int | Array, like: Array) -> float | Array:
         """The learning rate at step ``count``.
 
         Parameters
@@ -477,7 +499,7 @@ class ScaleByLearningRate(_Transformation):
         return array_namespace(like).astype(lr, like.dtype)
 
 
-def _parts_inplace(transformation):
+def _parts_inplace(transformation: Chain | _Named) -> Block | Composite | None:
     """The in-place form of a chain (or a named optimizer's chain): its parts' forms, as
     one `mlp.engine.kernels.Composite` (None if a part has none)."""
     if isinstance(transformation, _Named):
@@ -492,11 +514,11 @@ class Chain:
     The state is the tuple of their states.
     """
 
-    transformations: tuple
+    transformations: tuple[Optimizer, ...]
     config_name: ClassVar[str] = "chain"
     inplace: ClassVar[Any] = staticmethod(_parts_inplace)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for t in self.transformations:
             if not (hasattr(t, "init") and hasattr(t, "update")):
                 raise TypeError("chain() takes transformations (objects with init(params) and "
@@ -507,22 +529,23 @@ class Chain:
     def elementwise(self) -> bool:
         return all(getattr(t, "elementwise", False) for t in self.transformations)
 
-    def init(self, params):
+    def init(self, params: Params) -> tuple[Any, ...]:
         return tuple(t.init(params) for t in self.transformations)
 
-    def update(self, grads, state, params=None):
+    def update(self, grads: Grads, state: tuple[Any, ...], params: Params | None = None
+               ) -> tuple[Grads, tuple[Any, ...]]:
         new_state = []
         for t, s in zip(self.transformations, state, strict=True):
             grads, s = checked_update(t, grads, s, params)
             new_state.append(s)
         return grads, tuple(new_state)
 
-    def get_config(self) -> dict:
+    def get_config(self) -> dict[str, Any]:
         return {"name": "chain",
                 "transformations": [optimizer_config(t) for t in self.transformations]}
 
 
-def chain(*transformations) -> Chain:
+def chain(*transformations: Optimizer) -> Chain:
     """One transformation applying ``transformations`` in order (see `Chain`)."""
     return Chain(transformations)
 
@@ -543,7 +566,8 @@ class GradientTransformation:
         all layers as one flat array).
     """
 
-    def __init__(self, init, update, elementwise=False):
+    def __init__(self, init: Callable[[Params], Any],
+                 update: Callable[..., tuple[Grads, Any]], elementwise: bool = False) -> None:
         for name, fn in (("init", init), ("update", update)):
             if not callable(fn):
                 raise TypeError(f"{name} must be a function, got {type(fn).__name__}")
@@ -555,7 +579,7 @@ class GradientTransformation:
         return f"GradientTransformation(update={name}, elementwise={self.elementwise})"
 
 
-def _described(value) -> str:
+def _described(value: object) -> str:
     if value is None or isinstance(value, (bool, numbers.Number, str)):
         return repr(value)[:60]
     shape = getattr(value, "shape", None)
@@ -565,7 +589,7 @@ def _described(value) -> str:
     return f"a {type(value).__name__}{size}"
 
 
-def _updates_problem(updates, grads) -> str | None:
+def _updates_problem(updates: Any, grads: Any) -> str | None:
     """What is wrong with ``updates`` against ``grads`` (same nesting of lists and tuples,
     arrays of the same shapes), or None."""
     if isinstance(grads, (list, tuple)):
@@ -588,7 +612,8 @@ def _updates_problem(updates, grads) -> str | None:
     return None
 
 
-def checked_update(transformation, grads, state, params=None):
+def checked_update(transformation: Optimizer, grads: Grads, state: Any,
+                   params: Params | None = None) -> tuple[Grads, Any]:
     """``transformation.update(grads, state, params)``, its result checked when the
     transformation is one of your own: a pair ``(updates, state)`` with the updates
     shaped as ``grads``, or a TypeError that names the transformation and says what it
@@ -596,6 +621,7 @@ def checked_update(transformation, grads, state, params=None):
     result = transformation.update(grads, state, params)
     if type(transformation) in _BUILT_IN:
         return result
+    problem: str | None
     if _updates_problem(result, grads) is None:
         problem = "returned the updates alone, without the new state"
     elif not (isinstance(result, (tuple, list)) and len(result) == 2):
@@ -625,10 +651,15 @@ class _Named(_Transformation):
     def transformation(self) -> Chain:
         return chain(*self._pieces())
 
-    def init(self, params):
+    def _pieces(self) -> list[Optimizer]:
+        """The building blocks it chains, in order."""
+        raise NotImplementedError
+
+    def init(self, params: Params) -> tuple[Any, ...]:
         return self.transformation.init(params)
 
-    def update(self, grads, state, params=None):
+    def update(self, grads: Grads, state: tuple[Any, ...], params: Params | None = None
+               ) -> tuple[Grads, tuple[Any, ...]]:
         return self.transformation.update(grads, state, params)
 
 
@@ -642,16 +673,16 @@ class SGD(_Named):
     nesterov: bool = False
     config_name: ClassVar[str] = "sgd"
     inplace: ClassVar[Any] = staticmethod(_parts_inplace)
-    _rules: ClassVar[dict] = {"momentum": _FRACTION, "nesterov": [Boolean()]}
+    rules: ClassVar[dict[str, list[Rule]]] = {"momentum": _FRACTION, "nesterov": [Boolean()]}
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "learning_rate", check_learning_rate(self.learning_rate))
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0")
 
-    def _pieces(self):
-        momentum = [trace(self.momentum, self.nesterov)] if self.momentum else []
+    def _pieces(self) -> list[Optimizer]:
+        momentum: list[Optimizer] = [trace(self.momentum, self.nesterov)] if self.momentum else []
         return [*momentum, scale_by_learning_rate(self.learning_rate)]
 
 
@@ -665,13 +696,14 @@ class Adam(_Named):
     eps: float = 1e-8
     config_name: ClassVar[str] = "adam"
     inplace: ClassVar[Any] = staticmethod(_parts_inplace)
-    _rules: ClassVar[dict] = {"beta1": _FRACTION, "beta2": _FRACTION, "eps": _POSITIVE}
+    rules: ClassVar[dict[str, list[Rule]]] = {"beta1": _FRACTION, "beta2": _FRACTION,
+                                              "eps": _POSITIVE}
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "learning_rate", check_learning_rate(self.learning_rate))
 
-    def _pieces(self):
+    def _pieces(self) -> list[Optimizer]:
         return [scale_by_adam(self.beta1, self.beta2, self.eps),
                 scale_by_learning_rate(self.learning_rate)]
 
@@ -684,9 +716,9 @@ class AdamW(Adam):
     weight_decay: float = 0.01
     config_name: ClassVar[str] = "adamw"
     inplace: ClassVar[Any] = staticmethod(_parts_inplace)
-    _rules: ClassVar[dict] = {**Adam._rules, "weight_decay": _NON_NEGATIVE}
+    rules: ClassVar[dict[str, list[Rule]]] = {**Adam.rules, "weight_decay": _NON_NEGATIVE}
 
-    def _pieces(self):
+    def _pieces(self) -> list[Optimizer]:
         adam_dir, lr = super()._pieces()
         return [adam_dir, add_decayed_weights(self.weight_decay), lr]
 
@@ -700,65 +732,70 @@ class RMSprop(_Named):
     eps: float = 1e-8
     config_name: ClassVar[str] = "rmsprop"
     inplace: ClassVar[Any] = staticmethod(_parts_inplace)
-    _rules: ClassVar[dict] = {"decay": _FRACTION, "eps": _POSITIVE}
+    rules: ClassVar[dict[str, list[Rule]]] = {"decay": _FRACTION, "eps": _POSITIVE}
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "learning_rate", check_learning_rate(self.learning_rate))
 
-    def _pieces(self):
+    def _pieces(self) -> list[Optimizer]:
         return [scale_by_rms(self.decay, self.eps), scale_by_learning_rate(self.learning_rate)]
 
 
 # ---------------------------------------------------------------- constructors
-def scale_by_adam(beta1=0.9, beta2=0.999, eps=1e-8) -> ScaleByAdam:
+def scale_by_adam(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> ScaleByAdam:
     """See `ScaleByAdam`."""
     return ScaleByAdam(beta1, beta2, eps)
 
 
-def scale_by_rms(decay=0.9, eps=1e-8) -> ScaleByRms:
+def scale_by_rms(decay: float = 0.9, eps: float = 1e-8) -> ScaleByRms:
     """See `ScaleByRms`."""
     return ScaleByRms(decay, eps)
 
 
-def trace(decay=0.9, nesterov=False) -> Trace:
+def trace(decay: float = 0.9, nesterov: bool = False) -> Trace:
     """See `Trace`."""
     return Trace(decay, nesterov)
 
 
-def add_decayed_weights(weight_decay=0.01) -> AddDecayedWeights:
+def add_decayed_weights(weight_decay: float = 0.01) -> AddDecayedWeights:
     """See `AddDecayedWeights`."""
     return AddDecayedWeights(weight_decay)
 
 
-def clip_by_global_norm(max_norm) -> ClipByGlobalNorm:
+def clip_by_global_norm(max_norm: float) -> ClipByGlobalNorm:
     """See `ClipByGlobalNorm`."""
     return ClipByGlobalNorm(max_norm)
 
 
-def scale_by_learning_rate(learning_rate) -> ScaleByLearningRate:
+def scale_by_learning_rate(learning_rate: float | Schedule) -> ScaleByLearningRate:
     """See `ScaleByLearningRate`."""
     return ScaleByLearningRate(learning_rate)
 
 
-def sgd(learning_rate=0.01, momentum=0.0, nesterov=False) -> SGD:
+def sgd(learning_rate: float | Schedule = 0.01, momentum: float = 0.0, nesterov: bool = False
+        ) -> SGD:
     return SGD(learning_rate, momentum, nesterov)
 
 
-def adam(learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8) -> Adam:
+def adam(learning_rate: float | Schedule = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
+         eps: float = 1e-8) -> Adam:
     return Adam(learning_rate, beta1, beta2, eps)
 
 
-def adamw(learning_rate=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01) -> AdamW:
+def adamw(learning_rate: float | Schedule = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
+          eps: float = 1e-8, weight_decay: float = 0.01) -> AdamW:
     return AdamW(learning_rate, beta1, beta2, eps, weight_decay)
 
 
-def rmsprop(learning_rate=1e-3, decay=0.9, eps=1e-8) -> RMSprop:
+def rmsprop(learning_rate: float | Schedule = 1e-3, decay: float = 0.9, eps: float = 1e-8
+            ) -> RMSprop:
     return RMSprop(learning_rate, decay, eps)
 
 
 #: The named optimizers, by the name ``fit(optimizer=...)`` takes.
-OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
+OPTIMIZERS: dict[str, type[SGD | Adam | RMSprop]] = {"sgd": SGD, "adam": Adam, "adamw": AdamW,
+                                                     "rmsprop": RMSprop}
 
 #: Every built-in transformation by its config name.
 TRANSFORMATIONS = {cls.config_name: cls for cls in (
@@ -791,7 +828,7 @@ def get_optimizer(optimizer: object, learning_rate: float | Schedule | None = No
         if learning_rate is not None:
             raise ValueError("learning_rate was given twice: pass it to the optimizer object "
                              "or name the optimizer as a string, not both")
-        return optimizer
+        return cast("Optimizer", optimizer)
     raise TypeError(
         "optimizer must be a name (" + ", ".join(OPTIMIZERS) + "), a transformation such as "
         "mlp.optimizers.chain(...), or an object with init(params) and "
@@ -800,7 +837,7 @@ def get_optimizer(optimizer: object, learning_rate: float | Schedule | None = No
 
 
 # ---------------------------------------------------------------- configs
-def optimizer_config(opt) -> dict:
+def optimizer_config(opt: object) -> dict[str, Any]:
     """``opt.get_config()``; a ValueError ``"cannot save optimizer ...: ..."`` for a
     transformation of your own (which has no config)."""
     if not hasattr(opt, "get_config"):
@@ -808,19 +845,20 @@ def optimizer_config(opt) -> dict:
                          "get_config(); save without include_optimizer, or build it from "
                          "mlp.optimizers pieces")
     try:
-        return opt.get_config()
+        config: dict[str, Any] = opt.get_config()
     except ValueError as exc:
         if str(exc).startswith("cannot save optimizer"):
             raise
         raise ValueError(f"cannot save optimizer {opt!r}: {exc}") from exc
+    return config
 
 
-def _legacy(config):
+def _legacy(config: dict[str, Any]) -> dict[str, Any]:
     """Format-1 files: ``{"name": "adam", "class": "Adam", "fields": {...}}``."""
     return {"name": config["name"], **config["fields"]}
 
 
-def from_config(config: dict):
+def from_config(config: dict[str, Any]) -> Optimizer:
     """The transformation described by ``config`` (from ``get_config()``).
 
     Raises ValueError for an unknown optimizer, transformation or schedule
@@ -852,7 +890,7 @@ def from_config(config: dict):
 
 
 # ---------------------------------------------------------------- learning rate in the state
-def _rate_states(state):
+def _rate_states(state: Any) -> list[ScaleByLearningRateState]:
     """Every `ScaleByLearningRateState` inside ``state``, in order."""
     if isinstance(state, ScaleByLearningRateState):
         return [state]
@@ -861,7 +899,7 @@ def _rate_states(state):
     return []
 
 
-def learning_rate_scale(state) -> float:
+def learning_rate_scale(state: Any) -> float:
     """The learning-rate scale kept in an optimizer's ``state`` (1.0 unless changed)."""
     found = _rate_states(state)
     if not found:
@@ -870,7 +908,7 @@ def learning_rate_scale(state) -> float:
     return float(found[0].learning_rate_scale)
 
 
-def with_learning_rate_scale(state, factor):
+def with_learning_rate_scale(state: Any, factor: float) -> Any:
     """A new ``state`` whose learning rate is ``factor`` times the optimizer's own
     (schedule included). Pure: ``state`` is not changed. No recompilation on JAX."""
     factor = check("factor", factor, _NON_NEGATIVE)
@@ -878,7 +916,7 @@ def with_learning_rate_scale(state, factor):
         raise ValueError("this optimizer state has no learning rate (no "
                          "scale_by_learning_rate in the optimizer)")
 
-    def replace(node):
+    def replace(node: Any) -> Any:
         if isinstance(node, ScaleByLearningRateState):
             old = node.learning_rate_scale
             xp = array_namespace(old)
@@ -899,7 +937,7 @@ def with_learning_rate_scale(state, factor):
     return replace(state)
 
 
-def _pieces_with_states(opt, state):
+def _pieces_with_states(opt: object, state: Any) -> list[tuple[object, Any]]:
     """``(transformation, state)`` for every building block inside ``opt``."""
     if isinstance(opt, _Named):
         return _pieces_with_states(opt.transformation, state)
@@ -909,7 +947,7 @@ def _pieces_with_states(opt, state):
     return [(opt, state)]
 
 
-def current_learning_rate(opt, state) -> float:
+def current_learning_rate(opt: object, state: Any) -> float:
     """The learning rate ``opt`` applies at its next update from ``state`` (schedule and
     scale included), as a float for logs."""
     for t, s in _pieces_with_states(opt, state):
@@ -919,14 +957,14 @@ def current_learning_rate(opt, state) -> float:
     raise ValueError(f"optimizer {opt!r} has no learning rate (no scale_by_learning_rate)")
 
 
-def step_count(state) -> int:
+def step_count(state: Any) -> int:
     """The number of updates made from ``state`` (the first step count it holds)."""
     for node in _rate_states(state) or _counted(state):
         return int(node.count)
     raise ValueError("this optimizer state holds no step count")
 
 
-def _counted(state):
+def _counted(state: Any) -> list[Any]:
     if hasattr(state, "count"):
         return [state]
     if isinstance(state, (list, tuple)):
@@ -934,7 +972,7 @@ def _counted(state):
     return []
 
 
-def learning_rate_schedules(opt) -> list:
+def learning_rate_schedules(opt: object) -> list[Schedule]:
     """The learning-rate schedules (callables) inside ``opt``'s building blocks."""
     if isinstance(opt, _Named):
         return learning_rate_schedules(opt.transformation)
@@ -945,7 +983,7 @@ def learning_rate_schedules(opt) -> list:
     return []
 
 
-def check_numbers_in_dtype(opt, dtype_name: str) -> None:
+def check_numbers_in_dtype(opt: object, dtype_name: str) -> None:
     """Refuse a hyperparameter of ``opt`` (a built-in transformation, named optimizer or
     chain; a built-in schedule's parameters included) that the model's dtype cannot hold
     as the number it is (`mlp.params.check_in_dtype`): a learning rate of 1e-320 becomes 0
@@ -960,14 +998,14 @@ def check_numbers_in_dtype(opt, dtype_name: str) -> None:
     owner = type(opt).__name__
     for f in dataclasses.fields(opt):
         value = getattr(opt, f.name)
-        if isinstance(value, _schedules._Schedule):
+        if isinstance(value, BuiltinSchedule):
             _check_schedule_numbers(value, dtype_name)
         elif isinstance(value, numbers.Real) and not isinstance(value, bool):
-            check_in_dtype(f"{owner}.{f.name}", value, dtype_name,
-                           fraction=opt._rules.get(f.name) is _FRACTION)
+            check_in_dtype(f"{owner}.{f.name}", float(value), dtype_name,
+                           fraction=opt.rules.get(f.name) is _FRACTION)
 
 
-def check_rate_scale(opt, state, dtype_name: str) -> None:
+def check_rate_scale(opt: object, state: Any, dtype_name: str) -> None:
     """Refuse a learning-rate scale in ``state`` (`with_learning_rate_scale`) that a fit
     cannot train with: 0 (the rate times it is 0: nothing would train), or one the model's
     dtype cannot hold as the number it is, alone or times a constant learning rate
@@ -986,14 +1024,14 @@ def check_rate_scale(opt, state, dtype_name: str) -> None:
                            dtype_name)
 
 
-def _check_schedule_numbers(schedule, dtype_name):
+def _check_schedule_numbers(schedule: BuiltinSchedule, dtype_name: str) -> None:
     for f in dataclasses.fields(schedule):
         value = getattr(schedule, f.name)
         if isinstance(value, numbers.Real) and not isinstance(value, bool):
-            check_in_dtype(f"{type(schedule).__name__}.{f.name}", value, dtype_name)
+            check_in_dtype(f"{type(schedule).__name__}.{f.name}", float(value), dtype_name)
 
 
-def scheduled_rates(opt, state) -> list:
+def scheduled_rates(opt: object, state: Any) -> list[tuple[Schedule, Array]]:
     """``(schedule, count)`` for each learning-rate schedule in ``opt`` and the step
     count its `ScaleByLearningRate` stands at in ``state`` (an int 0-d array)."""
     return [(t.learning_rate, s.count) for t, s in _pieces_with_states(opt, state)
@@ -1001,18 +1039,18 @@ def scheduled_rates(opt, state) -> list:
 
 
 # ---------------------------------------------------------------- user schedules
-def _is_tracer_error(exc) -> bool:
+def _is_tracer_error(exc: BaseException) -> bool:
     """A JAX error from using a traced value as a Python bool or number (no jax import)."""
     names = {cls.__name__ for cls in type(exc).__mro__}
     return bool(names & {"ConcretizationTypeError", "TracerBoolConversionError",
                          "TracerIntegerConversionError"})
 
 
-def _schedule_name(schedule) -> str:
+def _schedule_name(schedule: object) -> str:
     return getattr(schedule, "__name__", None) or type(schedule).__name__
 
 
-def check_schedule(backend, schedule) -> None:
+def check_schedule(backend: Backend, schedule: Schedule) -> None:
     """Call a learning-rate ``schedule`` once, for step 0 (compiled where ``backend``
     compiles), and turn a failure into an error that says how to write it.
 
@@ -1045,7 +1083,7 @@ def check_schedule(backend, schedule) -> None:
                             f"({type(exc).__name__}: {exc}); {hint}") from exc
 
 
-def _check_schedule_value(name, value):
+def _check_schedule_value(name: str, value: Any) -> None:
     if isinstance(value, bool) or not (isinstance(value, numbers.Real)
                                        or hasattr(value, "shape")):
         raise TypeError(f"learning-rate schedule {name} must return a number or a 0-d array "

@@ -49,8 +49,9 @@ def as_float_step(step: Array) -> Array:
     return xp.astype(step, xp.result_type(xp.float32, xp.float64))
 
 
-class _Schedule:
-    """Shared by the built-in schedules: checked fields and `get_config`."""
+class BuiltinSchedule:
+    """Shared by the built-in schedules: checked fields and `get_config` (a schedule of
+    your own need not derive from it: any function of the step is one)."""
 
     #: The name in configs (`from_config`).
     config_name = ""
@@ -68,7 +69,7 @@ class _Schedule:
 
 
 @dataclass(frozen=True)
-class Constant(_Schedule):
+class Constant(BuiltinSchedule):
     """The same learning rate at every step."""
 
     learning_rate: float
@@ -80,7 +81,7 @@ class Constant(_Schedule):
 
 
 @dataclass(frozen=True)
-class ExponentialDecay(_Schedule):
+class ExponentialDecay(BuiltinSchedule):
     """``learning_rate * decay_rate ** (step / decay_steps)`` (floored with ``staircase``)."""
 
     learning_rate: float
@@ -111,7 +112,7 @@ def exponential_decay(learning_rate: float, decay_steps: float, decay_rate: floa
 
 
 @dataclass(frozen=True)
-class CosineDecay(_Schedule):
+class CosineDecay(BuiltinSchedule):
     """Linear warm-up from 0 over ``warmup_steps``, then cosine decay to
     ``final_fraction * learning_rate`` at ``warmup_steps + decay_steps``; flat after."""
 
@@ -142,7 +143,7 @@ def cosine_decay(learning_rate: float, decay_steps: float, warmup_steps: int = 0
 
 
 @dataclass(frozen=True)
-class InvScaling(_Schedule):
+class InvScaling(BuiltinSchedule):
     """scikit-learn's ``invscaling``: ``learning_rate / (step + 1) ** power_t``.
 
     scikit-learn counts samples seen; this counts updates (steps).
@@ -163,11 +164,11 @@ def invscaling(learning_rate: float, power_t: float = 0.5) -> InvScaling:
 
 
 #: Config name -> schedule class.
-SCHEDULES: dict[str, type[_Schedule]] = {
+SCHEDULES: dict[str, type[BuiltinSchedule]] = {
     cls.config_name: cls for cls in (Constant, ExponentialDecay, CosineDecay, InvScaling)}
 
 
-def from_config(config: dict[str, Any]) -> _Schedule:
+def from_config(config: dict[str, Any]) -> BuiltinSchedule:
     """The schedule described by ``config`` (from ``get_config()``).
 
     Also reads the older form ``{"schedule": "CosineDecay", <fields>}``.

@@ -45,11 +45,29 @@ dtype or structure).
 
 from __future__ import annotations
 
-from ..core import l2_penalty, zero_weight_rows
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
+
+from .._typing import Array, Optimizer, Params
+from ..core import NetworkSpec, l2_penalty, zero_weight_rows
 from ..optimizers import clip_by_global_norm
-from .kernels import Unfit, kernel_of, mirror
-from .layout import Layout
-from .pure import mean_loss
+from .kernels import (
+    ActivationKernel,
+    Block,
+    Buffers,
+    Composite,
+    Context,
+    LossKernel,
+    Unfit,
+    kernel_of,
+    mirror,
+)
+from .layout import Layout, Pairs
+from .pure import Carry, Rows, mean_loss
+
+if TYPE_CHECKING:
+    from ..backends import InplaceOps
+    from .pipeline import Objective
 
 __all__ = ["Network", "Training", "executor"]
 
@@ -62,18 +80,20 @@ class Network:
     function itself (same results, with its own allocations).
     """
 
-    def __init__(self, ops, spec, l2, layout, dtype):
+    def __init__(self, ops: InplaceOps, spec: NetworkSpec, l2: tuple[float, Objective],
+                 layout: Layout, dtype: Any) -> None:
         """``l2 = (alpha, objective)``: the L2 coefficient and how a batch's is made."""
         self.ops, self.spec, (self.alpha, self.objective) = ops, spec, l2
         self.layout, self.dtype = layout, dtype
-        self.hidden = kernel_of(spec.hidden)
-        self.loss = kernel_of(spec.loss)
+        self.hidden: ActivationKernel | None = kernel_of(spec.hidden)
+        self.loss: LossKernel | None = kernel_of(spec.loss)
         # the output in place only under an in-place loss (the pure loss reads z and a)
-        self.output = kernel_of(spec.output) if self.loss is not None else None
+        self.output: ActivationKernel | None = (kernel_of(spec.output) if self.loss is not None
+                                                else None)
         self.counts_classes = bool(getattr(self.loss, "counts_classes", False))
-        self.buffers = {}
+        self.buffers: dict[int, Buffers] = {}
 
-    def _buffers(self, m):
+    def _buffers(self, m: int) -> Buffers:
         buf = self.buffers.get(m)
         if buf is None:
             dt, shapes, empty = self.dtype, self.layout.shapes, self.ops.empty
@@ -89,20 +109,24 @@ class Network:
             self.buffers[m] = buf
         return buf
 
-    def gather(self, x, y, w, rows):
+    def gather(self, x: Array, y: Array, w: Array | None, rows: Array
+               ) -> tuple[Array, Array, Array | None]:
         """The batch ``(x, y, w)`` at ``rows`` (``w`` None without sample weights)."""
         buf, take = self._buffers(rows.shape[0]), self.ops.take_rows
         return (take(x, rows, out=buf["x"]), take(y, rows, out=buf["y"]),
                 None if w is None else take(w, rows, out=buf["rows_w"]))
 
-    def _output_backward(self, buf, z, a):
+    def _output_backward(self, buf: Buffers, z: Array, a: Array) -> Callable[[Array], Array]:
         """``delta -> delta * f'(z)`` of the output activation (in place where it can)."""
-        if self.output is not None:
-            return lambda d: self.output.backward(self.ops, d, z, buf["mask"][-1])
-        spec = self.spec
-        return lambda d: spec.output.backward(spec.xp, d, z, a)
+        output = self.output
+        if output is not None:
+            return lambda d: output.backward(self.ops, d, z, buf["mask"][-1])
+        # (the loss calls it only where the output activation has a backward rule)
+        xp, backward = self.spec.xp, cast("Callable[..., Array]", self.spec.output.backward)
+        return lambda d: backward(xp, d, z, a)
 
-    def _loss_delta_totals(self, buf, z, a, y, w, predicted):
+    def _loss_delta_totals(self, buf: Buffers, z: Array, a: Array, y: Array, w: Array | None,
+                           predicted: Array | None) -> tuple[Array, Array, Array | None]:
         """The loss, its delta and the training totals (with ``predicted``: the predicted
         classes written there instead, for `Training.epoch_counting`; None without
         totals)."""
@@ -119,10 +143,11 @@ class Network:
         return loss, delta, (spec.loss.train_totals(xp, z, a, y, w) if totals is None
                              else totals)
 
-    def _forward(self, params, x, buf):
+    def _forward(self, params: Pairs, x: Array, buf: Buffers) -> tuple[list[Array], Array]:
         spec, xp, ops = self.spec, self.spec.xp, self.ops
         last = len(params) - 1
-        inputs, a = [], x
+        inputs: list[Array] = []
+        a = x
         for i, (W, b) in enumerate(params):
             inputs.append(a)
             z = buf["z"][i]
@@ -136,7 +161,9 @@ class Network:
                 a = spec.output.forward(xp, z) if spec.loss.needs_output else None
         return inputs, a
 
-    def loss_and_gradients(self, params, grads, x, y, w=None, predicted=None):
+    def loss_and_gradients(self, params: Pairs, grads: Pairs, x: Array, y: Array,
+                           w: Array | None = None, predicted: Array | None = None
+                           ) -> tuple[Array, Array | None]:
         """The loss and the batch's training totals (`mlp.losses.Loss.train_totals`);
         the gradients into ``grads`` (views into the flat gradient).
         ``w``: the rows' weights or None; weighted, the input rows of weight 0 are zeroed
@@ -158,25 +185,12 @@ class Network:
                 d = ops.matmul(delta, W.T, out=buf["d"][i - 1])
                 if self.hidden:
                     delta = self.hidden.backward(ops, d, zs[i - 1], buf["mask"][i - 1])
-                else:
-                    delta = spec.hidden.backward(xp, d, zs[i - 1], inputs[i])
+                else:  # (a hidden activation has a backward rule)
+                    backward = cast("Callable[..., Array]", spec.hidden.backward)
+                    delta = backward(xp, d, zs[i - 1], inputs[i])
         if self.alpha:
             loss = loss + l2_penalty(xp, params, alpha)
         return loss, totals
-
-
-class _Context:
-    """What the transformations share: the layout, the dtype, whether the pure path packs
-    (`mlp.engine.pipeline.packs_layers`), the scratch vector, and the flat state vectors'
-    allocator."""
-
-    def __init__(self, ops, layout, dtype, packed, vectors):
-        self.ops, self.layout, self.dtype, self.packed = ops, layout, dtype, packed
-        self.tmp = ops.zeros((layout.size,), dtype)  # (zeros: the gaps between weights)
-        self._vectors = iter(vectors)
-
-    def vector(self):
-        return next(self._vectors)
 
 
 class Training:
@@ -188,7 +202,9 @@ class Training:
     (`restore`, `mlp.engine.pipeline.run_epochs`).
     """
 
-    def __init__(self, net, transform, start, data, clip_norm):
+    def __init__(self, net: Network, transform: Block | Composite,
+                 start: tuple[Params, Any, bool], data: tuple[Array, Array, Array | None],
+                 clip_norm: float | None) -> None:
         """``transform``: the optimizer's mirror (`mirror`), clipping not included;
         ``start = (params, opt_state, packed)``; ``data = (x, y, w)``. Raises `Unfit`
         when ``opt_state`` is not its state for ``params``."""
@@ -199,28 +215,33 @@ class Training:
         n_vectors = sum(b.n_vectors for b in self.blocks)
         self.store = ops.zeros((size * (1 + n_vectors),), dtype)  # zeros in the gaps
         vectors = [self.store[k * size:(k + 1) * size] for k in range(1, 1 + n_vectors)]
-        self.ctx = _Context(ops, layout, dtype, packed, vectors)
+        self.ctx = Context(ops, layout, dtype, packed, vectors)
         transform.load(opt_state, self.ctx)
         self.flat = layout.fill(ops, self.store[:size], params)
         self.params = layout.views(self.flat)
         self.flat_g = ops.zeros((size,), dtype)
         self.grads = layout.views(self.flat_g)
-        self.saved, self.saved_scalars = ops.empty(self.store.shape, dtype), None
-        self.labels = self.predicted = None  # (`epoch_counting`)
+        self.saved = ops.empty(self.store.shape, dtype)
+        self.saved_scalars: list[tuple[Any, ...]] = []
+        self.labels: Array | None = None  # (`epoch_counting`)
+        self.predicted: Array | None = None
         self.stack = ops.stack
         if clip_norm is not None:  # chain(clip_by_global_norm(clip_norm), optimizer)
-            self.blocks.insert(0, mirror(clip_by_global_norm(clip_norm)))
+            clip = mirror(clip_by_global_norm(clip_norm))
+            assert clip is not None  # (clipping declares its in-place form)
+            self.blocks[:0] = clip.blocks()
 
-    def save(self):
+    def save(self) -> None:
         self.ops.copy(self.saved, self.store)
         self.saved_scalars = [b.scalars for b in self.blocks]
 
-    def restore(self):
+    def restore(self) -> None:
         self.ops.copy(self.store, self.saved)
         for b, scalars in zip(self.blocks, self.saved_scalars):
             b.scalars = scalars
 
-    def step(self, x, y, w, predicted=None):
+    def step(self, x: Array, y: Array, w: Array | None, predicted: Array | None = None
+             ) -> tuple[Array, Array | None]:
         """One step; returns the batch's loss and training totals (with ``predicted``,
         the predicted classes written there instead)."""
         loss, totals = self.net.loss_and_gradients(self.params, self.grads, x, y, w, predicted)
@@ -230,14 +251,14 @@ class Training:
         self.ops.add(p, u, out=p)  # apply_updates: params + updates
         return loss, totals
 
-    def batch(self, rows, weighted):
+    def batch(self, rows: Array, weighted: bool) -> tuple[Array, Array | None]:
         """A batch's step: its loss (with ``weighted``, times its weights' sum), and its
         training totals."""
         xb, yb, wb = self.net.gather(self.x, self.y, self.w, rows)
         loss, totals = self.step(xb, yb, wb)
         return (loss * self.net.spec.xp.sum(wb) if weighted else loss), totals
 
-    def epoch(self, rows):
+    def epoch(self, rows: Rows) -> tuple[Array, Array | None]:
         """`mlp.engine.pure.epoch_function`'s epoch, ``(mean loss, totals)``: the same
         sums in the same order."""
         x, w, xp = self.x, self.w, self.net.spec.xp
@@ -247,24 +268,24 @@ class Training:
         if w is None and self.net.counts_classes and self.net.objective.totals:
             return self.epoch_counting(full, rest)
         weighted = self.net.objective.weighted(w)
-        losses, totals = zip(*[self.batch(full[k, ...], weighted)
-                               for k in range(full.shape[0])])
+        losses, batch_totals = zip(*[self.batch(full[k, ...], weighted)
+                                     for k in range(full.shape[0])])
         total = xp.sum(xp.stack(losses))
         total = total if weighted else total * full.shape[-1]
-        totals = None if totals[0] is None else xp.sum(xp.stack(totals), axis=0)
+        totals = None if batch_totals[0] is None else xp.sum(xp.stack(batch_totals), axis=0)
         if rest is not None:
             loss, rest_totals = self.batch(rest, weighted)
             total = total + (loss if weighted else loss * rest.shape[-1])
             totals = None if totals is None else totals + rest_totals
         return mean_loss(xp, total, x, w, weighted), totals
 
-    def epoch_counting(self, full, rest):
+    def epoch_counting(self, full: Array, rest: Array | None) -> tuple[Array, Array]:
         """`epoch` where the loss's kernel counts classes (cross-entropy, unweighted):
         each step writes its predicted classes, and the batches' numbers of correct rows
         (exact whole numbers) are counted at the end of the epoch, against the labels
         taken once per call; then summed as the pure epoch sums them."""
         xp, (n_batches, size), y = self.net.spec.xp, full.shape, self.y
-        if self.labels is None:
+        if self.labels is None or self.predicted is None:
             self.labels = xp.argmax(y, axis=1)
             self.predicted = self.ops.empty((y.shape[0],), self.labels.dtype)
         pred, gather = self.predicted, self.net.gather
@@ -281,7 +302,7 @@ class Training:
             totals = totals + xp.astype(xp.sum(right, keepdims=True), y.dtype)
         return total / self.x.shape[0], totals
 
-    def result(self):
+    def result(self) -> Carry:
         """The weights (views into a copy of their own: not the whole store, which holds
         the optimizer's state too) and the optimizer state in the pure format."""
         flat = self.ops.empty(self.flat.shape, self.net.dtype)
@@ -289,7 +310,8 @@ class Training:
         return self.layout.views(flat), self.transform.state(self.ctx)
 
 
-def _handles(ops, params, x, y, w, batches):
+def _handles(ops: InplaceOps, params: object, x: Array, y: Array, w: Array | None,
+             batches: Array | None) -> bool:
     """Whether the executor takes these inputs: float arrays of ``ops``'s library, of one
     dtype and matching shapes (sample weights ``w: (n,)`` or None), integer row indices
     (anything else goes to the pure run, which gives its own result or error)."""
@@ -308,7 +330,10 @@ def _handles(ops, params, x, y, w, batches):
             and (batches is None or ops.is_indices(batches)))
 
 
-def executor(ops, spec, training, start, data, packed):
+def executor(ops: InplaceOps, spec: NetworkSpec,
+             training: tuple[Optimizer, float, float | None, Objective], start: Carry,
+             data: tuple[Array, Array, Array | None, Array | None], packed: bool
+             ) -> Training | None:
     """A `Training` for one call of the run, or None where the pure run must take it.
 
     Parameters
@@ -331,9 +356,10 @@ def executor(ops, spec, training, start, data, packed):
     if not _handles(ops, params, x, y, w, batches):
         return None
     layout = Layout(spec.xp, [tuple(W.shape) for W, _ in params])
-    net = Network(ops, spec, (alpha, objective), layout, x.dtype)
+    net, transform = Network(ops, spec, (alpha, objective), layout, x.dtype), mirror(optimizer)
+    if transform is None:
+        return None
     try:
-        return Training(net, mirror(optimizer), (params, opt_state, packed), (x, y, w),
-                        clip_norm)
+        return Training(net, transform, (params, opt_state, packed), (x, y, w), clip_norm)
     except Unfit:
         return None

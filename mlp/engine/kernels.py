@@ -14,9 +14,44 @@ operations in the same order as in the pure path.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol, TypeAlias
 
 from array_api_compat import array_namespace
+
+from .._typing import Array, Namespace
+
+if TYPE_CHECKING:
+    from ..backends import InplaceOps
+    from .layout import Layout
+
+
+#: The in-place executor's buffers for one batch size, by name (`mlp.engine.inplace`).
+Buffers: TypeAlias = dict[str, Any]
+
+
+class ActivationKernel(Protocol):
+    """An activation's in-place form (e.g. `mlp.activations.ReluInplace`)."""
+
+    def forward(self, ops: InplaceOps, z: Array) -> Array:
+        """``f(z)`` into ``z``; returns it."""
+
+    def backward(self, ops: InplaceOps, delta: Array, a: Array, mask: Array) -> Array:
+        """``delta * f'(z)`` into ``delta``, from ``a = f(z)`` (``mask``: boolean
+        scratch); returns it."""
+
+
+class LossKernel(Protocol):
+    """A loss's in-place form (e.g. `mlp.losses.MseInplace`)."""
+
+    #: Whether its training totals are counts of correct classes, which the executor
+    #: may count once per epoch from each step's predicted classes.
+    counts_classes: bool
+
+    def value_and_delta(self, ops: InplaceOps, buf: Buffers, z: Array, a: Array, y: Array,
+                        output_backward: Callable[[Array], Array]
+                        ) -> tuple[Array, Array, Array | None]:
+        """``(loss, delta, totals)`` (totals None: the pure ones are computed)."""
 
 
 class PureOnly(NamedTuple):
@@ -65,7 +100,24 @@ class Unfit(Exception):
     dtype): the pure path runs instead."""
 
 
-def unpack_state(state: Any, cls: type, ctx: Any, arrays: tuple[str, ...] = ()) -> list:
+class Context:
+    """What the in-place transformations (`Block`) share: the in-place operations, the
+    layout, the dtype, whether the pure path packs (`mlp.engine.pipeline.packs_layers`),
+    the scratch vector ``tmp``, and the flat state vectors' allocator (`vector`)."""
+
+    def __init__(self, ops: InplaceOps, layout: Layout, dtype: Any, packed: bool,
+                 vectors: Iterable[Array]) -> None:
+        self.ops, self.layout, self.dtype, self.packed = ops, layout, dtype, packed
+        self.tmp = ops.zeros((layout.size,), dtype)  # (zeros: the gaps between weights)
+        self._vectors: Iterator[Array] = iter(vectors)
+
+    def vector(self) -> Array:
+        """The next flat state vector, ``(layout.size,)``."""
+        return next(self._vectors)
+
+
+def unpack_state(state: Any, cls: type, ctx: Context, arrays: tuple[str, ...] = ()
+                 ) -> list[Any]:
     """``state``'s fields, checked: a ``cls``, with the fields named in ``arrays`` (lists
     of ``(W, b)``) copied into new flat vectors of ``ctx`` (`Unfit` otherwise)."""
     if type(state) is not cls:
@@ -92,25 +144,25 @@ class Block:
     state vectors it needs.
     """
 
-    scalars: tuple = ()
-    n_vectors = 0
+    scalars: tuple[Any, ...] = ()
+    n_vectors: ClassVar[int] = 0
 
-    def __init__(self, transformation: Any):
+    def __init__(self, transformation: Any) -> None:
         self.t = transformation
 
-    def blocks(self) -> list:
+    def blocks(self) -> list[Block]:
         """The blocks a step runs, in order (here this one)."""
         return [self]
 
-    def load(self, state: Any, ctx: Any) -> None:
+    def load(self, state: Any, ctx: Context) -> None:
         """Take the pure state (`Unfit` where it is not this block's)."""
         raise NotImplementedError
 
-    def state(self, ctx: Any) -> Any:
+    def state(self, ctx: Context) -> Any:
         """The state in the pure format."""
         raise NotImplementedError
 
-    def update(self, ctx: Any, u: Any, p: Any) -> None:
+    def update(self, ctx: Context, u: Array, p: Array) -> None:
         """Transform the flat updates ``u`` in place."""
         raise NotImplementedError
 
@@ -119,23 +171,23 @@ class Composite:
     """The in-place form of transformations applied in order (a chain, or a named
     optimizer's chain): their blocks; the state is the tuple of theirs."""
 
-    def __init__(self, parts: list):
+    def __init__(self, parts: list[Block | Composite]) -> None:
         self.parts = parts
 
-    def blocks(self) -> list:
+    def blocks(self) -> list[Block]:
         return [b for part in self.parts for b in part.blocks()]
 
-    def load(self, state: Any, ctx: Any) -> None:
+    def load(self, state: Any, ctx: Context) -> None:
         if type(state) is not tuple or len(state) != len(self.parts):
             raise Unfit
         for part, s in zip(self.parts, state):
             part.load(s, ctx)
 
-    def state(self, ctx: Any) -> tuple:
+    def state(self, ctx: Context) -> tuple[Any, ...]:
         return tuple(part.state(ctx) for part in self.parts)
 
 
-def mirror(transformation: Any) -> Any:
+def mirror(transformation: object) -> Block | Composite | None:
     """The in-place form of ``transformation`` (a `Block` or a `Composite`), or None.
 
     A transformation's declared kernel (`kernel_of`) is called with it: a block
@@ -143,16 +195,21 @@ def mirror(transformation: Any) -> Any:
     returns the mirror of its parts (None if any part has none).
     """
     kernel = kernel_of(transformation)
-    return None if kernel is None else kernel(transformation)
+    if kernel is None:
+        return None
+    form: Block | Composite | None = kernel(transformation)
+    return form
 
 
-def mirror_all(transformations: Any) -> Composite | None:
+def mirror_all(transformations: Iterable[object]) -> Composite | None:
     """`Composite` of the mirrors of ``transformations``, or None if one has none."""
     parts = [mirror(t) for t in transformations]
-    return None if any(p is None for p in parts) else Composite(parts)
+    known = [p for p in parts if p is not None]
+    return Composite(known) if len(known) == len(parts) else None
 
 
-def count_namespace(count: Any, _known: dict = {}) -> Any:  # noqa: B006 - a cache
+def count_namespace(count: Array, _known: dict[type, Namespace] = {}  # noqa: B006 - a cache
+                    ) -> Namespace:
     """``array_namespace(count)``, as the pure update calls it, once per type of count."""
     kind = type(count)
     if kind not in _known:

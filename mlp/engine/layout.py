@@ -12,11 +12,20 @@ of their own.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from array_api_compat import device
 
+from .._typing import Array, Namespace, Params
 from ..tree import is_namedtuple
+
+if TYPE_CHECKING:
+    from ..backends import InplaceOps
+
+#: ``[(W, b), ...]``: a network's weights and biases (or gradients, or an optimizer's
+#: per-layer state), layer by layer; packed, one pair ``(all W, all b)``.
+Pairs: TypeAlias = list[tuple[Array, Array]]
 
 #: Every weight matrix in a packed array starts a multiple of this many elements from its
 #: start: on a 64-byte boundary (in float32 and float64), where PyTorch's allocator puts
@@ -26,8 +35,8 @@ from ..tree import is_namedtuple
 BLOCK_ALIGNMENT = 16
 
 
-def aligned_offsets(sizes, alignment: int = BLOCK_ALIGNMENT) -> tuple[list[tuple[int, int]],
-                                                                       int]:
+def aligned_offsets(sizes: Iterable[int], alignment: int = BLOCK_ALIGNMENT
+                    ) -> tuple[list[tuple[int, int]], int]:
     """Blocks of ``sizes`` elements one after another, each on a multiple of ``alignment``.
 
     Returns
@@ -36,7 +45,8 @@ def aligned_offsets(sizes, alignment: int = BLOCK_ALIGNMENT) -> tuple[list[tuple
     total : int
         The end of the last block (zeros fill the gaps between blocks).
     """
-    bounds, offset = [], 0
+    bounds: list[tuple[int, int]] = []
+    offset = 0
     for size in sizes:
         bounds.append((offset, offset + size))
         offset += -(-size // alignment) * alignment
@@ -71,12 +81,14 @@ class Layout:
         The whole flat vector: the weights' part, then all biases.
     """
 
-    def __init__(self, xp: Any, shapes, aligned: bool = True):
+    def __init__(self, xp: Namespace, shapes: Iterable[Sequence[int]], aligned: bool = True
+                 ) -> None:
         self.xp = xp
         self.shapes = [tuple(s) for s in shapes]  # (fan_in, fan_out) per layer
         self.w_bounds, self.n_weights = aligned_offsets([i * o for i, o in self.shapes],
                                                         BLOCK_ALIGNMENT if aligned else 1)
-        self.b_bounds, ob = [], 0
+        self.b_bounds: list[tuple[int, int]] = []
+        ob = 0
         for _, fan_out in self.shapes:
             self.b_bounds.append((ob, ob + fan_out))
             ob += fan_out
@@ -84,7 +96,7 @@ class Layout:
         self._gaps: dict[tuple[Any, ...], Any] = {}  # zeros by (size, dtype, device)
 
     # ------------------------------------------------------------ packed arrays
-    def _gap(self, size, like):
+    def _gap(self, size: int, like: Array) -> Array:
         """Zeros of ``like``'s dtype and device, ``(size,)``."""
         key = (size, like.dtype, device(like))
         gap = self._gaps.get(key)
@@ -92,7 +104,7 @@ class Layout:
             gap = self._gaps[key] = self.xp.zeros((size,), dtype=like.dtype, device=device(like))
         return gap
 
-    def pack(self, pairs: list) -> list:
+    def pack(self, pairs: Params) -> Pairs:
         """``[(W, b), ...]`` as ``[(all W, all b)]`` (new arrays)."""
         xp, pieces = self.xp, []
         for (W, _), (_, w1), nxt in zip(pairs, self.w_bounds, self.w_bounds[1:] + [None]):
@@ -101,13 +113,13 @@ class Layout:
                 pieces.append(self._gap(nxt[0] - w1, W))
         return [(xp.concat(pieces), xp.concat([b for _, b in pairs]))]
 
-    def unpack(self, packed: list) -> list:
+    def unpack(self, packed: Params) -> Pairs:
         """``[(all W, all b)]`` as ``[(W, b), ...]`` (views)."""
         flat_w, flat_b = packed[0]
         return [(self.xp.reshape(flat_w[w0:w1], shape), flat_b[b0:b1])
                 for shape, (w0, w1), (b0, b1) in zip(self.shapes, self.w_bounds, self.b_bounds)]
 
-    def _is_param_list(self, node):
+    def _is_param_list(self, node: object) -> bool:
         return (isinstance(node, list) and len(node) == len(self.shapes)
                 and all(isinstance(p, tuple) and len(p) == 2 for p in node))
 
@@ -132,15 +144,15 @@ class Layout:
         return node
 
     # ------------------------------------------------------- one flat vector
-    def packed(self, flat: Any) -> list:
+    def packed(self, flat: Array) -> Pairs:
         """``[(all W, all b)]``: the packed arrays of `pack`, as views into ``flat: (size,)``."""
         return [(flat[:self.n_weights], flat[self.n_weights:])]
 
-    def views(self, flat: Any) -> list:
+    def views(self, flat: Array) -> Pairs:
         """``[(W, b), ...]`` views into ``flat: (size,)``."""
         return self.unpack(self.packed(flat))
 
-    def matches(self, ops: Any, pairs: Any, dtype: Any) -> bool:
+    def matches(self, ops: InplaceOps, pairs: object, dtype: Any) -> bool:
         """Whether ``pairs`` is a list of ``(W, b)`` arrays of ``ops``'s library, of this
         layout and ``dtype``."""
         return (isinstance(pairs, list) and len(pairs) == len(self.shapes) and all(
@@ -148,7 +160,7 @@ class Layout:
             and pair[0].shape == shape and pair[1].shape == shape[1:]
             for pair, shape in zip(pairs, self.shapes)))
 
-    def fill(self, ops: Any, flat: Any, pairs: list) -> Any:
+    def fill(self, ops: InplaceOps, flat: Array, pairs: Params) -> Array:
         """Copy ``pairs`` into ``flat``; returns ``flat``."""
         for (W, b), (W0, b0) in zip(self.views(flat), pairs):
             ops.copy(W, W0)

@@ -23,17 +23,29 @@ the run reports includes it), while ``clip_norm`` is a gradient transformation,
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
 
 import numpy as np
 
+from .._typing import Array, Namespace, Optimizer, Params
+from ..core import NetworkSpec
 from ..optimizers import check_schedule, learning_rate_schedules
 from ..schedules import SCHEDULES
 from ..tree import tree_leaves
 from . import inplace
 from .kernels import mirror
 from .layout import Layout
-from .pure import PureEpochs, epoch_function, make_step
+from .pure import Carry, PureEpochs, Rows, epoch_function, make_step
+
+if TYPE_CHECKING:
+    from ..backends import Backend
+
+#: ``run(params, opt_state, x, y, w, batches, last, n_epochs) -> (params, opt_state,
+#: losses, totals)`` (`make_run`).
+Run: TypeAlias = Callable[..., tuple[Any, Any, Array, Array | None]]
+_Built = TypeVar("_Built")
 
 
 @dataclass(frozen=True)
@@ -63,13 +75,13 @@ class Objective:
     totals: bool = True
     pack_limit: int | None = None
 
-    def l2(self, xp, alpha, x, w):
+    def l2(self, xp: Namespace, alpha: float, x: Array, w: Array | None) -> float | Array:
         """The L2 coefficient of the batch ``x`` with row weights ``w`` (or None)."""
         if not self.per_batch_l2 or not alpha:
             return alpha
         return alpha / (x.shape[0] if w is None else xp.sum(w))
 
-    def weighted(self, w) -> bool:
+    def weighted(self, w: Array | None) -> bool:
         """Whether the epoch weighs its batches by their weights' sums."""
         return w is not None and self.weighted_mean
 
@@ -88,13 +100,14 @@ class InterruptedRun(Exception):
     weights, optimizer state and training totals it carries (`fit` keeps them, then
     re-raises)."""
 
-    def __init__(self, params, opt_state, losses, totals=()):
+    def __init__(self, params: Any, opt_state: Any, losses: Sequence[Array],
+                 totals: Sequence[Array | None] = ()) -> None:
         super().__init__("interrupted")
         self.params, self.opt_state, self.losses = params, opt_state, losses
         self.totals = totals
 
 
-def packs(optimizer, opt_state) -> bool:
+def packs(optimizer: Optimizer, opt_state: Any) -> bool:
     """Whether a run on a backend that does not compile (where each array operation has
     a fixed cost) updates the parameters packed (`Layout.pack`): for an elementwise
     optimizer (``optimizer.elementwise``) whose state holds arrays of the parameters'
@@ -105,7 +118,28 @@ def packs(optimizer, opt_state) -> bool:
             and any(getattr(leaf, "ndim", 0) > 0 for leaf in tree_leaves(opt_state)))
 
 
-def run_epochs(executor, batches, last, n_epochs):
+class Executor(Protocol):
+    """What `run_epochs` runs: `mlp.engine.pure.PureEpochs` or
+    `mlp.engine.inplace.Training`."""
+
+    def save(self) -> None:
+        """Keep the state, to `restore` it if the next epoch is interrupted."""
+
+    def restore(self) -> None:
+        """Put back the state `save` kept."""
+
+    def epoch(self, rows: Rows) -> tuple[Array, Array | None]:
+        """One epoch over ``rows``: its mean loss and training totals (or None)."""
+
+    def result(self) -> Carry:
+        """``(params, opt_state)`` after the epochs run so far."""
+
+    def stack(self, losses: Sequence[Array]) -> Array:
+        """The epochs' losses (0-d arrays) as one ``(n_epochs,)`` array."""
+
+
+def run_epochs(executor: Executor, batches: Array | None, last: Array | None, n_epochs: int
+               ) -> tuple[list[Array], list[Array | None]]:
     """``n_epochs`` epochs of ``executor``; ``(losses, totals)`` lists, one entry each.
 
     The one Ctrl-C protocol: a KeyboardInterrupt may come between any two
@@ -115,7 +149,9 @@ def run_epochs(executor, batches, last, n_epochs):
     is put back to the start of an unfinished epoch and an `InterruptedRun`
     carries its result and the completed epochs' losses and totals.
     """
-    losses, totals, mark = [], [], 0
+    losses: list[Array] = []
+    totals: list[Array | None] = []
+    mark = 0
     try:
         for e in range(n_epochs):
             executor.save()
@@ -134,11 +170,12 @@ def run_epochs(executor, batches, last, n_epochs):
     return losses, totals
 
 
-def join_data_totals(xp, totals, extra):
+def join_data_totals(xp: Namespace, totals: Array | None, extra: Array | None
+                     ) -> Array | None:
     """``totals: (n_epochs, t)`` or one epoch's ``(t,)`` followed by the data's training
     totals ``extra: (d,)`` (`mlp.losses.Loss.data_totals`, the same for every epoch);
-    None without training totals."""
-    if totals is None:
+    None without training totals (then both are None)."""
+    if totals is None or extra is None:
         return None
     if totals.ndim == 1:
         return xp.concat([totals, extra])
@@ -146,8 +183,8 @@ def join_data_totals(xp, totals, extra):
                      axis=1)
 
 
-def make_run(backend, spec, optimizer, alpha=0.0, clip_norm=None,
-             objective: Objective = MLP_OBJECTIVE):
+def make_run(backend: Backend, spec: NetworkSpec, optimizer: Optimizer, alpha: float = 0.0,
+             clip_norm: float | None = None, objective: Objective = MLP_OBJECTIVE) -> Run:
     """``run(params, opt_state, x, y, w, batches, last, n_epochs) -> (params, opt_state,
     losses, totals)``.
 
@@ -187,12 +224,15 @@ def make_run(backend, spec, optimizer, alpha=0.0, clip_norm=None,
     return fast_run(backend, pure, spec, optimizer, alpha, clip_norm, objective) or pure
 
 
-def _pure_run(backend, spec, optimizer, alpha, clip_norm, objective):
+def _pure_run(backend: Backend, spec: NetworkSpec, optimizer: Optimizer, alpha: float,
+              clip_norm: float | None, objective: Objective) -> Run:
     """The run of the pure executor (to be compiled by ``backend.jit``)."""
     xp = spec.xp
     step = make_step(spec, optimizer, alpha, clip_norm, None, objective)
 
-    def run(params, opt_state, x, y, w, batches, last, n_epochs):
+    def run(params: Params, opt_state: Any, x: Array, y: Array, w: Array | None,
+            batches: Array | None, last: Array | None, n_epochs: int
+            ) -> tuple[Any, Any, Array, Array | None]:
         extra = _data_totals(spec, objective, y, w)  # once, not per step
         if not backend.compiles:
             executor = _pure_epochs(backend, spec, (optimizer, alpha, clip_norm), objective,
@@ -207,7 +247,9 @@ def _pure_run(backend, spec, optimizer, alpha, clip_norm, objective):
     return run
 
 
-def _pure_epochs(backend, spec, training, objective, start, data):
+def _pure_epochs(backend: Backend, spec: NetworkSpec,
+                 training: tuple[Optimizer, float, float | None], objective: Objective,
+                 start: Carry, data: tuple[Array, Array, Array | None]) -> PureEpochs:
     """`PureEpochs` from ``start = (params, opt_state)``, packed where it pays
     (`packs_layers`); ``training = (optimizer, alpha, clip_norm)``."""
     xp, (params, opt_state), (optimizer, alpha, clip_norm) = spec.xp, start, training
@@ -225,7 +267,8 @@ def _pure_epochs(backend, spec, training, objective, start, data):
                       lambda c: c)
 
 
-def packs_layers(optimizer, opt_state, params, objective: Objective) -> bool:
+def packs_layers(optimizer: Optimizer, opt_state: Any, params: Params, objective: Objective
+                 ) -> bool:
     """Whether a run on a backend that does not compile updates the parameters packed:
     where the optimizer gains from it (`packs`) and, with ``objective.pack_limit``, the
     layers' weights average at most that many entries (on large layers packing the
@@ -235,15 +278,19 @@ def packs_layers(optimizer, opt_state, params, objective: Objective) -> bool:
     if objective.pack_limit is None:
         return True
     shapes = [W.shape for W, _ in params]
-    return sum(a * b for a, b in shapes) <= objective.pack_limit * len(shapes)
+    entries: int = sum(a * b for a, b in shapes)
+    return entries <= objective.pack_limit * len(shapes)
 
 
-def _data_totals(spec, objective, y, w):
+def _data_totals(spec: NetworkSpec, objective: Objective, y: Array, w: Array | None
+                 ) -> Array | None:
     """The data's training totals (`mlp.losses.Loss.data_totals`), or None without totals."""
     return spec.loss.data_totals(spec.xp, y, w) if objective.totals else None
 
 
-def _finish(xp, executor, rows, extra):
+def _finish(xp: Namespace, executor: Executor,
+            rows: tuple[Array | None, Array | None, int], extra: Array | None
+            ) -> tuple[Any, Any, Array, Array | None]:
     """Run ``executor``'s epochs (``rows = (batches, last, n_epochs)``) under `run_epochs`;
     the run's result, the data's totals joined to each epoch's."""
     try:
@@ -252,12 +299,13 @@ def _finish(xp, executor, rows, extra):
         part.totals = [join_data_totals(xp, t, extra) for t in part.totals]
         raise
     params, opt_state = executor.result()
-    totals = None if extra is None else xp.stack(totals)
-    return params, opt_state, executor.stack(losses), join_data_totals(xp, totals, extra)
+    stacked = None if extra is None else xp.stack(totals)
+    return params, opt_state, executor.stack(losses), join_data_totals(xp, stacked, extra)
 
 
-def fast_run(backend, pure_run, spec, optimizer, alpha=0.0, clip_norm=None,
-             objective: Objective = MLP_OBJECTIVE):
+def fast_run(backend: Backend, pure_run: Run, spec: NetworkSpec, optimizer: Optimizer,
+             alpha: float = 0.0, clip_norm: float | None = None,
+             objective: Objective = MLP_OBJECTIVE) -> Run | None:
     """A run with `make_run`'s contract and ``pure_run``'s results, bit for bit, on the
     in-place executor; None where ``backend`` offers no in-place operations
     (``backend.inplace_ops()``) or ``optimizer`` has no in-place form (`mirror`).
@@ -269,7 +317,9 @@ def fast_run(backend, pure_run, spec, optimizer, alpha=0.0, clip_norm=None,
     if ops is None or mirror(optimizer) is None:
         return None
 
-    def run(params, opt_state, x, y, w, batches, last, n_epochs):
+    def run(params: Params, opt_state: Any, x: Array, y: Array, w: Array | None,
+            batches: Array | None, last: Array | None, n_epochs: int
+            ) -> tuple[Any, Any, Array, Array | None]:
         # where the pure run packs the parameters (`packs_layers`), the global norm of
         # clipping is summed over the two packed arrays instead of per layer
         packed = packs_layers(optimizer, opt_state, params, objective)
@@ -283,14 +333,16 @@ def fast_run(backend, pure_run, spec, optimizer, alpha=0.0, clip_norm=None,
     return run
 
 
-def _check_users_schedules(backend, optimizer):
+def _check_users_schedules(backend: Backend, optimizer: Optimizer) -> None:
     """Try each learning-rate schedule not from `mlp.schedules` once (`check_schedule`)."""
     for schedule in learning_rate_schedules(optimizer):
-        if type(schedule) not in SCHEDULES.values():
+        kind: type = type(schedule)
+        if kind not in SCHEDULES.values():
             check_schedule(backend, schedule)
 
 
-def batch_indices(rng, n, batch_size, n_epochs, shuffle):
+def batch_indices(rng: np.random.Generator, n: int, batch_size: int, n_epochs: int,
+                  shuffle: bool) -> tuple[np.ndarray, np.ndarray | None]:
     """Host row indices for ``n_epochs`` epochs: ``(batches, last)`` (see `make_run`)."""
     if shuffle:
         order = np.stack([rng.permutation(n) for _ in range(n_epochs)])
@@ -303,20 +355,19 @@ def batch_indices(rng, n, batch_size, n_epochs, shuffle):
 
 
 # ------------------------------------------------------------------ the cache
-_BUILT: dict = {}
+_BUILT: dict[tuple[Backend, Hashable], Any] = {}
 #: Built runs kept (least recently used dropped first).
 CACHE_SIZE = 64
 
 
-def cached(backend, key, factory):
+def cached(backend: Backend, key: Hashable, factory: Callable[[], _Built]) -> _Built:
     """``factory()``, built (and on JAX compiled) once per ``(backend, key)`` and shared.
 
     ``factory`` must depend only on ``backend`` and ``key`` (which must be hashable).
     """
     full_key = (backend, key)
-    fn = _BUILT.pop(full_key, None)
-    if fn is None:
-        fn = factory()
+    built: _Built | None = _BUILT.pop(full_key, None)
+    fn = factory() if built is None else built
     _BUILT[full_key] = fn
     while len(_BUILT) > CACHE_SIZE:
         _BUILT.pop(next(iter(_BUILT)))

@@ -12,15 +12,32 @@ pipeline's Ctrl-C protocol.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-from ..core import loss_and_gradients, loss_gradients_and_totals
+from .._typing import Array, Namespace, Optimizer
+from ..core import NetworkSpec, loss_and_gradients, loss_gradients_and_totals
 from ..optimizers import EmptyState, apply_updates, chain, checked_update, clip_by_global_norm
 from .layout import Layout
 
+if TYPE_CHECKING:
+    from ..backends import Backend
+    from .pipeline import Objective
 
-def make_step(spec, optimizer, alpha=0.0, clip_norm=None, layout: Layout | None = None,
-              objective: Any = None):
+#: ``(params, opt_state)``: what a step changes and an epoch carries.
+Carry: TypeAlias = tuple[Any, Any]
+#: ``step(params, opt_state, x_batch, y_batch, w_batch) -> (params, opt_state, loss,
+#: totals)`` (`make_step`).
+Step: TypeAlias = Callable[..., tuple[Any, Any, Array, Array | None]]
+#: An epoch's row indices ``(full, rest)`` (`epoch_function`), or None: the data as it is.
+Rows: TypeAlias = tuple[Array, Array | None] | None
+#: ``epoch(carry, rows) -> (carry, (mean loss, totals))`` (`epoch_function`).
+Epoch: TypeAlias = Callable[[Carry, Rows], tuple[Carry, tuple[Array, Array | None]]]
+
+
+def make_step(spec: NetworkSpec, optimizer: Optimizer, alpha: float = 0.0,
+              clip_norm: float | None = None, layout: Layout | None = None,
+              objective: Objective | None = None) -> Step:
     """The pure training step for one batch.
 
     Parameters
@@ -38,14 +55,16 @@ def make_step(spec, optimizer, alpha=0.0, clip_norm=None, layout: Layout | None 
     objective : Objective, optional
         What the step minimises (`mlp.engine.pipeline.Objective`); None: mlp's own.
     """
-    if clip_norm is None:
-        transform, wrap, unwrap = optimizer, (lambda s: s), (lambda s: s)
-    else:
+    transform: Optimizer = optimizer
+    wrap: Callable[[Any], Any] = _same
+    unwrap: Callable[[Any], Any] = _same
+    if clip_norm is not None:
         transform = chain(clip_by_global_norm(clip_norm), optimizer)
         wrap, unwrap = (lambda s: (EmptyState(), s)), (lambda s: s[1])
     xp, with_totals = spec.xp, objective is None or objective.totals
 
-    def step(params, opt_state, xb, yb, wb=None):
+    def step(params: Any, opt_state: Any, xb: Array, yb: Array, wb: Array | None = None
+             ) -> tuple[Any, Any, Array, Array | None]:
         layers = params if layout is None else layout.unpack(params)
         l2 = alpha if objective is None else objective.l2(xp, alpha, xb, wb)
         if with_totals:
@@ -60,7 +79,12 @@ def make_step(spec, optimizer, alpha=0.0, clip_norm=None, layout: Layout | None 
     return step
 
 
-def epoch_function(backend, step, x, y, w, weighted: bool):
+def _same(state: Any) -> Any:
+    return state
+
+
+def epoch_function(backend: Backend, step: Step, x: Array, y: Array, w: Array | None,
+                   weighted: bool) -> Epoch:
     """``epoch(carry, rows) -> (carry, (mean loss, totals))``: one epoch of ``step``.
 
     ``rows = (full, rest)``: the row indices of the full batches ``(n_batches,
@@ -71,12 +95,12 @@ def epoch_function(backend, step, x, y, w, weighted: bool):
     """
     xp, take = backend.xp, backend.take_rows
 
-    def batch(carry, rows):
+    def batch(carry: Carry, rows: Array) -> tuple[Carry, tuple[Array, Array | None]]:
         wb = None if w is None else take(w, rows)
         params, opt_state, loss, totals = step(*carry, take(x, rows), take(y, rows), wb)
         return (params, opt_state), (loss * xp.sum(wb) if weighted else loss, totals)
 
-    def epoch(carry, rows):
+    def epoch(carry: Carry, rows: Rows) -> tuple[Carry, tuple[Array, Array | None]]:
         if rows is None:
             params, opt_state, loss, totals = step(*carry, x, y, w)
             return (params, opt_state), (loss, totals)
@@ -93,7 +117,8 @@ def epoch_function(backend, step, x, y, w, weighted: bool):
     return epoch
 
 
-def mean_loss(xp, total, x, w, weighted: bool):
+def mean_loss(xp: Namespace, total: Array, x: Array, w: Array | None, weighted: bool
+              ) -> Array:
     """The epoch's mean loss from its ``total``: over the rows, or with ``weighted``
     over the weights' sum (0 when that is 0)."""
     if not weighted:
@@ -121,7 +146,8 @@ class PureEpochs:
         ``unpack(carry) -> (params, opt_state)`` in the unpacked format.
     """
 
-    def __init__(self, xp, epoch, carry, unpack):
+    def __init__(self, xp: Namespace, epoch: Epoch, carry: Carry,
+                 unpack: Callable[[Carry], Carry]) -> None:
         self._epoch, self.carry, self.saved, self._unpack = epoch, carry, carry, unpack
         self.stack = xp.stack
 
@@ -131,11 +157,11 @@ class PureEpochs:
     def restore(self) -> None:
         self.carry = self.saved
 
-    def epoch(self, rows):
+    def epoch(self, rows: Rows) -> tuple[Array, Array | None]:
         """One epoch over ``rows`` (see `epoch_function`); ``(mean loss, totals)``."""
         self.carry, out = self._epoch(self.carry, rows)
         return out
 
-    def result(self):
+    def result(self) -> Carry:
         """``(params, opt_state)`` after the epochs run so far."""
         return self._unpack(self.carry)

@@ -23,27 +23,42 @@ state, `mlp.optimizers.with_learning_rate_scale`: no recompilation).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING, Any, TypeVar
+
 from .. import core
+from .._typing import Array, Optimizer, Params
 from ..engine.layout import Layout
 from ..engine.pipeline import SKLEARN_OBJECTIVE, InterruptedRun, cached, make_run
-from ..optimizers import Adam, chain, scale_by_learning_rate, trace
+from ..optimizers import Adam, Chain, chain, scale_by_learning_rate, trace
+
+if TYPE_CHECKING:
+    from ..backends import Backend
+    from ..core import NetworkSpec
+
+_Built = TypeVar("_Built")
+#: ``epoch(params, state, x, y, w, batches, last) -> (params, state, mean loss)``.
+Epoch = Callable[..., tuple[Any, Any, Array]]
 
 
-def compiled(backend, key, factory):
+def compiled(backend: Backend, key: Hashable, factory: Callable[[], _Built]) -> _Built:
     """``factory()`` built once per ``(backend, key)`` (`mlp.engine.pipeline.cached`)."""
     return cached(backend, ("sklearn", key), factory)
 
 
-def make_optimizer(solver, learning_rate_init, momentum, nesterovs_momentum, beta_1, beta_2,
-                   epsilon):
+def make_optimizer(solver: str, learning_rate_init: float, momentum: float,
+                   nesterovs_momentum: bool, beta_1: float, beta_2: float, epsilon: float
+                   ) -> Chain | Adam:
     """The mlp optimizer for scikit-learn's ``solver`` (see above)."""
     if solver == "sgd":
-        momentum_ = [trace(float(momentum), bool(nesterovs_momentum))] if momentum else []
+        momentum_: list[Optimizer] = ([trace(float(momentum), bool(nesterovs_momentum))]
+                                      if momentum else [])
         return chain(scale_by_learning_rate(float(learning_rate_init)), *momentum_)
     return Adam(float(learning_rate_init), float(beta_1), float(beta_2), float(epsilon))
 
 
-def make_epoch(backend, spec, optimizer, alpha):
+def make_epoch(backend: Backend, spec: NetworkSpec, optimizer: Optimizer, alpha: float
+               ) -> Epoch:
     """``epoch(params, state, x, y, w, batches, last) -> (params, state, mean loss)``.
 
     One epoch of the engine's run with scikit-learn's objective (its per-batch L2
@@ -55,7 +70,8 @@ def make_epoch(backend, spec, optimizer, alpha):
     """
     run, xp = make_run(backend, spec, optimizer, alpha, None, SKLEARN_OBJECTIVE), spec.xp
 
-    def epoch(params, state, x, y, w, batches, last):
+    def epoch(params: Params, state: Any, x: Array, y: Array, w: Array | None, batches: Array,
+              last: Array | None) -> tuple[Any, Any, Array]:
         one = (xp.expand_dims(batches, axis=0),
                None if last is None else xp.expand_dims(last, axis=0))  # one epoch's rows
         try:
@@ -67,12 +83,14 @@ def make_epoch(backend, spec, optimizer, alpha):
     return epoch
 
 
-def make_loss_and_gradients(backend, spec, alpha):
+def make_loss_and_gradients(backend: Backend, spec: NetworkSpec, alpha: float
+                            ) -> Callable[..., tuple[Array, Array, Array]]:
     """``f(flat_w, flat_b, x, y, w) -> (loss, flat_dw, flat_db)``: the full-batch objective
     for L-BFGS on packed weights (scikit-learn's order: all weights, then all biases)."""
     xp = spec.xp
 
-    def f(flat_w, flat_b, shapes, x, y, w):
+    def f(flat_w: Array, flat_b: Array, shapes: tuple[tuple[int, int], ...], x: Array, y: Array,
+          w: Array | None) -> tuple[Array, Array, Array]:
         layout = Layout(xp, shapes, aligned=False)
         l2 = SKLEARN_OBJECTIVE.l2(xp, alpha, x, w)
         loss, grads = core.loss_and_gradients(spec, layout.unpack([(flat_w, flat_b)]), x, y,
@@ -83,6 +101,6 @@ def make_loss_and_gradients(backend, spec, alpha):
     return backend.jit(f, static_argnums=(2,))
 
 
-def make_forward(backend, spec):
+def make_forward(backend: Backend, spec: NetworkSpec) -> Callable[[Params, Array], Array]:
     """``forward(params, x) -> (n, n_outputs)``, the network's output."""
     return backend.jit(lambda params, x: core.forward(spec, params, x))
