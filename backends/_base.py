@@ -14,13 +14,19 @@ Everything in `mlp` talks to an array library through one of these objects:
 
 from __future__ import annotations
 
+import builtins
 import contextlib
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, Self, TypeAlias
 
 import numpy as np
 
 FLOAT_DTYPES = ("float32", "float64")
+
+#: An array of a backend's library (the array API has no static array type).
+Array: TypeAlias = Any
+#: A dtype of a backend's library (or a NumPy dtype, or a name such as ``"float32"``).
+DType: TypeAlias = Any
 
 
 class BackendUnavailableError(RuntimeError):
@@ -37,50 +43,52 @@ class InplaceOps(Protocol):
     operation in place gives the same bits as the pure one.
     """
 
-    float_dtypes: tuple  #: the library's float32 and float64
-    bool: Any  #: its boolean dtype
+    float_dtypes: tuple[DType, DType]  #: the library's float32 and float64
+    bool: DType  #: its boolean dtype
 
-    def is_floats(self, arrays, dtype) -> bool:
+    def is_floats(self, arrays: Sequence[Array], dtype: DType) -> builtins.bool:
         """Whether every one of ``arrays`` is this library's array (on the backend's
         device) of ``dtype``."""
 
-    def is_indices(self, rows) -> bool:
+    def is_indices(self, rows: Array) -> builtins.bool:
         """Whether ``rows`` is an integer array of this library (row indices)."""
 
-    def is_contiguous(self, a) -> bool:
+    def is_contiguous(self, a: Array) -> builtins.bool:
         """Whether ``a`` is laid out in row-major order (not a transposed view)."""
 
-    def empty(self, shape, dtype):
+    def empty(self, shape: tuple[int, ...], dtype: DType) -> Array:
         """A new uninitialised array."""
 
-    def zeros(self, shape, dtype):
+    def zeros(self, shape: tuple[int, ...], dtype: DType) -> Array:
         """A new array of zeros."""
 
-    def copy(self, dst, src):
+    def copy(self, dst: Array, src: Array) -> None:
         """``dst[...] = src``."""
 
-    def take_rows(self, x, rows, *, out):
+    def take_rows(self, x: Array, rows: Array, *, out: Array) -> Array:
         """``xp.take(x, rows, axis=0)`` into ``out``."""
 
-    def sum(self, x, *, axis, keepdims=False, out=None):
+    def sum(self, x: Array, *, axis: int | tuple[int, ...] | None, keepdims: builtins.bool = False,
+            out: Array | None = None) -> Array:
         """``xp.sum(x, axis=axis, keepdims=keepdims)`` (into ``out`` if given)."""
 
-    def total(self, x):
+    def total(self, x: Array) -> Array:
         """``xp.sum(x)``: the sum of all elements."""
 
-    def max(self, x, *, axis, keepdims=False, out):
+    def max(self, x: Array, *, axis: int | tuple[int, ...] | None, keepdims: builtins.bool = False,
+            out: Array) -> Array:
         """``xp.max(x, axis=axis, keepdims=keepdims)`` into ``out``."""
 
-    def relu(self, z):
+    def relu(self, z: Array) -> Array:
         """``xp.maximum(z, 0.0)`` into ``z``; returns ``z``."""
 
-    def positive(self, z, *, out):
+    def positive(self, z: Array, *, out: Array) -> Array:
         """``z > 0`` into the boolean ``out``."""
 
-    def argmax_rows(self, z, *, out):
+    def argmax_rows(self, z: Array, *, out: Array) -> Array:
         """``xp.argmax(z, axis=1)`` into ``out``."""
 
-    def stack(self, scalars):
+    def stack(self, scalars: Sequence[Array | float]) -> Array:
         """The 0-d arrays (or scalars) ``scalars`` as one ``(n,)`` array."""
 
 
@@ -107,12 +115,12 @@ class Backend:
     compiles: bool = False
     pads_rows: bool = False
 
-    def __init__(self, xp: Any, device: Any = None):
+    def __init__(self, xp: Any, device: Any = None) -> None:
         self.xp = xp
         self.device = device
 
     # ----------------------------------------------------------------- dtypes
-    def dtype(self, dtype: Any):
+    def dtype(self, dtype: DType) -> DType:
         """The backend's dtype object for ``"float32"``/``"float64"`` (or a dtype of its own)."""
         if isinstance(dtype, str):
             if dtype not in FLOAT_DTYPES:
@@ -123,7 +131,7 @@ class Backend:
             return self.dtype(np.dtype(dtype).name)
         return dtype
 
-    def dtype_name(self, dtype: Any) -> str:
+    def dtype_name(self, dtype: DType) -> str:
         """The NumPy name (``"float32"``...) of one of this backend's dtypes."""
         for name in ("float32", "float64", "float16", "int8", "int16", "int32", "int64",
                      "uint8", "uint16", "uint32", "uint64", "bool", "complex64", "complex128"):
@@ -141,10 +149,10 @@ class Backend:
         ``jax.jit``, ``jax.grad`` or ``jax.vmap``): an array with no values yet."""
         return False
 
-    def _from_host(self, host: np.ndarray, dtype: Any):
+    def _from_host(self, host: np.ndarray, dtype: DType | None) -> Array:
         raise NotImplementedError
 
-    def asarray(self, data: Any, dtype: Any = None):
+    def asarray(self, data: Any, dtype: DType | None = None) -> Array:
         """``data`` (NumPy array, nested list, scalar, another library's CPU array, or
         this backend's array) on this backend.
 
@@ -161,7 +169,7 @@ class Backend:
         host = to_host(data, self)
         return self._from_host(host, None if dtype is None else self.dtype(dtype))
 
-    def to_numpy(self, array: Any) -> np.ndarray:
+    def to_numpy(self, array: Array) -> np.ndarray:
         """A NumPy copy of one of this backend's arrays."""
         raise NotImplementedError
 
@@ -178,11 +186,13 @@ class Backend:
         return contextlib.nullcontext()
 
     # --------------------------------------------------------------- compile
-    def jit(self, fn: Callable, static_argnums: tuple[int, ...] = ()) -> Callable:
+    def jit(self, fn: Callable[..., Any], static_argnums: tuple[int, ...] = ()
+            ) -> Callable[..., Any]:
         """Compile a pure function where the backend can; elsewhere return it unchanged."""
         return fn
 
-    def scan(self, body: Callable, carry: Any, xs: Any = None, length: int | None = None):
+    def scan(self, body: Callable[[Any, Any], tuple[Any, Any]], carry: Any, xs: Any = None,
+             length: int | None = None) -> tuple[Any, Any]:
         """Loop ``body(carry, x) -> (carry, y)`` over the leading axis of ``xs``.
 
         Returns ``(carry, ys)`` with the ``y``s (or each entry of tuple ``y``s)
@@ -194,7 +204,7 @@ class Backend:
         parts = xs if isinstance(xs, tuple) else (xs,)
         if length is None:
             length = next(a.shape[0] for a in parts if a is not None)
-        ys = []
+        ys: list[Any] = []
         for i in range(length):
             x_i = tuple(None if a is None else a[i, ...] for a in parts)
             carry, y = body(carry, x_i if isinstance(xs, tuple) else x_i[0])
@@ -204,7 +214,7 @@ class Backend:
                                 for y in zip(*ys))
         return carry, self.xp.stack(ys)
 
-    def take_rows(self, array: Any, rows: Any):
+    def take_rows(self, array: Array, rows: Array) -> Array:
         """``array``'s rows at the (in-bounds) indices ``rows``: a batch cut on the device."""
         return self.xp.take(array, rows, axis=0)
 
@@ -217,14 +227,15 @@ class Backend:
         """
         return None
 
-    def place_rows(self, x: Any, y: Any, w: Any):
+    def place_rows(self, x: Array, y: Array, w: Array | None
+                   ) -> tuple[Array, Array, Array | None]:
         """The training rows ``x: (n, ...)``, ``y: (n, ...)`` and their weights ``w: (n,)``
         (or None) placed for training, called once per `fit`: here as they are. A
         data-parallel backend pads them with rows of weight 0 (then ``w`` is never None)
         and shards them over its devices; the padding rows come last."""
         return x, y, w
 
-    def batch_rows(self, indices: np.ndarray, n_rows: int):
+    def batch_rows(self, indices: np.ndarray, n_rows: int) -> Array:
         """Host batch row indices ``(..., batch_size)`` on the device, for `take_rows` on
         the placed rows (``n_rows`` of them, see `place_rows`): here as they are; a
         data-parallel backend pads each batch with the index of a padding row."""
@@ -236,10 +247,10 @@ class Backend:
     def __repr__(self) -> str:
         return f"Backend(name={self.name!r}, device={self.device!r})"
 
-    def __copy__(self):
+    def __copy__(self) -> Self:
         return self
 
-    def __deepcopy__(self, memo):
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
         """A backend is shared, not copied: ``copy.deepcopy`` (e.g. scikit-learn's `clone`
         of an estimator built with ``backend=<Backend>``) gives the same object."""
         return self
