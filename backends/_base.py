@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Protocol, Self, TypeAlias
 
 import numpy as np
@@ -43,52 +43,76 @@ class InplaceOps(Protocol):
     operation in place gives the same bits as the pure one.
     """
 
-    float_dtypes: tuple[DType, DType]  #: the library's float32 and float64
-    bool: DType  #: its boolean dtype
+    float_dtypes: tuple[Any, ...]  #: the library's float32 and float64
+    # (annotations below name the builtin `builtins.bool`: `bool` here is this attribute)
+    bool: Any  #: its boolean dtype
 
-    def is_floats(self, arrays: Sequence[Array], dtype: DType) -> builtins.bool:
+    def add(self, a: Any, b: Any, /, *, out: Any) -> Any:
+        """``a + b`` into ``out``."""
+
+    def subtract(self, a: Any, b: Any, /, *, out: Any) -> Any:
+        """``a - b`` into ``out``."""
+
+    def multiply(self, a: Any, b: Any, /, *, out: Any) -> Any:
+        """``a * b`` into ``out``."""
+
+    def divide(self, a: Any, b: Any, /, *, out: Any) -> Any:
+        """``a / b`` into ``out``."""
+
+    def sqrt(self, a: Any, /, *, out: Any) -> Any:
+        """``xp.sqrt(a)`` into ``out``."""
+
+    def exp(self, a: Any, /, *, out: Any) -> Any:
+        """``xp.exp(a)`` into ``out``."""
+
+    def log(self, a: Any, /, *, out: Any) -> Any:
+        """``xp.log(a)`` into ``out``."""
+
+    def matmul(self, a: Any, b: Any, /, *, out: Any) -> Any:
+        """``a @ b`` into ``out``."""
+
+    def is_floats(self, arrays: Any, dtype: Any) -> builtins.bool:
         """Whether every one of ``arrays`` is this library's array (on the backend's
         device) of ``dtype``."""
 
-    def is_indices(self, rows: Array) -> builtins.bool:
+    def is_indices(self, rows: Any) -> builtins.bool:
         """Whether ``rows`` is an integer array of this library (row indices)."""
 
-    def is_contiguous(self, a: Array) -> builtins.bool:
+    def is_contiguous(self, a: Any) -> builtins.bool:
         """Whether ``a`` is laid out in row-major order (not a transposed view)."""
 
-    def empty(self, shape: tuple[int, ...], dtype: DType) -> Array:
+    def empty(self, shape: tuple[int, ...], dtype: Any) -> Any:
         """A new uninitialised array."""
 
-    def zeros(self, shape: tuple[int, ...], dtype: DType) -> Array:
+    def zeros(self, shape: tuple[int, ...], dtype: Any) -> Any:
         """A new array of zeros."""
 
-    def copy(self, dst: Array, src: Array) -> None:
+    def copy(self, dst: Any, src: Any) -> None:
         """``dst[...] = src``."""
 
-    def take_rows(self, x: Array, rows: Array, *, out: Array) -> Array:
+    def take_rows(self, x: Any, rows: Any, *, out: Any) -> Any:
         """``xp.take(x, rows, axis=0)`` into ``out``."""
 
-    def sum(self, x: Array, *, axis: int | tuple[int, ...] | None, keepdims: builtins.bool = False,
-            out: Array | None = None) -> Array:
+    def sum(self, x: Any, *, axis: int | None, keepdims: builtins.bool = False,
+            out: Any = None) -> Any:
         """``xp.sum(x, axis=axis, keepdims=keepdims)`` (into ``out`` if given)."""
 
-    def total(self, x: Array) -> Array:
+    def total(self, x: Any) -> Any:
         """``xp.sum(x)``: the sum of all elements."""
 
-    def max(self, x: Array, *, axis: int | tuple[int, ...] | None, keepdims: builtins.bool = False,
-            out: Array) -> Array:
+    def max(self, x: Any, *, axis: int | None, keepdims: builtins.bool = False, out: Any) -> Any:
         """``xp.max(x, axis=axis, keepdims=keepdims)`` into ``out``."""
 
-    def relu(self, z: Array) -> Array:
+    def relu(self, z: Any) -> Any:
         """``xp.maximum(z, 0.0)`` into ``z``; returns ``z``."""
 
-    def positive(self, z: Array, *, out: Array) -> Array:
+    def positive(self, z: Any, *, out: Any) -> Any:
         """``z > 0`` into the boolean ``out``."""
 
-    def argmax_rows(self, z: Array, *, out: Array) -> Array:
+    def argmax_rows(self, z: Any, *, out: Any) -> Any:
         """``xp.argmax(z, axis=1)`` into ``out``."""
 
-    def stack(self, scalars: Sequence[Array | float]) -> Array:
+    def stack(self, scalars: Any) -> Any:
         """The 0-d arrays (or scalars) ``scalars`` as one ``(n,)`` array."""
 
 
