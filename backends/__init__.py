@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Sequence
+from typing import Any
 
 from . import _cupy, _jax, _jax_mesh, _numpy, _strict, _torch
 from ._base import (
@@ -71,7 +73,8 @@ def _needs_jax(what: str) -> None:
             f"{what} needs JAX: pip install 'mlp-array-api[jax]'") from exc
 
 
-def enable_compilation_cache(path, max_size: int = _jax.DEFAULT_CACHE_MAX_SIZE) -> str:
+def enable_compilation_cache(path: str | os.PathLike[str],
+                             max_size: int = _jax.DEFAULT_CACHE_MAX_SIZE) -> str:
     """Keep JAX's compiled programs in the directory ``path``, so a second run of the same
     script loads them instead of compiling (the same as ``$MLP_JAX_CACHE_DIR``).
 
@@ -96,10 +99,12 @@ def default_cache_dir() -> str:
     return _jax.default_cache_dir()
 
 
-_cache: dict = {}
+#: The backends made so far: by name, and by ``("jax", device ids)`` for several devices.
+_cache: dict[str | tuple[str, tuple[int, ...]], Backend] = {}
 
 
-def get_backend(name: str | None = None, devices=None) -> Backend:
+def get_backend(name: str | None = None, devices: str | int | Sequence[Any] | None = None
+                ) -> Backend:
     """The backend called ``name``, else ``$MLP_BACKEND``, else ``"numpy"``.
 
     ``devices`` (JAX only; default ``$MLP_DEVICES``, else None) trains data-parallel
@@ -134,11 +139,12 @@ def get_backend(name: str | None = None, devices=None) -> Backend:
         )
     if key not in _cache:
         module = importlib.import_module(f"{__name__}.{KNOWN_BACKENDS[key]}")
-        _cache[key] = module.create()
+        created: Backend = module.create()
+        _cache[key] = created
     return _cache[key] if devices is None and key != "jax" else _on_devices(key, devices)
 
 
-def _on_devices(key: str, devices) -> Backend:
+def _on_devices(key: str, devices: str | int | Sequence[Any] | None) -> Backend:
     """The JAX backend over ``devices`` (else ``$MLP_DEVICES``); the one-device one for None."""
     source = "devices"
     if devices is None:
@@ -167,7 +173,7 @@ def resolve_backend(backend: str | Backend | None) -> Backend:
 
 def available_backends() -> list[str]:
     """Names of the backends that can run on this machine, numpy first."""
-    names = []
+    names: list[str] = []
     for name in KNOWN_BACKENDS:
         try:
             get_backend(name)
@@ -179,7 +185,7 @@ def available_backends() -> list[str]:
 
 def unavailable_backends() -> dict[str, str]:
     """Backends that cannot run here, each with the reason."""
-    reasons = {}
+    reasons: dict[str, str] = {}
     for name in KNOWN_BACKENDS:
         try:
             get_backend(name)

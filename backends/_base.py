@@ -17,11 +17,16 @@ from __future__ import annotations
 import builtins
 import contextlib
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, Self, TypeAlias
 
 import numpy as np
 
 FLOAT_DTYPES = ("float32", "float64")
+
+#: An array of a backend's library (the array API has no static array type).
+Array: TypeAlias = Any
+#: A dtype of a backend's library (or a NumPy dtype, or a name such as ``"float32"``).
+DType: TypeAlias = Any
 
 
 class BackendUnavailableError(RuntimeError):
@@ -134,12 +139,12 @@ class Backend:
     compiles: bool = False
     pads_rows: bool = False
 
-    def __init__(self, xp: Any, device: Any = None):
+    def __init__(self, xp: Any, device: Any = None) -> None:
         self.xp = xp
         self.device = device
 
     # ----------------------------------------------------------------- dtypes
-    def dtype(self, dtype: Any):
+    def dtype(self, dtype: DType) -> DType:
         """The backend's dtype object for ``"float32"``/``"float64"`` (or a dtype of its own)."""
         if isinstance(dtype, str):
             if dtype not in FLOAT_DTYPES:
@@ -150,7 +155,7 @@ class Backend:
             return self.dtype(np.dtype(dtype).name)
         return dtype
 
-    def dtype_name(self, dtype: Any) -> str:
+    def dtype_name(self, dtype: DType) -> str:
         """The NumPy name (``"float32"``...) of one of this backend's dtypes."""
         for name in ("float32", "float64", "float16", "int8", "int16", "int32", "int64",
                      "uint8", "uint16", "uint32", "uint64", "bool", "complex64", "complex128"):
@@ -168,10 +173,10 @@ class Backend:
         ``jax.jit``, ``jax.grad`` or ``jax.vmap``): an array with no values yet."""
         return False
 
-    def _from_host(self, host: np.ndarray, dtype: Any):
+    def _from_host(self, host: np.ndarray, dtype: DType | None) -> Array:
         raise NotImplementedError
 
-    def asarray(self, data: Any, dtype: Any = None):
+    def asarray(self, data: Any, dtype: DType | None = None) -> Array:
         """``data`` (NumPy array, nested list, scalar, another library's CPU array, or
         this backend's array) on this backend.
 
@@ -188,7 +193,7 @@ class Backend:
         host = to_host(data, self)
         return self._from_host(host, None if dtype is None else self.dtype(dtype))
 
-    def to_numpy(self, array: Any) -> np.ndarray:
+    def to_numpy(self, array: Array) -> np.ndarray:
         """A NumPy copy of one of this backend's arrays."""
         raise NotImplementedError
 
@@ -205,11 +210,13 @@ class Backend:
         return contextlib.nullcontext()
 
     # --------------------------------------------------------------- compile
-    def jit(self, fn: Callable, static_argnums: tuple[int, ...] = ()) -> Callable:
+    def jit(self, fn: Callable[..., Any], static_argnums: tuple[int, ...] = ()
+            ) -> Callable[..., Any]:
         """Compile a pure function where the backend can; elsewhere return it unchanged."""
         return fn
 
-    def scan(self, body: Callable, carry: Any, xs: Any = None, length: int | None = None):
+    def scan(self, body: Callable[[Any, Any], tuple[Any, Any]], carry: Any, xs: Any = None,
+             length: int | None = None) -> tuple[Any, Any]:
         """Loop ``body(carry, x) -> (carry, y)`` over the leading axis of ``xs``.
 
         Returns ``(carry, ys)`` with the ``y``s (or each entry of tuple ``y``s)
@@ -221,7 +228,7 @@ class Backend:
         parts = xs if isinstance(xs, tuple) else (xs,)
         if length is None:
             length = next(a.shape[0] for a in parts if a is not None)
-        ys = []
+        ys: list[Any] = []
         for i in range(length):
             x_i = tuple(None if a is None else a[i, ...] for a in parts)
             carry, y = body(carry, x_i if isinstance(xs, tuple) else x_i[0])
@@ -231,7 +238,7 @@ class Backend:
                                 for y in zip(*ys))
         return carry, self.xp.stack(ys)
 
-    def take_rows(self, array: Any, rows: Any):
+    def take_rows(self, array: Array, rows: Array) -> Array:
         """``array``'s rows at the (in-bounds) indices ``rows``: a batch cut on the device."""
         return self.xp.take(array, rows, axis=0)
 
@@ -244,14 +251,15 @@ class Backend:
         """
         return None
 
-    def place_rows(self, x: Any, y: Any, w: Any):
+    def place_rows(self, x: Array, y: Array, w: Array | None
+                   ) -> tuple[Array, Array, Array | None]:
         """The training rows ``x: (n, ...)``, ``y: (n, ...)`` and their weights ``w: (n,)``
         (or None) placed for training, called once per `fit`: here as they are. A
         data-parallel backend pads them with rows of weight 0 (then ``w`` is never None)
         and shards them over its devices; the padding rows come last."""
         return x, y, w
 
-    def batch_rows(self, indices: np.ndarray, n_rows: int):
+    def batch_rows(self, indices: np.ndarray, n_rows: int) -> Array:
         """Host batch row indices ``(..., batch_size)`` on the device, for `take_rows` on
         the placed rows (``n_rows`` of them, see `place_rows`): here as they are; a
         data-parallel backend pads each batch with the index of a padding row."""
@@ -263,10 +271,10 @@ class Backend:
     def __repr__(self) -> str:
         return f"Backend(name={self.name!r}, device={self.device!r})"
 
-    def __copy__(self):
+    def __copy__(self) -> Self:
         return self
 
-    def __deepcopy__(self, memo):
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
         """A backend is shared, not copied: ``copy.deepcopy`` (e.g. scikit-learn's `clone`
         of an estimator built with ``backend=<Backend>``) gives the same object."""
         return self

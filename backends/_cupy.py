@@ -7,12 +7,15 @@ that says how to move them to the host.
 
 from __future__ import annotations
 
+import types
+from typing import Any
+
 import numpy as np
 
-from ._base import Backend, BackendUnavailableError, library_of, where
+from ._base import Array, Backend, BackendUnavailableError, DType, library_of, where
 
 
-def to_host(data, target, name):
+def to_host(data: Any, target: Backend, name: str) -> np.ndarray | None:
     """CuPy arrays live on the GPU: refused, with how to move them; None for the rest."""
     if library_of(data) != "cupy":
         return None
@@ -26,20 +29,21 @@ def to_host(data, target, name):
 class CupyBackend(Backend):
     name = "cupy"
 
-    def __init__(self, cupy, xp):
+    def __init__(self, cupy: types.ModuleType, xp: types.ModuleType) -> None:
         self._cupy = cupy
         super().__init__(xp, cupy.cuda.Device())
 
-    def is_native(self, data):
+    def is_native(self, data: Any) -> bool:
         return isinstance(data, self._cupy.ndarray)
 
-    def _from_host(self, host, dtype):
+    def _from_host(self, host: np.ndarray, dtype: DType | None) -> Array:
         return self._cupy.asarray(np.asarray(host), dtype=dtype)
 
-    def to_numpy(self, array):
-        return self._cupy.asnumpy(array)
+    def to_numpy(self, array: Array) -> np.ndarray:
+        host: np.ndarray = self._cupy.asnumpy(array)
+        return host
 
-    def synchronize(self):
+    def synchronize(self) -> None:
         self._cupy.cuda.Device().synchronize()
 
 

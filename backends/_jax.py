@@ -29,10 +29,20 @@ import os
 import threading
 import types
 import warnings
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
-from ._base import Backend, BackendUnavailableError, host_layout, library_of, where
+from ._base import (
+    Array,
+    Backend,
+    BackendUnavailableError,
+    DType,
+    host_layout,
+    library_of,
+    where,
+)
 
 #: Environment variable naming a directory for JAX's persistent compilation cache
 #: (unset: `default_cache_dir`; empty: no cache).
@@ -49,7 +59,7 @@ _cache_choice: list[str | None] = [None]
 _INT32 = np.iinfo(np.int32)
 
 
-def to_host(data, target, name):
+def to_host(data: Any, target: Backend, name: str) -> np.ndarray | None:
     """A JAX array on the CPU as host NumPy; on an accelerator it is refused with how to
     move it; None for anything else."""
     if library_of(data) not in ("jax", "jaxlib") or not hasattr(data, "devices"):
@@ -65,7 +75,7 @@ def to_host(data, target, name):
     return np.asarray(data)
 
 
-def _gathered(data, target, name):
+def _gathered(data: Any, target: Backend, name: str) -> np.ndarray:
     """A JAX array on any devices as host NumPy (all of it, from every process)."""
     if data.is_fully_addressable or data.is_fully_replicated:
         return np.asarray(data)
@@ -78,7 +88,7 @@ def _gathered(data, target, name):
     return np.asarray(multihost_utils.process_allgather(data, tiled=True))
 
 
-def _is_wide(dtype) -> bool:
+def _is_wide(dtype: Any) -> bool:
     """Whether ``dtype`` (a dtype, scalar type or None) is one that needs JAX's x64."""
     if dtype is None:
         return False
@@ -89,7 +99,7 @@ def _is_wide(dtype) -> bool:
     return dt.kind in "fiuc" and dt.itemsize >= 8
 
 
-def _wants_x64(values) -> bool:
+def _wants_x64(values: Iterable[Any]) -> bool:
     """Whether any array or dtype among ``values`` (leaves or flat sequences) is 64-bit.
 
     Python's ``int`` and ``float`` do not count: to JAX they mean its default types."""
@@ -111,7 +121,7 @@ class JaxBackend(Backend):
     name = "jax"
     compiles = True
 
-    def __init__(self, jax):
+    def __init__(self, jax: types.ModuleType) -> None:
         self._jax = jax
         self._x64 = jax.enable_x64  # a config State: ``with self._x64(True):`` scopes it
         self._local = threading.local()  # how deep in `precision` blocks this thread is
@@ -119,7 +129,7 @@ class JaxBackend(Backend):
 
     # ------------------------------------------------------------ the x64 scope
     @contextlib.contextmanager
-    def precision(self, *values):
+    def precision(self, *values: Any) -> Iterator[None]:
         """Run `mlp`'s work on ``values`` (arrays, dtypes, pytrees) in their precision.
 
         If any of them is 64-bit, JAX holds 64-bit types inside this block (a
@@ -135,7 +145,7 @@ class JaxBackend(Backend):
         finally:
             self._local.depth -= 1
 
-    def _global_x64_fallback(self):
+    def _global_x64_fallback(self) -> None:
         """float64 asked for outside `precision`: code that calls ``jax.numpy`` directly
         (not through this backend) would truncate it, so turn x64 on for the process,
         as JAX requires, and say so once."""
@@ -147,13 +157,13 @@ class JaxBackend(Backend):
             "float types become 64-bit)", RuntimeWarning, stacklevel=4)
         self._jax.config.update("jax_enable_x64", True)
 
-    def _scoped(self, fn, pytrees=False):
+    def _scoped(self, fn: Callable[..., Any], pytrees: bool = False) -> Callable[..., Any]:
         """``fn`` run inside the 64-bit scope when its arguments hold 64-bit data
         (arrays, dtypes, lists of them; with ``pytrees``, any pytree's leaves)."""
         tree_leaves = self._jax.tree_util.tree_leaves
 
         @functools.wraps(fn)
-        def call(*args, **kwargs):
+        def call(*args: Any, **kwargs: Any) -> Any:
             values = tree_leaves((args, kwargs)) if pytrees else (*args, *kwargs.values())
             if self._x64.value or not _wants_x64(values):
                 return fn(*args, **kwargs)
@@ -162,7 +172,7 @@ class JaxBackend(Backend):
 
         return call
 
-    def _scoped_namespace(self, jnp):
+    def _scoped_namespace(self, jnp: types.ModuleType) -> types.ModuleType:
         """``jax.numpy`` whose functions run in the 64-bit scope when given 64-bit data."""
         ns = types.ModuleType("backends._jax.xp", jnp.__doc__)
         for key, value in vars(jnp).items():
@@ -173,26 +183,26 @@ class JaxBackend(Backend):
         return ns
 
     # --------------------------------------------------------------------- data
-    def is_native(self, data):
+    def is_native(self, data: Any) -> bool:
         """A JAX array on this backend's device(s); one elsewhere (e.g. split over several
         devices) is copied through the host (`to_host`)."""
-        return (isinstance(data, self._jax.Array) and not self.is_traced(data)
-                and data.sharding.device_set == self.devices_set)
+        return bool(isinstance(data, self._jax.Array) and not self.is_traced(data)
+                    and data.sharding.device_set == self.devices_set)
 
-    def is_traced(self, data):
+    def is_traced(self, data: Any) -> bool:
         return isinstance(data, self._jax.core.Tracer)
 
     @property
-    def devices_set(self) -> set:
+    def devices_set(self) -> set[Any]:
         """The devices this backend's arrays live on."""
         return {self.device}
 
-    def asarray(self, data, dtype=None):
+    def asarray(self, data: Any, dtype: DType | None = None) -> Array:
         if dtype is not None and np.dtype(self.dtype(dtype)) == np.float64:
             self._global_x64_fallback()
         return super().asarray(data, dtype)
 
-    def _from_host(self, host, dtype):
+    def _from_host(self, host: np.ndarray, dtype: DType | None) -> Array:
         host = np.asarray(host)
         if dtype is not None and host.dtype != np.dtype(dtype):
             host = host.astype(np.dtype(dtype))
@@ -204,31 +214,34 @@ class JaxBackend(Backend):
               else contextlib.nullcontext()):
             return self._place(host_layout(host))
 
-    def _place(self, host):
+    def _place(self, host: np.ndarray) -> Array:
         """A C-contiguous host array on the device (a subclass may shard it)."""
         # device_put straight from NumPy: ~40% faster than jnp.asarray then device_put
         # for a 188 MB training set (no intermediate copy).
         return self._jax.device_put(host, self.device)
 
-    def to_numpy(self, array):
+    def to_numpy(self, array: Array) -> np.ndarray:
         return np.array(array, copy=True)
 
     # ------------------------------------------------------------------ compile
-    def take_rows(self, array, rows):
+    def take_rows(self, array: Array, rows: Array) -> Array:
         # jnp.take's default mode fills out-of-bounds rows, a masked gather that cost
         # ~10% of a wide training epoch (W3); batch rows are always in bounds.
         return self.xp.take(array, rows, axis=0, mode="clip")
 
-    def jit(self, fn, static_argnums=()):
+    def jit(self, fn: Callable[..., Any], static_argnums: tuple[int, ...] = ()
+            ) -> Callable[..., Any]:
         """``jax.jit(fn)``, called inside the 64-bit scope when given 64-bit arrays."""
         return self._scoped(self._jax.jit(fn, static_argnums=static_argnums), pytrees=True)
 
-    def scan(self, body, carry, xs=None, length=None):
+    def scan(self, body: Callable[[Any, Any], tuple[Any, Any]], carry: Any, xs: Any = None,
+             length: int | None = None) -> tuple[Any, Any]:
         wide = _wants_x64(self._jax.tree_util.tree_leaves((carry, xs)))
         with self._x64(True) if wide and not self._x64.value else contextlib.nullcontext():
-            return self._jax.lax.scan(body, carry, xs, length=length)
+            carry_and_ys: tuple[Any, Any] = self._jax.lax.scan(body, carry, xs, length=length)
+            return carry_and_ys
 
-    def synchronize(self):
+    def synchronize(self) -> None:
         self._jax.effects_barrier()
 
 
@@ -242,7 +255,7 @@ def default_cache_dir() -> str:
     return os.path.join(platformdirs.user_cache_dir("mlp", appauthor=False), "jax")
 
 
-def enable_compilation_cache(path: str | os.PathLike,
+def enable_compilation_cache(path: str | os.PathLike[str],
                              max_size: int = DEFAULT_CACHE_MAX_SIZE) -> str:
     """Keep JAX's compiled programs in the directory ``path`` (created if missing).
 
@@ -292,7 +305,7 @@ def disable_compilation_cache() -> None:
     _cache_choice[0] = ""
 
 
-def _cache_on(jax) -> bool:
+def _cache_on(jax: types.ModuleType) -> bool:
     return bool(jax.config.jax_enable_compilation_cache)
 
 

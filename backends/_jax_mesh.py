@@ -21,9 +21,13 @@ arrays and places only its own part (`jax.make_array_from_callback`).
 from __future__ import annotations
 
 import numbers
+import types
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from ._base import Array
 from ._jax import JaxBackend, _gathered
 
 #: Environment variable with the default ``devices`` of the JAX backend.
@@ -32,7 +36,8 @@ ENV_VAR = "MLP_DEVICES"
 _WHAT = "None, 'all', a number of devices >= 1 or a list of JAX devices"
 
 
-def resolve_devices(jax, devices, source="devices"):
+def resolve_devices(jax: types.ModuleType, devices: str | int | Sequence[Any],
+                    source: str = "devices") -> list[Any]:
     """The JAX devices ``devices`` names: ``"all"``, the first ``n``, or a list of them.
 
     ``source`` names the setting in messages (``"devices"`` or ``"$MLP_DEVICES"``).
@@ -52,7 +57,7 @@ def resolve_devices(jax, devices, source="devices"):
     raise TypeError(f"{source} must be {_WHAT}, got {type(devices).__name__} {devices!r}")
 
 
-def _first(jax, n, source):
+def _first(jax: types.ModuleType, n: int, source: str) -> list[Any]:
     available = jax.devices()
     if n < 1:
         raise ValueError(f"{source} must be {_WHAT}, got {n}")
@@ -67,8 +72,8 @@ def _first(jax, n, source):
     return list(available[:n])
 
 
-def _listed(jax, devices, source):
-    devices = list(devices)
+def _listed(jax: types.ModuleType, given: Sequence[Any], source: str) -> list[Any]:
+    devices = list(given)
     if not devices:
         raise ValueError(f"{source} must be {_WHAT}, got an empty list")
     for i, device in enumerate(devices):
@@ -80,7 +85,7 @@ def _listed(jax, devices, source):
     return devices
 
 
-def _pad_rows(array, extra):
+def _pad_rows(array: Array, extra: int) -> Array:
     """``array`` with ``extra`` rows of zeros after its rows."""
     import jax.numpy as jnp
 
@@ -102,7 +107,7 @@ class ShardedJaxBackend(JaxBackend):
 
     pads_rows = True
 
-    def __init__(self, jax, devices):
+    def __init__(self, jax: types.ModuleType, devices: Sequence[Any]) -> None:
         from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
         super().__init__(jax)
@@ -124,20 +129,21 @@ class ShardedJaxBackend(JaxBackend):
         return f"Backend(name='jax', devices={self.n_devices}, device={self.device!r})"
 
     # --------------------------------------------------------------------- data
-    def _place(self, host, sharding=None):
+    def _place(self, host: np.ndarray, sharding: Any = None) -> Array:
         """``host`` as a global array with ``sharding`` (default: replicated); each process
         places only the parts on its own devices."""
         sharding = self.replicated if sharding is None else sharding
         return self._jax.make_array_from_callback(host.shape, sharding, lambda at: host[at])
 
     @property
-    def devices_set(self):
+    def devices_set(self) -> set[Any]:
         return set(self.devices)
 
-    def to_numpy(self, array):
+    def to_numpy(self, array: Array) -> np.ndarray:
         return np.array(_gathered(array, self, "array"), copy=True)
 
-    def place_rows(self, x, y, w):
+    def place_rows(self, x: Array, y: Array, w: Array | None
+                   ) -> tuple[Array, Array, Array | None]:
         """``x``, ``y`` and ``w`` (ones where None) with at least one padding row of weight 0,
         padded to a multiple of the device count and sharded by rows."""
         n, d = x.shape[0], self.n_devices
@@ -148,7 +154,7 @@ class ShardedJaxBackend(JaxBackend):
             # on the devices: each keeps its own rows of the replicated arrays, no host trip
             return tuple(self._pad(self.asarray(a), extra) for a in (x, y, w))
 
-    def batch_rows(self, indices, n_rows):
+    def batch_rows(self, indices: np.ndarray, n_rows: int) -> Array:
         """Each batch's indices padded to a multiple of the device count with ``n_rows - 1``
         (a padding row, of weight 0), as int32 on every device (each device gathers the
         rows it holds; XLA sums the pieces, a batch's worth of data, never the whole set)."""
@@ -160,7 +166,7 @@ class ShardedJaxBackend(JaxBackend):
         return self._place(np.ascontiguousarray(indices, dtype=np.int32))
 
     # ------------------------------------------------------------------ compile
-    def take_rows(self, array, rows):
+    def take_rows(self, array: Array, rows: Array) -> Array:
         """The batch, cut on the devices and kept split by rows over them."""
         return self._jax.lax.with_sharding_constraint(super().take_rows(array, rows), self.rows)
 

@@ -9,11 +9,16 @@ is for export only (`mlp.export`); it is deliberately not in
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._base import Backend, BackendUnavailableError
+from ._base import Array, Backend, BackendUnavailableError, DType
+
+if TYPE_CHECKING:  # (optional: the onnx extra)
+    import onnx
 
 INSTALL_HINT = "pip install 'mlp-array-api[onnx]' (or pip install ndonnx onnxruntime)"
 
@@ -23,23 +28,24 @@ class NdonnxBackend(Backend):
 
     name = "ndonnx"
 
-    def __init__(self, ndx):
+    def __init__(self, ndx: types.ModuleType) -> None:
         super().__init__(ndx, None)
 
-    def is_native(self, data):
+    def is_native(self, data: Any) -> bool:
         return isinstance(data, self.xp.Array)
 
-    def _from_host(self, host, dtype):
+    def _from_host(self, host: np.ndarray, dtype: DType | None) -> Array:
         if dtype is not None:
             host = np.asarray(host, dtype=self.dtype_name(dtype))
         return self.xp.asarray(np.asarray(host))
 
-    def to_numpy(self, array):
+    def to_numpy(self, array: Array) -> np.ndarray:
         """A NumPy copy of an array whose value is known while tracing (a constant)."""
         value = array.unwrap_numpy()  # raises for a graph input: it has no value yet
         return np.array(value, copy=True)
 
-    def trace(self, fn: Callable[..., Mapping], inputs: Mapping[str, tuple]):
+    def trace(self, fn: Callable[..., Mapping[str, Array]],
+              inputs: Mapping[str, tuple[tuple[int | str, ...], str]]) -> onnx.ModelProto:
         """The ONNX model computing ``fn(**inputs)``.
 
         Parameters

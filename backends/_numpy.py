@@ -6,15 +6,18 @@ arrays of other libraries (their backend modules convert them, see `to_host`).
 
 from __future__ import annotations
 
+import builtins
 import types
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from array_api_compat import numpy as xp_numpy
 
-from ._base import Backend
+from ._base import Array, Backend, DType, InplaceOps
 
 
-def _fast_namespace():
+def _fast_namespace() -> types.ModuleType:
     """array-api-compat's NumPy namespace with thinner ``sum``, ``astype`` and ``argmax``.
 
     Training on small arrays (the seed notebook's 100x3 network, 1000 epochs) is
@@ -29,25 +32,28 @@ def _fast_namespace():
     module_attrs = {"__name__", "__doc__", "__file__", "__spec__", "__loader__", "__package__",
                     "__path__", "__builtins__", "__cached__"}
     ns.__dict__.update({k: v for k, v in vars(xp_numpy).items() if k not in module_attrs})
-    add_reduce, std_sum, std_astype = np.add.reduce, xp_numpy.sum, xp_numpy.astype
-    std_argmax = xp_numpy.argmax
+    # (called with the keyword arguments the standard's functions take, as they are)
+    add_reduce: Callable[..., Any] = np.add.reduce
+    std_sum, std_astype, std_argmax = xp_numpy.sum, xp_numpy.astype, xp_numpy.argmax
 
-    def sum(x, /, *, axis=None, dtype=None, keepdims=False):  # noqa: A001 - the API's name
+    def sum(x: Any, /, *, axis: int | tuple[int, ...] | None = None,  # noqa: A001 - the API's
+            dtype: DType | None = None, keepdims: bool = False) -> Any:
         if dtype is None and isinstance(x, np.ndarray) and x.dtype.kind == "f":
             return add_reduce(x, axis=axis, keepdims=keepdims)
         return std_sum(x, axis=axis, dtype=dtype, keepdims=keepdims)
 
-    def astype(x, dtype, /, *, copy=True, device=None):
+    def astype(x: Any, dtype: DType, /, *, copy: bool = True, device: Any = None) -> Any:
         if device is None and isinstance(x, np.ndarray):
             return x.astype(dtype, copy=copy)
         return std_astype(x, dtype, copy=copy, device=device)
 
-    def argmax(x, /, *, axis=None, keepdims=False):
+    def argmax(x: Any, /, *, axis: int | None = None, keepdims: bool = False) -> Any:
         if isinstance(x, np.ndarray):
-            return x.argmax(axis=axis, keepdims=keepdims)
+            own_argmax: Callable[..., Any] = x.argmax
+            return own_argmax(axis=axis, keepdims=keepdims)
         return std_argmax(x, axis=axis, keepdims=keepdims)
 
-    ns.sum, ns.astype, ns.argmax = sum, astype, argmax
+    vars(ns).update(sum=sum, astype=astype, argmax=argmax)
     return ns
 
 
@@ -59,50 +65,54 @@ class NumpyInplace:
     bool = np.dtype(bool)
     add, subtract, multiply, divide = np.add, np.subtract, np.multiply, np.divide
     sqrt, exp, log, matmul = np.sqrt, np.exp, np.log, np.matmul
-    empty, zeros, copy = staticmethod(np.empty), staticmethod(np.zeros), staticmethod(np.copyto)
+    empty: Callable[..., Array] = staticmethod(np.empty)
+    zeros: Callable[..., Array] = staticmethod(np.zeros)
+    copy: Callable[..., None] = staticmethod(np.copyto)
 
     @staticmethod
-    def is_floats(arrays, dtype):
+    def is_floats(arrays: Sequence[Any], dtype: np.dtype[Any]) -> builtins.bool:
         return all(isinstance(a, (np.ndarray, np.generic)) and a.dtype == dtype for a in arrays)
 
     @staticmethod
-    def is_indices(rows):
+    def is_indices(rows: Any) -> builtins.bool:
         return isinstance(rows, np.ndarray) and rows.dtype.kind == "i"
 
     @staticmethod
-    def is_contiguous(a):
-        return a.flags.c_contiguous
+    def is_contiguous(a: Array) -> builtins.bool:
+        return bool(a.flags.c_contiguous)
 
     @staticmethod
-    def take_rows(x, rows, *, out):
+    def take_rows(x: Array, rows: Array, *, out: Array) -> Array:
         return x.take(rows, axis=0, out=out)
 
     @staticmethod
-    def sum(x, *, axis, keepdims=False, out=None):
+    def sum(x: Array, *, axis: int | tuple[int, ...] | None, keepdims: builtins.bool = False,
+            out: Array = None) -> Array:
         return np.add.reduce(x, axis=axis, keepdims=keepdims, out=out)
 
     @staticmethod
-    def total(x):
+    def total(x: Array) -> Array:
         return np.add.reduce(x, axis=None)
 
     @staticmethod
-    def max(x, *, axis, keepdims=False, out):
+    def max(x: Array, *, axis: int | tuple[int, ...] | None, keepdims: builtins.bool = False,
+            out: Array) -> Array:
         return np.maximum.reduce(x, axis=axis, keepdims=keepdims, out=out)  # what np.max calls
 
     @staticmethod
-    def relu(z):
+    def relu(z: Array) -> Array:
         return np.maximum(z, 0.0, out=z)
 
     @staticmethod
-    def positive(z, *, out):
+    def positive(z: Array, *, out: Array) -> Array:
         return np.greater(z, 0, out=out)
 
     @staticmethod
-    def argmax_rows(z, *, out):
+    def argmax_rows(z: Array, *, out: Array) -> Array:
         return z.argmax(axis=1, out=out)
 
     @staticmethod
-    def stack(scalars):
+    def stack(scalars: Sequence[Any]) -> Array:
         return np.array(scalars)  # np.stack's per-array work is most of a tiny epoch's
 
 
@@ -119,23 +129,23 @@ class NumpyBackend(Backend):
 
     name = "numpy"
 
-    def __init__(self, fast=True):
+    def __init__(self, fast: bool = True) -> None:
         if not isinstance(fast, bool):
             raise TypeError(f"fast must be True or False, got {fast!r}")
         super().__init__(_fast_namespace(), "cpu")
         self.fast = fast
 
-    def inplace_ops(self):
+    def inplace_ops(self) -> InplaceOps | None:
         """`NumpyInplace`, or None with ``fast=False``."""
         return NumpyInplace() if self.fast else None
 
-    def is_native(self, data):
+    def is_native(self, data: Any) -> bool:
         return isinstance(data, np.ndarray)
 
-    def _from_host(self, host, dtype):
+    def _from_host(self, host: np.ndarray, dtype: DType | None) -> np.ndarray:
         return np.asarray(host, dtype=dtype)
 
-    def to_numpy(self, array):
+    def to_numpy(self, array: np.ndarray) -> np.ndarray:
         return np.array(array, copy=True)
 
 

@@ -9,15 +9,30 @@ the model.
 
 from __future__ import annotations
 
+import builtins
+import types
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
-from ._base import Backend, BackendUnavailableError, fit_integers, host_layout, library_of, where
+from ._base import (
+    Array,
+    Backend,
+    BackendUnavailableError,
+    DType,
+    InplaceOps,
+    fit_integers,
+    host_layout,
+    library_of,
+    where,
+)
 
 #: The integer dtypes torch computes with (its uint16/32/64 lack most operations).
 HELD_INTEGERS = ("int8", "int16", "int32", "int64", "uint8")
 
 
-def _is_tensor(data):
+def _is_tensor(data: Any) -> bool:
     return library_of(data) == "torch" and hasattr(data, "device")
 
 
@@ -25,7 +40,7 @@ def _is_tensor(data):
 _NUMPY_FLOATS = ("torch.float16", "torch.float32", "torch.float64")
 
 
-def to_host(data, target, name):
+def to_host(data: Any, target: Backend, name: str) -> np.ndarray | None:
     """A CPU tensor as host NumPy (detached; bfloat16 and float8 as float32, exactly); a tensor on
     a GPU is refused unless ``target`` is torch on that kind of device; None for the rest."""
     if not _is_tensor(data):
@@ -39,57 +54,60 @@ def to_host(data, target, name):
     tensor = data.detach().cpu()
     if tensor.dtype.is_floating_point and str(tensor.dtype) not in _NUMPY_FLOATS:
         tensor = tensor.float()  # NumPy has no bfloat16, float8...; float32 holds them exactly
-    return tensor.resolve_conj().resolve_neg().numpy()
+    host: np.ndarray = tensor.resolve_conj().resolve_neg().numpy()
+    return host
 
 
 class TorchInplace:
     """`backends.InplaceOps` for PyTorch on ``device``: the torch functions that
     the pure path's namespace (array-api-compat's) calls, with ``out=``."""
 
-    def __init__(self, torch, device):
+    def __init__(self, torch: types.ModuleType, device: Any) -> None:
         self._torch, self.device = torch, device
         self.float_dtypes, self.bool = (torch.float32, torch.float64), torch.bool
         self.add, self.subtract, self.multiply, self.divide = (torch.add, torch.sub,
                                                                torch.mul, torch.div)
         self.sqrt, self.exp, self.log, self.matmul = torch.sqrt, torch.exp, torch.log, torch.matmul
-        self._zeros = {}
+        self._zeros: dict[DType, Array] = {}
 
-    def is_floats(self, arrays, dtype):
+    def is_floats(self, arrays: Sequence[Array], dtype: DType) -> bool:
         tensor = self._torch.Tensor
         return all(isinstance(a, tensor) and a.dtype == dtype and a.device == self.device
                    and not a.requires_grad for a in arrays)
 
-    def is_indices(self, rows):
-        return (isinstance(rows, self._torch.Tensor) and rows.device == self.device
+    def is_indices(self, rows: Array) -> bool:
+        return bool(isinstance(rows, self._torch.Tensor) and rows.device == self.device
                 and rows.dtype in (self._torch.int64, self._torch.int32))
 
-    def is_contiguous(self, a):
-        return a.is_contiguous()
+    def is_contiguous(self, a: Array) -> bool:
+        return bool(a.is_contiguous())
 
-    def empty(self, shape, dtype):
+    def empty(self, shape: tuple[int, ...], dtype: DType) -> Array:
         return self._torch.empty(shape, dtype=dtype, device=self.device)
 
-    def zeros(self, shape, dtype):
+    def zeros(self, shape: tuple[int, ...], dtype: DType) -> Array:
         return self._torch.zeros(shape, dtype=dtype, device=self.device)
 
-    def copy(self, dst, src):
+    def copy(self, dst: Array, src: Array) -> None:
         dst.copy_(src)
 
-    def take_rows(self, x, rows, *, out):
+    def take_rows(self, x: Array, rows: Array, *, out: Array) -> Array:
         return self._torch.index_select(x, 0, rows, out=out)
 
-    def sum(self, x, *, axis, keepdims=False, out=None):
+    def sum(self, x: Array, *, axis: int | tuple[int, ...] | None,
+            keepdims: builtins.bool = False, out: Array | None = None) -> Array:
         if out is None:
             return self._torch.sum(x, axis, keepdim=keepdims)
         return self._torch.sum(x, axis, keepdim=keepdims, out=out)
 
-    def total(self, x):
+    def total(self, x: Array) -> Array:
         return self._torch.sum(x)
 
-    def max(self, x, *, axis, keepdims=False, out):
+    def max(self, x: Array, *, axis: int | tuple[int, ...] | None,
+            keepdims: builtins.bool = False, out: Array) -> Array:
         return self._torch.amax(x, axis, keepdim=keepdims, out=out)
 
-    def relu(self, z):
+    def relu(self, z: Array) -> Array:
         """``torch.maximum(z, 0.0 as a 0-d tensor of z's dtype)``, as array-api-compat's
         ``maximum`` calls it."""
         zero = self._zeros.get(z.dtype)
@@ -98,13 +116,13 @@ class TorchInplace:
                                                             device=self.device)
         return self._torch.maximum(z, zero, out=z)
 
-    def positive(self, z, *, out):
+    def positive(self, z: Array, *, out: Array) -> Array:
         return self._torch.gt(z, 0, out=out)
 
-    def argmax_rows(self, z, *, out):
+    def argmax_rows(self, z: Array, *, out: Array) -> Array:
         return self._torch.argmax(z, dim=1, out=out)
 
-    def stack(self, scalars):
+    def stack(self, scalars: Sequence[Array | float]) -> Array:
         return self._torch.stack(scalars)
 
 
@@ -123,7 +141,8 @@ class TorchBackend(Backend):
 
     name = "torch"
 
-    def __init__(self, torch, xp, fast=True):
+    def __init__(self, torch: types.ModuleType, xp: types.ModuleType, fast: bool = True
+                 ) -> None:
         if not isinstance(fast, bool):
             raise TypeError(f"fast must be True or False, got {fast!r}")
         self._torch = torch
@@ -132,26 +151,26 @@ class TorchBackend(Backend):
         super().__init__(xp, device)
         self.fast = fast
 
-    def inplace_ops(self):
+    def inplace_ops(self) -> InplaceOps | None:
         """`TorchInplace` on the CPU; None on a GPU or with ``fast=False``."""
         if not self.fast or self.device.type != "cpu":
             return None
         return TorchInplace(self._torch, self.device)
 
-    def is_native(self, data):
+    def is_native(self, data: Any) -> bool:
         """A tensor on this device, not requiring grad, of a dtype torch computes with.
 
         Other tensors go through `to_host` and `asarray` (detached, cast)."""
-        return (isinstance(data, self._torch.Tensor) and data.device == self.device
-                and not data.requires_grad and data.dtype not in self._unsigned)
+        return bool(isinstance(data, self._torch.Tensor) and data.device == self.device
+                    and not data.requires_grad and data.dtype not in self._unsigned)
 
-    def _from_host(self, host, dtype):
+    def _from_host(self, host: np.ndarray, dtype: DType | None) -> Array:
         host = fit_integers(host_layout(np.asarray(host)), HELD_INTEGERS)
         if not host.flags.writeable:  # e.g. a JAX array's host view; torch wants to own it
             host = host.copy()
         return self._torch.as_tensor(host, dtype=dtype, device=self.device)
 
-    def asarray(self, data, dtype=None):
+    def asarray(self, data: Any, dtype: DType | None = None) -> Array:
         if isinstance(data, self._torch.Tensor):
             data = data.detach()  # never a graph into the model
             if data.dtype in self._unsigned:
@@ -160,10 +179,11 @@ class TorchBackend(Backend):
                 data = data.to(self.device)
         return super().asarray(data, dtype)
 
-    def to_numpy(self, array):
-        return array.detach().cpu().numpy().copy()
+    def to_numpy(self, array: Array) -> np.ndarray:
+        host: np.ndarray = array.detach().cpu().numpy().copy()
+        return host
 
-    def check_plain(self, value, what):
+    def check_plain(self, value: Any, what: str) -> None:
         """A tensor that requires grad is refused: it would pull the weights into an
         autograd graph (memory growing every step)."""
         if isinstance(value, self._torch.Tensor) and value.requires_grad:
@@ -172,7 +192,7 @@ class TorchBackend(Backend):
                 "gradients, and an autograd graph must not reach the weights: return "
                 "float(value) or value.detach()")
 
-    def synchronize(self):
+    def synchronize(self) -> None:
         if self.device.type == "cuda":
             self._torch.cuda.synchronize()
 

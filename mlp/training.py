@@ -28,14 +28,17 @@ import math
 import numbers
 import time
 from collections import deque
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import InitVar, dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, Protocol
 
 import numpy as np
 from array_api_compat import device
 
 from . import core
+from ._typing import Array, Optimizer, Params
 from .callbacks import (
+    Callback,
     CallbackList,
     EpochLogger,
     History,
@@ -52,13 +55,24 @@ from .optimizers import (
     check_numbers_in_dtype,
     check_rate_scale,
     current_learning_rate,
+    get_optimizer,
     learning_rate_scale,
     scheduled_rates,
 )
 from .params import check_in_dtype
+from .schedules import Schedule
 from .tree import describe as _what
 from .tree import structure_problem as _structure_problem
 from .validation import all_finite
+
+if TYPE_CHECKING:
+    from .backends import Backend
+    from .core import NetworkSpec
+    from .model import MLP
+    from .weights import ClassWeight
+
+#: A model's weights as training holds them: one ``(W, b)`` pair per layer.
+Weights = list[tuple[Array, Array]]
 
 #: Seconds of work one call of the run covers when nothing needs the host between
 #: epochs: on JAX a call cannot be interrupted, so Ctrl-C loses at most about this much.
@@ -90,7 +104,7 @@ class TrainingDivergedError(FloatingPointError):
     are in ``history``.
     """
 
-    def __init__(self, message, history):
+    def __init__(self, message: str, history: History) -> None:
         super().__init__(message)
         self.history = history
 
@@ -115,7 +129,7 @@ class TrainState:
         which lives on from one `fit` to the next).
     """
 
-    params: list
+    params: Weights
     opt_state: Any
     epoch: int
     rng: np.random.Generator
@@ -127,9 +141,9 @@ class Mark(NamedTuple):
     ``shuffled``, its state at the start of the chunk that ran ``epoch``)."""
 
     epoch: int
-    params: Any
+    params: Weights
     opt_state: Any
-    shuffled: dict
+    shuffled: Mapping[str, Any]
     offset: int
 
 
@@ -137,15 +151,15 @@ class Mark(NamedTuple):
 class TrainingData:
     """Training data on the device, and the validation data if any."""
 
-    x: Any
-    y: Any
-    val: tuple | None  # (x_val, targets, labels, weights)
-    w: Any = None  # the rows' weights (n,), or None
-    n: int | None = None  # the training samples (x may hold padding rows after them)
+    x: Array
+    y: Array
+    val: tuple[Array, Array, Array | None, Array | None] | None  # (x_val, targets, labels, w)
+    w: Array | None = None  # the rows' weights (n,), or None
+    rows: InitVar[int | None] = None  # the training samples, if not every row of x
+    n: int = field(init=False)  # the training samples (x may hold padding rows after them)
 
-    def __post_init__(self):
-        if self.n is None:
-            self.n = self.x.shape[0]
+    def __post_init__(self, rows: int | None) -> None:
+        self.n = self.x.shape[0] if rows is None else rows
 
 
 def _equal_chunks(remaining: int, longest: int) -> int:
@@ -156,13 +170,14 @@ def _equal_chunks(remaining: int, longest: int) -> int:
                key=lambda chunk: remaining // chunk + remaining % chunk)
 
 
-def run_time_bound(epochs: int, n_rows: int, batch_size: int | None, layer_sizes) -> float:
+def run_time_bound(epochs: int, n_rows: int, batch_size: int | None,
+                   layer_sizes: Sequence[int]) -> float:
     """An upper bound on the seconds ``epochs`` epochs over ``n_rows`` rows take on any
     device (`STEP_SECONDS_BOUND` a step, plus the matrix products' FLOPs at
     `FLOPS_BOUND`: forward, and backward for the delta and the weights' gradient)."""
     steps = epochs * (1 if batch_size is None else -(-n_rows // batch_size))
     weights = sum(a * b for a, b in zip(layer_sizes, layer_sizes[1:]))
-    return steps * STEP_SECONDS_BOUND + 6.0 * epochs * n_rows * weights / FLOPS_BOUND
+    return float(steps * STEP_SECONDS_BOUND + 6.0 * epochs * n_rows * weights / FLOPS_BOUND)
 
 
 class ChunkPlanner:
@@ -184,15 +199,16 @@ class ChunkPlanner:
     and compiles nothing new, however the timings vary.
     """
 
-    _chosen: dict = {}  # key -> chunk, least recently used first
+    _chosen: dict[Any, int] = {}  # key -> chunk, least recently used first
     _CACHE_SIZE = 256
 
-    def __init__(self, max_chunk, seconds=None, key=None, bound=None):
+    def __init__(self, max_chunk: int, seconds: float | None = None, key: Any = None,
+                 bound: float | None = None) -> None:
         self.max_chunk = max(1, int(max_chunk))
         self.seconds = CHUNK_SECONDS if seconds is None else seconds
         self.key = key
         self.calls = 0
-        self.chunk = 1 if self.max_chunk == 1 else self._chosen.get(key)
+        self.chunk: int | None = 1 if self.max_chunk == 1 else self._chosen.get(key)
         self.short = bound is not None and bound <= self.seconds
 
     def next(self, remaining: int) -> int:
@@ -231,11 +247,11 @@ class FitPlan(NamedTuple):
     trains with and whether it continues the model's optimizer state (`choose_optimizer`)."""
 
     settings: FitSettings
-    optimizer: Any
+    optimizer: Optimizer
     continued: bool
 
 
-def fit(model, x, y, settings: FitSettings):
+def fit(model: MLP, x: Array, y: Array, settings: FitSettings) -> History:
     """Train ``model`` from its current weights with ``settings`` (see `mlp.MLP.fit`).
 
     The steps, each a function of its own:
@@ -265,7 +281,7 @@ def fit(model, x, y, settings: FitSettings):
         check_rate_scale(plan.optimizer, model.optimizer_state_, model.dtype_name)
     data = training_data(model, x, y, settings.validation_data, settings.validation_split,
                          settings.sample_weight, settings.class_weight,
-                         split_seed=resumed_seed(model, settings.callbacks))
+                         split_seed=resumed_seed(model, settings.callbacks or []))
     if data.val is not None:  # validation data whose metrics overflow would log only NaN
         model.evaluate_prepared(*data.val, of=" of the validation data")
     cbs, history = callback_list(model, plan, data)
@@ -297,10 +313,14 @@ def check_numbers(dtype_name: str, plan: FitPlan) -> None:
     check_numbers_in_dtype(plan.optimizer, dtype_name)
 
 
-def choose_optimizer(model, optimizer, learning_rate, reset) -> tuple:
+def choose_optimizer(model: MLP, optimizer: str | Optimizer | None,
+                     learning_rate: float | Schedule | None,
+                     reset: bool) -> tuple[Optimizer, bool]:
     """``(optimizer, continued)``: the optimizer this fit trains with, and whether it
     continues from ``model.optimizer_state_`` (else it starts from ``optimizer.init``).
 
+    - ``optimizer`` a name: the optimizer of that name (`mlp.optimizers.get_optimizer`)
+      with ``learning_rate``.
     - ``optimizer`` None: the model's optimizer (from its last `fit` or its file),
       else `DEFAULT_OPTIMIZER`; a ``learning_rate`` replaces its learning rate
       (a named optimizer only).
@@ -308,7 +328,9 @@ def choose_optimizer(model, optimizer, learning_rate, reset) -> tuple:
       its state; a different one, or ``reset``, starts a fresh state.
     """
     current = model.optimizer_
-    if optimizer is None:
+    if isinstance(optimizer, str):  # a name, with its learning rate (as `FitSettings` takes it)
+        optimizer = get_optimizer(optimizer, learning_rate)
+    elif optimizer is None:
         optimizer = current if current is not None else DEFAULT_OPTIMIZER
         if learning_rate is not None:
             optimizer = _with_learning_rate(optimizer, learning_rate)
@@ -317,7 +339,7 @@ def choose_optimizer(model, optimizer, learning_rate, reset) -> tuple:
     return optimizer, continued
 
 
-def _with_learning_rate(optimizer, learning_rate):
+def _with_learning_rate(optimizer: Optimizer, learning_rate: float | Schedule) -> Optimizer:
     if not (dataclasses.is_dataclass(optimizer) and "learning_rate" in {
             f.name for f in dataclasses.fields(optimizer)}):
         raise ValueError(f"learning_rate was given without an optimizer, but the model's "
@@ -326,7 +348,7 @@ def _with_learning_rate(optimizer, learning_rate):
     return dataclasses.replace(optimizer, learning_rate=learning_rate)
 
 
-def _same(a, b) -> bool:
+def _same(a: object, b: object) -> bool:
     try:
         return bool(a is b or a == b)
     except Exception:  # noqa: BLE001 - an object of the user's own that cannot compare
@@ -334,15 +356,18 @@ def _same(a, b) -> bool:
 
 
 # ------------------------------------------------------------------ step 2
-def training_data(model, x, y, validation_data, validation_split, sample_weight=None,
-                  class_weight=None, split_seed=None) -> TrainingData:
+def training_data(model: MLP, x: Array, y: Array,
+                  validation_data: Sequence[Array] | None, validation_split: float | None,
+                  sample_weight: Array | None = None, class_weight: ClassWeight = None,
+                  split_seed: int | None = None) -> TrainingData:
     """``(x, y)`` and the rows' weights (`mlp.weights.row_weights`) on the device, checked;
     validation data given (unweighted) or split off (with its rows' weights) by the
     stream of ``split_seed`` (default: the model's seed; see `resumed_seed`)."""
     x_dev, y_dev, labels, w = model.prepare_data(x, y, sample_weight, class_weight)
     if validation_data is not None:
-        val = model.prepare_data(*validation_data, None,
-                                 names=("x_val", "y_val", "sample_weight"), padded=True)
+        x_val, y_val = validation_data  # (a pair, checked)
+        val = model.prepare_data(x_val, y_val, None, names=("x_val", "y_val", "sample_weight"),
+                                 padded=True)
         return _placed(model, TrainingData(x_dev, y_dev, val, w))
     if validation_split is None:
         return _placed(model, TrainingData(x_dev, y_dev, None, w))
@@ -363,13 +388,14 @@ def training_data(model, x, y, validation_data, validation_split, sample_weight=
     return _placed(model, TrainingData(x_train, y_train, val, w_train))
 
 
-def _weights_name(sample_weight, class_weight) -> str:
+def _weights_name(sample_weight: Array | None, class_weight: ClassWeight) -> str:
     if class_weight is None:
         return "sample_weight"
     return "class_weight" if sample_weight is None else "sample_weight times class_weight"
 
 
-def _check_split_weights(model, w, rows_val, validation_split, what) -> None:
+def _check_split_weights(model: MLP, w: Array, rows_val: np.ndarray,
+                         validation_split: float, what: str) -> None:
     """Refuse a split that leaves the training or the validation rows a total weight of 0:
     nothing would train (a loss of 0 every epoch), or every validation score would be a
     meaningless 0 (a "perfect" val_loss)."""
@@ -386,19 +412,20 @@ def _check_split_weights(model, w, rows_val, validation_split, what) -> None:
                 f"pass validation_data=(x_val, y_val)")
 
 
-def _row_splitter(model):
+def _row_splitter(model: MLP) -> Callable[..., Any]:
     """``split(arrays, rows_a, rows_b) -> (arrays at rows_a, arrays at rows_b)`` (None
     stays None), in one call: compiled on JAX, one program rather than one per array."""
     xp = model.xp
 
-    def split(arrays, rows_a, rows_b):
+    def split(arrays: Sequence[Array | None], rows_a: Array, rows_b: Array
+              ) -> tuple[tuple[Array | None, ...], ...]:
         return tuple(tuple(None if a is None else xp.take(a, rows, axis=0) for a in arrays)
                      for rows in (rows_a, rows_b))
 
     return model.compiled(("split rows",), lambda: model.backend.jit(split))
 
 
-def _placed(model, data) -> TrainingData:
+def _placed(model: MLP, data: TrainingData) -> TrainingData:
     """``data`` with its training rows placed by the backend (`Backend.place_rows`: as
     they are, or padded with rows of weight 0 and sharded over several devices)."""
     if model.backend.pads_rows:
@@ -409,7 +436,7 @@ def _placed(model, data) -> TrainingData:
 
 
 # ------------------------------------------------------------------ step 3
-def logged_metrics(model, validation: bool) -> list[str]:
+def logged_metrics(model: MLP, validation: bool) -> list[str]:
     """The names each epoch's logs hold: ``loss``, the training scores from the epoch's own
     batches (`mlp.losses.Loss.scores_from_totals`), and with validation data those of
     `MLP.evaluate`, ``val_``-prefixed."""
@@ -420,7 +447,8 @@ def logged_metrics(model, validation: bool) -> list[str]:
     return training + ["val_" + name for name in names]
 
 
-def callback_list(model, plan: FitPlan, data) -> tuple[CallbackList, History]:
+def callback_list(model: MLP, plan: FitPlan, data: TrainingData
+                  ) -> tuple[CallbackList, History]:
     """Every callback of this fit behind one `CallbackList`, and the `History` among them.
 
     The list runs a callback that declares ``runs_last`` (a `BackupAndRestore`,
@@ -434,7 +462,7 @@ def callback_list(model, plan: FitPlan, data) -> tuple[CallbackList, History]:
                   shuffle=settings.shuffle, samples=n,
                   metrics=logged_metrics(model, data.val is not None))
     history = History(params)
-    cbs = [history, *(settings.callbacks or ())]  # (a list once checked)
+    cbs: list[Callback] = [history, *(settings.callbacks or ())]  # (a list once checked)
     if settings.stopper is not None:
         cbs.append(settings.stopper)
     if settings.verbose == 1:
@@ -445,19 +473,20 @@ def callback_list(model, plan: FitPlan, data) -> tuple[CallbackList, History]:
 
 
 # ------------------------------------------------------------------ step 4
-def run_function(model, optimizer, alpha, clip_norm):
+def run_function(model: MLP, optimizer: Optimizer, alpha: float,
+                 clip_norm: float | None) -> Callable[..., Any]:
     """The (compiled, shared) run of `mlp.engine.pipeline.make_run` for this model and settings."""
     return model.compiled(("run", optimizer, alpha, clip_norm),
                            lambda: make_run(model.backend, model.spec, optimizer, alpha,
                                             clip_norm))
 
 
-def _largest_weight(model, params) -> float:
+def _largest_weight(model: MLP, params: Params) -> float:
     """The largest ``|weight|`` over all layers (NaN or inf if any weight is): one compiled
     reduction."""
     xp = model.xp
 
-    def largest_magnitudes(params):
+    def largest_magnitudes(params: Params) -> Array:
         return xp.stack([xp.max(xp.abs(a)) for pair in params for a in pair])
 
     check = model.compiled(("largest magnitudes",),
@@ -466,7 +495,7 @@ def _largest_weight(model, params) -> float:
     return float(np.max(values)) if all_finite(np, values) else math.inf
 
 
-def _params_finite(model, params) -> bool:
+def _params_finite(model: MLP, params: Params) -> bool:
     """Whether every weight is finite."""
     return math.isfinite(_largest_weight(model, params))
 
@@ -489,9 +518,9 @@ class StateCheck:
     with a copy, at C speed), so an unchanged state costs little.
     """
 
-    def __init__(self, trainer):
+    def __init__(self, trainer: Trainer) -> None:
         self.trainer = trainer
-        self.copy = None
+        self.copy = _HistoryCopy(trainer.model.history_)
         self.seen()
 
     def seen(self) -> None:
@@ -499,10 +528,10 @@ class StateCheck:
         changed, to be put back exactly)."""
         model = self.trainer.model
         self.params, self.opt_state = model.params, model.optimizer_state_
-        if self.copy is None or not self.copy.same(model.history_):
+        if not self.copy.same(model.history_):
             self.copy = _HistoryCopy(model.history_)
 
-    def __call__(self, callback, hook, logs) -> None:
+    def __call__(self, callback: Callback, hook: str, logs: Any) -> None:
         from .callbacks import callback_name
 
         name = f"callback {callback_name(callback)} ({hook})"
@@ -518,7 +547,7 @@ class StateCheck:
                 raise  # (on a fit that failed already, the attributes are put back only)
         self.seen()
 
-    def _owned(self, name) -> None:
+    def _owned(self, name: str) -> None:
         """The training state, the optimizer and the epoch count belong to the fit."""
         trainer, model = self.trainer, self.trainer.model
         state = trainer.state
@@ -537,7 +566,7 @@ class StateCheck:
             raise ValueError(f"{name} set model.epochs_trained_ to {epochs!r}, but the model "
                              f"has trained {state.epoch} epochs; fit counts them itself")
 
-    def _params(self, name) -> None:
+    def _params(self, name: str) -> None:
         model = self.trainer.model
         params = model.params
         if params is self.params:
@@ -552,7 +581,7 @@ class StateCheck:
             trainer = self.trainer
             trainer.weights_set = WeightsSet(trainer.state.epoch, name, self.params, params)
 
-    def _opt_state(self, name) -> None:
+    def _opt_state(self, name: str) -> None:
         model = self.trainer.model
         new = model.optimizer_state_
         if new is self.opt_state:
@@ -566,7 +595,7 @@ class StateCheck:
                 f"(mlp.optimizers.with_learning_rate_scale), or start the state afresh in "
                 f"a new fit with reset_optimizer=True")
 
-    def _history(self, name) -> None:
+    def _history(self, name: str) -> None:
         from .callbacks import History
 
         model, copy = self.trainer.model, self.copy
@@ -586,7 +615,7 @@ class StateCheck:
                              "values of your own elsewhere); the history was put back as it "
                              "was")
 
-    def _stop(self, name) -> None:
+    def _stop(self, name: str) -> None:
         model = self.trainer.model
         try:
             bool(model.stop_training)
@@ -596,7 +625,7 @@ class StateCheck:
             raise TypeError(f"{name} set model.stop_training to {_what(value)}, which is "
                             "neither true nor false; set it to True to stop training") from None
 
-    def _logs(self, name, logs) -> None:
+    def _logs(self, name: str, logs: Any) -> None:
         if not isinstance(logs, dict):
             raise TypeError(f"{name} left the epoch's logs as {_what(logs)}")
         missing = [k for k in self.trainer.history.params.get("metrics", ()) if k not in logs]
@@ -611,7 +640,7 @@ class StateCheck:
                                 "history read them as such)")
 
 
-def check_model_state(model, what: str, *, training_state: bool = True,
+def check_model_state(model: MLP, what: str, *, training_state: bool = True,
                       optimizer_state: bool = True) -> None:
     """Refuse, before ``what`` (``"fit"``, ``"save"``) does anything, a model whose state
     was damaged outside fit (attributes assigned by hand): weights of other shapes, an
@@ -631,8 +660,8 @@ def check_model_state(model, what: str, *, training_state: bool = True,
         problem = f"model.epochs_trained_ is {epochs!r}, not a count of epochs"
     elif history is not None and not isinstance(history, History):
         problem = f"model.history_ is {_what(history)}, not a History (or None)"
-    elif history is not None and history_problem(history, epochs):
-        problem = f"model.history_ has {history_problem(history, epochs)}"
+    elif history is not None and history_problem(history, int(epochs)):
+        problem = f"model.history_ has {history_problem(history, int(epochs))}"
     if problem:
         raise ValueError(f"{what}: {problem}; fit keeps the epoch count and the history "
                          "itself - build a new model (or load a saved one) to start afresh")
@@ -648,7 +677,7 @@ def check_model_state(model, what: str, *, training_state: bool = True,
                          "with reset_optimizer=True to start it afresh")
 
 
-def _changed_opt_state(model) -> str | None:
+def _changed_opt_state(model: MLP) -> str | None:
     """How ``model.optimizer_state_``, replaced since the last fit, differs in structure
     from the state that fit left (None when it was not replaced or has the structure)."""
     state, left = model.optimizer_state_, getattr(model.train_state_, "opt_state", None)
@@ -659,7 +688,7 @@ def _changed_opt_state(model) -> str | None:
                         f"last fit left ({problem})")
 
 
-def params_problem(model, params) -> str | None:
+def params_problem(model: MLP, params: object) -> str | None:
     """What is wrong with ``params`` as the model's weights (shapes, dtype, backend), or
     None."""
     sizes = model.layer_sizes
@@ -677,7 +706,18 @@ def params_problem(model, params) -> str | None:
     return None
 
 
-def history_problem(history, epochs_trained: int, since: int = 0) -> str | None:
+class HistoryLike(Protocol):
+    """What `history_problem` reads of a history: a `History`, or a stand-in for one as
+    recorded (`mlp.state.HistoryRecord.recorded`)."""
+
+    @property
+    def epoch(self) -> list[int]: ...
+
+    @property
+    def history(self) -> dict[str, list[float]]: ...
+
+
+def history_problem(history: HistoryLike, epochs_trained: int, since: int = 0) -> str | None:
     """What makes ``history`` one that `mlp.load` would refuse (the rule `fit`, the
     callbacks' check and `mlp.io.save` share) in a file whose epoch count
     is ``epochs_trained`` (None if nothing): lists of one value per epoch, named metrics
@@ -694,7 +734,7 @@ def history_problem(history, epochs_trained: int, since: int = 0) -> str | None:
     return _epochs_problem(epochs, epochs_trained, since) or _values_problem(values, since)
 
 
-def _epochs_problem(epochs: list, epochs_trained: int, since: int) -> str | None:
+def _epochs_problem(epochs: list[Any], epochs_trained: int, since: int) -> str | None:
     if len(epochs) > epochs_trained:
         return f"{len(epochs)} epochs, more than the {epochs_trained} the model has trained"
     part = epochs[max(since - 1, 0):]
@@ -710,7 +750,7 @@ def _epochs_problem(epochs: list, epochs_trained: int, since: int) -> str | None
     return None
 
 
-def _whole_numbers(items: list):
+def _whole_numbers(items: list[Any]) -> np.ndarray | None:
     """``items`` as a 1-d array if each is a whole number (``2``, ``2.0``: what save
     writes as an integer), else None."""
     try:
@@ -725,7 +765,7 @@ def _whole_numbers(items: list):
     return array
 
 
-def _values_problem(values: dict, since: int) -> str | None:
+def _values_problem(values: dict[Any, Any], since: int) -> str | None:
     for key, column in values.items():
         if not isinstance(key, str) or not key:
             return f"a metric named {key!r} (metrics are named by non-empty strings)"
@@ -742,22 +782,22 @@ class _HistoryCopy:
     """A copy of a `History`'s epochs and values (and the lists that hold them), to
     tell whether it changed and to put it back exactly as it was."""
 
-    def __init__(self, history):
+    def __init__(self, history: History | None) -> None:
         self.history = history
-        self.lists = None if history is None else (history.epoch, history.history,
-                                                   dict(history.history))
-        self.epoch = None if history is None else list(history.epoch)
-        self.values = None if history is None else {k: list(v) for k, v in
-                                                    history.history.items()}
+        epoch, values = ([], {}) if history is None else (history.epoch, history.history)
+        self.lists: tuple[list[int], dict[str, list[float]], dict[str, list[float]]] = (
+            epoch, values, dict(values))
+        self.epoch = list(epoch)
+        self.values = {k: list(v) for k, v in values.items()}
 
-    def same(self, history) -> bool:
+    def same(self, history: History | None) -> bool:
         """Whether ``history`` is the copied one, unchanged (compared at C speed)."""
         if history is not self.history or history is None:
             return history is self.history
         return history.epoch is self.lists[0] and history.history is self.lists[1] \
             and history.epoch == self.epoch and history.history == self.values
 
-    def appended(self, history) -> int:
+    def appended(self, history: History | None) -> int:
         """How many rows of ``history`` were kept (0 unless it is the copied one with rows
         appended, or none, and every other row unchanged): the rows to check are the others."""
         if history is not self.history or history is None or history.epoch is not \
@@ -771,7 +811,7 @@ class _HistoryCopy:
             return 0
         return n
 
-    def put_back(self, model) -> None:
+    def put_back(self, model: MLP) -> None:
         """Make ``model.history_`` the copied history again, its lists holding what they held."""
         model.history_ = history = self.history
         if history is None:
@@ -791,8 +831,8 @@ class WeightsSet(NamedTuple):
 
     epoch: int
     callback: str
-    replaced: Any
-    weights: Any
+    replaced: Weights
+    weights: Weights
 
 
 class _ScheduleFault(Exception):
@@ -812,8 +852,11 @@ class Trainer:
     Epochs are numbered on from the model's ``epochs_trained_`` (``start``).
     """
 
-    def __init__(self, model, data: TrainingData, plan: FitPlan, callbacks: CallbackList,
-                 history: History):
+    #: The callbacks' check (`StateCheck`), from `begin` on.
+    check: StateCheck
+
+    def __init__(self, model: MLP, data: TrainingData, plan: FitPlan, callbacks: CallbackList,
+                 history: History) -> None:
         self.model, self.data, self.callbacks, self.history = model, data, callbacks, history
         settings = plan.settings
         self.epochs = settings.epochs
@@ -835,7 +878,7 @@ class Trainer:
         # (first epoch, shuffle stream's state) of the chunk running, for `mark`
         self.chunk = (self.start, model.shuffle_rng.bit_generator.state)
         self.first = self.mark(self.start)  # where this fit starts (after on_train_begin)
-        self.recent = deque(maxlen=2)  # `Mark`s of the starts of recent chunks
+        self.recent: deque[Mark] = deque(maxlen=2)  # `Mark`s of the starts of recent chunks
         self.weights_set: WeightsSet | None = None  # by a callback, between epochs
         # Runs of epochs when every callback takes them after the run (declares
         # `epochs_at_once`); a callback that does not, or validation, needs every epoch.
@@ -847,6 +890,14 @@ class Trainer:
                                                          model.layer_sizes))
 
     # ------------------------------------------------------------ the loop
+    def model_history(self) -> History:
+        """``model.history_``: every fit's epochs, a `History` from `begin` on (the
+        callbacks' check keeps it one)."""
+        history = self.model.history_
+        if history is None:  # (begin gave the model one)
+            raise RuntimeError("fit: the model has no history_ before training began")
+        return history
+
     def train(self) -> None:
         """Run the fit; one that fails (any exception, Ctrl-C included) before an epoch of
         its own is kept puts the whole model back as it found it (`MLP.snapshot_state`), one that
@@ -869,7 +920,7 @@ class Trainer:
         model.stop_training = False
         model.train_state_ = state  # callbacks see it from on_train_begin on
         model.optimizer_, model.optimizer_state_ = self.optimizer, state.opt_state
-        self.callbacks.check = StateCheck(self)
+        self.check = self.callbacks.check = StateCheck(self)
         self.callbacks.on_train_begin({})
         self.chunk = (state.epoch, state.rng.bit_generator.state)  # (a backup's)
         self.initial = model.params
@@ -877,7 +928,7 @@ class Trainer:
         if model.history_ is None:
             model.history_ = History(self.history.params)
         model.history_.params = self.history.params
-        self.callbacks.check.seen()
+        self.check.seen()
         self.history.extend(model.history_, since=self.start)  # epochs a backup restored
 
     def epochs_loop(self) -> None:
@@ -903,8 +954,8 @@ class Trainer:
         model.optimizer_ = self.optimizer
         model.epochs_trained_ = state.epoch
         if not completed:
-            model.history_.drop_epochs_from(state.epoch)
-        self.callbacks.check.seen()
+            self.model_history().drop_epochs_from(state.epoch)
+        self.check.seen()
         try:
             self.callbacks.on_train_end({"completed": completed})
         finally:
@@ -944,7 +995,7 @@ class Trainer:
             self.diverged(state.epoch, f"the loss became {losses[np.argmax(~np.isfinite(losses))]}")
         self.keep(params, opt_state, losses, totals)
 
-    def rewind(self, shuffled, n_kept: int) -> None:
+    def rewind(self, shuffled: Mapping[str, Any], n_kept: int) -> None:
         """Put the shuffle stream where ``n_kept`` epochs from ``shuffled`` leave it, so
         that a fit interrupted within a chunk continues with the next epoch's order."""
         if self.batch_size is None or not self.shuffle:
@@ -953,7 +1004,8 @@ class Trainer:
         if n_kept:
             batch_indices(self.state.rng, self.data.n, self.batch_size, n_kept, True)
 
-    def keep(self, params, opt_state, losses, totals) -> None:
+    def keep(self, params: Weights, opt_state: Any, losses: Sequence[float] | np.ndarray,
+             totals: np.ndarray) -> None:
         """Make ``params`` the model's weights and log the epochs of ``losses`` and of
         the training ``totals`` (a host array, one row per epoch).
 
@@ -971,7 +1023,7 @@ class Trainer:
                       model.spec.loss.scores_from_totals(totals).items()}}
         epochs = range(state.epoch, state.epoch + len(columns["loss"]))
         if self.epochs_at_once:  # the callbacks take the run's epochs at once
-            model.history_.append_epochs(epochs, columns)
+            self.model_history().append_epochs(epochs, columns)
             self.commit(params, opt_state, epochs[-1] + 1)
             self.callbacks.on_epochs_end(epochs, columns)
             return
@@ -981,19 +1033,19 @@ class Trainer:
         if self.data.val is not None:  # then every chunk is one epoch
             rows[-1].update(model.validation_logs(*self.data.val, params=params))
         for epoch, logs in zip(epochs, rows):
-            model.history_.append(epoch, logs)
+            self.model_history().append(epoch, logs)
         self.commit(params, opt_state, epochs[-1] + 1)
         for epoch, logs in zip(epochs, rows):
             self.callbacks.on_epoch_end(epoch, logs)
 
-    def commit(self, params, opt_state, epoch: int) -> None:
+    def commit(self, params: Weights, opt_state: Any, epoch: int) -> None:
         """The model and its training state at the end of ``epoch - 1``, in one
         assignment (no Ctrl-C can fall between its parts)."""
         s, m, new = self.state, self.model, (params, opt_state, epoch) * 2
         s.params, s.opt_state, s.epoch, m.params, m.optimizer_state_, m.epochs_trained_ = new
-        self.callbacks.check.seen()
+        self.check.seen()
 
-    def indices(self, n_epochs):
+    def indices(self, n_epochs: int) -> tuple[Array | None, Array | None]:
         """The batches' row indices for the next ``n_epochs`` (None for full batches)."""
         if self.batch_size is None:
             return None, None
@@ -1003,7 +1055,7 @@ class Trainer:
         return to(batches, n_rows), None if last is None else to(last, n_rows)
 
     # ---------------------------------------------------------- divergence
-    def replay(self, batches, last, n_epochs):
+    def replay(self, batches: Array | None, last: Array | None, n_epochs: int) -> np.ndarray:
         """Rerun a diverged chunk from its start, keeping the finite epochs: in calls of
         `REPLAY_CHUNK` epochs while their losses are finite, then epoch by epoch within
         the call where they stopped being so (at most ``n_epochs / REPLAY_CHUNK +
@@ -1020,7 +1072,8 @@ class Trainer:
                 length = 1
         raise AssertionError("a diverged chunk replayed without divergence")  # pragma: no cover
 
-    def rerun(self, batches, last, start, length):
+    def rerun(self, batches: Array | None, last: Array | None, start: int, length: int
+              ) -> tuple[np.ndarray, bool]:
         """Run the chunk's epochs ``start`` to ``start + length`` again; keep them if their
         losses are finite. ``(losses, kept)``."""
         state, data, to_numpy = self.state, self.data, self.model.backend.to_numpy
@@ -1035,11 +1088,17 @@ class Trainer:
         self.keep(params, opt_state, losses, to_numpy(totals))
         return losses, True
 
-    def training_loss(self, params) -> float:
+    def training_loss(self, params: Params) -> float:
         """The mean loss (no penalty; weighted as training) of ``params`` on the training data."""
         model, data = self.model, self.data
-        fn = model.compiled(("training_loss",), lambda spec=model.spec: model.backend.jit(
-            lambda p, x, y, w: core.loss_value(spec, p, x, y, w)))
+
+        def compile_loss(spec: NetworkSpec = model.spec) -> Callable[..., Any]:
+            def loss(p: Params, x: Array, y: Array, w: Array | None) -> Array:
+                return core.loss_value(spec, p, x, y, w)
+
+            return model.backend.jit(loss)
+
+        fn = model.compiled(("training_loss",), compile_loss)
         return float(fn(params, data.x, data.y, data.w))
 
     def check_final_weights(self) -> None:
@@ -1054,7 +1113,7 @@ class Trainer:
             self.diverged(self.state.epoch - 1, "the loss of the final weights became NaN "
                           "or infinite")
 
-    def mark(self, epoch: int, params=None, opt_state=None) -> Mark:
+    def mark(self, epoch: int, params: Weights | None = None, opt_state: Any = None) -> Mark:
         """The `Mark` of the start of ``epoch`` of the chunk running (default: the current
         weights and optimizer state)."""
         state = self.state
@@ -1070,7 +1129,8 @@ class Trainer:
         candidates = [self.mark(state.epoch)]
         if set_ is not None and set_.epoch == state.epoch:
             candidates.append(self.mark(state.epoch, set_.replaced))
-        for mark in (*candidates, *reversed(self.recent)):
+        candidates.extend(reversed(self.recent))
+        for mark in candidates:
             if _params_finite(self.model, mark.params) and math.isfinite(
                     self.training_loss(mark.params)):
                 return mark
@@ -1087,12 +1147,12 @@ class Trainer:
         model.params, model.optimizer_state_ = mark.params, mark.opt_state
         model.epochs_trained_ = mark.epoch
         self.rewind(mark.shuffled, mark.offset)
-        model.history_.drop_epochs_from(mark.epoch)
-        self.callbacks.check.seen()
+        self.model_history().drop_epochs_from(mark.epoch)
+        self.check.seen()
         if seen:
             self.callbacks.on_epochs_taken_back(mark.epoch)
 
-    def diverged(self, epoch: int, what: str):
+    def diverged(self, epoch: int, what: str) -> NoReturn:
         """Restore the last state with a finite loss (`restore`) and raise
         `TrainingDivergedError`, with a message naming the likely cause
         (`divergence_cause`)."""
@@ -1189,7 +1249,8 @@ class Trainer:
             return f"the learning rate {lr!r}"
         return f"the learning rate {lr!r}" + (f"{times} ({lr * scale:.3g})" if times else "")
 
-    def _epoch_rates(self, epoch: int, mark: Mark, scheduled):
+    def _epoch_rates(self, epoch: int, mark: Mark, scheduled: tuple[Schedule, Any]
+                     ) -> tuple[Schedule, np.ndarray, np.ndarray]:
         """``(schedule, steps, rates)`` of the steps of ``epoch``."""
         schedule, count = scheduled
         first = int(count) + (epoch - mark.epoch) * self.steps_per_epoch
@@ -1203,17 +1264,17 @@ class Trainer:
         except (ValueError, TypeError):
             return 1.0
 
-    def _penalty(self, params) -> float:
+    def _penalty(self, params: Params) -> float:
         """``0.5 * alpha * sum ||W||^2`` of ``params``, in float64 on the host."""
         to = self.model.backend.to_numpy
         with np.errstate(over="ignore"):
             total = sum(float(np.sum(np.square(to(W).astype(np.float64)))) for W, _ in params)
             return 0.5 * self.alpha * total
 
-    def _scale_message(self, start_loss):
+    def _scale_message(self, start_loss: float) -> str:
         xp, data, model = self.model.xp, self.data, self.model
 
-        def largest(array):
+        def largest(array: Array) -> float:
             return float(xp.max(xp.abs(array)))
 
         weights = max(largest(W) for W, _ in self.initial)
@@ -1228,7 +1289,7 @@ class Trainer:
                                     ", or build the model with dtype='float64'"))
 
     # ------------------------------------------------------------ schedules
-    def check_schedules(self, first_epoch: int, n_epochs: int):
+    def check_schedules(self, first_epoch: int, n_epochs: int) -> list[tuple[int, int]] | None:
         """Refuse a learning-rate schedule that gives a negative, NaN or infinite rate (in
         the model's dtype) at any step of the epochs ``first_epoch`` to ``first_epoch +
         n_epochs`` (`mlp.optimizers.schedule_values`: one call for every step, or a sample
@@ -1271,7 +1332,8 @@ SCHEDULE_BLOCK = 2**18
 SCHEDULE_SAMPLES = 2**11
 
 
-def schedule_values(backend, schedule, first: int, n_steps: int, like, dtype_name):
+def schedule_values(backend: Backend, schedule: Schedule, first: int, n_steps: int,
+                    like: Array, dtype_name: str) -> tuple[np.ndarray, np.ndarray]:
     """``(steps, rates)``: host arrays of the learning rates ``schedule`` gives for the steps
     ``first`` to ``first + n_steps`` (cast to ``dtype_name`` as training casts them).
 
@@ -1299,13 +1361,14 @@ def schedule_values(backend, schedule, first: int, n_steps: int, like, dtype_nam
     return np.concatenate(steps_out), np.concatenate(rates_out)
 
 
-def _in_dtype(rates, dtype_name):
+def _in_dtype(rates: Sequence[float] | np.ndarray, dtype_name: str) -> np.ndarray:
     """float64 ``rates`` as ``dtype_name`` holds them (beyond its range: inf), in float64."""
     with np.errstate(over="ignore", invalid="ignore"):
         return np.asarray(rates, dtype=np.float64).astype(dtype_name).astype(np.float64)
 
 
-def _one_by_one(backend, schedule, first, n_steps, like, dtype_name):
+def _one_by_one(backend: Backend, schedule: Schedule, first: int, n_steps: int, like: Array,
+                dtype_name: str) -> tuple[np.ndarray, np.ndarray]:
     xp = backend.xp
     steps = (np.arange(first, first + n_steps) if n_steps <= SCHEDULE_SAMPLES else
              np.unique(np.linspace(first, first + n_steps - 1, SCHEDULE_SAMPLES).astype(int)))
@@ -1322,7 +1385,8 @@ def _one_by_one(backend, schedule, first, n_steps, like, dtype_name):
     return steps, _in_dtype(rates, dtype_name)
 
 
-def _schedule_error(schedule, step: int, rate: float, epoch: int, dtype_name: str):
+def _schedule_error(schedule: Schedule, step: int, rate: float, epoch: int,
+                    dtype_name: str) -> ValueError:
     if math.isnan(rate):
         what = "NaN, which would turn the weights into NaN"
     elif math.isinf(rate):

@@ -121,6 +121,26 @@ def test_every_callback_sees_the_epoch_that_stops():
     assert seen == [0] and model.stop_training is True
 
 
+def test_a_callback_without_a_model_says_so():
+    """``callback.model`` before a fit gave the callback one (`set_model`) is an
+    AttributeError naming the callback (not None to fail on later); a `CallbackList`
+    without a model takes callbacks, and a `History` ends without one."""
+    stopping = mlp.EarlyStopping()
+    with pytest.raises(AttributeError, match=r"^EarlyStopping has no model yet: fit gives "
+                                             r"it the model it trains \(set_model\)"):
+        _ = stopping.model
+    assert getattr(stopping, "model", None) is None and not hasattr(stopping, "model")
+    cbs = CallbackList([])
+    cbs.append(stopping)
+    assert not hasattr(stopping, "model") and cbs.callbacks == [stopping]
+    model = _model("numpy")
+    cbs.set_model(model)
+    assert stopping.model is model and cbs.model is model
+    history = cb_module.History()
+    history.on_train_end({"completed": True})
+    assert history.stopped_epoch is None
+
+
 # ------------------------------------ what a callback declares: no callback special-cased
 def test_a_callback_that_runs_last_runs_after_the_others_and_sees_final_logs(backend):
     """``runs_last`` moves a callback of one's own after the others, whatever its place;

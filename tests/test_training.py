@@ -913,3 +913,18 @@ def test_a_divergence_quotes_the_learning_rate_with_its_scale(backend):
                        match=r"\(the learning rate 0\.001 times the learning-rate scale 1e\+30 "
                              r"of the optimizer's state \(1e\+27\) may be too large\)"):
         model.fit(x, y, epochs=5, batch_size=None)
+
+
+def test_choose_optimizer_takes_a_name_as_fit_does():
+    """`training.choose_optimizer` given a name gives the optimizer of that name (with the
+    learning rate), as `fit` would build it: the model's state continues where it equals
+    the model's optimizer."""
+    from mlp import training
+
+    model = mlp.MLP([3, 2], backend="numpy", seed=0)
+    chosen, continued = training.choose_optimizer(model, "sgd", 0.05, False)
+    assert chosen == optimizers.SGD(0.05) and continued is False
+    x = np.random.default_rng(0).normal(size=(8, 3))
+    model.fit(x, x[:, :2], epochs=1, optimizer="sgd", learning_rate=0.05)
+    assert training.choose_optimizer(model, "sgd", 0.05, False) == (optimizers.SGD(0.05), True)
+    assert training.choose_optimizer(model, "adam", None, False)[1] is False

@@ -63,6 +63,7 @@ One module per callback: `callback` (the protocol), `callback_list`,
 """
 
 from ..metrics import metric_mode  # (re-exported: the direction is the metric's)
+from ._patterns import path_pattern_fields
 from .backup_and_restore import BackupAndRestore
 from .callback import Callback, Run
 from .callback_list import CallbackList, as_callbacks, callback_name, resumed_seed
@@ -71,7 +72,7 @@ from .early_stopping import EARLY_STOPPING_CONSTRAINTS, EarlyStopping
 from .epoch_logger import EpochLogger
 from .function_callback import FunctionCallback
 from .history import History
-from .model_checkpoint import CHECKPOINT_CONSTRAINTS, ModelCheckpoint, path_pattern_fields
+from .model_checkpoint import CHECKPOINT_CONSTRAINTS, ModelCheckpoint
 from .monitor_callback import MonitorCallback
 from .progress_bar import ProgressBar
 from .reduce_lr_on_plateau import PLATEAU_CONSTRAINTS, ReduceLROnPlateau

@@ -4,9 +4,11 @@ optimizer can be saved, `mlp.io` (imported when first used) and a quiet removal.
 from __future__ import annotations
 
 import os
+from types import ModuleType
+from typing import Any
 
 
-def path_argument(name: str, value) -> str:
+def path_argument(name: str, value: object) -> str:
     """``value`` (a str or path-like) as a non-empty path string; a TypeError or
     ValueError naming ``name`` (``"CSVLogger path"``) for anything else."""
     if not isinstance(value, (str, os.PathLike)):
@@ -21,7 +23,7 @@ def path_argument(name: str, value) -> str:
     return path
 
 
-def saved_optimizer_check(callback, optimizer) -> None:
+def saved_optimizer_check(callback: object, optimizer: Any) -> None:
     """Refuse, before the first epoch, an optimizer that cannot be saved."""
     from ..optimizers import optimizer_config
 
@@ -31,7 +33,7 @@ def saved_optimizer_check(callback, optimizer) -> None:
         raise ValueError(f"{type(callback).__name__} saves the optimizer, but {exc}") from None
 
 
-def mlp_io():
+def mlp_io() -> ModuleType:
     """`mlp.io`, imported when first used (it reads `History` back from files)."""
     from .. import io
 

@@ -6,9 +6,12 @@ import errno
 import hashlib
 import os
 import socket
+from types import ModuleType
+from typing import Self
 
 from ._files import mlp_io
 
+fcntl: ModuleType | None
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not on Windows: exclusive creation instead
@@ -24,11 +27,12 @@ class FileLock:
 
     RELEASED = "released"  # the first line of a lock file kept for its record
 
-    def __init__(self, path):
+    def __init__(self, path: str) -> None:
         self.path = path
-        self.fd, self.mark = None, ""
+        self.fd: int | None = None
+        self.mark = ""
 
-    def acquire(self, record: str = ""):
+    def acquire(self, record: str = "") -> Self:
         for _ in range(20):  # another run may remove the file between open and lock
             fd = self._try_flock() if fcntl is not None else self._try_exclusive()
             if fd is not None:
@@ -37,7 +41,9 @@ class FileLock:
                 return self
         raise self._in_use()
 
-    def _try_flock(self):
+    def _try_flock(self) -> int | None:
+        if fcntl is None:
+            return self._try_exclusive()
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -56,7 +62,7 @@ class FileLock:
         os.ftruncate(fd, 0)
         return fd
 
-    def _try_exclusive(self):
+    def _try_exclusive(self) -> int | None:
         try:
             return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
@@ -77,7 +83,7 @@ class FileLock:
         except OSError:
             return []
 
-    def _holder(self):
+    def _holder(self) -> tuple[int | None, str]:
         lines = self._lines()
         pid, _, host = (lines[0] if lines else "").strip().partition(" ")
         try:
@@ -94,7 +100,7 @@ class FileLock:
         pid, host = self._holder()
         return f"process {pid} on {host or 'an unknown machine'}" if pid else "another process"
 
-    def _in_use(self):
+    def _in_use(self) -> RuntimeError:
         return RuntimeError(f"{self.path!r} is locked by {self._who()}")
 
     def release(self, keep: bool = False) -> None:
@@ -119,11 +125,11 @@ class FolderLock(FileLock):
 
     NAME = ".mlp-backup.lock"
 
-    def __init__(self, folder):
+    def __init__(self, folder: str) -> None:
         super().__init__(os.path.join(folder, self.NAME))
         self.folder = folder
 
-    def _in_use(self):
+    def _in_use(self) -> RuntimeError:
         return RuntimeError(f"BackupAndRestore: the folder {self.folder!r} is in use by another "
                             f"fit ({self._who()}; lock file {self.path!r}): two runs cannot "
                             f"share a backup folder. Give each run its own directory, or wait "
@@ -133,7 +139,7 @@ class FolderLock(FileLock):
 class LogLock(FileLock):
     """A fit's hold on a log file (whatever links lead to it): ``.NAME.lock`` beside it."""
 
-    def __init__(self, shown, target):
+    def __init__(self, shown: str, target: str) -> None:
         folder, name = os.path.split(target)
         lock = f".{name}.lock"
         if len(os.fsencode(lock)) > 200:  # the log's name is near the file system's limit
@@ -141,7 +147,7 @@ class LogLock(FileLock):
         super().__init__(os.path.join(folder, lock))
         self.shown = shown
 
-    def _in_use(self):
+    def _in_use(self) -> RuntimeError:
         return RuntimeError(f"CSVLogger: the log {self.shown!r} is in use by another fit "
                             f"({self._who()}; lock file {self.path!r}): two fits, or two "
                             f"loggers of one fit, cannot write one log. Give each its own "

@@ -7,6 +7,7 @@ import math
 import os
 import re
 import string
+from collections.abc import Iterable
 
 #: A format spec a path pattern may give a field: ``[[fill]align][sign][z][#][0][width]
 #: [grouping][.precision][type]`` with a fill that is a letter, digit, ``_``, ``-`` or a
@@ -23,7 +24,7 @@ def path_pattern_fields(pattern: str, what: str) -> list[str]:
     plain name (no ``{}``, no ``{0}``, no ``{epoch.attr}`` or ``{epoch[0]}``), without a
     conversion (``!r``), with a simple format spec (`_SAFE_SPEC`: none nested), in the
     file name only (the folder is literal)."""
-    def refuse(why):
+    def refuse(why: str) -> ValueError:
         return ValueError(f"{what} {pattern!r} {why} (a pattern names fields by plain name in "
                           f"its file name, e.g. 'ckpt/model-{{epoch:03d}}.npz'; write "
                           f"braces as {{{{ and }}}})")
@@ -32,7 +33,7 @@ def path_pattern_fields(pattern: str, what: str) -> list[str]:
         parts = list(string.Formatter().parse(pattern))
     except ValueError as exc:
         raise refuse(f"is not a valid name pattern: {exc}") from None
-    fields = []
+    fields: list[str] = []
     for literal, field, spec, conversion in parts:
         if fields and any(sep in literal for sep in _SEPARATORS):
             raise refuse(f"names the field {fields[0]!r} in a folder; only the file name may "
@@ -52,7 +53,7 @@ def path_pattern_fields(pattern: str, what: str) -> list[str]:
     return fields
 
 
-def sample_names(pattern, metrics):
+def sample_names(pattern: str, metrics: Iterable[str]) -> list[str]:
     """The paths ``pattern`` makes for a few epochs and metric values (first epoch, a large
     one, negative, tiny, NaN and infinite values), each checked to lie in the pattern's
     folder; a format spec that does not suit a value (``{val_loss:d}``) is refused."""

@@ -6,13 +6,17 @@ from __future__ import annotations
 import errno
 import json
 import os
+from typing import TYPE_CHECKING, Any
 
 from ._files import mlp_io, path_argument, remove_quietly, saved_optimizer_check
 from ._locks import FolderLock
-from .callback import Callback
+from .callback import Callback, Logs, Run
+
+if TYPE_CHECKING:
+    from ..model import MLP
 
 
-def _data_difference(theirs, ours) -> str:
+def _data_difference(theirs: object, ours: dict[str, Any]) -> str:
     """How the data fingerprinted ``theirs`` differs from ``ours`` (`data_fingerprint`)."""
     shapes = theirs.get("shapes") if isinstance(theirs, dict) else None
     if not isinstance(shapes, dict):
@@ -22,7 +26,7 @@ def _data_difference(theirs, ours) -> str:
     if not names:
         return "other data (the same shapes, other values)"
 
-    def shape(value):
+    def shape(value: Any) -> str:
         return "none" if value is None else f"shape {tuple(value)}"
 
     return "other data (" + ", ".join(
@@ -81,14 +85,15 @@ class BackupAndRestore(Callback):
     #: Its backup holds what every other callback did to the epoch: it runs after them.
     runs_last = True
 
-    def __init__(self, directory):
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = path_argument("BackupAndRestore directory", directory)
-        self.restored_epoch = None
-        self.others = []  # the fit's other callbacks (`set_run`)
-        self.fit_data = None  # the fit's data (`set_run`), for the run's fingerprint
-        self._lock, self._run = None, None
+        self.restored_epoch: int | None = None
+        self.others: list[Callback] = []  # the fit's other callbacks (`set_run`)
+        self.fit_data: Any = None  # the fit's data (`set_run`), for the run's fingerprint
+        self._lock: FolderLock | None = None
+        self._run: dict[str, Any] = {}
 
-    def set_run(self, run) -> None:
+    def set_run(self, run: Run) -> None:
         """Take the fit's other callbacks (whose states the backup holds) and its data
         (which identifies the run)."""
         self.others = [cb for cb in run.callbacks if cb is not self]
@@ -99,10 +104,10 @@ class BackupAndRestore(Callback):
         """The backup file of the current fit."""
         return self._path_for(self.params.get("initial_epoch", 0))
 
-    def _path_for(self, initial_epoch) -> str:
+    def _path_for(self, initial_epoch: int) -> str:
         return os.path.join(self.directory, f"backup-from-epoch-{initial_epoch}.npz")
 
-    def resumable_seed(self, model) -> int | None:
+    def resumable_seed(self, model: MLP) -> int | None:
         """The seed of the run this folder's backup would resume, for a model whose seed
         was drawn (``seed=None``) and that has not been trained; None otherwise."""
         if not model.seed_drawn or model.epochs_trained_ or \
@@ -117,7 +122,7 @@ class BackupAndRestore(Callback):
         return seed if type(seed) is int and seed >= 0 else None
 
     # ------------------------------------------------------------ begin
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         saved_optimizer_check(self, self.params.get("optimizer"))
         self.restored_epoch = None
         self._lock = self._hold_folder()
@@ -131,7 +136,7 @@ class BackupAndRestore(Callback):
             self._let_go()
             raise
 
-    def on_train_abandoned(self, logs=None):
+    def on_train_abandoned(self, logs: dict[str, Any] | None = None) -> None:
         """The fit ends before it began: let the folder go (and remove it if made here)."""
         self._let_go()
 
@@ -156,7 +161,7 @@ class BackupAndRestore(Callback):
         if os.path.exists(folder) and not os.path.isdir(folder):
             raise NotADirectoryError(errno.ENOTDIR, f"BackupAndRestore directory {folder!r} "
                                                     f"is a file, not a folder")
-        missing = []
+        missing: list[str] = []
         above = os.path.abspath(folder)
         while not os.path.isdir(above) and os.path.dirname(above) != above:
             missing.append(above)
@@ -176,7 +181,7 @@ class BackupAndRestore(Callback):
                 fh.write(f"{made}\n")
 
     # ------------------------------------------------------------ restore
-    def _restore(self, path):
+    def _restore(self, path: str) -> None:
         """Check the whole backup, then put it in: the model and the callbacks, all or
         nothing."""
         io = mlp_io()
@@ -205,12 +210,13 @@ class BackupAndRestore(Callback):
                              f"is as it was. Delete the backup, or use another directory, to "
                              f"train from the start") from exc
 
-    def _check_model(self, path, saved) -> bool:
+    def _check_model(self, path: str, saved: MLP) -> bool:
         """Refuse another model or optimizer; True where the model takes the backup's
         seed (drawn, untrained, otherwise the same config)."""
         model = self.model
         ours, theirs = model.get_config(), saved.get_config()
-        adopt = ours["seed"] != theirs["seed"] and self.resumable_seed(model) == theirs["seed"]
+        adopt = bool(ours["seed"] != theirs["seed"]
+                     and self.resumable_seed(model) == theirs["seed"])
         if adopt:
             ours["seed"] = theirs["seed"]
         if ours != theirs:
@@ -229,7 +235,7 @@ class BackupAndRestore(Callback):
                              f"it, or use another directory, to train from the start")
         return adopt
 
-    def _check_run(self, path, run) -> None:
+    def _check_run(self, path: str, run: dict[str, Any] | None) -> None:
         """Refuse a backup made with other settings or other data."""
         if run is None:  # a backup that does not record its run: nothing to compare
             return
@@ -244,7 +250,7 @@ class BackupAndRestore(Callback):
                              f"{'; '.join(differences)}; delete it, or use another "
                              f"directory, to train from the start")
 
-    def _check_epochs(self, path, saved) -> None:
+    def _check_epochs(self, path: str, saved: MLP) -> None:
         start, epochs = self.params.get("initial_epoch", 0), self.params.get("epochs")
         done = saved.epochs_trained_
         if done < start:
@@ -257,7 +263,8 @@ class BackupAndRestore(Callback):
                              f"epochs={done - start} or more to resume it, or delete it to "
                              f"train from the start")
 
-    def _check_states(self, path, states) -> list:
+    def _check_states(self, path: str, states: dict[str, Any]
+                      ) -> list[tuple[Callback, Any]]:
         """``[(callback, state)]`` to restore: every stored state must belong to one of
         this fit's callbacks and have the keys that callback keeps."""
         ours = dict(self._keyed())
@@ -282,24 +289,24 @@ class BackupAndRestore(Callback):
             restores.append((cb, state))
         return restores
 
-    def _keyed(self):
+    def _keyed(self) -> list[tuple[str, Callback]]:
         """``(key, callback)`` for the other callbacks: position and class name."""
         return [(f"{i}:{type(cb).__name__}", cb) for i, cb in enumerate(self.others)]
 
     # ------------------------------------------------------------ epochs and end
-    def on_epoch_end(self, epoch, logs):
+    def on_epoch_end(self, epoch: int, logs: Logs) -> None:
         states = {key: cb.get_state() for key, cb in self._keyed()}
         states = {k: v for k, v in states.items() if v is not None}
         states["run"] = {"seed": self.model.seed, **self._run}
         mlp_io().save(self.model, self.path, include_optimizer=True, callback_states=states)
 
-    def on_epochs_taken_back(self, epoch, logs=None):
+    def on_epochs_taken_back(self, epoch: int, logs: Logs | None = None) -> None:
         """The backup holds epochs a divergence took back: back up the model as it is now
         (a run started again resumes from there, not from weights that diverged)."""
         if self._lock is not None and os.path.exists(self.path):
             self.on_epoch_end(epoch - 1, logs or {})
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if (logs or {}).get("completed", True) and os.path.exists(self.path):
             os.remove(self.path)
         self._let_go()
@@ -331,7 +338,7 @@ class BackupAndRestore(Callback):
         return f"BackupAndRestore({self.directory!r})"
 
 
-def _check_settings(path, key, callback, state) -> None:
+def _check_settings(path: str, key: str, callback: Callback, state: Any) -> None:
     """Refuse the saved ``state`` of a callback built with other settings (a monitored
     metric, a mode, a patience... its best value and counts mean something else here)."""
     compare = getattr(callback, "settings_difference", None)
@@ -343,7 +350,7 @@ def _check_settings(path, key, callback, state) -> None:
                          f"another directory) to train from the start")
 
 
-def _state_keys(callback):
+def _state_keys(callback: Callback) -> set[str] | None:
     """The keys of ``callback``'s state (a dict from `Callback.get_state`), or None where
     it keeps no dict."""
     try:
@@ -353,7 +360,7 @@ def _state_keys(callback):
     return set(state) if isinstance(state, dict) else None
 
 
-def _levels_made(marker) -> int:
+def _levels_made(marker: str) -> int:
     """How many folders a backup folder's mark says were made with it (1: itself)."""
     try:
         with open(marker) as fh:

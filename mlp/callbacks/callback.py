@@ -4,7 +4,13 @@ fit tells its callbacks it runs."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..model import MLP
+
+#: An epoch's logs: each logged metric's value (``{"loss": 0.3, "val_loss": 0.4}``).
+Logs = dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -22,7 +28,7 @@ class Run:
         driven outside `fit`.
     """
 
-    callbacks: list
+    callbacks: list[Callback]
     data: Any = None
 
 
@@ -73,16 +79,30 @@ class Callback:
         Whether the callback takes runs of several epochs at once (see above).
     """
 
-    model = None
-    params: dict = {}
+    _model: MLP | None = None
+    params: dict[str, Any] = {}
     runs_last: bool = False
     epochs_at_once: bool = False
 
-    def set_model(self, model) -> None:
+    @property
+    def model(self) -> MLP:
+        """The model being trained (`set_model`); an AttributeError saying so before a
+        fit (or `set_model`) has given the callback one."""
+        model = self._model
+        if model is None:
+            raise AttributeError(f"{type(self).__name__} has no model yet: fit gives it the "
+                                 f"model it trains (set_model) before training begins")
+        return model
+
+    @model.setter
+    def model(self, model: MLP) -> None:
+        self._model = model
+
+    def set_model(self, model: MLP) -> None:
         """Take ``model``, the model being trained, as ``self.model``."""
         self.model = model
 
-    def set_params(self, params: dict) -> None:
+    def set_params(self, params: dict[str, Any]) -> None:
         """Take the fit's settings as ``self.params``."""
         self.params = params
 
@@ -90,27 +110,27 @@ class Callback:
         """Told, before ``on_train_begin``, what the fit runs (`Run`: every callback of
         the fit in the order they run, and the fit's data). Default: nothing."""
 
-    def resumable_seed(self, model) -> int | None:
+    def resumable_seed(self, model: MLP) -> int | None:
         """The seed of the run this callback resumes, where ``model``'s seed was drawn
         (``seed=None``) and it has not been trained: the fit draws its validation split
         with it. None (default): the model's own seed."""
         return None
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         """Before the first epoch."""
 
-    def on_train_abandoned(self, logs=None):
+    def on_train_abandoned(self, logs: dict[str, Any] | None = None) -> None:
         """This callback's ``on_train_begin`` ran, but the fit ends before its first
         epoch (a later callback's ``on_train_begin`` raised; ``on_train_end`` is not
         called): let go of what ``on_train_begin`` took (a lock, a file)."""
 
-    def on_epoch_begin(self, epoch: int, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
         """Before epoch ``epoch`` (counted from 0)."""
 
-    def on_epoch_end(self, epoch: int, logs: dict):
+    def on_epoch_end(self, epoch: int, logs: Logs) -> bool | None:
         """After epoch ``epoch``; a truthy return stops training (``model.stop_training``)."""
 
-    def on_epochs_end(self, epochs: range, logs: dict[str, list[float]]):
+    def on_epochs_end(self, epochs: range, logs: dict[str, list[float]]) -> bool | None:
         """After the run of epochs ``epochs`` (a range, in order), in a fit whose
         callbacks all declare ``epochs_at_once``: ``logs`` maps each logged metric to
         its values, one per epoch of ``epochs`` (read them; change nothing). The
@@ -129,28 +149,28 @@ class Callback:
                 or stop
         return stop
 
-    def on_epoch_logged(self, epoch: int, logs: dict):
+    def on_epoch_logged(self, epoch: int, logs: Logs) -> None:
         """Epoch ``epoch``'s ``logs`` as final: every callback that does not run last has
         seen the epoch end, and ``logs`` holds what they added or changed (read them;
         change nothing). Called on every callback, before those that run last see the
         epoch end."""
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         """After the last epoch; ``logs["completed"]`` is False when `fit` raised
         (divergence, Ctrl-C)."""
 
-    def on_epochs_taken_back(self, epoch: int, logs=None):
+    def on_epochs_taken_back(self, epoch: int, logs: Logs | None = None) -> None:
         """The fit diverged and took back the epochs from ``epoch`` on, which this
         callback saw end: the model is back at the start of ``epoch`` (its weights,
         epoch count, history and optimizer state). A callback that recorded those
         epochs forgets them here (`History` drops them, `CSVLogger` removes their rows,
         `BackupAndRestore` backs up the model as it is now). Called before ``on_train_end``."""
 
-    def get_state(self):
+    def get_state(self) -> dict[str, Any] | None:
         """What this callback has counted so far, JSON-ready (a dict), for a
         `BackupAndRestore` to back up; None (default): nothing."""
         return None
 
-    def set_state(self, state: dict) -> None:
+    def set_state(self, state: dict[str, Any]) -> None:
         """Take back what `get_state` gave (after ``on_train_begin``, when a
         `BackupAndRestore` resumes)."""

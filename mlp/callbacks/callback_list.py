@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
 from ..params import InstanceOf, validate
-from .callback import Callback, Run
+from .callback import Callback, Logs, Run
 from .function_callback import FunctionCallback
+
+if TYPE_CHECKING:
+    from ..model import MLP
+
+#: What `fit` takes as ``callbacks``: None, or a list of Callbacks and functions.
+CallbacksArgument = Sequence[Callback | Callable[[int, Logs], Any]] | None
 
 _WHAT = "a list of Callback objects or functions fn(epoch, logs)"
 
 
-def as_callbacks(callbacks) -> list[Callback]:
+def as_callbacks(callbacks: CallbacksArgument) -> list[Callback]:
     """``callbacks`` (None or a list of `Callback` objects and functions) as Callbacks.
 
     Raises TypeError for anything else, e.g. one callback not in a list.
@@ -20,7 +29,7 @@ def as_callbacks(callbacks) -> list[Callback]:
         raise TypeError(f"callbacks must be {_WHAT}, got one {type(callbacks).__name__}; "
                         f"put it in a list: callbacks=[...]")
     validate({"callbacks": [InstanceOf((list, tuple), _WHAT)]}, {"callbacks": callbacks})
-    out = []
+    out: list[Callback] = []
     for cb in callbacks:
         if isinstance(cb, Callback):
             out.append(cb)
@@ -32,7 +41,7 @@ def as_callbacks(callbacks) -> list[Callback]:
     return out
 
 
-def callback_name(callback) -> str:
+def callback_name(callback: Callback) -> str:
     """How messages name ``callback``: its class, or the function a `FunctionCallback`
     wraps."""
     if isinstance(callback, FunctionCallback):
@@ -40,7 +49,7 @@ def callback_name(callback) -> str:
     return type(callback).__name__
 
 
-def stop_requested(callback, result) -> bool:
+def stop_requested(callback: Callback, result: object) -> bool:
     """Whether ``on_epoch_end``'s ``result`` asks to stop (a truthy value); a value with
     no truth (an array of several elements) is refused, naming the callback."""
     try:
@@ -82,9 +91,10 @@ class CallbackList(Callback):
         The fit's data, told to every callback in the `Run` (`set_run`).
     """
 
-    check = None
+    check: Callable[[Callback, str, Any], None] | None = None
 
-    def __init__(self, callbacks=(), model=None, params=None, data=None):
+    def __init__(self, callbacks: Iterable[Callback] = (), model: MLP | None = None,
+                 params: dict[str, Any] | None = None, data: Any = None) -> None:
         self.callbacks = _in_running_order(callbacks)
         self.set_params(dict(params or {}))
         if model is not None:
@@ -94,7 +104,8 @@ class CallbackList(Callback):
     def append(self, callback: Callback) -> None:
         """Add ``callback`` (after the others, or last among those that run last), told
         the model, the settings and the run as the others were."""
-        callback.set_model(self.model)
+        if self._model is not None:
+            callback.set_model(self._model)
         callback.set_params(self.params)
         self.callbacks[:] = _in_running_order([*self.callbacks, callback])
         self.set_run(self.run)
@@ -105,22 +116,22 @@ class CallbackList(Callback):
         for cb in self.callbacks:
             cb.set_run(run)
 
-    def set_model(self, model) -> None:
+    def set_model(self, model: MLP) -> None:
         self.model = model
         for cb in self.callbacks:
             cb.set_model(model)
 
-    def set_params(self, params: dict) -> None:
+    def set_params(self, params: dict[str, Any]) -> None:
         self.params = params
         for cb in self.callbacks:
             cb.set_params(params)
 
-    def _checked(self, callback, hook, logs):
+    def _checked(self, callback: Callback, hook: str, logs: Any) -> None:
         if self.check is not None:
             self.check(callback, hook, logs)
 
-    def on_train_begin(self, logs=None):
-        begun = []
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        begun: list[Callback] = []
         try:
             for cb in self.callbacks:
                 cb.on_train_begin(logs)
@@ -134,7 +145,7 @@ class CallbackList(Callback):
                     continue
             raise
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
         for cb in self.callbacks:
             cb.on_epoch_begin(epoch, logs)
             self._checked(cb, "on_epoch_begin", logs)
@@ -144,17 +155,19 @@ class CallbackList(Callback):
         """Whether every callback declares ``epochs_at_once`` (takes runs of epochs)."""
         return all(cb.epochs_at_once for cb in self.callbacks)
 
-    def on_epochs_end(self, epochs, logs):
+    def on_epochs_end(self, epochs: range, logs: dict[str, list[float]]) -> bool:
         """Every callback's ``on_epochs_end`` for the run of ``epochs``, even after one
         raised an error (the epochs are the model's); then the first error is raised.
         Ctrl-C stops at once, and so does a model state a callback damaged."""
-        stop, error = False, None
+        stop = False
+        error: Exception | None = None
         for cb in self.callbacks:
             asked, error = self._end(cb, "on_epochs_end", (epochs, logs), error)
             stop = asked or stop
         return self._ended(stop, error)
 
-    def _end(self, callback, hook: str, args: tuple, error):
+    def _end(self, callback: Callback, hook: str, args: tuple[Any, ...],
+             error: Exception | None) -> tuple[bool, Exception | None]:
         """``callback``'s ``hook`` (``on_epoch_end`` or ``on_epochs_end``) called with
         ``args`` (the logs last), then checked: ``(whether it asked to stop, the first
         error so far)``; an error it raises is kept to be raised once every callback has
@@ -167,7 +180,7 @@ class CallbackList(Callback):
         self._checked(callback, hook, args[-1])
         return asked, error
 
-    def _ended(self, stop: bool, error) -> bool:
+    def _ended(self, stop: bool, error: Exception | None) -> bool:
         """Raise ``error`` (the first a callback raised) if any; else stop training if
         ``stop``, and return it."""
         if error is not None:
@@ -176,14 +189,15 @@ class CallbackList(Callback):
             self.model.stop_training = True
         return stop
 
-    def on_epoch_end(self, epoch, logs):
+    def on_epoch_end(self, epoch: int, logs: Logs) -> bool:
         """Every callback's ``on_epoch_end``, even after one raised an error (the epoch
         is the model's: logs, backups and histories all take it); then the first error
         is raised. Ctrl-C stops at once, and so does a model state or logs a callback
         damaged (refused before the next callback sees them). Every callback's
         ``on_epoch_logged`` comes before the first that runs last sees the epoch end:
         what the callbacks add to the logs reaches the histories (and a backup's)."""
-        stop, error, logged = False, None, False
+        stop, logged = False, False
+        error: Exception | None = None
         for cb in self.callbacks:
             if not logged and cb.runs_last:
                 logged = self._logged(epoch, logs)
@@ -193,13 +207,13 @@ class CallbackList(Callback):
             self._logged(epoch, logs)
         return self._ended(stop, error)
 
-    def _logged(self, epoch, logs) -> bool:
+    def _logged(self, epoch: int, logs: Logs) -> bool:
         """Every callback's ``on_epoch_logged`` (each checked), then that of the model's
         history (``model.history_``, which took the logs before the callbacks)."""
         for cb in self.callbacks:
             cb.on_epoch_logged(epoch, logs)
             self._checked(cb, "on_epoch_logged", logs)
-        kept = getattr(self.model, "history_", None)
+        kept = getattr(self._model, "history_", None)
         if isinstance(kept, Callback) and all(kept is not cb for cb in self.callbacks):
             kept.on_epoch_logged(epoch, logs)
         seen = getattr(self.check, "seen", None)
@@ -207,9 +221,9 @@ class CallbackList(Callback):
             seen()
         return True
 
-    def on_epochs_taken_back(self, epoch, logs=None):
+    def on_epochs_taken_back(self, epoch: int, logs: Logs | None = None) -> None:
         """Every callback's ``on_epochs_taken_back``; then the first error is raised."""
-        error = None
+        error: Exception | None = None
         for cb in self.callbacks:
             try:
                 cb.on_epochs_taken_back(epoch, logs)
@@ -218,10 +232,10 @@ class CallbackList(Callback):
         if error is not None:
             raise error
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         """Every callback's ``on_train_end``, even after one raised (a backup lets its
         folder go, a log is complete); then the first error is raised."""
-        error = None
+        error: BaseException | None = None
         for cb in self.callbacks:
             try:
                 cb.on_train_end(logs)
@@ -232,7 +246,7 @@ class CallbackList(Callback):
             raise error
 
 
-def resumed_seed(model, callbacks) -> int:
+def resumed_seed(model: MLP, callbacks: Iterable[Callback]) -> int:
     """The seed a fit of ``model`` draws its validation split with: the model's, or the
     seed of the run a callback among ``callbacks`` resumes (`Callback.resumable_seed`:
     a `BackupAndRestore`, where the model's seed was drawn, ``seed=None``, and it has
@@ -244,7 +258,7 @@ def resumed_seed(model, callbacks) -> int:
     return model.seed
 
 
-def _in_running_order(callbacks) -> list:
+def _in_running_order(callbacks: Iterable[Callback]) -> list[Callback]:
     """``callbacks`` as they run: those that declare ``runs_last`` after the others, each
     group in the order given."""
     callbacks = list(callbacks)

@@ -8,15 +8,17 @@ import io as io_module
 import os
 import secrets
 import warnings
+from collections.abc import Iterable
+from typing import Any
 
 from ..params import Boolean, InstanceOf, check
 from ._files import mlp_io, path_argument
 from ._locks import LogLock
-from .callback import Callback
+from .callback import Callback, Logs
 
 
-def _check_separator(separator) -> str:
-    check("separator", separator, [InstanceOf(str, "a string")])
+def _check_separator(value: object) -> str:
+    separator: str = check("separator", value, [InstanceOf(str, "a string")])
     if len(separator) != 1 or separator.isalnum() or separator in '.+-"\r\n':
         raise ValueError(f"separator must be one character that no number holds (such as "
                          f"',', ';' or a tab), got {separator!r}")
@@ -29,7 +31,9 @@ class _LogFile:
     short, ``cut`` the offset that row started at, else None) and ``open_end`` (its
     last row is whole but has no line end)."""
 
-    def __init__(self, header=None, rows=(), starts=(), data=b"", cut=None, open_end=False):
+    def __init__(self, header: list[str] | None = None,
+                 rows: Iterable[tuple[int, list[str]]] = (), starts: Iterable[int] = (),
+                 data: bytes = b"", cut: int | None = None, open_end: bool = False) -> None:
         self.header, self.rows, self.starts = header, list(rows), list(starts)
         self.data, self.cut, self.open_end = data, cut, open_end
 
@@ -71,19 +75,25 @@ class CSVLogger(Callback):
         One character between values (default ``","``), none that a number holds.
     """
 
-    def __init__(self, path, append=True, separator=","):
+    def __init__(self, path: str | os.PathLike[str], append: bool = True,
+                 separator: str = ",") -> None:
         self.path = path_argument(f"{type(self).__name__} path", path)
-        self.append = check("append", append, [Boolean()])
+        self.append: bool = check("append", append, [Boolean()])
         self.separator = _check_separator(separator)
-        self.columns = None
-        self._file, self._lock, self._target = _LogFile(), None, None
-        self._token, self._previous, self._size, self._hash = None, "", None, None
-        self._resumed = None  # the size of the file a resumed run finds as it left it
+        self.columns: list[str] | None = None
+        self._file = _LogFile()
+        self._lock: LogLock | None = None
+        self._target: str | None = None
+        self._token: str | None = None
+        self._previous = ""
+        self._size: int | None = None
+        self._hash: Any = None  # (hashlib's hash object: its type is private)
+        self._resumed: int | None = None  # the size of the file a resumed run finds as it left it
         self._own_tail = False  # whether what follows it is the killed run's
-        self._own_rows = []  # (epoch, byte offset) of each row this fit appended
+        self._own_rows: list[tuple[int, int]] = []  # (epoch, byte offset) of each row appended
 
     # ------------------------------------------------------------ begin
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         mlp_io().check_writable(self.path, "write the CSV log")
         self._target = os.path.realpath(self.path)
         lock = LogLock(self.path, self._target)
@@ -102,7 +112,7 @@ class CSVLogger(Callback):
             self._let_go()
             raise
 
-    def _let_go(self, completed=False) -> None:
+    def _let_go(self, completed: bool = False) -> None:
         """Let the log go; the lock file stays (with this run's mark) after a fit that
         wrote rows and did not complete, for the run resuming it; one that wrote nothing
         leaves the mark it found."""
@@ -114,15 +124,15 @@ class CSVLogger(Callback):
                                                    bool(self._previous)))
         self._lock = None
 
-    def on_train_abandoned(self, logs=None):
+    def on_train_abandoned(self, logs: dict[str, Any] | None = None) -> None:
         """The fit ends before it began: let the log go, leaving the mark it found."""
         self._let_go()
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         self._let_go(completed=(logs or {}).get("completed", True))
 
     # ------------------------------------------------------------ reading
-    def _read(self, strict):
+    def _read(self, strict: bool) -> _LogFile:
         """The existing file (`_LogFile`; empty if none). ``strict``: a file that is not a
         CSV log is an error (else it is treated as none)."""
         try:
@@ -144,7 +154,7 @@ class CSVLogger(Callback):
                 raise self._not_a_log(str(exc)) from None
             return _LogFile()
 
-    def _parse(self, text, data):
+    def _parse(self, text: str, data: bytes) -> _LogFile:
         lines = list(io_module.StringIO(text, newline=""))
         header = self._row(lines[0])
         if not header or header[0] != "epoch" or len(set(header)) != len(header) or \
@@ -169,18 +179,18 @@ class CSVLogger(Callback):
         log.data = data[:offset]
         return log
 
-    def _row(self, line):
+    def _row(self, line: str) -> list[str]:
         return next(csv.reader([line.rstrip("\r\n")], delimiter=self.separator), [])
 
-    def _not_a_log(self, why):
+    def _not_a_log(self, why: str) -> ValueError:
         return ValueError(f"CSVLogger: {self.path!r} is not a log this fit can append to: "
                           f"{why}. Give another path, or append=False to start it afresh")
 
-    def _check_columns(self, header, columns):
+    def _check_columns(self, header: list[str], columns: list[str]) -> None:
         """The file's metrics must be this fit's (validation ones may be missing on
         either side)."""
-        def split(names):
-            names = set(names[1:])
+        def split(columns: list[str]) -> tuple[set[str], set[str]]:
+            names = set(columns[1:])
             return ({n for n in names if not n.startswith("val_")},
                     {n for n in names if n.startswith("val_")})
 
@@ -190,13 +200,13 @@ class CSVLogger(Callback):
                                   f"{', '.join(columns)}")
 
     # ------------------------------------------------------------ resuming
-    def get_state(self):
+    def get_state(self) -> dict[str, Any]:
         """Where this run's log stands: its file, its size and a hash of its contents
         after the last row written, and the mark this run leaves in the lock file."""
         return {"path": self._target, "size": self._size, "token": self._token,
                 "digest": None if self._hash is None else self._hash.hexdigest()}
 
-    def set_state(self, state):
+    def set_state(self, state: dict[str, Any]) -> None:
         """A resumed run: the file is its own only if it is the one the killed run wrote,
         as it left it (the same size and hash up to its last backup); then a row it wrote
         after that backup (an epoch trained again) is dropped when the first epoch ends,
@@ -220,10 +230,10 @@ class CSVLogger(Callback):
         # what follows is the killed run's only if no other fit has held the log since
         self._own_tail = self._previous == state["token"]
 
-    def _drops_own_row(self, epoch) -> bool:
-        """Whether the rows after the resumed run's size are one row of ``epoch`` (the
+    def _drops_own_row(self, epoch: int, size: int) -> bool:
+        """Whether the rows after the resumed run's ``size`` are one row of ``epoch`` (the
         killed run's, of the epoch trained again)."""
-        log, size = self._file, self._resumed
+        log = self._file
         if not self._own_tail:
             return False
         after = [e for e, start in zip((e for e, _ in log.rows), log.starts, strict=True)
@@ -231,16 +241,16 @@ class CSVLogger(Callback):
         return after == [epoch] and log.starts[-1] == size
 
     # ------------------------------------------------------------ writing
-    def _start(self, epoch, logs):
+    def _start(self, epoch: int, logs: Logs) -> tuple[list[str], int]:
         """Decide the columns and the rows kept; change the file otherwise than by
         appending only where it must: a header gaining columns (rewritten atomically),
         the killed run's row of an epoch trained again or a last row cut short (cut off),
-        a last row without its line end (ended)."""
+        a last row without its line end (ended). Returns the columns and the file's size."""
         log = self._file
         if not self.append and self._resumed is None:
             log = _LogFile()
         kept = log.rows
-        if self._resumed is not None and self._drops_own_row(epoch):
+        if self._resumed is not None and self._drops_own_row(epoch, self._resumed):
             kept = log.rows[:-1]
             log.cut, log.open_end = log.starts[-1], False
         columns = ["epoch", *logs]
@@ -252,16 +262,17 @@ class CSVLogger(Callback):
             self._rewrite(columns, kept)
         else:
             self._patch(log)
-        self._mark_file()
+        return columns, self._mark_file()
 
-    def _mark_file(self) -> None:
+    def _mark_file(self) -> int:
         """Take the file as it is now for where this run's log stands (its size and hash,
         which the backup keeps); called after any change but `on_epoch_end`'s rows."""
         with open(self.path, "rb") as fh:
             data = fh.read()
         self._size, self._hash = len(data), hashlib.sha256(data)
+        return self._size
 
-    def _rewrite(self, columns, kept):
+    def _rewrite(self, columns: list[str], kept: list[tuple[int, list[str]]]) -> None:
         out = io_module.StringIO()
         writer = csv.writer(out, delimiter=self.separator, lineterminator="\r\n")
         writer.writerow(columns)
@@ -270,7 +281,7 @@ class CSVLogger(Callback):
         text = out.getvalue().encode("utf-8")
         mlp_io().write_atomically(self.path, lambda fh: fh.write(text), what="write the CSV log")
 
-    def _patch(self, log):
+    def _patch(self, log: _LogFile) -> None:
         """Cut off a last row cut short (or the killed run's own), or end a last row."""
         if log.cut is not None:
             if not self._own_tail or log.cut != self._resumed:
@@ -283,22 +294,23 @@ class CSVLogger(Callback):
             with open(self.path, "ab") as fh:
                 fh.write(b"\r\n")
 
-    def on_epoch_end(self, epoch, logs):
-        if self.columns is None:
-            self._start(epoch, logs)
+    def on_epoch_end(self, epoch: int, logs: Logs) -> None:
+        columns, size = self.columns, self._size
+        if columns is None or size is None:  # (both are set together, by `_start`)
+            columns, size = self._start(epoch, logs)
             self._written = 0
         row = {"epoch": epoch, **{k: repr(float(v)) for k, v in logs.items()}}
         out = io_module.StringIO()
-        csv.DictWriter(out, self.columns, restval="", extrasaction="ignore",
+        csv.DictWriter(out, columns, restval="", extrasaction="ignore",
                        delimiter=self.separator, lineterminator="\r\n").writerow(row)
         line = out.getvalue().encode("utf-8")
-        self._own_rows.append((epoch, self._size))
+        self._own_rows.append((epoch, size))
         with open(self.path, "ab") as fh:
             fh.write(line)
-        self._size += len(line)
+        self._size = size + len(line)
         self._hash.update(line)
 
-    def on_epochs_taken_back(self, epoch, logs=None):
+    def on_epochs_taken_back(self, epoch: int, logs: Logs | None = None) -> None:
         """Cut off the rows this fit appended for epochs ``epoch`` and later (a divergence
         took them back; they are the file's last): the log holds the epochs the model has."""
         starts = [start for e, start in self._own_rows if e >= epoch]
@@ -313,7 +325,7 @@ class CSVLogger(Callback):
         return f"CSVLogger({self.path!r}, append={self.append})"
 
 
-def _is_log_row(row) -> bool:
+def _is_log_row(row: list[str]) -> bool:
     """Whether ``row`` is an epoch (an integer >= 0) and numbers (or empty cells)."""
     try:
         if int(row[0]) < 0:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from .._typing import Array
 from ..params import Boolean, InstanceOf, Options, Real, validate
 from ..params import Integer as _Integer
+from .callback import Logs
 from .monitor_callback import MonitorCallback
 
 EARLY_STOPPING_CONSTRAINTS = {
@@ -55,17 +59,17 @@ class EarlyStopping(MonitorCallback):
         self.mode = values["mode"]
         self._check_mode()
 
-    def on_train_begin(self, logs=None):
-        self.best = None
-        self.best_epoch = None
-        self.best_params = None
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.best_params: list[tuple[Array, Array]] | None = None
         self.wait = 0
-        self.stopped_epoch = None
+        self.stopped_epoch: int | None = None
         names = self.params.get("metrics")
         if names is not None:
             self._check_logged(list(names))
 
-    def on_epoch_end(self, epoch, logs):
+    def on_epoch_end(self, epoch: int, logs: Logs) -> bool:
         key = self._check_logged(list(logs))
         value = logs[key]
         if self._improves(value, self.best, key):
@@ -78,7 +82,7 @@ class EarlyStopping(MonitorCallback):
             return True
         return False
 
-    def get_state(self):
+    def get_state(self) -> dict[str, Any]:
         return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
                 "settings": self.settings()}
 
@@ -86,14 +90,14 @@ class EarlyStopping(MonitorCallback):
                    "wait": [_Integer(0)], "settings": [InstanceOf(dict, "a JSON object")]}
     setting_names = ("monitor", "mode", "patience", "min_delta")
 
-    def set_state(self, state):
-        state = self._saved(state)
-        self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
+    def set_state(self, state: dict[str, Any]) -> None:
+        saved = self._saved(state)
+        self.best, self.best_epoch, self.wait = saved["best"], saved["best_epoch"], saved["wait"]
         # the restored weights are the best ones if the best epoch is the last one trained
         restored = self.model.epochs_trained_ - 1
         self.best_params = self.model.params if self.best_epoch == restored else None
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         # A fit that raised (divergence, Ctrl-C) keeps the weights it promised instead.
         completed = (logs or {}).get("completed", True)
         if completed and self.restore_best_weights and self.best_params is not None:

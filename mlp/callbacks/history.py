@@ -5,11 +5,15 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ._files import mlp_io
-from .callback import Callback
+from .callback import Callback, Logs
+
+if TYPE_CHECKING:  # (optional: the plot and pandas extras)
+    import matplotlib.figure
+    import pandas
 
 
 class History(Callback):
@@ -43,7 +47,7 @@ class History(Callback):
         self.params = dict(params or {})
         self.stopped_epoch: int | None = None
 
-    def set_params(self, params: dict) -> None:
+    def set_params(self, params: dict[str, Any]) -> None:
         self.params = params
 
     def append(self, epoch: int, logs: dict[str, float]) -> None:
@@ -74,7 +78,7 @@ class History(Callback):
         for values in self.history.values():
             values[:] = [values[i] for i in keep]
 
-    def _add_metrics(self, names) -> None:
+    def _add_metrics(self, names: Iterable[str]) -> None:
         """Start a list (NaN for the epochs so far) for each of ``names`` not kept yet, in
         their order."""
         for key in names:
@@ -89,7 +93,7 @@ class History(Callback):
                 self.append(epoch, {k: v[i] for k, v in other.history.items()
                                     if not math.isnan(v[i])})
 
-    def log_late(self, epoch: int, logs: dict) -> None:
+    def log_late(self, epoch: int, logs: dict[str, Any]) -> None:
         """Make the last row, when it is epoch ``epoch``'s, hold the numbers in ``logs``
         (added or changed by callbacks after this history took the epoch)."""
         if not self.epoch or self.epoch[-1] != epoch:
@@ -101,26 +105,26 @@ class History(Callback):
                 self._add_metrics([key])
             self.history[key][-1] = float(value)
 
-    def on_epoch_end(self, epoch, logs):
+    def on_epoch_end(self, epoch: int, logs: Logs) -> None:
         self.append(epoch, logs)
 
-    def on_epochs_end(self, epochs, logs):
+    def on_epochs_end(self, epochs: range, logs: dict[str, list[float]]) -> None:
         """Take the run's epochs at once (`append_epochs`)."""
         self.append_epochs(epochs, logs)
 
-    def on_epochs_taken_back(self, epoch, logs=None):
+    def on_epochs_taken_back(self, epoch: int, logs: Logs | None = None) -> None:
         """Drop the epochs a divergence took back (`drop_epochs_from`)."""
         self.drop_epochs_from(epoch)
 
-    def on_epoch_logged(self, epoch, logs):
+    def on_epoch_logged(self, epoch: int, logs: Logs) -> None:
         """Take what the callbacks after this one added to the epoch's logs (`log_late`)."""
         self.log_late(epoch, logs)
 
-    def on_train_end(self, logs=None):
-        if (logs or {}).get("completed", True) and getattr(self.model, "stop_training", False):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        if (logs or {}).get("completed", True) and getattr(self._model, "stop_training", False):
             self.stopped_epoch = self.epoch[-1] if self.epoch else None
 
-    def to_dataframe(self):
+    def to_dataframe(self) -> pandas.DataFrame:
         """The history as a pandas DataFrame: one row per epoch (index ``epoch``), one
         column per metric. Needs pandas (``pip install pandas``)."""
         try:
@@ -129,7 +133,8 @@ class History(Callback):
             raise ImportError("History.to_dataframe needs pandas: pip install pandas") from exc
         return pd.DataFrame(self.history, index=pd.Index(self.epoch, name="epoch"))
 
-    def plot(self, path=None, ax=None):
+    def plot(self, path: str | os.PathLike[str] | None = None, ax: Any = None
+             ) -> matplotlib.figure.Figure:
         """Learning curves: one panel per metric (``loss``, then ``accuracy`` or
         ``r2``/``mse``), training and validation (``val_``) lines in each, against
         the epoch (counted from 1, as epochs trained).
@@ -180,9 +185,9 @@ class History(Callback):
                                    what="save the figure")
         return figure
 
-    def _panels(self):
+    def _panels(self) -> list[tuple[str, list[str]]]:
         """``[(title, [keys])]``: training and validation forms of each metric together."""
-        out = {}
+        out: dict[str, list[str]] = {}
         for key in self.history:
             base = key[4:] if key.startswith("val_") else key
             out.setdefault(base, []).append(key)
@@ -190,7 +195,7 @@ class History(Callback):
                 for base, keys in out.items()]
 
     @staticmethod
-    def _axes(ax, n, Figure):
+    def _axes(ax: Any, n: int, Figure: Any) -> list[Any]:
         if ax is None:
             figure = Figure(figsize=(4.5 * n, 3.5), layout="constrained")
             axes = figure.subplots(1, n, squeeze=False)[0]
@@ -208,14 +213,14 @@ class History(Callback):
         return f"History(epochs={len(self.epoch)}, last={last})"
 
 
-def _figure_format(path, Figure) -> str:
+def _figure_format(path: str | os.PathLike[str], Figure: Any) -> str:
     """The image format for ``path`` (from its extension), once ``path`` is a file name
     in a writable folder and matplotlib writes that format."""
     import matplotlib
 
     path = mlp_io().check_writable(path, "save the figure")
     extension = os.path.splitext(path)[1][1:].lower()
-    image_format = extension or matplotlib.rcParams["savefig.format"]
+    image_format: str = extension or matplotlib.rcParams["savefig.format"]
     formats = Figure().canvas.get_supported_filetypes()
     if image_format not in formats:
         raise ValueError(f"History.plot cannot save the figure to {path!r}: matplotlib does "

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 from ..params import Boolean, InstanceOf, Options, validate
 from ..params import Integer as _Integer
 from ._files import path_argument, saved_optimizer_check
 from ._patterns import path_pattern_fields, sample_names
+from .callback import Logs
 from .monitor_callback import MonitorCallback
 
 CHECKPOINT_CONSTRAINTS = {
@@ -49,21 +53,24 @@ class ModelCheckpoint(MonitorCallback):
         The best ``monitor`` value seen; ``saved``: the paths written, in order.
     """
 
-    def __init__(self, path, monitor="val_loss", save_best_only=False, every_n_epochs=1,
-                 include_optimizer=True, mode="auto"):
+    def __init__(self, path: str | os.PathLike[str], monitor: str = "val_loss",
+                 save_best_only: bool = False, every_n_epochs: int = 1,
+                 include_optimizer: bool = True, mode: str = "auto") -> None:
         self.path = path_argument(f"{type(self).__name__} path", path)
         values = validate(CHECKPOINT_CONSTRAINTS, dict(
             monitor=monitor, save_best_only=save_best_only, every_n_epochs=every_n_epochs,
             include_optimizer=include_optimizer, mode=mode))
-        self.monitor, self.mode = values["monitor"], values["mode"]
+        self.monitor: str = values["monitor"]
+        self.mode = values["mode"]
         self.save_best_only = values["save_best_only"]
         self.every_n_epochs = values["every_n_epochs"]
         self.include_optimizer = values["include_optimizer"]
         self._check_mode()
         self.fields = set(path_pattern_fields(self.path, "ModelCheckpoint path"))
-        self.best, self.saved = None, []
+        self.best: float | None = None
+        self.saved: list[str] = []
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         from .. import io
 
         names = list(self.params.get("metrics") or [])
@@ -80,17 +87,17 @@ class ModelCheckpoint(MonitorCallback):
             io.check_writable(sample, "save the checkpoint", shown=self.path)
         self._started = False
 
-    def _best_before(self, epoch):
+    def _best_before(self, epoch: int) -> float | None:
         """The best ``monitor`` value of the model's epochs before ``epoch``."""
         history = self.model.history_
-        best = None
+        best: float | None = None
         if history is not None and self.monitor in history.history:
             for e, value in zip(history.epoch, history.history[self.monitor], strict=True):
                 if e < epoch and self._improves(value, best, self.monitor):
                     best = value
         return best
 
-    def on_epoch_end(self, epoch, logs):
+    def on_epoch_end(self, epoch: int, logs: Logs) -> None:
         if not self._started:  # after a restore, the epochs before this one are known
             self._started, self.best = True, self._best_before(epoch)
         if (epoch + 1) % self.every_n_epochs:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
+from typing import Any
 
 from ..metrics import metric_mode
-from ..params import validate
+from ..params import Rule, validate
 from .callback import Callback
 
 
@@ -38,9 +40,9 @@ class MonitorCallback(Callback):
         The arguments the saved state depends on (see `settings`).
     """
 
-    monitor = None
-    mode = "auto"
-    min_delta = 0.0
+    monitor: str | None = None
+    mode: str = "auto"
+    min_delta: float = 0.0
 
     def _check_mode(self) -> None:
         """Refuse, when the callback is built, a metric whose direction is unknown
@@ -48,13 +50,13 @@ class MonitorCallback(Callback):
         if self.mode == "auto" and self.monitor is not None:
             metric_mode(self.monitor)  # an unknown name (a typo) fails here, at once
 
-    def _key(self, names) -> str:
+    def _key(self, names: Collection[str]) -> str:
         """The metric watched among the logged ``names``."""
         if self.monitor is not None:
             return self.monitor
         return "val_loss" if "val_loss" in names else "loss"
 
-    def _check_logged(self, names) -> str:
+    def _check_logged(self, names: Collection[str]) -> str:
         """The metric watched (`_key`), refused (ValueError naming the callback and what
         the fit logs) where ``names`` does not hold it."""
         key = self._key(names)
@@ -66,22 +68,22 @@ class MonitorCallback(Callback):
                              f"log; it logs: {', '.join(names)}{hint}")
         return key
 
-    def _direction(self, key) -> str:
+    def _direction(self, key: str) -> str:
         """``"min"`` or ``"max"``: the better direction of the metric ``key``."""
         return metric_mode(key) if self.mode == "auto" else self.mode
 
     #: The rules (`mlp.params`) of each entry of the dict `get_state` gives.
-    state_rules: dict = {}
+    state_rules: dict[str, list[Rule]] = {}
 
     #: The arguments the saved state depends on: `get_state` holds them under
     #: ``"settings"``, and a backup made with others is refused (`settings_difference`).
-    setting_names: tuple = ()
+    setting_names: tuple[str, ...] = ()
 
-    def settings(self) -> dict:
+    def settings(self) -> dict[str, Any]:
         """The arguments (`setting_names`) this callback was built with."""
         return {name: getattr(self, name) for name in self.setting_names}
 
-    def settings_difference(self, state) -> str | None:
+    def settings_difference(self, state: object) -> str | None:
         """How the settings a saved ``state`` was made with differ from this callback's
         (``"monitor 'val_accuracy' there, 'val_loss' here"``), or None where they are the
         same (or the state does not say: then `set_state` refuses it as damaged)."""
@@ -92,7 +94,7 @@ class MonitorCallback(Callback):
         return "; ".join(f"{k} {saved.get(k)!r} there, {v!r} here" for k, v in ours.items()
                          if saved.get(k) != v) or f"settings {saved!r} there, {ours!r} here"
 
-    def _saved(self, state) -> dict:
+    def _saved(self, state: object) -> dict[str, Any]:
         """``state`` as a backup gave it back, checked entry by entry against
         `state_rules` before `set_state` uses any of it: a ValueError naming this
         callback for a missing, extra or ill-typed entry (a bool for a count, NaN...)."""
@@ -101,21 +103,21 @@ class MonitorCallback(Callback):
             got = sorted(state) if isinstance(state, dict) else type(state).__name__
             raise ValueError(f"{name}'s saved state holds {got}, not {sorted(self.state_rules)}")
         try:
-            state = validate(self.state_rules, state)
+            checked: dict[str, Any] = validate(self.state_rules, state)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{name}'s saved state is damaged: {exc}") from None
-        difference = self.settings_difference(state)
+        difference = self.settings_difference(checked)
         if difference:
             raise ValueError(f"{name}'s saved state was made with other settings "
                              f"({difference})")
-        return state
+        return checked
 
-    def _improves(self, value, best, key) -> bool:
+    def _improves(self, value: float, best: float | None, key: str) -> bool:
         """Whether ``value`` beats ``best`` (None: nothing yet) by more than ``min_delta``."""
         if not math.isfinite(value):
             return False
         if best is None:
             return True
         if self._direction(key) == "max":
-            return value > best + self.min_delta
-        return value < best - self.min_delta
+            return bool(value > best + self.min_delta)
+        return bool(value < best - self.min_delta)

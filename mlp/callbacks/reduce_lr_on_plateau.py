@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..params import InstanceOf, Options, Real, check, validate
 from ..params import Integer as _Integer
+from .callback import Logs
 from .monitor_callback import MonitorCallback
 
 PLATEAU_CONSTRAINTS = {
@@ -49,17 +52,24 @@ class ReduceLROnPlateau(MonitorCallback):
         The reductions made in this fit, with the new learning rate.
     """
 
-    def __init__(self, monitor="val_loss", factor=0.1, patience=10, min_lr=0.0, min_delta=0.0,
-                 cooldown=0, mode="auto", verbose=0):
+    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,
+                 min_lr: float = 0.0, min_delta: float = 0.0, cooldown: int = 0,
+                 mode: str = "auto", verbose: int = 0) -> None:
         values = validate(PLATEAU_CONSTRAINTS, dict(
             monitor=monitor, factor=factor, patience=patience, min_lr=min_lr,
             min_delta=min_delta, cooldown=cooldown, mode=mode, verbose=verbose))
-        for name, value in values.items():
-            setattr(self, name, value)
+        self.monitor: str = values["monitor"]
+        self.factor: float = values["factor"]
+        self.patience: int = values["patience"]
+        self.min_lr: float = values["min_lr"]
+        self.min_delta = values["min_delta"]
+        self.cooldown: int = values["cooldown"]
+        self.mode = values["mode"]
+        self.verbose: int = values["verbose"]
         self._check_mode()
-        self.reductions = []
+        self.reductions: list[tuple[int, float]] = []
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         from ..optimizers import learning_rate_scale
         from ..params import check_in_dtype
 
@@ -70,9 +80,10 @@ class ReduceLROnPlateau(MonitorCallback):
         except ValueError as exc:
             raise ValueError(f"ReduceLROnPlateau needs an optimizer with a learning rate: "
                              f"{exc}") from None
-        self.best, self.wait, self.cooling, self.reductions = None, 0, 0, []
+        self.best: float | None = None
+        self.wait, self.cooling, self.reductions = 0, 0, []
 
-    def on_epoch_end(self, epoch, logs):
+    def on_epoch_end(self, epoch: int, logs: Logs) -> None:
         from ..optimizers import current_learning_rate, learning_rate_scale
         from ..optimizers import with_learning_rate_scale as with_scale
 
@@ -106,7 +117,7 @@ class ReduceLROnPlateau(MonitorCallback):
             print(f"epoch {epoch + 1}: ReduceLROnPlateau reduced the learning rate to "
                   f"{new_rate:.4g}", flush=True)
 
-    def get_state(self):
+    def get_state(self) -> dict[str, Any]:
         return {"best": self.best, "wait": self.wait, "cooling": self.cooling,
                 "reductions": [list(r) for r in self.reductions], "settings": self.settings()}
 
@@ -115,10 +126,10 @@ class ReduceLROnPlateau(MonitorCallback):
                    "settings": [InstanceOf(dict, "a JSON object")]}
     setting_names = ("monitor", "mode", "factor", "patience", "min_lr", "min_delta", "cooldown")
 
-    def set_state(self, state):
-        state = self._saved(state)
-        reductions = [_reduction(r) for r in state["reductions"]]
-        self.best, self.wait, self.cooling = state["best"], state["wait"], state["cooling"]
+    def set_state(self, state: dict[str, Any]) -> None:
+        saved = self._saved(state)
+        reductions = [_reduction(r) for r in saved["reductions"]]
+        self.best, self.wait, self.cooling = saved["best"], saved["wait"], saved["cooling"]
         self.reductions = reductions
 
     def __repr__(self) -> str:
@@ -126,7 +137,7 @@ class ReduceLROnPlateau(MonitorCallback):
                 f"patience={self.patience}, min_lr={self.min_lr})")
 
 
-def _reduction(pair) -> tuple:
+def _reduction(pair: object) -> tuple[int, float]:
     """A saved ``[epoch, learning rate]`` of `ReduceLROnPlateau`, checked."""
     if not isinstance(pair, list) or len(pair) != 2:
         raise ValueError(f"ReduceLROnPlateau's saved state is damaged: a reduction {pair!r} "
