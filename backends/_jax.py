@@ -228,6 +228,11 @@ class JaxBackend(Backend):
         with self._x64(True) if wide and not self._x64.value else contextlib.nullcontext():
             return self._jax.lax.scan(body, carry, xs, length=length)
 
+    def fori_loop(self, lower, upper, body, carry):
+        wide = _wants_x64(self._jax.tree_util.tree_leaves(carry))
+        with self._x64(True) if wide and not self._x64.value else contextlib.nullcontext():
+            return self._jax.lax.fori_loop(lower, upper, body, carry)
+
     def synchronize(self):
         self._jax.effects_barrier()
 

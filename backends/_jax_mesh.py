@@ -137,9 +137,13 @@ class ShardedJaxBackend(JaxBackend):
     def to_numpy(self, array):
         return np.array(_gathered(array, self, "array"), copy=True)
 
-    def place_rows(self, x, y, w):
+    def place_rows(self, x, y, w, padded=False):
         """``x``, ``y`` and ``w`` (ones where None) with at least one padding row of weight 0,
-        padded to a multiple of the device count and sharded by rows."""
+        padded to a multiple of the device count and sharded by rows (``padded``: host
+        arrays padded so already, sharded as they are: see `Backend.place_rows`)."""
+        if padded:
+            with self.precision(x, y, w):
+                return tuple(self._place(np.ascontiguousarray(a), self.rows) for a in (x, y, w))
         n, d = x.shape[0], self.n_devices
         extra = d - n % d  # at least one padding row: batches point at the last
         if w is None:
