@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from array_api_compat import device
 
-from . import core
+from . import buckets, core
 from .callbacks import (
     CallbackList,
     EpochLogger,
@@ -142,6 +142,7 @@ class TrainingData:
     val: tuple | None  # (x_val, targets, labels, weights)
     w: Any = None  # the rows' weights (n,), or None
     n: int | None = None  # the training samples (x may hold padding rows after them)
+    padded: bool = False  # rows padded to `mlp.buckets`' sizes: batches go by `batch_plan`
 
     def __post_init__(self):
         if self.n is None:
@@ -338,8 +339,13 @@ def training_data(model, x, y, validation_data, validation_split, sample_weight=
                   class_weight=None, split_seed=None) -> TrainingData:
     """``(x, y)`` and the rows' weights (`mlp.weights.row_weights`) on the device, checked;
     validation data given (unweighted) or split off (with its rows' weights) by the
-    stream of ``split_seed`` (default: the model's seed; see `resumed_seed`)."""
-    x_dev, y_dev, labels, w = model.prepare_data(x, y, sample_weight, class_weight)
+    stream of ``split_seed`` (default: the model's seed; see `resumed_seed`).
+
+    Where the model pads rows (`pads_training_rows`), ``x`` stays on the host until
+    it is split and padded (`_placed`), so nothing compiles per data size."""
+    on_host = pads_training_rows(model)
+    x_dev, y_dev, labels, w = model.prepare_data(x, y, sample_weight, class_weight,
+                                                 on_host=on_host)
     if validation_data is not None:
         val = model.prepare_data(*validation_data, None,
                                  names=("x_val", "y_val", "sample_weight"), padded=True)
@@ -355,10 +361,10 @@ def training_data(model, x, y, validation_data, validation_split, sample_weight=
     if w is not None:
         _check_split_weights(model, w, order[:n_val], validation_split,
                              _weights_name(sample_weight, class_weight))
-    to = model.backend.asarray
-    rows_val, rows_train = to(np.sort(order[:n_val])), to(np.sort(order[n_val:]))
-    val, (x_train, y_train, _, w_train) = _row_splitter(model)(
-        (x_dev, y_dev, labels, w), rows_val, rows_train)
+    rows_val, rows_train = np.sort(order[:n_val]), np.sort(order[n_val:])
+    split = _host_split if on_host else _row_splitter(model)
+    val, (x_train, y_train, _, w_train) = split(model, (x_dev, y_dev, labels, w), rows_val,
+                                                rows_train)
     val = model.pad_prepared(*val)  # evaluated every epoch: padded once
     return _placed(model, TrainingData(x_train, y_train, val, w_train))
 
@@ -387,25 +393,59 @@ def _check_split_weights(model, w, rows_val, validation_split, what) -> None:
 
 
 def _row_splitter(model):
-    """``split(arrays, rows_a, rows_b) -> (arrays at rows_a, arrays at rows_b)`` (None
-    stays None), in one call: compiled on JAX, one program rather than one per array."""
+    """``split(model, arrays, rows_a, rows_b) -> (arrays at rows_a, arrays at rows_b)``
+    (host row indices; None stays None), in one call: compiled on JAX, one program
+    rather than one per array."""
     xp = model.xp
 
     def split(arrays, rows_a, rows_b):
         return tuple(tuple(None if a is None else xp.take(a, rows, axis=0) for a in arrays)
                      for rows in (rows_a, rows_b))
 
-    return model.compiled(("split rows",), lambda: model.backend.jit(split))
+    fn = model.compiled(("split rows",), lambda: model.backend.jit(split))
+    to = model.backend.asarray
+    return lambda model, arrays, rows_a, rows_b: fn(arrays, to(rows_a), to(rows_b))
+
+
+def _host_split(model, arrays, rows_a, rows_b) -> tuple:
+    """`_row_splitter`'s split on the host (NumPy arrays back): on a backend that compiles,
+    a split on the device would compile a program per pair of sizes."""
+    host = [None if a is None else _to_host(model, a) for a in arrays]
+    return tuple(tuple(None if a is None else a[rows] for a in host) for rows in (rows_a, rows_b))
+
+
+def _to_host(model, array) -> np.ndarray:
+    """``array`` (the backend's or NumPy) as NumPy."""
+    return model.backend.to_numpy(array) if model.backend.is_native(array) else array
+
+
+def pads_training_rows(model) -> bool:
+    """Whether `fit` pads the training rows to `mlp.buckets`' sizes with rows of weight 0
+    (`mlp.buckets.training_rows`), so that a model compiles a bounded number of programs
+    whatever its data sizes: where the model pads what it evaluates (`MLP.bucketed`, a
+    backend that compiles and a loss that takes row weights)."""
+    return model.bucketed(weighted=True)
 
 
 def _placed(model, data) -> TrainingData:
     """``data`` with its training rows placed by the backend (`Backend.place_rows`: as
-    they are, or padded with rows of weight 0 and sharded over several devices)."""
-    if model.backend.pads_rows:
+    they are, or padded with rows of weight 0 and sharded over several devices); where
+    the model pads training rows (`pads_training_rows`), padded on the host to
+    `mlp.buckets.training_rows` first."""
+    backend = model.backend
+    if backend.pads_rows:
         model.spec.loss.check_takes_weights("rows of weight 0 (a data-parallel backend pads "
                                              "the data with them)")
-    x, y, w = model.backend.place_rows(data.x, data.y, data.w)
-    return TrainingData(x, y, data.val, w, data.n)
+    if not pads_training_rows(model):
+        x, y, w = backend.place_rows(data.x, data.y, data.w)
+        return TrainingData(x, y, data.val, w, data.n)
+    n = data.x.shape[0]
+    size = buckets.training_rows(n, getattr(backend, "n_devices", 1))
+    weights = None if data.w is None else _to_host(model, data.w)
+    x, y = (buckets.pad_host(_to_host(model, a), size) for a in (data.x, data.y))
+    x, y, w = backend.place_rows(x, y, buckets.host_weights(weights, n, size, model.dtype_name),
+                                 padded=True)
+    return TrainingData(x, y, data.val, w, n, padded=True)
 
 
 # ------------------------------------------------------------------ step 3
@@ -445,11 +485,12 @@ def callback_list(model, plan: FitPlan, data) -> tuple[CallbackList, History]:
 
 
 # ------------------------------------------------------------------ step 4
-def run_function(model, optimizer, alpha, clip_norm):
-    """The (compiled, shared) run of `mlp.engine.pipeline.make_run` for this model and settings."""
-    return model.compiled(("run", optimizer, alpha, clip_norm),
+def run_function(model, optimizer, alpha, clip_norm, counted: bool = False):
+    """The (compiled, shared) run of `mlp.engine.pipeline.make_run` for this model and settings
+    (``counted``: for rows padded to `mlp.buckets`' sizes)."""
+    return model.compiled(("run", optimizer, alpha, clip_norm, counted),
                            lambda: make_run(model.backend, model.spec, optimizer, alpha,
-                                            clip_norm))
+                                            clip_norm, counted=counted))
 
 
 def _largest_weight(model, params) -> float:
@@ -824,7 +865,8 @@ class Trainer:
         batch_size = settings.batch_size
         self.batch_size = None if batch_size is None or batch_size >= n else batch_size
         self.shuffle = settings.shuffle
-        self.run = run_function(model, self.optimizer, settings.alpha, settings.clip_norm)
+        self.run = run_function(model, self.optimizer, settings.alpha, settings.clip_norm,
+                                data.padded)
         opt_state = (model.optimizer_state_ if plan.continued
                      else self.optimizer.init(model.params))
         self.state = TrainState(model.params, opt_state, self.start, model.shuffle_rng)
@@ -840,7 +882,7 @@ class Trainer:
         # Runs of epochs when every callback takes them after the run (declares
         # `epochs_at_once`); a callback that does not, or validation, needs every epoch.
         self.epochs_at_once = data.val is None and callbacks.epochs_at_once
-        max_chunk = self.epochs if self.batch_size is None else MAX_INDICES // n
+        max_chunk = self.epochs if self.batch_size is None else MAX_INDICES // data.x.shape[0]
         self.planner = ChunkPlanner(max_chunk if self.epochs_at_once else 1,
                                     key=(self.run, n, self.batch_size, self.epochs),
                                     bound=run_time_bound(self.epochs, data.n, self.batch_size,
@@ -1000,6 +1042,9 @@ class Trainer:
         batches, last = batch_indices(self.state.rng, self.data.n, self.batch_size,
                                       n_epochs, self.shuffle)
         to, n_rows = self.model.backend.batch_rows, self.data.x.shape[0]
+        if self.data.padded:  # every batch of the batch size, slots for the padded rows
+            batches, counts = buckets.batch_plan(batches, last, n_rows)
+            return to(batches, n_rows), self.model.backend.asarray(counts)
         return to(batches, n_rows), None if last is None else to(last, n_rows)
 
     # ---------------------------------------------------------- divergence
