@@ -143,10 +143,29 @@ class TrainingData:
     w: Any = None  # the rows' weights (n,), or None
     n: int | None = None  # the training samples (x may hold padding rows after them)
     padded: bool = False  # rows padded to `mlp.buckets`' sizes: batches go by `batch_plan`
+    n_val: int | None = None  # the validation samples (val may hold padding rows after them)
+    own_weights: bool = True  # w holds weights the fit was given (not only the padding's)
+    val_weights: bool = True  # val's weights were given (not only the padding's)
 
     def __post_init__(self):
         if self.n is None:
             self.n = self.x.shape[0]
+        if self.n_val is None and self.val is not None:
+            self.n_val = self.val[0].shape[0]
+
+    def given(self) -> dict[str, tuple[Any, int]]:
+        """The arrays as the fit was given them, without what padding added: ``name ->
+        (array, its own rows)`` (the first rows of ``array``); weights only where given.
+        What identifies the fit's data (`mlp.io.data_fingerprint`) on every backend."""
+        arrays = {"x": (self.x, self.n), "y": (self.y, self.n)}
+        if self.w is not None and self.own_weights:
+            arrays["sample_weight"] = (self.w, self.n)
+        if self.val is not None:
+            names = ("x_val", "y_val", "val_labels", "val_sample_weight")
+            for name, array in zip(names, self.val, strict=True):
+                if array is not None and (name != "val_sample_weight" or self.val_weights):
+                    arrays[name] = (array, self.n_val)
+        return arrays
 
 
 def _equal_chunks(remaining: int, longest: int) -> int:
@@ -348,8 +367,9 @@ def training_data(model, x, y, validation_data, validation_split, sample_weight=
                                                  on_host=on_host)
     if validation_data is not None:
         val = model.prepare_data(*validation_data, None,
-                                 names=("x_val", "y_val", "sample_weight"), padded=True)
-        return _placed(model, TrainingData(x_dev, y_dev, val, w))
+                                 names=("x_val", "y_val", "sample_weight"), on_host=True)
+        given = dict(n_val=val[0].shape[0], val_weights=val[3] is not None)
+        return _placed(model, TrainingData(x_dev, y_dev, model.pad_prepared(*val), w, **given))
     if validation_split is None:
         return _placed(model, TrainingData(x_dev, y_dev, None, w))
     n = x_dev.shape[0]
@@ -365,8 +385,9 @@ def training_data(model, x, y, validation_data, validation_split, sample_weight=
     split = _host_split if on_host else _row_splitter(model)
     val, (x_train, y_train, _, w_train) = split(model, (x_dev, y_dev, labels, w), rows_val,
                                                 rows_train)
+    given = dict(n_val=n_val, val_weights=w is not None)
     val = model.pad_prepared(*val)  # evaluated every epoch: padded once
-    return _placed(model, TrainingData(x_train, y_train, val, w_train))
+    return _placed(model, TrainingData(x_train, y_train, val, w_train, **given))
 
 
 def _weights_name(sample_weight, class_weight) -> str:
@@ -436,16 +457,17 @@ def _placed(model, data) -> TrainingData:
     if backend.pads_rows:
         model.spec.loss.check_takes_weights("rows of weight 0 (a data-parallel backend pads "
                                              "the data with them)")
+    given = dict(n_val=data.n_val, val_weights=data.val_weights, own_weights=data.w is not None)
     if not pads_training_rows(model):
         x, y, w = backend.place_rows(data.x, data.y, data.w)
-        return TrainingData(x, y, data.val, w, data.n)
+        return TrainingData(x, y, data.val, w, data.n, **given)
     n = data.x.shape[0]
     size = buckets.training_rows(n, getattr(backend, "n_devices", 1))
     weights = None if data.w is None else _to_host(model, data.w)
     x, y = (buckets.pad_host(_to_host(model, a), size) for a in (data.x, data.y))
     x, y, w = backend.place_rows(x, y, buckets.host_weights(weights, n, size, model.dtype_name),
                                  padded=True)
-    return TrainingData(x, y, data.val, w, n, padded=True)
+    return TrainingData(x, y, data.val, w, n, padded=True, **given)
 
 
 # ------------------------------------------------------------------ step 3
