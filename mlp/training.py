@@ -153,7 +153,7 @@ class TrainingData:
         if self.n_val is None and self.val is not None:
             self.n_val = self.val[0].shape[0]
 
-    def given(self) -> dict[str, tuple[Any, int]]:
+    def given(self) -> dict[str, tuple[Any, int | None]]:
         """The arrays as the fit was given them, without what padding added: ``name ->
         (array, its own rows)`` (the first rows of ``array``); weights only where given.
         What identifies the fit's data (`mlp.io.data_fingerprint`) on every backend."""

@@ -14,6 +14,19 @@ from .. import buckets
 from . import _solver
 
 
+def _padded_rows(pads: bool, X: np.ndarray, Y: np.ndarray,
+                 sample_weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray,
+                                                            np.ndarray | None]:
+    """``(X, Y, sample_weight)``, with ``pads`` (`BaseMLP._pads`) padded on the host to
+    `mlp.buckets.bucket` with rows of weight 0 (the weights then never None)."""
+    if not pads:
+        return X, Y, sample_weight
+    n = X.shape[0]
+    size = buckets.bucket(n)
+    return (buckets.pad_host(X, size), buckets.pad_host(Y, size),
+            buckets.host_weights(sample_weight, n, size, X.dtype.name))
+
+
 class LbfgsSolver:
     """`BaseMLP`'s ``lbfgs`` training (needs its parameters and helpers)."""
 
@@ -21,7 +34,7 @@ class LbfgsSolver:
         dtype = be.dtype(X.dtype.name)
         constant = self._loss_constant(Y, sample_weight)  # scikit-learn's reported objective
         data = [None if a is None else be.asarray(a, dtype)
-                for a in self._padded_rows(be, X, Y, sample_weight)]
+                for a in _padded_rows(self._pads(be), X, Y, sample_weight)]
         shapes = [W.shape for W in self.coefs_]
         theta = np.concatenate([W.ravel() for W in self.coefs_]
                                + list(self.intercepts_)).astype(np.float64)
@@ -45,16 +58,6 @@ class LbfgsSolver:
         for _, fan_out in shapes:
             self.intercepts_.append(flat[start:start + fan_out])
             start += fan_out
-
-    def _padded_rows(self, be, X, Y, sample_weight) -> tuple:
-        """``(X, Y, sample_weight)``, where the rows are padded (`BaseMLP._pads`) padded on the
-        host to `mlp.buckets.bucket` with rows of weight 0 (the weights then never None)."""
-        if not self._pads(be):
-            return X, Y, sample_weight
-        n = X.shape[0]
-        size = buckets.bucket(n)
-        return (buckets.pad_host(X, size), buckets.pad_host(Y, size),
-                buckets.host_weights(sample_weight, n, size, X.dtype.name))
 
     def _loss_grad_lbfgs(self, packed, X, Y, sample_weight=None, *unused):
         """The full-batch objective and its gradient, for L-BFGS (as scikit-learn's).

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.base import is_classifier
@@ -24,6 +25,9 @@ from ..optimizers import with_learning_rate_scale
 from ..tree import tree_map
 from . import _solver
 
+if TYPE_CHECKING:
+    from ..backends import Backend
+
 
 def _batches(order: np.ndarray, batch_size: int):
     """``(batches (n // bs, bs), last (r,) or None)`` from one epoch's sample order."""
@@ -32,7 +36,25 @@ def _batches(order: np.ndarray, batch_size: int):
             order[n_full:] if n_full < len(order) else None)
 
 
-def _epoch_rows(be, batches: np.ndarray, last: np.ndarray | None, padded: int | None) -> tuple:
+def _training_rows(be: Backend, dtype: Any, pads: bool,
+                   rows: tuple[np.ndarray, np.ndarray, np.ndarray | None]
+                   ) -> tuple[tuple[Any, Any, Any], int | None]:
+    """``((x, y, w) on the backend, padded rows or None)`` from host ``rows = (X, Y, w)``:
+    with ``pads`` (`BaseMLP._pads`) padded on the host to `mlp.buckets.training_rows`
+    with rows of weight 0, so that every data size within a size of the ladder shares
+    one program."""
+    (X, Y, w), to = rows, be.asarray
+    if not pads:
+        return (to(X, dtype), to(Y, dtype), None if w is None else to(w, dtype)), None
+    n = X.shape[0]
+    size = buckets.training_rows(n)
+    weights = buckets.host_weights(w, n, size, X.dtype.name)
+    return (to(buckets.pad_host(X, size), dtype), to(buckets.pad_host(Y, size), dtype),
+            to(weights, dtype)), size
+
+
+def _epoch_rows(be: Backend, batches: np.ndarray, last: np.ndarray | None,
+                padded: int | None) -> tuple[Any, Any]:
     """An epoch's ``(batches, last)`` on the backend: as they are, or for ``padded`` rows
     laid out by `mlp.buckets.batch_plan` (``last``: the rows in each batch slot)."""
     if padded is None:
@@ -95,7 +117,7 @@ class StochasticSolver:
         (X, Y, w), val = self._split(X, Y, sample_weight, rng)
         dtype = be.dtype(X.dtype.name)
         to = be.asarray
-        data, padded = self._training_rows(be, dtype, X, Y, w)
+        data, padded = _training_rows(be, dtype, self._pads(be), (X, Y, w))
         opt, spec, alpha = self._make_optimizer(), self._spec(be), float(self.alpha)
         counted = padded is not None
         epoch = _solver.compiled(be, ("epoch", spec, opt, alpha, counted),
@@ -130,20 +152,6 @@ class StochasticSolver:
             warnings.warn("Training interrupted by user.", stacklevel=3)
         self._optimizer.state = tree_map(be.to_numpy, state)
         self._store_params(be, self.__dict__.pop("_best_params") if val is not None else params)
-
-    def _training_rows(self, be, dtype, X, Y, w):
-        """``((x, y, w) on the backend, padded rows or None)``: on a backend that compiles
-        (with a loss that takes row weights) padded on the host to
-        `mlp.buckets.training_rows` with rows of weight 0, so that every data size
-        within a size of the ladder shares one program."""
-        to = be.asarray
-        if not self._pads(be):
-            return (to(X, dtype), to(Y, dtype), None if w is None else to(w, dtype)), None
-        n = X.shape[0]
-        size = buckets.training_rows(n)
-        weights = buckets.host_weights(w, n, size, X.dtype.name)
-        return (to(buckets.pad_host(X, size), dtype), to(buckets.pad_host(Y, size), dtype),
-                to(weights, dtype)), size
 
     def _epoch_constant(self, Y, w, batches, last):
         """What scikit-learn's epoch loss adds to ours: each batch's `_loss_constant`,
