@@ -507,9 +507,10 @@ def callback_list(model, plan: FitPlan, data) -> tuple[CallbackList, History]:
 
 
 # ------------------------------------------------------------------ step 4
-def run_function(model, optimizer, alpha, clip_norm, counted: bool = False):
+def run_function(model, optimizer, alpha, clip_norm):
     """The (compiled, shared) run of `mlp.engine.pipeline.make_run` for this model and settings
-    (``counted``: for rows padded to `mlp.buckets`' sizes)."""
+    (for rows padded to `mlp.buckets`' sizes where the model pads them, `pads_training_rows`)."""
+    counted = pads_training_rows(model)
     return model.compiled(("run", optimizer, alpha, clip_norm, counted),
                            lambda: make_run(model.backend, model.spec, optimizer, alpha,
                                             clip_norm, counted=counted))
@@ -887,8 +888,7 @@ class Trainer:
         batch_size = settings.batch_size
         self.batch_size = None if batch_size is None or batch_size >= n else batch_size
         self.shuffle = settings.shuffle
-        self.run = run_function(model, self.optimizer, settings.alpha, settings.clip_norm,
-                                data.padded)
+        self.run = run_function(model, self.optimizer, settings.alpha, settings.clip_norm)
         opt_state = (model.optimizer_state_ if plan.continued
                      else self.optimizer.init(model.params))
         self.state = TrainState(model.params, opt_state, self.start, model.shuffle_rng)
