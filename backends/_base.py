@@ -204,7 +204,7 @@ class Backend:
                                 for y in zip(*ys))
         return carry, self.xp.stack(ys)
 
-    def fori_loop(self, lower: Any, upper: Any, body: Callable, carry: Any):
+    def fori_loop(self, lower: Any, upper: Any, body: Callable, carry: Any) -> Any:
         """``carry = body(i, carry)`` for ``i`` from ``lower`` to ``upper - 1``; the last
         ``carry``. The bounds may be computed (0-d integer arrays): where the backend
         compiles, the number of iterations is then known only when the program runs
