@@ -29,7 +29,7 @@ import numbers
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from array_api_compat import device
@@ -59,6 +59,9 @@ from .params import check_in_dtype
 from .tree import describe as _what
 from .tree import structure_problem as _structure_problem
 from .validation import all_finite
+
+if TYPE_CHECKING:
+    from .model import MLP
 
 #: Seconds of work one call of the run covers when nothing needs the host between
 #: epochs: on JAX a call cannot be interrupted, so Ctrl-C loses at most about this much.
@@ -428,19 +431,19 @@ def _row_splitter(model):
     return lambda model, arrays, rows_a, rows_b: fn(arrays, to(rows_a), to(rows_b))
 
 
-def _host_split(model, arrays, rows_a, rows_b) -> tuple:
+def _host_split(model: MLP, arrays: tuple, rows_a: np.ndarray, rows_b: np.ndarray) -> tuple:
     """`_row_splitter`'s split on the host (NumPy arrays back): on a backend that compiles,
     a split on the device would compile a program per pair of sizes."""
     host = [None if a is None else _to_host(model, a) for a in arrays]
     return tuple(tuple(None if a is None else a[rows] for a in host) for rows in (rows_a, rows_b))
 
 
-def _to_host(model, array) -> np.ndarray:
+def _to_host(model: MLP, array: Any) -> np.ndarray:
     """``array`` (the backend's or NumPy) as NumPy."""
     return model.backend.to_numpy(array) if model.backend.is_native(array) else array
 
 
-def pads_training_rows(model) -> bool:
+def pads_training_rows(model: MLP) -> bool:
     """Whether `fit` pads the training rows to `mlp.buckets`' sizes with rows of weight 0
     (`mlp.buckets.training_rows`), so that a model compiles a bounded number of programs
     whatever its data sizes: where the model pads what it evaluates (`MLP.bucketed`, a
