@@ -960,14 +960,19 @@ def test_padded_training_rows_give_the_unpadded_results(backend, monkeypatch, ca
     assert model.optimizer_state_ is not None
 
 
-def test_padded_rows_with_full_batches_only_train_bit_for_bit(backend, monkeypatch):
+def test_padded_rows_with_full_batches_only_train_to_the_last_bits(backend, monkeypatch):
     """Where the batch size divides the data, every step sees the same rows with weights
-    of 1 instead of none (the same products and the same delta): the weights are equal
-    bit for bit."""
+    of 1 instead of none (the same products, sums and delta): on JAX the padded run is
+    another program (its epoch a loop of computed length), which XLA may fuse otherwise,
+    so the weights agree to a few units in the last place; elsewhere nothing pads and
+    they are equal bit for bit."""
     kw = dict(batch_size=9, optimizer="adam")
     model, _ = _fit_padded_or_not(backend, monkeypatch, True, kw)
     ref, _ = _fit_padded_or_not(backend, monkeypatch, False, kw)
-    _weights_equal(model.get_weights(), ref.get_weights())
+    for (W, b), (W0, b0) in zip(model.get_weights(), ref.get_weights(), strict=True):
+        for a, a0 in ((W, W0), (b, b0)):
+            tolerance = 4 * np.finfo(np.float64).eps * np.max(np.abs(a0))
+            np.testing.assert_allclose(a, a0, rtol=0, atol=tolerance if backend.compiles else 0)
 
 
 def test_a_counted_epoch_runs_only_its_own_batches(backend):
