@@ -24,7 +24,9 @@ def build_tree() -> pathlib.Path:
     shutil.rmtree(tree, ignore_errors=True)
     (tree / "mlp").mkdir(parents=True)
     for entry in (ROOT / "mlp").iterdir():
-        if entry.name != "__pycache__":
+        # (a link mlp/backends -> ../backends, which some checkouts keep to import the
+        # sources without installing them, is the one made below)
+        if entry.name not in ("__pycache__", "backends"):
             (tree / "mlp" / entry.name).symlink_to(entry)
     (tree / "mlp" / "backends").symlink_to(ROOT / "backends")
     return tree

@@ -238,6 +238,16 @@ class Backend:
                                 for y in zip(*ys))
         return carry, self.xp.stack(ys)
 
+    def fori_loop(self, lower: Any, upper: Any, body: Callable[[Any, Any], Any],
+                  carry: Any) -> Any:
+        """``carry = body(i, carry)`` for ``i`` from ``lower`` to ``upper - 1``; the last
+        ``carry``. The bounds may be computed (0-d integer arrays): where the backend
+        compiles, the number of iterations is then known only when the program runs
+        (`jax.lax.fori_loop`'s contract); here it is a plain Python loop."""
+        for i in range(int(lower), int(upper)):
+            carry = body(i, carry)
+        return carry
+
     def take_rows(self, array: Array, rows: Array) -> Array:
         """``array``'s rows at the (in-bounds) indices ``rows``: a batch cut on the device."""
         return self.xp.take(array, rows, axis=0)
@@ -251,12 +261,19 @@ class Backend:
         """
         return None
 
-    def place_rows(self, x: Array, y: Array, w: Array | None
+    def place_rows(self, x: Array, y: Array, w: Array | None, padded: bool = False
                    ) -> tuple[Array, Array, Array | None]:
         """The training rows ``x: (n, ...)``, ``y: (n, ...)`` and their weights ``w: (n,)``
         (or None) placed for training, called once per `fit`: here as they are. A
         data-parallel backend pads them with rows of weight 0 (then ``w`` is never None)
-        and shards them over its devices; the padding rows come last."""
+        and shards them over its devices; the padding rows come last.
+
+        ``padded``: host (NumPy) arrays that already end with at least one row of
+        weight 0 and whose row count is a multiple of the device count (``n_devices``
+        where the backend has several): moved to the backend as they are (sharded by
+        rows where it shards), nothing added."""
+        if padded:
+            return tuple(self.asarray(a) for a in (x, y, w))
         return x, y, w
 
     def batch_rows(self, indices: np.ndarray, n_rows: int) -> Array:

@@ -241,6 +241,12 @@ class JaxBackend(Backend):
             carry_and_ys: tuple[Any, Any] = self._jax.lax.scan(body, carry, xs, length=length)
             return carry_and_ys
 
+    def fori_loop(self, lower: Any, upper: Any, body: Callable[[Any, Any], Any],
+                  carry: Any) -> Any:
+        wide = _wants_x64(self._jax.tree_util.tree_leaves(carry))
+        with self._x64(True) if wide and not self._x64.value else contextlib.nullcontext():
+            return self._jax.lax.fori_loop(lower, upper, body, carry)
+
     def synchronize(self) -> None:
         self._jax.effects_barrier()
 

@@ -142,10 +142,14 @@ class ShardedJaxBackend(JaxBackend):
     def to_numpy(self, array: Array) -> np.ndarray:
         return np.array(_gathered(array, self, "array"), copy=True)
 
-    def place_rows(self, x: Array, y: Array, w: Array | None
+    def place_rows(self, x: Array, y: Array, w: Array | None, padded: bool = False
                    ) -> tuple[Array, Array, Array | None]:
         """``x``, ``y`` and ``w`` (ones where None) with at least one padding row of weight 0,
-        padded to a multiple of the device count and sharded by rows."""
+        padded to a multiple of the device count and sharded by rows (``padded``: host
+        arrays padded so already, sharded as they are: see `Backend.place_rows`)."""
+        if padded:
+            with self.precision(x, y, w):
+                return tuple(self._place(np.ascontiguousarray(a), self.rows) for a in (x, y, w))
         n, d = x.shape[0], self.n_devices
         extra = d - n % d  # at least one padding row: batches point at the last
         if w is None:

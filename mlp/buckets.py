@@ -37,6 +37,17 @@ What pads, and why it cannot change a result:
   unweighted mean is computed as the weighted one: the same value within the
   rounding of a sum over more elements (1e-12 in float64).
 
+Training data (`mlp.MLP.fit`, and the estimators of `mlp.sklearn`) pads the same
+way, to the size for one row more (`training_rows`), so that at least one row of
+weight 0 exists: a batch cut from the rows always has the batch size, the last
+partial batch of an epoch filled up with that row's index, and an epoch has as
+many slots for batches as the padded rows fill (`batch_plan`). The batches
+beyond the epoch's own are never run (the step loop stops at the epoch's own
+count, known when the program runs), so no optimizer state moves for them. A
+batch's weights are its rows' (0 for the filling rows), and scikit-learn's mean
+over rows counts the batch's own rows (`batch_plan`'s counts). On a
+data-parallel mesh the padded size is a multiple of the device count.
+
 Host arrays are padded on the host before they move to the device once; a
 backend array (already on the device) whose rows need padding goes through the
 host, since any operation on a new shape on the device would itself compile a
@@ -203,3 +214,82 @@ def first_rows(backend: Backend, array: Array, n: int) -> Array:
     if array.shape[0] == n:
         return array
     return backend.asarray(backend.to_numpy(array)[:n])
+
+
+def training_rows(n: int, multiple: int = 1) -> int:
+    """The row count ``n`` training rows pad to: the ladder's size for ``n + 1`` rows (at
+    least one row of weight 0, which the batches' filling points at), a multiple of
+    ``multiple`` (a mesh's device count).
+
+    Parameters
+    ----------
+    n : int
+        The training rows (>= 1).
+    multiple : int
+
+    Returns
+    -------
+    int
+        More than ``n``.
+    """
+    return bucket(n + 1, multiple)
+
+
+def host_weights(weights: np.ndarray | None, n: int, size: int, dtype_name: str) -> np.ndarray:
+    """The rows' weights ``(size,)`` on the host: ``weights`` (or 1 for each of the ``n``
+    rows where None) followed by zeros.
+
+    Parameters
+    ----------
+    weights : numpy.ndarray (n,) or None
+    n, size : int
+    dtype_name : str
+        The model's dtype (``"float32"``...).
+
+    Returns
+    -------
+    numpy.ndarray, (size,)
+    """
+    out = np.zeros(size, dtype=dtype_name)
+    out[:n] = 1 if weights is None else weights
+    return out
+
+
+def batch_plan(batches: np.ndarray, last: np.ndarray | None,
+               n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """The epochs' batches laid out for padded training rows: every batch of the batch
+    size, as many batch slots as the ``n_rows`` rows fill.
+
+    Parameters
+    ----------
+    batches : numpy.ndarray, (n_epochs, n_batches, batch_size)
+        Row indices of each epoch's full batches.
+    last : numpy.ndarray (n_epochs, r) or None
+        Row indices of each epoch's last, partial batch (``r < batch_size``).
+    n_rows : int
+        The padded rows (`training_rows`); the last is a row of weight 0.
+
+    Returns
+    -------
+    indices : numpy.ndarray, (n_epochs, ceil(n_rows / batch_size), batch_size)
+        The batches in order, then slots filled with ``n_rows - 1``; the partial
+        batch is filled up with it too.
+    counts : numpy.ndarray of int32, (n_epochs, ceil(n_rows / batch_size))
+        The data's rows in each slot (0 for a slot beyond the epoch's batches).
+
+    Examples
+    --------
+    >>> indices, counts = batch_plan(np.array([[[2, 0]]]), np.array([[1]]), 4)
+    >>> indices.tolist(), counts.tolist()
+    ([[[2, 0], [1, 3]]], [[2, 1]])
+    """
+    n_epochs, n_full, size = batches.shape
+    slots = -(-n_rows // size)
+    indices = np.full((n_epochs, slots, size), n_rows - 1, dtype=np.int32)
+    counts = np.zeros((n_epochs, slots), dtype=np.int32)
+    indices[:, :n_full] = batches
+    counts[:, :n_full] = size
+    if last is not None:
+        indices[:, n_full, :last.shape[1]] = last
+        counts[:, n_full] = last.shape[1]
+    return indices, counts

@@ -306,18 +306,14 @@ def _host_array(model: Model, array: Array) -> np.ndarray:
 
 def data_fingerprint(model: Model, data: TrainingData | None) -> dict[str, Any] | None:
     """What identifies a fit's data: each array's shape (training ``x``, targets, rows'
-    weights, and the validation data) and one hash of them all (BLAKE2b over their
+    weights, and the validation data, as given: without the rows and weights that
+    padding adds, `TrainingData.given`) and one hash of them all (BLAKE2b over their
     values as float64/int64, so that any backend gives the same one)."""
     if data is None:
         return None
-    arrays = {"x": data.x, "y": data.y, "sample_weight": data.w}
-    if data.val is not None:
-        arrays.update(zip(("x_val", "y_val", "val_labels", "val_sample_weight"), data.val))
     digest, shapes = hashlib.blake2b(digest_size=16), {}
-    for name, array in arrays.items():
-        if array is None:
-            continue
-        host = _host_array(model, array)
+    for name, (array, rows) in data.given().items():
+        host = _host_array(model, array)[:rows]
         shapes[name] = list(host.shape)
         digest.update(f"{name}:{host.dtype}:{host.shape};".encode())
         digest.update(host.data)

@@ -769,7 +769,7 @@ class MLP:
     def prepare_data(self, x: Array, y: Array, sample_weight: Array | None = None,
                      class_weight: ClassWeight = None, *,
                      names: tuple[str, str, str] = ("x", "y", "sample_weight"),
-                     padded: bool = False
+                     padded: bool = False, on_host: bool = False
                      ) -> tuple[Array, Array, Array | None, Array | None]:
         """Data checked and moved to the backend, as training and evaluation take it.
 
@@ -787,6 +787,10 @@ class MLP:
             For evaluation (never for training): the rows padded as `pad_prepared`
             pads them (``x`` padded on the host, before it moves to the device);
             as it is where the model pads nothing.
+        on_host : bool
+            For training data that the caller pads: ``x`` checked in the model's
+            dtype but left on the host (NumPy) unless it is the backend's own array
+            of a size of the ladder, as `pad_prepared` pads it.
 
         Returns
         -------
@@ -803,7 +807,7 @@ class MLP:
         from .weights import row_weights
 
         padded = padded and self.bucketed(weighted=True)
-        x_dev, targets, labels = self._prepare(x, y, names[:2], on_host=padded)
+        x_dev, targets, labels = self._prepare(x, y, names[:2], on_host=padded or on_host)
         w = row_weights(self, sample_weight, class_weight, targets, labels, name=names[2],
                         x_name=names[0])
         if padded:

@@ -29,13 +29,13 @@ import numbers
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import InitVar, dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, Protocol
 
 import numpy as np
 from array_api_compat import device
 
-from . import core
+from . import buckets, core
 from ._typing import Array, Optimizer, Params
 from .callbacks import (
     Callback,
@@ -155,11 +155,31 @@ class TrainingData:
     y: Array
     val: tuple[Array, Array, Array | None, Array | None] | None  # (x_val, targets, labels, w)
     w: Array | None = None  # the rows' weights (n,), or None
-    rows: InitVar[int | None] = None  # the training samples, if not every row of x
-    n: int = field(init=False)  # the training samples (x may hold padding rows after them)
+    n: int = -1  # the training samples (x may hold padding rows after them; -1: every row)
+    padded: bool = False  # rows padded to `mlp.buckets`' sizes: batches go by `batch_plan`
+    n_val: int = -1  # the validation samples (val may hold padding rows after them; -1: all)
+    own_weights: bool = True  # w holds weights the fit was given (not only the padding's)
+    val_weights: bool = True  # val's weights were given (not only the padding's)
 
-    def __post_init__(self, rows: int | None) -> None:
-        self.n = self.x.shape[0] if rows is None else rows
+    def __post_init__(self) -> None:
+        if self.n < 0:
+            self.n = self.x.shape[0]
+        if self.n_val < 0 and self.val is not None:
+            self.n_val = self.val[0].shape[0]
+
+    def given(self) -> dict[str, tuple[Any, int]]:
+        """The arrays as the fit was given them, without what padding added: ``name ->
+        (array, its own rows)`` (the first rows of ``array``); weights only where given.
+        What identifies the fit's data (`mlp.io.data_fingerprint`) on every backend."""
+        arrays = {"x": (self.x, self.n), "y": (self.y, self.n)}
+        if self.w is not None and self.own_weights:
+            arrays["sample_weight"] = (self.w, self.n)
+        if self.val is not None:
+            names = ("x_val", "y_val", "val_labels", "val_sample_weight")
+            for name, array in zip(names, self.val, strict=True):
+                if array is not None and (name != "val_sample_weight" or self.val_weights):
+                    arrays[name] = (array, self.n_val)
+        return arrays
 
 
 def _equal_chunks(remaining: int, longest: int) -> int:
@@ -362,13 +382,19 @@ def training_data(model: MLP, x: Array, y: Array,
                   split_seed: int | None = None) -> TrainingData:
     """``(x, y)`` and the rows' weights (`mlp.weights.row_weights`) on the device, checked;
     validation data given (unweighted) or split off (with its rows' weights) by the
-    stream of ``split_seed`` (default: the model's seed; see `resumed_seed`)."""
-    x_dev, y_dev, labels, w = model.prepare_data(x, y, sample_weight, class_weight)
+    stream of ``split_seed`` (default: the model's seed; see `resumed_seed`).
+
+    Where the model pads rows (`pads_training_rows`), ``x`` stays on the host until
+    it is split and padded (`_placed`), so nothing compiles per data size."""
+    on_host = pads_training_rows(model)
+    x_dev, y_dev, labels, w = model.prepare_data(x, y, sample_weight, class_weight,
+                                                 on_host=on_host)
     if validation_data is not None:
         x_val, y_val = validation_data  # (a pair, checked)
         val = model.prepare_data(x_val, y_val, None, names=("x_val", "y_val", "sample_weight"),
-                                 padded=True)
-        return _placed(model, TrainingData(x_dev, y_dev, val, w))
+                                 on_host=True)
+        return _placed(model, TrainingData(x_dev, y_dev, model.pad_prepared(*val), w,
+                                           n_val=val[0].shape[0], val_weights=val[3] is not None))
     if validation_split is None:
         return _placed(model, TrainingData(x_dev, y_dev, None, w))
     n = x_dev.shape[0]
@@ -380,12 +406,13 @@ def training_data(model: MLP, x: Array, y: Array,
     if w is not None:
         _check_split_weights(model, w, order[:n_val], validation_split,
                              _weights_name(sample_weight, class_weight))
-    to = model.backend.asarray
-    rows_val, rows_train = to(np.sort(order[:n_val])), to(np.sort(order[n_val:]))
-    val, (x_train, y_train, _, w_train) = _row_splitter(model)(
-        (x_dev, y_dev, labels, w), rows_val, rows_train)
+    rows_val, rows_train = np.sort(order[:n_val]), np.sort(order[n_val:])
+    split = _host_split if on_host else _row_splitter(model)
+    val, (x_train, y_train, _, w_train) = split(model, (x_dev, y_dev, labels, w), rows_val,
+                                                rows_train)
     val = model.pad_prepared(*val)  # evaluated every epoch: padded once
-    return _placed(model, TrainingData(x_train, y_train, val, w_train))
+    return _placed(model, TrainingData(x_train, y_train, val, w_train, n_val=n_val,
+                                       val_weights=w is not None))
 
 
 def _weights_name(sample_weight: Array | None, class_weight: ClassWeight) -> str:
@@ -413,8 +440,9 @@ def _check_split_weights(model: MLP, w: Array, rows_val: np.ndarray,
 
 
 def _row_splitter(model: MLP) -> Callable[..., Any]:
-    """``split(arrays, rows_a, rows_b) -> (arrays at rows_a, arrays at rows_b)`` (None
-    stays None), in one call: compiled on JAX, one program rather than one per array."""
+    """``split(model, arrays, rows_a, rows_b) -> (arrays at rows_a, arrays at rows_b)``
+    (host row indices; None stays None), in one call: compiled on JAX, one program
+    rather than one per array."""
     xp = model.xp
 
     def split(arrays: Sequence[Array | None], rows_a: Array, rows_b: Array
@@ -422,17 +450,53 @@ def _row_splitter(model: MLP) -> Callable[..., Any]:
         return tuple(tuple(None if a is None else xp.take(a, rows, axis=0) for a in arrays)
                      for rows in (rows_a, rows_b))
 
-    return model.compiled(("split rows",), lambda: model.backend.jit(split))
+    fn = model.compiled(("split rows",), lambda: model.backend.jit(split))
+    to = model.backend.asarray
+    return lambda model, arrays, rows_a, rows_b: fn(arrays, to(rows_a), to(rows_b))
+
+
+def _host_split(model: MLP, arrays: tuple[Any, ...], rows_a: np.ndarray, rows_b: np.ndarray
+                ) -> tuple[tuple[Any, ...], ...]:
+    """`_row_splitter`'s split on the host (NumPy arrays back): on a backend that compiles,
+    a split on the device would compile a program per pair of sizes."""
+    host = [None if a is None else _to_host(model, a) for a in arrays]
+    return tuple(tuple(None if a is None else a[rows] for a in host) for rows in (rows_a, rows_b))
+
+
+def _to_host(model: MLP, array: Any) -> np.ndarray:
+    """``array`` (the backend's or NumPy) as NumPy."""
+    return model.backend.to_numpy(array) if model.backend.is_native(array) else array
+
+
+def pads_training_rows(model: MLP) -> bool:
+    """Whether `fit` pads the training rows to `mlp.buckets`' sizes with rows of weight 0
+    (`mlp.buckets.training_rows`), so that a model compiles a bounded number of programs
+    whatever its data sizes: where the model pads what it evaluates (`MLP.bucketed`, a
+    backend that compiles and a loss that takes row weights)."""
+    return model.bucketed(weighted=True)
 
 
 def _placed(model: MLP, data: TrainingData) -> TrainingData:
     """``data`` with its training rows placed by the backend (`Backend.place_rows`: as
-    they are, or padded with rows of weight 0 and sharded over several devices)."""
-    if model.backend.pads_rows:
+    they are, or padded with rows of weight 0 and sharded over several devices); where
+    the model pads training rows (`pads_training_rows`), padded on the host to
+    `mlp.buckets.training_rows` first."""
+    backend = model.backend
+    if backend.pads_rows:
         model.spec.loss.check_takes_weights("rows of weight 0 (a data-parallel backend pads "
                                              "the data with them)")
-    x, y, w = model.backend.place_rows(data.x, data.y, data.w)
-    return TrainingData(x, y, data.val, w, data.n)
+    if not pads_training_rows(model):
+        x, y, w = backend.place_rows(data.x, data.y, data.w)
+        return TrainingData(x, y, data.val, w, data.n, n_val=data.n_val,
+                            val_weights=data.val_weights, own_weights=data.w is not None)
+    n = data.x.shape[0]
+    size = buckets.training_rows(n, getattr(backend, "n_devices", 1))
+    weights = None if data.w is None else _to_host(model, data.w)
+    x, y = (buckets.pad_host(_to_host(model, a), size) for a in (data.x, data.y))
+    x, y, w = backend.place_rows(x, y, buckets.host_weights(weights, n, size, model.dtype_name),
+                                 padded=True)
+    return TrainingData(x, y, data.val, w, n, padded=True, n_val=data.n_val,
+                        val_weights=data.val_weights, own_weights=data.w is not None)
 
 
 # ------------------------------------------------------------------ step 3
@@ -475,10 +539,13 @@ def callback_list(model: MLP, plan: FitPlan, data: TrainingData
 # ------------------------------------------------------------------ step 4
 def run_function(model: MLP, optimizer: Optimizer, alpha: float,
                  clip_norm: float | None) -> Callable[..., Any]:
-    """The (compiled, shared) run of `mlp.engine.pipeline.make_run` for this model and settings."""
-    return model.compiled(("run", optimizer, alpha, clip_norm),
+    """The (compiled, shared) run of `mlp.engine.pipeline.make_run` for this model and
+    settings (for rows padded to `mlp.buckets`' sizes where the model pads them,
+    `pads_training_rows`)."""
+    counted = pads_training_rows(model)
+    return model.compiled(("run", optimizer, alpha, clip_norm, counted),
                            lambda: make_run(model.backend, model.spec, optimizer, alpha,
-                                            clip_norm))
+                                            clip_norm, counted=counted))
 
 
 def _largest_weight(model: MLP, params: Params) -> float:
@@ -883,7 +950,7 @@ class Trainer:
         # Runs of epochs when every callback takes them after the run (declares
         # `epochs_at_once`); a callback that does not, or validation, needs every epoch.
         self.epochs_at_once = data.val is None and callbacks.epochs_at_once
-        max_chunk = self.epochs if self.batch_size is None else MAX_INDICES // n
+        max_chunk = self.epochs if self.batch_size is None else MAX_INDICES // data.x.shape[0]
         self.planner = ChunkPlanner(max_chunk if self.epochs_at_once else 1,
                                     key=(self.run, n, self.batch_size, self.epochs),
                                     bound=run_time_bound(self.epochs, data.n, self.batch_size,
@@ -1052,6 +1119,9 @@ class Trainer:
         batches, last = batch_indices(self.state.rng, self.data.n, self.batch_size,
                                       n_epochs, self.shuffle)
         to, n_rows = self.model.backend.batch_rows, self.data.x.shape[0]
+        if self.data.padded:  # every batch of the batch size, slots for the padded rows
+            batches, counts = buckets.batch_plan(batches, last, n_rows)
+            return to(batches, n_rows), self.model.backend.asarray(counts)
         return to(batches, n_rows), None if last is None else to(last, n_rows)
 
     # ---------------------------------------------------------- divergence

@@ -377,3 +377,75 @@ def test_validation_data_of_any_size_compiles_no_new_program_within_a_size(
         assert history.history["val_loss"][-1] == logs["loss"]
         assert history.history["val_accuracy"][-1] == logs["accuracy"]
     assert count_jax_compiles.compiles == before
+
+
+# ------------------------------------------------ training rows padded to the ladder
+def test_fit_on_every_data_size_compiles_one_run_per_size_of_the_ladder(count_jax_compiles):
+    """Training rows pad to the ladder's size for one row more (a padding row the last
+    batch fills up with), and an epoch's batch count is known only when the run runs:
+    sizes from 20 to 300 rows train with the programs of 32, 64, 128, 256 and 512 rows."""
+    rng = np.random.default_rng(8)
+    x, y = rng.normal(size=(300, 5)), rng.integers(0, 3, size=300)
+    model = mlp.MLP([5, 7, 3], loss="cross_entropy", backend="jax", seed=0)
+    sizes = [20, 21, 30, 31, 40, 63, 64, 70, 100, 127, 128, 129, 200, 255, 256, 257, 300]
+    model.fit(x[:20], y[:20], epochs=2, batch_size=16, optimizer="adam")
+    before = count_jax_compiles.compiles
+    for n in sizes:
+        model.fit(x[:n], y[:n], epochs=2, batch_size=16, optimizer="adam")
+    rows = {mlp.buckets.training_rows(n) for n in sizes}
+    assert rows == {32, 64, 128, 256, 512}
+    assert count_jax_compiles.compiles - before <= len(rows) - 1  # (32 rows: before)
+
+
+def test_validation_split_of_any_size_compiles_nothing_new_within_a_size(count_jax_compiles):
+    """The split is made on the host: no program per pair of sizes."""
+    rng = np.random.default_rng(9)
+    x, y = rng.normal(size=(60, 5)), rng.integers(0, 3, size=60)
+    model = mlp.MLP([5, 7, 3], loss="cross_entropy", backend="jax", seed=0)
+    model.fit(x[:50], y[:50], epochs=2, batch_size=8, validation_split=0.3)
+    before = count_jax_compiles.compiles
+    for n in (47, 49, 52, 55, 60):  # 33-42 training rows (64), 14-18 validation rows (16, 32)
+        model.fit(x[:n], y[:n], epochs=2, batch_size=8, validation_split=0.3)
+    assert count_jax_compiles.compiles - before <= 1  # the metrics at 32 validation rows
+
+
+def _grid_search_data():
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    return x[:301] / 16, y[:301]  # folds of 101, 100, 100 rows: training splits of 200, 201
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_grid_search_compiles_no_more_than_two_fits_of_the_largest_split(count_jax_compiles):
+    """GridSearchCV(cv=3) over two values of alpha: its six fits and their scores compile
+    what two fits (one per alpha) on the largest split and their scores compile, though
+    the splits differ in size."""
+    pytest.importorskip("sklearn")
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+
+    from mlp.engine.pipeline import _BUILT
+    from mlp.sklearn import MLPClassifier
+
+    x, y = _grid_search_data()
+    folds = list(StratifiedKFold(3).split(x, y))
+    assert len({len(train) for train, _ in folds}) > 1  # the splits differ in size
+    params = dict(hidden_layer_sizes=(16,), max_iter=3, random_state=0, backend="jax")
+    largest, held_out = max(folds, key=lambda fold: len(fold[0]))
+
+    def two_fits():
+        for alpha in (1e-4, 1e-2):
+            clf = MLPClassifier(alpha=alpha, **params).fit(x[largest], y[largest])
+            clf.score(x[held_out], y[held_out])
+
+    two_fits()  # JAX's own small programs (the optimizer's zeros...) compiled once
+    _BUILT.clear()  # the estimators' programs built afresh (JAX keeps programs per function)
+    start = count_jax_compiles.compiles
+    two_fits()
+    compiled = count_jax_compiles.compiles - start
+    assert compiled >= 3  # a run per alpha and the forward pass
+    _BUILT.clear()
+    start = count_jax_compiles.compiles
+    GridSearchCV(MLPClassifier(**params), {"alpha": [1e-4, 1e-2]}, cv=3,
+                 refit=False).fit(x, y)
+    assert count_jax_compiles.compiles - start <= compiled

@@ -1025,3 +1025,29 @@ def test_without_flock_a_log_lock_kept_for_its_rerun_is_free_to_take(tmp_path, m
     _log_run(tmp_path, "bk", "log.csv")
     assert [r["epoch"] for r in _csv(tmp_path / "log.csv")] == [str(e) for e in range(6)]
     assert sorted(os.listdir(tmp_path)) == ["log.csv"]
+
+
+@pytest.mark.parametrize("case", ["plain", "validation_split", "validation_data", "weighted"])
+def test_the_runs_data_is_identified_alike_on_every_backend(backend, case):
+    """`BackupAndRestore` identifies a run's data by its fingerprint: the data as given,
+    not the rows and weights a backend that pads them adds (`TrainingData.given`), so a
+    backup made on NumPy resumes on JAX (or a mesh) and back."""
+    from mlp.io import data_fingerprint
+    from mlp.training import training_data
+
+    rng = np.random.default_rng(6)
+    x, y = rng.normal(size=(45, 5)), rng.integers(0, 3, size=45)
+    kw = {"plain": dict(), "validation_split": dict(validation_split=0.3),
+          "validation_data": dict(validation_data=(x[:13], y[:13])),
+          "weighted": dict(validation_split=0.3,
+                           sample_weight=rng.uniform(0.5, 2.0, size=45))}[case]
+    prints = []
+    for on in (backend, "numpy"):
+        model = mlp.MLP([5, 8, 3], loss="cross_entropy", dtype="float64", backend=on, seed=1)
+        with model.backend.precision(model.dtype):
+            data = training_data(model, x, y, kw.get("validation_data"),
+                                 kw.get("validation_split"), kw.get("sample_weight"))
+            prints.append(data_fingerprint(model, data))
+    assert prints[0] == prints[1]
+    assert prints[0]["shapes"]["x"] == [45 - round(45 * kw.get("validation_split", 0)), 5]
+    assert ("sample_weight" in prints[0]["shapes"]) == (case == "weighted")

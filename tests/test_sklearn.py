@@ -531,3 +531,44 @@ def test_sample_weights_the_compute_dtype_holds_only_as_subnormals_are_refused(b
     numpy_only(backend)
     est = _quiet(cls(**kw, backend=backend).fit, X_IRIS, y, sample_weight=w)  # float64
     assert est.coefs_[0].dtype == np.float64
+
+
+PADDED_ESTIMATORS = {
+    "adam-classifier": (MLPClassifier, dict(solver="adam", batch_size=32)),
+    "sgd-early-stopping": (MLPClassifier, dict(solver="sgd", batch_size=16, momentum=0.8,
+                                               early_stopping=True, n_iter_no_change=2)),
+    "lbfgs-classifier": (MLPClassifier, dict(solver="lbfgs")),
+    "adam-weighted-regressor": (MLPRegressor, dict(solver="adam", batch_size=13)),
+}
+
+
+@pytest.mark.parametrize("case", list(PADDED_ESTIMATORS))
+def test_padded_rows_give_the_unpadded_results(backend, monkeypatch, case):
+    """On JAX the estimators pad their rows to `mlp.buckets`' sizes with rows of weight 0
+    (training, L-BFGS's objective, the forward pass of predict and of early stopping's
+    scores): the weights, loss curve and predictions equal those of the rows as they
+    are to 1e-12 in float64 (elsewhere nothing pads)."""
+    from mlp.sklearn._base import BaseMLP
+
+    cls, kw = PADDED_ESTIMATORS[case]
+    regression = cls is MLPRegressor
+    x, y = (X_REG, Y_REG) if regression else (X_IRIS[:137], Y_IRIS[:137])
+    weight = np.random.default_rng(3).uniform(0.5, 2.0, size=len(x)) if regression else None
+
+    def fitted(padded):
+        with monkeypatch.context() as patch:
+            if not padded:
+                patch.setattr(BaseMLP, "_pads", lambda self, be: False)
+            est = cls(hidden_layer_sizes=(7,), max_iter=12, random_state=0, backend=backend,
+                      dtype="float64", **kw)
+            _quiet(est.fit, x, y, sample_weight=weight)
+            return est, est.predict(x[:23])
+
+    (est, out), (ref, ref_out) = fitted(True), fitted(False)
+    for a, b in zip([*est.coefs_, *est.intercepts_], [*ref.coefs_, *ref.intercepts_]):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(out, dtype=float), np.asarray(ref_out, dtype=float),
+                               atol=1e-12)
+    np.testing.assert_allclose(getattr(est, "loss_curve_", [est.loss_]),
+                               getattr(ref, "loss_curve_", [ref.loss_]), rtol=1e-12)
+    assert est.n_iter_ == ref.n_iter_

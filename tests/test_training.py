@@ -928,3 +928,98 @@ def test_choose_optimizer_takes_a_name_as_fit_does():
     model.fit(x, x[:, :2], epochs=1, optimizer="sgd", learning_rate=0.05)
     assert training.choose_optimizer(model, "sgd", 0.05, False) == (optimizers.SGD(0.05), True)
     assert training.choose_optimizer(model, "adam", None, False)[1] is False
+
+
+# ------------------------------------------- training rows padded to the ladder (JAX)
+PADDED_FITS = {
+    "adam-batch-with-rest": dict(batch_size=8, optimizer="adam"),
+    "sgd-momentum-clip-unshuffled": dict(batch_size=7, optimizer=optimizers.SGD(0.1, 0.9),
+                                         clip_norm=0.5, shuffle=False),
+    "full-batch-alpha": dict(optimizer="adam", alpha=1e-3),
+    "sample-and-class-weight": dict(batch_size=8, optimizer="rmsprop",
+                                    sample_weight="uniform", class_weight="balanced"),
+    "validation-split-early-stopping": dict(batch_size=9, optimizer="adam",
+                                            validation_split=0.25, early_stopping=True,
+                                            patience=2),
+}
+
+
+def _fit_padded_or_not(backend, monkeypatch, padded, kw, n=45, epochs=6):
+    from mlp import training
+
+    x, y = _classification(n=n, seed=3)
+    kw = dict(kw)
+    if kw.get("sample_weight") == "uniform":
+        kw["sample_weight"] = np.random.default_rng(4).uniform(0.0, 2.0, size=n)
+    with monkeypatch.context() as patch:
+        if not padded:
+            patch.setattr(training, "pads_training_rows", lambda model: False)
+        model = mlp.MLP([5, 6, 3], loss="cross_entropy", dtype="float64", backend=backend,
+                        seed=2)
+        history = model.fit(x, y, epochs=epochs, **kw)
+    return model, history.history
+
+
+@pytest.mark.parametrize("case", list(PADDED_FITS))
+def test_padded_training_rows_give_the_unpadded_results(backend, monkeypatch, case):
+    """On JAX the rows pad to `mlp.buckets.training_rows` with rows of weight 0 and each
+    epoch runs only its own batches: the weights and every log equal those of the rows as
+    they are to 1e-12 in float64 (elsewhere nothing pads, and they are the same run)."""
+    kw = PADDED_FITS[case]
+    model, logs = _fit_padded_or_not(backend, monkeypatch, True, kw)
+    ref, ref_logs = _fit_padded_or_not(backend, monkeypatch, False, kw)
+    _weights_equal(model.get_weights(), ref.get_weights(), atol=1e-12)
+    assert logs.keys() == ref_logs.keys()
+    for name in logs:
+        np.testing.assert_allclose(logs[name], ref_logs[name], rtol=1e-12, atol=1e-14)
+    assert model.optimizer_state_ is not None
+
+
+def test_padded_rows_with_full_batches_only_train_to_the_last_bits(backend, monkeypatch):
+    """Where the batch size divides the data, every step sees the same rows with weights
+    of 1 instead of none (the same products, sums and delta): on JAX the padded run is
+    another program (its epoch a loop of computed length), which XLA may fuse otherwise,
+    so the weights agree to a few units in the last place; elsewhere nothing pads and
+    they are equal bit for bit."""
+    kw = dict(batch_size=9, optimizer="adam")
+    model, _ = _fit_padded_or_not(backend, monkeypatch, True, kw)
+    ref, _ = _fit_padded_or_not(backend, monkeypatch, False, kw)
+    for (W, b), (W0, b0) in zip(model.get_weights(), ref.get_weights(), strict=True):
+        for a, a0 in ((W, W0), (b, b0)):
+            tolerance = 4 * np.finfo(np.float64).eps * np.max(np.abs(a0))
+            np.testing.assert_allclose(a, a0, rtol=0, atol=tolerance if backend.compiles else 0)
+
+
+def test_a_counted_epoch_runs_only_its_own_batches(backend):
+    """The engine's epoch over `mlp.buckets.batch_plan`'s slots (a loop whose length comes
+    with the data) equals the epoch over the batches as they are, on every backend; the
+    slots beyond the epoch's batches move no optimizer state (Adam's step count)."""
+    from mlp import buckets
+    from mlp.engine.pipeline import batch_indices, make_run
+    from mlp.tree import tree_leaves
+
+    x, y = _classification(n=21, seed=5)
+    model = mlp.MLP([5, 4, 3], loss="cross_entropy", dtype="float64", backend=backend, seed=0)
+    to = backend.asarray
+    targets = to(np.eye(3)[y])
+    opt = optimizers.Adam(0.05)
+    batches, last = batch_indices(np.random.default_rng(0), 21, 4, 3, True)
+    plain = make_run(backend, model.spec, opt)
+    counted = make_run(backend, model.spec, opt, counted=True)
+    with backend.precision(model.dtype):
+        state = opt.init(model.params)
+        p0, s0, losses0, _ = plain(model.params, state, to(x), targets, None, to(batches),
+                                   to(last), 3)
+        size = buckets.training_rows(21)
+        indices, counts = buckets.batch_plan(batches, last, size)
+        assert indices.shape == (3, 8, 4) and counts[0].tolist() == [4] * 5 + [1, 0, 0]
+        xs, ys = (to(buckets.pad_host(np.asarray(a), size)) for a in (x, np.eye(3)[y]))
+        w = to(buckets.host_weights(None, 21, size, "float64"))
+        p1, s1, losses1, _ = counted(model.params, state, xs, ys, w, to(indices), to(counts), 3)
+    for (W0, b0), (W1, b1) in zip(p0, p1, strict=True):
+        np.testing.assert_allclose(backend.to_numpy(W1), backend.to_numpy(W0), atol=1e-13)
+        np.testing.assert_allclose(backend.to_numpy(b1), backend.to_numpy(b0), atol=1e-13)
+    np.testing.assert_allclose(backend.to_numpy(losses1), backend.to_numpy(losses0), rtol=1e-12)
+    steps = [int(backend.to_numpy(leaf)) for leaf in tree_leaves(s1)
+             if backend.to_numpy(leaf).dtype.kind in "iu"]
+    assert steps and set(steps) == {18}  # 3 epochs of 6 batches (8 slots each)

@@ -184,7 +184,8 @@ def join_data_totals(xp: Namespace, totals: Array | None, extra: Array | None
 
 
 def make_run(backend: Backend, spec: NetworkSpec, optimizer: Optimizer, alpha: float = 0.0,
-             clip_norm: float | None = None, objective: Objective = MLP_OBJECTIVE) -> Run:
+             clip_norm: float | None = None, objective: Objective = MLP_OBJECTIVE,
+             counted: bool = False) -> Run:
     """``run(params, opt_state, x, y, w, batches, last, n_epochs) -> (params, opt_state,
     losses, totals)``.
 
@@ -198,6 +199,11 @@ def make_run(backend: Backend, spec: NetworkSpec, optimizer: Optimizer, alpha: f
     clip_norm : float or None
         ``clip_by_global_norm(clip_norm)`` chained before ``optimizer``.
     objective : Objective, default MLP_OBJECTIVE
+    counted : bool, default False
+        The rows are padded to `mlp.buckets`' sizes (on a backend that compiles):
+        ``last: (n_epochs, slots)`` then holds the number of the data's rows in each
+        batch slot of ``batches: (n_epochs, slots, batch_size)``
+        (`mlp.buckets.batch_plan`), and each epoch runs the slots that hold any.
 
     Returns
     -------
@@ -219,13 +225,15 @@ def make_run(backend: Backend, spec: NetworkSpec, optimizer: Optimizer, alpha: f
         clear message rather than an error from inside the run.
     """
     _check_users_schedules(backend, optimizer)
-    pure = backend.jit(_pure_run(backend, spec, optimizer, alpha, clip_norm, objective),
-                       static_argnums=(7,))
+    pure = backend.jit(_pure_run(backend, spec, optimizer, alpha, clip_norm, objective,
+                                 counted), static_argnums=(7,))
+    if counted:  # (padded rows: the in-place executor takes the rows as they are)
+        return pure
     return fast_run(backend, pure, spec, optimizer, alpha, clip_norm, objective) or pure
 
 
 def _pure_run(backend: Backend, spec: NetworkSpec, optimizer: Optimizer, alpha: float,
-              clip_norm: float | None, objective: Objective) -> Run:
+              clip_norm: float | None, objective: Objective, counted: bool = False) -> Run:
     """The run of the pure executor (to be compiled by ``backend.jit``)."""
     xp = spec.xp
     step = make_step(spec, optimizer, alpha, clip_norm, None, objective)
@@ -235,10 +243,10 @@ def _pure_run(backend: Backend, spec: NetworkSpec, optimizer: Optimizer, alpha: 
             ) -> tuple[Any, Any, Array, Array | None]:
         extra = _data_totals(spec, objective, y, w)  # once, not per step
         if not backend.compiles:
-            executor = _pure_epochs(backend, spec, (optimizer, alpha, clip_norm), objective,
-                                    (params, opt_state), (x, y, w))
+            executor = _pure_epochs(backend, spec, (optimizer, alpha, clip_norm, counted),
+                                    objective, (params, opt_state), (x, y, w))
             return _finish(xp, executor, (batches, last, n_epochs), extra)
-        epoch = epoch_function(backend, step, x, y, w, objective.weighted(w))
+        epoch = epoch_function(backend, step, x, y, w, objective.weighted(w), counted)
         rows = None if batches is None else (batches, last)
         (params, opt_state), (losses, totals) = backend.scan(epoch, (params, opt_state), rows,
                                                              length=n_epochs)
@@ -248,22 +256,23 @@ def _pure_run(backend: Backend, spec: NetworkSpec, optimizer: Optimizer, alpha: 
 
 
 def _pure_epochs(backend: Backend, spec: NetworkSpec,
-                 training: tuple[Optimizer, float, float | None], objective: Objective,
+                 training: tuple[Optimizer, float, float | None, bool], objective: Objective,
                  start: Carry, data: tuple[Array, Array, Array | None]) -> PureEpochs:
     """`PureEpochs` from ``start = (params, opt_state)``, packed where it pays
-    (`packs_layers`); ``training = (optimizer, alpha, clip_norm)``."""
-    xp, (params, opt_state), (optimizer, alpha, clip_norm) = spec.xp, start, training
+    (`packs_layers`); ``training = (optimizer, alpha, clip_norm, counted)``."""
+    xp, (params, opt_state), (optimizer, alpha, clip_norm, counted) = spec.xp, start, training
     weighted = objective.weighted(data[2])
     if packs_layers(optimizer, opt_state, params, objective):
         layout = Layout(xp, [W.shape for W, _ in params])
         step = make_step(spec, optimizer, alpha, clip_norm, layout, objective)
-        return PureEpochs(xp, epoch_function(backend, step, *data, weighted),
+        return PureEpochs(xp, epoch_function(backend, step, *data, weighted, counted),
                           (layout.pack(params), layout.pack_tree(opt_state)),
                           lambda c: (layout.unpack(c[0]), layout.unpack_tree(c[1], opt_state)))
     step = make_step(spec, optimizer, alpha, clip_norm, None, objective)
     # as after every step: the weights in new arrays
     params = [(xp.asarray(W, copy=True), b) for W, b in params]
-    return PureEpochs(xp, epoch_function(backend, step, *data, weighted), (params, opt_state),
+    return PureEpochs(xp, epoch_function(backend, step, *data, weighted, counted),
+                      (params, opt_state),
                       lambda c: c)
 
 

@@ -84,7 +84,7 @@ def _same(state: Any) -> Any:
 
 
 def epoch_function(backend: Backend, step: Step, x: Array, y: Array, w: Array | None,
-                   weighted: bool) -> Epoch:
+                   weighted: bool, counted: bool = False) -> Epoch:
     """``epoch(carry, rows) -> (carry, (mean loss, totals))``: one epoch of ``step``.
 
     ``rows = (full, rest)``: the row indices of the full batches ``(n_batches,
@@ -92,6 +92,10 @@ def epoch_function(backend: Backend, step: Step, x: Array, y: Array, w: Array | 
     full batch, the data as it is. With ``weighted``, a batch's loss counts with
     its weights' sum and the epoch's loss is the weighted mean; otherwise with
     its size (the mean over rows). The batches' training totals are summed.
+
+    ``counted`` (rows padded to `mlp.buckets`' sizes): ``rest`` is instead the
+    number of the data's rows in each batch slot of ``full`` (`mlp.buckets.batch_plan`),
+    and the epoch runs the slots that hold any (`counted_epoch`).
     """
     xp, take = backend.xp, backend.take_rows
 
@@ -105,6 +109,8 @@ def epoch_function(backend: Backend, step: Step, x: Array, y: Array, w: Array | 
             params, opt_state, loss, totals = step(*carry, x, y, w)
             return (params, opt_state), (loss, totals)
         full, rest = rows
+        if counted:
+            return counted_epoch(backend, batch, carry, full, rest, weighted, w)
         carry, (losses, totals) = backend.scan(batch, carry, full)
         total = xp.sum(losses) if weighted else xp.sum(losses) * full.shape[-1]
         totals = None if totals is None else xp.sum(totals, axis=0)
@@ -115,6 +121,38 @@ def epoch_function(backend: Backend, step: Step, x: Array, y: Array, w: Array | 
         return carry, (mean_loss(xp, total, x, w, weighted), totals)
 
     return epoch
+
+
+def counted_epoch(backend: Backend, batch: Callable[[Any, Array], Any], carry: Any,
+                  full: Array, counts: Array, weighted: bool, w: Array | None
+                  ) -> tuple[Any, tuple[Array, Any]]:
+    """One epoch over the batch slots of ``full: (slots, batch_size)`` that hold any of
+    the data's rows (``counts: (slots,)``, the first ones): a loop whose length is known
+    only when the program runs, so every epoch length shares one program and the
+    slots beyond it never run (no optimizer state moves for them).
+
+    ``batch(carry, rows) -> (carry, (loss, totals))`` is `epoch_function`'s step on
+    one batch (its loss times its weights' sum where ``weighted``); otherwise a batch's
+    loss counts with its own rows and the epoch's loss is the mean over the data's
+    rows. Returns ``(carry, (mean loss, summed totals))``.
+    """
+    xp = backend.xp
+
+    def scaled(loss: Array, i: Any) -> Array:
+        return loss if weighted else loss * xp.astype(counts[i], loss.dtype)
+
+    def body(i: Any, state: Any) -> Any:
+        carry, total, totals = state
+        carry, (loss, batch_totals) = batch(carry, full[i, ...])
+        totals = None if totals is None else totals + batch_totals
+        return carry, total + scaled(loss, i), totals
+
+    carry, (loss, totals) = batch(carry, full[0, ...])  # every epoch has a batch
+    steps = xp.sum(xp.astype(counts > 0, counts.dtype))
+    carry, total, totals = backend.fori_loop(1, steps, body, (carry, scaled(loss, 0), totals))
+    if weighted:
+        return carry, (mean_loss(xp, total, None, w, True), totals)
+    return carry, (total / xp.astype(xp.sum(counts), total.dtype), totals)
 
 
 def mean_loss(xp: Namespace, total: Array, x: Array, w: Array | None, weighted: bool

@@ -19,6 +19,7 @@ from sklearn.utils._array_api import check_same_namespace
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from .. import buckets
 from ..backends import Backend, resolve_backend
 from ..guard import ATTRIBUTE as GUARD
 from ..guard import guard_of
@@ -287,6 +288,18 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
         spec = self._spec(be)
         return _solver.compiled(be, ("forward", spec), lambda: _solver.make_forward(be, spec))
 
+    def _pads(self, be) -> bool:
+        """Whether rows are padded to `mlp.buckets`' sizes: on a backend that compiles, with
+        a loss that takes row weights (so a program serves every size up to its own)."""
+        return bool(be.compiles) and self._spec(be).loss.takes_weights
+
+    def _forward_input(self, be, X: np.ndarray, dtype: Any) -> Any:
+        """Host ``X`` on the backend for the forward pass: its rows padded with rows of zeros
+        to `mlp.buckets.bucket` where the backend compiles (their outputs are dropped)."""
+        if be.compiles:
+            X = buckets.pad_host(np.asarray(X), buckets.bucket(X.shape[0]))
+        return be.asarray(X, dtype)
+
     def _outputs(self, X, method):
         """``(outputs (n, n_outputs) as NumPy, where results go)`` for a new ``X``."""
         check_is_fitted(self)
@@ -298,8 +311,8 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
         with be.precision(self.coefs_[0].dtype):
             dtype = be.dtype(self.coefs_[0].dtype.name)
             out = self._forward_fn(be)(self._device_params(be, dtype),
-                                       be.asarray(dense(X), dtype))
-            return be.to_numpy(out), where
+                                       self._forward_input(be, dense(X), dtype))
+            return be.to_numpy(out)[:X.shape[0]], where
 
     def to_onnx(self, path: str | os.PathLike[str], *,
                 outputs: str | Sequence[str] | None = None) -> None:

@@ -10,7 +10,21 @@ import scipy.optimize
 from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
 from sklearn.utils.optimize import _check_optimize_result
 
+from .. import buckets
 from . import _solver
+
+
+def _padded_rows(pads: bool, X: np.ndarray, Y: np.ndarray,
+                 sample_weight: np.ndarray | None) -> tuple[np.ndarray, np.ndarray,
+                                                            np.ndarray | None]:
+    """``(X, Y, sample_weight)``, with ``pads`` (`BaseMLP._pads`) padded on the host to
+    `mlp.buckets.bucket` with rows of weight 0 (the weights then never None)."""
+    if not pads:
+        return X, Y, sample_weight
+    n = X.shape[0]
+    size = buckets.bucket(n)
+    return (buckets.pad_host(X, size), buckets.pad_host(Y, size),
+            buckets.host_weights(sample_weight, n, size, X.dtype.name))
 
 
 class LbfgsSolver:
@@ -18,12 +32,13 @@ class LbfgsSolver:
 
     def _fit_lbfgs(self, be, X, Y, sample_weight):
         dtype = be.dtype(X.dtype.name)
-        data = [None if a is None else be.asarray(a, dtype) for a in (X, Y, sample_weight)]
+        constant = self._loss_constant(Y, sample_weight)  # scikit-learn's reported objective
+        data = [None if a is None else be.asarray(a, dtype)
+                for a in _padded_rows(self._pads(be), X, Y, sample_weight)]
         shapes = [W.shape for W in self.coefs_]
         theta = np.concatenate([W.ravel() for W in self.coefs_]
                                + list(self.intercepts_)).astype(np.float64)
         iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
-        constant = self._loss_constant(Y, sample_weight)  # scikit-learn's reported objective
 
         def objective(packed, *args):
             loss, grad = self._backend_loss_grad(be, packed, *args)

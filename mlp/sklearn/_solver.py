@@ -57,18 +57,21 @@ def make_optimizer(solver: str, learning_rate_init: float, momentum: float,
     return Adam(float(learning_rate_init), float(beta_1), float(beta_2), float(epsilon))
 
 
-def make_epoch(backend: Backend, spec: NetworkSpec, optimizer: Optimizer, alpha: float
-               ) -> Epoch:
+def make_epoch(backend: Backend, spec: NetworkSpec, optimizer: Optimizer, alpha: float,
+               counted: bool = False) -> Epoch:
     """``epoch(params, state, x, y, w, batches, last) -> (params, state, mean loss)``.
 
     One epoch of the engine's run with scikit-learn's objective (its per-batch L2
     coefficient ``alpha / S``, the L2 term in the loss, each batch's loss weighed by
     its number of rows as scikit-learn's ``loss_curve_`` does, no training totals).
     ``batches: (n_batches, batch_size)`` and ``last: (r,)`` (or None) are row
-    indices drawn on the host. Ctrl-C leaves ``params`` and ``state`` as they were
-    and raises KeyboardInterrupt, as scikit-learn's epoch does.
+    indices drawn on the host (``counted``: rows padded to `mlp.buckets`' sizes, and
+    ``last: (slots,)`` the rows in each batch slot, `mlp.buckets.batch_plan`).
+    Ctrl-C leaves ``params`` and ``state`` as they were and raises
+    KeyboardInterrupt, as scikit-learn's epoch does.
     """
-    run, xp = make_run(backend, spec, optimizer, alpha, None, SKLEARN_OBJECTIVE), spec.xp
+    run = make_run(backend, spec, optimizer, alpha, None, SKLEARN_OBJECTIVE, counted=counted)
+    xp = spec.xp
 
     def epoch(params: Params, state: Any, x: Array, y: Array, w: Array | None, batches: Array,
               last: Array | None) -> tuple[Any, Any, Array]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sklearn.base import is_classifier
@@ -19,9 +20,13 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import shuffle
 
+from .. import buckets
 from ..optimizers import with_learning_rate_scale
 from ..tree import tree_map
 from . import _solver
+
+if TYPE_CHECKING:
+    from ..backends import Backend
 
 
 def _batches(order: np.ndarray, batch_size: int):
@@ -29,6 +34,34 @@ def _batches(order: np.ndarray, batch_size: int):
     n_full = (len(order) // batch_size) * batch_size
     return (order[:n_full].reshape(-1, batch_size),
             order[n_full:] if n_full < len(order) else None)
+
+
+def _training_rows(be: Backend, dtype: Any, pads: bool,
+                   rows: tuple[np.ndarray, np.ndarray, np.ndarray | None]
+                   ) -> tuple[tuple[Any, Any, Any], int | None]:
+    """``((x, y, w) on the backend, padded rows or None)`` from host ``rows = (X, Y, w)``:
+    with ``pads`` (`BaseMLP._pads`) padded on the host to `mlp.buckets.training_rows`
+    with rows of weight 0, so that every data size within a size of the ladder shares
+    one program."""
+    (X, Y, w), to = rows, be.asarray
+    if not pads:
+        return (to(X, dtype), to(Y, dtype), None if w is None else to(w, dtype)), None
+    n = X.shape[0]
+    size = buckets.training_rows(n)
+    weights = buckets.host_weights(w, n, size, X.dtype.name)
+    return (to(buckets.pad_host(X, size), dtype), to(buckets.pad_host(Y, size), dtype),
+            to(weights, dtype)), size
+
+
+def _epoch_rows(be: Backend, batches: np.ndarray, last: np.ndarray | None,
+                padded: int | None) -> tuple[Any, Any]:
+    """An epoch's ``(batches, last)`` on the backend: as they are, or for ``padded`` rows
+    laid out by `mlp.buckets.batch_plan` (``last``: the rows in each batch slot)."""
+    if padded is None:
+        return be.asarray(batches), None if last is None else be.asarray(last)
+    indices, counts = buckets.batch_plan(batches[None], None if last is None else last[None],
+                                         padded)
+    return be.asarray(indices[0]), be.asarray(counts[0])
 
 
 @dataclass
@@ -84,16 +117,18 @@ class StochasticSolver:
         (X, Y, w), val = self._split(X, Y, sample_weight, rng)
         dtype = be.dtype(X.dtype.name)
         to = be.asarray
-        data = (to(X, dtype), to(Y, dtype), None if w is None else to(w, dtype))
-        opt, spec = self._make_optimizer(), self._spec(be)
-        epoch = _solver.compiled(be, ("epoch", spec, opt, float(self.alpha)),
-                                 lambda: _solver.make_epoch(be, spec, opt, float(self.alpha)))
+        data, padded = _training_rows(be, dtype, self._pads(be), (X, Y, w))
+        opt, spec, alpha = self._make_optimizer(), self._spec(be), float(self.alpha)
+        counted = padded is not None
+        epoch = _solver.compiled(be, ("epoch", spec, opt, alpha, counted),
+                                 lambda: _solver.make_epoch(be, spec, opt, alpha, counted))
         params = self._device_params(be, dtype)
         state = (opt.init(params) if self._optimizer.state is None
                  else tree_map(lambda a: to(a, dtype if a.dtype.kind == "f" else None),
                                self._optimizer.state))
-        if val is not None:
-            val = (to(val[0], dtype), self._validation_targets(val[1]), val[2])
+        if val is not None:  # scored every epoch: padded once
+            val = (self._forward_input(be, val[0], dtype), self._validation_targets(val[1]),
+                   val[2])
             self._best_params = params
         n, order = X.shape[0], np.arange(X.shape[0])
         batch_size = self._batch_size(n)
@@ -104,8 +139,8 @@ class StochasticSolver:
                     order = shuffle(order, random_state=rng)
                 batches, last = _batches(order, batch_size)
                 state = self._with_learning_rate(state)
-                params, state, loss = epoch(params, state, *data, to(batches),
-                                            None if last is None else to(last))
+                params, state, loss = epoch(params, state, *data,
+                                            *_epoch_rows(be, batches, last, padded))
                 loss = float(loss) + self._epoch_constant(Y, w, batches, last)
                 if self._end_epoch(be, loss, n, params, val) or incremental:
                     break
@@ -174,7 +209,7 @@ class StochasticSolver:
                 self.best_loss_ = self.loss_curve_[-1]
             return
         X_val, y_val, w_val = val
-        outputs = be.to_numpy(self._forward_fn(be)(params, X_val))
+        outputs = be.to_numpy(self._forward_fn(be)(params, X_val))[:len(y_val)]
         score = (float(self._score_outputs(outputs, y_val, w_val))
                  if np.isfinite(outputs).all() else np.nan)
         self.validation_scores_.append(score)
