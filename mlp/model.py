@@ -603,13 +603,18 @@ class MLP:
         Raises
         ------
         ValueError
-            Something in ``state`` the model cannot take (the message says what);
+            Something in ``state`` the model cannot take (the message says what),
+            or, from a callback of a running fit, a state taken outside that fit;
             nothing has changed.
         ModelBusyError
             Another thread is training the model.
+
+        Notes
+        -----
+        The state holds the model's own arrays, not copies: write into neither.
         """
         _guard.guard_of(self).check_free("restore_state")
-        problem = self._state_problem(state)
+        problem = self._state_problem(state) or self._running_fit_problem(state)
         if problem:
             raise ValueError(f"restore_state: {problem}; the model is as it was")
         if state.history_record is not None and state.history is not None:
@@ -624,6 +629,16 @@ class MLP:
         self._shuffle_rng.bit_generator.state = state.shuffle_state
         self._seed, self._seed_drawn = state.seed, state.seed_drawn
         self.stop_training = state.stop_training
+
+    def _running_fit_problem(self, state: ModelState) -> str | None:
+        """Why a callback of the running fit may not put ``state`` in: it was taken
+        outside that fit (None where no fit runs, or the state is of this fit's)."""
+        if _guard.guard_of(self).owner is None or state.train_state is self.train_state_:
+            return None
+        return ("it was called from a callback of the running fit with a state taken "
+                "outside that fit; a fit's callbacks may restore only states taken during "
+                "it (snapshot_state in one of its hooks). Restore it after fit returns, or "
+                "set the weights with set_weights")
 
     def _state_problem(self, state: object) -> str | None:
         """What keeps the model from taking ``state`` (None if nothing)."""

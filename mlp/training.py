@@ -977,6 +977,7 @@ class Trainer:
             self.epochs_loop()
         except BaseException:
             if not self.began or self.state.epoch == self.first.epoch:
+                self.model.train_state_ = before.train_state  # the fit lets go of its own
                 self.model.restore_state(before)
             raise
 

@@ -1299,3 +1299,25 @@ def test_a_resumed_backup_whose_first_step_fails_is_undone(backend, tmp_path):
     model.fit(x, y, epochs=4, batch_size=5, optimizer="sgd",
               callbacks=[mlp.BackupAndRestore(folder)])
     assert model.history_.epoch == [0, 1, 2, 3]
+
+
+def test_a_callback_cannot_restore_a_state_from_outside_its_fit():
+    """A callback of a running fit that puts in a state taken before that fit is refused
+    before anything changes, naming what to do; the fit keeps its epochs as for any
+    callback error, and the model stays consistent (epoch count, history, state)."""
+    x = np.random.default_rng(0).normal(size=(40, 3))
+    y = x.sum(axis=1)
+    model = mlp.MLP([3, 8, 1], seed=0)
+    model.fit(x, y, epochs=2)
+    old = model.snapshot_state()
+
+    class Rewind(mlp.Callback):
+        def on_epoch_end(self, epoch, logs):
+            if epoch == 3:
+                self.model.restore_state(old)
+
+    with pytest.raises(ValueError, match="state taken outside that fit.*set_weights"):
+        model.fit(x, y, epochs=4, callbacks=[Rewind()])
+    assert model.epochs_trained_ == 4 == len(model.history_.epoch) == model.train_state_.epoch
+    model.restore_state(old)  # after the fit: taken as any state
+    assert model.epochs_trained_ == 2 and len(model.history_.epoch) == 2
