@@ -49,6 +49,8 @@ if TYPE_CHECKING:
     from .backends._ndonnx import NdonnxBackend
     from .model import MLP
 
+__all__ = ["export_onnx", "onnx_model"]
+
 #: The outputs a graph can have, in the order they appear.
 OUTPUTS = ("predict", "label")
 #: Name of the free batch dimension of ``x`` and of every output.
