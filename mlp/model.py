@@ -524,7 +524,7 @@ class MLP:
 
     @property
     def is_classifier(self) -> bool:
-        """Whether the loss is a classification loss (``cross_entropy``, ``binary_cross_entropy``)."""
+        """Whether the loss is a classification loss (e.g. ``cross_entropy``)."""
         return self._spec.loss.classification
 
     def __repr__(self) -> str:

@@ -322,9 +322,10 @@ class CallbackList(Callback):
             raise error
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-        """Call every callback's ``on_train_end``, even after one raised; then raise the first error.
+        """Call every callback's ``on_train_end``, then raise the first error.
 
-        A backup lets its folder go, a log is complete.
+        Every callback is called even after one raised: a backup lets its folder
+        go, a log is complete.
 
         Parameters
         ----------

@@ -113,7 +113,7 @@ class ModelCheckpoint(MonitorCallback):
         return best
 
     def on_epoch_end(self, epoch: int, logs: Logs) -> None:
-        """Save the model, every ``every_n_epochs`` epochs (with ``save_best_only``: when it improved).
+        """Save the model every ``every_n_epochs`` epochs (or when it improved).
 
         Parameters
         ----------
