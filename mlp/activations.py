@@ -11,8 +11,8 @@ Each activation is a pair of pure functions over the array-API namespace ``xp``:
 fused into a loss (``softmax`` with ``cross_entropy``, ``exp`` - the log
 link - with ``poisson``).
 
-Adding an activation
---------------------
+.. rubric:: Adding an activation
+
 `register_activation` makes it available to `mlp.MLP` (hidden layers, and as
 an output for losses such as ``mse`` that take any); the gradient tests
 iterate the registry, so it is checked against finite differences on every
@@ -140,22 +140,38 @@ ACTIVATIONS: dict[str, Activation] = {}
 def register_activation(name: str, forward: Forward, backward: Backward | None = None, *,
                         init: str = "glorot", overwrite: bool = False,
                         inplace: Any = None) -> Activation:
-    """Make an activation available by ``name``; returns it.
+    """Make an activation available by ``name``.
 
     Parameters
     ----------
     name : str
-    forward : callable ``(xp, z) -> a``, elementwise, written with ``xp`` only
-    backward : callable ``(xp, delta, z, a) -> delta * f'(z)`` or None
-        None makes it output-only (a loss must fuse its gradient, as
-        cross-entropy does with softmax).
-    init : {"he", "glorot", "normal"}
+        The name ``MLP(activation=...)`` takes.
+    forward : callable
+        ``forward(xp, z) -> a``, elementwise, written with ``xp`` only.
+    backward : callable or None, default None
+        ``backward(xp, delta, z, a) -> delta * f'(z)``. None makes it
+        output-only (a loss must fuse its gradient, as cross-entropy does with
+        softmax).
+    init : {"he", "glorot", "normal"}, default "glorot"
         The default initializer of networks using it in hidden layers.
-    overwrite : bool
-        Replace an activation of the same name (otherwise a ValueError).
-    inplace : object, optional
+    overwrite : bool, default False
+        Replace an activation of the same name.
+    inplace : object, default None
         Its in-place form (see `Activation`); None: the pure functions run on the
         in-place executor too.
+
+    Returns
+    -------
+    Activation
+        The registered activation.
+
+    Raises
+    ------
+    TypeError
+        ``name`` is not a non-empty str, or ``forward`` or ``backward`` is not
+        callable.
+    ValueError
+        An activation of that name is registered (without ``overwrite``).
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"name must be a non-empty str, got {name!r}")

@@ -17,8 +17,8 @@ ask when ``mode="auto"`` - reads the direction from the metric itself.
   form for yes/no outputs (each output right at the 0.5 threshold), logged as
   ``accuracy`` too.
 
-Adding a metric
----------------
+.. rubric:: Adding a metric
+
 A function of the outputs and the prepared targets, weighted when given row
 weights, registered with its direction; a loss then names it::
 
@@ -183,10 +183,26 @@ METRICS: dict[str, Metric] = {}
 
 
 def register_metric(metric: Metric, *, overwrite: bool = False) -> Metric:
-    """Make ``metric`` known by its name (a loss may then name it, and `metric_mode`
-    knows its direction); returns it.
+    """Make ``metric`` known by its name.
 
-    Raises ValueError if a metric of that name is registered (unless ``overwrite``).
+    A loss may then name it, and `metric_mode` knows its direction.
+
+    Parameters
+    ----------
+    metric : Metric
+        The metric.
+    overwrite : bool, default False
+        Replace a metric registered under the same name.
+
+    Returns
+    -------
+    Metric
+        ``metric`` itself.
+
+    Raises
+    ------
+    ValueError
+        A metric of that name is registered (without ``overwrite``).
     """
     if not isinstance(metric, Metric):
         raise TypeError(f"register_metric needs a Metric, got {type(metric).__name__}")
@@ -205,11 +221,31 @@ def get_metric(name: str) -> Metric:
 
 
 def metric_mode(name: str) -> Literal["min", "max"]:
-    """``"max"`` if a larger value of the logged metric ``name`` is better, ``"min"`` if a
-    smaller one is: ``loss`` is minimized, and every registered metric (`register_metric`)
-    has its own direction; a ``val_`` name is that of its metric.
+    """Give the direction of the logged metric ``name``: which way is better.
 
-    Raises ValueError for any other name, listing the known ones.
+    ``loss`` is minimized, and every registered metric (`register_metric`) has its
+    own direction; a ``val_`` name is that of its metric.
+
+    Parameters
+    ----------
+    name : str
+        A name in the epoch logs (``"loss"``, ``"val_accuracy"``, ...).
+
+    Returns
+    -------
+    {"min", "max"}
+        ``"max"`` if a larger value is better, ``"min"`` if a smaller one is.
+
+    Raises
+    ------
+    ValueError
+        An unknown name (the message lists the known ones).
+
+    Examples
+    --------
+    >>> import mlp
+    >>> mlp.metric_mode("val_accuracy"), mlp.metric_mode("loss")
+    ('max', 'min')
     """
     base = name[4:] if isinstance(name, str) and name.startswith("val_") else name
     if base == "loss":
