@@ -224,12 +224,14 @@ def export_onnx(model: MLP, path: str | os.PathLike[str], *,
     >>> from mlp.export import export_onnx
     >>> x = np.random.default_rng(0).normal(size=(6, 3)).astype("float32")
     >>> model = mlp.MLP([3, 8, 2], loss="cross_entropy", backend="numpy", seed=0)
-    >>> path = os.path.join(tempfile.mkdtemp(), "model.onnx")
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(folder.name, "model.onnx")
     >>> export_onnx(model, path)
     >>> session = ort.InferenceSession(path)
     >>> probs, labels = session.run(["predict", "label"], {"x": x})
     >>> probs.shape, labels.shape, bool(np.allclose(probs, model.predict(x), atol=1e-6))
     ((6, 2), (6,), True)
+    >>> folder.cleanup()
     """
     check("path", path, [InstanceOf((str, os.PathLike), "a file path (str or os.PathLike)")])
     path = _io.check_writable(path, "write the ONNX file")  # before the work

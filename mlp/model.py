@@ -1444,11 +1444,13 @@ class MLP:
         >>> x = np.random.default_rng(0).normal(size=(20, 3)); y = np.arange(20) % 2
         >>> model = mlp.MLP([3, 8, 2], loss="cross_entropy", backend="numpy", seed=0)
         >>> _ = model.fit(x, y, epochs=2)
-        >>> path = os.path.join(tempfile.mkdtemp(), "model.npz")
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> path = os.path.join(folder.name, "model.npz")
         >>> model.save(path, include_optimizer=True)
         >>> restored = mlp.load(path, backend="numpy")
         >>> restored.epochs_trained_, bool(np.array_equal(restored.predict(x), model.predict(x)))
         (2, True)
+        >>> folder.cleanup()
         """
         from .training import check_model_state
 
