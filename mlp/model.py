@@ -1332,6 +1332,17 @@ class MLP:
         once the model has taken it (its callbacks are then told of it: one
         raising in ``on_epoch_end`` keeps it). ``self.train_state_`` holds the training state
         (weights, optimizer state, epochs completed, shuffle stream).
+
+        Examples
+        --------
+        >>> import numpy as np, mlp
+        >>> x = np.random.default_rng(0).normal(size=(32, 3)); y = x.sum(axis=1)
+        >>> model = mlp.MLP([3, 16, 1], backend="numpy", seed=0)
+        >>> history = model.fit(x, y, epochs=3, batch_size=8)
+        >>> history.epoch, len(history.history["loss"])
+        ([0, 1, 2], 3)
+        >>> model.fit(x, y, epochs=2).epoch   # a second fit continues the first
+        [3, 4]
         """
         from .training import fit
 
@@ -1555,6 +1566,18 @@ def load(path: str | bytes | os.PathLike[str], backend: str | Backend | None = N
         ``backend`` cannot run here.
     TypeError
         ``path`` is not a file name (str or os.PathLike).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import mlp
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(folder.name, "model.npz")
+    >>> mlp.MLP([3, 8, 1], backend="numpy", seed=0).save(path)
+    >>> model = mlp.load(path, backend="numpy")
+    >>> model.layer_sizes, model.n_params
+    ((3, 8, 1), 41)
+    >>> folder.cleanup()
     """
     if isinstance(path, bool) or not isinstance(path, (str, bytes, os.PathLike)):
         raise TypeError(f"load needs the path of a model file (str or os.PathLike), got "
