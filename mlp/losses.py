@@ -122,10 +122,42 @@ def _checked_targets(backend, y, n_samples, dtype, name, x_name, *, floats_only=
 
 def real_targets(loss: Loss, backend: Backend, y: Any, n_samples: int, n_outputs: int,
                  dtype: Any, name: str = "y", x_name: str = "x") -> tuple[Array, None]:
-    """Targets ``(n, n_outputs)`` of real numbers (``(n,)`` is allowed with one output).
+    """Check targets of real numbers, ``(n, n_outputs)`` (``(n,)`` with one output).
 
-    Returns ``(targets, None)``; the building block of ``mse`` and
-    ``binary_cross_entropy`` (and of user losses with real targets).
+    The building block of ``mse`` and ``binary_cross_entropy`` (and of losses of
+    your own with real targets).
+
+    Parameters
+    ----------
+    loss : Loss
+        The loss the targets are for.
+    backend : Backend
+        The model's backend.
+    y : array-like of shape (n_samples, n_outputs) or (n_samples,)
+        The user's targets.
+    n_samples : int
+        The number of rows ``y`` must have.
+    n_outputs : int
+        The number of outputs.
+    dtype : dtype
+        The float dtype of the targets.
+    name : str, default "y"
+        The targets' name in messages.
+    x_name : str, default "x"
+        The inputs' name in messages.
+
+    Returns
+    -------
+    targets : array of shape (n_samples, n_outputs)
+        The checked targets, in ``dtype``.
+    labels : None
+        Real targets have no labels.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Targets of the wrong shape, not numbers, or not finite; the message names
+        ``name``.
     """
     arr = _checked_targets(backend, y, n_samples, dtype, name, x_name)
     if arr.ndim == 1:
@@ -214,10 +246,12 @@ def _mse_terms_and_delta(xp, z, a, y, output: Activation, scale):
 
 
 class MseInplace:
-    """mse in place, on the in-place operations ``ops`` of the backend's library
-    (`mlp.backends.InplaceOps`): `Loss.value_and_delta` of `_mse_terms_and_delta` (``scale =
-    1/size``) and its training totals (`r2_totals`: ``(y - a)**2`` is ``diff * diff`` bit
-    for bit), into the executor's buffers ``buf``."""
+    """The ``mse`` loss in place, on the in-place operations ``ops`` of the backend's library.
+
+    `Loss.value_and_delta` of the pure ``mse`` (``scale = 1/size``) and its
+    training totals (`r2_totals`: ``(y - a)**2`` is ``diff * diff`` bit for bit),
+    into the executor's buffers ``buf`` (`mlp.backends.InplaceOps`).
+    """
 
     counts_classes: bool = False
 
@@ -225,8 +259,33 @@ class MseInplace:
     def value_and_delta(ops: InplaceOps, buf: Buffers, z: Array, a: Array, y: Array,
                         output_backward: Callable[[Array], Array]
                         ) -> tuple[Array, Array, Array | None]:
-        """``(loss, delta, totals)``; ``output_backward(d)``: the output activation's
-        chain rule (in place where it has an in-place form)."""
+        """Compute the loss, its gradient and the training totals, in place.
+
+        Parameters
+        ----------
+        ops : InplaceOps
+            The library's in-place operations.
+        buf : dict
+            The executor's scratch arrays.
+        z : array of shape (n_samples, n_outputs)
+            The output pre-activations.
+        a : array of shape (n_samples, n_outputs)
+            The output activations.
+        y : array of shape (n_samples, n_outputs)
+            The prepared targets.
+        output_backward : callable
+            ``output_backward(d)``: the output activation's chain rule (in place
+            where it has an in-place form).
+
+        Returns
+        -------
+        loss : 0-d array
+            The mean loss.
+        delta : array of shape (n_samples, n_outputs)
+            Its gradient with respect to ``z``.
+        totals : array
+            The training totals (`r2_totals`).
+        """
         size = y.shape[0] * y.shape[1]
         diff, sq = buf["e"], buf["yz"]
         ops.subtract(a, y, out=diff)
@@ -257,11 +316,13 @@ def _ce_terms_and_delta(xp, z, a, y, output: Activation, scale):
 
 
 class CrossEntropyInplace:
-    """Cross-entropy fused with the softmax, in place (`mlp.backends.InplaceOps`):
-    `Loss.value_and_delta` of `_ce_terms_and_delta` (``scale = 1/n``), into the executor's
-    buffers ``buf``. Its training totals are counts of correct classes
-    (`_argmax_totals`), which the executor may count once per epoch from each step's
-    predicted classes (``counts_classes``)."""
+    """Cross-entropy fused with the softmax, in place.
+
+    `Loss.value_and_delta` of the pure ``cross_entropy`` (``scale = 1/n``), into
+    the executor's buffers ``buf`` (`mlp.backends.InplaceOps`). Its training totals
+    are counts of correct classes, which the executor may count once per epoch
+    from each step's predicted classes (``counts_classes``).
+    """
 
     counts_classes: bool = True
 
@@ -269,7 +330,33 @@ class CrossEntropyInplace:
     def value_and_delta(ops: InplaceOps, buf: Buffers, z: Array, a: Array, y: Array,
                         output_backward: Callable[[Array], Array]
                         ) -> tuple[Array, Array, Array | None]:
-        """``(loss, delta, None)``: the totals are the pure ones (or counted)."""
+        """Compute the loss and its gradient, in place.
+
+        Parameters
+        ----------
+        ops : InplaceOps
+            The library's in-place operations.
+        buf : dict
+            The executor's scratch arrays.
+        z : array of shape (n_samples, n_outputs)
+            The output pre-activations.
+        a : array of shape (n_samples, n_outputs)
+            The output activations.
+        y : array of shape (n_samples, n_outputs)
+            The prepared targets.
+        output_backward : callable
+            ``output_backward(d)``: the output activation's chain rule (in place
+            where it has an in-place form).
+
+        Returns
+        -------
+        loss : 0-d array
+            The mean loss.
+        delta : array of shape (n_samples, n_outputs)
+            Its gradient with respect to ``z``.
+        totals : None
+            The totals are the pure ones (or counted).
+        """
         n = y.shape[0]
         shift, total, log_z = buf["col"]
         e, yz, (s, diff) = buf["e"], buf["yz"], buf["row"]
@@ -918,7 +1005,23 @@ BUILT_IN: dict[str, Loss] = dict(LOSSES)
 
 
 def get_loss(name: str) -> Loss:
-    """The registered loss called ``name``; a ValueError lists the known ones."""
+    """Give the registered loss called ``name``.
+
+    Parameters
+    ----------
+    name : str
+        A registered loss's name.
+
+    Returns
+    -------
+    Loss
+        The loss.
+
+    Raises
+    ------
+    ValueError
+        An unknown name (the message lists the known ones).
+    """
     if not isinstance(name, str) or name not in LOSSES:
         raise ValueError(f"loss must be one of {', '.join(map(repr, LOSSES))}, got {name!r}")
     return LOSSES[name]

@@ -70,6 +70,15 @@ def _members(cls: type) -> list[tuple[str, object]]:
     return found
 
 
+def _module_members(module: object) -> list[tuple[str, object]]:
+    """The classes and functions a module of ``mlp.__all__`` (``mlp.core``...) lists on its
+    page: its ``__all__``, else those it defines whose names are public."""
+    names = getattr(module, "__all__", None) or [
+        name for name, obj in vars(module).items()
+        if not name.startswith("_") and getattr(obj, "__module__", None) == module.__name__]
+    return [(name, getattr(module, name)) for name in names]
+
+
 def public_names() -> list[tuple[str, object]]:
     """``(qualified name, object)`` of every public module, function, class, method and
     property, each object once (under the first name it is reached by)."""
@@ -83,6 +92,14 @@ def public_names() -> list[tuple[str, object]]:
         names.append((name, obj))
         return True
 
+    def add_named(name: str, obj: object) -> None:
+        if inspect.isclass(obj) and add(name, obj):
+            for attr, member in _members(obj):
+                add(f"{name}.{attr}", member)
+        elif inspect.isfunction(obj):
+            add(name, obj)
+        # (anything else, a constant or a type alias, is documented by a comment)
+
     for module_name in PUBLIC_MODULES:
         module = importlib.import_module(module_name)
         add(module_name, module)
@@ -90,14 +107,11 @@ def public_names() -> list[tuple[str, object]]:
             obj = getattr(module, name)
             qualified = f"{module_name}.{name}"
             if inspect.ismodule(obj):
-                if obj.__name__ not in PUBLIC_MODULES:
-                    add(qualified, obj)  # its docstring; its names are not the API's
-            elif inspect.isclass(obj) and add(qualified, obj):
-                for attr, member in _members(obj):
-                    add(f"{qualified}.{attr}", member)
-            elif inspect.isfunction(obj):
-                add(qualified, obj)
-            # (anything else, a constant or a type alias, is documented by a comment)
+                if obj.__name__ not in PUBLIC_MODULES and add(qualified, obj):
+                    for attr, member in _module_members(obj):  # as its page lists them
+                        add_named(f"{qualified}.{attr}", member)
+            else:
+                add_named(qualified, obj)
     return names
 
 
