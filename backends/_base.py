@@ -647,7 +647,7 @@ class Backend:
         carry : object
             The last carry.
         ys : array or tuple of arrays
-            The ``y``s (or each entry of tuple ``y``s) stacked along a new first
+            The ``y`` values (or each entry of tuple ``y``) stacked along a new first
             axis.
         """
         parts = xs if isinstance(xs, tuple) else (xs,)

@@ -858,8 +858,19 @@ class ScaleByLearningRate(_Transformation):
 
 
 def _parts_inplace(transformation: Chain | _Named) -> Block | Composite | None:
-    """The in-place form of a chain (or a named optimizer's chain): its parts' forms, as
-    one `mlp.engine.kernels.Composite` (None if a part has none)."""
+    """Give the in-place form of a chain, or of a named optimizer's chain.
+
+    Parameters
+    ----------
+    transformation : Chain or named optimizer
+        The transformation.
+
+    Returns
+    -------
+    Block, Composite or None
+        Its parts' in-place forms as one `mlp.engine.kernels.Composite` (None if
+        a part has none).
+    """
     if isinstance(transformation, _Named):
         return mirror(transformation.transformation)
     return mirror_all(transformation.transformations)

@@ -12,7 +12,7 @@ class EpochLogger(Callback):
 
     Each line reads::
 
-    epoch 3/10 - loss: 0.4123 - val_loss: 0.5011 - val_accuracy: 0.8 - 0.012s
+        epoch 3/10 - loss: 0.4123 - val_loss: 0.5011 - val_accuracy: 0.8 - 0.012s
     """
 
     def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
