@@ -1,10 +1,12 @@
 """Every public name has a numpydoc docstring that numpydoc's validation accepts, and the
 examples in the docstrings run as written (doctests).
 
-The public names are each public module's ``__all__`` (`PUBLIC_MODULES`), and the public
-methods and properties of the public classes, those inherited from another class of mlp
-included (those of third-party bases, such as scikit-learn's ``BaseEstimator``, are
-theirs). The checks are the ones the site build applies (``docs/_validation.py``).
+The public names are each public module's ``__all__`` (`PUBLIC_MODULES`), the classes and
+functions of the modules ``mlp.__all__`` names (``mlp.core``, ``mlp.losses``...: what their
+reference pages list), and the public methods and properties of the public classes, those
+inherited from another class of mlp included (those of third-party bases, such as
+scikit-learn's ``BaseEstimator``, are theirs). The checks are the ones the site build
+applies (``docs/_validation.py``).
 """
 
 from __future__ import annotations
@@ -84,40 +86,55 @@ def _module_members(module: object) -> list[tuple[str, object]]:
     return [(name, getattr(module, name)) for name in names]
 
 
-def public_names() -> list[tuple[str, object]]:
-    """``(qualified name, object)`` of every public module, function, class, method and
-    property, each object once (under the first name it is reached by)."""
-    seen: set[int] = set()
-    names: list[tuple[str, object]] = []
+class _Names:
+    """The public names found so far, each object once (under the first name it is
+    reached by)."""
 
-    def add(name: str, obj: object) -> bool:
-        if id(obj) in seen:
+    def __init__(self) -> None:
+        self.seen: set[int] = set()
+        self.names: list[tuple[str, object]] = []
+
+    def add(self, name: str, obj: object) -> bool:
+        if id(obj) in self.seen:
             return False
-        seen.add(id(obj))
-        names.append((name, obj))
+        self.seen.add(id(obj))
+        self.names.append((name, obj))
         return True
 
-    def add_named(name: str, obj: object) -> None:
-        if inspect.isclass(obj) and add(name, obj):
+    def add_named(self, name: str, obj: object) -> None:
+        """A class with its methods and properties, or a function; anything else (a
+        constant, a type alias) is documented by a comment."""
+        if inspect.isclass(obj) and self.add(name, obj):
             for attr, member in _members(obj):
-                add(f"{name}.{attr}", member)
+                self.add(f"{name}.{attr}", member)
         elif inspect.isfunction(obj):
-            add(name, obj)
-        # (anything else, a constant or a type alias, is documented by a comment)
+            self.add(name, obj)
 
-    for module_name in PUBLIC_MODULES:
-        module = importlib.import_module(module_name)
-        add(module_name, module)
+    def add_module(self, module_name: str) -> None:
+        """A public module, what its ``__all__`` names, and the classes and functions of
+        the modules it names that are not public modules themselves (``mlp.core``...)."""
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:  # mlp.sklearn without scikit-learn: the site needs it
+            return
+        self.add(module_name, module)
         for name in module.__all__:
             obj = getattr(module, name)
             qualified = f"{module_name}.{name}"
-            if inspect.ismodule(obj):
-                if obj.__name__ not in PUBLIC_MODULES and add(qualified, obj):
-                    for attr, member in _module_members(obj):  # as its page lists them
-                        add_named(f"{qualified}.{attr}", member)
-            else:
-                add_named(qualified, obj)
-    return names
+            if not inspect.ismodule(obj):
+                self.add_named(qualified, obj)
+            elif obj.__name__ not in PUBLIC_MODULES and self.add(qualified, obj):
+                for attr, member in _module_members(obj):  # as its page lists them
+                    self.add_named(f"{qualified}.{attr}", member)
+
+
+def public_names() -> list[tuple[str, object]]:
+    """``(qualified name, object)`` of every public module, function, class, method and
+    property, each object once (under the first name it is reached by)."""
+    found = _Names()
+    for module_name in PUBLIC_MODULES:
+        found.add_module(module_name)
+    return found.names
 
 
 # ------------------------------------------------------------ validation
