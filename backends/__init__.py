@@ -2,7 +2,8 @@
 
 >>> from mlp import backends
 >>> be = backends.get_backend("numpy")   # or $MLP_BACKEND, else numpy
->>> be.xp.sum(be.asarray([1.0, 2.0]))
+>>> float(be.xp.sum(be.asarray([1.0, 2.0])))
+3.0
 
 Known backends: numpy, jax, cupy, torch, array_api_strict.
 
@@ -26,9 +27,11 @@ from ._base import (
     Backend,
     BackendUnavailableError,
     InplaceOps,
-    foreign_to_numpy,
     register_converter,
     to_host,
+)
+from ._base import (
+    foreign_to_numpy as foreign_to_numpy,
 )
 
 __all__ = [
@@ -40,7 +43,6 @@ __all__ = [
     "default_cache_dir",
     "disable_compilation_cache",
     "enable_compilation_cache",
-    "foreign_to_numpy",
     "get_backend",
     "resolve_backend",
     "to_host",
@@ -75,27 +77,54 @@ def _needs_jax(what: str) -> None:
 
 def enable_compilation_cache(path: str | os.PathLike[str],
                              max_size: int = _jax.DEFAULT_CACHE_MAX_SIZE) -> str:
-    """Keep JAX's compiled programs in the directory ``path``, so a second run of the same
-    script loads them instead of compiling (the same as ``$MLP_JAX_CACHE_DIR``).
+    """Keep JAX's compiled programs in the directory ``path``.
 
-    The folder holds at most ``max_size`` bytes (default 1 GiB, -1: no limit); the
-    programs used least recently go first. Needs JAX (`BackendUnavailableError`
-    otherwise); returns the absolute path.
+    A second run of the same script then loads them instead of compiling (the
+    same as ``$MLP_JAX_CACHE_DIR``). The programs used least recently go first.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The directory.
+    max_size : int, default 1 GiB
+        The most bytes the directory holds (-1: no limit).
+
+    Returns
+    -------
+    str
+        The directory's absolute path.
+
+    Raises
+    ------
+    BackendUnavailableError
+        JAX is not installed.
     """
     _needs_jax("enable_compilation_cache")
     return _jax.enable_compilation_cache(path, max_size)
 
 
 def disable_compilation_cache() -> None:
-    """Compile JAX programs without keeping them on disk from now on (the same as
-    ``MLP_JAX_CACHE_DIR=""``). Needs JAX (`BackendUnavailableError` otherwise)."""
+    """Compile JAX programs without keeping them on disk from now on.
+
+    The same as ``MLP_JAX_CACHE_DIR=""``.
+
+    Raises
+    ------
+    BackendUnavailableError
+        JAX is not installed.
+    """
     _needs_jax("disable_compilation_cache")
     _jax.disable_compilation_cache()
 
 
 def default_cache_dir() -> str:
-    """The folder JAX's compiled programs are kept in when ``$MLP_JAX_CACHE_DIR`` is unset
-    (``~/.cache/mlp/jax`` on Linux; see `backends._jax.default_cache_dir`)."""
+    """Give the folder JAX's compiled programs are kept in when ``$MLP_JAX_CACHE_DIR`` is unset.
+
+    Returns
+    -------
+    str
+        ``~/.cache/mlp/jax`` on Linux (the user's cache folder elsewhere).
+    """
     return _jax.default_cache_dir()
 
 
@@ -105,14 +134,24 @@ _cache: dict[str | tuple[str, tuple[int, ...]], Backend] = {}
 
 def get_backend(name: str | None = None, devices: str | int | Sequence[Any] | None = None
                 ) -> Backend:
-    """The backend called ``name``, else ``$MLP_BACKEND``, else ``"numpy"``.
+    """Give the backend called ``name``, else ``$MLP_BACKEND``, else ``"numpy"``.
 
-    ``devices`` (JAX only; default ``$MLP_DEVICES``, else None) trains data-parallel
-    over several devices (`backends._jax_mesh`): None is one device, as without it;
-    ``"all"`` every device JAX sees (every process's after
-    ``jax.distributed.initialize()``); an integer ``n`` the first ``n``; or a list of
-    JAX devices. ``$MLP_DEVICES`` takes ``all`` or a number, and is ignored by the
-    other backends.
+    Parameters
+    ----------
+    name : str or None, default None
+        ``numpy``, ``jax``, ``cupy``, ``torch`` or ``array_api_strict``.
+    devices : str, int, sequence of devices or None, default None
+        JAX only (default ``$MLP_DEVICES``, else None): train data-parallel over
+        several devices (`backends._jax_mesh`). None is one device, as without
+        it; ``"all"`` every device JAX sees (every process's after
+        ``jax.distributed.initialize()``); an integer ``n`` the first ``n``; or a
+        list of JAX devices. ``$MLP_DEVICES`` takes ``all`` or a number, and is
+        ignored by the other backends.
+
+    Returns
+    -------
+    Backend
+        The backend (one object per name and devices, made once).
 
     Raises
     ------
@@ -123,6 +162,15 @@ def get_backend(name: str | None = None, devices: str | int | Sequence[Any] | No
     BackendUnavailableError
         The backend is known but cannot run here; the message says why and
         what to install.
+    TypeError
+        ``name`` is not a str.
+
+    Examples
+    --------
+    >>> from mlp import backends
+    >>> be = backends.get_backend("numpy")
+    >>> be.name, float(be.xp.sum(be.asarray([1.0, 2.0])))
+    ('numpy', 3.0)
     """
     source = "backend"
     if name is None:
@@ -165,14 +213,37 @@ def _on_devices(key: str, devices: str | int | Sequence[Any] | None) -> Backend:
 
 
 def resolve_backend(backend: str | Backend | None) -> Backend:
-    """A `Backend` from a name, a `Backend`, or None (``$MLP_BACKEND``)."""
+    """Give the `Backend` of a name, a `Backend`, or None (``$MLP_BACKEND``).
+
+    Parameters
+    ----------
+    backend : str, Backend or None
+        A backend's name (see `get_backend`), a `Backend` (returned as it is),
+        or None.
+
+    Returns
+    -------
+    Backend
+        The backend.
+
+    Raises
+    ------
+    ValueError, TypeError, BackendUnavailableError
+        As `get_backend` raises them.
+    """
     if isinstance(backend, Backend):
         return backend
     return get_backend(backend)
 
 
 def available_backends() -> list[str]:
-    """Names of the backends that can run on this machine, numpy first."""
+    """List the backends that can run on this machine, numpy first.
+
+    Returns
+    -------
+    list of str
+        Their names.
+    """
     names: list[str] = []
     for name in KNOWN_BACKENDS:
         try:

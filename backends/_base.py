@@ -48,85 +48,380 @@ class InplaceOps(Protocol):
     bool: Any  #: its boolean dtype
 
     def add(self, a: Any, b: Any, /, *, out: Any) -> Any:
-        """``a + b`` into ``out``."""
+        """Write ``a + b`` into ``out``.
+
+        Parameters
+        ----------
+        a : array or float
+            The first operand.
+        b : array or float
+            The second operand.
+        out : array
+            Where the result is written.
+
+        Returns
+        -------
+        array
+            ``out``.
+        """
 
     def subtract(self, a: Any, b: Any, /, *, out: Any) -> Any:
-        """``a - b`` into ``out``."""
+        """Write ``a - b`` into ``out``.
+
+        Parameters
+        ----------
+        a : array or float
+            The first operand.
+        b : array or float
+            The second operand.
+        out : array
+            Where the result is written.
+
+        Returns
+        -------
+        array
+            ``out``.
+        """
 
     def multiply(self, a: Any, b: Any, /, *, out: Any) -> Any:
-        """``a * b`` into ``out``."""
+        """Write ``a * b`` into ``out``.
+
+        Parameters
+        ----------
+        a : array or float
+            The first operand.
+        b : array or float
+            The second operand.
+        out : array
+            Where the result is written.
+
+        Returns
+        -------
+        array
+            ``out``.
+        """
 
     def divide(self, a: Any, b: Any, /, *, out: Any) -> Any:
-        """``a / b`` into ``out``."""
+        """Write ``a / b`` into ``out``.
+
+        Parameters
+        ----------
+        a : array or float
+            The first operand.
+        b : array or float
+            The second operand.
+        out : array
+            Where the result is written.
+
+        Returns
+        -------
+        array
+            ``out``.
+        """
 
     def sqrt(self, a: Any, /, *, out: Any) -> Any:
-        """``xp.sqrt(a)`` into ``out``."""
+        """Write ``xp.sqrt(a)`` into ``out``.
+
+        Parameters
+        ----------
+        a : array
+            The operand.
+        out : array
+            Where the result is written.
+
+        Returns
+        -------
+        array
+            ``out``.
+        """
 
     def exp(self, a: Any, /, *, out: Any) -> Any:
-        """``xp.exp(a)`` into ``out``."""
+        """Write ``xp.exp(a)`` into ``out``.
+
+        Parameters
+        ----------
+        a : array
+            The operand.
+        out : array
+            Where the result is written.
+
+        Returns
+        -------
+        array
+            ``out``.
+        """
 
     def log(self, a: Any, /, *, out: Any) -> Any:
-        """``xp.log(a)`` into ``out``."""
+        """Write ``xp.log(a)`` into ``out``.
+
+        Parameters
+        ----------
+        a : array
+            The operand.
+        out : array
+            Where the result is written.
+
+        Returns
+        -------
+        array
+            ``out``.
+        """
 
     def matmul(self, a: Any, b: Any, /, *, out: Any) -> Any:
-        """``a @ b`` into ``out``."""
+        """Write the matrix product ``a @ b`` into ``out``.
+
+        Parameters
+        ----------
+        a : array of shape (n, k)
+            The left operand.
+        b : array of shape (k, m)
+            The right operand.
+        out : array of shape (n, m)
+            Where the result is written.
+
+        Returns
+        -------
+        array
+            ``out``.
+        """
 
     def is_floats(self, arrays: Any, dtype: Any) -> builtins.bool:
-        """Whether every one of ``arrays`` is this library's array (on the backend's
-        device) of ``dtype``."""
+        """Tell whether every one of ``arrays`` is this library's array of ``dtype``.
+
+        The arrays must be on the backend's device.
+
+        Parameters
+        ----------
+        arrays : sequence of arrays
+            The arrays.
+        dtype : dtype
+            The float dtype they must have.
+
+        Returns
+        -------
+        bool
+            Whether they all are.
+        """
 
     def is_indices(self, rows: Any) -> builtins.bool:
-        """Whether ``rows`` is an integer array of this library (row indices)."""
+        """Tell whether ``rows`` is an integer array of this library (row indices).
+
+        Parameters
+        ----------
+        rows : object
+            The candidate.
+
+        Returns
+        -------
+        bool
+            Whether it is.
+        """
 
     def is_contiguous(self, a: Any) -> builtins.bool:
-        """Whether ``a`` is laid out in row-major order (not a transposed view)."""
+        """Tell whether ``a`` is laid out in row-major order (not a transposed view).
+
+        Parameters
+        ----------
+        a : array
+            The array.
+
+        Returns
+        -------
+        bool
+            Whether it is.
+        """
 
     def empty(self, shape: tuple[int, ...], dtype: Any) -> Any:
-        """A new uninitialised array."""
+        """Make a new uninitialised array.
+
+        Parameters
+        ----------
+        shape : tuple of int
+            Its shape.
+        dtype : dtype
+            Its dtype.
+
+        Returns
+        -------
+        array
+            The new array.
+        """
 
     def zeros(self, shape: tuple[int, ...], dtype: Any) -> Any:
-        """A new array of zeros."""
+        """Make a new array of zeros.
+
+        Parameters
+        ----------
+        shape : tuple of int
+            Its shape.
+        dtype : dtype
+            Its dtype.
+
+        Returns
+        -------
+        array
+            The new array.
+        """
 
     def copy(self, dst: Any, src: Any) -> None:
-        """``dst[...] = src``."""
+        """Copy ``src`` into ``dst`` (``dst[...] = src``).
+
+        Parameters
+        ----------
+        dst : array
+            The destination.
+        src : array
+            The source, of ``dst``'s shape.
+        """
 
     def take_rows(self, x: Any, rows: Any, *, out: Any) -> Any:
-        """``xp.take(x, rows, axis=0)`` into ``out``."""
+        """Write ``xp.take(x, rows, axis=0)`` into ``out``.
+
+        Parameters
+        ----------
+        x : array of shape (n, ...)
+            The rows to take from.
+        rows : array of int, shape (k,)
+            The row indices.
+        out : array of shape (k, ...)
+            Where the rows are written.
+
+        Returns
+        -------
+        array
+            ``out``.
+        """
 
     def sum(self, x: Any, *, axis: int | None, keepdims: builtins.bool = False,
             out: Any = None) -> Any:
-        """``xp.sum(x, axis=axis, keepdims=keepdims)`` (into ``out`` if given)."""
+        """Compute ``xp.sum(x, axis=axis, keepdims=keepdims)``, into ``out`` if given.
+
+        Parameters
+        ----------
+        x : array
+            The array.
+        axis : int or None
+            The axis summed over (None: all).
+        keepdims : bool, default False
+            Keep the summed axis with length 1.
+        out : array or None, default None
+            Where the result is written.
+
+        Returns
+        -------
+        array
+            The sums (``out`` if given).
+        """
 
     def total(self, x: Any) -> Any:
-        """``xp.sum(x)``: the sum of all elements."""
+        """Compute ``xp.sum(x)``: the sum of all elements.
+
+        Parameters
+        ----------
+        x : array
+            The array.
+
+        Returns
+        -------
+        0-d array
+            The sum.
+        """
 
     def max(self, x: Any, *, axis: int | None, keepdims: builtins.bool = False, out: Any) -> Any:
-        """``xp.max(x, axis=axis, keepdims=keepdims)`` into ``out``."""
+        """Write ``xp.max(x, axis=axis, keepdims=keepdims)`` into ``out``.
+
+        Parameters
+        ----------
+        x : array
+            The array.
+        axis : int or None
+            The axis reduced (None: all).
+        keepdims : bool, default False
+            Keep the reduced axis with length 1.
+        out : array
+            Where the result is written.
+
+        Returns
+        -------
+        array
+            ``out``.
+        """
 
     def relu(self, z: Any) -> Any:
-        """``xp.maximum(z, 0.0)`` into ``z``; returns ``z``."""
+        """Apply ``xp.maximum(z, 0.0)`` to ``z`` in place.
+
+        Parameters
+        ----------
+        z : array
+            The array, overwritten.
+
+        Returns
+        -------
+        array
+            ``z``.
+        """
 
     def positive(self, z: Any, *, out: Any) -> Any:
-        """``z > 0`` into the boolean ``out``."""
+        """Write ``z > 0`` into the boolean ``out``.
+
+        Parameters
+        ----------
+        z : array
+            The array.
+        out : array of bool
+            Where the result is written.
+
+        Returns
+        -------
+        array
+            ``out``.
+        """
 
     def argmax_rows(self, z: Any, *, out: Any) -> Any:
-        """``xp.argmax(z, axis=1)`` into ``out``."""
+        """Write ``xp.argmax(z, axis=1)`` into ``out``.
+
+        Parameters
+        ----------
+        z : array of shape (n, k)
+            The array.
+        out : array of int, shape (n,)
+            Where the result is written.
+
+        Returns
+        -------
+        array
+            ``out``.
+        """
 
     def stack(self, scalars: Any) -> Any:
-        """The 0-d arrays (or scalars) ``scalars`` as one ``(n,)`` array."""
+        """Stack the 0-d arrays (or scalars) ``scalars`` as one array.
+
+        Parameters
+        ----------
+        scalars : sequence of 0-d arrays or scalars
+            The values.
+
+        Returns
+        -------
+        array of shape (n,)
+            The values, in order.
+        """
 
 
 class Backend:
     """An array library wrapped behind the small interface `mlp` needs.
 
+    Parameters
+    ----------
+    xp : module
+        The array-API namespace of the library.
+    device : object, default None
+        The device new arrays are created on.
+
     Attributes
     ----------
     name : str
         The backend's name, as accepted by `backends.get_backend`.
-    xp : module
-        The array-API namespace of the library.
-    device : object
-        The device new arrays are created on.
     compiles : bool
         True where `jit` really compiles (JAX): then it pays to put many
         steps into one compiled call.
@@ -145,7 +440,24 @@ class Backend:
 
     # ----------------------------------------------------------------- dtypes
     def dtype(self, dtype: DType) -> DType:
-        """The backend's dtype object for ``"float32"``/``"float64"`` (or a dtype of its own)."""
+        """Give the backend's dtype object for a dtype's name or NumPy dtype.
+
+        Parameters
+        ----------
+        dtype : str, numpy.dtype or dtype
+            ``"float32"`` or ``"float64"``, a NumPy float dtype, or one of the
+            backend's own dtypes (returned as it is).
+
+        Returns
+        -------
+        dtype
+            The backend's dtype.
+
+        Raises
+        ------
+        ValueError
+            A name other than ``"float32"`` and ``"float64"``.
+        """
         if isinstance(dtype, str):
             if dtype not in FLOAT_DTYPES:
                 raise ValueError(f"dtype must be one of {FLOAT_DTYPES}, got {dtype!r}")
@@ -156,7 +468,18 @@ class Backend:
         return dtype
 
     def dtype_name(self, dtype: DType) -> str:
-        """The NumPy name (``"float32"``...) of one of this backend's dtypes."""
+        """Give the NumPy name (``"float32"``...) of one of this backend's dtypes.
+
+        Parameters
+        ----------
+        dtype : dtype
+            One of the backend's dtypes.
+
+        Returns
+        -------
+        str
+            Its NumPy name (``str(dtype)`` for one NumPy has no name for).
+        """
         for name in ("float32", "float64", "float16", "int8", "int16", "int32", "int64",
                      "uint8", "uint16", "uint32", "uint64", "bool", "complex64", "complex128"):
             if getattr(self.xp, name, None) == dtype:
@@ -165,25 +488,68 @@ class Backend:
 
     # ------------------------------------------------------------------ data
     def is_native(self, data: Any) -> bool:
-        """Whether ``data`` is already an array of this backend."""
+        """Tell whether ``data`` is already an array of this backend.
+
+        Parameters
+        ----------
+        data : object
+            Anything.
+
+        Returns
+        -------
+        bool
+            Whether it is one of the backend's arrays.
+        """
         raise NotImplementedError
 
     def is_traced(self, data: Any) -> bool:
-        """Whether ``data`` is a placeholder of a function being traced (under
-        ``jax.jit``, ``jax.grad`` or ``jax.vmap``): an array with no values yet."""
+        """Tell whether ``data`` is a placeholder of a function being traced.
+
+        Under ``jax.jit``, ``jax.grad`` or ``jax.vmap``, an array has no values yet.
+
+        Parameters
+        ----------
+        data : object
+            Anything.
+
+        Returns
+        -------
+        bool
+            Whether it is a traced placeholder (always False here).
+        """
         return False
 
     def _from_host(self, host: np.ndarray, dtype: DType | None) -> Array:
         raise NotImplementedError
 
     def asarray(self, data: Any, dtype: DType | None = None) -> Array:
-        """``data`` (NumPy array, nested list, scalar, another library's CPU array, or
-        this backend's array) on this backend.
+        """Put ``data`` on this backend.
 
-        A ``dtype`` of ``None`` keeps the data's own dtype where the library holds
-        it; integer dtypes it does not hold are cast to one that holds every value
-        (`ValueError` if none does). Any memory layout and read-only arrays are
-        accepted; nothing is narrowed silently.
+        A ``dtype`` of ``None`` keeps the data's own dtype where the library holds it;
+        integer dtypes it does not hold are cast to one that holds every value. Any
+        memory layout and read-only arrays are accepted; nothing is narrowed silently.
+
+        Parameters
+        ----------
+        data : array-like
+            A NumPy array, nested list, scalar, another library's CPU array, or this
+            backend's array.
+        dtype : str, dtype or None, default None
+            The dtype wanted (None: the data's own).
+
+        Returns
+        -------
+        array
+            The backend's array, of ``data``'s shape.
+
+        Raises
+        ------
+        ValueError
+            Integers no dtype of the library holds, or a dtype name it does not
+            know.
+        TypeError
+            Data no library converts (e.g. an array on a GPU: the message says how
+            to move it).
         """
         if self.is_native(data):
             if dtype is None:
@@ -194,36 +560,95 @@ class Backend:
         return self._from_host(host, None if dtype is None else self.dtype(dtype))
 
     def to_numpy(self, array: Array) -> np.ndarray:
-        """A NumPy copy of one of this backend's arrays."""
+        """Copy one of this backend's arrays to the host.
+
+        Parameters
+        ----------
+        array : array
+            The backend's array.
+
+        Returns
+        -------
+        numpy.ndarray
+            A NumPy copy, of ``array``'s shape and dtype.
+        """
         raise NotImplementedError
 
     def check_plain(self, value: Any, what: str) -> None:
-        """Refuse a value that a user's function returned into training (e.g. a learning
-        rate) when it carries something training must not take in; here nothing does.
-        ``what`` names the function in the message."""
+        """Refuse a value a user's function returned into training, if training must not take it.
+
+        For example a learning rate; here nothing is refused.
+
+        Parameters
+        ----------
+        value : object
+            The value returned.
+        what : str
+            The function, as the message names it.
+        """
 
     def precision(self, *values: Any) -> contextlib.AbstractContextManager[object]:
-        """A context for work on ``values`` (arrays, dtypes, pytrees of them) in their
-        precision: JAX holds 64-bit types inside it without changing the process-wide
-        flag; elsewhere it does nothing. `mlp` runs a float64 model's work inside
-        ``with backend.precision(model.dtype):``."""
+        """Give a context for work on ``values`` in their precision.
+
+        JAX holds 64-bit types inside it without changing the process-wide flag;
+        elsewhere it does nothing. `mlp` runs a float64 model's work inside
+        ``with backend.precision(model.dtype):``.
+
+        Parameters
+        ----------
+        *values : object
+            Arrays, dtypes, or pytrees of them.
+
+        Returns
+        -------
+        contextlib.AbstractContextManager
+            The context.
+        """
         return contextlib.nullcontext()
 
     # --------------------------------------------------------------- compile
     def jit(self, fn: Callable[..., Any], static_argnums: tuple[int, ...] = ()
             ) -> Callable[..., Any]:
-        """Compile a pure function where the backend can; elsewhere return it unchanged."""
+        """Compile a pure function where the backend can; elsewhere return it unchanged.
+
+        Parameters
+        ----------
+        fn : callable
+            A pure function of arrays.
+        static_argnums : tuple of int, default ()
+            The positions of arguments that are not arrays (compiled per value).
+
+        Returns
+        -------
+        callable
+            The compiled function, or ``fn``.
+        """
         return fn
 
     def scan(self, body: Callable[[Any, Any], tuple[Any, Any]], carry: Any, xs: Any = None,
              length: int | None = None) -> tuple[Any, Any]:
         """Loop ``body(carry, x) -> (carry, y)`` over the leading axis of ``xs``.
 
-        Returns ``(carry, ys)`` with the ``y``s (or each entry of tuple ``y``s)
-        stacked along a new first axis.
-        ``xs`` is an array, a tuple of arrays (or Nones) with the same leading
-        length, or None with ``length`` given. This is `jax.lax.scan`'s
-        contract; here it is a plain Python loop.
+        This is `jax.lax.scan`'s contract; here it is a plain Python loop.
+
+        Parameters
+        ----------
+        body : callable
+            ``body(carry, x) -> (carry, y)``.
+        carry : object
+            The initial carry (a pytree of arrays).
+        xs : array, tuple of arrays (or Nones), or None, default None
+            The arrays looped over, of one leading length.
+        length : int or None, default None
+            The number of iterations, where ``xs`` is None.
+
+        Returns
+        -------
+        carry : object
+            The last carry.
+        ys : array or tuple of arrays
+            The ``y`` values (or each entry of tuple ``y``) stacked along a new first
+            axis.
         """
         parts = xs if isinstance(xs, tuple) else (xs,)
         if length is None:
@@ -240,16 +665,47 @@ class Backend:
 
     def fori_loop(self, lower: Any, upper: Any, body: Callable[[Any, Any], Any],
                   carry: Any) -> Any:
-        """``carry = body(i, carry)`` for ``i`` from ``lower`` to ``upper - 1``; the last
-        ``carry``. The bounds may be computed (0-d integer arrays): where the backend
-        compiles, the number of iterations is then known only when the program runs
-        (`jax.lax.fori_loop`'s contract); here it is a plain Python loop."""
+        """Compute ``carry = body(i, carry)`` for ``i`` from ``lower`` to ``upper - 1``.
+
+        The bounds may be computed (0-d integer arrays): where the backend compiles,
+        the number of iterations is then known only when the program runs
+        (`jax.lax.fori_loop`'s contract); here it is a plain Python loop.
+
+        Parameters
+        ----------
+        lower : int or 0-d array of int
+            The first ``i``.
+        upper : int or 0-d array of int
+            One past the last ``i``.
+        body : callable
+            ``body(i, carry) -> carry``.
+        carry : object
+            The initial carry.
+
+        Returns
+        -------
+        object
+            The last carry.
+        """
         for i in range(int(lower), int(upper)):
             carry = body(i, carry)
         return carry
 
     def take_rows(self, array: Array, rows: Array) -> Array:
-        """``array``'s rows at the (in-bounds) indices ``rows``: a batch cut on the device."""
+        """Take ``array``'s rows at the (in-bounds) indices ``rows``: a batch cut on the device.
+
+        Parameters
+        ----------
+        array : array of shape (n, ...)
+            The rows.
+        rows : array of int, shape (k,)
+            The indices.
+
+        Returns
+        -------
+        array of shape (k, ...)
+            The rows taken.
+        """
         return self.xp.take(array, rows, axis=0)
 
     def inplace_ops(self) -> InplaceOps | None:
@@ -263,23 +719,57 @@ class Backend:
 
     def place_rows(self, x: Array, y: Array, w: Array | None, padded: bool = False
                    ) -> tuple[Array, Array, Array | None]:
-        """The training rows ``x: (n, ...)``, ``y: (n, ...)`` and their weights ``w: (n,)``
-        (or None) placed for training, called once per `fit`: here as they are. A
-        data-parallel backend pads them with rows of weight 0 (then ``w`` is never None)
-        and shards them over its devices; the padding rows come last.
+        """Place the training rows for training, once per `fit`.
 
-        ``padded``: host (NumPy) arrays that already end with at least one row of
-        weight 0 and whose row count is a multiple of the device count (``n_devices``
-        where the backend has several): moved to the backend as they are (sharded by
-        rows where it shards), nothing added."""
+        Here they stay as they are. A data-parallel backend pads them with rows of
+        weight 0 (then ``w`` is never None) and shards them over its devices; the
+        padding rows come last.
+
+        Parameters
+        ----------
+        x : array of shape (n, ...)
+            The inputs.
+        y : array of shape (n, ...)
+            The targets.
+        w : array of shape (n,) or None
+            The rows' weights.
+        padded : bool, default False
+            The arrays are host (NumPy) arrays that already end with at least one
+            row of weight 0 and whose row count is a multiple of the device count:
+            they are moved to the backend as they are (sharded by rows where it
+            shards), nothing added.
+
+        Returns
+        -------
+        x : array
+            The inputs placed.
+        y : array
+            The targets placed.
+        w : array or None
+            The weights placed (None only where it was and nothing was padded).
+        """
         if padded:
             return tuple(self.asarray(a) for a in (x, y, w))
         return x, y, w
 
     def batch_rows(self, indices: np.ndarray, n_rows: int) -> Array:
-        """Host batch row indices ``(..., batch_size)`` on the device, for `take_rows` on
-        the placed rows (``n_rows`` of them, see `place_rows`): here as they are; a
-        data-parallel backend pads each batch with the index of a padding row."""
+        """Put host batch row indices on the device, for `take_rows` on the placed rows.
+
+        Here they are as they are; a data-parallel backend pads each batch with the
+        index of a padding row.
+
+        Parameters
+        ----------
+        indices : numpy.ndarray of shape (..., batch_size)
+            The row indices of each batch.
+        n_rows : int
+            The number of placed rows (see `place_rows`).
+
+        Returns
+        -------
+        array
+            The indices on the device.
+        """
         return self.asarray(indices)
 
     def synchronize(self) -> None:
@@ -320,13 +810,32 @@ def where(target: Backend) -> str:
 
 
 def to_host(data: Any, target: Backend, name: str = "x") -> np.ndarray:
-    """Host NumPy view of ``data`` that is not ``target``'s own array.
+    """Give a host NumPy view of ``data`` that is not ``target``'s own array.
 
-    Lists, scalars, NumPy arrays and CPU arrays of other libraries are
-    converted (each backend module converts its own library's arrays, see
+    Lists, scalars, NumPy arrays and CPU arrays of other libraries are converted
+    (each backend module converts its own library's arrays, see
     `register_converter`; a torch tensor that requires grad is detached). Arrays
     on a GPU are refused with a message that says how to move them, since that
-    copy should be the user's choice. ``name`` is the argument's name in messages.
+    copy should be the user's choice.
+
+    Parameters
+    ----------
+    data : array-like
+        A NumPy array, nested list, scalar, or another library's CPU array.
+    target : Backend
+        The backend the data is for (named in messages).
+    name : str, default "x"
+        The argument's name in messages.
+
+    Returns
+    -------
+    numpy.ndarray
+        The data on the host (a view where no copy is needed).
+
+    Raises
+    ------
+    TypeError
+        Data that is not an array of numbers, or an array on a GPU.
     """
     if isinstance(data, np.ndarray):
         return data

@@ -1,7 +1,7 @@
 """Data-parallel JAX: one mesh axis ``"data"`` over several devices, and several hosts.
 
->>> be = backends.get_backend("jax", devices="all")     # or $MLP_DEVICES=all
->>> mlp.MLP([8, 64, 1], backend=be).fit(x, y, epochs=10, batch_size=256)
+>>> be = backends.get_backend("jax", devices="all")     # or $MLP_DEVICES=all  # doctest: +SKIP
+>>> mlp.MLP([8, 64, 1], backend=be).fit(x, y, epochs=10, batch_size=256)  # doctest: +SKIP
 
 Everything `asarray` makes (weights, optimizer state, data to predict or evaluate)
 is replicated on every device (``NamedSharding(mesh, P())``). The training rows,

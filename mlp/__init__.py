@@ -1,4 +1,4 @@
-"""mlp: a multilayer perceptron written once against the Python array API.
+"""A multilayer perceptron written once against the Python array API.
 
 The same hand-derived forward and backward passes run on NumPy, CuPy, JAX,
 PyTorch and array-api-strict; pick one with ``backend=`` or ``$MLP_BACKEND``.

@@ -11,8 +11,8 @@ Each activation is a pair of pure functions over the array-API namespace ``xp``:
 fused into a loss (``softmax`` with ``cross_entropy``, ``exp`` - the log
 link - with ``poisson``).
 
-Adding an activation
---------------------
+.. rubric:: Adding an activation
+
 `register_activation` makes it available to `mlp.MLP` (hidden layers, and as
 an output for losses such as ``mse`` that take any); the gradient tests
 iterate the registry, so it is checked against finite differences on every
@@ -45,11 +45,25 @@ Backward = Callable[[Any, Any, Any, Any], Any]
 
 
 class Activation(NamedTuple):
-    """An activation: ``forward(xp, z)``, ``backward(xp, delta, z, a)`` (None: output-only,
-    fused into a loss), the initializer it trains best with (``he`` or ``glorot``) and its
-    in-place form for the in-place executor (an object with ``forward(ops, z)`` and
-    ``backward(ops, delta, a, mask)``, see `ReluInplace`; a `mlp.engine.kernels.PureOnly`
-    for a built-in without one; None, an activation of your own: its pure functions run)."""
+    """An activation: its forward and backward functions, initializer and in-place form.
+
+    Parameters
+    ----------
+    name : str
+        The name ``MLP(activation=...)`` takes.
+    forward : callable
+        ``forward(xp, z) -> a``, elementwise.
+    backward : callable or None
+        ``backward(xp, delta, z, a) -> delta * f'(z)``; None: output-only, fused
+        into a loss.
+    init : str, default "glorot"
+        The initializer it trains best with (``he`` or ``glorot``).
+    inplace : object, default None
+        Its in-place form for the in-place executor (an object with
+        ``forward(ops, z)`` and ``backward(ops, delta, a, mask)``, see
+        `ReluInplace`); a `mlp.engine.kernels.PureOnly` for a built-in without
+        one; None, an activation of your own: its pure functions run.
+    """
 
     name: str
     forward: Forward
@@ -70,18 +84,52 @@ def _relu_backward(xp, delta, z, a):
 
 
 class ReluInplace:
-    """ReLU in place, on the in-place operations ``ops`` of the backend's library
-    (`mlp.backends.InplaceOps`): the same IEEE operations as `_relu` and `_relu_backward`."""
+    """ReLU in place, on the in-place operations ``ops`` of the backend's library.
+
+    The same IEEE operations (`mlp.backends.InplaceOps`) as the pure ``relu``'s.
+    """
 
     @staticmethod
     def forward(ops: InplaceOps, z: Array) -> Array:
-        """``max(z, 0)`` into ``z``; returns it (the pure path's ``xp.maximum(z, 0.0)``)."""
+        """Apply ``max(z, 0)`` to ``z`` in place (the pure path's ``xp.maximum(z, 0.0)``).
+
+        Parameters
+        ----------
+        ops : InplaceOps
+            The library's in-place operations.
+        z : array of shape (n_samples, n_units)
+            The pre-activations, overwritten.
+
+        Returns
+        -------
+        array of shape (n_samples, n_units)
+            ``z``, now the activations.
+        """
         return ops.relu(z)
 
     @staticmethod
     def backward(ops: InplaceOps, delta: Array, a: Array, mask: Array) -> Array:
-        """``delta * (z > 0)`` into ``delta``, from ``a = max(z, 0)`` (what `forward` left in
-        ``z``: ``a > 0`` exactly where ``z > 0``, NaN neither); ``mask``: boolean scratch."""
+        """Multiply ``delta`` by ``z > 0`` in place, from ``a = max(z, 0)``.
+
+        ``a`` is what `forward` left in ``z``: ``a > 0`` exactly where ``z > 0``
+        (NaN neither).
+
+        Parameters
+        ----------
+        ops : InplaceOps
+            The library's in-place operations.
+        delta : array of shape (n_samples, n_units)
+            The gradient with respect to ``a``, overwritten.
+        a : array of shape (n_samples, n_units)
+            The activations.
+        mask : array of bool, shape (n_samples, n_units)
+            Scratch space.
+
+        Returns
+        -------
+        array of shape (n_samples, n_units)
+            ``delta``, now the gradient with respect to ``z``.
+        """
         return ops.multiply(delta, ops.positive(a, out=mask), out=delta)
 
 
@@ -140,22 +188,38 @@ ACTIVATIONS: dict[str, Activation] = {}
 def register_activation(name: str, forward: Forward, backward: Backward | None = None, *,
                         init: str = "glorot", overwrite: bool = False,
                         inplace: Any = None) -> Activation:
-    """Make an activation available by ``name``; returns it.
+    """Make an activation available by ``name``.
 
     Parameters
     ----------
     name : str
-    forward : callable ``(xp, z) -> a``, elementwise, written with ``xp`` only
-    backward : callable ``(xp, delta, z, a) -> delta * f'(z)`` or None
-        None makes it output-only (a loss must fuse its gradient, as
-        cross-entropy does with softmax).
-    init : {"he", "glorot", "normal"}
+        The name ``MLP(activation=...)`` takes.
+    forward : callable
+        ``forward(xp, z) -> a``, elementwise, written with ``xp`` only.
+    backward : callable or None, default None
+        ``backward(xp, delta, z, a) -> delta * f'(z)``. None makes it
+        output-only (a loss must fuse its gradient, as cross-entropy does with
+        softmax).
+    init : {"he", "glorot", "normal"}, default "glorot"
         The default initializer of networks using it in hidden layers.
-    overwrite : bool
-        Replace an activation of the same name (otherwise a ValueError).
-    inplace : object, optional
+    overwrite : bool, default False
+        Replace an activation of the same name.
+    inplace : object, default None
         Its in-place form (see `Activation`); None: the pure functions run on the
         in-place executor too.
+
+    Returns
+    -------
+    Activation
+        The registered activation.
+
+    Raises
+    ------
+    TypeError
+        ``name`` is not a non-empty str, or ``forward`` or ``backward`` is not
+        callable.
+    ValueError
+        An activation of that name is registered (without ``overwrite``).
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"name must be a non-empty str, got {name!r}")
@@ -192,7 +256,13 @@ BUILT_IN: dict[str, Activation] = dict(ACTIVATIONS)
 
 
 def hidden_activations() -> tuple[str, ...]:
-    """Names of the activations allowed in hidden layers (those with a backward rule)."""
+    """List the activations allowed in hidden layers (those with a backward rule).
+
+    Returns
+    -------
+    tuple of str
+        Their names.
+    """
     return tuple(name for name, act in ACTIVATIONS.items() if act.backward is not None)
 
 
@@ -201,7 +271,26 @@ HIDDEN_ACTIVATIONS = hidden_activations()
 
 
 def get_activation(name: str, *, hidden: bool = True) -> Activation:
-    """The activation called ``name``; a ValueError lists the known ones."""
+    """Give the activation called ``name``.
+
+    Parameters
+    ----------
+    name : str
+        A registered activation's name.
+    hidden : bool, default True
+        For a hidden layer (only those with a backward rule); False: any, for
+        the output layer.
+
+    Returns
+    -------
+    Activation
+        The activation.
+
+    Raises
+    ------
+    ValueError
+        An unknown name (the message lists the known ones).
+    """
     known = hidden_activations() if hidden else tuple(ACTIVATIONS)
     if not isinstance(name, str) or name not in known:
         what = "activation" if hidden else "output_activation"

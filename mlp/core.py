@@ -37,7 +37,19 @@ from .losses import Loss
 
 
 class NetworkSpec(NamedTuple):
-    """Everything static about a network's math (no arrays)."""
+    """Everything static about a network's math (no arrays).
+
+    Parameters
+    ----------
+    xp : namespace
+        The backend's array-API namespace.
+    hidden : Activation
+        The hidden layers' activation.
+    output : Activation
+        The output layer's activation.
+    loss : Loss
+        The loss.
+    """
 
     xp: Any
     hidden: Activation
@@ -46,7 +58,22 @@ class NetworkSpec(NamedTuple):
 
 
 def forward(spec: NetworkSpec, params: Params, x: Array) -> Array:
-    """The network's output ``a_L: (n, n_outputs)`` for ``x: (n, n_features)``."""
+    """Compute the network's output.
+
+    Parameters
+    ----------
+    spec : NetworkSpec
+        The network's math (`mlp.MLP.spec`).
+    params : list of (W, b)
+        Per layer ``W`` of shape ``(fan_in, fan_out)`` and ``b`` of shape ``(fan_out,)``.
+    x : array of shape (n_samples, n_features)
+        The inputs.
+
+    Returns
+    -------
+    array of shape (n_samples, n_outputs)
+        The output layer's activation ``a_L``.
+    """
     xp = spec.xp
     a = x
     last = len(params) - 1
@@ -57,7 +84,24 @@ def forward(spec: NetworkSpec, params: Params, x: Array) -> Array:
 
 
 def forward_logits(spec: NetworkSpec, params: Params, x: Array) -> tuple[Array, Array]:
-    """``(z_L, a_L)``: the output layer's pre-activation and activation."""
+    """Compute the output layer's pre-activation and activation.
+
+    Parameters
+    ----------
+    spec : NetworkSpec
+        The network's math (`mlp.MLP.spec`).
+    params : list of (W, b)
+        Per layer ``W`` of shape ``(fan_in, fan_out)`` and ``b`` of shape ``(fan_out,)``.
+    x : array of shape (n_samples, n_features)
+        The inputs.
+
+    Returns
+    -------
+    z : array of shape (n_samples, n_outputs)
+        The output layer's pre-activation ``z_L``.
+    a : array of shape (n_samples, n_outputs)
+        Its activation ``a_L``.
+    """
     xp = spec.xp
     a = x
     last = len(params) - 1
@@ -69,12 +113,29 @@ def forward_logits(spec: NetworkSpec, params: Params, x: Array) -> tuple[Array, 
 
 def forward_checked(spec: NetworkSpec, params: Params, x: Array,
                     n_rows: int | None = None) -> tuple[Array, Array]:
-    """``(a_L, n_bad)``: the network's output and the number of rows whose output layer
-    (its pre-activation ``z_L`` or its activation ``a_L``) is not finite - rows whose
-    forward pass overflowed the dtype (an int 0-d array; `mlp.MLP.predict` refuses them).
+    """Compute the network's output and count the rows whose output is not finite.
 
-    ``n_rows`` (an int or integer 0-d array; None: all) counts only the first
-    ``n_rows`` rows: those after them are padding (`mlp.buckets`).
+    A row whose output layer (its pre-activation ``z_L`` or its activation
+    ``a_L``) is not finite overflowed the dtype; `mlp.MLP.predict` refuses them.
+
+    Parameters
+    ----------
+    spec : NetworkSpec
+        The network's math (`mlp.MLP.spec`).
+    params : list of (W, b)
+        Per layer ``W`` of shape ``(fan_in, fan_out)`` and ``b`` of shape ``(fan_out,)``.
+    x : array of shape (n_samples, n_features)
+        The inputs.
+    n_rows : int, 0-d array of int or None, default None
+        Count only the first ``n_rows`` rows: those after them are padding
+        (`mlp.buckets`). None: all.
+
+    Returns
+    -------
+    a : array of shape (n_samples, n_outputs)
+        The network's output.
+    n_bad : 0-d array of int
+        The number of rows whose output is not finite.
     """
     xp = spec.xp
     z, a = forward_logits(spec, params, x)
@@ -85,13 +146,42 @@ def forward_checked(spec: NetworkSpec, params: Params, x: Array,
 
 
 def all_finite_flag(xp: Namespace, arrays: Sequence[Array]) -> Array:
-    """Whether every entry of ``arrays`` is finite, as a bool 0-d array (NaN propagates
-    through ``max``; one small reduction per array)."""
+    """Tell whether every entry of ``arrays`` is finite, as a bool 0-d array.
+
+    NaN propagates through ``max``: one small reduction per array.
+
+    Parameters
+    ----------
+    xp : namespace
+        The arrays' array-API namespace.
+    arrays : sequence of arrays
+        The arrays.
+
+    Returns
+    -------
+    0-d array of bool
+        Whether they are all finite.
+    """
     return xp.all(xp.isfinite(xp.stack([xp.max(xp.abs(a)) for a in arrays])))
 
 
 def zero_weight_rows(xp: Namespace, x: Array, weights: Array | None) -> Array:
-    """``x`` with the rows of weight 0 set to 0 (``x`` itself when ``weights`` is None)."""
+    """Set the rows of weight 0 of ``x`` to 0.
+
+    Parameters
+    ----------
+    xp : namespace
+        The array-API namespace.
+    x : array of shape (n_samples, n_features)
+        The inputs.
+    weights : array of shape (n_samples,) or None
+        The rows' weights.
+
+    Returns
+    -------
+    array of shape (n_samples, n_features)
+        ``x`` with those rows 0 (``x`` itself when ``weights`` is None).
+    """
     if weights is None:
         return x
     return xp.where(weights[:, None] > 0, x, 0.0)
@@ -99,16 +189,49 @@ def zero_weight_rows(xp: Namespace, x: Array, weights: Array | None) -> Array:
 
 def loss_value(spec: NetworkSpec, params: Params, x: Array, y: Array,
                weights: Array | None = None) -> Array:
-    """The mean loss (0-d array) of ``params`` on ``(x, y)``; ``y`` as the loss expects it.
+    """Compute the mean loss of ``params`` on ``(x, y)`` (no gradient).
 
-    ``weights: (n,)`` (non-negative, or None) weights the mean over rows.
+    Parameters
+    ----------
+    spec : NetworkSpec
+        The network's math (`mlp.MLP.spec`).
+    params : list of (W, b)
+        Per layer ``W`` of shape ``(fan_in, fan_out)`` and ``b`` of shape ``(fan_out,)``.
+    x : array of shape (n_samples, n_features)
+        The inputs.
+    y : array of shape (n_samples, n_outputs)
+        The targets as the loss expects them (one-hot rows for cross-entropy).
+    weights : array of shape (n_samples,) or None, default None
+        Non-negative row weights in the model's dtype: the loss becomes
+        ``sum_i w_i * l_i / sum_i w_i`` (0, with zero gradients, if they sum to
+        0); None is the unweighted mean.
+
+    Returns
+    -------
+    0-d array
+        The mean loss.
     """
     z, a = forward_logits(spec, params, zero_weight_rows(spec.xp, x, weights))
     return spec.loss.value(spec.xp, z, a, y, weights)
 
 
 def l2_penalty(xp: Namespace, params: Params, alpha: float | Array) -> Array:
-    """``0.5 * alpha * sum ||W||^2`` over the weight matrices (not the biases)."""
+    """Compute ``0.5 * alpha * sum ||W||^2`` over the weight matrices (not the biases).
+
+    Parameters
+    ----------
+    xp : namespace
+        The array-API namespace.
+    params : list of (W, b)
+        The weights and biases.
+    alpha : float or 0-d array
+        The penalty's strength.
+
+    Returns
+    -------
+    0-d array
+        The penalty.
+    """
     total = 0.0
     for W, _ in params:
         total = total + xp.sum(W * W)
@@ -116,28 +239,45 @@ def l2_penalty(xp: Namespace, params: Params, alpha: float | Array) -> Array:
 
 
 def has_l2(alpha: float | Array) -> bool:
-    """Whether ``alpha`` adds an L2 term: a nonzero number, or any array (a traced
-    coefficient such as scikit-learn's ``alpha / sum(w_batch)`` is not known while
-    compiling, so it always counts)."""
+    """Tell whether ``alpha`` adds an L2 term.
+
+    A nonzero number does, and so does any array: a traced coefficient such as
+    scikit-learn's ``alpha / sum(w_batch)`` is not known while compiling, so it
+    always counts.
+
+    Parameters
+    ----------
+    alpha : float or array
+        The penalty's strength.
+
+    Returns
+    -------
+    bool
+        Whether the loss has an L2 term.
+    """
     return not isinstance(alpha, (int, float)) or alpha != 0
 
 
 def loss_and_gradients(spec: NetworkSpec, params: Params, x: Array, y: Array,
                        alpha: float | Array = 0.0,
                        weights: Array | None = None) -> tuple[Array, Grads]:
-    """The mean loss and its exact gradients, from one forward pass.
+    """Compute the mean loss and its exact gradients, from one forward pass.
 
     (`loss_gradients_and_totals` returns the batch's training totals as well.)
 
     Parameters
     ----------
+    spec : NetworkSpec
+        The network's math (`mlp.MLP.spec`).
     params : list of (W, b)
-    x : array, (n, n_features)
-    y : array, (n, n_outputs)
-        Targets as the loss expects them (one-hot rows for cross-entropy).
-    alpha : float or 0-d array
+        Per layer ``W`` of shape ``(fan_in, fan_out)`` and ``b`` of shape ``(fan_out,)``.
+    x : array of shape (n_samples, n_features)
+        The inputs.
+    y : array of shape (n_samples, n_outputs)
+        The targets as the loss expects them (one-hot rows for cross-entropy).
+    alpha : float or 0-d array, default 0.0
         L2 penalty ``0.5 * alpha * sum ||W||^2`` added to the loss (weights only).
-    weights : array, (n,), or None
+    weights : array of shape (n_samples,) or None, default None
         Non-negative row weights in the model's dtype: the loss becomes
         ``sum_i w_i * l_i / sum_i w_i`` (0, with zero gradients, if they sum to
         0); None is the unweighted mean.
@@ -145,7 +285,9 @@ def loss_and_gradients(spec: NetworkSpec, params: Params, x: Array, y: Array,
     Returns
     -------
     loss : 0-d array
-    grads : list of (dW, db), shapes as ``params``
+        The mean loss (with the penalty).
+    grads : list of (dW, db)
+        Its gradients, shaped as ``params``.
     """
     loss, grads, _ = _loss_and_gradients(spec, params, x, y, alpha, weights, False)
     return loss, grads
@@ -154,9 +296,36 @@ def loss_and_gradients(spec: NetworkSpec, params: Params, x: Array, y: Array,
 def loss_gradients_and_totals(spec: NetworkSpec, params: Params, x: Array, y: Array,
                               alpha: float | Array = 0.0, weights: Array | None = None,
                               ) -> tuple[Array, Grads, Array]:
-    """`loss_and_gradients` and the batch's training totals
-    (`mlp.losses.Loss.train_totals`, from the same forward pass):
-    ``(loss, grads, totals)``."""
+    """Compute `loss_and_gradients` and the batch's training totals, from one forward pass.
+
+    The totals are `mlp.losses.Loss.train_totals`.
+
+    Parameters
+    ----------
+    spec : NetworkSpec
+        The network's math (`mlp.MLP.spec`).
+    params : list of (W, b)
+        Per layer ``W`` of shape ``(fan_in, fan_out)`` and ``b`` of shape ``(fan_out,)``.
+    x : array of shape (n_samples, n_features)
+        The inputs.
+    y : array of shape (n_samples, n_outputs)
+        The targets as the loss expects them (one-hot rows for cross-entropy).
+    alpha : float or 0-d array, default 0.0
+        L2 penalty ``0.5 * alpha * sum ||W||^2`` added to the loss (weights only).
+    weights : array of shape (n_samples,) or None, default None
+        Non-negative row weights in the model's dtype: the loss becomes
+        ``sum_i w_i * l_i / sum_i w_i`` (0, with zero gradients, if they sum to
+        0); None is the unweighted mean.
+
+    Returns
+    -------
+    loss : 0-d array
+        The mean loss (with the penalty).
+    grads : list of (dW, db)
+        Its gradients, shaped as ``params``.
+    totals : array of shape (t,)
+        The batch's training totals.
+    """
     return _loss_and_gradients(spec, params, x, y, alpha, weights, True)
 
 

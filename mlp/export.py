@@ -49,6 +49,8 @@ if TYPE_CHECKING:
     from .backends._ndonnx import NdonnxBackend
     from .model import MLP
 
+__all__ = ["export_onnx", "onnx_model"]
+
 #: The outputs a graph can have, in the order they appear.
 OUTPUTS = ("predict", "label")
 #: Name of the free batch dimension of ``x`` and of every output.
@@ -137,20 +139,29 @@ def _with_weights(proto: onnx.ModelProto, weights: dict[str, np.ndarray]) -> onn
 
 def onnx_model(model: MLP, *, outputs: str | Sequence[str] | None = None
                ) -> onnx.ModelProto:
-    """The ONNX model (``onnx.ModelProto``) of ``model``, built in memory and checked.
+    """Build the ONNX model of ``model`` in memory, checked.
 
     Parameters
     ----------
     model : MLP
         On any backend; its weights are copied to the host.
-    outputs : str, list of str or None
-        ``"predict"``, ``"label"`` (classifiers only) or a list of both. None
-        (default): both for a classifier, ``"predict"`` otherwise.
+    outputs : str, list of str or None, default None
+        ``"predict"``, ``"label"`` (classifiers only) or a list of both. None:
+        both for a classifier, ``"predict"`` otherwise.
+
+    Returns
+    -------
+    onnx.ModelProto
+        The graph (opset 21): input ``x`` of shape ``(N, n_features)``, the
+        outputs asked for, the weights as initializers.
 
     Raises
     ------
     ImportError
         ndonnx is not installed (the message names the extra to install).
+    TypeError, ValueError
+        ``outputs`` is not one of the names or a list of them, or asks for
+        ``label`` from a model that is not a classifier.
     """
     names = _output_names(model, outputs)
     _ndonnx_backend()  # the missing extra is reported before anything else
@@ -177,11 +188,50 @@ def onnx_model(model: MLP, *, outputs: str | Sequence[str] | None = None
 
 def export_onnx(model: MLP, path: str | os.PathLike[str], *,
                 outputs: str | Sequence[str] | None = None) -> None:
-    """Write ``model`` to ``path`` as an ONNX file, atomically; see `onnx_model`.
+    """Write ``model`` to ``path`` as an ONNX file, atomically.
 
     The file appears complete or not at all (a temporary file in the same
     folder, then a rename), with the permissions of a normal write. The path is
-    checked first (a file name in an existing, writable folder).
+    checked first (a file name in an existing, writable folder). The graph is
+    `onnx_model`'s.
+
+    Parameters
+    ----------
+    model : MLP
+        On any backend; its weights are copied to the host.
+    path : str or os.PathLike
+        The file to write (conventionally ``.onnx``).
+    outputs : str, list of str or None, default None
+        ``"predict"``, ``"label"`` (classifiers only) or a list of both. None:
+        both for a classifier, ``"predict"`` otherwise.
+
+    Raises
+    ------
+    ImportError
+        ndonnx is not installed (the message names the extra to install).
+    TypeError, ValueError
+        ``path`` is not a file name, or ``outputs`` is refused (see
+        `onnx_model`).
+    OSError
+        ``path`` names a folder, or no file can be written there (nothing is
+        written).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np, mlp
+    >>> import onnxruntime as ort
+    >>> from mlp.export import export_onnx
+    >>> x = np.random.default_rng(0).normal(size=(6, 3)).astype("float32")
+    >>> model = mlp.MLP([3, 8, 2], loss="cross_entropy", backend="numpy", seed=0)
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(folder.name, "model.onnx")
+    >>> export_onnx(model, path)
+    >>> session = ort.InferenceSession(path)
+    >>> probs, labels = session.run(["predict", "label"], {"x": x})
+    >>> probs.shape, labels.shape, bool(np.allclose(probs, model.predict(x), atol=1e-6))
+    ((6, 2), (6,), True)
+    >>> folder.cleanup()
     """
     check("path", path, [InstanceOf((str, os.PathLike), "a file path (str or os.PathLike)")])
     path = _io.check_writable(path, "write the ONNX file")  # before the work

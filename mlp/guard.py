@@ -25,8 +25,11 @@ _CREATING = threading.Lock()  # makes creating an object's guard atomic
 
 
 class ModelBusyError(RuntimeError):
-    """A call that trains or changes a model while a `fit` of that model is running
-    (from another thread, or from one of the fit's own callbacks)."""
+    """A call that trains or changes a model while a `fit` of that model is running.
+
+    The `fit` runs in another thread, or the call comes from one of the fit's own
+    callbacks.
+    """
 
 
 class TrainingGuard:

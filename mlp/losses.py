@@ -25,8 +25,8 @@ Its scores are metrics (`mlp.metrics`), which it names (``metrics=("r2",
   loss takes their mean). Targets are counts or rates ``>= 0``. Scores ``r2``
   (of the predictions ``exp(z)``, as ``MLPRegressor.score``) and ``mse``.
 
-Sample weights
---------------
+.. rubric:: Sample weights
+
 Every built-in loss takes per-row weights ``w: (n,)``, scikit-learn's
 weighted mean: the loss is ``sum_i w_i * l_i / sum_i w_i``, where ``l_i`` is
 row ``i``'s loss (for the elementwise losses the mean over its outputs), so
@@ -37,8 +37,8 @@ zeroed by `mlp.core` and its terms are masked, so even an overflowing row
 cannot put a NaN in). Weights summing to 0 give a loss and gradients of 0
 (no NaN). Without weights the computation is the unweighted one, unchanged.
 
-Adding a loss
--------------
+.. rubric:: Adding a loss
+
 Build a `Loss` from two functions of its *terms*, and `register_loss` it;
 `mlp.MLP(loss=name)` then accepts it, the gradient tests check it on every
 backend and it takes sample weights::
@@ -122,10 +122,42 @@ def _checked_targets(backend, y, n_samples, dtype, name, x_name, *, floats_only=
 
 def real_targets(loss: Loss, backend: Backend, y: Any, n_samples: int, n_outputs: int,
                  dtype: Any, name: str = "y", x_name: str = "x") -> tuple[Array, None]:
-    """Targets ``(n, n_outputs)`` of real numbers (``(n,)`` is allowed with one output).
+    """Check targets of real numbers, ``(n, n_outputs)`` (``(n,)`` with one output).
 
-    Returns ``(targets, None)``; the building block of ``mse`` and
-    ``binary_cross_entropy`` (and of user losses with real targets).
+    The building block of ``mse`` and ``binary_cross_entropy`` (and of losses of
+    your own with real targets).
+
+    Parameters
+    ----------
+    loss : Loss
+        The loss the targets are for.
+    backend : Backend
+        The model's backend.
+    y : array-like of shape (n_samples, n_outputs) or (n_samples,)
+        The user's targets.
+    n_samples : int
+        The number of rows ``y`` must have.
+    n_outputs : int
+        The number of outputs.
+    dtype : dtype
+        The float dtype of the targets.
+    name : str, default "y"
+        The targets' name in messages.
+    x_name : str, default "x"
+        The inputs' name in messages.
+
+    Returns
+    -------
+    targets : array of shape (n_samples, n_outputs)
+        The checked targets, in ``dtype``.
+    labels : None
+        Real targets have no labels.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Targets of the wrong shape, not numbers, or not finite; the message names
+        ``name``.
     """
     arr = _checked_targets(backend, y, n_samples, dtype, name, x_name)
     if arr.ndim == 1:
@@ -214,10 +246,12 @@ def _mse_terms_and_delta(xp, z, a, y, output: Activation, scale):
 
 
 class MseInplace:
-    """mse in place, on the in-place operations ``ops`` of the backend's library
-    (`mlp.backends.InplaceOps`): `Loss.value_and_delta` of `_mse_terms_and_delta` (``scale =
-    1/size``) and its training totals (`r2_totals`: ``(y - a)**2`` is ``diff * diff`` bit
-    for bit), into the executor's buffers ``buf``."""
+    """The ``mse`` loss in place, on the in-place operations ``ops`` of the backend's library.
+
+    `Loss.value_and_delta` of the pure ``mse`` (``scale = 1/size``) and its
+    training totals (`r2_totals`: ``(y - a)**2`` is ``diff * diff`` bit for bit),
+    into the executor's buffers ``buf`` (`mlp.backends.InplaceOps`).
+    """
 
     counts_classes: bool = False
 
@@ -225,8 +259,33 @@ class MseInplace:
     def value_and_delta(ops: InplaceOps, buf: Buffers, z: Array, a: Array, y: Array,
                         output_backward: Callable[[Array], Array]
                         ) -> tuple[Array, Array, Array | None]:
-        """``(loss, delta, totals)``; ``output_backward(d)``: the output activation's
-        chain rule (in place where it has an in-place form)."""
+        """Compute the loss, its gradient and the training totals, in place.
+
+        Parameters
+        ----------
+        ops : InplaceOps
+            The library's in-place operations.
+        buf : dict
+            The executor's scratch arrays.
+        z : array of shape (n_samples, n_outputs)
+            The output pre-activations.
+        a : array of shape (n_samples, n_outputs)
+            The output activations.
+        y : array of shape (n_samples, n_outputs)
+            The prepared targets.
+        output_backward : callable
+            ``output_backward(d)``: the output activation's chain rule (in place
+            where it has an in-place form).
+
+        Returns
+        -------
+        loss : 0-d array
+            The mean loss.
+        delta : array of shape (n_samples, n_outputs)
+            Its gradient with respect to ``z``.
+        totals : array
+            The training totals (`r2_totals`).
+        """
         size = y.shape[0] * y.shape[1]
         diff, sq = buf["e"], buf["yz"]
         ops.subtract(a, y, out=diff)
@@ -257,11 +316,13 @@ def _ce_terms_and_delta(xp, z, a, y, output: Activation, scale):
 
 
 class CrossEntropyInplace:
-    """Cross-entropy fused with the softmax, in place (`mlp.backends.InplaceOps`):
-    `Loss.value_and_delta` of `_ce_terms_and_delta` (``scale = 1/n``), into the executor's
-    buffers ``buf``. Its training totals are counts of correct classes
-    (`_argmax_totals`), which the executor may count once per epoch from each step's
-    predicted classes (``counts_classes``)."""
+    """Cross-entropy fused with the softmax, in place.
+
+    `Loss.value_and_delta` of the pure ``cross_entropy`` (``scale = 1/n``), into
+    the executor's buffers ``buf`` (`mlp.backends.InplaceOps`). Its training totals
+    are counts of correct classes, which the executor may count once per epoch
+    from each step's predicted classes (``counts_classes``).
+    """
 
     counts_classes: bool = True
 
@@ -269,7 +330,33 @@ class CrossEntropyInplace:
     def value_and_delta(ops: InplaceOps, buf: Buffers, z: Array, a: Array, y: Array,
                         output_backward: Callable[[Array], Array]
                         ) -> tuple[Array, Array, Array | None]:
-        """``(loss, delta, None)``: the totals are the pure ones (or counted)."""
+        """Compute the loss and its gradient, in place.
+
+        Parameters
+        ----------
+        ops : InplaceOps
+            The library's in-place operations.
+        buf : dict
+            The executor's scratch arrays.
+        z : array of shape (n_samples, n_outputs)
+            The output pre-activations.
+        a : array of shape (n_samples, n_outputs)
+            The output activations.
+        y : array of shape (n_samples, n_outputs)
+            The prepared targets.
+        output_backward : callable
+            ``output_backward(d)``: the output activation's chain rule (in place
+            where it has an in-place form).
+
+        Returns
+        -------
+        loss : 0-d array
+            The mean loss.
+        delta : array of shape (n_samples, n_outputs)
+            Its gradient with respect to ``z``.
+        totals : None
+            The totals are the pure ones (or counted).
+        """
         n = y.shape[0]
         shift, total, log_z = buf["col"]
         e, yz, (s, diff) = buf["e"], buf["yz"], buf["row"]
@@ -379,12 +466,15 @@ def _resolved_metrics(loss: str, metrics: tuple[str | Metric, ...]) -> tuple[Met
 
 
 class Loss:
-    """A loss: its math (value and gradient), the output activations it works with, its
-    targets (`Targets`) and the metrics it reports (`mlp.metrics`).
+    """A loss: its math, the output activations and targets it takes, the metrics it reports.
+
+    Its math is its value and its gradient; its targets a `Targets`; its metrics
+    from `mlp.metrics`.
 
     Parameters
     ----------
     name : str
+        The name ``MLP(loss=...)`` takes once registered (`register_loss`).
     terms : callable ``(xp, z, a, y) -> (n, n_outputs) or (n,)``
         The loss's terms for output pre-activations ``z`` and activations ``a``
         ``(n, n_outputs)`` against prepared targets ``y``: one per element
@@ -430,6 +520,13 @@ class Loss:
         its pure one: `MseInplace`, `CrossEntropyInplace`, or a
         `mlp.engine.kernels.PureOnly` saying why a built-in has none. None (a loss
         of your own): its pure functions run there.
+
+    Raises
+    ------
+    TypeError
+        Not exactly one pair of functions (``terms`` and ``terms_and_delta``, or
+        ``value`` and ``value_and_delta``), a function that is not callable, or
+        ``targets`` that is not a `Targets`.
     """
 
     inplace: Any = None
@@ -474,7 +571,18 @@ class Loss:
         return self._terms is not None
 
     def check_takes_weights(self, name: str = "sample_weight") -> None:
-        """Refuse weights for a loss built from ``value`` and ``value_and_delta`` only."""
+        """Refuse weights for a loss built from ``value`` and ``value_and_delta`` only.
+
+        Parameters
+        ----------
+        name : str, default "sample_weight"
+            The weights' name in the message.
+
+        Raises
+        ------
+        ValueError
+            The loss does not take weights.
+        """
         if not self.takes_weights:
             raise ValueError(f"loss {self.name!r} cannot take {name}: it was built from value "
                              "and value_and_delta, which give only the unweighted mean; build "
@@ -485,9 +593,30 @@ class Loss:
 
     def value(self, xp: Namespace, z: Array, a: Array, y: Array,
               weights: Array | None = None) -> Array:
-        """The mean loss (0-d array); weighted over rows by ``weights: (n,)`` if given.
+        """Compute the mean loss, weighted over rows by ``weights`` if given (no gradient).
 
-        ``z``, ``a``: ``(n, n_outputs)``; ``y``: prepared targets. No gradient.
+        Parameters
+        ----------
+        xp : namespace
+            The arrays' array-API namespace.
+        z : array of shape (n_samples, n_outputs)
+            The output layer's pre-activations.
+        a : array of shape (n_samples, n_outputs)
+            The output activations.
+        y : array of shape (n_samples, n_outputs)
+            The prepared targets (`prepare_targets`).
+        weights : array of shape (n_samples,) or None, default None
+            The rows' weights (None: unweighted).
+
+        Returns
+        -------
+        0-d array
+            The mean loss.
+
+        Raises
+        ------
+        ValueError
+            ``weights`` given to a loss that does not take them (`takes_weights`).
         """
         if weights is None:
             if self._value is not None:
@@ -502,10 +631,37 @@ class Loss:
 
     def value_and_delta(self, xp: Namespace, z: Array, a: Array, y: Array, output: Activation,
                         weights: Array | None = None) -> tuple[Array, Array]:
-        """The mean loss and ``delta = dLoss/dz: (n, n_outputs)``, weighted if ``weights``.
+        """Compute the mean loss and its gradient ``delta = dLoss/dz``, weighted if ``weights``.
 
-        Rows of weight 0 get a delta of exactly 0; weights summing to 0 give 0
-        for both.
+        Rows of weight 0 get a delta of exactly 0; weights summing to 0 give 0 for
+        both.
+
+        Parameters
+        ----------
+        xp : namespace
+            The arrays' array-API namespace.
+        z : array of shape (n_samples, n_outputs)
+            The output layer's pre-activations.
+        a : array of shape (n_samples, n_outputs)
+            The output activations.
+        y : array of shape (n_samples, n_outputs)
+            The prepared targets (`prepare_targets`).
+        output : Activation
+            The output activation (``delta`` is with respect to its input ``z``).
+        weights : array of shape (n_samples,) or None, default None
+            The rows' weights (None: unweighted).
+
+        Returns
+        -------
+        loss : 0-d array
+            The mean loss.
+        delta : array of shape (n_samples, n_outputs)
+            Its gradient with respect to ``z``.
+
+        Raises
+        ------
+        ValueError
+            ``weights`` given to a loss that does not take them (`takes_weights`).
         """
         if weights is None:
             if self._value_and_delta is not None:
@@ -535,7 +691,21 @@ class Loss:
         return self.targets.classes is not None
 
     def check_outputs(self, output_activation: str, n_outputs: int) -> None:
-        """Refuse an output activation or an output width the loss cannot learn with."""
+        """Refuse an output activation or an output width the loss cannot learn with.
+
+        Parameters
+        ----------
+        output_activation : str
+            The output activation's name.
+        n_outputs : int
+            The number of output units.
+
+        Raises
+        ------
+        ValueError
+            The activation is not in `allowed_outputs`, or there are fewer than
+            ``min_outputs`` outputs.
+        """
         if output_activation not in self.allowed_outputs:
             raise ValueError(f"loss {self.name!r} cannot be used with output_activation "
                              f"{output_activation!r}; allowed: {', '.join(self.allowed_outputs)}")
@@ -546,9 +716,40 @@ class Loss:
     def prepare_targets(self, backend: Backend, y: Any, n_samples: int, n_outputs: int,
                         dtype: Any, name: str = "y",
                         x_name: str = "x") -> tuple[Array, Array | None]:
-        """Checked targets ``(n, n_outputs)`` in ``dtype`` and labels ``(n,)`` or None, on
-        ``backend``. The loss's own ``prepare_targets`` may return host (NumPy) arrays:
-        data from the host is checked there (no device work) and moved here, once."""
+        """Check the user's targets and put them on ``backend``.
+
+        The loss's `Targets` may return host (NumPy) arrays: data from the host is
+        checked there (no device work) and moved here, once.
+
+        Parameters
+        ----------
+        backend : Backend
+            Where the arrays go.
+        y : array-like
+            The user's targets.
+        n_samples : int
+            The number of rows ``y`` must have (those of ``x``).
+        n_outputs : int
+            The number of outputs.
+        dtype : dtype
+            The backend's float dtype of the targets.
+        name : str, default "y"
+            The targets' name in messages.
+        x_name : str, default "x"
+            The inputs' name in messages.
+
+        Returns
+        -------
+        targets : array of shape (n_samples, n_outputs)
+            In ``dtype``.
+        labels : array of shape (n_samples,) or None
+            Integer classes, for a loss with labels; None otherwise.
+
+        Raises
+        ------
+        ValueError, TypeError
+            Targets the loss cannot take; the message names ``name``.
+        """
         targets, labels = self.targets.prepare(self, backend, y, n_samples, n_outputs, dtype,
                                                name, x_name)
         return (backend.asarray(targets, dtype),
@@ -561,42 +762,149 @@ class Loss:
 
     def score(self, xp: Namespace, z: Array, a: Array, targets: Array, labels: Array | None,
               weights: Array | None = None) -> tuple[Array, ...]:
-        """The loss's metrics (``score_names``), as 0-d arrays (weighted if ``weights``)."""
+        """Compute the loss's metrics (`score_names`), weighted if ``weights``.
+
+        Parameters
+        ----------
+        xp : namespace
+            The arrays' array-API namespace.
+        z : array of shape (n_samples, n_outputs)
+            The output layer's pre-activations.
+        a : array of shape (n_samples, n_outputs)
+            The output activations.
+        targets : array of shape (n_samples, n_outputs)
+            The prepared targets.
+        labels : array of shape (n_samples,) or None
+            Integer classes, for a loss with labels.
+        weights : array of shape (n_samples,) or None, default None
+            The rows' weights (None: unweighted).
+
+        Returns
+        -------
+        tuple of 0-d arrays
+            One value per metric, in the order of `score_names`.
+        """
         return tuple(m(xp, z, a, targets, labels, weights) for m in self.metrics)
 
     def train_totals(self, xp: Namespace, z: Array, a: Array, y: Array,
                      w: Array | None = None) -> Array:
-        """A batch's training totals ``(t,)`` (`mlp.metrics.Totals`; ``(0,)`` for a loss
-        without training scores), summable over the epoch's batches."""
+        """Compute a batch's training totals, summable over the epoch's batches.
+
+        See `mlp.metrics.Totals`.
+
+        Parameters
+        ----------
+        xp : namespace
+            The arrays' array-API namespace.
+        z : array of shape (n_samples, n_outputs)
+            The output layer's pre-activations.
+        a : array of shape (n_samples, n_outputs)
+            The output activations.
+        y : array of shape (n_samples, n_outputs)
+            The prepared targets (`prepare_targets`).
+        w : array of shape (n_samples,) or None, default None
+            The rows' weights (None: unweighted).
+
+        Returns
+        -------
+        array of shape (t,)
+            The totals (``(0,)`` for a loss without training scores).
+        """
         return self._training.step(xp, z, a, y, w)
 
     def data_totals(self, xp: Namespace, y: Array, w: Array | None = None) -> Array:
-        """The training totals of the data alone ``(d,)`` over rows ``y: (n, k)`` with
-        weights ``w: (n,)`` or None (`mlp.metrics.Totals`; ``(0,)`` for none)."""
+        """Compute the training totals of the data alone.
+
+        See `mlp.metrics.Totals`.
+
+        Parameters
+        ----------
+        xp : namespace
+            The arrays' array-API namespace.
+        y : array of shape (n_samples, k)
+            The prepared targets.
+        w : array of shape (n_samples,) or None, default None
+            The rows' weights (None: unweighted).
+
+        Returns
+        -------
+        array of shape (d,)
+            The totals (``(0,)`` for none).
+        """
         return self._training.data(xp, y, w)
 
     def scores_from_totals(self, totals: Array) -> dict[str, Array]:
-        """The training scores ``{name: (n_epochs,)}`` (float64) from the epochs' totals
-        ``totals: (n_epochs, t + d)`` (host arrays: `train_totals` summed, then
-        `data_totals`)."""
+        """Compute the training scores from the epochs' totals.
+
+        Parameters
+        ----------
+        totals : array of shape (n_epochs, t + d)
+            Host arrays: `train_totals` summed over each epoch, then `data_totals`.
+
+        Returns
+        -------
+        dict of str to array of shape (n_epochs,)
+            Each training score (float64), by name.
+        """
         return self._training.scores(totals)
 
     @property
     def training_score_names(self) -> tuple[str, ...]:
-        """The names `scores_from_totals` gives (what `fit` logs besides ``loss``): the
-        metrics with a training-totals form."""
+        """The names `scores_from_totals` gives: the metrics with a training-totals form.
+
+        What `fit` logs besides ``loss``.
+        """
         return self._training.names
 
     def predict_classes(self, xp: Namespace, outputs: Array) -> Array:
-        """Classes from the network's outputs (classifiers only)."""
+        """Turn the network's outputs into classes (classifiers only).
+
+        Parameters
+        ----------
+        xp : namespace
+            The arrays' array-API namespace.
+        outputs : array of shape (n_samples, n_outputs)
+            The network's outputs (probabilities).
+
+        Returns
+        -------
+        array of shape (n_samples,) or (n_samples, n_outputs)
+            Class indices, or 0/1 per output (binary cross-entropy).
+
+        Raises
+        ------
+        ValueError
+            The loss is not a classifier.
+        """
         if self.targets.classes is None:
             raise ValueError(f"loss {self.name!r} is not a classifier: its outputs are not "
                              "classes")
         return self.targets.classes(xp, outputs)
 
     def sample_targets(self, rng: np.random.Generator, n: int, n_outputs: int) -> np.ndarray:
-        """``n`` random valid targets for ``n_outputs`` outputs, as the user would give them
-        (NumPy), drawn from ``rng``: what the gradient tests and examples train on."""
+        """Draw ``n`` random valid targets, as the user would give them.
+
+        What the gradient tests and examples train on.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            The stream to draw from.
+        n : int
+            The number of rows.
+        n_outputs : int
+            The number of outputs.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``n`` rows of targets.
+
+        Raises
+        ------
+        ValueError
+            The loss's `Targets` has no sample function.
+        """
         if self.targets.sample is None:
             raise ValueError(f"loss {self.name!r} cannot draw targets: its Targets has no "
                              "sample function")
@@ -626,10 +934,31 @@ def _new_metrics(loss: Loss) -> list[Metric]:
 
 
 def register_loss(loss: Loss, *, overwrite: bool = False) -> Loss:
-    """Make ``loss`` available as ``MLP(loss=loss.name)``, and its metrics by their names
-    (`mlp.metrics.register_metric`, for those not registered yet); returns it.
+    """Make ``loss`` available as ``MLP(loss=loss.name)``, and its metrics by their names.
 
-    A metric named as a registered one must have its direction (``greater_is_better``).
+    Its metrics not registered yet are registered (`mlp.metrics.register_metric`).
+    A metric named as a registered one must have its direction
+    (``greater_is_better``).
+
+    Parameters
+    ----------
+    loss : Loss
+        The loss.
+    overwrite : bool, default False
+        Replace a loss registered under the same name.
+
+    Returns
+    -------
+    Loss
+        ``loss`` itself.
+
+    Raises
+    ------
+    TypeError
+        ``loss`` is not a `Loss`.
+    ValueError
+        A loss of that name is registered (without ``overwrite``), or a metric
+        of the loss is registered with the other direction.
     """
     if not isinstance(loss, Loss):
         raise TypeError(f"register_loss needs a Loss, got {type(loss).__name__}")
@@ -676,7 +1005,23 @@ BUILT_IN: dict[str, Loss] = dict(LOSSES)
 
 
 def get_loss(name: str) -> Loss:
-    """The registered loss called ``name``; a ValueError lists the known ones."""
+    """Give the registered loss called ``name``.
+
+    Parameters
+    ----------
+    name : str
+        A registered loss's name.
+
+    Returns
+    -------
+    Loss
+        The loss.
+
+    Raises
+    ------
+    ValueError
+        An unknown name (the message lists the known ones).
+    """
     if not isinstance(name, str) or name not in LOSSES:
         raise ValueError(f"loss must be one of {', '.join(map(repr, LOSSES))}, got {name!r}")
     return LOSSES[name]

@@ -17,8 +17,8 @@ ask when ``mode="auto"`` - reads the direction from the metric itself.
   form for yes/no outputs (each output right at the 0.5 threshold), logged as
   ``accuracy`` too.
 
-Adding a metric
----------------
+.. rubric:: Adding a metric
+
 A function of the outputs and the prepared targets, weighted when given row
 weights, registered with its direction; a loss then names it::
 
@@ -61,21 +61,68 @@ def _column(weights: Array, like: Array) -> Array:
 
 
 def weighted_sum(xp: Namespace, values: Array, weights: Array, axis: int | None = None) -> Array:
-    """``sum_i w_i * values_i`` over rows ``values: (n,)`` or ``(n, k)`` with
-    ``weights: (n,)``; rows of weight 0 give exactly 0 (even where ``values`` is inf)."""
+    """Compute ``sum_i w_i * values_i`` over rows.
+
+    Rows of weight 0 give exactly 0 (even where ``values`` is inf).
+
+    Parameters
+    ----------
+    xp : namespace
+        The arrays' array-API namespace.
+    values : array of shape (n_samples,) or (n_samples, k)
+        The values.
+    weights : array of shape (n_samples,)
+        The rows' weights.
+    axis : int or None, default None
+        The axis summed over (None: all).
+
+    Returns
+    -------
+    array
+        The weighted sum (0-d, or ``(k,)`` with ``axis=0``).
+    """
     w = _column(weights, values)
     return xp.sum(xp.where(w > 0, w * values, 0.0), axis=axis)
 
 
 def weight_total(xp: Namespace, weights: Array) -> Array:
-    """``sum(weights)``, or 1 when it is 0 (then every weighted sum is 0: no 0/0)."""
+    """Compute ``sum(weights)``, or 1 when it is 0 (then every weighted sum is 0: no 0/0).
+
+    Parameters
+    ----------
+    xp : namespace
+        The arrays' array-API namespace.
+    weights : array of shape (n_samples,)
+        The rows' weights.
+
+    Returns
+    -------
+    0-d array
+        The total.
+    """
     total = xp.sum(weights)
     return xp.where(total > 0, total, 1.0)
 
 
 def weighted_mean(xp: Namespace, values: Array, weights: Array | None) -> Array:
-    """The mean of ``values: (n,)`` or ``(n, k)``, weighted over rows by ``weights: (n,)``
-    (each row's elements share its weight); the plain mean when ``weights`` is None."""
+    """Compute the mean of ``values``, weighted over rows by ``weights``.
+
+    Each row's elements share its weight; the plain mean when ``weights`` is None.
+
+    Parameters
+    ----------
+    xp : namespace
+        The arrays' array-API namespace.
+    values : array of shape (n_samples,) or (n_samples, k)
+        The values.
+    weights : array of shape (n_samples,) or None
+        The rows' weights.
+
+    Returns
+    -------
+    0-d array
+        The mean.
+    """
     if weights is None:
         return xp.mean(values)
     per_row = 1 if values.ndim == 1 else values.shape[1]
@@ -98,8 +145,15 @@ class Totals:
 
     Parameters
     ----------
-    step : callable ``(xp, z, a, y, w=None) -> (t,)``
-    data : callable ``(xp, y, w=None) -> (d,)`` or None
+    step : callable
+        ``step(xp, z, a, y, w=None) -> (t,)``: a batch's sums.
+    data : callable or None, default None
+        ``data(xp, y, w=None) -> (d,)``: the data's sums; None for nothing.
+
+    Raises
+    ------
+    TypeError
+        ``step`` is not callable, or ``data`` is neither callable nor None.
     """
 
     def __init__(self, step: StepTotals, data: DataTotals | None = None) -> None:
@@ -110,7 +164,22 @@ class Totals:
         self.data = data
 
     def data_totals(self, xp: Namespace, y: Array, w: Array | None = None) -> Array:
-        """The data's sums ``(d,)`` (``(0,)`` for a form without ``data``)."""
+        """Compute the data's sums.
+
+        Parameters
+        ----------
+        xp : namespace
+            The arrays' array-API namespace.
+        y : array of shape (n_samples, n_outputs)
+            The prepared targets.
+        w : array of shape (n_samples,) or None, default None
+            The rows' weights (None: 1 each).
+
+        Returns
+        -------
+        array of shape (d,)
+            The sums (``(0,)`` for a form without ``data``).
+        """
         if self.data is None:
             return xp.zeros((0,), dtype=y.dtype, device=device(y))
         return self.data(xp, y, w)
@@ -183,10 +252,26 @@ METRICS: dict[str, Metric] = {}
 
 
 def register_metric(metric: Metric, *, overwrite: bool = False) -> Metric:
-    """Make ``metric`` known by its name (a loss may then name it, and `metric_mode`
-    knows its direction); returns it.
+    """Make ``metric`` known by its name.
 
-    Raises ValueError if a metric of that name is registered (unless ``overwrite``).
+    A loss may then name it, and `metric_mode` knows its direction.
+
+    Parameters
+    ----------
+    metric : Metric
+        The metric.
+    overwrite : bool, default False
+        Replace a metric registered under the same name.
+
+    Returns
+    -------
+    Metric
+        ``metric`` itself.
+
+    Raises
+    ------
+    ValueError
+        A metric of that name is registered (without ``overwrite``).
     """
     if not isinstance(metric, Metric):
         raise TypeError(f"register_metric needs a Metric, got {type(metric).__name__}")
@@ -198,18 +283,54 @@ def register_metric(metric: Metric, *, overwrite: bool = False) -> Metric:
 
 
 def get_metric(name: str) -> Metric:
-    """The registered metric called ``name``; a ValueError lists the known ones."""
+    """Give the registered metric called ``name``.
+
+    Parameters
+    ----------
+    name : str
+        A registered metric's name.
+
+    Returns
+    -------
+    Metric
+        The metric.
+
+    Raises
+    ------
+    ValueError
+        An unknown name (the message lists the known ones).
+    """
     if not isinstance(name, str) or name not in METRICS:
         raise ValueError(f"metric must be one of {', '.join(map(repr, METRICS))}, got {name!r}")
     return METRICS[name]
 
 
 def metric_mode(name: str) -> Literal["min", "max"]:
-    """``"max"`` if a larger value of the logged metric ``name`` is better, ``"min"`` if a
-    smaller one is: ``loss`` is minimized, and every registered metric (`register_metric`)
-    has its own direction; a ``val_`` name is that of its metric.
+    """Give the direction of the logged metric ``name``: which way is better.
 
-    Raises ValueError for any other name, listing the known ones.
+    ``loss`` is minimized, and every registered metric (`register_metric`) has its
+    own direction; a ``val_`` name is that of its metric.
+
+    Parameters
+    ----------
+    name : str
+        A name in the epoch logs (``"loss"``, ``"val_accuracy"``, ...).
+
+    Returns
+    -------
+    {"min", "max"}
+        ``"max"`` if a larger value is better, ``"min"`` if a smaller one is.
+
+    Raises
+    ------
+    ValueError
+        An unknown name (the message lists the known ones).
+
+    Examples
+    --------
+    >>> import mlp
+    >>> mlp.metric_mode("val_accuracy"), mlp.metric_mode("loss")
+    ('max', 'min')
     """
     base = name[4:] if isinstance(name, str) and name.startswith("val_") else name
     if base == "loss":
@@ -307,15 +428,44 @@ def _threshold_data_totals(xp: Namespace, y: Array, w: Array | None = None) -> A
 
 
 def accuracy_from_totals(totals: Array) -> Array:
-    """``accuracy: (n_epochs,)`` from the epochs' totals ``(n_epochs, 2)``, each
-    ``[sum of w * correct, sum of w]`` (host arrays)."""
+    """Compute each epoch's ``accuracy`` from its totals.
+
+    Parameters
+    ----------
+    totals : array of shape (n_epochs, 2)
+        Each epoch's ``[sum of w * correct, sum of w]`` (host arrays).
+
+    Returns
+    -------
+    array of shape (n_epochs,)
+        The accuracies.
+    """
     xp = array_namespace(totals)
     correct, total = totals[:, 0], totals[:, 1]
     return xp.where(total > 0, correct / xp.where(total > 0, total, 1.0), 0.0)
 
 
 def r2_totals(xp: Namespace, z: Array, a: Array, y: Array, w: Array | None = None) -> Array:
-    """Per output ``k``: ``sum w (a - y)**2``, shape ``(k,)``."""
+    """Compute, per output, the weighted sum of squared errors ``sum w (a - y)**2``.
+
+    Parameters
+    ----------
+    xp : namespace
+        The arrays' array-API namespace.
+    z : array of shape (n_samples, n_outputs)
+        The output pre-activations.
+    a : array of shape (n_samples, n_outputs)
+        The output activations.
+    y : array of shape (n_samples, n_outputs)
+        The prepared targets.
+    w : array of shape (n_samples,) or None, default None
+        The rows' weights (None: 1 each).
+
+    Returns
+    -------
+    array of shape (n_outputs,)
+        The sums.
+    """
     diff = y - a  # (diff * diff: what ``diff ** 2`` computes, without a scalar operand)
     if w is None:  # the same sums without the weights (it runs at every step)
         return xp.sum(diff * diff, axis=0)
@@ -323,7 +473,22 @@ def r2_totals(xp: Namespace, z: Array, a: Array, y: Array, w: Array | None = Non
 
 
 def r2_data_totals(xp: Namespace, y: Array, w: Array | None = None) -> Array:
-    """Per output ``k``: ``sum w y``, ``sum w y**2``, then ``sum w``: shape ``(2 k + 1,)``."""
+    """Compute, per output, ``sum w y`` and ``sum w y**2``, then ``sum w``.
+
+    Parameters
+    ----------
+    xp : namespace
+        The arrays' array-API namespace.
+    y : array of shape (n_samples, n_outputs)
+        The prepared targets.
+    w : array of shape (n_samples,) or None, default None
+        The rows' weights (None: 1 each).
+
+    Returns
+    -------
+    array of shape (2 * n_outputs + 1,)
+        The sums.
+    """
     if w is None:
         return xp.concat([xp.sum(y, axis=0), xp.sum(y * y, axis=0), _rows_total(xp, y, w)])
     return xp.concat([weighted_sum(xp, y, w, axis=0), weighted_sum(xp, y * y, w, axis=0),
@@ -340,8 +505,18 @@ def _squared_error_parts(totals: Array) -> tuple[Namespace, Array, Array, Array,
 
 
 def r2_from_totals(totals: Array) -> Array:
-    """``r2: (n_epochs,)`` (as the ``r2`` metric) from the epochs' totals
-    ``(n_epochs, 3 k + 1)``: `r2_totals` then `r2_data_totals` (host arrays)."""
+    """Compute each epoch's ``r2`` (as the ``r2`` metric) from its totals.
+
+    Parameters
+    ----------
+    totals : array of shape (n_epochs, 3 * k + 1)
+        `r2_totals` then `r2_data_totals` (host arrays).
+
+    Returns
+    -------
+    array of shape (n_epochs,)
+        The scores.
+    """
     xp, res, sum_y, sum_yy, total, _ = _squared_error_parts(totals)
     some = total > 0
     total = xp.where(some, total, 1.0)
@@ -352,8 +527,18 @@ def r2_from_totals(totals: Array) -> Array:
 
 
 def mse_from_totals(totals: Array) -> Array:
-    """``mse: (n_epochs,)`` (as the ``mse`` metric) from the same totals as
-    `r2_from_totals`."""
+    """Compute each epoch's ``mse`` (as the ``mse`` metric) from its totals.
+
+    Parameters
+    ----------
+    totals : array of shape (n_epochs, 3 * k + 1)
+        The totals of `r2_from_totals`.
+
+    Returns
+    -------
+    array of shape (n_epochs,)
+        The mean squared errors.
+    """
     xp, res, _, _, total, k = _squared_error_parts(totals)
     some = total > 0
     total = xp.where(some, total, 1.0)
@@ -391,6 +576,11 @@ class TrainingTotals:
     metric. With one form the layout is that form's own; with several, the steps'
     sums are the forms' one after the other, then the data's, followed by each
     form's two widths (so `scores` can find each form's columns).
+
+    Parameters
+    ----------
+    metrics : tuple of Metric
+        The loss's metrics; those with a training-totals form are logged.
     """
 
     def __init__(self, metrics: tuple[Metric, ...]) -> None:
@@ -409,7 +599,26 @@ class TrainingTotals:
         return tuple(name for name, _, _ in self.logged)
 
     def step(self, xp: Namespace, z: Array, a: Array, y: Array, w: Array | None = None) -> Array:
-        """A batch's sums ``(t,)``, summable over the epoch's batches (``(0,)``: none)."""
+        """Compute a batch's sums, summable over the epoch's batches.
+
+        Parameters
+        ----------
+        xp : namespace
+            The arrays' array-API namespace.
+        z : array of shape (n_samples, n_outputs)
+            The output pre-activations.
+        a : array of shape (n_samples, n_outputs)
+            The output activations.
+        y : array of shape (n_samples, n_outputs)
+            The prepared targets.
+        w : array of shape (n_samples,) or None, default None
+            The rows' weights (None: 1 each).
+
+        Returns
+        -------
+        array of shape (t,)
+            The sums (``(0,)``: none).
+        """
         if not self.forms:
             return xp.zeros((0,), dtype=z.dtype, device=device(z))
         if len(self.forms) == 1:
@@ -417,7 +626,22 @@ class TrainingTotals:
         return xp.concat([f.step(xp, z, a, y, w) for f in self.forms])
 
     def data(self, xp: Namespace, y: Array, w: Array | None = None) -> Array:
-        """The sums of the data alone ``(d,)`` over rows ``y: (n, k)`` with weights ``w``."""
+        """Compute the sums of the data alone.
+
+        Parameters
+        ----------
+        xp : namespace
+            The arrays' array-API namespace.
+        y : array of shape (n_samples, k)
+            The prepared targets.
+        w : array of shape (n_samples,) or None, default None
+            The rows' weights (None: 1 each).
+
+        Returns
+        -------
+        array of shape (d,)
+            The sums.
+        """
         if not self.forms:
             return xp.zeros((0,), dtype=y.dtype, device=device(y))
         if len(self.forms) == 1:
@@ -444,8 +668,18 @@ class TrainingTotals:
         return columns
 
     def scores(self, totals: Array) -> dict[str, Array]:
-        """``{name: (n_epochs,)}`` float64 from the epochs' totals ``(n_epochs, t + d)``
-        (host arrays: each epoch's step sums, then the data's)."""
+        """Compute each logged metric's training score from the epochs' totals.
+
+        Parameters
+        ----------
+        totals : array of shape (n_epochs, t + d)
+            Host arrays: each epoch's step sums, then the data's.
+
+        Returns
+        -------
+        dict of str to array of shape (n_epochs,)
+            Each metric's scores (float64), by name.
+        """
         if not self.forms:
             return {}
         xp = array_namespace(totals)

@@ -283,9 +283,15 @@ class MLP:
     Examples
     --------
     >>> import numpy as np, mlp
-    >>> model = mlp.MLP([4, 16, 3], loss="cross_entropy", seed=0)
+    >>> model = mlp.MLP([4, 16, 3], loss="cross_entropy", backend="numpy", seed=0)
     >>> x = np.random.default_rng(0).normal(size=(30, 4)); y = np.arange(30) % 3
     >>> history = model.fit(x, y, epochs=5)
+    >>> len(history.history["loss"]), model.epochs_trained_
+    (5, 5)
+    >>> model.predict(x).shape, model.predict_classes(x).shape
+    ((30, 3), (30,))
+    >>> sorted(model.evaluate(x, y))
+    ['accuracy', 'loss']
     """
 
     layer_sizes: _Fixed[tuple[int, ...]] = _fixed("layer_sizes")
@@ -361,13 +367,18 @@ class MLP:
 
     # ----------------------------------------------------------------- config
     def get_config(self) -> dict[str, Any]:
-        """The constructor arguments as a JSON-ready dict (all but ``backend``).
+        """Describe the model by its constructor arguments, as a JSON-ready dict.
 
         Defaults are resolved: ``output_activation`` and ``init`` are the ones
         in use and ``seed`` the one drawn when None was given, so
         ``MLP.from_config(model.get_config())`` builds the same initial weights.
         Keys: ``layer_sizes`` (list of int), ``activation``, ``output_activation``,
         ``loss``, ``init``, ``dtype`` (str) and ``seed`` (int).
+
+        Returns
+        -------
+        dict
+            Every constructor argument but ``backend``, with its value in use.
         """
         names = [n for n in self._parameter_constraints if n != "backend"]
         config = {n: getattr(self, _CONFIG_ATTRS.get(n, n)) for n in names}
@@ -377,15 +388,15 @@ class MLP:
     @classmethod
     def from_config(cls, config: dict[str, Any], backend: str | Backend | None = None, *,
                     weights: Weights | Callable[[], Weights] | None = None) -> MLP:
-        """A new model from `get_config`'s dict, on ``backend`` (None: ``$MLP_BACKEND``).
+        """Build a new model from `get_config`'s dict, on ``backend``.
 
         Parameters
         ----------
         config : dict
             `get_config`'s dict (checked with `check_config`).
-        backend : str, Backend or None
-            Where the model runs.
-        weights : list of (W, b), a function returning one, or None
+        backend : str, Backend or None, default None
+            Where the model runs (None: ``$MLP_BACKEND``).
+        weights : list of (W, b), a function returning one, or None, default None
             The model's weights (checked as `set_weights` checks them); a function is
             called once the config and the backend have been checked (so that a file's
             arrays are read only for a model that can be built). None (default): the
@@ -394,6 +405,14 @@ class MLP:
         Returns
         -------
         MLP
+            The new model.
+
+        Raises
+        ------
+        TypeError, ValueError
+            A config `check_config` refuses, or weights `set_weights` refuses.
+        BackendUnavailableError
+            ``backend`` cannot run here.
         """
         if weights is None:
             return cls(**cls.check_config(config), backend=backend)
@@ -404,7 +423,17 @@ class MLP:
 
     @classmethod
     def check_config(cls, config: dict[str, Any]) -> dict[str, Any]:
-        """A copy of ``config`` once it has exactly `get_config`'s keys.
+        """Check that ``config`` has exactly `get_config`'s keys.
+
+        Parameters
+        ----------
+        config : dict
+            A dict from `get_config`.
+
+        Returns
+        -------
+        dict
+            A copy of ``config``.
 
         Raises
         ------
@@ -465,20 +494,24 @@ class MLP:
     # ------------------------------------------------------------------ basics
     @property
     def n_features(self) -> int:
+        """The number of input features, ``layer_sizes[0]``."""
         return self.layer_sizes[0]
 
     @property
     def n_outputs(self) -> int:
+        """The number of outputs, ``layer_sizes[-1]``."""
         return self.layer_sizes[-1]
 
     @property
     def n_params(self) -> int:
+        """The number of weights and biases of all layers."""
         return sum(i * o + o for i, o in zip(self.layer_sizes[:-1], self.layer_sizes[1:]))
 
     @property
     def spec(self) -> NetworkSpec:
-        """The network's math without its weights (`mlp.core.NetworkSpec`: the array
-        namespace, the activations and the loss), for the pure functions of `mlp.core`.
+        """The network's math without its weights, for the pure functions of `mlp.core`.
+
+        A `mlp.core.NetworkSpec`: the array namespace, the activations and the loss.
 
         ``mlp.core.forward(model.spec, model.params, x)`` is ``model.predict(x)`` as a
         pure function of arrays: it works inside ``jax.jit``, ``jax.grad`` and
@@ -491,6 +524,7 @@ class MLP:
 
     @property
     def is_classifier(self) -> bool:
+        """Whether the loss is a classification loss (e.g. ``cross_entropy``)."""
         return self._spec.loss.classification
 
     def __repr__(self) -> str:
@@ -508,8 +542,10 @@ class MLP:
 
     def compiled(self, key: tuple[Any, ...], factory: Callable[[], Callable[..., Any]]
                  ) -> Callable[..., Any]:
-        """A compiled function, compiled once per key and shared by every model with the
-        same backend and network math (JAX compiles per model otherwise: seconds each).
+        """Get a compiled function, compiled once per key and shared by models alike.
+
+        Every model with the same backend and network math shares it (JAX compiles
+        per model otherwise: seconds each).
 
         Parameters
         ----------
@@ -544,14 +580,19 @@ class MLP:
 
     @property
     def shuffle_rng(self) -> np.random.Generator:
-        """The stream `fit` draws the batches' orders from (seeded by ``seed``; it lives
-        on from one `fit` to the next, and `save` with ``include_optimizer`` stores it)."""
+        """The stream `fit` draws the batches' orders from.
+
+        Seeded by ``seed``, it lives on from one `fit` to the next, and `save` with
+        ``include_optimizer`` stores it.
+        """
         return self._shuffle_rng
 
     @property
     def seed_drawn(self) -> bool:
-        """Whether ``seed`` was drawn (``seed=None``) rather than given: a
-        `BackupAndRestore` may then resume the run of another seed."""
+        """Whether ``seed`` was drawn (``seed=None``) rather than given.
+
+        A `BackupAndRestore` may then resume the run of another seed.
+        """
         return self.__dict__.get("_seed_drawn", False)
 
     def validation_split_rng(self, seed: int | None = None) -> np.random.Generator:
@@ -565,18 +606,22 @@ class MLP:
         Returns
         -------
         numpy.random.Generator
+            A fresh generator, seeded by ``[seed, 2]``.
         """
         return np.random.default_rng([self.seed if seed is None else seed, 2])
 
     # ------------------------------------------------------------------ state
     def snapshot_state(self) -> ModelState:
-        """Everything training changes, as one value for `restore_state`: the weights,
-        the optimizer and its state, the epoch count, the history (with its contents),
-        the shuffle stream's state, the seed, ``stop_training`` and the training state.
+        """Take everything training changes, as one value for `restore_state`.
+
+        The weights, the optimizer and its state, the epoch count, the history (with
+        its contents), the shuffle stream's state, the seed, ``stop_training`` and the
+        training state.
 
         Returns
         -------
         ModelState
+            The model's own arrays and values (not copies).
         """
         history, train = self.history_, self.train_state_
         record = HistoryRecord.of(history) if isinstance(history, History) else None
@@ -599,6 +644,7 @@ class MLP:
         Parameters
         ----------
         state : ModelState
+            A state from `snapshot_state` (or one built from it).
 
         Raises
         ------
@@ -709,9 +755,10 @@ class MLP:
         return x_dev, targets, labels
 
     def bucketed(self, weighted: bool = False) -> bool:
-        """Whether the model pads the rows of what it evaluates to the sizes of
-        `mlp.buckets`' ladder: on a backend that compiles, so that it compiles one
-        program per size of the ladder whatever the data's sizes.
+        """Tell whether the model pads the rows of what it evaluates to `mlp.buckets`' ladder.
+
+        On a backend that compiles it does, so that it compiles one program per size of
+        the ladder whatever the data's sizes.
 
         Parameters
         ----------
@@ -722,21 +769,48 @@ class MLP:
         Returns
         -------
         bool
+            True on a backend that compiles (for weighted data: with a loss that
+            takes row weights).
         """
         return self.backend.compiles and (not weighted or self._spec.loss.takes_weights)
 
     # -------------------------------------------------------------- inference
     @_in_precision
     def predict(self, x: Any) -> Array:
-        """The network's output ``(n, n_outputs)`` as a backend array.
+        """Compute the network's output.
 
         For classifiers these are probabilities (softmax or sigmoid outputs).
-        Inputs whose forward pass overflows the model's dtype (``x = 3e38`` in
-        float32) raise a ValueError saying so, rather than giving NaN.
 
         On a backend that compiles (JAX), ``x``'s rows are padded with rows of
         zeros up to a size of a small ladder (`mlp.buckets`), whose outputs are
         dropped: any number of rows from 1 to 1024 compiles one of 7 programs.
+
+        Parameters
+        ----------
+        x : array-like of shape (n_samples, n_features)
+            The inputs (NumPy, the backend's own arrays, nested lists).
+
+        Returns
+        -------
+        array of shape (n_samples, n_outputs)
+            The outputs, a backend array in the model's dtype.
+
+        Raises
+        ------
+        ValueError
+            ``x`` is not of shape ``(n_samples, n_features)`` or not finite, or the
+            forward pass overflows the model's dtype (``x = 3e38`` in float32),
+            rather than giving NaN.
+
+        Examples
+        --------
+        >>> import numpy as np, mlp
+        >>> model = mlp.MLP([4, 8, 3], loss="cross_entropy", backend="numpy", seed=0)
+        >>> probs = model.predict(np.zeros((5, 4)))
+        >>> probs.shape, probs.dtype
+        ((5, 3), dtype('float32'))
+        >>> bool(np.allclose(probs.sum(axis=1), 1))
+        True
         """
         return self._forward("predict", x)
 
@@ -763,14 +837,50 @@ class MLP:
         return buckets.first_rows(self.backend, out, n)
 
     def predict_proba(self, x: Array) -> Array:
-        """Class probabilities ``(n, n_outputs)`` (classifiers only)."""
+        """Compute the class probabilities (classifiers only).
+
+        Parameters
+        ----------
+        x : array-like of shape (n_samples, n_features)
+            The inputs (NumPy, the backend's own arrays, nested lists).
+
+        Returns
+        -------
+        array of shape (n_samples, n_outputs)
+            Softmax (``cross_entropy``) or sigmoid (``binary_cross_entropy``)
+            outputs, a backend array.
+
+        Raises
+        ------
+        ValueError
+            The model's loss is not a classification loss, or ``x`` is refused
+            (as by `predict`).
+        """
         self._require_classifier("predict_proba")
         return self.predict(x)
 
     @_in_precision
     def predict_classes(self, x: Array) -> Array:
-        """Predicted classes: ``(n,)`` argmax for cross-entropy, ``(n, n_outputs)`` 0/1
-        (probability > 0.5) for binary cross-entropy."""
+        """Predict the classes (classifiers only).
+
+        Parameters
+        ----------
+        x : array-like of shape (n_samples, n_features)
+            The inputs (NumPy, the backend's own arrays, nested lists).
+
+        Returns
+        -------
+        array of shape (n_samples,) or (n_samples, n_outputs)
+            ``(n_samples,)`` class indices (argmax) for ``cross_entropy``;
+            ``(n_samples, n_outputs)`` 0/1 (probability > 0.5) for
+            ``binary_cross_entropy``. A backend array of integers.
+
+        Raises
+        ------
+        ValueError
+            The model's loss is not a classification loss, or ``x`` is refused
+            (as by `predict`).
+        """
         self._require_classifier("predict_classes")
         return self._forward("classes", x)
 
@@ -790,10 +900,12 @@ class MLP:
 
         Parameters
         ----------
-        x : array, (n, n_features)
-        y : array
+        x : array-like of shape (n_samples, n_features)
+            The inputs.
+        y : array-like
             Targets, as `fit` takes them.
-        sample_weight : array (n,) or None
+        sample_weight : array-like of shape (n_samples,) or None
+            Each row's weight.
         class_weight : dict, "balanced" or None
             Multiplied into the rows' weights (classification losses).
         names : (str, str, str)
@@ -833,15 +945,22 @@ class MLP:
     def pad_prepared(self, x: Array, targets: Array, labels: Array | None,
                      weights: Array | None = None
                      ) -> tuple[Array, Array, Array | None, Array | None]:
-        """Data from `prepare_data`, its rows padded for evaluation where the model pads
-        rows (`bucketed`, with weights): to the size of `mlp.buckets`' ladder, with rows
-        of zeros of weight 0, which change no metric, loss or gradient (the data's rows
-        weigh 1 where ``weights`` is None). Elsewhere as it is.
+        """Pad the rows of data from `prepare_data` for evaluation, where the model pads rows.
+
+        Where the model pads (`bucketed`, with weights), the rows are padded to the
+        size of `mlp.buckets`' ladder with rows of zeros of weight 0, which change no
+        metric, loss or gradient (the data's rows weigh 1 where ``weights`` is None).
+        Elsewhere the data is returned as it is.
 
         Parameters
         ----------
-        x : backend or NumPy array, (n, n_features)
-        targets, labels, weights
+        x : array of shape (n_samples, n_features)
+            The inputs (a backend or NumPy array).
+        targets : array of shape (n_samples, n_outputs)
+            As `prepare_data` returns them.
+        labels : array of shape (n_samples,) or None
+            As `prepare_data` returns them.
+        weights : array of shape (n_samples,) or None, default None
             As `prepare_data` returns them.
 
         Returns
@@ -860,11 +979,34 @@ class MLP:
 
     @_in_precision
     def loss(self, x: Array, y: Array, sample_weight: Array | None = None) -> float:
-        """The mean loss on ``(x, y)`` as a Python float (no penalty term).
+        """Compute the mean loss on ``(x, y)`` (without the penalty term).
 
-        ``sample_weight: (n,)`` (finite, >= 0) makes it the weighted mean
-        ``sum_i w_i * l_i / sum_i w_i`` (see `mlp.losses`). A loss that overflows
-        the model's dtype raises a ValueError naming the inputs' scale.
+        With ``sample_weight`` it is the weighted mean ``sum_i w_i * l_i / sum_i w_i``
+        (see `mlp.losses`).
+
+        Parameters
+        ----------
+        x : array-like of shape (n_samples, n_features)
+            The inputs (NumPy, the backend's own arrays, nested lists).
+        y : array-like
+            The targets, as `fit` takes them: ``(n_samples, n_outputs)`` (or
+            ``(n_samples,)`` with one output), or integer labels ``(n_samples,)`` for
+            ``cross_entropy``.
+        sample_weight : array-like of shape (n_samples,) or None, default None
+            Each row's weight (finite, >= 0); None weighs every row 1.
+
+        Returns
+        -------
+        float
+            The mean loss, a Python float.
+
+        Raises
+        ------
+        ValueError, TypeError
+            Data the model cannot take; the message names the argument.
+        ValueError
+            The loss overflows the model's dtype (the message names the inputs'
+            scale).
         """
         x_dev, targets, _, w = self.prepare_data(x, y, sample_weight, padded=True)
         spec = self._spec
@@ -878,8 +1020,32 @@ class MLP:
     @_in_precision
     def gradients(self, x: Array, y: Array, sample_weight: Array | None = None
                   ) -> list[tuple[Array, Array]]:
-        """Gradients of the mean loss (weighted with ``sample_weight``), ``[(dW, db), ...]``
-        as backend arrays; a ValueError where they overflow the model's dtype."""
+        """Compute the gradients of the mean loss (weighted with ``sample_weight``).
+
+        Parameters
+        ----------
+        x : array-like of shape (n_samples, n_features)
+            The inputs (NumPy, the backend's own arrays, nested lists).
+        y : array-like
+            The targets, as `fit` takes them: ``(n_samples, n_outputs)`` (or
+            ``(n_samples,)`` with one output), or integer labels ``(n_samples,)`` for
+            ``cross_entropy``.
+        sample_weight : array-like of shape (n_samples,) or None, default None
+            Each row's weight (finite, >= 0); None weighs every row 1.
+
+        Returns
+        -------
+        list of (dW, db)
+            Backend arrays, ``dW`` of shape ``(fan_in, fan_out)`` and ``db`` of shape
+            ``(fan_out,)`` per layer.
+
+        Raises
+        ------
+        ValueError, TypeError
+            Data the model cannot take; the message names the argument.
+        ValueError
+            The loss or the gradients overflow the model's dtype.
+        """
         x_dev, targets, _, w = self.prepare_data(x, y, sample_weight, padded=True)
 
         def gradients(p, x, y, w, spec=self._spec):
@@ -936,15 +1102,22 @@ class MLP:
 
     def evaluate_prepared(self, x: Array, targets: Array, labels: Array | None,
                           weights: Array | None = None, of: str = "") -> dict[str, float]:
-        """`evaluate`'s metrics of data from `prepare_data`, refusing a loss or score that
-        overflowed the dtype.
+        """Compute `evaluate`'s metrics of data from `prepare_data`.
+
+        A loss or score that overflowed the dtype is refused.
 
         Parameters
         ----------
-        x, targets, labels, weights
-            As `prepare_data` returns them. Where the model pads rows (`bucketed`),
+        x : array of shape (n_samples, n_features)
+            As `prepare_data` returns it. Where the model pads rows (`bucketed`),
             data not yet padded (`pad_prepared`) is padded for the call: data
             evaluated more than once is best padded once, beforehand.
+        targets : array of shape (n_samples, n_outputs)
+            As `prepare_data` returns them.
+        labels : array of shape (n_samples,) or None
+            As `prepare_data` returns them.
+        weights : array of shape (n_samples,) or None, default None
+            As `prepare_data` returns them.
         of : str
             The data's name in the message, e.g. ``" of the validation data"``.
 
@@ -963,9 +1136,24 @@ class MLP:
     def validation_logs(self, x: Array, targets: Array, labels: Array | None,
                         weights: Array | None = None, params: Params | None = None
                         ) -> dict[str, float]:
-        """The ``val_``-prefixed metrics of ``params`` (default: the model's weights) on
-        data from `prepare_data` (NaN or inf where they overflow: the epoch's logs),
-        padded as `evaluate_prepared` pads it.
+        """Compute the ``val_``-prefixed metrics of data from `prepare_data`.
+
+        The metrics are those of ``params`` (default: the model's weights), NaN or inf
+        where they overflow (they are an epoch's logs), on data padded as
+        `evaluate_prepared` pads it.
+
+        Parameters
+        ----------
+        x : array of shape (n_samples, n_features)
+            As `prepare_data` returns it.
+        targets : array of shape (n_samples, n_outputs)
+            As `prepare_data` returns them.
+        labels : array of shape (n_samples,) or None
+            As `prepare_data` returns them.
+        weights : array of shape (n_samples,) or None, default None
+            As `prepare_data` returns them.
+        params : list of (W, b) or None, default None
+            The weights to evaluate (None: the model's).
 
         Returns
         -------
@@ -977,14 +1165,46 @@ class MLP:
     @_in_precision
     def evaluate(self, x: Array, y: Array, sample_weight: Array | None = None
                  ) -> dict[str, float]:
-        """Metrics on ``(x, y)``: ``loss`` and ``accuracy`` for classifiers (for binary
-        cross-entropy, the fraction of correct 0/1 outputs), ``loss``, ``r2``
-        (mean over outputs of the coefficient of determination) and ``mse``
-        (mean of ``(pred - y)**2``) for regression (``mse`` and ``poisson``).
+        """Compute the metrics on ``(x, y)``.
 
-        With ``sample_weight: (n,)`` every metric is weighted over the rows, as
-        scikit-learn's ``accuracy_score``, ``r2_score`` and
+        For classifiers ``loss`` and ``accuracy`` (for binary cross-entropy, the
+        fraction of correct 0/1 outputs); for regression (``mse`` and ``poisson``)
+        ``loss``, ``r2`` (mean over outputs of the coefficient of determination) and
+        ``mse`` (mean of ``(pred - y)**2``). With ``sample_weight`` every metric is
+        weighted over the rows, as scikit-learn's ``accuracy_score``, ``r2_score`` and
         ``mean_squared_error`` with ``sample_weight``.
+
+        Parameters
+        ----------
+        x : array-like of shape (n_samples, n_features)
+            The inputs (NumPy, the backend's own arrays, nested lists).
+        y : array-like
+            The targets, as `fit` takes them: ``(n_samples, n_outputs)`` (or
+            ``(n_samples,)`` with one output), or integer labels ``(n_samples,)`` for
+            ``cross_entropy``.
+        sample_weight : array-like of shape (n_samples,) or None, default None
+            Each row's weight (finite, >= 0); None weighs every row 1.
+
+        Returns
+        -------
+        dict
+            Metric name -> float.
+
+        Raises
+        ------
+        ValueError, TypeError
+            Data the model cannot take; the message names the argument.
+        ValueError
+            A metric overflows the model's dtype.
+
+        Examples
+        --------
+        >>> import numpy as np, mlp
+        >>> x = np.random.default_rng(0).normal(size=(40, 3))
+        >>> y = x @ np.array([[1.0], [-2.0], [0.5]])
+        >>> model = mlp.MLP([3, 16, 1], backend="numpy", seed=0)
+        >>> sorted(model.evaluate(x, y))
+        ['loss', 'mse', 'r2']
         """
         return self.evaluate_prepared(*self.prepare_data(x, y, sample_weight, padded=True))
 
@@ -1001,8 +1221,9 @@ class MLP:
 
         Parameters
         ----------
-        x : array, (n, n_features)
-        y : array
+        x : array-like of shape (n_samples, n_features)
+            The training inputs.
+        y : array-like
             ``(n, n_outputs)`` (or ``(n,)`` with one output) for ``mse`` and
             ``binary_cross_entropy``; integer labels ``(n,)`` or one-hot rows for
             ``cross_entropy``.
@@ -1035,6 +1256,8 @@ class MLP:
         clip_norm : float or None
             Rescale the gradients when their global norm exceeds this.
         validation_data : (x_val, y_val), optional
+            Data evaluated after every epoch (``val_`` metrics in the logs); a
+            third item gives its row weights.
         validation_split : float in (0, 1), optional
             Hold out this fraction of ``(x, y)`` (a random subset drawn from the
             seed) for validation.
@@ -1109,6 +1332,17 @@ class MLP:
         once the model has taken it (its callbacks are then told of it: one
         raising in ``on_epoch_end`` keeps it). ``self.train_state_`` holds the training state
         (weights, optimizer state, epochs completed, shuffle stream).
+
+        Examples
+        --------
+        >>> import numpy as np, mlp
+        >>> x = np.random.default_rng(0).normal(size=(32, 3)); y = x.sum(axis=1)
+        >>> model = mlp.MLP([3, 16, 1], backend="numpy", seed=0)
+        >>> history = model.fit(x, y, epochs=3, batch_size=8)
+        >>> history.epoch, len(history.history["loss"])
+        ([0, 1, 2], 3)
+        >>> model.fit(x, y, epochs=2).epoch   # a second fit continues the first
+        [3, 4]
         """
         from .training import fit
 
@@ -1120,18 +1354,39 @@ class MLP:
 
     # ---------------------------------------------------------------- weights
     def get_weights(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """``[(W, b), ...]`` as NumPy copies."""
+        """Copy the weights to the host.
+
+        Returns
+        -------
+        list of (W, b)
+            NumPy copies, ``W`` of shape ``(fan_in, fan_out)`` and ``b`` of shape
+            ``(fan_out,)`` per layer.
+        """
         to = self.backend.to_numpy
         return [(to(W), to(b)) for W, b in self.params]
 
     @_in_precision
     def set_weights(self, weights: Weights) -> None:
-        """Replace all weights by ``[(W, b), ...]`` (NumPy or backend arrays).
+        """Replace all weights.
 
         Shapes must match the architecture and values must be finite; the
         arrays are cast to the model's dtype. Nothing changes if any check fails.
         During a `fit`, its callbacks may set the weights the next epoch trains
         from; another thread may not (`mlp.ModelBusyError`).
+
+        Parameters
+        ----------
+        weights : list of (W, b)
+            NumPy or backend arrays, ``W`` of shape ``(fan_in, fan_out)`` and ``b``
+            of shape ``(fan_out,)`` per layer.
+
+        Raises
+        ------
+        ValueError
+            Not one ``(W, b)`` pair per layer, a shape that does not match, or a
+            value that is not finite.
+        ModelBusyError
+            Another thread is training the model.
         """
         from .validation import host_float_array
 
@@ -1176,13 +1431,37 @@ class MLP:
         another thread it is refused (`mlp.ModelBusyError`), as the state would
         mix two epochs.
 
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write (conventionally ``.npz``).
+        include_optimizer : bool, default False
+            Also store the training state, so that a `fit` of the loaded model
+            continues exactly.
+
         Raises
         ------
         ValueError
             The file would be one `mlp.load` refuses: weights that are not finite,
             or, with ``include_optimizer``, an epoch count beyond 2**53, history
             epochs out of order or beyond the count, an optimizer state no fit
-            leaves (NaN moments, a negative step count). Nothing is written.
+            leaves (NaN moments, a negative step count). Nothing is written.ModelBusyError
+            ``include_optimizer`` while another thread trains the model.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import numpy as np, mlp
+        >>> x = np.random.default_rng(0).normal(size=(20, 3)); y = np.arange(20) % 2
+        >>> model = mlp.MLP([3, 8, 2], loss="cross_entropy", backend="numpy", seed=0)
+        >>> _ = model.fit(x, y, epochs=2)
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> path = os.path.join(folder.name, "model.npz")
+        >>> model.save(path, include_optimizer=True)
+        >>> restored = mlp.load(path, backend="numpy")
+        >>> restored.epochs_trained_, bool(np.array_equal(restored.predict(x), model.predict(x)))
+        (2, True)
+        >>> folder.cleanup()
         """
         from .training import check_model_state
 
@@ -1195,8 +1474,16 @@ class MLP:
     def summary(self, print_fn: Callable[[str], object] | None = None) -> None:
         """Print a table of the layers, their shapes and parameter counts.
 
-        ``print_fn`` (default `print`) receives the whole text, e.g. a logger's
-        method or ``list.append`` to keep it.
+        Parameters
+        ----------
+        print_fn : callable or None, default None
+            Receives the whole text (None: `print`), e.g. a logger's method or
+            ``list.append`` to keep it.
+
+        Raises
+        ------
+        TypeError
+            ``print_fn`` is neither callable nor None.
         """
         if print_fn is not None and not callable(print_fn):
             raise TypeError(f"print_fn must be a function that takes the text (e.g. print or "
@@ -1220,11 +1507,26 @@ class MLP:
     # ------------------------------------------------------------------ export
     def export_onnx(self, path: str | os.PathLike[str], *,
                     outputs: str | Sequence[str] | None = None) -> None:
-        """Write the model as an ONNX file (input ``x: (N, n_features)``, outputs
-        ``predict`` and, for classifiers, ``label``), atomically; run it with ONNX
-        Runtime. ``outputs``: ``"predict"``, ``"label"`` or a list; None (default)
-        gives every output the model has. Needs ``pip install 'mlp-array-api[onnx]'``; see
-        `mlp.export`.
+        """Write the model as an ONNX file, atomically; run it with ONNX Runtime.
+
+        The graph has the input ``x: (N, n_features)`` and the outputs ``predict``
+        and, for classifiers, ``label``; see `mlp.export`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write.
+        outputs : str, sequence of str or None, default None
+            ``"predict"``, ``"label"`` or a list of them; None gives every output the
+            model has.
+
+        Raises
+        ------
+        ImportError
+            ndonnx is not installed (``pip install 'mlp-array-api[onnx]'``).
+        TypeError, ValueError
+            ``outputs`` is not one of the names or a list of them, or asks for
+            ``label`` from a model that is not a classifier.
         """
         from .export import export_onnx
 
@@ -1232,7 +1534,20 @@ class MLP:
 
 
 def load(path: str | bytes | os.PathLike[str], backend: str | Backend | None = None) -> MLP:
-    """A model from a file written by `MLP.save`, on ``backend`` (None: ``$MLP_BACKEND``).
+    """Load a model from a file written by `MLP.save`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    backend : str, Backend or None, default None
+        Where the model runs (None: ``$MLP_BACKEND``).
+
+    Returns
+    -------
+    MLP
+        The model, with its training state when it was saved with
+        ``include_optimizer=True``.
 
     Raises
     ------
@@ -1251,6 +1566,18 @@ def load(path: str | bytes | os.PathLike[str], backend: str | Backend | None = N
         ``backend`` cannot run here.
     TypeError
         ``path`` is not a file name (str or os.PathLike).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import mlp
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(folder.name, "model.npz")
+    >>> mlp.MLP([3, 8, 1], backend="numpy", seed=0).save(path)
+    >>> model = mlp.load(path, backend="numpy")
+    >>> model.layer_sizes, model.n_params
+    ((3, 8, 1), 41)
+    >>> folder.cleanup()
     """
     if isinstance(path, bool) or not isinstance(path, (str, bytes, os.PathLike)):
         raise TypeError(f"load needs the path of a model file (str or os.PathLike), got "

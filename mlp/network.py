@@ -39,12 +39,18 @@ class Network:
 
     Parameters
     ----------
-    input_dim, hidden_dim, output_dim : int
-    backend : str, Backend or None
+    input_dim : int
+        The number of input features.
+    hidden_dim : int
+        The hidden layer's width.
+    output_dim : int
+        The number of outputs.
+    backend : str, Backend or None, default None
         None reads ``$MLP_BACKEND`` (default numpy).
-    seed : int or None
+    seed : int or None, default None
         Seeds the initial weights.
-    dtype : {"float32", "float64"}
+    dtype : {"float32", "float64"}, default "float32"
+        The floating-point type of the weights.
     """
 
     print_every = 100
@@ -60,23 +66,65 @@ class Network:
 
     @property
     def backend(self) -> Backend:
+        """The backend the network runs on."""
         return self.model.backend
 
     def forward(self, x: Array) -> Array:
-        """The network's output ``(n, output_dim)`` for ``x: (n, input_dim)``."""
+        """Compute the network's output.
+
+        Parameters
+        ----------
+        x : array-like of shape (n_samples, input_dim)
+            The inputs.
+
+        Returns
+        -------
+        array of shape (n_samples, output_dim)
+            The outputs, a backend array.
+        """
         return self.model.predict(x)
 
     def backward(self, x: Array, y: Array, learning_rate: float | Schedule) -> None:
-        """One full-batch gradient-descent step on ``(x, y)`` (forward pass included)."""
+        """Take one full-batch gradient-descent step on ``(x, y)`` (forward pass included).
+
+        Parameters
+        ----------
+        x : array-like of shape (n_samples, input_dim)
+            The inputs.
+        y : array-like of shape (n_samples, output_dim)
+            The targets.
+        learning_rate : float or callable
+            The step size, or a schedule (`mlp.schedules`).
+        """
         self.model.fit(x, y, epochs=1, learning_rate=learning_rate, optimizer="sgd",
                        batch_size=None)
 
     def train(self, x: Array, y: Array, epochs: int, learning_rate: float | Schedule
               ) -> list[float]:
-        """Full-batch gradient descent, printing ``epoch N, loss: L`` every 100 epochs.
+        """Train by full-batch gradient descent, printing ``epoch N, loss: L`` every 100 epochs.
 
         The printed loss is the one before that epoch's update, as in the notebook.
-        Returns the list of all epochs' losses. ``epochs`` is an integer >= 1.
+
+        Parameters
+        ----------
+        x : array-like of shape (n_samples, input_dim)
+            The inputs.
+        y : array-like of shape (n_samples, output_dim)
+            The targets.
+        epochs : int
+            The number of epochs (>= 1).
+        learning_rate : float or callable
+            The step size, or a schedule (`mlp.schedules`).
+
+        Returns
+        -------
+        list of float
+            Every epoch's loss, before its update.
+
+        Raises
+        ------
+        ValueError
+            ``epochs`` is not an integer >= 1.
         """
         epochs = check("epochs", epochs, [Integer(1)])
         losses: list[float] = []

@@ -72,6 +72,40 @@ if TYPE_CHECKING:
     from .backends import Backend
     from .schedules import Schedule
 
+__all__ = [
+    "GradientTransformation",
+    "Chain",
+    "chain",
+    "apply_updates",
+    "global_norm",
+    "from_config",
+    "SGD",
+    "Adam",
+    "AdamW",
+    "RMSprop",
+    "sgd",
+    "adam",
+    "adamw",
+    "rmsprop",
+    "ScaleByAdam",
+    "ScaleByRms",
+    "Trace",
+    "AddDecayedWeights",
+    "ClipByGlobalNorm",
+    "ScaleByLearningRate",
+    "scale_by_adam",
+    "scale_by_rms",
+    "trace",
+    "add_decayed_weights",
+    "clip_by_global_norm",
+    "scale_by_learning_rate",
+    "EmptyState",
+    "ScaleByAdamState",
+    "ScaleByRmsState",
+    "TraceState",
+    "ScaleByLearningRateState",
+]
+
 _FRACTION: list[Rule] = [Real(0, 1, closed="left")]
 _POSITIVE: list[Rule] = [Real(0, closed="neither")]
 _NON_NEGATIVE: list[Rule] = [Real(0)]
@@ -83,20 +117,57 @@ class EmptyState(NamedTuple):
 
 
 class ScaleByAdamState(NamedTuple):
+    """The state of `ScaleByAdam`.
+
+    Parameters
+    ----------
+    count : 0-d array of int
+        The number of updates made so far.
+    mu : list of (W, b)
+        The first moments (running mean of the gradients), shaped as the
+        parameters.
+    nu : list of (W, b)
+        The second moments (running mean of the squared gradients), shaped as
+        the parameters.
+    """
     count: Any  # int 0-d array: updates made so far
     mu: Any     # first moments, as params
     nu: Any     # second moments, as params
 
 
 class ScaleByRmsState(NamedTuple):
+    """The state of `ScaleByRms`.
+
+    Parameters
+    ----------
+    nu : list of (W, b)
+        The running mean of the squared gradients, shaped as the parameters.
+    """
     nu: Any  # running mean of squared gradients, as params
 
 
 class TraceState(NamedTuple):
+    """The state of `Trace`.
+
+    Parameters
+    ----------
+    trace : list of (W, b)
+        The velocity, shaped as the parameters.
+    """
     trace: Any  # the velocity, as params
 
 
 class ScaleByLearningRateState(NamedTuple):
+    """The state of `ScaleByLearningRate`.
+
+    Parameters
+    ----------
+    count : 0-d array of int
+        The schedule's step: the number of updates made so far.
+    learning_rate_scale : 0-d array of float
+        A factor on the learning rate (the parameters' dtype), 1.0 at init;
+        `mlp.callbacks.ReduceLROnPlateau` lowers it.
+    """
     count: Any                # int 0-d array: the schedule's step
     learning_rate_scale: Any  # float 0-d array (params' dtype), 1.0 at init
 
@@ -108,7 +179,21 @@ STATES = {cls.__name__: cls for cls in (EmptyState, ScaleByAdamState, ScaleByRms
 
 # ---------------------------------------------------------------- helpers
 def apply_updates(params: Tree, updates: Tree) -> Tree:
-    """``params + updates``, array by array."""
+    """Add the updates to the parameters, array by array.
+
+    Parameters
+    ----------
+    params : list of (W, b)
+        The parameters, per layer ``W`` of shape ``(fan_in, fan_out)`` and ``b``
+        of shape ``(fan_out,)`` (any nesting of lists and tuples of arrays).
+    updates : list of (dW, db)
+        The updates, shaped as ``params``.
+
+    Returns
+    -------
+    list of (W, b)
+        ``params + updates``, new arrays shaped as ``params``.
+    """
     return tree_map(lambda p, u: p + u, params, updates)
 
 
@@ -128,10 +213,20 @@ def _zero_count(params: Tree) -> Array:
 
 
 def global_norm(tree: Tree) -> Array:
-    """``sqrt(sum of squares)`` of every entry (0-d array), robust to overflow.
+    """Compute the global norm ``sqrt(sum of squares)`` of every entry, robust to overflow.
 
     The entries are divided by the largest magnitude before squaring, so float32
     gradients of 1e20 give their true norm rather than ``inf``.
+
+    Parameters
+    ----------
+    tree : list of (W, b)
+        Arrays in any nesting of lists and tuples (e.g. the gradients).
+
+    Returns
+    -------
+    0-d array
+        The norm, in the arrays' dtype.
     """
     largest, scaled = _scaled_norm(tree)
     return largest * scaled
@@ -169,7 +264,20 @@ class _Transformation:
             object.__setattr__(self, name, check(name, getattr(self, name), rules))
 
     def get_config(self) -> dict[str, Any]:
-        """``{"name": ..., <field>: <value>, ...}``, JSON-ready (schedules as their config)."""
+        """Describe the transformation as a JSON-ready dict.
+
+        Returns
+        -------
+        dict
+            ``{"name": ..., field: value, ...}``; `from_config` rebuilds an equal
+            transformation from it.
+
+        Raises
+        ------
+        ValueError
+            If a field (e.g. a learning-rate schedule of your own) cannot be
+            described.
+        """
         out: dict[str, Any] = {"name": self.config_name}
         for f in dataclasses.fields(self):
             if f.init:
@@ -224,8 +332,21 @@ class _ScaleByAdamInplace(Block):
 
 @dataclass(frozen=True)
 class ScaleByAdam(_Transformation):
-    """Adam's direction ``c_t * mu / (sqrt(nu) + eps)`` (Kingma & Ba 2015, the bias
-    corrections folded into ``c_t = sqrt(1 - beta2**t) / (1 - beta1**t)``, their Section 2)."""
+    """Adam's direction ``c_t * mu / (sqrt(nu) + eps)``.
+
+    ``mu`` and ``nu`` are the running means of the gradients and of their squares
+    (Kingma & Ba 2015), the bias corrections folded into
+    ``c_t = sqrt(1 - beta2**t) / (1 - beta1**t)`` (their Section 2).
+
+    Parameters
+    ----------
+    beta1 : float, default 0.9
+        Decay of the first moment's running mean, in [0, 1).
+    beta2 : float, default 0.999
+        Decay of the second moment's running mean, in [0, 1).
+    eps : float, default 1e-8
+        Added to the root of the second moment, > 0.
+    """
 
     beta1: float = 0.9
     beta2: float = 0.999
@@ -236,10 +357,43 @@ class ScaleByAdam(_Transformation):
                                               "eps": _POSITIVE}
 
     def init(self, params: Params) -> ScaleByAdamState:
+        """Make the state: a zero step count and zero moments.
+
+        Parameters
+        ----------
+        params : list of (W, b)
+            The parameters, per layer ``W`` of shape ``(fan_in, fan_out)`` and ``b``
+            of shape ``(fan_out,)``.
+
+        Returns
+        -------
+        ScaleByAdamState
+            The step count (0) and the first and second moments (zeros shaped as
+            ``params``).
+        """
         return ScaleByAdamState(_zero_count(params), _zeros_like(params), _zeros_like(params))
 
     def update(self, grads: Grads, state: Any, params: Params | None = None
                ) -> tuple[Grads, Any]:
+        """Turn the gradients into Adam's direction, updating the moments.
+
+        Parameters
+        ----------
+        grads : list of (dW, db)
+            The gradients (or the previous transformation's updates), shaped as
+            the parameters.
+        state : ScaleByAdamState
+            The state from `init` or from the previous call.
+        params : list of (W, b) or None, optional
+            Not used (accepted for the common signature).
+
+        Returns
+        -------
+        updates : list of (dW, db)
+            Adam's direction, shaped as ``grads``.
+        state : ScaleByAdamState
+            The new state.
+        """
         count, mu, nu = state
         b1, b2, eps = self.beta1, self.beta2, self.eps
         xp = array_namespace(count)
@@ -277,7 +431,18 @@ class _ScaleByRmsInplace(Block):
 
 @dataclass(frozen=True)
 class ScaleByRms(_Transformation):
-    """``g / (sqrt(nu) + eps)`` with ``nu = decay * nu + (1 - decay) * g**2`` (RMSprop)."""
+    """RMSprop's direction ``g / (sqrt(nu) + eps)``.
+
+    ``nu = decay * nu + (1 - decay) * g**2`` is the running mean of the squared
+    gradients.
+
+    Parameters
+    ----------
+    decay : float, default 0.9
+        Decay of the running mean of squared gradients, in [0, 1).
+    eps : float, default 1e-8
+        Added to the root of the second moment, > 0.
+    """
 
     decay: float = 0.9
     eps: float = 1e-8
@@ -286,10 +451,42 @@ class ScaleByRms(_Transformation):
     rules: ClassVar[dict[str, list[Rule]]] = {"decay": _FRACTION, "eps": _POSITIVE}
 
     def init(self, params: Params) -> ScaleByRmsState:
+        """Make the state: a zero running mean of squared gradients.
+
+        Parameters
+        ----------
+        params : list of (W, b)
+            The parameters, per layer ``W`` of shape ``(fan_in, fan_out)`` and ``b``
+            of shape ``(fan_out,)``.
+
+        Returns
+        -------
+        ScaleByRmsState
+            Zeros shaped as ``params``.
+        """
         return ScaleByRmsState(_zeros_like(params))
 
     def update(self, grads: Grads, state: Any, params: Params | None = None
                ) -> tuple[Grads, Any]:
+        """Divide the gradients by the root of their running mean square.
+
+        Parameters
+        ----------
+        grads : list of (dW, db)
+            The gradients (or the previous transformation's updates), shaped as
+            the parameters.
+        state : ScaleByRmsState
+            The state from `init` or from the previous call.
+        params : list of (W, b) or None, optional
+            Not used (accepted for the common signature).
+
+        Returns
+        -------
+        updates : list of (dW, db)
+            The scaled gradients, shaped as ``grads``.
+        state : ScaleByRmsState
+            The new state.
+        """
         d, eps = self.decay, self.eps
         nu = tree_map(lambda g, v: d * v + (1 - d) * (g * g), grads, state[0])
         xp = array_namespace(_first_leaf(grads))
@@ -321,8 +518,18 @@ class _TraceInplace(Block):
 
 @dataclass(frozen=True)
 class Trace(_Transformation):
-    """Momentum: ``v = g + decay * v``; the update is ``v`` (``g + decay * v`` with
-    ``nesterov``) - PyTorch's and optax's convention."""
+    """Momentum: the velocity ``v = g + decay * v`` is the update.
+
+    With ``nesterov`` the update is ``g + decay * v``: PyTorch's and optax's
+    convention.
+
+    Parameters
+    ----------
+    decay : float, default 0.9
+        The momentum: the factor on the previous velocity, in [0, 1).
+    nesterov : bool, default False
+        Use Nesterov momentum: the update is ``g + decay * v``.
+    """
 
     decay: float = 0.9
     nesterov: bool = False
@@ -331,10 +538,42 @@ class Trace(_Transformation):
     rules: ClassVar[dict[str, list[Rule]]] = {"decay": _FRACTION, "nesterov": [Boolean()]}
 
     def init(self, params: Params) -> TraceState:
+        """Make the state: a zero velocity.
+
+        Parameters
+        ----------
+        params : list of (W, b)
+            The parameters, per layer ``W`` of shape ``(fan_in, fan_out)`` and ``b``
+            of shape ``(fan_out,)``.
+
+        Returns
+        -------
+        TraceState
+            Zeros shaped as ``params``.
+        """
         return TraceState(_zeros_like(params))
 
     def update(self, grads: Grads, state: Any, params: Params | None = None
                ) -> tuple[Grads, Any]:
+        """Add the gradients to the velocity and return it (momentum).
+
+        Parameters
+        ----------
+        grads : list of (dW, db)
+            The gradients (or the previous transformation's updates), shaped as
+            the parameters.
+        state : TraceState
+            The state from `init` or from the previous call.
+        params : list of (W, b) or None, optional
+            Not used (accepted for the common signature).
+
+        Returns
+        -------
+        updates : list of (dW, db)
+            The velocity (with ``nesterov``: ``g + decay * v``), shaped as ``grads``.
+        state : TraceState
+            The new state.
+        """
         d = self.decay
         velocity = tree_map(lambda g, v: g + d * v, grads, state[0])
         updates = tree_map(lambda g, v: g + d * v, grads, velocity) if self.nesterov else velocity
@@ -362,8 +601,16 @@ class _AddDecayedWeightsInplace(_StatelessInplace):
 
 @dataclass(frozen=True)
 class AddDecayedWeights(_Transformation):
-    """``g + weight_decay * p`` (weights and biases): decoupled weight decay when
-    placed after an adaptive scaling (AdamW, Loshchilov & Hutter 2019)."""
+    """Weight decay: the update is ``g + weight_decay * p``.
+
+    Applied to weights and biases. Placed after an adaptive scaling it is
+    decoupled weight decay (AdamW, Loshchilov & Hutter 2019).
+
+    Parameters
+    ----------
+    weight_decay : float, default 0.01
+        The factor on the parameters, >= 0.
+    """
 
     weight_decay: float = 0.01
     config_name: ClassVar[str] = "add_decayed_weights"
@@ -371,10 +618,47 @@ class AddDecayedWeights(_Transformation):
     rules: ClassVar[dict[str, list[Rule]]] = {"weight_decay": _NON_NEGATIVE}
 
     def init(self, params: Params) -> EmptyState:
+        """Make the state: none.
+
+        Parameters
+        ----------
+        params : list of (W, b)
+            The parameters, per layer ``W`` of shape ``(fan_in, fan_out)`` and ``b``
+            of shape ``(fan_out,)``.
+
+        Returns
+        -------
+        EmptyState
+            An empty state.
+        """
         return EmptyState()
 
     def update(self, grads: Grads, state: Any, params: Params | None = None
                ) -> tuple[Grads, Any]:
+        """Add ``weight_decay * params`` to the gradients.
+
+        Parameters
+        ----------
+        grads : list of (dW, db)
+            The gradients (or the previous transformation's updates), shaped as
+            the parameters.
+        state : EmptyState
+            The state from `init` or from the previous call.
+        params : list of (W, b) or None, optional
+            The parameters (required).
+
+        Returns
+        -------
+        updates : list of (dW, db)
+            ``grads + weight_decay * params``, shaped as ``grads``.
+        state : EmptyState
+            The new state.
+
+        Raises
+        ------
+        ValueError
+            If ``params`` is None.
+        """
         if params is None:
             raise ValueError("add_decayed_weights needs the parameters: call "
                              "update(grads, state, params)")
@@ -402,6 +686,11 @@ class ClipByGlobalNorm(_Transformation):
     gradients whose squared norm overflows are still clipped, not zeroed. Not
     elementwise, but it needs only the global norm, which is the same on the
     per-layer and the flat packed arrays.
+
+    Parameters
+    ----------
+    max_norm : float, default 1.0
+        The largest global norm of the updates, > 0.
     """
 
     max_norm: float = 1.0
@@ -411,10 +700,42 @@ class ClipByGlobalNorm(_Transformation):
     rules: ClassVar[dict[str, list[Rule]]] = {"max_norm": _POSITIVE}
 
     def init(self, params: Params) -> EmptyState:
+        """Make the state: none.
+
+        Parameters
+        ----------
+        params : list of (W, b)
+            The parameters, per layer ``W`` of shape ``(fan_in, fan_out)`` and ``b``
+            of shape ``(fan_out,)``.
+
+        Returns
+        -------
+        EmptyState
+            An empty state.
+        """
         return EmptyState()
 
     def update(self, grads: Grads, state: Any, params: Params | None = None
                ) -> tuple[Grads, Any]:
+        """Rescale the gradients together to a global norm of at most ``max_norm``.
+
+        Parameters
+        ----------
+        grads : list of (dW, db)
+            The gradients (or the previous transformation's updates), shaped as
+            the parameters.
+        state : EmptyState
+            The state from `init` or from the previous call.
+        params : list of (W, b) or None, optional
+            Not used (accepted for the common signature).
+
+        Returns
+        -------
+        updates : list of (dW, db)
+            The rescaled gradients, shaped as ``grads``.
+        state : EmptyState
+            The new state.
+        """
         largest, ratio = _scaled_norm(grads)  # norm = largest * ratio, never squared whole
         xp = array_namespace(largest)
         # scale = max_norm / norm where norm > max_norm, else 1
@@ -447,12 +768,16 @@ class _ScaleByLearningRateInplace(Block):
 
 @dataclass(frozen=True)
 class ScaleByLearningRate(_Transformation):
-    """``-learning_rate(step) * learning_rate_scale * g``: the descent step.
+    """The descent step ``-learning_rate(step) * learning_rate_scale * g``.
 
-    ``learning_rate`` is a float or a schedule (a function of the step count,
-    see `mlp.schedules`). The state holds the step count and a learning-rate
-    scale (1.0 at init), which `with_learning_rate_scale` changes without a
-    recompilation.
+    The state holds the step count and a learning-rate scale (1.0 at init),
+    which `mlp.callbacks.ReduceLROnPlateau` changes without a recompilation.
+
+    Parameters
+    ----------
+    learning_rate : float or callable, default 0.01
+        The step size: a float, or a schedule (a function of the step count,
+        see `mlp.schedules`).
     """
 
     learning_rate: Any = 0.01
@@ -463,6 +788,20 @@ class ScaleByLearningRate(_Transformation):
         object.__setattr__(self, "learning_rate", check_learning_rate(self.learning_rate))
 
     def init(self, params: Params) -> ScaleByLearningRateState:
+        """Make the state: a zero step count and a learning-rate scale of 1.
+
+        Parameters
+        ----------
+        params : list of (W, b)
+            The parameters, per layer ``W`` of shape ``(fan_in, fan_out)`` and ``b``
+            of shape ``(fan_out,)``.
+
+        Returns
+        -------
+        ScaleByLearningRateState
+            The step count (0) and the scale (a 0-d array of 1.0 in the
+            parameters' dtype).
+        """
         leaf = _first_leaf(params)
         xp = array_namespace(leaf)
         return ScaleByLearningRateState(_zero_count(params),
@@ -470,6 +809,25 @@ class ScaleByLearningRate(_Transformation):
 
     def update(self, grads: Grads, state: Any, params: Params | None = None
                ) -> tuple[Grads, Any]:
+        """Multiply the gradients by ``-learning_rate(step) * learning_rate_scale``.
+
+        Parameters
+        ----------
+        grads : list of (dW, db)
+            The gradients (or the previous transformation's updates), shaped as
+            the parameters.
+        state : ScaleByLearningRateState
+            The state from `init` or from the previous call.
+        params : list of (W, b) or None, optional
+            Not used (accepted for the common signature).
+
+        Returns
+        -------
+        updates : list of (dW, db)
+            The descent step, shaped as ``grads``.
+        state : ScaleByLearningRateState
+            The new state.
+        """
         count, scale = state
         lr = self.rate(count, scale)
         factor = (-lr) * scale  # -(lr * scale) exactly; a float lr is negated for free
@@ -500,8 +858,19 @@ class ScaleByLearningRate(_Transformation):
 
 
 def _parts_inplace(transformation: Chain | _Named) -> Block | Composite | None:
-    """The in-place form of a chain (or a named optimizer's chain): its parts' forms, as
-    one `mlp.engine.kernels.Composite` (None if a part has none)."""
+    """Give the in-place form of a chain, or of a named optimizer's chain.
+
+    Parameters
+    ----------
+    transformation : Chain or named optimizer
+        The transformation.
+
+    Returns
+    -------
+    Block, Composite or None
+        Its parts' in-place forms as one `mlp.engine.kernels.Composite` (None if
+        a part has none).
+    """
     if isinstance(transformation, _Named):
         return mirror(transformation.transformation)
     return mirror_all(transformation.transformations)
@@ -509,9 +878,19 @@ def _parts_inplace(transformation: Chain | _Named) -> Block | Composite | None:
 
 @dataclass(frozen=True)
 class Chain:
-    """Transformations applied one after the other (each sees the previous one's updates).
+    """Transformations applied one after the other, each to the previous one's updates.
 
-    The state is the tuple of their states.
+    The state is the tuple of their states. `chain` builds one.
+
+    Parameters
+    ----------
+    transformations : tuple of transformations
+        Objects with ``init(params)`` and ``update(grads, state, params)``.
+
+    Raises
+    ------
+    TypeError
+        If an item is not a transformation.
     """
 
     transformations: tuple[Optimizer, ...]
@@ -527,13 +906,52 @@ class Chain:
 
     @property
     def elementwise(self) -> bool:
+        """Whether every transformation of the chain is elementwise."""
         return all(getattr(t, "elementwise", False) for t in self.transformations)
 
     def init(self, params: Params) -> tuple[Any, ...]:
+        """Make the state: each transformation's own, in order.
+
+        Parameters
+        ----------
+        params : list of (W, b)
+            The parameters, per layer ``W`` of shape ``(fan_in, fan_out)`` and ``b``
+            of shape ``(fan_out,)``.
+
+        Returns
+        -------
+        tuple
+            One state per transformation.
+        """
         return tuple(t.init(params) for t in self.transformations)
 
     def update(self, grads: Grads, state: tuple[Any, ...], params: Params | None = None
                ) -> tuple[Grads, tuple[Any, ...]]:
+        """Apply each transformation in order to the previous one's updates.
+
+        Parameters
+        ----------
+        grads : list of (dW, db)
+            The gradients (or the previous transformation's updates), shaped as
+            the parameters.
+        state : tuple
+            The state from `init` or from the previous call.
+        params : list of (W, b) or None, optional
+            The parameters, passed to each transformation.
+
+        Returns
+        -------
+        updates : list of (dW, db)
+            The last transformation's updates, shaped as ``grads``.
+        state : tuple
+            The new state.
+
+        Raises
+        ------
+        TypeError
+            If a transformation of your own returns something other than a pair
+            ``(updates, state)`` shaped as ``grads`` and the state it was given.
+        """
         new_state = []
         for t, s in zip(self.transformations, state, strict=True):
             grads, s = checked_update(t, grads, s, params)
@@ -541,12 +959,49 @@ class Chain:
         return grads, tuple(new_state)
 
     def get_config(self) -> dict[str, Any]:
+        """Describe the chain as a JSON-ready dict.
+
+        Returns
+        -------
+        dict
+            ``{"name": "chain", "transformations": [config, ...]}``; `from_config`
+            rebuilds an equal chain from it.
+
+        Raises
+        ------
+        ValueError
+            If a transformation cannot be described.
+        """
         return {"name": "chain",
                 "transformations": [optimizer_config(t) for t in self.transformations]}
 
 
 def chain(*transformations: Optimizer) -> Chain:
-    """One transformation applying ``transformations`` in order (see `Chain`)."""
+    """Make one transformation that applies ``transformations`` in order.
+
+    Parameters
+    ----------
+    *transformations : transformation
+        Objects with ``init(params)`` and ``update(grads, state, params)``;
+        each one's updates are the next one's gradients.
+
+    Returns
+    -------
+    Chain
+        The chain; its state is the tuple of their states.
+
+    Raises
+    ------
+    TypeError
+        If an argument is not a transformation.
+
+    Examples
+    --------
+    >>> from mlp.optimizers import chain, clip_by_global_norm, scale_by_learning_rate, trace
+    >>> opt = chain(clip_by_global_norm(1.0), trace(0.9), scale_by_learning_rate(0.01))
+    >>> [t.get_config()["name"] for t in opt.transformations]
+    ['clip_by_global_norm', 'trace', 'scale_by_learning_rate']
+    """
     return Chain(transformations)
 
 
@@ -649,6 +1104,7 @@ class _Named(_Transformation):
 
     @functools.cached_property
     def transformation(self) -> Chain:
+        """The chain of building blocks this optimizer stands for."""
         return chain(*self._pieces())
 
     def _pieces(self) -> list[Optimizer]:
@@ -656,17 +1112,68 @@ class _Named(_Transformation):
         raise NotImplementedError
 
     def init(self, params: Params) -> tuple[Any, ...]:
+        """Make the state of the chain this optimizer stands for.
+
+        Parameters
+        ----------
+        params : list of (W, b)
+            The parameters, per layer ``W`` of shape ``(fan_in, fan_out)`` and ``b``
+            of shape ``(fan_out,)``.
+
+        Returns
+        -------
+        tuple
+            One state per building block of the chain.
+        """
         return self.transformation.init(params)
 
     def update(self, grads: Grads, state: tuple[Any, ...], params: Params | None = None
                ) -> tuple[Grads, tuple[Any, ...]]:
+        """Turn the gradients into this optimizer's descent step.
+
+        Parameters
+        ----------
+        grads : list of (dW, db)
+            The gradients (or the previous transformation's updates), shaped as
+            the parameters.
+        state : tuple
+            The state from `init` or from the previous call.
+        params : list of (W, b) or None, optional
+            The parameters, passed to each building block.
+
+        Returns
+        -------
+        updates : list of (dW, db)
+            The descent step, shaped as ``grads``.
+        state : tuple
+            The new state.
+        """
         return self.transformation.update(grads, state, params)
 
 
 @dataclass(frozen=True)
 class SGD(_Named):
-    """Stochastic gradient descent: ``chain(trace(momentum, nesterov), scale_by_learning_rate)``
-    (no `trace` without momentum)."""
+    """Stochastic gradient descent, with optional (Nesterov) momentum.
+
+    The chain ``trace(momentum, nesterov)`` (without momentum: none), then
+    ``scale_by_learning_rate(learning_rate)``.
+
+    Parameters
+    ----------
+    learning_rate : float or callable, default 0.01
+        The step size: a float, or a schedule (a function of the step count,
+        see `mlp.schedules`).
+    momentum : float, default 0.0
+        The momentum, in [0, 1) (0: none).
+    nesterov : bool, default False
+        Use Nesterov momentum: the update is ``g + decay * v``.
+
+    Raises
+    ------
+    ValueError
+        If a hyperparameter is out of its range, or ``nesterov`` is set without
+        momentum.
+    """
 
     learning_rate: Any = 0.01
     momentum: float = 0.0
@@ -688,7 +1195,28 @@ class SGD(_Named):
 
 @dataclass(frozen=True)
 class Adam(_Named):
-    """Adam: ``chain(scale_by_adam(beta1, beta2, eps), scale_by_learning_rate)``."""
+    """Adam (Kingma & Ba 2015).
+
+    The chain ``scale_by_adam(beta1, beta2, eps)``, then
+    ``scale_by_learning_rate(learning_rate)``.
+
+    Parameters
+    ----------
+    learning_rate : float or callable, default 1e-3
+        The step size: a float, or a schedule (a function of the step count,
+        see `mlp.schedules`).
+    beta1 : float, default 0.9
+        Decay of the first moment's running mean, in [0, 1).
+    beta2 : float, default 0.999
+        Decay of the second moment's running mean, in [0, 1).
+    eps : float, default 1e-8
+        Added to the root of the second moment, > 0.
+
+    Raises
+    ------
+    ValueError
+        If a hyperparameter is out of its range (the message names it).
+    """
 
     learning_rate: Any = 1e-3
     beta1: float = 0.9
@@ -710,8 +1238,30 @@ class Adam(_Named):
 
 @dataclass(frozen=True)
 class AdamW(Adam):
-    """Adam with decoupled weight decay: ``chain(scale_by_adam, add_decayed_weights,
-    scale_by_learning_rate)``, i.e. ``p -= lr * (adam direction + weight_decay * p)``."""
+    """Adam with decoupled weight decay (Loshchilov & Hutter 2019).
+
+    The chain ``scale_by_adam``, ``add_decayed_weights``, ``scale_by_learning_rate``:
+    ``p -= lr * (adam direction + weight_decay * p)``.
+
+    Parameters
+    ----------
+    learning_rate : float or callable, default 1e-3
+        The step size: a float, or a schedule (a function of the step count,
+        see `mlp.schedules`).
+    beta1 : float, default 0.9
+        Decay of the first moment's running mean, in [0, 1).
+    beta2 : float, default 0.999
+        Decay of the second moment's running mean, in [0, 1).
+    eps : float, default 1e-8
+        Added to the root of the second moment, > 0.
+    weight_decay : float, default 0.01
+        The factor on the parameters, >= 0.
+
+    Raises
+    ------
+    ValueError
+        If a hyperparameter is out of its range (the message names it).
+    """
 
     weight_decay: float = 0.01
     config_name: ClassVar[str] = "adamw"
@@ -725,7 +1275,26 @@ class AdamW(Adam):
 
 @dataclass(frozen=True)
 class RMSprop(_Named):
-    """RMSprop: ``chain(scale_by_rms(decay, eps), scale_by_learning_rate)``."""
+    """RMSprop (Tieleman & Hinton 2012).
+
+    The chain ``scale_by_rms(decay, eps)``, then
+    ``scale_by_learning_rate(learning_rate)``.
+
+    Parameters
+    ----------
+    learning_rate : float or callable, default 1e-3
+        The step size: a float, or a schedule (a function of the step count,
+        see `mlp.schedules`).
+    decay : float, default 0.9
+        Decay of the running mean of squared gradients, in [0, 1).
+    eps : float, default 1e-8
+        Added to the root of the second moment, > 0.
+
+    Raises
+    ------
+    ValueError
+        If a hyperparameter is out of its range (the message names it).
+    """
 
     learning_rate: Any = 1e-3
     decay: float = 0.9
@@ -744,52 +1313,266 @@ class RMSprop(_Named):
 
 # ---------------------------------------------------------------- constructors
 def scale_by_adam(beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> ScaleByAdam:
-    """See `ScaleByAdam`."""
+    """Make Adam's direction, `ScaleByAdam`.
+
+    Parameters
+    ----------
+    beta1 : float, default 0.9
+        Decay of the first moment's running mean, in [0, 1).
+    beta2 : float, default 0.999
+        Decay of the second moment's running mean, in [0, 1).
+    eps : float, default 1e-8
+        Added to the root of the second moment, > 0.
+
+    Returns
+    -------
+    ScaleByAdam
+        The transformation.
+
+    Raises
+    ------
+    ValueError
+        If a hyperparameter is out of its range (the message names it).
+    """
     return ScaleByAdam(beta1, beta2, eps)
 
 
 def scale_by_rms(decay: float = 0.9, eps: float = 1e-8) -> ScaleByRms:
-    """See `ScaleByRms`."""
+    """Make RMSprop's direction, `ScaleByRms`.
+
+    Parameters
+    ----------
+    decay : float, default 0.9
+        Decay of the running mean of squared gradients, in [0, 1).
+    eps : float, default 1e-8
+        Added to the root of the second moment, > 0.
+
+    Returns
+    -------
+    ScaleByRms
+        The transformation.
+
+    Raises
+    ------
+    ValueError
+        If a hyperparameter is out of its range (the message names it).
+    """
     return ScaleByRms(decay, eps)
 
 
 def trace(decay: float = 0.9, nesterov: bool = False) -> Trace:
-    """See `Trace`."""
+    """Make momentum, `Trace`.
+
+    Parameters
+    ----------
+    decay : float, default 0.9
+        The momentum: the factor on the previous velocity, in [0, 1).
+    nesterov : bool, default False
+        Use Nesterov momentum: the update is ``g + decay * v``.
+
+    Returns
+    -------
+    Trace
+        The transformation.
+
+    Raises
+    ------
+    ValueError
+        If a hyperparameter is out of its range (the message names it).
+    """
     return Trace(decay, nesterov)
 
 
 def add_decayed_weights(weight_decay: float = 0.01) -> AddDecayedWeights:
-    """See `AddDecayedWeights`."""
+    """Make weight decay, `AddDecayedWeights`.
+
+    Parameters
+    ----------
+    weight_decay : float, default 0.01
+        The factor on the parameters, >= 0.
+
+    Returns
+    -------
+    AddDecayedWeights
+        The transformation.
+
+    Raises
+    ------
+    ValueError
+        If a hyperparameter is out of its range (the message names it).
+    """
     return AddDecayedWeights(weight_decay)
 
 
 def clip_by_global_norm(max_norm: float) -> ClipByGlobalNorm:
-    """See `ClipByGlobalNorm`."""
+    """Make clipping by global norm, `ClipByGlobalNorm`.
+
+    Parameters
+    ----------
+    max_norm : float
+        The largest global norm of the updates, > 0.
+
+    Returns
+    -------
+    ClipByGlobalNorm
+        The transformation.
+
+    Raises
+    ------
+    ValueError
+        If a hyperparameter is out of its range (the message names it).
+    """
     return ClipByGlobalNorm(max_norm)
 
 
 def scale_by_learning_rate(learning_rate: float | Schedule) -> ScaleByLearningRate:
-    """See `ScaleByLearningRate`."""
+    """Make the descent step, `ScaleByLearningRate`.
+
+    Parameters
+    ----------
+    learning_rate : float or callable
+        The step size: a float, or a schedule (a function of the step count,
+        see `mlp.schedules`).
+
+    Returns
+    -------
+    ScaleByLearningRate
+        The transformation.
+
+    Raises
+    ------
+    ValueError
+        If a hyperparameter is out of its range (the message names it).
+    """
     return ScaleByLearningRate(learning_rate)
 
 
 def sgd(learning_rate: float | Schedule = 0.01, momentum: float = 0.0, nesterov: bool = False
         ) -> SGD:
+    """Make stochastic gradient descent, `SGD`.
+
+    Parameters
+    ----------
+    learning_rate : float or callable, default 0.01
+        The step size: a float, or a schedule (a function of the step count,
+        see `mlp.schedules`).
+    momentum : float, default 0.0
+        The momentum, in [0, 1) (0: none).
+    nesterov : bool, default False
+        Use Nesterov momentum: the update is ``g + decay * v``.
+
+    Returns
+    -------
+    SGD
+        The transformation.
+
+    Raises
+    ------
+    ValueError
+        If a hyperparameter is out of its range (the message names it).
+    """
     return SGD(learning_rate, momentum, nesterov)
 
 
 def adam(learning_rate: float | Schedule = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
          eps: float = 1e-8) -> Adam:
+    """Make Adam, `Adam`.
+
+    Parameters
+    ----------
+    learning_rate : float or callable, default 1e-3
+        The step size: a float, or a schedule (a function of the step count,
+        see `mlp.schedules`).
+    beta1 : float, default 0.9
+        Decay of the first moment's running mean, in [0, 1).
+    beta2 : float, default 0.999
+        Decay of the second moment's running mean, in [0, 1).
+    eps : float, default 1e-8
+        Added to the root of the second moment, > 0.
+
+    Returns
+    -------
+    Adam
+        The transformation.
+
+    Raises
+    ------
+    ValueError
+        If a hyperparameter is out of its range (the message names it).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlp.optimizers import adam, apply_updates
+    >>> params = [(np.ones((2, 3)), np.zeros(3))]
+    >>> grads = [(np.ones((2, 3)), np.ones(3))]
+    >>> opt = adam(learning_rate=0.1)
+    >>> state = opt.init(params)
+    >>> updates, state = opt.update(grads, state, params)
+    >>> dW, db = updates[0]   # the first step: about -learning_rate * sign(g)
+    >>> dW.round(6).tolist()
+    [[-0.1, -0.1, -0.1], [-0.1, -0.1, -0.1]]
+    >>> apply_updates(params, updates)[0][0].shape
+    (2, 3)
+    """
     return Adam(learning_rate, beta1, beta2, eps)
 
 
 def adamw(learning_rate: float | Schedule = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
           eps: float = 1e-8, weight_decay: float = 0.01) -> AdamW:
+    """Make Adam with decoupled weight decay, `AdamW`.
+
+    Parameters
+    ----------
+    learning_rate : float or callable, default 1e-3
+        The step size: a float, or a schedule (a function of the step count,
+        see `mlp.schedules`).
+    beta1 : float, default 0.9
+        Decay of the first moment's running mean, in [0, 1).
+    beta2 : float, default 0.999
+        Decay of the second moment's running mean, in [0, 1).
+    eps : float, default 1e-8
+        Added to the root of the second moment, > 0.
+    weight_decay : float, default 0.01
+        The factor on the parameters, >= 0.
+
+    Returns
+    -------
+    AdamW
+        The transformation.
+
+    Raises
+    ------
+    ValueError
+        If a hyperparameter is out of its range (the message names it).
+    """
     return AdamW(learning_rate, beta1, beta2, eps, weight_decay)
 
 
 def rmsprop(learning_rate: float | Schedule = 1e-3, decay: float = 0.9, eps: float = 1e-8
             ) -> RMSprop:
+    """Make RMSprop, `RMSprop`.
+
+    Parameters
+    ----------
+    learning_rate : float or callable, default 1e-3
+        The step size: a float, or a schedule (a function of the step count,
+        see `mlp.schedules`).
+    decay : float, default 0.9
+        Decay of the running mean of squared gradients, in [0, 1).
+    eps : float, default 1e-8
+        Added to the root of the second moment, > 0.
+
+    Returns
+    -------
+    RMSprop
+        The transformation.
+
+    Raises
+    ------
+    ValueError
+        If a hyperparameter is out of its range (the message names it).
+    """
     return RMSprop(learning_rate, decay, eps)
 
 
@@ -859,10 +1642,24 @@ def _legacy(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def from_config(config: dict[str, Any]) -> Optimizer:
-    """The transformation described by ``config`` (from ``get_config()``).
+    """Rebuild the transformation that ``config`` describes.
 
-    Raises ValueError for an unknown optimizer, transformation or schedule
-    name, or an unknown field.
+    Parameters
+    ----------
+    config : dict
+        What ``get_config()`` of a built-in transformation, named optimizer or
+        chain returned.
+
+    Returns
+    -------
+    transformation
+        An object equal to the one described.
+
+    Raises
+    ------
+    ValueError
+        If ``config`` is not a dict, or names an unknown optimizer,
+        transformation or schedule, or an unknown field.
     """
     if not isinstance(config, dict):
         raise ValueError(f"an optimizer config must be a dict, got {type(config).__name__}")

@@ -33,6 +33,20 @@ from array_api_compat import array_namespace
 from ._typing import Array
 from .params import Boolean, Integer, Real, check
 
+__all__ = [
+    "Schedule",
+    "BuiltinSchedule",
+    "Constant",
+    "ExponentialDecay",
+    "CosineDecay",
+    "InvScaling",
+    "step_decay",
+    "exponential_decay",
+    "cosine_decay",
+    "invscaling",
+    "from_config",
+]
+
 _POSITIVE = [Real(0, closed="neither")]
 _NON_NEGATIVE = [Real(0)]
 
@@ -50,8 +64,11 @@ def as_float_step(step: Array) -> Array:
 
 
 class BuiltinSchedule:
-    """Shared by the built-in schedules: checked fields and `get_config` (a schedule of
-    your own need not derive from it: any function of the step is one)."""
+    """The base of the built-in schedules: checked fields and `get_config`.
+
+    A schedule of your own need not derive from it: any function of the step is
+    one.
+    """
 
     #: The name in configs (`from_config`).
     config_name = ""
@@ -64,13 +81,31 @@ class BuiltinSchedule:
             object.__setattr__(self, name, check(name, getattr(self, name), rules))
 
     def get_config(self) -> dict[str, Any]:
-        """``{"name": ..., <field>: <value>, ...}``, JSON-ready."""
+        """Describe the schedule as a JSON-ready dict.
+
+        Returns
+        -------
+        dict
+            ``{"name": ..., field: value, ...}``; `from_config` rebuilds an equal
+            schedule from it.
+        """
         return {"name": self.config_name, **dataclasses.asdict(self)}
 
 
 @dataclass(frozen=True)
 class Constant(BuiltinSchedule):
-    """The same learning rate at every step."""
+    """The same learning rate at every step.
+
+    Parameters
+    ----------
+    learning_rate : float
+        The initial (peak, for `CosineDecay`) learning rate, > 0.
+
+    Raises
+    ------
+    ValueError
+        If a field is out of its range (the message names it).
+    """
 
     learning_rate: float
     config_name = "constant"
@@ -82,7 +117,26 @@ class Constant(BuiltinSchedule):
 
 @dataclass(frozen=True)
 class ExponentialDecay(BuiltinSchedule):
-    """``learning_rate * decay_rate ** (step / decay_steps)`` (floored with ``staircase``)."""
+    """Exponential decay: ``learning_rate * decay_rate ** (step / decay_steps)``.
+
+    With ``staircase`` the power is floored, so the rate drops in whole steps.
+
+    Parameters
+    ----------
+    learning_rate : float
+        The initial (peak, for `CosineDecay`) learning rate, > 0.
+    decay_steps : float
+        The number of steps over which the rate decays, > 0.
+    decay_rate : float
+        The factor on the rate per ``decay_steps`` steps, > 0.
+    staircase : bool, default False
+        Decay in whole steps of ``decay_rate`` (the power floored).
+
+    Raises
+    ------
+    ValueError
+        If a field is out of its range (the message names it).
+    """
 
     learning_rate: float
     decay_steps: float
@@ -101,20 +155,90 @@ class ExponentialDecay(BuiltinSchedule):
 
 
 def step_decay(learning_rate: float, drop: float, every: int) -> ExponentialDecay:
-    """Multiply the learning rate by ``drop`` every ``every`` steps."""
+    """Make a schedule that multiplies the learning rate by ``drop`` every ``every`` steps.
+
+    Parameters
+    ----------
+    learning_rate : float
+        The initial learning rate, > 0.
+    drop : float
+        The factor applied every ``every`` steps, > 0.
+    every : int
+        The number of steps between drops, > 0.
+
+    Returns
+    -------
+    ExponentialDecay
+        The schedule (a staircase exponential decay).
+
+    Raises
+    ------
+    ValueError
+        If an argument is out of its range (the message names it).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlp import schedules
+    >>> lr = schedules.step_decay(0.1, drop=0.5, every=10)
+    >>> [float(lr(np.asarray(step))) for step in (0, 9, 10, 25)]
+    [0.1, 0.1, 0.05, 0.025]
+    """
     return ExponentialDecay(learning_rate, every, drop, staircase=True)
 
 
 def exponential_decay(learning_rate: float, decay_steps: float, decay_rate: float,
                       staircase: bool = False) -> ExponentialDecay:
-    """See `ExponentialDecay`."""
+    """Make an exponential decay, `ExponentialDecay`.
+
+    Parameters
+    ----------
+    learning_rate : float
+        The initial (peak, for `CosineDecay`) learning rate, > 0.
+    decay_steps : float
+        The number of steps over which the rate decays, > 0.
+    decay_rate : float
+        The factor on the rate per ``decay_steps`` steps, > 0.
+    staircase : bool, default False
+        Decay in whole steps of ``decay_rate`` (the power floored).
+
+    Returns
+    -------
+    ExponentialDecay
+        The schedule: call it with the step count.
+
+    Raises
+    ------
+    ValueError
+        If a field is out of its range (the message names it).
+    """
     return ExponentialDecay(learning_rate, decay_steps, decay_rate, staircase)
 
 
 @dataclass(frozen=True)
 class CosineDecay(BuiltinSchedule):
-    """Linear warm-up from 0 over ``warmup_steps``, then cosine decay to
-    ``final_fraction * learning_rate`` at ``warmup_steps + decay_steps``; flat after."""
+    """Linear warm-up, then cosine decay.
+
+    The rate rises linearly from 0 over ``warmup_steps``, then follows half a
+    cosine down to ``final_fraction * learning_rate`` at
+    ``warmup_steps + decay_steps``, and stays there.
+
+    Parameters
+    ----------
+    learning_rate : float
+        The initial (peak, for `CosineDecay`) learning rate, > 0.
+    decay_steps : float
+        The number of steps over which the rate decays, > 0.
+    warmup_steps : int, default 0
+        The steps of linear warm-up from 0 to ``learning_rate``, >= 0.
+    final_fraction : float, default 0.0
+        The final rate as a fraction of ``learning_rate``, >= 0.
+
+    Raises
+    ------
+    ValueError
+        If a field is out of its range (the message names it).
+    """
 
     learning_rate: float
     decay_steps: float
@@ -138,15 +262,57 @@ class CosineDecay(BuiltinSchedule):
 
 def cosine_decay(learning_rate: float, decay_steps: float, warmup_steps: int = 0,
                  final_fraction: float = 0.0) -> CosineDecay:
-    """See `CosineDecay`."""
+    """Make a warm-up and cosine decay, `CosineDecay`.
+
+    Parameters
+    ----------
+    learning_rate : float
+        The initial (peak, for `CosineDecay`) learning rate, > 0.
+    decay_steps : float
+        The number of steps over which the rate decays, > 0.
+    warmup_steps : int, default 0
+        The steps of linear warm-up from 0 to ``learning_rate``, >= 0.
+    final_fraction : float, default 0.0
+        The final rate as a fraction of ``learning_rate``, >= 0.
+
+    Returns
+    -------
+    CosineDecay
+        The schedule: call it with the step count.
+
+    Raises
+    ------
+    ValueError
+        If a field is out of its range (the message names it).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlp import schedules
+    >>> lr = schedules.cosine_decay(1e-3, decay_steps=1000, warmup_steps=100)
+    >>> [round(float(lr(np.asarray(step))), 6) for step in (0, 99, 600, 1100, 5000)]
+    [1e-05, 0.001, 0.0005, 0.0, 0.0]
+    """
     return CosineDecay(learning_rate, decay_steps, warmup_steps, final_fraction)
 
 
 @dataclass(frozen=True)
 class InvScaling(BuiltinSchedule):
-    """scikit-learn's ``invscaling``: ``learning_rate / (step + 1) ** power_t``.
+    """Inverse scaling, scikit-learn's ``invscaling``: ``learning_rate / (step + 1) ** power_t``.
 
     scikit-learn counts samples seen; this counts updates (steps).
+
+    Parameters
+    ----------
+    learning_rate : float
+        The initial (peak, for `CosineDecay`) learning rate, > 0.
+    power_t : float, default 0.5
+        The exponent, >= 0.
+
+    Raises
+    ------
+    ValueError
+        If a field is out of its range (the message names it).
     """
 
     learning_rate: float
@@ -159,7 +325,25 @@ class InvScaling(BuiltinSchedule):
 
 
 def invscaling(learning_rate: float, power_t: float = 0.5) -> InvScaling:
-    """See `InvScaling`."""
+    """Make an inverse scaling, `InvScaling`.
+
+    Parameters
+    ----------
+    learning_rate : float
+        The initial (peak, for `CosineDecay`) learning rate, > 0.
+    power_t : float, default 0.5
+        The exponent, >= 0.
+
+    Returns
+    -------
+    InvScaling
+        The schedule: call it with the step count.
+
+    Raises
+    ------
+    ValueError
+        If a field is out of its range (the message names it).
+    """
     return InvScaling(learning_rate, power_t)
 
 
@@ -169,10 +353,24 @@ SCHEDULES: dict[str, type[BuiltinSchedule]] = {
 
 
 def from_config(config: dict[str, Any]) -> BuiltinSchedule:
-    """The schedule described by ``config`` (from ``get_config()``).
+    """Rebuild the schedule that ``config`` describes.
 
-    Also reads the older form ``{"schedule": "CosineDecay", <fields>}``.
-    Raises ValueError for an unknown schedule name or field.
+    Also reads the older form ``{"schedule": "CosineDecay", field: value, ...}``.
+
+    Parameters
+    ----------
+    config : dict
+        What a built-in schedule's ``get_config()`` returned.
+
+    Returns
+    -------
+    BuiltinSchedule
+        A schedule equal to the one described.
+
+    Raises
+    ------
+    ValueError
+        If ``config`` is not a dict, or names an unknown schedule or field.
     """
     if not isinstance(config, dict):
         raise ValueError(f"a schedule config must be a dict, got {type(config).__name__}")

@@ -102,6 +102,14 @@ class TrainingDivergedError(FloatingPointError):
     training data is finite, and with them the epoch count, the histories, the
     optimizer's state (its step count) and the shuffle stream; the epochs kept
     are in ``history``.
+
+    Parameters
+    ----------
+    message : str
+        What diverged and why (the learning rate, ``alpha``, or the data's
+        scale).
+    history : History
+        The epochs kept (also ``model.history_``).
     """
 
     def __init__(self, message: str, history: History) -> None:
@@ -113,7 +121,7 @@ class TrainingDivergedError(FloatingPointError):
 class TrainState:
     """What training carries from one epoch to the next (``model.train_state_``).
 
-    Attributes
+    Parameters
     ----------
     params : list of (W, b)
         The weights the next epoch starts from; the loop keeps ``model.params``

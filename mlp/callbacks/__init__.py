@@ -63,19 +63,25 @@ One module per callback: `callback` (the protocol), `callback_list`,
 """
 
 from ..metrics import metric_mode  # (re-exported: the direction is the metric's)
-from ._patterns import path_pattern_fields
+from ._patterns import path_pattern_fields as path_pattern_fields
 from .backup_and_restore import BackupAndRestore
 from .callback import Callback, Run
-from .callback_list import CallbackList, as_callbacks, callback_name, resumed_seed
+from .callback_list import CallbackList
+from .callback_list import as_callbacks as as_callbacks
+from .callback_list import callback_name as callback_name
+from .callback_list import resumed_seed as resumed_seed
 from .csv_logger import CSVLogger
-from .early_stopping import EARLY_STOPPING_CONSTRAINTS, EarlyStopping
+from .early_stopping import EARLY_STOPPING_CONSTRAINTS as EARLY_STOPPING_CONSTRAINTS
+from .early_stopping import EarlyStopping
 from .epoch_logger import EpochLogger
 from .function_callback import FunctionCallback
 from .history import History
-from .model_checkpoint import CHECKPOINT_CONSTRAINTS, ModelCheckpoint
+from .model_checkpoint import CHECKPOINT_CONSTRAINTS as CHECKPOINT_CONSTRAINTS
+from .model_checkpoint import ModelCheckpoint
 from .monitor_callback import MonitorCallback
 from .progress_bar import ProgressBar
-from .reduce_lr_on_plateau import PLATEAU_CONSTRAINTS, ReduceLROnPlateau
+from .reduce_lr_on_plateau import PLATEAU_CONSTRAINTS as PLATEAU_CONSTRAINTS
+from .reduce_lr_on_plateau import ReduceLROnPlateau
 
 __all__ = [
     "Callback",
@@ -92,11 +98,4 @@ __all__ = [
     "CSVLogger",
     "ReduceLROnPlateau",
     "metric_mode",
-    "as_callbacks",
-    "callback_name",
-    "resumed_seed",
-    "path_pattern_fields",
-    "EARLY_STOPPING_CONSTRAINTS",
-    "CHECKPOINT_CONSTRAINTS",
-    "PLATEAU_CONSTRAINTS",
 ]

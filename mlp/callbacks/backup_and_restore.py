@@ -94,8 +94,16 @@ class BackupAndRestore(Callback):
         self._run: dict[str, Any] = {}
 
     def set_run(self, run: Run) -> None:
-        """Take the fit's other callbacks (whose states the backup holds) and its data
-        (which identifies the run)."""
+        """Take the fit's other callbacks and its data.
+
+        The backup holds the other callbacks' states, and the data identifies the
+        run.
+
+        Parameters
+        ----------
+        run : Run
+            Every callback of the fit in the order they run, and the fit's data.
+        """
         self.others = [cb for cb in run.callbacks if cb is not self]
         self.fit_data = run.data
 
@@ -108,8 +116,21 @@ class BackupAndRestore(Callback):
         return os.path.join(self.directory, f"backup-from-epoch-{initial_epoch}.npz")
 
     def resumable_seed(self, model: MLP) -> int | None:
-        """The seed of the run this folder's backup would resume, for a model whose seed
-        was drawn (``seed=None``) and that has not been trained; None otherwise."""
+        """Give the seed of the run this folder's backup would resume.
+
+        Only for a model whose seed was drawn (``seed=None``) and that has not been
+        trained; None otherwise.
+
+        Parameters
+        ----------
+        model : MLP
+            The model being trained.
+
+        Returns
+        -------
+        int or None
+            The seed, or None: the model's own.
+        """
         if not model.seed_drawn or model.epochs_trained_ or \
                 model.history_ is not None:
             return None
@@ -123,6 +144,20 @@ class BackupAndRestore(Callback):
 
     # ------------------------------------------------------------ begin
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        """Lock the folder, and resume from its backup when it holds one of this run.
+
+        Parameters
+        ----------
+        logs : dict or None, default None
+            Empty or None.
+
+        Raises
+        ------
+        ValueError
+            The backup is of another run, or damaged (the message says what).
+        OSError
+            The folder cannot be made or is locked by another fit.
+        """
         saved_optimizer_check(self, self.params.get("optimizer"))
         self.restored_epoch = None
         self._lock = self._hold_folder()
@@ -137,7 +172,13 @@ class BackupAndRestore(Callback):
             raise
 
     def on_train_abandoned(self, logs: dict[str, Any] | None = None) -> None:
-        """The fit ends before it began: let the folder go (and remove it if made here)."""
+        """Let the folder go (and remove it if made here): the fit ends before it began.
+
+        Parameters
+        ----------
+        logs : dict or None, default None
+            Empty or None.
+        """
         self._let_go()
 
     def _hold_folder(self) -> FolderLock:
@@ -295,18 +336,43 @@ class BackupAndRestore(Callback):
 
     # ------------------------------------------------------------ epochs and end
     def on_epoch_end(self, epoch: int, logs: Logs) -> None:
+        """Back up the model, its training state and every other callback's state.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch's number, counted from 0 over every fit of the model.
+        logs : dict of str to float
+            The epoch's logs: each metric's value (``loss``, ``val_loss``, ...).
+        """
         states = {key: cb.get_state() for key, cb in self._keyed()}
         states = {k: v for k, v in states.items() if v is not None}
         states["run"] = {"seed": self.model.seed, **self._run}
         mlp_io().save(self.model, self.path, include_optimizer=True, callback_states=states)
 
     def on_epochs_taken_back(self, epoch: int, logs: Logs | None = None) -> None:
-        """The backup holds epochs a divergence took back: back up the model as it is now
-        (a run started again resumes from there, not from weights that diverged)."""
+        """Back up the model as it is now: a divergence took back epochs the backup holds.
+
+        A run started again resumes from there, not from weights that diverged.
+
+        Parameters
+        ----------
+        epoch : int
+            The first epoch taken back (the model is back at its start).
+        logs : dict or None, default None
+            Not used.
+        """
         if self._lock is not None and os.path.exists(self.path):
             self.on_epoch_end(epoch - 1, logs or {})
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        """Remove the backup when the fit completed, and let the folder go.
+
+        Parameters
+        ----------
+        logs : dict or None, default None
+            ``logs["completed"]`` is False when `fit` raised (divergence, Ctrl-C).
+        """
         if (logs or {}).get("completed", True) and os.path.exists(self.path):
             os.remove(self.path)
         self._let_go()

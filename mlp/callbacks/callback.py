@@ -17,11 +17,11 @@ Logs = dict[str, float]
 class Run:
     """What a fit runs, as its callbacks are told it (`Callback.set_run`).
 
-    Attributes
+    Parameters
     ----------
     callbacks : list of Callback
         Every callback of the fit, the one told included, in the order they run.
-    data : object or None
+    data : object or None, default None
         The fit's data as training takes it (``x``, ``y``, the rows' weights and
         the validation data, on the model's device), for a callback that tells
         one run from another by its data (`BackupAndRestore`); None for callbacks
@@ -86,8 +86,11 @@ class Callback:
 
     @property
     def model(self) -> MLP:
-        """The model being trained (`set_model`); an AttributeError saying so before a
-        fit (or `set_model`) has given the callback one."""
+        """The model being trained (`set_model`).
+
+        Reading it before a fit (or `set_model`) has given the callback one raises an
+        AttributeError saying so.
+        """
         model = self._model
         if model is None:
             raise AttributeError(f"{type(self).__name__} has no model yet: fit gives it the "
@@ -99,47 +102,126 @@ class Callback:
         self._model = model
 
     def set_model(self, model: MLP) -> None:
-        """Take ``model``, the model being trained, as ``self.model``."""
+        """Take ``model``, the model being trained, as ``self.model``.
+
+        Parameters
+        ----------
+        model : MLP
+            The model being trained.
+        """
         self.model = model
 
     def set_params(self, params: dict[str, Any]) -> None:
-        """Take the fit's settings as ``self.params``."""
+        """Take the fit's settings as ``self.params``.
+
+        Parameters
+        ----------
+        params : dict
+            The fit's settings (``epochs``, ``batch_size``, ``optimizer``, ...,
+            and ``metrics``, the names the epoch logs hold).
+        """
         self.params = params
 
     def set_run(self, run: Run) -> None:
-        """Told, before ``on_train_begin``, what the fit runs (`Run`: every callback of
-        the fit in the order they run, and the fit's data). Default: nothing."""
+        """Take what the fit runs, before ``on_train_begin``.
+
+        The `Run` holds every callback of the fit in the order they run, and the
+        fit's data. Default: nothing.
+
+        Parameters
+        ----------
+        run : Run
+            Every callback of the fit in the order they run, and the fit's data.
+        """
 
     def resumable_seed(self, model: MLP) -> int | None:
-        """The seed of the run this callback resumes, where ``model``'s seed was drawn
-        (``seed=None``) and it has not been trained: the fit draws its validation split
-        with it. None (default): the model's own seed."""
+        """Give the seed of the run this callback resumes.
+
+        Asked where ``model``'s seed was drawn (``seed=None``) and it has not been
+        trained: the fit draws its validation split with it.
+
+        Parameters
+        ----------
+        model : MLP
+            The model being trained.
+
+        Returns
+        -------
+        int or None
+            The seed, or None: the model's own.
+        """
         return None
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        """Before the first epoch."""
+        """Act before the first epoch.
+
+        Parameters
+        ----------
+        logs : dict or None, default None
+            Empty or None.
+        """
 
     def on_train_abandoned(self, logs: dict[str, Any] | None = None) -> None:
-        """This callback's ``on_train_begin`` ran, but the fit ends before its first
-        epoch (a later callback's ``on_train_begin`` raised; ``on_train_end`` is not
-        called): let go of what ``on_train_begin`` took (a lock, a file)."""
+        """Let go of what ``on_train_begin`` took: the fit ends before its first epoch.
+
+        This callback's ``on_train_begin`` ran, but a later callback's raised, and
+        ``on_train_end`` is not called: release a lock, close a file.
+
+        Parameters
+        ----------
+        logs : dict or None, default None
+            Empty or None.
+        """
 
     def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
-        """Before epoch ``epoch`` (counted from 0)."""
+        """Act before epoch ``epoch``.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch's number, counted from 0 over every fit of the model.
+        logs : dict or None, default None
+            Empty or None (nothing is logged before an epoch).
+        """
 
     def on_epoch_end(self, epoch: int, logs: Logs) -> bool | None:
-        """After epoch ``epoch``; a truthy return stops training (``model.stop_training``)."""
+        """Act after epoch ``epoch``; a truthy return stops training.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch's number, counted from 0 over every fit of the model.
+        logs : dict of str to float
+            The epoch's logs: each metric's value (``loss``, ``val_loss``, ...).
+
+        Returns
+        -------
+        bool or None
+            A truthy value stops training (``model.stop_training``).
+        """
 
     def on_epochs_end(self, epochs: range, logs: dict[str, list[float]]) -> bool | None:
-        """After the run of epochs ``epochs`` (a range, in order), in a fit whose
-        callbacks all declare ``epochs_at_once``: ``logs`` maps each logged metric to
-        its values, one per epoch of ``epochs`` (read them; change nothing). The
-        model holds the weights the run ended with. This is the only hook a run
-        calls (no ``on_epoch_begin``, ``on_epoch_end`` or ``on_epoch_logged``); a
-        truthy return stops training after the run.
+        """Act after a run of several epochs at once.
+
+        Called in a fit whose callbacks all declare ``epochs_at_once``. The model
+        holds the weights the run ended with. This is the only hook a run calls
+        (no ``on_epoch_begin``, ``on_epoch_end`` or ``on_epoch_logged``).
 
         Default: ``on_epoch_end(epoch, epoch_logs)`` for each epoch in order (each
         epoch's logs a dict), returning whether any asked to stop.
+
+        Parameters
+        ----------
+        epochs : range
+            The run's epochs, in order.
+        logs : dict of str to list of float
+            Each logged metric's values, one per epoch of ``epochs`` (read them;
+            change nothing).
+
+        Returns
+        -------
+        bool or None
+            A truthy value stops training after the run.
         """
         from .callback_list import stop_requested
 
@@ -150,27 +232,63 @@ class Callback:
         return stop
 
     def on_epoch_logged(self, epoch: int, logs: Logs) -> None:
-        """Epoch ``epoch``'s ``logs`` as final: every callback that does not run last has
-        seen the epoch end, and ``logs`` holds what they added or changed (read them;
-        change nothing). Called on every callback, before those that run last see the
-        epoch end."""
+        """Read epoch ``epoch``'s final logs.
+
+        Every callback that does not run last has seen the epoch end, and ``logs``
+        holds what they added or changed (read them; change nothing). Called on
+        every callback, before those that run last see the epoch end.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch's number, counted from 0 over every fit of the model.
+        logs : dict of str to float
+            The epoch's logs: each metric's value (``loss``, ``val_loss``, ...).
+        """
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-        """After the last epoch; ``logs["completed"]`` is False when `fit` raised
-        (divergence, Ctrl-C)."""
+        """Act after the last epoch.
+
+        Parameters
+        ----------
+        logs : dict or None, default None
+            ``logs["completed"]`` is False when `fit` raised (divergence, Ctrl-C).
+        """
 
     def on_epochs_taken_back(self, epoch: int, logs: Logs | None = None) -> None:
-        """The fit diverged and took back the epochs from ``epoch`` on, which this
-        callback saw end: the model is back at the start of ``epoch`` (its weights,
-        epoch count, history and optimizer state). A callback that recorded those
-        epochs forgets them here (`History` drops them, `CSVLogger` removes their rows,
-        `BackupAndRestore` backs up the model as it is now). Called before ``on_train_end``."""
+        """Forget the epochs from ``epoch`` on: the fit diverged and took them back.
+
+        The model is back at the start of ``epoch`` (its weights, epoch count,
+        history and optimizer state). A callback that recorded those epochs
+        forgets them here (`History` drops them, `CSVLogger` removes their rows,
+        `BackupAndRestore` backs up the model as it is now). Called before
+        ``on_train_end``.
+
+        Parameters
+        ----------
+        epoch : int
+            The first epoch taken back (the model is back at its start).
+        logs : dict or None, default None
+            Not used.
+        """
 
     def get_state(self) -> dict[str, Any] | None:
-        """What this callback has counted so far, JSON-ready (a dict), for a
-        `BackupAndRestore` to back up; None (default): nothing."""
+        """Give what this callback has counted so far, for a `BackupAndRestore` to back up.
+
+        Returns
+        -------
+        dict or None
+            JSON-ready; None: nothing to back up.
+        """
         return None
 
     def set_state(self, state: dict[str, Any]) -> None:
-        """Take back what `get_state` gave (after ``on_train_begin``, when a
-        `BackupAndRestore` resumes)."""
+        """Take back what `get_state` gave.
+
+        Called after ``on_train_begin``, when a `BackupAndRestore` resumes a run.
+
+        Parameters
+        ----------
+        state : dict
+            What `get_state` gave.
+        """

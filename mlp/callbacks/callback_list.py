@@ -64,7 +64,7 @@ def stop_requested(callback: Callback, result: object) -> bool:
 
 
 class CallbackList(Callback):
-    """Drives a list of callbacks; `fit` calls only this.
+    """Drive a list of callbacks; `fit` calls only this.
 
     Every callback is treated alike, through the `Callback` protocol: those
     that declare ``runs_last`` run after the others (each group in the order
@@ -83,11 +83,12 @@ class CallbackList(Callback):
     Parameters
     ----------
     callbacks : sequence of Callback
-    model : MLP, optional
+        The callbacks, in the order given.
+    model : MLP or None, default None
         Set on every callback (`set_model`).
-    params : dict, optional
+    params : dict or None, default None
         The fit's settings, set on every callback (`set_params`).
-    data : object, optional
+    data : object, default None
         The fit's data, told to every callback in the `Run` (`set_run`).
     """
 
@@ -102,8 +103,15 @@ class CallbackList(Callback):
         self.set_run(Run(self.callbacks, data))
 
     def append(self, callback: Callback) -> None:
-        """Add ``callback`` (after the others, or last among those that run last), told
-        the model, the settings and the run as the others were."""
+        """Add ``callback`` after the others (or last among those that run last).
+
+        It is told the model, the settings and the run, as the others were.
+
+        Parameters
+        ----------
+        callback : Callback
+            The callback to add.
+        """
         if self._model is not None:
             callback.set_model(self._model)
         callback.set_params(self.params)
@@ -111,17 +119,38 @@ class CallbackList(Callback):
         self.set_run(self.run)
 
     def set_run(self, run: Run) -> None:
-        """Tell every callback what the fit runs."""
+        """Tell every callback what the fit runs.
+
+        Parameters
+        ----------
+        run : Run
+            Every callback of the fit in the order they run, and the fit's data.
+        """
         self.run = run
         for cb in self.callbacks:
             cb.set_run(run)
 
     def set_model(self, model: MLP) -> None:
+        """Give every callback the model.
+
+        Parameters
+        ----------
+        model : MLP
+            The model being trained.
+        """
         self.model = model
         for cb in self.callbacks:
             cb.set_model(model)
 
     def set_params(self, params: dict[str, Any]) -> None:
+        """Give every callback the fit's settings.
+
+        Parameters
+        ----------
+        params : dict
+            The fit's settings (``epochs``, ``batch_size``, ``optimizer``, ...,
+            and ``metrics``, the names the epoch logs hold).
+        """
         self.params = params
         for cb in self.callbacks:
             cb.set_params(params)
@@ -131,6 +160,16 @@ class CallbackList(Callback):
             self.check(callback, hook, logs)
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        """Call every callback's ``on_train_begin``, in order.
+
+        If one raises, those begun before it are told ``on_train_abandoned``, and
+        the error is raised.
+
+        Parameters
+        ----------
+        logs : dict or None, default None
+            Empty or None.
+        """
         begun: list[Callback] = []
         try:
             for cb in self.callbacks:
@@ -146,6 +185,15 @@ class CallbackList(Callback):
             raise
 
     def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
+        """Call every callback's ``on_epoch_begin``.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch's number, counted from 0 over every fit of the model.
+        logs : dict or None, default None
+            Empty or None (nothing is logged before an epoch).
+        """
         for cb in self.callbacks:
             cb.on_epoch_begin(epoch, logs)
             self._checked(cb, "on_epoch_begin", logs)
@@ -156,9 +204,26 @@ class CallbackList(Callback):
         return all(cb.epochs_at_once for cb in self.callbacks)
 
     def on_epochs_end(self, epochs: range, logs: dict[str, list[float]]) -> bool:
-        """Every callback's ``on_epochs_end`` for the run of ``epochs``, even after one
-        raised an error (the epochs are the model's); then the first error is raised.
-        Ctrl-C stops at once, and so does a model state a callback damaged."""
+        """Call every callback's ``on_epochs_end`` for the run of ``epochs``.
+
+        Every callback is called even after one raised an error (the epochs are the
+        model's); then the first error is raised. Ctrl-C stops at once, and so does
+        a model state a callback damaged. Sets ``model.stop_training`` if any
+        callback asked to stop.
+
+        Parameters
+        ----------
+        epochs : range
+            The run's epochs, in order.
+        logs : dict of str to list of float
+            Each logged metric's values, one per epoch of ``epochs`` (read them;
+            change nothing).
+
+        Returns
+        -------
+        bool or None
+            A truthy value stops training after the run.
+        """
         stop = False
         error: Exception | None = None
         for cb in self.callbacks:
@@ -190,12 +255,28 @@ class CallbackList(Callback):
         return stop
 
     def on_epoch_end(self, epoch: int, logs: Logs) -> bool:
-        """Every callback's ``on_epoch_end``, even after one raised an error (the epoch
-        is the model's: logs, backups and histories all take it); then the first error
-        is raised. Ctrl-C stops at once, and so does a model state or logs a callback
+        """Call every callback's ``on_epoch_end``, then its ``on_epoch_logged``.
+
+        Every callback is called even after one raised an error (the epoch is the
+        model's: logs, backups and histories all take it); then the first error is
+        raised. Ctrl-C stops at once, and so does a model state or logs a callback
         damaged (refused before the next callback sees them). Every callback's
-        ``on_epoch_logged`` comes before the first that runs last sees the epoch end:
-        what the callbacks add to the logs reaches the histories (and a backup's)."""
+        ``on_epoch_logged`` comes before the first that runs last sees the epoch
+        end: what the callbacks add to the logs reaches the histories (and a
+        backup's). Sets ``model.stop_training`` if any callback asked to stop.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch's number, counted from 0 over every fit of the model.
+        logs : dict of str to float
+            The epoch's logs: each metric's value (``loss``, ``val_loss``, ...).
+
+        Returns
+        -------
+        bool or None
+            A truthy value stops training (``model.stop_training``).
+        """
         stop, logged = False, False
         error: Exception | None = None
         for cb in self.callbacks:
@@ -222,7 +303,15 @@ class CallbackList(Callback):
         return True
 
     def on_epochs_taken_back(self, epoch: int, logs: Logs | None = None) -> None:
-        """Every callback's ``on_epochs_taken_back``; then the first error is raised."""
+        """Call every callback's ``on_epochs_taken_back``; then raise the first error.
+
+        Parameters
+        ----------
+        epoch : int
+            The first epoch taken back (the model is back at its start).
+        logs : dict or None, default None
+            Not used.
+        """
         error: Exception | None = None
         for cb in self.callbacks:
             try:
@@ -233,8 +322,16 @@ class CallbackList(Callback):
             raise error
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-        """Every callback's ``on_train_end``, even after one raised (a backup lets its
-        folder go, a log is complete); then the first error is raised."""
+        """Call every callback's ``on_train_end``, then raise the first error.
+
+        Every callback is called even after one raised: a backup lets its folder
+        go, a log is complete.
+
+        Parameters
+        ----------
+        logs : dict or None, default None
+            ``logs["completed"]`` is False when `fit` raised (divergence, Ctrl-C).
+        """
         error: BaseException | None = None
         for cb in self.callbacks:
             try:

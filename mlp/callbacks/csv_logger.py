@@ -61,7 +61,8 @@ class CSVLogger(Callback):
     Parameters
     ----------
     path : str or path-like
-    append : bool
+        The CSV file.
+    append : bool, default False
         Keep the rows already in the file and add this fit's after them; a
         validation column this fit adds is added to the header (empty in the
         rows before). A last row cut short (by a kill in the middle of a write)
@@ -71,7 +72,7 @@ class CSVLogger(Callback):
         (its path, size and a hash of its contents are in the backup) and no
         other fit has written it since; nothing else is ever removed. False
         starts the file afresh (a resumed run keeps its own rows).
-    separator : str
+    separator : str, default ","
         One character between values (default ``","``), none that a number holds.
     """
 
@@ -94,6 +95,20 @@ class CSVLogger(Callback):
 
     # ------------------------------------------------------------ begin
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        """Check and lock the file, and read it when appending.
+
+        Parameters
+        ----------
+        logs : dict or None, default None
+            Empty or None.
+
+        Raises
+        ------
+        ValueError
+            With ``append``, an existing file that is not a log of this kind.
+        OSError
+            No file can be written there, or another fit writes it.
+        """
         mlp_io().check_writable(self.path, "write the CSV log")
         self._target = os.path.realpath(self.path)
         lock = LogLock(self.path, self._target)
@@ -125,10 +140,23 @@ class CSVLogger(Callback):
         self._lock = None
 
     def on_train_abandoned(self, logs: dict[str, Any] | None = None) -> None:
-        """The fit ends before it began: let the log go, leaving the mark it found."""
+        """Let the log go, leaving the mark it found: the fit ends before it began.
+
+        Parameters
+        ----------
+        logs : dict or None, default None
+            Empty or None.
+        """
         self._let_go()
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        """Let the log go.
+
+        Parameters
+        ----------
+        logs : dict or None, default None
+            ``logs["completed"]`` is False when `fit` raised (divergence, Ctrl-C).
+        """
         self._let_go(completed=(logs or {}).get("completed", True))
 
     # ------------------------------------------------------------ reading
@@ -201,16 +229,33 @@ class CSVLogger(Callback):
 
     # ------------------------------------------------------------ resuming
     def get_state(self) -> dict[str, Any]:
-        """Where this run's log stands: its file, its size and a hash of its contents
-        after the last row written, and the mark this run leaves in the lock file."""
+        """Give where this run's log stands, for a backup.
+
+        Its file, its size and a hash of its contents after the last row written,
+        and the mark this run leaves in the lock file.
+
+        Returns
+        -------
+        dict or None
+            JSON-ready; None: nothing to back up.
+        """
         return {"path": self._target, "size": self._size, "token": self._token,
                 "digest": None if self._hash is None else self._hash.hexdigest()}
 
     def set_state(self, state: dict[str, Any]) -> None:
-        """A resumed run: the file is its own only if it is the one the killed run wrote,
-        as it left it (the same size and hash up to its last backup); then a row it wrote
-        after that backup (an epoch trained again) is dropped when the first epoch ends,
-        if no other fit has written the file since. Anything else is left alone."""
+        """Take back a resumed run's log, if the file is still as that run left it.
+
+        The file is the run's own only if it is the one the killed run wrote, as it
+        left it (the same size and hash up to its last backup); then a row it wrote
+        after that backup (an epoch trained again) is dropped when the first epoch
+        ends, if no other fit has written the file since. Anything else is left
+        alone.
+
+        Parameters
+        ----------
+        state : dict
+            What `get_state` gave.
+        """
         size, digest = state["size"], state["digest"]
         if size is None:
             return
@@ -295,6 +340,15 @@ class CSVLogger(Callback):
                 fh.write(b"\r\n")
 
     def on_epoch_end(self, epoch: int, logs: Logs) -> None:
+        """Append the epoch's row.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch's number, counted from 0 over every fit of the model.
+        logs : dict of str to float
+            The epoch's logs: each metric's value (``loss``, ``val_loss``, ...).
+        """
         columns, size = self.columns, self._size
         if columns is None or size is None:  # (both are set together, by `_start`)
             columns, size = self._start(epoch, logs)
@@ -311,8 +365,18 @@ class CSVLogger(Callback):
         self._hash.update(line)
 
     def on_epochs_taken_back(self, epoch: int, logs: Logs | None = None) -> None:
-        """Cut off the rows this fit appended for epochs ``epoch`` and later (a divergence
-        took them back; they are the file's last): the log holds the epochs the model has."""
+        """Cut off the rows this fit appended for epochs ``epoch`` and later.
+
+        A divergence took them back (they are the file's last): the log holds the
+        epochs the model has.
+
+        Parameters
+        ----------
+        epoch : int
+            The first epoch taken back (the model is back at its start).
+        logs : dict or None, default None
+            Not used.
+        """
         starts = [start for e, start in self._own_rows if e >= epoch]
         if not starts:
             return

@@ -20,8 +20,10 @@ EARLY_STOPPING_CONSTRAINTS = {
 
 
 class EarlyStopping(MonitorCallback):
-    """Stop when ``monitor`` has not improved by more than ``min_delta`` for
-    ``patience`` epochs, then restore the weights of the best epoch.
+    """Stop training once ``monitor`` stops improving, and restore the best epoch's weights.
+
+    Training stops when ``monitor`` has not improved by more than ``min_delta``
+    for ``patience`` epochs.
 
     Parameters
     ----------
@@ -45,6 +47,16 @@ class EarlyStopping(MonitorCallback):
     best : float
         The best value seen; ``best_epoch``: its epoch; ``stopped_epoch``: the
         epoch after which it stopped (None if it did not).
+
+    Examples
+    --------
+    >>> import numpy as np, mlp
+    >>> x = np.random.default_rng(0).normal(size=(40, 3)); y = np.arange(40) % 2
+    >>> model = mlp.MLP([3, 8, 2], loss="cross_entropy", backend="numpy", seed=0)
+    >>> stop = mlp.EarlyStopping(monitor="loss", patience=2, min_delta=10.0)
+    >>> history = model.fit(x, y, epochs=50, callbacks=[stop])
+    >>> stop.stopped_epoch, len(history.epoch)   # no epoch improved by 10: stopped after 1 + 2
+    (2, 3)
     """
 
     def __init__(self, monitor: str | None = None, patience: int = 10, min_delta: float = 0.0,
@@ -60,6 +72,18 @@ class EarlyStopping(MonitorCallback):
         self._check_mode()
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        """Start counting afresh, and check that the fit logs ``monitor``.
+
+        Parameters
+        ----------
+        logs : dict or None, default None
+            Empty or None.
+
+        Raises
+        ------
+        ValueError
+            The fit does not log ``monitor``.
+        """
         self.best: float | None = None
         self.best_epoch: int | None = None
         self.best_params: list[tuple[Array, Array]] | None = None
@@ -70,6 +94,25 @@ class EarlyStopping(MonitorCallback):
             self._check_logged(list(names))
 
     def on_epoch_end(self, epoch: int, logs: Logs) -> bool:
+        """Note an improvement, or stop after ``patience`` epochs without one.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch's number, counted from 0 over every fit of the model.
+        logs : dict of str to float
+            The epoch's logs: each metric's value (``loss``, ``val_loss``, ...).
+
+        Returns
+        -------
+        bool or None
+            A truthy value stops training (``model.stop_training``).
+
+        Raises
+        ------
+        ValueError
+            The logs do not hold ``monitor``.
+        """
         key = self._check_logged(list(logs))
         value = logs[key]
         if self._improves(value, self.best, key):
@@ -83,6 +126,13 @@ class EarlyStopping(MonitorCallback):
         return False
 
     def get_state(self) -> dict[str, Any]:
+        """Give the best value, its epoch and the epochs waited, for a backup.
+
+        Returns
+        -------
+        dict or None
+            JSON-ready; None: nothing to back up.
+        """
         return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
                 "settings": self.settings()}
 
@@ -91,6 +141,18 @@ class EarlyStopping(MonitorCallback):
     setting_names = ("monitor", "mode", "patience", "min_delta")
 
     def set_state(self, state: dict[str, Any]) -> None:
+        """Take back the counts of a resumed run.
+
+        Parameters
+        ----------
+        state : dict
+            What `get_state` gave.
+
+        Raises
+        ------
+        ValueError
+            ``state`` is damaged or was made with other settings.
+        """
         saved = self._saved(state)
         self.best, self.best_epoch, self.wait = saved["best"], saved["best_epoch"], saved["wait"]
         # the restored weights are the best ones if the best epoch is the last one trained
@@ -99,6 +161,13 @@ class EarlyStopping(MonitorCallback):
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         # A fit that raised (divergence, Ctrl-C) keeps the weights it promised instead.
+        """Put the best epoch's weights back (``restore_best_weights``) when the fit completed.
+
+        Parameters
+        ----------
+        logs : dict or None, default None
+            ``logs["completed"]`` is False when `fit` raised (divergence, Ctrl-C).
+        """
         completed = (logs or {}).get("completed", True)
         if completed and self.restore_best_weights and self.best_params is not None:
             self.model.params = self.best_params

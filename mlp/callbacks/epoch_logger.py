@@ -8,15 +8,35 @@ from .callback import Callback, Logs
 
 
 class EpochLogger(Callback):
-    """One line per epoch on stdout (``fit(verbose=2)``)::
+    """Print one line per epoch on stdout (``fit(verbose=2)``).
+
+    Each line reads::
 
         epoch 3/10 - loss: 0.4123 - val_loss: 0.5011 - val_accuracy: 0.8 - 0.012s
     """
 
     def on_epoch_begin(self, epoch: int, logs: Logs | None = None) -> None:
+        """Start the epoch's clock.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch's number, counted from 0 over every fit of the model.
+        logs : dict or None, default None
+            Empty or None (nothing is logged before an epoch).
+        """
         self.start = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: Logs) -> None:
+        """Print the epoch's line: its number, its logs and its time.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch's number, counted from 0 over every fit of the model.
+        logs : dict of str to float
+            The epoch's logs: each metric's value (``loss``, ``val_loss``, ...).
+        """
         seconds = time.perf_counter() - self.start
         items = " - ".join(f"{k}: {v:.6g}" for k, v in logs.items())
         last = self.params.get("initial_epoch", 0) + self.params.get("epochs", 0)

@@ -17,12 +17,16 @@ if TYPE_CHECKING:  # (optional: the plot and pandas extras)
 
 
 class History(Callback):
-    """Per-epoch metrics: of one `fit` (what `fit` returns) or of every fit
-    (``model.history_``).
+    """Per-epoch metrics of one `fit` (what it returns) or of every fit (``model.history_``).
 
     It takes a run of epochs at once (``epochs_at_once``: `on_epochs_end`), so
     a fit with no other callback runs many epochs per compiled call, and drops
     the epochs a divergence takes back (`on_epochs_taken_back`).
+
+    Parameters
+    ----------
+    params : dict or None, default None
+        The fit's settings (None: none yet).
 
     Attributes
     ----------
@@ -37,6 +41,15 @@ class History(Callback):
         The fit's settings (epochs, initial_epoch, batch_size, optimizer, ...).
     stopped_epoch : int | None
         The epoch after which a callback or early stopping stopped training.
+
+    Examples
+    --------
+    >>> import numpy as np, mlp
+    >>> x = np.random.default_rng(0).normal(size=(20, 3)); y = np.arange(20) % 2
+    >>> model = mlp.MLP([3, 8, 2], loss="cross_entropy", backend="numpy", seed=0)
+    >>> history = model.fit(x, y, epochs=3, validation_split=0.25)
+    >>> history.epoch, sorted(history.history)
+    ([0, 1, 2], ['accuracy', 'loss', 'val_accuracy', 'val_loss'])
     """
 
     epochs_at_once = True
@@ -48,10 +61,28 @@ class History(Callback):
         self.stopped_epoch: int | None = None
 
     def set_params(self, params: dict[str, Any]) -> None:
+        """Take the fit's settings as ``self.params``.
+
+        Parameters
+        ----------
+        params : dict
+            The fit's settings (``epochs``, ``batch_size``, ``optimizer``, ...,
+            and ``metrics``, the names the epoch logs hold).
+        """
         self.params = params
 
     def append(self, epoch: int, logs: dict[str, float]) -> None:
-        """Add epoch ``epoch`` with its ``logs``, keeping every list as long as ``epoch``."""
+        """Add epoch ``epoch`` with its ``logs``.
+
+        Every list is kept as long as ``epoch``: a metric the logs lack is NaN there.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch's number.
+        logs : dict of str to float
+            The epoch's logs.
+        """
         history = self.history
         if logs.keys() != history.keys():  # a metric this history has not seen yet
             self._add_metrics(logs)
@@ -60,8 +91,17 @@ class History(Callback):
             values.append(float(logs.get(key, math.nan)))
 
     def append_epochs(self, epochs: Sequence[int], columns: dict[str, list[float]]) -> None:
-        """Add the epochs ``epochs`` at once, ``columns`` holding each metric's values (one
-        per epoch): what `append` does for each epoch, for a run's many epochs."""
+        """Add the epochs ``epochs`` at once.
+
+        What `append` does for each epoch, for a run's many epochs.
+
+        Parameters
+        ----------
+        epochs : sequence of int
+            The epochs' numbers, in order.
+        columns : dict of str to list of float
+            Each metric's values, one per epoch.
+        """
         history = self.history
         self._add_metrics(columns)
         self.epoch.extend(epochs)
@@ -70,7 +110,13 @@ class History(Callback):
             values.extend([math.nan] * len(epochs) if column is None else column)
 
     def drop_epochs_from(self, epoch: int) -> None:
-        """Remove the epochs numbered ``epoch`` or later."""
+        """Remove the epochs numbered ``epoch`` or later.
+
+        Parameters
+        ----------
+        epoch : int
+            The first epoch to remove.
+        """
         keep = [i for i, e in enumerate(self.epoch) if e < epoch]
         if len(keep) == len(self.epoch):
             return
@@ -86,7 +132,15 @@ class History(Callback):
                 self.history[key] = [math.nan] * len(self.epoch)
 
     def extend(self, other: History, since: int = 0) -> None:
-        """Append the epochs of ``other`` numbered ``since`` or later that this one lacks."""
+        """Append the epochs of ``other`` numbered ``since`` or later that this one lacks.
+
+        Parameters
+        ----------
+        other : History
+            The history to take epochs from.
+        since : int, default 0
+            The first epoch to take.
+        """
         have = set(self.epoch)
         for i, epoch in enumerate(other.epoch):
             if epoch >= since and epoch not in have:
@@ -94,8 +148,18 @@ class History(Callback):
                                     if not math.isnan(v[i])})
 
     def log_late(self, epoch: int, logs: dict[str, Any]) -> None:
-        """Make the last row, when it is epoch ``epoch``'s, hold the numbers in ``logs``
-        (added or changed by callbacks after this history took the epoch)."""
+        """Update the last row with what callbacks added to the logs later.
+
+        When the last row is epoch ``epoch``'s, it takes the numbers in ``logs``
+        (added or changed by callbacks after this history took the epoch).
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch's number.
+        logs : dict of str to float
+            The epoch's final logs.
+        """
         if not self.epoch or self.epoch[-1] != epoch:
             return
         for key, value in logs.items():
@@ -106,27 +170,80 @@ class History(Callback):
             self.history[key][-1] = float(value)
 
     def on_epoch_end(self, epoch: int, logs: Logs) -> None:
+        """Add the epoch (`append`).
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch's number, counted from 0 over every fit of the model.
+        logs : dict of str to float
+            The epoch's logs: each metric's value (``loss``, ``val_loss``, ...).
+        """
         self.append(epoch, logs)
 
     def on_epochs_end(self, epochs: range, logs: dict[str, list[float]]) -> None:
-        """Take the run's epochs at once (`append_epochs`)."""
+        """Add the run's epochs at once (`append_epochs`).
+
+        Parameters
+        ----------
+        epochs : range
+            The run's epochs, in order.
+        logs : dict of str to list of float
+            Each logged metric's values, one per epoch of ``epochs`` (read them;
+            change nothing).
+        """
         self.append_epochs(epochs, logs)
 
     def on_epochs_taken_back(self, epoch: int, logs: Logs | None = None) -> None:
-        """Drop the epochs a divergence took back (`drop_epochs_from`)."""
+        """Drop the epochs a divergence took back (`drop_epochs_from`).
+
+        Parameters
+        ----------
+        epoch : int
+            The first epoch taken back (the model is back at its start).
+        logs : dict or None, default None
+            Not used.
+        """
         self.drop_epochs_from(epoch)
 
     def on_epoch_logged(self, epoch: int, logs: Logs) -> None:
-        """Take what the callbacks after this one added to the epoch's logs (`log_late`)."""
+        """Take what the callbacks after this one added to the epoch's logs (`log_late`).
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch's number, counted from 0 over every fit of the model.
+        logs : dict of str to float
+            The epoch's logs: each metric's value (``loss``, ``val_loss``, ...).
+        """
         self.log_late(epoch, logs)
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        """Record the epoch after which training stopped, if it stopped early.
+
+        Parameters
+        ----------
+        logs : dict or None, default None
+            ``logs["completed"]`` is False when `fit` raised (divergence, Ctrl-C).
+        """
         if (logs or {}).get("completed", True) and getattr(self._model, "stop_training", False):
             self.stopped_epoch = self.epoch[-1] if self.epoch else None
 
     def to_dataframe(self) -> pandas.DataFrame:
-        """The history as a pandas DataFrame: one row per epoch (index ``epoch``), one
-        column per metric. Needs pandas (``pip install pandas``)."""
+        """Give the history as a pandas DataFrame.
+
+        Needs pandas (``pip install pandas``).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per epoch (index ``epoch``), one column per metric.
+
+        Raises
+        ------
+        ImportError
+            pandas is not installed.
+        """
         try:
             import pandas as pd
         except ImportError as exc:
@@ -135,9 +252,12 @@ class History(Callback):
 
     def plot(self, path: str | os.PathLike[str] | None = None, ax: Any = None
              ) -> matplotlib.figure.Figure:
-        """Learning curves: one panel per metric (``loss``, then ``accuracy`` or
-        ``r2``/``mse``), training and validation (``val_``) lines in each, against
-        the epoch (counted from 1, as epochs trained).
+        """Plot the learning curves.
+
+        One panel per metric (``loss``, then ``accuracy`` or ``r2``/``mse``), training
+        and validation (``val_``) lines in each, against the epoch (counted from 1, as
+        epochs trained). Needs matplotlib (``pip install matplotlib``, or the ``plot``
+        extra).
 
         Parameters
         ----------
@@ -154,9 +274,7 @@ class History(Callback):
         Returns
         -------
         matplotlib.figure.Figure
-            Each line is labelled with its metric's name (``loss``, ``val_loss``, ...).
-
-        Needs matplotlib (``pip install matplotlib``, or the ``plot`` extra).
+            The figure. Each line is labelled with its metric's name (``loss``, ``val_loss``, ...).
         """
         try:
             from matplotlib.figure import Figure

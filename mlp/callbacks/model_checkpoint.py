@@ -71,6 +71,21 @@ class ModelCheckpoint(MonitorCallback):
         self.saved: list[str] = []
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        """Check the path pattern, the monitored metric and the folder before the first epoch.
+
+        Parameters
+        ----------
+        logs : dict or None, default None
+            Empty or None.
+
+        Raises
+        ------
+        ValueError
+            The pattern names a value the fit does not log, or ``monitor`` is not
+            logged.
+        OSError
+            No file can be written where the pattern points.
+        """
         from .. import io
 
         names = list(self.params.get("metrics") or [])
@@ -98,6 +113,15 @@ class ModelCheckpoint(MonitorCallback):
         return best
 
     def on_epoch_end(self, epoch: int, logs: Logs) -> None:
+        """Save the model every ``every_n_epochs`` epochs (or when it improved).
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch's number, counted from 0 over every fit of the model.
+        logs : dict of str to float
+            The epoch's logs: each metric's value (``loss``, ``val_loss``, ...).
+        """
         if not self._started:  # after a restore, the epochs before this one are known
             self._started, self.best = True, self._best_before(epoch)
         if (epoch + 1) % self.every_n_epochs:

@@ -12,9 +12,10 @@ from .callback import Callback
 
 
 class MonitorCallback(Callback):
-    """The base of the callbacks that watch a metric (`EarlyStopping`,
-    `ModelCheckpoint`, `ReduceLROnPlateau`): which metric, its direction, and
-    whether a value improves on the best so far.
+    """The base of the callbacks that watch a metric.
+
+    `EarlyStopping`, `ModelCheckpoint` and `ReduceLROnPlateau` build on it: which
+    metric, its direction, and whether a value improves on the best so far.
 
     A subclass sets the attributes below in its ``__init__`` (and calls
     `_check_mode` there, so that an unknown metric name fails at once), checks
@@ -80,13 +81,30 @@ class MonitorCallback(Callback):
     setting_names: tuple[str, ...] = ()
 
     def settings(self) -> dict[str, Any]:
-        """The arguments (`setting_names`) this callback was built with."""
+        """Give the arguments (`setting_names`) this callback was built with.
+
+        Returns
+        -------
+        dict
+            Each setting's name and value.
+        """
         return {name: getattr(self, name) for name in self.setting_names}
 
     def settings_difference(self, state: object) -> str | None:
-        """How the settings a saved ``state`` was made with differ from this callback's
-        (``"monitor 'val_accuracy' there, 'val_loss' here"``), or None where they are the
-        same (or the state does not say: then `set_state` refuses it as damaged)."""
+        """Say how the settings a saved ``state`` was made with differ from this callback's.
+
+        Parameters
+        ----------
+        state : object
+            A state from `get_state` (of a backup).
+
+        Returns
+        -------
+        str or None
+            E.g. ``"monitor 'val_accuracy' there, 'val_loss' here"``; None where
+            they are the same (or the state does not say: then `set_state` refuses
+            it as damaged).
+        """
         saved = state.get("settings") if isinstance(state, dict) else None
         ours = self.settings()
         if not isinstance(saved, dict) or saved == ours:

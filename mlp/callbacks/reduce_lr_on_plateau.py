@@ -22,8 +22,10 @@ PLATEAU_CONSTRAINTS = {
 
 
 class ReduceLROnPlateau(MonitorCallback):
-    """Multiply the learning rate by ``factor`` when ``monitor`` has not improved
-    by more than ``min_delta`` for ``patience`` epochs.
+    """Reduce the learning rate when ``monitor`` stops improving.
+
+    The rate is multiplied by ``factor`` when ``monitor`` has not improved by more
+    than ``min_delta`` for ``patience`` epochs.
 
     The learning rate is changed through the learning-rate scale in the
     optimizer's state (`mlp.optimizers.with_learning_rate_scale`), not in the
@@ -32,8 +34,10 @@ class ReduceLROnPlateau(MonitorCallback):
 
     Parameters
     ----------
-    monitor : str
-    factor : float in (0, 1)
+    monitor : str, default "val_loss"
+        The metric to watch, a name in the epoch logs.
+    factor : float in (0, 1), default 0.1
+        The factor on the learning rate at each reduction.
     patience : int
         Epochs without improvement before a reduction (>= 1).
     min_lr : float
@@ -43,6 +47,8 @@ class ReduceLROnPlateau(MonitorCallback):
     cooldown : int
         Epochs to wait after a reduction before counting again.
     mode : {"auto", "min", "max"}
+        Whether lower or higher ``monitor`` is better; ``"auto"`` asks
+        `metric_mode`.
     verbose : {0, 1}
         1 prints a line at each reduction.
 
@@ -70,6 +76,19 @@ class ReduceLROnPlateau(MonitorCallback):
         self.reductions: list[tuple[int, float]] = []
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        """Start counting afresh, and check the monitored metric and the optimizer.
+
+        Parameters
+        ----------
+        logs : dict or None, default None
+            Empty or None.
+
+        Raises
+        ------
+        ValueError
+            The fit does not log ``monitor``, ``min_lr`` does not fit the model's
+            dtype, or the optimizer has no learning rate.
+        """
         from ..optimizers import learning_rate_scale
         from ..params import check_in_dtype
 
@@ -84,6 +103,15 @@ class ReduceLROnPlateau(MonitorCallback):
         self.wait, self.cooling, self.reductions = 0, 0, []
 
     def on_epoch_end(self, epoch: int, logs: Logs) -> None:
+        """Note an improvement, or reduce the learning rate after ``patience`` epochs without one.
+
+        Parameters
+        ----------
+        epoch : int
+            The epoch's number, counted from 0 over every fit of the model.
+        logs : dict of str to float
+            The epoch's logs: each metric's value (``loss``, ``val_loss``, ...).
+        """
         from ..optimizers import current_learning_rate, learning_rate_scale
         from ..optimizers import with_learning_rate_scale as with_scale
 
@@ -118,6 +146,13 @@ class ReduceLROnPlateau(MonitorCallback):
                   f"{new_rate:.4g}", flush=True)
 
     def get_state(self) -> dict[str, Any]:
+        """Give the best value, the counts and the reductions made, for a backup.
+
+        Returns
+        -------
+        dict or None
+            JSON-ready; None: nothing to back up.
+        """
         return {"best": self.best, "wait": self.wait, "cooling": self.cooling,
                 "reductions": [list(r) for r in self.reductions], "settings": self.settings()}
 
@@ -127,6 +162,18 @@ class ReduceLROnPlateau(MonitorCallback):
     setting_names = ("monitor", "mode", "factor", "patience", "min_lr", "min_delta", "cooldown")
 
     def set_state(self, state: dict[str, Any]) -> None:
+        """Take back the counts and reductions of a resumed run.
+
+        Parameters
+        ----------
+        state : dict
+            What `get_state` gave.
+
+        Raises
+        ------
+        ValueError
+            ``state`` is damaged or was made with other settings.
+        """
         saved = self._saved(state)
         reductions = [_reduction(r) for r in saved["reductions"]]
         self.best, self.wait, self.cooling = saved["best"], saved["wait"], saved["cooling"]

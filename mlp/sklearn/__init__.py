@@ -1,4 +1,4 @@
-"""scikit-learn estimators on every mlp backend: drop-in `MLPClassifier` and `MLPRegressor`.
+"""The scikit-learn estimators `MLPClassifier` and `MLPRegressor`, on every mlp backend.
 
 >>> from mlp.sklearn import MLPClassifier
 >>> clf = MLPClassifier(hidden_layer_sizes=(64,), backend="jax")   # doctest: +SKIP

@@ -104,9 +104,26 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
 
     # ------------------------------------------------------------ parameters
     def set_params(self, **params: Any) -> Self:
-        """scikit-learn's ``set_params``; refused (`mlp.ModelBusyError`) while a ``fit`` or
-        ``partial_fit`` of this estimator runs in another thread: the running fit would
-        mix the old settings with the new."""
+        """Set the estimator's parameters, as scikit-learn's ``set_params``.
+
+        Refused while a ``fit`` or ``partial_fit`` of this estimator runs in another
+        thread: the running fit would mix the old settings with the new.
+
+        Parameters
+        ----------
+        **params : dict
+            The parameters, by name.
+
+        Returns
+        -------
+        BaseMLP
+            The estimator.
+
+        Raises
+        ------
+        ModelBusyError
+            A fit of this estimator runs in another thread.
+        """
         guard_of(self).check_free("set_params", "estimator")
         return super().set_params(**params)
 
@@ -316,12 +333,29 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
 
     def to_onnx(self, path: str | os.PathLike[str], *,
                 outputs: str | Sequence[str] | None = None) -> None:
-        """Write the fitted network as an ONNX file, through the same exporter and forward
-        pass as `mlp.MLP.export_onnx`: input ``x: (N, n_features_in_)``, output
-        ``predict`` (the network's output: class probabilities, for a binary classifier
-        the probability of ``classes_[1]``; a regressor's predictions ``(N, n_outputs_)``)
-        and, for classifiers, ``label``: indices into ``classes_``. Needs
-        ``pip install 'mlp-array-api[onnx]'``."""
+        """Write the fitted network as an ONNX file.
+
+        It goes through the same exporter and forward pass as `mlp.MLP.export_onnx`:
+        input ``x: (N, n_features_in_)``, output ``predict`` (the network's output:
+        class probabilities, for a binary classifier the probability of
+        ``classes_[1]``; a regressor's predictions ``(N, n_outputs_)``) and, for
+        classifiers, ``label``: indices into ``classes_``. Needs
+        ``pip install 'mlp-array-api[onnx]'``.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write.
+        outputs : str, sequence of str or None, default=None
+            ``"predict"``, ``"label"`` or a list of them; None gives every output.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            The estimator is not fitted.
+        ImportError
+            ndonnx is not installed.
+        """
         check_is_fitted(self)
         self._as_model().export_onnx(path, outputs=outputs)
 
@@ -339,6 +373,18 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
         return model
 
     def partial_fit_available(self) -> bool:
+        """Tell whether ``partial_fit`` is available: only for the stochastic solvers.
+
+        Returns
+        -------
+        bool
+            True.
+
+        Raises
+        ------
+        AttributeError
+            The solver is ``lbfgs`` (so ``hasattr(est, "partial_fit")`` is False).
+        """
         if self.solver not in _STOCHASTIC_SOLVERS:
             raise AttributeError(f"partial_fit is only available for stochastic optimizers. "
                                  f"{self.solver} is not stochastic.")

@@ -28,8 +28,58 @@ RandomState = int | np.random.RandomState | None
 
 _SHARED_DOC = """
     Every parameter scikit-learn's ``sklearn.neural_network.{name}`` has, with
-    the same default and meaning (see its documentation), plus:
+    the same default and meaning (see its documentation), plus ``backend`` and
+    ``dtype``.
 
+    Parameters
+    ----------{loss}
+    hidden_layer_sizes : int or sequence of int, default=(100,)
+        The width of each hidden layer.
+    activation : {{"identity", "logistic", "tanh", "relu"}}, default="relu"
+        The hidden layers' activation.
+    solver : {{"lbfgs", "sgd", "adam"}}, default="adam"
+        The weight optimizer.
+    alpha : float, default=0.0001
+        The strength of the L2 penalty on the weights.
+    batch_size : int or "auto", default="auto"
+        Samples per step of the stochastic solvers; ``"auto"`` is
+        ``min(200, n_samples)``.
+    learning_rate : {{"constant", "invscaling", "adaptive"}}, default="constant"
+        The learning-rate schedule of ``solver="sgd"``.
+    learning_rate_init : float, default=0.001
+        The initial learning rate (``sgd`` and ``adam``).
+    power_t : float, default=0.5
+        The exponent of ``"invscaling"``.
+    max_iter : int, default=200
+        The most epochs (stochastic solvers) or iterations (``lbfgs``).
+    shuffle : bool, default=True
+        Shuffle the samples every epoch (stochastic solvers).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initial weights, the shuffles and the validation split.
+    tol : float, default=1e-4
+        The tolerance of the optimization.
+    verbose : bool or int, default=False
+        Print progress messages.
+    warm_start : bool, default=False
+        Start a ``fit`` from the previous solution.
+    momentum : float, default=0.9
+        Momentum of ``solver="sgd"``, in [0, 1].
+    nesterovs_momentum : bool, default=True
+        Use Nesterov's momentum (``solver="sgd"`` with momentum > 0).
+    early_stopping : bool, default=False
+        Stop when the validation score stops improving.
+    validation_fraction : float, default=0.1
+        The fraction of the training data held out for early stopping.
+    beta_1 : float, default=0.9
+        Adam's decay of the first moment, in [0, 1).
+    beta_2 : float, default=0.999
+        Adam's decay of the second moment, in [0, 1).
+    epsilon : float, default=1e-8
+        Adam's numerical-stability term.
+    n_iter_no_change : int, default=10
+        Epochs without an improvement of ``tol`` before stopping.
+    max_fun : int, default=15000
+        The most loss evaluations of ``solver="lbfgs"``.
     backend : str, Backend or None, default=None
         Where the work runs: ``numpy``, ``jax``, ``torch``, ``cupy``,
         ``array_api_strict`` or a `mlp.backends.Backend`; None reads ``$MLP_BACKEND``
@@ -39,6 +89,11 @@ _SHARED_DOC = """
         Compute dtype. None follows the input as scikit-learn does: float32
         input stays float32, anything else is float64.
 """
+
+_LOSS_DOC = """
+    loss : {"squared_error", "poisson"}, default="squared_error"
+        The loss: half the squared error, or half the Poisson deviance (with an
+        ``exp`` output, for counts or rates ``>= 0``)."""
 
 
 def _check_class_weight(label: object, weight: object) -> None:
@@ -66,7 +121,7 @@ def _init_params(est: BaseMLP, params: dict[str, Any]) -> None:
 
 class MLPClassifier(ClassifierMixin, BaseMLP):
     __doc__ = f"""Multi-layer perceptron classifier (log-loss), trained on any mlp backend.
-{_SHARED_DOC.format(name="MLPClassifier")}
+{_SHARED_DOC.format(name="MLPClassifier", loss="")}
     class_weight : dict, "balanced" or None, default=None
         Per-class weights, multiplied into ``sample_weight`` (for multilabel
         ``y``, per column, as `sklearn.utils.class_weight.compute_sample_weight`).
@@ -86,6 +141,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     >>> clf = MLPClassifier(max_iter=300, random_state=0, backend="numpy").fit(X, y)
     >>> clf.score(X, y) > 0.9
     True
+    >>> clf.predict_proba(X[:2]).shape, clf.predict(X[:2]).shape
+    ((2, 3), (2,))
     """
 
     _parameter_constraints: dict = {
@@ -152,14 +209,46 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     # ----------------------------------------------------------- methods
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Array, y: Array, sample_weight: Array | None = None) -> Self:
-        """Fit the model to ``X: (n_samples, n_features)`` and labels ``y``; returns self."""
+        """Fit the model to ``(X, y)``.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+            The inputs.
+        y : array-like of shape (n_samples,) or (n_samples, n_classes)
+            The labels (a 0/1 indicator matrix for multilabel).
+        sample_weight : array-like of shape (n_samples,) or None, default=None
+            Each sample's weight (None: all 1).
+
+        Returns
+        -------
+        MLPClassifier
+            The fitted estimator.
+        """
         return self._fit(X, y, sample_weight=sample_weight, incremental=False)
 
     @available_if(lambda est: est.partial_fit_available())
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X: Array, y: Array, sample_weight: Array | None = None,
                     classes: Array | None = None) -> Self:
-        """One epoch over ``(X, y)``; ``classes`` (all labels) is required on the first call."""
+        """Train one epoch over ``(X, y)``.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+            The inputs.
+        y : array-like of shape (n_samples,) or (n_samples, n_classes)
+            The labels (a 0/1 indicator matrix for multilabel).
+        sample_weight : array-like of shape (n_samples,) or None, default=None
+            Each sample's weight (None: all 1).
+        classes : array-like of shape (n_classes,) or None, default=None
+            Every label; required on the first call.
+
+        Returns
+        -------
+        MLPClassifier
+            The estimator.
+        """
         y = to_host(y)
         if _check_partial_fit_first_call(self, to_host(classes)):
             self._label_binarizer = LabelBinarizer()
@@ -170,20 +259,53 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
     def predict(self, X: Array) -> Array:
-        """Predicted labels ``(n_samples,)`` (``(n_samples, n_classes)`` 0/1 for multilabel)."""
+        """Predict the labels of ``X``.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+            The inputs.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_classes)
+            The labels (``(n_samples, n_classes)`` 0/1 for multilabel).
+        """
         outputs, where = self._outputs(X, "predict")
         labels = self._labels(outputs)
         return labels if labels.dtype.kind not in "biuf" else to_caller(labels, where)
 
     def predict_proba(self, X: Array) -> Array:
-        """Class probabilities ``(n_samples, n_classes)``, columns in ``classes_`` order."""
+        """Compute the class probabilities of ``X``.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+            The inputs.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            The probabilities, columns in ``classes_`` order.
+        """
         outputs, where = self._outputs(X, "predict_proba")
         if self.n_outputs_ == 1:
             outputs = np.hstack([1 - outputs, outputs])
         return to_caller(outputs, where)
 
     def predict_log_proba(self, X: Array) -> Array:
-        """``log(predict_proba(X))``."""
+        """Compute the log of the class probabilities, ``log(predict_proba(X))``.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+            The inputs.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            The log-probabilities, columns in ``classes_`` order.
+        """
         outputs, where = self._outputs(X, "predict_log_proba")
         if self.n_outputs_ == 1:
             outputs = np.hstack([1 - outputs, outputs])
@@ -197,9 +319,10 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
 
 class MLPRegressor(RegressorMixin, BaseMLP):
-    __doc__ = f"""Multi-layer perceptron regressor (half squared error or half Poisson
-    deviance), trained on any mlp backend.
-{_SHARED_DOC.format(name="MLPRegressor")}
+    __doc__ = f"""Multi-layer perceptron regressor, trained on any mlp backend.
+
+    The loss is half the squared error or half the Poisson deviance.
+{_SHARED_DOC.format(name="MLPRegressor", loss=_LOSS_DOC)}
     Attributes
     ----------
     coefs_, intercepts_, n_features_in_, feature_names_in_, n_iter_, n_layers_,
@@ -212,6 +335,17 @@ class MLPRegressor(RegressorMixin, BaseMLP):
     With several outputs the training loss is summed over the outputs (its
     gradient is the one scikit-learn uses); scikit-learn's ``loss_`` averages
     them, so our ``loss_`` is ``n_outputs_`` times theirs.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from mlp.sklearn import MLPRegressor
+    >>> X = np.random.default_rng(0).normal(size=(100, 3))
+    >>> y = X @ np.array([1.0, -2.0, 0.5])
+    >>> reg = MLPRegressor(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=500,
+    ...                    random_state=0, backend="numpy").fit(X, y)
+    >>> reg.predict(X[:4]).shape, reg.score(X, y) > 0.9
+    ((4,), True)
     """
 
     _parameter_constraints: dict = {
@@ -254,24 +388,81 @@ class MLPRegressor(RegressorMixin, BaseMLP):
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Array, y: Array, sample_weight: Array | None = None) -> Self:
-        """Fit the model to ``X: (n_samples, n_features)`` and ``y: (n_samples[, n_outputs])``."""
+        """Fit the model to ``(X, y)``.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+            The inputs.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            The targets.
+        sample_weight : array-like of shape (n_samples,) or None, default=None
+            Each sample's weight (None: all 1).
+
+        Returns
+        -------
+        MLPRegressor
+            The fitted estimator.
+        """
         return self._fit(X, y, sample_weight=sample_weight, incremental=False)
 
     @available_if(lambda est: est.partial_fit_available())
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X: Array, y: Array, sample_weight: Array | None = None) -> Self:
-        """One epoch over ``(X, y)``."""
+        """Train one epoch over ``(X, y)``.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+            The inputs.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            The targets.
+        sample_weight : array-like of shape (n_samples,) or None, default=None
+            Each sample's weight (None: all 1).
+
+        Returns
+        -------
+        MLPRegressor
+            The estimator.
+        """
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
     def score(self, X: Array, y: Array, sample_weight: Array | None = None) -> float:
-        """R^2 of ``predict(X)`` against ``y`` (as `RegressorMixin.score`), computed on the
-        host, so that inputs of any namespace work (scikit-learn's ``r2_score`` writes
-        into its arrays, which JAX's are not)."""
+        """Compute the R^2 of ``predict(X)`` against ``y``, as `RegressorMixin.score`.
+
+        It is computed on the host, so that inputs of any namespace work
+        (scikit-learn's ``r2_score`` writes into its arrays, which JAX's are not).
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+            The inputs.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            The targets.
+        sample_weight : array-like of shape (n_samples,) or None, default=None
+            Each sample's weight (None: all 1).
+
+        Returns
+        -------
+        float
+            The coefficient of determination.
+        """
         outputs, _ = self._outputs(X, "score")
         pred = outputs.ravel() if outputs.shape[1] == 1 else outputs
         return float(r2_score(to_host(y), pred, sample_weight=to_host(sample_weight)))
 
     def predict(self, X: Array) -> Array:
-        """Predictions ``(n_samples,)``, or ``(n_samples, n_outputs)`` with several outputs."""
+        """Predict the targets of ``X``.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+            The inputs.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            The predictions (``(n_samples,)`` with one output).
+        """
         outputs, where = self._outputs(X, "predict")
         return to_caller(outputs.ravel() if outputs.shape[1] == 1 else outputs, where)
