@@ -8,7 +8,9 @@ from .callback import Callback, Logs
 
 
 class EpochLogger(Callback):
-    """One line per epoch on stdout (``fit(verbose=2)``)::
+    """One line per epoch on stdout (``fit(verbose=2)``).
+
+    Each line reads::
 
         epoch 3/10 - loss: 0.4123 - val_loss: 0.5011 - val_accuracy: 0.8 - 0.012s
     """
