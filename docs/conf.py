@@ -10,9 +10,11 @@ here, on every build); autosummary writes one page per name.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import os
+import re
 import sys
 import types
 from pathlib import Path
@@ -22,8 +24,9 @@ ROOT = DOCS.parent
 sys.path.insert(0, str(DOCS))  # _validation.py
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-import mlp  # noqa: E402
 from _validation import NUMPYDOC_CHECKS, NUMPYDOC_EXCLUDE  # noqa: E402
+
+import mlp  # noqa: E402
 
 project = "mlp"
 author = "The mlp developers"
@@ -69,9 +72,14 @@ if os.environ.get("MLP_DOCS_VALIDATE", "1") != "0":
 
 def _skip_member(app: object, what: str, name: str, obj: object, skip: bool,
                  options: object) -> bool | None:
-    """Leave out scikit-learn's generated metadata-routing setters (``set_fit_request``...):
-    scikit-learn documents them; their docstrings refer to its own glossary."""
+    """What a class page leaves out: scikit-learn's generated metadata-routing setters
+    (``set_fit_request``...; scikit-learn documents them, in its own glossary's terms)
+    and data attributes (a NamedTuple's fields, class-level settings), which the class's
+    docstring describes; its methods and properties each get their entry."""
     if name.startswith("set_") and name.endswith("_request"):
+        return True
+    if what == "class" and not (inspect.isroutine(obj) or inspect.isclass(obj) or isinstance(
+            obj, (property, functools.cached_property, classmethod, staticmethod))):
         return True
     return None
 
@@ -139,7 +147,7 @@ def _kind(obj: object) -> str:
         return "Modules"
     if inspect.isclass(obj):
         return "Exceptions" if issubclass(obj, BaseException) else "Classes"
-    return "Functions" if callable(obj) else "Constants"
+    return "Functions" if inspect.isroutine(obj) else "Constants"  # type aliases too
 
 
 def _home(module_name: str, name: str, obj: object) -> str | None:
@@ -193,6 +201,16 @@ def _api_page(module_name: str) -> str:
     return "\n".join(lines)
 
 
+def constants() -> set[str]:
+    """The full names of the API modules' data (constants, type aliases)."""
+    out = set()
+    for module_name in API_MODULES:
+        module = importlib.import_module(module_name)
+        out |= {f"{module_name}.{name}" for name in public_names(module_name)
+                if _kind(getattr(module, name)) == "Constants"}
+    return out
+
+
 def write_api_pages() -> None:
     """docs/api/<module>.rst for each module, rewritten only when it changes."""
     for module_name in API_MODULES:
@@ -203,3 +221,6 @@ def write_api_pages() -> None:
 
 
 write_api_pages()
+if "numpydoc_validation_exclude" in globals():
+    # data has a docstring of a line or a comment (``#:``), no numpydoc sections
+    numpydoc_validation_exclude |= {re.escape(name) + "$" for name in constants()}
