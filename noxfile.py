@@ -67,8 +67,9 @@ def examples(session):
     session.install(TORCH)
     session.install("-e", ".[examples,jax]")
     for backend in ("numpy", "jax", "torch", "array_api_strict"):
-        for script in ("seed_notebook.py", "digits.py", "diabetes.py"):
+        for script in ("seed_notebook.py", "digits.py", "diabetes.py", "sklearn_parity.py"):
             session.run("python", f"examples/{script}", env={"MLP_BACKEND": backend})
+    session.run("python", "examples/scaling.py")  # JAX on forced host devices
 
 
 @nox.session
