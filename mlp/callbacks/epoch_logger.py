@@ -8,7 +8,7 @@ from .callback import Callback, Logs
 
 
 class EpochLogger(Callback):
-    """One line per epoch on stdout (``fit(verbose=2)``).
+    """Print one line per epoch on stdout (``fit(verbose=2)``).
 
     Each line reads::
 
