@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 
@@ -9,4 +10,6 @@ def example_argv(gallery_conf: dict, script_vars: dict) -> list[str]:
     """Command-line arguments of an example when the site runs it: no files written."""
     if Path(script_vars["src_file"]).name == "digits.py":
         return ["--plot", ""]  # the page shows the learning curves; no PNG beside the script
+    if Path(script_vars["src_file"]).name == "regularization.py":
+        return ["--plot", str(Path(tempfile.gettempdir()) / "mlp-regularization.png")]
     return []
