@@ -1,9 +1,12 @@
-"""Regression on scikit-learn's bundled diabetes data (442 patients, 10 features, no download).
+"""
+Diabetes: a regression next to least squares
+============================================
 
-75/25 split (random_state=0); inputs and target standardized with the training
+Regression on scikit-learn's bundled diabetes data (442 patients, 10 features, no
+download). 75/25 split (random_state=0); inputs and target standardized with the training
 set's statistics; a 10 -> 32 -> 1 tanh network trained with Adam (1e-3),
 batch 32, L2 penalty alpha=0.01, 100 epochs. Prints the test R^2 (next to
-ordinary least squares on the same split) and the time taken.
+ordinary least squares on the same split) and the time taken::
 
     python examples/diabetes.py                 # backend from $MLP_BACKEND (default numpy)
     python examples/diabetes.py --backend torch
@@ -28,6 +31,13 @@ except ImportError:  # run from a checkout without installing: use the repositor
 
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import mlp
+
+
+# %%
+# The data
+# --------
+# Both the inputs and the target are standardized with the training rows'
+# statistics; the test RMSE is reported back in the target's own units.
 
 
 def load_data(random_state=0):
@@ -74,7 +84,7 @@ def main(backend=None, *, epochs=100, seed=0, dtype="float32", verbose=0, quiet=
 
 
 def _parse(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="Regression on scikit-learn's diabetes data.")
     parser.add_argument("--backend", default=os.environ.get("MLP_BACKEND") or None,
                         help="numpy, jax, torch, cupy or array_api_strict "
                              "(default: $MLP_BACKEND, else numpy)")
@@ -84,6 +94,12 @@ def _parse(argv=None):
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=0)
     return parser.parse_args(argv)
 
+
+# %%
+# Train and evaluate
+# ------------------
+# A small tanh network with an L2 penalty matches least squares on this split
+# (test R^2 about 0.36-0.4): the data holds little more than a linear signal.
 
 if __name__ == "__main__":
     args = _parse()

@@ -1,4 +1,8 @@
-"""The seed notebook's run, through `mlp.Network`, on the backend $MLP_BACKEND names.
+"""
+The seed notebook, through ``mlp.Network``
+==========================================
+
+The teaching notebook's run, on the backend ``$MLP_BACKEND`` names::
 
     MLP_BACKEND=jax python examples/seed_notebook.py
 
@@ -32,8 +36,13 @@ def main(backend=None, seed=1, epochs=1000, learning_rate=0.01):
     return losses
 
 
+# %%
+# Train
+# -----
+# ``Network.train`` prints the loss every 100 epochs, as the notebook did.
+
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="The seed notebook's run, through mlp.Network.")
     parser.add_argument("--backend", default=None, help="numpy, jax, torch, cupy, "
                         "array_api_strict (default: $MLP_BACKEND, else numpy)")
     parser.add_argument("--seed", type=int, default=1)

@@ -104,3 +104,12 @@ def test_digits_runs_as_a_script(tmp_path):
     # the learning curve, next to the printed result
     assert "learning curve" in proc.stdout and "digits_learning_curve.png" in proc.stdout
     assert (tmp_path / "digits_learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sklearn_parity_example_trains_scikit_learns_weights():
+    parity = _example("sklearn_parity")
+    result = parity.compare("wine")
+    assert result["mlp"] == result["scikit-learn"] > 0.9
+    assert result["weight_gap"] < 1e-12  # float64: the same weights up to rounding
+    theirs, ours = result["curves"]
+    assert len(theirs) == len(ours) and max(abs(a - b) for a, b in zip(theirs, ours)) < 1e-12
