@@ -16,6 +16,14 @@ into the output delta, and the padding rows weigh 0, so the sum is the exact mea
 Several hosts: call ``jax.distributed.initialize()`` first in every process; then
 ``devices="all"`` is every process's devices, each process passes the same full
 arrays and places only its own part (`jax.make_array_from_callback`).
+
+Process-local rows (``process_local=True``, a mesh over every process): each
+process passes only its own training rows. They are padded with rows of weight
+0 to one size for all processes and become the process's block of the global
+row-sharded arrays (`place_local_rows`, `jax.make_array_from_process_local_data`):
+the global rows are the processes' blocks in process order, so no process and no
+device holds the whole set. The few numbers the processes must agree on (row
+counts, whether a process refused its data) go through `gather_numbers`.
 """
 
 from __future__ import annotations
@@ -85,6 +93,30 @@ def _listed(jax: types.ModuleType, given: Sequence[Any], source: str) -> list[An
     return devices
 
 
+def check_process_local(jax: types.ModuleType, devices: Sequence[Any]) -> None:
+    """Refuse ``process_local=True`` where it cannot hold: a mesh over one process (the
+    rows are all there: pass them whole), over some processes only, or whose devices are
+    not grouped by process in process order with as many devices in each (the global
+    rows are the processes' blocks of one size, in process order)."""
+    owners = [d.process_index for d in devices]
+    processes = sorted(set(owners))
+    if len(processes) < 2:
+        raise ValueError(
+            "process_local=True needs a mesh over several processes (call "
+            "jax.distributed.initialize() in each, then devices='all'); this mesh's "
+            f"{len(devices)} device(s) are all in process {processes[0]}, which holds all the "
+            "rows: pass them whole, without process_local")
+    if len(processes) != jax.process_count():
+        raise ValueError(f"process_local=True needs a mesh over every process "
+                         f"({jax.process_count()}), got devices of processes {processes}; use "
+                         f"devices='all'")
+    per = [owners.count(p) for p in processes]
+    if owners != sorted(owners) or len(set(per)) > 1:
+        raise ValueError(f"process_local=True needs the mesh's devices grouped by process, in "
+                         f"process order, as many for each (devices='all' is so); got devices "
+                         f"of processes {owners}")
+
+
 def _pad_rows(array: Array, extra: int) -> Array:
     """``array`` with ``extra`` rows of zeros after its rows."""
     import jax.numpy as jnp
@@ -107,11 +139,16 @@ class ShardedJaxBackend(JaxBackend):
 
     pads_rows = True
 
-    def __init__(self, jax: types.ModuleType, devices: Sequence[Any]) -> None:
+    def __init__(self, jax: types.ModuleType, devices: Sequence[Any],
+                 process_local: bool = False) -> None:
         from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
         super().__init__(jax)
         self.devices = tuple(devices)
+        #: Whether each process passes only its own training rows (`place_local_rows`).
+        self.process_local = bool(process_local)
+        if self.process_local:
+            check_process_local(jax, self.devices)
         self.mesh = Mesh(np.array(self.devices, dtype=object), ("data",))
         self.replicated = NamedSharding(self.mesh, PartitionSpec())
         self.rows = NamedSharding(self.mesh, PartitionSpec("data"))
@@ -126,7 +163,42 @@ class ShardedJaxBackend(JaxBackend):
         return len(self.devices)
 
     def __repr__(self) -> str:
-        return f"Backend(name='jax', devices={self.n_devices}, device={self.device!r})"
+        local = ", process_local=True" if self.process_local else ""
+        return f"Backend(name='jax', devices={self.n_devices}, device={self.device!r}{local})"
+
+    # ------------------------------------------------------ process-local rows
+    @property
+    def n_processes(self) -> int:
+        """The processes whose devices the mesh holds."""
+        return len({d.process_index for d in self.devices})
+
+    @property
+    def process_rank(self) -> int:
+        """This process's place among the mesh's processes (0 first): its rows' block."""
+        indices = sorted({d.process_index for d in self.devices})
+        return indices.index(self._jax.process_index())
+
+    def gather_numbers(self, values: np.ndarray) -> np.ndarray:
+        """Every process's ``values`` (a small int64 vector ``(k,)``), as ``(n_processes,
+        k)`` in process order: a collective, so every process must call it alike."""
+        from jax.experimental import multihost_utils
+
+        local = np.ascontiguousarray(values, dtype=np.int64)
+        with self._x64(True):
+            gathered = multihost_utils.process_allgather(local, tiled=False)
+        return np.asarray(gathered, dtype=np.int64).reshape(self.n_processes, local.shape[0])
+
+    def place_local_rows(self, x: np.ndarray, y: np.ndarray, w: np.ndarray
+                         ) -> tuple[Array, Array, Array]:
+        """This process's block of rows (host arrays, the same row count ``L`` in every
+        process, a multiple of its device count) as its part of the global arrays of
+        ``n_processes * L`` rows sharded by rows (`jax.make_array_from_process_local_data`):
+        each device receives only its own rows."""
+        with self.precision(x, y, w):
+            return tuple(self._jax.make_array_from_process_local_data(
+                self.rows, np.ascontiguousarray(a), (self.n_processes * a.shape[0],
+                                                     *a.shape[1:]))
+                for a in (x, y, w))
 
     # --------------------------------------------------------------------- data
     def _place(self, host: np.ndarray, sharding: Any = None) -> Array:
