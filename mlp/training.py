@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, Protocol
 import numpy as np
 from array_api_compat import device
 
-from . import buckets, core
+from . import buckets, core, shards
 from ._typing import Array, Optimizer, Params
 from .callbacks import (
     Callback,
@@ -160,6 +160,7 @@ class TrainingData:
     n_val: int = -1  # the validation samples (val may hold padding rows after them; -1: all)
     own_weights: bool = True  # w holds weights the fit was given (not only the padding's)
     val_weights: bool = True  # val's weights were given (not only the padding's)
+    rows: shards.ProcessRows | None = None  # process-local rows: where the global rows lie in x
 
     def __post_init__(self) -> None:
         if self.n < 0:
@@ -385,7 +386,11 @@ def training_data(model: MLP, x: Array, y: Array,
     stream of ``split_seed`` (default: the model's seed; see `resumed_seed`).
 
     Where the model pads rows (`pads_training_rows`), ``x`` stays on the host until
-    it is split and padded (`_placed`), so nothing compiles per data size."""
+    it is split and padded (`_placed`), so nothing compiles per data size. On a
+    backend that takes each process's own rows, see `mlp.shards.training_data`."""
+    if shards.process_local(model.backend):
+        return shards.training_data(model, x, y, validation_data, validation_split,
+                                    sample_weight, class_weight)
     on_host = pads_training_rows(model)
     x_dev, y_dev, labels, w = model.prepare_data(x, y, sample_weight, class_weight,
                                                  on_host=on_host)
@@ -1119,6 +1124,9 @@ class Trainer:
             return None, None
         batches, last = batch_indices(self.state.rng, self.data.n, self.batch_size,
                                       n_epochs, self.shuffle)
+        if self.data.rows is not None:  # the global rows' places in the process-local blocks
+            batches = self.data.rows.physical(batches)
+            last = None if last is None else self.data.rows.physical(last)
         to, n_rows = self.model.backend.batch_rows, self.data.x.shape[0]
         if self.data.padded:  # every batch of the batch size, slots for the padded rows
             batches, counts = buckets.batch_plan(batches, last, n_rows)
