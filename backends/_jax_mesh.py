@@ -28,9 +28,10 @@ counts, whether a process refused its data) go through `gather_numbers`.
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import types
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -178,6 +179,20 @@ class ShardedJaxBackend(JaxBackend):
         indices = sorted({d.process_index for d in self.devices})
         return indices.index(self._jax.process_index())
 
+    @contextlib.contextmanager
+    def on_process_device(self) -> Iterator[None]:
+        """Arrays made in this block (this thread) go to this process's first device of
+        the mesh only, not to every device: a process's own rows, checked there before
+        `place_local_rows` makes them its block (as replicated arrays they would claim a
+        different global shape in each process)."""
+        before = getattr(self._local, "own_device", None)
+        self._local.own_device = next(d for d in self.devices
+                                      if d.process_index == self._jax.process_index())
+        try:
+            yield
+        finally:
+            self._local.own_device = before
+
     def gather_numbers(self, values: np.ndarray) -> np.ndarray:
         """Every process's ``values`` (a small int64 vector ``(k,)``), as ``(n_processes,
         k)`` in process order: a collective, so every process must call it alike."""
@@ -204,6 +219,9 @@ class ShardedJaxBackend(JaxBackend):
     def _place(self, host: np.ndarray, sharding: Any = None) -> Array:
         """``host`` as a global array with ``sharding`` (default: replicated); each process
         places only the parts on its own devices."""
+        own = getattr(self._local, "own_device", None)
+        if sharding is None and own is not None:  # (`on_process_device`)
+            return self._jax.device_put(host, own)
         sharding = self.replicated if sharding is None else sharding
         return self._jax.make_array_from_callback(host.shape, sharding, lambda at: host[at])
 

@@ -17,7 +17,9 @@ arrays in every process. What the fit trains on is defined as follows.
   process ``p``'s block at rows ``p * L`` to ``(p + 1) * L``, built by
   `jax.make_array_from_process_local_data`: each device receives only its own
   ``L / d`` rows, and no process ever holds another's. A batch's global row ``g``
-  lies at `ProcessRows.physical` ``(g)``.
+  lies at `ProcessRows.physical` ``(g)``. Before that, a process's rows are checked
+  on its host (``x``) and its first device (targets and weights, as `fit` checks
+  any data), never replicated.
 - **Agreement.** The processes exchange a few numbers only (`gather_numbers`): each
   one's row count, whether it refused its data (a process whose rows are refused
   raises its own error; the others raise one naming it, instead of waiting for it),
@@ -75,10 +77,13 @@ class ProcessRows:
         Each process's own rows, in process order.
     size : int
         The rows of each process's block (its rows, then padding rows of weight 0).
+    rank : int
+        This process's place in that order.
     """
 
     counts: tuple[int, ...]
     size: int
+    rank: int = 0
 
     @property
     def n(self) -> int:
@@ -101,7 +106,7 @@ class ProcessRows:
 
         Examples
         --------
-        >>> ProcessRows((3, 2), 4).physical(np.arange(5)).tolist()
+        >>> ProcessRows((3, 2), 4, 0).physical(np.arange(5)).tolist()
         [0, 1, 2, 4, 5]
         """
         rows = np.asarray(rows)
@@ -109,8 +114,29 @@ class ProcessRows:
         owner = np.searchsorted(starts, rows, side="right") - 1
         return (rows + (owner * self.size - starts[owner])).astype(rows.dtype)
 
+    def own(self, array: Array) -> np.ndarray:
+        """This process's own rows of a global array laid out so (from its devices' shards,
+        gathering nothing from other processes).
 
-def layout(counts: Sequence[int] | np.ndarray, per_process_devices: int) -> ProcessRows:
+        Parameters
+        ----------
+        array : jax.Array, (len(counts) * size, ...)
+
+        Returns
+        -------
+        numpy.ndarray, (counts[rank], ...)
+        """
+        shards = sorted(array.addressable_shards, key=lambda s: s.index[0].start or 0)
+        seen, parts = set(), []
+        for shard in shards:  # (a replica of the same rows counts once)
+            if (shard.index[0].start or 0) not in seen:
+                seen.add(shard.index[0].start or 0)
+                parts.append(np.asarray(shard.data))
+        return np.concatenate(parts)[:self.counts[self.rank]]
+
+
+def layout(counts: Sequence[int] | np.ndarray, per_process_devices: int, rank: int = 0
+           ) -> ProcessRows:
     """The layout of process-local rows: ``counts`` rows in each process, padded to one
     block size (`mlp.buckets.training_rows` of the largest count, a multiple of
     ``per_process_devices``).
@@ -121,13 +147,15 @@ def layout(counts: Sequence[int] | np.ndarray, per_process_devices: int) -> Proc
         Each process's own rows.
     per_process_devices : int
         The mesh's devices in each process.
+    rank : int
+        This process's place in process order.
 
     Returns
     -------
     ProcessRows
     """
     counts = tuple(int(c) for c in counts)
-    return ProcessRows(counts, buckets.training_rows(max(counts), per_process_devices))
+    return ProcessRows(counts, buckets.training_rows(max(counts), per_process_devices), rank)
 
 
 def _agreed(backend: Any, step: Callable[[], _Result],
@@ -214,8 +242,9 @@ def training_data(model: MLP, x: Array, y: Array, validation_data: Sequence[Arra
         check_settings(validation_split)
         model.spec.loss.check_takes_weights("rows of weight 0 (process-local rows are "
                                             "padded with them)")
-        own = model.prepare_data(x, y, sample_weight, None if balanced else class_weight,
-                                 on_host=True)
+        with backend.on_process_device():  # (this process's rows: never replicated)
+            own = model.prepare_data(x, y, sample_weight, None if balanced else class_weight,
+                                     on_host=True)
         val = None
         if validation_data is not None:
             x_val, y_val = validation_data
@@ -228,10 +257,11 @@ def training_data(model: MLP, x: Array, y: Array, validation_data: Sequence[Arra
                                      width)
     x_own, targets, labels, w = own
     if balanced:
-        w, _ = _agreed(backend, lambda: _balanced(model, sample_weight, targets, labels,
-                                                  numbers[:, 1:].sum(axis=0)),
-                       lambda _: [], 0)
-    rows = layout(numbers[:, 0], backend.n_devices // backend.n_processes)
+        with backend.on_process_device():
+            w, _ = _agreed(backend, lambda: _balanced(model, sample_weight, targets, labels,
+                                                      numbers[:, 1:].sum(axis=0)),
+                           lambda _: [], 0)
+    rows = layout(numbers[:, 0], backend.n_devices // backend.n_processes, backend.process_rank)
     n_own = int(x_own.shape[0])
     weights = None if w is None else _host(model, w)
     gx, gy, gw = backend.place_local_rows(

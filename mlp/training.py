@@ -175,6 +175,9 @@ class TrainingData:
         arrays = {"x": (self.x, self.n), "y": (self.y, self.n)}
         if self.w is not None and self.own_weights:
             arrays["sample_weight"] = (self.w, self.n)
+        if self.rows is not None:  # process-local rows: this process's own
+            arrays = {k: (own, own.shape[0]) for k, (a, _) in arrays.items()
+                      for own in (self.rows.own(a),)}
         if self.val is not None:
             names = ("x_val", "y_val", "val_labels", "val_sample_weight")
             for name, array in zip(names, self.val, strict=True):

@@ -10,6 +10,7 @@ With ``local``: each process passes only its own rows (``process_local=True``,
 
 from __future__ import annotations
 
+import json
 import sys
 
 import jax
@@ -101,6 +102,8 @@ def _watch_placement(record):
 
     def watched_init(self, model, data, *args, **kwargs):
         record["global_rows"].append(int(data.x.shape[0]))
+        # what identifies the fit's data (BackupAndRestore): this process's own rows
+        record["fingerprint_rows"].append(mlp.io.data_fingerprint(model, data)["shapes"])
         record["shard_rows"].extend(int(s.data.shape[0]) for a in (data.x, data.y, data.w)
                                     for s in a.addressable_shards)
         init(self, model, data, *args, **kwargs)
@@ -134,7 +137,7 @@ def local_main(process_id, n_processes, port, out):
     """Each process fits on its own rows (`SHARDS`); writes weights, losses and checks."""
     join(process_id, n_processes, port)
     backend = backends.get_backend("jax", devices="all", process_local=True)
-    record = {"global_rows": [], "shard_rows": [], "gathered": 0}
+    record = {"global_rows": [], "shard_rows": [], "gathered": 0, "fingerprint_rows": []}
     _watch_placement(record)
     x, y = data()
     rows = SHARDS[jax.process_index()]
@@ -153,6 +156,7 @@ def local_main(process_id, n_processes, port, out):
     np.savez(out, refusals=np.array(messages), unchanged=unchanged,
              global_rows=np.array(record["global_rows"]),
              shard_rows=np.array(record["shard_rows"]), gathered=record["gathered"],
+             fingerprints=np.array([json.dumps(f) for f in record["fingerprint_rows"]]),
              backend=repr(backend), **arrays)
     jax.distributed.shutdown()
 

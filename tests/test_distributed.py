@@ -283,6 +283,13 @@ def test_no_device_and_no_process_holds_the_whole_set(process_local_runs):
         assert len(got["shard_rows"]) == 3 * 3 * 2  # 3 fits, x, y, w, 2 local devices
         assert int(got["gathered"]) == 5  # a refusal flag, the rows, 3 classes' counts
         assert "process_local=True" in str(got["backend"])
+    # what identifies a fit's data (BackupAndRestore's check): each process's own rows
+    for got, n in zip(process_local_runs, (19, 26)):
+        shapes = [json.loads(f) for f in got["fingerprints"]]
+        assert shapes[0] == {"x": [n, 3], "y": [n, 3], "sample_weight": [n], "x_val": [11, 3],
+                             "y_val": [11, 3], "val_labels": [11]}
+        assert shapes[1] == {"x": [n, 3], "y": [n, 3], "sample_weight": [n]}  # balanced
+        assert shapes[2] == {"x": [n, 3], "y": [n, 3]}
 
 
 def test_a_process_whose_rows_are_refused_stops_every_process(process_local_runs):
