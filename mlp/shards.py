@@ -158,6 +158,30 @@ def layout(counts: Sequence[int] | np.ndarray, per_process_devices: int, rank: i
     return ProcessRows(counts, buckets.training_rows(max(counts), per_process_devices), rank)
 
 
+def agreement(backend: Backend) -> Callable[[int], int] | None:
+    """On a mesh over several processes, ``agree(chunk)``: the shortest of the processes'
+    chunk lengths (`mlp.training.ChunkPlanner` chooses them from each one's own timings;
+    every process must run the same compiled calls, or their collectives would not
+    match); None elsewhere.
+
+    Parameters
+    ----------
+    backend : Backend
+
+    Returns
+    -------
+    callable or None
+    """
+    if getattr(backend, "n_processes", 1) < 2:
+        return None
+    gather = backend.gather_numbers  # type: ignore[attr-defined]
+
+    def agree(chunk: int) -> int:
+        return int(np.min(gather(np.array([chunk]))))
+
+    return agree
+
+
 def _agreed(backend: Any, step: Callable[[], _Result],
             numbers: Callable[[_Result], Sequence[int]], width: int
             ) -> tuple[_Result, np.ndarray]:

@@ -220,15 +220,19 @@ class ChunkPlanner:
 
     The chunk chosen is remembered under ``key`` (the run, the data size, the
     batch size and the epochs), so that the same fit again makes the same calls
-    and compiles nothing new, however the timings vary.
+    and compiles nothing new, however the timings vary. ``agree`` (on a mesh over
+    several processes, `mlp.shards.agreement`) makes the processes' choices one,
+    so that they run the same programs.
     """
 
     _chosen: dict[Any, int] = {}  # key -> chunk, least recently used first
     _CACHE_SIZE = 256
 
     def __init__(self, max_chunk: int, seconds: float | None = None, key: Any = None,
-                 bound: float | None = None) -> None:
+                 bound: float | None = None, agree: Callable[[int], int] | None = None
+                 ) -> None:
         self.max_chunk = max(1, int(max_chunk))
+        self.agree = agree
         self.seconds = CHUNK_SECONDS if seconds is None else seconds
         self.key = key
         self.calls = 0
@@ -255,6 +259,8 @@ class ChunkPlanner:
             self.chunk = remaining
         else:  # the longest power of two that fits (steady under timing noise)
             self.chunk = _equal_chunks(remaining, 2 ** int(math.log2(fits)))
+        if self.agree is not None:
+            self.chunk = self.agree(self.chunk)
         if self.key is not None:
             self._chosen.pop(self.key, None)
             self._chosen[self.key] = self.chunk
@@ -962,7 +968,8 @@ class Trainer:
         self.planner = ChunkPlanner(max_chunk if self.epochs_at_once else 1,
                                     key=(self.run, n, self.batch_size, self.epochs),
                                     bound=run_time_bound(self.epochs, data.n, self.batch_size,
-                                                         model.layer_sizes))
+                                                         model.layer_sizes),
+                                    agree=shards.agreement(model.backend))
 
     # ------------------------------------------------------------ the loop
     def model_history(self) -> History:

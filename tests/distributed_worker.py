@@ -78,7 +78,25 @@ LOCAL_FITS = {"adam-batch7-weighted-validation": dict(
     "sgd-full-batch-balanced": dict(epochs=2, batch_size=None, optimizer="sgd",
                                     learning_rate=0.5, class_weight="balanced"),
     "rmsprop-batch8-unshuffled": dict(epochs=2, batch_size=8, optimizer="rmsprop",
-                                      shuffle=False)}
+                                      shuffle=False),
+    # process 1 times its calls 1000x slower (`_slow_process`): the chunks the processes
+    # run must still agree
+    "sgd-batch5-planned-chunks": dict(epochs=6, batch_size=5, optimizer="sgd",
+                                      learning_rate=0.1)}
+
+
+def _slow_process(training):
+    """Every run looks long (no run in one call), and process 1 measures its calls 1000x
+    slower than process 0: left to themselves, process 0 would run the last 4 epochs in
+    one call and process 1 one by one, mismatching the collectives."""
+    measured = training.ChunkPlanner.measured
+    factor = 1000.0 if jax.process_index() == 1 else 1.0
+
+    def slow(self, n_epochs, seconds, remaining):
+        measured(self, n_epochs, seconds * factor, remaining)
+
+    training.run_time_bound = lambda *args: 1e9
+    training.ChunkPlanner.measured = slow
 
 
 def fit_arguments(settings, weight, validation, rows):
@@ -145,6 +163,10 @@ def local_main(process_id, n_processes, port, out):
     messages, unchanged = _refusals(backend, rows)
     arrays = {}
     for name, settings in LOCAL_FITS.items():
+        if name == "sgd-batch5-planned-chunks":
+            from mlp import training
+
+            _slow_process(training)
         model = mlp.MLP([3, 5, 3], loss="cross_entropy", backend=backend, dtype="float64",
                         seed=3)
         history = model.fit(x[rows], y[rows], **fit_arguments(settings, weight, validation,

@@ -255,7 +255,8 @@ def test_each_process_its_own_rows_trains_as_one_process_with_all(process_local_
     """Process 0 passes 19 rows, process 1 the other 26 (uneven, not contiguous): the fit
     equals one process holding the 45 rows in process order (float64, 1e-10), with
     sample weights and validation data, class_weight="balanced" counted over both
-    processes, full batch, unshuffled."""
+    processes, full batch, unshuffled, and a run in chunks that the processes, timing
+    their calls differently, agree on."""
     worker = _worker()
     x, y = worker.data()
     rows = worker.global_rows()
@@ -278,9 +279,9 @@ def test_no_device_and_no_process_holds_the_whole_set(process_local_runs):
     every device buffer holds 16 rows of x, y and the weights, and no process gathers
     more than a few numbers from the others."""
     for got in process_local_runs:
-        assert got["global_rows"].tolist() == [64] * 3  # one per fit
+        assert got["global_rows"].tolist() == [64] * 4  # one per fit
         assert set(got["shard_rows"].tolist()) == {16}  # 2 devices of each process
-        assert len(got["shard_rows"]) == 3 * 3 * 2  # 3 fits, x, y, w, 2 local devices
+        assert len(got["shard_rows"]) == 4 * 3 * 2  # 4 fits, x, y, w, 2 local devices
         assert int(got["gathered"]) == 5  # a refusal flag, the rows, 3 classes' counts
         assert "process_local=True" in str(got["backend"])
     # what identifies a fit's data (BackupAndRestore's check): each process's own rows
@@ -315,3 +316,18 @@ def test_process_local_needs_a_mesh_over_several_processes():
         backends.get_backend("numpy", process_local=True)
     with pytest.raises(TypeError, match="process_local must be True or False, got str"):
         backends.get_backend("jax", devices=1, process_local="yes")
+
+
+def test_the_chunks_of_a_run_are_the_processes_agreed_ones():
+    """On a mesh over several processes, the chunk length chosen from this process's
+    timings goes through ``agree`` (the shortest of the processes'); the worker's
+    "sgd-batch5-planned-chunks" fit has the processes time their calls 1000x apart."""
+    from mlp import training
+
+    seen = []
+    planner = training.ChunkPlanner(100, seconds=1.0, agree=lambda c: seen.append(c) or 3)
+    for remaining in (99, 98):
+        assert planner.next(remaining + 1) == 1
+        planner.measured(1, 0.001, remaining)
+    assert seen == [98] and planner.next(98) == 3
+    assert mlp.shards.agreement(backends.get_backend("jax", devices=1)) is None
