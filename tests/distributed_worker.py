@@ -135,7 +135,8 @@ def _watch_placement(record):
 
 
 def _refusals(backend, rows):
-    """The messages of two refused fits; the model is unchanged and trains after them."""
+    """The messages of three refused fits (two of an MLP, one of an estimator); the MLP is
+    unchanged."""
     x, y = data()
     model = mlp.MLP([3, 5, 3], loss="cross_entropy", backend=backend, dtype="float64", seed=3)
     before = model.get_weights()
@@ -146,6 +147,12 @@ def _refusals(backend, rows):
             model.fit(fit.pop("x"), y[rows], epochs=1, **fit)
         except ValueError as exc:
             messages.append(str(exc))
+    from mlp.sklearn import MLPClassifier
+
+    try:
+        MLPClassifier(hidden_layer_sizes=(4,), backend=backend).fit(x[rows], y[rows])
+    except ValueError as exc:
+        messages.append(str(exc))
     unchanged = all(np.array_equal(a, b) for pa, pb in zip(before, model.get_weights())
                     for a, b in zip(pa, pb))
     return messages, unchanged and model.history_ is None

@@ -295,14 +295,15 @@ def test_no_device_and_no_process_holds_the_whole_set(process_local_runs):
 
 def test_a_process_whose_rows_are_refused_stops_every_process(process_local_runs):
     """Process 1 passes 2 features instead of 3: it raises its own error, process 0 one
-    naming process 1 (no process waits forever); validation_split is refused in both; the
-    model is unchanged."""
+    naming process 1 (no process waits forever); validation_split is refused in both, and
+    so are mlp.sklearn's estimators; the model is unchanged."""
     first, second = process_local_runs
     assert "process 1 of 2 refused its training rows" in first["refusals"][0]
     assert second["refusals"][0] == ("x has 2 features (columns), but the model's first layer "
                                      "expects 3")
     for got in process_local_runs:
         assert "validation_split cannot split process-local rows" in got["refusals"][1]
+        assert "MLPClassifier takes the same full arrays in every process" in got["refusals"][2]
         assert bool(got["unchanged"])
 
 
