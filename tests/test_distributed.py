@@ -307,7 +307,12 @@ def test_a_process_whose_rows_are_refused_stops_every_process(process_local_runs
         assert bool(got["unchanged"])
 
 
-def test_process_local_needs_a_mesh_over_several_processes():
+def test_process_local_needs_a_mesh_over_several_processes(four_devices):
+    assert four_devices["process_local"] == (
+        "process_local=True needs a mesh over several processes (call "
+        "jax.distributed.initialize() in each, then devices='all'); this mesh's 4 device(s) "
+        "are all in process 0, which holds all the rows: pass them whole, without "
+        "process_local")
     with pytest.raises(ValueError, match="process_local=True needs a mesh over several "
                                          "processes.*pass them whole"):
         backends.get_backend("jax", devices=1, process_local=True)
