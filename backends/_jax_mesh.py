@@ -95,10 +95,25 @@ def _listed(jax: types.ModuleType, given: Sequence[Any], source: str) -> list[An
 
 
 def check_process_local(jax: types.ModuleType, devices: Sequence[Any]) -> None:
-    """Refuse ``process_local=True`` where it cannot hold: a mesh over one process (the
-    rows are all there: pass them whole), over some processes only, or whose devices are
-    not grouped by process in process order with as many devices in each (the global
-    rows are the processes' blocks of one size, in process order)."""
+    """Refuse ``process_local=True`` where it cannot hold.
+
+    That is a mesh over one process (the rows are all there: pass them whole), over
+    some processes only, or whose devices are not grouped by process in process order
+    with as many devices in each (the global rows are the processes' blocks of one
+    size, in process order).
+
+    Parameters
+    ----------
+    jax : module
+        The ``jax`` module.
+    devices : sequence of jax.Device
+        The mesh's devices, in order.
+
+    Raises
+    ------
+    ValueError
+        Saying what is missing.
+    """
     owners = [d.process_index for d in devices]
     processes = sorted(set(owners))
     if len(processes) < 2:
@@ -181,10 +196,18 @@ class ShardedJaxBackend(JaxBackend):
 
     @contextlib.contextmanager
     def on_process_device(self) -> Iterator[None]:
-        """Arrays made in this block (this thread) go to this process's first device of
-        the mesh only, not to every device: a process's own rows, checked there before
-        `place_local_rows` makes them its block (as replicated arrays they would claim a
-        different global shape in each process)."""
+        """Place the arrays made in this block on this process's first device only.
+
+        Within the block (in this thread), data goes to that one device rather than to
+        every device: a process's own rows, checked there before `place_local_rows`
+        makes them its block (as replicated arrays they would claim a different global
+        shape in each process).
+
+        Yields
+        ------
+        None
+            Inside the block.
+        """
         before = getattr(self._local, "own_device", None)
         self._local.own_device = next(d for d in self.devices
                                       if d.process_index == self._jax.process_index())
@@ -194,8 +217,20 @@ class ShardedJaxBackend(JaxBackend):
             self._local.own_device = before
 
     def gather_numbers(self, values: np.ndarray) -> np.ndarray:
-        """Every process's ``values`` (a small int64 vector ``(k,)``), as ``(n_processes,
-        k)`` in process order: a collective, so every process must call it alike."""
+        """Gather a few numbers from every process of the mesh.
+
+        A collective: every process must call it alike.
+
+        Parameters
+        ----------
+        values : numpy.ndarray, (k,)
+            This process's numbers (int64, a few).
+
+        Returns
+        -------
+        numpy.ndarray of int64, (n_processes, k)
+            Every process's ``values``, in process order.
+        """
         from jax.experimental import multihost_utils
 
         local = np.ascontiguousarray(values, dtype=np.int64)
@@ -205,10 +240,22 @@ class ShardedJaxBackend(JaxBackend):
 
     def place_local_rows(self, x: np.ndarray, y: np.ndarray, w: np.ndarray
                          ) -> tuple[Array, Array, Array]:
-        """This process's block of rows (host arrays, the same row count ``L`` in every
-        process, a multiple of its device count) as its part of the global arrays of
-        ``n_processes * L`` rows sharded by rows (`jax.make_array_from_process_local_data`):
-        each device receives only its own rows."""
+        """Place this process's block of rows as its part of the global arrays.
+
+        The global arrays hold ``n_processes * L`` rows, sharded by rows
+        (`jax.make_array_from_process_local_data`): each device receives only its own.
+
+        Parameters
+        ----------
+        x, y, w : numpy.ndarray, (L, ...)
+            This process's rows, targets and row weights, padded to the same row count
+            ``L`` in every process (a multiple of its device count).
+
+        Returns
+        -------
+        tuple of jax.Array, (n_processes * L, ...)
+            ``(x, y, w)`` as global arrays.
+        """
         with self.precision(x, y, w):
             return tuple(self._jax.make_array_from_process_local_data(
                 self.rows, np.ascontiguousarray(a), (self.n_processes * a.shape[0],

@@ -53,16 +53,17 @@ _Result = TypeVar("_Result")
 
 
 def process_local(backend: Backend) -> bool:
-    """Whether ``backend`` takes each process's own training rows (a JAX mesh built with
-    ``process_local=True``).
+    """Tell whether ``backend`` takes each process's own training rows.
 
     Parameters
     ----------
     backend : Backend
+        Any backend.
 
     Returns
     -------
     bool
+        True for a JAX mesh built with ``process_local=True``.
     """
     return bool(getattr(backend, "process_local", False))
 
@@ -115,16 +116,19 @@ class ProcessRows:
         return (rows + (owner * self.size - starts[owner])).astype(rows.dtype)
 
     def own(self, array: Array) -> np.ndarray:
-        """This process's own rows of a global array laid out so (from its devices' shards,
-        gathering nothing from other processes).
+        """Take this process's own rows of a global array laid out so.
+
+        They are read from its devices' shards, gathering nothing from other processes.
 
         Parameters
         ----------
         array : jax.Array, (len(counts) * size, ...)
+            Training rows in this layout (``x``, targets or weights).
 
         Returns
         -------
         numpy.ndarray, (counts[rank], ...)
+            This process's rows, without its padding rows.
         """
         shards = sorted(array.addressable_shards, key=lambda s: s.index[0].start or 0)
         seen, parts = set(), []
@@ -137,9 +141,10 @@ class ProcessRows:
 
 def layout(counts: Sequence[int] | np.ndarray, per_process_devices: int, rank: int = 0
            ) -> ProcessRows:
-    """The layout of process-local rows: ``counts`` rows in each process, padded to one
-    block size (`mlp.buckets.training_rows` of the largest count, a multiple of
-    ``per_process_devices``).
+    """Lay out process-local rows: ``counts`` rows in each process, one block size.
+
+    The block size is `mlp.buckets.training_rows` of the largest count, a multiple of
+    ``per_process_devices``.
 
     Parameters
     ----------
@@ -153,24 +158,28 @@ def layout(counts: Sequence[int] | np.ndarray, per_process_devices: int, rank: i
     Returns
     -------
     ProcessRows
+        Where the global rows lie in the global arrays.
     """
     counts = tuple(int(c) for c in counts)
     return ProcessRows(counts, buckets.training_rows(max(counts), per_process_devices), rank)
 
 
 def agreement(backend: Backend) -> Callable[[int], int] | None:
-    """On a mesh over several processes, ``agree(chunk)``: the shortest of the processes'
-    chunk lengths (`mlp.training.ChunkPlanner` chooses them from each one's own timings;
-    every process must run the same compiled calls, or their collectives would not
-    match); None elsewhere.
+    """Make the processes of a mesh agree on a chunk length.
+
+    `mlp.training.ChunkPlanner` chooses it from each process's own timings, but every
+    process must run the same compiled calls, or their collectives would not match.
 
     Parameters
     ----------
     backend : Backend
+        Any backend.
 
     Returns
     -------
     callable or None
+        On a mesh over several processes, ``agree(chunk) -> int``: the shortest of the
+        processes' chunk lengths (a collective); None elsewhere.
     """
     if getattr(backend, "n_processes", 1) < 2:
         return None
@@ -213,6 +222,7 @@ def check_settings(validation_split: float | None) -> None:
     Parameters
     ----------
     validation_split : float or None
+        As `mlp.MLP.fit` takes it.
 
     Raises
     ------
@@ -228,20 +238,25 @@ def check_settings(validation_split: float | None) -> None:
 def training_data(model: MLP, x: Array, y: Array, validation_data: Sequence[Array] | None,
                   validation_split: float | None, sample_weight: Array | None,
                   class_weight: ClassWeight) -> TrainingData:
-    """`mlp.training.training_data` for process-local rows: this process's ``(x, y)`` and
-    weights checked on its host, agreed with the other processes and placed as its
-    block of the global arrays (`layout`).
+    """Check and place this process's training rows (`mlp.training.training_data`).
+
+    This process's ``(x, y)`` and weights are checked on its host, agreed with the
+    other processes and placed as its block of the global arrays (`layout`).
 
     Parameters
     ----------
     model : MLP
         On a backend with ``process_local=True``.
-    x, y, sample_weight
+    x : array-like, (n, n_features)
         This process's own rows.
+    y : array-like
+        Their targets, as `mlp.MLP.fit` takes them.
     validation_data : (x_val, y_val) or None
         The same in every process.
     validation_split : None
         Refused where given.
+    sample_weight : array-like (n,) or None
+        The weights of this process's own rows.
     class_weight : dict, "balanced" or None
         ``"balanced"`` weighs the classes by their counts over every process's rows.
 
