@@ -968,8 +968,10 @@ class Trainer:
         self.planner = ChunkPlanner(max_chunk if self.epochs_at_once else 1,
                                     key=(self.run, n, self.batch_size, self.epochs),
                                     bound=run_time_bound(self.epochs, data.n, self.batch_size,
-                                                         model.layer_sizes),
-                                    agree=shards.agreement(model.backend))
+                                                         model.layer_sizes))
+        agree = shards.agreement(model.backend)
+        if agree is not None:  # several processes: one chunk length for all
+            self.planner.agree = agree
 
     # ------------------------------------------------------------ the loop
     def model_history(self) -> History:
