@@ -23,8 +23,9 @@ arrays in every process. What the fit trains on is defined as follows.
 - **Agreement.** The processes exchange a few numbers only (`gather_numbers`): each
   one's row count, whether it refused its data (a process whose rows are refused
   raises its own error; the others raise one naming it, instead of waiting for it),
-  and for ``class_weight="balanced"`` each class's count (the classes' weights are
-  those of all ``N`` rows).
+  a hash of its validation data (which must be the same everywhere), and for
+  ``class_weight="balanced"`` each class's count (the classes' weights are those of
+  all ``N`` rows).
 
 ``validation_data`` is the same full pair in every process (replicated, as
 `mlp.MLP.evaluate` takes data); ``validation_split`` is refused (it would split
@@ -34,6 +35,7 @@ process, as on any mesh.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -291,14 +293,15 @@ def training_data(model: MLP, x: Array, y: Array, validation_data: Sequence[Arra
                                                                "sample_weight"), on_host=True)
         return own, val, _class_counts(model, own) if balanced else []
 
-    width = 1 + (model.n_outputs if model.n_outputs > 1 else 2) * balanced
-    (own, val, _), numbers = _agreed(backend, prepare, lambda r: [r[0][0].shape[0], *r[2]],
-                                     width)
+    width = 2 + (model.n_outputs if model.n_outputs > 1 else 2) * balanced
+    (own, val, _), numbers = _agreed(
+        backend, prepare, lambda r: [r[0][0].shape[0], _digest(model, r[1]), *r[2]], width)
+    _check_same_validation(numbers[:, 1])
     x_own, targets, labels, w = own
     if balanced:
         with backend.on_process_device():
             w, _ = _agreed(backend, lambda: _balanced(model, sample_weight, targets, labels,
-                                                      numbers[:, 1:].sum(axis=0)),
+                                                      numbers[:, 2:].sum(axis=0)),
                            lambda _: [], 0)
     rows = layout(numbers[:, 0], backend.n_devices // backend.n_processes, backend.process_rank)
     n_own = int(x_own.shape[0])
@@ -310,6 +313,31 @@ def training_data(model: MLP, x: Array, y: Array, validation_data: Sequence[Arra
     return TrainingData(gx, gy, None if val is None else model.pad_prepared(*val), gw, rows.n,
                         padded=True, n_val=-1 if val is None else val[0].shape[0],
                         val_weights=False, own_weights=w is not None, rows=rows)
+
+
+def _digest(model: MLP, prepared: tuple[Any, ...] | None) -> int:
+    """A 63-bit hash of prepared validation data (0 for none), to compare across processes."""
+    if prepared is None:
+        return 0
+    digest = hashlib.blake2b(digest_size=8)
+    for array in prepared:
+        if array is not None:
+            host = np.ascontiguousarray(_host(model, array))
+            digest.update(f"{host.dtype}{host.shape};".encode())
+            digest.update(host.data)
+    return int.from_bytes(digest.digest(), "little") >> 1
+
+
+def _check_same_validation(digests: np.ndarray) -> None:
+    """Refuse validation data that differs between the processes (every process computes
+    the same validation metrics from it, and early stopping must stop them all alike)."""
+    if np.any(digests != digests[0]):
+        differ = [int(p) for p in np.flatnonzero(digests != digests[0])]
+        raise ValueError(
+            f"validation_data differs between the processes (process 0's and process "
+            f"{differ[0]}'s): with process_local=True it is the same pair in every process "
+            f"(replicated on every device), only x, y and sample_weight are each process's "
+            f"own; nothing changed")
 
 
 def _host(model: MLP, array: Any) -> np.ndarray:

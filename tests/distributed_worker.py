@@ -135,14 +135,16 @@ def _watch_placement(record):
 
 
 def _refusals(backend, rows):
-    """The messages of three refused fits (two of an MLP, one of an estimator); the MLP is
+    """The messages of four refused fits (three of an MLP, one of an estimator); the MLP is
     unchanged."""
     x, y = data()
     model = mlp.MLP([3, 5, 3], loss="cross_entropy", backend=backend, dtype="float64", seed=3)
     before = model.get_weights()
     messages = []
     bad_x = x[rows] if jax.process_index() == 0 else x[rows][:, :2]  # process 1: 2 features
-    for fit in (dict(x=bad_x), dict(x=x[rows], validation_split=0.2)):
+    own_val = (x[rows][:5], y[rows][:5])  # each process its own validation rows: refused
+    for fit in (dict(x=bad_x), dict(x=x[rows], validation_split=0.2),
+                dict(x=x[rows], validation_data=own_val)):
         try:
             model.fit(fit.pop("x"), y[rows], epochs=1, **fit)
         except ValueError as exc:

@@ -282,7 +282,8 @@ def test_no_device_and_no_process_holds_the_whole_set(process_local_runs):
         assert got["global_rows"].tolist() == [64] * 4  # one per fit
         assert set(got["shard_rows"].tolist()) == {16}  # 2 devices of each process
         assert len(got["shard_rows"]) == 4 * 3 * 2  # 4 fits, x, y, w, 2 local devices
-        assert int(got["gathered"]) == 5  # a refusal flag, the rows, 3 classes' counts
+        # a refusal flag, the rows, the validation data's hash, 3 classes' counts
+        assert int(got["gathered"]) == 6
         assert "process_local=True" in str(got["backend"])
     # what identifies a fit's data (BackupAndRestore's check): each process's own rows
     for got, n in zip(process_local_runs, (19, 26)):
@@ -295,15 +296,18 @@ def test_no_device_and_no_process_holds_the_whole_set(process_local_runs):
 
 def test_a_process_whose_rows_are_refused_stops_every_process(process_local_runs):
     """Process 1 passes 2 features instead of 3: it raises its own error, process 0 one
-    naming process 1 (no process waits forever); validation_split is refused in both, and
-    so are mlp.sklearn's estimators; the model is unchanged."""
+    naming process 1 (no process waits forever); validation_split is refused in both, so
+    is validation data that differs between them, and so are mlp.sklearn's estimators;
+    the model is unchanged."""
     first, second = process_local_runs
     assert "process 1 of 2 refused its training rows" in first["refusals"][0]
     assert second["refusals"][0] == ("x has 2 features (columns), but the model's first layer "
                                      "expects 3")
     for got in process_local_runs:
         assert "validation_split cannot split process-local rows" in got["refusals"][1]
-        assert "MLPClassifier takes the same full arrays in every process" in got["refusals"][2]
+        assert got["refusals"][2].startswith(
+            "validation_data differs between the processes (process 0's and process 1's)")
+        assert "MLPClassifier takes the same full arrays in every process" in got["refusals"][3]
         assert bool(got["unchanged"])
 
 
