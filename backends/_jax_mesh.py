@@ -217,9 +217,11 @@ class ShardedJaxBackend(JaxBackend):
             self._local.own_device = before
 
     def gather_numbers(self, values: np.ndarray) -> np.ndarray:
-        """Gather a few numbers from every process of the mesh.
+        """Gather a few numbers from every process.
 
-        A collective: every process must call it alike.
+        A collective over every process of ``jax.distributed`` (those of the mesh, where
+        it holds them all, as ``process_local=True`` and a fit of several processes
+        ask): every process must call it alike.
 
         Parameters
         ----------
@@ -236,7 +238,7 @@ class ShardedJaxBackend(JaxBackend):
         local = np.ascontiguousarray(values, dtype=np.int64)
         with self._x64(True):
             gathered = multihost_utils.process_allgather(local, tiled=False)
-        return np.asarray(gathered, dtype=np.int64).reshape(self.n_processes, local.shape[0])
+        return np.asarray(gathered, dtype=np.int64).reshape(-1, local.shape[0])
 
     def place_local_rows(self, x: np.ndarray, y: np.ndarray, w: np.ndarray
                          ) -> tuple[Array, Array, Array]:
