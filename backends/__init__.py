@@ -22,6 +22,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from . import _cupy, _jax, _jax_mesh, _numpy, _strict, _torch
 from ._base import (
     Backend,
@@ -129,11 +131,11 @@ def default_cache_dir() -> str:
 
 
 #: The backends made so far: by name, and by ``("jax", device ids)`` for several devices.
-_cache: dict[str | tuple[str, tuple[int, ...]], Backend] = {}
+_cache: dict[str | tuple[Any, ...], Backend] = {}
 
 
-def get_backend(name: str | None = None, devices: str | int | Sequence[Any] | None = None
-                ) -> Backend:
+def get_backend(name: str | None = None, devices: str | int | Sequence[Any] | None = None,
+                process_local: bool = False) -> Backend:
     """Give the backend called ``name``, else ``$MLP_BACKEND``, else ``"numpy"``.
 
     Parameters
@@ -147,6 +149,10 @@ def get_backend(name: str | None = None, devices: str | int | Sequence[Any] | No
         ``jax.distributed.initialize()``); an integer ``n`` the first ``n``; or a
         list of JAX devices. ``$MLP_DEVICES`` takes ``all`` or a number, and is
         ignored by the other backends.
+    process_local : bool, default False
+        JAX over every process of ``jax.distributed`` only: `fit` takes each
+        process's own training rows rather than the same full arrays in every
+        process (`mlp.shards`).
 
     Returns
     -------
@@ -158,7 +164,8 @@ def get_backend(name: str | None = None, devices: str | int | Sequence[Any] | No
     ValueError
         ``name`` is not a known backend (the message lists the known ones), or
         ``devices`` names devices that are not there (the message says how many are),
-        or is given for a backend other than JAX.
+        or is given for a backend other than JAX; ``process_local=True`` without a mesh
+        over every process (the message says what is missing).
     BackendUnavailableError
         The backend is known but cannot run here; the message says why and
         what to install.
@@ -189,10 +196,13 @@ def get_backend(name: str | None = None, devices: str | int | Sequence[Any] | No
         module = importlib.import_module(f"{__name__}.{KNOWN_BACKENDS[key]}")
         created: Backend = module.create()
         _cache[key] = created
+    if process_local is not False:
+        return _process_local(key, devices, process_local)
     return _cache[key] if devices is None and key != "jax" else _on_devices(key, devices)
 
 
-def _on_devices(key: str, devices: str | int | Sequence[Any] | None) -> Backend:
+def _on_devices(key: str, devices: str | int | Sequence[Any] | None,
+                process_local: bool = False) -> Backend:
     """The JAX backend over ``devices`` (else ``$MLP_DEVICES``); the one-device one for None."""
     source = "devices"
     if devices is None:
@@ -206,10 +216,26 @@ def _on_devices(key: str, devices: str | int | Sequence[Any] | None) -> Backend:
     import jax
 
     chosen = _jax_mesh.resolve_devices(jax, devices, source)
-    ids = ("jax", tuple(d.id for d in chosen))
+    ids = ("jax", tuple(d.id for d in chosen)) + (("process_local",) if process_local else ())
     if ids not in _cache:
-        _cache[ids] = _jax_mesh.ShardedJaxBackend(jax, chosen)
+        _cache[ids] = _jax_mesh.ShardedJaxBackend(jax, chosen, process_local=process_local)
     return _cache[ids]
+
+
+def _process_local(key: str, devices: str | int | Sequence[Any] | None,
+                   process_local: object) -> Backend:
+    """The JAX backend over ``devices`` whose `fit` takes each process's own rows."""
+    if not isinstance(process_local, (bool, np.bool_)):
+        raise TypeError(f"process_local must be True or False, got "
+                        f"{type(process_local).__name__} {process_local!r}")
+    if key != "jax":
+        raise ValueError(f"process_local=True needs the 'jax' backend over several processes "
+                         f"(devices='all' after jax.distributed.initialize()), got backend "
+                         f"{key!r}")
+    if devices is None and not os.environ.get(_jax_mesh.ENV_VAR, "").strip():
+        raise ValueError("process_local=True needs a mesh over several processes: pass "
+                         "devices='all' (after jax.distributed.initialize() in each process)")
+    return _on_devices(key, devices, process_local=bool(process_local))
 
 
 def resolve_backend(backend: str | Backend | None) -> Backend:

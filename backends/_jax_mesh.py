@@ -16,13 +16,22 @@ into the output delta, and the padding rows weigh 0, so the sum is the exact mea
 Several hosts: call ``jax.distributed.initialize()`` first in every process; then
 ``devices="all"`` is every process's devices, each process passes the same full
 arrays and places only its own part (`jax.make_array_from_callback`).
+
+Process-local rows (``process_local=True``, a mesh over every process): each
+process passes only its own training rows. They are padded with rows of weight
+0 to one size for all processes and become the process's block of the global
+row-sharded arrays (`place_local_rows`, `jax.make_array_from_process_local_data`):
+the global rows are the processes' blocks in process order, so no process and no
+device holds the whole set. The few numbers the processes must agree on (row
+counts, whether a process refused its data) go through `gather_numbers`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import types
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -85,6 +94,45 @@ def _listed(jax: types.ModuleType, given: Sequence[Any], source: str) -> list[An
     return devices
 
 
+def check_process_local(jax: types.ModuleType, devices: Sequence[Any]) -> None:
+    """Refuse ``process_local=True`` where it cannot hold.
+
+    That is a mesh over one process (the rows are all there: pass them whole), over
+    some processes only, or whose devices are not grouped by process in process order
+    with as many devices in each (the global rows are the processes' blocks of one
+    size, in process order).
+
+    Parameters
+    ----------
+    jax : module
+        The ``jax`` module.
+    devices : sequence of jax.Device
+        The mesh's devices, in order.
+
+    Raises
+    ------
+    ValueError
+        Saying what is missing.
+    """
+    owners = [d.process_index for d in devices]
+    processes = sorted(set(owners))
+    if len(processes) < 2:
+        raise ValueError(
+            "process_local=True needs a mesh over several processes (call "
+            "jax.distributed.initialize() in each, then devices='all'); this mesh's "
+            f"{len(devices)} device(s) are all in process {processes[0]}, which holds all the "
+            "rows: pass them whole, without process_local")
+    if len(processes) != jax.process_count():
+        raise ValueError(f"process_local=True needs a mesh over every process "
+                         f"({jax.process_count()}), got devices of processes {processes}; use "
+                         f"devices='all'")
+    per = [owners.count(p) for p in processes]
+    if owners != sorted(owners) or len(set(per)) > 1:
+        raise ValueError(f"process_local=True needs the mesh's devices grouped by process, in "
+                         f"process order, as many for each (devices='all' is so); got devices "
+                         f"of processes {owners}")
+
+
 def _pad_rows(array: Array, extra: int) -> Array:
     """``array`` with ``extra`` rows of zeros after its rows."""
     import jax.numpy as jnp
@@ -107,11 +155,16 @@ class ShardedJaxBackend(JaxBackend):
 
     pads_rows = True
 
-    def __init__(self, jax: types.ModuleType, devices: Sequence[Any]) -> None:
+    def __init__(self, jax: types.ModuleType, devices: Sequence[Any],
+                 process_local: bool = False) -> None:
         from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
         super().__init__(jax)
         self.devices = tuple(devices)
+        #: Whether each process passes only its own training rows (`place_local_rows`).
+        self.process_local = bool(process_local)
+        if self.process_local:
+            check_process_local(jax, self.devices)
         self.mesh = Mesh(np.array(self.devices, dtype=object), ("data",))
         self.replicated = NamedSharding(self.mesh, PartitionSpec())
         self.rows = NamedSharding(self.mesh, PartitionSpec("data"))
@@ -126,12 +179,98 @@ class ShardedJaxBackend(JaxBackend):
         return len(self.devices)
 
     def __repr__(self) -> str:
-        return f"Backend(name='jax', devices={self.n_devices}, device={self.device!r})"
+        local = ", process_local=True" if self.process_local else ""
+        return f"Backend(name='jax', devices={self.n_devices}, device={self.device!r}{local})"
+
+    # ------------------------------------------------------ process-local rows
+    @property
+    def n_processes(self) -> int:
+        """The processes whose devices the mesh holds."""
+        return len({d.process_index for d in self.devices})
+
+    @property
+    def process_rank(self) -> int:
+        """This process's place among the mesh's processes (0 first): its rows' block."""
+        indices = sorted({d.process_index for d in self.devices})
+        return indices.index(self._jax.process_index())
+
+    @contextlib.contextmanager
+    def on_process_device(self) -> Iterator[None]:
+        """Place the arrays made in this block on this process's first device only.
+
+        Within the block (in this thread), data goes to that one device rather than to
+        every device: a process's own rows, checked there before `place_local_rows`
+        makes them its block (as replicated arrays they would claim a different global
+        shape in each process).
+
+        Yields
+        ------
+        None
+            Inside the block.
+        """
+        before = getattr(self._local, "own_device", None)
+        self._local.own_device = next(d for d in self.devices
+                                      if d.process_index == self._jax.process_index())
+        try:
+            yield
+        finally:
+            self._local.own_device = before
+
+    def gather_numbers(self, values: np.ndarray) -> np.ndarray:
+        """Gather a few numbers from every process.
+
+        A collective over every process of ``jax.distributed`` (those of the mesh, where
+        it holds them all, as ``process_local=True`` and a fit of several processes
+        ask): every process must call it alike.
+
+        Parameters
+        ----------
+        values : numpy.ndarray, (k,)
+            This process's numbers (int64, a few).
+
+        Returns
+        -------
+        numpy.ndarray of int64, (n_processes, k)
+            Every process's ``values``, in process order.
+        """
+        from jax.experimental import multihost_utils
+
+        local = np.ascontiguousarray(values, dtype=np.int64)
+        with self._x64(True):
+            gathered = multihost_utils.process_allgather(local, tiled=False)
+        return np.asarray(gathered, dtype=np.int64).reshape(-1, local.shape[0])
+
+    def place_local_rows(self, x: np.ndarray, y: np.ndarray, w: np.ndarray
+                         ) -> tuple[Array, Array, Array]:
+        """Place this process's block of rows as its part of the global arrays.
+
+        The global arrays hold ``n_processes * L`` rows, sharded by rows
+        (`jax.make_array_from_process_local_data`): each device receives only its own.
+
+        Parameters
+        ----------
+        x, y, w : numpy.ndarray, (L, ...)
+            This process's rows, targets and row weights, padded to the same row count
+            ``L`` in every process (a multiple of its device count).
+
+        Returns
+        -------
+        tuple of jax.Array, (n_processes * L, ...)
+            ``(x, y, w)`` as global arrays.
+        """
+        with self.precision(x, y, w):
+            return tuple(self._jax.make_array_from_process_local_data(
+                self.rows, np.ascontiguousarray(a), (self.n_processes * a.shape[0],
+                                                     *a.shape[1:]))
+                for a in (x, y, w))
 
     # --------------------------------------------------------------------- data
     def _place(self, host: np.ndarray, sharding: Any = None) -> Array:
         """``host`` as a global array with ``sharding`` (default: replicated); each process
         places only the parts on its own devices."""
+        own = getattr(self._local, "own_device", None)
+        if sharding is None and own is not None:  # (`on_process_device`)
+            return self._jax.device_put(host, own)
         sharding = self.replicated if sharding is None else sharding
         return self._jax.make_array_from_callback(host.shape, sharding, lambda at: host[at])
 

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, Protocol
 import numpy as np
 from array_api_compat import device
 
-from . import buckets, core
+from . import buckets, core, shards
 from ._typing import Array, Optimizer, Params
 from .callbacks import (
     Callback,
@@ -168,6 +168,7 @@ class TrainingData:
     n_val: int = -1  # the validation samples (val may hold padding rows after them; -1: all)
     own_weights: bool = True  # w holds weights the fit was given (not only the padding's)
     val_weights: bool = True  # val's weights were given (not only the padding's)
+    rows: shards.ProcessRows | None = None  # process-local rows: where the global rows lie in x
 
     def __post_init__(self) -> None:
         if self.n < 0:
@@ -182,6 +183,9 @@ class TrainingData:
         arrays = {"x": (self.x, self.n), "y": (self.y, self.n)}
         if self.w is not None and self.own_weights:
             arrays["sample_weight"] = (self.w, self.n)
+        if self.rows is not None:  # process-local rows: this process's own
+            arrays = {k: (own, own.shape[0]) for k, (a, _) in arrays.items()
+                      for own in (self.rows.own(a),)}
         if self.val is not None:
             names = ("x_val", "y_val", "val_labels", "val_sample_weight")
             for name, array in zip(names, self.val, strict=True):
@@ -224,15 +228,19 @@ class ChunkPlanner:
 
     The chunk chosen is remembered under ``key`` (the run, the data size, the
     batch size and the epochs), so that the same fit again makes the same calls
-    and compiles nothing new, however the timings vary.
+    and compiles nothing new, however the timings vary. ``agree`` (on a mesh over
+    several processes, `mlp.shards.agreement`) makes the processes' choices one,
+    so that they run the same programs.
     """
 
     _chosen: dict[Any, int] = {}  # key -> chunk, least recently used first
     _CACHE_SIZE = 256
 
     def __init__(self, max_chunk: int, seconds: float | None = None, key: Any = None,
-                 bound: float | None = None) -> None:
+                 bound: float | None = None, agree: Callable[[int], int] | None = None
+                 ) -> None:
         self.max_chunk = max(1, int(max_chunk))
+        self.agree = agree
         self.seconds = CHUNK_SECONDS if seconds is None else seconds
         self.key = key
         self.calls = 0
@@ -259,6 +267,8 @@ class ChunkPlanner:
             self.chunk = remaining
         else:  # the longest power of two that fits (steady under timing noise)
             self.chunk = _equal_chunks(remaining, 2 ** int(math.log2(fits)))
+        if self.agree is not None:
+            self.chunk = self.agree(self.chunk)
         if self.key is not None:
             self._chosen.pop(self.key, None)
             self._chosen[self.key] = self.chunk
@@ -393,7 +403,11 @@ def training_data(model: MLP, x: Array, y: Array,
     stream of ``split_seed`` (default: the model's seed; see `resumed_seed`).
 
     Where the model pads rows (`pads_training_rows`), ``x`` stays on the host until
-    it is split and padded (`_placed`), so nothing compiles per data size."""
+    it is split and padded (`_placed`), so nothing compiles per data size. On a
+    backend that takes each process's own rows, see `mlp.shards.training_data`."""
+    if shards.process_local(model.backend):
+        return shards.training_data(model, x, y, validation_data, validation_split,
+                                    sample_weight, class_weight)
     on_host = pads_training_rows(model)
     x_dev, y_dev, labels, w = model.prepare_data(x, y, sample_weight, class_weight,
                                                  on_host=on_host)
@@ -963,6 +977,9 @@ class Trainer:
                                     key=(self.run, n, self.batch_size, self.epochs),
                                     bound=run_time_bound(self.epochs, data.n, self.batch_size,
                                                          model.layer_sizes))
+        agree = shards.agreement(model.backend)
+        if agree is not None:  # several processes: one chunk length for all
+            self.planner.agree = agree
 
     # ------------------------------------------------------------ the loop
     def model_history(self) -> History:
@@ -1127,6 +1144,9 @@ class Trainer:
             return None, None
         batches, last = batch_indices(self.state.rng, self.data.n, self.batch_size,
                                       n_epochs, self.shuffle)
+        if self.data.rows is not None:  # the global rows' places in the process-local blocks
+            batches = self.data.rows.physical(batches)
+            last = None if last is None else self.data.rows.physical(last)
         to, n_rows = self.model.backend.batch_rows, self.data.x.shape[0]
         if self.data.padded:  # every batch of the batch size, slots for the padded rows
             batches, counts = buckets.batch_plan(batches, last, n_rows)

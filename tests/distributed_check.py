@@ -196,6 +196,15 @@ def steps_without_transfers(results):
     results["transfers"] = dict(guarded_calls=len(calls), mini_batch_calls=sum(calls))
 
 
+def process_local_on_one_process(results):
+    """process_local=True over this process's 4 devices is refused (all rows are here)."""
+    try:
+        backends.get_backend("jax", devices=4, process_local=True)
+        results["process_local"] = "accepted"
+    except ValueError as exc:
+        results["process_local"] = str(exc)
+
+
 def main():
     results = {}
     losses_and_optimizers(results)
@@ -203,6 +212,7 @@ def main():
     inference_and_files(results)
     bucketed_inference(results)
     steps_without_transfers(results)
+    process_local_on_one_process(results)
     print(json.dumps(results))
 
 

@@ -179,27 +179,40 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_two_processes_train_as_one(tmp_path):
-    """Two processes with 2 CPU devices each, joined by jax.distributed (gloo): the same
-    script in both, the same full arrays, devices="all" (4 devices on 2 hosts)."""
+def _worker():
     sys.path.insert(0, TESTS)
     try:
         import distributed_worker as worker
     finally:
         sys.path.remove(TESTS)
+    return worker
+
+
+def _two_processes(tmp_path, *mode):
+    """Run tests/distributed_worker.py in two processes (2 CPU devices each); their
+    output files."""
     port, outs = _free_port(), [tmp_path / f"process{i}.npz" for i in range(2)]
     procs = [subprocess.Popen([sys.executable, os.path.join(TESTS, "distributed_worker.py"),
-                               str(i), "2", str(port), str(outs[i])], env=_env(2), cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               str(i), "2", str(port), str(outs[i]), *mode], env=_env(2),
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
              for i in range(2)]
     try:
-        logs = [p.communicate(timeout=120)[0] for p in procs]
+        logs = [p.communicate(timeout=180)[0] for p in procs]
     finally:
         for p in procs:  # on a timeout or any failure: no process is left behind
             if p.poll() is None:
                 p.kill()
                 p.wait()
     assert [p.returncode for p in procs] == [0, 0], "\n".join(logs)[-3000:]
+    return outs
+
+
+def test_two_processes_train_as_one(tmp_path):
+    """Two processes with 2 CPU devices each, joined by jax.distributed (gloo): the same
+    script in both, the same full arrays, devices="all" (4 devices on 2 hosts)."""
+    worker = _worker()
+    outs = _two_processes(tmp_path)
     x, y = worker.data()
     ref = mlp.MLP([3, 5, 3], loss="cross_entropy", backend="numpy", dtype="float64", seed=3)
     history = ref.fit(x, y, **worker.FIT)
@@ -227,3 +240,104 @@ def test_a_step_makes_no_transfer(four_devices):
     on the devices already, batches were cut there, nothing was resharded outside XLA."""
     got = four_devices["transfers"]
     assert got["guarded_calls"] >= 3 and got["mini_batch_calls"] >= 2
+
+
+# ------------------------------------------------------- two hosts, each its own rows
+@pytest.fixture(scope="module")
+def process_local_runs(tmp_path_factory):
+    """Both processes' results of tests/distributed_worker.py's process-local fits."""
+    outs = _two_processes(tmp_path_factory.mktemp("local"), "local")
+    return [dict(np.load(out)) for out in outs]
+
+
+@pytest.mark.parametrize("case", sorted(_worker().LOCAL_FITS))
+def test_each_process_its_own_rows_trains_as_one_process_with_all(process_local_runs, case):
+    """Process 0 passes 19 rows, process 1 the other 26 (uneven, not contiguous): the fit
+    equals one process holding the 45 rows in process order (float64, 1e-10), with
+    sample weights and validation data, class_weight="balanced" counted over both
+    processes, full batch, unshuffled, and a run in chunks that the processes, timing
+    their calls differently, agree on."""
+    worker = _worker()
+    x, y = worker.data()
+    rows = worker.global_rows()
+    weight, validation = worker.local_data()
+    settings = worker.LOCAL_FITS[case]
+    ref = mlp.MLP([3, 5, 3], loss="cross_entropy", backend="numpy", dtype="float64", seed=3)
+    history = ref.fit(x[rows], y[rows], **worker.fit_arguments(settings, weight, validation,
+                                                               rows)).history
+    assert ("val_loss" in history) == bool(settings.get("validation"))
+    for got in process_local_runs:
+        for key, values in history.items():
+            np.testing.assert_allclose(got[f"{case}/{key}"], values, rtol=0, atol=FLOAT64)
+        for i, (W, b) in enumerate(ref.get_weights()):
+            np.testing.assert_allclose(got[f"{case}/W{i}"], W, rtol=0, atol=FLOAT64)
+            np.testing.assert_allclose(got[f"{case}/b{i}"], b, rtol=0, atol=FLOAT64)
+
+
+def test_no_device_and_no_process_holds_the_whole_set(process_local_runs):
+    """Each process's 19 or 26 rows padded to 32 (weight 0), the global arrays 64 rows:
+    every device buffer holds 16 rows of x, y and the weights, and no process gathers
+    more than a few numbers from the others."""
+    for got in process_local_runs:
+        assert got["global_rows"].tolist() == [64] * 4  # one per fit
+        assert set(got["shard_rows"].tolist()) == {16}  # 2 devices of each process
+        assert len(got["shard_rows"]) == 4 * 3 * 2  # 4 fits, x, y, w, 2 local devices
+        # a refusal flag, the rows, the validation data's hash, 3 classes' counts
+        assert int(got["gathered"]) == 6
+        assert "process_local=True" in str(got["backend"])
+    # what identifies a fit's data (BackupAndRestore's check): each process's own rows
+    for got, n in zip(process_local_runs, (19, 26)):
+        shapes = [json.loads(f) for f in got["fingerprints"]]
+        assert shapes[0] == {"x": [n, 3], "y": [n, 3], "sample_weight": [n], "x_val": [11, 3],
+                             "y_val": [11, 3], "val_labels": [11]}
+        assert shapes[1] == {"x": [n, 3], "y": [n, 3], "sample_weight": [n]}  # balanced
+        assert shapes[2] == {"x": [n, 3], "y": [n, 3]}
+
+
+def test_a_process_whose_rows_are_refused_stops_every_process(process_local_runs):
+    """Process 1 passes 2 features instead of 3: it raises its own error, process 0 one
+    naming process 1 (no process waits forever); validation_split is refused in both, so
+    is validation data that differs between them, and so are mlp.sklearn's estimators;
+    the model is unchanged."""
+    first, second = process_local_runs
+    assert "process 1 of 2 refused its training rows" in first["refusals"][0]
+    assert second["refusals"][0] == ("x has 2 features (columns), but the model's first layer "
+                                     "expects 3")
+    for got in process_local_runs:
+        assert "validation_split cannot split process-local rows" in got["refusals"][1]
+        assert got["refusals"][2].startswith(
+            "validation_data differs between the processes (process 0's and process 1's)")
+        assert "MLPClassifier takes the same full arrays in every process" in got["refusals"][3]
+        assert bool(got["unchanged"])
+
+
+def test_process_local_needs_a_mesh_over_several_processes(four_devices):
+    assert four_devices["process_local"] == (
+        "process_local=True needs a mesh over several processes (call "
+        "jax.distributed.initialize() in each, then devices='all'); this mesh's 4 device(s) "
+        "are all in process 0, which holds all the rows: pass them whole, without "
+        "process_local")
+    with pytest.raises(ValueError, match="process_local=True needs a mesh over several "
+                                         "processes.*pass them whole"):
+        backends.get_backend("jax", devices=1, process_local=True)
+    with pytest.raises(ValueError, match="pass devices='all'"):
+        backends.get_backend("jax", process_local=True)
+    with pytest.raises(ValueError, match="needs the 'jax' backend"):
+        backends.get_backend("numpy", process_local=True)
+    with pytest.raises(TypeError, match="process_local must be True or False, got str"):
+        backends.get_backend("jax", devices=1, process_local="yes")
+
+
+def test_the_chunks_of_a_run_are_the_processes_agreed_ones():
+    """On a mesh over several processes, the chunk length chosen from this process's
+    timings goes through ``agree`` (the shortest of the processes'); the worker's
+    "sgd-batch5-planned-chunks" fit has the processes time their calls 1000x apart."""
+    from mlp import training
+
+    seen = []
+    planner = training.ChunkPlanner(100, seconds=1.0, agree=lambda c: seen.append(c) or 3)
+    for remaining in (99, 98):
+        assert planner.next(remaining + 1) == 1
+        planner.measured(1, 0.001, remaining)
+    assert seen == [98] and planner.next(98) == 3
+    assert mlp.shards.agreement(backends.get_backend("jax", devices=1)) is None

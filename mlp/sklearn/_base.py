@@ -138,7 +138,14 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
 
     # ------------------------------------------------------------ backend
     def _backend(self):
-        return resolve_backend(self.backend)
+        be = resolve_backend(self.backend)
+        if getattr(be, "process_local", False):
+            raise ValueError(f"{type(self).__name__} takes the same full arrays in every "
+                             "process (its classes and validation split come from all the "
+                             "rows); a backend with process_local=True is for mlp.MLP.fit, "
+                             "each process its own rows: use get_backend('jax', "
+                             "devices='all') here")
+        return be
 
     def _input_dtype(self):
         """What `validate_data` turns ``X`` into (the compute dtype)."""
