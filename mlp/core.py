@@ -16,6 +16,12 @@ the loss), runs
 
 stopping before the input layer (nobody needs ``dLoss/dx``).
 
+Dropout while training (`mlp.dropout`): each layer's input is ``a_{l-1} * m_l``, the
+mask ``m_l: (n, fan_in)`` holding 0 (dropped) or ``1 / (1 - rate)``; then
+``dW_l = (a_{l-1} * m_l).T @ delta_l`` and the gradient flowing back through the mask is
+scaled by the same mask, ``delta_{l-1} = f'_{l-1}(z_{l-1}) * ((delta_l @ W_l.T) * m_l)``.
+Without masks (inference) nothing changes.
+
 With per-row weights ``w: (n,)`` the loss is scikit-learn's weighted mean
 ``sum_i w_i * l_i / sum_i w_i`` (`mlp.losses`): ``delta_L``'s rows are scaled by
 ``w_i / sum(w)``, and the input rows of weight 0 are zeroed first, so such a row
@@ -35,14 +41,27 @@ from ._typing import Array, Grads, Namespace, Params
 from .activations import Activation
 from .losses import Loss
 
+#: Dropout masks of a training batch, one per layer's input (None: kept whole), or None.
+Masks = Sequence[Array | None] | None
+
 
 class NetworkSpec(NamedTuple):
-    """Everything static about a network's math (no arrays)."""
+    """Everything static about a network's math (no arrays).
+
+    ``dropout`` holds the drop rate of each layer's input while training
+    (``dropout[0]``: the input features; empty: no dropout, `mlp.dropout`).
+    """
 
     xp: Any
     hidden: Activation
     output: Activation
     loss: Loss
+    dropout: tuple[float, ...] = ()
+
+    @property
+    def drops(self) -> bool:
+        """Whether training drops any unit (a rate above 0)."""
+        return any(rate > 0 for rate in self.dropout)
 
 
 def forward(spec: NetworkSpec, params: Params, x: Array) -> Array:
@@ -98,13 +117,28 @@ def zero_weight_rows(xp: Namespace, x: Array, weights: Array | None) -> Array:
 
 
 def loss_value(spec: NetworkSpec, params: Params, x: Array, y: Array,
-               weights: Array | None = None) -> Array:
+               weights: Array | None = None, masks: Masks = None) -> Array:
     """The mean loss (0-d array) of ``params`` on ``(x, y)``; ``y`` as the loss expects it.
 
-    ``weights: (n,)`` (non-negative, or None) weights the mean over rows.
+    ``weights: (n,)`` (non-negative, or None) weights the mean over rows. ``masks``:
+    training's dropout masks, one per layer's input (`mlp.dropout.masks`), or None
+    (inference: no unit dropped).
     """
-    z, a = forward_logits(spec, params, zero_weight_rows(spec.xp, x, weights))
-    return spec.loss.value(spec.xp, z, a, y, weights)
+    xp = spec.xp
+    if masks is None:
+        z, a = forward_logits(spec, params, zero_weight_rows(xp, x, weights))
+        return spec.loss.value(xp, z, a, y, weights)
+    a = zero_weight_rows(xp, x, weights)
+    last = len(params) - 1
+    for i, (W, b) in enumerate(params):
+        z = dropped(a, masks[i]) @ W + b
+        a = (spec.output if i == last else spec.hidden).forward(xp, z)
+    return spec.loss.value(xp, z, a, y, weights)
+
+
+def dropped(a: Array, mask: Array | None) -> Array:
+    """``a * mask`` (inverted dropout), or ``a`` itself where ``mask`` is None."""
+    return a if mask is None else a * mask
 
 
 def l2_penalty(xp: Namespace, params: Params, alpha: float | Array) -> Array:
@@ -124,7 +158,8 @@ def has_l2(alpha: float | Array) -> bool:
 
 def loss_and_gradients(spec: NetworkSpec, params: Params, x: Array, y: Array,
                        alpha: float | Array = 0.0,
-                       weights: Array | None = None) -> tuple[Array, Grads]:
+                       weights: Array | None = None, masks: Masks = None
+                       ) -> tuple[Array, Grads]:
     """The mean loss and its exact gradients, from one forward pass.
 
     (`loss_gradients_and_totals` returns the batch's training totals as well.)
@@ -141,36 +176,45 @@ def loss_and_gradients(spec: NetworkSpec, params: Params, x: Array, y: Array,
         Non-negative row weights in the model's dtype: the loss becomes
         ``sum_i w_i * l_i / sum_i w_i`` (0, with zero gradients, if they sum to
         0); None is the unweighted mean.
+    masks : list of (array (n, fan_in) or None), or None
+        Dropout masks (`mlp.dropout.masks`): layer ``i``'s input is ``a_{i-1} *
+        masks[i]`` in the forward pass, and the same mask scales its gradient on the
+        way back. None: no dropout.
 
     Returns
     -------
     loss : 0-d array
     grads : list of (dW, db), shapes as ``params``
     """
-    loss, grads, _ = _loss_and_gradients(spec, params, x, y, alpha, weights, False)
+    loss, grads, _ = _loss_and_gradients(spec, params, x, y, alpha, weights, False, masks)
     return loss, grads
 
 
 def loss_gradients_and_totals(spec: NetworkSpec, params: Params, x: Array, y: Array,
                               alpha: float | Array = 0.0, weights: Array | None = None,
-                              ) -> tuple[Array, Grads, Array]:
+                              masks: Masks = None) -> tuple[Array, Grads, Array]:
     """`loss_and_gradients` and the batch's training totals
     (`mlp.losses.Loss.train_totals`, from the same forward pass):
     ``(loss, grads, totals)``."""
-    return _loss_and_gradients(spec, params, x, y, alpha, weights, True)
+    return _loss_and_gradients(spec, params, x, y, alpha, weights, True, masks)
 
 
 def _loss_and_gradients(spec: NetworkSpec, params: Params, x: Array, y: Array,
                         alpha: float | Array, weights: Array | None,
-                        with_totals: bool) -> tuple[Array, Grads, Array | None]:
+                        with_totals: bool, masks: Masks = None
+                        ) -> tuple[Array, Grads, Array | None]:
     xp = spec.xp
     # (a hidden activation has a backward rule: `mlp.activations.get_activation` checks it)
     backward = cast("Callable[..., Array]", spec.hidden.backward)
     n_layers = len(params)
-    inputs: list[Array] = []
+    masks = [None] * n_layers if masks is None else masks
+    inputs: list[Array] = []  # each layer's input, after dropout
+    acts: list[Array] = []  # the activations, before it
     zs: list[Array] = []
     a = zero_weight_rows(xp, x, weights)
     for i, (W, b) in enumerate(params):
+        acts.append(a)
+        a = dropped(a, masks[i])
         inputs.append(a)
         z = a @ W + b
         zs.append(z)
@@ -191,7 +235,7 @@ def _loss_and_gradients(spec: NetworkSpec, params: Params, x: Array, y: Array,
             dW = dW + alpha * W
         grads[i] = (dW, xp.sum(delta, axis=0))
         if i > 0:
-            delta = backward(xp, delta @ W.T, zs[i - 1], inputs[i])
+            delta = backward(xp, dropped(delta @ W.T, masks[i]), zs[i - 1], acts[i])
     if has_l2(alpha):
         loss = loss + l2_penalty(xp, params, alpha)
     return loss, grads, totals

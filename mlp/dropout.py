@@ -1,0 +1,170 @@
+"""Dropout masks from a counter-based generator, written in array-API integer operations.
+
+Inverted dropout multiplies a layer's input by a mask that is 0 with probability
+``rate`` and ``1 / (1 - rate)`` otherwise, while training only. The mask of row ``r``
+of the training data in epoch ``e`` (its index in the rows `fit` trains on, whatever
+batch, device or padding it lands in), at unit ``j`` of the input of layer ``l``, is a
+hash of ``(key, e, l, r, j)``: the key follows from the model's seed (`dropout_key`),
+so the masks are the same on every backend, device count, batch order and resume, with
+no generator state to carry and no mask to move from the host.
+
+The hash is 32-bit integer arithmetic on int32 arrays, multiplication wrapping modulo
+``2**32`` (NumPy, PyTorch, JAX and array-api-strict all wrap; no 64-bit or unsigned
+integer type is needed, so JAX without x64 and PyTorch run it as they are); right
+shifts are made logical by masking off the sign's copies. The mask keeps a unit where
+the hash's top 24 bits are at least ``round(rate * 2**24)``: the drop probability is
+``rate`` to within ``2**-25`` (kept units are scaled by the inverse of the exact keep
+probability), and the decision is an integer comparison, the same everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ._typing import Array, Namespace
+
+#: Bits of the hash that decide a unit (the top 24 of 32).
+_BITS = 24
+#: The two odd multipliers of the mixing function (Chris Wellons' ``lowbias32``).
+_M1, _M2 = 0x21F0AAAD, 0x735A2D97
+#: Multipliers that spread the row and the unit indices before they are mixed.
+_ROW, _UNIT = 0x27D4EB2F, 0x165667B1
+#: The stream id of dropout in the seed's streams (0: initial weights, 1: shuffles, 2: split).
+STREAM = 3
+
+
+def dropout_key(seed: int) -> tuple[int, int]:
+    """Two 31-bit words from ``seed``'s dropout stream (`STREAM`): the masks' key.
+
+    Parameters
+    ----------
+    seed : int
+        The model's seed.
+
+    Returns
+    -------
+    tuple of int
+        ``(k0, k1)``, each in ``[0, 2**31)`` (an int32 holds them).
+    """
+    words = np.random.SeedSequence([seed, STREAM]).generate_state(2, dtype=np.uint32)
+    return int(words[0]) >> 1, int(words[1]) >> 1
+
+
+def epoch_streams(seed: int, first_epoch: int, n_epochs: int) -> np.ndarray:
+    """The masks' inputs for ``n_epochs`` epochs from ``first_epoch``, one row each.
+
+    Parameters
+    ----------
+    seed : int
+        The model's seed (`dropout_key`).
+    first_epoch : int
+        The number of the first epoch (epochs count over every `fit`).
+    n_epochs : int
+
+    Returns
+    -------
+    numpy.ndarray, (n_epochs, 3), int32
+        ``[k0, k1, epoch mod 2**31]`` per epoch (`masks` reads one row).
+    """
+    k0, k1 = dropout_key(seed)
+    epochs = (np.arange(n_epochs, dtype=np.int64) + first_epoch) % 2**31
+    out = np.empty((n_epochs, 3), dtype=np.int32)
+    out[:, 0], out[:, 1], out[:, 2] = k0, k1, epochs
+    return out
+
+
+def _shift(xp: Namespace, h: Array, k: int) -> Array:
+    """``h >> k`` as an unsigned 32-bit shift (the sign's copies masked off)."""
+    return xp.bitwise_and(xp.bitwise_right_shift(h, k), (1 << (32 - k)) - 1)
+
+
+def _signed(value: int) -> int:
+    """``value mod 2**32`` as the int32 with the same bits."""
+    value %= 2**32
+    return value - 2**32 if value >= 2**31 else value
+
+
+def mix(xp: Namespace, h: Array) -> Array:
+    """The 32-bit mixing function ``lowbias32`` on int32 ``h`` (wrapping products)."""
+    h = xp.bitwise_xor(h, _shift(xp, h, 16))
+    h = h * _signed(_M1)
+    h = xp.bitwise_xor(h, _shift(xp, h, 15))
+    h = h * _signed(_M2)
+    return xp.bitwise_xor(h, _shift(xp, h, 15))
+
+
+def threshold(rate: float) -> int:
+    """The smallest 24-bit value a unit keeps at drop ``rate``: ``round(rate * 2**24)``."""
+    return int(round(rate * 2**_BITS))
+
+
+def keep_scale(rate: float) -> float:
+    """``1 / (1 - p)``, ``p = threshold(rate) / 2**24`` the exact drop probability: a
+    kept unit's scale, so that the mask's mean is exactly 1."""
+    return float(2**_BITS / (2**_BITS - threshold(rate)))
+
+
+def keep(xp: Namespace, stream: Array, layer: int, rows: Array, width: int,
+         rate: float) -> Array:
+    """Which units of one layer's input are kept: a bool array ``(n, width)``.
+
+    Parameters
+    ----------
+    xp : namespace
+    stream : array, (3,), int32
+        ``[k0, k1, epoch]`` (`epoch_streams`).
+    layer : int
+        The layer whose input is masked (0: the input features).
+    rows : array, (n,), int32
+        Each row's index in the training data.
+    width : int
+        The units of the layer's input.
+    rate : float
+        The drop probability, in ``[0, 1)``.
+    """
+    dev = _device(rows)
+    base = mix(xp, xp.bitwise_xor(stream[0:1], stream[2:3]))
+    base = mix(xp, xp.bitwise_xor(base, stream[1:2]) + _signed(layer * _M1 + 1))
+    units = xp.arange(width, dtype=xp.int32, device=dev) * _signed(_UNIT)
+    row_hash = mix(xp, rows * _signed(_ROW) + base)
+    h = mix(xp, xp.bitwise_xor(row_hash[:, None], units[None, :]))
+    return _shift(xp, h, 32 - _BITS) >= threshold(rate)
+
+
+def masks(xp: Namespace, rates: Sequence[float], widths: Sequence[int], stream: Array,
+          rows: Array, dtype: Any) -> list[Array | None]:
+    """The inverted-dropout masks of a batch: per layer, ``(n, width)`` of 0 and
+    ``1 / (1 - rate)`` in ``dtype``, or None where the layer's rate is 0.
+
+    Parameters
+    ----------
+    xp : namespace
+    rates : sequence of float
+        The drop rate of each layer's input (``rates[0]``: the input features).
+    widths : sequence of int
+        Each layer's input width (``layer_sizes[:-1]``).
+    stream : array, (3,), int32
+        The epoch's stream (`epoch_streams`).
+    rows : array, (n,), int32
+        The batch's row indices in the training data.
+    dtype : dtype
+        The model's floating dtype.
+    """
+    out: list[Array | None] = []
+    for layer, (rate, width) in enumerate(zip(rates, widths)):
+        if rate == 0:
+            out.append(None)
+            continue
+        kept = keep(xp, stream, layer, xp.astype(rows, xp.int32), width, rate)
+        scale = xp.asarray(keep_scale(rate), dtype=dtype, device=_device(rows))
+        out.append(xp.where(kept, scale, xp.zeros_like(scale)))
+    return out
+
+
+def _device(array: Array) -> Any:
+    from array_api_compat import device
+
+    return device(array)
