@@ -274,3 +274,60 @@ def test_core_applies_the_masks_given():
     want = -np.mean(np.log(p[np.arange(5), y]))
     assert float(core.loss_value(model.spec, model.params, x_dev, targets, masks=masks)) \
         == pytest.approx(want, rel=1e-12)
+
+
+# ------------------------------------------------------------------ scikit-learn
+def _digits():
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    return x[:200] / 16, y[:200]
+
+
+@pytest.fixture(scope="module")
+def sklearn_reference():
+    from mlp.sklearn import MLPClassifier
+
+    x, y = _digits()
+    est = MLPClassifier((16, 8), dropout=[0.3, 0.1], random_state=0, max_iter=3, dtype="float64",
+                        backend="numpy").fit(x, y)
+    return est.coefs_ + est.intercepts_
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_estimators_drop_the_same_units_on_every_backend(backend, sklearn_reference):
+    from mlp.sklearn import MLPClassifier
+
+    x, y = _digits()
+    est = MLPClassifier((16, 8), dropout=[0.3, 0.1], random_state=0, max_iter=3,
+                        dtype="float64", backend=backend).fit(x, y)
+    for got, want in zip(est.coefs_ + est.intercepts_, sklearn_reference, strict=True):
+        np.testing.assert_allclose(got, want, rtol=0, atol=FLOAT64)
+    plain = MLPClassifier((16, 8), random_state=0, max_iter=3, dtype="float64",
+                          backend=backend).fit(x, y)
+    assert np.max(np.abs(plain.coefs_[0] - est.coefs_[0])) > 1e-3  # dropout trained
+    zero = MLPClassifier((16, 8), dropout=[0.0, 0.0], random_state=0, max_iter=3,
+                         dtype="float64", backend=backend).fit(x, y)
+    for a, b in zip(zero.coefs_ + zero.intercepts_, plain.coefs_ + plain.intercepts_):
+        np.testing.assert_array_equal(a, b)  # a rate of 0 is scikit-learn's estimator
+    # prediction drops nothing: the plain forward pass of the learned weights
+    a = x
+    for W, b in zip(est.coefs_[:-1], est.intercepts_[:-1]):
+        a = np.maximum(a @ W + b, 0)
+    z = a @ est.coefs_[-1] + est.intercepts_[-1]
+    np.testing.assert_allclose(est.predict_proba(x), np.exp(z) / np.exp(z).sum(1, keepdims=True),
+                               rtol=1e-10)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(dropout=0.5, solver="lbfgs"), "needs a stochastic solver"),
+    (dict(dropout=[0.5, 0.5]), r"one such rate per hidden layer \(1 here\)"),
+    (dict(dropout=[1.0]), r"dropout must be a rate in \[0, 1\)"),
+    (dict(dropout=1.0), r"'dropout' parameter of MLPRegressor must be"),
+])
+def test_estimators_refuse_bad_dropout(kwargs, match):
+    from mlp.sklearn import MLPRegressor
+
+    x, y = _digits()
+    with pytest.raises(ValueError, match=match):
+        MLPRegressor(hidden_layer_sizes=(8,), max_iter=2, **kwargs).fit(x, y)
