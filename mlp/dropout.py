@@ -3,10 +3,13 @@
 Inverted dropout multiplies a layer's input by a mask that is 0 with probability
 ``rate`` and ``1 / (1 - rate)`` otherwise, while training only. The mask of row ``r``
 of the training data in epoch ``e`` (its index in the rows `fit` trains on, whatever
-batch, device or padding it lands in), at unit ``j`` of the input of layer ``l``, is a
-hash of ``(key, e, l, r, j)``: the key follows from the model's seed (`dropout_key`),
-so the masks are the same on every backend, device count, batch order and resume, with
-no generator state to carry and no mask to move from the host.
+batch, device or padding it lands in), at unit ``u`` (numbered through every layer's
+input, the input features first), is a hash of ``(key, e, r, u)``: the key follows
+from the model's seed (`dropout_key`), so the masks are the same on every backend,
+device count, batch order and resume, with no generator state to carry and no mask to
+move from the host. What does not change within an epoch is hashed on the host once
+(the epoch's key, `epoch_streams`) or once per network (the units' hashes); a step
+hashes its rows, then every (row, unit) pair of all layers at once (`masks`).
 
 The hash is 32-bit integer arithmetic on int32 arrays, multiplication wrapping modulo
 ``2**32`` (NumPy, PyTorch, JAX and array-api-strict all wrap; no 64-bit or unsigned
@@ -19,6 +22,7 @@ probability), and the decision is an integer comparison, the same everywhere.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,7 +34,7 @@ from ._typing import Array, Namespace
 _BITS = 24
 #: The two odd multipliers of the mixing function (Chris Wellons' ``lowbias32``).
 _M1, _M2 = 0x21F0AAAD, 0x735A2D97
-#: Multipliers that spread the row and the unit indices before they are mixed.
+#: Multipliers that spread the row and the unit numbers before they are mixed.
 _ROW, _UNIT = 0x27D4EB2F, 0x165667B1
 #: The stream id of dropout in the seed's streams (0: initial weights, 1: shuffles, 2: split).
 STREAM = 3
@@ -54,7 +58,8 @@ def dropout_key(seed: int) -> tuple[int, int]:
 
 
 def epoch_streams(seed: int, first_epoch: int, n_epochs: int) -> np.ndarray:
-    """The masks' inputs for ``n_epochs`` epochs from ``first_epoch``, one row each.
+    """The masks' key of each of ``n_epochs`` epochs from ``first_epoch``, computed on the
+    host: ``mix(mix(k0 ^ epoch) ^ k1)`` (`dropout_key`, the epoch mod ``2**31``).
 
     Parameters
     ----------
@@ -66,14 +71,13 @@ def epoch_streams(seed: int, first_epoch: int, n_epochs: int) -> np.ndarray:
 
     Returns
     -------
-    numpy.ndarray, (n_epochs, 3), int32
-        ``[k0, k1, epoch mod 2**31]`` per epoch (`masks` reads one row).
+    numpy.ndarray, (n_epochs, 1), int32
+        One row per epoch (`masks` reads one row).
     """
     k0, k1 = dropout_key(seed)
-    epochs = (np.arange(n_epochs, dtype=np.int64) + first_epoch) % 2**31
-    out = np.empty((n_epochs, 3), dtype=np.int32)
-    out[:, 0], out[:, 1], out[:, 2] = k0, k1, epochs
-    return out
+    epochs = ((np.arange(n_epochs, dtype=np.int64) + first_epoch) % 2**31).astype(np.int32)
+    keys = mix(np, np.bitwise_xor(mix(np, np.bitwise_xor(epochs, np.int32(k0))), np.int32(k1)))
+    return keys[:, None]
 
 
 def _shift(xp: Namespace, h: Array, k: int) -> Array:
@@ -107,37 +111,35 @@ def keep_scale(rate: float) -> float:
     return float(2**_BITS / (2**_BITS - threshold(rate)))
 
 
-def keep(xp: Namespace, stream: Array, layer: int, rows: Array, width: int,
-         rate: float) -> Array:
-    """Which units of one layer's input are kept: a bool array ``(n, width)``.
-
-    Parameters
-    ----------
-    xp : namespace
-    stream : array, (3,), int32
-        ``[k0, k1, epoch]`` (`epoch_streams`).
-    layer : int
-        The layer whose input is masked (0: the input features).
-    rows : array, (n,), int32
-        Each row's index in the training data.
-    width : int
-        The units of the layer's input.
-    rate : float
-        The drop probability, in ``[0, 1)``.
-    """
-    dev = _device(rows)
-    base = mix(xp, xp.bitwise_xor(stream[0:1], stream[2:3]))
-    base = mix(xp, xp.bitwise_xor(base, stream[1:2]) + _signed(layer * _M1 + 1))
-    units = xp.arange(width, dtype=xp.int32, device=dev) * _signed(_UNIT)
-    row_hash = mix(xp, rows * _signed(_ROW) + base)
-    h = mix(xp, xp.bitwise_xor(row_hash[:, None], units[None, :]))
-    return _shift(xp, h, 32 - _BITS) >= threshold(rate)
+@functools.lru_cache(maxsize=64)
+def _units(rates: tuple[float, ...], widths: tuple[int, ...]
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[tuple[int, int, int], ...]]:
+    """Host constants of the units that drop, every layer's side by side: their hashes
+    (from each unit's number among all layers' inputs, so a layer's masks do not depend
+    on the other layers' rates), thresholds and scales, and ``(layer, start, stop)``
+    of each layer with a rate above 0."""
+    numbers, thresholds, scales, parts = [], [], [], []
+    offset = start = 0
+    for layer, (rate, width) in enumerate(zip(rates, widths)):
+        if rate > 0:
+            numbers.append(np.arange(offset, offset + width))
+            thresholds.append(np.full(width, threshold(rate)))
+            scales.append(np.full(width, keep_scale(rate)))
+            parts.append((layer, start, start + width))
+            start += width
+        offset += width
+    ids = (np.concatenate(numbers) % 2**31).astype(np.int32)
+    return (mix(np, ids * np.int32(_signed(_UNIT)) + np.int32(1)),
+            np.concatenate(thresholds).astype(np.int32), np.concatenate(scales), tuple(parts))
 
 
 def masks(xp: Namespace, rates: Sequence[float], widths: Sequence[int], stream: Array,
           rows: Array, dtype: Any) -> list[Array | None]:
     """The inverted-dropout masks of a batch: per layer, ``(n, width)`` of 0 and
     ``1 / (1 - rate)`` in ``dtype``, or None where the layer's rate is 0.
+
+    Unit ``u`` of row ``r`` is kept where the top 24 bits of ``mix(mix(r * c +
+    key) ^ unit_hash[u])`` reach the unit's threshold: two mixes, all layers at once.
 
     Parameters
     ----------
@@ -146,21 +148,27 @@ def masks(xp: Namespace, rates: Sequence[float], widths: Sequence[int], stream: 
         The drop rate of each layer's input (``rates[0]``: the input features).
     widths : sequence of int
         Each layer's input width (``layer_sizes[:-1]``).
-    stream : array, (3,), int32
-        The epoch's stream (`epoch_streams`).
+    stream : array, (1,), int32
+        The epoch's key (a row of `epoch_streams`).
     rows : array, (n,), int32
         The batch's row indices in the training data.
     dtype : dtype
         The model's floating dtype.
+
+    Returns
+    -------
+    list of (array (n, width) or None)
     """
-    out: list[Array | None] = []
-    for layer, (rate, width) in enumerate(zip(rates, widths)):
-        if rate == 0:
-            out.append(None)
-            continue
-        kept = keep(xp, stream, layer, xp.astype(rows, xp.int32), width, rate)
-        scale = xp.asarray(keep_scale(rate), dtype=dtype, device=_device(rows))
-        out.append(xp.where(kept, scale, xp.zeros_like(scale)))
+    unit_hash, thresholds, scales, parts = _units(tuple(rates), tuple(widths))
+    dev = _device(rows)
+    row_hash = mix(xp, xp.astype(rows, xp.int32) * _signed(_ROW) + stream)
+    h = mix(xp, xp.bitwise_xor(row_hash[:, None], xp.asarray(unit_hash, device=dev)[None, :]))
+    kept = _shift(xp, h, 32 - _BITS) >= xp.asarray(thresholds, device=dev)
+    scale = xp.asarray(scales, dtype=dtype, device=dev)
+    both = xp.where(kept, scale, xp.zeros_like(scale))
+    out: list[Array | None] = [None] * len(widths)
+    for layer, start, stop in parts:
+        out[layer] = both if len(parts) == 1 else both[:, start:stop]
     return out
 
 

@@ -44,40 +44,51 @@ def _difference(a, b):
 
 
 # ------------------------------------------------------------------ the masks
+def _masks(epoch=0, seed=0, rates=(0.0, 0.5, 0.5), widths=(3, 40, 30), n=64, rows=None,
+           xp=np, to=np.asarray):
+    rows = np.arange(n, dtype=np.int32) if rows is None else rows
+    stream = dropout.epoch_streams(seed, epoch, 1)[0]
+    return dropout.masks(xp, rates, widths, to(stream), to(rows), xp.float64)
+
+
 def test_masks_are_the_same_bits_on_every_backend(backend):
-    stream = dropout.epoch_streams(12345, 7, 1)[0]
     rows = np.random.default_rng(0).permutation(500)[:64].astype(np.int32)
-    got = backend.to_numpy(dropout.keep(backend.xp, backend.asarray(stream), 1,
-                                        backend.asarray(rows), 40, 0.5))
-    want = dropout.keep(np, stream, 1, rows, 40, 0.5)
-    np.testing.assert_array_equal(got, want)
+    with backend.precision("float64"):
+        got = _masks(epoch=7, seed=12345, rows=rows, xp=backend.xp, to=backend.asarray)
+        got = [None if m is None else backend.to_numpy(m) for m in got]
+    want = _masks(epoch=7, seed=12345, rows=rows)
+    assert got[0] is None and want[0] is None
+    for a, b in zip(got[1:], want[1:]):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("rate", [0.1, 0.5, 0.9])
 def test_masks_drop_the_rate_and_keep_the_mean(rate):
-    stream = dropout.epoch_streams(0, 0, 1)[0]
-    rows = np.arange(4000, dtype=np.int32)
-    (mask,) = dropout.masks(np, [rate], [100], stream, rows, np.float64)
+    (mask,) = _masks(rates=[rate], widths=[100], n=4000)
     assert abs(np.mean(mask == 0) - rate) < 0.005  # 400 000 units
     assert abs(np.mean(mask) - 1.0) < 0.01
     assert set(np.unique(mask).tolist()) == {0.0, dropout.keep_scale(rate)}
 
 
 def test_masks_differ_between_epochs_layers_rows_units_and_seeds():
-    rows = np.arange(200, dtype=np.int32)
-    a = dropout.keep(np, dropout.epoch_streams(0, 0, 1)[0], 1, rows, 50, 0.5)
-    for other in (dropout.keep(np, dropout.epoch_streams(0, 1, 1)[0], 1, rows, 50, 0.5),
-                  dropout.keep(np, dropout.epoch_streams(0, 0, 1)[0], 2, rows, 50, 0.5),
-                  dropout.keep(np, dropout.epoch_streams(1, 0, 1)[0], 1, rows, 50, 0.5)):
-        assert 0.4 < np.mean(a != other) < 0.6  # as independent coins
-    assert 0.4 < np.mean(a[1:] != a[:-1]) < 0.6 and 0.4 < np.mean(a[:, 1:] != a[:, :-1]) < 0.6
+    _, a, b = _masks(n=200, widths=(3, 40, 40))
+    for other in (_masks(n=200, widths=(3, 40, 40), epoch=1)[1],
+                  _masks(n=200, widths=(3, 40, 40), seed=1)[1], b):
+        assert 0.4 < np.mean((a == 0) != (other == 0)) < 0.6  # as independent coins
+    assert 0.4 < np.mean((a[1:] == 0) != (a[:-1] == 0)) < 0.6
+    assert 0.4 < np.mean((a[:, 1:] == 0) != (a[:, :-1] == 0)) < 0.6
+
+
+def test_a_layers_masks_do_not_depend_on_the_other_layers_rates():
+    both = _masks(rates=(0.3, 0.5, 0.2))
+    alone = _masks(rates=(0.0, 0.5, 0.0))
+    assert alone[0] is None and alone[2] is None
+    np.testing.assert_array_equal(both[1], alone[1])
 
 
 def test_a_rate_of_zero_masks_nothing():
-    rows = np.arange(10, dtype=np.int32)
-    masks = dropout.masks(np, [0.0, 0.5], [3, 4], dropout.epoch_streams(0, 0, 1)[0], rows,
-                          np.float32)
-    assert masks[0] is None and masks[1].shape == (10, 4) and masks[1].dtype == np.float32
+    masks = _masks(rates=(0.0, 0.5), widths=(3, 4), n=10)
+    assert masks[0] is None and masks[1].shape == (10, 4)
 
 
 # ------------------------------------------------------------------ constructor
@@ -262,9 +273,7 @@ def test_core_applies_the_masks_given():
     model = _model()
     x, y = _data(n=5)
     x_dev, targets, _ = model._prepare(x, y)
-    masks = dropout.masks(np, (0.1, 0.3, 0.2), [6, 12, 8],
-                          dropout.epoch_streams(3, 0, 1)[0], np.arange(5, dtype=np.int32),
-                          np.float64)
+    masks = _masks(seed=3, rates=(0.1, 0.3, 0.2), widths=(6, 12, 8), n=5)
     (W0, b0), (W1, b1), (W2, b2) = model.params
     a = np.maximum((x * masks[0]) @ W0 + b0, 0)
     a = np.maximum((a * masks[1]) @ W1 + b1, 0)
