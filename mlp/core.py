@@ -75,13 +75,15 @@ def forward(spec: NetworkSpec, params: Params, x: Array) -> Array:
     return a
 
 
-def forward_logits(spec: NetworkSpec, params: Params, x: Array) -> tuple[Array, Array]:
-    """``(z_L, a_L)``: the output layer's pre-activation and activation."""
+def forward_logits(spec: NetworkSpec, params: Params, x: Array, masks: Masks = None
+                   ) -> tuple[Array, Array]:
+    """``(z_L, a_L)``: the output layer's pre-activation and activation (with ``masks``,
+    training's dropout masks, `loss_and_gradients`, applied to each layer's input)."""
     xp = spec.xp
     a = x
     last = len(params) - 1
     for i, (W, b) in enumerate(params):
-        z = a @ W + b
+        z = (a if masks is None else dropped(a, masks[i])) @ W + b
         a = (spec.output if i == last else spec.hidden).forward(xp, z)
     return z, a
 
@@ -124,20 +126,25 @@ def loss_value(spec: NetworkSpec, params: Params, x: Array, y: Array,
     training's dropout masks, one per layer's input (`mlp.dropout.masks`), or None
     (inference: no unit dropped).
     """
-    xp = spec.xp
-    if masks is None:
-        z, a = forward_logits(spec, params, zero_weight_rows(xp, x, weights))
-        return spec.loss.value(xp, z, a, y, weights)
-    a = zero_weight_rows(xp, x, weights)
-    last = len(params) - 1
-    for i, (W, b) in enumerate(params):
-        z = dropped(a, masks[i]) @ W + b
-        a = (spec.output if i == last else spec.hidden).forward(xp, z)
-    return spec.loss.value(xp, z, a, y, weights)
+    z, a = forward_logits(spec, params, zero_weight_rows(spec.xp, x, weights), masks)
+    return spec.loss.value(spec.xp, z, a, y, weights)
 
 
 def dropped(a: Array, mask: Array | None) -> Array:
-    """``a * mask`` (inverted dropout), or ``a`` itself where ``mask`` is None."""
+    """A layer's input after inverted dropout.
+
+    Parameters
+    ----------
+    a : array, (n, fan_in)
+        The input (or the gradient flowing back through it).
+    mask : array, (n, fan_in), or None
+        The mask (`mlp.dropout.masks`); None: nothing dropped.
+
+    Returns
+    -------
+    array, (n, fan_in)
+        ``a * mask``, or ``a`` itself where ``mask`` is None.
+    """
     return a if mask is None else a * mask
 
 

@@ -58,8 +58,10 @@ def dropout_key(seed: int) -> tuple[int, int]:
 
 
 def epoch_streams(seed: int, first_epoch: int, n_epochs: int) -> np.ndarray:
-    """The masks' key of each of ``n_epochs`` epochs from ``first_epoch``, computed on the
-    host: ``mix(mix(k0 ^ epoch) ^ k1)`` (`dropout_key`, the epoch mod ``2**31``).
+    """The masks' key of each of ``n_epochs`` epochs from ``first_epoch``, on the host.
+
+    An epoch's key is ``mix(mix(k0 ^ epoch) ^ k1)`` (`dropout_key`, the epoch mod
+    ``2**31``).
 
     Parameters
     ----------
@@ -68,6 +70,7 @@ def epoch_streams(seed: int, first_epoch: int, n_epochs: int) -> np.ndarray:
     first_epoch : int
         The number of the first epoch (epochs count over every `fit`).
     n_epochs : int
+        How many epochs.
 
     Returns
     -------
@@ -92,7 +95,20 @@ def _signed(value: int) -> int:
 
 
 def mix(xp: Namespace, h: Array) -> Array:
-    """The 32-bit mixing function ``lowbias32`` on int32 ``h`` (wrapping products)."""
+    """The 32-bit mixing function ``lowbias32`` on int32 ``h`` (wrapping products).
+
+    Parameters
+    ----------
+    xp : namespace
+        The array namespace of ``h``.
+    h : array of int32
+        Values to mix, any shape.
+
+    Returns
+    -------
+    array of int32
+        The mixed values, ``h``'s shape.
+    """
     h = xp.bitwise_xor(h, _shift(xp, h, 16))
     h = h * _signed(_M1)
     h = xp.bitwise_xor(h, _shift(xp, h, 15))
@@ -101,13 +117,34 @@ def mix(xp: Namespace, h: Array) -> Array:
 
 
 def threshold(rate: float) -> int:
-    """The smallest 24-bit value a unit keeps at drop ``rate``: ``round(rate * 2**24)``."""
+    """The smallest 24-bit value a unit keeps at drop ``rate``.
+
+    Parameters
+    ----------
+    rate : float
+        The drop rate, in ``[0, 1)``.
+
+    Returns
+    -------
+    int
+        ``round(rate * 2**24)``.
+    """
     return int(round(rate * 2**_BITS))
 
 
 def keep_scale(rate: float) -> float:
-    """``1 / (1 - p)``, ``p = threshold(rate) / 2**24`` the exact drop probability: a
-    kept unit's scale, so that the mask's mean is exactly 1."""
+    """A kept unit's scale at drop ``rate``, so that the mask's mean is exactly 1.
+
+    Parameters
+    ----------
+    rate : float
+        The drop rate, in ``[0, 1)``.
+
+    Returns
+    -------
+    float
+        ``1 / (1 - p)``, ``p = threshold(rate) / 2**24`` the exact drop probability.
+    """
     return float(2**_BITS / (2**_BITS - threshold(rate)))
 
 
@@ -135,15 +172,17 @@ def _units(rates: tuple[float, ...], widths: tuple[int, ...]
 
 def masks(xp: Namespace, rates: Sequence[float], widths: Sequence[int], stream: Array,
           rows: Array, dtype: Any) -> list[Array | None]:
-    """The inverted-dropout masks of a batch: per layer, ``(n, width)`` of 0 and
-    ``1 / (1 - rate)`` in ``dtype``, or None where the layer's rate is 0.
+    """The inverted-dropout masks of a batch, one per layer's input.
 
-    Unit ``u`` of row ``r`` is kept where the top 24 bits of ``mix(mix(r * c +
-    key) ^ unit_hash[u])`` reach the unit's threshold: two mixes, all layers at once.
+    A layer's mask is ``(n, width)`` of 0 and ``1 / (1 - rate)`` in ``dtype``, or None
+    where the layer's rate is 0. Unit ``u`` of row ``r`` is kept where the top 24 bits
+    of ``mix(mix(r * c + key) ^ unit_hash[u])`` reach the unit's threshold: two mixes,
+    all layers at once.
 
     Parameters
     ----------
     xp : namespace
+        The backend's array namespace.
     rates : sequence of float
         The drop rate of each layer's input (``rates[0]``: the input features).
     widths : sequence of int
@@ -158,6 +197,7 @@ def masks(xp: Namespace, rates: Sequence[float], widths: Sequence[int], stream: 
     Returns
     -------
     list of (array (n, width) or None)
+        The masks, layer by layer.
     """
     unit_hash, thresholds, scales, parts = _units(tuple(rates), tuple(widths))
     dev = _device(rows)

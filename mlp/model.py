@@ -111,6 +111,7 @@ def hidden_rates(dropout: float | tuple[float, ...], layer_sizes: Sequence[int]
     dropout : float or tuple of float
         One rate for every hidden layer, or one each.
     layer_sizes : sequence of int
+        The model's layer sizes.
 
     Returns
     -------

@@ -34,7 +34,7 @@ Step: TypeAlias = Callable[..., tuple[Any, Any, Array, Array | None]]
 Rows: TypeAlias = tuple[Array, Array | None] | None
 #: ``epoch(carry, rows, stream) -> (carry, (mean loss, totals))`` (`epoch_function`).
 Epoch: TypeAlias = Callable[..., tuple[Carry, tuple[Array, Array | None]]]
-#: A batch's dropout inputs ``(stream, rows)``: the epoch's stream ``(3,)`` and the
+#: A batch's dropout inputs ``(stream, rows)``: the epoch's key ``(1,)`` and the
 #: batch's row indices ``(n,)`` (`mlp.dropout.masks`), or None: no dropout.
 Noise: TypeAlias = tuple[Array, Array] | None
 
@@ -96,7 +96,24 @@ def _same(state: Any) -> Any:
 
 
 def batch_masks(spec: NetworkSpec, layers: Any, xb: Array, noise: Noise) -> Masks:
-    """The batch's dropout masks (`mlp.dropout.masks`), or None without dropout."""
+    """The batch's dropout masks (`mlp.dropout.masks`).
+
+    Parameters
+    ----------
+    spec : NetworkSpec
+        Its ``dropout`` rates.
+    layers : list of (W, b)
+        The weights (their input widths).
+    xb : array, (n, n_features)
+        The batch (its dtype).
+    noise : tuple or None
+        ``(stream, rows)`` (`Noise`).
+
+    Returns
+    -------
+    list of (array or None), or None
+        One mask per layer's input; None without dropout.
+    """
     if noise is None or not spec.drops:
         return None
     stream, rows = noise
@@ -218,8 +235,8 @@ class PureEpochs:
         ``(params, opt_state)`` to start from (packed when ``layout`` is given).
     unpack : callable
         ``unpack(carry) -> (params, opt_state)`` in the unpacked format.
-    streams : array, (n_epochs, 3), or None
-        The dropout streams of the epochs this executor runs, in order
+    streams : array, (n_epochs, 1), or None
+        The dropout keys of the epochs this executor runs, in order
         (`mlp.dropout.epoch_streams`); None without dropout.
     """
 

@@ -68,8 +68,8 @@ def make_epoch(backend: Backend, spec: NetworkSpec, optimizer: Optimizer, alpha:
     indices drawn on the host (``counted``: rows padded to `mlp.buckets`' sizes, and
     ``last: (slots,)`` the rows in each batch slot, `mlp.buckets.batch_plan`).
     Ctrl-C leaves ``params`` and ``state`` as they were and raises
-    KeyboardInterrupt, as scikit-learn's epoch does. ``streams: (1, 3)``: the epoch's
-    dropout stream (`mlp.dropout.epoch_streams`), or None.
+    KeyboardInterrupt, as scikit-learn's epoch does. ``streams: (1, 1)``: the epoch's
+    dropout key (`mlp.dropout.epoch_streams`), or None.
     """
     run = make_run(backend, spec, optimizer, alpha, None, SKLEARN_OBJECTIVE, counted=counted)
     xp = spec.xp
