@@ -121,9 +121,14 @@ def hidden_rates(dropout: float | tuple[float, ...], layer_sizes: Sequence[int]
     Raises
     ------
     ValueError
-        A list whose length is not the number of hidden layers.
+        A list whose length is not the number of hidden layers, or a rate above 0
+        for a model without hidden layers.
     """
     n_hidden = len(layer_sizes) - 2
+    if n_hidden == 0 and dropout != 0.0:
+        raise ValueError(f"dropout={dropout!r} drops units of the hidden layers, but "
+                         f"layer_sizes {list(layer_sizes)} has none; to drop input features "
+                         f"use input_dropout=...")
     if not isinstance(dropout, tuple):
         return (dropout,) * n_hidden
     if len(dropout) != n_hidden:

@@ -109,6 +109,14 @@ def test_the_constructor_refuses_bad_rates(kwargs, error, match):
         mlp.MLP([6, 12, 8, 3], **kwargs)
 
 
+def test_a_model_without_hidden_layers_takes_input_dropout_only():
+    with pytest.raises(ValueError, match=r"layer_sizes \[6, 3\] has none; to drop input "
+                                         r"features use input_dropout"):
+        mlp.MLP([6, 3], dropout=0.5)
+    assert mlp.MLP([6, 3], input_dropout=0.5).spec.dropout == (0.5,)
+    assert mlp.MLP([6, 3], dropout=0.0).spec.dropout == ()
+
+
 def test_the_rates_are_config_and_read_only():
     model = _model()
     config = model.get_config()
