@@ -233,10 +233,10 @@ def make_run(backend: Backend, spec: NetworkSpec, optimizer: Optimizer, alpha: f
         # padded rows: the in-place executor takes the rows as they are. Dropout: the
         # in-place kernels have no masked forms, and the pure run trains with it instead:
         # on the digits workload (64-128-64-10, Adam, batch 64, NumPy, one thread) a
-        # plain step took 429 us in place and 448 us pure, one with dropout 1325 us
-        # (benchmarks/regularization.py, a busy 2-core machine): the masks' own cost,
-        # not the executor, is what a step with dropout spends; in-place masked kernels
-        # would save about what in place saves a plain step, under 2% of such a step
+        # plain step took 300 us in place and 299 us pure, one with dropout 863 us, of
+        # which drawing the masks took 211 us (benchmarks/regularization.py, a shared
+        # 2-core machine): in-place masked kernels would save about what in place saves
+        # a plain step on this workload, nothing measurable
         return pure
     return fast_run(backend, pure, spec, optimizer, alpha, clip_norm, objective) or pure
 
