@@ -53,7 +53,7 @@ def _masks(epoch=0, seed=0, rates=(0.0, 0.5, 0.5), widths=(3, 40, 30), n=64, row
 
 def test_masks_are_the_same_bits_on_every_backend(backend):
     rows = np.random.default_rng(0).permutation(500)[:64].astype(np.int32)
-    with backend.precision("float64"):
+    with backend.precision(backend.dtype("float64")):
         got = _masks(epoch=7, seed=12345, rows=rows, xp=backend.xp, to=backend.asarray)
         got = [None if m is None else backend.to_numpy(m) for m in got]
     want = _masks(epoch=7, seed=12345, rows=rows)
