@@ -16,6 +16,12 @@ the loss), runs
 
 stopping before the input layer (nobody needs ``dLoss/dx``).
 
+Dropout while training (`mlp.dropout`): each layer's input is ``a_{l-1} * m_l``, the
+mask ``m_l: (n, fan_in)`` holding 0 (dropped) or ``1 / (1 - rate)``; then
+``dW_l = (a_{l-1} * m_l).T @ delta_l`` and the gradient flowing back through the mask is
+scaled by the same mask, ``delta_{l-1} = f'_{l-1}(z_{l-1}) * ((delta_l @ W_l.T) * m_l)``.
+Without masks (inference) nothing changes.
+
 With per-row weights ``w: (n,)`` the loss is scikit-learn's weighted mean
 ``sum_i w_i * l_i / sum_i w_i`` (`mlp.losses`): ``delta_L``'s rows are scaled by
 ``w_i / sum(w)``, and the input rows of weight 0 are zeroed first, so such a row
@@ -35,6 +41,9 @@ from ._typing import Array, Grads, Namespace, Params
 from .activations import Activation
 from .losses import Loss
 
+#: Dropout masks of a training batch, one per layer's input (None: kept whole), or None.
+Masks = Sequence[Array | None] | None
+
 
 class NetworkSpec(NamedTuple):
     """Everything static about a network's math (no arrays).
@@ -49,12 +58,21 @@ class NetworkSpec(NamedTuple):
         The output layer's activation.
     loss : Loss
         The loss.
+    dropout : tuple of float, default ()
+        The drop rate of each layer's input while training (``dropout[0]``: the
+        input features; empty: no dropout, `mlp.dropout`).
     """
 
     xp: Any
     hidden: Activation
     output: Activation
     loss: Loss
+    dropout: tuple[float, ...] = ()
+
+    @property
+    def drops(self) -> bool:
+        """Whether training drops any unit (a rate above 0)."""
+        return any(rate > 0 for rate in self.dropout)
 
 
 def forward(spec: NetworkSpec, params: Params, x: Array) -> Array:
@@ -83,7 +101,8 @@ def forward(spec: NetworkSpec, params: Params, x: Array) -> Array:
     return a
 
 
-def forward_logits(spec: NetworkSpec, params: Params, x: Array) -> tuple[Array, Array]:
+def forward_logits(spec: NetworkSpec, params: Params, x: Array, masks: Masks = None
+                   ) -> tuple[Array, Array]:
     """Compute the output layer's pre-activation and activation.
 
     Parameters
@@ -94,6 +113,10 @@ def forward_logits(spec: NetworkSpec, params: Params, x: Array) -> tuple[Array, 
         Per layer ``W`` of shape ``(fan_in, fan_out)`` and ``b`` of shape ``(fan_out,)``.
     x : array of shape (n_samples, n_features)
         The inputs.
+    masks : sequence of (array of shape (n_samples, fan_in) or None), or None, default None
+        Training's dropout masks, one per layer's input (`mlp.dropout.masks`):
+        layer ``i``'s input is multiplied by ``masks[i]``; None (inference): no
+        unit dropped.
 
     Returns
     -------
@@ -106,7 +129,7 @@ def forward_logits(spec: NetworkSpec, params: Params, x: Array) -> tuple[Array, 
     a = x
     last = len(params) - 1
     for i, (W, b) in enumerate(params):
-        z = a @ W + b
+        z = (a if masks is None else dropped(a, masks[i])) @ W + b
         a = (spec.output if i == last else spec.hidden).forward(xp, z)
     return z, a
 
@@ -188,7 +211,7 @@ def zero_weight_rows(xp: Namespace, x: Array, weights: Array | None) -> Array:
 
 
 def loss_value(spec: NetworkSpec, params: Params, x: Array, y: Array,
-               weights: Array | None = None) -> Array:
+               weights: Array | None = None, masks: Masks = None) -> Array:
     """Compute the mean loss of ``params`` on ``(x, y)`` (no gradient).
 
     Parameters
@@ -205,14 +228,36 @@ def loss_value(spec: NetworkSpec, params: Params, x: Array, y: Array,
         Non-negative row weights in the model's dtype: the loss becomes
         ``sum_i w_i * l_i / sum_i w_i`` (0, with zero gradients, if they sum to
         0); None is the unweighted mean.
+    masks : sequence of (array of shape (n_samples, fan_in) or None), or None, default None
+        Training's dropout masks, one per layer's input (`mlp.dropout.masks`):
+        layer ``i``'s input is multiplied by ``masks[i]``; None (inference): no
+        unit dropped.
 
     Returns
     -------
     0-d array
         The mean loss.
     """
-    z, a = forward_logits(spec, params, zero_weight_rows(spec.xp, x, weights))
+    z, a = forward_logits(spec, params, zero_weight_rows(spec.xp, x, weights), masks)
     return spec.loss.value(spec.xp, z, a, y, weights)
+
+
+def dropped(a: Array, mask: Array | None) -> Array:
+    """A layer's input after inverted dropout.
+
+    Parameters
+    ----------
+    a : array, (n, fan_in)
+        The input (or the gradient flowing back through it).
+    mask : array, (n, fan_in), or None
+        The mask (`mlp.dropout.masks`); None: nothing dropped.
+
+    Returns
+    -------
+    array, (n, fan_in)
+        ``a * mask``, or ``a`` itself where ``mask`` is None.
+    """
+    return a if mask is None else a * mask
 
 
 def l2_penalty(xp: Namespace, params: Params, alpha: float | Array) -> Array:
@@ -260,7 +305,8 @@ def has_l2(alpha: float | Array) -> bool:
 
 def loss_and_gradients(spec: NetworkSpec, params: Params, x: Array, y: Array,
                        alpha: float | Array = 0.0,
-                       weights: Array | None = None) -> tuple[Array, Grads]:
+                       weights: Array | None = None, masks: Masks = None
+                       ) -> tuple[Array, Grads]:
     """Compute the mean loss and its exact gradients, from one forward pass.
 
     (`loss_gradients_and_totals` returns the batch's training totals as well.)
@@ -281,6 +327,10 @@ def loss_and_gradients(spec: NetworkSpec, params: Params, x: Array, y: Array,
         Non-negative row weights in the model's dtype: the loss becomes
         ``sum_i w_i * l_i / sum_i w_i`` (0, with zero gradients, if they sum to
         0); None is the unweighted mean.
+    masks : list of (array (n, fan_in) or None), or None
+        Dropout masks (`mlp.dropout.masks`): layer ``i``'s input is ``a_{i-1} *
+        masks[i]`` in the forward pass, and the same mask scales its gradient on the
+        way back. None: no dropout.
 
     Returns
     -------
@@ -289,13 +339,13 @@ def loss_and_gradients(spec: NetworkSpec, params: Params, x: Array, y: Array,
     grads : list of (dW, db)
         Its gradients, shaped as ``params``.
     """
-    loss, grads, _ = _loss_and_gradients(spec, params, x, y, alpha, weights, False)
+    loss, grads, _ = _loss_and_gradients(spec, params, x, y, alpha, weights, False, masks)
     return loss, grads
 
 
 def loss_gradients_and_totals(spec: NetworkSpec, params: Params, x: Array, y: Array,
                               alpha: float | Array = 0.0, weights: Array | None = None,
-                              ) -> tuple[Array, Grads, Array]:
+                              masks: Masks = None) -> tuple[Array, Grads, Array]:
     """Compute `loss_and_gradients` and the batch's training totals, from one forward pass.
 
     The totals are `mlp.losses.Loss.train_totals`.
@@ -316,6 +366,10 @@ def loss_gradients_and_totals(spec: NetworkSpec, params: Params, x: Array, y: Ar
         Non-negative row weights in the model's dtype: the loss becomes
         ``sum_i w_i * l_i / sum_i w_i`` (0, with zero gradients, if they sum to
         0); None is the unweighted mean.
+    masks : sequence of (array of shape (n_samples, fan_in) or None), or None, default None
+        Training's dropout masks, one per layer's input (`mlp.dropout.masks`):
+        layer ``i``'s input is multiplied by ``masks[i]``; None (inference): no
+        unit dropped.
 
     Returns
     -------
@@ -326,20 +380,25 @@ def loss_gradients_and_totals(spec: NetworkSpec, params: Params, x: Array, y: Ar
     totals : array of shape (t,)
         The batch's training totals.
     """
-    return _loss_and_gradients(spec, params, x, y, alpha, weights, True)
+    return _loss_and_gradients(spec, params, x, y, alpha, weights, True, masks)
 
 
 def _loss_and_gradients(spec: NetworkSpec, params: Params, x: Array, y: Array,
                         alpha: float | Array, weights: Array | None,
-                        with_totals: bool) -> tuple[Array, Grads, Array | None]:
+                        with_totals: bool, masks: Masks = None
+                        ) -> tuple[Array, Grads, Array | None]:
     xp = spec.xp
     # (a hidden activation has a backward rule: `mlp.activations.get_activation` checks it)
     backward = cast("Callable[..., Array]", spec.hidden.backward)
     n_layers = len(params)
-    inputs: list[Array] = []
+    masks = [None] * n_layers if masks is None else masks
+    inputs: list[Array] = []  # each layer's input, after dropout
+    acts: list[Array] = []  # the activations, before it
     zs: list[Array] = []
     a = zero_weight_rows(xp, x, weights)
     for i, (W, b) in enumerate(params):
+        acts.append(a)
+        a = dropped(a, masks[i])
         inputs.append(a)
         z = a @ W + b
         zs.append(z)
@@ -360,7 +419,7 @@ def _loss_and_gradients(spec: NetworkSpec, params: Params, x: Array, y: Array,
             dW = dW + alpha * W
         grads[i] = (dW, xp.sum(delta, axis=0))
         if i > 0:
-            delta = backward(xp, delta @ W.T, zs[i - 1], inputs[i])
+            delta = backward(xp, dropped(delta @ W.T, masks[i]), zs[i - 1], acts[i])
     if has_l2(alpha):
         loss = loss + l2_penalty(xp, params, alpha)
     return loss, grads, totals

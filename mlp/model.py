@@ -22,7 +22,17 @@ from .core import NetworkSpec
 from .fit_settings import FitSettings, fit_signature
 from .initializers import INITIALIZERS, default_initializer, initial_weights
 from .losses import LOSSES
-from .params import Boolean, Constraint, InstanceOf, Integer, Options, _Mismatch, check, validate
+from .params import (
+    Boolean,
+    Constraint,
+    InstanceOf,
+    Integer,
+    Options,
+    Real,
+    _Mismatch,
+    check,
+    validate,
+)
 from .state import HistoryRecord, ModelState
 from .tree import tree_map
 from .validation import check_dtype, check_layer_sizes, prepare_x
@@ -77,13 +87,68 @@ class _FloatDType(Constraint):
             raise _Mismatch(type_ok=False) from None
 
 
+class _DropoutRates(Constraint):
+    """A drop rate in [0, 1), or a list (tuple) of them: stored as a float or a tuple."""
+
+    description = "a rate in [0, 1) or a list of such rates, one per hidden layer"
+    _rate = Real(0.0, 1.0, "left")
+
+    def accept(self, value: Any) -> float | tuple[float, ...]:
+        if isinstance(value, (list, tuple)):
+            if not value:
+                raise _Mismatch(type_ok=True)
+            return tuple(self._rate.accept(v) for v in value)
+        rate: float = self._rate.accept(value)
+        return rate
+
+
+def hidden_rates(dropout: float | tuple[float, ...], layer_sizes: Sequence[int]
+                 ) -> tuple[float, ...]:
+    """One drop rate per hidden layer from the constructor's ``dropout``.
+
+    Parameters
+    ----------
+    dropout : float or tuple of float
+        One rate for every hidden layer, or one each.
+    layer_sizes : sequence of int
+        The model's layer sizes.
+
+    Returns
+    -------
+    tuple of float
+        ``len(layer_sizes) - 2`` rates.
+
+    Raises
+    ------
+    ValueError
+        A list whose length is not the number of hidden layers, or a rate above 0
+        for a model without hidden layers.
+    """
+    n_hidden = len(layer_sizes) - 2
+    if n_hidden == 0 and dropout != 0.0:
+        raise ValueError(f"dropout={dropout!r} drops units of the hidden layers, but "
+                         f"layer_sizes {list(layer_sizes)} has none; to drop input features "
+                         f"use input_dropout=...")
+    if not isinstance(dropout, tuple):
+        return (dropout,) * n_hidden
+    if len(dropout) != n_hidden:
+        raise ValueError(f"dropout lists {len(dropout)} rates, but layer_sizes "
+                         f"{list(layer_sizes)} has {n_hidden} hidden layers; give one rate "
+                         f"per hidden layer, or one number for all of them")
+    return dropout
+
+
 #: Model attributes that `get_config` reads under another name than the argument's.
 _CONFIG_ATTRS = {"loss": "loss_name", "dtype": "dtype_name"}
 #: The attributes fixed when a model is built (read-only properties, see `_fixed`), each
 #: with the config key that sets it (None: none does).
 _FIXED = {"layer_sizes": "layer_sizes", "activation": "activation",
           "output_activation": "output_activation", "loss_name": "loss", "init": "init",
-          "dtype_name": "dtype", "dtype": "dtype", "seed": "seed", "backend": None, "xp": None}
+          "dtype_name": "dtype", "dtype": "dtype", "seed": "seed", "dropout": "dropout",
+          "input_dropout": "input_dropout", "backend": None, "xp": None}
+#: Config keys that a file or config from before they existed may lack, with the value
+#: that builds the same model.
+_CONFIG_DEFAULTS: dict[str, Any] = {"dropout": 0.0, "input_dropout": 0.0}
 #: Attributes rebuilt from the config and the backend's name when unpickling (the guard is
 #: the object's own: a copy gets a fresh one; the training state is rebuilt from the
 #: model's own weights, optimizer state, epoch count and shuffle stream).
@@ -254,10 +319,19 @@ class MLP:
         Floating-point type of weights and computation, kept as its name in
         ``dtype_name``. float64 on JAX turns on ``jax_enable_x64``.
     seed : int or None
-        Seeds the initial weights and the shuffles of `fit`; the same seed
-        gives the same weights and the same batches on every backend.
+        Seeds the initial weights, the shuffles and the dropout masks of `fit`;
+        the same seed gives the same weights, batches and masks on every backend.
         None draws a seed (kept in ``self.seed``); a `BackupAndRestore` that
         resumes a run gives the untrained model the seed of that run.
+    dropout : float or sequence of float, default 0.0
+        Inverted dropout on the hidden layers' outputs while training: each unit
+        is dropped with this probability and the kept ones scaled by ``1 / (1 -
+        rate)``; one rate for every hidden layer, or a list of one per hidden
+        layer, each in ``[0, 1)``. Inference (`predict`, `evaluate`, validation
+        scores) drops nothing. The masks follow from ``seed`` and the epoch
+        (`mlp.dropout`).
+    input_dropout : float, default 0.0
+        The same on the input features, in ``[0, 1)``.
 
     Attributes
     ----------
@@ -266,6 +340,8 @@ class MLP:
         ``backend`` and ``xp``, its namespace): read-only, since the weights,
         the compiled functions and saved files follow them; build a new model
         (`from_config`) to change one.
+    dropout, input_dropout
+        The drop rates the model trains with (read-only, as above).
     params : list of (W, b)
         Backend arrays, ``W: (fan_in, fan_out)``, ``b: (fan_out,)``.
     history_ : History
@@ -302,6 +378,8 @@ class MLP:
     dtype_name: _Fixed[str] = _fixed("dtype_name")
     dtype: _Fixed[Any] = _fixed("dtype")  # the backend's dtype object
     seed: _Fixed[int] = _fixed("seed")
+    dropout: _Fixed[float | tuple[float, ...]] = _fixed("dropout")
+    input_dropout: _Fixed[float] = _fixed("input_dropout")
     backend: _Fixed[Backend] = _fixed("backend")
     xp: _Fixed[Namespace] = _fixed("xp")
 
@@ -323,15 +401,19 @@ class MLP:
         "backend": [InstanceOf((str, Backend), "a backend name or a Backend"), None],
         "dtype": [_FloatDType()],
         "seed": [Integer(0), None],
+        "dropout": [_DropoutRates()],
+        "input_dropout": [Real(0.0, 1.0, "left")],
     }
 
     def __init__(self, layer_sizes: Sequence[int], *, activation: str = "relu",
                  output_activation: str | None = None, loss: str = "mse", init: str | None = None,
                  backend: str | Backend | None = None, dtype: npt.DTypeLike = "float32",
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, dropout: float | Sequence[float] = 0.0,
+                 input_dropout: float = 0.0) -> None:
         self._configure(layer_sizes=layer_sizes, activation=activation,
                         output_activation=output_activation, loss=loss, init=init,
-                        backend=backend, dtype=dtype, seed=seed)
+                        backend=backend, dtype=dtype, seed=seed, dropout=dropout,
+                        input_dropout=input_dropout)
         init_rng = np.random.default_rng([self.seed, 0])
         need = check_weights_size(self.layer_sizes, self.dtype_name)
         try:
@@ -346,16 +428,20 @@ class MLP:
         activation = values["activation"]
         out_name = values["output_activation"] or loss.default_output
         loss.check_outputs(out_name, values["layer_sizes"][-1])
+        rates = (values["input_dropout"], *hidden_rates(values["dropout"],
+                                                         values["layer_sizes"]))
         backend: Backend = resolve_backend(values["backend"])
         seed = values["seed"]
         fixed = dict(backend=backend, xp=backend.xp, layer_sizes=values["layer_sizes"],
                      activation=activation, output_activation=out_name, loss_name=loss.name,
                      init=values["init"] or default_initializer(activation),
                      dtype_name=values["dtype"], dtype=backend.dtype(values["dtype"]),
-                     seed=_drawn_seed() if seed is None else seed)
+                     seed=_drawn_seed() if seed is None else seed, dropout=values["dropout"],
+                     input_dropout=values["input_dropout"])
         self.__dict__.update({"_" + name: value for name, value in fixed.items()})
         self._seed_drawn = seed is None  # a BackupAndRestore may resume another run's seed
-        self._spec = NetworkSpec(self.xp, ACTIVATIONS[activation], ACTIVATIONS[out_name], loss)
+        self._spec = NetworkSpec(self.xp, ACTIVATIONS[activation], ACTIVATIONS[out_name], loss,
+                                 rates if any(rates) else ())
         self._cache: dict[tuple[Any, ...], Callable[..., Any]] = {}
         self._shuffle_rng = np.random.default_rng([self.seed, 1])
         self.history_ = None
@@ -373,7 +459,8 @@ class MLP:
         in use and ``seed`` the one drawn when None was given, so
         ``MLP.from_config(model.get_config())`` builds the same initial weights.
         Keys: ``layer_sizes`` (list of int), ``activation``, ``output_activation``,
-        ``loss``, ``init``, ``dtype`` (str) and ``seed`` (int).
+        ``loss``, ``init``, ``dtype`` (str), ``seed`` (int), ``dropout`` (float, or a
+        list of one per hidden layer) and ``input_dropout`` (float).
 
         Returns
         -------
@@ -383,6 +470,8 @@ class MLP:
         names = [n for n in self._parameter_constraints if n != "backend"]
         config = {n: getattr(self, _CONFIG_ATTRS.get(n, n)) for n in names}
         config["layer_sizes"] = list(config["layer_sizes"])
+        if isinstance(config["dropout"], tuple):
+            config["dropout"] = list(config["dropout"])
         return config
 
     @classmethod
@@ -446,6 +535,7 @@ class MLP:
             raise TypeError(f"config must be a dict from MLP.get_config(), got "
                             f"{type(config).__name__}")
         keys = [n for n in cls._parameter_constraints if n != "backend"]
+        config = {**{k: v for k, v in _CONFIG_DEFAULTS.items() if k in keys}, **config}
         missing = [k for k in keys if k not in config]
         unknown = sorted(str(k) for k in config if k not in keys)
         if missing or unknown:
@@ -528,7 +618,9 @@ class MLP:
         return self._spec.loss.classification
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        config = self.get_config()  # (options off by default shown only when on)
+        args = ", ".join(f"{k}={v!r}" for k, v in config.items()
+                         if k not in _CONFIG_DEFAULTS or v != _CONFIG_DEFAULTS[k])
         return f"MLP({args}, backend={self.backend.name!r})"
 
     @_in_precision
@@ -1474,6 +1566,9 @@ class MLP:
     def summary(self, print_fn: Callable[[str], object] | None = None) -> None:
         """Print a table of the layers, their shapes and parameter counts.
 
+        With dropout, the table also gives the rate dropped from each layer's input
+        while training.
+
         Parameters
         ----------
         print_fn : callable or None, default None
@@ -1489,14 +1584,17 @@ class MLP:
             raise TypeError(f"print_fn must be a function that takes the text (e.g. print or "
                             f"a list's append) or None, got {type(print_fn).__name__} "
                             f"{print_fn!r}"[:300])
-        rows = [("layer", "weights", "biases", "activation", "params")]
+        rows: list[tuple[str, ...]] = [("layer", "weights", "biases", "activation", "params")]
         last = len(self.layer_sizes) - 2
         for i, (fan_in, fan_out) in enumerate(zip(self.layer_sizes[:-1], self.layer_sizes[1:])):
             act = self.output_activation if i == last else self.activation
             rows.append((f"dense_{i}", f"({fan_in}, {fan_out})", f"({fan_out},)", act,
                          f"{fan_in * fan_out + fan_out:,}"))
-        widths = [max(len(r[c]) for r in rows) for c in range(5)]
-        line = "-" * (sum(widths) + 8)
+        if self._spec.drops:  # the rate dropped from each layer's input while training
+            rows = [(*row, rate) for row, rate in zip(rows, (
+                "input dropout", *(f"{r:g}" for r in self._spec.dropout)))]
+        widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+        line = "-" * (sum(widths) + 2 * (len(widths) - 1))
         fmt = "  ".join(f"{{:<{w}}}" for w in widths)
         text = [f"MLP on backend {self.backend.name!r} (device {self.backend.device}), "
                 f"dtype {self.dtype_name}, loss {self.loss_name!r}", line, fmt.format(*rows[0]),

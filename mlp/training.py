@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, Protocol
 import numpy as np
 from array_api_compat import device
 
-from . import buckets, core, shards
+from . import buckets, core, dropout, shards
 from ._typing import Array, Optimizer, Params
 from .callbacks import (
     Callback,
@@ -1069,7 +1069,8 @@ class Trainer:
         start = time.perf_counter()
         try:
             params, opt_state, losses, totals = self.run(state.params, state.opt_state, data.x,
-                                                         data.y, data.w, batches, last, n_epochs)
+                                                         data.y, data.w, batches, last, n_epochs,
+                                                         **self.noise(state.epoch, n_epochs))
             losses, totals = model.backend.to_numpy(losses), model.backend.to_numpy(totals)
         except InterruptedRun as part:  # Ctrl-C (Python loop): keep the completed epochs
             self.rewind(shuffled, len(part.losses))
@@ -1153,6 +1154,16 @@ class Trainer:
             return to(batches, n_rows), self.model.backend.asarray(counts)
         return to(batches, n_rows), None if last is None else to(last, n_rows)
 
+    def noise(self, first_epoch: int, n_epochs: int) -> dict[str, Array]:
+        """The run's ``streams`` argument for epochs ``first_epoch`` on: their dropout
+        streams (`mlp.dropout.epoch_streams`, from the model's seed and the epoch numbers
+        only); none without dropout."""
+        model = self.model
+        if not model.spec.drops:
+            return {}
+        host = dropout.epoch_streams(model.seed, first_epoch, n_epochs)
+        return {"streams": model.backend.asarray(host)}
+
     # ---------------------------------------------------------- divergence
     def replay(self, batches: Array | None, last: Array | None, n_epochs: int) -> np.ndarray:
         """Rerun a diverged chunk from its start, keeping the finite epochs: in calls of
@@ -1180,7 +1191,8 @@ class Trainer:
         sub = (None if batches is None else batches[part, ...],
                None if last is None else last[part, ...])
         params, opt_state, losses, totals = self.run(state.params, state.opt_state, data.x,
-                                                     data.y, data.w, *sub, length)
+                                                     data.y, data.w, *sub, length,
+                                                     **self.noise(state.epoch, length))
         losses = to_numpy(losses)
         if not np.all(np.isfinite(losses)):
             return losses[np.argmax(~np.isfinite(losses))][None], False

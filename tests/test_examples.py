@@ -113,3 +113,16 @@ def test_sklearn_parity_example_trains_scikit_learns_weights():
     assert result["weight_gap"] < 1e-12  # float64: the same weights up to rounding
     theirs, ours = result["curves"]
     assert len(theirs) == len(ours) and max(abs(a - b) for a, b in zip(theirs, ours)) < 1e-12
+
+
+def test_regularization_example_runs_and_agrees_across_backends(backend, tmp_path):
+    """A few epochs of examples/regularization.py (the full run takes about 13 s on
+    NumPy): the same test scores on every backend (the same masks), and a plot."""
+    regularization = _example("regularization")
+    got = regularization.main(backend.name, epochs=3, quiet=True, plot=str(tmp_path / "c.png"))
+    assert (tmp_path / "c.png").stat().st_size > 10_000
+    want = regularization.main("numpy", epochs=3, quiet=True)
+    for name in regularization.MODELS:
+        assert got[name]["accuracy"] == pytest.approx(want[name]["accuracy"], abs=2 / 1497)
+        assert got[name]["loss"] == pytest.approx(want[name]["loss"], rel=1e-4)
+    assert got["dropout"]["training_loss"] != got["plain"]["training_loss"]

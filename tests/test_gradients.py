@@ -21,17 +21,18 @@ def _targets(loss, rng, n, n_out):
     return mlp.losses.LOSSES[loss].sample_targets(rng, n, n_out)
 
 
-def _finite_difference(model, x, y, eps=1e-6, weights=None):
-    """Central differences of model.loss over every weight, on the model's backend."""
+def _finite_difference(model, x, y, eps=1e-6, weights=None, masks=None):
+    """Central differences of model.loss over every weight, on the model's backend
+    (with ``masks``: the training loss with those dropout masks held fixed)."""
     with model.backend.precision(model.dtype):  # float64 on JAX without the global flag
-        return _central_differences(model, x, y, eps, weights)
+        return _central_differences(model, x, y, eps, weights, masks)
 
 
-def _central_differences(model, x, y, eps, weights):
+def _central_differences(model, x, y, eps, weights, masks=None):
     be = model.backend
     x_dev, targets, _ = model._prepare(x, y)
     w = None if weights is None else be.asarray(weights, "float64")
-    loss = be.jit(lambda p, x, y, w: core.loss_value(model._spec, p, x, y, w))
+    loss = be.jit(lambda p, x, y, w, m: core.loss_value(model._spec, p, x, y, w, m))
     host = model.get_weights()
     grads = []
     for layer, (W, b) in enumerate(host):
@@ -45,7 +46,7 @@ def _central_differences(model, x, y, eps, weights):
                     pert[layer][which][idx] += sign * eps
                     params = [(be.asarray(w, "float64"), be.asarray(c, "float64"))
                               for w, c in pert]
-                    vals.append(float(loss(params, x_dev, targets, w)))
+                    vals.append(float(loss(params, x_dev, targets, w, masks)))
                 g[idx] = (vals[0] - vals[1]) / (2 * eps)
             pair.append(g)
         grads.append(pair)
@@ -83,6 +84,37 @@ def test_weighted_gradients_match_finite_differences(backend, loss, output, rng)
         model._spec, p, x, y, weights=w)[1])(model.params, x_dev, targets,
                                              backend.asarray(w, "float64"))
     numeric = _finite_difference(model, x, y, weights=w)
+    for (dW, db), (nW, nb) in zip(grads, numeric):
+        np.testing.assert_allclose(backend.to_numpy(dW), nW, rtol=1e-5, atol=1e-8)
+        np.testing.assert_allclose(backend.to_numpy(db), nb, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("loss,output", HEADS, ids=[f"{a}-{b}" for a, b in HEADS])
+@pytest.mark.parametrize("hidden", HIDDEN)
+def test_dropout_gradients_match_finite_differences(backend, hidden, loss, output, rng):
+    """With the dropout masks held fixed (input and both hidden layers), the hand-derived
+    backward pass (the same mask scaling the gradient on its way back) is the gradient
+    of the masked loss; with row weights, zeros included."""
+    n_out = max(2, mlp.losses.LOSSES[loss].min_outputs)
+    model = mlp.MLP([3, 5, 4, n_out], activation=hidden, output_activation=output, loss=loss,
+                    backend=backend, dtype="float64", seed=9, dropout=[0.5, 0.3],
+                    input_dropout=0.2)
+    # biases off 0: a row whose units are all dropped would sit on ReLU's kink at z = b
+    model.set_weights([(W, 0.1 * rng.normal(size=b.shape)) for W, b in model.get_weights()])
+    x = rng.normal(size=(7, 3))
+    y = _targets(loss, rng, 7, n_out)
+    w = np.array([0.5, 0.0, 2.0, 1.0, 3.0, 1.0, 0.25])
+    with backend.precision(model.dtype):
+        stream = backend.asarray(mlp.dropout.epoch_streams(9, 4, 1)[0])
+        rows = backend.asarray(np.arange(7, dtype=np.int32))
+        masks = mlp.dropout.masks(backend.xp, model.spec.dropout, [3, 5, 4], stream, rows,
+                                  model.dtype)
+        assert all(float(backend.xp.min(m)) == 0.0 for m in masks)  # units dropped
+        x_dev, targets, _ = model._prepare(x, y)
+        grads = backend.jit(lambda p, x, y, w, m: core.loss_and_gradients(
+            model._spec, p, x, y, weights=w, masks=m)[1])(
+                model.params, x_dev, targets, backend.asarray(w, "float64"), masks)
+    numeric = _finite_difference(model, x, y, weights=w, masks=masks)
     for (dW, db), (nW, nb) in zip(grads, numeric):
         np.testing.assert_allclose(backend.to_numpy(dW), nW, rtol=1e-5, atol=1e-8)
         np.testing.assert_allclose(backend.to_numpy(db), nb, rtol=1e-5, atol=1e-8)

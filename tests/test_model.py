@@ -14,7 +14,8 @@ import pytest
 import mlp
 from mlp import backends, optimizers
 
-CONFIG_KEYS = ["layer_sizes", "activation", "output_activation", "loss", "init", "dtype", "seed"]
+CONFIG_KEYS = ["layer_sizes", "activation", "output_activation", "loss", "init", "dtype", "seed",
+               "dropout", "input_dropout"]
 
 
 def _data(n=24, d=4, k=3, seed=0):
@@ -38,7 +39,8 @@ def test_get_config_is_json_ready_and_resolves_defaults():
     assert json.loads(json.dumps(config)) == config
     assert config == {"layer_sizes": [3, 5, 2], "activation": "relu",
                       "output_activation": "identity", "loss": "mse", "init": "he",
-                      "dtype": "float32", "seed": model.seed}
+                      "dtype": "float32", "seed": model.seed, "dropout": 0.0,
+                      "input_dropout": 0.0}
     assert isinstance(config["seed"], int)
 
 

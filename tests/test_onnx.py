@@ -258,3 +258,19 @@ def test_the_path_is_checked_before_the_graph_is_built(tmp_path, monkeypatch):
                                                 r"a folder"):
         model.export_onnx("m/")
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_model_trained_with_dropout_exports_its_inference_graph(backend, dtype, tmp_path):
+    """Dropout acts only while training: the graph is the plain forward pass, which
+    ONNX Runtime runs as `MLP.predict` does."""
+    x, y = _data()
+    model = mlp.MLP([N_FEATURES, 8, 6, N_OUTPUTS], loss="cross_entropy", backend=backend,
+                    dtype=dtype, seed=2, dropout=[0.5, 0.2], input_dropout=0.1)
+    model.fit(x, y, epochs=3, batch_size=20)
+    path = tmp_path / "model.onnx"
+    model.export_onnx(path)
+    probs, labels = _session(path).run(None, {"x": x.astype(dtype)})
+    expected = backend.to_numpy(model.predict(x))
+    assert _largest_difference(probs, expected, dtype) <= TOLERANCE[dtype]
+    np.testing.assert_array_equal(labels, backend.to_numpy(model.predict_classes(x)))

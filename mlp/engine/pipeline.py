@@ -1,6 +1,6 @@
 """The run: steps composed into epochs, epochs into a run, one definition for all.
 
-`make_run` builds ``run(params, opt_state, x, y, w, batches, last, n_epochs)``
+`make_run` builds ``run(params, opt_state, x, y, w, batches, last, n_epochs, streams)``
 for a network, an optimizer and an `Objective` (mlp's own, or scikit-learn's),
 and runs it with one of two executors:
 
@@ -42,8 +42,8 @@ from .pure import Carry, PureEpochs, Rows, epoch_function, make_step
 if TYPE_CHECKING:
     from ..backends import Backend
 
-#: ``run(params, opt_state, x, y, w, batches, last, n_epochs) -> (params, opt_state,
-#: losses, totals)`` (`make_run`).
+#: ``run(params, opt_state, x, y, w, batches, last, n_epochs, streams=None) -> (params,
+#: opt_state, losses, totals)`` (`make_run`).
 Run: TypeAlias = Callable[..., tuple[Any, Any, Array, Array | None]]
 _Built = TypeVar("_Built")
 
@@ -186,8 +186,8 @@ def join_data_totals(xp: Namespace, totals: Array | None, extra: Array | None
 def make_run(backend: Backend, spec: NetworkSpec, optimizer: Optimizer, alpha: float = 0.0,
              clip_norm: float | None = None, objective: Objective = MLP_OBJECTIVE,
              counted: bool = False) -> Run:
-    """``run(params, opt_state, x, y, w, batches, last, n_epochs) -> (params, opt_state,
-    losses, totals)``.
+    """``run(params, opt_state, x, y, w, batches, last, n_epochs, streams=None) -> (params,
+    opt_state, losses, totals)``.
 
     Parameters
     ----------
@@ -217,7 +217,9 @@ def make_run(backend: Backend, spec: NetworkSpec, optimizer: Optimizer, alpha: f
         ``totals: (n_epochs, t + d)`` are the sums over each epoch's batches of
         their training totals (`mlp.losses.Loss.train_totals`, with the weights
         of each step), then the data's own (`mlp.losses.Loss.data_totals`, the
-        same for every epoch); None where the objective keeps none. The pure
+        same for every epoch); None where the objective keeps none.
+        ``streams: (n_epochs, 1)`` int32 are the epochs' dropout keys
+        (`mlp.dropout.epoch_streams`; None: no unit dropped). The pure
         run is compiled with ``backend.jit`` (``n_epochs`` is static); where
         the backend offers in-place operations, the in-place executor runs
         instead (`fast_run`). A learning-rate schedule of the user's own is
@@ -227,7 +229,14 @@ def make_run(backend: Backend, spec: NetworkSpec, optimizer: Optimizer, alpha: f
     _check_users_schedules(backend, optimizer)
     pure = backend.jit(_pure_run(backend, spec, optimizer, alpha, clip_norm, objective,
                                  counted), static_argnums=(7,))
-    if counted:  # (padded rows: the in-place executor takes the rows as they are)
+    if counted or spec.drops:
+        # padded rows: the in-place executor takes the rows as they are. Dropout: the
+        # in-place kernels have no masked forms, and the pure run trains with it instead:
+        # on the digits workload (64-128-64-10, Adam, batch 64, NumPy, one thread) a
+        # plain step took 300 us in place and 299 us pure, one with dropout 863 us, of
+        # which drawing the masks took 211 us (benchmarks/regularization.py, a shared
+        # 2-core machine): in-place masked kernels would save about what in place saves
+        # a plain step on this workload, nothing measurable
         return pure
     return fast_run(backend, pure, spec, optimizer, alpha, clip_norm, objective) or pure
 
@@ -239,17 +248,22 @@ def _pure_run(backend: Backend, spec: NetworkSpec, optimizer: Optimizer, alpha: 
     step = make_step(spec, optimizer, alpha, clip_norm, None, objective)
 
     def run(params: Params, opt_state: Any, x: Array, y: Array, w: Array | None,
-            batches: Array | None, last: Array | None, n_epochs: int
-            ) -> tuple[Any, Any, Array, Array | None]:
+            batches: Array | None, last: Array | None, n_epochs: int,
+            streams: Array | None = None) -> tuple[Any, Any, Array, Array | None]:
         extra = _data_totals(spec, objective, y, w)  # once, not per step
+        streams = streams if spec.drops else None
         if not backend.compiles:
             executor = _pure_epochs(backend, spec, (optimizer, alpha, clip_norm, counted),
-                                    objective, (params, opt_state), (x, y, w))
+                                    objective, (params, opt_state), (x, y, w), streams)
             return _finish(xp, executor, (batches, last, n_epochs), extra)
         epoch = epoch_function(backend, step, x, y, w, objective.weighted(w), counted)
-        rows = None if batches is None else (batches, last)
-        (params, opt_state), (losses, totals) = backend.scan(epoch, (params, opt_state), rows,
-                                                             length=n_epochs)
+
+        def scanned(carry: Carry, xs: Any) -> Any:
+            full, rest, stream = xs
+            return epoch(carry, None if full is None else (full, rest), stream)
+
+        (params, opt_state), (losses, totals) = backend.scan(
+            scanned, (params, opt_state), (batches, last, streams), length=n_epochs)
         return params, opt_state, losses, join_data_totals(xp, totals, extra)
 
     return run
@@ -257,9 +271,11 @@ def _pure_run(backend: Backend, spec: NetworkSpec, optimizer: Optimizer, alpha: 
 
 def _pure_epochs(backend: Backend, spec: NetworkSpec,
                  training: tuple[Optimizer, float, float | None, bool], objective: Objective,
-                 start: Carry, data: tuple[Array, Array, Array | None]) -> PureEpochs:
+                 start: Carry, data: tuple[Array, Array, Array | None],
+                 streams: Array | None = None) -> PureEpochs:
     """`PureEpochs` from ``start = (params, opt_state)``, packed where it pays
-    (`packs_layers`); ``training = (optimizer, alpha, clip_norm, counted)``."""
+    (`packs_layers`); ``training = (optimizer, alpha, clip_norm, counted)``; ``streams``:
+    the epochs' dropout streams (or None)."""
     xp, (params, opt_state), (optimizer, alpha, clip_norm, counted) = spec.xp, start, training
     weighted = objective.weighted(data[2])
     if packs_layers(optimizer, opt_state, params, objective):
@@ -267,13 +283,14 @@ def _pure_epochs(backend: Backend, spec: NetworkSpec,
         step = make_step(spec, optimizer, alpha, clip_norm, layout, objective)
         return PureEpochs(xp, epoch_function(backend, step, *data, weighted, counted),
                           (layout.pack(params), layout.pack_tree(opt_state)),
-                          lambda c: (layout.unpack(c[0]), layout.unpack_tree(c[1], opt_state)))
+                          lambda c: (layout.unpack(c[0]), layout.unpack_tree(c[1], opt_state)),
+                          streams)
     step = make_step(spec, optimizer, alpha, clip_norm, None, objective)
     # as after every step: the weights in new arrays
     params = [(xp.asarray(W, copy=True), b) for W, b in params]
     return PureEpochs(xp, epoch_function(backend, step, *data, weighted, counted),
                       (params, opt_state),
-                      lambda c: c)
+                      lambda c: c, streams)
 
 
 def packs_layers(optimizer: Optimizer, opt_state: Any, params: Params, objective: Objective
@@ -327,8 +344,8 @@ def fast_run(backend: Backend, pure_run: Run, spec: NetworkSpec, optimizer: Opti
         return None
 
     def run(params: Params, opt_state: Any, x: Array, y: Array, w: Array | None,
-            batches: Array | None, last: Array | None, n_epochs: int
-            ) -> tuple[Any, Any, Array, Array | None]:
+            batches: Array | None, last: Array | None, n_epochs: int,
+            streams: Array | None = None) -> tuple[Any, Any, Array, Array | None]:
         # where the pure run packs the parameters (`packs_layers`), the global norm of
         # clipping is summed over the two packed arrays instead of per layer
         packed = packs_layers(optimizer, opt_state, params, objective)

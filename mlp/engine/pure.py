@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from .. import dropout
 from .._typing import Array, Namespace, Optimizer
-from ..core import NetworkSpec, loss_and_gradients, loss_gradients_and_totals
+from ..core import Masks, NetworkSpec, loss_and_gradients, loss_gradients_and_totals
 from ..optimizers import EmptyState, apply_updates, chain, checked_update, clip_by_global_norm
 from .layout import Layout
 
@@ -26,13 +27,16 @@ if TYPE_CHECKING:
 
 #: ``(params, opt_state)``: what a step changes and an epoch carries.
 Carry: TypeAlias = tuple[Any, Any]
-#: ``step(params, opt_state, x_batch, y_batch, w_batch) -> (params, opt_state, loss,
-#: totals)`` (`make_step`).
+#: ``step(params, opt_state, x_batch, y_batch, w_batch, noise) -> (params, opt_state,
+#: loss, totals)`` (`make_step`).
 Step: TypeAlias = Callable[..., tuple[Any, Any, Array, Array | None]]
 #: An epoch's row indices ``(full, rest)`` (`epoch_function`), or None: the data as it is.
 Rows: TypeAlias = tuple[Array, Array | None] | None
-#: ``epoch(carry, rows) -> (carry, (mean loss, totals))`` (`epoch_function`).
-Epoch: TypeAlias = Callable[[Carry, Rows], tuple[Carry, tuple[Array, Array | None]]]
+#: ``epoch(carry, rows, stream) -> (carry, (mean loss, totals))`` (`epoch_function`).
+Epoch: TypeAlias = Callable[..., tuple[Carry, tuple[Array, Array | None]]]
+#: A batch's dropout inputs ``(stream, rows)``: the epoch's key ``(1,)`` and the
+#: batch's row indices ``(n,)`` (`mlp.dropout.masks`), or None: no dropout.
+Noise: TypeAlias = tuple[Array, Array] | None
 
 
 def make_step(spec: NetworkSpec, optimizer: Optimizer, alpha: float = 0.0,
@@ -54,6 +58,13 @@ def make_step(spec: NetworkSpec, optimizer: Optimizer, alpha: float = 0.0,
         norm of the packed gradients is theirs, so clipping works there too).
     objective : Objective, optional
         What the step minimises (`mlp.engine.pipeline.Objective`); None: mlp's own.
+
+    Returns
+    -------
+    step : callable
+        ``step(params, opt_state, xb, yb, wb=None, noise=None)``; its ``noise``
+        (`Noise`) gives the batch's dropout masks where ``spec.dropout`` drops
+        units.
     """
     transform: Optimizer = optimizer
     wrap: Callable[[Any], Any] = _same
@@ -63,14 +74,15 @@ def make_step(spec: NetworkSpec, optimizer: Optimizer, alpha: float = 0.0,
         wrap, unwrap = (lambda s: (EmptyState(), s)), (lambda s: s[1])
     xp, with_totals = spec.xp, objective is None or objective.totals
 
-    def step(params: Any, opt_state: Any, xb: Array, yb: Array, wb: Array | None = None
-             ) -> tuple[Any, Any, Array, Array | None]:
+    def step(params: Any, opt_state: Any, xb: Array, yb: Array, wb: Array | None = None,
+             noise: Noise = None) -> tuple[Any, Any, Array, Array | None]:
         layers = params if layout is None else layout.unpack(params)
         l2 = alpha if objective is None else objective.l2(xp, alpha, xb, wb)
+        masks = batch_masks(spec, layers, xb, noise)
         if with_totals:
-            loss, grads, totals = loss_gradients_and_totals(spec, layers, xb, yb, l2, wb)
+            loss, grads, totals = loss_gradients_and_totals(spec, layers, xb, yb, l2, wb, masks)
         else:
-            (loss, grads), totals = loss_and_gradients(spec, layers, xb, yb, l2, wb), None
+            (loss, grads), totals = loss_and_gradients(spec, layers, xb, yb, l2, wb, masks), None
         if layout is not None:
             grads = layout.pack(grads)
         updates, state = checked_update(transform, grads, wrap(opt_state), params)
@@ -83,9 +95,36 @@ def _same(state: Any) -> Any:
     return state
 
 
+def batch_masks(spec: NetworkSpec, layers: Any, xb: Array, noise: Noise) -> Masks:
+    """The batch's dropout masks (`mlp.dropout.masks`).
+
+    Parameters
+    ----------
+    spec : NetworkSpec
+        Its ``dropout`` rates.
+    layers : list of (W, b)
+        The weights (their input widths).
+    xb : array, (n, n_features)
+        The batch (its dtype).
+    noise : tuple or None
+        ``(stream, rows)`` (`Noise`).
+
+    Returns
+    -------
+    list of (array or None), or None
+        One mask per layer's input; None without dropout.
+    """
+    if noise is None or not spec.drops:
+        return None
+    stream, rows = noise
+    widths = [W.shape[0] for W, _ in layers]
+    return dropout.masks(spec.xp, spec.dropout, widths, stream, rows, xb.dtype)
+
+
 def epoch_function(backend: Backend, step: Step, x: Array, y: Array, w: Array | None,
                    weighted: bool, counted: bool = False) -> Epoch:
-    """``epoch(carry, rows) -> (carry, (mean loss, totals))``: one epoch of ``step``.
+    """``epoch(carry, rows, stream=None) -> (carry, (mean loss, totals))``: one epoch of
+    ``step``.
 
     ``rows = (full, rest)``: the row indices of the full batches ``(n_batches,
     batch_size)`` and of the last, partial one (or None); ``rows`` None: one
@@ -96,17 +135,24 @@ def epoch_function(backend: Backend, step: Step, x: Array, y: Array, w: Array | 
     ``counted`` (rows padded to `mlp.buckets`' sizes): ``rest`` is instead the
     number of the data's rows in each batch slot of ``full`` (`mlp.buckets.batch_plan`),
     and the epoch runs the slots that hold any (`counted_epoch`).
+
+    ``stream`` (`mlp.dropout.epoch_streams`' row for the epoch, or None without
+    dropout) with each batch's row indices gives the step its dropout masks (`Noise`).
     """
     xp, take = backend.xp, backend.take_rows
 
-    def batch(carry: Carry, rows: Array) -> tuple[Carry, tuple[Array, Array | None]]:
-        wb = None if w is None else take(w, rows)
-        params, opt_state, loss, totals = step(*carry, take(x, rows), take(y, rows), wb)
-        return (params, opt_state), (loss * xp.sum(wb) if weighted else loss, totals)
+    def epoch(carry: Carry, rows: Rows, stream: Array | None = None
+              ) -> tuple[Carry, tuple[Array, Array | None]]:
+        def batch(carry: Carry, rows: Array) -> tuple[Carry, tuple[Array, Array | None]]:
+            wb = None if w is None else take(w, rows)
+            noise = None if stream is None else (stream, rows)
+            params, opt_state, loss, totals = step(*carry, take(x, rows), take(y, rows), wb,
+                                                   noise)
+            return (params, opt_state), (loss * xp.sum(wb) if weighted else loss, totals)
 
-    def epoch(carry: Carry, rows: Rows) -> tuple[Carry, tuple[Array, Array | None]]:
         if rows is None:
-            params, opt_state, loss, totals = step(*carry, x, y, w)
+            noise = None if stream is None else (stream, _all_rows(xp, x))
+            params, opt_state, loss, totals = step(*carry, x, y, w, noise)
             return (params, opt_state), (loss, totals)
         full, rest = rows
         if counted:
@@ -121,6 +167,13 @@ def epoch_function(backend: Backend, step: Step, x: Array, y: Array, w: Array | 
         return carry, (mean_loss(xp, total, x, w, weighted), totals)
 
     return epoch
+
+
+def _all_rows(xp: Namespace, x: Array) -> Array:
+    """The row indices ``0 .. n - 1`` of ``x`` (int32): a full batch's."""
+    from array_api_compat import device
+
+    return xp.arange(x.shape[0], dtype=xp.int32, device=device(x))
 
 
 def counted_epoch(backend: Backend, batch: Callable[[Any, Array], Any], carry: Any,
@@ -182,22 +235,30 @@ class PureEpochs:
         ``(params, opt_state)`` to start from (packed when ``layout`` is given).
     unpack : callable
         ``unpack(carry) -> (params, opt_state)`` in the unpacked format.
+    streams : array, (n_epochs, 1), or None
+        The dropout keys of the epochs this executor runs, in order
+        (`mlp.dropout.epoch_streams`); None without dropout.
     """
 
     def __init__(self, xp: Namespace, epoch: Epoch, carry: Carry,
-                 unpack: Callable[[Carry], Carry]) -> None:
-        self._epoch, self.carry, self.saved, self._unpack = epoch, carry, carry, unpack
+                 unpack: Callable[[Carry], Carry], streams: Array | None = None) -> None:
+        self._epoch, self._unpack, self._streams = epoch, unpack, streams
+        self.carry, self.saved = carry, (carry, 0)
+        self.done = 0  # epochs run (the next one's stream)
         self.stack = xp.stack
 
     def save(self) -> None:
-        self.saved = self.carry
+        self.saved = (self.carry, self.done)
 
     def restore(self) -> None:
-        self.carry = self.saved
+        self.carry, self.done = self.saved
 
     def epoch(self, rows: Rows) -> tuple[Array, Array | None]:
         """One epoch over ``rows`` (see `epoch_function`); ``(mean loss, totals)``."""
-        self.carry, out = self._epoch(self.carry, rows)
+        streams = self._streams
+        stream = None if streams is None else streams[self.done, ...]
+        self.carry, out = self._epoch(self.carry, rows, stream)
+        self.done += 1
         return out
 
     def result(self) -> Carry:

@@ -94,6 +94,7 @@ SHARED_CONSTRAINTS: dict = {
     "max_fun": [Interval(Integral, 1, None, closed="left")],
     "backend": [None, str, Backend],
     "dtype": [None, StrOptions({"float32", "float64"})],
+    "dropout": [Interval(Real, 0, 1, closed="left"), "array-like"],
 }
 
 
@@ -154,7 +155,21 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
         return np.dtype(self.dtype).type
 
     def _spec(self, be):
-        return network_spec(be.xp, self.activation, self.out_activation_)
+        spec = network_spec(be.xp, self.activation, self.out_activation_)
+        rates = self._dropout_rates(len(self.coefs_) - 1)
+        return spec._replace(dropout=(0.0, *rates)) if any(rates) else spec
+
+    def _dropout_rates(self, n_hidden):
+        """One drop rate per hidden layer from ``dropout`` (a number or a list of one per
+        hidden layer, each in [0, 1))."""
+        rates = self.dropout
+        if not hasattr(rates, "__iter__"):
+            return (float(rates),) * n_hidden
+        rates = [float(r) for r in rates]
+        if len(rates) != n_hidden or not all(0 <= r < 1 for r in rates):
+            raise ValueError(f"dropout must be a rate in [0, 1) or a list of one such rate "
+                             f"per hidden layer ({n_hidden} here), got {self.dropout!r}")
+        return tuple(rates)
 
     def _loss_constant(self, Y, sample_weight, rows=slice(None)):
         """What scikit-learn's ``loss_`` adds to the core's loss on ``Y[rows]``: Poisson's
@@ -197,6 +212,9 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
         sample_weight = self._checked_weights(to_host(sample_weight), X, targets)
         self.n_outputs_ = Y.shape[1]
         layer_units = [X.shape[1], *hidden, self.n_outputs_]
+        if any(self._dropout_rates(len(hidden))) and self.solver not in _STOCHASTIC_SOLVERS:
+            raise ValueError(f"dropout={self.dropout!r} needs a stochastic solver ('adam' or "
+                             f"'sgd'): solver={self.solver!r} minimises one fixed objective")
         rng = check_random_state(self.random_state)
         if first_pass:
             self._initialize_checked(Y, layer_units, X.dtype, rng)

@@ -88,6 +88,12 @@ _SHARED_DOC = """
     dtype : {{"float32", "float64"}} or None, default=None
         Compute dtype. None follows the input as scikit-learn does: float32
         input stays float32, anything else is float64.
+    dropout : float or list of float, default=0.0
+        Inverted dropout on the hidden layers' outputs while training (solvers
+        ``adam`` and ``sgd``): one rate in [0, 1) for every hidden layer, or a
+        list of one per hidden layer; prediction drops nothing. The masks follow
+        from ``random_state`` and the samples seen (`mlp.dropout`). 0 (default)
+        trains exactly as scikit-learn's estimator.
 """
 
 _LOSS_DOC = """
@@ -160,6 +166,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                  validation_fraction: float = 0.1, beta_1: float = 0.9, beta_2: float = 0.999,
                  epsilon: float = 1e-8, n_iter_no_change: float = 10, max_fun: int = 15000,
                  backend: str | Backend | None = None, dtype: str | None = None,
+                 dropout: float | Sequence[float] = 0.0,
                  class_weight: dict[Any, float] | str | None = None) -> None:
         _init_params(self, locals())
 
@@ -363,7 +370,8 @@ class MLPRegressor(RegressorMixin, BaseMLP):
                  nesterovs_momentum: bool = True, early_stopping: bool = False,
                  validation_fraction: float = 0.1, beta_1: float = 0.9, beta_2: float = 0.999,
                  epsilon: float = 1e-8, n_iter_no_change: float = 10, max_fun: int = 15000,
-                 backend: str | Backend | None = None, dtype: str | None = None) -> None:
+                 backend: str | Backend | None = None, dtype: str | None = None,
+                 dropout: float | Sequence[float] = 0.0) -> None:
         _init_params(self, locals())
 
     def _validate_input(self, X, y, incremental, reset):

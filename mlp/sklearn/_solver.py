@@ -68,17 +68,19 @@ def make_epoch(backend: Backend, spec: NetworkSpec, optimizer: Optimizer, alpha:
     indices drawn on the host (``counted``: rows padded to `mlp.buckets`' sizes, and
     ``last: (slots,)`` the rows in each batch slot, `mlp.buckets.batch_plan`).
     Ctrl-C leaves ``params`` and ``state`` as they were and raises
-    KeyboardInterrupt, as scikit-learn's epoch does.
+    KeyboardInterrupt, as scikit-learn's epoch does. ``streams: (1, 1)``: the epoch's
+    dropout key (`mlp.dropout.epoch_streams`), or None.
     """
     run = make_run(backend, spec, optimizer, alpha, None, SKLEARN_OBJECTIVE, counted=counted)
     xp = spec.xp
 
     def epoch(params: Params, state: Any, x: Array, y: Array, w: Array | None, batches: Array,
-              last: Array | None) -> tuple[Any, Any, Array]:
+              last: Array | None, streams: Array | None = None) -> tuple[Any, Any, Array]:
         one = (xp.expand_dims(batches, axis=0),
                None if last is None else xp.expand_dims(last, axis=0))  # one epoch's rows
+        noise = {} if streams is None else {"streams": streams}  # (dropout's, `make_run`)
         try:
-            params, state, losses, _ = run(params, state, x, y, w, *one, 1)
+            params, state, losses, _ = run(params, state, x, y, w, *one, 1, **noise)
         except InterruptedRun as part:  # no completed epoch: the caller keeps its own
             raise KeyboardInterrupt from part
         return params, state, losses[0]

@@ -20,7 +20,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import shuffle
 
-from .. import buckets
+from .. import buckets, dropout
 from ..optimizers import with_learning_rate_scale
 from ..tree import tree_map
 from . import _solver
@@ -62,6 +62,15 @@ def _epoch_rows(be: Backend, batches: np.ndarray, last: np.ndarray | None,
     indices, counts = buckets.batch_plan(batches[None], None if last is None else last[None],
                                          padded)
     return be.asarray(indices[0]), be.asarray(counts[0])
+
+
+def _stream(be, key, samples_seen):
+    """The epoch's dropout stream (`mlp.dropout.epoch_streams`), numbered by the samples
+    seen before it (which grow over ``partial_fit`` and ``warm_start`` calls); None
+    without dropout."""
+    if key is None:
+        return None
+    return be.asarray(dropout.epoch_streams(key, samples_seen, 1))
 
 
 @dataclass
@@ -123,6 +132,7 @@ class StochasticSolver:
         epoch = _solver.compiled(be, ("epoch", spec, opt, alpha, counted),
                                  lambda: _solver.make_epoch(be, spec, opt, alpha, counted))
         params = self._device_params(be, dtype)
+        key = int(rng.randint(2**31)) if spec.drops else None  # the dropout masks' seed
         state = (opt.init(params) if self._optimizer.state is None
                  else tree_map(lambda a: to(a, dtype if a.dtype.kind == "f" else None),
                                self._optimizer.state))
@@ -140,7 +150,8 @@ class StochasticSolver:
                 batches, last = _batches(order, batch_size)
                 state = self._with_learning_rate(state)
                 params, state, loss = epoch(params, state, *data,
-                                            *_epoch_rows(be, batches, last, padded))
+                                            *_epoch_rows(be, batches, last, padded),
+                                            _stream(be, key, self.t_))
                 loss = float(loss) + self._epoch_constant(Y, w, batches, last)
                 if self._end_epoch(be, loss, n, params, val) or incremental:
                     break

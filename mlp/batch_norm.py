@@ -1,0 +1,165 @@
+"""Batch normalization of a layer's pre-activation: the math, forward and backward by hand.
+
+Not yet part of `mlp.MLP` (the running averages are model state that the training
+run must carry); these functions are what the network will call.
+
+For a batch ``z: (n, units)`` with row weights ``w: (n,)`` (None: all 1; rows of weight
+0, such as padding, take no part), ``p_i = w_i / sum(w)``:
+
+    mean = sum_i p_i z_i,      var = sum_i p_i (z_i - mean)**2,
+    zhat = (z - mean) / sqrt(var + epsilon),      out = gamma * zhat + beta
+
+and, from ``dout = dLoss/dout``, with ``g = dout * gamma`` and ``s = sqrt(var + epsilon)``:
+
+    dbeta = sum_i dout_i,      dgamma = sum_i dout_i * zhat_i,
+    dz_i = (g_i - p_i * sum_j g_j - p_i * zhat_i * sum_j g_j zhat_j) / s
+
+(the derivative through the mean and the variance included: ``sum_j p_j (z_j - mean)
+= 0`` removes the mean's term from the variance's). A batch of one row has variance 0:
+``zhat = 0``, ``out = beta``, and ``dz = 0``, ``dgamma = 0``, ``dbeta = dout`` (defined
+maths, as Keras computes it, since ``epsilon > 0``). The running averages follow
+``running = momentum * running + (1 - momentum) * batch`` (Keras's names and defaults:
+``momentum=0.99``, ``epsilon=1e-3``); inference normalizes with them instead.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from ._typing import Array, Namespace
+
+
+class Normalized(NamedTuple):
+    """What `forward` keeps for `backward`, and the batch's statistics.
+
+    Parameters
+    ----------
+    zhat : array, (n, units)
+        The normalized pre-activation.
+    scale : array, (units,)
+        ``sqrt(var + epsilon)``.
+    p : array, (n, 1), or None
+        The rows' shares of the weight (None: ``1 / n`` each).
+    mean, var : array, (units,)
+        The batch's (weighted) mean and variance.
+    """
+
+    zhat: Array
+    scale: Array
+    p: Array | None
+    mean: Array
+    var: Array
+
+
+def forward(xp: Namespace, z: Array, gamma: Array, beta: Array, weights: Array | None,
+            epsilon: float) -> tuple[Array, Normalized]:
+    """Normalize ``z`` with its batch's statistics, then scale and shift.
+
+    Parameters
+    ----------
+    xp : namespace
+        The backend's array namespace.
+    z : array, (n, units)
+        The pre-activation.
+    gamma, beta : array, (units,)
+        The learned scale and shift.
+    weights : array, (n,), or None
+        Row weights (non-negative, summing above 0); None: equal.
+    epsilon : float
+        Added to the variance.
+
+    Returns
+    -------
+    out : array, (n, units)
+        ``gamma * zhat + beta``.
+    normalized : Normalized
+        What `backward` needs, and the batch's mean and variance.
+    """
+    if weights is None:
+        p = None
+        mean = xp.mean(z, axis=0)
+        var = xp.mean((z - mean) ** 2, axis=0)
+    else:
+        p = (weights / xp.sum(weights))[:, None]
+        mean = xp.sum(p * z, axis=0)
+        var = xp.sum(p * (z - mean) ** 2, axis=0)
+    scale = xp.sqrt(var + epsilon)
+    zhat = (z - mean) / scale
+    return gamma * zhat + beta, Normalized(zhat, scale, p, mean, var)
+
+
+def backward(xp: Namespace, dout: Array, gamma: Array, normalized: Normalized
+             ) -> tuple[Array, Array, Array]:
+    """The gradients through `forward`, the batch statistics included.
+
+    Parameters
+    ----------
+    xp : namespace
+        The backend's array namespace.
+    dout : array, (n, units)
+        ``dLoss/dout``.
+    gamma : array, (units,)
+        The learned scale.
+    normalized : Normalized
+        `forward`'s.
+
+    Returns
+    -------
+    dz : array, (n, units)
+        ``dLoss/dz``.
+    dgamma, dbeta : array, (units,)
+        ``dLoss/dgamma`` and ``dLoss/dbeta``.
+    """
+    zhat, scale, p = normalized.zhat, normalized.scale, normalized.p
+    g = dout * gamma
+    if p is None:
+        p = 1.0 / zhat.shape[0]
+    dz = (g - p * xp.sum(g, axis=0) - p * zhat * xp.sum(g * zhat, axis=0)) / scale
+    return dz, xp.sum(dout * zhat, axis=0), xp.sum(dout, axis=0)
+
+
+def inference(z: Array, gamma: Array, beta: Array, mean: Array, var: Array,
+              epsilon: float, xp: Namespace | None = None) -> Array:
+    """Normalize ``z`` with the running averages ``mean`` and ``var``.
+
+    Parameters
+    ----------
+    z : array, (n, units)
+        The pre-activation.
+    gamma, beta : array, (units,)
+        The learned scale and shift.
+    mean, var : array, (units,)
+        The running averages.
+    epsilon : float
+        Added to the variance.
+    xp : namespace, optional
+        The backend's array namespace (default: ``z``'s).
+
+    Returns
+    -------
+    array, (n, units)
+        ``gamma * (z - mean) / sqrt(var + epsilon) + beta``.
+    """
+    if xp is None:
+        from array_api_compat import array_namespace
+
+        xp = array_namespace(z)
+    return gamma * (z - mean) / xp.sqrt(var + epsilon) + beta
+
+
+def running(average: Array, batch: Array, momentum: float) -> Array:
+    """A running average moved towards the batch's statistic.
+
+    Parameters
+    ----------
+    average, batch : array, (units,)
+        The running average and the batch's statistic.
+    momentum : float
+        How much of the running average stays, in ``[0, 1]``.
+
+    Returns
+    -------
+    array, (units,)
+        ``momentum * average + (1 - momentum) * batch``.
+    """
+    return momentum * average + (1.0 - momentum) * batch
