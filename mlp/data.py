@@ -13,10 +13,11 @@ memory:
   iterator, iterated once per epoch, yielding ``(x, y)`` or ``(x, y, sample_weight)``.
 
 Training reads them through a *feed* (`Feed`): what the engine's fed run
-(`mlp.engine.feed`) asks of any source of batches - ``batches(rows)``, the
-prepared batches of one epoch (on the device, read ahead in a background thread,
-`read_ahead`), ``blocks()`` for a pass over the training rows (a diverged fit's
-loss), and what identifies the data (``fingerprint``). `ArrayFeed` serves arrays
+(`mlp.engine.feed`) asks of any source of batches - ``windows(rows)``, one epoch's
+batches prepared on the device in windows of consecutive batches (`Window`, about
+`WINDOW_BYTES` each, read ahead in a background thread, `read_ahead`), ``blocks()``
+for a pass over the training rows (a diverged fit's loss), and what identifies the
+data (``fingerprint``). `ArrayFeed` serves arrays
 on disk (the batches that `mlp.engine.pipeline.batch_indices` draws, so a run
 equals the same data in memory), `StreamFeed` a stream (its own batches, in its
 own order). A feed of another kind (e.g. each process's own rows on a mesh)
@@ -54,6 +55,13 @@ _IN_MEMORY_LIBRARIES = frozenset({"pandas", "polars", "builtins", "torch", "jax"
 
 #: ``(x, y, w)``: one prepared batch on the device (``w`` None without row weights).
 Batch = tuple[Array, Array, Array | None]
+#: ``(x, y, w, full, rest)``: consecutive batches of an epoch, their rows prepared on the
+#: device in the epoch's order, ``full: (k, batch_size)`` and ``rest: (r,)`` (or None) host
+#: indices into those rows (the last batch of another size); ``full`` None: one batch of
+#: every row (`Feed.windows`).
+Window = tuple[Array, Array, Array | None, np.ndarray | None, np.ndarray | None]
+#: Bytes of rows one window of batches holds (at least one batch).
+WINDOW_BYTES = 2**23
 
 
 def is_array_on_disk(value: object) -> bool:
@@ -333,11 +341,11 @@ class Feed(Protocol):
     #: Batches per epoch, where known (else None).
     steps_per_epoch: int | None
 
-    def batches(self, rows: tuple[np.ndarray, np.ndarray | None] | None
+    def windows(self, rows: tuple[np.ndarray, np.ndarray | None] | None
                 ) -> Any:
-        """A context manager giving one epoch's prepared batches: with ``rows`` (the
-        epoch's host row indices, full batches then the rest), those rows; None: the
-        source's own batches."""
+        """A context manager giving one epoch's batches in windows (`Window`), read
+        ahead: with ``rows`` (the epoch's host row indices, full batches then the rest),
+        those rows; None: the source's own batches."""
 
     def blocks(self) -> Iterator[Batch]:
         """The training rows once, in prepared blocks (a loss over all of them)."""
@@ -354,6 +362,7 @@ class _Prepared:
         self.model, self.x, self.y, self.w_host, self.names = model, x, y, w, names
         self.rows = rows  # the source's row of each row here (None: all, in order)
         self.n = int(x.shape[0] if rows is None else rows.shape[0])
+        self._row_bytes = 8 * int(np.prod(x.shape[1:], dtype=np.int64))
         self.w = None if w is None else model.backend.asarray(
             w if rows is None else w[rows], model.dtype)
 
@@ -384,12 +393,18 @@ class _Prepared:
         return x, targets, w
 
     def row_bytes(self) -> int:
-        return 8 * int(np.prod(self.x.shape[1:], dtype=np.int64))
+        """Bytes one row takes in float64 (an upper bound, for sizing blocks)."""
+        return self._row_bytes
 
     def blocks(self, padded: bool = False) -> Iterator[tuple[Array, Array, Array | None,
                                                              Array | None]]:
         for rows in blocks_of(self.n, self.row_bytes()):
             yield self.prepared(rows, padded)
+
+
+def _window_batches(batch_size: int, row_bytes: int) -> int:
+    """Batches of ``batch_size`` rows in a window of about `WINDOW_BYTES` (at least 1)."""
+    return max(1, WINDOW_BYTES // max(batch_size * row_bytes, 1))
 
 
 class ArrayFeed:
@@ -417,19 +432,25 @@ class ArrayFeed:
         self.w = self.data.w  # the training rows' weights on the device, or None
         self.shape = (self.n, *tuple(x.shape[1:]))
 
-    def _epoch(self, rows: tuple[np.ndarray, np.ndarray | None]) -> Iterator[Batch]:
-        full, rest = rows
-        model = self.model
+    def _epoch(self, rows: tuple[np.ndarray, np.ndarray | None]) -> Iterator[Window]:
+        full, rest = np.asarray(rows[0]), None if rows[1] is None else np.asarray(rows[1])
+        model, (n_batches, size) = self.model, full.shape
+        step = _window_batches(size, self.data.row_bytes())
         with model.backend.precision(model.dtype):  # (in the reading thread)
-            for k in range(full.shape[0]):
-                yield self.data.batch(np.asarray(full[k]))
-            if rest is not None:
-                yield self.data.batch(np.asarray(rest))
+            for k in range(0, n_batches, step):
+                part = full[k:k + step]
+                last = rest if k + step >= n_batches else None
+                taken = part.reshape(-1) if last is None else np.concatenate(
+                    [part.reshape(-1), last])
+                x, y, w = self.data.batch(taken)
+                m = part.size
+                yield (x, y, w, np.arange(m).reshape(part.shape),
+                       None if last is None else np.arange(m, m + last.shape[0]))
 
-    def batches(self, rows: tuple[np.ndarray, np.ndarray | None] | None) -> Any:
-        """The epoch's batches at ``rows`` (`Feed.batches`), read ahead."""
+    def windows(self, rows: tuple[np.ndarray, np.ndarray | None] | None) -> Any:
+        """The epoch's batches at ``rows`` in windows (`Feed.windows`), read ahead."""
         if rows is None:  # one batch of every row (batch_size None, or >= the rows)
-            return read_ahead(iter([self.data.batch(np.arange(self.n))]))
+            return read_ahead(iter([(*self.data.batch(np.arange(self.n)), None, None)]))
         return read_ahead(self._epoch(rows))
 
     def blocks(self) -> Iterator[Batch]:
@@ -519,7 +540,7 @@ class StreamFeed:
                            f"x of batch {k}")
         return x, targets, model.backend.asarray(w.astype(model.dtype_name), model.dtype)
 
-    def _epoch(self) -> Iterator[Batch]:
+    def _batches(self) -> Iterator[Batch]:
         n = k = 0
         model = self.model
         with model.backend.precision(model.dtype):  # (in the reading thread)
@@ -535,13 +556,40 @@ class StreamFeed:
         self.n = n
         self.steps_per_epoch = k + 1
 
-    def batches(self, rows: Any) -> Any:
-        """The source's batches of one epoch (`Feed.batches`), read ahead."""
-        return read_ahead(self._epoch())
+    def _windows(self) -> Iterator[Window]:
+        """The epoch's batches, those of one size in a row joined into windows (a batch
+        of another size closes its window, as its last batch)."""
+        xp, group = self.model.xp, []
+        for batch in self._batches():
+            m = int(batch[0].shape[0])
+            size = int(group[0][0].shape[0]) if group else m
+            limit = _window_batches(size, 8 * int(np.prod(batch[0].shape[1:])))
+            group.append(batch)
+            if m != size or len(group) >= limit:
+                yield self._joined(xp, group, size, closed=m != size)
+                group = []
+        if group:
+            yield self._joined(xp, group, int(group[0][0].shape[0]), closed=False)
+
+    @staticmethod
+    def _joined(xp: Any, group: list[Batch], size: int, closed: bool) -> Window:
+        """One window of ``group``'s batches (``closed``: its last is the rest)."""
+        full = len(group) - 1 if closed else len(group)
+        parts = [xp.concat([b[i] for b in group], axis=0) if len(group) > 1 else group[0][i]
+                 for i in (0, 1)]
+        w = None if group[0][2] is None else (
+            xp.concat([b[2] for b in group]) if len(group) > 1 else group[0][2])
+        m = full * size
+        rest = np.arange(m, m + int(group[-1][0].shape[0])) if closed else None
+        return parts[0], parts[1], w, np.arange(m).reshape(full, size) if full else None, rest
+
+    def windows(self, rows: Any) -> Any:
+        """The source's batches of one epoch in windows (`Feed.windows`), read ahead."""
+        return read_ahead(self._windows())
 
     def blocks(self) -> Iterator[Batch]:
         """The source's batches once more (`Feed.blocks`)."""
-        yield from self._epoch()
+        yield from self._batches()
 
     def fingerprint(self) -> dict[str, Any]:
         """A stream is not read to identify it: no shapes, the hash of nothing."""

@@ -529,10 +529,10 @@ def fed(x: Any, y: Any) -> bool:
     ``y`` beside a stream."""
     if y is None:
         if not is_stream(x):
-            raise TypeError(f"fit needs y (the targets) with x, unless x is a source of "
-                            f"(x, y) batches - a DataLoader, a list of batches, a "
-                            f"re-iterable or a function returning an iterator; got "
-                            f"{_what(x)} and y=None")
+            raise TypeError(f"y is None; expected an array of targets for x ({_what(x)}): "
+                            f"fit takes y=None only when x is a source of (x, y) batches - a "
+                            f"DataLoader, a list of batches, a re-iterable or a function "
+                            f"returning an iterator")
         return True
     if is_stream(x) and not hasattr(x, "__len__"):
         raise TypeError(f"x is a source of batches ({type(x).__name__}), which yields the "
@@ -711,7 +711,8 @@ def run_function(model: MLP, optimizer: Optimizer, alpha: float,
     if fed_by is not None:
         return fed_run(model.xp, model.compiled(
             ("run", optimizer, alpha, clip_norm, False),
-            lambda: make_run(model.backend, model.spec, optimizer, alpha, clip_norm)))
+            lambda: make_run(model.backend, model.spec, optimizer, alpha, clip_norm)),
+            model.backend.asarray)
     counted = pads_training_rows(model)
     return model.compiled(("run", optimizer, alpha, clip_norm, counted),
                            lambda: make_run(model.backend, model.spec, optimizer, alpha,

@@ -388,7 +388,7 @@ def test_fit_shows_and_checks_its_keyword_arguments_as_a_function_would():
 
     signature = inspect.signature(mlp.MLP.fit)
     assert str(signature) == (
-        "(self, x, y, *, epochs, learning_rate=None, batch_size=32, shuffle=True, "
+        "(self, x, y=None, *, epochs, learning_rate=None, batch_size=32, shuffle=True, "
         "optimizer=None, reset_optimizer=False, alpha=0.0, clip_norm=None, "
         "validation_data=None, validation_split=None, early_stopping=False, patience=10, "
         "min_delta=0.0, callbacks=None, verbose=0, sample_weight=None, class_weight=None)")
