@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-from array_api_compat import is_array_api_obj
+from array_api_compat import device, is_array_api_obj
 
 from ._typing import Array
 from .tree import describe as _what
@@ -559,7 +559,7 @@ class StreamFeed:
     def _windows(self) -> Iterator[Window]:
         """The epoch's batches, those of one size in a row joined into windows (a batch
         of another size closes its window, as its last batch)."""
-        xp, group = self.model.xp, []
+        xp, group = self.model.xp, list[Batch]()
         for batch in self._batches():
             m = int(batch[0].shape[0])
             size = int(group[0][0].shape[0]) if group else m
@@ -638,7 +638,7 @@ class BlockData:
             raise ValueError(f"the metrics {missing} have no form summed over blocks of rows "
                              f"(mlp.metrics.Totals), so data on disk cannot be evaluated with "
                              f"them; load it into memory")
-        fn = model.compiled(("block sums",), lambda: model.backend.jit(_block_sums(spec)))
+        fn = model.compiled(("block sums",), lambda: model.backend.jit(block_sums(spec)))
         params = model.params if params is None else params
         to_numpy = model.backend.to_numpy
         total: np.ndarray | None = None
@@ -654,9 +654,21 @@ class BlockData:
         return logs
 
 
-def _block_sums(spec: Any) -> Callable[..., Array]:
-    """``sums(params, x, targets, labels, w) -> (2 + t + d,)``: the block's loss times its
-    weight, its weight (rows, or the weights' sum), its training totals and its data's."""
+def block_sums(spec: Any) -> Callable[..., Array]:
+    """``sums(params, x, targets, labels, w) -> (2 + t + d,)``: a block's loss times its
+    weight, its weight (rows, or the weights' sum), its training totals and its data's:
+    sums that add up over blocks (for `fit`'s loss over data not in memory, and
+    `BlockData.metrics`).
+
+    Parameters
+    ----------
+    spec : NetworkSpec
+
+    Returns
+    -------
+    callable
+        ``sums(params, x, targets, labels, w)``, to be compiled by ``backend.jit``.
+    """
     from . import core
 
     xp = spec.xp
@@ -666,7 +678,7 @@ def _block_sums(spec: Any) -> Callable[..., Array]:
         z, a = core.forward_logits(spec, params, core.zero_weight_rows(xp, x, w))
         loss = spec.loss.value(xp, z, a, targets, w)
         weight = (xp.sum(w) if w is not None
-                  else xp.asarray(float(x.shape[0]), dtype=loss.dtype))
+                  else xp.asarray(float(x.shape[0]), dtype=loss.dtype, device=device(loss)))
         return xp.concat([xp.stack([loss * weight, weight]),
                           spec.loss.train_totals(xp, z, a, targets, w),
                           spec.loss.data_totals(xp, targets, w)])

@@ -50,6 +50,7 @@ from .data import (
     BlockData,
     Feed,
     StreamFeed,
+    block_sums,
     check_on_disk,
     is_array_on_disk,
     is_stream,
@@ -582,7 +583,7 @@ def _fed_training(feed: ArrayFeed | StreamFeed,
                   val_weights: bool = False) -> TrainingData:
     """`TrainingData` read through ``feed`` (which stands in ``x``'s place)."""
     n_val = -1 if val is None or isinstance(val, BlockData) else int(val[0].shape[0])
-    return TrainingData(feed, None, val, feed.w, feed.n, n_val=n_val, feed=feed,  # type: ignore[arg-type]
+    return TrainingData(feed, None, val, feed.w, feed.n, n_val=n_val, feed=feed,
                         val_weights=val_weights, own_weights=feed.w is not None)
 
 
@@ -1583,22 +1584,12 @@ class Trainer:
 
 def _fed_loss(model: MLP, feed: Feed, params: Params) -> float:
     """The mean loss (no penalty; weighted as training) of ``params`` over a feed's rows,
-    block by block."""
-    spec, xp = model.spec, model.xp
-
-    def compile_sums() -> Callable[..., Any]:
-        def sums(p: Params, x: Array, y: Array, w: Array | None) -> Array:
-            weight = xp.sum(w) if w is not None else xp.asarray(float(x.shape[0]),
-                                                                   dtype=x.dtype)
-            return xp.stack([core.loss_value(spec, p, x, y, w) * weight, weight])
-
-        return model.backend.jit(sums)
-
-    fn = model.compiled(("fed loss",), compile_sums)
+    from the sums of `mlp.data.block_sums` block by block."""
+    fn = model.compiled(("block sums",), lambda: model.backend.jit(block_sums(model.spec)))
     total, weight = 0.0, 0.0
     for x, y, w in feed.blocks():
-        loss_sum, rows = (float(v) for v in model.backend.to_numpy(fn(params, x, y, w)))
-        total, weight = total + loss_sum, weight + rows
+        sums = model.backend.to_numpy(fn(params, x, y, None, w))
+        total, weight = total + float(sums[0]), weight + float(sums[1])
     return total / weight if weight > 0 else 0.0
 
 

@@ -443,3 +443,44 @@ def test_ctrl_c_anywhere_in_a_fed_epoch_keeps_the_completed_epochs(tmp_path, mon
             for a, b in zip(model.get_weights(), log[epochs - 1]):
                 np.testing.assert_array_equal(a[0], b[0])
     assert {0, 1, 2} <= kept
+
+
+# ------------------------------------------------------------ the benchmark runs
+def test_the_memmap_benchmark_runs_on_a_tiny_file(tmp_path):
+    """`benchmarks.memmap` end to end on a file of 0.5 MB (no timing asserted): it
+    creates the file once, reuses it, and writes its table with both thread counts."""
+    from benchmarks import memmap
+
+    args = ["--folder", str(tmp_path / "data"), "--gigabytes", "0.0005", "--memory-rows",
+            "64", "--batch-size", "32", "--hidden", "4", "--out", str(tmp_path / "out.md")]
+    text = memmap.main(args)
+    assert (tmp_path / "out.md").read_text() == text
+    rows = [line for line in text.splitlines()
+            if line.startswith("| BLAS") and "threads" not in line]
+    assert len(rows) == 2 and rows[0].startswith("| BLAS 1")  # one thread, then the default
+    created = (tmp_path / "data" / "x.f32").stat().st_mtime_ns
+    memmap.main(args)
+    assert (tmp_path / "data" / "x.f32").stat().st_mtime_ns == created  # reused
+    x_path, y_path, n = memmap.make_files(tmp_path / "data", 0.0005)
+    assert x_path.stat().st_size == n * memmap.FEATURES * 4 >= 0.0005e9
+    assert memmap.rss_anon() > 0
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # overflow in the diverging math
+def test_a_divergence_on_disk_restores_finite_weights_as_in_memory(backend, tmp_path):
+    """The loss of the weights to restore is computed block by block from the file."""
+    x, _ = _data()
+    y = x[:, :2] * 100
+    on_disk = _memmap(tmp_path, x)
+    errors = []
+    for data in (x, on_disk):
+        model = mlp.MLP([F, 8, 2], activation="identity", dtype="float64", seed=1,
+                        backend=backend)
+        with pytest.raises(mlp.TrainingDivergedError, match="learning rate 1000000.0 may be "
+                                                            "too large.*restored") as info:
+            model.fit(data, y, epochs=50, batch_size=16, optimizer="sgd", learning_rate=1e6)
+        errors.append((str(info.value), model.get_weights()))
+    assert errors[0][0] == errors[1][0]
+    for (wa, ba), (wb, bb) in zip(errors[0][1], errors[1][1]):
+        assert np.all(np.isfinite(wb)) and np.all(np.isfinite(bb))
+        np.testing.assert_allclose(wb, wa, rtol=1e-10)

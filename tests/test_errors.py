@@ -401,7 +401,8 @@ def test_fit_shows_and_checks_its_keyword_arguments_as_a_function_would():
     with unchanged(model), pytest.raises(TypeError, match=r"^MLP\.fit\(\) missing 1 required "
                                                           r"keyword-only argument: 'epochs'$"):
         model.fit(x, y, batch_size=4)
-    with unchanged(model), pytest.raises(TypeError, match=r"takes 3 positional arguments"):
+    with unchanged(model), pytest.raises(TypeError, match=r"takes from 2 to 3 positional "
+                                                          r"arguments but 4 were given"):
         model.fit(x, y, 2)
 
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from array_api_compat import device
 
 from .._typing import Array, Namespace
 from .pipeline import InterruptedRun, Run, run_epochs
@@ -88,8 +89,8 @@ class FedEpochs:
             raise KeyboardInterrupt from part.__cause__
         self.carry = (params, opt_state)
         xp = self.xp
-        count = xp.sum(w) if w is not None else xp.asarray(float(x.shape[0]),
-                                                           dtype=losses.dtype)
+        count = xp.sum(w) if w is not None else xp.asarray(
+            float(x.shape[0]), dtype=losses.dtype, device=device(losses))
         return losses[0] * count, None if totals is None else totals[0, ...], count
 
     def epoch(self, rows: Rows) -> tuple[Array, Array | None]:
