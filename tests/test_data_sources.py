@@ -484,3 +484,4 @@ def test_a_divergence_on_disk_restores_finite_weights_as_in_memory(backend, tmp_
     for (wa, ba), (wb, bb) in zip(errors[0][1], errors[1][1]):
         assert np.all(np.isfinite(wb)) and np.all(np.isfinite(bb))
         np.testing.assert_allclose(wb, wa, rtol=1e-10)
+        np.testing.assert_allclose(bb, ba, rtol=1e-10)
