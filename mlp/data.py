@@ -212,10 +212,10 @@ def read_rows(array: Any, rows: np.ndarray, name: str = "x") -> np.ndarray:
     -------
     numpy.ndarray, (m, ...)
     """
+    if bool(np.all(rows[1:] > rows[:-1])):  # sorted already (a window's rows)
+        return _take_sorted(array, rows, name)
     order = np.argsort(rows, kind="stable")
     block = _take_sorted(array, rows[order], name)
-    if bool(np.all(order[1:] > order[:-1])):  # already sorted
-        return block
     out = np.empty_like(block)
     out[order] = block
     return out
@@ -442,10 +442,15 @@ class ArrayFeed:
                 last = rest if k + step >= n_batches else None
                 taken = part.reshape(-1) if last is None else np.concatenate(
                     [part.reshape(-1), last])
-                x, y, w = self.data.batch(taken)
+                # the window's rows in sorted order (one read, no reordering copy); the
+                # batches index them where each of their rows landed
+                order = np.argsort(taken, kind="stable")
+                where = np.empty_like(order)
+                where[order] = np.arange(order.shape[0])
+                x, y, w = self.data.batch(taken[order])
                 m = part.size
-                yield (x, y, w, np.arange(m).reshape(part.shape),
-                       None if last is None else np.arange(m, m + last.shape[0]))
+                yield (x, y, w, where[:m].reshape(part.shape),
+                       None if last is None else where[m:])
 
     def windows(self, rows: tuple[np.ndarray, np.ndarray | None] | None) -> Any:
         """The epoch's batches at ``rows`` in windows (`Feed.windows`), read ahead."""

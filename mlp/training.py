@@ -535,7 +535,7 @@ def fed(x: Any, y: Any) -> bool:
                             f"DataLoader, a list of batches, a re-iterable or a function "
                             f"returning an iterator")
         return True
-    if is_stream(x) and not hasattr(x, "__len__"):
+    if is_stream(x):
         raise TypeError(f"x is a source of batches ({type(x).__name__}), which yields the "
                         f"targets too: call fit(source, epochs=...) without y")
     return is_array_on_disk(x) or is_array_on_disk(y)

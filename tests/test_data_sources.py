@@ -358,6 +358,9 @@ def test_streams_get_errors_in_the_users_terms():
         model.fit([(x[:4], np.full(4, 7))], epochs=1)
     with pytest.raises(TypeError, match="y is None; expected an array"):
         model.fit(x, epochs=1)
+    with pytest.raises(TypeError, match=r"x is a source of batches \(list\), which yields the "
+                                        r"targets too: call fit\(source, epochs=...\) without y"):
+        model.fit(_batches(x, y, 16), y, epochs=1)
     with pytest.raises(ValueError, match="yielded no batch in epoch 1"):
         model.fit(lambda: iter([]), epochs=1)
     assert model.epochs_trained_ == 0
