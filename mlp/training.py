@@ -421,22 +421,30 @@ def training_data(model: MLP, x: Array, y: Array,
                                            n_val=val[0].shape[0], val_weights=val[3] is not None))
     if validation_split is None:
         return _placed(model, TrainingData(x_dev, y_dev, None, w))
-    n = x_dev.shape[0]
-    n_val = int(round(n * validation_split))
-    if n_val < 1 or n_val >= n:
-        raise ValueError(f"validation_split={validation_split} leaves {n - n_val} training "
-                         f"and {n_val} validation samples out of {n}; both need at least 1")
-    order = model.validation_split_rng(split_seed).permutation(n)
-    if w is not None:
-        _check_split_weights(model, w, order[:n_val], validation_split,
-                             _weights_name(sample_weight, class_weight))
-    rows_val, rows_train = np.sort(order[:n_val]), np.sort(order[n_val:])
+    rows_val, rows_train = split_rows(model, x_dev.shape[0], validation_split, split_seed, w,
+                                      _weights_name(sample_weight, class_weight))
+    n_val = rows_val.shape[0]
     split = _host_split if on_host else _row_splitter(model)
     val, (x_train, y_train, _, w_train) = split(model, (x_dev, y_dev, labels, w), rows_val,
                                                 rows_train)
     val = model.pad_prepared(*val)  # evaluated every epoch: padded once
     return _placed(model, TrainingData(x_train, y_train, val, w_train, n_val=n_val,
                                        val_weights=w is not None))
+
+
+def split_rows(model: MLP, n: int, validation_split: float, split_seed: int | None,
+               w: Array | None, weights_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(validation rows, training rows)``, each sorted: ``validation_split`` of ``n``
+    rows drawn by the stream of ``split_seed`` (`MLP.validation_split_rng`); refused where
+    a side would have no rows, or (with the rows' weights ``w``) a total weight of 0."""
+    n_val = int(round(n * validation_split))
+    if n_val < 1 or n_val >= n:
+        raise ValueError(f"validation_split={validation_split} leaves {n - n_val} training "
+                         f"and {n_val} validation samples out of {n}; both need at least 1")
+    order = model.validation_split_rng(split_seed).permutation(n)
+    if w is not None:
+        _check_split_weights(model, w, order[:n_val], validation_split, weights_name)
+    return np.sort(order[:n_val]), np.sort(order[n_val:])
 
 
 def _weights_name(sample_weight: Array | None, class_weight: ClassWeight) -> str:
@@ -552,6 +560,7 @@ def fed_data(model: MLP, x: Any, y: Any, settings: FitSettings,
                          f"own rows, see the guide on shards)")
     if y is None:
         return _stream_data(model, x, settings)
+    x, y = (a if is_array_on_disk(a) or hasattr(a, "shape") else np.asarray(a) for a in (x, y))
     n = check_on_disk(x, "x") if is_array_on_disk(x) else _in_memory_rows(x, "x")
     if is_array_on_disk(y):
         check_on_disk(y, "y", n)
@@ -565,15 +574,9 @@ def fed_data(model: MLP, x: Any, y: Any, settings: FitSettings,
     split = settings.validation_split
     if split is None:
         return _fed_training(ArrayFeed(model, x, y, w), val)
-    n_val = int(round(n * split))
-    if n_val < 1 or n_val >= n:
-        raise ValueError(f"validation_split={split} leaves {n - n_val} training "
-                         f"and {n_val} validation samples out of {n}; both need at least 1")
-    order = model.validation_split_rng(split_seed).permutation(n)
-    if w is not None:
-        _check_split_weights(model, model.backend.asarray(w), order[:n_val], split,
-                             "sample_weight")
-    rows_val, rows_train = np.sort(order[:n_val]), np.sort(order[n_val:])
+    rows_val, rows_train = split_rows(model, n, split, split_seed,
+                                      None if w is None else model.backend.asarray(w),
+                                      "sample_weight")
     return _fed_training(ArrayFeed(model, x, y, w, rows=rows_train),
                          BlockData(model, x, y, w, rows=rows_val), val_weights=w is not None)
 

@@ -455,7 +455,8 @@ def test_the_memmap_benchmark_runs_on_a_tiny_file(tmp_path):
     from benchmarks import memmap
 
     args = ["--folder", str(tmp_path / "data"), "--gigabytes", "0.0005", "--memory-rows",
-            "64", "--batch-size", "32", "--hidden", "4", "--out", str(tmp_path / "out.md")]
+            "64", "--batch-size", "32", "--hidden", "4", "--repeats", "1",
+            "--out", str(tmp_path / "out.md")]
     text = memmap.main(args)
     assert (tmp_path / "out.md").read_text() == text
     rows = [line for line in text.splitlines()
