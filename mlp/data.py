@@ -60,8 +60,9 @@ Batch = tuple[Array, Array, Array | None]
 #: indices into those rows (the last batch of another size); ``full`` None: one batch of
 #: every row (`Feed.windows`).
 Window = tuple[Array, Array, Array | None, np.ndarray | None, np.ndarray | None]
-#: Bytes of rows one window of batches holds (at least one batch).
-WINDOW_BYTES = 2**23
+#: Bytes of rows one window of batches holds (at least one batch): the run's fixed
+#: cost per call (building its executor) is paid once per window.
+WINDOW_BYTES = 2**25
 
 
 def is_array_on_disk(value: object) -> bool:
@@ -362,7 +363,8 @@ class _Prepared:
         self.model, self.x, self.y, self.w_host, self.names = model, x, y, w, names
         self.rows = rows  # the source's row of each row here (None: all, in order)
         self.n = int(x.shape[0] if rows is None else rows.shape[0])
-        self._row_bytes = 8 * int(np.prod(x.shape[1:], dtype=np.int64))
+        itemsize = max(np.dtype(x.dtype).itemsize, np.dtype(model.dtype_name).itemsize)
+        self._row_bytes = itemsize * int(np.prod(x.shape[1:], dtype=np.int64))
         self.w = None if w is None else model.backend.asarray(
             w if rows is None else w[rows], model.dtype)
 
@@ -393,7 +395,7 @@ class _Prepared:
         return x, targets, w
 
     def row_bytes(self) -> int:
-        """Bytes one row takes in float64 (an upper bound, for sizing blocks)."""
+        """Bytes one row takes (in its own dtype or the model's, the larger)."""
         return self._row_bytes
 
     def blocks(self, padded: bool = False) -> Iterator[tuple[Array, Array, Array | None,

@@ -117,7 +117,7 @@ class Recording:
 def test_only_the_rows_of_one_batch_are_read_at_a_time_in_sorted_order(backend,
                                                                       monkeypatch):
     """With windows of one batch (`mlp.data.WINDOW_BYTES`; by default a window holds
-    about 8 MiB of rows): one sorted read per batch (the partial last batch read with the
+    about 32 MiB of rows): one sorted read per batch (the partial last batch read with the
     last full one: 90 rows = 5 x 16 + 10), every row once per epoch."""
     monkeypatch.setattr(mlp.data, "WINDOW_BYTES", 16 * 8 * F)
     x, y = _data()
