@@ -538,10 +538,14 @@ def fed(x: Any, y: Any) -> bool:
     ``y`` beside a stream."""
     if y is None:
         if not is_stream(x):
+            rows = hasattr(x, "__getitem__") and hasattr(x, "__len__") and not hasattr(
+                x, "shape") and not isinstance(x, (list, tuple))
+            hint = ("; a dataset of rows gives one row at a time: wrap it in "
+                    "torch.utils.data.DataLoader(x, batch_size=...)") if rows else ""
             raise TypeError(f"y is None; expected an array of targets for x ({_what(x)}): "
                             f"fit takes y=None only when x is a source of (x, y) batches - a "
                             f"DataLoader, a list of batches, a re-iterable or a function "
-                            f"returning an iterator")
+                            f"returning an iterator{hint}")
         return True
     if is_stream(x):
         raise TypeError(f"x is a source of batches ({type(x).__name__}), which yields the "

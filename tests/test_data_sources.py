@@ -326,6 +326,9 @@ def test_a_dataloader_with_a_seeded_generator_is_reproducible(backend):
 
     a, b = run(), run()
     _assert_same(a, b, True)
+    with pytest.raises(TypeError, match=r"y is None.*a dataset of rows gives one row at a "
+                                        r"time: wrap it in torch.utils.data.DataLoader"):
+        _model(backend).fit(dataset, epochs=1)
     assert a.history_.history.keys() >= {"loss", "accuracy", "val_loss", "val_accuracy"}
     ordered = DataLoader(dataset, batch_size=16)  # the order of the arrays
     streamed, memory = _model(backend), _model(backend)
