@@ -188,9 +188,9 @@ def report(results: list[tuple[str, dict[str, float]]], size_gb: float, batch_si
         f"{batch_size}; the file in the page cache. *Whole file*: one epoch over every row "
         f"of the memmap, with the peak growth of `RssAnon` (anonymous resident memory; the "
         f"file's mapped pages are page cache, not counted) during the fit over what the "
-        f"process held before it, sampled every 2 ms. *Throughput*: one epoch over the "
+        f"process held before it, sampled every 2 ms. *Throughput*: two epochs over the "
         f"file's first rows read from the memmap, against the same rows copied into memory "
-        f"(same model, batch size and seed), two epochs, alternated {repeats} times, the best "
+        f"(same model, batch size and seed), alternated {repeats} times, the best "
         f"of each: rows/s of the whole `fit` (in memory it checks and converts the whole "
         f"array first; from the memmap each window is checked as it is read) and of its "
         f"second epoch alone (the steady state).",
