@@ -311,6 +311,8 @@ def data_fingerprint(model: Model, data: TrainingData | None) -> dict[str, Any] 
     values as float64/int64, so that any backend gives the same one)."""
     if data is None:
         return None
+    if data.feed is not None:  # data not in memory: read block by block
+        return data.feed.fingerprint()
     digest, shapes = hashlib.blake2b(digest_size=16), {}
     for name, (array, rows) in data.given().items():
         host = _host_array(model, array)[:rows]

@@ -19,6 +19,7 @@ from .activations import ACTIVATIONS, hidden_activations
 from .backends import Backend, resolve_backend
 from .callbacks import History
 from .core import NetworkSpec
+from .data import BlockData, check_on_disk, is_array_on_disk, predict_by_blocks
 from .fit_settings import FitSettings, fit_signature
 from .initializers import INITIALIZERS, default_initializer, initial_weights
 from .losses import LOSSES
@@ -911,6 +912,8 @@ class MLP:
         (``"classes"``) for ``x``, computed on its rows padded to the ladder where the
         model pads them; a ValueError for rows whose output overflowed."""
         spec = self._spec
+        if is_array_on_disk(x):
+            return predict_by_blocks(self, x, what)
 
         def outputs(p, x, n_rows):
             out, n_bad = core.forward_checked(spec, p, x, n_rows)
@@ -1298,11 +1301,31 @@ class MLP:
         >>> sorted(model.evaluate(x, y))
         ['loss', 'mse', 'r2']
         """
+        if is_array_on_disk(x) or is_array_on_disk(y):
+            return self._evaluate_by_blocks(x, y, sample_weight)
         return self.evaluate_prepared(*self.prepare_data(x, y, sample_weight, padded=True))
+
+    def _evaluate_by_blocks(self, x: Any, y: Any, sample_weight: Any) -> dict[str, float]:
+        """`evaluate` of data on disk, block by block (`mlp.data.BlockData`)."""
+        from .weights import row_weights
+
+        n = check_on_disk(x, "x") if is_array_on_disk(x) else len(x)
+        if is_array_on_disk(y):
+            check_on_disk(y, "y", n)
+        if sample_weight is not None and is_array_on_disk(sample_weight):
+            sample_weight = np.asarray(sample_weight[:])
+        w = row_weights(self, sample_weight, None, np.empty((n, 0)), None)
+        logs = BlockData(self, x, y, None if w is None else self.backend.to_numpy(w)).metrics()
+        bad = [name for name, value in logs.items() if not math.isfinite(value)]
+        if bad:
+            raise ValueError(f"the {', '.join(bad)} (it is {logs[bad[0]]}) overflows "
+                             f"{self.dtype_name}: rescale the inputs (e.g. standardize x as "
+                             f"for training)")
+        return logs
 
     # --------------------------------------------------------------- training
     @_in_precision
-    def fit(self, x: Array, y: Array, **settings: Any) -> History:
+    def fit(self, x: Array, y: Array | None = None, **settings: Any) -> History:
         """Train the model for ``epochs`` more epochs, from where it stands.
 
         A `fit` continues the previous one (or the file the model was loaded
@@ -1313,12 +1336,17 @@ class MLP:
 
         Parameters
         ----------
-        x : array-like of shape (n_samples, n_features)
-            The training inputs.
-        y : array-like
+        x : array-like of shape (n_samples, n_features), array on disk, or source of batches
+            An array in memory; an array on disk (``numpy.memmap``,
+            ``h5py.Dataset``, ``zarr.Array``), read batch by batch; or, with
+            ``y`` None, a source of ``(x, y)`` or ``(x, y, sample_weight)``
+            batches iterated once per epoch (a PyTorch ``DataLoader``, a list of
+            batches, any re-iterable, or a function returning a fresh iterator).
+            See the guide on data.
+        y : array-like or None, default None
             ``(n, n_outputs)`` (or ``(n,)`` with one output) for ``mse`` and
             ``binary_cross_entropy``; integer labels ``(n,)`` or one-hot rows for
-            ``cross_entropy``.
+            ``cross_entropy``. None when ``x`` is a source of batches.
         epochs : int
             Passes over the data in this call (>= 1).
         learning_rate : float or schedule, optional
@@ -1442,7 +1470,9 @@ class MLP:
             return fit(self, x, y, FitSettings.from_call(settings))
 
     # the keyword arguments are `FitSettings`' fields (written there once)
-    fit.__dict__["__signature__"] = fit_signature("self", "x", "y")
+    fit.__dict__["__signature__"] = fit_signature("self", "x", "y").replace(parameters=[
+        p.replace(default=None) if p.name == "y" else p
+        for p in fit_signature("self", "x", "y").parameters.values()])
 
     # ---------------------------------------------------------------- weights
     def get_weights(self) -> list[tuple[np.ndarray, np.ndarray]]:

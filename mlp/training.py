@@ -45,6 +45,17 @@ from .callbacks import (
     ProgressBar,
     resumed_seed,
 )
+from .data import (
+    ArrayFeed,
+    BlockData,
+    Feed,
+    StreamFeed,
+    block_sums,
+    check_on_disk,
+    is_array_on_disk,
+    is_stream,
+)
+from .engine.feed import SourceFailed, fed_run
 from .engine.pipeline import InterruptedRun, batch_indices, make_run
 from .fit_settings import DEFAULT_BATCH_SIZE as DEFAULT_BATCH_SIZE
 from .fit_settings import FitSettings
@@ -157,11 +168,16 @@ class Mark(NamedTuple):
 
 @dataclass
 class TrainingData:
-    """Training data on the device, and the validation data if any."""
+    """Training data on the device, and the validation data if any.
+
+    Data that is not in memory (`mlp.data`) has a ``feed`` (`mlp.data.Feed`), which is
+    also ``x`` (``y`` None, ``w`` the training rows' weights or None): the fed run
+    (`mlp.engine.feed`) takes it in ``x``'s place. Validation data on disk is a
+    `mlp.data.BlockData`, evaluated block by block."""
 
     x: Array
     y: Array
-    val: tuple[Array, Array, Array | None, Array | None] | None  # (x_val, targets, labels, w)
+    val: tuple[Array, Array, Array | None, Array | None] | BlockData | None
     w: Array | None = None  # the rows' weights (n,), or None
     n: int = -1  # the training samples (x may hold padding rows after them; -1: every row)
     padded: bool = False  # rows padded to `mlp.buckets`' sizes: batches go by `batch_plan`
@@ -169,12 +185,13 @@ class TrainingData:
     own_weights: bool = True  # w holds weights the fit was given (not only the padding's)
     val_weights: bool = True  # val's weights were given (not only the padding's)
     rows: shards.ProcessRows | None = None  # process-local rows: where the global rows lie in x
+    feed: Feed | None = None  # the source of batches of data not in memory (then also x)
 
     def __post_init__(self) -> None:
         if self.n < 0:
             self.n = self.x.shape[0]
         if self.n_val < 0 and self.val is not None:
-            self.n_val = self.val[0].shape[0]
+            self.n_val = self.val.n if isinstance(self.val, BlockData) else self.val[0].shape[0]
 
     def given(self) -> dict[str, tuple[Any, int]]:
         """The arrays as the fit was given them, without what padding added: ``name ->
@@ -186,7 +203,7 @@ class TrainingData:
         if self.rows is not None:  # process-local rows: this process's own
             arrays = {k: (own, own.shape[0]) for k, (a, _) in arrays.items()
                       for own in (self.rows.own(a),)}
-        if self.val is not None:
+        if isinstance(self.val, tuple):
             names = ("x_val", "y_val", "val_labels", "val_sample_weight")
             for name, array in zip(names, self.val, strict=True):
                 if array is not None and (name != "val_sample_weight" or self.val_weights):
@@ -289,7 +306,7 @@ class FitPlan(NamedTuple):
     continued: bool
 
 
-def fit(model: MLP, x: Array, y: Array, settings: FitSettings) -> History:
+def fit(model: MLP, x: Array, y: Array | None, settings: FitSettings) -> History:
     """Train ``model`` from its current weights with ``settings`` (see `mlp.MLP.fit`).
 
     The steps, each a function of its own:
@@ -317,11 +334,15 @@ def fit(model: MLP, x: Array, y: Array, settings: FitSettings) -> History:
     check_numbers(model.dtype_name, plan)
     if plan.continued and model.optimizer_state_ is not None:
         check_rate_scale(plan.optimizer, model.optimizer_state_, model.dtype_name)
-    data = training_data(model, x, y, settings.validation_data, settings.validation_split,
-                         settings.sample_weight, settings.class_weight,
-                         split_seed=resumed_seed(model, settings.callbacks or []))
+    split_seed = resumed_seed(model, settings.callbacks or [])
+    if fed(x, y):
+        data = fed_data(model, x, y, settings, split_seed)
+    else:
+        data = training_data(model, x, y, settings.validation_data, settings.validation_split,
+                             settings.sample_weight, settings.class_weight,
+                             split_seed=split_seed)
     if data.val is not None:  # validation data whose metrics overflow would log only NaN
-        model.evaluate_prepared(*data.val, of=" of the validation data")
+        check_validation(model, data.val)
     cbs, history = callback_list(model, plan, data)
     Trainer(model, data, plan, cbs, history).train()
     return history
@@ -411,6 +432,9 @@ def training_data(model: MLP, x: Array, y: Array,
     on_host = pads_training_rows(model)
     x_dev, y_dev, labels, w = model.prepare_data(x, y, sample_weight, class_weight,
                                                  on_host=on_host)
+    if validation_data is not None and any(map(is_array_on_disk, validation_data)):
+        return _placed(model, TrainingData(x_dev, y_dev, validation_of(model, validation_data),
+                                           w, val_weights=False))
     if validation_data is not None:
         x_val, y_val = validation_data  # (a pair, checked)
         val = model.prepare_data(x_val, y_val, None, names=("x_val", "y_val", "sample_weight"),
@@ -419,22 +443,30 @@ def training_data(model: MLP, x: Array, y: Array,
                                            n_val=val[0].shape[0], val_weights=val[3] is not None))
     if validation_split is None:
         return _placed(model, TrainingData(x_dev, y_dev, None, w))
-    n = x_dev.shape[0]
-    n_val = int(round(n * validation_split))
-    if n_val < 1 or n_val >= n:
-        raise ValueError(f"validation_split={validation_split} leaves {n - n_val} training "
-                         f"and {n_val} validation samples out of {n}; both need at least 1")
-    order = model.validation_split_rng(split_seed).permutation(n)
-    if w is not None:
-        _check_split_weights(model, w, order[:n_val], validation_split,
-                             _weights_name(sample_weight, class_weight))
-    rows_val, rows_train = np.sort(order[:n_val]), np.sort(order[n_val:])
+    rows_val, rows_train = split_rows(model, x_dev.shape[0], validation_split, split_seed, w,
+                                      _weights_name(sample_weight, class_weight))
+    n_val = rows_val.shape[0]
     split = _host_split if on_host else _row_splitter(model)
     val, (x_train, y_train, _, w_train) = split(model, (x_dev, y_dev, labels, w), rows_val,
                                                 rows_train)
     val = model.pad_prepared(*val)  # evaluated every epoch: padded once
     return _placed(model, TrainingData(x_train, y_train, val, w_train, n_val=n_val,
                                        val_weights=w is not None))
+
+
+def split_rows(model: MLP, n: int, validation_split: float, split_seed: int | None,
+               w: Array | None, weights_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(validation rows, training rows)``, each sorted: ``validation_split`` of ``n``
+    rows drawn by the stream of ``split_seed`` (`MLP.validation_split_rng`); refused where
+    a side would have no rows, or (with the rows' weights ``w``) a total weight of 0."""
+    n_val = int(round(n * validation_split))
+    if n_val < 1 or n_val >= n:
+        raise ValueError(f"validation_split={validation_split} leaves {n - n_val} training "
+                         f"and {n_val} validation samples out of {n}; both need at least 1")
+    order = model.validation_split_rng(split_seed).permutation(n)
+    if w is not None:
+        _check_split_weights(model, w, order[:n_val], validation_split, weights_name)
+    return np.sort(order[:n_val]), np.sort(order[n_val:])
 
 
 def _weights_name(sample_weight: Array | None, class_weight: ClassWeight) -> str:
@@ -521,6 +553,146 @@ def _placed(model: MLP, data: TrainingData) -> TrainingData:
                         val_weights=data.val_weights, own_weights=data.w is not None)
 
 
+# ------------------------------------------------------------------ data not in memory
+def fed(x: Any, y: Any) -> bool:
+    """Whether `fit` reads its training data through a feed (`mlp.data`): a stream of
+    batches (``y`` None) or arrays on disk. Refuses ``y`` None with anything else, and
+    ``y`` beside a stream."""
+    if y is None:
+        if not is_stream(x):
+            rows = hasattr(x, "__getitem__") and hasattr(x, "__len__") and not hasattr(
+                x, "shape") and not isinstance(x, (list, tuple))
+            hint = ("; a dataset of rows gives one row at a time: wrap it in "
+                    "torch.utils.data.DataLoader(x, batch_size=...)") if rows else ""
+            raise TypeError(f"y is None; expected an array of targets for x ({_what(x)}): "
+                            f"fit takes y=None only when x is a source of (x, y) batches - a "
+                            f"DataLoader, a list of batches, a re-iterable or a function "
+                            f"returning an iterator{hint}")
+        return True
+    if is_stream(x):
+        raise TypeError(f"x is a source of batches ({type(x).__name__}), which yields the "
+                        f"targets too: call fit(source, epochs=...) without y")
+    return is_array_on_disk(x) or is_array_on_disk(y)
+
+
+def fed_data(model: MLP, x: Any, y: Any, settings: FitSettings,
+             split_seed: int | None) -> TrainingData:
+    """The `TrainingData` of a stream (``y`` None) or of arrays on disk: a `Feed` that
+    reads the batches when they are needed, and the validation data (a split of the
+    rows on disk by index, read block by block like validation data on disk)."""
+    if model.backend.pads_rows:
+        raise ValueError(f"the {model.backend.name} backend spreads whole arrays over its "
+                         f"devices: train it on arrays in memory (or give each process its "
+                         f"own rows, see the guide on shards)")
+    if y is None:
+        return _stream_data(model, x, settings)
+    x, y = (a if is_array_on_disk(a) or hasattr(a, "shape") else np.asarray(a) for a in (x, y))
+    n = check_on_disk(x, "x") if is_array_on_disk(x) else _in_memory_rows(x, "x")
+    if is_array_on_disk(y):
+        check_on_disk(y, "y", n)
+    elif _in_memory_rows(y, "y") != n:
+        raise ValueError(f"x and y have different numbers of samples: {n} and {len(y)}")
+    if getattr(x, "ndim", len(x.shape)) != 2 or x.shape[1] != model.n_features:
+        raise ValueError(f"x must be 2-D (n_samples, {model.n_features}), got shape "
+                         f"{tuple(x.shape)}")
+    w = _disk_weights(model, settings, n)
+    val = validation_of(model, settings.validation_data)
+    split = settings.validation_split
+    if split is None:
+        return _fed_training(ArrayFeed(model, x, y, w), val)
+    rows_val, rows_train = split_rows(model, n, split, split_seed,
+                                      None if w is None else model.backend.asarray(w),
+                                      "sample_weight")
+    return _fed_training(ArrayFeed(model, x, y, w, rows=rows_train),
+                         BlockData(model, x, y, w, rows=rows_val), val_weights=w is not None)
+
+
+def _fed_training(feed: ArrayFeed | StreamFeed,
+                  val: tuple[Array, Array, Array | None, Array | None] | BlockData | None,
+                  val_weights: bool = False) -> TrainingData:
+    """`TrainingData` read through ``feed`` (which stands in ``x``'s place)."""
+    n_val = -1 if val is None or isinstance(val, BlockData) else int(val[0].shape[0])
+    return TrainingData(feed, None, val, feed.w, feed.n, n_val=n_val, feed=feed,
+                        val_weights=val_weights, own_weights=feed.w is not None)
+
+
+def _in_memory_rows(array: Any, name: str) -> int:
+    try:
+        return len(array)
+    except TypeError:
+        raise TypeError(f"{name} must be an array of numbers, got {_what(array)}") from None
+
+
+def _disk_weights(model: MLP, settings: FitSettings, n: int) -> np.ndarray | None:
+    """The rows' weights of data on disk, checked, as a host array in the model's dtype
+    (read whole: one number a row); ``class_weight`` is refused (it needs every label)."""
+    from .weights import row_weights
+
+    if settings.class_weight is not None:
+        raise ValueError("class_weight needs every row's label at once; with data on disk "
+                         "pass sample_weight (one weight a row, e.g. the class's weight of "
+                         "each row) instead")
+    if settings.sample_weight is None:
+        return None
+    sample_weight = settings.sample_weight
+    if is_array_on_disk(sample_weight):
+        sample_weight = np.asarray(sample_weight[:])
+    w = row_weights(model, sample_weight, None, np.empty((n, 0)), None)
+    return None if w is None else model.backend.to_numpy(w)
+
+
+def _stream_data(model: MLP, source: Any, settings: FitSettings) -> TrainingData:
+    """The `TrainingData` of a stream of batches (validation data given, never split)."""
+    if settings.validation_split is not None:
+        raise ValueError("validation_split splits arrays by rows; a source of batches "
+                         "cannot be split - pass validation_data=(x_val, y_val) instead")
+    for name in ("sample_weight", "class_weight"):
+        if getattr(settings, name) is not None:
+            raise ValueError(f"{name} weighs rows of arrays; a source of batches yields "
+                             f"(x, y, sample_weight) batches to weigh its rows")
+    return _fed_training(StreamFeed(model, source, settings.epochs),
+                         validation_of(model, settings.validation_data))
+
+
+def validation_of(model: MLP, validation_data: Sequence[Any] | None
+                  ) -> tuple[Array, Array, Array | None, Array | None] | BlockData | None:
+    """Validation data given to `fit`: on disk, a `mlp.data.BlockData`; in memory,
+    prepared and padded once (`MLP.pad_prepared`)."""
+    if validation_data is None:
+        return None
+    x_val, y_val = validation_data  # (a pair, checked)
+    if is_array_on_disk(x_val) or is_array_on_disk(y_val):
+        n = check_on_disk(x_val, "x_val") if is_array_on_disk(x_val) else len(x_val)
+        if is_array_on_disk(y_val):
+            check_on_disk(y_val, "y_val", n)
+        return BlockData(model, x_val, y_val, None, ("x_val", "y_val"))
+    return model.pad_prepared(*model.prepare_data(
+        x_val, y_val, None, names=("x_val", "y_val", "sample_weight"), on_host=True))
+
+
+def check_validation(model: MLP, val: tuple[Array, Array, Array | None, Array | None]
+                     | BlockData) -> None:
+    """Refuse validation data whose metrics overflow at the starting weights (every epoch
+    would log only NaN)."""
+    if not isinstance(val, BlockData):
+        model.evaluate_prepared(*val, of=" of the validation data")
+        return
+    logs = val.metrics()
+    bad = [name for name, value in logs.items() if not math.isfinite(value)]
+    if bad:
+        raise ValueError(f"the {', '.join(bad)} of the validation data (it is "
+                         f"{logs[bad[0]]}) overflows {model.dtype_name} at the starting "
+                         f"weights: rescale the inputs (e.g. standardize them)")
+
+
+def validation_logs(model: MLP, val: tuple[Array, Array, Array | None, Array | None]
+                    | BlockData, params: Params) -> dict[str, float]:
+    """The epoch's ``val_`` metrics of ``params``, in memory or block by block."""
+    if isinstance(val, BlockData):
+        return val.metrics(params, prefix="val_")
+    return model.validation_logs(*val, params=params)
+
+
 # ------------------------------------------------------------------ step 3
 def logged_metrics(model: MLP, validation: bool) -> list[str]:
     """The names each epoch's logs hold: ``loss``, the training scores from the epoch's own
@@ -542,10 +714,11 @@ def callback_list(model: MLP, plan: FitPlan, data: TrainingData
     others, and tells each the fit's data (`Callback.set_run`).
     """
     n, settings = data.n, plan.settings
+    stream = isinstance(data.feed, StreamFeed)  # (its batches and their number its own)
     params = dict(epochs=settings.epochs, initial_epoch=model.epochs_trained_,
-                  batch_size=settings.batch_size or n, optimizer=plan.optimizer,
-                  alpha=settings.alpha, clip_norm=settings.clip_norm,
-                  shuffle=settings.shuffle, samples=n,
+                  batch_size=None if stream else settings.batch_size or n,
+                  optimizer=plan.optimizer, alpha=settings.alpha, clip_norm=settings.clip_norm,
+                  shuffle=False if stream else settings.shuffle, samples=None if stream else n,
                   metrics=logged_metrics(model, data.val is not None))
     history = History(params)
     cbs: list[Callback] = [history, *(settings.callbacks or ())]  # (a list once checked)
@@ -560,10 +733,16 @@ def callback_list(model: MLP, plan: FitPlan, data: TrainingData
 
 # ------------------------------------------------------------------ step 4
 def run_function(model: MLP, optimizer: Optimizer, alpha: float,
-                 clip_norm: float | None) -> Callable[..., Any]:
+                 clip_norm: float | None, fed_by: Feed | None = None) -> Callable[..., Any]:
     """The (compiled, shared) run of `mlp.engine.pipeline.make_run` for this model and
     settings (for rows padded to `mlp.buckets`' sizes where the model pads them,
-    `pads_training_rows`)."""
+    `pads_training_rows`). With ``fed_by`` (data not in memory), the fed run
+    (`mlp.engine.feed.fed_run`) over that run for unpadded rows: one step per call."""
+    if fed_by is not None:
+        return fed_run(model.xp, model.compiled(
+            ("run", optimizer, alpha, clip_norm, False),
+            lambda: make_run(model.backend, model.spec, optimizer, alpha, clip_norm)),
+            model.backend.asarray)
     counted = pads_training_rows(model)
     return model.compiled(("run", optimizer, alpha, clip_norm, counted),
                            lambda: make_run(model.backend, model.spec, optimizer, alpha,
@@ -956,12 +1135,15 @@ class Trainer:
         batch_size = settings.batch_size
         self.batch_size = None if batch_size is None or batch_size >= n else batch_size
         self.shuffle = settings.shuffle
-        self.run = run_function(model, self.optimizer, settings.alpha, settings.clip_norm)
+        self.run = run_function(model, self.optimizer, settings.alpha, settings.clip_norm,
+                                data.feed)
         opt_state = (model.optimizer_state_ if plan.continued
                      else self.optimizer.init(model.params))
         self.state = TrainState(model.params, opt_state, self.start, model.shuffle_rng)
         self.alpha = settings.alpha
-        self.steps_per_epoch = 1 if self.batch_size is None else -(-n // self.batch_size)
+        self.steps_per_epoch = (1 if self.batch_size is None else -(-n // self.batch_size))
+        if isinstance(data.feed, StreamFeed):  # (the source's batches, as many as it has)
+            self.steps_per_epoch = data.feed.steps_per_epoch or 1
         self.checked_steps = self.check_schedules(self.start, self.epochs)  # before any change
         self.initial = model.params
         # (first epoch, shuffle stream's state) of the chunk running, for `mark`
@@ -972,7 +1154,7 @@ class Trainer:
         # Runs of epochs when every callback takes them after the run (declares
         # `epochs_at_once`); a callback that does not, or validation, needs every epoch.
         self.epochs_at_once = data.val is None and callbacks.epochs_at_once
-        max_chunk = self.epochs if self.batch_size is None else MAX_INDICES // data.x.shape[0]
+        max_chunk = self.epochs if self.batch_size is None else MAX_INDICES // max(data.n, 1)
         self.planner = ChunkPlanner(max_chunk if self.epochs_at_once else 1,
                                     key=(self.run, n, self.batch_size, self.epochs),
                                     bound=run_time_bound(self.epochs, data.n, self.batch_size,
@@ -1077,6 +1259,8 @@ class Trainer:
             if part.losses:
                 self.keep(part.params, part.opt_state, [float(v) for v in part.losses],
                           np.stack([model.backend.to_numpy(t) for t in part.totals]))
+            if isinstance(part.__cause__, SourceFailed):  # reading failed: its own error
+                raise part.__cause__.error  # noqa: B904 - (its own cause kept)
             raise KeyboardInterrupt from part.__cause__
         except BaseException:  # Ctrl-C in a compiled call: the chunk is lost
             self.rewind(shuffled, 0)
@@ -1125,7 +1309,7 @@ class Trainer:
             self.diverged(epochs[-1], "the weights became NaN or infinite")
         rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
         if self.data.val is not None:  # then every chunk is one epoch
-            rows[-1].update(model.validation_logs(*self.data.val, params=params))
+            rows[-1].update(validation_logs(model, self.data.val, params))
         for epoch, logs in zip(epochs, rows):
             self.model_history().append(epoch, logs)
         self.commit(params, opt_state, epochs[-1] + 1)
@@ -1145,6 +1329,8 @@ class Trainer:
             return None, None
         batches, last = batch_indices(self.state.rng, self.data.n, self.batch_size,
                                       n_epochs, self.shuffle)
+        if self.data.feed is not None:  # read from the host, batch by batch
+            return batches, last
         if self.data.rows is not None:  # the global rows' places in the process-local blocks
             batches = self.data.rows.physical(batches)
             last = None if last is None else self.data.rows.physical(last)
@@ -1202,6 +1388,8 @@ class Trainer:
     def training_loss(self, params: Params) -> float:
         """The mean loss (no penalty; weighted as training) of ``params`` on the training data."""
         model, data = self.model, self.data
+        if data.feed is not None:
+            return _fed_loss(model, data.feed, params)
 
         def compile_loss(spec: NetworkSpec = model.spec) -> Callable[..., Any]:
             def loss(p: Params, x: Array, y: Array, w: Array | None) -> Array:
@@ -1389,11 +1577,15 @@ class Trainer:
             return float(xp.max(xp.abs(array)))
 
         weights = max(largest(W) for W, _ in self.initial)
+        if data.feed is not None:
+            x_max, y_max = _fed_largest(model, data.feed)
+        else:
+            x_max, y_max = largest(data.x), largest(data.y)
         already = (f"{start_loss}" if not math.isfinite(start_loss) else
                    f"{start_loss:.3g} (near the limit of {model.dtype_name})")
         return (f", but at the weights training started from, before any step, the loss was "
                 f"already {already}: the data's scale (largest "
-                f"|x| {largest(data.x):.3g}, largest |y| {largest(data.y):.3g}) or those "
+                f"|x| {x_max:.3g}, largest |y| {y_max:.3g}) or those "
                 f"weights (largest |W| {weights:.3g}) overflow {model.dtype_name}, not the "
                 f"learning rate. Rescale x and y (e.g. standardize them) or start from "
                 f"fresh weights" + ("" if model.dtype_name == "float64" else
@@ -1435,6 +1627,26 @@ class Trainer:
                 lo >= a and hi <= b for (lo, hi), (a, b) in zip(needed, self.checked_steps)):
             return
         self.checked_steps = self.check_schedules(self.state.epoch, n_epochs)
+
+
+def _fed_loss(model: MLP, feed: Feed, params: Params) -> float:
+    """The mean loss (no penalty; weighted as training) of ``params`` over a feed's rows,
+    from the sums of `mlp.data.block_sums` block by block."""
+    fn = model.compiled(("block sums",), lambda: model.backend.jit(block_sums(model.spec)))
+    total, weight = 0.0, 0.0
+    for x, y, w in feed.blocks():
+        sums = model.backend.to_numpy(fn(params, x, y, None, w))
+        total, weight = total + float(sums[0]), weight + float(sums[1])
+    return total / weight if weight > 0 else 0.0
+
+
+def _fed_largest(model: MLP, feed: Feed) -> tuple[float, float]:
+    """The largest ``|x|`` and ``|y|`` over a feed's rows."""
+    xp, x_max, y_max = model.xp, 0.0, 0.0
+    for x, y, _ in feed.blocks():
+        x_max = max(x_max, float(xp.max(xp.abs(x))))
+        y_max = max(y_max, float(xp.max(xp.abs(y))))
+    return x_max, y_max
 
 
 #: Steps whose learning rates `schedule_values` computes in one call of a schedule.

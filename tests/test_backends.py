@@ -8,10 +8,10 @@ import sys
 
 import numpy as np
 import pytest
-from mlp.backends import BackendUnavailableError, get_backend
 
 import mlp
 from mlp import backends
+from mlp.backends import BackendUnavailableError, get_backend
 
 
 def test_numpy_is_the_default(monkeypatch):
@@ -158,6 +158,8 @@ def test_mlp_never_imports_a_concrete_array_library():
                            "training.py", "params.py", "weights.py", "fit_settings.py",
                            "losses.py", "buckets.py",  # (host-side padding)
                            "shards.py",  # (host-side row maps of per-process shards)
+                           "dropout.py",  # (host-side per-epoch keys of the masks' hash)
+                           "data.py",  # (host-side reads of arrays on disk, by window)
                            "export.py", "network.py"}, numpy_users  # (ONNX weights; types)
     assert "numpy" not in set(_imports(root / "core.py"))
     assert "numpy" not in set(_imports(root / "optimizers.py"))

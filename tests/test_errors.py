@@ -388,7 +388,7 @@ def test_fit_shows_and_checks_its_keyword_arguments_as_a_function_would():
 
     signature = inspect.signature(mlp.MLP.fit)
     assert str(signature) == (
-        "(self, x, y, *, epochs, learning_rate=None, batch_size=32, shuffle=True, "
+        "(self, x, y=None, *, epochs, learning_rate=None, batch_size=32, shuffle=True, "
         "optimizer=None, reset_optimizer=False, alpha=0.0, clip_norm=None, "
         "validation_data=None, validation_split=None, early_stopping=False, patience=10, "
         "min_delta=0.0, callbacks=None, verbose=0, sample_weight=None, class_weight=None)")
@@ -401,7 +401,8 @@ def test_fit_shows_and_checks_its_keyword_arguments_as_a_function_would():
     with unchanged(model), pytest.raises(TypeError, match=r"^MLP\.fit\(\) missing 1 required "
                                                           r"keyword-only argument: 'epochs'$"):
         model.fit(x, y, batch_size=4)
-    with unchanged(model), pytest.raises(TypeError, match=r"takes 3 positional arguments"):
+    with unchanged(model), pytest.raises(TypeError, match=r"takes from 2 to 3 positional "
+                                                          r"arguments but 4 were given"):
         model.fit(x, y, 2)
 
 
