@@ -115,6 +115,12 @@ class InplaceOps(Protocol):
     def stack(self, scalars: Any) -> Any:
         """The 0-d arrays (or scalars) ``scalars`` as one ``(n,)`` array."""
 
+    def threads_for(self, largest_product: int) -> contextlib.AbstractContextManager[None]:
+        """The thread setting a training call runs under, whose largest matrix product
+        has ``largest_product`` multiply-adds (``batch * fan_in * fan_out``): NumPy's
+        BLAS on one thread for small products (`mlp.backends._threads`), the library's
+        own elsewhere. It changes no result."""
+
 
 class Backend:
     """An array library wrapped behind the small interface `mlp` needs.
