@@ -67,6 +67,11 @@ def one_blas_thread() -> Iterator[None]:
 
     Re-entrant: the outermost use sets the limit and restores the thread counts
     found before. From any thread but the main one it changes nothing.
+
+    Yields
+    ------
+    None
+        The block runs with the limit in place.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -96,7 +101,8 @@ def threads_for(largest_product: int) -> contextlib.AbstractContextManager[None]
 
     Returns
     -------
-    context manager
+    contextlib.AbstractContextManager
+        `one_blas_thread()`, or a context manager that changes nothing.
     """
     if 0 < largest_product <= SMALL_PRODUCT:
         return one_blas_thread()

@@ -8,10 +8,10 @@ import threading
 
 import numpy as np
 import pytest
-from mlp.backends import _threads
-from mlp.backends._numpy import NumpyBackend, NumpyInplace
 
 import mlp
+from mlp.backends import _threads
+from mlp.backends._numpy import NumpyBackend, NumpyInplace
 from mlp.engine import pipeline
 
 threadpoolctl = pytest.importorskip("threadpoolctl")

@@ -1,20 +1,32 @@
-"""W2: mlp[numpy] vs numpy-lean, alternating; argv: threads(0=default) repeats"""
-import sys, time, statistics
-sys.path.insert(0, ".")
+"""W2: mlp[numpy] and numpy-lean, set up, warmed up, then alternating timed fits.
+
+    PYTHONPATH=. python benchmarks/results/round5/w2.py THREADS REPEATS
+
+THREADS: 1 (``threadpool_limits(1)`` around the timed fits) or 0 (no limit).
+"""
+
+import contextlib
+import statistics
+import sys
+import time
+
 from threadpoolctl import threadpool_limits
-import numpy as np
-from benchmarks import workloads, peers
-th = int(sys.argv[1]); reps = int(sys.argv[2])
+
+from benchmarks import peers, workloads
+
+threads, repeats = int(sys.argv[1]), int(sys.argv[2])
 wl = workloads.get("W2")
 impls = [peers.Ours("numpy"), peers.NumpyLean()]
-for i in impls: i.setup(wl); i.train()
-import contextlib
-ctx = threadpool_limits(th) if th else contextlib.nullcontext()
-t = {i.name: [] for i in impls}
-with ctx:
-    for r in range(reps):
-        order = impls if r % 2 == 0 else impls[::-1]
-        for i in order:
-            t0 = time.perf_counter(); i.train(); t[i.name].append(time.perf_counter() - t0)
-m = {k: statistics.median(v) for k, v in t.items()}
-print(f"threads={th or 'default'}", {k: round(v*1000,1) for k, v in m.items()}, "ratio", round(m["mlp[numpy]"]/m["numpy-lean"], 3))
+for impl in impls:
+    impl.setup(wl)
+    impl.train()
+times = {impl.name: [] for impl in impls}
+with threadpool_limits(threads) if threads else contextlib.nullcontext():
+    for r in range(repeats):
+        for impl in impls if r % 2 == 0 else impls[::-1]:
+            t0 = time.perf_counter()
+            impl.train()
+            times[impl.name].append(time.perf_counter() - t0)
+med = {k: statistics.median(v) for k, v in times.items()}
+print(f"threads={threads or 'default'}", {k: round(v * 1000, 1) for k, v in med.items()},
+      "ratio", round(med["mlp[numpy]"] / med["numpy-lean"], 3))
