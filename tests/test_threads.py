@@ -109,3 +109,13 @@ def test_nested_runs_share_one_limit_and_other_threads_change_nothing(two_blas_t
     worker.join(10)
     assert seen == [1, 1, two_blas_threads, two_blas_threads]
     assert blas_threads() == two_blas_threads
+
+
+def test_without_threadpoolctl_the_thread_count_stays_as_it_is(two_blas_threads, monkeypatch):
+    monkeypatch.setitem(_threads._state, "controller", False)  # as when the import failed
+    with _threads.one_blas_thread():
+        assert blas_threads() == two_blas_threads
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(100, 64)), rng.integers(0, 10, size=100)
+    _, logs = train(x, y, "float32")
+    assert len(logs["loss"]) == 3
