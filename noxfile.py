@@ -94,8 +94,11 @@ def docs(session):
 def bench(session):
     """The benchmark suite (W1-W3 against the peers): ``nox -s bench -- --quick``.
 
+    It runs at one thread and at the libraries' default thread count, each in a
+    fresh process, and reports ratios to the peers measured in the same run.
     Arguments after ``--`` go to ``python -m benchmarks.run`` (``--quick``,
-    ``--threads 1``, ``--workloads W2``, ``--gpu``...). OPENBLAS_CORETYPE is
+    ``--threads 1`` or ``--threads default`` for one of the two runs only,
+    ``--workloads W2``, ``--gpu``...). OPENBLAS_CORETYPE is
     unset for this session only: a forced core type can pick slower kernels than
     OpenBLAS's own detection (tests and CI keep the environment as it is).
     """

@@ -407,6 +407,25 @@ class InplaceOps(Protocol):
             The values, in order.
         """
 
+    def threads_for(self, largest_product: int) -> contextlib.AbstractContextManager[None]:
+        """Give the thread setting a training call runs under.
+
+        NumPy's BLAS runs on one thread for small products
+        (`mlp.backends._threads`), the library's own setting elsewhere. It
+        changes no result.
+
+        Parameters
+        ----------
+        largest_product : int
+            The multiply-adds of the call's largest matrix product
+            (``batch * fan_in * fan_out``).
+
+        Returns
+        -------
+        contextlib.AbstractContextManager
+            Holds the setting while the call runs.
+        """
+
 
 class Backend:
     """An array library wrapped behind the small interface `mlp` needs.

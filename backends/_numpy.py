@@ -7,6 +7,7 @@ arrays of other libraries (their backend modules convert them, see `to_host`).
 from __future__ import annotations
 
 import builtins
+import contextlib
 import types
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -15,6 +16,7 @@ import numpy as np
 from array_api_compat import numpy as xp_numpy
 
 from ._base import Array, Backend, DType, InplaceOps
+from ._threads import threads_for
 
 
 def _fast_namespace() -> types.ModuleType:
@@ -114,6 +116,10 @@ class NumpyInplace:
     @staticmethod
     def stack(scalars: Sequence[Any]) -> Array:
         return np.array(scalars)  # np.stack's per-array work is most of a tiny epoch's
+
+    @staticmethod
+    def threads_for(largest_product: int) -> contextlib.AbstractContextManager[None]:
+        return threads_for(largest_product)
 
 
 class NumpyBackend(Backend):

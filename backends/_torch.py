@@ -10,6 +10,7 @@ the model.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import types
 from collections.abc import Sequence
 from typing import Any
@@ -124,6 +125,10 @@ class TorchInplace:
 
     def stack(self, scalars: Sequence[Array | float]) -> Array:
         return self._torch.stack(scalars)
+
+    def threads_for(self, largest_product: int) -> contextlib.AbstractContextManager[None]:
+        # PyTorch's own thread pool, as the user set it
+        return contextlib.nullcontext()
 
 
 class TorchBackend(Backend):

@@ -15,14 +15,19 @@ and ``latest.md`` (the tables, in Markdown).
 
 Timing is wall-clock and sensitive to other load on the machine: the load
 average is recorded before and after, and a warning is printed when it is high.
-Set ``--threads 1`` to pin every library to one thread (BLAS, OpenMP, XLA,
-torch), which makes small workloads far less sensitive to contention.
+
+Threads: by default the suite runs twice, each in a fresh process: with every
+library pinned to one thread (``--threads 1``: BLAS, OpenMP, XLA, torch, and
+the process to one CPU) and with the libraries' own thread counts, as users run
+them (``--threads default``); each run's ratios compare implementations timed
+in that run. ``--threads N`` or ``--threads default`` makes one run only. The
+two runs' tables go to ``threads-1/`` and ``threads-default/`` under ``--out``,
+and ``latest.md`` there puts their ratios side by side.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -56,6 +61,24 @@ def _set_threads(n):
         os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false").strip()
 
 
+def _thread_mode(text):
+    """``--threads``: a positive int, or ``"default"`` / ``"both"``."""
+    if text in ("default", "both"):
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"a positive number, 'default' or 'both', not {text!r}")
+    return n
+
+
+def _pinned(args):
+    """The thread count every library is pinned to (None: the libraries' own)."""
+    return args.threads if isinstance(args.threads, int) else None
+
+
 def _parse(argv=None):
     p = argparse.ArgumentParser(description="mlp benchmark suite (W1-W3 against the peers)")
     p.add_argument("--workloads", default="W1,W2,W3", help="comma-separated: W1,W2,W3")
@@ -70,9 +93,11 @@ def _parse(argv=None):
     p.add_argument("--gpu", action="store_true",
                    help="also run W3-GPU (batch 4096) on CuPy and JAX on a GPU")
     p.add_argument("--no-memory", action="store_true", help="skip W3's peak-memory probes")
-    p.add_argument("--threads", type=int, default=None,
-                   help="pin BLAS/OpenMP/XLA/torch to this many threads for every workload "
-                        "(default: W1/W2 one BLAS/OpenMP/torch thread, W3 the libraries' own)")
+    p.add_argument("--threads", default="both", type=_thread_mode,
+                   help="N: pin BLAS/OpenMP/XLA/torch to N threads for every workload; "
+                        "'default': the libraries' own thread counts; 'both' (default): "
+                        "one run with 1 thread and one with the default, each in a fresh "
+                        "process")
     p.add_argument("--out", default=None,
                    help="output folder (default benchmarks/results, with --quick "
                         "benchmarks/results/quick)")
@@ -215,35 +240,6 @@ def implementations(args, workload):
     return [i for i in impls if i.supports(workload)]
 
 
-@contextlib.contextmanager
-def small_workload_threads(args, name):
-    """W1/W2 without --threads: one BLAS/OpenMP/torch thread for every implementation.
-
-    Their matrices are tiny; multi-threaded BLAS and OpenMP pools then spend the
-    time waking and spinning threads, and on a shared 2-core machine a spinning
-    thread that loses its core stalls the step (runs 10-50x slower, erratically).
-    JAX's XLA pool cannot be resized at run time and keeps its default.
-    """
-    if args.threads or name.startswith("W3"):
-        yield
-        return
-    from threadpoolctl import threadpool_limits
-
-    try:
-        import torch
-    except ImportError:
-        torch = None
-    before = torch.get_num_threads() if torch else None
-    with threadpool_limits(limits=1):
-        if torch:
-            torch.set_num_threads(1)
-        try:
-            yield
-        finally:
-            if torch:
-                torch.set_num_threads(before)
-
-
 def get_workload(name, quick):
     from . import workloads
 
@@ -340,7 +336,8 @@ def measure_memory(args, rows, wl_name):
         if row["workload"] != wl_name:
             continue
         cmd = [sys.executable, "-m", "benchmarks.run", "--memory-probe",
-               f"{wl_name}:{row['impl']}"] + (["--quick"] if args.quick else [])
+               f"{wl_name}:{row['impl']}", "--threads", str(args.threads)] + (
+                   ["--quick"] if args.quick else [])
         try:
             out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600,
                                  check=True).stdout
@@ -491,19 +488,91 @@ def chart(rows, path):
 # ---------------------------------------------------------------------- main
 
 
+THREAD_MODES = ("1", "default")
+
+
+def _child_argv(argv):
+    """``argv`` without its ``--threads`` and ``--out`` options."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in ("--threads", "--out"):
+            skip = True
+        elif not a.startswith(("--threads=", "--out=")):
+            out.append(a)
+    return out
+
+
+def run_both(args, argv):
+    """One fresh process per thread mode (`THREAD_MODES`), then their ratios side by side
+    in ``latest.md``."""
+    out = _out_folder(args)
+    runs = {}
+    for mode in THREAD_MODES:
+        folder = out / f"threads-{mode}"
+        cmd = [sys.executable, "-m", "benchmarks.run", *_child_argv(argv), "--threads", mode,
+               "--out", str(folder)]
+        print(f"\n===== threads: {mode} ({' '.join(cmd[1:])})", flush=True)
+        subprocess.run(cmd, cwd=ROOT, check=True)
+        runs[mode] = json.loads((folder / "results.json").read_text())
+    text = both_tables(runs)
+    (out / "latest.md").write_text(text)
+    print("\n" + text + f"\nwrote {out / 'latest.md'}")
+    return 0
+
+
+def both_tables(runs):
+    """Markdown: each (workload, ours, peer) time ratio in every thread mode's run."""
+    modes = list(runs)
+    lines = ["Time ratio ours / peer, each measured in the same run (below 1: ours faster); "
+             "one run per thread mode.", ""]
+    for mode, got in runs.items():
+        m = got["machine"]
+        lines.append(f"- threads {mode}: {m.get('cpu')} ({m['cpus']} CPUs), BLAS "
+                     f"{m.get('blas')}, load average {m['load_average_start']:.1f} -> "
+                     f"{m['load_average_end']:.1f}, {m['seconds']:.0f} s")
+    lines += ["", "| workload | ours | peer | " + " | ".join(f"threads {m}" for m in modes)
+              + " |", "|" + "---|" * (3 + len(modes))]
+    first = runs[modes[0]]["results"]
+    for r in first:
+        if r["kind"] != "ours":
+            continue
+        for p in first:
+            if p["workload"] != r["workload"] or p["kind"] != "peer":
+                continue
+            cells = []
+            for mode in modes:
+                rows = runs[mode]["results"]
+                a, b = _get(rows, r["workload"], r["impl"]), _get(rows, p["workload"], p["impl"])
+                cells.append("-" if a is None or b is None else
+                             f"{a['median_s'] / b['median_s']:.2f}")
+            lines.append(f"| {r['workload']} | {r['impl']} | {p['impl']} | "
+                         + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _out_folder(args):
+    return Path(args.out or ROOT / "benchmarks" / "results" / ("quick" if args.quick else ""))
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _parse(argv)
-    if args.threads:
-        _set_threads(args.threads)
+    if args.threads == "both" and not args.memory_probe:
+        return run_both(args, argv)
+    pinned = _pinned(args)
+    if pinned:
+        _set_threads(pinned)
     sys.path.insert(0, str(ROOT))
     if args.memory_probe:
         memory_probe(args.memory_probe, args.quick)
         return 0
-    if args.threads:
+    if pinned:
         try:
             import torch
 
-            torch.set_num_threads(args.threads)
+            torch.set_num_threads(pinned)
         except ImportError:
             pass
     start = time.time()
@@ -531,8 +600,7 @@ def main(argv=None):
             print(f"\nGPU {gpu[1]}: measured float32 matmul {gpu[0] / 1e12:.1f} TFLOP/s")
         wl = get_workload(name, args.quick)
         repeats = args.repeats or (QUICK_REPEATS if args.quick else DEFAULT_REPEATS)[name]
-        with small_workload_threads(args, name):
-            got = time_workload(args, wl, repeats, peak)
+        got = time_workload(args, wl, repeats, peak)
         if name == "W3-GPU":
             for r in got:
                 r["gpu_fraction"] = wl.training_flops() / r["median_s"] / gpu[0]
@@ -549,13 +617,13 @@ def main(argv=None):
           f"BLAS {info.get('blas')}, measured float32 sgemm peak "
           f"{info['sgemm_peak_gflops']:.1f} GFLOP/s; load average "
           f"{info['load_average_start']:.1f} -> {info['load_average_end']:.1f}"
-          + (f"; threads pinned to {args.threads}" if args.threads else
-             "; W1/W2 with one BLAS/OpenMP/torch thread, W3 with the libraries' defaults")
+          + (f"; threads pinned to {pinned}" if pinned else
+             "; every library with its default thread count")
           + (" (--quick)" if args.quick else "") + ".", "", tables(rows, info),
           "**Targets (issues 4 and 14)**", "", targets_table(res), ""]
     text = "\n".join(md)
     print("\n" + text)
-    out = Path(args.out or ROOT / "benchmarks" / "results" / ("quick" if args.quick else ""))
+    out = _out_folder(args)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(
         {"machine": info, "args": vars(args), "results": rows, "targets": res}, indent=1))

@@ -221,3 +221,25 @@ def test_benchmarks_record_the_thread_counts_they_ran_with():
     finally:
         torch.set_num_threads(before)
     assert describe({"blas": 1, "openmp": None, "torch": 3}) == "threads: BLAS 1, torch 3"
+
+
+def test_the_suite_runs_at_one_thread_and_at_the_default():
+    """By default ``benchmarks.run`` makes one run per thread mode, each given the user's
+    other options; ``latest.md`` puts each ratio of both runs side by side."""
+    assert run._parse([]).threads == "both"
+    assert run._parse(["--threads", "default"]).threads == "default"
+    assert run._parse(["--threads=2"]).threads == 2
+    with pytest.raises(SystemExit):
+        run._parse(["--threads", "0"])
+    assert run._child_argv(["--quick", "--threads", "both", "--out", "x", "--repeats=3",
+                            "--out=y"]) == ["--quick", "--repeats=3"]
+    machine = {"cpu": "cpu", "cpus": 2, "blas": "b", "load_average_start": 1.0,
+               "load_average_end": 1.0, "seconds": 9.0}
+    runs = {"1": {"machine": machine,
+                  "results": [_row("W2", "mlp[numpy]", "ours", 0.100),
+                              _row("W2", "numpy-lean", "peer", 0.125)]},
+            "default": {"machine": machine,
+                        "results": [_row("W2", "mlp[numpy]", "ours", 0.120),
+                                    _row("W2", "numpy-lean", "peer", 0.200)]}}
+    text = run.both_tables(runs)
+    assert "| W2 | mlp[numpy] | numpy-lean | 0.80 | 0.60 |" in text

@@ -449,3 +449,42 @@ def test_grid_search_compiles_no_more_than_two_fits_of_the_largest_split(count_j
     GridSearchCV(MLPClassifier(**params), {"alpha": [1e-4, 1e-2]}, cv=3,
                  refit=False).fit(x, y)
     assert count_jax_compiles.compiles - start <= compiled
+
+
+SKLEARN_SCRIPT = """
+    import json
+    import jax.monitoring as mon
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from mlp.sklearn import MLPClassifier
+    from tests.conftest import JaxCompiles
+    counts = JaxCompiles()
+    mon.register_event_duration_secs_listener(counts.on_duration)
+    mon.register_event_listener(counts.on_event)
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:600], y[:600]
+    pipe = make_pipeline(StandardScaler(), MLPClassifier(max_iter=3, random_state=0,
+                                                         backend="jax"))
+    pipe.fit(X, y)
+    fit = counts.compiles
+    pipe.score(X, y)
+    scored = counts.compiles
+    search = GridSearchCV(pipe, {"mlpclassifier__alpha": [1e-4, 1e-2]}, cv=3).fit(X, y)
+    print(json.dumps(dict(fit=fit, scored=scored, search=counts.compiles)))
+"""
+
+
+def test_a_scikit_learn_fit_on_jax_compiles_its_epoch_and_nothing_else():
+    """The estimator's work on the device is the compiled epoch (one program per data
+    size bucket) and the forward pass: its optimizer state is made on the host and
+    the epoch's rows and loss cross through the host, so no eager operation compiles
+    a program of its own (13 programs for the fit before, 1 now)."""
+    out = run_script(SKLEARN_SCRIPT, MLP_JAX_CACHE_DIR="")
+    assert out["fit"] == 1  # the epoch
+    assert out["scored"] == 2  # and the forward pass
+    # six fits and a refit: the folds' sizes (400 rows to train, 200 to score) take a
+    # bucket each of the epoch and of the forward pass (and a third at most); the two
+    # alpha values and the refit on all 600 rows need no program of their own
+    assert out["search"] - out["scored"] <= 3

@@ -231,6 +231,13 @@ class Training:
             assert clip is not None  # (clipping declares its in-place form)
             self.blocks[:0] = clip.blocks()
 
+    def largest_product(self, x: Array, batches: Array | None) -> int:
+        """The multiply-adds of the largest matrix product of a step, ``batch * fan_in *
+        fan_out`` (``batches`` None: full batch), for the backend's thread setting
+        (``ops.threads_for``)."""
+        rows = x.shape[0] if batches is None else batches.shape[-1]
+        return int(rows) * max(i * o for i, o in self.layout.shapes)
+
     def save(self) -> None:
         self.ops.copy(self.saved, self.store)
         self.saved_scalars = [b.scalars for b in self.blocks]

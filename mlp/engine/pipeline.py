@@ -354,7 +354,8 @@ def fast_run(backend: Backend, pure_run: Run, spec: NetworkSpec, optimizer: Opti
         if executor is None:
             return pure_run(params, opt_state, x, y, w, batches, last, n_epochs)
         extra = _data_totals(spec, objective, y, w)
-        return _finish(spec.xp, executor, (batches, last, n_epochs), extra)
+        with ops.threads_for(executor.largest_product(x, batches)):
+            return _finish(spec.xp, executor, (batches, last, n_epochs), extra)
 
     return run
 

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 _Built = TypeVar("_Built")
 #: ``epoch(params, state, x, y, w, batches, last) -> (params, state, mean loss)``.
-Epoch = Callable[..., tuple[Any, Any, Array]]
+Epoch = Callable[..., tuple[Any, Any, float]]
 
 
 def compiled(backend: Backend, key: Hashable, factory: Callable[[], _Built]) -> _Built:
@@ -64,26 +64,24 @@ def make_epoch(backend: Backend, spec: NetworkSpec, optimizer: Optimizer, alpha:
     One epoch of the engine's run with scikit-learn's objective (its per-batch L2
     coefficient ``alpha / S``, the L2 term in the loss, each batch's loss weighed by
     its number of rows as scikit-learn's ``loss_curve_`` does, no training totals).
-    ``batches: (n_batches, batch_size)`` and ``last: (r,)`` (or None) are row
-    indices drawn on the host (``counted``: rows padded to `mlp.buckets`' sizes, and
-    ``last: (slots,)`` the rows in each batch slot, `mlp.buckets.batch_plan`).
-    Ctrl-C leaves ``params`` and ``state`` as they were and raises
-    KeyboardInterrupt, as scikit-learn's epoch does. ``streams: (1, 1)``: the epoch's
-    dropout key (`mlp.dropout.epoch_streams`), or None.
+    ``batches: (1, n_batches, batch_size)`` and ``last: (1, r)`` (or None) are one
+    epoch's row indices drawn on the host (``counted``: rows padded to `mlp.buckets`'
+    sizes, and ``last: (1, slots)`` the rows in each batch slot,
+    `mlp.buckets.batch_plan`). The mean loss comes back as a host float (read without
+    an array operation on the device). Ctrl-C leaves ``params`` and ``state`` as they
+    were and raises KeyboardInterrupt, as scikit-learn's epoch does. ``streams: (1, 1)``: the
+    epoch's dropout key (`mlp.dropout.epoch_streams`), or None.
     """
     run = make_run(backend, spec, optimizer, alpha, None, SKLEARN_OBJECTIVE, counted=counted)
-    xp = spec.xp
 
     def epoch(params: Params, state: Any, x: Array, y: Array, w: Array | None, batches: Array,
-              last: Array | None, streams: Array | None = None) -> tuple[Any, Any, Array]:
-        one = (xp.expand_dims(batches, axis=0),
-               None if last is None else xp.expand_dims(last, axis=0))  # one epoch's rows
+              last: Array | None, streams: Array | None = None) -> tuple[Any, Any, float]:
         noise = {} if streams is None else {"streams": streams}  # (dropout's, `make_run`)
         try:
-            params, state, losses, _ = run(params, state, x, y, w, *one, 1, **noise)
+            params, state, losses, _ = run(params, state, x, y, w, batches, last, 1, **noise)
         except InterruptedRun as part:  # no completed epoch: the caller keeps its own
             raise KeyboardInterrupt from part
-        return params, state, losses[0]
+        return params, state, float(backend.to_numpy(losses)[0])
 
     return epoch
 

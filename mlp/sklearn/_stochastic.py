@@ -55,13 +55,15 @@ def _training_rows(be: Backend, dtype: Any, pads: bool,
 
 def _epoch_rows(be: Backend, batches: np.ndarray, last: np.ndarray | None,
                 padded: int | None) -> tuple[Any, Any]:
-    """An epoch's ``(batches, last)`` on the backend: as they are, or for ``padded`` rows
-    laid out by `mlp.buckets.batch_plan` (``last``: the rows in each batch slot)."""
+    """An epoch's ``(batches, last)`` on the backend, with a leading axis of one epoch
+    (added on the host: no array operation on the device): as they are, or for
+    ``padded`` rows laid out by `mlp.buckets.batch_plan` (``last``: the rows in each
+    batch slot)."""
+    batches, last = batches[None], None if last is None else last[None]
     if padded is None:
         return be.asarray(batches), None if last is None else be.asarray(last)
-    indices, counts = buckets.batch_plan(batches[None], None if last is None else last[None],
-                                         padded)
-    return be.asarray(indices[0]), be.asarray(counts[0])
+    indices, counts = buckets.batch_plan(batches, last, padded)
+    return be.asarray(indices), be.asarray(counts)
 
 
 def _stream(be, key, samples_seen):
@@ -133,9 +135,11 @@ class StochasticSolver:
                                  lambda: _solver.make_epoch(be, spec, opt, alpha, counted))
         params = self._device_params(be, dtype)
         key = int(rng.randint(2**31)) if spec.drops else None  # the dropout masks' seed
-        state = (opt.init(params) if self._optimizer.state is None
-                 else tree_map(lambda a: to(a, dtype if a.dtype.kind == "f" else None),
-                               self._optimizer.state))
+        # a new state is made on the host and moved as a kept one is (on JAX, zeros
+        # made on the device would compile a program per shape)
+        host_state = (opt.init(list(zip(self.coefs_, self.intercepts_)))
+                      if self._optimizer.state is None else self._optimizer.state)
+        state = tree_map(lambda a: to(a, dtype if a.dtype.kind == "f" else None), host_state)
         if val is not None:  # scored every epoch: padded once
             val = (self._forward_input(be, val[0], dtype), self._validation_targets(val[1]),
                    val[2])
