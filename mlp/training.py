@@ -564,6 +564,10 @@ def fed(x: Any, y: Any) -> bool:
                 x, "shape") and not isinstance(x, (list, tuple))
             hint = ("; a dataset of rows gives one row at a time: wrap it in "
                     "torch.utils.data.DataLoader(x, batch_size=...)") if rows else ""
+            if isinstance(x, (list, tuple)) and (not x or isinstance(x[0], (tuple, dict))):
+                hint = (f"; a list of batches holds (x, y) or (x, y, sample_weight) tuples "
+                        f"of arrays, at least one: its first item is "
+                        f"{_what(x[0]) if x else 'missing (an empty list)'}")
             raise TypeError(f"y is None; expected an array of targets for x ({_what(x)}): "
                             f"fit takes y=None only when x is a source of (x, y) batches - a "
                             f"DataLoader, a list of batches, a re-iterable or a function "

@@ -370,6 +370,38 @@ def test_streams_get_errors_in_the_users_terms():
     assert is_stream(_batches(x, y, 16)) and not is_stream([[1.0, 2.0]])
 
 
+def test_a_list_of_rows_is_an_x_and_a_list_of_odd_batches_a_source(backend):
+    """A list of rows that are tuples of NumPy scalars (``list(zip(a, b))``) is an ``x``,
+    as `predict` takes it, not a source of batches; a list of batches of the wrong
+    shape (a tuple of 1 or 4 items, y None, dicts, no batch) gets the batch's message."""
+    x, y = _data()
+    rows = list(zip(*x.T))  # tuples of F NumPy scalars
+    assert not is_stream(list(zip(x[:, 0], x[:, 1])))  # two columns: a 2-tuple per row
+    model, memory = _model(backend), _model(backend)
+    model.fit(rows, y, epochs=1, batch_size=16)
+    memory.fit(x, y, epochs=1, batch_size=16)
+    _assert_same(model, memory, backend.name in EXACT)
+
+    model = _model(backend)
+    before = _weights(model)
+    odd = {r"batch 0 of the source is a tuple of 1 items; a source of batches yields "
+           r"\(x, y\) or": [(x[:8],)],
+           r"batch 0 of the source is a tuple of 4 items": [(x[:8], y[:8], None, None)],
+           r"y of batch 0 is None": [(x[:8], None)]}
+    for message, batches in odd.items():
+        with pytest.raises(TypeError, match=message):
+            model.fit(batches, epochs=1)
+    with pytest.raises(TypeError, match=r"a list of batches holds \(x, y\) or \(x, y, "
+                                        r"sample_weight\) tuples of arrays, at least one: "
+                                        r"its first item is missing \(an empty list\)"):
+        model.fit([], epochs=1)
+    with pytest.raises(TypeError, match="its first item is a dict"):
+        model.fit([{"x": x[:8], "y": y[:8]}], epochs=1)
+    assert model.epochs_trained_ == 0
+    for p, q in zip(before, _weights(model), strict=True):
+        np.testing.assert_array_equal(p, q)
+
+
 # ------------------------------------------------------------ reading ahead
 def _assert_no_reader_thread():
     assert not [t for t in threading.enumerate() if t.name == "mlp-read-ahead"]
