@@ -341,6 +341,9 @@ def test_estimators_drop_the_same_units_on_every_backend(backend, sklearn_refere
     (dict(dropout=[0.5, 0.5]), r"one such rate per hidden layer \(1 here\)"),
     (dict(dropout=[1.0]), r"dropout must be a rate in \[0, 1\)"),
     (dict(dropout=1.0), r"'dropout' parameter of MLPRegressor must be"),
+    (dict(dropout=[[0.1]]), r"dropout must be a rate in \[0, 1\) or a list of one such rate "
+                            r"per hidden layer \(1 here\), got \[\[0.1\]\]"),
+    (dict(dropout=["a"]), r"dropout must be a rate in \[0, 1\).*got \['a'\]"),
 ])
 def test_estimators_refuse_bad_dropout(kwargs, match):
     from mlp.sklearn import MLPRegressor

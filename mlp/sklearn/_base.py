@@ -165,7 +165,10 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
         rates = self.dropout
         if not hasattr(rates, "__iter__"):
             return (float(rates),) * n_hidden
-        rates = [float(r) for r in rates]
+        try:
+            rates = [float(r) for r in rates]
+        except (TypeError, ValueError):  # not numbers: a list of lists, of strings...
+            rates = []
         if len(rates) != n_hidden or not all(0 <= r < 1 for r in rates):
             raise ValueError(f"dropout must be a rate in [0, 1) or a list of one such rate "
                              f"per hidden layer ({n_hidden} here), got {self.dropout!r}")
