@@ -402,6 +402,27 @@ def test_a_list_of_rows_is_an_x_and_a_list_of_odd_batches_a_source(backend):
         np.testing.assert_array_equal(p, q)
 
 
+@pytest.mark.parametrize("rates", [dict(dropout=0.3), dict(input_dropout=0.2)])
+def test_dropout_is_refused_for_data_on_disk_and_streams_before_anything_changes(
+        backend, tmp_path, rates):
+    """A row's dropout masks follow its place among the training rows, which the windows
+    of data on disk or of a stream do not give the steps: refused, the model unchanged."""
+    x, y = _data()
+    model = _model(backend, **rates)
+    before = _weights(model)
+    for source in ((_memmap(tmp_path, x), y), (_batches(x, y, 16),),
+                   (lambda: iter(_batches(x, y, 16)),)):
+        with pytest.raises(ValueError, match=r"a model with dropout trains only on arrays in "
+                                             r"memory, not on an array on disk or a stream of "
+                                             r"batches: .*load the data into memory"):
+            model.fit(*source, epochs=2, batch_size=16)
+    assert model.epochs_trained_ == 0 and model.history_ is None
+    for p, q in zip(before, _weights(model), strict=True):
+        np.testing.assert_array_equal(p, q)
+    model.fit(x, y, epochs=1, batch_size=16, validation_data=(_memmap(tmp_path, x, "v.dat"), y))
+    assert model.epochs_trained_ == 1  # validation data on disk is only scored
+
+
 # ------------------------------------------------------------ reading ahead
 def _assert_no_reader_thread():
     assert not [t for t in threading.enumerate() if t.name == "mlp-read-ahead"]
