@@ -402,6 +402,30 @@ def test_a_list_of_rows_is_an_x_and_a_list_of_odd_batches_a_source(backend):
         np.testing.assert_array_equal(p, q)
 
 
+def test_a_source_of_batches_where_an_array_is_needed_is_named_as_one():
+    """predict, evaluate and validation_data take arrays: a DataLoader, a list of batches
+    or a function of batches there is refused as the source of batches it is."""
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DataLoader, TensorDataset
+
+    x, y = _data()
+    loader = DataLoader(TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=16)
+    model = _model("numpy")
+    message = (r"{} is a source of batches \({}\), which only fit takes \(fit\(source, "
+               r"epochs=...\), without y\); predict, evaluate and the validation data take "
+               r"arrays")
+    for source, kind in ((loader, "DataLoader"), (_batches(x, y, 16), "list"),
+                         (lambda: iter(_batches(x, y, 16)), "function")):
+        with pytest.raises(TypeError, match=message.format("x", kind)):
+            model.predict(source)
+        with pytest.raises(TypeError, match=message.format("x", kind)):
+            model.evaluate(source, y)
+        with pytest.raises(TypeError, match=message.format("x_val", kind)):
+            model.fit(x, y, epochs=1, validation_data=(source, y))
+    assert model.epochs_trained_ == 0
+    assert model.predict(list(zip(*x.T))).shape == (N, C)  # rows as tuples: an array
+
+
 @pytest.mark.parametrize("rates", [dict(dropout=0.3), dict(input_dropout=0.2)])
 def test_dropout_is_refused_for_data_on_disk_and_streams_before_anything_changes(
         backend, tmp_path, rates):
