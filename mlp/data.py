@@ -96,7 +96,8 @@ def is_array_on_disk(value: object) -> bool:
 def is_stream(value: object) -> bool:
     """Whether ``value`` is a source of batches rather than an array: a function of no
     arguments, or an iterable that is no array (no ``shape``, not a list of numbers:
-    a list counts as a stream when its first item is a tuple ``(x, y, ...)`` of arrays).
+    a list counts as a stream when its first item is a tuple ``(x, ...)`` whose first item
+    is an array of rows, not a row of numbers).
 
     Parameters
     ----------
@@ -110,9 +111,11 @@ def is_stream(value: object) -> bool:
             or isinstance(value, (str, bytes, dict)):
         return False
     if isinstance(value, (list, tuple)):
+        # a list of batches: its first item a tuple whose first item is an array of rows;
+        # a tuple of numbers (a row, e.g. of list(zip(a, b)): NumPy scalars) makes an x
         first = value[0] if value else None
-        return isinstance(first, tuple) and len(first) in (2, 3) and all(
-            hasattr(a, "shape") for a in first)
+        return isinstance(first, tuple) and bool(first) and len(
+            getattr(first[0], "shape", ())) >= 1
     return callable(value) or hasattr(value, "__iter__")
 
 

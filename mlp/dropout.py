@@ -132,6 +132,28 @@ def threshold(rate: float) -> int:
     return int(round(rate * 2**_BITS))
 
 
+def check_rate(rate: float, name: str) -> None:
+    """Refuse a drop rate below 1 that the 24 bits it is applied with round to 1 (every
+    unit dropped: nothing would train, and the kept units' scale would divide by 0).
+
+    Parameters
+    ----------
+    rate : float
+        A drop rate in ``[0, 1)``.
+    name : str
+        How the message names it (``dropout``, ``input_dropout``).
+
+    Raises
+    ------
+    ValueError
+        ``round(rate * 2**24)`` is ``2**24``.
+    """
+    if threshold(rate) >= 2**_BITS:
+        raise ValueError(f"{name}={rate!r} drops every unit: a rate is applied to 24 bits "
+                         f"(round(rate * 2**24) / 2**24), which round it to 1; the largest "
+                         f"rate that keeps any is 1 - 2**-24 = {1 - 2**-_BITS!r}")
+
+
 def keep_scale(rate: float) -> float:
     """A kept unit's scale at drop ``rate``, so that the mask's mean is exactly 1.
 

@@ -20,6 +20,7 @@ from .backends import Backend, resolve_backend
 from .callbacks import History
 from .core import NetworkSpec
 from .data import BlockData, check_on_disk, is_array_on_disk, predict_by_blocks
+from .dropout import check_rate
 from .fit_settings import FitSettings, fit_signature
 from .initializers import INITIALIZERS, default_initializer, initial_weights
 from .losses import LOSSES
@@ -431,6 +432,8 @@ class MLP:
         loss.check_outputs(out_name, values["layer_sizes"][-1])
         rates = (values["input_dropout"], *hidden_rates(values["dropout"],
                                                          values["layer_sizes"]))
+        for i, rate in enumerate(rates):
+            check_rate(rate, "dropout" if i else "input_dropout")
         backend: Backend = resolve_backend(values["backend"])
         seed = values["seed"]
         fixed = dict(backend=backend, xp=backend.xp, layer_sizes=values["layer_sizes"],

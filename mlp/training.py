@@ -336,8 +336,14 @@ def fit(model: MLP, x: Array, y: Array | None, settings: FitSettings) -> History
         check_rate_scale(plan.optimizer, model.optimizer_state_, model.dtype_name)
     split_seed = resumed_seed(model, settings.callbacks or [])
     if fed(x, y):
+        _refuse_dropout(model, "an array on disk or a stream of batches",
+                       "load the data into memory (numpy.asarray(x))")
         data = fed_data(model, x, y, settings, split_seed)
     else:
+        if shards.process_local(model.backend):
+            _refuse_dropout(model, "each process's own rows (process_local=True)",
+                           "pass the same full arrays in every process (a backend without "
+                           "process_local)")
         data = training_data(model, x, y, settings.validation_data, settings.validation_split,
                              settings.sample_weight, settings.class_weight,
                              split_seed=split_seed)
@@ -554,6 +560,17 @@ def _placed(model: MLP, data: TrainingData) -> TrainingData:
 
 
 # ------------------------------------------------------------------ data not in memory
+def _refuse_dropout(model: MLP, what: str, instead: str) -> None:
+    """Refuse a model with dropout for training data that reaches its steps with row
+    numbers other than their places among the training rows (a window of a feed, a
+    process's block): each row's masks follow from that place (`mlp.dropout`)."""
+    if model.spec.drops:
+        raise ValueError(f"a model with dropout trains only on arrays in memory, not on "
+                         f"{what}: each row's masks follow its place among the training "
+                         f"rows, which its training steps do not see there; {instead}, or "
+                         f"train without dropout")
+
+
 def fed(x: Any, y: Any) -> bool:
     """Whether `fit` reads its training data through a feed (`mlp.data`): a stream of
     batches (``y`` None) or arrays on disk. Refuses ``y`` None with anything else, and
@@ -564,6 +581,10 @@ def fed(x: Any, y: Any) -> bool:
                 x, "shape") and not isinstance(x, (list, tuple))
             hint = ("; a dataset of rows gives one row at a time: wrap it in "
                     "torch.utils.data.DataLoader(x, batch_size=...)") if rows else ""
+            if isinstance(x, (list, tuple)) and (not x or isinstance(x[0], (tuple, dict))):
+                hint = (f"; a list of batches holds (x, y) or (x, y, sample_weight) tuples "
+                        f"of arrays, at least one: its first item is "
+                        f"{_what(x[0]) if x else 'missing (an empty list)'}")
             raise TypeError(f"y is None; expected an array of targets for x ({_what(x)}): "
                             f"fit takes y=None only when x is a source of (x, y) batches - a "
                             f"DataLoader, a list of batches, a re-iterable or a function "

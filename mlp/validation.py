@@ -161,6 +161,18 @@ def _from_ml_dtypes(host, name):
     return host.astype(np.int64 if dtype.startswith(("int", "uint")) else np.float32)
 
 
+def _refuse_stream(data, name):
+    """Refuse, as what it is, a source of batches (a DataLoader, a list of (x, y)
+    batches...) given where an array is needed: only `fit` takes one, as its ``x``."""
+    from .data import is_stream
+
+    if is_stream(data):
+        raise TypeError(f"{name} is a source of batches ({type(data).__name__}), which only "
+                        f"fit takes (fit(source, epochs=...), without y); predict, evaluate "
+                        f"and the validation data take arrays, in memory or on disk: call "
+                        f"them on each batch's arrays, or on the arrays themselves")
+
+
 def _host(backend, data, name):
     """``data`` (not the backend's own array) as a NumPy array of real numbers.
 
@@ -175,13 +187,18 @@ def _host(backend, data, name):
     _refuse_pandas_missing(data, name)
     try:
         host = to_host(data, backend, name)
+    except TypeError:
+        _refuse_stream(data, name)
+        raise
     except ValueError as exc:  # e.g. ragged nested lists
+        _refuse_stream(data, name)
         raise TypeError(f"{name} must be an array of numbers; cannot turn a "
                         f"{type(data).__name__} into one ({exc})") from exc
     if type(host) is not np.ndarray:  # np.matrix: plain 2-D array
         host = np.asarray(host)
     host = _from_ml_dtypes(host, name)
     if host.dtype.kind == "O":
+        _refuse_stream(data, name)
         host = _plain_numbers(host, name)
     if host.dtype.kind not in _NUMERIC_KINDS:
         what = _kind_name(host.dtype)

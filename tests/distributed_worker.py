@@ -135,8 +135,8 @@ def _watch_placement(record):
 
 
 def _refusals(backend, rows):
-    """The messages of four refused fits (three of an MLP, one of an estimator); the MLP is
-    unchanged."""
+    """The messages of five refused fits (three of an MLP, one of an estimator, one of an MLP
+    with dropout); the MLP is unchanged."""
     x, y = data()
     model = mlp.MLP([3, 5, 3], loss="cross_entropy", backend=backend, dtype="float64", seed=3)
     before = model.get_weights()
@@ -153,6 +153,12 @@ def _refusals(backend, rows):
 
     try:
         MLPClassifier(hidden_layer_sizes=(4,), backend=backend).fit(x[rows], y[rows])
+    except ValueError as exc:
+        messages.append(str(exc))
+    dropped = mlp.MLP([3, 5, 3], loss="cross_entropy", backend=backend, dtype="float64",
+                      seed=3, dropout=0.5)
+    try:  # each row's masks follow its global place, which its process's block does not give
+        dropped.fit(x[rows], y[rows], epochs=1)
     except ValueError as exc:
         messages.append(str(exc))
     unchanged = all(np.array_equal(a, b) for pa, pb in zip(before, model.get_weights())

@@ -370,6 +370,83 @@ def test_streams_get_errors_in_the_users_terms():
     assert is_stream(_batches(x, y, 16)) and not is_stream([[1.0, 2.0]])
 
 
+def test_a_list_of_rows_is_an_x_and_a_list_of_odd_batches_a_source(backend):
+    """A list of rows that are tuples of NumPy scalars (``list(zip(a, b))``) is an ``x``,
+    as `predict` takes it, not a source of batches; a list of batches of the wrong
+    shape (a tuple of 1 or 4 items, y None, dicts, no batch) gets the batch's message."""
+    x, y = _data()
+    rows = list(zip(*x.T))  # tuples of F NumPy scalars
+    assert not is_stream(list(zip(x[:, 0], x[:, 1])))  # two columns: a 2-tuple per row
+    model, memory = _model(backend), _model(backend)
+    model.fit(rows, y, epochs=1, batch_size=16)
+    memory.fit(x, y, epochs=1, batch_size=16)
+    _assert_same(model, memory, backend.name in EXACT)
+
+    model = _model(backend)
+    before = _weights(model)
+    odd = {r"batch 0 of the source is a tuple of 1 items; a source of batches yields "
+           r"\(x, y\) or": [(x[:8],)],
+           r"batch 0 of the source is a tuple of 4 items": [(x[:8], y[:8], None, None)],
+           r"y of batch 0 is None": [(x[:8], None)]}
+    for message, batches in odd.items():
+        with pytest.raises(TypeError, match=message):
+            model.fit(batches, epochs=1)
+    with pytest.raises(TypeError, match=r"a list of batches holds \(x, y\) or \(x, y, "
+                                        r"sample_weight\) tuples of arrays, at least one: "
+                                        r"its first item is missing \(an empty list\)"):
+        model.fit([], epochs=1)
+    with pytest.raises(TypeError, match="its first item is a dict"):
+        model.fit([{"x": x[:8], "y": y[:8]}], epochs=1)
+    assert model.epochs_trained_ == 0
+    for p, q in zip(before, _weights(model), strict=True):
+        np.testing.assert_array_equal(p, q)
+
+
+def test_a_source_of_batches_where_an_array_is_needed_is_named_as_one():
+    """predict, evaluate and validation_data take arrays: a DataLoader, a list of batches
+    or a function of batches there is refused as the source of batches it is."""
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DataLoader, TensorDataset
+
+    x, y = _data()
+    loader = DataLoader(TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=16)
+    model = _model("numpy")
+    message = (r"{} is a source of batches \({}\), which only fit takes \(fit\(source, "
+               r"epochs=...\), without y\); predict, evaluate and the validation data take "
+               r"arrays")
+    for source, kind in ((loader, "DataLoader"), (_batches(x, y, 16), "list"),
+                         (lambda: iter(_batches(x, y, 16)), "function")):
+        with pytest.raises(TypeError, match=message.format("x", kind)):
+            model.predict(source)
+        with pytest.raises(TypeError, match=message.format("x", kind)):
+            model.evaluate(source, y)
+        with pytest.raises(TypeError, match=message.format("x_val", kind)):
+            model.fit(x, y, epochs=1, validation_data=(source, y))
+    assert model.epochs_trained_ == 0
+    assert model.predict(list(zip(*x.T))).shape == (N, C)  # rows as tuples: an array
+
+
+@pytest.mark.parametrize("rates", [dict(dropout=0.3), dict(input_dropout=0.2)])
+def test_dropout_is_refused_for_data_on_disk_and_streams_before_anything_changes(
+        backend, tmp_path, rates):
+    """A row's dropout masks follow its place among the training rows, which the windows
+    of data on disk or of a stream do not give the steps: refused, the model unchanged."""
+    x, y = _data()
+    model = _model(backend, **rates)
+    before = _weights(model)
+    for source in ((_memmap(tmp_path, x), y), (_batches(x, y, 16),),
+                   (lambda: iter(_batches(x, y, 16)),)):
+        with pytest.raises(ValueError, match=r"a model with dropout trains only on arrays in "
+                                             r"memory, not on an array on disk or a stream of "
+                                             r"batches: .*load the data into memory"):
+            model.fit(*source, epochs=2, batch_size=16)
+    assert model.epochs_trained_ == 0 and model.history_ is None
+    for p, q in zip(before, _weights(model), strict=True):
+        np.testing.assert_array_equal(p, q)
+    model.fit(x, y, epochs=1, batch_size=16, validation_data=(_memmap(tmp_path, x, "v.dat"), y))
+    assert model.epochs_trained_ == 1  # validation data on disk is only scored
+
+
 # ------------------------------------------------------------ reading ahead
 def _assert_no_reader_thread():
     assert not [t for t in threading.enumerate() if t.name == "mlp-read-ahead"]

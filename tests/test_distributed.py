@@ -308,6 +308,9 @@ def test_a_process_whose_rows_are_refused_stops_every_process(process_local_runs
         assert got["refusals"][2].startswith(
             "validation_data differs between the processes (process 0's and process 1's)")
         assert "MLPClassifier takes the same full arrays in every process" in got["refusals"][3]
+        assert got["refusals"][4].startswith(
+            "a model with dropout trains only on arrays in memory, not on each process's own "
+            "rows (process_local=True)")
         assert bool(got["unchanged"])
 
 

@@ -86,6 +86,15 @@ def test_a_layers_masks_do_not_depend_on_the_other_layers_rates():
     np.testing.assert_array_equal(both[1], alone[1])
 
 
+def test_the_largest_rate_keeps_one_unit_in_2_to_the_24():
+    rate = 1 - 2**-24
+    assert dropout.threshold(rate) == 2**24 - 1 and dropout.keep_scale(rate) == 2.0**24
+    dropout.check_rate(rate, "dropout")
+    with pytest.raises(ValueError, match="drops every unit"):
+        dropout.check_rate(1 - 2**-25, "dropout")
+    mlp.MLP([6, 12, 3], dropout=rate, input_dropout=rate)
+
+
 def test_a_rate_of_zero_masks_nothing():
     masks = _masks(rates=(0.0, 0.5), widths=(3, 4), n=10)
     assert masks[0] is None and masks[1].shape == (10, 4)
@@ -103,6 +112,11 @@ def test_a_rate_of_zero_masks_nothing():
                                       r"has 2 hidden layers"),
     (dict(input_dropout=1.0), ValueError, r"input_dropout must be a finite number in \[0, 1\)"),
     (dict(input_dropout=float("nan")), ValueError, "input_dropout must be"),
+    # below 1, but 1 at the 24 bits a rate is applied with: every unit dropped
+    (dict(dropout=0.99999999), ValueError, r"dropout=0.99999999 drops every unit: a rate is "
+                                           r"applied to 24 bits .* 1 - 2\*\*-24 = 0.99999994"),
+    (dict(dropout=[0.1, 1 - 2**-25]), ValueError, r"dropout=0.99999997\d* drops every unit"),
+    (dict(input_dropout=1 - 2**-25), ValueError, r"input_dropout=0.99999997\d* drops every"),
 ])
 def test_the_constructor_refuses_bad_rates(kwargs, error, match):
     with pytest.raises(error, match=match):
@@ -341,6 +355,11 @@ def test_estimators_drop_the_same_units_on_every_backend(backend, sklearn_refere
     (dict(dropout=[0.5, 0.5]), r"one such rate per hidden layer \(1 here\)"),
     (dict(dropout=[1.0]), r"dropout must be a rate in \[0, 1\)"),
     (dict(dropout=1.0), r"'dropout' parameter of MLPRegressor must be"),
+    (dict(dropout=[[0.1]]), r"dropout must be a rate in \[0, 1\) or a list of one such rate "
+                            r"per hidden layer \(1 here\), got \[\[0.1\]\]"),
+    (dict(dropout=["a"]), r"dropout must be a rate in \[0, 1\).*got \['a'\]"),
+    (dict(dropout=0.99999999), r"dropout=0.99999999 drops every unit"),
+    (dict(dropout=[1 - 2**-25]), r"dropout=0.99999997\d* drops every unit"),
 ])
 def test_estimators_refuse_bad_dropout(kwargs, match):
     from mlp.sklearn import MLPRegressor

@@ -21,6 +21,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from .. import buckets
 from ..backends import Backend, resolve_backend
+from ..dropout import check_rate
 from ..guard import ATTRIBUTE as GUARD
 from ..guard import guard_of
 from . import _solver
@@ -164,11 +165,17 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
         hidden layer, each in [0, 1))."""
         rates = self.dropout
         if not hasattr(rates, "__iter__"):
+            check_rate(float(rates), "dropout")
             return (float(rates),) * n_hidden
-        rates = [float(r) for r in rates]
+        try:
+            rates = [float(r) for r in rates]
+        except (TypeError, ValueError):  # not numbers: a list of lists, of strings...
+            rates = []
         if len(rates) != n_hidden or not all(0 <= r < 1 for r in rates):
             raise ValueError(f"dropout must be a rate in [0, 1) or a list of one such rate "
                              f"per hidden layer ({n_hidden} here), got {self.dropout!r}")
+        for rate in rates:
+            check_rate(rate, "dropout")
         return tuple(rates)
 
     def _loss_constant(self, Y, sample_weight, rows=slice(None)):
