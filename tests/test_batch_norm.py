@@ -378,3 +378,76 @@ def test_the_in_place_path_declines_batch_norm(monkeypatch):
     _model(dtype="float32").fit(x, y, epochs=1, batch_size=16)
     _model(dtype="float32", batch_norm=False).fit(x, y, epochs=1, batch_size=16)
     assert used == ["PureEpochs", "Training"]
+
+
+# ------------------------------------------------------------------ ONNX
+@pytest.mark.parametrize("dtype,tolerance", [("float32", 1e-6), ("float64", 1e-12)])
+def test_the_onnx_graph_normalizes_with_the_running_averages(tmp_path, dtype, tolerance):
+    pytest.importorskip("ndonnx")
+    ort = pytest.importorskip("onnxruntime")
+    x, y = _data()
+    model = _model(dtype=dtype)
+    model.fit(x, y, **FIT)
+    model.export_onnx(tmp_path / "m.onnx")
+    probs, labels = ort.InferenceSession(str(tmp_path / "m.onnx")).run(
+        ["predict", "label"], {"x": x.astype(dtype)})
+    np.testing.assert_allclose(probs, model.predict(x), rtol=0, atol=tolerance)
+    np.testing.assert_array_equal(labels, model.predict_classes(x))
+
+
+# ------------------------------------------------------------------ scikit-learn
+def _digits():
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    return x[:200] / 16, y[:200]
+
+
+@pytest.fixture(scope="module")
+def sklearn_reference():
+    from mlp.sklearn import MLPClassifier
+
+    x, y = _digits()
+    est = MLPClassifier((16, 8), batch_norm=True, random_state=0, max_iter=3, dtype="float64",
+                        backend="numpy").fit(x, y)
+    return est.coefs_ + est.intercepts_
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_estimators_normalize_the_same_on_every_backend(backend, sklearn_reference, tmp_path):
+    from mlp.sklearn import MLPClassifier
+
+    x, y = _digits()
+    est = MLPClassifier((16, 8), batch_norm=True, random_state=0, max_iter=3,
+                        dtype="float64", backend=backend).fit(x, y)
+    assert [b.shape for b in est.intercepts_] == [(4, 16), (4, 8), (10,)]
+    for got, want in zip(est.coefs_ + est.intercepts_, sklearn_reference, strict=True):
+        np.testing.assert_allclose(got, want, rtol=0, atol=FLOAT64)
+    plain = MLPClassifier((16, 8), random_state=0, max_iter=3, dtype="float64",
+                          backend=backend).fit(x, y)
+    assert np.max(np.abs(plain.coefs_[0] - est.coefs_[0])) > 1e-3  # normalization trained
+    # prediction normalizes with the running averages
+    np.testing.assert_allclose(est.predict_proba(x), _inference(
+        list(zip(est.coefs_, est.intercepts_)), x), rtol=1e-10)
+    if backend.name == "numpy" and _has("ndonnx") and _has("onnxruntime"):
+        import onnxruntime as ort
+
+        est.to_onnx(tmp_path / "e.onnx")
+        probs, = ort.InferenceSession(str(tmp_path / "e.onnx")).run(["predict"], {"x": x})
+        np.testing.assert_allclose(probs, est.predict_proba(x), rtol=0, atol=1e-12)
+
+
+def _has(module):
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def test_estimators_refuse_batch_norm_without_a_stochastic_solver():
+    from mlp.sklearn import MLPRegressor
+
+    x, y = _digits()
+    with pytest.raises(ValueError, match=r"batch_norm=True needs a stochastic solver"):
+        MLPRegressor(hidden_layer_sizes=(8,), batch_norm=True, solver="lbfgs").fit(x, y)
+    with pytest.raises(ValueError, match=r"'batch_norm' parameter of MLPRegressor must be"):
+        MLPRegressor(batch_norm="yes").fit(x, y)
