@@ -451,3 +451,54 @@ def test_estimators_refuse_batch_norm_without_a_stochastic_solver():
         MLPRegressor(hidden_layer_sizes=(8,), batch_norm=True, solver="lbfgs").fit(x, y)
     with pytest.raises(ValueError, match=r"'batch_norm' parameter of MLPRegressor must be"):
         MLPRegressor(batch_norm="yes").fit(x, y)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_estimators_refuse_to_continue_with_another_batch_norm():
+    from mlp.sklearn import MLPClassifier
+
+    x, y = _digits()
+    est = MLPClassifier((8,), warm_start=True, max_iter=2, random_state=0).fit(x, y)
+    before = [c.copy() for c in est.coefs_]
+    est.set_params(batch_norm=True)
+    with pytest.raises(ValueError, match=r"fit with warm_start=True continues the fitted "
+                                         r"network, whose hidden layers are not batch-norm"):
+        est.fit(x, y)
+    np.testing.assert_array_equal(est.coefs_[0], before[0])
+    est = MLPClassifier((8,), max_iter=2, batch_norm=True, random_state=0).fit(x, y)
+    est.batch_norm = False
+    with pytest.raises(ValueError, match=r"partial_fit continues the fitted network, whose "
+                                         r"hidden layers are batch-normalized"):
+        est.partial_fit(x, y)
+
+
+# ------------------------------------------------------------------ files
+def test_files_without_the_options_load_without_batch_norm_and_crafted_ones_are_refused(
+        tmp_path):
+    from mlp.io import ModelFileError
+    from tests._helpers import rewrite_npz
+
+    x, y = _data()
+    plain = mlp.MLP([6, 12, 3], loss="cross_entropy", seed=0)
+    plain.fit(x, y, epochs=2)
+    plain.save(tmp_path / "old.npz", include_optimizer=True)
+    config = {k: v for k, v in plain.get_config().items()
+              if k not in ("batch_norm", "momentum", "epsilon")}
+    rewrite_npz(tmp_path / "old.npz", config=np.asarray(json.dumps(config)))
+    old = mlp.load(tmp_path / "old.npz")
+    assert old.batch_norm is False
+    np.testing.assert_array_equal(old.predict(x), plain.predict(x))
+
+    model = _model()
+    model.fit(x, y, epochs=1)
+    model.save(tmp_path / "bn.npz", include_optimizer=True)
+    b0 = model.get_weights()[0][1]
+    rewrite_npz(tmp_path / "bn.npz", b0=b0[0])  # a plain bias where the rows belong
+    with pytest.raises(ModelFileError, match=r"layer 0 expects W of shape \(6, 12\) and b of "
+                                             r"shape \(4, 12\), got \(6, 12\) and \(12,\)"):
+        mlp.load(tmp_path / "bn.npz")
+    negative = b0.copy()
+    negative[3, 0] = -1.0
+    rewrite_npz(tmp_path / "bn.npz", b0=negative)
+    with pytest.raises((ModelFileError, ValueError), match="running variance"):
+        mlp.load(tmp_path / "bn.npz")

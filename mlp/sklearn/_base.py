@@ -211,6 +211,8 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
         if np.any(np.array(hidden) <= 0):
             raise ValueError(f"hidden_layer_sizes must be > 0, got {hidden}.")
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        if not first_pass:
+            self._check_continued_batch_norm(incremental)
         where = caller_namespace(X)
         X, Y, targets = self._validate_input(to_host(X), to_host(y), incremental,
                                              reset=first_pass)
@@ -241,6 +243,17 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
             raise ValueError("Solver produced non-finite parameter weights. The input data may"
                              " contain large values and need to be preprocessed.")
         return self
+
+    def _check_continued_batch_norm(self, incremental):
+        """Refuse to continue a fitted network with another ``batch_norm`` than it has (its
+        hidden layers' intercepts hold the normalization's rows, or not)."""
+        normalized = any(np.ndim(b) == 2 for b in self.intercepts_)
+        if normalized != bool(self.batch_norm):
+            call = "partial_fit" if incremental else "fit with warm_start=True"
+            raise ValueError(f"{call} continues the fitted network, whose hidden layers are "
+                             f"{'' if normalized else 'not '}batch-normalized, but "
+                             f"batch_norm={self.batch_norm!r}; set batch_norm back, or fit "
+                             f"a new network (warm_start=False)")
 
     def _row_weights(self, sample_weight, targets, dtype):
         return sample_weight
