@@ -56,6 +56,8 @@ class Normalized(NamedTuple):
         The rows' shares of the weight (None: ``1 / n`` each).
     mean, var : array, (units,)
         The batch's (weighted) mean and variance.
+    total : 0-d array or None, default None
+        The sum of the row weights (None: unweighted).
     """
 
     zhat: Array
@@ -63,6 +65,7 @@ class Normalized(NamedTuple):
     p: Array | None
     mean: Array
     var: Array
+    total: Array | None = None
 
 
 def forward(xp: Namespace, z: Array, gamma: Array, beta: Array, weights: Array | None,
@@ -78,7 +81,9 @@ def forward(xp: Namespace, z: Array, gamma: Array, beta: Array, weights: Array |
     gamma, beta : array, (units,)
         The learned scale and shift.
     weights : array, (n,), or None
-        Row weights (non-negative, summing above 0); None: equal.
+        Non-negative row weights; None: equal. Weights that sum to 0 (a batch of
+        which no row counts) give a mean and a variance of 0 (`with_running` then
+        leaves the running averages as they are).
     epsilon : float
         Added to the variance.
 
@@ -89,17 +94,19 @@ def forward(xp: Namespace, z: Array, gamma: Array, beta: Array, weights: Array |
     normalized : Normalized
         What `backward` needs, and the batch's mean and variance.
     """
+    total = None
     if weights is None:
         p = None
         mean = xp.mean(z, axis=0)
         var = xp.mean((z - mean) ** 2, axis=0)
     else:
-        p = (weights / xp.sum(weights))[:, None]
+        total = xp.sum(weights)
+        p = (weights / xp.where(total > 0, total, 1.0))[:, None]
         mean = xp.sum(p * z, axis=0)
         var = xp.sum(p * (z - mean) ** 2, axis=0)
     scale = xp.sqrt(var + epsilon)
     zhat = (z - mean) / scale
-    return gamma * zhat + beta, Normalized(zhat, scale, p, mean, var)
+    return gamma * zhat + beta, Normalized(zhat, scale, p, mean, var, total)
 
 
 def backward(xp: Namespace, dout: Array, gamma: Array, normalized: Normalized
@@ -290,7 +297,8 @@ def bias_gradient(xp: Namespace, dgamma: Array, dbeta: Array) -> Array:
 def with_running(xp: Namespace, updated: Array, before: Array, normalized: Normalized,
                  momentum: float) -> Array:
     """A normalized layer's ``b`` after a step: the optimizer's scale and shift, the
-    running averages moved from ``before``'s towards the batch's statistics.
+    running averages moved from ``before``'s towards the batch's statistics (kept as
+    they were where the batch's weights sum to 0: no row of it counts).
 
     Parameters
     ----------
@@ -312,4 +320,7 @@ def with_running(xp: Namespace, updated: Array, before: Array, normalized: Norma
     """
     mean = running(before[2, ...], normalized.mean, momentum)
     var = running(before[3, ...], normalized.var, momentum)
+    if normalized.total is not None:
+        mean = xp.where(normalized.total > 0, mean, before[2, ...])
+        var = xp.where(normalized.total > 0, var, before[3, ...])
     return xp.stack([updated[0, ...], updated[1, ...], mean, var])

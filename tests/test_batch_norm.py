@@ -502,3 +502,15 @@ def test_files_without_the_options_load_without_batch_norm_and_crafted_ones_are_
     rewrite_npz(tmp_path / "bn.npz", b0=negative)
     with pytest.raises((ModelFileError, ValueError), match="running variance"):
         mlp.load(tmp_path / "bn.npz")
+
+
+def test_a_batch_whose_rows_all_weigh_zero_changes_nothing(backend):
+    """Its loss and gradients are 0, and the running averages stay (no NaN from 0 / 0)."""
+    x, y = _data(n=48)
+    weights = np.r_[np.zeros(16), np.linspace(0.5, 2, 32)]
+    fit = dict(epochs=2, batch_size=16, shuffle=False, optimizer="sgd", learning_rate=0.1)
+    model = _model(backend)
+    model.fit(x, y, sample_weight=weights, **fit)
+    alone = _model(backend)
+    alone.fit(x[16:], y[16:], sample_weight=weights[16:], **fit)
+    assert _difference(model.get_weights(), alone.get_weights()) < 1e-12
