@@ -1,16 +1,17 @@
-"""The per-step cost of dropout, as a ratio to the plain model in the same run.
+"""The per-step cost of dropout and of batch normalization, as ratios to the plain model.
 
 The digits workload: 64 -> 128 -> 64 -> 10 ReLU, cross-entropy, Adam, batch 64, the
 1347 training rows of examples/digits.py's split (22 steps an epoch). Each backend
-trains the plain model and the model with dropout (0.5 on the hidden layers, 0.2 on
-the inputs) alternately, a warm-up fit first (JAX compiles there), then the best of
+trains the plain model, the model with dropout (0.5 on the hidden layers, 0.2 on
+the inputs) and the model with batch normalization (``batch_norm=True``) alternately,
+in the same run, a warm-up fit first (JAX compiles there), then the best of
 ``--repeats`` fits of ``--epochs`` epochs each; the step time is the fit's time over
 its steps. On NumPy and PyTorch the plain model trains through the in-place executor
-and the model with dropout through the pure one (which the in-place executor leaves
-dropout to); the pure plain model is timed too, to tell the executors' difference
-from the masks' cost. Also timed: drawing one step's masks with the counter-based
-hash (`mlp.dropout.masks`) against drawing them with a seeded NumPy Generator on the
-host (the alternative design), on NumPy.
+and the regularized ones through the pure one (which the in-place executor leaves
+dropout and batch normalization to); the pure plain model is timed too, to tell the
+executors' difference from the regularization's own cost. Also timed: drawing one
+step's masks with the counter-based hash (`mlp.dropout.masks`) against drawing them
+with a seeded NumPy Generator on the host (the alternative design), on NumPy.
 
     python benchmarks/regularization.py --backends numpy,jax,torch --threads 1
 """
@@ -104,16 +105,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     _limit_threads(args.threads)
-    dropout = {"dropout": 0.5, "input_dropout": 0.2}
+    regularized = {"dropout": {"dropout": 0.5, "input_dropout": 0.2},
+                   "batch norm": {"batch_norm": True}}
     print(f"digits 64-128-64-10, Adam, batch 64, {args.threads} thread(s); us per step")
     for backend in args.backends.split(","):
-        variants = {"plain": ({}, False), "dropout": (dropout, False)}
+        variants = {"plain": ({}, False),
+                    **{name: (options, False) for name, options in regularized.items()}}
         if backend in ("numpy", "torch"):
             variants["plain, pure executor"] = ({}, True)
         t = step_seconds(backend, variants, args.epochs, args.repeats)
         line = "  ".join(f"{name} {t[name] * 1e6:.1f}" for name in t)
-        ratios = "  ".join(f"dropout / {name} {t['dropout'] / t[name]:.2f}"
-                           for name in t if name != "dropout")
+        ratios = "  ".join(f"{r} / {name} {t[r] / t[name]:.2f}" for r in regularized
+                           for name in t if name not in regularized)
         print(f"{backend:>6}: {line}  ({ratios})", flush=True)
     hashed, host = mask_seconds()
     print(f"one step's masks on numpy: hash {hashed * 1e6:.1f} us, host Generator "

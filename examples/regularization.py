@@ -1,20 +1,25 @@
 """
-Dropout on a small training set: handwritten digits from 300 examples
-=====================================================================
+Dropout and batch normalization on a small training set: digits from 300 examples
+==================================================================================
 
 scikit-learn's bundled digits (8x8 images, no download), but only 300 rows to train
 on and the other 1497 to test: a 64 -> 256 -> 128 -> 10 ReLU network trained with
 Adam for 200 epochs memorises the 300 rows (a training loss near 1e-4). The same
 network with dropout (0.2 on both hidden layers and on the inputs) trains on a
-different random sub-network at every step: its training loss stays about 100 times
-higher, its test accuracy is higher and its best test loss lower (the test loss of
-the last epoch is about the same: the errors it still makes, it makes confidently).
-Every model starts from the same weights (seed 0) and sees the same batches; the
-masks follow from the seed, so the numbers are the same on every backend. On NumPy
-(float32, one BLAS thread) it printed::
+different random sub-network at every step: its training loss stays about 200 times
+higher and its best test loss is lower, though the test loss of the last epoch is
+higher (the errors it still makes, it makes confidently). With batch normalization
+(each hidden layer normalized over the batch while training, with the running
+averages when testing) the test accuracy and loss are the best of the four at the
+last epoch; with both, the best test loss of all. Every model starts from the same
+weights (seed 0) and sees the same batches; the masks follow from the seed, so the
+numbers are the same on every backend. On NumPy (float32, one BLAS thread) it
+printed, in about 10 s::
 
-       plain: test accuracy 0.9426, test loss 0.2048 (best 0.1904), training loss 0.0001
-     dropout: test accuracy 0.9492, test loss 0.2104 (best 0.1761), training loss 0.0184
+         plain: test accuracy 0.9426, test loss 0.2048 (best 0.1904), training loss 0.0001
+       dropout: test accuracy 0.9419, test loss 0.2286 (best 0.1648), training loss 0.0269
+    batch norm: test accuracy 0.9552, test loss 0.1713 (best 0.1564), training loss 0.0013
+          both: test accuracy 0.9499, test loss 0.1673 (best 0.1271), training loss 0.0385
 
     python examples/regularization.py                 # backend from $MLP_BACKEND
     python examples/regularization.py --backend jax --plot curves.png
@@ -45,6 +50,8 @@ except ImportError:  # run from a checkout without installing: use the repositor
 MODELS = {
     "plain": {},
     "dropout": {"dropout": 0.2, "input_dropout": 0.2},
+    "batch norm": {"batch_norm": True},
+    "both": {"dropout": 0.2, "input_dropout": 0.2, "batch_norm": True},
 }
 
 
@@ -79,7 +86,7 @@ def main(backend=None, *, epochs: int = 200, plot: str | None = None, quiet: boo
         m, h = results[name], histories[name].history
         m["best_loss"], m["training_loss"] = min(h["val_loss"]), h["loss"][-1]
         if not quiet:
-            print(f"{name:>8}: test accuracy {m['accuracy']:.4f}, test loss {m['loss']:.4f} "
+            print(f"{name:>10}: test accuracy {m['accuracy']:.4f}, test loss {m['loss']:.4f} "
                   f"(best {m['best_loss']:.4f}), training loss {m['training_loss']:.4f}")
     results["seconds"] = time.perf_counter() - start
     if plot:
@@ -113,7 +120,8 @@ def draw(histories, path: str) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(
-        description="Dropout on a small training set: digits from 300 examples")
+        description="Dropout and batch normalization on a small training set: digits from "
+                    "300 examples")
     parser.add_argument("--backend", default=None)
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--plot", default="regularization.png")

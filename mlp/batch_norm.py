@@ -1,7 +1,15 @@
 """Batch normalization of a layer's pre-activation: the math, forward and backward by hand.
 
-Not yet part of `mlp.MLP` (the running averages are model state that the training
-run must carry); these functions are what the network will call.
+`mlp.MLP` (``batch_norm=True``) normalizes each hidden layer's ``a @ W`` with these
+functions. Such a layer keeps its normalization in its bias: ``b`` has shape ``(4,
+units)``, its rows the shift ``beta`` (the dense bias's place: a bias before the
+normalization would be cancelled by the mean), the scale ``gamma``, the running mean and
+the running variance (`ROWS`). So the weights stay a list of ``(W, b)`` pairs, and
+everything that carries them (a training run, its interruption and resumption, the
+saved file, pickling, `mlp.MLP.snapshot_state`) carries the running averages too. The
+training step gives the two running rows a gradient of 0 and, after the optimizer's
+update, sets them to their moving averages (`with_running`), whatever the optimizer
+did with them.
 
 For a batch ``z: (n, units)`` with row weights ``w: (n,)`` (None: all 1; rows of weight
 0, such as padding, take no part), ``p_i = w_i / sum(w)``:
@@ -24,9 +32,15 @@ maths, as Keras computes it, since ``epsilon > 0``). The running averages follow
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
+import numpy as np
+
 from ._typing import Array, Namespace
+
+#: The rows of a normalized layer's ``b``: shift, scale, running mean, running variance.
+ROWS = ("beta", "gamma", "mean", "var")
 
 
 class Normalized(NamedTuple):
@@ -42,6 +56,8 @@ class Normalized(NamedTuple):
         The rows' shares of the weight (None: ``1 / n`` each).
     mean, var : array, (units,)
         The batch's (weighted) mean and variance.
+    total : 0-d array or None, default None
+        The sum of the row weights (None: unweighted).
     """
 
     zhat: Array
@@ -49,6 +65,7 @@ class Normalized(NamedTuple):
     p: Array | None
     mean: Array
     var: Array
+    total: Array | None = None
 
 
 def forward(xp: Namespace, z: Array, gamma: Array, beta: Array, weights: Array | None,
@@ -64,7 +81,9 @@ def forward(xp: Namespace, z: Array, gamma: Array, beta: Array, weights: Array |
     gamma, beta : array, (units,)
         The learned scale and shift.
     weights : array, (n,), or None
-        Row weights (non-negative, summing above 0); None: equal.
+        Non-negative row weights; None: equal. Weights that sum to 0 (a batch of
+        which no row counts) give a mean and a variance of 0 (`with_running` then
+        leaves the running averages as they are).
     epsilon : float
         Added to the variance.
 
@@ -75,17 +94,19 @@ def forward(xp: Namespace, z: Array, gamma: Array, beta: Array, weights: Array |
     normalized : Normalized
         What `backward` needs, and the batch's mean and variance.
     """
+    total = None
     if weights is None:
         p = None
         mean = xp.mean(z, axis=0)
         var = xp.mean((z - mean) ** 2, axis=0)
     else:
-        p = (weights / xp.sum(weights))[:, None]
+        total = xp.sum(weights)
+        p = (weights / xp.where(total > 0, total, 1.0))[:, None]
         mean = xp.sum(p * z, axis=0)
         var = xp.sum(p * (z - mean) ** 2, axis=0)
     scale = xp.sqrt(var + epsilon)
     zhat = (z - mean) / scale
-    return gamma * zhat + beta, Normalized(zhat, scale, p, mean, var)
+    return gamma * zhat + beta, Normalized(zhat, scale, p, mean, var, total)
 
 
 def backward(xp: Namespace, dout: Array, gamma: Array, normalized: Normalized
@@ -163,3 +184,143 @@ def running(average: Array, batch: Array, momentum: float) -> Array:
         ``momentum * average + (1 - momentum) * batch``.
     """
     return momentum * average + (1.0 - momentum) * batch
+
+
+def weight_shapes(layer_sizes: Sequence[int], normalized: bool
+                  ) -> list[tuple[tuple[int, int], tuple[int, ...]]]:
+    """The shapes of each layer's ``(W, b)``.
+
+    Parameters
+    ----------
+    layer_sizes : sequence of int
+        The model's layer sizes.
+    normalized : bool
+        Whether the hidden layers are batch-normalized.
+
+    Returns
+    -------
+    list of (tuple, tuple)
+        ``W: (fan_in, fan_out)`` and ``b: (fan_out,)``, or ``(4, fan_out)`` on a
+        normalized hidden layer (`ROWS`).
+    """
+    last = len(layer_sizes) - 2
+    return [((i, o), (len(ROWS), o) if normalized and k < last else (o,))
+            for k, (i, o) in enumerate(zip(layer_sizes[:-1], layer_sizes[1:]))]
+
+
+def initial_bias(units: int) -> np.ndarray:
+    """A normalized layer's starting ``b`` (host float64): shift 0, scale 1, running mean
+    0, running variance 1 (Keras's).
+
+    Parameters
+    ----------
+    units : int
+        The layer's width.
+
+    Returns
+    -------
+    numpy.ndarray, (4, units)
+        The rows of `ROWS`.
+    """
+    return np.repeat(np.array([[0.0], [1.0], [0.0], [1.0]]), units, axis=1)
+
+
+def layer_forward(xp: Namespace, h: Array, b: Array, weights: Array | None, epsilon: float
+                  ) -> tuple[Array, Normalized]:
+    """A normalized layer's pre-activation in training: `forward` with ``b``'s scale and
+    shift.
+
+    Parameters
+    ----------
+    xp : namespace
+        The backend's array namespace.
+    h : array, (n, units)
+        ``a @ W``.
+    b : array, (4, units)
+        The layer's rows (`ROWS`).
+    weights : array, (n,), or None
+        Row weights (None: equal).
+    epsilon : float
+        Added to the variance.
+
+    Returns
+    -------
+    z : array, (n, units)
+        The pre-activation.
+    normalized : Normalized
+        What `backward` needs.
+    """
+    return forward(xp, h, b[1, ...], b[0, ...], weights, epsilon)
+
+
+def layer_inference(xp: Namespace, h: Array, b: Array, epsilon: float) -> Array:
+    """A normalized layer's pre-activation at inference: `inference` with ``b``'s rows.
+
+    Parameters
+    ----------
+    xp : namespace
+        The backend's array namespace.
+    h : array, (n, units)
+        ``a @ W``.
+    b : array, (4, units)
+        The layer's rows (`ROWS`).
+    epsilon : float
+        Added to the variance.
+
+    Returns
+    -------
+    array, (n, units)
+        The pre-activation.
+    """
+    return inference(h, b[1, ...], b[0, ...], b[2, ...], b[3, ...], epsilon, xp)
+
+
+def bias_gradient(xp: Namespace, dgamma: Array, dbeta: Array) -> Array:
+    """A normalized layer's ``db``: ``dbeta`` and ``dgamma``, 0 for the running rows.
+
+    Parameters
+    ----------
+    xp : namespace
+        The backend's array namespace.
+    dgamma, dbeta : array, (units,)
+        `backward`'s.
+
+    Returns
+    -------
+    array, (4, units)
+        Shaped as ``b`` (`ROWS`).
+    """
+    zero = xp.zeros_like(dbeta)
+    return xp.stack([dbeta, dgamma, zero, zero])
+
+
+def with_running(xp: Namespace, updated: Array, before: Array, normalized: Normalized,
+                 momentum: float) -> Array:
+    """A normalized layer's ``b`` after a step: the optimizer's scale and shift, the
+    running averages moved from ``before``'s towards the batch's statistics (kept as
+    they were where the batch's weights sum to 0: no row of it counts).
+
+    Parameters
+    ----------
+    xp : namespace
+        The backend's array namespace.
+    updated : array, (4, units)
+        ``b`` after the optimizer's update.
+    before : array, (4, units)
+        ``b`` before the step.
+    normalized : Normalized
+        The step's `forward` (its batch mean and variance).
+    momentum : float
+        How much of the running averages stays.
+
+    Returns
+    -------
+    array, (4, units)
+        The new ``b`` (`ROWS`).
+    """
+    mean = running(before[2, ...], normalized.mean, momentum)
+    var = running(before[3, ...], normalized.var, momentum)
+    if normalized.total is not None:
+        mean = xp.where(normalized.total > 0, mean, before[2, ...])
+        var = xp.where(normalized.total > 0, var, before[3, ...])
+    return xp.stack([updated[0, ...], updated[1, ...], mean, var])

@@ -22,6 +22,12 @@ mask ``m_l: (n, fan_in)`` holding 0 (dropped) or ``1 / (1 - rate)``; then
 scaled by the same mask, ``delta_{l-1} = f'_{l-1}(z_{l-1}) * ((delta_l @ W_l.T) * m_l)``.
 Without masks (inference) nothing changes.
 
+Batch normalization (``spec.batch_norm``, `mlp.batch_norm`): a hidden layer's
+pre-activation is ``z_l = gamma_l * normalize(a_{l-1} @ W_l) + beta_l``, its ``b_l``
+holding ``(beta, gamma, running mean, running variance)`` as rows ``(4, units)``.
+While training the batch's own (weighted) mean and variance normalize and the backward
+pass runs through them (`mlp.batch_norm.backward`); at inference the running averages do.
+
 With per-row weights ``w: (n,)`` the loss is scikit-learn's weighted mean
 ``sum_i w_i * l_i / sum_i w_i`` (`mlp.losses`): ``delta_L``'s rows are scaled by
 ``w_i / sum(w)``, and the input rows of weight 0 are zeroed first, so such a row
@@ -37,6 +43,7 @@ from typing import Any, NamedTuple, cast
 
 from array_api_compat import device
 
+from . import batch_norm as bn
 from ._typing import Array, Grads, Namespace, Params
 from .activations import Activation
 from .losses import Loss
@@ -61,6 +68,9 @@ class NetworkSpec(NamedTuple):
     dropout : tuple of float, default ()
         The drop rate of each layer's input while training (``dropout[0]``: the
         input features; empty: no dropout, `mlp.dropout`).
+    batch_norm : tuple of float, default ()
+        ``(momentum, epsilon)`` of the hidden layers' batch normalization
+        (`mlp.batch_norm`); empty: none.
     """
 
     xp: Any
@@ -68,11 +78,46 @@ class NetworkSpec(NamedTuple):
     output: Activation
     loss: Loss
     dropout: tuple[float, ...] = ()
+    batch_norm: tuple[float, ...] = ()
 
     @property
     def drops(self) -> bool:
         """Whether training drops any unit (a rate above 0)."""
         return any(rate > 0 for rate in self.dropout)
+
+    @property
+    def normalizes(self) -> bool:
+        """Whether the hidden layers are batch-normalized."""
+        return bool(self.batch_norm)
+
+
+def pre_activation(spec: NetworkSpec, a: Array, W: Array, b: Array, hidden: bool) -> Array:
+    """Compute a layer's pre-activation at inference.
+
+    ``a @ W + b``, or on a batch-normalized hidden layer ``a @ W`` normalized with the
+    running averages (`mlp.batch_norm`).
+
+    Parameters
+    ----------
+    spec : NetworkSpec
+        The network's math.
+    a : array of shape (n_samples, fan_in)
+        The layer's input.
+    W : array of shape (fan_in, fan_out)
+        Its weights.
+    b : array of shape (fan_out,) or (4, fan_out)
+        Its bias (or its normalization's rows, `mlp.batch_norm.ROWS`).
+    hidden : bool
+        Whether the layer is a hidden one.
+
+    Returns
+    -------
+    array of shape (n_samples, fan_out)
+        The pre-activation.
+    """
+    if hidden and spec.normalizes:
+        return bn.layer_inference(spec.xp, a @ W, b, spec.batch_norm[1])
+    return a @ W + b
 
 
 def forward(spec: NetworkSpec, params: Params, x: Array) -> Array:
@@ -97,11 +142,12 @@ def forward(spec: NetworkSpec, params: Params, x: Array) -> Array:
     last = len(params) - 1
     for i, (W, b) in enumerate(params):
         act = spec.output if i == last else spec.hidden
-        a = act.forward(xp, a @ W + b)
+        a = act.forward(xp, pre_activation(spec, a, W, b, i < last))
     return a
 
 
-def forward_logits(spec: NetworkSpec, params: Params, x: Array, masks: Masks = None
+def forward_logits(spec: NetworkSpec, params: Params, x: Array, masks: Masks = None,
+                   weights: Array | None = None, training: bool = False
                    ) -> tuple[Array, Array]:
     """Compute the output layer's pre-activation and activation.
 
@@ -117,6 +163,11 @@ def forward_logits(spec: NetworkSpec, params: Params, x: Array, masks: Masks = N
         Training's dropout masks, one per layer's input (`mlp.dropout.masks`):
         layer ``i``'s input is multiplied by ``masks[i]``; None (inference): no
         unit dropped.
+    weights : array of shape (n_samples,) or None, default None
+        With ``training``: the rows' weights in the batch statistics (None: equal).
+    training : bool, default False
+        Batch normalization with the batch's statistics (as a training step), not
+        the running averages.
 
     Returns
     -------
@@ -129,7 +180,11 @@ def forward_logits(spec: NetworkSpec, params: Params, x: Array, masks: Masks = N
     a = x
     last = len(params) - 1
     for i, (W, b) in enumerate(params):
-        z = (a if masks is None else dropped(a, masks[i])) @ W + b
+        a = a if masks is None else dropped(a, masks[i])
+        if training and spec.normalizes and i < last:
+            z, _ = bn.layer_forward(xp, a @ W, b, weights, spec.batch_norm[1])
+        else:
+            z = pre_activation(spec, a, W, b, i < last)
         a = (spec.output if i == last else spec.hidden).forward(xp, z)
     return z, a
 
@@ -211,7 +266,8 @@ def zero_weight_rows(xp: Namespace, x: Array, weights: Array | None) -> Array:
 
 
 def loss_value(spec: NetworkSpec, params: Params, x: Array, y: Array,
-               weights: Array | None = None, masks: Masks = None) -> Array:
+               weights: Array | None = None, masks: Masks = None, training: bool = False
+               ) -> Array:
     """Compute the mean loss of ``params`` on ``(x, y)`` (no gradient).
 
     Parameters
@@ -232,13 +288,17 @@ def loss_value(spec: NetworkSpec, params: Params, x: Array, y: Array,
         Training's dropout masks, one per layer's input (`mlp.dropout.masks`):
         layer ``i``'s input is multiplied by ``masks[i]``; None (inference): no
         unit dropped.
+    training : bool, default False
+        Batch normalization with the batch's statistics (the loss a training step
+        differentiates), not the running averages.
 
     Returns
     -------
     0-d array
         The mean loss.
     """
-    z, a = forward_logits(spec, params, zero_weight_rows(spec.xp, x, weights), masks)
+    z, a = forward_logits(spec, params, zero_weight_rows(spec.xp, x, weights), masks,
+                          weights, training)
     return spec.loss.value(spec.xp, z, a, y, weights)
 
 
@@ -387,40 +447,109 @@ def _loss_and_gradients(spec: NetworkSpec, params: Params, x: Array, y: Array,
                         alpha: float | Array, weights: Array | None,
                         with_totals: bool, masks: Masks = None
                         ) -> tuple[Array, Grads, Array | None]:
+    loss, grads, totals, _ = training_pass(spec, params, x, y, alpha, weights, with_totals,
+                                           masks)
+    return loss, grads, totals
+
+
+class _Forward(NamedTuple):
+    """A training forward pass's values that the backward pass needs, per layer."""
+
+    inputs: list[Array]  # each layer's input, after dropout
+    acts: list[Array]  # the activations, before it
+    zs: list[Array]
+    norms: list[bn.Normalized | None]  # a batch-normalized layer's statistics
+    a: Array | None  # the output layer's activation (None: the loss takes z alone)
+
+
+def _training_forward(spec: NetworkSpec, params: Params, x: Array, weights: Array | None,
+                      masks: Sequence[Array | None]) -> _Forward:
     xp = spec.xp
-    # (a hidden activation has a backward rule: `mlp.activations.get_activation` checks it)
-    backward = cast("Callable[..., Array]", spec.hidden.backward)
     n_layers = len(params)
-    masks = [None] * n_layers if masks is None else masks
-    inputs: list[Array] = []  # each layer's input, after dropout
-    acts: list[Array] = []  # the activations, before it
-    zs: list[Array] = []
+    out = _Forward([], [], [], [], None)
     a = zero_weight_rows(xp, x, weights)
     for i, (W, b) in enumerate(params):
-        acts.append(a)
+        out.acts.append(a)
         a = dropped(a, masks[i])
-        inputs.append(a)
-        z = a @ W + b
-        zs.append(z)
+        out.inputs.append(a)
+        norm = None
+        if spec.normalizes and i < n_layers - 1:
+            z, norm = bn.layer_forward(xp, a @ W, b, weights, spec.batch_norm[1])
+        else:
+            z = a @ W + b
+        out.zs.append(z)
+        out.norms.append(norm)
         if i < n_layers - 1:
             a = spec.hidden.forward(xp, z)
         elif spec.loss.needs_output:
             a = spec.output.forward(xp, z)
         else:  # the loss works from z alone (softmax fused into cross-entropy)
             a = None
-    loss, delta = spec.loss.value_and_delta(xp, zs[-1], a, y, spec.output, weights)
-    totals = spec.loss.train_totals(xp, zs[-1], a, y, weights) if with_totals else None
+    return out._replace(a=a)
+
+
+def training_pass(spec: NetworkSpec, params: Params, x: Array, y: Array,
+                  alpha: float | Array = 0.0, weights: Array | None = None,
+                  with_totals: bool = False, masks: Masks = None
+                  ) -> tuple[Array, Grads, Array | None, list[bn.Normalized | None]]:
+    """Compute a training step's forward and backward pass, with the batch statistics.
+
+    `loss_gradients_and_totals`, and the statistics of the batch-normalized layers.
+
+    Parameters
+    ----------
+    spec : NetworkSpec
+        The network's math (`mlp.MLP.spec`).
+    params : list of (W, b)
+        The weights.
+    x : array of shape (n_samples, n_features)
+        The inputs.
+    y : array of shape (n_samples, n_outputs)
+        The targets as the loss expects them.
+    alpha : float or 0-d array, default 0.0
+        L2 penalty ``0.5 * alpha * sum ||W||^2``.
+    weights : array of shape (n_samples,) or None, default None
+        Non-negative row weights (None: the unweighted mean).
+    with_totals : bool, default False
+        Compute the batch's training totals.
+    masks : sequence of (array or None), or None, default None
+        Dropout masks (`mlp.dropout.masks`).
+
+    Returns
+    -------
+    loss : 0-d array
+        The mean loss (with the penalty).
+    grads : list of (dW, db)
+        Its gradients, shaped as ``params``.
+    totals : array of shape (t,) or None
+        The training totals (None without ``with_totals``).
+    norms : list of (Normalized or None)
+        Per layer, its batch statistics (`mlp.batch_norm.Normalized`; None on a
+        layer that is not batch-normalized).
+    """
+    xp = spec.xp
+    # (a hidden activation has a backward rule: `mlp.activations.get_activation` checks it)
+    backward = cast("Callable[..., Array]", spec.hidden.backward)
+    n_layers = len(params)
+    masks = [None] * n_layers if masks is None else masks
+    fw = _training_forward(spec, params, x, weights, masks)
+    loss, delta = spec.loss.value_and_delta(xp, fw.zs[-1], fw.a, y, spec.output, weights)
+    totals = spec.loss.train_totals(xp, fw.zs[-1], fw.a, y, weights) if with_totals else None
 
     grads: list[Any] = [None] * n_layers
     for i in range(n_layers - 1, -1, -1):
-        W = params[i][0]
-        dW = inputs[i].T @ delta
+        W, norm = params[i][0], fw.norms[i]
+        if norm is None:
+            db = xp.sum(delta, axis=0)
+        else:
+            delta, dgamma, dbeta = bn.backward(xp, delta, params[i][1][1, ...], norm)
+            db = bn.bias_gradient(xp, dgamma, dbeta)
+        dW = fw.inputs[i].T @ delta
         if has_l2(alpha):
             dW = dW + alpha * W
-        grads[i] = (dW, xp.sum(delta, axis=0))
+        grads[i] = (dW, db)
         if i > 0:
-            delta = backward(xp, dropped(delta @ W.T, masks[i]), zs[i - 1], acts[i])
+            delta = backward(xp, dropped(delta @ W.T, masks[i]), fw.zs[i - 1], fw.acts[i])
     if has_l2(alpha):
         loss = loss + l2_penalty(xp, params, alpha)
-    return loss, grads, totals
-
+    return loss, grads, totals, fw.norms

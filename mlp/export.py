@@ -13,7 +13,9 @@ The graph (opset 21) has
 - output ``label`` (classifiers only): what `MLP.predict_classes` returns, as
   int64: ``(N,)`` class indices (argmax) for cross-entropy, ``(N, n_outputs)``
   0/1 (probability > 0.5) for binary cross-entropy;
-- the weights as initializers ``W0, b0, W1, b1, ...``.
+- the weights as initializers ``W0, b0, W1, b1, ...`` (a batch-normalized layer's
+  ``b`` with its four rows, `mlp.batch_norm.ROWS`: the graph normalizes with the
+  running averages, as `MLP.predict` does).
 
 Serve it with ONNX Runtime::
 
@@ -35,7 +37,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import core
+from . import batch_norm, core
 from . import io as _io
 from ._typing import Array, Namespace
 from .activations import Activation
@@ -105,18 +107,19 @@ def _forward_and_labels(spec: core.NetworkSpec, n_layers: int, names: tuple[str,
 
 @functools.lru_cache(maxsize=32)
 def _graph(hidden: Activation, output: Activation, loss: Loss, layer_sizes: tuple[int, ...],
-           dtype: str, names: tuple[str, ...]) -> bytes:
+           dtype: str, names: tuple[str, ...], normalization: tuple[float, ...] = ()) -> bytes:
     """The serialized graph of a network, with the weights still graph inputs.
 
     Tracing costs about 0.3 s per layer (ndonnx propagates values through the
     graph it builds), so networks of one architecture share one trace.
     """
     backend = _ndonnx_backend()
-    spec = core.NetworkSpec(backend.xp, hidden, output, loss)
+    spec = core.NetworkSpec(backend.xp, hidden, output, loss, batch_norm=normalization)
     inputs: dict[str, tuple[tuple[str | int, ...], str]] = {
         "x": ((BATCH_DIM, layer_sizes[0]), dtype)}
-    for i, (fan_in, fan_out) in enumerate(zip(layer_sizes[:-1], layer_sizes[1:])):
-        inputs[f"W{i}"], inputs[f"b{i}"] = ((fan_in, fan_out), dtype), ((fan_out,), dtype)
+    shapes = batch_norm.weight_shapes(layer_sizes, bool(normalization))
+    for i, (w_shape, b_shape) in enumerate(shapes):
+        inputs[f"W{i}"], inputs[f"b{i}"] = (w_shape, dtype), (b_shape, dtype)
     proto = backend.trace(_forward_and_labels(spec, len(layer_sizes) - 1, names), inputs)
     for value in proto.graph.output:  # ndonnx leaves the outputs' batch dimension unnamed
         value.type.tensor_type.shape.dim[0].dim_param = BATCH_DIM
@@ -171,16 +174,20 @@ def onnx_model(model: MLP, *, outputs: str | Sequence[str] | None = None
 
     spec = model.spec
     proto = onnx.load_from_string(_graph(spec.hidden, spec.output, spec.loss,
-                                         tuple(model.layer_sizes), model.dtype_name, names))
+                                         tuple(model.layer_sizes), model.dtype_name, names,
+                                         spec.batch_norm))
     weights: dict[str, np.ndarray] = {}
     for i, (W, b) in enumerate(model.get_weights()):
         weights[f"W{i}"], weights[f"b{i}"] = W, b
     _with_weights(proto, weights)
     proto.producer_name, proto.producer_version = "mlp", __version__
     proto.doc_string = repr(model)
-    config = {"layer_sizes": list(model.layer_sizes), "activation": model.activation,
-              "output_activation": model.output_activation, "loss": model.loss_name,
-              "dtype": model.dtype_name}
+    config: dict[str, object] = {
+        "layer_sizes": list(model.layer_sizes), "activation": model.activation,
+        "output_activation": model.output_activation, "loss": model.loss_name,
+        "dtype": model.dtype_name}
+    if model.batch_norm:
+        config.update(batch_norm=True, epsilon=model.epsilon)
     onnx.helper.set_model_props(proto, {"mlp_config": json.dumps(config)})
     onnx.checker.check_model(proto, full_check=True)
     return proto

@@ -42,6 +42,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
+from . import batch_norm
 from ._typing import Array, Optimizer
 from .backends import Backend, resolve_backend
 from .tree import tree_leaves, tree_unflatten
@@ -803,8 +804,10 @@ def _names(names: list[str]) -> str:
     return ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
 
 
-def _check_weight_shapes(layer_sizes: tuple[int, ...], shapes: Shapes) -> None:
-    """Every stored W/b has the shape the config declares (before anything is built)."""
+def _check_weight_shapes(layer_sizes: tuple[int, ...], shapes: Shapes,
+                         normalized: bool = False) -> None:
+    """Every stored W/b has the shape the config declares (before anything is built;
+    ``normalized``: the config's ``batch_norm``)."""
     n_layers = len(layer_sizes) - 1
     absent = [k for i in range(n_layers) for k in (f"W{i}", f"b{i}") if k not in shapes]
     if absent:
@@ -812,9 +815,8 @@ def _check_weight_shapes(layer_sizes: tuple[int, ...], shapes: Shapes) -> None:
     extra = sorted(k for k in shapes if k[0] in "Wb" and k[1:].isdigit() and int(k[1:]) >= n_layers)
     if extra:
         raise _Damaged(f"it holds weights {_names(extra)} beyond its {n_layers} layers")
-    for i in range(n_layers):
+    for i, (want_w, want_b) in enumerate(batch_norm.weight_shapes(layer_sizes, normalized)):
         (w_shape, w_dtype), (b_shape, b_dtype) = shapes[f"W{i}"], shapes[f"b{i}"]
-        want_w, want_b = (layer_sizes[i], layer_sizes[i + 1]), (layer_sizes[i + 1],)
         if w_shape != want_w or b_shape != want_b:
             raise _Damaged(f"layer {i} expects W of shape {want_w} and b of shape {want_b}, "
                            f"got {w_shape} and {b_shape}")
@@ -860,9 +862,8 @@ def _expected_state(model: Model, opt: Optimizer) -> tuple[list[_Want], list[str
     n = 2 * (len(model.layer_sizes) - 1)
     one = model.backend.asarray(np.zeros(1, model.dtype_name))
     stand_in = opt.init([(one, one)] * (n // 2))
-    weight_shapes = [s for i in range(n // 2) for s in ((model.layer_sizes[i],
-                                                         model.layer_sizes[i + 1]),
-                                                        (model.layer_sizes[i + 1],))]
+    weight_shapes = [s for pair in batch_norm.weight_shapes(
+        model.layer_sizes, getattr(model, "batch_norm", False)) for s in pair]
     wants: list[_Want] = []
     run = 0
     for leaf in tree_leaves(stand_in):
@@ -954,7 +955,7 @@ def _load_model(zf: zipfile.ZipFile, members: Members, name: str, backend: Backe
     model_class.check_config(config)  # the keys
     _check_registered(config, name)
     layer_sizes = check_layer_sizes(config["layer_sizes"])
-    _check_weight_shapes(layer_sizes, shapes)
+    _check_weight_shapes(layer_sizes, shapes, config.get("batch_norm", False) is True)
     n_layers = len(layer_sizes) - 1
     model = model_class.from_config(config, backend=backend, weights=lambda: [
         (_read_member(zf, members[f"W{i}"]), _read_member(zf, members[f"b{i}"]))

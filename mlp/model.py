@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar,
 import numpy as np
 import numpy.typing as npt
 
+from . import batch_norm as bn
 from . import buckets, core
 from . import guard as _guard
 from . import io as _io
@@ -104,6 +105,17 @@ class _DropoutRates(Constraint):
         return rate
 
 
+def _normalization(values: dict[str, Any]) -> tuple[float, ...]:
+    """The spec's ``batch_norm`` (``(momentum, epsilon)``, or ``()`` without) from the
+    checked constructor arguments; refused on a model without hidden layers."""
+    if not values["batch_norm"]:
+        return ()
+    if len(values["layer_sizes"]) < 3:
+        raise ValueError(f"batch_norm=True normalizes the hidden layers, but layer_sizes "
+                         f"{list(values['layer_sizes'])} has none")
+    return (values["momentum"], values["epsilon"])
+
+
 def hidden_rates(dropout: float | tuple[float, ...], layer_sizes: Sequence[int]
                  ) -> tuple[float, ...]:
     """One drop rate per hidden layer from the constructor's ``dropout``.
@@ -147,10 +159,12 @@ _CONFIG_ATTRS = {"loss": "loss_name", "dtype": "dtype_name"}
 _FIXED = {"layer_sizes": "layer_sizes", "activation": "activation",
           "output_activation": "output_activation", "loss_name": "loss", "init": "init",
           "dtype_name": "dtype", "dtype": "dtype", "seed": "seed", "dropout": "dropout",
-          "input_dropout": "input_dropout", "backend": None, "xp": None}
+          "input_dropout": "input_dropout", "batch_norm": "batch_norm",
+          "momentum": "momentum", "epsilon": "epsilon", "backend": None, "xp": None}
 #: Config keys that a file or config from before they existed may lack, with the value
 #: that builds the same model.
-_CONFIG_DEFAULTS: dict[str, Any] = {"dropout": 0.0, "input_dropout": 0.0}
+_CONFIG_DEFAULTS: dict[str, Any] = {"dropout": 0.0, "input_dropout": 0.0, "batch_norm": False,
+                                     "momentum": 0.99, "epsilon": 1e-3}
 #: Attributes rebuilt from the config and the backend's name when unpickling (the guard is
 #: the object's own: a copy gets a fresh one; the training state is rebuilt from the
 #: model's own weights, optimizer state, epoch count and shuffle stream).
@@ -334,6 +348,19 @@ class MLP:
         (`mlp.dropout`).
     input_dropout : float, default 0.0
         The same on the input features, in ``[0, 1)``.
+    batch_norm : bool, default False
+        Normalize each hidden layer's ``a @ W`` over the batch, then scale and shift
+        it by learned ``gamma`` and ``beta`` (`mlp.batch_norm`): while training with
+        the batch's mean and variance (rows of weight 0 take no part), at inference
+        (`predict`, `evaluate`, validation scores) with their running averages. Such
+        a layer's ``b`` has shape ``(4, units)``: its rows are ``beta`` (in the bias's
+        place), ``gamma``, the running mean and the running variance, so the weights
+        carry them everywhere (saved files, pickles, `snapshot_state`).
+    momentum : float, default 0.99
+        How much of the running averages stays at each step, in ``[0, 1]``:
+        ``running = momentum * running + (1 - momentum) * batch`` (Keras's name).
+    epsilon : float, default 1e-3
+        Added to the variance before its square root, > 0 (Keras's name).
 
     Attributes
     ----------
@@ -342,10 +369,11 @@ class MLP:
         ``backend`` and ``xp``, its namespace): read-only, since the weights,
         the compiled functions and saved files follow them; build a new model
         (`from_config`) to change one.
-    dropout, input_dropout
-        The drop rates the model trains with (read-only, as above).
+    dropout, input_dropout, batch_norm, momentum, epsilon
+        The regularization the model trains with (read-only, as above).
     params : list of (W, b)
-        Backend arrays, ``W: (fan_in, fan_out)``, ``b: (fan_out,)``.
+        Backend arrays, ``W: (fan_in, fan_out)``, ``b: (fan_out,)`` (``(4, fan_out)``
+        on a batch-normalized hidden layer).
     history_ : History
         The metrics of every epoch trained, over all `fit` calls (and those
         before a `save` with ``include_optimizer=True``); None before training.
@@ -382,6 +410,9 @@ class MLP:
     seed: _Fixed[int] = _fixed("seed")
     dropout: _Fixed[float | tuple[float, ...]] = _fixed("dropout")
     input_dropout: _Fixed[float] = _fixed("input_dropout")
+    batch_norm: _Fixed[bool] = _fixed("batch_norm")
+    momentum: _Fixed[float] = _fixed("momentum")
+    epsilon: _Fixed[float] = _fixed("epsilon")
     backend: _Fixed[Backend] = _fixed("backend")
     xp: _Fixed[Namespace] = _fixed("xp")
 
@@ -405,21 +436,30 @@ class MLP:
         "seed": [Integer(0), None],
         "dropout": [_DropoutRates()],
         "input_dropout": [Real(0.0, 1.0, "left")],
+        "batch_norm": [Boolean()],
+        "momentum": [Real(0.0, 1.0, "both")],
+        "epsilon": [Real(0.0, None, "neither")],
     }
 
     def __init__(self, layer_sizes: Sequence[int], *, activation: str = "relu",
                  output_activation: str | None = None, loss: str = "mse", init: str | None = None,
                  backend: str | Backend | None = None, dtype: npt.DTypeLike = "float32",
                  seed: int | None = None, dropout: float | Sequence[float] = 0.0,
-                 input_dropout: float = 0.0) -> None:
+                 input_dropout: float = 0.0, batch_norm: bool = False, momentum: float = 0.99,
+                 epsilon: float = 1e-3) -> None:
         self._configure(layer_sizes=layer_sizes, activation=activation,
                         output_activation=output_activation, loss=loss, init=init,
                         backend=backend, dtype=dtype, seed=seed, dropout=dropout,
-                        input_dropout=input_dropout)
+                        input_dropout=input_dropout, batch_norm=batch_norm, momentum=momentum,
+                        epsilon=epsilon)
         init_rng = np.random.default_rng([self.seed, 0])
         need = check_weights_size(self.layer_sizes, self.dtype_name)
         try:
-            self.params = self._to_device(initial_weights(self.layer_sizes, self.init, init_rng))
+            weights = initial_weights(self.layer_sizes, self.init, init_rng)
+            if self.batch_norm:
+                weights = [(W, bn.initial_bias(b.shape[0]) if i < len(weights) - 1 else b)
+                           for i, (W, b) in enumerate(weights)]
+            self.params = self._to_device(weights)
         except MemoryError:
             raise too_large_error(self.layer_sizes, need, "cannot be allocated here") from None
 
@@ -434,6 +474,7 @@ class MLP:
                                                          values["layer_sizes"]))
         for i, rate in enumerate(rates):
             check_rate(rate, "dropout" if i else "input_dropout")
+        normalization = _normalization(values)
         backend: Backend = resolve_backend(values["backend"])
         seed = values["seed"]
         fixed = dict(backend=backend, xp=backend.xp, layer_sizes=values["layer_sizes"],
@@ -441,11 +482,12 @@ class MLP:
                      init=values["init"] or default_initializer(activation),
                      dtype_name=values["dtype"], dtype=backend.dtype(values["dtype"]),
                      seed=_drawn_seed() if seed is None else seed, dropout=values["dropout"],
-                     input_dropout=values["input_dropout"])
+                     input_dropout=values["input_dropout"], batch_norm=values["batch_norm"],
+                     momentum=values["momentum"], epsilon=values["epsilon"])
         self.__dict__.update({"_" + name: value for name, value in fixed.items()})
         self._seed_drawn = seed is None  # a BackupAndRestore may resume another run's seed
         self._spec = NetworkSpec(self.xp, ACTIVATIONS[activation], ACTIVATIONS[out_name], loss,
-                                 rates if any(rates) else ())
+                                 rates if any(rates) else (), normalization)
         self._cache: dict[tuple[Any, ...], Callable[..., Any]] = {}
         self._shuffle_rng = np.random.default_rng([self.seed, 1])
         self.history_ = None
@@ -464,7 +506,8 @@ class MLP:
         ``MLP.from_config(model.get_config())`` builds the same initial weights.
         Keys: ``layer_sizes`` (list of int), ``activation``, ``output_activation``,
         ``loss``, ``init``, ``dtype`` (str), ``seed`` (int), ``dropout`` (float, or a
-        list of one per hidden layer) and ``input_dropout`` (float).
+        list of one per hidden layer), ``input_dropout`` (float), ``batch_norm`` (bool),
+        ``momentum`` and ``epsilon`` (float).
 
         Returns
         -------
@@ -598,8 +641,22 @@ class MLP:
 
     @property
     def n_params(self) -> int:
-        """The number of weights and biases of all layers."""
-        return sum(i * o + o for i, o in zip(self.layer_sizes[:-1], self.layer_sizes[1:]))
+        """The number of weights and biases of all layers.
+
+        A batch-normalized layer's four rows of ``b`` count (`weight_shapes`).
+        """
+        return sum(math.prod(w) + math.prod(b) for w, b in self.weight_shapes())
+
+    def weight_shapes(self) -> list[tuple[tuple[int, int], tuple[int, ...]]]:
+        """The shapes of each layer's ``(W, b)``.
+
+        Returns
+        -------
+        list of (tuple, tuple)
+            ``W: (fan_in, fan_out)``, ``b: (fan_out,)`` (``(4, fan_out)`` on a
+            batch-normalized hidden layer, `mlp.batch_norm.ROWS`).
+        """
+        return bn.weight_shapes(self.layer_sizes, self.batch_norm)
 
     @property
     def spec(self) -> NetworkSpec:
@@ -1120,6 +1177,10 @@ class MLP:
                   ) -> list[tuple[Array, Array]]:
         """Compute the gradients of the mean loss (weighted with ``sample_weight``).
 
+        With ``batch_norm``, of the loss a training step differentiates: the hidden
+        layers normalized with the statistics of ``x``'s rows (those of weight 0
+        apart), not the running averages; the running rows of ``b`` get 0.
+
         Parameters
         ----------
         x : array-like of shape (n_samples, n_features)
@@ -1485,7 +1546,8 @@ class MLP:
         -------
         list of (W, b)
             NumPy copies, ``W`` of shape ``(fan_in, fan_out)`` and ``b`` of shape
-            ``(fan_out,)`` per layer.
+            ``(fan_out,)`` per layer (``(4, fan_out)`` on a batch-normalized hidden
+            layer: `weight_shapes`).
         """
         to = self.backend.to_numpy
         return [(to(W), to(b)) for W, b in self.params]
@@ -1503,13 +1565,14 @@ class MLP:
         ----------
         weights : list of (W, b)
             NumPy or backend arrays, ``W`` of shape ``(fan_in, fan_out)`` and ``b``
-            of shape ``(fan_out,)`` per layer.
+            of shape ``(fan_out,)`` per layer (``(4, fan_out)`` on a batch-normalized
+            hidden layer: `weight_shapes`).
 
         Raises
         ------
         ValueError
-            Not one ``(W, b)`` pair per layer, a shape that does not match, or a
-            value that is not finite.
+            Not one ``(W, b)`` pair per layer, a shape that does not match, a
+            value that is not finite, or a negative running variance.
         ModelBusyError
             Another thread is training the model.
         """
@@ -1522,18 +1585,20 @@ class MLP:
                              f"pairs, got {type(weights).__name__}"
                              + (f" of length {len(weights)}" if hasattr(weights, '__len__')
                                 else ""))
-        host = []
+        host, shapes = [], self.weight_shapes()
         for i, pair in enumerate(weights):
             if not isinstance(pair, (list, tuple)) or len(pair) != 2:
                 raise ValueError(f"weights[{i}] must be a pair (W, b)")
-            fan_in, fan_out = self.layer_sizes[i], self.layer_sizes[i + 1]
+            want_w, want_b = shapes[i]
             W, b = (host_float_array(f"weights[{i}][{j}] ({'Wb'[j]})", self._host(pair[j]),
                                      self.dtype_name, self.backend) for j in (0, 1))
-            if W.shape != (fan_in, fan_out) or b.shape != (fan_out,):
-                raise ValueError(f"layer {i} expects W of shape {(fan_in, fan_out)} and b of shape "
-                                 f"{(fan_out,)}, got {W.shape} and {b.shape}")
+            if W.shape != want_w or b.shape != want_b:
+                raise ValueError(f"layer {i} expects W of shape {want_w} and b of shape "
+                                 f"{want_b}, got {W.shape} and {b.shape}")
             if not (np.all(np.isfinite(W)) and np.all(np.isfinite(b))):
                 raise ValueError(f"weights of layer {i} contain NaN or infinite values")
+            if b.ndim == 2 and np.any(b[3] < 0):
+                raise ValueError(f"layer {i}'s running variance (b[3]) has negative values")
             host.append((W, b))
         self.params = self._to_device(host)
 
@@ -1600,7 +1665,7 @@ class MLP:
         """Print a table of the layers, their shapes and parameter counts.
 
         With dropout, the table also gives the rate dropped from each layer's input
-        while training.
+        while training; with batch normalization, which layers normalize.
 
         Parameters
         ----------
@@ -1619,10 +1684,13 @@ class MLP:
                             f"{print_fn!r}"[:300])
         rows: list[tuple[str, ...]] = [("layer", "weights", "biases", "activation", "params")]
         last = len(self.layer_sizes) - 2
-        for i, (fan_in, fan_out) in enumerate(zip(self.layer_sizes[:-1], self.layer_sizes[1:])):
+        for i, (w, b) in enumerate(self.weight_shapes()):
             act = self.output_activation if i == last else self.activation
-            rows.append((f"dense_{i}", f"({fan_in}, {fan_out})", f"({fan_out},)", act,
-                         f"{fan_in * fan_out + fan_out:,}"))
+            rows.append((f"dense_{i}", str(w), str(b), act,
+                         f"{math.prod(w) + math.prod(b):,}"))
+        if self.batch_norm:
+            rows = [(*row, norm) for row, norm in zip(rows, (
+                "batch norm", *(["yes"] * last), "no"))]
         if self._spec.drops:  # the rate dropped from each layer's input while training
             rows = [(*row, rate) for row, rate in zip(rows, (
                 "input dropout", *(f"{r:g}" for r in self._spec.dropout)))]

@@ -986,8 +986,7 @@ def params_problem(model: MLP, params: object) -> str | None:
     for i, pair in enumerate(params):
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
             return f"{_what(pair)} for layer {i}, not a pair (W, b)"
-        want = ((sizes[i], sizes[i + 1]), (sizes[i + 1],))
-        for array, shape in zip(pair, want):
+        for array, shape in zip(pair, model.weight_shapes()[i]):
             if not model.backend.is_native(array) or tuple(array.shape) != shape \
                     or array.dtype != model.dtype:
                 return (f"{_what(array)} in layer {i} where a {model.backend.name} array of "

@@ -15,7 +15,7 @@ import mlp
 from mlp import backends, optimizers
 
 CONFIG_KEYS = ["layer_sizes", "activation", "output_activation", "loss", "init", "dtype", "seed",
-               "dropout", "input_dropout"]
+               "dropout", "input_dropout", "batch_norm", "momentum", "epsilon"]
 
 
 def _data(n=24, d=4, k=3, seed=0):
@@ -40,7 +40,8 @@ def test_get_config_is_json_ready_and_resolves_defaults():
     assert config == {"layer_sizes": [3, 5, 2], "activation": "relu",
                       "output_activation": "identity", "loss": "mse", "init": "he",
                       "dtype": "float32", "seed": model.seed, "dropout": 0.0,
-                      "input_dropout": 0.0}
+                      "input_dropout": 0.0, "batch_norm": False, "momentum": 0.99,
+                      "epsilon": 1e-3}
     assert isinstance(config["seed"], int)
 
 

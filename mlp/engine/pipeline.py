@@ -229,14 +229,19 @@ def make_run(backend: Backend, spec: NetworkSpec, optimizer: Optimizer, alpha: f
     _check_users_schedules(backend, optimizer)
     pure = backend.jit(_pure_run(backend, spec, optimizer, alpha, clip_norm, objective,
                                  counted), static_argnums=(7,))
-    if counted or spec.drops:
+    if counted or spec.drops or spec.normalizes:
         # padded rows: the in-place executor takes the rows as they are. Dropout: the
         # in-place kernels have no masked forms, and the pure run trains with it instead:
         # on the digits workload (64-128-64-10, Adam, batch 64, NumPy, one thread) a
         # plain step took 300 us in place and 299 us pure, one with dropout 863 us, of
         # which drawing the masks took 211 us (benchmarks/regularization.py, a shared
         # 2-core machine): in-place masked kernels would save about what in place saves
-        # a plain step on this workload, nothing measurable
+        # a plain step on this workload, nothing measurable. Batch normalization: the same
+        # (no normalized kernels); on that workload a plain step took 189 us in place and
+        # 188 us pure, one with batch_norm=True 580 us pure (its ~35 small operations a
+        # layer, forward and backward, and the updates unpacked: `packs_layers`), so
+        # in-place kernels could save what in place saves a plain step there: nothing
+        # measurable
         return pure
     return fast_run(backend, pure, spec, optimizer, alpha, clip_norm, objective) or pure
 
@@ -299,8 +304,8 @@ def packs_layers(optimizer: Optimizer, opt_state: Any, params: Params, objective
     where the optimizer gains from it (`packs`) and, with ``objective.pack_limit``, the
     layers' weights average at most that many entries (on large layers packing the
     gradients is one copy too many)."""
-    if not packs(optimizer, opt_state):
-        return False
+    if not packs(optimizer, opt_state) or any(b.ndim != 1 for _, b in params):
+        return False  # (a batch-normalized layer's b has rows of its own: `mlp.batch_norm`)
     if objective.pack_limit is None:
         return True
     shapes = [W.shape for W, _ in params]

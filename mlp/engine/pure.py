@@ -15,9 +15,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from .. import dropout
+from .. import batch_norm, dropout
 from .._typing import Array, Namespace, Optimizer
-from ..core import Masks, NetworkSpec, loss_and_gradients, loss_gradients_and_totals
+from ..core import (
+    Masks,
+    NetworkSpec,
+    loss_and_gradients,
+    loss_gradients_and_totals,
+    training_pass,
+)
 from ..optimizers import EmptyState, apply_updates, chain, checked_update, clip_by_global_norm
 from .layout import Layout
 
@@ -79,6 +85,12 @@ def make_step(spec: NetworkSpec, optimizer: Optimizer, alpha: float = 0.0,
         layers = params if layout is None else layout.unpack(params)
         l2 = alpha if objective is None else objective.l2(xp, alpha, xb, wb)
         masks = batch_masks(spec, layers, xb, noise)
+        if spec.normalizes:  # (never packed: `packs_layers`)
+            loss, grads, totals, norms = training_pass(spec, layers, xb, yb, l2, wb,
+                                                       with_totals, masks)
+            updates, state = checked_update(transform, grads, wrap(opt_state), params)
+            return (normalized_update(spec, params, apply_updates(params, updates), norms),
+                    unwrap(state), loss, totals)
         if with_totals:
             loss, grads, totals = loss_gradients_and_totals(spec, layers, xb, yb, l2, wb, masks)
         else:
@@ -93,6 +105,16 @@ def make_step(spec: NetworkSpec, optimizer: Optimizer, alpha: float = 0.0,
 
 def _same(state: Any) -> Any:
     return state
+
+
+def normalized_update(spec: NetworkSpec, before: Any, updated: Any, norms: list[Any]) -> Any:
+    """The weights after a step of a batch-normalized network: ``updated`` (the optimizer's),
+    each normalized layer's running averages moved from ``before``'s towards its batch's
+    statistics (`mlp.batch_norm.with_running`; whatever the optimizer did to them)."""
+    momentum = spec.batch_norm[0]
+    return [(W, b if norm is None else batch_norm.with_running(spec.xp, b, old[1], norm,
+                                                                momentum))
+            for (W, b), old, norm in zip(updated, before, norms)]
 
 
 def batch_masks(spec: NetworkSpec, layers: Any, xb: Array, noise: Noise) -> Masks:

@@ -21,6 +21,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from .. import buckets
 from ..backends import Backend, resolve_backend
+from ..batch_norm import initial_bias
 from ..dropout import check_rate
 from ..guard import ATTRIBUTE as GUARD
 from ..guard import guard_of
@@ -96,7 +97,11 @@ SHARED_CONSTRAINTS: dict = {
     "backend": [None, str, Backend],
     "dtype": [None, StrOptions({"float32", "float64"})],
     "dropout": [Interval(Real, 0, 1, closed="left"), "array-like"],
+    "batch_norm": ["boolean"],
 }
+#: ``(momentum, epsilon)`` of the estimators' batch normalization (Keras's defaults: the
+#: estimators' ``momentum`` and ``epsilon`` are scikit-learn's, of SGD and Adam).
+BATCH_NORM = (0.99, 1e-3)
 
 
 class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
@@ -158,6 +163,7 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
     def _spec(self, be):
         spec = network_spec(be.xp, self.activation, self.out_activation_)
         rates = self._dropout_rates(len(self.coefs_) - 1)
+        spec = spec._replace(batch_norm=BATCH_NORM if self.batch_norm else ())
         return spec._replace(dropout=(0.0, *rates)) if any(rates) else spec
 
     def _dropout_rates(self, n_hidden):
@@ -212,6 +218,8 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
         if np.any(np.array(hidden) <= 0):
             raise ValueError(f"hidden_layer_sizes must be > 0, got {hidden}.")
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        if not first_pass:
+            self._check_continued_batch_norm(incremental)
         where = caller_namespace(X)
         X, Y, targets = self._validate_input(to_host(X), to_host(y), incremental,
                                              reset=first_pass)
@@ -222,6 +230,10 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
         if any(self._dropout_rates(len(hidden))) and self.solver not in _STOCHASTIC_SOLVERS:
             raise ValueError(f"dropout={self.dropout!r} needs a stochastic solver ('adam' or "
                              f"'sgd'): solver={self.solver!r} minimises one fixed objective")
+        if self.batch_norm and self.solver not in _STOCHASTIC_SOLVERS:
+            raise ValueError(f"batch_norm=True needs a stochastic solver ('adam' or 'sgd'): "
+                             f"solver={self.solver!r} minimises one fixed objective, without "
+                             f"the running averages a step moves")
         rng = check_random_state(self.random_state)
         if first_pass:
             self._initialize_checked(Y, layer_units, X.dtype, rng)
@@ -238,6 +250,17 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
             raise ValueError("Solver produced non-finite parameter weights. The input data may"
                              " contain large values and need to be preprocessed.")
         return self
+
+    def _check_continued_batch_norm(self, incremental):
+        """Refuse to continue a fitted network with another ``batch_norm`` than it has (its
+        hidden layers' intercepts hold the normalization's rows, or not)."""
+        normalized = any(np.ndim(b) == 2 for b in self.intercepts_)
+        if normalized != bool(self.batch_norm):
+            call = "partial_fit" if incremental else "fit with warm_start=True"
+            raise ValueError(f"{call} continues the fitted network, whose hidden layers are "
+                             f"{'' if normalized else 'not '}batch-normalized, but "
+                             f"batch_norm={self.batch_norm!r}; set batch_norm back, or fit "
+                             f"a new network (warm_start=False)")
 
     def _row_weights(self, sample_weight, targets, dtype):
         return sample_weight
@@ -320,6 +343,9 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
             bound = np.sqrt(factor / (fan_in + fan_out))
             self.coefs_.append(rng.uniform(-bound, bound, (fan_in, fan_out)).astype(dtype))
             self.intercepts_.append(rng.uniform(-bound, bound, fan_out).astype(dtype))
+        if self.batch_norm:  # each hidden layer's (beta, gamma, running mean, running variance)
+            self.intercepts_[:-1] = [initial_bias(b.shape[0]).astype(dtype)
+                                     for b in self.intercepts_[:-1]]
         if self.solver in _STOCHASTIC_SOLVERS:
             self.loss_curve_ = []
             self._no_improvement_count = 0
@@ -400,7 +426,9 @@ class BaseMLP(StochasticSolver, LbfgsSolver, BaseEstimator):
         model = MLP(sizes, activation=ACTIVATION_NAMES[self.activation],
                     output_activation=ACTIVATION_NAMES[self.out_activation_],
                     loss=OUTPUT_LOSSES[self.out_activation_],
-                    dtype=np.asarray(self.coefs_[0]).dtype.name, backend="numpy", seed=0)
+                    dtype=np.asarray(self.coefs_[0]).dtype.name, backend="numpy", seed=0,
+                    batch_norm=bool(self.batch_norm), momentum=BATCH_NORM[0],
+                    epsilon=BATCH_NORM[1])
         model.set_weights(list(zip(self.coefs_, self.intercepts_)))
         return model
 

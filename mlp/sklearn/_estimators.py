@@ -94,6 +94,14 @@ _SHARED_DOC = """
         list of one per hidden layer; prediction drops nothing. The masks follow
         from ``random_state`` and the samples seen (`mlp.dropout`). 0 (default)
         trains exactly as scikit-learn's estimator.
+    batch_norm : bool, default=False
+        Batch normalization of each hidden layer's pre-activation (solvers
+        ``adam`` and ``sgd``, `mlp.batch_norm`): with the batch's statistics while
+        training, their running averages (momentum 0.99, epsilon 1e-3, Keras's
+        defaults) in prediction. A hidden layer's ``intercepts_`` entry then has
+        shape ``(4, units)``: the shift, the scale, the running mean and the
+        running variance. False (default) trains exactly as scikit-learn's
+        estimator.
 """
 
 _LOSS_DOC = """
@@ -166,7 +174,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                  validation_fraction: float = 0.1, beta_1: float = 0.9, beta_2: float = 0.999,
                  epsilon: float = 1e-8, n_iter_no_change: float = 10, max_fun: int = 15000,
                  backend: str | Backend | None = None, dtype: str | None = None,
-                 dropout: float | Sequence[float] = 0.0,
+                 dropout: float | Sequence[float] = 0.0, batch_norm: bool = False,
                  class_weight: dict[Any, float] | str | None = None) -> None:
         _init_params(self, locals())
 
@@ -371,7 +379,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
                  validation_fraction: float = 0.1, beta_1: float = 0.9, beta_2: float = 0.999,
                  epsilon: float = 1e-8, n_iter_no_change: float = 10, max_fun: int = 15000,
                  backend: str | Backend | None = None, dtype: str | None = None,
-                 dropout: float | Sequence[float] = 0.0) -> None:
+                 dropout: float | Sequence[float] = 0.0, batch_norm: bool = False) -> None:
         _init_params(self, locals())
 
     def _validate_input(self, X, y, incremental, reset):
