@@ -338,8 +338,6 @@ def fit(model: MLP, x: Array, y: Array | None, settings: FitSettings) -> History
         check_rate_scale(plan.optimizer, model.optimizer_state_, model.dtype_name)
     split_seed = resumed_seed(model, settings.callbacks or [])
     if fed(x, y):
-        _refuse_dropout(model, "an array on disk or a stream of batches",
-                       "load the data into memory (numpy.asarray(x))")
         data = fed_data(model, x, y, settings, split_seed)
     else:
         data = training_data(model, x, y, settings.validation_data, settings.validation_split,
@@ -558,17 +556,6 @@ def _placed(model: MLP, data: TrainingData) -> TrainingData:
 
 
 # ------------------------------------------------------------------ data not in memory
-def _refuse_dropout(model: MLP, what: str, instead: str) -> None:
-    """Refuse a model with dropout for training data that reaches its steps with row
-    numbers other than their places among the training rows (a window of a feed): each
-    row's masks follow from that place (`mlp.dropout`)."""
-    if model.spec.drops:
-        raise ValueError(f"a model with dropout trains only on arrays in memory, not on "
-                         f"{what}: each row's masks follow its place among the training "
-                         f"rows, which its training steps do not see there; {instead}, or "
-                         f"train without dropout")
-
-
 def fed(x: Any, y: Any) -> bool:
     """Whether `fit` reads its training data through a feed (`mlp.data`): a stream of
     batches (``y`` None) or arrays on disk. Refuses ``y`` None with anything else, and
