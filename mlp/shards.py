@@ -324,15 +324,15 @@ def training_data(model: MLP, x: Array, y: Array, validation_data: Sequence[Arra
     rows = layout(numbers[:, 0], backend.n_devices // backend.n_processes, backend.process_rank)
     n_own = int(x_own.shape[0])
     weights = None if w is None else _host(model, w)
-    gx, gy, gw, ids = backend.place_local_rows(
+    global_ids = (buckets.pad_host(rows.numbers(), rows.size),) if model.spec.drops else ()
+    gx, gy, gw, *ids = backend.place_local_rows(  # (ids: what dropout masks follow)
         buckets.pad_host(_host(model, x_own), rows.size),
         buckets.pad_host(_host(model, targets), rows.size),
-        buckets.host_weights(weights, n_own, rows.size, model.dtype_name),
-        buckets.pad_host(rows.numbers(), rows.size))
+        buckets.host_weights(weights, n_own, rows.size, model.dtype_name), *global_ids)
     return TrainingData(gx, gy, None if val is None else model.pad_prepared(*val), gw, rows.n,
                         padded=True, n_val=-1 if val is None else val[0].shape[0],
                         val_weights=False, own_weights=w is not None, rows=rows,
-                        ids=ids if model.spec.drops else None)
+                        ids=ids[0] if ids else None)
 
 
 def _digest(model: MLP, prepared: tuple[Any, ...] | None) -> int:
