@@ -240,8 +240,8 @@ class ShardedJaxBackend(JaxBackend):
             gathered = multihost_utils.process_allgather(local, tiled=False)
         return np.asarray(gathered, dtype=np.int64).reshape(-1, local.shape[0])
 
-    def place_local_rows(self, x: np.ndarray, y: np.ndarray, w: np.ndarray
-                         ) -> tuple[Array, Array, Array]:
+    def place_local_rows(self, x: np.ndarray, y: np.ndarray, w: np.ndarray,
+                         *more: np.ndarray) -> tuple[Array, ...]:
         """Place this process's block of rows as its part of the global arrays.
 
         The global arrays hold ``n_processes * L`` rows, sharded by rows
@@ -252,17 +252,19 @@ class ShardedJaxBackend(JaxBackend):
         x, y, w : numpy.ndarray, (L, ...)
             This process's rows, targets and row weights, padded to the same row count
             ``L`` in every process (a multiple of its device count).
+        *more : numpy.ndarray, (L, ...)
+            Other arrays of one entry a row, laid out alike (e.g. the rows' numbers).
 
         Returns
         -------
         tuple of jax.Array, (n_processes * L, ...)
-            ``(x, y, w)`` as global arrays.
+            ``(x, y, w, *more)`` as global arrays.
         """
         with self.precision(x, y, w):
             return tuple(self._jax.make_array_from_process_local_data(
                 self.rows, np.ascontiguousarray(a), (self.n_processes * a.shape[0],
                                                      *a.shape[1:]))
-                for a in (x, y, w))
+                for a in (x, y, w, *more))
 
     # --------------------------------------------------------------------- data
     def _place(self, host: np.ndarray, sharding: Any = None) -> Array:

@@ -55,11 +55,15 @@ _IN_MEMORY_LIBRARIES = frozenset({"pandas", "polars", "builtins", "torch", "jax"
 
 #: ``(x, y, w)``: one prepared batch on the device (``w`` None without row weights).
 Batch = tuple[Array, Array, Array | None]
-#: ``(x, y, w, full, rest)``: consecutive batches of an epoch, their rows prepared on the
-#: device in the epoch's order, ``full: (k, batch_size)`` and ``rest: (r,)`` (or None) host
-#: indices into those rows (the last batch of another size); ``full`` None: one batch of
-#: every row (`Feed.windows`).
-Window = tuple[Array, Array, Array | None, np.ndarray | None, np.ndarray | None]
+#: ``(x, y, w, full, rest, ids)``: consecutive batches of an epoch, their rows prepared on
+#: the device in the epoch's order, ``full: (k, batch_size)`` and ``rest: (r,)`` (or None)
+#: host indices into those rows (the last batch of another size); ``full`` None: one batch
+#: of every row (`Feed.windows`). ``ids: (len(x),)`` int32 (host) are the rows' numbers in
+#: the training data, which their dropout masks follow (`mlp.dropout`): their indices among
+#: the training rows, or for a stream their places in the epoch's stream of rows; None:
+#: the window holds every row in order.
+Window = tuple[Array, Array, Array | None, np.ndarray | None, np.ndarray | None,
+               np.ndarray | None]
 #: Bytes of rows one window of batches holds (at least one batch): the run's fixed
 #: cost per call (building its executor) is paid once per window.
 WINDOW_BYTES = 2**25
@@ -455,12 +459,12 @@ class ArrayFeed:
                 x, y, w = self.data.batch(taken[order])
                 m = part.size
                 yield (x, y, w, where[:m].reshape(part.shape),
-                       None if last is None else where[m:])
+                       None if last is None else where[m:], taken[order].astype(np.int32))
 
     def windows(self, rows: tuple[np.ndarray, np.ndarray | None] | None) -> Any:
         """The epoch's batches at ``rows`` in windows (`Feed.windows`), read ahead."""
         if rows is None:  # one batch of every row (batch_size None, or >= the rows)
-            return read_ahead(iter([(*self.data.batch(np.arange(self.n)), None, None)]))
+            return read_ahead(iter([(*self.data.batch(np.arange(self.n)), None, None, None)]))
         return read_ahead(self._epoch(rows))
 
     def blocks(self) -> Iterator[Batch]:
@@ -568,22 +572,25 @@ class StreamFeed:
 
     def _windows(self) -> Iterator[Window]:
         """The epoch's batches, those of one size in a row joined into windows (a batch
-        of another size closes its window, as its last batch)."""
-        xp, group = self.model.xp, list[Batch]()
+        of another size closes its window, as its last batch). A row's number (the
+        window's ``ids``) is its place in the epoch's stream of rows: 0, 1, 2, ..."""
+        xp, group, start = self.model.xp, list[Batch](), 0
         for batch in self._batches():
             m = int(batch[0].shape[0])
             size = int(group[0][0].shape[0]) if group else m
             limit = _window_batches(size, 8 * int(np.prod(batch[0].shape[1:])))
             group.append(batch)
             if m != size or len(group) >= limit:
-                yield self._joined(xp, group, size, closed=m != size)
+                yield self._joined(xp, group, size, m != size, start)
+                start += sum(int(b[0].shape[0]) for b in group)
                 group = []
         if group:
-            yield self._joined(xp, group, int(group[0][0].shape[0]), closed=False)
+            yield self._joined(xp, group, int(group[0][0].shape[0]), False, start)
 
     @staticmethod
-    def _joined(xp: Any, group: list[Batch], size: int, closed: bool) -> Window:
-        """One window of ``group``'s batches (``closed``: its last is the rest)."""
+    def _joined(xp: Any, group: list[Batch], size: int, closed: bool, start: int) -> Window:
+        """One window of ``group``'s batches (``closed``: its last is the rest), its first
+        row the ``start``-th of the epoch."""
         full = len(group) - 1 if closed else len(group)
         parts = [xp.concat([b[i] for b in group], axis=0) if len(group) > 1 else group[0][i]
                  for i in (0, 1)]
@@ -591,7 +598,10 @@ class StreamFeed:
             xp.concat([b[2] for b in group]) if len(group) > 1 else group[0][2])
         m = full * size
         rest = np.arange(m, m + int(group[-1][0].shape[0])) if closed else None
-        return parts[0], parts[1], w, np.arange(m).reshape(full, size) if full else None, rest
+        ids = np.arange(start, start + (m if rest is None else m + rest.shape[0]),
+                        dtype=np.int32)
+        return (parts[0], parts[1], w, np.arange(m).reshape(full, size) if full else None,
+                rest, ids)
 
     def windows(self, rows: Any) -> Any:
         """The source's batches of one epoch in windows (`Feed.windows`), read ahead."""

@@ -3,7 +3,8 @@
 Inverted dropout multiplies a layer's input by a mask that is 0 with probability
 ``rate`` and ``1 / (1 - rate)`` otherwise, while training only. The mask of row ``r``
 of the training data in epoch ``e`` (its index in the rows `fit` trains on, whatever
-batch, device or padding it lands in), at unit ``u`` (numbered through every layer's
+batch, device, padding, window read from disk or process it lands in; in a stream of
+batches, its place in the epoch's stream), at unit ``u`` (numbered through every layer's
 input, the input features first), is a hash of ``(key, e, r, u)``: the key follows
 from the model's seed (`dropout_key`), so the masks are the same on every backend,
 device count, batch order and resume, with no generator state to carry and no mask to

@@ -17,7 +17,8 @@ arrays in every process. What the fit trains on is defined as follows.
   process ``p``'s block at rows ``p * L`` to ``(p + 1) * L``, built by
   `jax.make_array_from_process_local_data`: each device receives only its own
   ``L / d`` rows, and no process ever holds another's. A batch's global row ``g``
-  lies at `ProcessRows.physical` ``(g)``. Before that, a process's rows are checked
+  lies at `ProcessRows.physical` ``(g)``, and its dropout masks follow ``g``
+  (`ProcessRows.numbers`, placed beside the rows). Before that, a process's rows are checked
   on its host (``x``) and its first device (targets and weights, as `fit` checks
   any data), never replicated.
 - **Agreement.** The processes exchange a few numbers only (`gather_numbers`): each
@@ -116,6 +117,23 @@ class ProcessRows:
         starts = np.cumsum((0, *self.counts[:-1]))
         owner = np.searchsorted(starts, rows, side="right") - 1
         return (rows + (owner * self.size - starts[owner])).astype(rows.dtype)
+
+    def numbers(self) -> np.ndarray:
+        """The global numbers of this process's own rows, which their dropout masks follow
+        (`mlp.dropout`).
+
+        Returns
+        -------
+        numpy.ndarray, (counts[rank],), int32
+            ``start, start + 1, ...``: ``start`` the rows of the processes before it.
+
+        Examples
+        --------
+        >>> ProcessRows((3, 2), 4, 1).numbers().tolist()
+        [3, 4]
+        """
+        start = sum(self.counts[:self.rank])
+        return np.arange(start, start + self.counts[self.rank], dtype=np.int32)
 
     def own(self, array: Array) -> np.ndarray:
         """Take this process's own rows of a global array laid out so.
@@ -306,13 +324,15 @@ def training_data(model: MLP, x: Array, y: Array, validation_data: Sequence[Arra
     rows = layout(numbers[:, 0], backend.n_devices // backend.n_processes, backend.process_rank)
     n_own = int(x_own.shape[0])
     weights = None if w is None else _host(model, w)
-    gx, gy, gw = backend.place_local_rows(
+    global_ids = (buckets.pad_host(rows.numbers(), rows.size),) if model.spec.drops else ()
+    gx, gy, gw, *ids = backend.place_local_rows(  # (ids: what dropout masks follow)
         buckets.pad_host(_host(model, x_own), rows.size),
         buckets.pad_host(_host(model, targets), rows.size),
-        buckets.host_weights(weights, n_own, rows.size, model.dtype_name))
+        buckets.host_weights(weights, n_own, rows.size, model.dtype_name), *global_ids)
     return TrainingData(gx, gy, None if val is None else model.pad_prepared(*val), gw, rows.n,
                         padded=True, n_val=-1 if val is None else val[0].shape[0],
-                        val_weights=False, own_weights=w is not None, rows=rows)
+                        val_weights=False, own_weights=w is not None, rows=rows,
+                        ids=ids[0] if ids else None)
 
 
 def _digest(model: MLP, prepared: tuple[Any, ...] | None) -> int:

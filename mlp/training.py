@@ -186,6 +186,8 @@ class TrainingData:
     val_weights: bool = True  # val's weights were given (not only the padding's)
     rows: shards.ProcessRows | None = None  # process-local rows: where the global rows lie in x
     feed: Feed | None = None  # the source of batches of data not in memory (then also x)
+    ids: Array | None = None  # x's rows' numbers among the training rows, where not their
+    # indices (process-local rows): what their dropout masks follow (`mlp.dropout`)
 
     def __post_init__(self) -> None:
         if self.n < 0:
@@ -336,14 +338,8 @@ def fit(model: MLP, x: Array, y: Array | None, settings: FitSettings) -> History
         check_rate_scale(plan.optimizer, model.optimizer_state_, model.dtype_name)
     split_seed = resumed_seed(model, settings.callbacks or [])
     if fed(x, y):
-        _refuse_dropout(model, "an array on disk or a stream of batches",
-                       "load the data into memory (numpy.asarray(x))")
         data = fed_data(model, x, y, settings, split_seed)
     else:
-        if shards.process_local(model.backend):
-            _refuse_dropout(model, "each process's own rows (process_local=True)",
-                           "pass the same full arrays in every process (a backend without "
-                           "process_local)")
         data = training_data(model, x, y, settings.validation_data, settings.validation_split,
                              settings.sample_weight, settings.class_weight,
                              split_seed=split_seed)
@@ -560,17 +556,6 @@ def _placed(model: MLP, data: TrainingData) -> TrainingData:
 
 
 # ------------------------------------------------------------------ data not in memory
-def _refuse_dropout(model: MLP, what: str, instead: str) -> None:
-    """Refuse a model with dropout for training data that reaches its steps with row
-    numbers other than their places among the training rows (a window of a feed, a
-    process's block): each row's masks follow from that place (`mlp.dropout`)."""
-    if model.spec.drops:
-        raise ValueError(f"a model with dropout trains only on arrays in memory, not on "
-                         f"{what}: each row's masks follow its place among the training "
-                         f"rows, which its training steps do not see there; {instead}, or "
-                         f"train without dropout")
-
-
 def fed(x: Any, y: Any) -> bool:
     """Whether `fit` reads its training data through a feed (`mlp.data`): a stream of
     batches (``y`` None) or arrays on disk. Refuses ``y`` None with anything else, and
@@ -1363,12 +1348,14 @@ class Trainer:
     def noise(self, first_epoch: int, n_epochs: int) -> dict[str, Array]:
         """The run's ``streams`` argument for epochs ``first_epoch`` on: their dropout
         streams (`mlp.dropout.epoch_streams`, from the model's seed and the epoch numbers
-        only); none without dropout."""
+        only), and ``ids`` where the rows' numbers are not their indices (`TrainingData`);
+        none without dropout."""
         model = self.model
         if not model.spec.drops:
             return {}
         host = dropout.epoch_streams(model.seed, first_epoch, n_epochs)
-        return {"streams": model.backend.asarray(host)}
+        ids = {} if self.data.ids is None else {"ids": self.data.ids}
+        return {"streams": model.backend.asarray(host), **ids}
 
     # ---------------------------------------------------------- divergence
     def replay(self, batches: Array | None, last: Array | None, n_epochs: int) -> np.ndarray:

@@ -426,25 +426,63 @@ def test_a_source_of_batches_where_an_array_is_needed_is_named_as_one():
     assert model.predict(list(zip(*x.T))).shape == (N, C)  # rows as tuples: an array
 
 
-@pytest.mark.parametrize("rates", [dict(dropout=0.3), dict(input_dropout=0.2)])
-def test_dropout_is_refused_for_data_on_disk_and_streams_before_anything_changes(
-        backend, tmp_path, rates):
-    """A row's dropout masks follow its place among the training rows, which the windows
-    of data on disk or of a stream do not give the steps: refused, the model unchanged."""
+DROPS = [dict(dropout=0.3), dict(input_dropout=0.2, dropout=0.4)]
+
+
+@pytest.mark.parametrize("rates", DROPS)
+@pytest.mark.parametrize("kind", ["memmap", "h5py"])
+def test_dropout_on_disk_trains_as_the_same_array_in_memory(backend, kind, rates, tmp_path,
+                                                            monkeypatch):
+    """A row's dropout masks follow its number among the training rows, which each window
+    of batches read from disk hands its steps beside the rows (windows of 3 batches here:
+    window-local indices would draw other masks): shuffled batches with a partial last
+    one, a validation split by index and row weights train the weights, losses and
+    validation scores of the same array in memory; so does one batch of every row."""
+    monkeypatch.setattr(mlp.data, "WINDOW_BYTES", 3 * 16 * 8 * F)
     x, y = _data()
-    model = _model(backend, **rates)
-    before = _weights(model)
-    for source in ((_memmap(tmp_path, x), y), (_batches(x, y, 16),),
-                   (lambda: iter(_batches(x, y, 16)),)):
-        with pytest.raises(ValueError, match=r"a model with dropout trains only on arrays in "
-                                             r"memory, not on an array on disk or a stream of "
-                                             r"batches: .*load the data into memory"):
-            model.fit(*source, epochs=2, batch_size=16)
-    assert model.epochs_trained_ == 0 and model.history_ is None
-    for p, q in zip(before, _weights(model), strict=True):
-        np.testing.assert_array_equal(p, q)
-    model.fit(x, y, epochs=1, batch_size=16, validation_data=(_memmap(tmp_path, x, "v.dat"), y))
-    assert model.epochs_trained_ == 1  # validation data on disk is only scored
+    w = np.random.default_rng(1).uniform(0.5, 2.0, N)
+    on_disk = ON_DISK[kind](tmp_path, x)
+    for settings in (dict(epochs=3, batch_size=16, validation_split=0.2, sample_weight=w),
+                     dict(epochs=2, batch_size=None)):
+        memory, disk = _model(backend, **rates), _model(backend, **rates)
+        h_mem = memory.fit(x, y, **settings)
+        h_disk = disk.fit(on_disk, y, **settings)
+        _assert_same(memory, disk, backend.name in EXACT)
+        for key, values in h_mem.history.items():
+            np.testing.assert_allclose(h_disk.history[key], values, rtol=1e-10)
+    plain = _model(backend)
+    plain.fit(x, y, epochs=2, batch_size=None)
+    assert not np.allclose(_weights(plain)[0], _weights(memory)[0])  # (units dropped)
+
+
+@pytest.mark.parametrize("rates", DROPS)
+def test_dropout_on_a_stream_follows_the_rows_places_in_the_epochs_stream(backend, rates,
+                                                                          monkeypatch):
+    """A stream's rows are numbered by their places in the epoch's stream (0, 1, 2, ...
+    over its batches in order), so a list of batches (in windows of 2 batches, a last
+    batch of another size) trains as the arrays in memory unshuffled, and a seeded
+    shuffling DataLoader is reproducible."""
+    monkeypatch.setattr(mlp.data, "WINDOW_BYTES", 2 * 16 * 8 * F)
+    x, y = _data()
+    w = np.random.default_rng(2).uniform(0.5, 2.0, N)
+    memory, listed, made = (_model(backend, **rates) for _ in range(3))
+    h_mem = memory.fit(x, y, epochs=3, batch_size=16, shuffle=False, sample_weight=w)
+    h_listed = listed.fit(_batches(x, y, 16, w), epochs=3)
+    made.fit(lambda: iter(_batches(x, y, 16, w)), epochs=3)
+    _assert_same(memory, listed, backend.name in EXACT)
+    _assert_same(listed, made, True)
+    np.testing.assert_allclose(h_listed.history["loss"], h_mem.history["loss"], rtol=1e-10)
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DataLoader, TensorDataset
+
+    def shuffled():
+        loader = DataLoader(TensorDataset(torch.tensor(x), torch.tensor(y)), batch_size=16,
+                            shuffle=True, generator=torch.Generator().manual_seed(7))
+        model = _model(backend, **rates)
+        model.fit(loader, epochs=2)
+        return model
+
+    _assert_same(shuffled(), shuffled(), True)
 
 
 # ------------------------------------------------------------ reading ahead

@@ -9,9 +9,12 @@ one-epoch run over the window's rows with the window's batches as row indices
 (``run(params, opt_state, x_w, y_w, w_w, full[None], rest[None], 1)``: on JAX the
 compiled scan of steps, on NumPy and PyTorch the in-place executor), so every
 step's arithmetic is the in-memory run's, bit for bit, and the run's fixed cost
-is paid once per window. `FedEpochs` sums the windows' losses (weighted by their
-rows, or their weights' sums) and totals into the epoch's, and runs under the
-pipeline's one Ctrl-C protocol (`mlp.engine.pipeline.run_epochs`).
+is paid once per window. With dropout, each window's run takes the epoch's key and
+its rows' numbers in the training data (the window's ``ids``), so that every row's
+masks are those of the same row in memory (`mlp.dropout`). `FedEpochs` sums the
+windows' losses (weighted by their rows, or their weights' sums) and totals into the
+epoch's, and runs under the pipeline's one Ctrl-C protocol
+(`mlp.engine.pipeline.run_epochs`).
 """
 
 from __future__ import annotations
@@ -57,20 +60,34 @@ class FedEpochs:
     feed : Feed
     indices : callable
         ``indices(host) -> device array``: a window's batch indices for the run.
+    streams : array, (n_epochs, 1), or None
+        The dropout keys of the epochs run, in order (`mlp.dropout.epoch_streams`);
+        None without dropout.
     """
 
     def __init__(self, xp: Namespace, window_run: Run, carry: Carry, feed: Feed,
-                 indices: Callable[[np.ndarray], Array]) -> None:
-        self.xp, self.window_run, self.carry, self.saved, self.feed = (
-            xp, window_run, carry, carry, feed)
-        self.indices = indices
+                 indices: Callable[[np.ndarray], Array], streams: Array | None = None
+                 ) -> None:
+        self.xp, self.window_run, self.carry, self.feed = xp, window_run, carry, feed
+        self.indices, self.streams = indices, streams
+        self.done = 0  # epochs run (the next one's dropout key)
+        self.saved = (carry, 0)
         self.stack = xp.stack
 
     def save(self) -> None:
-        self.saved = self.carry
+        self.saved = (self.carry, self.done)
 
     def restore(self) -> None:
-        self.carry = self.saved
+        self.carry, self.done = self.saved
+
+    def _noise(self, window: Window) -> dict[str, Array | None]:
+        """The window run's dropout arguments: the epoch's key and the window's rows'
+        numbers in the training data (`mlp.engine.pipeline.make_run`); none without."""
+        if self.streams is None:
+            return {}
+        ids = window[5]
+        return {"streams": self.streams[self.done:self.done + 1, ...],
+                "ids": None if ids is None else self.indices(ids)}
 
     def result(self) -> Carry:
         """``(params, opt_state)`` after the epochs run so far."""
@@ -79,12 +96,12 @@ class FedEpochs:
     def _run(self, window: Window) -> tuple[Array, Array | None, Array]:
         """The window's steps; its summed loss (times its rows, or its weights' sum), its
         training totals (with its data's) and that count."""
-        x, y, w, full, rest = window
+        x, y, w, full, rest, _ = window
         batches = None if full is None else self.indices(full[None, ...])
         last = None if rest is None else self.indices(rest[None, ...])
         try:
             params, opt_state, losses, totals = self.window_run(*self.carry, x, y, w, batches,
-                                                                last, 1)
+                                                                last, 1, **self._noise(window))
         except InterruptedRun as part:  # (the window's one-epoch run did not complete)
             raise KeyboardInterrupt from part.__cause__
         self.carry = (params, opt_state)
@@ -106,14 +123,16 @@ class FedEpochs:
         count = xp.sum(xp.stack([c for _, _, c in parts]))
         sums = None if parts[0][1] is None else xp.sum(xp.stack([t for _, t, _ in parts]),
                                                        axis=0)
+        self.done += 1
         return total / xp.where(count > 0, count, xp.ones_like(count)), sums
 
 
 def fed_run(xp: Namespace, window_run: Run, indices: Callable[[np.ndarray], Array]) -> Run:
     """A run with `mlp.engine.pipeline.make_run`'s contract whose ``x`` is a feed
     (`mlp.data.Feed`; ``y`` and ``w`` unused): ``run(params, opt_state, feed, None,
-    None, batches, last, n_epochs)`` with host row indices ``batches`` and ``last``
-    (None for a stream's own batches). ``totals: (n_epochs, t + d)`` hold each
+    None, batches, last, n_epochs, streams=None)`` with host row indices ``batches`` and
+    ``last`` (None for a stream's own batches) and the epochs' dropout keys ``streams``
+    (the windows give their rows' numbers). ``totals: (n_epochs, t + d)`` hold each
     epoch's training totals followed by its data's, summed over its windows.
 
     Parameters
@@ -130,8 +149,9 @@ def fed_run(xp: Namespace, window_run: Run, indices: Callable[[np.ndarray], Arra
     """
 
     def run(params: Any, opt_state: Any, feed: Feed, y: Any, w: Any, batches: Any,
-            last: Any, n_epochs: int) -> tuple[Any, Any, Array, Array | None]:
-        executor = FedEpochs(xp, window_run, (params, opt_state), feed, indices)
+            last: Any, n_epochs: int, streams: Array | None = None
+            ) -> tuple[Any, Any, Array, Array | None]:
+        executor = FedEpochs(xp, window_run, (params, opt_state), feed, indices, streams)
         losses, totals = run_epochs(executor, batches, last, n_epochs)
         params, opt_state = executor.result()
         stacked = None if not totals or totals[0] is None else xp.stack(totals)

@@ -1,6 +1,7 @@
 """The run: steps composed into epochs, epochs into a run, one definition for all.
 
-`make_run` builds ``run(params, opt_state, x, y, w, batches, last, n_epochs, streams)``
+`make_run` builds ``run(params, opt_state, x, y, w, batches, last, n_epochs, streams,
+ids)``
 for a network, an optimizer and an `Objective` (mlp's own, or scikit-learn's),
 and runs it with one of two executors:
 
@@ -42,8 +43,8 @@ from .pure import Carry, PureEpochs, Rows, epoch_function, make_step
 if TYPE_CHECKING:
     from ..backends import Backend
 
-#: ``run(params, opt_state, x, y, w, batches, last, n_epochs, streams=None) -> (params,
-#: opt_state, losses, totals)`` (`make_run`).
+#: ``run(params, opt_state, x, y, w, batches, last, n_epochs, streams=None, ids=None) ->
+#: (params, opt_state, losses, totals)`` (`make_run`).
 Run: TypeAlias = Callable[..., tuple[Any, Any, Array, Array | None]]
 _Built = TypeVar("_Built")
 
@@ -186,8 +187,8 @@ def join_data_totals(xp: Namespace, totals: Array | None, extra: Array | None
 def make_run(backend: Backend, spec: NetworkSpec, optimizer: Optimizer, alpha: float = 0.0,
              clip_norm: float | None = None, objective: Objective = MLP_OBJECTIVE,
              counted: bool = False) -> Run:
-    """``run(params, opt_state, x, y, w, batches, last, n_epochs, streams=None) -> (params,
-    opt_state, losses, totals)``.
+    """``run(params, opt_state, x, y, w, batches, last, n_epochs, streams=None, ids=None)
+    -> (params, opt_state, losses, totals)``.
 
     Parameters
     ----------
@@ -219,7 +220,9 @@ def make_run(backend: Backend, spec: NetworkSpec, optimizer: Optimizer, alpha: f
         of each step), then the data's own (`mlp.losses.Loss.data_totals`, the
         same for every epoch); None where the objective keeps none.
         ``streams: (n_epochs, 1)`` int32 are the epochs' dropout keys
-        (`mlp.dropout.epoch_streams`; None: no unit dropped). The pure
+        (`mlp.dropout.epoch_streams`; None: no unit dropped); ``ids: (n,)`` int32
+        are the rows' numbers in the training data that their masks follow, where
+        those are not their indices in ``x`` (None: they are). The pure
         run is compiled with ``backend.jit`` (``n_epochs`` is static); where
         the backend offers in-place operations, the in-place executor runs
         instead (`fast_run`). A learning-rate schedule of the user's own is
@@ -254,14 +257,15 @@ def _pure_run(backend: Backend, spec: NetworkSpec, optimizer: Optimizer, alpha: 
 
     def run(params: Params, opt_state: Any, x: Array, y: Array, w: Array | None,
             batches: Array | None, last: Array | None, n_epochs: int,
-            streams: Array | None = None) -> tuple[Any, Any, Array, Array | None]:
+            streams: Array | None = None, ids: Array | None = None
+            ) -> tuple[Any, Any, Array, Array | None]:
         extra = _data_totals(spec, objective, y, w)  # once, not per step
         streams = streams if spec.drops else None
         if not backend.compiles:
             executor = _pure_epochs(backend, spec, (optimizer, alpha, clip_norm, counted),
-                                    objective, (params, opt_state), (x, y, w), streams)
+                                    objective, (params, opt_state), (x, y, w), streams, ids)
             return _finish(xp, executor, (batches, last, n_epochs), extra)
-        epoch = epoch_function(backend, step, x, y, w, objective.weighted(w), counted)
+        epoch = epoch_function(backend, step, x, y, w, objective.weighted(w), counted, ids)
 
         def scanned(carry: Carry, xs: Any) -> Any:
             full, rest, stream = xs
@@ -277,23 +281,23 @@ def _pure_run(backend: Backend, spec: NetworkSpec, optimizer: Optimizer, alpha: 
 def _pure_epochs(backend: Backend, spec: NetworkSpec,
                  training: tuple[Optimizer, float, float | None, bool], objective: Objective,
                  start: Carry, data: tuple[Array, Array, Array | None],
-                 streams: Array | None = None) -> PureEpochs:
+                 streams: Array | None = None, ids: Array | None = None) -> PureEpochs:
     """`PureEpochs` from ``start = (params, opt_state)``, packed where it pays
     (`packs_layers`); ``training = (optimizer, alpha, clip_norm, counted)``; ``streams``:
-    the epochs' dropout streams (or None)."""
+    the epochs' dropout streams (or None); ``ids``: the rows' numbers (`make_run`)."""
     xp, (params, opt_state), (optimizer, alpha, clip_norm, counted) = spec.xp, start, training
     weighted = objective.weighted(data[2])
     if packs_layers(optimizer, opt_state, params, objective):
         layout = Layout(xp, [W.shape for W, _ in params])
         step = make_step(spec, optimizer, alpha, clip_norm, layout, objective)
-        return PureEpochs(xp, epoch_function(backend, step, *data, weighted, counted),
+        return PureEpochs(xp, epoch_function(backend, step, *data, weighted, counted, ids),
                           (layout.pack(params), layout.pack_tree(opt_state)),
                           lambda c: (layout.unpack(c[0]), layout.unpack_tree(c[1], opt_state)),
                           streams)
     step = make_step(spec, optimizer, alpha, clip_norm, None, objective)
     # as after every step: the weights in new arrays
     params = [(xp.asarray(W, copy=True), b) for W, b in params]
-    return PureEpochs(xp, epoch_function(backend, step, *data, weighted, counted),
+    return PureEpochs(xp, epoch_function(backend, step, *data, weighted, counted, ids),
                       (params, opt_state),
                       lambda c: c, streams)
 
@@ -350,9 +354,11 @@ def fast_run(backend: Backend, pure_run: Run, spec: NetworkSpec, optimizer: Opti
 
     def run(params: Params, opt_state: Any, x: Array, y: Array, w: Array | None,
             batches: Array | None, last: Array | None, n_epochs: int,
-            streams: Array | None = None) -> tuple[Any, Any, Array, Array | None]:
-        # where the pure run packs the parameters (`packs_layers`), the global norm of
-        # clipping is summed over the two packed arrays instead of per layer
+            streams: Array | None = None, ids: Array | None = None
+            ) -> tuple[Any, Any, Array, Array | None]:
+        # (streams, ids: no unit drops here, `make_run` trains dropout pure). Where the
+        # pure run packs the parameters (`packs_layers`), the global norm of clipping is
+        # summed over the two packed arrays instead of per layer
         packed = packs_layers(optimizer, opt_state, params, objective)
         executor = inplace.executor(ops, spec, (optimizer, alpha, clip_norm, objective),
                                     (params, opt_state), (x, y, w, batches), packed)

@@ -144,7 +144,7 @@ def batch_masks(spec: NetworkSpec, layers: Any, xb: Array, noise: Noise) -> Mask
 
 
 def epoch_function(backend: Backend, step: Step, x: Array, y: Array, w: Array | None,
-                   weighted: bool, counted: bool = False) -> Epoch:
+                   weighted: bool, counted: bool = False, ids: Array | None = None) -> Epoch:
     """``epoch(carry, rows, stream=None) -> (carry, (mean loss, totals))``: one epoch of
     ``step``.
 
@@ -159,22 +159,30 @@ def epoch_function(backend: Backend, step: Step, x: Array, y: Array, w: Array | 
     and the epoch runs the slots that hold any (`counted_epoch`).
 
     ``stream`` (`mlp.dropout.epoch_streams`' row for the epoch, or None without
-    dropout) with each batch's row indices gives the step its dropout masks (`Noise`).
+    dropout) with each batch's row indices gives the step its dropout masks (`Noise`):
+    a row's masks follow its number in the training data, its index in ``x``, or with
+    ``ids: (len(x),)`` int32 ``ids[index]`` (rows that reach the run in pieces: a window
+    of a feed, a process's block).
     """
     xp, take = backend.xp, backend.take_rows
+
+    def noise(stream: Array | None, rows: Array) -> Noise:
+        if stream is None:
+            return None
+        return stream, rows if ids is None else take(ids, rows)
 
     def epoch(carry: Carry, rows: Rows, stream: Array | None = None
               ) -> tuple[Carry, tuple[Array, Array | None]]:
         def batch(carry: Carry, rows: Array) -> tuple[Carry, tuple[Array, Array | None]]:
             wb = None if w is None else take(w, rows)
-            noise = None if stream is None else (stream, rows)
             params, opt_state, loss, totals = step(*carry, take(x, rows), take(y, rows), wb,
-                                                   noise)
+                                                   noise(stream, rows))
             return (params, opt_state), (loss * xp.sum(wb) if weighted else loss, totals)
 
         if rows is None:
-            noise = None if stream is None else (stream, _all_rows(xp, x))
-            params, opt_state, loss, totals = step(*carry, x, y, w, noise)
+            every = None if stream is None else (stream, _all_rows(xp, x) if ids is None
+                                                 else ids)
+            params, opt_state, loss, totals = step(*carry, x, y, w, every)
             return (params, opt_state), (loss, totals)
         full, rest = rows
         if counted:
