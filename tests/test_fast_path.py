@@ -18,11 +18,11 @@ import warnings
 
 import numpy as np
 import pytest
-from mlp.backends import _torch
-from mlp.backends._numpy import NumpyBackend
 
 import mlp
 from mlp import activations, losses, optimizers, schedules
+from mlp.backends import _torch
+from mlp.backends._numpy import NumpyBackend
 from mlp.engine import inplace, kernels, layout, pipeline
 from mlp.engine.pipeline import InterruptedRun, batch_indices, make_run
 from mlp.engine.pure import PureEpochs

@@ -17,6 +17,7 @@ import textwrap
 import tomllib
 
 import pytest
+
 from mlp.backends import _torch
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
